@@ -1,0 +1,86 @@
+"""Plain-numpy and PyTorch versions of the reference MLP training epoch, for the benchmarks.
+
+The numpy step is written the way a careful numpy user would: matmuls into fresh arrays,
+broadcasting for the bias and activation, the softmax cross-entropy gradient in closed form
+and Keras's Adam formula. Same network, same data order, same batch size as minidl's run.
+"""
+import numpy as np
+
+UNITS = (784, 64, 64, 10)
+
+
+def glorot(rng, fan_in, fan_out):
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (fan_in, fan_out)).astype(np.float32)
+
+
+class NumpyMLP:
+    """784-64-64-10 ReLU MLP with softmax cross-entropy and Adam (Keras defaults)."""
+
+    def __init__(self, seed=0, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        rng = np.random.default_rng(seed)
+        self.params = []
+        for fan_in, fan_out in zip(UNITS[:-1], UNITS[1:]):
+            self.params += [glorot(rng, fan_in, fan_out), np.zeros(fan_out, np.float32)]
+        self.m = [np.zeros_like(p) for p in self.params]
+        self.v = [np.zeros_like(p) for p in self.params]
+        self.lr, self.b1, self.b2, self.eps, self.t = lr, beta_1, beta_2, epsilon, 0
+
+    def step(self, x, y):
+        w1, b1, w2, b2, w3, b3 = self.params
+        z1 = x @ w1 + b1
+        a1 = np.maximum(z1, 0)
+        z2 = a1 @ w2 + b2
+        a2 = np.maximum(z2, 0)
+        logits = a2 @ w3 + b3
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        n = x.shape[0]
+        loss = -np.log(np.clip(probs[np.arange(n), y], 1e-7, 1.0)).mean()
+        d3 = probs
+        d3[np.arange(n), y] -= 1
+        d3 /= n
+        grads = [None] * 6
+        grads[4], grads[5] = a2.T @ d3, d3.sum(axis=0)
+        d2 = (d3 @ w3.T) * (z2 > 0)
+        grads[2], grads[3] = a1.T @ d2, d2.sum(axis=0)
+        d1 = (d2 @ w2.T) * (z1 > 0)
+        grads[0], grads[1] = x.T @ d1, d1.sum(axis=0)
+        self.t += 1
+        alpha = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            m += (g - m) * (1 - self.b1)
+            v += (g * g - v) * (1 - self.b2)
+            p -= alpha * m / (np.sqrt(v) + self.eps)
+        return loss
+
+    def epoch(self, x, y, order, batch_size=32):
+        for start in range(0, len(x), batch_size):
+            rows = order[start:start + batch_size]
+            self.step(x[rows], y[rows])
+
+
+def torch_epoch_runner(x, y, seed=0):
+    """A function running one epoch of the same model in PyTorch eager mode, or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+
+    def epoch(order, batch_size=32):
+        idx = torch.from_numpy(order)
+        for start in range(0, len(xt), batch_size):
+            rows = idx[start:start + batch_size]
+            opt.zero_grad()
+            loss = loss_fn(model(xt[rows]), yt[rows])
+            loss.backward()
+            opt.step()
+    return epoch

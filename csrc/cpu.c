@@ -1,0 +1,120 @@
+/* cpu.c - detect what the CPU and the OS support, pick the GEMM kernel table once, and hold
+ * the one thread count that every parallel region of minidl uses.
+ *
+ * A CPU may advertise AVX-512 while the OS does not save the zmm registers on a context
+ * switch; using them then corrupts state silently. So besides the cpuid feature bits we read
+ * XCR0 (xgetbv) and require the OS to have enabled the matching register state.
+ */
+#include "gemm_kernels.h"
+
+#include <stdio.h>
+
+#if MDL_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+#ifdef MDL_X86
+#include <cpuid.h>
+
+static unsigned long long read_xcr0(void) {
+    unsigned int eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((unsigned long long)edx << 32) | eax;
+}
+
+static int detect_archs(void) {
+    unsigned int eax, ebx, ecx, edx;
+    int archs = 1 << MDL_ARCH_GENERIC;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return archs;
+    int has_fma = (ecx >> 12) & 1, has_osxsave = (ecx >> 27) & 1, has_avx = (ecx >> 28) & 1;
+    if (!has_osxsave || !has_avx) return archs;
+    unsigned long long xcr0 = read_xcr0();
+    int os_ymm = (xcr0 & 0x6) == 0x6;    /* SSE + AVX state */
+    int os_zmm = (xcr0 & 0xE6) == 0xE6;  /* + opmask, upper zmm0-15, zmm16-31 */
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return archs;
+    int has_avx2 = (ebx >> 5) & 1, has_avx512f = (ebx >> 16) & 1;
+    if (os_ymm && has_avx && has_avx2 && has_fma) archs |= 1 << MDL_ARCH_AVX2;
+    if (os_zmm && has_avx512f && (archs & (1 << MDL_ARCH_AVX2))) archs |= 1 << MDL_ARCH_AVX512;
+    return archs;
+}
+#else
+static int detect_archs(void) { return 1 << MDL_ARCH_GENERIC; }
+#endif
+
+static int g_archs = -1;
+static const mdl_gemm_kernels *g_kernels = &mdl_kernels_generic;
+static int g_num_threads = 0; /* 0: not yet read from the OpenMP runtime */
+
+int mdl_supported_archs(void) {
+    if (g_archs < 0) g_archs = detect_archs();
+    return g_archs;
+}
+
+mdl_arch mdl_best_arch(void) {
+    int archs = mdl_supported_archs();
+    for (int a = MDL_ARCH_COUNT - 1; a > 0; a--)
+        if (archs & (1 << a)) return (mdl_arch)a;
+    return MDL_ARCH_GENERIC;
+}
+
+int mdl_set_arch(mdl_arch arch) {
+    if (arch < 0 || arch >= MDL_ARCH_COUNT || !(mdl_supported_archs() & (1 << arch))) return -1;
+    switch (arch) {
+#ifdef MDL_X86
+    case MDL_ARCH_AVX512: g_kernels = &mdl_kernels_avx512; break;
+    case MDL_ARCH_AVX2: g_kernels = &mdl_kernels_avx2; break;
+#endif
+    default: g_kernels = &mdl_kernels_generic; break;
+    }
+    return 0;
+}
+
+mdl_arch mdl_get_arch(void) { return g_kernels->arch; }
+
+const mdl_gemm_kernels *mdl_active_kernels(void) { return g_kernels; }
+
+const char *mdl_arch_name(mdl_arch arch) {
+    static const char *names[MDL_ARCH_COUNT] = {"generic", "avx2", "avx512"};
+    return (arch >= 0 && arch < MDL_ARCH_COUNT) ? names[arch] : "unknown";
+}
+
+const char *mdl_kernel_description(void) {
+    static char text[128];
+    const mdl_gemm_kernels *k = g_kernels;
+    snprintf(text, sizeof text, "%s: sgemm %dx%d (mc %d, kc %d, nc %d), dgemm %dx%d (mc %d, kc %d, nc %d)",
+             mdl_arch_name(k->arch), k->s.mr, k->s.nr, k->s.mc, k->s.kc, k->s.nc,
+             k->d.mr, k->d.nr, k->d.mc, k->d.kc, k->d.nc);
+    return text;
+}
+
+int mdl_have_openmp(void) { return MDL_HAVE_OPENMP; }
+
+int mdl_num_procs(void) {
+#if MDL_HAVE_OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+int mdl_get_num_threads(void) {
+#if MDL_HAVE_OPENMP
+    /* omp_get_max_threads() honours OMP_NUM_THREADS; read once, then ours to change. */
+    if (g_num_threads <= 0) g_num_threads = omp_get_max_threads();
+    return g_num_threads;
+#else
+    return 1;
+#endif
+}
+
+void mdl_set_num_threads(int n) { g_num_threads = n > 0 ? n : 1; }
+
+const char *mdl_compiler(void) {
+#if defined(__clang__)
+    return "clang " __clang_version__;
+#elif defined(__GNUC__)
+    return "gcc " __VERSION__;
+#else
+    return "unknown";
+#endif
+}

@@ -1,0 +1,118 @@
+/* gemm_avx512.c - AVX-512F micro-kernels: sgemm 12x32 and dgemm 12x16.
+ * 12 rows x 2 zmm accumulators = 24 of the 32 zmm registers, leaving room for the two B
+ * vectors and the broadcast. Compiled with a target attribute rather than -mavx512f so the
+ * rest of the library stays runnable on any x86-64; cpu.c only selects it after checking
+ * cpuid and XCR0.
+ */
+#include "gemm_kernels.h"
+
+#ifdef MDL_X86
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+#define UK_CAT_(a, b) a##b
+#define UK_CAT(a, b) UK_CAT_(a, b)
+#define UK_TARGET __attribute__((target("avx512f,avx2,fma")))
+#define UK_MR 12
+#define UK_NV 2
+
+#define UK_NAME sgemm_ukernel_avx512
+#define UK_T float
+#define UK_V __m512
+#define UK_M __mmask16
+#define UK_VL 16
+#define UK_ZERO() _mm512_setzero_ps()
+#define UK_LOAD(p) _mm512_loadu_ps(p)
+#define UK_LOADM(p, m) _mm512_maskz_loadu_ps(m, p)
+#define UK_BCAST(x) _mm512_set1_ps(x)
+#define UK_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define UK_MUL(a, b) _mm512_mul_ps(a, b)
+#define UK_STORE(p, v) _mm512_storeu_ps(p, v)
+#define UK_STOREM(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define UK_MASK(n) ((__mmask16)((1u << (n)) - 1u))
+#define UK_SFMA(x, y, z) fmaf(x, y, z)
+#include "gemm_ukernel.inc"
+#undef UK_NAME
+#undef UK_T
+#undef UK_V
+#undef UK_M
+#undef UK_VL
+#undef UK_ZERO
+#undef UK_LOAD
+#undef UK_LOADM
+#undef UK_BCAST
+#undef UK_FMA
+#undef UK_MUL
+#undef UK_STORE
+#undef UK_STOREM
+#undef UK_MASK
+#undef UK_SFMA
+
+#define UK_NAME dgemm_ukernel_avx512
+#define UK_T double
+#define UK_V __m512d
+#define UK_M __mmask8
+#define UK_VL 8
+#define UK_ZERO() _mm512_setzero_pd()
+#define UK_LOAD(p) _mm512_loadu_pd(p)
+#define UK_LOADM(p, m) _mm512_maskz_loadu_pd(m, p)
+#define UK_BCAST(x) _mm512_set1_pd(x)
+#define UK_FMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define UK_MUL(a, b) _mm512_mul_pd(a, b)
+#define UK_STORE(p, v) _mm512_storeu_pd(p, v)
+#define UK_STOREM(p, m, v) _mm512_mask_storeu_pd(p, m, v)
+#define UK_MASK(n) ((__mmask8)((1u << (n)) - 1u))
+#define UK_SFMA(x, y, z) fma(x, y, z)
+#include "gemm_ukernel.inc"
+
+/* Gathering packs for transposed operands (see mdl_spack in gemm_kernels.h): one masked
+ * gather per vector of the panel row replaces 16 scalar loads and stores. The 32-bit gather
+ * indices j * stride_j must not overflow, so very long strides fall back to the driver. */
+static UK_TARGET int spack_gather_avx512(ptrdiff_t kc, ptrdiff_t w, const float *src,
+                                         ptrdiff_t stride_k, ptrdiff_t stride_j, float *dst,
+                                         int width) {
+    if (stride_j <= 0 || stride_j > INT32_MAX / 64) return -1;
+    __m512i idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)stride_j));
+    for (int j0 = 0; j0 < width; j0 += 16) {
+        ptrdiff_t lanes = w - j0 < 0 ? 0 : w - j0 > 16 ? 16 : w - j0;
+        int store_lanes = width - j0 > 16 ? 16 : width - j0;
+        __mmask16 load_mask = (__mmask16)((1u << lanes) - 1u);
+        __mmask16 store_mask = (__mmask16)((1u << store_lanes) - 1u);
+        const float *s = src + j0 * stride_j;
+        for (ptrdiff_t k = 0; k < kc; k++) {
+            __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), load_mask, idx, s + k * stride_k, 4);
+            _mm512_mask_storeu_ps(dst + k * width + j0, store_mask, v);
+        }
+    }
+    return 0;
+}
+
+static UK_TARGET int dpack_gather_avx512(ptrdiff_t kc, ptrdiff_t w, const double *src,
+                                         ptrdiff_t stride_k, ptrdiff_t stride_j, double *dst,
+                                         int width) {
+    if (stride_j <= 0 || stride_j > INT32_MAX / 64) return -1;
+    __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                     _mm256_set1_epi32((int)stride_j));
+    for (int j0 = 0; j0 < width; j0 += 8) {
+        ptrdiff_t lanes = w - j0 < 0 ? 0 : w - j0 > 8 ? 8 : w - j0;
+        int store_lanes = width - j0 > 8 ? 8 : width - j0;
+        __mmask8 load_mask = (__mmask8)((1u << lanes) - 1u);
+        __mmask8 store_mask = (__mmask8)((1u << store_lanes) - 1u);
+        const double *s = src + j0 * stride_j;
+        for (ptrdiff_t k = 0; k < kc; k++) {
+            __m512d v = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), load_mask, idx, s + k * stride_k, 8);
+            _mm512_mask_storeu_pd(dst + k * width + j0, store_mask, v);
+        }
+    }
+    return 0;
+}
+
+const mdl_gemm_kernels mdl_kernels_avx512 = {
+    MDL_ARCH_AVX512,
+    sgemm_ukernel_avx512, spack_gather_avx512, {12, 32, 480, 384, 3072},
+    dgemm_ukernel_avx512, dpack_gather_avx512, {12, 16, 240, 384, 1536},
+};
+#endif

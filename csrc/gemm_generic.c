@@ -1,0 +1,44 @@
+/* gemm_generic.c - portable C micro-kernels (4x8 tiles), the fallback on any CPU.
+ * Written so that the compiler can keep the tile in registers and vectorise the j loop
+ * with whatever baseline ISA the build targets (SSE2 on x86-64, NEON on arm64).
+ */
+#include "gemm_kernels.h"
+
+#define GEN_MR 4
+#define GEN_NR 8
+
+#define DEFINE_GENERIC_UKERNEL(NAME, T)                                                     \
+    static void NAME(ptrdiff_t k, T alpha, const T *a, ptrdiff_t rs_a, ptrdiff_t cs_a,     \
+                     const T *b, ptrdiff_t rs_b, T beta,                                    \
+                     T *c, ptrdiff_t rs_c, ptrdiff_t cs_c, int mr, int nr) {               \
+        T acc[GEN_MR][GEN_NR] = {{0}};                                                      \
+        const T *rows[GEN_MR];                                                              \
+        for (int i = 0; i < GEN_MR; i++) rows[i] = a + (i < mr ? i : mr - 1) * rs_a;        \
+        if (nr == GEN_NR) {                                                                 \
+            for (ptrdiff_t p = 0; p < k; p++, b += rs_b)                                    \
+                for (int i = 0; i < GEN_MR; i++) {                                          \
+                    T ai = rows[i][p * cs_a];                                               \
+                    for (int j = 0; j < GEN_NR; j++) acc[i][j] += ai * b[j];                \
+                }                                                                           \
+        } else {                                                                            \
+            for (ptrdiff_t p = 0; p < k; p++, b += rs_b)                                    \
+                for (int i = 0; i < GEN_MR; i++) {                                          \
+                    T ai = rows[i][p * cs_a];                                               \
+                    for (int j = 0; j < nr; j++) acc[i][j] += ai * b[j];                    \
+                }                                                                           \
+        }                                                                                   \
+        for (int i = 0; i < mr; i++)                                                        \
+            for (int j = 0; j < nr; j++) {                                                  \
+                T *cij = c + i * rs_c + j * cs_c;                                           \
+                *cij = beta != 0 ? alpha * acc[i][j] + beta * *cij : alpha * acc[i][j];     \
+            }                                                                               \
+    }
+
+DEFINE_GENERIC_UKERNEL(sgemm_ukernel_generic, float)
+DEFINE_GENERIC_UKERNEL(dgemm_ukernel_generic, double)
+
+const mdl_gemm_kernels mdl_kernels_generic = {
+    MDL_ARCH_GENERIC,
+    sgemm_ukernel_generic, NULL, {GEN_MR, GEN_NR, 128, 256, 2048},
+    dgemm_ukernel_generic, NULL, {GEN_MR, GEN_NR, 128, 256, 2048},
+};

@@ -1,0 +1,63 @@
+/* gemm_kernels.h - internal contract between the GEMM driver and the per-ISA micro-kernels.
+ *
+ * A micro-kernel computes one MR x NR tile of C over a depth of k:
+ *     C[0:mr, 0:nr] = alpha * A[0:mr, 0:k] @ B[0:k, 0:nr] + beta * C[0:mr, 0:nr]
+ * - A is read through any strides (rs_a, cs_a): packed panels (rs_a = 1, cs_a = MR) and plain
+ *   row-major or transposed matrices go through the same code. Rows at and past mr are never
+ *   read (the kernel clamps their addresses to row mr - 1) and never stored.
+ * - B rows are contiguous (column stride 1), row stride rs_b; columns at and past nr are
+ *   neither read nor stored (masked), so B may be an unpacked matrix as well as a packed panel.
+ * - C has any strides. beta == 0 means C is not read.
+ * Every element of C is the same sequence of fused multiply-adds over k whatever the tile it
+ * lands in and whatever mr and nr are, so tiling never changes the result bits.
+ */
+#ifndef MINIDL_GEMM_KERNELS_H
+#define MINIDL_GEMM_KERNELS_H
+
+#include "minidl.h"
+
+typedef void (*mdl_sgemm_ukernel)(ptrdiff_t k, float alpha,
+                                  const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                                  const float *b, ptrdiff_t rs_b, float beta,
+                                  float *c, ptrdiff_t rs_c, ptrdiff_t cs_c, int mr, int nr);
+typedef void (*mdl_dgemm_ukernel)(ptrdiff_t k, double alpha,
+                                  const double *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                                  const double *b, ptrdiff_t rs_b, double beta,
+                                  double *c, ptrdiff_t rs_c, ptrdiff_t cs_c, int mr, int nr);
+
+/* Optional gathering pack of one panel (see pack_panel in gemm_driver.inc):
+ * dst[k * width + j] = src[k * stride_k + j * stride_j] for j < w, 0 up to width.
+ * Returns 0 when done, -1 when it cannot handle these strides (the driver then packs). */
+typedef int (*mdl_spack)(ptrdiff_t kc, ptrdiff_t w, const float *src, ptrdiff_t stride_k,
+                         ptrdiff_t stride_j, float *dst, int width);
+typedef int (*mdl_dpack)(ptrdiff_t kc, ptrdiff_t w, const double *src, ptrdiff_t stride_k,
+                         ptrdiff_t stride_j, double *dst, int width);
+
+/* Register tile (mr x nr) and cache blocks (mc, kc, nc) for one element type. KC fixes the
+ * summation order over k, so it depends only on the ISA and never on the thread count. */
+typedef struct {
+    int mr, nr;
+    int mc, kc, nc;
+} mdl_blocking;
+
+typedef struct {
+    mdl_arch arch;
+    mdl_sgemm_ukernel sgemm;
+    mdl_spack spack_gather; /* may be NULL */
+    mdl_blocking s;
+    mdl_dgemm_ukernel dgemm;
+    mdl_dpack dpack_gather; /* may be NULL */
+    mdl_blocking d;
+} mdl_gemm_kernels;
+
+extern const mdl_gemm_kernels mdl_kernels_generic;
+#if defined(__x86_64__) || defined(_M_X64)
+#define MDL_X86 1
+extern const mdl_gemm_kernels mdl_kernels_avx2;
+extern const mdl_gemm_kernels mdl_kernels_avx512;
+#endif
+
+/* The table picked by cpu.c (at import, or by mdl_set_arch). */
+const mdl_gemm_kernels *mdl_active_kernels(void);
+
+#endif

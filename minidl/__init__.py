@@ -1,0 +1,39 @@
+"""minidl: a minimal deep learning framework with a Keras-shaped API over a compiled core.
+
+    import minidl
+    from minidl import Sequential
+    from minidl.layers import Dense
+
+The namespace mirrors ``keras``: layers, activations, losses, optimizers, metrics,
+initializers, callbacks, datasets, utils, models. Heavy work runs in ``minidl._core``
+(Cython over the C kernels in csrc/), chosen for this CPU at import; see show_config().
+"""
+try:
+    from minidl._core._backend import backend_info, get_num_threads, set_num_threads
+except ImportError as error:  # pragma: no cover - depends on how minidl was obtained
+    if "MINIDL_ARCH" in str(error):
+        raise
+    raise ImportError(
+        "minidl's compiled core is missing. Install the package with `pip install .` (and "
+        "run Python outside the source tree), or build in place with "
+        "`python setup.py build_ext --inplace`.") from error
+
+from minidl import (activations, callbacks, datasets, initializers, layers, losses, metrics,
+                    models, ops, optimizers, utils)
+from minidl.layers import Input
+from minidl.models import Sequential
+
+__version__ = "0.1.0"
+
+
+def show_config():
+    """Print what the compiled core chose on this machine: ISA, kernels, OpenMP, threads."""
+    for key, value in backend_info().items():
+        if isinstance(value, tuple):
+            value = ", ".join(value)
+        print(f"{key:>16}: {value}")
+
+
+__all__ = ["Input", "Sequential", "activations", "backend_info", "callbacks", "datasets",
+           "get_num_threads", "initializers", "layers", "losses", "metrics", "models", "ops",
+           "optimizers", "set_num_threads", "show_config", "utils", "__version__"]

@@ -1,0 +1,656 @@
+# cython: language_level=3
+"""Activation kernels: forward, backward, and the two bias fusions the Dense layer calls.
+
+Layering: ``minidl.activations`` checks dtypes and shapes for the user and reshapes every array
+to a C-contiguous 2-D (rows, last axis) view. The ``def`` functions here re-check only what
+protects memory (matching shapes, row strides), then run without the GIL over raw pointers.
+
+Each activation is a ``kind`` (a name in ``KINDS``) with up to three float parameters
+``params = (a, b, c)``; see ``KINDS`` for their meaning. Loops switch on the kind once per span
+(a row, or a whole chunk of the flattened array) and never per element, so each span is a tight
+loop the compiler can vectorise where the math allows.
+
+Threads: work is split into chunks of whole rows whose size depends only on the shape. Arrays
+under ``PARALLEL_MIN`` elements run serially without opening a parallel region. The bias
+gradient is summed per chunk into ``partial[chunk, :]`` and the partials are added in chunk
+order afterwards, so every result has the same bits for any thread count.
+"""
+from cython.parallel cimport prange
+from libc.math cimport (INFINITY, erfc, erfcf, exp, expf, expm1, expm1f, fabs, fabsf, log1p,
+                        log1pf, tanh, tanhf)
+from libc.stdlib cimport calloc, free
+
+from minidl._core._backend cimport num_threads
+
+ctypedef fused floating:
+    float
+    double
+
+# Activation kinds. The params tuple (a, b, c) of each kind; unused entries are ignored.
+KINDS = (
+    "linear",
+    "relu",
+    "relu6",
+    "leaky_relu",      # a = negative_slope; Keras' max(x, a * x)
+    "relu_general",    # a = negative_slope, b = max_value (inf: none), c = threshold
+    "sigmoid",
+    "hard_sigmoid",
+    "tanh",
+    "elu",             # a = alpha
+    "selu",
+    "gelu",            # exact erf form
+    "gelu_tanh",       # tanh approximation
+    "softplus",
+    "softsign",
+    "silu",
+    "hard_silu",
+    "exponential",
+    "mish",
+    "softmax",         # row-wise over the last axis
+)
+
+cdef enum:
+    K_LINEAR, K_RELU, K_RELU6, K_LEAKY_RELU, K_RELU_GENERAL, K_SIGMOID, K_HARD_SIGMOID, K_TANH,
+    K_ELU, K_SELU, K_GELU, K_GELU_TANH, K_SOFTPLUS, K_SOFTSIGN, K_SILU, K_HARD_SILU,
+    K_EXPONENTIAL, K_MISH, K_SOFTMAX
+
+_KIND_IDS = {name: i for i, name in enumerate(KINDS)}
+
+# Below PARALLEL_MIN elements a call stays on the calling thread: a parallel region costs
+# more than the work. Work chunks hold CHUNK_ELEMS elements in whole rows (at least one); the
+# size is fixed, so partial sums never depend on the thread count.
+cdef enum:
+    PARALLEL_MIN_ELEMS = 32768
+    CHUNK_ELEMS = 8192
+
+PARALLEL_MIN = PARALLEL_MIN_ELEMS
+
+cdef double SELU_ALPHA = 1.6732632423543772848170429916717
+cdef double SELU_SCALE = 1.0507009873554804934193349852946
+cdef double INV_SQRT2 = 0.70710678118654752440
+cdef double INV_SQRT_2PI = 0.39894228040143267794
+cdef double SQRT_2_OVER_PI = 0.79788456080286535588
+cdef double GELU_CUBIC = 0.044715
+
+ctypedef struct Params:
+    double a
+    double b
+    double c
+
+
+# ---- scalar math in the precision of the data (float math for float32) ----
+#
+# glibc's expf/tanhf are scalar calls of ~10 ns; float32 is the training dtype, so it gets
+# branch-free versions the compiler vectorises. Every loop below reads its inputs
+# unconditionally and picks results with selects (a if c else b on computed values): a branch
+# on the sign of random data mispredicts half the time and blocks vectorisation.
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <math.h>
+    /* Inlined even where GCC's heuristics call a loop cold: a call blocks vectorisation. */
+    #if defined(__GNUC__)
+    #define MDL_MATH_INLINE static inline __attribute__((always_inline))
+    #else
+    #define MDL_MATH_INLINE static inline
+    #endif
+
+    typedef union { uint32_t u; float f; } mdl_f32bits;
+
+    /* c ? a : b on bits. Under the default -ftrapping-math GCC does not if-convert chains of
+       float selects (so does not vectorise them), but it does turn a comparison's value
+       into a lane mask. */
+    MDL_MATH_INLINE float mdl_blendf(int c, float a, float b) {
+        mdl_f32bits ua, ub;
+        uint32_t m = -(uint32_t)c;
+        ua.f = a;
+        ub.f = b;
+        ua.u = (ua.u & m) | (ub.u & ~m);
+        return ua.f;
+    }
+
+    /* e^x in float32 without branches or libm calls, so loops over it vectorise.
+       Range reduction x = n ln2 + r, |r| <= ln2 / 2, with ln2 split in two parts; Cephes'
+       degree-6 polynomial for e^r (within 1 ulp); 2^n assembled from exponent bits as
+       2^(n-1) * 2 so that n = 128 stays representable. Results below e^-86 flush to 0;
+       above FLT_MAX they overflow to inf; NaN propagates through the arithmetic. */
+    MDL_MATH_INLINE float mdl_expf(float x) {
+        const float hi = 88.72283f, lo = -86.0f;
+        float xc = mdl_blendf(x > hi, hi, x);
+        xc = mdl_blendf(xc < lo, lo, xc);
+        /* round to nearest integer by adding and removing 1.5 * 2^23 */
+        float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+        float r = xc - n * 0.693359375f;
+        r = r + n * 2.12194440e-4f;
+        float q = 1.9875691500e-4f;
+        q = q * r + 1.3981999507e-3f;
+        q = q * r + 8.3334519073e-3f;
+        q = q * r + 4.1665795894e-2f;
+        q = q * r + 1.6666665459e-1f;
+        q = q * r + 5.0000001201e-1f;
+        q = q * r * r + r + 1.0f;
+        mdl_f32bits scale;
+        scale.u = (uint32_t)((int32_t)n + 126) << 23;
+        float y = (q * scale.f) * 2.0f;
+        y = mdl_blendf(x < lo, 0.0f, y);
+        return mdl_blendf(x > hi, INFINITY, y);
+    }
+
+    /* tanh in float32: Cephes' odd polynomial below |x| = 0.625 (where 1 - 2/(e^2x + 1)
+       would cancel), 1 - 2 / (e^{2|x|} + 1) above, with the sign restored. Both are computed
+       and one is selected. */
+    MDL_MATH_INLINE float mdl_tanhf(float x) {
+        float a = fabsf(x), z = x * x;
+        float p = -5.70498872745e-3f;
+        p = p * z + 2.06390887954e-2f;
+        p = p * z - 5.37397155531e-2f;
+        p = p * z + 1.33314422036e-1f;
+        p = p * z - 3.33332819422e-1f;
+        p = p * z * x + x;
+        float q = copysignf(1.0f - 2.0f / (mdl_expf(2.0f * a) + 1.0f), x);
+        return mdl_blendf(a < 0.625f, p, q);
+    }
+
+    /* The logistic function from e^-|x| only: no overflow at either tail. */
+    MDL_MATH_INLINE float mdl_sigmoidf(float x) {
+        float e = mdl_expf(-fabsf(x));
+        float r = 1.0f / (1.0f + e);
+        return mdl_blendf(x >= 0.0f, r, e * r);
+    }
+    """
+    float mdl_expf(float x) noexcept nogil
+    float mdl_tanhf(float x) noexcept nogil
+    float mdl_sigmoidf(float x) noexcept nogil
+
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return mdl_expf(x)
+    else:
+        return exp(x)
+
+cdef inline floating _expm1(floating x) noexcept nogil:
+    if floating is float:
+        return expm1f(x)
+    else:
+        return expm1(x)
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return mdl_tanhf(x)
+    else:
+        return tanh(x)
+
+cdef inline floating _erfc(floating x) noexcept nogil:
+    if floating is float:
+        return erfcf(x)
+    else:
+        return erfc(x)
+
+cdef inline floating _abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+cdef inline floating _sigmoid(floating x) noexcept nogil:
+    # Only e^-|x| is evaluated: no overflow at either tail.
+    cdef floating e, r
+    if floating is float:
+        return mdl_sigmoidf(x)
+    else:
+        e = exp(-fabs(x))
+        r = 1 / (1 + e)
+        return r if x >= 0 else e * r
+
+cdef inline floating _softplus(floating x) noexcept nogil:
+    # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): never overflows.
+    return (x if x > 0 else 0) + _log1p(_exp(-_abs(x)))
+
+cdef inline floating _hard_sigmoid(floating x) noexcept nogil:
+    cdef floating h = x / 6 + <floating>0.5
+    h = 0 if h <= 0 else h
+    h = 1 if h >= 1 else h
+    return h
+
+cdef inline floating _inside(floating x, floating lo, floating hi) noexcept nogil:
+    """1 where lo < x < hi, else 0 (a select, not a branch)."""
+    return 1 if (x > lo and x < hi) else 0
+
+
+# ---- spans: one kind over n contiguous elements ----
+
+cdef void _forward_span(int kind, const Params *p, const floating *z, floating *y,
+                        Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating x, t, e, a = <floating>p.a, b = <floating>p.b, c = <floating>p.c
+    if kind == K_LINEAR:
+        if y != z:
+            for i in range(n):
+                y[i] = z[i]
+    elif kind == K_RELU:
+        for i in range(n):
+            x = z[i]
+            y[i] = 0 if x < 0 else x      # keeps NaN visible, like np.maximum
+    elif kind == K_RELU6:
+        for i in range(n):
+            x = z[i]
+            y[i] = 0 if x < 0 else (6 if x > 6 else x)
+    elif kind == K_LEAKY_RELU:
+        for i in range(n):
+            x = z[i]
+            t = a * x
+            y[i] = t if t > x else x
+    elif kind == K_RELU_GENERAL:
+        # Keras ReLU with threshold / max_value / negative_slope, term by term.
+        for i in range(n):
+            x = z[i]
+            t = x if x > c else 0
+            if b < INFINITY:
+                t = 0 if t < 0 else (b if t > b else t)
+            if a != 0:
+                e = c - x
+                t = t - a * (e if e > 0 else 0)
+            y[i] = t
+    elif kind == K_SIGMOID:
+        for i in range(n):
+            y[i] = _sigmoid(z[i])
+    elif kind == K_HARD_SIGMOID:
+        for i in range(n):
+            y[i] = _hard_sigmoid(z[i])
+    elif kind == K_TANH:
+        for i in range(n):
+            y[i] = _tanh(z[i])
+    elif kind == K_ELU or kind == K_SELU:
+        if kind == K_SELU:
+            a, b = <floating>SELU_ALPHA, <floating>SELU_SCALE
+        else:
+            b = 1
+        for i in range(n):
+            x = z[i]
+            e = a * _expm1(x if x < 0 else 0)
+            y[i] = b * (x if x > 0 else e)
+    elif kind == K_GELU:
+        # (1 + erf(x / sqrt 2)) / 2 as erfc(-x / sqrt 2) / 2: no cancellation for x << 0.
+        for i in range(n):
+            x = z[i]
+            y[i] = x * _erfc(-x * <floating>INV_SQRT2) / 2
+    elif kind == K_GELU_TANH:
+        # (1 + tanh(u)) / 2 = sigmoid(2u): the same, cancellation-free.
+        for i in range(n):
+            x = z[i]
+            y[i] = x * _sigmoid(<floating>(2 * SQRT_2_OVER_PI) * (x + <floating>GELU_CUBIC * x * x * x))
+    elif kind == K_SOFTPLUS:
+        for i in range(n):
+            y[i] = _softplus(z[i])
+    elif kind == K_SOFTSIGN:
+        for i in range(n):
+            x = z[i]
+            y[i] = x / (1 + _abs(x))
+    elif kind == K_SILU:
+        for i in range(n):
+            x = z[i]
+            y[i] = x * _sigmoid(x)
+    elif kind == K_HARD_SILU:
+        for i in range(n):
+            x = z[i]
+            y[i] = x * _hard_sigmoid(x)
+    elif kind == K_EXPONENTIAL:
+        for i in range(n):
+            y[i] = _exp(z[i])
+    elif kind == K_MISH:
+        for i in range(n):
+            x = z[i]
+            y[i] = x * _tanh(_softplus(x))
+
+
+cdef void _backward_span(int kind, const Params *p, const floating *z, const floating *y,
+                         const floating *dy, floating *out, Py_ssize_t n) noexcept nogil:
+    # out = dy * f'(z). Each element reads z, y and dy before writing out, so out may alias
+    # any of them. Where f' is cheapest from y = f(z) (sigmoid, tanh, exp, elu), y is used.
+    cdef Py_ssize_t i
+    cdef floating x, s, t, d, g, a = <floating>p.a, b = <floating>p.b, c = <floating>p.c
+    if kind == K_LINEAR:
+        if out != dy:
+            for i in range(n):
+                out[i] = dy[i]
+    elif kind == K_RELU:
+        for i in range(n):
+            x, g = z[i], dy[i]
+            out[i] = g if x > 0 else 0
+    elif kind == K_RELU6:
+        for i in range(n):
+            x, g = z[i], dy[i]
+            out[i] = g if (x > 0 and x < 6) else 0
+    elif kind == K_LEAKY_RELU:
+        for i in range(n):
+            x, g = z[i], dy[i]
+            out[i] = g * (1 if x >= a * x else a)
+    elif kind == K_RELU_GENERAL:
+        for i in range(n):
+            x, g = z[i], dy[i]
+            d = (1 if x > c else 0) * (1 if b == INFINITY else _inside(x, 0, b))
+            out[i] = g * (d + (a if x < c else 0))
+    elif kind == K_SIGMOID:
+        for i in range(n):
+            s = y[i]
+            out[i] = dy[i] * s * (1 - s)
+    elif kind == K_HARD_SIGMOID:
+        for i in range(n):
+            out[i] = dy[i] * _inside(z[i], -3, 3) / 6
+    elif kind == K_TANH:
+        for i in range(n):
+            t = y[i]
+            out[i] = dy[i] * (1 - t * t)
+    elif kind == K_ELU or kind == K_SELU:
+        # f'(x) = scale for x > 0, else y + scale * alpha.
+        if kind == K_SELU:
+            a, b = <floating>SELU_ALPHA, <floating>SELU_SCALE
+        else:
+            b = 1
+        for i in range(n):
+            x, t, g = z[i], y[i], dy[i]
+            out[i] = g * (b if x > 0 else t + b * a)
+    elif kind == K_GELU:
+        for i in range(n):
+            x = z[i]
+            d = _erfc(-x * <floating>INV_SQRT2) / 2 + x * <floating>INV_SQRT_2PI * _exp(-x * x / 2)
+            out[i] = dy[i] * d
+    elif kind == K_GELU_TANH:
+        # With s = sigmoid(2u): f = x s and f' = s + 2 x s (1 - s) u'.
+        for i in range(n):
+            x = z[i]
+            s = _sigmoid(<floating>(2 * SQRT_2_OVER_PI) * (x + <floating>GELU_CUBIC * x * x * x))
+            d = s + 2 * x * s * (1 - s) * <floating>SQRT_2_OVER_PI * (
+                1 + 3 * <floating>GELU_CUBIC * x * x)
+            out[i] = dy[i] * d
+    elif kind == K_SOFTPLUS:
+        for i in range(n):
+            out[i] = dy[i] * _sigmoid(z[i])
+    elif kind == K_SOFTSIGN:
+        for i in range(n):
+            t = 1 + _abs(z[i])
+            out[i] = dy[i] / (t * t)
+    elif kind == K_SILU:
+        for i in range(n):
+            x = z[i]
+            s = _sigmoid(x)
+            out[i] = dy[i] * s * (1 + x * (1 - s))
+    elif kind == K_HARD_SILU:
+        for i in range(n):
+            x = z[i]
+            out[i] = dy[i] * (_hard_sigmoid(x) + x * _inside(x, -3, 3) / 6)
+    elif kind == K_EXPONENTIAL:
+        for i in range(n):
+            out[i] = dy[i] * y[i]
+    elif kind == K_MISH:
+        for i in range(n):
+            x = z[i]
+            t = _tanh(_softplus(x))
+            out[i] = dy[i] * (t + x * (1 - t * t) * _sigmoid(x))
+
+
+cdef void _softmax_row(const floating *z, floating *y, Py_ssize_t n) noexcept nogil:
+    # Shifting by the row maximum keeps every exponent <= 0: finite at +-1e4 and beyond. The
+    # exponentials and the (double) sum are separate loops so the first one vectorises.
+    cdef Py_ssize_t j
+    cdef floating m = z[0], e
+    cdef double s = 0
+    for j in range(1, n):
+        e = z[j]
+        m = e if e > m else m
+    for j in range(n):
+        y[j] = _exp(z[j] - m)
+    for j in range(n):
+        s += y[j]
+    e = <floating>(1.0 / s)
+    for j in range(n):
+        y[j] = y[j] * e
+
+
+cdef void _softmax_backward_row(const floating *y, const floating *dy, floating *out,
+                                Py_ssize_t n) noexcept nogil:
+    # Jacobian-vector product of softmax: y * (dy - <dy, y>).
+    cdef Py_ssize_t j
+    cdef double s = 0
+    cdef floating sf
+    for j in range(n):
+        s += dy[j] * y[j]
+    sf = <floating>s
+    for j in range(n):
+        out[j] = y[j] * (dy[j] - sf)
+
+
+# ---- row blocks: what one chunk of whole rows does ----
+
+cdef void _forward_rows(int kind, const Params *p, const floating *z, floating *y,
+                        Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    cdef Py_ssize_t r
+    if kind == K_SOFTMAX:
+        for r in range(rows):
+            _softmax_row(z + r * cols, y + r * cols, cols)
+    else:
+        _forward_span(kind, p, z, y, rows * cols)
+
+
+cdef void _backward_rows(int kind, const Params *p, const floating *z, const floating *y,
+                         const floating *dy, floating *out, Py_ssize_t rows,
+                         Py_ssize_t cols) noexcept nogil:
+    cdef Py_ssize_t r
+    if kind == K_SOFTMAX:
+        for r in range(rows):
+            _softmax_backward_row(y + r * cols, dy + r * cols, out + r * cols, cols)
+    else:
+        _backward_span(kind, p, z, y, dy, out, rows * cols)
+
+
+cdef void _forward_bias_rows(int kind, const Params *p, floating *z, const floating *bias,
+                             floating *y, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    # Row by row, so the biased row is still in L1 when the activation reads it back.
+    cdef Py_ssize_t r, j
+    cdef floating *zr
+    if bias == NULL:
+        _forward_rows(kind, p, z, y, rows, cols)
+        return
+    for r in range(rows):
+        zr = z + r * cols
+        for j in range(cols):
+            zr[j] = zr[j] + bias[j]
+        if kind == K_SOFTMAX:
+            _softmax_row(zr, y + r * cols, cols)
+        else:
+            _forward_span(kind, p, zr, y + r * cols, cols)
+
+
+cdef void _backward_bias_rows(int kind, const Params *p, const floating *z, const floating *y,
+                              const floating *dy, floating *dz, double *acc, Py_ssize_t rows,
+                              Py_ssize_t cols) noexcept nogil:
+    # dz for this chunk, then its column sums into acc (this chunk's partial) in row order.
+    cdef Py_ssize_t r, j
+    cdef const floating *dzr
+    _backward_rows(kind, p, z, y, dy, dz, rows, cols)
+    if acc != NULL:
+        for r in range(rows):
+            dzr = dz + r * cols
+            for j in range(cols):
+                acc[j] += dzr[j]
+
+
+cdef void _chunk(bint is_forward, int kind, const Params *p, floating *z, const floating *y,
+                 const floating *dy, floating *out, const floating *bias, double *acc,
+                 Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    # One chunk of rows [r0, r0 + rows); optional pointers (y, dy, bias, acc) may be NULL.
+    cdef Py_ssize_t off = r0 * cols
+    if is_forward:
+        _forward_bias_rows(kind, p, z + off, bias, out + off, rows, cols)
+    else:
+        _backward_bias_rows(kind, p, z + off, (y + off) if y != NULL else NULL, dy + off,
+                            out + off, acc, rows, cols)
+
+
+cdef int _drive(bint is_forward, int kind, const Params *p, floating *z, const floating *y,
+                const floating *dy, floating *out, const floating *bias, floating *dbias,
+                Py_ssize_t rows, Py_ssize_t cols) except -1:
+    """Runs ``_chunk`` over fixed row chunks, threaded when large; reduces dbias if given."""
+    cdef Py_ssize_t rpc = CHUNK_ELEMS // cols if cols < CHUNK_ELEMS else 1
+    cdef Py_ssize_t nchunks = (rows + rpc - 1) // rpc, ch, j
+    cdef double *partial = NULL
+    cdef double s
+    if dbias != NULL:
+        partial = <double *>calloc(nchunks * cols, sizeof(double))
+        if partial == NULL:
+            raise MemoryError(f"could not allocate {nchunks}x{cols} partial sums for dbias.")
+    try:
+        if rows * cols >= PARALLEL_MIN_ELEMS and nchunks > 1:
+            for ch in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads()):
+                _chunk(is_forward, kind, p, z, y, dy, out, bias,
+                       (partial + ch * cols) if partial != NULL else NULL,
+                       ch * rpc, min(rpc, rows - ch * rpc), cols)
+        elif partial == NULL:
+            with nogil:
+                _chunk(is_forward, kind, p, z, y, dy, out, bias, NULL, 0, rows, cols)
+        else:
+            with nogil:
+                for ch in range(nchunks):
+                    _chunk(is_forward, kind, p, z, y, dy, out, bias, partial + ch * cols,
+                           ch * rpc, min(rpc, rows - ch * rpc), cols)
+        if partial != NULL:
+            with nogil:
+                for j in range(cols):
+                    s = 0
+                    for ch in range(nchunks):
+                        s += partial[ch * cols + j]
+                    dbias[j] = <floating>s
+    finally:
+        free(partial)
+    return 0
+
+
+# ---- argument handling ----
+
+cdef int _kind_id(str kind) except -1:
+    try:
+        return _KIND_IDS[kind]
+    except KeyError:
+        raise ValueError(f"Unknown activation kernel kind {kind!r}; expected one of "
+                         f"{', '.join(KINDS)}.") from None
+
+
+cdef Params _params(tuple params) except *:
+    cdef Params p
+    cdef Py_ssize_t n = len(params)
+    if n > 3:
+        raise ValueError(f"Activation kernels take at most 3 params; received {params!r}.")
+    p.a = params[0] if n > 0 else 0.0
+    p.b = params[1] if n > 1 else 0.0
+    p.c = params[2] if n > 2 else 0.0
+    return p
+
+
+cdef int _check(str name, Py_ssize_t r, Py_ssize_t c, Py_ssize_t row_stride,
+                Py_ssize_t itemsize, Py_ssize_t rows, Py_ssize_t cols) except -1:
+    # Kernels walk rows * cols elements from the first: shape and row stride must agree.
+    if r != rows or c != cols:
+        raise ValueError(f"{name} must have shape ({rows}, {cols}); received ({r}, {c}).")
+    if r > 1 and row_stride != cols * itemsize:
+        raise ValueError(f"{name} must be C-contiguous; its row stride is {row_stride} bytes "
+                         f"for {cols} elements of {itemsize} bytes.")
+    return 0
+
+
+# ---- kernels ----
+
+def forward(str kind, tuple params, const floating[:, ::1] z not None,
+            floating[:, ::1] out not None):
+    """out = f(z) elementwise (softmax: per row). ``out`` may be ``z``.
+
+    Args:
+        kind: a name from ``KINDS``. params: its ``(a, b, c)`` floats (fewer is fine).
+        z: (rows, cols) C-contiguous float32 or float64 input.
+        out: (rows, cols) array of the same dtype (OUT).
+    """
+    cdef int k = _kind_id(kind)
+    cdef Params p = _params(params)
+    cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], isz = sizeof(floating)
+    _check("z", rows, cols, z.strides[0], isz, rows, cols)
+    _check("out", out.shape[0], out.shape[1], out.strides[0], isz, rows, cols)
+    if rows and cols:
+        _drive(True, k, &p, <floating *>&z[0, 0], NULL, NULL, &out[0, 0], NULL, NULL,
+               rows, cols)
+
+
+def backward(str kind, tuple params, const floating[:, ::1] z not None,
+             const floating[:, ::1] y not None, const floating[:, ::1] dy not None,
+             floating[:, ::1] out not None):
+    """out = dy * f'(z); softmax: out = y * (dy - sum(dy * y)) per row. out may alias any input.
+
+    Args:
+        kind, params: as in :func:`forward`.
+        z: (rows, cols) pre-activation. y: f(z). dy: upstream gradient. out: OUT.
+    """
+    cdef int k = _kind_id(kind)
+    cdef Params p = _params(params)
+    cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], isz = sizeof(floating)
+    _check("z", rows, cols, z.strides[0], isz, rows, cols)
+    _check("y", y.shape[0], y.shape[1], y.strides[0], isz, rows, cols)
+    _check("dy", dy.shape[0], dy.shape[1], dy.strides[0], isz, rows, cols)
+    _check("out", out.shape[0], out.shape[1], out.strides[0], isz, rows, cols)
+    if rows and cols:
+        _drive(False, k, &p, <floating *>&z[0, 0], &y[0, 0], &dy[0, 0], &out[0, 0], NULL,
+               NULL, rows, cols)
+
+
+def forward_bias(str kind, tuple params, floating[:, ::1] z not None, const floating[::1] bias,
+                 floating[:, ::1] out not None):
+    """z[i, j] += bias[j] in place, then out = f(z): one pass over the rows.
+
+    Args:
+        kind, params: as in :func:`forward`.
+        z: (rows, units) pre-activation, IN/OUT.
+        bias: (units,) or None (no bias: plain :func:`forward`).
+        out: (rows, units) OUT; may be ``z``.
+    """
+    cdef int k = _kind_id(kind)
+    cdef Params p = _params(params)
+    cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], isz = sizeof(floating)
+    _check("z", rows, cols, z.strides[0], isz, rows, cols)
+    _check("out", out.shape[0], out.shape[1], out.strides[0], isz, rows, cols)
+    if bias is not None and bias.shape[0] != cols:
+        raise ValueError(f"bias must have shape ({cols},); received ({bias.shape[0]},).")
+    if rows and cols:
+        _drive(True, k, &p, &z[0, 0], NULL, NULL, &out[0, 0],
+               &bias[0] if bias is not None else NULL, NULL, rows, cols)
+
+
+def backward_bias(str kind, tuple params, const floating[:, ::1] z not None,
+                  const floating[:, ::1] y not None, const floating[:, ::1] dy not None,
+                  floating[:, ::1] dz not None, floating[::1] dbias):
+    """dz = dy * f'(z) and dbias[j] = sum_i dz[i, j] in one pass, summed in fixed row chunks.
+
+    Args:
+        kind, params: as in :func:`forward`.
+        z, y, dy: (rows, units) as in :func:`backward`.
+        dz: (rows, units) OUT; may alias dy.
+        dbias: (units,) OUT, or None to skip the column sums.
+    """
+    cdef int k = _kind_id(kind)
+    cdef Params p = _params(params)
+    cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], isz = sizeof(floating)
+    _check("z", rows, cols, z.strides[0], isz, rows, cols)
+    _check("y", y.shape[0], y.shape[1], y.strides[0], isz, rows, cols)
+    _check("dy", dy.shape[0], dy.shape[1], dy.strides[0], isz, rows, cols)
+    _check("dz", dz.shape[0], dz.shape[1], dz.strides[0], isz, rows, cols)
+    if dbias is not None and dbias.shape[0] != cols:
+        raise ValueError(f"dbias must have shape ({cols},); received ({dbias.shape[0]},).")
+    if dbias is not None and rows == 0:
+        dbias[:] = 0
+    if rows and cols:
+        _drive(False, k, &p, <floating *>&z[0, 0], &y[0, 0], &dy[0, 0], &dz[0, 0], NULL,
+               &dbias[0] if dbias is not None else NULL, rows, cols)

@@ -1,0 +1,1 @@
+"""Runnable example programs: ``python -m minidl.examples.mnist_mlp`` (or ``minidl-mnist``)."""

@@ -1,0 +1,12 @@
+"""Layers, as in ``keras.layers``."""
+from minidl.layers.base import LAYERS, Layer
+from minidl.layers.core import Activation, Dense, Input, InputLayer
+from minidl.layers.reshaping import Flatten, Reshape
+
+
+def get(identifier):
+    """Resolve a layer config dict ``{"class_name": ..., "config": ...}`` or an instance."""
+    return LAYERS.get(identifier, base=Layer)
+
+
+__all__ = ["Activation", "Dense", "Flatten", "Input", "InputLayer", "Layer", "Reshape", "get"]

@@ -1,0 +1,192 @@
+"""Core layers: Input, Dense, Activation.
+
+Dense is the layer the reference MLP spends its time in. One training step is
+    forward:  z = x @ W            (GEMM into a reused buffer)
+              y = f(z + b)         (one fused pass: bias add and activation)
+    backward: dz = dy * f'(z), db = sum(dz) over the batch   (one fused pass)
+              dW = x^T @ dz        (GEMM reading x transposed through strides)
+              dx = dz @ W^T        (GEMM; skipped for the first layer)
+"""
+import numpy as np
+
+from minidl import activations
+from minidl.layers.base import LAYERS, BufferPool, Layer, _as_shape
+from minidl.ops import gemm
+
+
+@LAYERS.register()
+class InputLayer(Layer):
+    """Declares the shape of one input sample; the first layer of a Sequential model.
+
+    Args:
+        shape: shape of one sample, without the batch dimension, e.g. ``(784,)``.
+        name: optional name.
+    """
+
+    def __init__(self, shape=None, name=None, dtype="float32", input_shape=None, **kwargs):
+        shape = shape if shape is not None else input_shape
+        if shape is None:
+            raise ValueError("InputLayer needs `shape`, the shape of one sample, e.g. (784,).")
+        super().__init__(name=name, input_shape=_as_shape(shape, "shape"), dtype=dtype, **kwargs)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy, need_input_grad=True):
+        return dy if need_input_grad else None
+
+    def get_config(self):
+        config = super().get_config()
+        config["shape"] = list(config.pop("input_shape"))
+        return config
+
+
+def Input(shape, name=None, dtype="float32"):
+    """Start a Sequential model with a known sample shape: ``Sequential([Input((784,)), ...])``.
+
+    Args:
+        shape: shape of one sample, without the batch dimension.
+    Returns:
+        An :class:`InputLayer`.
+    """
+    return InputLayer(shape=shape, name=name, dtype=dtype)
+
+
+@LAYERS.register()
+class Dense(Layer):
+    """Densely connected layer: ``output = activation(input @ kernel + bias)``.
+
+    Args:
+        units: positive int, dimensionality of the output.
+        activation: activation name or object; None means linear.
+        use_bias: whether to add a bias vector.
+        kernel_initializer: initializer of the (input_dim, units) kernel
+            (default 'glorot_uniform').
+        bias_initializer: initializer of the bias (default 'zeros').
+
+    Input shape:
+        2-D ``(batch_size, input_dim)``.
+    Output shape:
+        2-D ``(batch_size, units)``.
+
+    Example:
+        >>> layer = Dense(64, activation="relu", input_shape=(784,))
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"Dense units must be a positive int; received units={units!r}.")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self._buffers = BufferPool(self.dtype)
+
+    def build(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"Layer '{self.name}' (Dense) expects 2-D input (batch, features); received "
+                f"input of shape {(None,) + tuple(input_shape)}. Add Flatten() before it or "
+                f"reshape the data.")
+        self.kernel = self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
+        self.bias = self.add_weight("bias", (self.units,), self.bias_initializer) if self.use_bias else None
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return (self.units,)
+
+    def forward(self, x, training=False):
+        n = x.shape[0]
+        if training:
+            z = self._buffers.get("z", n, (self.units,))
+            y = z if self.activation.name == "linear" else self._buffers.get("y", n, (self.units,))
+        else:  # inference allocates, so that concurrent predict calls never share buffers
+            z = np.empty((n, self.units), self.dtype)
+            y = z if self.activation.name == "linear" else np.empty_like(z)
+        gemm(x, self.kernel, z)
+        self.activation.forward_bias(z, self.bias, y)
+        if training:
+            self._x, self._z, self._y = x, z, y
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        dz = self._buffers.get("dz", dy.shape[0], (self.units,))
+        self.activation.backward_bias(self._z, self._y, dy, dz, self.grads[1] if self.use_bias else None)
+        return self._backward_linear(dz, need_input_grad)
+
+    def backward_preactivation(self, dz, need_input_grad=True):
+        """Backward from the gradient with respect to ``x @ W + b`` (used when the loss has
+        already folded this layer's softmax or sigmoid into its gradient)."""
+        if self.use_bias:
+            activations.get("linear").backward_bias(dz, dz, dz, dz, self.grads[1])
+        return self._backward_linear(dz, need_input_grad)
+
+    def _backward_linear(self, dz, need_input_grad):
+        gemm(self._x, dz, self.grads[0], trans_a=True)
+        if not need_input_grad:
+            return None
+        dx = self._buffers.get("dx", dz.shape[0], (self.kernel.shape[0],))
+        return gemm(dz, self.kernel, dx, trans_b=True)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, activation=activations.serialize(self.activation),
+                      use_bias=self.use_bias, kernel_initializer=_serialize_init(self.kernel_initializer),
+                      bias_initializer=_serialize_init(self.bias_initializer))
+        return config
+
+
+@LAYERS.register()
+class Activation(Layer):
+    """Applies an activation function to its input.
+
+    Args:
+        activation: activation name (e.g. 'relu') or object.
+
+    Input shape: any. Output shape: same as the input.
+    """
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+        self._buffers = BufferPool(self.dtype)
+
+    def forward(self, x, training=False):
+        x = np.ascontiguousarray(x)
+        if training:
+            y = self._buffers.get("y", x.shape[0], x.shape[1:])
+        else:
+            y = np.empty_like(x)
+        self.activation.forward(x, y)
+        if training:
+            self._x, self._y = x, y
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        dx = self._buffers.get("dx", dy.shape[0], dy.shape[1:])
+        self.activation.backward(self._x, self._y, dy, dx)
+        return dx
+
+    def backward_preactivation(self, dz, need_input_grad=True):
+        return dz if need_input_grad else None
+
+    def get_config(self):
+        config = super().get_config()
+        config["activation"] = activations.serialize(self.activation)
+        return config
+
+
+def _serialize_init(init):
+    """Initializer as config: a name stays a name; an object becomes its serialized dict."""
+    if isinstance(init, (str, dict)) or init is None:  # a dict is already serialized
+        return init
+    from minidl import initializers
+    return initializers.serialize(init)

@@ -1,0 +1,583 @@
+"""Optimizers, Keras 3 names, defaults and update rules, on fused compiled kernels.
+
+An optimizer holds its state in numpy arrays: one slot array per variable and per kind of slot
+(Adam: 'momentum' and 'velocity'), plus the step count ``iterations``. ``apply(grads,
+variables)`` updates every variable in place with one kernel call over the variable, its
+gradient and its slots; per-step scalars (Adam's bias-corrected step size, Nadam's momentum
+schedule, gradient clipping factors) are computed here in float64 and passed in.
+
+Every optimizer also takes Keras' common arguments: ``weight_decay`` (decoupled,
+``p -= p * weight_decay * learning_rate`` before the update), ``clipnorm`` (per variable),
+``global_clipnorm``, ``clipvalue`` and ``loss_scale_factor`` (gradients are divided by it).
+
+Example:
+    >>> opt = optimizers.get("adam")
+    >>> opt.build([w, b])
+    >>> opt.apply([dw, db], [w, b])       # w, b updated in place
+"""
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from minidl._core import _optimizers as _kernels
+from minidl.utils.registry import Registry
+from minidl.utils.registry import serialize as _serialize
+
+OPTIMIZERS = Registry("optimizer")
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _number(owner, name, value, low=None, high=None, high_open=False, allow_none=False):
+    """value as a float after checking it is a real number in [low, high] (or [low, high))."""
+    if value is None and allow_none:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)):
+        raise ValueError(f"{owner}: {name} must be a finite number; received {name}={value!r}.")
+    above = value >= high if high_open else value > high if high is not None else False
+    if (low is not None and value < low) or (high is not None and above):
+        bounds = f"[{low}, {high}{')' if high_open else ']'}" if high is not None else f">= {low}"
+        raise ValueError(f"{owner}: {name} must be in {bounds}; received {name}={value!r}.")
+    return float(value)
+
+
+class Optimizer:
+    """Base class: state, variable bookkeeping and the shared gradient transforms.
+
+    Args:
+        learning_rate: a float >= 0.
+        weight_decay: decoupled weight decay factor, or None.
+        clipnorm: clip each gradient to this L2 norm, or None.
+        clipvalue: clip each gradient element to [-clipvalue, clipvalue], or None.
+        global_clipnorm: clip all gradients together to this global L2 norm, or None.
+        loss_scale_factor: gradients are divided by it (for a scaled loss), or None.
+        name: name of the instance.
+
+    Subclasses define ``_slot_specs()`` (slot names with their initial values),
+    ``_step_scalars(lr, t)`` (per-step constants) and ``_update(...)`` (one kernel call).
+    """
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, loss_scale_factor=None, name=None):
+        owner = type(self).__name__
+        self.learning_rate = learning_rate
+        self.weight_decay = _number(owner, "weight_decay", weight_decay, 0.0, allow_none=True)
+        self.clipnorm = _number(owner, "clipnorm", clipnorm, 0.0, allow_none=True)
+        self.clipvalue = _number(owner, "clipvalue", clipvalue, 0.0, allow_none=True)
+        self.global_clipnorm = _number(owner, "global_clipnorm", global_clipnorm, 0.0,
+                                       allow_none=True)
+        if sum(c is not None for c in (self.clipnorm, self.clipvalue, self.global_clipnorm)) > 1:
+            raise ValueError(f"{owner}: only one of clipnorm, clipvalue and global_clipnorm can "
+                             f"be set. Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
+                             f"global_clipnorm={global_clipnorm}")
+        self.loss_scale_factor = _number(owner, "loss_scale_factor", loss_scale_factor, 0.0,
+                                         allow_none=True)
+        if self.loss_scale_factor == 0:
+            raise ValueError(f"{owner}: loss_scale_factor must be > 0 or None; received "
+                             f"loss_scale_factor={loss_scale_factor!r}.")
+        self.name = name if name is not None else owner.lower()
+        self._iterations = 0
+        self.built = False
+        self._variables = []
+        self._index = {}
+        self._flat_variables = []
+        self._slots = {}        # slot name -> list of arrays, one per variable
+        self._flat_slots = {}
+
+    # ---- hyperparameters and state ----
+
+    @property
+    def learning_rate(self):
+        """The learning rate (a float; settable)."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._learning_rate = _number(type(self).__name__, "learning_rate", value, 0.0)
+
+    @property
+    def iterations(self):
+        """Number of update steps applied so far (settable, e.g. when restoring state)."""
+        return self._iterations
+
+    @iterations.setter
+    def iterations(self, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"{type(self).__name__}: iterations must be an int >= 0; received "
+                             f"iterations={value!r}.")
+        self._iterations = int(value)
+
+    @property
+    def slot_names(self):
+        """Names of the per-variable slots, in the order of :meth:`get_slot_arrays`."""
+        return tuple(name for name, _ in self._slot_specs())
+
+    def _slot_specs(self):
+        return ()
+
+    # ---- variables and slots ----
+
+    def build(self, variables):
+        """Create zero-initialised slots (of each variable's shape and dtype) for variables.
+
+        Args:
+            variables: list of C-contiguous, writeable float32/float64 numpy arrays; they are
+                updated in place by :meth:`apply`.
+        """
+        variables = list(variables)
+        owner = type(self).__name__
+        for i, v in enumerate(variables):
+            if not isinstance(v, np.ndarray) or v.dtype not in _FLOAT_DTYPES:
+                raise TypeError(f"{owner}.build: variable {i} must be a float32/float64 numpy "
+                                f"array; received {type(v).__name__} "
+                                f"{getattr(v, 'dtype', '')}.")
+            if not v.flags.c_contiguous or not v.flags.writeable:
+                raise ValueError(f"{owner}.build: variable {i} must be C-contiguous and "
+                                 f"writeable (it is updated in place).")
+        if len({id(v) for v in variables}) != len(variables):
+            raise ValueError(f"{owner}.build: the same array appears twice in variables.")
+        self._variables = variables
+        self._index = {id(v): i for i, v in enumerate(variables)}
+        self._flat_variables = [v.reshape(-1) for v in variables]
+        self._slots = {name: [np.full_like(v, init) for v in variables]
+                       for name, init in self._slot_specs()}
+        self._flat_slots = {name: [a.reshape(-1) for a in arrays]
+                            for name, arrays in self._slots.items()}
+        self.built = True
+
+    def get_slot_arrays(self):
+        """The slot arrays (live, not copies): for each slot name, one per variable."""
+        return [a for name in self.slot_names for a in self._slots.get(name, [])]
+
+    @property
+    def variables(self):
+        """The optimizer's own state arrays; the same list as :meth:`get_slot_arrays`."""
+        return self.get_slot_arrays()
+
+    def set_slot_arrays(self, arrays):
+        """Copy saved slot values (in :meth:`get_slot_arrays` order) into the slots."""
+        if not self.built:
+            raise ValueError(f"{type(self).__name__}: call build(variables) before "
+                             f"set_slot_arrays().")
+        current = self.get_slot_arrays()
+        arrays = list(arrays)
+        if len(arrays) != len(current):
+            raise ValueError(f"{type(self).__name__}: expected {len(current)} slot arrays "
+                             f"({', '.join(self.slot_names) or 'no slots'} for "
+                             f"{len(self._variables)} variables); received {len(arrays)}.")
+        for i, (dst, src) in enumerate(zip(current, arrays)):
+            src = np.asarray(src)
+            if src.shape != dst.shape:
+                raise ValueError(f"{type(self).__name__}: slot array {i} must have shape "
+                                 f"{dst.shape}; received {src.shape}.")
+        for dst, src in zip(current, arrays):
+            np.copyto(dst, src, casting="same_kind")
+
+    def get_slot(self, variable, name):
+        """The slot array ``name`` of ``variable``."""
+        if name not in self._slots:
+            raise ValueError(f"{type(self).__name__} has no slot {name!r}; its slots are "
+                             f"{self.slot_names}.")
+        return self._slots[name][self._variable_index(variable)]
+
+    def _variable_index(self, variable):
+        i = self._index.get(id(variable))
+        if i is None or self._variables[i] is not variable:
+            raise ValueError(f"{type(self).__name__}: unknown variable of shape "
+                             f"{getattr(variable, 'shape', None)}. This optimizer can only "
+                             f"update the variables it was built with; build a new optimizer "
+                             f"for new variables.")
+        return i
+
+    # ---- updates ----
+
+    def apply(self, grads, variables=None):
+        """Update ``variables`` in place from ``grads`` (one fused kernel per variable).
+
+        Args:
+            grads: list of gradient arrays, one per variable (None entries are skipped).
+            variables: the variables, or None for those the optimizer was built with. The
+                first call builds the optimizer when needed.
+        """
+        grads = list(grads)
+        if not grads:
+            return
+        if variables is None:
+            if not self.built:
+                raise ValueError(f"{type(self).__name__}: pass variables to apply() or call "
+                                 f"build(variables) first.")
+            indices = range(len(self._variables))
+        else:
+            variables = list(variables)
+            if not self.built:
+                self.build(variables)
+            if (len(variables) == len(self._variables)
+                    and all(a is b for a, b in zip(variables, self._variables))):
+                indices = range(len(variables))
+            else:
+                indices = [self._variable_index(v) for v in variables]
+        if len(grads) != len(indices):
+            raise ValueError(f"{type(self).__name__}: received {len(grads)} gradients for "
+                             f"{len(indices)} variables.")
+        pairs = [(g, i) for g, i in zip(grads, indices) if g is not None]
+        if not pairs:
+            raise ValueError("No gradients provided for any variable.")
+        if len(pairs) < len(grads):
+            warnings.warn(f"{type(self).__name__}: some gradients are None; those variables "
+                          f"are not updated.", stacklevel=2)
+        items = [(self._flat_grad(g, i), i) for g, i in pairs]
+        scales = self._grad_scales([g for g, _ in items])
+        lr = self._learning_rate
+        t = self._iterations + 1
+        step = self._step_scalars(lr, t)
+        clip = self.clipvalue or 0.0
+        decay = self.weight_decay or 0.0
+        for (g, i), scale in zip(items, scales):
+            self._update(i, g, lr, step, decay, scale, clip)
+        self._iterations = t
+
+    def apply_gradients(self, grads_and_vars):
+        """Keras alias: ``apply`` from a list of (gradient, variable) pairs."""
+        grads_and_vars = list(grads_and_vars)
+        if not grads_and_vars:
+            return self._iterations
+        grads, variables = zip(*grads_and_vars)
+        self.apply(list(grads), list(variables))
+        return self._iterations
+
+    def _flat_grad(self, grad, i):
+        v = self._variables[i]
+        if (not isinstance(grad, np.ndarray) or grad.dtype != v.dtype
+                or not grad.flags.c_contiguous):
+            grad = np.ascontiguousarray(grad, dtype=v.dtype)
+        if grad.shape != v.shape:
+            raise ValueError(f"{type(self).__name__}: the gradient of variable {i} has shape "
+                             f"{grad.shape}; the variable has shape {v.shape}.")
+        return grad.reshape(-1)
+
+    def _grad_scales(self, grads):
+        """Per-gradient multipliers: 1 / loss_scale_factor and the clipnorm factors."""
+        base = 1.0 / self.loss_scale_factor if self.loss_scale_factor else 1.0
+        if self.clipnorm:
+            c = self.clipnorm
+            return [base * c / max(base * math.sqrt(_kernels.sum_of_squares(g)), c)
+                    for g in grads]
+        if self.global_clipnorm:
+            c = self.global_clipnorm
+            norm = base * math.sqrt(sum(_kernels.sum_of_squares(g) for g in grads))
+            return [base * c / max(norm, c)] * len(grads)
+        return [base] * len(grads)
+
+    def _step_scalars(self, lr, t):
+        return None
+
+    def _update(self, i, grad, lr, step, weight_decay, grad_scale, clip):
+        raise NotImplementedError
+
+    def _slot(self, name, i):
+        arrays = self._flat_slots.get(name)
+        return arrays[i] if arrays is not None else None
+
+    # ---- config ----
+
+    def get_config(self):
+        """The constructor arguments."""
+        return {"learning_rate": self._learning_rate, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
+                "global_clipnorm": self.global_clipnorm,
+                "loss_scale_factor": self.loss_scale_factor, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(learning_rate={self._learning_rate!r}, name={self.name!r})"
+
+
+@OPTIMIZERS.register()
+class SGD(Optimizer):
+    """Gradient descent, with optional (Nesterov) momentum, as in Keras.
+
+    ``velocity = momentum * velocity - learning_rate * g``, then ``w += velocity``
+    (``w += momentum * velocity - learning_rate * g`` with ``nesterov``); without momentum,
+    ``w -= learning_rate * g``.
+
+    Args:
+        learning_rate: defaults to 0.01.
+        momentum: in [0, 1]; 0 is plain gradient descent. Defaults to 0.
+        nesterov: use Nesterov momentum. Defaults to False.
+        weight_decay, clipnorm, clipvalue, global_clipnorm, loss_scale_factor, name: see
+            :class:`Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, loss_scale_factor=None,
+                 name="SGD"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         loss_scale_factor, name)
+        self.momentum = _number("SGD", "momentum", momentum, 0.0, 1.0)
+        self.nesterov = bool(nesterov)
+
+    def _slot_specs(self):
+        return (("momentum", 0.0),) if self.momentum != 0 else ()
+
+    def _update(self, i, grad, lr, step, weight_decay, grad_scale, clip):
+        _kernels.sgd(self._flat_variables[i], grad, self._slot("momentum", i), lr,
+                     self.momentum, self.nesterov, weight_decay, grad_scale, clip)
+
+    def get_config(self):
+        config = super().get_config()
+        return {"learning_rate": config.pop("learning_rate"), "momentum": self.momentum,
+                "nesterov": self.nesterov, **config}
+
+
+def _check_betas(owner, beta_1, beta_2, epsilon):
+    return (_number(owner, "beta_1", beta_1, 0.0, 1.0, high_open=True),
+            _number(owner, "beta_2", beta_2, 0.0, 1.0, high_open=True),
+            _number(owner, "epsilon", epsilon, 0.0))
+
+
+@OPTIMIZERS.register()
+class Adam(Optimizer):
+    """Adam, as in Keras 3.
+
+    ``m += (g - m)(1 - beta_1)``, ``v += (g^2 - v)(1 - beta_2)``,
+    ``w -= alpha * m / (sqrt(v) + epsilon)`` with
+    ``alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)``; ``amsgrad`` uses the
+    running maximum of ``v``.
+
+    Args:
+        learning_rate: defaults to 0.001.
+        beta_1, beta_2: decay rates of the moment estimates, in [0, 1). Defaults 0.9, 0.999.
+        epsilon: added to the denominator. Defaults to 1e-7 (Keras' value).
+        amsgrad: use the AMSGrad variant. Defaults to False.
+        weight_decay, clipnorm, clipvalue, global_clipnorm, loss_scale_factor, name: see
+            :class:`Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, loss_scale_factor=None, name="adam"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         loss_scale_factor, name)
+        self.beta_1, self.beta_2, self.epsilon = _check_betas(type(self).__name__, beta_1,
+                                                              beta_2, epsilon)
+        self.amsgrad = bool(amsgrad)
+
+    def _slot_specs(self):
+        specs = (("momentum", 0.0), ("velocity", 0.0))
+        return specs + ((("velocity_hat", 0.0),) if self.amsgrad else ())
+
+    def _step_scalars(self, lr, t):
+        return lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+
+    def _update(self, i, grad, lr, alpha, weight_decay, grad_scale, clip):
+        _kernels.adam(self._flat_variables[i], grad, self._slot("momentum", i),
+                      self._slot("velocity", i), self._slot("velocity_hat", i), alpha,
+                      self.beta_1, self.beta_2, self.epsilon, lr, weight_decay, grad_scale,
+                      clip)
+
+    def get_config(self):
+        config = super().get_config()
+        return {"learning_rate": config.pop("learning_rate"), "beta_1": self.beta_1,
+                "beta_2": self.beta_2, "epsilon": self.epsilon, "amsgrad": self.amsgrad,
+                **config}
+
+
+@OPTIMIZERS.register()
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as in Keras 3.
+
+    Args:
+        learning_rate: defaults to 0.001.
+        weight_decay: decay factor, required (not None). Defaults to 0.004.
+        beta_1, beta_2, epsilon, amsgrad: as in :class:`Adam`.
+        clipnorm, clipvalue, global_clipnorm, loss_scale_factor, name: see
+            :class:`Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, loss_scale_factor=None, name="adamw"):
+        if weight_decay is None:
+            raise ValueError("AdamW: argument `weight_decay` must be a float. Received: "
+                             "weight_decay=None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay,
+                         clipnorm, clipvalue, global_clipnorm, loss_scale_factor, name)
+
+    def get_config(self):
+        config = super().get_config()
+        return {"learning_rate": config.pop("learning_rate"),
+                "weight_decay": config.pop("weight_decay"), **config}
+
+
+@OPTIMIZERS.register()
+class RMSprop(Optimizer):
+    """RMSprop, as in Keras 3.
+
+    ``v = rho v + (1 - rho) g^2``; the step is ``learning_rate * g / sqrt(v + epsilon)``
+    (``centered``: ``sqrt(v - mean_g^2 + epsilon)`` with ``mean_g`` a moving average of g);
+    with ``momentum`` the steps accumulate in a momentum buffer.
+
+    Args:
+        learning_rate: defaults to 0.001.
+        rho: discount of the squared-gradient average, in [0, 1]. Defaults to 0.9.
+        momentum: in [0, 1]. Defaults to 0.
+        epsilon: defaults to 1e-7.
+        centered: normalise by the estimated variance. Defaults to False.
+        weight_decay, clipnorm, clipvalue, global_clipnorm, loss_scale_factor, name: see
+            :class:`Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, loss_scale_factor=None, name="rmsprop"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         loss_scale_factor, name)
+        self.rho = _number("RMSprop", "rho", rho, 0.0, 1.0)
+        self.momentum = _number("RMSprop", "momentum", momentum, 0.0, 1.0)
+        self.epsilon = _number("RMSprop", "epsilon", epsilon, 0.0)
+        self.centered = bool(centered)
+
+    def _slot_specs(self):
+        specs = (("velocity", 0.0),)
+        if self.momentum > 0:
+            specs += (("momentum", 0.0),)
+        if self.centered:
+            specs += (("average_gradient", 0.0),)
+        return specs
+
+    def _update(self, i, grad, lr, step, weight_decay, grad_scale, clip):
+        _kernels.rmsprop(self._flat_variables[i], grad, self._slot("velocity", i),
+                         self._slot("momentum", i), self._slot("average_gradient", i), lr,
+                         self.rho, self.momentum, self.epsilon, weight_decay, grad_scale, clip)
+
+    def get_config(self):
+        config = super().get_config()
+        return {"learning_rate": config.pop("learning_rate"), "rho": self.rho,
+                "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered, **config}
+
+
+@OPTIMIZERS.register()
+class Adagrad(Optimizer):
+    """Adagrad, as in Keras 3: ``acc += g^2``, ``w -= learning_rate g / sqrt(acc + epsilon)``.
+
+    Args:
+        learning_rate: defaults to 0.001.
+        initial_accumulator_value: starting value of the accumulators, >= 0. Defaults to 0.1.
+        epsilon: defaults to 1e-7.
+        weight_decay, clipnorm, clipvalue, global_clipnorm, loss_scale_factor, name: see
+            :class:`Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 loss_scale_factor=None, name="adagrad"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         loss_scale_factor, name)
+        self.initial_accumulator_value = _number("Adagrad", "initial_accumulator_value",
+                                                 initial_accumulator_value, 0.0)
+        self.epsilon = _number("Adagrad", "epsilon", epsilon, 0.0)
+
+    def _slot_specs(self):
+        return (("accumulator", self.initial_accumulator_value),)
+
+    def _update(self, i, grad, lr, step, weight_decay, grad_scale, clip):
+        _kernels.adagrad(self._flat_variables[i], grad, self._slot("accumulator", i), lr,
+                         self.epsilon, weight_decay, grad_scale, clip)
+
+    def get_config(self):
+        config = super().get_config()
+        return {"learning_rate": config.pop("learning_rate"),
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon, **config}
+
+
+@OPTIMIZERS.register()
+class Nadam(Optimizer):
+    """Nadam (Adam with Nesterov momentum, Dozat 2015), as in Keras 3.
+
+    With ``u_t = beta_1 (1 - 0.5 * 0.96^t)`` and ``P_t = u_1 ... u_t``:
+    ``m_hat = u_{t+1} m / (1 - P_{t+1}) + (1 - u_t) g / (1 - P_t)``,
+    ``v_hat = v / (1 - beta_2^t)``, ``w -= learning_rate m_hat / (sqrt(v_hat) + epsilon)``.
+
+    Args:
+        learning_rate: defaults to 0.001.
+        beta_1, beta_2: in [0, 1). Defaults 0.9, 0.999.
+        epsilon: defaults to 1e-7.
+        weight_decay, clipnorm, clipvalue, global_clipnorm, loss_scale_factor, name: see
+            :class:`Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 loss_scale_factor=None, name="nadam"):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         loss_scale_factor, name)
+        self.beta_1, self.beta_2, self.epsilon = _check_betas("Nadam", beta_1, beta_2, epsilon)
+
+    def _slot_specs(self):
+        return (("momentum", 0.0), ("velocity", 0.0))
+
+    def _u(self, t):
+        return self.beta_1 * (1.0 - 0.5 * 0.96 ** t)
+
+    def _u_product(self, t):
+        """P_t = u_1 ... u_t, advanced one factor per step and recomputed from t after a jump
+        (so restoring ``iterations`` restores the schedule)."""
+        known_t, product = getattr(self, "_u_cache", (0, 1.0))
+        if known_t != t - 1:
+            known_t, product = 0, 1.0
+            for s in range(1, t):
+                product *= self._u(s)
+        product *= self._u(t)
+        self._u_cache = (t, product)
+        return product
+
+    def _step_scalars(self, lr, t):
+        u_product = self._u_product(t)
+        u_t, u_next = self._u(t), self._u(t + 1)
+        return (u_next / (1 - u_product * u_next), (1 - u_t) / (1 - u_product),
+                1 - self.beta_2 ** t)
+
+    def _update(self, i, grad, lr, step, weight_decay, grad_scale, clip):
+        m_coef, g_coef, v_div = step
+        _kernels.nadam(self._flat_variables[i], grad, self._slot("momentum", i),
+                       self._slot("velocity", i), lr, self.beta_1, self.beta_2, self.epsilon,
+                       m_coef, g_coef, v_div, weight_decay, grad_scale, clip)
+
+    def get_config(self):
+        config = super().get_config()
+        return {"learning_rate": config.pop("learning_rate"), "beta_1": self.beta_1,
+                "beta_2": self.beta_2, "epsilon": self.epsilon, **config}
+
+
+# ---- lookup ----
+
+def get(identifier):
+    """An :class:`Optimizer` from a name ('adam', 'sgd', ...), a config dict written by
+    :func:`serialize`, or an Optimizer instance.
+
+    Raises:
+        ValueError: unknown name or uninterpretable identifier; the message lists valid names.
+    """
+    return OPTIMIZERS.get(identifier, base=Optimizer)
+
+
+def serialize(optimizer):
+    """``{"class_name": ..., "config": ...}`` for an optimizer (its state is not included)."""
+    return _serialize(optimizer)
+
+
+def deserialize(config):
+    """Inverse of :func:`serialize`."""
+    return get(config)
+
+
+__all__ = ["Adagrad", "Adam", "AdamW", "Nadam", "OPTIMIZERS", "Optimizer", "RMSprop", "SGD",
+           "deserialize", "get", "serialize"]

@@ -1,0 +1,81 @@
+"""Seeding: one call makes every random draw in minidl (and in user code) reproducible.
+
+minidl draws all of its randomness (weight initializers, shuffling in ``fit``, dropout masks)
+from one ``numpy.random.Generator`` returned by :func:`global_rng`, unless an object was given
+its own integer ``seed``. :func:`set_random_seed` reseeds that generator together with
+Python's ``random`` module and numpy's legacy global state, as ``keras.utils.set_random_seed``
+does for its backends.
+"""
+import numbers
+import random as _python_random
+
+import numpy as np
+
+# Created lazily so that importing minidl costs no OS entropy read. The object is never
+# replaced: set_random_seed reseeds it in place, so a reference someone holds stays live.
+_GLOBAL_RNG = None
+
+_SEED_LIMIT = 2 ** 32  # what np.random.seed accepts; we apply the same range everywhere
+
+
+def _check_seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"`seed` must be an int in [0, 2**32). Received: seed={seed!r} "
+                        f"of type {type(seed).__name__}")
+    seed = int(seed)
+    if not 0 <= seed < _SEED_LIMIT:
+        raise ValueError(f"`seed` must be an int in [0, 2**32). Received: seed={seed}")
+    return seed
+
+
+def set_random_seed(seed):
+    """Seeds every random number generator minidl uses, for reproducible runs.
+
+    Seeds Python's ``random`` module, numpy's legacy global generator (``np.random.seed``)
+    and minidl's own ``numpy.random.Generator`` (:func:`global_rng`). After the same call,
+    the same program builds the same weights, shuffles batches in the same order and draws
+    the same dropout masks, bit for bit.
+
+    Args:
+        seed: int in ``[0, 2**32)``.
+
+    Raises:
+        TypeError: ``seed`` is not an int (floats and bools are refused, not truncated).
+        ValueError: ``seed`` is negative or ``>= 2**32``.
+
+    Example:
+        >>> minidl.utils.set_random_seed(1337)
+        >>> a = minidl.initializers.GlorotUniform()((3, 2))
+        >>> minidl.utils.set_random_seed(1337)
+        >>> b = minidl.initializers.GlorotUniform()((3, 2))
+        >>> bool((a == b).all())
+        True
+    """
+    global _GLOBAL_RNG
+    seed = _check_seed(seed)
+    _python_random.seed(seed)
+    np.random.seed(seed)
+    fresh = np.random.PCG64(seed)
+    if _GLOBAL_RNG is None:
+        _GLOBAL_RNG = np.random.Generator(fresh)
+    else:
+        _GLOBAL_RNG.bit_generator.state = fresh.state
+
+
+def global_rng():
+    """minidl's global ``numpy.random.Generator``.
+
+    Everything random in minidl draws from it unless given its own ``seed``. It starts from
+    OS entropy when :func:`set_random_seed` was never called. The same object is returned
+    for the life of the process; :func:`set_random_seed` reseeds it in place.
+
+    Returns:
+        A ``numpy.random.Generator`` (PCG64).
+
+    Example:
+        >>> minidl.utils.random.global_rng().permutation(5)   # a shuffled batch order
+    """
+    global _GLOBAL_RNG
+    if _GLOBAL_RNG is None:
+        _GLOBAL_RNG = np.random.default_rng()
+    return _GLOBAL_RNG

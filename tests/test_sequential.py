@@ -1,0 +1,596 @@
+"""Sequential: construction and building, inference, weights in Keras order, summary, and the
+checks of user data (shapes, dtypes, NaN, labels) that fit/evaluate/predict run first."""
+import re
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl import losses, optimizers
+from minidl.layers import Activation, Dense, Flatten, Input, Reshape
+from minidl.models import Sequential
+from minidl.utils import set_random_seed
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = minidl.get_num_threads()
+    minidl.set_num_threads(1)
+    yield
+    minidl.set_num_threads(before)
+
+
+def mlp(input_shape=(784,), hidden=64, classes=10):
+    return Sequential([Dense(hidden, activation="relu", input_shape=input_shape),
+                       Dense(hidden, activation="relu"),
+                       Dense(classes, activation="softmax")])
+
+
+def small_data(n=20, features=6, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, features)).astype(np.float32),
+            rng.integers(0, classes, n))
+
+
+def compiled_small(features=6, classes=3, **compile_kwargs):
+    model = Sequential([Dense(5, activation="tanh", input_shape=(features,)),
+                        Dense(classes, activation="softmax")])
+    kwargs = dict(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    kwargs.update(compile_kwargs)
+    model.compile(**kwargs)
+    return model
+
+
+# ---- construction and building ----
+
+def test_list_and_add_build_the_same_model():
+    set_random_seed(1)
+    a = mlp()
+    set_random_seed(1)
+    b = Sequential()
+    b.add(Dense(64, activation="relu", input_shape=(784,)))
+    b.add(Dense(64, activation="relu"))
+    b.add(Dense(10, activation="softmax"))
+    assert a.built and b.built
+    assert len(a.layers) == len(b.layers) == 3
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    x = np.random.default_rng(0).random((5, 784)).astype(np.float32)
+    np.testing.assert_array_equal(a.predict(x, verbose=0), b.predict(x, verbose=0))
+
+
+def test_input_then_flatten():
+    model = Sequential([Input((28, 28)), Flatten(), Dense(10, activation="softmax")])
+    assert model.built
+    assert model.input_shape == (28, 28)
+    assert model.output_shape == (10,)
+    assert [type(layer).__name__ for layer in model.layers] == ["Flatten", "Dense"]
+    assert model.layers[1].get_weights()[0].shape == (784, 10)
+    x = np.random.default_rng(0).integers(0, 256, (4, 28, 28)).astype(np.uint8)
+    out = model.predict(x, verbose=0)
+    assert out.shape == (4, 10)
+    np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_input_must_come_first():
+    model = Sequential([Dense(3, input_shape=(4,))])
+    with pytest.raises(ValueError, match="Input.*first"):
+        model.add(Input((4,)))
+
+
+def test_add_rejects_non_layers_and_duplicates():
+    model = Sequential()
+    with pytest.raises(TypeError, match="expects a Layer.*str"):
+        model.add("dense")
+    layer = Dense(2)
+    model.add(layer)
+    with pytest.raises(ValueError, match="already in this model"):
+        model.add(layer)
+
+
+def test_add_of_a_layer_that_cannot_follow_leaves_the_model_usable():
+    model = Sequential([Input((28, 28))])
+    with pytest.raises(ValueError, match=r"Flatten"):
+        model.add(Dense(10))
+    assert model.layers == []
+    model.add(Flatten())
+    model.add(Dense(10))
+    assert model.predict(np.zeros((2, 28, 28)), verbose=0).shape == (2, 10)
+
+
+def test_lazy_build_on_first_data_equals_input_shape_build():
+    x = np.random.default_rng(0).random((6, 12)).astype(np.float32)
+    set_random_seed(3)
+    eager = Sequential([Dense(4, activation="relu", input_shape=(12,)), Dense(2)])
+    set_random_seed(3)
+    lazy = Sequential([Dense(4, activation="relu"), Dense(2)])
+    assert eager.built and not lazy.built
+    assert lazy.get_weights() == []
+    out = lazy.predict(x, verbose=0)
+    assert lazy.built and lazy.input_shape == (12,) and lazy.output_shape == (2,)
+    np.testing.assert_array_equal(out, eager.predict(x, verbose=0))
+    for wa, wb in zip(lazy.get_weights(), eager.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_lazy_build_via_build():
+    model = Sequential([Dense(4), Reshape((2, 2))])
+    model.build((None, 3))
+    assert model.built and model.output_shape == (2, 2)
+    with pytest.raises(ValueError, match=r"expects input shape \(None, 3\).*\(None, 5\)"):
+        model.build((None, 5))
+    with pytest.raises(ValueError, match="input shape"):
+        Sequential([Dense(3)]).build()
+
+
+def test_failed_lazy_build_can_be_retried_with_fixed_data():
+    model = Sequential([Dense(4), Dense(2, activation="softmax")])
+    with pytest.raises(ValueError, match=r"\(None, 28, 28\).*Flatten"):
+        model.predict(np.zeros((3, 28, 28)), verbose=0)
+    assert not model.built and model.input_shape is None
+    assert model.predict(np.zeros((3, 784)), verbose=0).shape == (3, 2)
+
+
+def test_lazy_model_compiled_before_build_trains():
+    x, y = small_data()
+    model = Sequential([Dense(5, activation="relu"), Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    assert model.input_shape == (6,)
+
+
+def test_empty_model_is_an_error():
+    with pytest.raises(ValueError, match="no layers"):
+        Sequential().predict(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="no layers"):
+        Sequential()(np.zeros((2, 3)))
+
+
+# ---- inference ----
+
+def test_call_equals_predict():
+    rng = np.random.default_rng(2)
+    model = mlp()
+    x = rng.random((37, 784)).astype(np.float32)
+    np.testing.assert_array_equal(model(x), model.predict(x, verbose=0))
+    # other dtypes and non-contiguous input go through the checked path, same values
+    np.testing.assert_array_equal(model(x.astype(np.float64)), model(x))
+    xt = np.asfortranarray(x)
+    np.testing.assert_array_equal(model(xt), model(x))
+    with pytest.raises(ValueError, match="NaN"):
+        model(np.full((2, 784), np.nan, np.float32))
+    with pytest.raises(ValueError, match="training=True"):
+        model(x, training=True)
+
+
+def test_predict_is_batch_size_independent():
+    rng = np.random.default_rng(3)
+    model = mlp()
+    x = rng.random((1000, 784)).astype(np.float32)
+    reference = model.predict(x, batch_size=1000, verbose=0)
+    assert reference.shape == (1000, 10) and reference.dtype == np.float32
+    for batch_size in (1, 7, 32):
+        np.testing.assert_array_equal(model.predict(x, batch_size=batch_size, verbose=0),
+                                      reference, err_msg=f"batch_size={batch_size}")
+    np.testing.assert_array_equal(model.predict(x[:10], batch_size=1000, verbose=0),
+                                  reference[:10])
+
+
+def test_predict_matches_numpy_forward():
+    rng = np.random.default_rng(4)
+    model = Sequential([Dense(5, activation="relu", input_shape=(3,), dtype="float64"),
+                        Dense(4, activation="tanh", use_bias=False, dtype="float64"),
+                        Dense(2, activation="softmax", dtype="float64")])
+    weights = [rng.standard_normal(w.shape) for w in model.get_weights()]
+    model.set_weights(weights)
+    x = rng.standard_normal((9, 3))
+    w1, b1, w2, w3, b3 = weights
+    h = np.tanh(np.maximum(x @ w1 + b1, 0) @ w2)
+    z = h @ w3 + b3
+    expected = np.exp(z - z.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    out = model.predict(x, verbose=0)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
+def test_predict_works_before_compile_and_keeps_training_state():
+    x, y = small_data()
+    model = compiled_small()
+    before = model.predict(x, verbose=0)
+    model.fit(x, y, epochs=1, verbose=0)
+    after = model.predict(x, verbose=0)
+    assert not np.array_equal(before, after)
+
+
+# ---- weights ----
+
+def test_get_weights_in_keras_order():
+    model = Sequential([Dense(64, activation="relu", input_shape=(784,)),
+                        Dense(64, activation="relu", use_bias=False),
+                        Flatten(),
+                        Dense(10, activation="softmax")])
+    shapes = [w.shape for w in model.get_weights()]
+    assert shapes == [(784, 64), (64,), (64, 64), (64, 10), (10,)]
+    assert [w.shape for w in model.weights] == shapes
+    assert not model.get_weights()[1].any()  # biases start at zeros
+
+
+def test_set_weights_round_trip_and_copies():
+    model = mlp(hidden=8)
+    rng = np.random.default_rng(5)
+    new = [rng.standard_normal(w.shape).astype(np.float32) for w in model.get_weights()]
+    model.set_weights(new)
+    for got, want in zip(model.get_weights(), new):
+        np.testing.assert_array_equal(got, want)
+    model.get_weights()[0][...] = 7  # a copy
+    np.testing.assert_array_equal(model.get_weights()[0], new[0])
+    clone = mlp(hidden=8)
+    clone.set_weights(model.get_weights())
+    x = rng.random((5, 784)).astype(np.float32)
+    np.testing.assert_array_equal(clone.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_set_weights_errors():
+    model = mlp(hidden=8)
+    good = model.get_weights()
+    with pytest.raises(ValueError, match="has 6 weight arrays; received 5"):
+        model.set_weights(good[:5])
+    with pytest.raises(ValueError, match="has 6 weight arrays; received 7"):
+        model.set_weights(good + [good[0]])
+    bad = [w.copy() for w in good]
+    bad[2] = np.zeros((8, 9), np.float32)
+    with pytest.raises(ValueError, match=r"weight 'kernel' has shape \(8, 8\); received an "
+                                         r"array of shape \(8, 9\)"):
+        model.set_weights(bad)
+    transposed = [w.copy() for w in good]
+    transposed[0] = good[0].T  # PyTorch's (out, in) layout is a clear error, not a silent bug
+    with pytest.raises(ValueError, match=r"\(784, 8\).*\(8, 784\)"):
+        model.set_weights(transposed)
+    nan = [np.ones_like(w) for w in good]
+    nan[5][0] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.set_weights(nan)
+    for got, want in zip(model.get_weights(), good):  # failed calls changed nothing
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="not built"):
+        Sequential([Dense(3), Dense(2)]).set_weights(good)
+
+
+def test_count_params():
+    assert mlp().count_params() == 55_050
+    model = Sequential([Input((28, 28)), Flatten(), Dense(10, use_bias=False)])
+    assert model.count_params() == 7840
+
+
+# ---- summary ----
+
+def test_summary():
+    model = Sequential([Dense(64, activation="relu", input_shape=(784,), name="hidden_1"),
+                        Dense(64, activation="relu", name="hidden_2"),
+                        Dense(10, activation="softmax", name="output")])
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    for name, shape, params in [("hidden_1", "(None, 64)", "50,240"),
+                                ("hidden_2", "(None, 64)", "4,160"),
+                                ("output", "(None, 10)", "650")]:
+        row = next(line for line in lines if line.startswith(name))
+        assert "(Dense)" in row and shape in row and params in row, row
+    assert re.search(r"Total params: 55,050\b", text)
+    assert re.search(r"Trainable params: 55,050\b", text)
+    assert re.search(r"Non-trainable params: 0\b", text)
+
+
+def test_summary_prints_to_stdout_and_counts_frozen_layers(capsys):
+    model = Sequential([Input((28, 28)), Flatten(name="flat"),
+                        Dense(10, trainable=False, name="frozen")])
+    model.summary()
+    text = capsys.readouterr().out
+    assert "flat (Flatten)" in text and "(None, 784)" in text
+    assert "Total params: 7,850" in text
+    assert "Trainable params: 0" in text
+    assert "Non-trainable params: 7,850" in text
+
+
+def test_summary_of_an_unbuilt_model():
+    lines = []
+    Sequential([Dense(3, name="d")]).summary(print_fn=lines.append)
+    assert any(line.startswith("d (Dense)") for line in lines)
+    assert any("Total params: 0" in line for line in lines)
+
+
+# ---- bad input: a clear exception naming the problem ----
+
+def test_missing_flatten_is_explained():
+    model = mlp()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.zeros((5, 28, 28), np.uint8)
+    y = np.zeros(5, np.uint8)
+    for call in (lambda: model.fit(x, y, verbose=0), lambda: model.evaluate(x, y, verbose=0),
+                 lambda: model.predict(x, verbose=0), lambda: model(x)):
+        with pytest.raises(ValueError) as info:
+            call()
+        message = str(info.value)
+        assert "784" in message and "(5, 28, 28)" in message and "Flatten" in message, message
+
+
+def test_wrong_feature_count():
+    model = compiled_small()
+    with pytest.raises(ValueError, match=r"\(4, 7\).*\(6,\)"):
+        model.predict(np.zeros((4, 7)))
+
+
+@pytest.mark.parametrize("labels, pattern", [
+    ([0, 1, 2, 3], r"y\[3\] = 3.*\[0, 3\)"),
+    ([0, -1, 2, 1], r"y\[1\] = -1.*\[0, 3\)"),
+    ([0, 1, 2, 300], r"y\[3\] = 300"),
+    ([0.0, 1.5, 2.0, 1.0], r"non-integer.*y\[1\] = 1\.5"),
+    ([0.0, 1.0, 2.0, np.nan], r"non-integer.*y\[3\] = nan"),
+], ids=["too_large", "negative", "uint8_range", "fraction", "nan"])
+def test_bad_sparse_labels(labels, pattern):
+    model = compiled_small()
+    x = np.zeros((4, 6), np.float32)
+    y = np.array(labels)
+    with pytest.raises(ValueError, match=pattern):
+        model.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match=pattern):
+        model.evaluate(x, y, verbose=0)
+
+
+def test_sparse_labels_of_many_int_types_are_accepted():
+    x, y = small_data(n=8)
+    model = compiled_small()
+    results = [model.evaluate(x, y.astype(dtype), verbose=0)
+               for dtype in (np.uint8, np.int16, np.int32, np.int64, np.float32, np.float64)]
+    results.append(model.evaluate(x, y.reshape(-1, 1), verbose=0))
+    assert all(r == results[0] for r in results), results
+
+
+def test_one_hot_targets_for_sparse_loss_are_explained():
+    model = compiled_small()
+    x = np.zeros((4, 6), np.float32)
+    with pytest.raises(ValueError, match="categorical_crossentropy"):
+        model.fit(x, np.eye(3)[[0, 1, 2, 0]], verbose=0)
+
+
+def test_dense_targets_of_wrong_shape():
+    model = compiled_small(loss="categorical_crossentropy")
+    x = np.zeros((4, 6), np.float32)
+    with pytest.raises(ValueError, match=r"shape \(4, 3\).*\(4, 2\)"):
+        model.fit(x, np.zeros((4, 2)), verbose=0)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.fit(x, np.full((4, 3), np.nan), verbose=0)
+
+
+def test_x_and_y_of_different_lengths():
+    model = compiled_small()
+    x, y = small_data(n=10)
+    with pytest.raises(ValueError, match="x has 10.*y has 9"):
+        model.fit(x, y[:9], verbose=0)
+    with pytest.raises(ValueError, match="x has 10.*y has 11"):
+        model.evaluate(x, np.append(y, 0), verbose=0)
+    with pytest.raises(ValueError, match="same number of samples"):
+        model.fit(x, 1, verbose=0)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nonfinite_x(value):
+    model = compiled_small()
+    x, y = small_data(n=10)
+    x[7, 2] = value
+    for call in (lambda: model.fit(x, y, verbose=0), lambda: model.evaluate(x, y, verbose=0),
+                 lambda: model.predict(x, verbose=0)):
+        with pytest.raises(ValueError, match=r"1 NaN or infinite.*\(7, 2\)"):
+            call()
+    with pytest.raises(ValueError, match="validation_data x.*NaN"):
+        model.fit(np.ones_like(x), y, validation_data=(x, y), verbose=0)
+
+
+def test_integer_and_float64_x_equal_float32_results():
+    rng = np.random.default_rng(6)
+    images = rng.integers(0, 256, (50, 784)).astype(np.uint8)
+    model = mlp(hidden=16)
+    as_f32 = model.predict(images.astype(np.float32), verbose=0)
+    np.testing.assert_array_equal(model.predict(images, verbose=0), as_f32)
+    np.testing.assert_array_equal(model.predict(images.astype(np.int64), verbose=0), as_f32)
+    scaled64 = images / 255.0
+    np.testing.assert_array_equal(model.predict(scaled64, verbose=0),
+                                  model.predict(scaled64.astype(np.float32), verbose=0))
+    np.testing.assert_array_equal(model.predict(images.astype(bool), verbose=0),
+                                  model.predict(images.astype(bool).astype(np.float32),
+                                                verbose=0))
+    assert images.dtype == np.uint8 and scaled64.dtype == np.float64  # inputs not modified
+
+
+def test_integer_and_float64_x_train_like_float32():
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, (64, 20)).astype(np.uint8)
+    labels = rng.integers(0, 3, 64)
+    weights = {}
+    for name, x in [("uint8", images), ("float32", images.astype(np.float32)),
+                    ("f64", images / 255.0), ("f32", (images / 255.0).astype(np.float32))]:
+        set_random_seed(11)
+        model = Sequential([Dense(8, activation="relu", input_shape=(20,)),
+                            Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(x, labels, epochs=2, batch_size=16, verbose=0)
+        weights[name] = model.get_weights()
+    for a, b in zip(weights["uint8"], weights["float32"]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(weights["f64"], weights["f32"]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_non_numeric_x():
+    model = compiled_small()
+    with pytest.raises(TypeError, match="numbers"):
+        model.predict(np.array([["a"] * 6] * 2))
+    with pytest.raises(ValueError, match="required"):
+        model.predict(None)
+    with pytest.raises(ValueError, match=r"batch dimension.*\(6,\)"):
+        model.predict(np.zeros(6))
+
+
+def test_bad_targets():
+    model = compiled_small()
+    x = np.zeros((3, 6), np.float32)
+    with pytest.raises(TypeError, match="y must hold numbers"):
+        model.fit(x, np.array(["a", "b", "c"]), verbose=0)
+    with pytest.raises(ValueError, match="y is required"):
+        model.fit(x, None, verbose=0)
+    with pytest.raises(ValueError, match="y is required"):
+        model.evaluate(x, verbose=0)
+
+
+def test_diverging_training_stops_with_a_clear_error():
+    model = Sequential([Dense(1, input_shape=(2,))])
+    model.compile(optimizer=optimizers.SGD(learning_rate=1e30), loss="mse")
+    x = np.full((8, 2), 1e15, np.float32)
+    with pytest.raises(FloatingPointError, match="learning rate"):
+        model.fit(x, np.ones(8), epochs=3, verbose=0)
+
+
+def test_concurrent_predict_from_python_threads():
+    from concurrent.futures import ThreadPoolExecutor
+    model = mlp(hidden=32)
+    rng = np.random.default_rng(8)
+    inputs = [rng.random((200, 784)).astype(np.float32) for _ in range(4)]
+    serial = [model.predict(x, verbose=0) for x in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda x: model.predict(x, batch_size=16, verbose=0), inputs))
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_and_evaluate_before_compile():
+    model = mlp(hidden=4)
+    x = np.zeros((3, 784), np.float32)
+    y = np.zeros(3, np.int64)
+    with pytest.raises(RuntimeError, match=r"compile\(\) before fit"):
+        model.fit(x, y)
+    with pytest.raises(RuntimeError, match=r"compile\(\) before evaluate"):
+        model.evaluate(x, y)
+    model.compile(optimizer="adam")
+    with pytest.raises(RuntimeError, match="without a loss"):
+        model.fit(x, y)
+
+
+def test_empty_arrays():
+    model = compiled_small()
+    with pytest.raises(ValueError, match="empty"):
+        model.fit(np.zeros((0, 6), np.float32), np.zeros(0), verbose=0)
+    with pytest.raises(ValueError, match="empty"):
+        model.evaluate(np.zeros((0, 6), np.float32), np.zeros(0), verbose=0)
+    with pytest.raises(ValueError, match="empty"):
+        model.predict(np.zeros((0, 6), np.float32))
+    with pytest.raises(ValueError, match="same number of samples"):
+        model.fit(np.zeros((2, 6), np.float32), np.zeros(0), verbose=0)
+
+
+@pytest.mark.parametrize("kind, kwargs, valid", [
+    ("optimizer", dict(optimizer="adamm"), "adam"),
+    ("loss", dict(loss="sparse_crossentropy"), "sparse_categorical_crossentropy"),
+    ("metric", dict(metrics=["acuracy"]), "accuracy"),
+])
+def test_unknown_names_list_valid_ones(kind, kwargs, valid):
+    model = mlp(hidden=4)
+    with pytest.raises(ValueError) as info:
+        model.compile(**{"optimizer": "sgd", "loss": "mse", **kwargs})
+    message = str(info.value)
+    assert f"Unknown {kind}" in message and valid in message, message
+
+
+def test_unknown_activation_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"Unknown activation 'rleu'.*relu.*sigmoid"):
+        Sequential([Dense(3, activation="rleu")])
+
+
+def test_metrics_must_be_a_list():
+    with pytest.raises(TypeError, match=r"metrics must be a list"):
+        mlp(hidden=4).compile(optimizer="sgd", loss="mse", metrics="accuracy")
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(batch_size=0), "batch_size=0"),
+    (dict(batch_size=-3), "batch_size=-3"),
+    (dict(batch_size=2.5), "batch_size=2.5"),
+    (dict(batch_size="32"), "batch_size='32'"),
+    (dict(batch_size=True), "batch_size=True"),
+    (dict(epochs=-1), "epochs=-1"),
+    (dict(epochs=1.5), "epochs=1.5"),
+    (dict(epochs=None), "epochs=None"),
+    (dict(verbose=3), "verbose=3"),
+    (dict(verbose="yes"), "verbose='yes'"),
+    (dict(verbose=-1), "verbose=-1"),
+])
+def test_bad_fit_arguments(kwargs, pattern):
+    model = compiled_small()
+    x, y = small_data(n=4)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=re.escape(pattern)):
+        model.fit(x, y, **kwargs)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("call", ["evaluate", "predict"])
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(batch_size=0), "batch_size=0"),
+    (dict(verbose=5), "verbose=5"),
+])
+def test_bad_evaluate_and_predict_arguments(call, kwargs, pattern):
+    model = compiled_small()
+    x, y = small_data(n=4)
+    args = (x, y) if call == "evaluate" else (x,)
+    with pytest.raises(ValueError, match=re.escape(pattern)):
+        getattr(model, call)(*args, **kwargs)
+
+
+@pytest.mark.parametrize("validation_data", [
+    "data", [1, 2, 3], (np.zeros((3, 6)),), (np.zeros((3, 6)), np.zeros(3), np.ones(3), 4),
+], ids=["string", "list3", "tuple1", "tuple4"])
+def test_bad_validation_data_form(validation_data):
+    model = compiled_small()
+    x, y = small_data(n=4)
+    with pytest.raises(ValueError, match="validation_data"):
+        model.fit(x, y, validation_data=validation_data, verbose=0)
+
+
+def test_bad_validation_data_contents():
+    model = compiled_small()
+    x, y = small_data(n=4)
+    with pytest.raises(ValueError, match=r"validation_data x.*\(3, 5\)"):
+        model.fit(x, y, validation_data=(np.zeros((3, 5)), np.zeros(3)), verbose=0)
+    with pytest.raises(ValueError, match=r"validation_data y"):
+        model.fit(x, y, validation_data=(np.zeros((3, 6)), np.zeros(2)), verbose=0)
+    with pytest.raises(ValueError, match=r"validation_data y.*\[0, 3\)"):
+        model.fit(x, y, validation_data=(np.zeros((3, 6)), np.array([0, 1, 3])), verbose=0)
+
+
+def test_bad_callbacks():
+    model = compiled_small()
+    x, y = small_data(n=4)
+    with pytest.raises(TypeError, match="Callback"):
+        model.fit(x, y, callbacks=[print], verbose=0)
+
+
+def test_loss_and_optimizer_instances_are_used_as_given():
+    model = compiled_small(optimizer=optimizers.SGD(learning_rate=0.5),
+                           loss=losses.SparseCategoricalCrossentropy())
+    assert model.optimizer.learning_rate == 0.5
+    assert isinstance(model.loss, losses.SparseCategoricalCrossentropy)
+
+
+def test_activation_layer_at_the_end_uses_the_fused_loss_path():
+    x, y = small_data(n=30)
+    set_random_seed(2)
+    a = Sequential([Dense(3, input_shape=(6,)), Activation("softmax")])
+    set_random_seed(2)
+    b = Sequential([Dense(3, activation="softmax", input_shape=(6,))])
+    for model in (a, b):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-6, atol=1e-7)
