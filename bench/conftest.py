@@ -6,7 +6,14 @@ reference's name) and the ``flop`` count of one call; bench_gemm.py does. Throug
 computed from the minimum time (the least disturbed round on a shared machine); the ratio
 from the median is shown beside it as a check on noise.
 """
+import os
+import sys
+
 import pytest
+
+# Reference implementations shared by several benchmark files live beside them; with
+# --import-mode=importlib the bench folder is not on sys.path by itself.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def _groups(benchmarks):

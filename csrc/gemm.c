@@ -4,8 +4,10 @@
  */
 #include "gemm_kernels.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 
 #if MDL_HAVE_OPENMP
 #include <omp.h>
@@ -22,18 +24,43 @@ static int use_direct_path(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, ptrdiff_t cs_b
     return cs_b == 1 && (double)k * (double)n * (double)elem <= 256.0 * 1024.0;
 }
 
+/* Packing buffers belong to the calling thread and are kept between calls, so steady-state
+ * work allocates nothing. A pthread key frees them when the thread exits: Python programs
+ * may run GEMMs from many short-lived threads. */
 #define SCRATCH_SLOTS 2
-static _Thread_local void *scratch_ptr[SCRATCH_SLOTS];
-static _Thread_local size_t scratch_size[SCRATCH_SLOTS];
+typedef struct {
+    void *ptr[SCRATCH_SLOTS];
+    size_t size[SCRATCH_SLOTS];
+} scratch_set;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p) {
+    scratch_set *set = (scratch_set *)p;
+    for (int i = 0; i < SCRATCH_SLOTS; i++) free(set->ptr[i]);
+    free(set);
+}
+
+static void scratch_key_create(void) { pthread_key_create(&scratch_key, scratch_free); }
 
 void *mdl_scratch(int slot, size_t bytes) {
-    if (scratch_size[slot] >= bytes) return scratch_ptr[slot];
+    pthread_once(&scratch_once, scratch_key_create);
+    scratch_set *set = (scratch_set *)pthread_getspecific(scratch_key);
+    if (!set) {
+        set = (scratch_set *)calloc(1, sizeof *set);
+        if (!set || pthread_setspecific(scratch_key, set) != 0) {
+            free(set);
+            return NULL;
+        }
+    }
+    if (set->size[slot] >= bytes) return set->ptr[slot];
     size_t rounded = (bytes + 63) / 64 * 64;
     void *p = aligned_alloc(64, rounded ? rounded : 64);
     if (!p) return NULL;
-    free(scratch_ptr[slot]);
-    scratch_ptr[slot] = p;
-    scratch_size[slot] = rounded;
+    free(set->ptr[slot]);
+    set->ptr[slot] = p;
+    set->size[slot] = rounded;
     return p;
 }
 

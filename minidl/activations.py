@@ -48,6 +48,8 @@ def _check_array(owner, name, a, dtype=None):
 
 def _rows(a):
     """The (rows, last axis) view of a C-contiguous array: never a copy."""
+    if a.ndim == 2:
+        return a
     if a.ndim == 0:
         return a.reshape(1, 1)
     return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])

@@ -43,6 +43,8 @@ _LABEL_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
 def _rows(a):
     """(rows, last axis) view of a C-contiguous array of rank >= 1."""
+    if a.ndim == 2:
+        return a
     return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
@@ -179,7 +181,7 @@ class Loss:
                          f"{classes} classes.")
 
     def _targets(self, y_true, y_pred, validate):
-        """(2-D targets in y_pred's dtype, number of rows that count) for dense losses."""
+        """(2-D targets in y_pred's dtype, None: every row counts) for dense losses."""
         y = np.asarray(y_true)
         # Keras' squeeze_or_expand_to_same_rank: (n,) targets for (n, 1) outputs and back.
         if y.ndim == y_pred.ndim + 1 and y.shape[-1] == 1:
@@ -224,9 +226,9 @@ class Loss:
                 try:
                     full = np.broadcast_to(sw, batch)
                 except ValueError:
-                    raise ValueError(f"{self.name}: sample_weight of shape {np.shape(sample_weight)}"
-                                     f" does not broadcast to the per-sample loss shape "
-                                     f"{batch}.") from None
+                    raise ValueError(f"{self.name}: sample_weight of shape "
+                                     f"{np.shape(sample_weight)} does not broadcast to the "
+                                     f"per-sample loss shape {batch}.") from None
                 weights = np.ascontiguousarray(full.reshape(rows))
                 weight_sum = float(weights.sum() if keep is None else weights[keep].sum())
         if self.reduction in ("sum_over_batch_size", "mean"):
@@ -242,8 +244,8 @@ def _check_float(owner, name, value, low=None, high=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         raise ValueError(f"{owner}: {name} must be a number; received {name}={value!r}.")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{owner}: {name} must be in [{low}, {high}]; received "
-                         f"{name}={value!r}.")
+        bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{owner}: {name} must be {bounds}; received {name}={value!r}.")
     return float(value)
 
 

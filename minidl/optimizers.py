@@ -123,10 +123,15 @@ class Optimizer:
     def build(self, variables):
         """Create zero-initialised slots (of each variable's shape and dtype) for variables.
 
+        As in Keras, a built optimizer ignores further calls; a new set of variables needs a
+        new optimizer.
+
         Args:
             variables: list of C-contiguous, writeable float32/float64 numpy arrays; they are
                 updated in place by :meth:`apply`.
         """
+        if self.built:
+            return
         variables = list(variables)
         owner = type(self).__name__
         for i, v in enumerate(variables):

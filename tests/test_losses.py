@@ -134,12 +134,12 @@ def test_thread_count_does_not_change_bits(name, extra, threads):
 def test_bad_labels_are_flagged_not_read(threads):
     p = np.full((5, 3), 1 / 3)
     for labels in (np.array([0, 1, 3, 2, -1], np.int64), np.array([0, 1, 3, 2, -1], np.int32)):
-        for fn in (kernels.sparse_categorical_crossentropy,):
-            grad = np.full_like(p, 9.0)
-            total, bad = fn(labels, p, None, 1.0, grad, None, False, None, EPS)
-            assert bad == 2
-            np.testing.assert_array_equal(grad[[2, 4]], 0.0)
-            assert total == pytest.approx(3 * np.log(3))
+        grad = np.full_like(p, 9.0)
+        total, bad = kernels.sparse_categorical_crossentropy(labels, p, None, 1.0, grad, None,
+                                                             False, None, EPS)
+        assert bad == 2
+        np.testing.assert_array_equal(grad[[2, 4]], 0.0)
+        assert total == pytest.approx(3 * np.log(3))
         total, bad = kernels.softmax_sparse_categorical_crossentropy(
             labels, p, None, 1.0, np.empty_like(p), None, -1, EPS)
         assert bad == 2   # -1 is ignored, 3 is out of range
@@ -259,14 +259,15 @@ def test_keras_documented_values():
     cce = losses.CategoricalCrossentropy()
     assert cce(y_true, y_pred) == pytest.approx(1.177, abs=1e-3)
     assert cce(y_true, y_pred, sample_weight=np.array([0.3, 0.7])) == pytest.approx(0.814, abs=1e-3)
-    assert losses.CategoricalCrossentropy(reduction="sum")(y_true, y_pred) == pytest.approx(2.354, abs=1e-3)
+    cce_sum = losses.CategoricalCrossentropy(reduction="sum")
+    assert cce_sum(y_true, y_pred) == pytest.approx(2.354, abs=1e-3)
     np.testing.assert_allclose(losses.CategoricalCrossentropy(reduction=None)(y_true, y_pred),
                                [0.0513, 2.303], atol=1e-3)
     scce = losses.SparseCategoricalCrossentropy()
     assert scce([1, 2], y_pred) == pytest.approx(1.177, abs=1e-3)
-    assert scce([1, 2], y_pred, sample_weight=np.array([0.3, 0.7])) == pytest.approx(0.814, abs=1e-3)
-    np.testing.assert_allclose(losses.binary_crossentropy([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]),
-                               [0.916, 0.714], atol=1e-3)
+    assert scce([1, 2], y_pred, np.array([0.3, 0.7])) == pytest.approx(0.814, abs=1e-3)
+    bce = losses.binary_crossentropy([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
+    np.testing.assert_allclose(bce, [0.916, 0.714], atol=1e-3)
     assert losses.huber([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]).mean() == pytest.approx(0.155)
     assert losses.MeanSquaredError()([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]]) == 0.5
     assert losses.MeanAbsoluteError()([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]]) == 0.5
@@ -276,14 +277,19 @@ def test_reductions_and_sample_weight_shapes():
     y_true, y_pred = rng(14).random((4, 3)), rng(15).random((4, 3))
     per = np.mean((y_true - y_pred) ** 2, axis=-1)
     sw = np.array([1.0, 0.0, 2.0, 0.5])
-    assert losses.MeanSquaredError()(y_true, y_pred, sw) == pytest.approx(np.sum(per * sw) / 4)
-    assert losses.MeanSquaredError()(y_true, y_pred, sw[:, None]) == pytest.approx(np.sum(per * sw) / 4)
-    assert losses.MeanSquaredError(reduction="sum")(y_true, y_pred, sw) == pytest.approx(np.sum(per * sw))
-    assert losses.MeanSquaredError(reduction="mean")(y_true, y_pred) == pytest.approx(per.mean())
-    assert losses.MeanSquaredError(reduction="mean_with_sample_weight")(y_true, y_pred, sw) == \
-        pytest.approx(np.sum(per * sw) / sw.sum())
-    np.testing.assert_allclose(losses.MeanSquaredError(reduction="none")(y_true, y_pred, sw), per * sw)
-    assert losses.MeanSquaredError()(y_true, y_pred, 2.0) == pytest.approx(2 * per.mean())
+    weighted = np.sum(per * sw)
+
+    def mse(reduction="sum_over_batch_size"):
+        return losses.MeanSquaredError(reduction=reduction)
+
+    assert mse()(y_true, y_pred, sw) == pytest.approx(weighted / 4)
+    assert mse()(y_true, y_pred, sw[:, None]) == pytest.approx(weighted / 4)
+    assert mse("sum")(y_true, y_pred, sw) == pytest.approx(weighted)
+    assert mse("mean")(y_true, y_pred) == pytest.approx(per.mean())
+    assert mse("mean_with_sample_weight")(y_true, y_pred, sw) == pytest.approx(weighted / sw.sum())
+    np.testing.assert_allclose(mse("none")(y_true, y_pred, sw), per * sw)
+    np.testing.assert_allclose(mse(None)(y_true, y_pred), per)
+    assert mse()(y_true, y_pred, 2.0) == pytest.approx(2 * per.mean())
 
 
 def test_rank_one_and_rank_three_predictions():
@@ -330,7 +336,8 @@ def test_float_and_column_labels():
     assert loss(np.array([1.0, 3.0, 0.0]), probs) == expected
     assert loss(np.array([[1], [3], [0]], np.uint8), probs) == expected
     grad = np.empty_like(probs)
-    assert loss.forward_backward(np.array([[1.0], [3.0], [0.0]], np.float32), probs, grad) == expected
+    float_column = np.array([[1.0], [3.0], [0.0]], np.float32)
+    assert loss.forward_backward(float_column, probs, grad) == expected
 
 
 # ---- stability ----

@@ -39,7 +39,8 @@ def kernel_case(name, variant, n, dtype, seed=0):
     if name == "sgd_plain":
         return [p, g, None, 0.1, 0.0, False, wd, gs, clip], [0]
     if name == "adam":
-        return [p, g, slot(), slot(), slot(), 0.01, 0.9, 0.999, 1e-7, 0.02, wd, gs, clip], [0, 2, 3, 4]
+        args = [p, g, slot(), slot(), slot(), 0.01, 0.9, 0.999, 1e-7, 0.02, wd, gs, clip]
+        return args, [0, 2, 3, 4]
     if name == "rmsprop":
         v, mom, avg = slot() + 1, slot(), slot() * 0.1
         return [p, g, v, mom, avg, 0.01, 0.9, 0.5, 1e-7, wd, gs, clip], [0, 2, 3, 4]
@@ -70,7 +71,8 @@ def test_kernels_match_reference(name, variant, n, dtype):
 def test_optional_slots_off_match_reference():
     for name, args in [
         ("rmsprop", lambda p, g, s: [p, g, s, None, None, 0.01, 0.9, 0.0, 1e-7, 0.0, 1.0, 0.0]),
-        ("adam", lambda p, g, s: [p, g, s, s * 0.5, None, 0.01, 0.9, 0.999, 1e-7, 0.0, 0.0, 1.0, 0.0]),
+        ("adam", lambda p, g, s: [p, g, s, s * 0.5, None, 0.01, 0.9, 0.999, 1e-7, 0.0, 0.0, 1.0,
+                                  0.0]),
     ]:
         r = rng(1)
         a = args(r.standard_normal(9), r.standard_normal(9), r.random(9))
@@ -284,8 +286,9 @@ def test_slots_and_state_round_trip():
     assert all(s.dtype == np.float32 and not s.any() for s in slots)
     assert opt.variables[0] is slots[0]
     assert opt.get_slot(b, "velocity") is slots[3]
-    grads = [[r.standard_normal(w.shape).astype(np.float32), r.standard_normal(2).astype(np.float32)]
-             for _ in range(6)]
+    opt.build([w])                                   # built: ignored, as in Keras
+    assert opt.get_slot_arrays()[0] is slots[0]
+    grads = [[r.standard_normal(v.shape).astype(np.float32) for v in (w, b)] for _ in range(6)]
     for g in grads[:3]:
         opt.apply(g, [w, b])
     saved = ([w.copy(), b.copy()], [s.copy() for s in opt.get_slot_arrays()], opt.iterations)

@@ -10,14 +10,17 @@ Each activation is a ``kind`` (a name in ``KINDS``) with up to three float param
 (a row, or a whole chunk of the flattened array) and never per element, so each span is a tight
 loop the compiler can vectorise where the math allows.
 
+Math: float32 exp, tanh and sigmoid are branch-free versions written here (within 2.5 ulp), so
+loops over them vectorise; everything else, and all float64 math, calls libm.
+
 Threads: work is split into chunks of whole rows whose size depends only on the shape. Arrays
 under ``PARALLEL_MIN`` elements run serially without opening a parallel region. The bias
 gradient is summed per chunk into ``partial[chunk, :]`` and the partials are added in chunk
 order afterwards, so every result has the same bits for any thread count.
 """
 from cython.parallel cimport prange
-from libc.math cimport (INFINITY, erfc, erfcf, exp, expf, expm1, expm1f, fabs, fabsf, log1p,
-                        log1pf, tanh, tanhf)
+from libc.math cimport (INFINITY, erfc, erfcf, exp, expm1, expm1f, fabs, fabsf, log1p, log1pf,
+                        tanh)
 from libc.stdlib cimport calloc, free
 
 from minidl._core._backend cimport num_threads
@@ -110,6 +113,15 @@ cdef extern from *:
         return ua.f;
     }
 
+    MDL_MATH_INLINE double mdl_blend(int c, double a, double b) {
+        union { uint64_t u; double f; } ua, ub;
+        uint64_t m = -(uint64_t)c;
+        ua.f = a;
+        ub.f = b;
+        ua.u = (ua.u & m) | (ub.u & ~m);
+        return ua.f;
+    }
+
     /* e^x in float32 without branches or libm calls, so loops over it vectorise.
        Range reduction x = n ln2 + r, |r| <= ln2 / 2, with ln2 split in two parts; Cephes'
        degree-6 polynomial for e^r (within 1 ulp); 2^n assembled from exponent bits as
@@ -155,13 +167,22 @@ cdef extern from *:
     /* The logistic function from e^-|x| only: no overflow at either tail. */
     MDL_MATH_INLINE float mdl_sigmoidf(float x) {
         float e = mdl_expf(-fabsf(x));
-        float r = 1.0f / (1.0f + e);
-        return mdl_blendf(x >= 0.0f, r, e * r);
+        return mdl_blendf(x >= 0.0f, 1.0f, e) / (1.0f + e);
     }
     """
+    float mdl_blendf(bint c, float a, float b) noexcept nogil
+    double mdl_blend(bint c, double a, double b) noexcept nogil
     float mdl_expf(float x) noexcept nogil
     float mdl_tanhf(float x) noexcept nogil
     float mdl_sigmoidf(float x) noexcept nogil
+
+
+cdef inline floating _sel(bint c, floating a, floating b) noexcept nogil:
+    """c ? a : b without a branch (see mdl_blendf)."""
+    if floating is float:
+        return mdl_blendf(c, a, b)
+    else:
+        return mdl_blend(c, a, b)
 
 
 cdef inline floating _exp(floating x) noexcept nogil:
@@ -202,13 +223,12 @@ cdef inline floating _abs(floating x) noexcept nogil:
 
 cdef inline floating _sigmoid(floating x) noexcept nogil:
     # Only e^-|x| is evaluated: no overflow at either tail.
-    cdef floating e, r
+    cdef floating e
     if floating is float:
         return mdl_sigmoidf(x)
     else:
         e = exp(-fabs(x))
-        r = 1 / (1 + e)
-        return r if x >= 0 else e * r
+        return (1 if x >= 0 else e) / (1 + e)
 
 cdef inline floating _softplus(floating x) noexcept nogil:
     # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): never overflows.
@@ -216,13 +236,12 @@ cdef inline floating _softplus(floating x) noexcept nogil:
 
 cdef inline floating _hard_sigmoid(floating x) noexcept nogil:
     cdef floating h = x / 6 + <floating>0.5
-    h = 0 if h <= 0 else h
-    h = 1 if h >= 1 else h
-    return h
+    h = _sel(h <= 0, 0, h)
+    return _sel(h >= 1, 1, h)
 
 cdef inline floating _inside(floating x, floating lo, floating hi) noexcept nogil:
-    """1 where lo < x < hi, else 0 (a select, not a branch)."""
-    return 1 if (x > lo and x < hi) else 0
+    """1 where lo < x < hi, else 0; & rather than ``and``, which would branch."""
+    return <floating>((x > lo) & (x < hi))
 
 
 # ---- spans: one kind over n contiguous elements ----
@@ -276,7 +295,7 @@ cdef void _forward_span(int kind, const Params *p, const floating *z, floating *
         for i in range(n):
             x = z[i]
             e = a * _expm1(x if x < 0 else 0)
-            y[i] = b * (x if x > 0 else e)
+            y[i] = b * _sel(x > 0, x, e)
     elif kind == K_GELU:
         # (1 + erf(x / sqrt 2)) / 2 as erfc(-x / sqrt 2) / 2: no cancellation for x << 0.
         for i in range(n):
@@ -286,7 +305,8 @@ cdef void _forward_span(int kind, const Params *p, const floating *z, floating *
         # (1 + tanh(u)) / 2 = sigmoid(2u): the same, cancellation-free.
         for i in range(n):
             x = z[i]
-            y[i] = x * _sigmoid(<floating>(2 * SQRT_2_OVER_PI) * (x + <floating>GELU_CUBIC * x * x * x))
+            t = <floating>(2 * SQRT_2_OVER_PI) * (x + <floating>GELU_CUBIC * x * x * x)
+            y[i] = x * _sigmoid(t)
     elif kind == K_SOFTPLUS:
         for i in range(n):
             y[i] = _softplus(z[i])
@@ -316,28 +336,27 @@ cdef void _backward_span(int kind, const Params *p, const floating *z, const flo
     # out = dy * f'(z). Each element reads z, y and dy before writing out, so out may alias
     # any of them. Where f' is cheapest from y = f(z) (sigmoid, tanh, exp, elu), y is used.
     cdef Py_ssize_t i
-    cdef floating x, s, t, d, g, a = <floating>p.a, b = <floating>p.b, c = <floating>p.c
+    cdef floating x, s, t, d, a = <floating>p.a, b = <floating>p.b, c = <floating>p.c
+    cdef bint unbounded = p.b == INFINITY
     if kind == K_LINEAR:
         if out != dy:
             for i in range(n):
                 out[i] = dy[i]
     elif kind == K_RELU:
         for i in range(n):
-            x, g = z[i], dy[i]
-            out[i] = g if x > 0 else 0
+            out[i] = _sel(z[i] > 0, dy[i], 0)
     elif kind == K_RELU6:
         for i in range(n):
-            x, g = z[i], dy[i]
-            out[i] = g if (x > 0 and x < 6) else 0
+            out[i] = dy[i] * _inside(z[i], 0, 6)
     elif kind == K_LEAKY_RELU:
         for i in range(n):
-            x, g = z[i], dy[i]
-            out[i] = g * (1 if x >= a * x else a)
+            x = z[i]
+            out[i] = dy[i] * _sel(x >= a * x, 1, a)
     elif kind == K_RELU_GENERAL:
         for i in range(n):
-            x, g = z[i], dy[i]
-            d = (1 if x > c else 0) * (1 if b == INFINITY else _inside(x, 0, b))
-            out[i] = g * (d + (a if x < c else 0))
+            x = z[i]
+            d = <floating>((x > c) & (unbounded | ((x > 0) & (x < b))))
+            out[i] = dy[i] * (d + a * <floating>(x < c))
     elif kind == K_SIGMOID:
         for i in range(n):
             s = y[i]
@@ -356,8 +375,7 @@ cdef void _backward_span(int kind, const Params *p, const floating *z, const flo
         else:
             b = 1
         for i in range(n):
-            x, t, g = z[i], y[i], dy[i]
-            out[i] = g * (b if x > 0 else t + b * a)
+            out[i] = dy[i] * _sel(z[i] > 0, b, y[i] + b * a)
     elif kind == K_GELU:
         for i in range(n):
             x = z[i]
@@ -486,13 +504,13 @@ cdef void _backward_bias_rows(int kind, const Params *p, const floating *z, cons
 cdef void _chunk(bint is_forward, int kind, const Params *p, floating *z, const floating *y,
                  const floating *dy, floating *out, const floating *bias, double *acc,
                  Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
-    # One chunk of rows [r0, r0 + rows); optional pointers (y, dy, bias, acc) may be NULL.
+    # One chunk of rows [r0, r0 + rows). Forward reads z (and bias, may be NULL); backward
+    # reads z, y, dy and adds its column sums to acc unless acc is NULL.
     cdef Py_ssize_t off = r0 * cols
     if is_forward:
         _forward_bias_rows(kind, p, z + off, bias, out + off, rows, cols)
     else:
-        _backward_bias_rows(kind, p, z + off, (y + off) if y != NULL else NULL, dy + off,
-                            out + off, acc, rows, cols)
+        _backward_bias_rows(kind, p, z + off, y + off, dy + off, out + off, acc, rows, cols)
 
 
 cdef int _drive(bint is_forward, int kind, const Params *p, floating *z, const floating *y,

@@ -239,9 +239,11 @@ cdef double _chunk(const Args *a, const floating *t, const label_t *labels, cons
                    const floating *w, double scale, floating *g, floating *row_loss,
                    Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n,
                    Py_ssize_t *bad) noexcept nogil:
+    # Rows [r0, r1); records the first row with an out-of-range label in bad[0].
     cdef Py_ssize_t r, j
     cdef double s = 0, wr, loss
     cdef int64_t label = 0
+    cdef bint ignored
     cdef const floating *tr
     cdef floating *gr
     for r in range(r0, r1):
@@ -250,8 +252,9 @@ cdef double _chunk(const Args *a, const floating *t, const label_t *labels, cons
         tr = (t + r * n) if t != NULL else NULL
         if labels != NULL:
             label = labels[r]
-            if (a.has_ignore and label == a.ignore_class) or label < 0 or label >= n:
-                if not (a.has_ignore and label == a.ignore_class) and bad[0] < 0:
+            ignored = a.has_ignore and label == a.ignore_class
+            if ignored or label < 0 or label >= n:
+                if not ignored and bad[0] < 0:
                     bad[0] = r
                 if gr != NULL:
                     for j in range(n):

@@ -6,8 +6,8 @@ computes every per-step scalar in Python, in float64: bias-corrected step sizes,
 momentum schedule, the gradient scale that implements ``clipnorm``/``global_clipnorm`` and
 ``loss_scale_factor``. The kernels here take 1-D C-contiguous views of one parameter, its
 gradient and its slot arrays (slots that an option turns off are None) and update them in
-place: element by element, gradient scale and ``clipvalue`` first, then Keras' decoupled
-weight decay ``p -= p * weight_decay * learning_rate``, then the optimizer's rule.
+place in one pass: element by element, gradient scale and ``clipvalue`` first, then Keras'
+decoupled weight decay ``p -= p * weight_decay * learning_rate``, then the optimizer's rule.
 
 Scalars are cast to the parameter's dtype before the loop, as Keras casts them to the
 variable's dtype. Updates are elementwise, so the result does not depend on how the array is
@@ -59,16 +59,25 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
 
 
 cdef inline floating _grad(floating g, floating scale, floating clip, bint do_clip) noexcept nogil:
+    # The gradient as the update uses it: scaled, then clipped to [-clip, clip] if asked.
     g = g * scale
     if do_clip:
-        g = -clip if g < -clip else (clip if g > clip else g)
+        g = -clip if g < -clip else g
+        g = clip if g > clip else g
     return g
+
+
+cdef inline floating _decayed(floating x, floating wd, floating lr, bint decay) noexcept nogil:
+    # Keras' decoupled weight decay, applied to the parameter before the update. Skipped, not
+    # multiplied by 0, when off: inf * 0 would turn an infinite parameter into NaN.
+    return x - x * wd * lr if decay else x
 
 
 cdef void _span(const Hyper *h, floating *p, const floating *grad, floating *s0, floating *s1,
                 floating *s2, Py_ssize_t n) noexcept nogil:
     # s0, s1, s2: the slots of the kind (see the def functions); unused ones are NULL. One
-    # loop per kind and option, so no branch on the kind runs per element.
+    # loop per kind and slot layout, each a single pass over param, grad and slots; the
+    # remaining conditions (decay, clipping, amsgrad, ...) are loop-invariant.
     cdef Py_ssize_t i
     cdef floating g, x, m, v, a, d
     cdef floating lr = <floating>h.lr, dlr = <floating>h.decay_lr
@@ -77,26 +86,23 @@ cdef void _span(const Hyper *h, floating *p, const floating *grad, floating *s0,
     cdef floating b1 = <floating>h.beta_1, b1c = <floating>(1 - h.beta_1)
     cdef floating b2c = <floating>(1 - h.beta_2), eps = <floating>h.epsilon
     cdef floating c_m = <floating>h.c_m, c_g = <floating>h.c_g, v_div = <floating>h.v_div
-    cdef bint do_clip = h.clip_value > 0
-    if wd != 0:
-        # Keras applies decoupled weight decay to the parameter before the update.
-        for i in range(n):
-            p[i] = p[i] - p[i] * wd * dlr
+    cdef bint do_clip = h.clip_value > 0, decay = h.weight_decay != 0
     if h.kind == O_SGD:
         if s0 == NULL:
             for i in range(n):
-                p[i] = p[i] - _grad(grad[i], gs, clip, do_clip) * lr
+                g = _grad(grad[i], gs, clip, do_clip)
+                p[i] = _decayed(p[i], wd, dlr, decay) - g * lr
         elif h.nesterov:
             for i in range(n):
                 g = _grad(grad[i], gs, clip, do_clip)
                 m = s0[i] * mom - g * lr
                 s0[i] = m
-                p[i] = p[i] + (m * mom - g * lr)
+                p[i] = _decayed(p[i], wd, dlr, decay) + (m * mom - g * lr)
         else:
             for i in range(n):
                 m = s0[i] * mom - _grad(grad[i], gs, clip, do_clip) * lr
                 s0[i] = m
-                p[i] = p[i] + m
+                p[i] = _decayed(p[i], wd, dlr, decay) + m
     elif h.kind == O_ADAM:
         for i in range(n):
             g = _grad(grad[i], gs, clip, do_clip)
@@ -105,10 +111,10 @@ cdef void _span(const Hyper *h, floating *p, const floating *grad, floating *s0,
             s0[i] = m
             s1[i] = v
             if s2 != NULL:              # amsgrad: the running maximum of v replaces v
-                if s2[i] > v:
-                    v = s2[i]
+                a = s2[i]
+                v = a if a > v else v
                 s2[i] = v
-            p[i] = p[i] - (m * lr) / (_sqrt(v) + eps)
+            p[i] = _decayed(p[i], wd, dlr, decay) - (m * lr) / (_sqrt(v) + eps)
     elif h.kind == O_RMSPROP:
         for i in range(n):
             g = _grad(grad[i], gs, clip, do_clip)
@@ -123,13 +129,13 @@ cdef void _span(const Hyper *h, floating *p, const floating *grad, floating *s0,
             if s1 != NULL:
                 d = mom * s1[i] + d
                 s1[i] = d
-            p[i] = p[i] - d
+            p[i] = _decayed(p[i], wd, dlr, decay) - d
     elif h.kind == O_ADAGRAD:
         for i in range(n):
             g = _grad(grad[i], gs, clip, do_clip)
             a = s0[i] + g * g
             s0[i] = a
-            p[i] = p[i] - lr * g / _sqrt(a + eps)
+            p[i] = _decayed(p[i], wd, dlr, decay) - lr * g / _sqrt(a + eps)
     elif h.kind == O_NADAM:
         for i in range(n):
             g = _grad(grad[i], gs, clip, do_clip)
@@ -137,7 +143,8 @@ cdef void _span(const Hyper *h, floating *p, const floating *grad, floating *s0,
             v = s1[i] + (g * g - s1[i]) * b2c
             s0[i] = m
             s1[i] = v
-            p[i] = p[i] - ((c_m * m + c_g * g) * lr) / (_sqrt(v / v_div) + eps)
+            p[i] = (_decayed(p[i], wd, dlr, decay)
+                    - ((c_m * m + c_g * g) * lr) / (_sqrt(v / v_div) + eps))
 
 
 cdef int _check_len(str name, Py_ssize_t length, Py_ssize_t n) except -1:
