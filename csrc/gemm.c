@@ -7,14 +7,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 
 #if MDL_HAVE_OPENMP
 #include <omp.h>
 #endif
 
 /* Below this many multiply-adds a parallel region costs more than it saves. */
-#define MDL_GEMM_PARALLEL_MIN_WORK (64.0 * 64.0 * 64.0)
+#define MDL_GEMM_PARALLEL_MIN_WORK (1024.0 * 1024.0)
 
 /* Packing pays for itself when a panel is reused many times. A product whose B rows are
  * contiguous and whose B fits comfortably in L2 is run straight from the operands; this

@@ -112,7 +112,7 @@ static UK_TARGET int dpack_gather_avx512(ptrdiff_t kc, ptrdiff_t w, const double
 
 const mdl_gemm_kernels mdl_kernels_avx512 = {
     MDL_ARCH_AVX512,
-    sgemm_ukernel_avx512, spack_gather_avx512, {12, 32, 480, 384, 3072},
-    dgemm_ukernel_avx512, dpack_gather_avx512, {12, 16, 240, 384, 1536},
+    sgemm_ukernel_avx512, spack_gather_avx512, {12, 32, 240, 384, 1024},
+    dgemm_ukernel_avx512, dpack_gather_avx512, {12, 16, 120, 384, 512},
 };
 #endif

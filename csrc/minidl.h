@@ -57,6 +57,78 @@ int mdl_dgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
                const double *b, ptrdiff_t rs_b, ptrdiff_t cs_b,
                double beta, double *c, ptrdiff_t rs_c, ptrdiff_t cs_c);
 
+/* ---- optimizer updates (optimizers.c) ----
+ * One pass over n elements of a parameter, its gradient and its slots, updated in place.
+ * Per element: g = grad * grad_scale, clipped to [-clip_value, clip_value] when
+ * clip_value > 0; p -= p * weight_decay * decay_lr when weight_decay != 0 (Keras' decoupled
+ * decay); then the optimizer's rule. The double scalars are rounded to the arrays' precision
+ * before the loop, as Keras casts them to the variable's dtype. Optional slots are NULL when
+ * off. No array may overlap another. Every instruction-set version performs the same IEEE
+ * operations in the same order (no FMA contraction), so results never depend on the CPU.
+ */
+#if defined(__cplusplus) || defined(_MSC_VER)
+#define MDL_RESTRICT __restrict
+#else
+#define MDL_RESTRICT restrict
+#endif
+
+typedef struct {
+    double lr;            /* learning rate; Adam: the bias-corrected step size alpha */
+    double decay_lr;      /* learning rate of the weight decay term */
+    double weight_decay;  /* 0: no decay */
+    double grad_scale;
+    double clip_value;    /* <= 0: no clipping */
+    double momentum;      /* SGD, RMSprop */
+    double beta_1;        /* Adam, Nadam; RMSprop: rho */
+    double beta_2;        /* Adam, Nadam */
+    double epsilon;
+    double m_coef;        /* Nadam: m_hat = m_coef * m + g_coef * g */
+    double g_coef;
+    double v_div;         /* Nadam: v_hat = v / v_div */
+    int nesterov;         /* SGD */
+} mdl_optim_hyper;
+
+/* SGD: velocity = momentum * velocity - lr * g; p += velocity (nesterov:
+ * p += momentum * velocity - lr * g). velocity NULL: p -= lr * g. */
+void mdl_sgd_f32(ptrdiff_t n, const mdl_optim_hyper *h, float *MDL_RESTRICT param,
+                 const float *MDL_RESTRICT grad, float *MDL_RESTRICT velocity);
+void mdl_sgd_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT param,
+                 const double *MDL_RESTRICT grad, double *MDL_RESTRICT velocity);
+/* Adam/AdamW: m += (g - m)(1 - beta_1); v += (g^2 - v)(1 - beta_2);
+ * p -= lr * m / (sqrt(v) + epsilon). v_hat (amsgrad, else NULL) keeps max(v_hat, v),
+ * which replaces v in the denominator. */
+void mdl_adam_f32(ptrdiff_t n, const mdl_optim_hyper *h, float *MDL_RESTRICT param,
+                  const float *MDL_RESTRICT grad, float *MDL_RESTRICT m, float *MDL_RESTRICT v,
+                  float *MDL_RESTRICT v_hat);
+void mdl_adam_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT param,
+                  const double *MDL_RESTRICT grad, double *MDL_RESTRICT m,
+                  double *MDL_RESTRICT v, double *MDL_RESTRICT v_hat);
+/* RMSprop: v = rho v + (1 - rho) g^2 (rho in beta_1); d = lr g / sqrt(v + eps), centered
+ * (average_grad): a = rho a + (1 - rho) g, d = lr g / sqrt(v - a^2 + eps); momentum_buffer:
+ * b = momentum b + d, p -= b; else p -= d. */
+void mdl_rmsprop_f32(ptrdiff_t n, const mdl_optim_hyper *h, float *MDL_RESTRICT param,
+                     const float *MDL_RESTRICT grad, float *MDL_RESTRICT velocity,
+                     float *MDL_RESTRICT momentum_buffer, float *MDL_RESTRICT average_grad);
+void mdl_rmsprop_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT param,
+                     const double *MDL_RESTRICT grad, double *MDL_RESTRICT velocity,
+                     double *MDL_RESTRICT momentum_buffer, double *MDL_RESTRICT average_grad);
+/* Adagrad: acc += g^2; p -= lr g / sqrt(acc + eps). */
+void mdl_adagrad_f32(ptrdiff_t n, const mdl_optim_hyper *h, float *MDL_RESTRICT param,
+                     const float *MDL_RESTRICT grad, float *MDL_RESTRICT accumulator);
+void mdl_adagrad_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT param,
+                     const double *MDL_RESTRICT grad, double *MDL_RESTRICT accumulator);
+/* Nadam: m, v as in Adam; p -= lr (m_coef m + g_coef g) / (sqrt(v / v_div) + eps). */
+void mdl_nadam_f32(ptrdiff_t n, const mdl_optim_hyper *h, float *MDL_RESTRICT param,
+                   const float *MDL_RESTRICT grad, float *MDL_RESTRICT m, float *MDL_RESTRICT v);
+void mdl_nadam_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT param,
+                   const double *MDL_RESTRICT grad, double *MDL_RESTRICT m,
+                   double *MDL_RESTRICT v);
+/* sum(x^2) in double over MDL_SUMSQ_LANES interleaved partial sums (element i goes to lane
+ * i % lanes), folded pairwise in a fixed order: the bits depend on n and x only. */
+#define MDL_SUMSQ_LANES 32
+double mdl_sum_of_squares_f32(ptrdiff_t n, const float *x);
+double mdl_sum_of_squares_f64(ptrdiff_t n, const double *x);
+
 /* Thread-local scratch buffer number `slot` (0 or 1) of at least `bytes`, 64-byte aligned,
  * kept between calls so that steady-state work allocates nothing; NULL when out of memory. */
 void *mdl_scratch(int slot, size_t bytes);
