@@ -72,7 +72,7 @@ def reference_model():
 def test_mlp_epoch_minidl(benchmark, fashion):
     x, y, source = fashion
     model = reference_model()
-    benchmark.extra_info.update(data=source, samples=len(x))
+    benchmark.extra_info.update(impl="minidl", data=source, samples=len(x))
     benchmark.pedantic(lambda: model.fit(x, y, epochs=1, batch_size=32, verbose=0),
                        rounds=3, iterations=1, warmup_rounds=1)
     loss, accuracy = model.evaluate(x, y, verbose=0)
@@ -84,6 +84,7 @@ def test_mlp_epoch_numpy(benchmark, fashion):
     x, y, _ = fashion
     model = NumpyMLP(SEED)
     order = np.random.default_rng(SEED).permutation(len(x))
+    benchmark.extra_info["impl"] = "numpy"
     benchmark.pedantic(lambda: model.epoch(x, y, order), rounds=3, iterations=1, warmup_rounds=1)
 
 
@@ -94,6 +95,7 @@ def test_mlp_epoch_torch(benchmark, fashion):
     if epoch is None:
         pytest.skip("PyTorch is not installed")
     order = np.random.default_rng(SEED).permutation(len(x))
+    benchmark.extra_info["impl"] = "torch"
     benchmark.pedantic(lambda: epoch(order), rounds=3, iterations=1, warmup_rounds=1)
 
 
@@ -101,6 +103,7 @@ def test_mlp_epoch_torch(benchmark, fashion):
 def test_predict_one_minidl(benchmark):
     model = reference_model()
     x1 = np.random.default_rng(SEED).random((1, 784), dtype=np.float32)
+    benchmark.extra_info["impl"] = "minidl"
     out = benchmark(model, x1)
     assert out.shape == (1, 10)
 
@@ -117,6 +120,7 @@ def test_predict_one_numpy(benchmark):
         z = a @ w3 + b3
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
+    benchmark.extra_info["impl"] = "numpy"
     assert benchmark(forward, x1).shape == (1, 10)
 
 
@@ -126,11 +130,13 @@ def _python(code):
 
 @pytest.mark.benchmark(group="import")
 def test_import_minidl(benchmark):
+    benchmark.extra_info["impl"] = "minidl"
     benchmark.pedantic(_python, args=("import minidl",), rounds=5, iterations=1)
 
 
 @pytest.mark.benchmark(group="import")
 def test_import_numpy(benchmark):
+    benchmark.extra_info["impl"] = "numpy"
     benchmark.pedantic(_python, args=("import numpy",), rounds=5, iterations=1)
 
 

@@ -65,6 +65,8 @@ int mdl_dgemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
  * before the loop, as Keras casts them to the variable's dtype. Optional slots are NULL when
  * off. No array may overlap another. Every instruction-set version performs the same IEEE
  * operations in the same order (no FMA contraction), so results never depend on the CPU.
+ * On x86 the updates run with denormals flushed to zero (FTZ/DAZ, as TensorFlow does on CPU;
+ * see optimizers.c), and restore the caller's floating-point mode on return.
  */
 #if defined(__cplusplus) || defined(_MSC_VER)
 #define MDL_RESTRICT __restrict

@@ -10,6 +10,7 @@
  * FMA contraction is off in this file: every version then performs the same IEEE operations
  * in the same order, and the untested versions on a given machine compute exactly what the
  * tested one does. Validation happens in the Cython caller; nothing here checks arguments.
+ * Denormals are flushed to zero during the updates (see mdl_flush_denormals below).
  */
 #include <math.h>
 #include <stddef.h>
@@ -36,6 +37,30 @@
 #define MDL_INLINE static inline __attribute__((always_inline))
 #else
 #define MDL_INLINE static inline
+#endif
+
+/* Denormals are flushed to zero inside the updates (FTZ and DAZ, as TensorFlow runs on CPU).
+ * An x86 core takes a ~100-cycle assist for each denormal operand or result, and they do
+ * arise: once a weight's gradient stays 0 (a dead ReLU unit, a pixel that is always blank),
+ * Adam's first moment decays by beta_1 per step into the denormals and then sticks there,
+ * at k * 2^-149 for k <= 4, where m * (1 - beta_1) rounds to 0. That made the update of the
+ * reference MLP's first layer ten times slower after ~600 steps. Results differ from strict
+ * IEEE only where a value would be below FLT_MIN (DBL_MIN) in magnitude. The caller's mode
+ * is restored on return. Other architectures run in their default mode. */
+#if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+#include <xmmintrin.h>
+typedef unsigned int mdl_fp_mode;
+#define MDL_MXCSR_FTZ_DAZ 0x8040u
+MDL_INLINE mdl_fp_mode mdl_flush_denormals(void) {
+    mdl_fp_mode mode = _mm_getcsr();
+    _mm_setcsr(mode | MDL_MXCSR_FTZ_DAZ);
+    return mode;
+}
+MDL_INLINE void mdl_restore_fp_mode(mdl_fp_mode mode) { _mm_setcsr(mode); }
+#else
+typedef int mdl_fp_mode;
+MDL_INLINE mdl_fp_mode mdl_flush_denormals(void) { return 0; }
+MDL_INLINE void mdl_restore_fp_mode(mdl_fp_mode mode) { (void)mode; }
 #endif
 
 #define OPT_CAT_(a, b) a##b

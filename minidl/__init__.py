@@ -19,7 +19,7 @@ except ImportError as error:  # pragma: no cover - depends on how minidl was obt
         "`python setup.py build_ext --inplace`.") from error
 
 from minidl import (activations, callbacks, datasets, initializers, layers, losses, metrics,
-                    models, ops, optimizers, utils)
+                    models, ops, optimizers, regularizers, utils)
 from minidl.layers import Input
 from minidl.models import Sequential
 
@@ -36,4 +36,4 @@ def show_config():
 
 __all__ = ["Input", "Sequential", "activations", "backend_info", "callbacks", "datasets",
            "get_num_threads", "initializers", "layers", "losses", "metrics", "models", "ops",
-           "optimizers", "set_num_threads", "show_config", "utils", "__version__"]
+           "optimizers", "regularizers", "set_num_threads", "show_config", "utils", "__version__"]

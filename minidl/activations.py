@@ -31,7 +31,8 @@ ACTIVATIONS = Registry("activation")
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-# ---- argument checks shared by every activation ----
+# ---- checks of the Python-level path (Softmax over an axis other than the last) ----
+# The in-place methods otherwise leave every check to the compiled Kernel.
 
 def _check_array(owner, name, a, dtype=None):
     if not isinstance(a, np.ndarray):
@@ -44,15 +45,6 @@ def _check_array(owner, name, a, dtype=None):
                         f"{a.dtype}.")
     if not a.flags.c_contiguous:
         raise ValueError(f"{owner}: {name} must be C-contiguous (np.ascontiguousarray).")
-
-
-def _rows(a):
-    """The (rows, last axis) view of a C-contiguous array: never a copy."""
-    if a.ndim == 2:
-        return a
-    if a.ndim == 0:
-        return a.reshape(1, 1)
-    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
 def _same_shape(owner, ref_name, ref, name, a):
@@ -77,14 +69,30 @@ class Activation:
 
     Subclasses set ``name`` (the registry name) and ``kind`` (the kernel), and override
     ``kernel_params`` when the kernel takes parameters. Instances are cheap and stateless.
+
+    The in-place methods go straight to a compiled :class:`minidl._core._activations.Kernel`
+    built from ``kernel_params()`` on first use, which checks every argument (ndarray,
+    float32/float64 of one dtype, C-contiguous, shapes, writeable outputs) at a cost well
+    under a microsecond. Setting any attribute drops it, so it always matches the config.
     """
 
     name = None
     kind = None
+    _kernel = None
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name != "_kernel":
+            object.__setattr__(self, "_kernel", None)
 
     def kernel_params(self):
         """(kernel kind, params tuple) for ``minidl._core._activations``."""
         return self.kind, ()
+
+    def _compiled(self):
+        kind, params = self.kernel_params()
+        self._kernel = _kernels.Kernel(kind, tuple(params), type(self).__name__)
+        return self._kernel
 
     # -- in-place kernels used by layers --
 
@@ -97,12 +105,7 @@ class Activation:
         Returns:
             ``out``.
         """
-        owner = f"{type(self).__name__}.forward"
-        _check_array(owner, "z", z)
-        _check_array(owner, "out", out, z.dtype)
-        _same_shape(owner, "z", z, "out", out)
-        kind, params = self.kernel_params()
-        _kernels.forward(kind, params, _rows(z), _rows(out))
+        (self._kernel or self._compiled()).forward(z, out)
         return out
 
     def backward(self, z, y, dy, out):
@@ -115,13 +118,7 @@ class Activation:
         Returns:
             ``out``.
         """
-        owner = f"{type(self).__name__}.backward"
-        y = self._checked_y(owner, z, y)
-        for name, a in (("dy", dy), ("out", out)):
-            _check_array(owner, name, a, z.dtype)
-            _same_shape(owner, "z", z, name, a)
-        kind, params = self.kernel_params()
-        _kernels.backward(kind, params, _rows(z), _rows(y), _rows(dy), _rows(out))
+        (self._kernel or self._compiled()).backward(z, y, dy, out)
         return out
 
     def forward_bias(self, z, bias, out):
@@ -134,19 +131,7 @@ class Activation:
         Returns:
             ``out``.
         """
-        owner = f"{type(self).__name__}.forward_bias"
-        _check_array(owner, "z", z)
-        _check_array(owner, "out", out, z.dtype)
-        _same_shape(owner, "z", z, "out", out)
-        if bias is not None:
-            _check_array(owner, "bias", bias, z.dtype)
-            if z.ndim == 0 or bias.shape != z.shape[-1:]:
-                raise ValueError(f"{owner}: bias must have shape {z.shape[-1:]} for z of shape "
-                                 f"{z.shape}; received {bias.shape}.")
-        if not z.flags.writeable:
-            raise ValueError(f"{owner}: z is read-only; the bias is added in place.")
-        kind, params = self.kernel_params()
-        _kernels.forward_bias(kind, params, _rows(z), bias, _rows(out))
+        (self._kernel or self._compiled()).forward_bias(z, bias, out)
         return out
 
     def backward_bias(self, z, y, dy, dz, dbias):
@@ -162,27 +147,8 @@ class Activation:
         Returns:
             ``dz``.
         """
-        owner = f"{type(self).__name__}.backward_bias"
-        y = self._checked_y(owner, z, y)
-        for name, a in (("dy", dy), ("dz", dz)):
-            _check_array(owner, name, a, z.dtype)
-            _same_shape(owner, "z", z, name, a)
-        if dbias is not None:
-            _check_array(owner, "dbias", dbias, z.dtype)
-            if z.ndim == 0 or dbias.shape != z.shape[-1:]:
-                raise ValueError(f"{owner}: dbias must have shape {z.shape[-1:]} for z of "
-                                 f"shape {z.shape}; received {dbias.shape}.")
-        kind, params = self.kernel_params()
-        _kernels.backward_bias(kind, params, _rows(z), _rows(y), _rows(dy), _rows(dz), dbias)
+        (self._kernel or self._compiled()).backward_bias(z, y, dy, dz, dbias)
         return dz
-
-    def _checked_y(self, owner, z, y):
-        _check_array(owner, "z", z)
-        if y is None:
-            return self.forward(z, np.empty_like(z))
-        _check_array(owner, "y", y, z.dtype)
-        _same_shape(owner, "z", z, "y", y)
-        return y
 
     # -- functional use --
 
@@ -416,7 +382,7 @@ class Softmax(Activation):
         return None if axis == a.ndim - 1 else axis
 
     def forward(self, z, out):
-        axis = self._moved(z) if isinstance(z, np.ndarray) else None
+        axis = None if self.axis == -1 or not isinstance(z, np.ndarray) else self._moved(z)
         if axis is None:
             return super().forward(z, out)
         _check_array("Softmax.forward", "out", out, z.dtype)
@@ -426,15 +392,16 @@ class Softmax(Activation):
         return out
 
     def backward(self, z, y, dy, out):
-        axis = self._moved(z) if isinstance(z, np.ndarray) else None
+        axis = None if self.axis == -1 or not isinstance(z, np.ndarray) else self._moved(z)
         if axis is None:
             return super().backward(z, y, dy, out)
         owner = "Softmax.backward"
-        y = self._checked_y(owner, z, y)
-        _check_array(owner, "dy", dy, z.dtype)
-        _check_array(owner, "out", out, z.dtype)
-        _same_shape(owner, "z", z, "dy", dy)
-        _same_shape(owner, "z", z, "out", out)
+        _check_array(owner, "z", z)
+        if y is None:
+            y = self.forward(z, np.empty_like(z))
+        for name, a in (("y", y), ("dy", dy), ("out", out)):
+            _check_array(owner, name, a, z.dtype)
+            _same_shape(owner, "z", z, name, a)
         yt, dyt = (np.moveaxis(a, axis, -1).copy() for a in (y, dy))
         out[...] = np.moveaxis(super().backward(yt, yt, dyt, dyt), -1, axis)
         return out

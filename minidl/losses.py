@@ -57,10 +57,20 @@ class Loss:
         name: name of the instance.
 
     Subclasses implement ``_kernel(y_true, y_pred, weights, scale, grad, row_loss)`` over
-    2-D (rows, last axis) arrays, returning ``(sum_r w[r] L[r], first bad row or -1)``.
+    2-D (rows, last axis) arrays, returning ``(sum_r w[r] L[r], first bad row or -1)``, and
+    ``_kernel_spec(fused)``: the kind and parameters of the compiled
+    :class:`minidl._core._losses.LossKernel` that runs the training step's unweighted calls
+    (``fused``: the softmax/sigmoid form). Those kernels are built on first use; setting any
+    attribute drops them, so they always match the configuration.
     """
 
     sparse = False   # True when y_true holds class ids rather than one value per output
+    _step_kernels = None   # fused flag -> LossKernel
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name != "_step_kernels":
+            object.__setattr__(self, "_step_kernels", None)
 
     def __init__(self, reduction="sum_over_batch_size", name=None):
         if reduction not in REDUCTIONS:
@@ -125,6 +135,11 @@ class Loss:
             The reduced loss as a float. With reduction None/'none' the per-sample losses
             are summed, and grad_out is the gradient of that sum.
         """
+        kernel = self._step_kernel(False)
+        if sample_weight is None and kernel is not None:
+            value = kernel.fused(y_true, y_pred, grad_out)
+            if value is not None:
+                return value
         self._check_buffers("forward_backward", y_pred, grad_out)
         return self._fused_pass(self._kernel, y_true, y_pred, grad_out, sample_weight)
 
@@ -141,6 +156,36 @@ class Loss:
         return f"{type(self).__name__}({args})"
 
     # ---- shared plumbing ----
+
+    def _kernel_spec(self, fused):
+        """(kernel kind, delta, label_smoothing, ignore_class) of the step kernel, or None
+        for a loss without one (it then always takes the general path)."""
+        return None
+
+    def _step_kernel(self, fused):
+        """The compiled fast path of ``forward_backward`` (``fused``: of the softmax/sigmoid
+        form), or None. Its ``fused`` method returns None for inputs that need the general
+        path."""
+        kernels = self._step_kernels
+        if kernels is None:
+            kernels = self._step_kernels = {}
+        kernel = kernels.get(fused, False)
+        if kernel is False:
+            spec = self._kernel_spec(fused)
+            kernel = kernels[fused] = None if spec is None else _kernels.LossKernel(
+                spec[0], spec[1], spec[2], EPSILON, spec[3], self.reduction,
+                getattr(self, "axis", None), self.name)
+        return kernel
+
+    def _fast_or_general(self, what, kernel, y_true, y_pred, grad_out, sample_weight):
+        """The fused pass of a softmax/sigmoid loss: fast path first, then the general one."""
+        step = self._step_kernel(True)
+        if sample_weight is None and step is not None:
+            value = step.fused(y_true, y_pred, grad_out)
+            if value is not None:
+                return value
+        self._check_buffers(what, y_pred, grad_out)
+        return self._fused_pass(kernel, y_true, y_pred, grad_out, sample_weight)
 
     def _check_pred(self, y_pred):
         if y_pred.ndim == 0:
@@ -280,6 +325,9 @@ class MeanSquaredError(Loss):
     def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
         return _kernels.mean_squared_error(y, y_pred, weights, scale, grad, row_loss), -1
 
+    def _kernel_spec(self, fused):
+        return "mean_squared_error", 0.0, 0.0, None
+
 
 @LOSSES.register("mean_absolute_error", "mae")
 class MeanAbsoluteError(Loss):
@@ -294,6 +342,9 @@ class MeanAbsoluteError(Loss):
 
     def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
         return _kernels.mean_absolute_error(y, y_pred, weights, scale, grad, row_loss), -1
+
+    def _kernel_spec(self, fused):
+        return "mean_absolute_error", 0.0, 0.0, None
 
 
 @LOSSES.register("huber", "huber_loss")
@@ -312,6 +363,9 @@ class Huber(Loss):
 
     def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
         return _kernels.huber(y, y_pred, weights, scale, grad, row_loss, self.delta), -1
+
+    def _kernel_spec(self, fused):
+        return "huber", self.delta, 0.0, None
 
     def get_config(self):
         return {"delta": self.delta, **super().get_config()}
@@ -347,6 +401,11 @@ class BinaryCrossentropy(_LastAxisLoss):
         return _kernels.binary_crossentropy(y, y_pred, weights, scale, grad, row_loss,
                                             self.from_logits, self.label_smoothing, EPSILON), -1
 
+    def _kernel_spec(self, fused):
+        kind = ("sigmoid_binary_crossentropy" if fused else
+                "binary_crossentropy_logits" if self.from_logits else "binary_crossentropy")
+        return kind, 0.0, self.label_smoothing, None
+
     def sigmoid_forward_backward(self, y_true, probs, dlogits_out, sample_weight=None):
         """Loss of sigmoid outputs and its gradient with respect to their logits.
 
@@ -361,13 +420,12 @@ class BinaryCrossentropy(_LastAxisLoss):
         if self.from_logits:
             raise ValueError(f"{self.name}: sigmoid_forward_backward needs from_logits=False "
                              f"(the probabilities of a sigmoid layer).")
-        self._check_buffers("sigmoid_forward_backward", probs, dlogits_out)
+        return self._fast_or_general("sigmoid_forward_backward", self._sigmoid_kernel, y_true,
+                                     probs, dlogits_out, sample_weight)
 
-        def kernel(y, p, weights, scale, grad, row_loss):
-            return _kernels.sigmoid_binary_crossentropy(y, p, weights, scale, grad, row_loss,
-                                                        self.label_smoothing, EPSILON), -1
-
-        return self._fused_pass(kernel, y_true, probs, dlogits_out, sample_weight)
+    def _sigmoid_kernel(self, y, p, weights, scale, grad, row_loss):
+        return _kernels.sigmoid_binary_crossentropy(y, p, weights, scale, grad, row_loss,
+                                                    self.label_smoothing, EPSILON), -1
 
     def get_config(self):
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
@@ -405,6 +463,12 @@ class CategoricalCrossentropy(_LastAxisLoss):
                                                  self.from_logits, self.label_smoothing,
                                                  EPSILON), -1
 
+    def _kernel_spec(self, fused):
+        kind = ("softmax_categorical_crossentropy" if fused else
+                "categorical_crossentropy_logits" if self.from_logits else
+                "categorical_crossentropy")
+        return kind, 0.0, self.label_smoothing, None
+
     def softmax_forward_backward(self, y_true, probs, dlogits_out, sample_weight=None):
         """Loss of softmax outputs and its gradient with respect to their logits.
 
@@ -419,13 +483,12 @@ class CategoricalCrossentropy(_LastAxisLoss):
         if self.from_logits:
             raise ValueError(f"{self.name}: softmax_forward_backward needs from_logits=False "
                              f"(the probabilities of a softmax layer).")
-        self._check_buffers("softmax_forward_backward", probs, dlogits_out)
+        return self._fast_or_general("softmax_forward_backward", self._softmax_kernel, y_true,
+                                     probs, dlogits_out, sample_weight)
 
-        def kernel(y, p, weights, scale, grad, row_loss):
-            return _kernels.softmax_categorical_crossentropy(
-                y, p, weights, scale, grad, row_loss, self.label_smoothing, EPSILON), -1
-
-        return self._fused_pass(kernel, y_true, probs, dlogits_out, sample_weight)
+    def _softmax_kernel(self, y, p, weights, scale, grad, row_loss):
+        return _kernels.softmax_categorical_crossentropy(
+            y, p, weights, scale, grad, row_loss, self.label_smoothing, EPSILON), -1
 
     def get_config(self):
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
@@ -512,6 +575,12 @@ class SparseCategoricalCrossentropy(Loss):
             y, y_pred, weights, scale, grad, row_loss, self.from_logits, self.ignore_class,
             EPSILON)
 
+    def _kernel_spec(self, fused):
+        kind = ("softmax_sparse_categorical_crossentropy" if fused else
+                "sparse_categorical_crossentropy_logits" if self.from_logits else
+                "sparse_categorical_crossentropy")
+        return kind, 0.0, 0.0, self.ignore_class
+
     def softmax_forward_backward(self, y_true, probs, dlogits_out, sample_weight=None):
         """Loss of softmax outputs and its gradient with respect to their logits.
 
@@ -528,13 +597,12 @@ class SparseCategoricalCrossentropy(Loss):
         if self.from_logits:
             raise ValueError(f"{self.name}: softmax_forward_backward needs from_logits=False "
                              f"(the probabilities of a softmax layer).")
-        self._check_buffers("softmax_forward_backward", probs, dlogits_out)
+        return self._fast_or_general("softmax_forward_backward", self._softmax_kernel, y_true,
+                                     probs, dlogits_out, sample_weight)
 
-        def kernel(y, p, weights, scale, grad, row_loss):
-            return _kernels.softmax_sparse_categorical_crossentropy(
-                y, p, weights, scale, grad, row_loss, self.ignore_class, EPSILON)
-
-        return self._fused_pass(kernel, y_true, probs, dlogits_out, sample_weight)
+    def _softmax_kernel(self, y, p, weights, scale, grad, row_loss):
+        return _kernels.softmax_sparse_categorical_crossentropy(
+            y, p, weights, scale, grad, row_loss, self.ignore_class, EPSILON)
 
     def get_config(self):
         return {"from_logits": self.from_logits, "ignore_class": self.ignore_class,

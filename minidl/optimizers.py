@@ -2,9 +2,10 @@
 
 An optimizer holds its state in numpy arrays: one slot array per variable and per kind of slot
 (Adam: 'momentum' and 'velocity'), plus the step count ``iterations``. ``apply(grads,
-variables)`` updates every variable in place with one kernel call over the variable, its
-gradient and its slots; per-step scalars (Adam's bias-corrected step size, Nadam's momentum
-schedule, gradient clipping factors) are computed here in float64 and passed in.
+variables)`` updates every variable in place with one fused kernel per variable, over the
+variable, its gradient and its slots; per-step scalars (Adam's bias-corrected step size,
+Nadam's momentum schedule) are computed here in float64 and passed in. One call into the
+compiled ``Updater`` runs a whole step: gradient checks, clipping factors and the updates.
 
 Every optimizer also takes Keras' common arguments: ``weight_decay`` (decoupled,
 ``p -= p * weight_decay * learning_rate`` before the update), ``clipnorm`` (per variable),
@@ -56,9 +57,14 @@ class Optimizer:
         loss_scale_factor: gradients are divided by it (for a scaled loss), or None.
         name: name of the instance.
 
-    Subclasses define ``_slot_specs()`` (slot names with their initial values),
-    ``_step_scalars(lr, t)`` (per-step constants) and ``_update(...)`` (one kernel call).
+    Subclasses set ``_KERNEL`` (a kind of ``minidl._core._optimizers``) and
+    ``_KERNEL_SLOTS`` (their slot names in the kernel's order) and define ``_slot_specs()``
+    (slot names with their initial values) and ``_step_scalars(lr, t)`` (the kernel's
+    scalars for step t, in the order of ``_optimizers.SCALARS[_KERNEL]``).
     """
+
+    _KERNEL = None
+    _KERNEL_SLOTS = ()
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, loss_scale_factor=None, name=None):
@@ -83,9 +89,8 @@ class Optimizer:
         self.built = False
         self._variables = []
         self._index = {}
-        self._flat_variables = []
         self._slots = {}        # slot name -> list of arrays, one per variable
-        self._flat_slots = {}
+        self._updater = None    # the compiled kernels over the built variables
 
     # ---- hyperparameters and state ----
 
@@ -146,11 +151,11 @@ class Optimizer:
             raise ValueError(f"{owner}.build: the same array appears twice in variables.")
         self._variables = variables
         self._index = {id(v): i for i, v in enumerate(variables)}
-        self._flat_variables = [v.reshape(-1) for v in variables]
         self._slots = {name: [np.full_like(v, init) for v in variables]
                        for name, init in self._slot_specs()}
-        self._flat_slots = {name: [a.reshape(-1) for a in arrays]
-                            for name, arrays in self._slots.items()}
+        self._updater = _kernels.Updater(self._KERNEL, variables,
+                                         [self._slots.get(name) for name in self._KERNEL_SLOTS],
+                                         owner)
         self.built = True
 
     def get_slot_arrays(self):
@@ -204,9 +209,18 @@ class Optimizer:
 
         Args:
             grads: list of gradient arrays, one per variable (None entries are skipped).
+                Gradients of another dtype or layout are converted (a copy).
             variables: the variables, or None for those the optimizer was built with. The
                 first call builds the optimizer when needed.
         """
+        if self.built and self._updater.step(
+                grads, variables, self._step_scalars(self._learning_rate, self._iterations + 1),
+                self.weight_decay or 0.0,
+                1.0 / self.loss_scale_factor if self.loss_scale_factor else 1.0,
+                self.clipvalue or 0.0, self.clipnorm or 0.0, self.global_clipnorm or 0.0):
+            self._iterations += 1
+            return
+        # General path: variables in another order or a subset, None gradients, first call.
         grads = list(grads)
         if not grads:
             return
@@ -233,15 +247,13 @@ class Optimizer:
         if len(pairs) < len(grads):
             warnings.warn(f"{type(self).__name__}: some gradients are None; those variables "
                           f"are not updated.", stacklevel=2)
-        items = [(self._flat_grad(g, i), i) for g, i in pairs]
-        scales = self._grad_scales([g for g, _ in items])
-        lr = self._learning_rate
         t = self._iterations + 1
-        step = self._step_scalars(lr, t)
-        clip = self.clipvalue or 0.0
-        decay = self.weight_decay or 0.0
-        for (g, i), scale in zip(items, scales):
-            self._update(i, g, lr, step, decay, scale, clip)
+        self._updater.update([g for g, _ in pairs], [i for _, i in pairs],
+                             self._step_scalars(self._learning_rate, t),
+                             self.weight_decay or 0.0,
+                             1.0 / self.loss_scale_factor if self.loss_scale_factor else 1.0,
+                             self.clipvalue or 0.0, self.clipnorm or 0.0,
+                             self.global_clipnorm or 0.0)
         self._iterations = t
 
     def apply_gradients(self, grads_and_vars):
@@ -253,38 +265,8 @@ class Optimizer:
         self.apply(list(grads), list(variables))
         return self._iterations
 
-    def _flat_grad(self, grad, i):
-        v = self._variables[i]
-        if (not isinstance(grad, np.ndarray) or grad.dtype != v.dtype
-                or not grad.flags.c_contiguous):
-            grad = np.ascontiguousarray(grad, dtype=v.dtype)
-        if grad.shape != v.shape:
-            raise ValueError(f"{type(self).__name__}: the gradient of variable {i} has shape "
-                             f"{grad.shape}; the variable has shape {v.shape}.")
-        return grad.reshape(-1)
-
-    def _grad_scales(self, grads):
-        """Per-gradient multipliers: 1 / loss_scale_factor and the clipnorm factors."""
-        base = 1.0 / self.loss_scale_factor if self.loss_scale_factor else 1.0
-        if self.clipnorm:
-            c = self.clipnorm
-            return [base * c / max(base * math.sqrt(_kernels.sum_of_squares(g)), c)
-                    for g in grads]
-        if self.global_clipnorm:
-            c = self.global_clipnorm
-            norm = base * math.sqrt(sum(_kernels.sum_of_squares(g) for g in grads))
-            return [base * c / max(norm, c)] * len(grads)
-        return [base] * len(grads)
-
     def _step_scalars(self, lr, t):
-        return None
-
-    def _update(self, i, grad, lr, step, weight_decay, grad_scale, clip):
         raise NotImplementedError
-
-    def _slot(self, name, i):
-        arrays = self._flat_slots.get(name)
-        return arrays[i] if arrays is not None else None
 
     # ---- config ----
 
@@ -327,12 +309,13 @@ class SGD(Optimizer):
         self.momentum = _number("SGD", "momentum", momentum, 0.0, 1.0)
         self.nesterov = bool(nesterov)
 
+    _KERNEL, _KERNEL_SLOTS = "sgd", ("momentum",)
+
     def _slot_specs(self):
         return (("momentum", 0.0),) if self.momentum != 0 else ()
 
-    def _update(self, i, grad, lr, step, weight_decay, grad_scale, clip):
-        _kernels.sgd(self._flat_variables[i], grad, self._slot("momentum", i), lr,
-                     self.momentum, self.nesterov, weight_decay, grad_scale, clip)
+    def _step_scalars(self, lr, t):
+        return lr, self.momentum, self.nesterov
 
     def get_config(self):
         config = super().get_config()
@@ -373,18 +356,15 @@ class Adam(Optimizer):
                                                               beta_2, epsilon)
         self.amsgrad = bool(amsgrad)
 
+    _KERNEL, _KERNEL_SLOTS = "adam", ("momentum", "velocity", "velocity_hat")
+
     def _slot_specs(self):
         specs = (("momentum", 0.0), ("velocity", 0.0))
         return specs + ((("velocity_hat", 0.0),) if self.amsgrad else ())
 
     def _step_scalars(self, lr, t):
-        return lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-
-    def _update(self, i, grad, lr, alpha, weight_decay, grad_scale, clip):
-        _kernels.adam(self._flat_variables[i], grad, self._slot("momentum", i),
-                      self._slot("velocity", i), self._slot("velocity_hat", i), alpha,
-                      self.beta_1, self.beta_2, self.epsilon, lr, weight_decay, grad_scale,
-                      clip)
+        alpha = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        return alpha, self.beta_1, self.beta_2, self.epsilon, lr
 
     def get_config(self):
         config = super().get_config()
@@ -456,10 +436,10 @@ class RMSprop(Optimizer):
             specs += (("average_gradient", 0.0),)
         return specs
 
-    def _update(self, i, grad, lr, step, weight_decay, grad_scale, clip):
-        _kernels.rmsprop(self._flat_variables[i], grad, self._slot("velocity", i),
-                         self._slot("momentum", i), self._slot("average_gradient", i), lr,
-                         self.rho, self.momentum, self.epsilon, weight_decay, grad_scale, clip)
+    _KERNEL, _KERNEL_SLOTS = "rmsprop", ("velocity", "momentum", "average_gradient")
+
+    def _step_scalars(self, lr, t):
+        return lr, self.rho, self.momentum, self.epsilon
 
     def get_config(self):
         config = super().get_config()
@@ -492,9 +472,10 @@ class Adagrad(Optimizer):
     def _slot_specs(self):
         return (("accumulator", self.initial_accumulator_value),)
 
-    def _update(self, i, grad, lr, step, weight_decay, grad_scale, clip):
-        _kernels.adagrad(self._flat_variables[i], grad, self._slot("accumulator", i), lr,
-                         self.epsilon, weight_decay, grad_scale, clip)
+    _KERNEL, _KERNEL_SLOTS = "adagrad", ("accumulator",)
+
+    def _step_scalars(self, lr, t):
+        return lr, self.epsilon
 
     def get_config(self):
         config = super().get_config()
@@ -536,6 +517,8 @@ class Nadam(Optimizer):
         """P_t = u_1 ... u_t, advanced one factor per step and recomputed from t after a jump
         (so restoring ``iterations`` restores the schedule)."""
         known_t, product = getattr(self, "_u_cache", (0, 1.0))
+        if known_t == t:
+            return product
         if known_t != t - 1:
             known_t, product = 0, 1.0
             for s in range(1, t):
@@ -544,17 +527,14 @@ class Nadam(Optimizer):
         self._u_cache = (t, product)
         return product
 
+    _KERNEL, _KERNEL_SLOTS = "nadam", ("momentum", "velocity")
+
     def _step_scalars(self, lr, t):
         u_product = self._u_product(t)
         u_t, u_next = self._u(t), self._u(t + 1)
-        return (u_next / (1 - u_product * u_next), (1 - u_t) / (1 - u_product),
+        return (lr, self.beta_1, self.beta_2, self.epsilon,
+                u_next / (1 - u_product * u_next), (1 - u_t) / (1 - u_product),
                 1 - self.beta_2 ** t)
-
-    def _update(self, i, grad, lr, step, weight_decay, grad_scale, clip):
-        m_coef, g_coef, v_div = step
-        _kernels.nadam(self._flat_variables[i], grad, self._slot("momentum", i),
-                       self._slot("velocity", i), lr, self.beta_1, self.beta_2, self.epsilon,
-                       m_coef, g_coef, v_div, weight_decay, grad_scale, clip)
 
     def get_config(self):
         config = super().get_config()

@@ -1,6 +1,7 @@
 """Optimizer kernels against the numpy reference, golden Keras trajectories and the API."""
 import inspect
 import math
+import platform
 
 import numpy as np
 import pytest
@@ -111,6 +112,22 @@ def test_sum_of_squares(threads):
     assert sums[0] == sums[1]
     assert sums[0] == pytest.approx(ref.sum_of_squares(x), rel=1e-12)
     assert kernels.sum_of_squares(np.zeros(0)) == 0.0
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"),
+                    reason="denormals are flushed on x86 only")
+def test_denormals_are_flushed_to_zero():
+    # A first moment whose gradient stays 0 decays into the denormals and sticks there (where
+    # m * (1 - beta_1) rounds to 0), costing a microcode assist per element on every step.
+    tiny = np.finfo(np.float32).tiny
+    p, v = np.ones(5, np.float32), np.ones(5, np.float32)
+    m = np.array([tiny / 8, -tiny / 3, 3e-45, 0.5, -0.25], np.float32)
+    kernels.adam(p, np.zeros(5, np.float32), m, v, None, 1e-3, 0.9, 0.999, 1e-7, 1e-3, 0.0, 1.0,
+                 0.0)
+    np.testing.assert_array_equal(m[:3], 0.0)
+    normal = np.float32([0.5, -0.25])
+    np.testing.assert_array_equal(m[3:], normal + (0 - normal) * np.float32(1 - 0.9))
+    assert np.float32(tiny) * np.float32(0.5) != 0   # the caller's mode is restored
 
 
 # ---- golden trajectories: Keras 3's update_step, transcribed in numpy ----

@@ -444,12 +444,16 @@ def test_bad_targets():
         model.evaluate(x, verbose=0)
 
 
-def test_diverging_training_stops_with_a_clear_error():
+def test_diverging_training_warns_once_and_goes_on_as_keras():
+    # As in Keras, a non-finite loss does not raise; fit warns once, naming the remedies.
     model = Sequential([Dense(1, input_shape=(2,))])
     model.compile(optimizer=optimizers.SGD(learning_rate=1e30), loss="mse")
     x = np.full((8, 2), 1e15, np.float32)
-    with pytest.raises(FloatingPointError, match="learning rate"):
-        model.fit(x, np.ones(8), epochs=3, verbose=0)
+    with pytest.warns(RuntimeWarning, match="learning rate.*TerminateOnNaN") as record:
+        history = model.fit(x, np.ones(8), epochs=3, verbose=0)
+    assert len([w for w in record if w.category is RuntimeWarning]) == 1
+    assert len(history.history["loss"]) == 3
+    assert not np.isfinite(history.history["loss"][-1])
 
 
 def test_concurrent_predict_from_python_threads():

@@ -1,9 +1,12 @@
 # cython: language_level=3
 """Activation kernels: forward, backward, and the two bias fusions the Dense layer calls.
 
-Layering: ``minidl.activations`` checks dtypes and shapes for the user and reshapes every array
-to a C-contiguous 2-D (rows, last axis) view. The ``def`` functions here re-check only what
-protects memory (matching shapes, row strides), then run without the GIL over raw pointers.
+Layering: ``minidl.activations`` holds one :class:`Kernel` per activation object (kind and
+params resolved once) and forwards the training step's calls to it unchanged. Every check lives
+here, at the boundary, read through numpy's C API so that a call costs well under a
+microsecond beyond its work: ndarray, float32/float64 of one dtype, C-contiguous, matching
+shapes, writeable outputs; errors name the activation and the argument. The arrays are then
+read as (rows, last axis) over raw pointers, without the GIL.
 
 Each activation is a ``kind`` (a name in ``KINDS``) with up to three float parameters
 ``params = (a, b, c)``; see ``KINDS`` for their meaning. Loops switch on the kind once per span
@@ -22,8 +25,15 @@ from cython.parallel cimport prange
 from libc.math cimport (INFINITY, erfc, erfcf, exp, expm1, expm1f, fabs, fabsf, log1p, log1pf,
                         tanh)
 from libc.stdlib cimport calloc, free
+from libc.string cimport memset
 
+cimport numpy as cnp
+import numpy as np
+
+from minidl._core._arrays cimport float_array, float_array_like, prefix, same_shape, writeable
 from minidl._core._backend cimport num_threads
+
+cnp.import_array()
 
 ctypedef fused floating:
     float
@@ -65,6 +75,7 @@ _KIND_IDS = {name: i for i, name in enumerate(KINDS)}
 cdef enum:
     PARALLEL_MIN_ELEMS = 32768
     CHUNK_ELEMS = 8192
+    STACK_PARTIALS = 1024     # dbias partial sums up to this many live on the stack
 
 PARALLEL_MIN = PARALLEL_MIN_ELEMS
 
@@ -471,20 +482,17 @@ cdef void _backward_rows(int kind, const Params *p, const floating *z, const flo
 
 cdef void _forward_bias_rows(int kind, const Params *p, floating *z, const floating *bias,
                              floating *y, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
-    # Row by row, so the biased row is still in L1 when the activation reads it back.
+    # The bias goes into the whole chunk first (at most CHUNK_ELEMS elements, so it is still
+    # in L1 when the activation reads it back), then one span runs over the chunk: a call
+    # per row would cost more than the work at 64 units.
     cdef Py_ssize_t r, j
     cdef floating *zr
-    if bias == NULL:
-        _forward_rows(kind, p, z, y, rows, cols)
-        return
-    for r in range(rows):
-        zr = z + r * cols
-        for j in range(cols):
-            zr[j] = zr[j] + bias[j]
-        if kind == K_SOFTMAX:
-            _softmax_row(zr, y + r * cols, cols)
-        else:
-            _forward_span(kind, p, zr, y + r * cols, cols)
+    if bias != NULL:
+        for r in range(rows):
+            zr = z + r * cols
+            for j in range(cols):
+                zr[j] = zr[j] + bias[j]
+    _forward_rows(kind, p, z, y, rows, cols)
 
 
 cdef void _backward_bias_rows(int kind, const Params *p, const floating *z, const floating *y,
@@ -519,39 +527,46 @@ cdef int _drive(bint is_forward, int kind, const Params *p, floating *z, const f
     """Runs ``_chunk`` over fixed row chunks, threaded when large; reduces dbias if given."""
     cdef Py_ssize_t rpc = CHUNK_ELEMS // cols if cols < CHUNK_ELEMS else 1
     cdef Py_ssize_t nchunks = (rows + rpc - 1) // rpc, ch, j
+    cdef double local[STACK_PARTIALS]
     cdef double *partial = NULL
+    cdef double *heap = NULL
     cdef double s
     if dbias != NULL:
-        partial = <double *>calloc(nchunks * cols, sizeof(double))
-        if partial == NULL:
-            raise MemoryError(f"could not allocate {nchunks}x{cols} partial sums for dbias.")
-    try:
-        if rows * cols >= PARALLEL_MIN_ELEMS and nchunks > 1:
-            for ch in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads()):
-                _chunk(is_forward, kind, p, z, y, dy, out, bias,
-                       (partial + ch * cols) if partial != NULL else NULL,
-                       ch * rpc, min(rpc, rows - ch * rpc), cols)
-        elif partial == NULL:
-            with nogil:
-                _chunk(is_forward, kind, p, z, y, dy, out, bias, NULL, 0, rows, cols)
+        if nchunks * cols <= STACK_PARTIALS:
+            partial = local
+            memset(partial, 0, nchunks * cols * sizeof(double))
         else:
-            with nogil:
+            partial = heap = <double *>calloc(nchunks * cols, sizeof(double))
+            if partial == NULL:
+                raise MemoryError(f"could not allocate {nchunks}x{cols} partial sums for dbias.")
+    try:
+        with nogil:
+            if rows * cols >= PARALLEL_MIN_ELEMS and nchunks > 1:
+                for ch in prange(nchunks, schedule="static", num_threads=num_threads()):
+                    _chunk(is_forward, kind, p, z, y, dy, out, bias,
+                           (partial + ch * cols) if partial != NULL else NULL,
+                           ch * rpc, min(rpc, rows - ch * rpc), cols)
+            elif partial == NULL:
+                _chunk(is_forward, kind, p, z, y, dy, out, bias, NULL, 0, rows, cols)
+            else:
                 for ch in range(nchunks):
                     _chunk(is_forward, kind, p, z, y, dy, out, bias, partial + ch * cols,
                            ch * rpc, min(rpc, rows - ch * rpc), cols)
-        if partial != NULL:
-            with nogil:
+            if partial != NULL:
                 for j in range(cols):
                     s = 0
                     for ch in range(nchunks):
                         s += partial[ch * cols + j]
                     dbias[j] = <floating>s
     finally:
-        free(partial)
+        free(heap)
     return 0
 
 
 # ---- argument handling ----
+# Every array is C-contiguous and read as (rows, last axis): rows is the product of the
+# leading axes, a 0-d array is one row of one element. ``owner`` prefixes error messages
+# (None for the module-level functions).
 
 cdef int _kind_id(str kind) except -1:
     try:
@@ -572,21 +587,140 @@ cdef Params _params(tuple params) except *:
     return p
 
 
-cdef int _check(str name, Py_ssize_t r, Py_ssize_t c, Py_ssize_t row_stride,
-                Py_ssize_t itemsize, Py_ssize_t rows, Py_ssize_t cols) except -1:
-    # Kernels walk rows * cols elements from the first: shape and row stride must agree.
-    if r != rows or c != cols:
-        raise ValueError(f"{name} must have shape ({rows}, {cols}); received ({r}, {c}).")
-    if r > 1 and row_stride != cols * itemsize:
-        raise ValueError(f"{name} must be C-contiguous; its row stride is {row_stride} bytes "
-                         f"for {cols} elements of {itemsize} bytes.")
+cdef inline void _rows_cols(object a, Py_ssize_t *rows, Py_ssize_t *cols) noexcept:
+    cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>a)
+    cdef Py_ssize_t c = cnp.PyArray_DIMS(<cnp.ndarray>a)[nd - 1] if nd else 1
+    cols[0] = c
+    rows[0] = cnp.PyArray_SIZE(<cnp.ndarray>a) // c if c else 0
+
+
+cdef inline char *_data(object a) noexcept:
+    return <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef int _like(object a, int dtype, object z, object owner, str name, bint out) except -1:
+    """``a`` is a float array of z's dtype and shape (writeable when ``out``)."""
+    float_array_like(a, dtype, owner, name)
+    same_shape(a, z, owner, name, "z")
+    if out:
+        writeable(a, owner, name)
     return 0
 
 
-# ---- kernels ----
+cdef int _vector(object a, int dtype, object z, object owner, str name, bint out) except -1:
+    """``a`` (bias or dbias) is a float array of z's dtype with z's last-axis shape."""
+    float_array_like(a, dtype, owner, name)
+    cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>z)
+    if (nd == 0 or cnp.PyArray_NDIM(<cnp.ndarray>a) != 1
+            or cnp.PyArray_DIMS(<cnp.ndarray>a)[0] != cnp.PyArray_DIMS(<cnp.ndarray>z)[nd - 1]):
+        raise ValueError(f"{prefix(owner)}{name} must have shape {(<object>z).shape[max(nd - 1, 0):]} for z "
+                         f"of shape {(<object>z).shape}; received {(<object>a).shape}.")
+    if out:
+        writeable(a, owner, name)
+    return 0
 
-def forward(str kind, tuple params, const floating[:, ::1] z not None,
-            floating[:, ::1] out not None):
+
+cdef int _forward(int kind, const Params *p, object z, object bias, object out, bint add_bias,
+                  object owner) except -1:
+    """out = f(z), after z += bias when ``add_bias`` and bias is not None."""
+    cdef int t = float_array(z, owner, "z")
+    _like(out, t, z, owner, "out", True)
+    if add_bias:
+        if bias is not None:
+            _vector(bias, t, z, owner, "bias", False)
+        if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>z):
+            raise ValueError(f"{prefix(owner)}z is read-only; the bias is added in place.")
+    cdef Py_ssize_t rows, cols
+    _rows_cols(z, &rows, &cols)
+    if rows == 0 or cols == 0:
+        return 0
+    cdef char *b = _data(bias) if add_bias and bias is not None else NULL
+    if t == cnp.NPY_FLOAT:
+        _drive(True, kind, p, <float *>_data(z), NULL, NULL, <float *>_data(out),
+               <const float *>b, NULL, rows, cols)
+    else:
+        _drive(True, kind, p, <double *>_data(z), NULL, NULL, <double *>_data(out),
+               <const double *>b, NULL, rows, cols)
+    return 0
+
+
+cdef int _backward(int kind, const Params *p, object z, object y, object dy, object out,
+                   object dbias, bint reduce, object owner, str out_name) except -1:
+    """out = dy * f'(z); with ``reduce``, dbias (may be None) = column sums of out. y None:
+    f(z) is computed first, into a new array."""
+    cdef int t = float_array(z, owner, "z")
+    if y is None:
+        y = np.empty_like(z)
+        _forward(kind, p, z, None, y, False, owner)
+    _like(y, t, z, owner, "y", False)
+    _like(dy, t, z, owner, "dy", False)
+    _like(out, t, z, owner, out_name, True)
+    if reduce and dbias is not None:
+        _vector(dbias, t, z, owner, "dbias", True)
+    cdef Py_ssize_t rows, cols
+    _rows_cols(z, &rows, &cols)
+    cdef char *db = _data(dbias) if reduce and dbias is not None else NULL
+    if db != NULL and rows == 0:
+        memset(db, 0, cnp.PyArray_NBYTES(<cnp.ndarray>dbias))
+    if rows == 0 or cols == 0:
+        return 0
+    if t == cnp.NPY_FLOAT:
+        _drive(False, kind, p, <float *>_data(z), <const float *>_data(y),
+               <const float *>_data(dy), <float *>_data(out), NULL, <float *>db, rows, cols)
+    else:
+        _drive(False, kind, p, <double *>_data(z), <const double *>_data(y),
+               <const double *>_data(dy), <double *>_data(out), NULL, <double *>db, rows, cols)
+    return 0
+
+
+cdef class Kernel:
+    """One activation's kernels with its kind and params resolved once, for the API layer.
+
+    ``minidl.activations`` builds one per activation object and calls its methods every
+    step; arrays may have any shape (the activation acts on the last axis) and every check
+    of the module-level functions runs, with messages naming ``owner`` (the class name).
+    """
+    cdef int kind
+    cdef Params p
+    cdef readonly str kind_name
+    cdef readonly tuple params
+    cdef readonly str owner
+    cdef str owner_forward, owner_backward, owner_forward_bias, owner_backward_bias
+
+    def __init__(self, str kind, tuple params, str owner):
+        self.kind = _kind_id(kind)
+        self.p = _params(params)
+        self.kind_name, self.params, self.owner = kind, params, owner
+        self.owner_forward = f"{owner}.forward"
+        self.owner_backward = f"{owner}.backward"
+        self.owner_forward_bias = f"{owner}.forward_bias"
+        self.owner_backward_bias = f"{owner}.backward_bias"
+
+    def __reduce__(self):
+        return Kernel, (self.kind_name, self.params, self.owner)
+
+    def forward(self, z, out):
+        """out = f(z); see the module-level :func:`forward`."""
+        _forward(self.kind, &self.p, z, None, out, False, self.owner_forward)
+
+    def backward(self, z, y, dy, out):
+        """out = dy * f'(z) (y = f(z), or None to compute it); see :func:`backward`."""
+        _backward(self.kind, &self.p, z, y, dy, out, None, False, self.owner_backward, "out")
+
+    def forward_bias(self, z, bias, out):
+        """z += bias, out = f(z); see the module-level :func:`forward_bias`."""
+        _forward(self.kind, &self.p, z, bias, out, True, self.owner_forward_bias)
+
+    def backward_bias(self, z, y, dy, dz, dbias):
+        """dz = dy * f'(z), dbias = column sums (y = f(z) or None); see :func:`backward_bias`."""
+        _backward(self.kind, &self.p, z, y, dy, dz, dbias, True, self.owner_backward_bias, "dz")
+
+
+# ---- kernels ----
+# Arrays: C-contiguous float32 or float64 ndarrays of one dtype, all of z's shape (any rank;
+# the activation acts along the last axis, softmax per row of it).
+
+def forward(str kind, tuple params, z, out):
     """out = f(z) elementwise (softmax: per row). ``out`` may be ``z``.
 
     Args:
@@ -594,39 +728,22 @@ def forward(str kind, tuple params, const floating[:, ::1] z not None,
         z: (rows, cols) C-contiguous float32 or float64 input.
         out: (rows, cols) array of the same dtype (OUT).
     """
-    cdef int k = _kind_id(kind)
     cdef Params p = _params(params)
-    cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], isz = sizeof(floating)
-    _check("z", rows, cols, z.strides[0], isz, rows, cols)
-    _check("out", out.shape[0], out.shape[1], out.strides[0], isz, rows, cols)
-    if rows and cols:
-        _drive(True, k, &p, <floating *>&z[0, 0], NULL, NULL, &out[0, 0], NULL, NULL,
-               rows, cols)
+    _forward(_kind_id(kind), &p, z, None, out, False, None)
 
 
-def backward(str kind, tuple params, const floating[:, ::1] z not None,
-             const floating[:, ::1] y not None, const floating[:, ::1] dy not None,
-             floating[:, ::1] out not None):
+def backward(str kind, tuple params, z, y, dy, out):
     """out = dy * f'(z); softmax: out = y * (dy - sum(dy * y)) per row. out may alias any input.
 
     Args:
         kind, params: as in :func:`forward`.
         z: (rows, cols) pre-activation. y: f(z). dy: upstream gradient. out: OUT.
     """
-    cdef int k = _kind_id(kind)
     cdef Params p = _params(params)
-    cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], isz = sizeof(floating)
-    _check("z", rows, cols, z.strides[0], isz, rows, cols)
-    _check("y", y.shape[0], y.shape[1], y.strides[0], isz, rows, cols)
-    _check("dy", dy.shape[0], dy.shape[1], dy.strides[0], isz, rows, cols)
-    _check("out", out.shape[0], out.shape[1], out.strides[0], isz, rows, cols)
-    if rows and cols:
-        _drive(False, k, &p, <floating *>&z[0, 0], &y[0, 0], &dy[0, 0], &out[0, 0], NULL,
-               NULL, rows, cols)
+    _backward(_kind_id(kind), &p, z, y, dy, out, None, False, None, "out")
 
 
-def forward_bias(str kind, tuple params, floating[:, ::1] z not None, const floating[::1] bias,
-                 floating[:, ::1] out not None):
+def forward_bias(str kind, tuple params, z, bias, out):
     """z[i, j] += bias[j] in place, then out = f(z): one pass over the rows.
 
     Args:
@@ -635,21 +752,11 @@ def forward_bias(str kind, tuple params, floating[:, ::1] z not None, const floa
         bias: (units,) or None (no bias: plain :func:`forward`).
         out: (rows, units) OUT; may be ``z``.
     """
-    cdef int k = _kind_id(kind)
     cdef Params p = _params(params)
-    cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], isz = sizeof(floating)
-    _check("z", rows, cols, z.strides[0], isz, rows, cols)
-    _check("out", out.shape[0], out.shape[1], out.strides[0], isz, rows, cols)
-    if bias is not None and bias.shape[0] != cols:
-        raise ValueError(f"bias must have shape ({cols},); received ({bias.shape[0]},).")
-    if rows and cols:
-        _drive(True, k, &p, &z[0, 0], NULL, NULL, &out[0, 0],
-               &bias[0] if bias is not None else NULL, NULL, rows, cols)
+    _forward(_kind_id(kind), &p, z, bias, out, True, None)
 
 
-def backward_bias(str kind, tuple params, const floating[:, ::1] z not None,
-                  const floating[:, ::1] y not None, const floating[:, ::1] dy not None,
-                  floating[:, ::1] dz not None, floating[::1] dbias):
+def backward_bias(str kind, tuple params, z, y, dy, dz, dbias):
     """dz = dy * f'(z) and dbias[j] = sum_i dz[i, j] in one pass, summed in fixed row chunks.
 
     Args:
@@ -658,17 +765,5 @@ def backward_bias(str kind, tuple params, const floating[:, ::1] z not None,
         dz: (rows, units) OUT; may alias dy.
         dbias: (units,) OUT, or None to skip the column sums.
     """
-    cdef int k = _kind_id(kind)
     cdef Params p = _params(params)
-    cdef Py_ssize_t rows = z.shape[0], cols = z.shape[1], isz = sizeof(floating)
-    _check("z", rows, cols, z.strides[0], isz, rows, cols)
-    _check("y", y.shape[0], y.shape[1], y.strides[0], isz, rows, cols)
-    _check("dy", dy.shape[0], dy.shape[1], dy.strides[0], isz, rows, cols)
-    _check("dz", dz.shape[0], dz.shape[1], dz.strides[0], isz, rows, cols)
-    if dbias is not None and dbias.shape[0] != cols:
-        raise ValueError(f"dbias must have shape ({cols},); received ({dbias.shape[0]},).")
-    if dbias is not None and rows == 0:
-        dbias[:] = 0
-    if rows and cols:
-        _drive(False, k, &p, <floating *>&z[0, 0], &y[0, 0], &dy[0, 0], &dz[0, 0], NULL,
-               &dbias[0] if dbias is not None else NULL, rows, cols)
+    _backward(_kind_id(kind), &p, z, y, dy, dz, dbias, True, None, "dz")

@@ -14,3 +14,46 @@ cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
                 const double *a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                 const double *b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                 double beta, double *c, Py_ssize_t rs_c, Py_ssize_t cs_c) noexcept nogil
+
+# Fused optimizer updates of csrc/optimizers.c (rules in minidl.h): one pass over n elements
+# of a parameter, its gradient and its slots, in place; optional slots are NULL; no array may
+# overlap another. sum_of_squares_* sum x^2 in double in an order fixed by n alone.
+cdef extern from "minidl.h" nogil:
+    ctypedef struct mdl_optim_hyper:
+        double lr
+        double decay_lr
+        double weight_decay
+        double grad_scale
+        double clip_value
+        double momentum
+        double beta_1
+        double beta_2
+        double epsilon
+        double m_coef
+        double g_coef
+        double v_div
+        int nesterov
+
+cdef void sgd_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                  float *velocity) noexcept nogil
+cdef void sgd_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param, const double *grad,
+                  double *velocity) noexcept nogil
+cdef void adam_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                   float *m, float *v, float *v_hat) noexcept nogil
+cdef void adam_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param, const double *grad,
+                   double *m, double *v, double *v_hat) noexcept nogil
+cdef void rmsprop_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                      float *velocity, float *momentum_buffer, float *average_grad) noexcept nogil
+cdef void rmsprop_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
+                      const double *grad, double *velocity, double *momentum_buffer,
+                      double *average_grad) noexcept nogil
+cdef void adagrad_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                      float *accumulator) noexcept nogil
+cdef void adagrad_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
+                      const double *grad, double *accumulator) noexcept nogil
+cdef void nadam_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                    float *m, float *v) noexcept nogil
+cdef void nadam_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param, const double *grad,
+                    double *m, double *v) noexcept nogil
+cdef double sum_of_squares_f32(Py_ssize_t n, const float *x) noexcept nogil
+cdef double sum_of_squares_f64(Py_ssize_t n, const double *x) noexcept nogil

@@ -339,3 +339,80 @@ def gemm(a, b, out=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
 def matmul(a, b, out=None):
     """``a @ b`` for 2-D float32/float64 arrays on minidl's GEMM; see :func:`gemm`."""
     return gemm(a, b, out)
+
+
+# ---- fused optimizer updates (csrc/optimizers.c), for other Cython modules ----
+
+cdef extern from "minidl.h" nogil:
+    void mdl_sgd_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                     float *velocity)
+    void mdl_sgd_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
+                     const double *grad, double *velocity)
+    void mdl_adam_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                      float *m, float *v, float *v_hat)
+    void mdl_adam_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
+                      const double *grad, double *m, double *v, double *v_hat)
+    void mdl_rmsprop_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param,
+                         const float *grad, float *velocity, float *momentum_buffer,
+                         float *average_grad)
+    void mdl_rmsprop_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
+                         const double *grad, double *velocity, double *momentum_buffer,
+                         double *average_grad)
+    void mdl_adagrad_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param,
+                         const float *grad, float *accumulator)
+    void mdl_adagrad_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
+                         const double *grad, double *accumulator)
+    void mdl_nadam_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                       float *m, float *v)
+    void mdl_nadam_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
+                       const double *grad, double *m, double *v)
+    double mdl_sum_of_squares_f32(Py_ssize_t n, const float *x)
+    double mdl_sum_of_squares_f64(Py_ssize_t n, const double *x)
+
+
+cdef void sgd_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                  float *velocity) noexcept nogil:
+    mdl_sgd_f32(n, h, param, grad, velocity)
+
+cdef void sgd_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param, const double *grad,
+                  double *velocity) noexcept nogil:
+    mdl_sgd_f64(n, h, param, grad, velocity)
+
+cdef void adam_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                   float *m, float *v, float *v_hat) noexcept nogil:
+    mdl_adam_f32(n, h, param, grad, m, v, v_hat)
+
+cdef void adam_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param, const double *grad,
+                   double *m, double *v, double *v_hat) noexcept nogil:
+    mdl_adam_f64(n, h, param, grad, m, v, v_hat)
+
+cdef void rmsprop_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                      float *velocity, float *momentum_buffer, float *average_grad) noexcept nogil:
+    mdl_rmsprop_f32(n, h, param, grad, velocity, momentum_buffer, average_grad)
+
+cdef void rmsprop_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
+                      const double *grad, double *velocity, double *momentum_buffer,
+                      double *average_grad) noexcept nogil:
+    mdl_rmsprop_f64(n, h, param, grad, velocity, momentum_buffer, average_grad)
+
+cdef void adagrad_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                      float *accumulator) noexcept nogil:
+    mdl_adagrad_f32(n, h, param, grad, accumulator)
+
+cdef void adagrad_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
+                      const double *grad, double *accumulator) noexcept nogil:
+    mdl_adagrad_f64(n, h, param, grad, accumulator)
+
+cdef void nadam_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
+                    float *m, float *v) noexcept nogil:
+    mdl_nadam_f32(n, h, param, grad, m, v)
+
+cdef void nadam_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param, const double *grad,
+                    double *m, double *v) noexcept nogil:
+    mdl_nadam_f64(n, h, param, grad, m, v)
+
+cdef double sum_of_squares_f32(Py_ssize_t n, const float *x) noexcept nogil:
+    return mdl_sum_of_squares_f32(n, x)
+
+cdef double sum_of_squares_f64(Py_ssize_t n, const double *x) noexcept nogil:
+    return mdl_sum_of_squares_f64(n, x)

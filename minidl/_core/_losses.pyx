@@ -7,6 +7,11 @@ per-row weight ``w[r]`` and one scalar ``scale``. Each kernel returns ``sum_r w[
 (``L[r]`` the per-sample loss, a mean or sum over the last axis as in Keras) and, when
 ``grad`` is given, writes ``grad[r] = scale * w[r] * dL[r]/dy_pred[r]``; the Python layer
 multiplies the sum by the same ``scale``. ``row_loss``, when given, receives ``L[r]``.
+Every check (dtypes, shapes, contiguity, writeable outputs) reads numpy's C API and costs
+nanoseconds. The training step takes a shorter road: a :class:`LossKernel` per loss object
+holds the kind, its parameters and the reduction, accepts the step's arrays as they are and
+computes the scale itself; inputs it cannot take as they are (weights, targets to convert)
+go back to the general path in ``minidl.losses``.
 
 One driver serves every loss: it cuts the rows into fixed chunks (their size depends on the
 shape only), runs chunks in parallel above ``PARALLEL_MIN`` elements, keeps one partial sum per
@@ -26,7 +31,13 @@ from libc.math cimport exp, expf, fabs, log, log1p, log1pf, logf
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 
+cimport numpy as cnp
+
+from minidl._core._arrays cimport (float_array, float_array_like, is_float_carray, same_shape,
+                                   writeable)
 from minidl._core._backend cimport num_threads
+
+cnp.import_array()
 
 ctypedef fused floating:
     float
@@ -41,12 +52,20 @@ ctypedef fused label_t:
 cdef enum:
     PARALLEL_MIN_ELEMS = 32768
     CHUNK_ELEMS = 4096
+    STACK_CHUNKS = 64         # partial sums of up to this many chunks live on the stack
 
 PARALLEL_MIN = PARALLEL_MIN_ELEMS
 
 cdef enum:
     L_MSE, L_MAE, L_HUBER, L_BCE, L_BCE_LOGITS, L_CCE, L_CCE_LOGITS, L_SCCE, L_SCCE_LOGITS,
     L_SOFTMAX_CCE, L_SOFTMAX_SCCE, L_SIGMOID_BCE
+
+# Kernel kinds for LossKernel, in the order of the enum above.
+KINDS = ("mean_squared_error", "mean_absolute_error", "huber", "binary_crossentropy",
+         "binary_crossentropy_logits", "categorical_crossentropy",
+         "categorical_crossentropy_logits", "sparse_categorical_crossentropy",
+         "sparse_categorical_crossentropy_logits", "softmax_categorical_crossentropy",
+         "softmax_sparse_categorical_crossentropy", "sigmoid_binary_crossentropy")
 
 ctypedef struct Args:
     int kind
@@ -274,44 +293,62 @@ cdef double _chunk(const Args *a, const floating *t, const label_t *labels, cons
     return s
 
 
-cdef object _drive(const Args *a, const floating *t, const label_t *labels, const floating *p,
-                   const floating *w, double scale, floating *g, floating *row_loss,
-                   Py_ssize_t rows, Py_ssize_t n):
-    """(sum_r w[r] L[r], first bad row or -1) over fixed row chunks."""
+cdef int _drive(const Args *a, const floating *t, const label_t *labels, const floating *p,
+                const floating *w, double scale, floating *g, floating *row_loss,
+                Py_ssize_t rows, Py_ssize_t n, double *total, Py_ssize_t *first_bad) except -1:
+    """total = sum_r w[r] L[r] over fixed row chunks; first_bad = first bad row or -1."""
+    total[0] = 0.0
+    first_bad[0] = -1
     if rows == 0 or n == 0:
-        return 0.0, -1
+        return 0
     cdef Py_ssize_t rpc = CHUNK_ELEMS // n if n < CHUNK_ELEMS else 1
-    cdef Py_ssize_t nchunks = (rows + rpc - 1) // rpc, ch, first_bad = -1
-    cdef double *partial = <double *>malloc(nchunks * sizeof(double))
-    cdef Py_ssize_t *bad = <Py_ssize_t *>malloc(nchunks * sizeof(Py_ssize_t))
-    cdef double total = 0
-    if partial == NULL or bad == NULL:
+    cdef Py_ssize_t nchunks = (rows + rpc - 1) // rpc, ch
+    cdef double local_partial[STACK_CHUNKS]
+    cdef Py_ssize_t local_bad[STACK_CHUNKS]
+    cdef double *partial = local_partial
+    cdef Py_ssize_t *bad = local_bad
+    if nchunks > STACK_CHUNKS:
+        partial = <double *>malloc(nchunks * sizeof(double))
+        bad = <Py_ssize_t *>malloc(nchunks * sizeof(Py_ssize_t))
+        if partial == NULL or bad == NULL:
+            free(partial)
+            free(bad)
+            raise MemoryError(f"could not allocate {nchunks} partial loss sums.")
+    with nogil:
+        for ch in range(nchunks):
+            bad[ch] = -1
+        if rows * n >= PARALLEL_MIN_ELEMS and nchunks > 1:
+            for ch in prange(nchunks, schedule="static", num_threads=num_threads()):
+                partial[ch] = _chunk(a, t, labels, p, w, scale, g, row_loss, ch * rpc,
+                                     min(rows, (ch + 1) * rpc), n, bad + ch)
+        else:
+            for ch in range(nchunks):
+                partial[ch] = _chunk(a, t, labels, p, w, scale, g, row_loss, ch * rpc,
+                                     min(rows, (ch + 1) * rpc), n, bad + ch)
+        for ch in range(nchunks):
+            total[0] += partial[ch]
+            if first_bad[0] < 0 and bad[ch] >= 0:
+                first_bad[0] = bad[ch]
+    if partial != local_partial:
         free(partial)
         free(bad)
-        raise MemoryError(f"could not allocate {nchunks} partial loss sums.")
-    try:
-        with nogil:
-            for ch in range(nchunks):
-                bad[ch] = -1
-            if rows * n >= PARALLEL_MIN_ELEMS and nchunks > 1:
-                for ch in prange(nchunks, schedule="static", num_threads=num_threads()):
-                    partial[ch] = _chunk(a, t, labels, p, w, scale, g, row_loss, ch * rpc,
-                                         min(rows, (ch + 1) * rpc), n, bad + ch)
-            else:
-                for ch in range(nchunks):
-                    partial[ch] = _chunk(a, t, labels, p, w, scale, g, row_loss, ch * rpc,
-                                         min(rows, (ch + 1) * rpc), n, bad + ch)
-            for ch in range(nchunks):
-                total += partial[ch]
-                if first_bad < 0 and bad[ch] >= 0:
-                    first_bad = bad[ch]
-    finally:
-        free(partial)
-        free(bad)
-    return total, first_bad
+    return 0
 
 
 # ---- argument handling ----
+# y_pred is read as (rows, last axis): rows is the product of the leading axes.
+
+cdef int _kind_id(str kind) except -1:
+    try:
+        return KINDS.index(kind)
+    except ValueError:
+        raise ValueError(f"Unknown loss kernel kind {kind!r}; expected one of "
+                         f"{', '.join(KINDS)}.") from None
+
+
+cdef inline bint _sparse_kind(int kind) noexcept:
+    return kind == L_SCCE or kind == L_SCCE_LOGITS or kind == L_SOFTMAX_SCCE
+
 
 cdef Args _args(int kind, double delta, double smoothing, double epsilon,
                 object ignore_class) except *:
@@ -325,151 +362,268 @@ cdef Args _args(int kind, double delta, double smoothing, double epsilon,
     return a
 
 
-cdef int _check(str name, Py_ssize_t r, Py_ssize_t c, Py_ssize_t row_stride,
-                Py_ssize_t itemsize, Py_ssize_t rows, Py_ssize_t cols) except -1:
-    if r != rows or c != cols:
-        raise ValueError(f"{name} must have shape ({rows}, {cols}); received ({r}, {c}).")
-    if r > 1 and row_stride != cols * itemsize:
-        raise ValueError(f"{name} must be C-contiguous; its row stride is {row_stride} bytes "
-                         f"for {cols} elements of {itemsize} bytes.")
+cdef int _label_type(object a) noexcept:
+    """NPY_INT32 or NPY_INT64 for a C-contiguous aligned native signed 32/64-bit integer
+    array (whatever numpy calls the type), else -1."""
+    if not cnp.PyArray_Check(a) or not cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>a):
+        return -1
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    if not (cnp.PyTypeNum_ISINTEGER(t) and cnp.PyTypeNum_ISSIGNED(t)):
+        return -1
+    cdef Py_ssize_t size = cnp.PyArray_ITEMSIZE(<cnp.ndarray>a)
+    return cnp.NPY_INT32 if size == 4 else (cnp.NPY_INT64 if size == 8 else -1)
+
+
+cdef inline Py_ssize_t _leading(object a) noexcept:
+    """Product of all axes but the last (the rows of an array of rank >= 1)."""
+    cdef int d, nd = cnp.PyArray_NDIM(<cnp.ndarray>a)
+    cdef Py_ssize_t rows = 1
+    for d in range(nd - 1):
+        rows *= cnp.PyArray_DIMS(<cnp.ndarray>a)[d]
+    return rows
+
+
+cdef inline char *_data(object a) noexcept:
+    return <char *>cnp.PyArray_DATA(<cnp.ndarray>a) if a is not None else NULL
+
+
+cdef int _run(const Args *a, bint f32, int label_type, char *t, char *labels, char *p, char *w,
+              double scale, char *g, char *row_loss, Py_ssize_t rows, Py_ssize_t n,
+              double *total, Py_ssize_t *bad) except -1:
+    """Calls the driver specialised for the dtype and, for the sparse kinds, the label type."""
+    if f32:
+        if label_type == cnp.NPY_INT32:
+            _drive(a, <const float *>t, <const int32_t *>labels, <const float *>p,
+                   <const float *>w, scale, <float *>g, <float *>row_loss, rows, n, total, bad)
+        else:
+            _drive(a, <const float *>t, <const int64_t *>labels, <const float *>p,
+                   <const float *>w, scale, <float *>g, <float *>row_loss, rows, n, total, bad)
+    else:
+        if label_type == cnp.NPY_INT32:
+            _drive(a, <const double *>t, <const int32_t *>labels, <const double *>p,
+                   <const double *>w, scale, <double *>g, <double *>row_loss, rows, n, total,
+                   bad)
+        else:
+            _drive(a, <const double *>t, <const int64_t *>labels, <const double *>p,
+                   <const double *>w, scale, <double *>g, <double *>row_loss, rows, n, total,
+                   bad)
     return 0
 
 
-cdef int _check_rows(str name, Py_ssize_t length, Py_ssize_t rows) except -1:
-    if length != rows:
-        raise ValueError(f"{name} must have {rows} entries, one per row; received {length}.")
+cdef int _per_row(object a, int dtype, Py_ssize_t rows, str name, bint out) except -1:
+    """``a`` (weights or row_loss) has one element of y_pred's dtype per row."""
+    float_array_like(a, dtype, None, name)
+    if cnp.PyArray_SIZE(<cnp.ndarray>a) != rows:
+        raise ValueError(f"{name} must have {rows} entries, one per row; received "
+                         f"{cnp.PyArray_SIZE(<cnp.ndarray>a)}.")
+    if out:
+        writeable(a, None, name)
     return 0
 
 
-cdef object _dense(const Args *a, const floating[:, ::1] y_true, const floating[:, ::1] y_pred,
-                   const floating[::1] weights, double scale, floating[:, ::1] grad,
-                   floating[::1] row_loss):
-    cdef Py_ssize_t rows = y_pred.shape[0], n = y_pred.shape[1], isz = sizeof(floating)
-    _check("y_pred", rows, n, y_pred.strides[0], isz, rows, n)
-    _check("y_true", y_true.shape[0], y_true.shape[1], y_true.strides[0], isz, rows, n)
+cdef object _call(int kind, double delta, double smoothing, double epsilon, object ignore_class,
+                  object y_true, object y_pred, object weights, double scale, object grad,
+                  object row_loss):
+    """A module-level kernel call: checks every array, returns (total, first bad row)."""
+    cdef Args a = _args(kind, delta, smoothing, epsilon, ignore_class)
+    cdef int t = float_array(y_pred, None, "y_pred")
+    if cnp.PyArray_NDIM(<cnp.ndarray>y_pred) == 0:
+        raise ValueError("y_pred must have rank >= 1; received a scalar.")
+    cdef Py_ssize_t rows = _leading(y_pred)
+    cdef Py_ssize_t n = cnp.PyArray_DIMS(<cnp.ndarray>y_pred)[cnp.PyArray_NDIM(<cnp.ndarray>y_pred) - 1]
+    cdef int label_type = cnp.NPY_INT64
+    if _sparse_kind(kind):
+        label_type = _label_type(y_true)
+        if label_type < 0:
+            raise TypeError(f"labels must be a C-contiguous int32 or int64 array; received "
+                            f"{type(y_true).__name__} {getattr(y_true, 'dtype', '')}.")
+        if cnp.PyArray_SIZE(<cnp.ndarray>y_true) != rows:
+            raise ValueError(f"labels must have {rows} entries, one per row; received "
+                             f"{cnp.PyArray_SIZE(<cnp.ndarray>y_true)}.")
+    else:
+        float_array_like(y_true, t, None, "y_true")
+        same_shape(y_true, y_pred, None, "y_true", "y_pred")
     if grad is not None:
-        _check("grad", grad.shape[0], grad.shape[1], grad.strides[0], isz, rows, n)
+        float_array_like(grad, t, None, "grad")
+        same_shape(grad, y_pred, None, "grad", "y_pred")
+        writeable(grad, None, "grad")
     if weights is not None:
-        _check_rows("weights", weights.shape[0], rows)
+        _per_row(weights, t, rows, "weights", False)
     if row_loss is not None:
-        _check_rows("row_loss", row_loss.shape[0], rows)
-    if rows == 0 or n == 0:
-        return 0.0
-    return _drive(a, &y_true[0, 0], <int32_t *>NULL, &y_pred[0, 0],
-                  &weights[0] if weights is not None else NULL, scale,
-                  &grad[0, 0] if grad is not None else NULL,
-                  &row_loss[0] if row_loss is not None else NULL, rows, n)[0]
+        _per_row(row_loss, t, rows, "row_loss", True)
+    cdef double total
+    cdef Py_ssize_t bad
+    _run(&a, t == cnp.NPY_FLOAT, label_type, NULL if _sparse_kind(kind) else _data(y_true),
+         _data(y_true) if _sparse_kind(kind) else NULL, _data(y_pred), _data(weights), scale,
+         _data(grad), _data(row_loss), rows, n, &total, &bad)
+    return total, bad
 
 
-cdef object _sparse(const Args *a, const label_t[::1] labels, const floating[:, ::1] y_pred,
-                    const floating[::1] weights, double scale, floating[:, ::1] grad,
-                    floating[::1] row_loss):
-    cdef Py_ssize_t rows = y_pred.shape[0], n = y_pred.shape[1], isz = sizeof(floating)
-    _check("y_pred", rows, n, y_pred.strides[0], isz, rows, n)
-    _check_rows("labels", labels.shape[0], rows)
-    if grad is not None:
-        _check("grad", grad.shape[0], grad.shape[1], grad.strides[0], isz, rows, n)
-    if weights is not None:
-        _check_rows("weights", weights.shape[0], rows)
-    if row_loss is not None:
-        _check_rows("row_loss", row_loss.shape[0], rows)
-    if rows == 0 or n == 0:
-        return 0.0, -1
-    return _drive(a, <floating *>NULL, &labels[0], &y_pred[0, 0],
-                  &weights[0] if weights is not None else NULL, scale,
-                  &grad[0, 0] if grad is not None else NULL,
-                  &row_loss[0] if row_loss is not None else NULL, rows, n)
+cdef class LossKernel:
+    """The training-step path of one loss: ``fused(y_true, y_pred, grad_out)``.
+
+    Built by ``minidl.losses`` once per loss object and mode (plain, or fused with the output
+    layer's softmax/sigmoid), with the kernel kind, its parameters, the reduction and the
+    loss name resolved, so that a call costs well under a microsecond beyond its work.
+
+    Args:
+        kind: a name from ``KINDS``. delta, smoothing, epsilon, ignore_class: its parameters.
+        reduction: the Keras reduction; sums are divided by the number of counted rows for
+            'sum_over_batch_size', 'mean' and (without weights) 'mean_with_sample_weight'.
+        axis: None, or the loss's ``axis``: other than -1 it must be y_pred's last axis.
+        name: the loss name, for error messages.
+    """
+    cdef Args a
+    cdef bint by_count
+    cdef bint sparse
+    cdef object axis
+    cdef readonly str name
+    cdef tuple config
+
+    def __init__(self, str kind, double delta, double smoothing, double epsilon,
+                 object ignore_class, object reduction, object axis, str name):
+        self.a = _args(_kind_id(kind), delta, smoothing, epsilon, ignore_class)
+        self.sparse = _sparse_kind(self.a.kind)
+        self.by_count = reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+        self.axis = axis
+        self.name = name
+        self.config = (kind, delta, smoothing, epsilon, ignore_class, reduction, axis, name)
+
+    def __reduce__(self):
+        return LossKernel, self.config
+
+    def fused(self, y_true, y_pred, grad_out):
+        """The reduced loss, writing d(loss)/d(y_pred) into grad_out, for unweighted samples.
+
+        Returns None, having written nothing, unless every argument is ready as is:
+        y_pred a C-contiguous float32/float64 array of rank >= 1 reduced over its last axis;
+        grad_out a writeable array like it; y_true of y_pred's dtype and shape (sparse kinds:
+        C-contiguous int32/int64 labels of shape y_pred.shape[:-1], or with a trailing 1).
+        The caller then takes the general path, which converts or reports the problem.
+
+        Raises:
+            ValueError: a label outside [0, classes) (other than ignore_class).
+        """
+        if not cnp.PyArray_Check(y_pred):
+            return None
+        cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>y_pred)
+        if ((t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE)
+                or not cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>y_pred)
+                or not is_float_carray(grad_out, t)
+                or not cnp.PyArray_SAMESHAPE(<cnp.ndarray>grad_out, <cnp.ndarray>y_pred)
+                or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>grad_out)):
+            return None
+        cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>y_pred)
+        if nd == 0 or (self.axis is not None and self.axis != -1 and self.axis != nd - 1):
+            return None
+        cdef Py_ssize_t rows = _leading(y_pred), n = cnp.PyArray_DIMS(<cnp.ndarray>y_pred)[nd - 1]
+        cdef Py_ssize_t counted = rows, r
+        cdef int label_type = cnp.NPY_INT64, tnd, d
+        if self.sparse:
+            label_type = _label_type(y_true)
+            if label_type < 0:
+                return None
+            tnd = cnp.PyArray_NDIM(<cnp.ndarray>y_true)
+            if not (tnd == nd - 1 or (tnd == nd and cnp.PyArray_DIMS(<cnp.ndarray>y_true)[nd - 1] == 1)):
+                return None
+            for d in range(nd - 1):
+                if cnp.PyArray_DIMS(<cnp.ndarray>y_true)[d] != cnp.PyArray_DIMS(<cnp.ndarray>y_pred)[d]:
+                    return None
+            if self.a.has_ignore and self.by_count:
+                counted = _count_kept(_data(y_true), label_type == cnp.NPY_INT32, rows,
+                                      self.a.ignore_class)
+        elif not (is_float_carray(y_true, t)
+                  and cnp.PyArray_SAMESHAPE(<cnp.ndarray>y_true, <cnp.ndarray>y_pred)):
+            return None
+        cdef double scale = (1.0 / counted if counted else 0.0) if self.by_count else 1.0
+        cdef double total
+        cdef Py_ssize_t bad
+        _run(&self.a, t == cnp.NPY_FLOAT, label_type, NULL if self.sparse else _data(y_true),
+             _data(y_true) if self.sparse else NULL, _data(y_pred), NULL, scale,
+             _data(grad_out), NULL, rows, n, &total, &bad)
+        if bad >= 0:
+            label = (<object>y_true).reshape(-1)[bad]
+            raise ValueError(f"{self.name}: received a label value of {label} (at flat index "
+                             f"{bad}), which is outside the valid range [0, {n}) for {n} "
+                             f"classes.")
+        return total * scale
+
+
+cdef Py_ssize_t _count_kept(const char *labels, bint int32, Py_ssize_t rows,
+                            int64_t ignore_class) noexcept:
+    """Rows whose label is not ignore_class."""
+    cdef Py_ssize_t r, kept = 0
+    if int32:
+        for r in range(rows):
+            kept += (<const int32_t *>labels)[r] != ignore_class
+    else:
+        for r in range(rows):
+            kept += (<const int64_t *>labels)[r] != ignore_class
+    return kept
 
 
 # ---- kernels ----
 # Shared arguments:
 #   y_true: (rows, n) targets of y_pred's dtype; labels: (rows,) int32/int64 class ids.
-#   y_pred: (rows, n) predictions (probabilities or logits), C-contiguous float32/float64.
+#   y_pred: (rows, n) predictions (probabilities or logits), C-contiguous float32/float64; any
+#       rank >= 1 is read as (product of the leading axes, last axis).
 #   weights: (rows,) per-row weights or None (all 1). scale: multiplies every gradient.
 #   grad: (rows, n) OUT, or None for the value only. row_loss: (rows,) OUT or None.
 # Dense kernels return sum_r w[r] L[r]; sparse ones return (that sum, first bad row or -1).
 
-def mean_squared_error(const floating[:, ::1] y_true not None,
-                       const floating[:, ::1] y_pred not None, const floating[::1] weights,
-                       double scale, floating[:, ::1] grad, floating[::1] row_loss):
+def mean_squared_error(y_true, y_pred, weights, double scale, grad, row_loss):
     """L[r] = mean_j (y_pred - y_true)^2."""
-    cdef Args a = _args(L_MSE, 0, 0, 0, None)
-    return _dense(&a, y_true, y_pred, weights, scale, grad, row_loss)
+    return _call(L_MSE, 0, 0, 0, None, y_true, y_pred, weights, scale, grad, row_loss)[0]
 
 
-def mean_absolute_error(const floating[:, ::1] y_true not None,
-                        const floating[:, ::1] y_pred not None, const floating[::1] weights,
-                        double scale, floating[:, ::1] grad, floating[::1] row_loss):
+def mean_absolute_error(y_true, y_pred, weights, double scale, grad, row_loss):
     """L[r] = mean_j |y_pred - y_true| (gradient 0 where they are equal)."""
-    cdef Args a = _args(L_MAE, 0, 0, 0, None)
-    return _dense(&a, y_true, y_pred, weights, scale, grad, row_loss)
+    return _call(L_MAE, 0, 0, 0, None, y_true, y_pred, weights, scale, grad, row_loss)[0]
 
 
-def huber(const floating[:, ::1] y_true not None, const floating[:, ::1] y_pred not None,
-          const floating[::1] weights, double scale, floating[:, ::1] grad,
-          floating[::1] row_loss, double delta):
+def huber(y_true, y_pred, weights, double scale, grad, row_loss, double delta):
     """L[r] = mean_j of e^2 / 2 where |e| <= delta, else delta |e| - delta^2 / 2."""
-    cdef Args a = _args(L_HUBER, delta, 0, 0, None)
-    return _dense(&a, y_true, y_pred, weights, scale, grad, row_loss)
+    return _call(L_HUBER, delta, 0, 0, None, y_true, y_pred, weights, scale, grad,
+                 row_loss)[0]
 
 
-def binary_crossentropy(const floating[:, ::1] y_true not None,
-                        const floating[:, ::1] y_pred not None, const floating[::1] weights,
-                        double scale, floating[:, ::1] grad, floating[::1] row_loss,
+def binary_crossentropy(y_true, y_pred, weights, double scale, grad, row_loss,
                         bint from_logits, double label_smoothing, double epsilon):
     """L[r] = mean_j of -(t log q + (1 - t) log(1 - q)); q = clip(p) or sigmoid(logits)."""
-    cdef Args a = _args(L_BCE_LOGITS if from_logits else L_BCE, 0, label_smoothing, epsilon,
-                        None)
-    return _dense(&a, y_true, y_pred, weights, scale, grad, row_loss)
+    return _call(L_BCE_LOGITS if from_logits else L_BCE, 0, label_smoothing, epsilon, None,
+                 y_true, y_pred, weights, scale, grad, row_loss)[0]
 
 
-def categorical_crossentropy(const floating[:, ::1] y_true not None,
-                             const floating[:, ::1] y_pred not None,
-                             const floating[::1] weights, double scale, floating[:, ::1] grad,
-                             floating[::1] row_loss, bint from_logits, double label_smoothing,
-                             double epsilon):
+def categorical_crossentropy(y_true, y_pred, weights, double scale, grad, row_loss,
+                             bint from_logits, double label_smoothing, double epsilon):
     """L[r] = -sum_j t_j log q_j; q = clip(p / sum p) or softmax(logits)."""
-    cdef Args a = _args(L_CCE_LOGITS if from_logits else L_CCE, 0, label_smoothing, epsilon,
-                        None)
-    return _dense(&a, y_true, y_pred, weights, scale, grad, row_loss)
+    return _call(L_CCE_LOGITS if from_logits else L_CCE, 0, label_smoothing, epsilon, None,
+                 y_true, y_pred, weights, scale, grad, row_loss)[0]
 
 
-def sparse_categorical_crossentropy(const label_t[::1] labels not None,
-                                    const floating[:, ::1] y_pred not None,
-                                    const floating[::1] weights, double scale,
-                                    floating[:, ::1] grad, floating[::1] row_loss,
+def sparse_categorical_crossentropy(labels, y_pred, weights, double scale, grad, row_loss,
                                     bint from_logits, object ignore_class, double epsilon):
     """L[r] = -log q[label]; rows whose label is ``ignore_class`` get L = 0 and no gradient."""
-    cdef Args a = _args(L_SCCE_LOGITS if from_logits else L_SCCE, 0, 0, epsilon,
-                        ignore_class)
-    return _sparse(&a, labels, y_pred, weights, scale, grad, row_loss)
+    return _call(L_SCCE_LOGITS if from_logits else L_SCCE, 0, 0, epsilon, ignore_class,
+                 labels, y_pred, weights, scale, grad, row_loss)
 
 
-def softmax_categorical_crossentropy(const floating[:, ::1] y_true not None,
-                                     const floating[:, ::1] probs not None,
-                                     const floating[::1] weights, double scale,
-                                     floating[:, ::1] dlogits, floating[::1] row_loss,
+def softmax_categorical_crossentropy(y_true, probs, weights, double scale, dlogits, row_loss,
                                      double label_smoothing, double epsilon):
     """Keras' clipped CCE of softmax outputs ``probs``; dlogits = probs * sum(t) - t."""
-    cdef Args a = _args(L_SOFTMAX_CCE, 0, label_smoothing, epsilon, None)
-    return _dense(&a, y_true, probs, weights, scale, dlogits, row_loss)
+    return _call(L_SOFTMAX_CCE, 0, label_smoothing, epsilon, None, y_true, probs, weights,
+                 scale, dlogits, row_loss)[0]
 
 
-def softmax_sparse_categorical_crossentropy(const label_t[::1] labels not None,
-                                            const floating[:, ::1] probs not None,
-                                            const floating[::1] weights, double scale,
-                                            floating[:, ::1] dlogits, floating[::1] row_loss,
-                                            object ignore_class, double epsilon):
+def softmax_sparse_categorical_crossentropy(labels, probs, weights, double scale, dlogits,
+                                            row_loss, object ignore_class, double epsilon):
     """Keras' clipped SCCE of softmax outputs ``probs``; dlogits = probs - onehot(label)."""
-    cdef Args a = _args(L_SOFTMAX_SCCE, 0, 0, epsilon, ignore_class)
-    return _sparse(&a, labels, probs, weights, scale, dlogits, row_loss)
+    return _call(L_SOFTMAX_SCCE, 0, 0, epsilon, ignore_class, labels, probs, weights, scale,
+                 dlogits, row_loss)
 
 
-def sigmoid_binary_crossentropy(const floating[:, ::1] y_true not None,
-                                const floating[:, ::1] probs not None,
-                                const floating[::1] weights, double scale,
-                                floating[:, ::1] dlogits, floating[::1] row_loss,
+def sigmoid_binary_crossentropy(y_true, probs, weights, double scale, dlogits, row_loss,
                                 double label_smoothing, double epsilon):
     """Keras' clipped BCE of sigmoid outputs ``probs``; dlogits = (probs - t) / n."""
-    cdef Args a = _args(L_SIGMOID_BCE, 0, label_smoothing, epsilon, None)
-    return _dense(&a, y_true, probs, weights, scale, dlogits, row_loss)
+    return _call(L_SIGMOID_BCE, 0, label_smoothing, epsilon, None, y_true, probs, weights,
+                 scale, dlogits, row_loss)[0]

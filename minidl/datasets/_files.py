@@ -7,12 +7,9 @@ once complete and verified, so the cache never holds a half-written or unverifie
 when two processes download at once.
 """
 import hashlib
-import http.client
 import os
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -145,6 +142,11 @@ def download(url, destination, sha256, timeout=DOWNLOAD_TIMEOUT):
 
 def _fetch(url, out, timeout):
     """Streams `url` into the open file `out`; returns the hex SHA-256 of what was read."""
+    # Imported here, not at the top: the HTTP stack costs ~50 ms at `import minidl`, and
+    # almost every run loads data that is already on disk.
+    import http.client
+    import urllib.error
+    import urllib.request
     print(f"Downloading {url}", file=sys.stderr)
     digest = hashlib.sha256()
     received = 0

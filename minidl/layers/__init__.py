@@ -1,6 +1,8 @@
 """Layers, as in ``keras.layers``."""
 from minidl.layers.base import LAYERS, Layer
 from minidl.layers.core import Activation, Dense, Input, InputLayer
+from minidl.layers.normalization import BatchNormalization, LayerNormalization
+from minidl.layers.regularization import ActivityRegularization, Dropout
 from minidl.layers.reshaping import Flatten, Reshape
 
 
@@ -9,4 +11,5 @@ def get(identifier):
     return LAYERS.get(identifier, base=Layer)
 
 
-__all__ = ["Activation", "Dense", "Flatten", "Input", "InputLayer", "Layer", "Reshape", "get"]
+__all__ = ["Activation", "ActivityRegularization", "BatchNormalization", "Dense", "Dropout",
+           "Flatten", "Input", "InputLayer", "Layer", "LayerNormalization", "Reshape", "get"]

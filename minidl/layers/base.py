@@ -4,6 +4,16 @@ A layer subclass writes ``build``, ``forward``, ``backward`` and ``compute_outpu
 (forward and backward next to each other); the base class does the rest. Training-time
 buffers belong to the layer and are reused from step to step: ``forward`` writes into a
 buffer sized for the largest batch seen, and returns a view of its first rows.
+
+Weights come in two lists, as in Keras: ``params`` (trainable, each with a gradient buffer in
+``grads``) and ``non_trainable_params`` (state such as BatchNormalization's moving statistics,
+which the optimizer never sees). ``weights``, ``get_weights`` and ``set_weights`` cover both,
+trainable first.
+
+Regularization: a weight created with ``add_weight(..., regularizer=...)`` and a layer with an
+``activity_regularizer`` report ``has_regularization``; the training loop calls
+``regularization_loss(accumulate_grads=True)`` on those layers only, after backward and before
+the optimizer step, so layers without regularizers cost nothing extra.
 """
 import numpy as np
 
@@ -55,9 +65,14 @@ class Layer:
         self.input_shape = None if input_shape is None else _as_shape(input_shape, "input_shape")
         self.built = False
         self.built_input_shape = None
-        self.params = []   # parameter arrays, in Keras order (kernel, then bias)
+        self.params = []   # trainable parameter arrays, in Keras order (kernel, then bias)
         self.grads = []    # gradient arrays, same shapes and order as params
         self.param_names = []
+        self.non_trainable_params = []   # state the optimizer never updates, in Keras order
+        self.non_trainable_param_names = []
+        self._weight_regularizers = []   # (index into params, regularizer)
+        self.activity_regularizer = None   # set by layers that support one (Dense, ...)
+        self._activity_loss = 0.0          # the activity penalty of the last forward
 
     # ---- building ----
 
@@ -70,10 +85,29 @@ class Layer:
         """Shape of one output sample for one input sample of ``input_shape``."""
         return tuple(input_shape)
 
-    def add_weight(self, name, shape, initializer):
-        """Create a parameter and its gradient buffer; returns the parameter array."""
-        from minidl import initializers
+    def add_weight(self, name, shape, initializer, trainable=True, regularizer=None):
+        """Create a weight and return it.
+
+        Args:
+            name: weight name ('kernel', 'moving_mean', ...), used in messages.
+            shape: tuple of ints.
+            initializer: initializer name, config or object.
+            trainable: True: a parameter with a gradient buffer (``params``/``grads``);
+                False: state outside the optimizer (``non_trainable_params``).
+            regularizer: optional regularizer of a trainable weight (name, config or object).
+        """
+        from minidl import initializers, regularizers
         value = np.ascontiguousarray(initializers.get(initializer)(shape, dtype=self.dtype))
+        if not trainable:
+            if regularizer is not None:
+                raise ValueError(f"Layer '{self.name}': non-trainable weight '{name}' cannot "
+                                 f"have a regularizer; received {regularizer!r}.")
+            self.non_trainable_params.append(value)
+            self.non_trainable_param_names.append(name)
+            return value
+        regularizer = regularizers.get(regularizer)
+        if regularizer is not None:
+            self._weight_regularizers.append((len(self.params), regularizer))
         self.params.append(value)
         self.grads.append(np.zeros_like(value))
         self.param_names.append(name)
@@ -98,45 +132,117 @@ class Layer:
         (or None when ``need_input_grad`` is False, as for a model's first layer)."""
         raise NotImplementedError
 
-    def __call__(self, x):
-        """Inference on ``x`` (with a batch dimension), returning a new array."""
+    def __call__(self, x, training=False):
+        """Runs the layer on ``x`` (with a batch dimension) and returns a new array.
+
+        ``training=True`` runs the training path (batch statistics, dropout) and keeps what
+        ``backward`` needs, as ``layer(x, training=True)`` does in Keras.
+        """
         x = np.asarray(x, dtype=self.dtype)
         self.ensure_built(x.shape[1:])
-        return np.array(self.forward(x, training=False), copy=True)
+        return np.array(self.forward(x, training=bool(training)), copy=True)
 
     # ---- weights and config ----
 
     @property
     def weights(self):
-        return list(self.params)
+        """Every weight array, trainable first (Keras order), e.g. BatchNormalization's
+        gamma, beta, moving_mean, moving_variance."""
+        return self.params + self.non_trainable_params
+
+    @property
+    def weight_names(self):
+        return self.param_names + self.non_trainable_param_names
+
+    @property
+    def trainable_weights(self):
+        """The weights the optimizer updates: none when the layer is frozen."""
+        return list(self.params) if self.trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        return self.non_trainable_params + ([] if self.trainable else self.params)
 
     def count_params(self):
-        return int(sum(p.size for p in self.params))
+        """Number of scalars in all weights, trainable or not."""
+        return int(sum(w.size for w in self.weights))
+
+    def trainable_count(self):
+        """Number of scalars the optimizer updates (0 for a frozen layer)."""
+        return int(sum(w.size for w in self.trainable_weights))
+
+    def non_trainable_count(self):
+        return self.count_params() - self.trainable_count()
 
     def get_weights(self):
-        """Copies of the parameters, in Keras order."""
-        return [p.copy() for p in self.params]
+        """Copies of all weights in Keras order: trainable, then non-trainable."""
+        return [w.copy() for w in self.weights]
 
     def set_weights(self, weights):
-        """Overwrite the parameters in place from a list of arrays of the same shapes."""
-        for param, value in zip(self.params, self.check_weights(weights)):
-            param[...] = value
+        """Overwrite all weights in place from arrays in the order of :meth:`get_weights`."""
+        for weight, value in zip(self.weights, self.check_weights(weights)):
+            weight[...] = value
 
     def check_weights(self, weights):
         """The arrays ``set_weights`` would write, after checking their number, shapes and
         values (ValueError otherwise), so a failed call changes nothing."""
         weights = list(weights)
-        if len(weights) != len(self.params):
-            raise ValueError(f"Layer '{self.name}' expects {len(self.params)} weight arrays "
-                             f"({', '.join(self.param_names) or 'none'}); received {len(weights)}.")
+        own, names = self.weights, self.weight_names
+        if len(weights) != len(own):
+            raise ValueError(f"Layer '{self.name}' expects {len(own)} weight arrays "
+                             f"({', '.join(names) or 'none'}); received {len(weights)}.")
         values = [np.asarray(value) for value in weights]
-        for param, name, value in zip(self.params, self.param_names, values):
+        for param, name, value in zip(own, names, values):
             if value.shape != param.shape:
                 raise ValueError(f"Layer '{self.name}' weight '{name}' has shape {param.shape}; "
                                  f"received an array of shape {value.shape}.")
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"Layer '{self.name}' weight '{name}' contains NaN or inf.")
         return values
+
+    # ---- regularization ----
+
+    @property
+    def has_regularization(self):
+        """True when the layer has a weight or activity regularizer: the only layers on
+        which the training loop calls :meth:`regularization_loss`. Weight regularizers
+        count once the layer is built (they belong to the weights ``build`` creates)."""
+        return bool(self._weight_regularizers) or self.activity_regularizer is not None
+
+    def regularization_loss(self, accumulate_grads=False):
+        """The sum of this layer's penalties, as a float.
+
+        Weight penalties (of trainable weights only, as Keras counts them) are computed from
+        the current weights; with ``accumulate_grads=True`` their gradients are also added
+        into ``self.grads`` in place, so call it after ``backward`` and before the optimizer
+        step. The activity penalty is that of the last ``forward`` (its gradient already
+        flowed through ``backward``).
+        """
+        total = self._activity_loss
+        if not self.trainable:
+            return total
+        for index, regularizer in self._weight_regularizers:
+            param = self.params[index]
+            if accumulate_grads:
+                grad = self.grads[index]
+                total += regularizer.add_gradient(param, grad, grad)
+            else:
+                total += regularizer(param)
+        return total
+
+    def _activity_forward(self, y):
+        """Record the activity penalty of the output ``y``, divided by the batch size so
+        that its weight does not change with the batch size (Keras' rule)."""
+        n = y.shape[0]
+        self._activity_loss = self.activity_regularizer(y) / n if n else 0.0
+
+    def _activity_backward(self, y, dy, out):
+        """``out = dy + d(activity penalty) / dy``: the penalty's gradient joins the
+        output gradient before the layer's own backward."""
+        n = y.shape[0]
+        if n:
+            self.activity_regularizer.add_gradient(y, dy, out, scale=1.0 / n)
+        return out
 
     def get_config(self):
         """Constructor arguments of this layer (JSON-able); ``from_config`` inverts it."""
@@ -170,13 +276,21 @@ class BufferPool:
     def __init__(self, dtype):
         self.dtype = dtype
         self._arrays = {}
+        self._views = {}   # key -> the view last returned: a step asks for the same shapes
 
     def get(self, key, n, sample_shape):
+        view = self._views.get(key)
+        shape = (n, *sample_shape)
+        if view is not None and view.shape == shape:
+            return view
         buf = self._arrays.get(key)
-        if buf is None or buf.shape[0] < n or buf.shape[1:] != tuple(sample_shape):
-            buf = np.empty((n,) + tuple(sample_shape), dtype=self.dtype)
+        if buf is None or buf.shape[0] < n or buf.shape[1:] != shape[1:]:
+            buf = np.empty(shape, dtype=self.dtype)
             self._arrays[key] = buf
-        return buf[:n]
+        view = buf if buf.shape[0] == n else buf[:n]
+        self._views[key] = view
+        return view
 
     def clear(self):
         self._arrays.clear()
+        self._views.clear()

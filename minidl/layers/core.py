@@ -6,10 +6,11 @@ Dense is the layer the reference MLP spends its time in. One training step is
     backward: dz = dy * f'(z), db = sum(dz) over the batch   (one fused pass)
               dW = x^T @ dz        (GEMM reading x transposed through strides)
               dx = dz @ W^T        (GEMM; skipped for the first layer)
+An activity regularizer adds its penalty's gradient to dy before that backward.
 """
 import numpy as np
 
-from minidl import activations
+from minidl import activations, regularizers
 from minidl.layers.base import LAYERS, BufferPool, Layer, _as_shape
 from minidl.ops import gemm
 
@@ -66,6 +67,11 @@ class Dense(Layer):
         kernel_initializer: initializer of the (input_dim, units) kernel
             (default 'glorot_uniform').
         bias_initializer: initializer of the bias (default 'zeros').
+        kernel_regularizer: optional regularizer of the kernel (name, config or object),
+            e.g. ``L2(1e-4)``: its penalty joins the loss and its gradient the kernel's.
+        bias_regularizer: optional regularizer of the bias.
+        activity_regularizer: optional regularizer of the output; its penalty is divided
+            by the batch size, as in Keras.
 
     Input shape:
         2-D ``(batch_size, input_dim)``.
@@ -77,7 +83,8 @@ class Dense(Layer):
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense units must be a positive int; received units={units!r}.")
@@ -86,6 +93,9 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self._buffers = BufferPool(self.dtype)
 
     def build(self, input_shape):
@@ -94,8 +104,10 @@ class Dense(Layer):
                 f"Layer '{self.name}' (Dense) expects 2-D input (batch, features); received "
                 f"input of shape {(None,) + tuple(input_shape)}. Add Flatten() before it or "
                 f"reshape the data.")
-        self.kernel = self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
-        self.bias = self.add_weight("bias", (self.units,), self.bias_initializer) if self.use_bias else None
+        self.kernel = self.add_weight("kernel", (input_shape[0], self.units),
+                                      self.kernel_initializer, regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -111,18 +123,30 @@ class Dense(Layer):
             y = z if self.activation.name == "linear" else np.empty_like(z)
         gemm(x, self.kernel, z)
         self.activation.forward_bias(z, self.bias, y)
+        if self.activity_regularizer is not None:
+            self._activity_forward(y)
         if training:
             self._x, self._z, self._y = x, z, y
         return y
 
     def backward(self, dy, need_input_grad=True):
-        dz = self._buffers.get("dz", dy.shape[0], (self.units,))
+        n = dy.shape[0]
+        if self.activity_regularizer is not None:
+            dy = self._activity_backward(self._y, dy, self._buffers.get("dy", n, (self.units,)))
+        dz = self._buffers.get("dz", n, (self.units,))
         self.activation.backward_bias(self._z, self._y, dy, dz, self.grads[1] if self.use_bias else None)
         return self._backward_linear(dz, need_input_grad)
 
     def backward_preactivation(self, dz, need_input_grad=True):
         """Backward from the gradient with respect to ``x @ W + b`` (used when the loss has
         already folded this layer's softmax or sigmoid into its gradient)."""
+        if self.activity_regularizer is not None:
+            # The activity penalty is on the output: its gradient goes back through the
+            # activation before joining dz.
+            n = dz.shape[0]
+            g = self._activity_backward(self._y, None, self._buffers.get("dy", n, (self.units,)))
+            self.activation.backward(self._z, self._y, g, g)
+            dz = np.add(dz, g, out=g)
         if self.use_bias:
             activations.get("linear").backward_bias(dz, dz, dz, dz, self.grads[1])
         return self._backward_linear(dz, need_input_grad)
@@ -138,7 +162,10 @@ class Dense(Layer):
         config = super().get_config()
         config.update(units=self.units, activation=activations.serialize(self.activation),
                       use_bias=self.use_bias, kernel_initializer=_serialize_init(self.kernel_initializer),
-                      bias_initializer=_serialize_init(self.bias_initializer))
+                      bias_initializer=_serialize_init(self.bias_initializer),
+                      kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                      bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                      activity_regularizer=regularizers.serialize(self.activity_regularizer))
         return config
 
 

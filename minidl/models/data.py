@@ -4,6 +4,9 @@ Everything is checked once per call, on the whole arrays, before the first step:
 mistake, a label out of range or a NaN is reported in one sentence that names the argument,
 instead of failing deep inside a kernel halfway through an epoch.
 """
+import math
+import numbers
+
 import numpy as np
 
 from minidl._core import _data
@@ -113,8 +116,105 @@ def prepare_y(y, n, loss, output_shape, name="y", dtype=np.float32):
     return arr
 
 
+def prepare_sample_weight(sample_weight, n, dtype, name="sample_weight"):
+    """Validate per-sample weights; return a contiguous ``(n,)`` array of ``dtype``.
+
+    Args:
+        sample_weight: array-like of shape ``(n,)`` or ``(n, 1)``.
+        n: the number of samples in x.
+        dtype: the model's output type (the loss reads the weights without a copy).
+    """
+    arr = np.asarray(sample_weight)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers; received dtype {arr.dtype}.")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must hold one weight per sample, shape ({n},), as x has {n} "
+                         f"samples; received {name} of shape {arr.shape}.")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name} contains {bad.size} NaN or infinite value(s), the first at "
+                         f"index {i} ({name}[{i}] = {arr[i]}).")
+    return arr
+
+
+def class_weight_to_sample_weight(class_weight, y, classes, dtype):
+    """Per-sample weights ``class_weight[label]`` for the targets ``y``, as Keras computes them.
+
+    The label of a sample is its integer class (sparse targets), the argmax of its row
+    (one-hot or soft targets), or its 0/1 value (a single binary column).
+
+    Args:
+        class_weight: dict mapping every class present in y to a weight.
+        y: targets from :func:`prepare_y`.
+        classes: the number of model outputs per sample (the last output dimension).
+        dtype: the type of the returned weights.
+    Raises:
+        ValueError: a class of y has no weight, a key is not a class the model can output,
+            a weight is not a finite number, or y does not hold class labels.
+    """
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be a dict mapping class indices to weights, e.g. "
+                        f"{{0: 1.0, 1: 5.0}}; received {class_weight!r}.")
+    if y.ndim == 1 and y.dtype.kind in "iu":
+        labels = y
+    elif y.ndim == 2 and y.shape[1] > 1:
+        labels = np.argmax(y, axis=1)
+    elif y.ndim <= 2:
+        values = y.reshape(-1)
+        fractional = np.flatnonzero(values != np.round(values))
+        if fractional.size:
+            i = int(fractional[0])
+            raise ValueError(f"class_weight needs class labels as targets, but y holds "
+                             f"non-integer values (y[{i}] = {values[i]}); use sample_weight "
+                             f"for regression targets.")
+        labels = values.astype(np.int64)
+        classes = max(classes, 2)
+    else:
+        raise ValueError(f"class_weight supports one class per sample (targets of rank 1 or "
+                         f"2); received y of shape {y.shape}. Use sample_weight instead.")
+    for key, weight in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or \
+                not 0 <= key < classes:
+            raise ValueError(f"class_weight keys must be class indices in [0, {classes}); "
+                             f"received key {key!r} in class_weight={class_weight!r}.")
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or \
+                not math.isfinite(weight):
+            raise ValueError(f"class_weight[{key}] must be a finite number; received "
+                             f"{weight!r}.")
+    present = np.unique(labels)
+    missing = [int(c) for c in present if int(c) not in class_weight]
+    if missing:
+        raise ValueError(f"class_weight has no weight for class(es) {missing}, which occur "
+                         f"in y; give every class a weight. Received: "
+                         f"class_weight={class_weight!r}")
+    table = np.zeros(classes, dtype)
+    for key, weight in class_weight.items():
+        table[int(key)] = weight
+    return table[labels]
+
+
+def split_validation(validation_split, n):
+    """The index where Keras' ``validation_split`` cuts n samples: the last fraction,
+    taken before any shuffling, becomes the validation set."""
+    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+            or not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be a float in [0, 1); received "
+                         f"validation_split={validation_split!r}.")
+    split_at = int(np.floor(n * (1.0 - validation_split)))
+    if split_at == 0 or split_at == n:
+        raise ValueError(f"Training data contains {n} samples, which is not sufficient to "
+                         f"split it into a validation and training set as specified by "
+                         f"validation_split={validation_split}. Either provide more data, or "
+                         f"a different value for the validation_split argument.")
+    return split_at
+
+
 class Batcher:
-    """Gathers batches of (x, y) into buffers reused for the whole call.
+    """Gathers batches of (x, y, sample_weight) into buffers reused for the whole call.
 
     Args:
         x2d: ``(n, features)`` C-contiguous array from :func:`prepare_x`.
@@ -122,30 +222,37 @@ class Batcher:
         y: targets from :func:`prepare_y` or None.
         batch_size: rows per batch; the last batch may be smaller.
         dtype: the model's float type.
+        sample_weight: ``(n,)`` weights from :func:`prepare_sample_weight`, or None.
     """
 
-    def __init__(self, x2d, sample_shape, y, batch_size, dtype):
-        self.x, self.y, self.batch_size = x2d, y, batch_size
+    def __init__(self, x2d, sample_shape, y, batch_size, dtype, sample_weight=None):
+        self.x, self.y, self.w, self.batch_size = x2d, y, sample_weight, batch_size
         self.sample_shape = tuple(sample_shape)
         self.n = x2d.shape[0]
         self.steps = -(-self.n // batch_size)
-        self.x_buf = np.empty((min(batch_size, self.n), x2d.shape[1]), dtype)
-        self.y_buf = None if y is None else np.empty((self.x_buf.shape[0],) + y.shape[1:], y.dtype)
+        rows = min(batch_size, self.n)
+        self.x_buf = np.empty((rows, x2d.shape[1]), dtype)
+        self.y_buf = None if y is None else np.empty((rows,) + y.shape[1:], y.dtype)
+        self.w_buf = None if sample_weight is None else np.empty(rows, sample_weight.dtype)
 
     def order(self, shuffle, rng):
-        """Sample order for one epoch: a fresh permutation, or None for the natural order."""
+        """Sample order for one pass: a fresh permutation, or None for the natural order."""
         return rng.permutation(self.n) if shuffle else None
 
     def batch(self, step, order=None):
+        """``(x, y, sample_weight)`` of batch ``step``; y and sample_weight may be None."""
         start = step * self.batch_size
         stop = min(start + self.batch_size, self.n)
         b = stop - start
         xb = self.x_buf[:b]
+        y, w = self.y, self.w
         if order is None:
             _data.copy_rows(self.x, start, xb)
-            yb = None if self.y is None else self.y[start:stop]
+            yb = None if y is None else y[start:stop]
+            wb = None if w is None else w[start:stop]
         else:
             rows = order[start:stop]
             _data.gather_rows(self.x, rows, xb)
-            yb = None if self.y is None else np.take(self.y, rows, axis=0, out=self.y_buf[:b])
-        return xb.reshape((b,) + self.sample_shape), yb
+            yb = None if y is None else np.take(y, rows, axis=0, out=self.y_buf[:b])
+            wb = None if w is None else np.take(w, rows, out=self.w_buf[:b])
+        return xb.reshape((b,) + self.sample_shape), yb, wb

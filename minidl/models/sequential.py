@@ -1,29 +1,23 @@
 """Sequential: a linear stack of layers with the Keras training API.
 
-compile() resolves strings to a loss, an optimizer and metrics; fit() runs epochs of
-    gather batch -> forward through the layers -> fused loss and gradient -> backward
-    (the first trainable layer skips its input gradient) -> one fused update per parameter.
-All buffers of a step belong to the layers, the batcher and the model and are reused, so a
-steady-state step allocates nothing large.
+This file holds the structure: adding and building layers, weights in Keras order, calling
+the model and its summary. Training and inference (compile, fit, evaluate, predict and the
+*_on_batch calls) come from :class:`minidl.models.trainer.Trainer`.
 
-When the last layer ends in softmax (or sigmoid) and the loss is the matching
-cross-entropy, the loss returns the gradient with respect to the logits directly, as the
-two fuse to ``probs - onehot``; the activation's own backward is skipped.
+A layer's weights are its trainable ``params`` followed by its ``non_trainable_params``
+(state such as BatchNormalization's moving statistics, which no gradient updates); the
+model's weights are its layers' in order.
 """
 import numpy as np
 
-from minidl import losses as losses_module
-from minidl import metrics as metrics_module
-from minidl import optimizers as optimizers_module
 from minidl._core import _data
-from minidl.callbacks import CallbackList, History, ProgbarLogger
-from minidl.layers.base import BufferPool, Layer
+from minidl.layers.base import Layer
 from minidl.layers.core import InputLayer
-from minidl.models.data import Batcher, prepare_x, prepare_y
-from minidl.utils.random import global_rng
+from minidl.models.data import prepare_x
+from minidl.models.trainer import Trainer
 
 
-class Sequential:
+class Sequential(Trainer):
     """A model that applies its layers one after another.
 
     Args:
@@ -47,9 +41,13 @@ class Sequential:
         self.compiled = False
         self.optimizer = None
         self.loss = None
+        self.metrics = []
         self.history = None
-        self.stop_training = False
+        self.stop_training = False     # set by a callback to end fit
+        self.stop_evaluating = False   # ... to end evaluate
+        self.stop_predicting = False   # ... to end predict
         self._in_fit = False
+        self._fit_validates = False
         for layer in layers or []:
             self.add(layer)
 
@@ -131,261 +129,53 @@ class Sequential:
 
     @property
     def weights(self):
-        return [p for layer in self.layers for p in layer.params]
+        """All weight arrays (live), layer by layer in Keras order."""
+        return [w for layer in self.layers for w in layer.weights]
 
     @property
     def trainable_weights(self):
-        return [p for layer in self.layers if layer.trainable for p in layer.params]
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        """Layers' state (e.g. moving statistics) and the parameters of frozen layers."""
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
 
     def count_params(self):
-        return sum(layer.count_params() for layer in self.layers)
+        """Number of scalars in all weights, trainable or not."""
+        return int(sum(w.size for w in self.weights))
 
     def get_weights(self):
-        """Copies of all parameters in Keras order: layer by layer, kernel then bias."""
-        return [p.copy() for p in self.weights]
+        """Copies of all weights in Keras order: layer by layer, e.g. kernel then bias, and
+        a layer's non-trainable state after its parameters."""
+        return [w.copy() for w in self.weights]
 
     def set_weights(self, weights):
-        """Set all parameters from a list in the order of :meth:`get_weights`."""
+        """Set all weights from a list in the order of :meth:`get_weights`."""
         weights = list(weights)
         if not self.built:
             raise ValueError(f"Model '{self.name}' is not built yet, so it has no weights to "
                              f"set; give the first layer input_shape=, start with Input(...), "
                              f"or call build() first. Received {len(weights)} arrays.")
-        expected = sum(len(layer.params) for layer in self.layers)
+        per_layer = [layer.weights for layer in self.layers]
+        expected = sum(len(arrays) for arrays in per_layer)
         if len(weights) != expected:
             raise ValueError(f"Model '{self.name}' has {expected} weight arrays; received "
                              f"{len(weights)}.")
         checked, i = [], 0
-        for layer in self.layers:  # check every layer first, so a failed call changes nothing
-            checked.append(layer.check_weights(weights[i:i + len(layer.params)]))
-            i += len(layer.params)
-        for layer, values in zip(self.layers, checked):
-            for param, value in zip(layer.params, values):
-                param[...] = value
-
-    # ---- compile ----
-
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
-        """Configure the model for training.
-
-        Args:
-            optimizer: name (e.g. 'adam') or optimizer instance.
-            loss: name (e.g. 'sparse_categorical_crossentropy') or loss instance.
-            metrics: list of metric names or instances, e.g. ``['accuracy']``.
-        """
-        self.optimizer = optimizers_module.get(optimizer)
-        self.loss = None if loss is None else losses_module.get(loss)
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise TypeError(f"metrics must be a list, e.g. ['accuracy']; received {metrics!r}.")
-        self._metric_specs = list(metrics or [])
-        self.compiled = True
-        self._optimizer_built = False
-        if self.built:
-            self._prepare_training()
-
-    def _prepare_training(self):
-        """Resolve metrics, build the optimizer and decide the loss/activation fusion."""
-        self.metrics = [metrics_module.get(m, loss=self.loss, output_shape=self.output_shape)
-                        for m in self._metric_specs]
-        self._loss_tracker = metrics_module.Mean(name="loss")
-        self._params = [p for layer in self.layers if layer.trainable for p in layer.params]
-        self._grads = [g for layer in self.layers if layer.trainable for g in layer.grads]
-        if not self._optimizer_built:
-            self.optimizer.build(self._params)
-            self._optimizer_built = True
-        trainable = [i for i, layer in enumerate(self.layers) if layer.trainable and layer.params]
-        self._first_trainable = trainable[0] if trainable else len(self.layers)
-        last = self.layers[-1]
-        fused = getattr(self.loss, "fused_with", None)
-        last_activation = getattr(getattr(last, "activation", None), "name", None)
-        self._fused = fused is not None and fused == last_activation
-        self._step_buffers = BufferPool(self.layers[-1].dtype)
-
-    def _require_compiled(self, what):
-        if not self.compiled:
-            raise RuntimeError(f"You must call compile() before {what}().")
-        if self.loss is None:
-            raise RuntimeError(f"compile() was called without a loss; {what}() needs one, e.g. "
-                               f"compile(loss='sparse_categorical_crossentropy').")
-
-    # ---- training ----
-
-    def _train_step(self, xb, yb):
-        h = xb
-        for layer in self.layers:
-            h = layer.forward(h, training=True)
-        grad = self._step_buffers.get("grad", h.shape[0], h.shape[1:])
-        last = len(self.layers) - 1
-        first = self._first_trainable
-        if self._fused:
-            fuse = (self.loss.softmax_forward_backward if self.loss.fused_with == "softmax"
-                    else self.loss.sigmoid_forward_backward)
-            loss_value = fuse(yb, h, grad)
-            g = self.layers[last].backward_preactivation(grad, need_input_grad=last > first)
-            last -= 1
-        else:
-            loss_value = self.loss.forward_backward(yb, h, grad)
-            g = grad
-        for i in range(last, first - 1, -1):
-            g = self.layers[i].backward(g, need_input_grad=i > first)
-        if not np.isfinite(loss_value):
-            raise FloatingPointError(
-                f"The training loss became {loss_value}; lower the learning rate or check the "
-                f"data for extreme values.")
-        self.optimizer.apply(self._grads, self._params)
-        for metric in self.metrics:
-            metric.update_state(yb, h)
-        self._loss_tracker.update_state(loss_value, sample_weight=h.shape[0])
-
-    def _logs(self, prefix=""):
-        logs = {prefix + "loss": self._loss_tracker.result()}
-        for metric in self.metrics:
-            logs[prefix + metric.name] = metric.result()
-        return logs
-
-    def _reset_metrics(self):
-        self._loss_tracker.reset_state()
-        for metric in self.metrics:
-            metric.reset_state()
-
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_data=None, shuffle=True):
-        """Train the model for ``epochs`` passes over ``(x, y)``.
-
-        Args:
-            x: inputs, shape ``(n,) + input_shape``; int or float (converted per batch).
-            y: targets: class labels (n,) for sparse losses, else ``(n,) + output_shape``.
-            batch_size: samples per gradient step (default 32).
-            epochs: number of passes over the data.
-            verbose: 'auto' or 1 (progress bar), 2 (one line per epoch), 0 (silent).
-            callbacks: list of :class:`minidl.callbacks.Callback`.
-            validation_data: ``(x_val, y_val)`` evaluated at the end of every epoch.
-            shuffle: reshuffle the samples before every epoch.
-        Returns:
-            A :class:`History`; ``history.history`` maps 'loss', metric names and their
-            'val_' versions to per-epoch lists.
-        """
-        self._require_compiled("fit")
-        batch_size = _check_batch_size(batch_size)
-        epochs = _check_count(epochs, "epochs", minimum=0)
-        verbose = _check_verbose(verbose)
-        x2d, sample_shape = prepare_x(x, self.input_shape)
-        self._ensure_built(sample_shape)
-        y_arr = prepare_y(y, x2d.shape[0], self.loss, self.output_shape,
-                          dtype=self.layers[-1].dtype)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val); received "
-                                 f"{type(validation_data).__name__}.")
-            vx, vs = prepare_x(validation_data[0], self.input_shape, name="validation_data x")
-            vy = prepare_y(validation_data[1], vx.shape[0], self.loss, self.output_shape,
-                           name="validation_data y", dtype=self.layers[-1].dtype)
-            val = Batcher(vx, vs, vy, batch_size, self.layers[0].dtype)
-        batcher = Batcher(x2d, sample_shape, y_arr, batch_size, self.layers[0].dtype)
-
-        history = History()
-        cb_list = [history] + list(callbacks or [])
-        if verbose:
-            cb_list.append(ProgbarLogger())
-        cbs = CallbackList(cb_list, self, {"epochs": epochs, "steps": batcher.steps,
-                                           "verbose": verbose})
-        rng = global_rng()
-        self.stop_training = False
-        self._in_fit = True
-        try:
-            cbs.on_train_begin()
-            batch_logs = cbs.wants("on_train_batch_end")
-            for epoch in range(epochs):
-                self._reset_metrics()
-                cbs.on_epoch_begin(epoch)
-                order = batcher.order(shuffle, rng)
-                for step in range(batcher.steps):
-                    cbs.on_train_batch_begin(step)
-                    self._train_step(*batcher.batch(step, order))
-                    cbs.on_train_batch_end(step, self._logs() if batch_logs else None)
-                    if self.stop_training:
-                        break
-                logs = self._logs()
-                if val is not None:
-                    logs.update(self._evaluate_batches(val, cbs, prefix="val_"))
-                cbs.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
-            cbs.on_train_end(logs if epochs else {})
-        finally:
-            self._in_fit = False
-        return history
-
-    # ---- evaluation and inference ----
-
-    def _evaluate_batches(self, batcher, cbs, prefix=""):
-        self._reset_metrics()
-        cbs.on_test_begin()
-        for step in range(batcher.steps):
-            cbs.on_test_batch_begin(step)
-            xb, yb = batcher.batch(step)
-            out = self._forward(xb)
-            self._loss_tracker.update_state(self.loss(yb, out), sample_weight=out.shape[0])
-            for metric in self.metrics:
-                metric.update_state(yb, out)
-            cbs.on_test_batch_end(step, self._logs())
-        logs = self._logs(prefix)
-        cbs.on_test_end(logs)
-        return logs
-
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", callbacks=None,
-                 return_dict=False):
-        """Loss and metrics on ``(x, y)``.
-
-        Returns:
-            ``[loss, metric1, ...]`` (just the loss when there are no metrics), or a dict
-            ``{'loss': ..., 'accuracy': ...}`` with ``return_dict=True``.
-        """
-        self._require_compiled("evaluate")
-        batch_size = _check_batch_size(batch_size)
-        verbose = _check_verbose(verbose)
-        x2d, sample_shape = prepare_x(x, self.input_shape)
-        self._ensure_built(sample_shape)
-        y_arr = prepare_y(y, x2d.shape[0], self.loss, self.output_shape,
-                          dtype=self.layers[-1].dtype)
-        batcher = Batcher(x2d, sample_shape, y_arr, batch_size, self.layers[0].dtype)
-        cb_list = list(callbacks or []) + ([ProgbarLogger()] if verbose else [])
-        cbs = CallbackList(cb_list, self, {"steps": batcher.steps, "verbose": verbose})
-        logs = self._evaluate_batches(batcher, cbs)
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
+        for layer, arrays in zip(self.layers, per_layer):
+            # Check every layer first, so that a failed call changes nothing.
+            checked.append(layer.check_weights(weights[i:i + len(arrays)]))
+            i += len(arrays)
+        for arrays, values in zip(per_layer, checked):
+            for array, value in zip(arrays, values):
+                array[...] = value
 
     def _forward(self, x):
         h = x
         for layer in self.layers:
             h = layer.forward(h, training=False)
         return h
-
-    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
-        """Model outputs for ``x``, computed batch by batch.
-
-        Returns:
-            float array of shape ``(n,) + output_shape`` (probabilities for a softmax output).
-        """
-        batch_size = _check_batch_size(batch_size)
-        _check_verbose(verbose)
-        x2d, sample_shape = prepare_x(x, self.input_shape)
-        self._ensure_built(sample_shape)
-        batcher = Batcher(x2d, sample_shape, None, batch_size, self.layers[0].dtype)
-        out = np.empty((x2d.shape[0],) + tuple(self.output_shape), self.layers[-1].dtype)
-        cbs = CallbackList(list(callbacks or []), self, {"steps": batcher.steps, "verbose": 0})
-        cbs.on_predict_begin()
-        for step in range(batcher.steps):
-            cbs.on_predict_batch_begin(step)
-            xb, _ = batcher.batch(step)
-            start = step * batch_size
-            out[start:start + xb.shape[0]] = self._forward(xb)
-            cbs.on_predict_batch_end(step, None)
-        cbs.on_predict_end()
-        return out
 
     def __call__(self, x, training=False):
         """Outputs for a small input in one pass (use predict for large data)."""
@@ -407,7 +197,8 @@ class Sequential:
     # ---- display ----
 
     def summary(self, print_fn=None):
-        """Print a Keras-style table of layers, output shapes and parameter counts."""
+        """Print a Keras-style table of layers, output shapes and parameter counts, with
+        the totals split into trainable and non-trainable (and their memory)."""
         print_fn = print_fn or print
         rows = [("Layer (type)", "Output Shape", "Param #")]
         shape = self.input_shape
@@ -425,26 +216,16 @@ class Sequential:
         for i, row in enumerate(rows):
             print_fn("".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
             print_fn(line if i == 0 or i == len(rows) - 1 else "")
-        total = self.count_params()
-        trainable = sum(layer.count_params() for layer in self.layers if layer.trainable)
-        print_fn(f" Total params: {total:,}")
-        print_fn(f" Trainable params: {trainable:,}")
-        print_fn(f" Non-trainable params: {total - trainable:,}")
+        for label, arrays in (("Total", self.weights), ("Trainable", self.trainable_weights),
+                              ("Non-trainable", self.non_trainable_weights)):
+            count = sum(w.size for w in arrays)
+            print_fn(f" {label} params: {count:,} ({_readable_size(sum(w.nbytes for w in arrays))})")
 
 
-def _check_count(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; received {name}={value!r}.")
-    return int(value)
-
-
-def _check_batch_size(batch_size):
-    return 32 if batch_size is None else _check_count(batch_size, "batch_size")
-
-
-def _check_verbose(verbose):
-    if verbose == "auto":
-        return 1
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-        raise ValueError(f"verbose must be 'auto', 0, 1 or 2; received verbose={verbose!r}.")
-    return int(verbose)
+def _readable_size(nbytes):
+    """Memory as Keras' summary shows it: '215.04 KB'."""
+    size = float(nbytes)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.2f} {unit}"
+        size /= 1024

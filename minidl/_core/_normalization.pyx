@@ -1,0 +1,748 @@
+# cython: language_level=3
+"""Normalization kernels: batch normalization and layer normalization, forward and backward.
+
+Layering: ``minidl.layers.normalization`` owns every array (parameters, moving statistics,
+reused buffers) and calls these functions once per step. Every check lives here, at the
+boundary, read through numpy's C API so that a call costs well under a microsecond beyond its
+work; the loops then run on raw pointers without the GIL. gamma and beta are always arrays:
+a layer built with ``scale=False`` or ``center=False`` passes constant ones or zeros.
+
+Layouts. Batch norm reads x as (outer, C, inner) around its channel axis: channels-last input
+(axis = -1) is inner = 1, rows of C channels, where the per-channel loops vectorise across
+channels; channels-first input has inner = H * W. Layer norm reads x as (rows, cols) and
+normalises each row of ``cols`` trailing elements.
+
+Precision: statistics are accumulated in double for both dtypes and in two passes (the mean,
+then the squared deviations from it), so inputs with a large offset do not cancel. The
+elementwise output passes run in the data's precision, from the rounded per-channel (or
+per-row) mean and 1/sqrt(var + epsilon), which backward reads again: both directions see the
+same x_hat.
+
+Threads: reductions over the batch (batch-norm statistics and gradients, layer norm's gamma
+and beta gradients) run over fixed chunks of whole outer rows whose size depends only on the
+shape. Each chunk sums into its own ``partial[chunk, :]`` and the partials are added in chunk
+order afterwards, so results have the same bits for any thread count. Arrays under
+``PARALLEL_MIN`` elements run serially without opening a parallel region.
+"""
+from cython.parallel cimport prange
+from libc.math cimport sqrt
+from libc.stdlib cimport calloc, free
+from libc.string cimport memset
+
+cimport numpy as cnp
+
+from minidl._core._arrays cimport (float_array, float_array_like, overlap, prefix,
+                                     same_shape, writeable)
+from minidl._core._backend cimport num_threads
+
+cnp.import_array()
+
+ctypedef fused floating:
+    float
+    double
+
+# Below PARALLEL_MIN elements a call stays on the calling thread. Chunks hold about
+# CHUNK_ELEMS elements in whole outer rows (at least one row), and there are at most
+# MAX_CHUNKS of them, so the partial sums (chunks x channels doubles) stay small next to the
+# data even for long rows. Scratch space (partial sums and per-channel constants) up to
+# STACK_DOUBLES lives on the stack, beyond that on the heap.
+cdef enum:
+    PARALLEL_MIN_ELEMS = 32768
+    CHUNK_ELEMS = 8192
+    MAX_CHUNKS = 64
+    STACK_DOUBLES = 2048
+
+PARALLEL_MIN = PARALLEL_MIN_ELEMS
+CHUNK = CHUNK_ELEMS
+
+
+ctypedef struct Plan:
+    Py_ssize_t outer, C, inner   # x read as (outer, C, inner)
+    Py_ssize_t rows_per_chunk, nchunks
+    int threads
+
+
+cdef Plan _plan(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner) noexcept:
+    cdef Plan p
+    cdef Py_ssize_t row = C * inner
+    p.outer, p.C, p.inner = outer, C, inner
+    p.rows_per_chunk = CHUNK_ELEMS // row if 0 < row < CHUNK_ELEMS else 1
+    p.rows_per_chunk = max(p.rows_per_chunk, (outer + MAX_CHUNKS - 1) // MAX_CHUNKS)
+    p.nchunks = (outer + p.rows_per_chunk - 1) // p.rows_per_chunk
+    p.threads = num_threads() if outer * row >= PARALLEL_MIN_ELEMS and p.nchunks > 1 else 1
+    return p
+
+
+cdef double *_scratch(Py_ssize_t n, double *local, double **heap) except NULL:
+    """Zeroed space for n doubles: ``local`` (STACK_DOUBLES long) when it fits, else the heap
+    (the caller frees ``heap[0]``)."""
+    if n <= STACK_DOUBLES:
+        memset(local, 0, max(n, 1) * sizeof(double))
+        return local
+    heap[0] = <double *>calloc(n, sizeof(double))
+    if heap[0] == NULL:
+        raise MemoryError(f"could not allocate {n} doubles of normalization scratch space.")
+    return heap[0]
+
+
+# ---- batch normalization: chunk loops ----
+
+cdef void _bn_sums(const floating *x, const double *center, const Plan *p, Py_ssize_t ch,
+                   double *acc) noexcept nogil:
+    """acc[c] += sum over chunk ch of x (center NULL) or of (x - center[c])^2."""
+    cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i
+    cdef Py_ssize_t o0 = ch * p.rows_per_chunk, o1 = min(o0 + p.rows_per_chunk, p.outer)
+    cdef const floating *xr
+    cdef double d, s
+    if inner == 1:
+        for o in range(o0, o1):
+            xr = x + o * C
+            if center == NULL:
+                for c in range(C):
+                    acc[c] += xr[c]
+            else:
+                for c in range(C):
+                    d = xr[c] - center[c]
+                    acc[c] += d * d
+    else:
+        for o in range(o0, o1):
+            for c in range(C):
+                xr = x + (o * C + c) * inner
+                s = 0
+                if center == NULL:
+                    for i in range(inner):
+                        s += xr[i]
+                else:
+                    for i in range(inner):
+                        d = xr[i] - center[c]
+                        s += d * d
+                acc[c] += s
+
+
+cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *mean,
+                        const Plan *p, Py_ssize_t ch, double *acc_dy,
+                        double *acc_dyx) noexcept nogil:
+    """acc_dy[c] += sum of dy, acc_dyx[c] += sum of dy * (x - mean[c]) over chunk ch."""
+    cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i, off
+    cdef Py_ssize_t o0 = ch * p.rows_per_chunk, o1 = min(o0 + p.rows_per_chunk, p.outer)
+    cdef double g, s_dy, s_dyx
+    if inner == 1:
+        for o in range(o0, o1):
+            off = o * C
+            for c in range(C):
+                g = dy[off + c]
+                acc_dy[c] += g
+                acc_dyx[c] += g * (x[off + c] - mean[c])
+    else:
+        for o in range(o0, o1):
+            for c in range(C):
+                off = (o * C + c) * inner
+                s_dy = 0
+                s_dyx = 0
+                for i in range(inner):
+                    g = dy[off + i]
+                    s_dy += g
+                    s_dyx += g * (x[off + i] - mean[c])
+                acc_dy[c] += s_dy
+                acc_dyx[c] += s_dyx
+
+
+cdef void _bn_affine(const floating *x, floating *y, const floating *m, const floating *a,
+                     const floating *b, const Plan *p, Py_ssize_t ch) noexcept nogil:
+    """y = (x - m[c]) * a[c] + b[c] over chunk ch."""
+    cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i, off
+    cdef Py_ssize_t o0 = ch * p.rows_per_chunk, o1 = min(o0 + p.rows_per_chunk, p.outer)
+    cdef floating mc, ac, bc
+    if inner == 1:
+        for o in range(o0, o1):
+            off = o * C
+            for c in range(C):
+                y[off + c] = (x[off + c] - m[c]) * a[c] + b[c]
+    else:
+        for o in range(o0, o1):
+            for c in range(C):
+                off = (o * C + c) * inner
+                mc, ac, bc = m[c], a[c], b[c]
+                for i in range(inner):
+                    y[off + i] = (x[off + i] - mc) * ac + bc
+
+
+cdef void _bn_dx(const floating *x, const floating *dy, floating *dx, const floating *m,
+                 const floating *k1, const floating *k2, const floating *k3, const Plan *p,
+                 Py_ssize_t ch) noexcept nogil:
+    """dx = k1[c] * (dy - k2[c] - (x - m[c]) * k3[c]) over chunk ch (dx may be dy)."""
+    cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i, off
+    cdef Py_ssize_t o0 = ch * p.rows_per_chunk, o1 = min(o0 + p.rows_per_chunk, p.outer)
+    cdef floating mc, c1, c2, c3
+    if inner == 1:
+        for o in range(o0, o1):
+            off = o * C
+            for c in range(C):
+                dx[off + c] = k1[c] * (dy[off + c] - k2[c] - (x[off + c] - m[c]) * k3[c])
+    else:
+        for o in range(o0, o1):
+            for c in range(C):
+                off = (o * C + c) * inner
+                mc, c1, c2, c3 = m[c], k1[c], k2[c], k3[c]
+                for i in range(inner):
+                    dx[off + i] = c1 * (dy[off + i] - c2 - (x[off + i] - mc) * c3)
+
+
+# ---- batch normalization: drivers (nogil; chunks in parallel when the plan says so) ----
+
+cdef void _bn_reduce(const floating *x, const double *center, const Plan *p, double *partial,
+                     double *out) noexcept nogil:
+    """out[c] = sum over the batch of x or of (x - center[c])^2, summed in chunk order."""
+    cdef Py_ssize_t ch, c, C = p.C
+    cdef double s
+    memset(partial, 0, p.nchunks * C * sizeof(double))
+    if p.threads > 1:
+        for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
+            _bn_sums(x, center, p, ch, partial + ch * C)
+    else:
+        for ch in range(p.nchunks):
+            _bn_sums(x, center, p, ch, partial + ch * C)
+    for c in range(C):
+        s = 0
+        for ch in range(p.nchunks):
+            s += partial[ch * C + c]
+        out[c] = s
+
+
+cdef void _bn_apply(const floating *x, floating *y, const floating *m, const floating *a,
+                    const floating *b, const Plan *p) noexcept nogil:
+    cdef Py_ssize_t ch
+    if p.threads > 1:
+        for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
+            _bn_affine(x, y, m, a, b, p, ch)
+    else:
+        for ch in range(p.nchunks):
+            _bn_affine(x, y, m, a, b, p, ch)
+
+
+cdef int _bn_train(const floating *x, const floating *gamma, const floating *beta,
+                   floating *moving_mean, floating *moving_var, floating *mean_out,
+                   floating *invstd_out, floating *y, const Plan *p, double momentum,
+                   double epsilon) except -1:
+    cdef Py_ssize_t C = p.C, c
+    cdef double count = <double>(p.outer * p.inner)
+    cdef double local[STACK_DOUBLES]
+    cdef double *heap = NULL
+    cdef double *partial = _scratch(p.nchunks * C + 5 * C, local, &heap)
+    cdef double *mean = partial + p.nchunks * C
+    cdef double *var = mean + C
+    # per-channel constants of the output pass, in the data's precision
+    cdef floating *m = <floating *>(var + C)
+    cdef floating *a = <floating *>(var + 2 * C)
+    cdef floating *b = <floating *>(var + 3 * C)
+    cdef double inv
+    try:
+        with nogil:
+            _bn_reduce(x, NULL, p, partial, mean)
+            for c in range(C):
+                mean[c] = mean[c] / count
+            _bn_reduce(x, mean, p, partial, var)
+            for c in range(C):
+                var[c] = var[c] / count   # biased, as Keras normalises and tracks it
+                inv = 1.0 / sqrt(var[c] + epsilon)
+                m[c] = <floating>mean[c]
+                a[c] = <floating>(inv * gamma[c])
+                b[c] = beta[c]
+                mean_out[c] = m[c]
+                invstd_out[c] = <floating>inv
+                moving_mean[c] = <floating>(moving_mean[c] * momentum + mean[c] * (1.0 - momentum))
+                moving_var[c] = <floating>(moving_var[c] * momentum + var[c] * (1.0 - momentum))
+            _bn_apply(x, y, m, a, b, p)
+    finally:
+        free(heap)
+    return 0
+
+
+cdef int _bn_inference(const floating *x, const floating *gamma, const floating *beta,
+                       const floating *moving_mean, const floating *moving_var, floating *y,
+                       const Plan *p, double epsilon) except -1:
+    cdef Py_ssize_t C = p.C, c
+    cdef double local[STACK_DOUBLES]
+    cdef double *heap = NULL
+    cdef double *space = _scratch(3 * C, local, &heap)
+    cdef floating *a = <floating *>space
+    cdef floating *m = <floating *>(space + C)
+    cdef floating *b = <floating *>(space + 2 * C)
+    try:
+        with nogil:
+            for c in range(C):
+                a[c] = <floating>(gamma[c] / sqrt(<double>moving_var[c] + epsilon))
+                m[c] = moving_mean[c]
+                b[c] = beta[c]
+            _bn_apply(x, y, m, a, b, p)
+    finally:
+        free(heap)
+    return 0
+
+
+cdef int _bn_backward(const floating *x, const floating *dy, const floating *gamma,
+                      const floating *mean, const floating *invstd, floating *dx,
+                      floating *dgamma, floating *dbeta, const Plan *p) except -1:
+    cdef Py_ssize_t C = p.C, c, ch
+    cdef double count = <double>(p.outer * p.inner)
+    cdef double local[STACK_DOUBLES]
+    cdef double *heap = NULL
+    cdef double *partial_dy = _scratch(2 * p.nchunks * C + 5 * C, local, &heap)
+    cdef double *partial_dyx = partial_dy + p.nchunks * C
+    cdef double *sum_dy = partial_dyx + p.nchunks * C
+    cdef double *sum_dyx = sum_dy + C
+    cdef floating *k1 = <floating *>(sum_dyx + C)
+    cdef floating *k2 = <floating *>(sum_dyx + 2 * C)
+    cdef floating *k3 = <floating *>(sum_dyx + 3 * C)
+    cdef double s_dy, s_dyx, dxhat
+    try:
+        with nogil:
+            if p.threads > 1:
+                for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
+                    _bn_grad_sums(x, dy, mean, p, ch, partial_dy + ch * C, partial_dyx + ch * C)
+            else:
+                for ch in range(p.nchunks):
+                    _bn_grad_sums(x, dy, mean, p, ch, partial_dy + ch * C, partial_dyx + ch * C)
+            for c in range(C):
+                s_dy = 0
+                s_dyx = 0
+                for ch in range(p.nchunks):
+                    s_dy += partial_dy[ch * C + c]
+                    s_dyx += partial_dyx[ch * C + c]
+                dxhat = s_dyx * invstd[c]          # sum of dy * x_hat
+                if dgamma != NULL:
+                    dgamma[c] = <floating>dxhat
+                if dbeta != NULL:
+                    dbeta[c] = <floating>s_dy
+                # dx = gamma * invstd * (dy - mean(dy) - x_hat * mean(dy * x_hat))
+                k1[c] = <floating>(gamma[c] * invstd[c])
+                k2[c] = <floating>(s_dy / count)
+                k3[c] = <floating>(dxhat * invstd[c] / count)
+            if dx != NULL:
+                if p.threads > 1:
+                    for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
+                        _bn_dx(x, dy, dx, mean, k1, k2, k3, p, ch)
+                else:
+                    for ch in range(p.nchunks):
+                        _bn_dx(x, dy, dx, mean, k1, k2, k3, p, ch)
+    finally:
+        free(heap)
+    return 0
+
+
+# ---- layer normalization ----
+
+cdef inline double _row_sum(const floating *x, Py_ssize_t n, double center,
+                            bint squares) noexcept nogil:
+    """Sum of x (or of (x - center)^2) over one row with four accumulators in a fixed order:
+    four independent dependency chains instead of one, and the same bits on every call."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, d0, d1, d2, d3
+    cdef Py_ssize_t j, n4 = n - n % 4
+    if squares:
+        for j in range(0, n4, 4):
+            d0 = x[j] - center
+            d1 = x[j + 1] - center
+            d2 = x[j + 2] - center
+            d3 = x[j + 3] - center
+            s0 += d0 * d0
+            s1 += d1 * d1
+            s2 += d2 * d2
+            s3 += d3 * d3
+        for j in range(n4, n):
+            d0 = x[j] - center
+            s0 += d0 * d0
+    else:
+        for j in range(0, n4, 4):
+            s0 += x[j]
+            s1 += x[j + 1]
+            s2 += x[j + 2]
+            s3 += x[j + 3]
+        for j in range(n4, n):
+            s0 += x[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef void _ln_forward_chunk(const floating *x, const floating *gamma, const floating *beta,
+                            floating *mean, floating *invstd, floating *y, Py_ssize_t r0,
+                            Py_ssize_t r1, Py_ssize_t cols, double epsilon) noexcept nogil:
+    cdef Py_ssize_t r, j
+    cdef const floating *xr
+    cdef floating *yr
+    cdef double mu
+    cdef floating fm, fi
+    for r in range(r0, r1):
+        xr = x + r * cols
+        yr = y + r * cols
+        mu = _row_sum(xr, cols, 0.0, False) / cols
+        fm = <floating>mu
+        fi = <floating>(1.0 / sqrt(_row_sum(xr, cols, mu, True) / cols + epsilon))
+        if mean != NULL:
+            mean[r] = fm
+            invstd[r] = fi
+        for j in range(cols):
+            yr[j] = (xr[j] - fm) * fi * gamma[j] + beta[j]
+
+
+cdef void _ln_backward_chunk(const floating *x, const floating *dy, const floating *gamma,
+                             const floating *mean, const floating *invstd, floating *dx,
+                             double *acc_g, double *acc_b, Py_ssize_t r0, Py_ssize_t r1,
+                             Py_ssize_t cols) noexcept nogil:
+    # Per row: g = dy * gamma; dx = invstd * (g - mean(g) - x_hat * mean(g * x_hat)).
+    # acc_g / acc_b (this chunk's partials, NULL when not wanted) gather dy * x_hat and dy.
+    cdef Py_ssize_t r, j
+    cdef const floating *xr
+    cdef const floating *dyr
+    cdef floating fm, fi, xh, c1 = 0, c2 = 0
+    cdef floating *dxr = NULL
+    cdef double s_g, s_gx, g
+    for r in range(r0, r1):
+        xr = x + r * cols
+        dyr = dy + r * cols
+        fm = mean[r]
+        fi = invstd[r]
+        if dx != NULL:
+            s_g = 0
+            s_gx = 0
+            for j in range(cols):
+                g = dyr[j] * gamma[j]
+                s_g += g
+                s_gx += g * ((xr[j] - fm) * fi)
+            c1 = <floating>(s_g / cols)
+            c2 = <floating>(s_gx / cols)
+            dxr = dx + r * cols
+        if acc_g != NULL:
+            for j in range(cols):
+                acc_g[j] += dyr[j] * ((xr[j] - fm) * fi)
+        if acc_b != NULL:
+            for j in range(cols):
+                acc_b[j] += dyr[j]
+        if dx != NULL:
+            # after the sums above: dx may be dy
+            for j in range(cols):
+                xh = (xr[j] - fm) * fi
+                dxr[j] = fi * (dyr[j] * gamma[j] - c1 - xh * c2)
+
+
+cdef int _ln_forward(const floating *x, const floating *gamma, const floating *beta,
+                     floating *mean, floating *invstd, floating *y, Py_ssize_t rows,
+                     Py_ssize_t cols, double epsilon) except -1:
+    cdef Plan p = _plan(rows, cols, 1)
+    cdef Py_ssize_t ch, rpc = p.rows_per_chunk
+    with nogil:
+        if p.threads > 1:
+            for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
+                _ln_forward_chunk(x, gamma, beta, mean, invstd, y, ch * rpc,
+                                  min(ch * rpc + rpc, rows), cols, epsilon)
+        else:
+            _ln_forward_chunk(x, gamma, beta, mean, invstd, y, 0, rows, cols, epsilon)
+    return 0
+
+
+cdef int _ln_backward(const floating *x, const floating *dy, const floating *gamma,
+                      const floating *mean, const floating *invstd, floating *dx,
+                      floating *dgamma, floating *dbeta, Py_ssize_t rows,
+                      Py_ssize_t cols) except -1:
+    cdef Plan p = _plan(rows, cols, 1)
+    cdef Py_ssize_t ch, j, rpc = p.rows_per_chunk, n = p.nchunks * cols
+    cdef double local[STACK_DOUBLES]
+    cdef double *heap = NULL
+    cdef double *acc_g = NULL
+    cdef double *acc_b = NULL
+    cdef double s
+    if dgamma != NULL or dbeta != NULL:
+        acc_g = _scratch(2 * n, local, &heap)
+        acc_b = acc_g + n
+    try:
+        with nogil:
+            if p.threads > 1:
+                for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
+                    _ln_backward_chunk(x, dy, gamma, mean, invstd, dx,
+                                       (acc_g + ch * cols) if dgamma != NULL else NULL,
+                                       (acc_b + ch * cols) if dbeta != NULL else NULL,
+                                       ch * rpc, min(ch * rpc + rpc, rows), cols)
+            else:
+                for ch in range(p.nchunks):
+                    _ln_backward_chunk(x, dy, gamma, mean, invstd, dx,
+                                       (acc_g + ch * cols) if dgamma != NULL else NULL,
+                                       (acc_b + ch * cols) if dbeta != NULL else NULL,
+                                       ch * rpc, min(ch * rpc + rpc, rows), cols)
+            for j in range(cols):
+                if dgamma != NULL:
+                    s = 0
+                    for ch in range(p.nchunks):
+                        s += acc_g[ch * cols + j]
+                    dgamma[j] = <floating>s
+                if dbeta != NULL:
+                    s = 0
+                    for ch in range(p.nchunks):
+                        s += acc_b[ch * cols + j]
+                    dbeta[j] = <floating>s
+    finally:
+        free(heap)
+    return 0
+
+
+# ---- argument handling ----
+# ``owner`` prefixes error messages ("BatchNormalization 'bn'.forward"); None for direct calls.
+
+cdef inline char *_data(object a) noexcept:
+    return <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef int _output(object a, int dtype, object ref, object owner, str name, str ref_name,
+                 object src) except -1:
+    """``a`` is a writeable float array of ref's dtype and shape that is ``src`` itself or
+    does not overlap it (every kernel reads an element before writing the same element)."""
+    float_array_like(a, dtype, owner, name)
+    same_shape(a, ref, owner, name, ref_name)
+    writeable(a, owner, name)
+    _apart(a, src, owner, name, "its input")
+    return 0
+
+
+cdef int _apart(object a, object b, object owner, str name, str b_name) except -1:
+    """``a`` is ``b``'s memory exactly or does not overlap it."""
+    if _data(a) != _data(b) and overlap(a, b):
+        raise ValueError(f"{prefix(owner)}{name} partly overlaps {b_name}; pass the same "
+                         f"array or a separate one.")
+    return 0
+
+
+cdef int _vector(object a, int dtype, Py_ssize_t n, object owner, str name,
+                 bint out) except -1:
+    """``a`` is a float array of the given dtype holding n elements (any shape)."""
+    float_array_like(a, dtype, owner, name)
+    if cnp.PyArray_SIZE(<cnp.ndarray>a) != n:
+        raise ValueError(f"{prefix(owner)}{name} must hold {n} values; received an array of "
+                         f"shape {(<object>a).shape}.")
+    if out:
+        writeable(a, owner, name)
+    return 0
+
+
+cdef int _bn_plan(object x, int axis, object owner, Plan *p) except -1:
+    cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>x), k
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(<cnp.ndarray>x)
+    cdef Py_ssize_t outer = 1, inner = 1
+    if axis < 0 or axis >= nd:
+        raise ValueError(f"{prefix(owner)}axis must index a dimension of x (shape "
+                         f"{(<object>x).shape}); received axis={axis}.")
+    for k in range(axis):
+        outer *= dims[k]
+    for k in range(axis + 1, nd):
+        inner *= dims[k]
+    p[0] = _plan(outer, dims[axis], inner)
+    return 0
+
+
+def batch_norm_train(x, int axis, gamma, beta, moving_mean, moving_variance, mean, invstd, y,
+                     double momentum, double epsilon, owner=None):
+    """Batch statistics, moving-statistics update and normalisation in one call.
+
+    With m, v the mean and biased variance of x over every axis but ``axis``:
+    ``y = (x - m) / sqrt(v + epsilon) * gamma + beta``,
+    ``moving_mean = moving_mean * momentum + m * (1 - momentum)`` (likewise the variance).
+
+    Args:
+        x: C-contiguous float32 or float64 array of any rank. axis: its channel axis (>= 0).
+        gamma, beta: (C,) scale and offset (pass ones / zeros when the layer has none).
+        moving_mean, moving_variance: (C,) IN/OUT.
+        mean, invstd: (C,) OUT: m and 1/sqrt(v + epsilon), which backward needs.
+        y: x's shape, OUT; may be x itself.
+        momentum, epsilon: floats.
+        owner: optional prefix of error messages.
+    """
+    cdef int t = float_array(x, owner, "x")
+    cdef Plan p
+    _bn_plan(x, axis, owner, &p)
+    _vector(gamma, t, p.C, owner, "gamma", False)
+    _vector(beta, t, p.C, owner, "beta", False)
+    _vector(moving_mean, t, p.C, owner, "moving_mean", True)
+    _vector(moving_variance, t, p.C, owner, "moving_variance", True)
+    _vector(mean, t, p.C, owner, "mean", True)
+    _vector(invstd, t, p.C, owner, "invstd", True)
+    _output(y, t, x, owner, "y", "x", x)
+    if p.outer * p.inner == 0 or p.C == 0:  # an empty batch has no statistics
+        return y
+    if t == cnp.NPY_FLOAT:
+        _bn_train(<const float *>_data(x), <const float *>_data(gamma),
+                  <const float *>_data(beta), <float *>_data(moving_mean),
+                  <float *>_data(moving_variance), <float *>_data(mean),
+                  <float *>_data(invstd), <float *>_data(y), &p, momentum, epsilon)
+    else:
+        _bn_train(<const double *>_data(x), <const double *>_data(gamma),
+                  <const double *>_data(beta), <double *>_data(moving_mean),
+                  <double *>_data(moving_variance), <double *>_data(mean),
+                  <double *>_data(invstd), <double *>_data(y), &p, momentum, epsilon)
+    return y
+
+
+def batch_norm_inference(x, int axis, gamma, beta, moving_mean, moving_variance, y,
+                         double epsilon, owner=None):
+    """``y = (x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta`` per channel.
+
+    Args: as :func:`batch_norm_train`; nothing but y is written. y may be x itself.
+    """
+    cdef int t = float_array(x, owner, "x")
+    cdef Plan p
+    _bn_plan(x, axis, owner, &p)
+    _vector(gamma, t, p.C, owner, "gamma", False)
+    _vector(beta, t, p.C, owner, "beta", False)
+    _vector(moving_mean, t, p.C, owner, "moving_mean", False)
+    _vector(moving_variance, t, p.C, owner, "moving_variance", False)
+    _output(y, t, x, owner, "y", "x", x)
+    if p.outer * p.inner == 0 or p.C == 0:
+        return y
+    if t == cnp.NPY_FLOAT:
+        _bn_inference(<const float *>_data(x), <const float *>_data(gamma),
+                      <const float *>_data(beta), <const float *>_data(moving_mean),
+                      <const float *>_data(moving_variance), <float *>_data(y), &p, epsilon)
+    else:
+        _bn_inference(<const double *>_data(x), <const double *>_data(gamma),
+                      <const double *>_data(beta), <const double *>_data(moving_mean),
+                      <const double *>_data(moving_variance), <double *>_data(y), &p, epsilon)
+    return y
+
+
+def batch_norm_backward(x, dy, int axis, gamma, mean, invstd, dx, dgamma, dbeta, owner=None):
+    """Gradients of batch normalisation with batch statistics, in two passes over x and dy.
+
+    With x_hat = (x - mean) * invstd and N the number of values per channel:
+    ``dbeta = sum(dy)``, ``dgamma = sum(dy * x_hat)``,
+    ``dx = gamma * invstd * (dy - dbeta / N - x_hat * dgamma / N)``.
+
+    Args:
+        x: the forward input. dy: x's shape. axis: as in :func:`batch_norm_train`.
+        gamma, mean, invstd: (C,), as passed to / written by :func:`batch_norm_train`.
+        dx: x's shape OUT (may be dy), or None to skip it.
+        dgamma, dbeta: (C,) OUT, or None to skip them.
+    """
+    cdef int t = float_array(x, owner, "x")
+    cdef Plan p
+    _bn_plan(x, axis, owner, &p)
+    float_array_like(dy, t, owner, "dy")
+    same_shape(dy, x, owner, "dy", "x")
+    _vector(gamma, t, p.C, owner, "gamma", False)
+    _vector(mean, t, p.C, owner, "mean", False)
+    _vector(invstd, t, p.C, owner, "invstd", False)
+    if dx is not None:
+        _output(dx, t, x, owner, "dx", "x", dy)
+        _apart(dx, x, owner, "dx", "x")
+    if dgamma is not None:
+        _vector(dgamma, t, p.C, owner, "dgamma", True)
+    if dbeta is not None:
+        _vector(dbeta, t, p.C, owner, "dbeta", True)
+    if p.outer * p.inner == 0 or p.C == 0:
+        for g in (dgamma, dbeta):
+            if g is not None:
+                g[...] = 0
+        return dx
+    if t == cnp.NPY_FLOAT:
+        _bn_backward(<const float *>_data(x), <const float *>_data(dy),
+                     <const float *>_data(gamma), <const float *>_data(mean),
+                     <const float *>_data(invstd),
+                     <float *>_data(dx) if dx is not None else NULL,
+                     <float *>_data(dgamma) if dgamma is not None else NULL,
+                     <float *>_data(dbeta) if dbeta is not None else NULL, &p)
+    else:
+        _bn_backward(<const double *>_data(x), <const double *>_data(dy),
+                     <const double *>_data(gamma), <const double *>_data(mean),
+                     <const double *>_data(invstd),
+                     <double *>_data(dx) if dx is not None else NULL,
+                     <double *>_data(dgamma) if dgamma is not None else NULL,
+                     <double *>_data(dbeta) if dbeta is not None else NULL, &p)
+    return dx
+
+
+cdef int _ln_shape(object x, Py_ssize_t cols, object owner, Py_ssize_t *rows) except -1:
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
+    if cols <= 0 or size % cols:
+        raise ValueError(f"{prefix(owner)}cols must be positive and divide x's size; received "
+                         f"cols={cols} for x of shape {(<object>x).shape}.")
+    rows[0] = size // cols
+    return 0
+
+
+def layer_norm_forward(x, Py_ssize_t cols, gamma, beta, mean, invstd, y, double epsilon,
+                       owner=None):
+    """Per-row normalisation: ``y = (x - m) / sqrt(v + epsilon) * gamma + beta``.
+
+    Args:
+        x: C-contiguous float array read as (rows, cols), m and v (biased) taken per row.
+        cols: number of trailing elements normalised together.
+        gamma, beta: cols values each (pass ones / zeros when the layer has none).
+        mean, invstd: rows values each, OUT (m and 1/sqrt(v + epsilon), for backward), or
+            both None (inference).
+        y: x's shape, OUT; may be x itself.
+    """
+    cdef int t = float_array(x, owner, "x")
+    cdef Py_ssize_t rows = 0
+    _ln_shape(x, cols, owner, &rows)
+    _vector(gamma, t, cols, owner, "gamma", False)
+    _vector(beta, t, cols, owner, "beta", False)
+    if (mean is None) != (invstd is None):
+        raise ValueError(f"{prefix(owner)}pass both mean and invstd, or neither.")
+    if mean is not None:
+        _vector(mean, t, rows, owner, "mean", True)
+        _vector(invstd, t, rows, owner, "invstd", True)
+    _output(y, t, x, owner, "y", "x", x)
+    if rows == 0:
+        return y
+    if t == cnp.NPY_FLOAT:
+        _ln_forward(<const float *>_data(x), <const float *>_data(gamma),
+                    <const float *>_data(beta),
+                    <float *>_data(mean) if mean is not None else NULL,
+                    <float *>_data(invstd) if invstd is not None else NULL,
+                    <float *>_data(y), rows, cols, epsilon)
+    else:
+        _ln_forward(<const double *>_data(x), <const double *>_data(gamma),
+                    <const double *>_data(beta),
+                    <double *>_data(mean) if mean is not None else NULL,
+                    <double *>_data(invstd) if invstd is not None else NULL,
+                    <double *>_data(y), rows, cols, epsilon)
+    return y
+
+
+def layer_norm_backward(x, dy, Py_ssize_t cols, gamma, mean, invstd, dx, dgamma, dbeta,
+                        owner=None):
+    """Gradients of layer normalisation, one pass per row plus fixed-chunk column sums.
+
+    With x_hat = (x - mean) * invstd per row and g = dy * gamma:
+    ``dx = invstd * (g - mean_row(g) - x_hat * mean_row(g * x_hat))``,
+    ``dgamma = sum over rows of dy * x_hat``, ``dbeta = sum over rows of dy``.
+
+    Args:
+        x, cols: as in :func:`layer_norm_forward`. dy: x's shape.
+        gamma: cols values. mean, invstd: rows values from :func:`layer_norm_forward`.
+        dx: x's shape OUT (may be dy), or None. dgamma, dbeta: cols values OUT, or None.
+    """
+    cdef int t = float_array(x, owner, "x")
+    cdef Py_ssize_t rows = 0
+    _ln_shape(x, cols, owner, &rows)
+    float_array_like(dy, t, owner, "dy")
+    same_shape(dy, x, owner, "dy", "x")
+    _vector(gamma, t, cols, owner, "gamma", False)
+    _vector(mean, t, rows, owner, "mean", False)
+    _vector(invstd, t, rows, owner, "invstd", False)
+    if dx is not None:
+        _output(dx, t, x, owner, "dx", "x", dy)
+        _apart(dx, x, owner, "dx", "x")
+    if dgamma is not None:
+        _vector(dgamma, t, cols, owner, "dgamma", True)
+    if dbeta is not None:
+        _vector(dbeta, t, cols, owner, "dbeta", True)
+    if t == cnp.NPY_FLOAT:
+        _ln_backward(<const float *>_data(x), <const float *>_data(dy),
+                     <const float *>_data(gamma), <const float *>_data(mean),
+                     <const float *>_data(invstd),
+                     <float *>_data(dx) if dx is not None else NULL,
+                     <float *>_data(dgamma) if dgamma is not None else NULL,
+                     <float *>_data(dbeta) if dbeta is not None else NULL, rows, cols)
+    else:
+        _ln_backward(<const double *>_data(x), <const double *>_data(dy),
+                     <const double *>_data(gamma), <const double *>_data(mean),
+                     <const double *>_data(invstd),
+                     <double *>_data(dx) if dx is not None else NULL,
+                     <double *>_data(dgamma) if dgamma is not None else NULL,
+                     <double *>_data(dbeta) if dbeta is not None else NULL, rows, cols)
+    return dx

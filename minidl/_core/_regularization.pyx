@@ -1,0 +1,353 @@
+# cython: language_level=3
+"""Regularization kernels: the dropout mask and its scaling, and L1/L2 penalties with their
+gradients.
+
+Layering: ``minidl.layers.regularization`` and ``minidl.regularizers`` own the arrays and the
+random numbers; checks live here (numpy's C API, well under a microsecond), then the loops run
+on raw pointers without the GIL.
+
+Dropout masks come from a counter-based hash of (key, element index), the key drawn by the
+layer from its ``numpy.random.Generator`` once per step: no generator state per thread, so a
+seed gives the same mask for any thread count.
+
+Threads: elementwise work splits into fixed chunks of CHUNK_ELEMS elements; the penalty sums
+go into ``partial[chunk]`` and are added in chunk order, so every result has the same bits for
+any thread count. Arrays under ``PARALLEL_MIN`` elements run serially.
+"""
+from cython.parallel cimport prange
+from libc.math cimport fabs
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport malloc, free
+
+cimport numpy as cnp
+
+from minidl._core._arrays cimport (float_array, float_array_like, overlap, prefix,
+                                     same_shape, writeable)
+from minidl._core._backend cimport num_threads
+
+cnp.import_array()
+
+ctypedef fused floating:
+    float
+    double
+
+cdef enum:
+    PARALLEL_MIN_ELEMS = 32768
+    CHUNK_ELEMS = 8192
+    STACK_PARTIALS = 512
+    LANES = 8           # independent accumulators in a penalty sum, in a fixed order
+
+PARALLEL_MIN = PARALLEL_MIN_ELEMS
+CHUNK = CHUNK_ELEMS
+
+
+cdef inline char *_data(object a) noexcept:
+    return <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline int _threads(Py_ssize_t n) noexcept nogil:
+    return num_threads() if n >= PARALLEL_MIN_ELEMS else 1
+
+
+cdef int _apart(object a, object b, object owner, str name, str b_name) except -1:
+    """``a`` is ``b``'s memory exactly or does not overlap it."""
+    if _data(a) != _data(b) and overlap(a, b):
+        raise ValueError(f"{prefix(owner)}{name} partly overlaps {b_name}; pass the same "
+                         f"array or a separate one.")
+    return 0
+
+
+cdef int _like(object a, int t, object ref, object owner, str name, str ref_name,
+               bint out) except -1:
+    float_array_like(a, t, owner, name)
+    same_shape(a, ref, owner, name, ref_name)
+    if out:
+        writeable(a, owner, name)
+    return 0
+
+
+# ---- dropout ----
+#
+# The mask is a counter-based hash: element i of a call keeps its unit when a 32-bit value
+# taken from splitmix64(key, i) is below keep * 2^32. Each mask bit depends only on the call's
+# key and the element's index, so it is the same for any thread count and chunking, needs no
+# generator state per thread and no buffer of random draws; the layer takes one 64-bit key
+# per step from its numpy Generator. splitmix64 (Steele, Lea, Flood 2014) passes BigCrush;
+# element pair (2j, 2j + 1) takes the low and high halves of output j of the stream whose
+# state starts at the key.
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    static inline uint64_t mdl_splitmix64(uint64_t key, uint64_t counter) {
+        uint64_t z = key + (counter + 1) * UINT64_C(0x9E3779B97F4A7C15);
+        z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+        return z ^ (z >> 31);
+    }
+    /* scale when keep is 1, +0 when 0, through the bits: GCC turns both c ? a : b and
+       a * (float)c on random c back into a branch, which mispredicts. */
+    static inline float mdl_keepf(int keep, float scale) {
+        union { uint32_t u; float f; } b;
+        b.f = scale;
+        b.u &= -(uint32_t)keep;
+        return b.f;
+    }
+    static inline double mdl_keep(int keep, double scale) {
+        union { uint64_t u; double f; } b;
+        b.f = scale;
+        b.u &= -(uint64_t)keep;
+        return b.f;
+    }
+    """
+    uint64_t mdl_splitmix64(uint64_t key, uint64_t counter) noexcept nogil
+    float mdl_keepf(bint keep, float scale) noexcept nogil
+    double mdl_keep(bint keep, double scale) noexcept nogil
+
+
+cdef inline floating _keep(bint keep, floating scale) noexcept nogil:
+    if floating is float:
+        return mdl_keepf(keep, scale)
+    else:
+        return mdl_keep(keep, scale)
+
+
+cdef void _mask_span(floating *mask, const floating *x, floating *y, Py_ssize_t i0,
+                     Py_ssize_t n, uint64_t key, uint64_t threshold,
+                     floating scale) noexcept nogil:
+    # Elements [i0, i0 + n) of the call, i0 even: mask = scale where kept, else 0; with x,
+    # also y = x * mask in the same pass, without a branch on the random bits (see mdl_keepf).
+    cdef Py_ssize_t p, i
+    cdef uint64_t h
+    cdef floating m0, m1
+    for p in range(n // 2):
+        h = mdl_splitmix64(key, <uint64_t>(i0 // 2 + p))
+        m0 = _keep((h & 0xFFFFFFFFu) < threshold, scale)
+        m1 = _keep((h >> 32) < threshold, scale)
+        i = 2 * p
+        mask[i] = m0
+        mask[i + 1] = m1
+        if x != NULL:
+            y[i] = x[i] * m0
+            y[i + 1] = x[i + 1] * m1
+    if n % 2:
+        i = n - 1
+        h = mdl_splitmix64(key, <uint64_t>((i0 + i) // 2))
+        m0 = _keep((h & 0xFFFFFFFFu) < threshold, scale)
+        mask[i] = m0
+        if x != NULL:
+            y[i] = x[i] * m0
+
+
+cdef void _mask_drive(floating *mask, const floating *x, floating *y, Py_ssize_t n,
+                      uint64_t key, double rate) noexcept nogil:
+    cdef Py_ssize_t nchunks = (n + CHUNK_ELEMS - 1) // CHUNK_ELEMS, ch, off
+    cdef int threads = _threads(n)
+    cdef double keep = 1.0 - rate
+    # P(keep) = threshold / 2^32: keep rounded down to a multiple of 2^-32
+    cdef uint64_t threshold = <uint64_t>(keep * 4294967296.0)
+    cdef floating scale = <floating>(1.0 / keep)
+    if threads > 1 and nchunks > 1:
+        for ch in prange(nchunks, num_threads=threads, schedule="static"):
+            off = ch * CHUNK_ELEMS
+            _mask_span(mask + off, (x + off) if x != NULL else NULL,
+                       (y + off) if y != NULL else NULL, off,
+                       min(<Py_ssize_t>CHUNK_ELEMS, n - off), key, threshold, scale)
+    else:
+        _mask_span(mask, x, y, 0, n, key, threshold, scale)
+
+
+cdef void _mul_span(const floating *a, const floating *b, floating *out,
+                    Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = a[i] * b[i]
+
+
+cdef int _check_rate(double rate, object owner) except -1:
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"{prefix(owner)}rate must be in [0, 1); received rate={rate}.")
+    return 0
+
+
+def dropout_forward(x, mask, y, double rate, uint64_t key, owner=None):
+    """Inverted dropout in one pass: draw the mask from ``key`` and apply it.
+
+    ``mask[i] = 1 / (1 - rate)`` when unit i is kept (probability 1 - rate), else 0;
+    ``y = x * mask``. Backward multiplies by the same mask.
+
+    Args:
+        x: C-contiguous float32 or float64 input.
+        mask: x's shape and dtype, OUT.
+        y: x's shape, OUT (may be x).
+        rate: fraction dropped, in [0, 1).
+        key: 64-bit key of this call (the same key gives the same mask).
+    """
+    cdef int t = float_array(x, owner, "x")
+    _check_rate(rate, owner)
+    _like(mask, t, x, owner, "mask", "x", True)
+    _like(y, t, x, owner, "y", "x", True)
+    _apart(y, x, owner, "y", "x")
+    if overlap(mask, x) or overlap(mask, y):
+        raise ValueError(f"{prefix(owner)}mask must not share memory with x or y.")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>x)
+    if t == cnp.NPY_FLOAT:
+        _mask_drive(<float *>_data(mask), <const float *>_data(x), <float *>_data(y), n, key,
+                    rate)
+    else:
+        _mask_drive(<double *>_data(mask), <const double *>_data(x), <double *>_data(y), n,
+                    key, rate)
+    return y
+
+
+def dropout_mask(mask, double rate, uint64_t key, owner=None):
+    """Write the mask of :func:`dropout_forward` alone (for a ``noise_shape`` that broadcasts
+    over the input): ``mask[i] = 1 / (1 - rate)`` when kept, else 0."""
+    cdef int t = float_array(mask, owner, "mask")
+    writeable(mask, owner, "mask")
+    _check_rate(rate, owner)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>mask)
+    if t == cnp.NPY_FLOAT:
+        _mask_drive(<float *>_data(mask), <const float *>NULL, <float *>NULL, n, key, rate)
+    else:
+        _mask_drive(<double *>_data(mask), <const double *>NULL, <double *>NULL, n, key, rate)
+    return mask
+
+
+def dropout_backward(dy, mask, dx, owner=None):
+    """``dx = dy * mask`` (the mask written by :func:`dropout_forward`); dx may be dy."""
+    cdef int t = float_array(dy, owner, "dy")
+    _like(mask, t, dy, owner, "mask", "dy", False)
+    _like(dx, t, dy, owner, "dx", "dy", True)
+    _apart(dx, dy, owner, "dx", "dy")
+    _apart(dx, mask, owner, "dx", "mask")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>dy), ch, off
+    cdef Py_ssize_t nchunks = (n + CHUNK_ELEMS - 1) // CHUNK_ELEMS
+    cdef int threads = _threads(n)
+    cdef char *a = _data(dy)
+    cdef char *b = _data(mask)
+    cdef char *o = _data(dx)
+    with nogil:
+        if threads > 1 and nchunks > 1:
+            for ch in prange(nchunks, num_threads=threads, schedule="static"):
+                off = ch * CHUNK_ELEMS
+                if t == cnp.NPY_FLOAT:
+                    _mul_span(<const float *>a + off, <const float *>b + off, <float *>o + off,
+                              min(<Py_ssize_t>CHUNK_ELEMS, n - off))
+                else:
+                    _mul_span(<const double *>a + off, <const double *>b + off,
+                              <double *>o + off, min(<Py_ssize_t>CHUNK_ELEMS, n - off))
+        elif t == cnp.NPY_FLOAT:
+            _mul_span(<const float *>a, <const float *>b, <float *>o, n)
+        else:
+            _mul_span(<const double *>a, <const double *>b, <double *>o, n)
+    return dx
+
+
+# ---- L1 / L2 penalties ----
+
+cdef void _l1l2_span(const floating *x, const floating *grad_in, floating *grad_out,
+                     Py_ssize_t n, double l1, double l2, double scale,
+                     double *sums) noexcept nogil:
+    # sums[0], sums[1] = sum |x|, sum x^2 over the span, each over LANES accumulators in a
+    # fixed order (LANES independent chains; the compiler keeps them in one vector register).
+    # With grad_out: grad_out = grad_in (NULL: 0) + scale * (l1 * sign(x) + 2 * l2 * x).
+    cdef double a1[LANES]
+    cdef double a2[LANES]
+    cdef Py_ssize_t i, k, b, nb = n - n % LANES
+    cdef double v, s1 = 0, s2 = 0
+    cdef floating c1 = <floating>(scale * l1), c2 = <floating>(2.0 * scale * l2), xv, sgn
+    for k in range(LANES):
+        a1[k] = 0
+        a2[k] = 0
+    for b in range(nb // LANES):
+        i = b * LANES
+        for k in range(LANES):
+            v = x[i + k]
+            a1[k] += fabs(v)
+            a2[k] += v * v
+    for i in range(nb, n):
+        v = x[i]
+        a1[0] += fabs(v)
+        a2[0] += v * v
+    for k in range(LANES):
+        s1 += a1[k]
+        s2 += a2[k]
+    sums[0] = s1
+    sums[1] = s2
+    if grad_out == NULL:
+        return
+    for i in range(n):
+        xv = x[i]
+        sgn = (xv > 0) - (xv < 0)   # sign(0) = 0: the subgradient Keras' backends take
+        if grad_in != NULL:
+            grad_out[i] = grad_in[i] + c1 * sgn + c2 * xv
+        else:
+            grad_out[i] = c1 * sgn + c2 * xv
+
+
+cdef double _l1l2_drive(const floating *x, const floating *grad_in, floating *grad_out,
+                        Py_ssize_t n, double l1, double l2, double scale) except? -1:
+    cdef Py_ssize_t nchunks = (n + CHUNK_ELEMS - 1) // CHUNK_ELEMS, ch, off
+    cdef double local[2 * STACK_PARTIALS]
+    cdef double *partial = local
+    cdef double s1 = 0, s2 = 0
+    cdef int threads = _threads(n)
+    if nchunks > STACK_PARTIALS:
+        partial = <double *>malloc(2 * nchunks * sizeof(double))
+        if partial == NULL:
+            raise MemoryError(f"could not allocate {nchunks} partial sums.")
+    try:
+        with nogil:
+            if threads > 1 and nchunks > 1:
+                for ch in prange(nchunks, num_threads=threads, schedule="static"):
+                    off = ch * CHUNK_ELEMS
+                    _l1l2_span(x + off, (grad_in + off) if grad_in != NULL else NULL,
+                               (grad_out + off) if grad_out != NULL else NULL,
+                               min(<Py_ssize_t>CHUNK_ELEMS, n - off), l1, l2, scale,
+                               partial + 2 * ch)
+            else:
+                for ch in range(nchunks):
+                    off = ch * CHUNK_ELEMS
+                    _l1l2_span(x + off, (grad_in + off) if grad_in != NULL else NULL,
+                               (grad_out + off) if grad_out != NULL else NULL,
+                               min(<Py_ssize_t>CHUNK_ELEMS, n - off), l1, l2, scale,
+                               partial + 2 * ch)
+            for ch in range(nchunks):
+                s1 += partial[2 * ch]
+                s2 += partial[2 * ch + 1]
+    finally:
+        if partial != local:
+            free(partial)
+    return scale * (l1 * s1 + l2 * s2)
+
+
+def l1l2_penalty(x, double l1, double l2, double scale=1.0, grad_in=None, grad_out=None,
+                 owner=None):
+    """``scale * (l1 * sum(|x|) + l2 * sum(x^2))``, and optionally its gradient.
+
+    Args:
+        x: C-contiguous float32 or float64 array.
+        l1, l2, scale: non-negative floats.
+        grad_in: x's shape, or None (zeros).
+        grad_out: x's shape, OUT, or None: ``grad_out = grad_in + scale * (l1 * sign(x) +
+            2 * l2 * x)``. May be grad_in (accumulate in place).
+    Returns:
+        The penalty as a Python float, summed in double.
+    """
+    cdef int t = float_array(x, owner, "x")
+    if grad_in is not None:
+        _like(grad_in, t, x, owner, "grad_in", "x", False)
+    if grad_out is not None:
+        _like(grad_out, t, x, owner, "grad_out", "x", True)
+        _apart(grad_out, x, owner, "grad_out", "x")
+        if grad_in is not None:
+            _apart(grad_out, grad_in, owner, "grad_out", "grad_in")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>x)
+    cdef char *gi = _data(grad_in) if grad_in is not None else NULL
+    cdef char *go = _data(grad_out) if grad_out is not None else NULL
+    if t == cnp.NPY_FLOAT:
+        return _l1l2_drive(<const float *>_data(x), <const float *>gi, <float *>go, n, l1, l2,
+                           scale)
+    return _l1l2_drive(<const double *>_data(x), <const double *>gi, <double *>go, n, l1, l2,
+                       scale)

@@ -1,0 +1,89 @@
+"""Reference for ``minidl._core._normalization``: the same kernels in plain numpy.
+
+Same names and signatures; results are written into the caller's arrays like the kernels.
+The math runs in float64 whatever the dtype, so for float32 data the reference is the exact
+result rounded once. ``owner`` only names the caller in the kernels' messages.
+"""
+import numpy as np
+
+
+def _channels(x, axis):
+    """x as float64 (outer, C, inner) around ``axis``."""
+    outer = int(np.prod(x.shape[:axis]))
+    inner = int(np.prod(x.shape[axis + 1:]))
+    return x.astype(np.float64).reshape(outer, x.shape[axis], inner)
+
+
+def _per_channel(v):
+    return np.asarray(v, np.float64).reshape(1, -1, 1)
+
+
+def batch_norm_train(x, axis, gamma, beta, moving_mean, moving_variance, mean, invstd, y,
+                     momentum, epsilon, owner=None):
+    x3 = _channels(x, axis)
+    m = x3.mean(axis=(0, 2))
+    v = ((x3 - m.reshape(1, -1, 1)) ** 2).mean(axis=(0, 2))   # biased
+    inv = 1.0 / np.sqrt(v + epsilon)
+    out = (x3 - m.reshape(1, -1, 1)) * (inv * gamma).reshape(1, -1, 1) + _per_channel(beta)
+    y[...] = out.reshape(x.shape)
+    mean[...] = m
+    invstd[...] = inv
+    moving_mean[...] = moving_mean * momentum + m * (1.0 - momentum)
+    moving_variance[...] = moving_variance * momentum + v * (1.0 - momentum)
+    return y
+
+
+def batch_norm_inference(x, axis, gamma, beta, moving_mean, moving_variance, y, epsilon,
+                         owner=None):
+    x3 = _channels(x, axis)
+    a = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(moving_variance, np.float64) + epsilon)
+    out = (x3 - _per_channel(moving_mean)) * a.reshape(1, -1, 1) + _per_channel(beta)
+    y[...] = out.reshape(x.shape)
+    return y
+
+
+def batch_norm_backward(x, dy, axis, gamma, mean, invstd, dx, dgamma, dbeta, owner=None):
+    x3, g3 = _channels(x, axis), _channels(dy, axis)
+    count = x3.shape[0] * x3.shape[2]
+    xhat = (x3 - _per_channel(mean)) * _per_channel(invstd)
+    sum_dy = g3.sum(axis=(0, 2))
+    sum_dy_xhat = (g3 * xhat).sum(axis=(0, 2))
+    if dgamma is not None:
+        dgamma[...] = sum_dy_xhat
+    if dbeta is not None:
+        dbeta[...] = sum_dy
+    if dx is not None:
+        k = _per_channel(np.asarray(gamma, np.float64) * np.asarray(invstd, np.float64))
+        out = k * (g3 - _per_channel(sum_dy) / count - xhat * _per_channel(sum_dy_xhat) / count)
+        dx[...] = out.reshape(x.shape)
+    return dx
+
+
+def layer_norm_forward(x, cols, gamma, beta, mean, invstd, y, epsilon, owner=None):
+    x2 = x.astype(np.float64).reshape(-1, cols)
+    m = x2.mean(axis=1, keepdims=True)
+    inv = 1.0 / np.sqrt(((x2 - m) ** 2).mean(axis=1, keepdims=True) + epsilon)
+    out = (x2 - m) * inv * np.ravel(gamma) + np.ravel(beta)
+    y[...] = out.reshape(x.shape)
+    if mean is not None:
+        mean[...] = m.reshape(mean.shape)
+        invstd[...] = inv.reshape(invstd.shape)
+    return y
+
+
+def layer_norm_backward(x, dy, cols, gamma, mean, invstd, dx, dgamma, dbeta, owner=None):
+    x2 = x.astype(np.float64).reshape(-1, cols)
+    g2 = dy.astype(np.float64).reshape(-1, cols)
+    m = np.asarray(mean, np.float64).reshape(-1, 1)
+    inv = np.asarray(invstd, np.float64).reshape(-1, 1)
+    xhat = (x2 - m) * inv
+    if dgamma is not None:
+        dgamma[...] = (g2 * xhat).sum(axis=0).reshape(dgamma.shape)
+    if dbeta is not None:
+        dbeta[...] = g2.sum(axis=0).reshape(dbeta.shape)
+    if dx is not None:
+        g = g2 * np.ravel(gamma)
+        out = inv * (g - g.mean(axis=1, keepdims=True)
+                     - xhat * (g * xhat).mean(axis=1, keepdims=True))
+        dx[...] = out.reshape(x.shape)
+    return dx

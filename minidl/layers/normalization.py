@@ -1,0 +1,274 @@
+"""Normalization layers: BatchNormalization and LayerNormalization.
+
+Both run on the fused kernels of ``minidl._core._normalization``: one call computes the
+statistics and writes the normalised, scaled and shifted output (batch norm also updates its
+moving statistics in the same call); one call computes every gradient. Statistics are
+accumulated in double in a fixed order, so results are the same for any thread count.
+"""
+import numbers
+
+import numpy as np
+
+from minidl import regularizers
+from minidl._core import _normalization as _kernels
+from minidl.layers.base import LAYERS, BufferPool, Layer
+from minidl.layers.core import _serialize_init
+
+
+def _check_flag(value, name, layer):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{layer} `{name}` must be True or False; received {name}={value!r}.")
+    return bool(value)
+
+
+def _check_epsilon(epsilon, layer):
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
+        raise ValueError(f"{layer} epsilon must be a positive float; received "
+                         f"epsilon={epsilon!r}.")
+    return float(epsilon)
+
+
+def _contiguous(x):
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+@LAYERS.register()
+class BatchNormalization(Layer):
+    """Normalizes its inputs per channel with batch statistics in training and moving
+    statistics at inference (Ioffe and Szegedy, 2015).
+
+    In training (``fit``, or ``layer(x, training=True)``) the layer returns
+    ``gamma * (x - mean(x)) / sqrt(var(x) + epsilon) + beta``, with the mean and the biased
+    variance taken per channel over every other axis, and updates
+    ``moving_mean = moving_mean * momentum + mean(x) * (1 - momentum)`` (likewise
+    ``moving_variance`` with var(x)). At inference it normalises with the moving statistics.
+    A frozen layer (``trainable=False``) runs in inference mode even in training, as in Keras.
+
+    Args:
+        axis: int, the channel axis (default -1: features, or channels-last images).
+        momentum: float in [0, 1], momentum of the moving averages (default 0.99).
+        epsilon: small positive float added to the variance (default 1e-3).
+        center: add the learned offset ``beta`` (default True).
+        scale: multiply by the learned scale ``gamma`` (default True).
+        beta_initializer, gamma_initializer: initializers of beta ('zeros') and gamma ('ones').
+        moving_mean_initializer, moving_variance_initializer: 'zeros' and 'ones'.
+        beta_regularizer, gamma_regularizer: optional regularizers of beta and gamma.
+
+    Input shape:
+        Any rank >= 2, ``(batch_size, ...)``.
+    Output shape:
+        Same as the input.
+
+    Weights (Keras order): gamma, beta (trainable), moving_mean, moving_variance.
+
+    Example:
+        >>> model = Sequential([Input((784,)), Dense(64), BatchNormalization(),
+        ...                     Activation("relu"), Dense(10, activation="softmax")])
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"BatchNormalization axis must be an int; received axis={axis!r}.")
+        self.axis = int(axis)
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) \
+                or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNormalization momentum must be a float in [0, 1]; "
+                             f"received momentum={momentum!r}.")
+        self.momentum = float(momentum)
+        self.epsilon = _check_epsilon(epsilon, "BatchNormalization")
+        self.center = _check_flag(center, "center", "BatchNormalization")
+        self.scale = _check_flag(scale, "scale", "BatchNormalization")
+        self.beta_initializer = beta_initializer
+        self.gamma_initializer = gamma_initializer
+        self.moving_mean_initializer = moving_mean_initializer
+        self.moving_variance_initializer = moving_variance_initializer
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self._buffers = BufferPool(self.dtype)
+
+    def build(self, input_shape):
+        ndim = len(input_shape) + 1
+        if not -ndim <= self.axis < ndim or self.axis % ndim == 0:
+            raise ValueError(
+                f"Layer '{self.name}' (BatchNormalization) got axis={self.axis} for inputs of "
+                f"shape {(None,) + tuple(input_shape)}; the axis must be a non-batch axis "
+                f"in [{-ndim + 1}, {ndim - 1}], 0 excepted.")
+        self._axis = self.axis % ndim   # in the full input, batch axis included
+        shape = (input_shape[self._axis - 1],)
+        self.gamma = self.add_weight("gamma", shape, self.gamma_initializer,
+                                     regularizer=self.gamma_regularizer) if self.scale else None
+        self.beta = self.add_weight("beta", shape, self.beta_initializer,
+                                    regularizer=self.beta_regularizer) if self.center else None
+        self.moving_mean = self.add_weight("moving_mean", shape, self.moving_mean_initializer,
+                                           trainable=False)
+        self.moving_variance = self.add_weight("moving_variance", shape,
+                                               self.moving_variance_initializer, trainable=False)
+        # The kernels always take gamma and beta: constants stand in for absent ones.
+        self._gamma = self.gamma if self.scale else np.ones(shape, self.dtype)
+        self._beta = self.beta if self.center else np.zeros(shape, self.dtype)
+        self._zeros = np.zeros(shape, self.dtype)
+        self._mean = np.empty(shape, self.dtype)      # batch statistics kept for backward
+        self._invstd = np.empty(shape, self.dtype)
+        self._owner = f"BatchNormalization '{self.name}'"
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        x = _contiguous(x)
+        if training:
+            y = self._buffers.get("y", x.shape[0], x.shape[1:])
+        else:  # inference allocates, so that concurrent predict calls never share buffers
+            y = np.empty_like(x)
+        self._batch_stats = training and self.trainable
+        if self._batch_stats:
+            _kernels.batch_norm_train(x, self._axis, self._gamma, self._beta, self.moving_mean,
+                                      self.moving_variance, self._mean, self._invstd, y,
+                                      self.momentum, self.epsilon, self._owner)
+        else:
+            _kernels.batch_norm_inference(x, self._axis, self._gamma, self._beta,
+                                          self.moving_mean, self.moving_variance, y,
+                                          self.epsilon, self._owner)
+        if training:
+            self._x = x
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        dy = _contiguous(dy)
+        dx = self._buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
+        if self._batch_stats:
+            _kernels.batch_norm_backward(self._x, dy, self._axis, self._gamma, self._mean,
+                                         self._invstd, dx, self.grads[0] if self.scale else None,
+                                         self.grads[-1] if self.center else None, self._owner)
+        elif dx is not None:
+            # Frozen: the moving statistics are constants, so dx = dy * gamma / sqrt(var + eps),
+            # which is the inference transform of dy with a zero mean and a zero offset.
+            _kernels.batch_norm_inference(dy, self._axis, self._gamma, self._zeros, self._zeros,
+                                          self.moving_variance, dx, self.epsilon, self._owner)
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            axis=self.axis, momentum=self.momentum, epsilon=self.epsilon, center=self.center,
+            scale=self.scale, beta_initializer=_serialize_init(self.beta_initializer),
+            gamma_initializer=_serialize_init(self.gamma_initializer),
+            moving_mean_initializer=_serialize_init(self.moving_mean_initializer),
+            moving_variance_initializer=_serialize_init(self.moving_variance_initializer),
+            beta_regularizer=regularizers.serialize(self.beta_regularizer),
+            gamma_regularizer=regularizers.serialize(self.gamma_regularizer))
+        return config
+
+
+@LAYERS.register()
+class LayerNormalization(Layer):
+    """Normalizes each sample over its last axis (or trailing axes) (Ba et al., 2016).
+
+    For each sample, with the mean and biased variance over the normalised axes:
+    ``output = gamma * (x - mean) / sqrt(var + epsilon) + beta``. Training and inference
+    compute the same thing.
+
+    Args:
+        axis: int or list of ints, the axes to normalise (default -1). They must be the
+            trailing axes of the input, e.g. ``[-2, -1]``; gamma and beta span them.
+        epsilon: small positive float added to the variance (default 1e-3).
+        center: add the learned offset ``beta`` (default True).
+        scale: multiply by the learned scale ``gamma`` (default True).
+        beta_initializer, gamma_initializer: initializers ('zeros' and 'ones').
+        beta_regularizer, gamma_regularizer: optional regularizers.
+
+    Input shape:
+        Any rank >= 2, ``(batch_size, ...)``.
+    Output shape:
+        Same as the input.
+
+    Example:
+        >>> layer = LayerNormalization()
+        >>> y = layer(np.random.rand(4, 16))   # each row now has mean ~0 and variance ~1
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)):
+            axes = list(axis)
+        else:
+            axes = [axis]
+        if not axes or any(isinstance(a, bool) or not isinstance(a, (int, np.integer))
+                           for a in axes):
+            raise TypeError(f"LayerNormalization axis must be an int or a list of ints; "
+                            f"received axis={axis!r}.")
+        self.axis = [int(a) for a in axes] if isinstance(axis, (list, tuple)) else int(axis)
+        self.epsilon = _check_epsilon(epsilon, "LayerNormalization")
+        self.center = _check_flag(center, "center", "LayerNormalization")
+        self.scale = _check_flag(scale, "scale", "LayerNormalization")
+        self.beta_initializer = beta_initializer
+        self.gamma_initializer = gamma_initializer
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self._buffers = BufferPool(self.dtype)
+
+    def build(self, input_shape):
+        ndim = len(input_shape) + 1
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        full = (None,) + tuple(input_shape)
+        if any(not -ndim <= a < ndim for a in axes):
+            raise ValueError(f"Layer '{self.name}' (LayerNormalization) got axis={self.axis} "
+                             f"for inputs of shape {full}: an axis is out of range.")
+        resolved = sorted({a % ndim for a in axes})
+        if 0 in resolved or resolved != list(range(ndim - len(resolved), ndim)):
+            raise ValueError(f"Layer '{self.name}' (LayerNormalization) normalises trailing "
+                             f"axes only (not the batch axis); received axis={self.axis} for "
+                             f"inputs of shape {full}.")
+        shape = tuple(full[a] for a in resolved)
+        self._cols = int(np.prod(shape))
+        self._row_shape = tuple(input_shape[:len(input_shape) - len(resolved)])
+        self.gamma = self.add_weight("gamma", shape, self.gamma_initializer,
+                                     regularizer=self.gamma_regularizer) if self.scale else None
+        self.beta = self.add_weight("beta", shape, self.beta_initializer,
+                                    regularizer=self.beta_regularizer) if self.center else None
+        self._gamma = self.gamma if self.scale else np.ones(shape, self.dtype)
+        self._beta = self.beta if self.center else np.zeros(shape, self.dtype)
+        self._owner = f"LayerNormalization '{self.name}'"
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        x = _contiguous(x)
+        n = x.shape[0]
+        if training:
+            y = self._buffers.get("y", n, x.shape[1:])
+            mean = self._buffers.get("mean", n, self._row_shape)
+            invstd = self._buffers.get("invstd", n, self._row_shape)
+            self._x, self._mean, self._invstd = x, mean, invstd
+        else:
+            y, mean, invstd = np.empty_like(x), None, None
+        _kernels.layer_norm_forward(x, self._cols, self._gamma, self._beta, mean, invstd, y,
+                                    self.epsilon, self._owner)
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        dy = _contiguous(dy)
+        dx = self._buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
+        _kernels.layer_norm_backward(self._x, dy, self._cols, self._gamma, self._mean,
+                                     self._invstd, dx, self.grads[0] if self.scale else None,
+                                     self.grads[-1] if self.center else None, self._owner)
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            axis=self.axis, epsilon=self.epsilon, center=self.center, scale=self.scale,
+            beta_initializer=_serialize_init(self.beta_initializer),
+            gamma_initializer=_serialize_init(self.gamma_initializer),
+            beta_regularizer=regularizers.serialize(self.beta_regularizer),
+            gamma_regularizer=regularizers.serialize(self.gamma_regularizer))
+        return config

@@ -1,0 +1,169 @@
+"""Regularization layers: Dropout and ActivityRegularization.
+
+Dropout takes one 64-bit key per training step from its ``numpy.random.Generator`` (its own
+when seeded, else minidl's global one); one fused pass of ``minidl._core._regularization``
+turns the key into the mask (a counter-based hash of the key and each element's index) and
+writes the scaled output into a reused buffer, and backward multiplies by the same mask. A
+mask depends only on the key, so a seed gives the same masks for any thread count, and a step
+allocates nothing.
+"""
+import numbers
+
+import numpy as np
+
+from minidl import regularizers
+from minidl._core import _regularization as _kernels
+from minidl.layers.base import LAYERS, BufferPool, Layer
+from minidl.utils.random import _check_seed, global_rng
+
+
+def _contiguous(x):
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+@LAYERS.register()
+class Dropout(Layer):
+    """Applies dropout to the input.
+
+    In training, each input unit is set to 0 with probability ``rate`` and the others are
+    scaled by ``1 / (1 - rate)``, so the expected sum is unchanged; at inference the layer
+    passes its input through unchanged.
+
+    Args:
+        rate: float in [0, 1), the fraction of input units to drop.
+        noise_shape: optional tuple of ints (or None entries, taken from the input), the
+            shape of the mask broadcast over the input, batch axis included: for inputs of
+            shape ``(batch, timesteps, features)``, ``noise_shape=(None, 1, None)`` drops the
+            same features at every timestep.
+        seed: optional int: the layer draws from its own generator seeded with it, so two
+            layers with the same seed drop the same units. Without it the layer draws from
+            minidl's global generator (:func:`minidl.utils.set_random_seed`).
+
+    Input shape: any. Output shape: same as the input.
+
+    Example:
+        >>> model = Sequential([Input((784,)), Dense(64, activation="relu"), Dropout(0.2),
+        ...                     Dense(10, activation="softmax")])
+    """
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) \
+                or not 0.0 <= rate < 1.0:
+            raise ValueError(f"Invalid value received for argument `rate`. Expected a float "
+                             f"in [0, 1). Received: rate={rate!r}")
+        self.rate = float(rate)
+        self.noise_shape = _check_noise_shape(noise_shape)
+        self.seed = None if seed is None else _check_seed(seed)
+        self._rng = None if seed is None else np.random.Generator(np.random.PCG64(self.seed))
+        self._buffers = BufferPool(self.dtype)
+        self._mask = None
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        x = _contiguous(x)
+        n = x.shape[0]
+        key = (self._rng if self._rng is not None else global_rng()).bit_generator.random_raw()
+        y = self._buffers.get("y", n, x.shape[1:])
+        if self.noise_shape is None:
+            mask = self._buffers.get("mask", n, x.shape[1:])
+            _kernels.dropout_forward(x, mask, y, self.rate, key)
+        else:
+            shape = self._resolve_noise_shape(x.shape)
+            mask = self._buffers.get("mask", shape[0], shape[1:])
+            _kernels.dropout_mask(mask, self.rate, key)
+            np.multiply(x, mask, out=y)
+        self._mask = mask
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        if self._mask is None:
+            return dy
+        dx = self._buffers.get("dx", dy.shape[0], dy.shape[1:])
+        if self.noise_shape is None:
+            _kernels.dropout_backward(_contiguous(dy), self._mask, dx)
+        else:
+            np.multiply(dy, self._mask, out=dx)
+        return dx
+
+    def _resolve_noise_shape(self, shape):
+        if len(self.noise_shape) != len(shape):
+            raise ValueError(f"Layer '{self.name}' (Dropout) has noise_shape="
+                             f"{self.noise_shape}, of {len(self.noise_shape)} dims, for inputs "
+                             f"of shape {shape}; it needs one entry per input dim.")
+        resolved = tuple(d if n is None else n for n, d in zip(self.noise_shape, shape))
+        if any(n not in (1, d) for n, d in zip(resolved, shape)):
+            raise ValueError(f"Layer '{self.name}' (Dropout) has noise_shape="
+                             f"{self.noise_shape}, which does not broadcast to inputs of shape "
+                             f"{shape}: each entry must be None, 1 or the input's size.")
+        return resolved
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate,
+                      noise_shape=None if self.noise_shape is None else list(self.noise_shape),
+                      seed=self.seed)
+        return config
+
+
+def _check_noise_shape(noise_shape):
+    if noise_shape is None:
+        return None
+    if isinstance(noise_shape, str):
+        raise ValueError(f"Invalid value received for argument `noise_shape`. Expected a tuple "
+                         f"or list of integers. Received: noise_shape={noise_shape!r}")
+    try:
+        dims = tuple(noise_shape)
+    except TypeError:
+        raise ValueError(f"Invalid value received for argument `noise_shape`. Expected an "
+                         f"iterable of integers. Received: noise_shape={noise_shape!r}") from None
+    for i, d in enumerate(dims):
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer))
+                              or d <= 0):
+            raise ValueError(f"Invalid value received for argument `noise_shape`. Expected "
+                             f"positive integers or None. Received: {d!r} at index {i} of "
+                             f"noise_shape={noise_shape!r}")
+    return tuple(None if d is None else int(d) for d in dims)
+
+
+@LAYERS.register()
+class ActivityRegularization(Layer):
+    """Passes its input through and adds ``l1 * sum(|x|) + l2 * sum(x^2)``, divided by the
+    batch size, to the training loss (the penalty's gradient flows back through it).
+
+    Args:
+        l1: non-negative float, the L1 factor (default 0.0).
+        l2: non-negative float, the L2 factor (default 0.0).
+
+    Input shape: any. Output shape: same as the input.
+    """
+
+    def __init__(self, l1=0.0, l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.l1 = regularizers._factor(l1, "l1")
+        self.l2 = regularizers._factor(l2, "l2")
+        self.activity_regularizer = regularizers.L1L2(l1=self.l1, l2=self.l2)
+        self._buffers = BufferPool(self.dtype)
+
+    def forward(self, x, training=False):
+        x = _contiguous(x)
+        self._activity_forward(x)
+        if training:
+            self._x = x
+        return x
+
+    def backward(self, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        dy = _contiguous(dy)
+        return self._activity_backward(self._x, dy,
+                                       self._buffers.get("dx", dy.shape[0], dy.shape[1:]))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(l1=self.l1, l2=self.l2)
+        return config
