@@ -7,6 +7,10 @@ variable, its gradient and its slots; per-step scalars (Adam's bias-corrected st
 Nadam's momentum schedule) are computed here in float64 and passed in. One call into the
 compiled ``Updater`` runs a whole step: gradient checks, clipping factors and the updates.
 
+The learning rate is a float or a ``schedules.LearningRateSchedule``; a schedule is evaluated
+once per step, here, at ``iterations`` before the step (as in Keras), and its value passed on
+as the float would be.
+
 Every optimizer also takes Keras' common arguments: ``weight_decay`` (decoupled,
 ``p -= p * weight_decay * learning_rate`` before the update), ``clipnorm`` (per variable),
 ``global_clipnorm``, ``clipvalue`` and ``loss_scale_factor`` (gradients are divided by it).
@@ -18,17 +22,32 @@ Example:
 """
 import math
 import numbers
+import sys
 import warnings
 
 import numpy as np
 
+from minidl import schedules
 from minidl._core import _optimizers as _kernels
+from minidl.schedules import LearningRateSchedule
 from minidl.utils.registry import Registry
 from minidl.utils.registry import serialize as _serialize
+
+# Keras' path, keras.optimizers.schedules, for imports too ("from minidl.optimizers.schedules
+# import CosineDecay"), without turning this module into a package (as os.path does).
+sys.modules[__name__ + ".schedules"] = schedules
 
 OPTIMIZERS = Registry("optimizer")
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# Keras' wording.
+SCHEDULE_NOT_SETTABLE = (
+    "This optimizer was created with a `LearningRateSchedule` object as its `learning_rate` "
+    "constructor argument, hence its learning rate is not settable. If you need the learning "
+    "rate to be settable, you should instantiate the optimizer with a float `learning_rate` "
+    "argument.")
 
 
 def _number(owner, name, value, low=None, high=None, high_open=False, allow_none=False):
@@ -49,7 +68,8 @@ class Optimizer:
     """Base class: state, variable bookkeeping and the shared gradient transforms.
 
     Args:
-        learning_rate: a float >= 0.
+        learning_rate: a float >= 0, or a :class:`schedules.LearningRateSchedule` evaluated
+            at each step.
         weight_decay: decoupled weight decay factor, or None.
         clipnorm: clip each gradient to this L2 norm, or None.
         clipvalue: clip each gradient element to [-clipvalue, clipvalue], or None.
@@ -96,11 +116,24 @@ class Optimizer:
 
     @property
     def learning_rate(self):
-        """The learning rate (a float; settable)."""
-        return self._learning_rate
+        """The learning rate of the next step, a float.
+
+        Settable to a float or a schedule; as in Keras, an optimizer created with a schedule
+        only accepts another schedule (TypeError otherwise).
+        """
+        lr = self._learning_rate
+        return float(lr(self._iterations)) if isinstance(lr, LearningRateSchedule) else lr
 
     @learning_rate.setter
     def learning_rate(self, value):
+        if isinstance(value, LearningRateSchedule):
+            self._learning_rate = value
+            return
+        if isinstance(getattr(self, "_learning_rate", None), LearningRateSchedule):
+            raise TypeError(SCHEDULE_NOT_SETTABLE)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{type(self).__name__}: learning_rate must be a float or a "
+                             f"LearningRateSchedule; received learning_rate={value!r}.")
         self._learning_rate = _number(type(self).__name__, "learning_rate", value, 0.0)
 
     @property
@@ -213,8 +246,11 @@ class Optimizer:
             variables: the variables, or None for those the optimizer was built with. The
                 first call builds the optimizer when needed.
         """
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            lr = lr(self._iterations)
         if self.built and self._updater.step(
-                grads, variables, self._step_scalars(self._learning_rate, self._iterations + 1),
+                grads, variables, self._step_scalars(lr, self._iterations + 1),
                 self.weight_decay or 0.0,
                 1.0 / self.loss_scale_factor if self.loss_scale_factor else 1.0,
                 self.clipvalue or 0.0, self.clipnorm or 0.0, self.global_clipnorm or 0.0):
@@ -249,7 +285,7 @@ class Optimizer:
                           f"are not updated.", stacklevel=2)
         t = self._iterations + 1
         self._updater.update([g for g, _ in pairs], [i for _, i in pairs],
-                             self._step_scalars(self._learning_rate, t),
+                             self._step_scalars(lr, t),
                              self.weight_decay or 0.0,
                              1.0 / self.loss_scale_factor if self.loss_scale_factor else 1.0,
                              self.clipvalue or 0.0, self.clipnorm or 0.0,
@@ -271,14 +307,20 @@ class Optimizer:
     # ---- config ----
 
     def get_config(self):
-        """The constructor arguments."""
-        return {"learning_rate": self._learning_rate, "weight_decay": self.weight_decay,
+        """The constructor arguments (a schedule as ``schedules.serialize`` writes it)."""
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            lr = schedules.serialize(lr)
+        return {"learning_rate": lr, "weight_decay": self.weight_decay,
                 "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
                 "global_clipnorm": self.global_clipnorm,
                 "loss_scale_factor": self.loss_scale_factor, "name": self.name}
 
     @classmethod
     def from_config(cls, config):
+        """The optimizer of ``get_config()``'s output (with a fresh state)."""
+        if isinstance(config.get("learning_rate"), dict):
+            config = {**config, "learning_rate": schedules.deserialize(config["learning_rate"])}
         return cls(**config)
 
     def __repr__(self):
@@ -565,4 +607,4 @@ def deserialize(config):
 
 
 __all__ = ["Adagrad", "Adam", "AdamW", "Nadam", "OPTIMIZERS", "Optimizer", "RMSprop", "SGD",
-           "deserialize", "get", "serialize"]
+           "deserialize", "get", "schedules", "serialize"]

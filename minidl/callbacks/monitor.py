@@ -11,6 +11,8 @@ import operator
 import warnings
 
 from minidl.callbacks.callback import Callback
+from minidl.optimizers import SCHEDULE_NOT_SETTABLE
+from minidl.schedules import LearningRateSchedule
 from minidl.utils.progbar import print_msg
 
 
@@ -52,6 +54,18 @@ def _metric_direction(model, name):
         if isinstance(metric, (m.MeanSquaredError, m.MeanAbsoluteError)):
             return "down"
     return None
+
+
+def _require_settable_learning_rate(owner, optimizer):
+    """TypeError, at the start of training, when the optimizer's learning rate is a schedule:
+    the callback could never set it. Keras raises the same error only when the callback first
+    sets the rate, which for ReduceLROnPlateau can be many epochs into a run."""
+    # The optimizer keeps a schedule where it keeps a float rate (as Keras does).
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if isinstance(schedule, LearningRateSchedule):
+        raise TypeError(f"{owner} sets the optimizer's learning rate, but the optimizer's "
+                        f"learning rate is {schedule!r}. {SCHEDULE_NOT_SETTABLE} Or drop "
+                        f"the callback and let the schedule drive the rate.")
 
 
 def _monitor_warning(what, monitor, logs):
@@ -173,7 +187,9 @@ class ReduceLROnPlateau(Callback):
     optimizer's learning rate becomes ``max(lr * factor, min_lr)``; then a cooldown starts
     (counted as in Keras: the ``cooldown - 1`` epochs after the reduction do not count
     towards patience). Every epoch's logs get 'learning_rate' (the rate that epoch
-    trained with), so History records it.
+    trained with), so History records it. An optimizer whose learning rate is a
+    ``LearningRateSchedule`` cannot be driven by it: fit raises a TypeError before the first
+    epoch.
 
     Args:
         monitor: the log key to watch. Defaults to 'val_loss'.
@@ -219,6 +235,7 @@ class ReduceLROnPlateau(Callback):
         self.wait = 0
 
     def on_train_begin(self, logs=None):
+        _require_settable_learning_rate("ReduceLROnPlateau", self.model.optimizer)
         self._reset()
 
     def in_cooldown(self):
@@ -260,7 +277,9 @@ class LearningRateScheduler(Callback):
             current rate as a float; ``schedule(epoch)`` is accepted too.
         verbose: 1 prints the rate set at each epoch. Defaults to 0.
 
-    Every epoch's logs get 'learning_rate', so History records it.
+    Every epoch's logs get 'learning_rate', so History records it. An optimizer whose
+    learning rate is a ``LearningRateSchedule`` cannot be driven by it: fit raises a
+    TypeError before the first epoch.
 
     Example:
         >>> def scheduler(epoch, lr):
@@ -276,6 +295,9 @@ class LearningRateScheduler(Callback):
         self.schedule = schedule
         self.verbose = verbose
         self._takes_lr = _accepts_two_args(schedule)
+
+    def on_train_begin(self, logs=None):
+        _require_settable_learning_rate("LearningRateScheduler", self.model.optimizer)
 
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = self.model.optimizer

@@ -15,6 +15,9 @@ from minidl.layers.base import LAYERS, BufferPool, Layer, _as_shape
 from minidl.ops import gemm
 
 
+# Used for the bias gradient of a pre-activation gradient (dz -> db); built once.
+_LINEAR = activations.get("linear")
+
 @LAYERS.register()
 class InputLayer(Layer):
     """Declares the shape of one input sample; the first layer of a Sequential model.
@@ -148,7 +151,7 @@ class Dense(Layer):
             self.activation.backward(self._z, self._y, g, g)
             dz = np.add(dz, g, out=g)
         if self.use_bias:
-            activations.get("linear").backward_bias(dz, dz, dz, dz, self.grads[1])
+            _LINEAR.backward_bias(dz, dz, dz, dz, self.grads[1])
         return self._backward_linear(dz, need_input_grad)
 
     def _backward_linear(self, dz, need_input_grad):

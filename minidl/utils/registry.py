@@ -61,7 +61,12 @@ class Registry:
         if isinstance(identifier, str):
             return self.lookup(identifier)()
         if isinstance(identifier, dict) and "class_name" in identifier:
-            return self.lookup(identifier["class_name"])(**identifier.get("config", {}))
+            cls = self.lookup(identifier["class_name"])
+            config = identifier.get("config", {})
+            # from_config, where a class has one, rebuilds nested objects (an optimizer's
+            # learning-rate schedule) that the constructor takes as instances.
+            from_config = getattr(cls, "from_config", None)
+            return from_config(config) if from_config is not None else cls(**config)
         if base is not None and isinstance(identifier, base):
             return identifier
         if base is None and identifier is not None and not isinstance(identifier, (dict, type)):
