@@ -18,12 +18,22 @@ except ImportError as error:  # pragma: no cover - depends on how minidl was obt
         "run Python outside the source tree), or build in place with "
         "`python setup.py build_ext --inplace`.") from error
 
-from minidl import (activations, callbacks, datasets, initializers, layers, losses, metrics,
-                    models, ops, optimizers, regularizers, utils)
+from minidl import (activations, callbacks, initializers, layers, losses, metrics, models, ops,
+                    optimizers, regularizers, utils)
 from minidl.layers import Input
 from minidl.models import Sequential
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # minidl.datasets pulls in file, hashing and compression modules that training code
+    # rarely needs: it is imported on first use (`minidl.datasets` or `from minidl import
+    # datasets` both work), which keeps `import minidl` quick.
+    if name == "datasets":
+        import importlib
+        return importlib.import_module("minidl.datasets")
+    raise AttributeError(f"module 'minidl' has no attribute {name!r}")
 
 
 def show_config():

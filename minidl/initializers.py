@@ -10,7 +10,6 @@ returns the same values; with ``seed=None`` they draw from minidl's global gener
 Values are drawn in float64 and cast to the requested dtype, so one seed gives the same
 numbers (up to rounding) for float32 and float64 weights.
 """
-import inspect
 import math
 import numbers
 
@@ -524,11 +523,11 @@ def get(identifier):
     """
     if identifier is None:
         return None
-    if inspect.isclass(identifier) and issubclass(identifier, Initializer):
+    if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()
     if isinstance(identifier, (str, dict)):
         return INITIALIZERS.get(identifier)
-    if callable(identifier) and not inspect.isclass(identifier):
+    if callable(identifier) and not isinstance(identifier, type):
         return identifier
     raise ValueError(f"Could not interpret initializer identifier. Received: "
                      f"identifier={identifier!r}. Pass a name "

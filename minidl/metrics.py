@@ -12,7 +12,6 @@ Example:
     >>> m.result()
     0.5
 """
-import inspect
 import numbers
 import re
 
@@ -492,7 +491,7 @@ def get(identifier, loss=None, y_true_ndim=None, output_shape=None, y_true_shape
         else:
             cls = METRICS.lookup(identifier)
         return cls(name=identifier)
-    if inspect.isclass(identifier) and issubclass(identifier, Metric):
+    if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()
     if isinstance(identifier, (dict, Metric)):
         return METRICS.get(identifier, base=Metric)

@@ -16,7 +16,6 @@ Example:
     >>> L2(0.5)(np.ones((2, 2)))
     2.0
 """
-import inspect
 import math
 import numbers
 
@@ -200,7 +199,7 @@ def get(identifier):
         return None
     if isinstance(identifier, Regularizer):
         return identifier
-    if inspect.isclass(identifier) and issubclass(identifier, Regularizer):
+    if isinstance(identifier, type) and issubclass(identifier, Regularizer):
         return identifier()
     if isinstance(identifier, str) and identifier.strip().lower().replace("-", "_") == "l1_l2":
         return L1L2(l1=0.01, l2=0.01)

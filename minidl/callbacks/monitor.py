@@ -4,7 +4,6 @@ LearningRateScheduler and TerminateOnNaN (Keras 3 arguments, defaults and decisi
 A monitored key missing from the logs gives a warning, as in Keras, not an exception: a typo
 in ``monitor`` must not end a long run, but it must not pass silently either.
 """
-import inspect
 import math
 import numbers
 import operator
@@ -320,6 +319,7 @@ class LearningRateScheduler(Callback):
 
 def _accepts_two_args(function):
     try:
+        import inspect  # only for this signature check, not at `import minidl`
         signature = inspect.signature(function)
     except (TypeError, ValueError):  # some builtins have no signature: assume the new API
         return True

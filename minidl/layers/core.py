@@ -121,9 +121,10 @@ class Dense(Layer):
         if training:
             z = self._buffers.get("z", n, (self.units,))
             y = z if self.activation.name == "linear" else self._buffers.get("y", n, (self.units,))
-        else:  # inference allocates, so that concurrent predict calls never share buffers
-            z = np.empty((n, self.units), self.dtype)
-            y = z if self.activation.name == "linear" else np.empty_like(z)
+        else:
+            # Inference allocates, so that concurrent predict calls never share buffers, and
+            # applies the activation in place: nothing needs z afterwards.
+            z = y = np.empty((n, self.units), self.dtype)
         gemm(x, self.kernel, z)
         self.activation.forward_bias(z, self.bias, y)
         if self.activity_regularizer is not None:
