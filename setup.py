@@ -12,8 +12,6 @@ micro-kernel carries its own ``target`` attribute and is chosen at import from c
 import glob
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import warnings
 

@@ -2,17 +2,19 @@
 Dense (issue 4): one training epoch of 60,000 samples at batch 32, single thread, beside the
 same network in plain numpy (bench/bn_dropout_reference.py).
 
-Data and thread settings come from bench_mlp: Fashion-MNIST when installed, else synthetic
+Data and thread settings come from bench/conftest.py: Fashion-MNIST when installed, else synthetic
 data of the same shape; minidl, numpy's BLAS and torch limited to one thread.
 """
 import numpy as np
 import pytest
 
 import minidl
-from bench_mlp import SEED, fashion, single_thread  # noqa: F401  (pytest fixtures)
+from conftest import SEED
 from bn_dropout_reference import NumpyBNDropoutMLP
 from minidl import Sequential
 from minidl.layers import BatchNormalization, Dense, Dropout
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def bn_dropout_model():

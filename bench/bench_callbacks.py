@@ -7,54 +7,14 @@ The three callbacks act once per epoch (CallbackList gives no per-batch hook to 
 is measured is their epoch-end work: EarlyStopping's weight snapshot, the learning-rate check
 and one CSV row. Data: full Fashion-MNIST when installed, else synthetic data of that shape.
 """
-import numpy as np
 import pytest
 
-import minidl
-from minidl import Sequential, callbacks
-from minidl.layers import Dense
+from minidl import callbacks
 
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover - threadpoolctl is in the test extras
-    threadpool_limits = None
+from conftest import reference_mlp as reference_model
 
-SEED = 0
 ROUNDS = 7
-
-
-@pytest.fixture(scope="module")
-def fashion():
-    from minidl.datasets import fashion_mnist
-    try:
-        (x, y), _ = fashion_mnist.load_data(source="full")
-        source = "fashion-mnist"
-    except (OSError, RuntimeError, ValueError):
-        rng = np.random.default_rng(SEED)
-        x = rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8)
-        y = rng.integers(0, 10, 60000).astype(np.uint8)
-        source = "synthetic"
-    x = (x.reshape(len(x), 784) / 255.0).astype(np.float32)
-    return x, y.astype(np.int64), source
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    previous = minidl.get_num_threads()
-    minidl.set_num_threads(1)
-    limits = threadpool_limits(1) if threadpool_limits else None
-    yield
-    minidl.set_num_threads(previous)
-    if limits is not None:
-        limits.restore_original_limits()
-
-
-def reference_model():
-    minidl.utils.set_random_seed(SEED)
-    model = Sequential([Dense(64, activation="relu", input_shape=(784,)),
-                        Dense(64, activation="relu"), Dense(10, activation="softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.benchmark(group="callbacks-epoch")

@@ -8,64 +8,17 @@ same shape (60,000 x 784).
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
 import pytest
 
-import minidl
-from minidl import Sequential
-from minidl.layers import Dense
 from mlp_reference import NumpyMLP, torch_epoch_runner
 
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover - threadpoolctl is in the test extras
-    threadpool_limits = None
+from conftest import SEED, reference_mlp as reference_model
 
-SEED = 0
-
-
-@pytest.fixture(scope="module")
-def fashion():
-    from minidl.datasets import fashion_mnist
-    try:
-        (x, y), _ = fashion_mnist.load_data(source="full")
-        source = "fashion-mnist"
-    except (OSError, RuntimeError, ValueError):
-        rng = np.random.default_rng(SEED)
-        x = rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8)
-        y = rng.integers(0, 10, 60000).astype(np.uint8)
-        source = "synthetic"
-    x = (x.reshape(len(x), 784) / 255.0).astype(np.float32)
-    return x, y.astype(np.int64), source
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    previous = minidl.get_num_threads()
-    minidl.set_num_threads(1)
-    limits = threadpool_limits(1) if threadpool_limits else None
-    try:
-        import torch
-        torch_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-    except ImportError:
-        torch = None
-    yield
-    minidl.set_num_threads(previous)
-    if limits is not None:
-        limits.restore_original_limits()
-    if torch is not None:
-        torch.set_num_threads(torch_threads)
-
-
-def reference_model():
-    minidl.utils.set_random_seed(SEED)
-    model = Sequential([Dense(64, activation="relu", input_shape=(784,)),
-                        Dense(64, activation="relu"), Dense(10, activation="softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.benchmark(group="mlp-epoch")
@@ -125,7 +78,10 @@ def test_predict_one_numpy(benchmark):
 
 
 def _python(code):
-    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ))
+    # From a temporary directory: in the repository root, `import minidl` would find the
+    # uncompiled source tree rather than the installed package.
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ),
+                   cwd=tempfile.gettempdir())
 
 
 @pytest.mark.benchmark(group="import")
@@ -165,6 +121,7 @@ def test_training_peak_memory(benchmark):
     """Peak RSS growth of a full-data training run (60,000 x 784 float32 already loaded)."""
     def run():
         out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], check=True,
+                             cwd=tempfile.gettempdir(),
                              capture_output=True, text=True)
         return float(out.stdout.strip())
     growth_mb = benchmark.pedantic(run, rounds=1, iterations=1)

@@ -10,11 +10,71 @@ check on noise.
 import os
 import sys
 
+import numpy as np
 import pytest
+
+import minidl
 
 # Reference implementations shared by several benchmark files live beside them; with
 # --import-mode=importlib the bench folder is not on sys.path by itself.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover - threadpoolctl is in the test extras
+    threadpool_limits = None
+
+SEED = 0
+
+
+# ---- fixtures shared by the training benchmarks ----
+
+@pytest.fixture(scope="session")
+def fashion():
+    """60,000 x 784 float32 images in [0, 1] and int64 labels: full Fashion-MNIST when it is
+    installed, else synthetic data of the same shape; and which one it is."""
+    from minidl.datasets import fashion_mnist
+    try:
+        (x, y), _ = fashion_mnist.load_data(source="full")
+        source = "fashion-mnist"
+    except (OSError, RuntimeError, ValueError):
+        rng = np.random.default_rng(SEED)
+        x = rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8)
+        y = rng.integers(0, 10, 60000).astype(np.uint8)
+        source = "synthetic"
+    x = (x.reshape(len(x), 784) / 255.0).astype(np.float32)
+    return x, y.astype(np.int64), source
+
+
+@pytest.fixture
+def single_thread():
+    """minidl, numpy's BLAS and (when installed) torch on one thread, restored afterwards."""
+    previous = minidl.get_num_threads()
+    minidl.set_num_threads(1)
+    limits = threadpool_limits(1) if threadpool_limits else None
+    try:
+        import torch
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+    except ImportError:
+        torch = None
+    yield
+    minidl.set_num_threads(previous)
+    if limits is not None:
+        limits.restore_original_limits()
+    if torch is not None:
+        torch.set_num_threads(torch_threads)
+
+
+def reference_mlp():
+    """The reference network of the Keras MNIST example, seeded and compiled."""
+    from minidl import Sequential
+    from minidl.layers import Dense
+    minidl.utils.set_random_seed(SEED)
+    model = Sequential([Dense(64, activation="relu", input_shape=(784,)),
+                        Dense(64, activation="relu"), Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
 
 
 def _groups(benchmarks):

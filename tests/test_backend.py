@@ -5,6 +5,7 @@ GIL is released while a kernel runs, and thread-local scratch memory is not leak
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -99,7 +100,10 @@ def _run_python(code, **env_changes):
             env[key] = value
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
     env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in [env.get("PYTHONPATH")] if p])
+    # Run outside the source tree: from the repository root, `import minidl` would find the
+    # uncompiled sources instead of the installed package.
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=tempfile.gettempdir(),
                           timeout=120)
 
 
