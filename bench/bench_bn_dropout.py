@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import minidl
-from conftest import SEED
+from mlp_reference import SEED
 from bn_dropout_reference import NumpyBNDropoutMLP
 from minidl import Sequential
 from minidl.layers import BatchNormalization, Dense, Dropout

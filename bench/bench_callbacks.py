@@ -11,7 +11,7 @@ import pytest
 
 from minidl import callbacks
 
-from conftest import reference_mlp as reference_model
+from mlp_reference import reference_mlp as reference_model
 
 ROUNDS = 7
 pytestmark = pytest.mark.usefixtures("single_thread")

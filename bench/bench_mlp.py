@@ -14,9 +14,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from mlp_reference import NumpyMLP, torch_epoch_runner
-
-from conftest import SEED, reference_mlp as reference_model
+import minidl
+from mlp_reference import SEED, NumpyMLP, torch_epoch_runner
+from mlp_reference import reference_mlp as reference_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -77,10 +77,18 @@ def test_predict_one_numpy(benchmark):
     assert benchmark(forward, x1).shape == (1, 10)
 
 
+def _subprocess_env():
+    """The environment for a child Python that must import this same minidl: the child runs
+    in a temporary directory (from the repository root it would find the uncompiled source
+    tree), so the directory holding the imported package goes on PYTHONPATH."""
+    env = dict(os.environ)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
 def _python(code):
-    # From a temporary directory: in the repository root, `import minidl` would find the
-    # uncompiled source tree rather than the installed package.
-    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ),
+    subprocess.run([sys.executable, "-c", code], check=True, env=_subprocess_env(),
                    cwd=tempfile.gettempdir())
 
 
@@ -121,7 +129,7 @@ def test_training_peak_memory(benchmark):
     """Peak RSS growth of a full-data training run (60,000 x 784 float32 already loaded)."""
     def run():
         out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], check=True,
-                             cwd=tempfile.gettempdir(),
+                             cwd=tempfile.gettempdir(), env=_subprocess_env(),
                              capture_output=True, text=True)
         return float(out.stdout.strip())
     growth_mb = benchmark.pedantic(run, rounds=1, iterations=1)

@@ -24,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover - threadpoolctl is in the test extras
     threadpool_limits = None
 
-SEED = 0
+from mlp_reference import SEED
 
 
 # ---- fixtures shared by the training benchmarks ----
@@ -65,16 +65,6 @@ def single_thread():
     if torch is not None:
         torch.set_num_threads(torch_threads)
 
-
-def reference_mlp():
-    """The reference network of the Keras MNIST example, seeded and compiled."""
-    from minidl import Sequential
-    from minidl.layers import Dense
-    minidl.utils.set_random_seed(SEED)
-    model = Sequential([Dense(64, activation="relu", input_shape=(784,)),
-                        Dense(64, activation="relu"), Dense(10, activation="softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
 
 
 def _groups(benchmarks):

@@ -6,7 +6,10 @@ and Keras's Adam formula. Same network, same data order, same batch size as mini
 """
 import numpy as np
 
+import minidl
+
 UNITS = (784, 64, 64, 10)
+SEED = 0
 
 
 def glorot(rng, fan_in, fan_out):
@@ -84,3 +87,14 @@ def torch_epoch_runner(x, y, seed=0):
             loss.backward()
             opt.step()
     return epoch
+
+
+def reference_mlp():
+    """The same network in minidl: the Keras MNIST example, seeded and compiled."""
+    from minidl import Sequential
+    from minidl.layers import Dense
+    minidl.utils.set_random_seed(SEED)
+    model = Sequential([Dense(64, activation="relu", input_shape=(784,)),
+                        Dense(64, activation="relu"), Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
