@@ -11,7 +11,7 @@
     static void NAME(ptrdiff_t k, T alpha, const T *a, ptrdiff_t rs_a, ptrdiff_t cs_a,     \
                      const T *b, ptrdiff_t rs_b, T beta,                                    \
                      T *c, ptrdiff_t rs_c, ptrdiff_t cs_c, int mr, int nr) {               \
-        T acc[GEN_MR][GEN_NR] = {{0}};                                                      \
+        T acc[GEN_MR][2 * GEN_NR] = {{0}}; /* up to 2 * NR columns when mr <= 2 */             \
         const T *rows[GEN_MR];                                                              \
         for (int i = 0; i < GEN_MR; i++) rows[i] = a + (i < mr ? i : mr - 1) * rs_a;        \
         if (nr == GEN_NR) {                                                                 \

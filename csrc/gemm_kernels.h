@@ -8,6 +8,8 @@
  * - B rows are contiguous (column stride 1), row stride rs_b; columns at and past nr are
  *   neither read nor stored (masked), so B may be an unpacked matrix as well as a packed panel.
  * - C has any strides. beta == 0 means C is not read.
+ * - nr <= NR, except that a tile of one or two rows (mr <= 2, A unpacked) may have up to
+ *   2 * NR columns: its k loop is latency-bound, and a wider tile runs twice the chains.
  * Every element of C is the same sequence of fused multiply-adds over k whatever the tile it
  * lands in and whatever mr and nr are, so tiling never changes the result bits.
  */
