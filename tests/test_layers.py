@@ -13,6 +13,7 @@ import minidl
 from minidl import activations, initializers
 from minidl.layers import Activation, Dense, Flatten, Input, InputLayer, Reshape
 from minidl.layers import get as get_layer
+from minidl._ref.gradcheck import numeric_grad
 
 ACTIVATION_NAMES = ["linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu",
                     "selu", "gelu", "softplus", "silu"]
@@ -27,18 +28,6 @@ def one_thread():
     minidl.set_num_threads(before)
 
 
-def numeric_grad(f, a, eps=EPS):
-    """Central differences of the scalar f() with respect to the array a (changed in place)."""
-    grad = np.zeros(a.shape, np.float64)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        up = f()
-        a[idx] = old - eps
-        down = f()
-        a[idx] = old
-        grad[idx] = (up - down) / (2 * eps)
-    return grad
 
 
 def check_layer_gradients(layer, x, seed=0):

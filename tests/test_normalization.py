@@ -14,6 +14,7 @@ from minidl._ref import normalization as ref
 from minidl.layers import (BatchNormalization, Dense, Dropout, LayerNormalization,
                            get as get_layer)
 from minidl.models import Sequential
+from minidl._ref.gradcheck import numeric_grad
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-11, atol=1e-12)}
@@ -33,18 +34,6 @@ def data(shape, dtype=np.float64, seed=0, scale=2.0, offset=0.5):
     return (rng.standard_normal(shape) * scale + offset).astype(dtype)
 
 
-def numeric_grad(f, a, eps=EPS):
-    """Central differences of the scalar f() with respect to the array a (changed in place)."""
-    grad = np.zeros(a.shape, np.float64)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        up = f()
-        a[idx] = old - eps
-        down = f()
-        a[idx] = old
-        grad[idx] = (up - down) / (2 * eps)
-    return grad
 
 
 def check_training_gradients(layer, x, seed=0):

@@ -15,6 +15,7 @@ from minidl._ref import regularization as ref
 from minidl.layers import (ActivityRegularization, BatchNormalization, Dense, Dropout,
                            get as get_layer)
 from minidl.utils import set_random_seed
+from minidl._ref.gradcheck import numeric_grad
 
 EPS = 1e-6
 
@@ -31,17 +32,6 @@ def data(shape, dtype=np.float64, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-def numeric_grad(f, a, eps=EPS):
-    grad = np.zeros(a.shape, np.float64)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        up = f()
-        a[idx] = old - eps
-        down = f()
-        a[idx] = old
-        grad[idx] = (up - down) / (2 * eps)
-    return grad
 
 
 # ---- kernels ----

@@ -13,6 +13,7 @@ from minidl.datasets import mnist
 from minidl.layers import Activation, Dense, Flatten, Reshape
 from minidl.models import Sequential
 from minidl.utils import set_random_seed, to_categorical
+from minidl._ref.gradcheck import numeric_grad
 
 EPS = 1e-6
 
@@ -40,17 +41,6 @@ def reference_mlp():
     return model
 
 
-def numeric_grad(f, a, eps=EPS):
-    grad = np.zeros(a.shape, np.float64)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        up = f()
-        a[idx] = old - eps
-        down = f()
-        a[idx] = old
-        grad[idx] = (up - down) / (2 * eps)
-    return grad
 
 
 def blobs(n=240, features=4, classes=3, seed=0):
