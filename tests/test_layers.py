@@ -17,7 +17,6 @@ from minidl._ref.gradcheck import numeric_grad
 
 ACTIVATION_NAMES = ["linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu",
                     "selu", "gelu", "softplus", "silu"]
-EPS = 1e-6
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -18,7 +18,6 @@ from minidl._ref.gradcheck import numeric_grad
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-11, atol=1e-12)}
-EPS = 1e-6
 
 
 @pytest.fixture(autouse=True)

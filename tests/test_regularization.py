@@ -17,7 +17,6 @@ from minidl.layers import (ActivityRegularization, BatchNormalization, Dense, Dr
 from minidl.utils import set_random_seed
 from minidl._ref.gradcheck import numeric_grad
 
-EPS = 1e-6
 
 
 @pytest.fixture(autouse=True)

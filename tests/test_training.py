@@ -15,7 +15,6 @@ from minidl.models import Sequential
 from minidl.utils import set_random_seed, to_categorical
 from minidl._ref.gradcheck import numeric_grad
 
-EPS = 1e-6
 
 
 @pytest.fixture(autouse=True)
