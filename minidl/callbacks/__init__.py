@@ -9,10 +9,11 @@
 from minidl.callbacks.callback import Callback, CallbackList, History, ProgbarLogger
 from minidl.callbacks.csv_logger import CSVLogger
 from minidl.callbacks.lambda_callback import LambdaCallback
+from minidl.callbacks.model_checkpoint import ModelCheckpoint
 from minidl.callbacks.monitor import (EarlyStopping, LearningRateScheduler, ReduceLROnPlateau,
                                       TerminateOnNaN)
 from minidl.utils.progbar import Progbar
 
 __all__ = ["Callback", "CallbackList", "CSVLogger", "EarlyStopping", "History",
-           "LambdaCallback", "LearningRateScheduler", "Progbar", "ProgbarLogger",
+           "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "Progbar", "ProgbarLogger",
            "ReduceLROnPlateau", "TerminateOnNaN"]

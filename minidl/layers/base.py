@@ -15,11 +15,32 @@ Regularization: a weight created with ``add_weight(..., regularizer=...)`` and a
 ``regularization_loss(accumulate_grads=True)`` on those layers only, after backward and before
 the optimizer step, so layers without regularizers cost nothing extra.
 """
+import contextlib
+import threading
+
 import numpy as np
 
 from minidl.utils.registry import Registry
 
 LAYERS = Registry("layer")
+
+# Per-thread switch of add_weight, set by skip_weight_init().
+_weight_init = threading.local()
+
+
+@contextlib.contextmanager
+def skip_weight_init():
+    """Within this block, layers built by this thread get zero weights instead of drawing
+    from their initializers. Loading a saved model uses it: the weights are overwritten at
+    once, drawing them would cost as much as reading them, and it would move the global
+    random generator that exact resume restores. np.zeros maps untouched pages, so the
+    loaded data is their first write."""
+    previous = getattr(_weight_init, "skip", False)
+    _weight_init.skip = True
+    try:
+        yield
+    finally:
+        _weight_init.skip = previous
 
 
 def _as_shape(shape, what):
@@ -97,7 +118,11 @@ class Layer:
             regularizer: optional regularizer of a trainable weight (name, config or object).
         """
         from minidl import initializers, regularizers
-        value = np.ascontiguousarray(initializers.get(initializer)(shape, dtype=self.dtype))
+        if getattr(_weight_init, "skip", False):
+            # Rebuilding a model whose weights are about to be loaded (see skip_weight_init).
+            value = np.zeros(shape, dtype=self.dtype)
+        else:
+            value = np.ascontiguousarray(initializers.get(initializer)(shape, dtype=self.dtype))
         if not trainable:
             if regularizer is not None:
                 raise ValueError(f"Layer '{self.name}': non-trainable weight '{name}' cannot "

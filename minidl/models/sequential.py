@@ -199,6 +199,47 @@ class Sequential(Trainer):
         return self._forward(x2d.astype(self.layers[0].dtype, copy=False).reshape(
             (x2d.shape[0],) + sample_shape))
 
+    # ---- saving ----
+
+    def get_config(self):
+        """The architecture: name, each layer's ``{"class_name", "config"}`` and the input
+        shape the model was built for (with the batch dimension as None)."""
+        return {"name": self.name,
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                           for layer in self.layers],
+                "build_input_shape": None if self.input_shape is None
+                else [None, *self.input_shape]}
+
+    @classmethod
+    def from_config(cls, config):
+        """A new model (fresh weights) from :meth:`get_config`'s output; layer classes
+        resolve through the layer registry only."""
+        from minidl.saving.model_io import sequential_from_config
+        return sequential_from_config(config)
+
+    def to_json(self, **kwargs):
+        """The architecture as a JSON string (``json.dumps`` keyword arguments accepted);
+        :func:`minidl.models.model_from_json` inverts it."""
+        import json
+        from minidl.saving.model_io import model_config
+        return json.dumps(model_config(self), **kwargs)
+
+    def save(self, filepath):
+        """Save the whole model (see :func:`minidl.saving.save_model`) to one file,
+        atomically; ``minidl.models.load_model`` reads it back."""
+        from minidl.saving.model_io import save_model
+        save_model(self, filepath)
+
+    def save_weights(self, filepath):
+        """Save the weights only (see :func:`minidl.saving.save_weights`)."""
+        from minidl.saving.model_io import save_weights
+        save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        """Set the weights from a file of :meth:`save_weights` or :meth:`save`."""
+        from minidl.saving.model_io import load_weights
+        load_weights(self, filepath)
+
     # ---- display ----
 
     def summary(self, print_fn=None):

@@ -1,0 +1,279 @@
+"""The .minidl archive: a zip of JSON members and .npy arrays, written atomically and read
+defensively.
+
+Layout (format version 1):
+    metadata.json          {"format_version", "minidl_version", "date", "kind"}
+    config.json            the model's architecture and compile settings (kind "model")
+    state.json             the shuffling random state (kind "model")
+    weights/00000.npy ...  the model's weights, in get_weights order
+    optimizer/iterations.npy, optimizer/00000.npy ...   step count, then slot arrays
+
+Writing goes to a temporary file in the target's directory that is fsync'd and then renamed
+over the target, so a crash never leaves a half-written file where a good one was.
+
+Reading trusts nothing in the file: member names are checked before use, every array's
+declared size is compared with what the caller expects (from the config) before a byte of
+it is read, .npy headers are parsed without unpickling, and every failure, whatever layer of
+zipfile or numpy it comes from, becomes one InvalidModelFileError naming the file.
+"""
+import json
+import os
+import struct
+import tempfile
+import warnings
+import zipfile
+import zlib
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+_JSON_LIMIT = 64 * 2 ** 20        # config.json of a huge model is far below this
+_NPY_HEADER_LIMIT = 4096          # np.save writes ~128 bytes; numpy itself caps at 10000
+_MAX_COMPRESSION_RATIO = 100      # we write stored members; real weights deflate < 2x
+_READ_CHUNK = 2 ** 18           # small reads stay in cache (np.load reads 256 KiB too)
+_ALLOWED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+
+# Everything zipfile, zlib, json and numpy raise on malformed input; a flipped byte can reach
+# any of them (an unknown compression method, a bad CRC, an encrypted flag, a broken header).
+_FILE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+                KeyError, IndexError, TypeError, struct.error, zlib.error, NotImplementedError,
+                RuntimeError, UnicodeDecodeError, OverflowError, MemoryError)
+
+
+class InvalidModelFileError(ValueError):
+    """A model or weights file that cannot be loaded: not a minidl archive, damaged, from
+    a newer format version, or disagreeing with its own config. The message names the
+    file and the problem."""
+
+
+def _default_file_mode():
+    # mkstemp creates files readable by the owner only; a saved model should get the mode
+    # any new file gets. Reading the umask means setting it, so it is done once, at import.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_file_mode()
+
+
+def atomic_write(path, write):
+    """Call ``write(file)`` on a temporary file beside ``path``, then replace ``path``
+    by it: readers see the old file or the complete new one, never a part.
+
+    Args:
+        path: the target path.
+        write: function writing the content to a binary, seekable file object.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = _FILE_MODE
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    # The rename is durable only once the directory entry is; not every OS (Windows) or
+    # file system lets a directory be opened or fsync'd, and there it is skipped.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_archive(path, json_members, arrays, kind):
+    """Atomically write an archive.
+
+    Args:
+        path: target path.
+        json_members: dict member name -> JSON-able object (besides metadata.json).
+        arrays: list of (member name, array).
+        kind: 'model' or 'weights', recorded in metadata.json.
+    """
+    from minidl import __version__
+    import datetime
+    metadata = {"format_version": FORMAT_VERSION, "minidl_version": __version__, "kind": kind,
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+
+    def write(f):
+        # Stored, not deflated: weights barely compress and deflate would cost more than
+        # the disk write; np.savez makes the same choice.
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            zf.writestr("metadata.json", json.dumps(metadata, indent=2))
+            for name, obj in json_members.items():
+                zf.writestr(name, json.dumps(obj, indent=2))
+            for name, array in arrays:
+                with zf.open(name, "w", force_zip64=True) as member:
+                    np.save(member, array, allow_pickle=False)
+    atomic_write(path, write)
+
+
+class ArchiveReader:
+    """Checked access to the members of an archive; use as a context manager.
+
+    Args:
+        path: the file to read.
+        kind: the metadata kind expected ('model' or 'weights').
+    """
+
+    def __init__(self, path, kind):
+        self.path = os.fspath(path)
+        try:
+            self._zip = zipfile.ZipFile(self.path, "r")
+        except FileNotFoundError:
+            raise
+        except _FILE_ERRORS as error:
+            raise self.error(f"it is not a readable zip archive ({_describe(error)})") from None
+        try:
+            self._check_names()
+            self.metadata = self.read_json("metadata.json")
+            self._check_metadata(kind)
+        except BaseException:
+            self._zip.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._zip.close()
+
+    def error(self, problem):
+        return InvalidModelFileError(f"Cannot load '{self.path}': {problem}.")
+
+    def _check_names(self):
+        names = self._zip.namelist()
+        if len(set(names)) != len(names):
+            raise self.error("the archive holds two members of the same name")
+        for name in names:
+            parts = name.replace("\\", "/").split("/")
+            if name.startswith(("/", "\\")) or ".." in parts or ":" in name or "\x00" in name:
+                raise self.error(f"member name {name!r} escapes the archive's directory")
+        self.names = set(names)
+
+    def _check_metadata(self, kind):
+        meta = self.metadata
+        if not isinstance(meta, dict) or not isinstance(meta.get("format_version"), int):
+            raise self.error(f"metadata.json has no integer format_version; received "
+                             f"{meta!r:.200}")
+        version = meta["format_version"]
+        if version > FORMAT_VERSION:
+            raise self.error(f"it has format_version={version}, newer than the version "
+                             f"{FORMAT_VERSION} this minidl reads (written by minidl "
+                             f"{meta.get('minidl_version')!r}); upgrade minidl")
+        if version < 1:
+            raise self.error(f"format_version={version} is not a valid version")
+        if meta.get("kind") != kind:
+            hint = (" (a weights file: use model.load_weights)" if meta.get("kind") == "weights"
+                    else " (a whole model: use minidl.models.load_model)")
+            raise self.error(f"it holds kind={meta.get('kind')!r}, expected {kind!r}{hint}")
+
+    def _info(self, name):
+        if name not in self.names:
+            raise self.error(f"member '{name}' is missing")
+        info = self._zip.getinfo(name)
+        if info.compress_type not in _ALLOWED_COMPRESSION:
+            raise self.error(f"member '{name}' uses compression method {info.compress_type}, "
+                             f"not stored or deflated")
+        if info.flag_bits & 0x1:
+            raise self.error(f"member '{name}' is encrypted")
+        if info.compress_type != zipfile.ZIP_STORED and \
+                info.file_size > _MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+            raise self.error(f"member '{name}' declares {info.file_size} bytes from "
+                             f"{info.compress_size} compressed (a compression bomb)")
+        return info
+
+    def read_json(self, name):
+        """The parsed JSON member ``name``."""
+        info = self._info(name)
+        if info.file_size > _JSON_LIMIT:
+            raise self.error(f"member '{name}' declares {info.file_size} bytes, more than "
+                             f"the {_JSON_LIMIT} allowed for JSON")
+        try:
+            with self._zip.open(info) as f:
+                data = f.read(_JSON_LIMIT + 1)
+            return json.loads(data.decode("utf-8"))
+        except (RecursionError,) + _FILE_ERRORS as error:
+            raise self.error(f"member '{name}' is not valid JSON ({_describe(error)})") from None
+
+    def read_array(self, name, shape, dtype, out=None):
+        """The array member ``name``, which must have ``shape`` and ``dtype``.
+
+        Its declared size is checked against ``shape`` and ``dtype`` before its data is
+        read, so a file cannot make the reader allocate more than the caller expects.
+        With ``out`` (C-contiguous, of that shape and dtype), the data is read into it.
+        """
+        shape, dtype = tuple(shape), np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        info = self._info(name)
+        if info.file_size > nbytes + _NPY_HEADER_LIMIT:
+            raise self.error(f"member '{name}' declares {info.file_size} bytes, more than "
+                             f"an array of shape {shape} and dtype {dtype.name} needs")
+        try:
+            with self._zip.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                got_shape, fortran, got_dtype = read_header(f, max_header_size=_NPY_HEADER_LIMIT)
+                if got_dtype.hasobject:
+                    raise self.error(f"member '{name}' holds an object array, which could "
+                                     f"only be read by unpickling (refused)")
+                if got_shape != shape or got_dtype != dtype or fortran:
+                    order = ", Fortran order" if fortran else ""
+                    raise self.error(f"member '{name}' holds an array of shape {got_shape} "
+                                     f"and dtype {got_dtype}{order}; the config expects shape "
+                                     f"{shape} and dtype {dtype.name}")
+                if info.file_size != f.tell() + nbytes:
+                    raise self.error(f"member '{name}' has {info.file_size - f.tell()} bytes "
+                                     f"of data; shape {shape} and dtype {dtype.name} need "
+                                     f"{nbytes}")
+                array = np.empty(shape, dtype) if out is None else out
+                view = memoryview(array.reshape(-1).view(np.uint8))
+                for start in range(0, nbytes, _READ_CHUNK):
+                    want = min(_READ_CHUNK, nbytes - start)
+                    chunk = f.read(want)
+                    if len(chunk) != want:
+                        raise EOFError("unexpected end of data")
+                    view[start:start + want] = chunk
+                f.read(1)   # reaching the end makes zipfile check the member's CRC
+            return array
+        except InvalidModelFileError:
+            raise
+        except _FILE_ERRORS as error:
+            raise self.error(f"member '{name}' is damaged ({_describe(error)})") from None
+
+    def warn_unknown(self, expected):
+        """Warn about members outside ``expected`` (they are ignored)."""
+        extra = sorted(self.names - set(expected) - {"metadata.json"})
+        if extra:
+            warnings.warn(f"'{self.path}' holds members minidl does not know, ignored: "
+                          f"{', '.join(extra[:10])}{' ...' if len(extra) > 10 else ''}",
+                          stacklevel=3)
+
+
+def _describe(error):
+    return f"{type(error).__name__}: {error}"

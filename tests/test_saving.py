@@ -1,0 +1,354 @@
+"""Model files: round trips, exact resume in a new process, atomic writes, and bad files."""
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl.layers import BatchNormalization, Dense, Dropout, Layer
+from minidl.saving import InvalidModelFileError, register_serializable
+
+minidl.set_num_threads(1)
+
+
+def _data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 4), dtype=np.float32), rng.integers(0, 3, n)
+
+
+def _model(seed=0, optimizer="adam"):
+    minidl.utils.set_random_seed(seed)
+    model = minidl.Sequential([Dense(8, activation="relu", input_shape=(4,)),
+                               BatchNormalization(), Dropout(0.2),
+                               Dense(3, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A trained model and the path it was saved to."""
+    model = _model()
+    x, y = _data()
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    path = tmp_path / "model.minidl"
+    model.save(path)
+    return model, path
+
+
+def _rewrite(src, dst, drop=(), replace=None, add=None):
+    """Copy the archive ``src`` to ``dst`` without ``drop``, with members replaced/added."""
+    replace, add = replace or {}, add or {}
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            if name not in drop:
+                zout.writestr(name, replace.get(name, zin.read(name)))
+        for name, data in add.items():
+            zout.writestr(name, data)
+    return dst
+
+
+def _npy(array, allow_pickle=False):
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=allow_pickle)
+    return buf.getvalue()
+
+
+# ---- round trips ----
+
+def test_load_model_predicts_bit_for_bit_and_keeps_compile_state(saved):
+    model, path = saved
+    x, _ = _data(32, seed=1)
+    loaded = minidl.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    assert type(loaded.optimizer) is type(model.optimizer)
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 8
+    for a, b in zip(loaded.optimizer.get_slot_arrays(), model.optimizer.get_slot_arrays()):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.metrics_names == model.metrics_names
+    assert [type(l) for l in loaded.layers] == [type(l) for l in model.layers]
+
+
+def test_archive_layout(saved):
+    _, path = saved
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        meta = json.loads(zf.read("metadata.json"))
+        config = json.loads(zf.read("config.json"))
+    assert {"metadata.json", "config.json", "state.json", "weights/00000.npy",
+            "optimizer/iterations.npy"} <= names
+    assert meta["format_version"] == 1 and meta["minidl_version"] == minidl.__version__
+    assert config["class_name"] == "Sequential"
+    assert config["config"]["build_input_shape"] == [None, 4]
+    assert config["compile_config"]["optimizer"]["class_name"] == "Adam"
+    assert config["compile_config"]["metrics"] == ["accuracy"]
+
+
+def test_uncompiled_model_and_any_file_name(tmp_path):
+    minidl.utils.set_random_seed(3)
+    model = minidl.Sequential([Dense(5, input_shape=(4,))])
+    path = tmp_path / "no_extension"
+    model.save(path)
+    loaded = minidl.models.load_model(path)
+    assert not loaded.compiled
+    np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+
+
+def test_save_weights_load_weights(saved, tmp_path):
+    model, _ = saved
+    path = tmp_path / "w.minidl"
+    model.save_weights(path)
+    other = minidl.models.model_from_json(model.to_json())
+    other.load_weights(path)
+    for a, b in zip(other.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(InvalidModelFileError, match="weights file"):
+        minidl.models.load_model(path)
+    small = minidl.Sequential([Dense(2, input_shape=(4,))])
+    before = small.get_weights()
+    with pytest.raises(InvalidModelFileError, match="more weight arrays"):
+        small.load_weights(path)
+    np.testing.assert_array_equal(small.get_weights()[0], before[0])
+
+
+def test_get_config_from_config_and_json(saved):
+    model, _ = saved
+    clone = minidl.Sequential.from_config(model.get_config())
+    assert clone.built and clone.get_config() == model.get_config()
+    assert json.loads(model.to_json())["config"] == model.get_config()
+    assert minidl.models.model_from_json(model.to_json()).get_config() == model.get_config()
+
+
+def test_load_does_not_touch_random_state_when_asked(saved):
+    _, path = saved
+    minidl.utils.set_random_seed(11)
+    expected = np.random.default_rng(0).bit_generator.state  # any value to compare shape
+    state = minidl.utils.random.global_rng().bit_generator.state
+    minidl.models.load_model(path, restore_random_state=False)
+    assert minidl.utils.random.global_rng().bit_generator.state == state
+    assert expected["bit_generator"] == state["bit_generator"]
+
+
+def test_registered_custom_layer_round_trips(tmp_path):
+    @register_serializable(package="test_saving")
+    class TimesTwo(Layer):
+        def forward(self, x, training=False):
+            return x * 2
+
+        def backward(self, dy, need_input_grad=True):
+            return dy * 2
+
+    model = minidl.Sequential([Dense(3, input_shape=(4,)), TimesTwo()])
+    model.save(tmp_path / "c.minidl")
+    loaded = minidl.models.load_model(tmp_path / "c.minidl")
+    assert type(loaded.layers[1]) is TimesTwo
+    x, _ = _data(5)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(TypeError, match="subclass"):
+        register_serializable()(int)
+
+
+# ---- atomic writes ----
+
+def test_save_leaves_no_temporary_and_failed_save_keeps_old_file(saved, monkeypatch):
+    model, path = saved
+    good = path.read_bytes()
+    assert os.listdir(path.parent) == [path.name]
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(np, "save", fail)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == good
+    assert os.listdir(path.parent) == [path.name]
+
+
+# ---- exact resume in a new process ----
+
+_RESUME = """
+import sys, numpy as np, minidl
+minidl.set_num_threads(1)
+model = minidl.models.load_model(sys.argv[1])
+rng = np.random.default_rng(0)
+x = rng.random((64, 4), dtype=np.float32); y = rng.integers(0, 3, 64)
+model.fit(x, y, epochs=4, initial_epoch=2, batch_size=16, verbose=0)
+np.savez(sys.argv[2], *model.get_weights())
+"""
+
+
+def _child_env():
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+@pytest.mark.parametrize("optimizer", [
+    "adam",
+    {"class_name": "SGD", "config": {"momentum": 0.9, "learning_rate": {
+        "class_name": "ExponentialDecay",
+        "config": {"initial_learning_rate": 0.1, "decay_steps": 3, "decay_rate": 0.5}}}}])
+def test_resume_in_new_process_is_bit_exact(tmp_path, optimizer):
+    x, y = _data()
+    straight = _model(optimizer=minidl.optimizers.get(optimizer) if isinstance(optimizer, dict)
+                      else optimizer)
+    straight.fit(x, y, epochs=4, batch_size=16, verbose=0)
+    first = _model(optimizer=minidl.optimizers.get(optimizer) if isinstance(optimizer, dict)
+                   else optimizer)
+    first.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    path = tmp_path / "half.minidl"
+    first.save(path)
+    minidl.utils.set_random_seed(999)   # the child must not depend on the parent's state
+    out = tmp_path / "resumed.npz"
+    subprocess.run([sys.executable, "-c", _RESUME, str(path), str(out)], check=True,
+                   env=_child_env(), cwd=tempfile.gettempdir(), timeout=120)
+    with np.load(out) as resumed:
+        arrays = [resumed[f"arr_{i}"] for i in range(len(resumed.files))]
+    for a, b in zip(arrays, straight.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- bad files ----
+
+def test_not_a_zip(tmp_path):
+    path = tmp_path / "x.minidl"
+    path.write_bytes(b"hello, not a zip" * 10)
+    with pytest.raises(InvalidModelFileError, match="not a readable zip.*|x.minidl"):
+        minidl.models.load_model(path)
+
+
+def test_every_truncation_is_refused(saved, tmp_path):
+    _, path = saved
+    data = path.read_bytes()
+    cut_path = tmp_path / "cut.minidl"
+    for cut in range(len(data)):
+        cut_path.write_bytes(data[:cut])
+        with pytest.raises(InvalidModelFileError, match="cut.minidl"):
+            minidl.models.load_model(cut_path)
+
+
+def test_random_byte_flips_never_crash(saved, tmp_path):
+    _, path = saved
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(1234)
+    flipped = tmp_path / "flip.minidl"
+    outcomes = set()
+    for _ in range(400):
+        damaged = bytearray(data)
+        for pos in rng.integers(0, len(data), rng.integers(1, 4)):
+            damaged[pos] ^= int(rng.integers(1, 256))
+        flipped.write_bytes(bytes(damaged))
+        try:
+            minidl.models.load_model(flipped, restore_random_state=False)
+            outcomes.add("loaded")   # a flip in padding, a date or a float's low bits
+        except InvalidModelFileError:
+            outcomes.add("refused")
+    assert "refused" in outcomes
+
+
+def test_missing_member(saved, tmp_path):
+    _, path = saved
+    bad = _rewrite(path, tmp_path / "m.minidl", drop={"weights/00001.npy"})
+    with pytest.raises(InvalidModelFileError, match="'weights/00001.npy' is missing"):
+        minidl.models.load_model(bad)
+
+
+def test_unknown_member_warns_then_loads(saved, tmp_path):
+    model, path = saved
+    bad = _rewrite(path, tmp_path / "e.minidl", add={"notes/readme.txt": b"hi"})
+    with pytest.warns(UserWarning, match="notes/readme.txt"):
+        loaded = minidl.models.load_model(bad)
+    np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/x", "weights/../../x", "C:/x"])
+def test_member_escaping_directory(saved, tmp_path, name):
+    _, path = saved
+    bad = _rewrite(path, tmp_path / "esc.minidl", add={name: b"x"})
+    with pytest.raises(InvalidModelFileError, match="escapes"):
+        minidl.models.load_model(bad)
+
+
+def test_absurd_declared_size_is_refused_before_reading(saved, tmp_path):
+    _, path = saved
+    # A member declaring far more data than its config shape: a deflated run of zeros
+    # (a small bomb) in place of the first kernel.
+    bomb = _npy(np.zeros((4, 8), np.float32)) + bytes(50_000_000)
+    bad = tmp_path / "bomb.minidl"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for name in zin.namelist():
+            if name == "weights/00000.npy":
+                zout.writestr(name, bomb, compress_type=zipfile.ZIP_DEFLATED)
+            else:
+                zout.writestr(name, zin.read(name))
+    with pytest.raises(InvalidModelFileError, match="declares .* bytes"):
+        minidl.models.load_model(bad)
+
+
+def test_compression_ratio_bomb_in_json(saved, tmp_path):
+    _, path = saved
+    bad = tmp_path / "json_bomb.minidl"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for name in zin.namelist():
+            if name == "config.json":
+                zout.writestr(name, b" " * 20_000_000 + zin.read(name),
+                              compress_type=zipfile.ZIP_DEFLATED)
+            else:
+                zout.writestr(name, zin.read(name))
+    with pytest.raises(InvalidModelFileError, match="compression bomb"):
+        minidl.models.load_model(bad)
+
+
+@pytest.mark.parametrize("array, match", [
+    (np.zeros((5, 8), np.float32), r"shape \(5, 8\)"),
+    (np.zeros((4, 8), np.float64), "dtype float64"),
+    (np.array([{"a": 1}] * 32, dtype=object).reshape(4, 8), "object array"),
+])
+def test_weight_disagreeing_with_config(saved, tmp_path, array, match):
+    _, path = saved
+    bad = _rewrite(path, tmp_path / "s.minidl",
+                   replace={"weights/00000.npy": _npy(array, allow_pickle=array.dtype == object)})
+    with pytest.raises(InvalidModelFileError, match=match):
+        minidl.models.load_model(bad)
+
+
+def test_unknown_class_name_is_listed(saved, tmp_path):
+    _, path = saved
+    with zipfile.ZipFile(path) as zf:
+        config = json.loads(zf.read("config.json"))
+    config["config"]["layers"][1]["class_name"] = "os.system"
+    bad = _rewrite(path, tmp_path / "u.minidl", replace={"config.json": json.dumps(config)})
+    with pytest.raises(InvalidModelFileError, match="os.system"):
+        minidl.models.load_model(bad)
+
+
+def test_bad_layer_arguments(saved, tmp_path):
+    _, path = saved
+    with zipfile.ZipFile(path) as zf:
+        config = json.loads(zf.read("config.json"))
+    config["config"]["layers"][0]["config"]["__import__"] = "os"
+    bad = _rewrite(path, tmp_path / "a.minidl", replace={"config.json": json.dumps(config)})
+    with pytest.raises(InvalidModelFileError, match="a.minidl"):
+        minidl.models.load_model(bad)
+
+
+def test_newer_format_version(saved, tmp_path):
+    _, path = saved
+    meta = {"format_version": 2, "minidl_version": "9.0", "kind": "model"}
+    bad = _rewrite(path, tmp_path / "v.minidl", replace={"metadata.json": json.dumps(meta)})
+    with pytest.raises(InvalidModelFileError, match="format_version=2.*upgrade"):
+        minidl.models.load_model(bad)
+
+
+def test_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        minidl.models.load_model(tmp_path / "nothing.minidl")
