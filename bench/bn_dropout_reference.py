@@ -9,12 +9,12 @@ moving statistics updated with Keras' momentum 0.99.
 """
 import numpy as np
 
-from mlp_reference import UNITS, glorot
+from mlp_reference import UNITS, NumpyAdamTrainer, glorot
 
 MOMENTUM, EPSILON, RATE = 0.99, 1e-3, 0.2
 
 
-class NumpyBNDropoutMLP:
+class NumpyBNDropoutMLP(NumpyAdamTrainer):
     """784-64-64-10 ReLU MLP with BatchNormalization and Dropout(0.2) after each hidden layer."""
 
     def __init__(self, seed=0, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
@@ -26,9 +26,7 @@ class NumpyBNDropoutMLP:
             if i < 2:
                 self.params += [np.ones(fan_out, np.float32), np.zeros(fan_out, np.float32)]
         self.moving = [[np.zeros(u, np.float32), np.ones(u, np.float32)] for u in UNITS[1:3]]
-        self.m = [np.zeros_like(p) for p in self.params]
-        self.v = [np.zeros_like(p) for p in self.params]
-        self.lr, self.b1, self.b2, self.eps, self.t = lr, beta_1, beta_2, epsilon, 0
+        self.init_adam(lr, beta_1, beta_2, epsilon)
 
     def _hidden_forward(self, x, w, b, gamma, beta, moving):
         z = x @ w + b
@@ -70,15 +68,5 @@ class NumpyBNDropoutMLP:
         grads2, dz2 = self._hidden_backward(d3 @ w3.T, h1, w2, g2, c2)
         grads1, _ = self._hidden_backward(dz2 @ w2.T, x, w1, g1, c1)
         grads = grads1 + grads2 + grads3
-        self.t += 1
-        alpha = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            m += (g - m) * (1 - self.b1)
-            v += (g * g - v) * (1 - self.b2)
-            p -= alpha * m / (np.sqrt(v) + self.eps)
+        self.adam_update(grads)
         return loss
-
-    def epoch(self, x, y, order, batch_size=32):
-        for start in range(0, len(x), batch_size):
-            rows = order[start:start + batch_size]
-            self.step(x[rows], y[rows])

@@ -17,7 +17,31 @@ def glorot(rng, fan_in, fan_out):
     return rng.uniform(-limit, limit, (fan_in, fan_out)).astype(np.float32)
 
 
-class NumpyMLP:
+class NumpyAdamTrainer:
+    """Keras's Adam formula and the epoch loop, shared by the numpy reference networks.
+    A subclass sets ``self.params`` and calls ``init_adam``; its ``step(x, y)`` computes the
+    gradients and calls ``adam_update``."""
+
+    def init_adam(self, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        self.m = [np.zeros_like(p) for p in self.params]
+        self.v = [np.zeros_like(p) for p in self.params]
+        self.lr, self.b1, self.b2, self.eps, self.t = lr, beta_1, beta_2, epsilon, 0
+
+    def adam_update(self, grads):
+        self.t += 1
+        alpha = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            m += (g - m) * (1 - self.b1)
+            v += (g * g - v) * (1 - self.b2)
+            p -= alpha * m / (np.sqrt(v) + self.eps)
+
+    def epoch(self, x, y, order, batch_size=32):
+        for start in range(0, len(x), batch_size):
+            rows = order[start:start + batch_size]
+            self.step(x[rows], y[rows])
+
+
+class NumpyMLP(NumpyAdamTrainer):
     """784-64-64-10 ReLU MLP with softmax cross-entropy and Adam (Keras defaults)."""
 
     def __init__(self, seed=0, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
@@ -25,9 +49,7 @@ class NumpyMLP:
         self.params = []
         for fan_in, fan_out in zip(UNITS[:-1], UNITS[1:]):
             self.params += [glorot(rng, fan_in, fan_out), np.zeros(fan_out, np.float32)]
-        self.m = [np.zeros_like(p) for p in self.params]
-        self.v = [np.zeros_like(p) for p in self.params]
-        self.lr, self.b1, self.b2, self.eps, self.t = lr, beta_1, beta_2, epsilon, 0
+        self.init_adam(lr, beta_1, beta_2, epsilon)
 
     def step(self, x, y):
         w1, b1, w2, b2, w3, b3 = self.params
@@ -50,18 +72,8 @@ class NumpyMLP:
         grads[2], grads[3] = a1.T @ d2, d2.sum(axis=0)
         d1 = (d2 @ w2.T) * (z1 > 0)
         grads[0], grads[1] = x.T @ d1, d1.sum(axis=0)
-        self.t += 1
-        alpha = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            m += (g - m) * (1 - self.b1)
-            v += (g * g - v) * (1 - self.b2)
-            p -= alpha * m / (np.sqrt(v) + self.eps)
+        self.adam_update(grads)
         return loss
-
-    def epoch(self, x, y, order, batch_size=32):
-        for start in range(0, len(x), batch_size):
-            rows = order[start:start + batch_size]
-            self.step(x[rows], y[rows])
 
 
 def torch_epoch_runner(x, y, seed=0):

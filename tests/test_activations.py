@@ -8,6 +8,7 @@ import minidl
 from minidl import activations
 from minidl._core import _activations as kernels
 from minidl._ref import activations as ref
+from minidl._ref.gradcheck import numeric_grad
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
@@ -138,18 +139,6 @@ def test_large_arrays_match_reference_on_the_parallel_path(threads):
 
 # ---- gradient checks (central differences, float64) ----
 
-def numeric_grad(f, x, h=1e-6):
-    """d f / d x for a scalar function f, by central differences element by element."""
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + h
-        up = f()
-        x[i] = old - h
-        down = f()
-        x[i] = old
-        g[i] = (up - down) / (2 * h)
-    return g
 
 
 def away_from_kinks(shape, seed):

@@ -8,6 +8,7 @@ import minidl
 from minidl import losses
 from minidl._core import _losses as kernels
 from minidl._ref import losses as ref
+from minidl._ref.gradcheck import numeric_grad
 
 DTYPES = [np.float32, np.float64]
 KERNELS = ["mean_squared_error", "mean_absolute_error", "huber", "binary_crossentropy",
@@ -147,17 +148,6 @@ def test_bad_labels_are_flagged_not_read(threads):
 
 # ---- gradient checks (central differences, float64) ----
 
-def numeric_grad(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + h
-        up = f()
-        x[i] = old - h
-        down = f()
-        x[i] = old
-        g[i] = (up - down) / (2 * h)
-    return g
 
 
 def loss_cases():
