@@ -13,6 +13,7 @@ import pytest
 import minidl
 from minidl.layers import BatchNormalization, Dense, Dropout, Layer
 from minidl.saving import InvalidModelFileError, register_serializable
+from minidl.saving import format as format_module
 
 minidl.set_num_threads(1)
 
@@ -165,7 +166,7 @@ def test_save_leaves_no_temporary_and_failed_save_keeps_old_file(saved, monkeypa
 
     def fail(*args, **kwargs):
         raise OSError("disk full")
-    monkeypatch.setattr(np, "save", fail)
+    monkeypatch.setattr(format_module, "_write_npy", fail)
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
     assert path.read_bytes() == good
@@ -352,3 +353,15 @@ def test_newer_format_version(saved, tmp_path):
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         minidl.models.load_model(tmp_path / "nothing.minidl")
+
+
+@pytest.mark.parametrize("array", [np.float32(1.5) * np.ones(()), np.arange(7, dtype=np.int64),
+                                   np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+                                   np.arange(40.0).reshape(5, 8)[:, ::3],     # not contiguous
+                                   np.zeros((0, 3), np.float32),
+                                   np.arange(3_000_000, dtype=np.float32)])   # several chunks
+def test_array_members_are_what_np_save_writes(array):
+    ours, numpys = io.BytesIO(), io.BytesIO()
+    format_module._write_npy(ours, array)
+    np.save(numpys, array, allow_pickle=False)
+    assert ours.getvalue() == numpys.getvalue()

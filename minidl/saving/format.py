@@ -32,6 +32,7 @@ _JSON_LIMIT = 64 * 2 ** 20        # config.json of a huge model is far below thi
 _NPY_HEADER_LIMIT = 4096          # np.save writes ~128 bytes; numpy itself caps at 10000
 _MAX_COMPRESSION_RATIO = 100      # we write stored members; real weights deflate < 2x
 _READ_CHUNK = 2 ** 18           # small reads stay in cache (np.load reads 256 KiB too)
+_WRITE_CHUNK = 2 ** 20          # CRC, then copy to the page cache, while still in L2
 _ALLOWED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 # Everything zipfile, zlib, json and numpy raise on malformed input; a flipped byte can reach
@@ -128,8 +129,27 @@ def write_archive(path, json_members, arrays, kind):
                 zf.writestr(name, json.dumps(obj, indent=2))
             for name, array in arrays:
                 with zf.open(name, "w", force_zip64=True) as member:
-                    np.save(member, array, allow_pickle=False)
+                    _write_npy(member, array)
     atomic_write(path, write)
+
+
+def _write_npy(member, array):
+    # What np.save writes, without its copy: np.save turns the data into bytes objects
+    # 16 MiB at a time, here the array's own buffer goes to zipfile (which takes the CRC)
+    # in slices small enough to still be in cache when they are written.
+    array = np.asarray(array)
+    if not array.flags.c_contiguous:
+        array = array.copy(order="C")   # (not ascontiguousarray: it makes 0-d arrays 1-d)
+    if array.dtype.hasobject:
+        raise TypeError(f"cannot save an object array ({array.dtype}) without pickling")
+    header = np.lib.format.header_data_from_array_1_0(array)
+    try:
+        np.lib.format.write_array_header_1_0(member, header)
+    except ValueError:   # a 1.0 header holds 65535 bytes; only a huge-rank shape needs 2.0
+        np.lib.format.write_array_header_2_0(member, header)
+    data = memoryview(array.reshape(-1)).cast("B")
+    for start in range(0, len(data), _WRITE_CHUNK):
+        member.write(data[start:start + _WRITE_CHUNK])
 
 
 class ArchiveReader:
