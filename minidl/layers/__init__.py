@@ -1,7 +1,13 @@
 """Layers, as in ``keras.layers``."""
 from minidl.layers.base import LAYERS, Layer
+from minidl.layers.convolutional import Conv1D, Conv2D
 from minidl.layers.core import Activation, Dense, Input, InputLayer
 from minidl.layers.normalization import BatchNormalization, LayerNormalization
+from minidl.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
+                                   GlobalAveragePooling1D, GlobalAveragePooling2D,
+                                   GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D,
+                                   GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                                   MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
 from minidl.layers.regularization import ActivityRegularization, Dropout
 from minidl.layers.reshaping import Flatten, Reshape
 
@@ -11,5 +17,9 @@ def get(identifier):
     return LAYERS.get(identifier, base=Layer)
 
 
-__all__ = ["Activation", "ActivityRegularization", "BatchNormalization", "Dense", "Dropout",
-           "Flatten", "Input", "InputLayer", "Layer", "LayerNormalization", "Reshape", "get"]
+__all__ = ["Activation", "ActivityRegularization", "AveragePooling1D", "AveragePooling2D",
+           "AvgPool1D", "AvgPool2D", "BatchNormalization", "Conv1D", "Conv2D", "Dense", "Dropout",
+           "Flatten", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAvgPool1D",
+           "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPooling1D",
+           "GlobalMaxPooling2D", "Input", "InputLayer", "Layer", "LayerNormalization",
+           "MaxPool1D", "MaxPool2D", "MaxPooling1D", "MaxPooling2D", "Reshape", "get"]

@@ -59,8 +59,49 @@ def Input(shape, name=None, dtype="float32"):
     return InputLayer(shape=shape, name=name, dtype=dtype)
 
 
+class AffineLayer(Layer):
+    """Base of the layers computing ``activation(linear(x) + bias)``: Dense and the
+    convolutions. It holds their shared backward pass; a subclass writes the forward pass
+    and ``_backward_linear``.
+
+    The forward pass of a subclass keeps, in training:
+        ``_z``, ``_y``: the pre-activation and the activation as 2-D (rows, units) arrays
+            (``_y`` may be ``_z`` for a linear activation);
+        ``_y_out``: the output as returned (Dense: ``_y``; Conv2D: ``_y`` as images), on
+            which an activity regularizer's penalty is taken.
+    ``_backward_linear(dz, need_input_grad)`` gets ``dz`` as (rows, units), fills the
+    kernel's gradient and returns the input gradient (or None).
+    """
+
+    def backward(self, dy, need_input_grad=True):
+        if self.activity_regularizer is not None:
+            dy = self._activity_backward(self._y_out, dy,
+                                         self._buffers.get("dy", dy.shape[0], dy.shape[1:]))
+        dz = self._buffers.get("dz", self._z.shape[0], self._z.shape[1:])
+        self.activation.backward_bias(self._z, self._y, dy.reshape(self._z.shape), dz,
+                                      self.grads[1] if self.use_bias else None)
+        return self._backward_linear(dz, need_input_grad)
+
+    def backward_preactivation(self, dz, need_input_grad=True):
+        """Backward from the gradient with respect to ``linear(x) + b`` (used when the loss
+        has already folded this layer's softmax or sigmoid into its gradient)."""
+        dz = dz.reshape(self._z.shape)
+        if self.activity_regularizer is not None:
+            # The activity penalty is on the output: its gradient goes back through the
+            # activation before joining dz.
+            out = self._y_out
+            g = self._activity_backward(out, None, self._buffers.get("dy", out.shape[0],
+                                                                      out.shape[1:]))
+            g = g.reshape(self._z.shape)
+            self.activation.backward(self._z, self._y, g, g)
+            dz = np.add(dz, g, out=g)
+        if self.use_bias:
+            _LINEAR.backward_bias(dz, dz, dz, dz, self.grads[1])
+        return self._backward_linear(dz, need_input_grad)
+
+
 @LAYERS.register()
-class Dense(Layer):
+class Dense(AffineLayer):
     """Densely connected layer: ``output = activation(input @ kernel + bias)``.
 
     Args:
@@ -130,30 +171,8 @@ class Dense(Layer):
         if self.activity_regularizer is not None:
             self._activity_forward(y)
         if training:
-            self._x, self._z, self._y = x, z, y
+            self._x, self._z, self._y, self._y_out = x, z, y, y
         return y
-
-    def backward(self, dy, need_input_grad=True):
-        n = dy.shape[0]
-        if self.activity_regularizer is not None:
-            dy = self._activity_backward(self._y, dy, self._buffers.get("dy", n, (self.units,)))
-        dz = self._buffers.get("dz", n, (self.units,))
-        self.activation.backward_bias(self._z, self._y, dy, dz, self.grads[1] if self.use_bias else None)
-        return self._backward_linear(dz, need_input_grad)
-
-    def backward_preactivation(self, dz, need_input_grad=True):
-        """Backward from the gradient with respect to ``x @ W + b`` (used when the loss has
-        already folded this layer's softmax or sigmoid into its gradient)."""
-        if self.activity_regularizer is not None:
-            # The activity penalty is on the output: its gradient goes back through the
-            # activation before joining dz.
-            n = dz.shape[0]
-            g = self._activity_backward(self._y, None, self._buffers.get("dy", n, (self.units,)))
-            self.activation.backward(self._z, self._y, g, g)
-            dz = np.add(dz, g, out=g)
-        if self.use_bias:
-            _LINEAR.backward_bias(dz, dz, dz, dz, self.grads[1])
-        return self._backward_linear(dz, need_input_grad)
 
     def _backward_linear(self, dz, need_input_grad):
         gemm(self._x, dz, self.grads[0], trans_a=True)

@@ -1,0 +1,463 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Patch packing and pooling for the convolution layers (channels_last images).
+
+A convolution is one GEMM on our core: ``im2col`` copies every receptive field of the
+input into one row of a ``(n * out_h * out_w, kh * kw * c)`` matrix (column order ky, kx, c,
+the order of a Keras kernel reshaped to ``(kh * kw * c, filters)``), so that
+
+    forward:  z = cols @ kernel                  (then bias + activation, fused)
+    backward: d_kernel = cols^T @ dz,  d_cols = dz @ kernel^T,  dx = col2im(d_cols)
+
+Geometry: ``pads`` are the rows/columns of zeros before the input (top, left); the padding
+after it is implied by ``out_hw``. Every index is bounds-checked against the input, so any
+geometry is memory-safe; the layers compute it with Keras' rules.
+
+Determinism: im2col and pooling forward only copy or compare; col2im and the pooling
+backward passes accumulate, and run one image per thread, each image in a fixed order, so
+the bits never depend on the thread count.
+"""
+from libc.string cimport memcpy, memset
+from cython.parallel cimport prange
+
+from minidl._core._backend cimport num_threads
+
+ctypedef fused real:
+    float
+    double
+
+# Below this many elements a parallel region costs more than it saves.
+cdef enum:
+    PARALLEL_MIN_ELEMENTS = 1 << 15
+
+
+cdef struct Geometry:
+    Py_ssize_t n, h, w, c            # input
+    Py_ssize_t out_h, out_w          # output
+    Py_ssize_t kh, kw, sh, sw, dh, dw, pad_top, pad_left
+
+
+cdef Geometry _geometry(tuple shape, kernel_size, strides, dilation, pads, out_hw) except *:
+    cdef Geometry g
+    g.n, g.h, g.w, g.c = shape
+    g.kh, g.kw = kernel_size
+    g.sh, g.sw = strides
+    g.dh, g.dw = dilation
+    g.pad_top, g.pad_left = pads
+    g.out_h, g.out_w = out_hw
+    if min(g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) < 1 or min(g.out_h, g.out_w, g.pad_top,
+                                                          g.pad_left) < 0:
+        raise ValueError(f"invalid geometry: kernel {kernel_size}, strides {strides}, "
+                         f"dilation {dilation}, pads {pads}, output {out_hw}")
+    if g.h * g.w * g.c >= 2 ** 31:
+        raise ValueError(f"images of shape {shape[1:]} hold more than 2**31 values")
+    return g
+
+
+cdef inline void _copy(real *dst, const real *src, Py_ssize_t count) noexcept nogil:
+    # Receptive-field rows are short (kw * c values); a plain loop beats a memcpy call there.
+    cdef Py_ssize_t i
+    if count >= 64:
+        memcpy(dst, src, count * sizeof(real))
+    else:
+        for i in range(count):
+            dst[i] = src[i]
+
+
+cdef inline void _add(real *dst, const real *src, Py_ssize_t count) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(count):
+        dst[i] += src[i]
+
+
+cdef void _im2col_row(const Geometry *g, const real *x, real *cols, Py_ssize_t row) noexcept nogil:
+    """Rows ``row * out_w ...`` of cols: output row ``oy`` of image ``img``."""
+    cdef Py_ssize_t img = row // g.out_h, oy = row % g.out_h
+    cdef Py_ssize_t c = g.c, width = g.kw * g.c, K = g.kh * g.kw * g.c
+    cdef Py_ssize_t ox, ky, kx, iy, ix, ix0
+    cdef const real *image = x + img * g.h * g.w * c
+    cdef real *dst
+    for ox in range(g.out_w):
+        ix0 = ox * g.sw - g.pad_left
+        for ky in range(g.kh):
+            dst = cols + (row * g.out_w + ox) * K + ky * width
+            iy = oy * g.sh - g.pad_top + ky * g.dh
+            if iy < 0 or iy >= g.h:
+                memset(dst, 0, width * sizeof(real))
+            elif g.dw == 1 and ix0 >= 0 and ix0 + g.kw <= g.w:
+                _copy(dst, image + (iy * g.w + ix0) * c, width)   # kw * c contiguous values
+            else:
+                for kx in range(g.kw):
+                    ix = ix0 + kx * g.dw
+                    if ix < 0 or ix >= g.w:
+                        memset(dst + kx * c, 0, c * sizeof(real))
+                    else:
+                        _copy(dst + kx * c, image + (iy * g.w + ix) * c, c)
+
+
+def im2col(const real[:, :, :, ::1] x, real[:, ::1] cols, kernel_size, strides, dilation,
+           pads, out_hw):
+    """Pack the receptive fields of ``x`` into the rows of ``cols``.
+
+    Args:
+        x: (n, h, w, c) C-contiguous input.
+        cols: (n * out_h * out_w, kh * kw * c) C-contiguous output, fully overwritten.
+        kernel_size, strides, dilation, pads, out_hw: pairs of ints (pads: zeros before
+            the input, top and left).
+    """
+    cdef Geometry g = _geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), kernel_size, strides, dilation, pads, out_hw)
+    if cols.shape[0] != g.n * g.out_h * g.out_w or cols.shape[1] != g.kh * g.kw * g.c:
+        raise ValueError(f"cols must have shape {(g.n * g.out_h * g.out_w, g.kh * g.kw * g.c)}; "
+                         f"received {(cols.shape[0], cols.shape[1])}")
+    if cols.shape[0] == 0 or cols.shape[1] == 0:
+        return
+    cdef Py_ssize_t rows = g.n * g.out_h, row
+    cdef int nt = num_threads() if cols.shape[0] * cols.shape[1] >= PARALLEL_MIN_ELEMENTS else 1
+    cdef const real *xp = &x[0, 0, 0, 0]
+    cdef real *cp = &cols[0, 0]
+    with nogil:
+        if nt == 1:
+            for row in range(rows):
+                _im2col_row(&g, xp, cp, row)
+        else:
+            for row in prange(rows, num_threads=nt, schedule="static"):
+                _im2col_row(&g, xp, cp, row)
+
+
+cdef void _col2im_image(const Geometry *g, const real *cols, real *dx, Py_ssize_t img) noexcept nogil:
+    cdef Py_ssize_t c = g.c, K = g.kh * g.kw * g.c
+    cdef Py_ssize_t oy, ox, ky, kx, iy, ix
+    cdef real *image = dx + img * g.h * g.w * c
+    cdef const real *src
+    memset(image, 0, g.h * g.w * c * sizeof(real))
+    for oy in range(g.out_h):
+        for ox in range(g.out_w):
+            src = cols + ((img * g.out_h + oy) * g.out_w + ox) * K
+            for ky in range(g.kh):
+                iy = oy * g.sh - g.pad_top + ky * g.dh
+                if iy < 0 or iy >= g.h:
+                    continue
+                for kx in range(g.kw):
+                    ix = ox * g.sw - g.pad_left + kx * g.dw
+                    if 0 <= ix < g.w:
+                        _add(image + (iy * g.w + ix) * c, src + (ky * g.kw + kx) * c, c)
+
+
+def col2im(const real[:, ::1] cols, real[:, :, :, ::1] dx, kernel_size, strides, dilation,
+           pads, out_hw):
+    """The adjoint of :func:`im2col`: ``dx`` = the sum of every row of ``cols`` scattered
+    back to the input positions it was copied from (padding positions are dropped).
+
+    Args:
+        cols: (n * out_h * out_w, kh * kw * c) gradient of the packed patches.
+        dx: (n, h, w, c) C-contiguous output, fully overwritten.
+    """
+    cdef Geometry g = _geometry((dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]), kernel_size, strides, dilation, pads, out_hw)
+    if cols.shape[0] != g.n * g.out_h * g.out_w or cols.shape[1] != g.kh * g.kw * g.c:
+        raise ValueError(f"cols must have shape {(g.n * g.out_h * g.out_w, g.kh * g.kw * g.c)}; "
+                         f"received {(cols.shape[0], cols.shape[1])}")
+    if g.n * g.h * g.w * g.c == 0:
+        return
+    if cols.shape[0] * cols.shape[1] == 0:
+        memset(&dx[0, 0, 0, 0], 0, g.n * g.h * g.w * g.c * sizeof(real))
+        return
+    cdef Py_ssize_t img
+    cdef int nt = num_threads() if cols.shape[0] * cols.shape[1] >= PARALLEL_MIN_ELEMENTS else 1
+    cdef const real *cp = &cols[0, 0]
+    cdef real *dp = &dx[0, 0, 0, 0]
+    with nogil:
+        if nt == 1:
+            for img in range(g.n):
+                _col2im_image(&g, cp, dp, img)
+        else:
+            for img in prange(g.n, num_threads=nt, schedule="static"):
+                _col2im_image(&g, cp, dp, img)
+
+
+# ---- pooling ----
+
+cdef inline void _max_update(real *out, int *idx, const real *src, Py_ssize_t pos,
+                             Py_ssize_t c) noexcept nogil:
+    # out = max(out, src) per channel, idx following the winner. The first maximum wins
+    # ties (row-major window order, as TF and PyTorch route the gradient); a NaN wins over
+    # any number. Written without branches so that the compiler vectorizes it.
+    cdef Py_ssize_t ch
+    cdef real v, cur
+    cdef bint take
+    for ch in range(c):
+        v = src[ch]
+        cur = out[ch]
+        take = (v > cur) | ((v != v) & (cur == cur))
+        out[ch] = v if take else cur
+        idx[ch] = <int>(pos + ch) if take else idx[ch]
+
+
+cdef void _max_pool_row(const Geometry *g, const real *x, real *y, int *argmax,
+                        Py_ssize_t row) noexcept nogil:
+    cdef Py_ssize_t img = row // g.out_h, oy = row % g.out_h, c = g.c
+    cdef Py_ssize_t ox, ky, kx, iy, ix, ch, pos
+    cdef const real *image = x + img * g.h * g.w * c
+    cdef real *out
+    cdef int *idx
+    cdef bint first
+    for ox in range(g.out_w):
+        out = y + (row * g.out_w + ox) * c
+        idx = argmax + (row * g.out_w + ox) * c
+        first = True
+        for ky in range(g.kh):
+            iy = oy * g.sh - g.pad_top + ky
+            if iy < 0 or iy >= g.h:
+                continue
+            for kx in range(g.kw):
+                ix = ox * g.sw - g.pad_left + kx
+                if ix < 0 or ix >= g.w:
+                    continue
+                pos = (iy * g.w + ix) * c
+                if first:
+                    first = False
+                    _copy(out, image + pos, c)
+                    for ch in range(c):
+                        idx[ch] = <int>(pos + ch)
+                else:
+                    _max_update(out, idx, image + pos, pos, c)
+        if first:   # a window entirely in the padding (not produced by Keras' rules)
+            for ch in range(c):
+                out[ch] = 0
+                idx[ch] = -1
+
+
+def max_pool_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] argmax,
+                     pool_size, strides, pads):
+    """``y`` = the maximum of each window of ``x``; ``argmax`` = its index within the image
+    (``(iy * w + ix) * c + ch``), which the backward pass routes the gradient to.
+
+    Args:
+        x: (n, h, w, c) input. y, argmax: (n, out_h, out_w, c), fully overwritten.
+        pool_size, strides, pads: pairs of ints (pads: before the input, top and left).
+    """
+    cdef Geometry g = _geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), pool_size, strides, (1, 1), pads,
+                                (y.shape[1], y.shape[2]))
+    _check_pooled(&g, (y.shape[0], y.shape[1], y.shape[2], y.shape[3]), "y")
+    _check_pooled(&g, (argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3]), "argmax")
+    if g.n * g.out_h * g.out_w * g.c == 0:
+        return
+    cdef Py_ssize_t rows = g.n * g.out_h, row
+    cdef int nt = num_threads() if g.n * g.h * g.w * g.c >= PARALLEL_MIN_ELEMENTS else 1
+    cdef const real *xp = &x[0, 0, 0, 0]
+    cdef real *yp = &y[0, 0, 0, 0]
+    cdef int *ap = &argmax[0, 0, 0, 0]
+    with nogil:
+        if nt == 1:
+            for row in range(rows):
+                _max_pool_row(&g, xp, yp, ap, row)
+        else:
+            for row in prange(rows, num_threads=nt, schedule="static"):
+                _max_pool_row(&g, xp, yp, ap, row)
+
+
+cdef int _check_pooled(const Geometry *g, tuple shape, str name) except -1:
+    if shape != (g.n, g.out_h, g.out_w, g.c):
+        raise ValueError(f"{name} must have shape {(g.n, g.out_h, g.out_w, g.c)}; "
+                         f"received {shape}")
+    return 0
+
+
+cdef void _scatter_image(const real *dy, const int *argmax, real *dx, Py_ssize_t per_out,
+                         Py_ssize_t per_in, Py_ssize_t img) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real *image = dx + img * per_in
+    cdef const real *grad = dy + img * per_out
+    cdef const int *idx = argmax + img * per_out
+    memset(image, 0, per_in * sizeof(real))
+    for i in range(per_out):
+        if idx[i] >= 0:
+            image[idx[i]] += grad[i]
+
+
+def scatter_argmax(const real[:, ::1] dy, const int[:, ::1] argmax, real[:, ::1] dx):
+    """Backward of a max over windows: ``dx[i, argmax[i, j]] += dy[i, j]`` per image ``i``
+    (dx is zeroed first). Used by MaxPooling and GlobalMaxPooling.
+
+    Args:
+        dy, argmax: (n, outputs per image), as the forward pass wrote them.
+        dx: (n, inputs per image); indices of argmax must lie in [-1, inputs) (-1: none).
+    """
+    cdef Py_ssize_t n = dx.shape[0], per_in = dx.shape[1], per_out = dy.shape[1], img, i
+    if dy.shape[0] != n or argmax.shape[0] != n or argmax.shape[1] != per_out:
+        raise ValueError(f"dy {(dy.shape[0], dy.shape[1])}, argmax {(argmax.shape[0], argmax.shape[1])} and dx "
+                         f"{(dx.shape[0], dx.shape[1])} disagree")
+    if n * per_in == 0:
+        return
+    if per_out == 0:
+        memset(&dx[0, 0], 0, n * per_in * sizeof(real))
+        return
+    cdef const int *ap = &argmax[0, 0]
+    for i in range(n * per_out):   # the indices come from our forward pass; never trust them
+        if ap[i] < -1 or ap[i] >= per_in:
+            raise ValueError(f"argmax holds index {ap[i]}, outside [-1, {per_in})")
+    cdef int nt = num_threads() if n * per_in >= PARALLEL_MIN_ELEMENTS else 1
+    cdef const real *gp = &dy[0, 0]
+    cdef real *dp = &dx[0, 0]
+    with nogil:
+        if nt == 1:
+            for img in range(n):
+                _scatter_image(gp, ap, dp, per_out, per_in, img)
+        else:
+            for img in prange(n, num_threads=nt, schedule="static"):
+                _scatter_image(gp, ap, dp, per_out, per_in, img)
+
+
+cdef inline Py_ssize_t _window_count(const Geometry *g, Py_ssize_t oy, Py_ssize_t ox) noexcept nogil:
+    """Number of window positions inside the input (padding does not count, as in Keras)."""
+    cdef Py_ssize_t y0 = oy * g.sh - g.pad_top, x0 = ox * g.sw - g.pad_left
+    cdef Py_ssize_t rows = min(y0 + g.kh, g.h) - max(y0, 0)
+    cdef Py_ssize_t cols = min(x0 + g.kw, g.w) - max(x0, 0)
+    return max(rows, 0) * max(cols, 0)
+
+
+cdef void _avg_pool_row(const Geometry *g, const real *x, real *y, Py_ssize_t row) noexcept nogil:
+    cdef Py_ssize_t img = row // g.out_h, oy = row % g.out_h, c = g.c
+    cdef Py_ssize_t ox, iy, ix, ch, count
+    cdef const real *image = x + img * g.h * g.w * c
+    cdef real *out
+    cdef real scale
+    for ox in range(g.out_w):
+        out = y + (row * g.out_w + ox) * c
+        memset(out, 0, c * sizeof(real))
+        count = _window_count(g, oy, ox)
+        for iy in range(max(oy * g.sh - g.pad_top, 0), min(oy * g.sh - g.pad_top + g.kh, g.h)):
+            for ix in range(max(ox * g.sw - g.pad_left, 0), min(ox * g.sw - g.pad_left + g.kw, g.w)):
+                _add(out, image + (iy * g.w + ix) * c, c)
+        scale = <real>1 / <real>count if count else 0
+        for ch in range(c):
+            out[ch] *= scale
+
+
+def avg_pool_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, pool_size, strides, pads):
+    """``y`` = the mean of each window of ``x`` over its positions inside the input.
+
+    Args:
+        x: (n, h, w, c) input. y: (n, out_h, out_w, c), fully overwritten.
+    """
+    cdef Geometry g = _geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), pool_size, strides, (1, 1), pads,
+                                (y.shape[1], y.shape[2]))
+    _check_pooled(&g, (y.shape[0], y.shape[1], y.shape[2], y.shape[3]), "y")
+    if g.n * g.out_h * g.out_w * g.c == 0:
+        return
+    cdef Py_ssize_t rows = g.n * g.out_h, row
+    cdef int nt = num_threads() if g.n * g.h * g.w * g.c >= PARALLEL_MIN_ELEMENTS else 1
+    cdef const real *xp = &x[0, 0, 0, 0]
+    cdef real *yp = &y[0, 0, 0, 0]
+    with nogil:
+        if nt == 1:
+            for row in range(rows):
+                _avg_pool_row(&g, xp, yp, row)
+        else:
+            for row in prange(rows, num_threads=nt, schedule="static"):
+                _avg_pool_row(&g, xp, yp, row)
+
+
+cdef void _avg_pool_backward_image(const Geometry *g, const real *dy, real *dx,
+                                   Py_ssize_t img) noexcept nogil:
+    cdef Py_ssize_t c = g.c, oy, ox, iy, ix, ch, count
+    cdef real *image = dx + img * g.h * g.w * c
+    cdef const real *grad
+    cdef real scale
+    memset(image, 0, g.h * g.w * c * sizeof(real))
+    for oy in range(g.out_h):
+        for ox in range(g.out_w):
+            grad = dy + ((img * g.out_h + oy) * g.out_w + ox) * c
+            count = _window_count(g, oy, ox)
+            if count == 0:
+                continue
+            scale = <real>1 / <real>count
+            for iy in range(max(oy * g.sh - g.pad_top, 0), min(oy * g.sh - g.pad_top + g.kh, g.h)):
+                for ix in range(max(ox * g.sw - g.pad_left, 0),
+                                min(ox * g.sw - g.pad_left + g.kw, g.w)):
+                    for ch in range(c):
+                        image[(iy * g.w + ix) * c + ch] += grad[ch] * scale
+
+
+def avg_pool_backward(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, pool_size, strides,
+                      pads):
+    """Backward of :func:`avg_pool_forward`: each output gradient spread evenly over the
+    window's positions inside the input. dx (n, h, w, c) is fully overwritten."""
+    cdef Geometry g = _geometry((dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]), pool_size, strides, (1, 1), pads,
+                                (dy.shape[1], dy.shape[2]))
+    _check_pooled(&g, (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]), "dy")
+    if g.n * g.h * g.w * g.c == 0:
+        return
+    cdef Py_ssize_t img
+    cdef int nt = num_threads() if g.n * g.h * g.w * g.c >= PARALLEL_MIN_ELEMENTS else 1
+    cdef const real *gp = &dy[0, 0, 0, 0] if g.out_h * g.out_w else NULL
+    cdef real *dp = &dx[0, 0, 0, 0]
+    if gp == NULL:
+        memset(dp, 0, g.n * g.h * g.w * g.c * sizeof(real))
+        return
+    with nogil:
+        if nt == 1:
+            for img in range(g.n):
+                _avg_pool_backward_image(&g, gp, dp, img)
+        else:
+            for img in prange(g.n, num_threads=nt, schedule="static"):
+                _avg_pool_backward_image(&g, gp, dp, img)
+
+
+# ---- global pooling: (n, positions, c) -> (n, c) ----
+
+cdef void _global_pool_image(const real *x, real *y, int *argmax, Py_ssize_t positions,
+                             Py_ssize_t c, Py_ssize_t img) noexcept nogil:
+    cdef const real *image = x + img * positions * c
+    cdef real *out = y + img * c
+    cdef int *idx = argmax + img * c if argmax != NULL else NULL
+    cdef Py_ssize_t p, ch
+    for ch in range(c):
+        out[ch] = image[ch]
+        if idx != NULL:
+            idx[ch] = <int>ch
+    for p in range(1, positions):
+        if idx == NULL:
+            _add(out, image + p * c, c)
+        else:
+            _max_update(out, idx, image + p * c, p * c, c)
+    if idx == NULL:
+        for ch in range(c):
+            out[ch] /= <real>positions
+
+
+cdef int _global_pool(const real[:, :, ::1] x, real[:, ::1] y, int *argmax) except -1:
+    cdef Py_ssize_t n = x.shape[0], positions = x.shape[1], c = x.shape[2], img
+    if y.shape[0] != n or y.shape[1] != c:
+        raise ValueError(f"y must have shape {(n, c)}; received {(y.shape[0], y.shape[1])}")
+    if positions == 0 or positions * c >= 2 ** 31:
+        raise ValueError(f"cannot pool {positions} positions of {c} channels")
+    if n * c == 0:
+        return 0
+    cdef int nt = num_threads() if n * positions * c >= PARALLEL_MIN_ELEMENTS else 1
+    cdef const real *xp = &x[0, 0, 0]
+    cdef real *yp = &y[0, 0]
+    with nogil:
+        if nt == 1:
+            for img in range(n):
+                _global_pool_image(xp, yp, argmax, positions, c, img)
+        else:
+            for img in prange(n, num_threads=nt, schedule="static"):
+                _global_pool_image(xp, yp, argmax, positions, c, img)
+    return 0
+
+
+def global_avg_pool(const real[:, :, ::1] x, real[:, ::1] y):
+    """``y[i, ch]`` = the mean of ``x[i, :, ch]``.
+
+    Args:
+        x: (n, positions, c), an image flattened over its spatial axes. y: (n, c).
+    """
+    _global_pool(x, y, NULL)
+
+
+def global_max_pool(const real[:, :, ::1] x, real[:, ::1] y, int[:, ::1] argmax):
+    """``y[i, ch]`` = the maximum of ``x[i, :, ch]``; ``argmax[i, ch]`` its index within
+    the flattened sample (``p * c + ch``), for :func:`scatter_argmax`."""
+    if argmax.shape[0] != y.shape[0] or argmax.shape[1] != y.shape[1]:
+        raise ValueError(f"argmax must have the shape of y {(y.shape[0], y.shape[1])}; received "
+                         f"{(argmax.shape[0], argmax.shape[1])}")
+    _global_pool(x, y, &argmax[0, 0] if argmax.shape[0] * argmax.shape[1] else NULL)

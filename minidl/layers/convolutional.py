@@ -1,0 +1,257 @@
+"""Convolution layers: Conv2D and Conv1D (channels_last), on the core's GEMM.
+
+One training step of a convolution with a (kh, kw, c, filters) kernel K, viewed as a
+(kh * kw * c, filters) matrix:
+    forward:  cols = im2col(x)              every receptive field as one row
+              z = cols @ K                  (GEMM into a reused buffer)
+              y = f(z + b)                  (one fused pass, as in Dense)
+    backward: dz = dy * f'(z), db = sum(dz) (one fused pass)
+              dK = cols^T @ dz              (GEMM reading cols transposed through strides)
+              dx = col2im(dz @ K^T)         (GEMM, then a scatter-add; skipped for the
+                                             model's first layer)
+A 1x1 convolution with stride 1 and no padding needs no packing: cols is x itself.
+Conv1D is Conv2D on images one row high. Every buffer belongs to the layer and is reused
+from step to step; inference packs at most ``_INFERENCE_COLS`` values at a time, so that
+``predict`` on many images never builds a huge patch matrix.
+"""
+import numpy as np
+
+from minidl import activations, regularizers
+from minidl._core import _conv as kernels
+from minidl.layers.base import LAYERS, BufferPool
+from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
+                                      normalize_tuple, window_geometry)
+from minidl.layers.core import AffineLayer, _serialize_init
+from minidl.ops import gemm
+
+# Inference packs images in chunks of at most this many patch values (16 MiB in float32).
+_INFERENCE_COLS = 1 << 22
+
+
+class _Conv(AffineLayer):
+    """The convolution over ``rank`` spatial axes (1 or 2); see Conv2D for the arguments."""
+
+    rank = None
+    _paddings = ("valid", "same")
+    _layout = None   # for messages, e.g. "(batch, height, width, channels)"
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+            raise ValueError(f"{owner} filters must be a positive int; received "
+                             f"filters={filters!r}.")
+        if groups != 1:
+            raise ValueError(f"{owner} supports groups=1 only; received groups={groups!r}.")
+        self.filters = int(filters)
+        self.kernel_size = normalize_tuple(kernel_size, self.rank, "kernel_size", owner)
+        self.strides = normalize_tuple(strides, self.rank, "strides", owner)
+        self.dilation_rate = normalize_tuple(dilation_rate, self.rank, "dilation_rate", owner)
+        self.padding = normalize_padding(padding, self._paddings, owner)
+        self.data_format = check_data_format(data_format, owner)
+        self.groups = 1
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self._buffers = BufferPool(self.dtype)
+
+    # ---- shapes ----
+
+    def _geometry(self, input_shape):
+        check_input_rank(self, input_shape, self.rank, self._layout)
+        return window_geometry(self, input_shape, input_shape[:-1], self.kernel_size,
+                               self.strides, self.dilation_rate, self.padding, "kernel")
+
+    def compute_output_shape(self, input_shape):
+        out, _ = self._geometry(tuple(input_shape))
+        return out + (self.filters,)
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        out, pads = self._geometry(input_shape)
+        channels = input_shape[-1]
+        self.kernel = self.add_weight("kernel", self.kernel_size + (channels, self.filters),
+                                      self.kernel_initializer, regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
+        # Everything below works on 2-D images: a 1-D sample of `steps` is one row high.
+        two_d = lambda t, fill: (fill,) * (2 - self.rank) + tuple(t)   # noqa: E731
+        self._image = two_d(input_shape[:-1], 1) + (channels,)
+        self._out_image = two_d(out, 1)
+        self._window = dict(kernel_size=two_d(self.kernel_size, 1),
+                            strides=two_d(self.strides, 1),
+                            dilation=two_d(self.dilation_rate, 1),
+                            pads=two_d(pads, 0), out_hw=self._out_image)
+        self._patch = int(np.prod(self.kernel_size)) * channels   # kh * kw * c
+        # A 1x1 kernel with stride 1 and no padding: the patch matrix is the input itself.
+        self._pointwise = (self._patch == channels and all(s == 1 for s in self.strides)
+                           and out == tuple(input_shape[:-1]))
+        super().build(input_shape)
+
+    # ---- computation ----
+
+    def _kernel_matrix(self, kernel):
+        return kernel.reshape(self._patch, self.filters)
+
+    def _pack(self, x, cols):
+        """The patch matrix of the images x (n, h, w, c), written into cols."""
+        kernels.im2col(x, cols, **self._window)
+        return cols
+
+    def forward(self, x, training=False):
+        x = np.ascontiguousarray(x).reshape((x.shape[0],) + self._image)
+        n = x.shape[0]
+        rows = n * self._out_image[0] * self._out_image[1]
+        if not training:
+            return self._infer(x)
+        if self._pointwise:
+            cols = x.reshape(rows, self._patch)
+        else:
+            cols = self._pack(x, self._buffers.get("cols", rows, (self._patch,)))
+        z = self._buffers.get("z", rows, (self.filters,))
+        y = z if self.activation.name == "linear" else self._buffers.get("y", rows, (self.filters,))
+        gemm(cols, self._kernel_matrix(self.kernel), z)
+        self.activation.forward_bias(z, self.bias, y)
+        out = y.reshape((n,) + self._output_sample())
+        if self.activity_regularizer is not None:
+            self._activity_forward(out)
+        self._cols, self._z, self._y, self._y_out = cols, z, y, out
+        return out
+
+    def _infer(self, x):
+        # Allocates (concurrent predict calls share nothing) and packs a chunk of images
+        # at a time; the activation runs in place on the output rows.
+        n = x.shape[0]
+        per_image = self._out_image[0] * self._out_image[1]
+        out = np.empty((n * per_image, self.filters), self.dtype)
+        kernel = self._kernel_matrix(self.kernel)
+        chunk = max(1, _INFERENCE_COLS // max(per_image * self._patch, 1))
+        cols = None if self._pointwise else np.empty((min(chunk, n) * per_image, self._patch),
+                                                     self.dtype)
+        for start in range(0, n, chunk):
+            images = x[start:start + chunk]
+            rows = images.shape[0] * per_image
+            block = out[start * per_image:start * per_image + rows]
+            packed = (images.reshape(rows, self._patch) if self._pointwise
+                      else self._pack(images, cols[:rows]))
+            gemm(packed, kernel, block)
+            self.activation.forward_bias(block, self.bias, block)
+        out = out.reshape((n,) + self._output_sample())
+        if self.activity_regularizer is not None:
+            self._activity_forward(out)
+        return out
+
+    def _output_sample(self):
+        return self._out_image[2 - self.rank:] + (self.filters,)
+
+    def _backward_linear(self, dz, need_input_grad):
+        gemm(self._cols, dz, self._kernel_matrix(self.grads[0]), trans_a=True)
+        if not need_input_grad:
+            return None
+        n = self._y_out.shape[0]
+        if self._pointwise:
+            dx = self._buffers.get("dx", dz.shape[0], (self._patch,))
+            gemm(dz, self._kernel_matrix(self.kernel), dx, trans_b=True)
+        else:
+            dcols = self._buffers.get("dcols", dz.shape[0], (self._patch,))
+            gemm(dz, self._kernel_matrix(self.kernel), dcols, trans_b=True)
+            dx = self._buffers.get("dx", n, self._image)
+            kernels.col2im(dcols, dx, **self._window)
+        return dx.reshape((n,) + self.built_input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=list(self.kernel_size),
+                      strides=list(self.strides), padding=self.padding,
+                      data_format=self.data_format, dilation_rate=list(self.dilation_rate),
+                      groups=self.groups, activation=activations.serialize(self.activation),
+                      use_bias=self.use_bias,
+                      kernel_initializer=_serialize_init(self.kernel_initializer),
+                      bias_initializer=_serialize_init(self.bias_initializer),
+                      kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                      bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                      activity_regularizer=regularizers.serialize(self.activity_regularizer))
+        return config
+
+
+@LAYERS.register("Convolution2D")
+class Conv2D(_Conv):
+    """2-D convolution over images: ``output = activation(conv2d(input, kernel) + bias)``.
+
+    Args:
+        filters: positive int, the number of output channels.
+        kernel_size: int or tuple of 2 ints, the window's height and width.
+        strides: int or tuple of 2 ints (default 1).
+        padding: 'valid' (no padding, the default) or 'same' (zeros around the input so
+            that the output has ``ceil(input / strides)`` rows and columns).
+        data_format: None or 'channels_last' (the only layout minidl supports).
+        dilation_rate: int or tuple of 2 ints: the spacing between the kernel's taps
+            (default 1). Unlike Keras, it may be combined with strides > 1.
+        groups: must be 1 (grouped convolutions are not supported).
+        activation: activation name or object; None means linear.
+        use_bias: whether to add a bias per filter.
+        kernel_initializer: initializer of the (kh, kw, channels, filters) kernel
+            (default 'glorot_uniform', with fans computed over the receptive field).
+        bias_initializer: initializer of the bias (default 'zeros').
+        kernel_regularizer, bias_regularizer: optional regularizers of the weights.
+        activity_regularizer: optional regularizer of the output (penalty divided by the
+            batch size, as in Keras).
+
+    Input shape:
+        4-D ``(batch, height, width, channels)``.
+    Output shape:
+        4-D ``(batch, new_height, new_width, filters)``; with 'valid',
+        ``new = (size - (kernel - 1) * dilation - 1) // stride + 1``; with 'same',
+        ``new = ceil(size / stride)``.
+
+    Example:
+        >>> Sequential([Input((28, 28, 1)), Conv2D(32, 3, activation="relu"),
+        ...             MaxPooling2D(), Flatten(), Dense(10, activation="softmax")])
+    """
+
+    rank = 2
+    _layout = "(batch, height, width, channels)"
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate, groups=groups,
+                         activation=activation, use_bias=use_bias, **kwargs)
+
+
+@LAYERS.register("Convolution1D")
+class Conv1D(_Conv):
+    """1-D convolution over sequences: ``output = activation(conv1d(input, kernel) + bias)``.
+
+    Args:
+        filters: positive int, the number of output channels.
+        kernel_size: int (or tuple of one int), the window's length.
+        strides: int (default 1).
+        padding: 'valid' (default), 'same', or 'causal' (``(kernel_size - 1) * dilation``
+            zeros before the sequence only, so that output step t depends on input steps
+            up to t; for temporal models).
+        data_format: None or 'channels_last' (the only layout minidl supports).
+        dilation_rate: int (default 1).
+        groups: must be 1.
+        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+        bias_regularizer, activity_regularizer: as in :class:`Conv2D`; the kernel has shape
+            (kernel_size, channels, filters).
+
+    Input shape:
+        3-D ``(batch, steps, channels)``.
+    Output shape:
+        3-D ``(batch, new_steps, filters)``, with the rules of :class:`Conv2D` ('causal'
+        gives ``ceil(steps / strides)``).
+    """
+
+    rank = 1
+    _paddings = ("valid", "same", "causal")
+    _layout = "(batch, steps, channels)"
