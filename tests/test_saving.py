@@ -23,10 +23,12 @@ def _data(n=64, seed=0):
     return rng.random((n, 4), dtype=np.float32), rng.integers(0, 3, n)
 
 
-def _model(seed=0, optimizer="adam"):
+def _model(seed=0, optimizer="adam", dropout_seed=None):
     minidl.utils.set_random_seed(seed)
     model = minidl.Sequential([Dense(8, activation="relu", input_shape=(4,)),
-                               BatchNormalization(), Dropout(0.2),
+                               BatchNormalization(),
+                               Dropout(0.2) if dropout_seed is None
+                               else Dropout(0.3, seed=dropout_seed),
                                Dense(3, activation="softmax")])
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
@@ -193,18 +195,21 @@ def _child_env():
     return env
 
 
-@pytest.mark.parametrize("optimizer", [
-    "adam",
-    {"class_name": "SGD", "config": {"momentum": 0.9, "learning_rate": {
+@pytest.mark.parametrize("optimizer, dropout_seed", [
+    ("adam", None),
+    ({"class_name": "SGD", "config": {"momentum": 0.9, "learning_rate": {
         "class_name": "ExponentialDecay",
-        "config": {"initial_learning_rate": 0.1, "decay_steps": 3, "decay_rate": 0.5}}}}])
-def test_resume_in_new_process_is_bit_exact(tmp_path, optimizer):
+        "config": {"initial_learning_rate": 0.1, "decay_steps": 3, "decay_rate": 0.5}}}},
+     None),
+    ("adam", 3),   # the seeded Dropout's own generator must resume too
+], ids=["adam", "sgd_schedule", "adam_seeded_dropout"])
+def test_resume_in_new_process_is_bit_exact(tmp_path, optimizer, dropout_seed):
     x, y = _data()
     straight = _model(optimizer=minidl.optimizers.get(optimizer) if isinstance(optimizer, dict)
-                      else optimizer)
+                      else optimizer, dropout_seed=dropout_seed)
     straight.fit(x, y, epochs=4, batch_size=16, verbose=0)
     first = _model(optimizer=minidl.optimizers.get(optimizer) if isinstance(optimizer, dict)
-                   else optimizer)
+                   else optimizer, dropout_seed=dropout_seed)
     first.fit(x, y, epochs=2, batch_size=16, verbose=0)
     path = tmp_path / "half.minidl"
     first.save(path)
@@ -216,6 +221,102 @@ def test_resume_in_new_process_is_bit_exact(tmp_path, optimizer):
         arrays = [resumed[f"arr_{i}"] for i in range(len(resumed.files))]
     for a, b in zip(arrays, straight.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- random states of layers ----
+
+def test_layer_random_state_hook():
+    plain = Dense(2)
+    assert plain.get_random_state() is None
+    plain.set_random_state(None)
+    with pytest.raises(ValueError, match="owns no random generator"):
+        plain.set_random_state({"bit_generator": "PCG64"})
+    assert Dropout(0.5).get_random_state() is None
+    layer, twin = Dropout(0.5, seed=3), Dropout(0.5, seed=4)
+    x = np.ones((4, 6), np.float32)
+    layer(x, training=True)
+    twin.set_random_state(layer.get_random_state())
+    np.testing.assert_array_equal(twin(x, training=True), layer(x, training=True))
+    json.dumps(layer.get_random_state())   # JSON-able, as state.json needs
+
+
+def _seeded_saved(tmp_path):
+    model = _model(dropout_seed=3)
+    x, y = _data()
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    path = tmp_path / "seeded.minidl"
+    model.save(path)
+    with zipfile.ZipFile(path) as zf:
+        state = json.loads(zf.read("state.json"))
+    return model, path, state
+
+
+def test_seeded_layer_state_is_saved_and_restored(tmp_path):
+    model, path, state = _seeded_saved(tmp_path)
+    assert [s is not None for s in state["layer_random_states"]] == [False, False, True, False]
+    assert state["layer_random_states"][2] == model.layers[2].get_random_state()
+    assert minidl.models.load_model(path).layers[2].get_random_state() == \
+        model.layers[2].get_random_state()
+    fresh = Dropout(0.3, seed=3).get_random_state()
+    assert minidl.models.load_model(path, restore_random_state=False).layers[2] \
+        .get_random_state() == fresh
+
+
+def test_file_without_layer_states_still_loads(tmp_path):
+    # Files written before layer states were saved: the seeded layer starts from its seed.
+    _, path, state = _seeded_saved(tmp_path)
+    del state["layer_random_states"]
+    old = _rewrite(path, tmp_path / "old.minidl", replace={"state.json": json.dumps(state)})
+    loaded = minidl.models.load_model(old)
+    assert loaded.layers[2].get_random_state() == Dropout(0.3, seed=3).get_random_state()
+    assert minidl.utils.random.global_rng().bit_generator.state == state["random_state"]
+
+
+def _tamper_inc(states):
+    states[2]["state"]["inc"] += 1   # even: no seeded PCG64 has that
+
+
+@pytest.mark.parametrize("tamper, match", [
+    (lambda states: states.__setitem__(2, None), r"layer_random_states\[2\].*seed=3"),
+    (lambda states: states[2].__setitem__("bit_generator", "MT19937"), "PCG64 state"),
+    (lambda states: states[2]["state"].__setitem__("state", 1.5), r"state\['state'\]"),
+    (lambda states: states[2]["state"].__setitem__("state", -1), r"state\['state'\]"),
+    (lambda states: states[2].__setitem__("uinteger", 2 ** 40), "uinteger"),
+    (lambda states: states[2]["state"].pop("inc"), r"state\['inc'\]"),
+    (_tamper_inc, "odd"),
+    (lambda states: states.__setitem__(0, {"bit_generator": "PCG64"}),
+     r"layer_random_states\[0\].*owns no random generator"),
+    (lambda states: states.pop(), "one entry per layer"),
+], ids=["none", "other_generator", "float", "negative", "uinteger", "missing_field",
+        "even_inc", "state_for_plain_layer", "short_list"])
+def test_tampered_layer_random_state_is_refused(tmp_path, tamper, match):
+    _, path, state = _seeded_saved(tmp_path)
+    tamper(state["layer_random_states"])
+    bad = _rewrite(path, tmp_path / "bad.minidl", replace={"state.json": json.dumps(state)})
+    minidl.utils.set_random_seed(5)
+    before = minidl.utils.random.global_rng().bit_generator.state
+    with pytest.raises(InvalidModelFileError, match=match):
+        minidl.models.load_model(bad)
+    assert minidl.utils.random.global_rng().bit_generator.state == before
+
+
+@pytest.mark.parametrize("value", ["x", None, {"0": None}])
+def test_layer_random_states_not_a_list(tmp_path, value):
+    _, path, state = _seeded_saved(tmp_path)
+    state["layer_random_states"] = value
+    bad = _rewrite(path, tmp_path / "bad.minidl", replace={"state.json": json.dumps(state)})
+    with pytest.raises(InvalidModelFileError, match="layer_random_states must be a list"):
+        minidl.models.load_model(bad)
+
+
+def test_tampered_global_random_state_is_refused(saved, tmp_path):
+    _, path = saved
+    with zipfile.ZipFile(path) as zf:
+        state = json.loads(zf.read("state.json"))
+    state["random_state"]["state"]["state"] = 2.5   # numpy itself would truncate it
+    bad = _rewrite(path, tmp_path / "g.minidl", replace={"state.json": json.dumps(state)})
+    with pytest.raises(InvalidModelFileError, match="invalid random state"):
+        minidl.models.load_model(bad)
 
 
 # ---- bad files ----

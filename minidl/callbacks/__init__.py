@@ -6,6 +6,7 @@
         CSVLogger("training.csv"),
     ])
 """
+from minidl.callbacks.backup_and_restore import BackupAndRestore
 from minidl.callbacks.callback import Callback, CallbackList, History, ProgbarLogger
 from minidl.callbacks.csv_logger import CSVLogger
 from minidl.callbacks.lambda_callback import LambdaCallback
@@ -14,6 +15,6 @@ from minidl.callbacks.monitor import (EarlyStopping, LearningRateScheduler, Redu
                                       TerminateOnNaN)
 from minidl.utils.progbar import Progbar
 
-__all__ = ["Callback", "CallbackList", "CSVLogger", "EarlyStopping", "History",
-           "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "Progbar", "ProgbarLogger",
-           "ReduceLROnPlateau", "TerminateOnNaN"]
+__all__ = ["BackupAndRestore", "Callback", "CallbackList", "CSVLogger", "EarlyStopping",
+           "History", "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "Progbar",
+           "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN"]

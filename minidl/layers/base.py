@@ -14,6 +14,10 @@ Regularization: a weight created with ``add_weight(..., regularizer=...)`` and a
 ``activity_regularizer`` report ``has_regularization``; the training loop calls
 ``regularization_loss(accumulate_grads=True)`` on those layers only, after backward and before
 the optimizer step, so layers without regularizers cost nothing extra.
+
+Random state: a layer that keeps its own random generator (``Dropout(seed=...)``) exposes its
+state through ``get_random_state`` / ``set_random_state``; model files store it next to the
+global generator's, so that training resumes exactly after a load.
 """
 import contextlib
 import threading
@@ -269,6 +273,35 @@ class Layer:
             self.activity_regularizer.add_gradient(y, dy, out, scale=1.0 / n)
         return out
 
+    # ---- random state ----
+
+    def get_random_state(self):
+        """The state of the random generator this layer owns, as a JSON-able object; None
+        when it owns none (it draws from minidl's global generator, or not at all).
+
+        Saving a model stores these states with the global generator's, so that training
+        resumes exactly after a load (see :func:`minidl.saving.save_model`). A layer that
+        keeps its own generator (e.g. ``Dropout(seed=...)``) overrides this and
+        :meth:`set_random_state`.
+        """
+        return None
+
+    def set_random_state(self, state):
+        """Restore a state returned by :meth:`get_random_state`.
+
+        Args:
+            state: the object ``get_random_state`` returned (None for a layer that owns no
+                generator).
+
+        Raises:
+            ValueError: ``state`` is not a state this layer can take; the layer is then
+                unchanged.
+        """
+        if state is not None:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) owns no random "
+                             f"generator, so its random state must be None; received "
+                             f"{state!r:.200}.")
+
     def get_config(self):
         """Constructor arguments of this layer (JSON-able); ``from_config`` inverts it."""
         config = {"name": self.name, "dtype": self.dtype, "trainable": self.trainable}
@@ -284,10 +317,48 @@ class Layer:
         return f"<{type(self).__name__} name={self.name!r}>"
 
 
+# The fields of a PCG64 state (what ``bit_generator.state`` holds) and their ranges: numpy's
+# setter truncates floats and takes an even increment, which no real generator has.
+_PCG64_RANGES = {"state": 2 ** 128, "inc": 2 ** 128}
+
+
+def _set_generator_state(rng, state):
+    """Set ``rng.bit_generator.state = state`` for a state read from a file.
+
+    The state must be a dict of the same bit generator (for PCG64, with integer fields in
+    range); otherwise ValueError, and ``rng`` is unchanged.
+    """
+    own = type(rng.bit_generator).__name__
+    if not isinstance(state, dict) or state.get("bit_generator") != own:
+        raise ValueError(f"expected a {own} state, a dict with bit_generator={own!r}; "
+                         f"received {state!r:.200}")
+    if own == "PCG64":
+        inner = state.get("state")
+        fields = [(f"state[{key!r}]", inner.get(key) if isinstance(inner, dict) else None, top)
+                  for key, top in _PCG64_RANGES.items()]
+        fields += [("has_uint32", state.get("has_uint32"), 2),
+                   ("uinteger", state.get("uinteger"), 2 ** 32)]
+        for name, value, top in fields:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < top:
+                raise ValueError(f"PCG64 state field {name} must be an int in [0, {top}); "
+                                 f"received {value!r:.100}")
+        if inner["inc"] % 2 == 0:
+            raise ValueError(f"PCG64 state field state['inc'] must be odd (every seeded "
+                             f"PCG64 has an odd increment); received {inner['inc']}")
+    previous = rng.bit_generator.state
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
+        rng.bit_generator.state = previous
+        raise ValueError(f"invalid {own} state ({type(error).__name__}: {error})") from None
+
+
 def _snake_case(name):
+    # Keras' rule: Dense -> dense, BatchNormalization -> batch_normalization,
+    # Conv2D -> conv2d, MaxPooling2D -> max_pooling2d (no break after a digit).
     out = []
     for i, ch in enumerate(name):
-        if ch.isupper() and i and not name[i - 1].isupper():
+        if ch.isupper() and i and name[i - 1].islower():
             out.append("_")
         out.append(ch.lower())
     return "".join(out)

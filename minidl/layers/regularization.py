@@ -5,7 +5,8 @@ when seeded, else minidl's global one); one fused pass of ``minidl._core._regula
 turns the key into the mask (a counter-based hash of the key and each element's index) and
 writes the scaled output into a reused buffer, and backward multiplies by the same mask. A
 mask depends only on the key, so a seed gives the same masks for any thread count, and a step
-allocates nothing.
+allocates nothing. A seeded layer's generator state goes into model files
+(``get_random_state``), so training resumes after a load with the masks it would have drawn.
 """
 import numbers
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from minidl import regularizers
 from minidl._core import _regularization as _kernels
-from minidl.layers.base import LAYERS, BufferPool, Layer
+from minidl.layers.base import LAYERS, BufferPool, Layer, _set_generator_state
 from minidl.utils.random import _check_seed, global_rng
 
 
@@ -36,8 +37,9 @@ class Dropout(Layer):
             shape ``(batch, timesteps, features)``, ``noise_shape=(None, 1, None)`` drops the
             same features at every timestep.
         seed: optional int: the layer draws from its own generator seeded with it, so two
-            layers with the same seed drop the same units. Without it the layer draws from
-            minidl's global generator (:func:`minidl.utils.set_random_seed`).
+            layers with the same seed drop the same units; ``model.save`` stores that
+            generator's state. Without it the layer draws from minidl's global generator
+            (:func:`minidl.utils.set_random_seed`).
 
     Input shape: any. Output shape: same as the input.
 
@@ -101,6 +103,20 @@ class Dropout(Layer):
                              f"{self.noise_shape}, which does not broadcast to inputs of shape "
                              f"{shape}: each entry must be None, 1 or the input's size.")
         return resolved
+
+    def get_random_state(self):
+        """The state of the layer's own generator (with ``seed``); None without a seed, as
+        the layer then draws from the global generator, which model files store anyway."""
+        return None if self._rng is None else self._rng.bit_generator.state
+
+    def set_random_state(self, state):
+        if self._rng is None:
+            return super().set_random_state(state)
+        try:
+            _set_generator_state(self._rng, state)
+        except ValueError as error:
+            raise ValueError(f"Layer '{self.name}' (Dropout, seed={self.seed}) cannot take "
+                             f"this random state: {error}.") from None
 
     def get_config(self):
         config = super().get_config()

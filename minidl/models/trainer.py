@@ -199,7 +199,10 @@ class Trainer:
                 sample is multiplied by its class's weight.
             sample_weight: array ``(n,)``: the loss of each sample is multiplied by its
                 weight (the loss stays a sum over the batch divided by the batch size).
-            initial_epoch: the epoch to start from (to resume a previous run).
+            initial_epoch: the epoch to start from (to resume a previous run). A callback
+                may override it from ``on_train_begin`` by setting ``model._initial_epoch``
+                (as in Keras; :class:`minidl.callbacks.BackupAndRestore` does, after
+                restoring a backup).
             steps_per_epoch: batches per epoch; the next epoch continues where the previous
                 one stopped, and a pass over the data ends an epoch early (with a warning).
             validation_steps: validate on the first this many batches only.
@@ -258,8 +261,12 @@ class Trainer:
         self.stop_training = False
         self._in_fit = True
         self._fit_validates = val is not None
+        self._initial_epoch = None
         try:
             cbs.on_train_begin()
+            if self._initial_epoch is not None:
+                initial_epoch = _resume_epoch(self._initial_epoch, initial_epoch, epochs,
+                                              steps, batcher.steps)
             for epoch in range(initial_epoch, epochs):
                 self._reset_metrics()
                 cbs.on_epoch_begin(epoch)
@@ -293,6 +300,7 @@ class Trainer:
         finally:
             self._in_fit = False
             self._fit_validates = False
+            self._initial_epoch = None
         return cbs.history
 
     # ---- evaluation and inference ----
@@ -437,6 +445,23 @@ _NONFINITE = ("The training loss is {loss} in epoch {epoch}, so the weights are 
               "finite; training goes on, as in Keras. Lower the learning rate or check the "
               "data, and pass callbacks=[minidl.callbacks.TerminateOnNaN()] to stop at the "
               "first such batch.")
+
+
+def _resume_epoch(epoch, initial_epoch, epochs, steps, batches):
+    """The ``model._initial_epoch`` a callback set in on_train_begin, checked; warns when
+    an uninterrupted run from ``initial_epoch`` would be inside a pass over the data at that
+    epoch (with ``steps_per_epoch`` below a pass), since fit then starts a new pass."""
+    epoch = _check_count(epoch, "model._initial_epoch", minimum=0)
+    position = 0
+    if steps < batches and epoch < epochs:   # (epochs bounds the loop; past it, no training)
+        for _ in range(initial_epoch, epoch):
+            position = (position + min(steps, batches - position)) % batches
+    if position:
+        warnings.warn(f"Resuming at epoch {epoch + 1}, where an uninterrupted run would be at "
+                      f"batch {position} of a pass of {batches} batches (steps_per_epoch="
+                      f"{steps}); the resumed run starts a new pass over the data, so its "
+                      f"results will differ from an uninterrupted run's.", stacklevel=3)
+    return epoch
 
 
 def _batch_loss(loss, y, out, sample_weight):

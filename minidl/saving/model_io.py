@@ -2,16 +2,25 @@
 the archive itself).
 
 A model file holds what an exact resume needs: the weights, the optimizer's step count
-(which also fixes a learning-rate schedule's position) and slots, and the state of the
-random generator that shuffles batches, so that training on after a load in a new process
-gives the same weights, bit for bit, as never having stopped.
+(which also fixes a learning-rate schedule's position) and slots, the state of the global
+random generator (batch shuffling, unseeded dropout) and of each layer's own generator
+(``Dropout(seed=...)``), so that training on after a load in a new process gives the same
+weights, bit for bit, as never having stopped.
+
+state.json: ``{"random_state": <global generator state>, "layer_random_states": [one entry
+per layer of the model, in order: Layer.get_random_state(), None for most layers]}``, and,
+in a backup of BackupAndRestore, ``"epoch"``: the epoch fit resumes from. The layer states go
+by position, not by name, as two layers of a model may share a name. Files written before
+layer states were saved lack the key and load with those layers' generators fresh from their
+seeds.
 """
 import json
+import numbers
 
 import numpy as np
 
 from minidl import losses, metrics, optimizers
-from minidl.layers.base import LAYERS, Layer, skip_weight_init
+from minidl.layers.base import LAYERS, Layer, _set_generator_state, skip_weight_init
 from minidl.saving.format import _FILE_ERRORS, ArchiveReader, InvalidModelFileError, write_archive
 from minidl.utils.random import global_rng
 from minidl.utils.registry import serialize
@@ -94,7 +103,8 @@ def _model_from_spec(spec):
 
 def save_model(model, filepath):
     """Save the model (architecture, weights, compile settings, optimizer state and the
-    shuffling random state) to one archive at ``filepath``, atomically.
+    random states: the global generator's and seeded layers') to one archive at
+    ``filepath``, atomically.
 
     Args:
         model: a built :class:`minidl.models.Sequential`.
@@ -104,6 +114,29 @@ def save_model(model, filepath):
         >>> model.save("mnist.minidl")
         >>> same = minidl.models.load_model("mnist.minidl")
     """
+    _write_model(model, filepath, {})
+
+
+def save_backup(model, filepath, epoch):
+    """Save the model as :func:`save_model` does, adding the epoch that training resumes
+    from; :func:`restore_backup` reads it back. The file is also a model file that
+    :func:`load_model` reads. :class:`minidl.callbacks.BackupAndRestore` uses this pair.
+
+    Args:
+        model: a built, compiled model whose optimizer is built (as it is inside ``fit``).
+        filepath: target path.
+        epoch: int >= 0, the index of the epoch to resume from (the epochs done).
+    """
+    if not (model.built and model.compiled and getattr(model, "_optimizer_built", False)):
+        raise ValueError(f"Model '{model.name}' must be built and compiled, with its optimizer "
+                         f"built, to be backed up; train it first. Received "
+                         f"filepath={filepath!r}.")
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+        raise ValueError(f"epoch must be an int >= 0; received epoch={epoch!r}.")
+    _write_model(model, filepath, {"epoch": int(epoch)})
+
+
+def _write_model(model, filepath, extra_state):
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built, so it has no weights to save; "
                          f"build it or train it first. Received filepath={filepath!r}.")
@@ -114,7 +147,9 @@ def save_model(model, filepath):
                    for i, s in enumerate(model.optimizer.get_slot_arrays())]
     config = model_config(model)
     config["compile_config"] = compile_config(model)
-    state = {"random_state": global_rng().bit_generator.state}
+    state = {"random_state": global_rng().bit_generator.state,
+             "layer_random_states": [layer.get_random_state() for layer in model.layers],
+             **extra_state}
     write_archive(filepath, {"config.json": config, "state.json": state}, arrays, "model")
 
 
@@ -141,7 +176,9 @@ def load_model(filepath, compile=True, restore_random_state=True):
         filepath: the file written by ``model.save``.
         compile: compile the model as it was compiled when saved.
         restore_random_state: restore the global random generator (batch shuffling,
-            dropout) to its state at save time, so that training resumes exactly.
+            dropout) and the generators of seeded layers (``Dropout(seed=...)``) to their
+            states at save time, so that training resumes exactly. Without it, seeded
+            layers start over from their seeds.
 
     Returns:
         A :class:`minidl.models.Sequential`.
@@ -188,6 +225,9 @@ def load_model(filepath, compile=True, restore_random_state=True):
             expected += [n for n in reader.names if n.startswith("optimizer/")]
         reader.warn_unknown(expected + ["config.json", "state.json"])
         if restore_random_state:
+            # The layers first: they belong to the new model, so a bad entry there leaves
+            # the caller's global generator untouched.
+            _restore_layer_random_states(reader, model.layers, state)
             _restore_random_state(reader, state)
     return model
 
@@ -210,12 +250,124 @@ def _restore_random_state(reader, state):
     if not isinstance(saved, dict) or saved.get("bit_generator") != own:
         raise reader.error(f"state.json holds no {own} random state; received "
                            f"{saved!r:.200}")
-    previous = rng.bit_generator.state
     try:
-        rng.bit_generator.state = saved
-    except _FILE_ERRORS as error:
-        rng.bit_generator.state = previous
+        _set_generator_state(rng, saved)
+    except ValueError as error:
         raise reader.error(f"state.json holds an invalid random state ({error})") from None
+
+
+def _restore_layer_random_states(reader, layers, state, required=False):
+    """Give each layer its state from state.json's "layer_random_states"; all or nothing:
+    on a bad entry every layer is put back as it was and InvalidModelFileError raised.
+    Without ``required``, a file lacking the key (written before layer states were saved)
+    leaves the layers as they are."""
+    if not isinstance(state, dict) or "layer_random_states" not in state:
+        if required:
+            raise reader.error("state.json holds no layer_random_states")
+        return   # seeded layers keep the generators they were built with
+    saved = state["layer_random_states"]
+    if not isinstance(saved, list) or len(saved) != len(layers):
+        raise reader.error(f"state.json layer_random_states must be a list with one entry "
+                           f"per layer ({len(layers)}); received {saved!r:.200}")
+    previous = [layer.get_random_state() for layer in layers]
+    for i, (layer, layer_state) in enumerate(zip(layers, saved)):
+        try:
+            layer.set_random_state(layer_state)
+        except (ValueError, TypeError) as error:
+            for done, before in zip(layers[:i], previous):
+                done.set_random_state(before)
+            raise reader.error(f"state.json layer_random_states[{i}] does not fit layer "
+                               f"{i} ({error})") from None
+
+
+def restore_backup(model, filepath):
+    """Set the model's weights, optimizer state and random states from a file of
+    :func:`save_backup`, and return the epoch to resume training from.
+
+    Unlike :func:`load_model`, nothing is rebuilt from the file's config: the file must hold
+    exactly the weights of ``model`` (their number, shapes and dtypes), the optimizer state
+    of its optimizer's class, and the random states of its layers. Restored are the weights,
+    the optimizer's step count, slots and (when a float) learning rate, the global random
+    generator and those of seeded layers. Everything is read and checked before anything
+    is set: on any error the model and the generators are unchanged.
+
+    Args:
+        model: a built, compiled model whose optimizer is built (as it is inside ``fit``).
+        filepath: a file written by :func:`save_backup`.
+
+    Returns:
+        The epoch (int >= 0) that training resumes from.
+
+    Raises:
+        InvalidModelFileError: the file is damaged, is not a backup, or does not match the
+            model.
+    """
+    if not (model.built and model.compiled and getattr(model, "_optimizer_built", False)):
+        raise ValueError(f"Model '{model.name}' must be built and compiled, with its optimizer "
+                         f"built, to be restored from a backup. Received filepath={filepath!r}.")
+    optimizer = model.optimizer
+    with ArchiveReader(filepath, "model") as reader:
+        config = reader.read_json("config.json")
+        state = reader.read_json("state.json")
+        if not isinstance(state, dict):
+            raise reader.error(f"state.json is not an object; received {state!r:.200}")
+        epoch = state.get("epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise reader.error(f"state.json holds no epoch to resume from (an int >= 0), so it "
+                               f"is not a backup of BackupAndRestore; received "
+                               f"epoch={epoch!r:.100}")
+        saved_optimizer = _member(_member(config, "compile_config"), "optimizer")
+        name = _member(saved_optimizer, "class_name")
+        if name != type(optimizer).__name__:
+            raise reader.error(f"it was saved with optimizer {name!r:.100}, and model "
+                               f"'{model.name}' is compiled with {type(optimizer).__name__!r}")
+        learning_rate = _member(_member(saved_optimizer, "config"), "learning_rate")
+        restore_lr = not isinstance(optimizer.get_config()["learning_rate"], dict)
+        if restore_lr and (isinstance(learning_rate, bool)
+                           or not isinstance(learning_rate, numbers.Real)
+                           or not 0 <= learning_rate < float("inf")):
+            raise reader.error(f"its optimizer learning_rate must be a finite float >= 0; "
+                               f"received learning_rate={learning_rate!r:.100}")
+        weights, slots = model.weights, optimizer.get_slot_arrays()
+        names = [_weight_member(i) for i in range(len(weights))]
+        names += [_ITERATIONS] + [_slot_member(i) for i in range(len(slots))]
+        arrays = [n for n in reader.names if n.startswith(("weights/", "optimizer/"))]
+        if set(arrays) != set(names):
+            raise reader.error(f"it holds {len(arrays)} weight and optimizer arrays, and model "
+                               f"'{model.name}' has {len(names)} ({len(weights)} weights, the "
+                               f"step count and {len(slots)} optimizer slots): it is a backup "
+                               f"of another model or optimizer")
+        values = [reader.read_array(_weight_member(i), w.shape, w.dtype)
+                  for i, w in enumerate(weights)]
+        iterations = int(reader.read_array(_ITERATIONS, (), np.int64))
+        if iterations < 0:
+            raise reader.error(f"optimizer iterations={iterations} is negative")
+        slot_values = [reader.read_array(_slot_member(i), slot.shape, slot.dtype)
+                       for i, slot in enumerate(slots)]
+        reader.warn_unknown(names + ["config.json", "state.json"])
+        # Random states last among what can fail, each all or nothing, the global one
+        # after the layers: a failure there undoes the layers' states.
+        previous = [layer.get_random_state() for layer in model.layers]
+        _restore_layer_random_states(reader, model.layers, state, required=True)
+        try:
+            _restore_random_state(reader, state)
+        except InvalidModelFileError:
+            for layer, layer_state in zip(model.layers, previous):
+                layer.set_random_state(layer_state)
+            raise
+    for weight, value in zip(weights, values):
+        weight[...] = value
+    for slot, value in zip(slots, slot_values):
+        slot[...] = value
+    optimizer.iterations = iterations
+    if restore_lr:
+        optimizer.learning_rate = float(learning_rate)
+    return epoch
+
+
+def _member(obj, key):
+    """``obj[key]`` of a JSON object, None when ``obj`` is not a dict or lacks ``key``."""
+    return obj.get(key) if isinstance(obj, dict) else None
 
 
 def load_weights(model, filepath):

@@ -1,0 +1,145 @@
+"""BackupAndRestore: back up the training state at the end of every epoch and, when a fit
+was interrupted, resume it where the backup left off, as ``keras.callbacks.BackupAndRestore``.
+
+The backup is a whole model file (:func:`minidl.saving.model_io.save_backup`): weights,
+optimizer step count and slots, the global random generator and those of seeded layers, and
+the epoch to resume from. It is written atomically, so a crash while writing it leaves the
+previous backup whole, and restoring it gives the state of the uninterrupted run at that
+epoch: the resumed fit ends with the same weights, bit for bit.
+"""
+import glob
+import numbers
+import os
+
+from minidl.callbacks.callback import Callback
+from minidl.saving.format import InvalidModelFileError
+from minidl.saving.model_io import restore_backup, save_backup
+
+_BACKUP_NAME = "latest.minidl"
+
+
+class BackupAndRestore(Callback):
+    """Back up the training state at the end of each epoch, and restore it when ``fit``
+    starts again after an interruption.
+
+    At the start of ``fit``, if ``backup_dir`` holds a backup, the model's weights, the
+    optimizer's state (step count, slots and learning rate) and the random generators
+    (batch shuffling, dropout) are set from it, and training continues with the epoch after
+    the last one backed up (``initial_epoch`` is then ignored). At the end of every epoch
+    the backup is replaced, atomically. When ``fit`` ends normally (early stopping
+    included) the backup is deleted; when it ends with an exception (a crash, an interrupt,
+    a callback raising) the backup stays, and the same ``fit`` call, in this or a new
+    process, resumes it: its final weights equal those of a run that was never interrupted,
+    bit for bit.
+
+    The model must be the one that was backed up: same layers, same weight shapes, same
+    optimizer class; and ``fit`` should get the same arguments (data, batch size, shuffle,
+    ...), or the resumed run, though it continues, is no longer the uninterrupted one. Not
+    backed up, as in Keras: the state of other callbacks (EarlyStopping's patience count,
+    ReduceLROnPlateau's best value). With ``steps_per_epoch`` shorter than a pass over the
+    data, an epoch may end inside a pass, and the resumed fit starts a new pass (fit warns
+    when that happens).
+
+    Args:
+        backup_dir: path of the directory holding the backup (the file
+            ``backup_dir/latest.minidl``); created at the first backup. Use a directory per
+            training job: two fits sharing one would restore each other's backups.
+        save_freq: 'epoch', the only value: back up at the end of every epoch. (Keras also
+            takes an int, to back up every that many batches; that is refused here, see
+            Raises.)
+        delete_checkpoint: delete the backup when ``fit`` ends normally. Defaults to True.
+            Only the backup file is deleted (and ``backup_dir`` when that leaves it empty),
+            never other files in the directory.
+
+    Raises:
+        ValueError: an empty or non-path ``backup_dir``, or one that is an existing file;
+            a ``save_freq`` other than 'epoch'; a ``delete_checkpoint`` that is not a bool.
+            An int ``save_freq`` is refused because a mid-epoch backup cannot be resumed
+            exactly: fit would need the position in the epoch's shuffled batch order and
+            the epoch's running metrics, which it does not back up, so the resumed run
+            would silently differ from the uninterrupted one.
+
+    Example:
+        >>> class Interrupt(Callback):
+        ...     def on_epoch_begin(self, epoch, logs=None):
+        ...         if epoch == 4:
+        ...             raise RuntimeError("Interrupting!")
+        >>> backup = BackupAndRestore(backup_dir="/tmp/backup")
+        >>> try:
+        ...     model.fit(x, y, epochs=10, callbacks=[backup, Interrupt()], verbose=0)
+        ... except RuntimeError:
+        ...     pass
+        >>> history = model.fit(x, y, epochs=10, callbacks=[backup], verbose=0)
+        >>> len(history.history["loss"])   # epochs 5 to 10
+        6
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", *, delete_checkpoint=True):
+        super().__init__()
+        self.backup_dir = _check_backup_dir(backup_dir)
+        self.save_freq = _check_save_freq(save_freq)
+        if not isinstance(delete_checkpoint, bool):
+            raise ValueError(f"BackupAndRestore: delete_checkpoint must be True or False; "
+                             f"received delete_checkpoint={delete_checkpoint!r}.")
+        self.delete_checkpoint = delete_checkpoint
+        self.backup_path = os.path.join(self.backup_dir, _BACKUP_NAME)
+
+    def on_train_begin(self, logs=None):
+        if not os.path.lexists(self.backup_path):
+            return
+        try:
+            epoch = restore_backup(self.model, self.backup_path)
+        except InvalidModelFileError as error:
+            # Starting over instead would silently throw away the interrupted run's work.
+            raise InvalidModelFileError(
+                f"{error} BackupAndRestore found this backup of an interrupted fit and cannot "
+                f"resume from it; repair it, or delete it to train from the start.") from None
+        self.model._initial_epoch = epoch   # read by fit right after on_train_begin
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        save_backup(self.model, self.backup_path, epoch + 1)
+
+    def on_train_end(self, logs=None):
+        if not self.delete_checkpoint:
+            return
+        # Temporaries of writes killed before their rename (see saving.format.atomic_write)
+        # are ours too; nothing else in the directory is touched.
+        stale = glob.glob(os.path.join(glob.escape(self.backup_dir),
+                                       f".{glob.escape(_BACKUP_NAME)}.*.tmp"))
+        for path in [self.backup_path] + stale:
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(self.backup_dir)
+        except OSError:   # not empty (the user's files), or already gone
+            pass
+
+
+def _check_backup_dir(backup_dir):
+    try:
+        path = os.fspath(backup_dir)
+    except TypeError:
+        path = None
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"BackupAndRestore: backup_dir must be a non-empty path (a str or "
+                         f"os.PathLike) of a directory; received backup_dir={backup_dir!r}.")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"BackupAndRestore: backup_dir must be a directory (or not exist "
+                         f"yet); received backup_dir={path!r}, which is a file.")
+    return path
+
+
+def _check_save_freq(save_freq):
+    if isinstance(save_freq, str) and save_freq == "epoch":
+        return save_freq
+    if isinstance(save_freq, numbers.Integral) and not isinstance(save_freq, bool):
+        raise ValueError(f"BackupAndRestore: save_freq must be 'epoch'; received "
+                         f"save_freq={save_freq!r}. Backing up every that many batches is not "
+                         f"supported: a backup taken inside an epoch cannot be resumed "
+                         f"exactly, as fit does not back up the position in the epoch's "
+                         f"shuffled batch order nor the epoch's running metrics.")
+    raise ValueError(f"BackupAndRestore: save_freq must be 'epoch'; received "
+                     f"save_freq={save_freq!r}.")
