@@ -116,8 +116,7 @@ class _Conv(AffineLayer):
             cols = x.reshape(rows, self._patch)
         else:
             cols = self._pack(x, self._buffers.get("cols", rows, (self._patch,)))
-        z = self._buffers.get("z", rows, (self.filters,))
-        y = z if self.activation.name == "linear" else self._buffers.get("y", rows, (self.filters,))
+        z, y = self._activation_buffers(rows, self.filters)
         gemm(cols, self._kernel_matrix(self.kernel), z)
         self.activation.forward_bias(z, self.bias, y)
         out = y.reshape((n,) + self._output_sample())

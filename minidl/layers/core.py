@@ -59,6 +59,13 @@ def Input(shape, name=None, dtype="float32"):
     return InputLayer(shape=shape, name=name, dtype=dtype)
 
 
+# Activations whose derivative the kernels take from the output y = f(z) alone, or from the
+# sign of z, which y keeps (relu, elu, selu): for these, training applies f in place (y is
+# z), which saves a buffer and a pass of memory traffic the size of the layer's output.
+_DERIVATIVE_FROM_OUTPUT = frozenset({"linear", "relu", "sigmoid", "tanh", "elu", "selu",
+                                     "exponential", "softmax"})
+
+
 class AffineLayer(Layer):
     """Base of the layers computing ``activation(linear(x) + bias)``: Dense and the
     convolutions. It holds their shared backward pass; a subclass writes the forward pass
@@ -72,6 +79,13 @@ class AffineLayer(Layer):
     ``_backward_linear(dz, need_input_grad)`` gets ``dz`` as (rows, units), fills the
     kernel's gradient and returns the input gradient (or None).
     """
+
+    def _activation_buffers(self, rows, units):
+        """The (z, y) training buffers: one array when the activation can run in place."""
+        z = self._buffers.get("z", rows, (units,))
+        if self.activation.kernel_params()[0] in _DERIVATIVE_FROM_OUTPUT:
+            return z, z
+        return z, self._buffers.get("y", rows, (units,))
 
     def backward(self, dy, need_input_grad=True):
         if self.activity_regularizer is not None:
@@ -160,8 +174,7 @@ class Dense(AffineLayer):
     def forward(self, x, training=False):
         n = x.shape[0]
         if training:
-            z = self._buffers.get("z", n, (self.units,))
-            y = z if self.activation.name == "linear" else self._buffers.get("y", n, (self.units,))
+            z, y = self._activation_buffers(n, self.units)
         else:
             # Inference allocates, so that concurrent predict calls never share buffers, and
             # applies the activation in place: nothing needs z afterwards.
