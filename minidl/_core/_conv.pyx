@@ -69,29 +69,50 @@ cdef inline void _add(real *dst, const real *src, Py_ssize_t count) noexcept nog
         dst[i] += src[i]
 
 
+cdef inline void _im2col_edges(const Geometry *g, const real *src, real *dst, Py_ssize_t ky,
+                               Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    # Output columns whose window crosses the left or right edge: tap by tap.
+    cdef Py_ssize_t c = g.c, width = g.kw * g.c, K = g.kh * g.kw * g.c, ox, kx, ix
+    for ox in range(start, stop):
+        for kx in range(g.kw):
+            ix = ox * g.sw - g.pad_left + kx * g.dw
+            if ix < 0 or ix >= g.w:
+                memset(dst + ox * K + ky * width + kx * c, 0, c * sizeof(real))
+            else:
+                _copy(dst + ox * K + ky * width + kx * c, src + ix * c, c)
+
+
 cdef void _im2col_row(const Geometry *g, const real *x, real *cols, Py_ssize_t row) noexcept nogil:
     """Rows ``row * out_w ...`` of cols: output row ``oy`` of image ``img``."""
     cdef Py_ssize_t img = row // g.out_h, oy = row % g.out_h
     cdef Py_ssize_t c = g.c, width = g.kw * g.c, K = g.kh * g.kw * g.c
-    cdef Py_ssize_t ox, ky, kx, iy, ix, ix0
+    cdef Py_ssize_t ox, ky, kx, iy, ix, ix0, lo, hi
     cdef const real *image = x + img * g.h * g.w * c
-    cdef real *dst
-    for ox in range(g.out_w):
-        ix0 = ox * g.sw - g.pad_left
-        for ky in range(g.kh):
-            dst = cols + (row * g.out_w + ox) * K + ky * width
-            iy = oy * g.sh - g.pad_top + ky * g.dh
-            if iy < 0 or iy >= g.h:
-                memset(dst, 0, width * sizeof(real))
-            elif g.dw == 1 and ix0 >= 0 and ix0 + g.kw <= g.w:
-                _copy(dst, image + (iy * g.w + ix0) * c, width)   # kw * c contiguous values
-            else:
+    cdef const real *src
+    cdef real *dst = cols + row * g.out_w * K
+    # Output columns [lo, hi) have their whole window inside the input horizontally; with
+    # dilation 1 their kw * c values per kernel row are contiguous in the input.
+    # (C division truncates toward zero, so a negative numerator is handled apart.)
+    cdef Py_ssize_t last = g.w - 1 - (g.kw - 1) * g.dw + g.pad_left
+    lo = min((g.pad_left + g.sw - 1) // g.sw, g.out_w)
+    hi = max(min(last // g.sw + 1, g.out_w), lo) if last >= 0 else lo
+    for ky in range(g.kh):
+        iy = oy * g.sh - g.pad_top + ky * g.dh
+        if iy < 0 or iy >= g.h:
+            for ox in range(g.out_w):
+                memset(dst + ox * K + ky * width, 0, width * sizeof(real))
+            continue
+        src = image + iy * g.w * c
+        if g.dw == 1:
+            for ox in range(lo, hi):
+                _copy(dst + ox * K + ky * width, src + (ox * g.sw - g.pad_left) * c, width)
+        else:
+            for ox in range(lo, hi):
+                ix0 = ox * g.sw - g.pad_left
                 for kx in range(g.kw):
-                    ix = ix0 + kx * g.dw
-                    if ix < 0 or ix >= g.w:
-                        memset(dst + kx * c, 0, c * sizeof(real))
-                    else:
-                        _copy(dst + kx * c, image + (iy * g.w + ix) * c, c)
+                    _copy(dst + ox * K + ky * width + kx * c, src + (ix0 + kx * g.dw) * c, c)
+        _im2col_edges(g, src, dst, ky, 0, lo)
+        _im2col_edges(g, src, dst, ky, hi, g.out_w)
 
 
 def im2col(const real[:, :, :, ::1] x, real[:, ::1] cols, kernel_size, strides, dilation,

@@ -76,8 +76,9 @@ class _Pooling(Layer):
         dy = np.ascontiguousarray(dy).reshape((n,) + self._out_image)
         dx = self._buffers.get("dx", n, self._image)
         if self._max:
-            kernels.scatter_argmax(dy.reshape(n, -1), self._argmax.reshape(n, -1),
-                                   dx.reshape(n, -1))
+            per_out, per_in = int(np.prod(self._out_image)), int(np.prod(self._image))
+            kernels.scatter_argmax(dy.reshape(n, per_out), self._argmax.reshape(n, per_out),
+                                   dx.reshape(n, per_in))
         else:
             kernels.avg_pool_backward(dy, dx, **self._window)
         return dx.reshape((n,) + self.built_input_shape)
@@ -173,11 +174,12 @@ class _GlobalPooling(Layer):
 
     def build(self, input_shape):
         self._output_sample = self.compute_output_shape(tuple(input_shape))
+        self._positions = int(np.prod(input_shape[:-1]))
         super().build(input_shape)
 
     def forward(self, x, training=False):
         n, channels = x.shape[0], x.shape[-1]
-        x = np.ascontiguousarray(x).reshape(n, -1, channels)
+        x = np.ascontiguousarray(x).reshape(n, self._positions, channels)
         y = (self._buffers.get("y", n, (channels,)) if training
              else np.empty((n, channels), self.dtype))
         if self._max:
@@ -198,11 +200,10 @@ class _GlobalPooling(Layer):
         dy = np.ascontiguousarray(dy).reshape(n, channels)
         dx = self._buffers.get("dx", n, self.built_input_shape)
         if self._max:
-            kernels.scatter_argmax(dy, self._argmax, dx.reshape(n, -1))
+            kernels.scatter_argmax(dy, self._argmax, dx.reshape(n, self._positions * channels))
         else:
-            positions = int(np.prod(self.built_input_shape[:-1]))
-            np.multiply(dy.reshape(n, 1, channels), 1.0 / positions,
-                        out=dx.reshape(n, positions, channels))
+            np.multiply(dy.reshape(n, 1, channels), 1.0 / self._positions,
+                        out=dx.reshape(n, self._positions, channels))
         return dx
 
     def get_config(self):
