@@ -69,6 +69,14 @@ cdef inline void _add(real *dst, const real *src, Py_ssize_t count) noexcept nog
         dst[i] += src[i]
 
 
+cdef inline void _interior(const Geometry *g, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
+    """[lo, hi): the output columns whose window lies inside the input horizontally."""
+    # (C division truncates toward zero, so a negative numerator is handled apart.)
+    cdef Py_ssize_t last = g.w - 1 - (g.kw - 1) * g.dw + g.pad_left
+    lo[0] = min((g.pad_left + g.sw - 1) // g.sw, g.out_w)
+    hi[0] = max(min(last // g.sw + 1, g.out_w), lo[0]) if last >= 0 else lo[0]
+
+
 cdef inline void _im2col_edges(const Geometry *g, const real *src, real *dst, Py_ssize_t ky,
                                Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     # Output columns whose window crosses the left or right edge: tap by tap.
@@ -86,16 +94,13 @@ cdef void _im2col_row(const Geometry *g, const real *x, real *cols, Py_ssize_t r
     """Rows ``row * out_w ...`` of cols: output row ``oy`` of image ``img``."""
     cdef Py_ssize_t img = row // g.out_h, oy = row % g.out_h
     cdef Py_ssize_t c = g.c, width = g.kw * g.c, K = g.kh * g.kw * g.c
-    cdef Py_ssize_t ox, ky, kx, iy, ix, ix0, lo, hi
+    cdef Py_ssize_t ox, ky, kx, iy, ix, ix0, lo, hi, j
     cdef const real *image = x + img * g.h * g.w * c
     cdef const real *src
     cdef real *dst = cols + row * g.out_w * K
     # Output columns [lo, hi) have their whole window inside the input horizontally; with
     # dilation 1 their kw * c values per kernel row are contiguous in the input.
-    # (C division truncates toward zero, so a negative numerator is handled apart.)
-    cdef Py_ssize_t last = g.w - 1 - (g.kw - 1) * g.dw + g.pad_left
-    lo = min((g.pad_left + g.sw - 1) // g.sw, g.out_w)
-    hi = max(min(last // g.sw + 1, g.out_w), lo) if last >= 0 else lo
+    _interior(g, &lo, &hi)
     for ky in range(g.kh):
         iy = oy * g.sh - g.pad_top + ky * g.dh
         if iy < 0 or iy >= g.h:
@@ -103,7 +108,13 @@ cdef void _im2col_row(const Geometry *g, const real *x, real *cols, Py_ssize_t r
                 memset(dst + ox * K + ky * width, 0, width * sizeof(real))
             continue
         src = image + iy * g.w * c
-        if g.dw == 1:
+        if g.dw == 1 and width < 16:
+            # Short runs (few input channels, e.g. the first layer on grey images): one
+            # strided loop per value of the run beats a short copy per output column.
+            for j in range(width):
+                for ox in range(lo, hi):
+                    dst[ox * K + ky * width + j] = src[(ox * g.sw - g.pad_left) * c + j]
+        elif g.dw == 1:
             for ox in range(lo, hi):
                 _copy(dst + ox * K + ky * width, src + (ox * g.sw - g.pad_left) * c, width)
         else:
@@ -145,22 +156,45 @@ def im2col(const real[:, :, :, ::1] x, real[:, ::1] cols, kernel_size, strides, 
 
 
 cdef void _col2im_image(const Geometry *g, const real *cols, real *dx, Py_ssize_t img) noexcept nogil:
-    cdef Py_ssize_t c = g.c, K = g.kh * g.kw * g.c
-    cdef Py_ssize_t oy, ox, ky, kx, iy, ix
+    # The loops of _im2col_row, adding instead of copying; one image, in a fixed order.
+    cdef Py_ssize_t c = g.c, width = g.kw * g.c, K = g.kh * g.kw * g.c
+    cdef Py_ssize_t oy, ox, ky, kx, iy, ix, lo, hi, j
     cdef real *image = dx + img * g.h * g.w * c
+    cdef real *dst
     cdef const real *src
     memset(image, 0, g.h * g.w * c * sizeof(real))
+    _interior(g, &lo, &hi)
     for oy in range(g.out_h):
-        for ox in range(g.out_w):
-            src = cols + ((img * g.out_h + oy) * g.out_w + ox) * K
-            for ky in range(g.kh):
-                iy = oy * g.sh - g.pad_top + ky * g.dh
-                if iy < 0 or iy >= g.h:
-                    continue
-                for kx in range(g.kw):
-                    ix = ox * g.sw - g.pad_left + kx * g.dw
-                    if 0 <= ix < g.w:
-                        _add(image + (iy * g.w + ix) * c, src + (ky * g.kw + kx) * c, c)
+        src = cols + (img * g.out_h + oy) * g.out_w * K
+        for ky in range(g.kh):
+            iy = oy * g.sh - g.pad_top + ky * g.dh
+            if iy < 0 or iy >= g.h:
+                continue
+            dst = image + iy * g.w * c
+            if g.dw == 1 and width < 16:
+                for j in range(width):
+                    for ox in range(lo, hi):
+                        dst[(ox * g.sw - g.pad_left) * c + j] += src[ox * K + ky * width + j]
+            elif g.dw == 1:
+                for ox in range(lo, hi):
+                    _add(dst + (ox * g.sw - g.pad_left) * c, src + ox * K + ky * width, width)
+            else:
+                for ox in range(lo, hi):
+                    for kx in range(g.kw):
+                        _add(dst + (ox * g.sw - g.pad_left + kx * g.dw) * c,
+                             src + ox * K + ky * width + kx * c, c)
+            _col2im_edges(g, src, dst, ky, 0, lo)
+            _col2im_edges(g, src, dst, ky, hi, g.out_w)
+
+
+cdef inline void _col2im_edges(const Geometry *g, const real *src, real *dst, Py_ssize_t ky,
+                               Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    cdef Py_ssize_t c = g.c, width = g.kw * g.c, K = g.kh * g.kw * g.c, ox, kx, ix
+    for ox in range(start, stop):
+        for kx in range(g.kw):
+            ix = ox * g.sw - g.pad_left + kx * g.dw
+            if 0 <= ix < g.w:
+                _add(dst + ix * c, src + ox * K + ky * width + kx * c, c)
 
 
 def col2im(const real[:, ::1] cols, real[:, :, :, ::1] dx, kernel_size, strides, dilation,
@@ -212,6 +246,21 @@ cdef inline void _max_update(real *out, int *idx, const real *src, Py_ssize_t po
         idx[ch] = <int>(pos + ch) if take else idx[ch]
 
 
+cdef inline void _max_of_four(real *out, int *idx, const real *image, Py_ssize_t p0,
+                              Py_ssize_t p1, Py_ssize_t p2, Py_ssize_t p3,
+                              Py_ssize_t c) noexcept nogil:
+    # A 2x2 window inside the input (the common MaxPooling2D()), without the window loops
+    # and bounds checks. (One channel loop chaining the four selects compiles to branches,
+    # which mispredict on real data; these four loops vectorize.)
+    cdef Py_ssize_t ch
+    _copy(out, image + p0, c)
+    for ch in range(c):
+        idx[ch] = <int>(p0 + ch)
+    _max_update(out, idx, image + p1, p1, c)
+    _max_update(out, idx, image + p2, p2, c)
+    _max_update(out, idx, image + p3, p3, c)
+
+
 cdef void _max_pool_row(const Geometry *g, const real *x, real *y, int *argmax,
                         Py_ssize_t row) noexcept nogil:
     cdef Py_ssize_t img = row // g.out_h, oy = row % g.out_h, c = g.c
@@ -220,9 +269,17 @@ cdef void _max_pool_row(const Geometry *g, const real *x, real *y, int *argmax,
     cdef real *out
     cdef int *idx
     cdef bint first
+    cdef Py_ssize_t y0 = oy * g.sh - g.pad_top, x0, lo, hi
+    cdef bint rows_inside = g.kh == 2 and g.kw == 2 and y0 >= 0 and y0 + 1 < g.h
+    _interior(g, &lo, &hi)
     for ox in range(g.out_w):
         out = y + (row * g.out_w + ox) * c
         idx = argmax + (row * g.out_w + ox) * c
+        if rows_inside and lo <= ox < hi:
+            x0 = ox * g.sw - g.pad_left
+            pos = (y0 * g.w + x0) * c
+            _max_of_four(out, idx, image, pos, pos + c, pos + g.w * c, pos + g.w * c + c, c)
+            continue
         first = True
         for ky in range(g.kh):
             iy = oy * g.sh - g.pad_top + ky
@@ -282,49 +339,67 @@ cdef int _check_pooled(const Geometry *g, tuple shape, str name) except -1:
     return 0
 
 
-cdef void _scatter_image(const real *dy, const int *argmax, real *dx, Py_ssize_t per_out,
-                         Py_ssize_t per_in, Py_ssize_t img) noexcept nogil:
+cdef int _scatter_image(const real *dy, const int *argmax, const real *gate, real *dx,
+                        Py_ssize_t per_out, Py_ssize_t per_in, Py_ssize_t img) noexcept nogil:
+    # Returns the number of indices outside [-1, per_in) (skipped): they come from our
+    # forward pass, but a caller could pass anything, so none is trusted.
     cdef Py_ssize_t i
+    cdef int bad = 0
     cdef real *image = dx + img * per_in
     cdef const real *grad = dy + img * per_out
     cdef const int *idx = argmax + img * per_out
+    cdef const real *g = gate + img * per_out if gate != NULL else NULL
     memset(image, 0, per_in * sizeof(real))
     for i in range(per_out):
-        if idx[i] >= 0:
+        if idx[i] < 0 or idx[i] >= per_in:
+            bad += idx[i] != -1
+        elif g == NULL or g[i] > 0:
             image[idx[i]] += grad[i]
+    return bad
 
 
-def scatter_argmax(const real[:, ::1] dy, const int[:, ::1] argmax, real[:, ::1] dx):
+def scatter_argmax(const real[:, ::1] dy, const int[:, ::1] argmax, real[:, ::1] dx,
+                   const real[:, ::1] gate=None):
     """Backward of a max over windows: ``dx[i, argmax[i, j]] += dy[i, j]`` per image ``i``
     (dx is zeroed first). Used by MaxPooling and GlobalMaxPooling.
+
+    With ``gate`` (the pooled output), only entries with ``gate[i, j] > 0`` are scattered:
+    when the pooled values went through a ReLU, that is the ReLU's backward too (the
+    maximum of relu(z) is relu(z[argmax]), positive exactly where relu'(z[argmax]) = 1).
 
     Args:
         dy, argmax: (n, outputs per image), as the forward pass wrote them.
         dx: (n, inputs per image); indices of argmax must lie in [-1, inputs) (-1: none).
+        gate: optional (n, outputs per image).
     """
     cdef Py_ssize_t n = dx.shape[0], per_in = dx.shape[1], per_out = dy.shape[1], img, i
     if dy.shape[0] != n or argmax.shape[0] != n or argmax.shape[1] != per_out:
-        raise ValueError(f"dy {(dy.shape[0], dy.shape[1])}, argmax {(argmax.shape[0], argmax.shape[1])} and dx "
+        raise ValueError(f"dy {(dy.shape[0], dy.shape[1])}, argmax "
+                         f"{(argmax.shape[0], argmax.shape[1])} and dx "
                          f"{(dx.shape[0], dx.shape[1])} disagree")
+    if gate is not None and (gate.shape[0] != n or gate.shape[1] != per_out):
+        raise ValueError(f"gate must have the shape of dy {(n, per_out)}; received "
+                         f"{(gate.shape[0], gate.shape[1])}")
     if n * per_in == 0:
         return
     if per_out == 0:
         memset(&dx[0, 0], 0, n * per_in * sizeof(real))
         return
     cdef const int *ap = &argmax[0, 0]
-    for i in range(n * per_out):   # the indices come from our forward pass; never trust them
-        if ap[i] < -1 or ap[i] >= per_in:
-            raise ValueError(f"argmax holds index {ap[i]}, outside [-1, {per_in})")
+    cdef Py_ssize_t bad = 0
     cdef int nt = num_threads() if n * per_in >= PARALLEL_MIN_ELEMENTS else 1
     cdef const real *gp = &dy[0, 0]
+    cdef const real *gatep = &gate[0, 0] if gate is not None else NULL
     cdef real *dp = &dx[0, 0]
     with nogil:
         if nt == 1:
             for img in range(n):
-                _scatter_image(gp, ap, dp, per_out, per_in, img)
+                bad += _scatter_image(gp, ap, gatep, dp, per_out, per_in, img)
         else:
             for img in prange(n, num_threads=nt, schedule="static"):
-                _scatter_image(gp, ap, dp, per_out, per_in, img)
+                bad += _scatter_image(gp, ap, gatep, dp, per_out, per_in, img)
+    if bad:
+        raise ValueError(f"argmax holds {bad} indices outside [-1, {per_in})")
 
 
 cdef inline Py_ssize_t _window_count(const Geometry *g, Py_ssize_t oy, Py_ssize_t ox) noexcept nogil:

@@ -24,7 +24,13 @@ from minidl.layers.conv_utils import (check_data_format, check_input_rank, norma
 from minidl.layers.core import AffineLayer, _serialize_init
 from minidl.ops import gemm
 
-# Inference packs images in chunks of at most this many patch values (16 MiB in float32).
+# Training works through a batch a few images at a time, so that a chunk's patch matrix stays
+# in the L2 cache from its packing to the GEMM that reads it (and, backward, the patch
+# gradient from its GEMM to col2im): measured on a batch of 32 in the reference CNN, this
+# made the convolutions about 1.5x faster than one patch matrix for the whole batch, which
+# lives in L3. The chunk depends on the shapes only, never on the thread count.
+_TRAIN_CHUNK_BYTES = 1 << 19
+# Inference packs at most this many patch values at a time (16 MiB in float32).
 _INFERENCE_COLS = 1 << 22
 
 
@@ -106,65 +112,74 @@ class _Conv(AffineLayer):
         kernels.im2col(x, cols, **self._window)
         return cols
 
+    def _chunks(self, n, training):
+        """(first image, last image + 1, first row, last row + 1) of each chunk."""
+        per_image = self._out_image[0] * self._out_image[1]
+        budget = (_TRAIN_CHUNK_BYTES // np.dtype(self.dtype).itemsize if training
+                  else _INFERENCE_COLS)
+        step = max(1, budget // max(per_image * self._patch, 1))
+        return [(i, min(i + step, n), i * per_image, min(i + step, n) * per_image)
+                for i in range(0, n, step)]
+
+    def _chunk_cols(self, x, i0, i1, r0, r1, cols):
+        """The patch matrix of images [i0, i1): x's rows themselves for a pointwise
+        kernel, else packed into the first rows of ``cols``."""
+        if self._pointwise:
+            return x.reshape(-1, self._patch)[r0:r1]
+        return self._pack(x[i0:i1], cols[:r1 - r0])
+
     def forward(self, x, training=False):
         x = np.ascontiguousarray(x).reshape((x.shape[0],) + self._image)
         n = x.shape[0]
         rows = n * self._out_image[0] * self._out_image[1]
-        if not training:
-            return self._infer(x)
-        if self._pointwise:
-            cols = x.reshape(rows, self._patch)
+        chunks = self._chunks(n, training)
+        kernel = self._kernel_matrix(self.kernel)
+        if training:
+            z, y = self._activation_buffers(rows, self.filters)
+            cols = self._buffers.get("cols", chunks[0][3], (self._patch,))
         else:
-            cols = self._pack(x, self._buffers.get("cols", rows, (self._patch,)))
-        z, y = self._activation_buffers(rows, self.filters)
-        gemm(cols, self._kernel_matrix(self.kernel), z)
-        self.activation.forward_bias(z, self.bias, y)
+            # Inference allocates (concurrent predict calls share nothing) and applies
+            # the activation in place.
+            z = y = np.empty((rows, self.filters), self.dtype)
+            cols = np.empty((chunks[0][3] if chunks else 0, self._patch), self.dtype)
+        for i0, i1, r0, r1 in chunks:
+            gemm(self._chunk_cols(x, i0, i1, r0, r1, cols), kernel, z[r0:r1])
+            self.activation.forward_bias(z[r0:r1], self.bias, y[r0:r1])
         out = y.reshape((n,) + self._output_sample())
         if self.activity_regularizer is not None:
             self._activity_forward(out)
-        self._cols, self._z, self._y, self._y_out = cols, z, y, out
-        return out
-
-    def _infer(self, x):
-        # Allocates (concurrent predict calls share nothing) and packs a chunk of images
-        # at a time; the activation runs in place on the output rows.
-        n = x.shape[0]
-        per_image = self._out_image[0] * self._out_image[1]
-        out = np.empty((n * per_image, self.filters), self.dtype)
-        kernel = self._kernel_matrix(self.kernel)
-        chunk = max(1, _INFERENCE_COLS // max(per_image * self._patch, 1))
-        cols = None if self._pointwise else np.empty((min(chunk, n) * per_image, self._patch),
-                                                     self.dtype)
-        for start in range(0, n, chunk):
-            images = x[start:start + chunk]
-            rows = images.shape[0] * per_image
-            block = out[start * per_image:start * per_image + rows]
-            packed = (images.reshape(rows, self._patch) if self._pointwise
-                      else self._pack(images, cols[:rows]))
-            gemm(packed, kernel, block)
-            self.activation.forward_bias(block, self.bias, block)
-        out = out.reshape((n,) + self._output_sample())
-        if self.activity_regularizer is not None:
-            self._activity_forward(out)
+        if training:
+            self._x, self._z, self._y, self._y_out = x, z, y, out
         return out
 
     def _output_sample(self):
         return self._out_image[2 - self.rank:] + (self.filters,)
 
     def _backward_linear(self, dz, need_input_grad):
-        gemm(self._cols, dz, self._kernel_matrix(self.grads[0]), trans_a=True)
-        if not need_input_grad:
-            return None
-        n = self._y_out.shape[0]
-        if self._pointwise:
-            dx = self._buffers.get("dx", dz.shape[0], (self._patch,))
-            gemm(dz, self._kernel_matrix(self.kernel), dx, trans_b=True)
-        else:
-            dcols = self._buffers.get("dcols", dz.shape[0], (self._patch,))
-            gemm(dz, self._kernel_matrix(self.kernel), dcols, trans_b=True)
-            dx = self._buffers.get("dx", n, self._image)
-            kernels.col2im(dcols, dx, **self._window)
-        return dx.reshape((n,) + self.built_input_shape)
+        # Chunk by chunk, as forward: the chunk's patches are packed again (cheaper than
+        # keeping the whole batch's, which would leave the cache between the passes), the
+        # kernel gradient accumulates over the chunks in their fixed order, and the patch
+        # gradient goes back to its images while it is still in cache.
+        n = self._x.shape[0]
+        chunks = self._chunks(n, True)
+        kernel, d_kernel = self._kernel_matrix(self.kernel), self._kernel_matrix(self.grads[0])
+        cols = self._buffers.get("cols", chunks[0][3], (self._patch,)) if chunks else None
+        dx = self._buffers.get("dx", n, self._image) if need_input_grad else None
+        dcols = (self._buffers.get("dcols", chunks[0][3], (self._patch,))
+                 if need_input_grad and chunks and not self._pointwise else None)
+        if not chunks:
+            d_kernel[...] = 0
+        for index, (i0, i1, r0, r1) in enumerate(chunks):
+            gemm(self._chunk_cols(self._x, i0, i1, r0, r1, cols), dz[r0:r1], d_kernel,
+                 trans_a=True, beta=0.0 if index == 0 else 1.0)
+            if not need_input_grad:
+                continue
+            if self._pointwise:
+                gemm(dz[r0:r1], kernel, dx.reshape(-1, self._patch)[r0:r1], trans_b=True)
+            else:
+                gemm(dz[r0:r1], kernel, dcols[:r1 - r0], trans_b=True)
+                kernels.col2im(dcols[:r1 - r0], dx[i0:i1], **self._window)
+        return None if dx is None else dx.reshape((n,) + self.built_input_shape)
 
     def get_config(self):
         config = super().get_config()

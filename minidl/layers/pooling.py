@@ -64,7 +64,7 @@ class _Pooling(Layer):
                       np.empty(y.shape, np.intc))
             kernels.max_pool_forward(x, y, argmax, **self._window)
             if training:
-                self._argmax = argmax
+                self._argmax, self._y = argmax, y
         else:
             kernels.avg_pool_forward(x, y, **self._window)
         return y.reshape((n,) + self._output_sample)
@@ -76,18 +76,39 @@ class _Pooling(Layer):
         dy = np.ascontiguousarray(dy).reshape((n,) + self._out_image)
         dx = self._buffers.get("dx", n, self._image)
         if self._max:
-            per_out, per_in = int(np.prod(self._out_image)), int(np.prod(self._image))
-            kernels.scatter_argmax(dy.reshape(n, per_out), self._argmax.reshape(n, per_out),
-                                   dx.reshape(n, per_in))
+            self._scatter(dy, dx, gate=None)
         else:
             kernels.avg_pool_backward(dy, dx, **self._window)
         return dx.reshape((n,) + self.built_input_shape)
+
+    def _scatter(self, dy, dx, gate):
+        n = dy.shape[0]
+        per_out, per_in = int(np.prod(self._out_image)), int(np.prod(self._image))
+        kernels.scatter_argmax(dy.reshape(n, per_out), self._argmax.reshape(n, per_out),
+                               dx.reshape(n, per_in),
+                               None if gate is None else gate.reshape(n, per_out))
 
     def get_config(self):
         config = super().get_config()
         config.update(pool_size=list(self.pool_size), strides=list(self.strides),
                       padding=self.padding, data_format=self.data_format)
         return config
+
+
+class _ThroughReLU:
+    """Max pooling right after a layer with a ReLU: the training loop asks for the gradient
+    with respect to that layer's pre-activation directly (see ``models.trainer``), which
+    skips a pass of the ReLU's backward over the layer's whole (un-pooled) output."""
+
+    def backward_through_relu(self, dy):
+        """The gradient with respect to ``z`` when this layer's input was ``relu(z)``: the
+        pooled gradient scattered to each window's maximum where the maximum is positive.
+        Bit for bit what ``backward`` followed by the ReLU's backward gives."""
+        n = dy.shape[0]
+        dy = np.ascontiguousarray(dy).reshape((n,) + self._out_image)
+        dx = self._buffers.get("dx", n, self._image)
+        self._scatter(dy, dx, gate=self._y)
+        return dx.reshape((n,) + self.built_input_shape)
 
 
 _POOLING_DOC = """{kind} pooling over {what}: each output is the {op} of a window of the input.
@@ -108,7 +129,7 @@ _POOLING_DOC = """{kind} pooling over {what}: each output is the {op} of a windo
 
 
 @LAYERS.register("MaxPool2D")
-class MaxPooling2D(_Pooling):
+class MaxPooling2D(_ThroughReLU, _Pooling):
     rank, _layout, _max = 2, "(batch, height, width, channels)", True
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
@@ -126,7 +147,7 @@ class AveragePooling2D(_Pooling):
 
 
 @LAYERS.register("MaxPool1D")
-class MaxPooling1D(_Pooling):
+class MaxPooling1D(_ThroughReLU, _Pooling):
     rank, _layout, _max = 1, "(batch, steps, channels)", True
 
 
@@ -175,6 +196,7 @@ class _GlobalPooling(Layer):
     def build(self, input_shape):
         self._output_sample = self.compute_output_shape(tuple(input_shape))
         self._positions = int(np.prod(input_shape[:-1]))
+        self._image, self._out_image = tuple(input_shape), (input_shape[-1],)
         super().build(input_shape)
 
     def forward(self, x, training=False):
@@ -187,7 +209,7 @@ class _GlobalPooling(Layer):
                       np.empty((n, channels), np.intc))
             kernels.global_max_pool(x, y, argmax)
             if training:
-                self._argmax = argmax
+                self._argmax, self._y = argmax, y
         else:
             kernels.global_avg_pool(x, y)
         return y.reshape((n,) + self._output_sample)
@@ -200,11 +222,16 @@ class _GlobalPooling(Layer):
         dy = np.ascontiguousarray(dy).reshape(n, channels)
         dx = self._buffers.get("dx", n, self.built_input_shape)
         if self._max:
-            kernels.scatter_argmax(dy, self._argmax, dx.reshape(n, self._positions * channels))
+            self._scatter(dy, dx, gate=None)
         else:
             np.multiply(dy.reshape(n, 1, channels), 1.0 / self._positions,
                         out=dx.reshape(n, self._positions, channels))
         return dx
+
+    def _scatter(self, dy, dx, gate):
+        n, channels = dy.shape[0], self._out_image[0]
+        kernels.scatter_argmax(dy.reshape(n, channels), self._argmax,
+                               dx.reshape(n, self._positions * channels), gate)
 
     def get_config(self):
         config = super().get_config()
@@ -226,7 +253,7 @@ _GLOBAL_DOC = """Global {kind} pooling: the {op} of each channel over all {what}
 
 
 @LAYERS.register("GlobalMaxPool2D")
-class GlobalMaxPooling2D(_GlobalPooling):
+class GlobalMaxPooling2D(_ThroughReLU, _GlobalPooling):
     rank, _layout, _max = 2, "(batch, height, width, channels)", True
 
 
@@ -236,7 +263,7 @@ class GlobalAveragePooling2D(_GlobalPooling):
 
 
 @LAYERS.register("GlobalMaxPool1D")
-class GlobalMaxPooling1D(_GlobalPooling):
+class GlobalMaxPooling1D(_ThroughReLU, _GlobalPooling):
     rank, _layout, _max = 1, "(batch, steps, channels)", True
 
 
