@@ -346,3 +346,16 @@ def test_short_lived_threads_do_not_leak_scratch_memory():
         t.join()
     grown = rss_mib() - before
     assert grown < 20, f"RSS grew by {grown:.0f} MiB over 40 short-lived threads"
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, "1000"),                                   # short spin by default
+    ({"GOMP_SPINCOUNT": "5000"}, "5000"),           # the user's setting is kept
+    ({"OMP_WAIT_POLICY": "passive"}, None),         # ... and so is their wait policy
+])
+def test_openmp_threads_spin_briefly_unless_the_user_chose(env, expected):
+    unset = {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None}
+    result = _run_python("import os, minidl; print(os.environ.get('GOMP_SPINCOUNT'))",
+                         **{**unset, **env})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(expected)
