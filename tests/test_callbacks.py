@@ -13,19 +13,13 @@ import warnings
 import numpy as np
 import pytest
 
-import minidl
 from minidl import callbacks, optimizers
 from minidl.layers import Dense
 from minidl.models import Sequential
 from minidl.utils import set_random_seed
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = minidl.get_num_threads()
-    minidl.set_num_threads(1)
-    yield
-    minidl.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blobs(n=40, features=4, classes=3, seed=0):

@@ -18,7 +18,7 @@ import pytest
 
 import minidl
 from minidl._ref import convolution as ref
-from minidl._ref.gradcheck import numeric_grad
+from minidl._ref.gradcheck import assert_close, check_layer_gradients
 from minidl.layers import (AveragePooling2D, BatchNormalization, Conv1D, Conv2D, Dense, Dropout,
                            Flatten, GlobalAveragePooling1D, GlobalMaxPooling2D, MaxPooling1D,
                            MaxPooling2D)
@@ -27,12 +27,7 @@ from minidl.models import Sequential, load_model
 from minidl.utils import set_random_seed
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = minidl.get_num_threads()
-    minidl.set_num_threads(1)
-    yield
-    minidl.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def data(shape, seed=0):
@@ -55,46 +50,6 @@ def keras_pads(n, kernel, stride, padding, dilation=1):
     out = keras_length(n, kernel, stride, padding, dilation)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - n, 0)
     return total // 2, total - total // 2
-
-
-def assert_close(got, want, magnitude, rtol, what):
-    """``|got - want| <= rtol * magnitude`` elementwise, where ``magnitude`` is the same
-    computation on absolute values: a relative tolerance that survives cancellation (and
-    demands exact zeros where nothing contributes)."""
-    got = np.asarray(got)
-    assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
-    err = np.abs(got.astype(np.float64) - want)
-    bound = rtol * magnitude + np.finfo(np.float64).tiny
-    bad = err > bound
-    if bad.any():
-        i = np.unravel_index(np.argmax(err / bound), err.shape)
-        raise AssertionError(f"{what}: {bad.sum()} of {bad.size} elements differ; worst at "
-                             f"{i}: got {got[i]!r}, expected {want[i]!r} (allowed error "
-                             f"{bound[i]:.3g})")
-
-
-def check_layer_gradients(layer, x, seed=0):
-    """Backward of ``layer`` at ``x`` against finite differences; returns the output."""
-    rng = np.random.default_rng(seed)
-    layer(x[:1])  # builds the layer
-    y = layer.forward(x, training=True)
-    w = rng.standard_normal(y.shape)
-    np.testing.assert_allclose(y, layer(x), rtol=1e-13, atol=1e-14,
-                               err_msg="training and inference forward differ")
-    y = y.copy()
-    dx = layer.backward(w.copy(), need_input_grad=True)
-    assert dx.shape == x.shape
-    dx, grads = dx.copy(), [g.copy() for g in layer.grads]
-
-    def scalar():
-        return float(np.sum(layer(x) * w))
-
-    np.testing.assert_allclose(dx, numeric_grad(scalar, x), rtol=1e-6, atol=1e-8,
-                               err_msg=f"{layer.name}: input gradient")
-    for name, param, grad in zip(layer.param_names, layer.params, grads):
-        np.testing.assert_allclose(grad, numeric_grad(scalar, param), rtol=1e-6, atol=1e-8,
-                                   err_msg=f"{layer.name}: gradient of {name}")
-    return y
 
 
 # ---- PyTorch, channels-last in and out ----

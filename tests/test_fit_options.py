@@ -9,7 +9,6 @@ batches); comparisons with numpy use float64 models.
 import numpy as np
 import pytest
 
-import minidl
 from minidl import callbacks, optimizers
 from minidl.layers import Dense, Layer
 from minidl.models import Sequential
@@ -19,12 +18,7 @@ EPS = 1e-7
 F64 = dict(dtype="float64")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = minidl.get_num_threads()
-    minidl.set_num_threads(1)
-    yield
-    minidl.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blobs(n=40, features=4, classes=3, seed=0, dtype=np.float32):

@@ -9,48 +9,18 @@ import json
 import numpy as np
 import pytest
 
-import minidl
 from minidl import activations, initializers
 from minidl.layers import Activation, Dense, Flatten, Input, InputLayer, Reshape
 from minidl.layers import get as get_layer
-from minidl._ref.gradcheck import numeric_grad
+from minidl._ref.gradcheck import check_layer_gradients
 
 ACTIVATION_NAMES = ["linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu",
                     "selu", "gelu", "softplus", "silu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = minidl.get_num_threads()
-    minidl.set_num_threads(1)
-    yield
-    minidl.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
-def check_layer_gradients(layer, x, seed=0):
-    """Backward of ``layer`` at ``x`` against finite differences; returns the output."""
-    rng = np.random.default_rng(seed)
-    layer(x[:1])  # builds the layer
-    y = layer.forward(x, training=True)
-    w = rng.standard_normal(y.shape)
-    np.testing.assert_allclose(y, layer(x), rtol=1e-13, atol=1e-14,
-                               err_msg="training and inference forward differ")
-    y = y.copy()
-    dx = layer.backward(w.copy(), need_input_grad=True)
-    assert dx.shape == x.shape
-    grads = [g.copy() for g in layer.grads]
-
-    def scalar():
-        return float(np.sum(layer(x) * w))
-
-    np.testing.assert_allclose(dx, numeric_grad(scalar, x), rtol=1e-6, atol=1e-8,
-                               err_msg=f"{layer.name}: input gradient")
-    for name, param, grad in zip(layer.param_names, layer.params, grads):
-        np.testing.assert_allclose(grad, numeric_grad(scalar, param), rtol=1e-6, atol=1e-8,
-                                   err_msg=f"{layer.name}: gradient of {name}")
-    return y
 
 
 # ---- gradient checks ----

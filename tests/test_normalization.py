@@ -20,12 +20,7 @@ DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-11, atol=1e-12)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = minidl.get_num_threads()
-    minidl.set_num_threads(1)
-    yield
-    minidl.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def data(shape, dtype=np.float64, seed=0, scale=2.0, offset=0.5):

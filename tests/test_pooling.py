@@ -20,7 +20,7 @@ import pytest
 
 import minidl
 from minidl._ref import convolution as ref
-from minidl._ref.gradcheck import numeric_grad
+from minidl._ref.gradcheck import assert_close, check_layer_gradients
 from minidl.layers import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, Conv2D,
                            Dense, GlobalAveragePooling1D, GlobalAveragePooling2D,
                            GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
@@ -31,12 +31,7 @@ from minidl.models import Sequential, load_model
 from minidl.utils import set_random_seed
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = minidl.get_num_threads()
-    minidl.set_num_threads(1)
-    yield
-    minidl.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def data(shape, seed=0):
@@ -55,41 +50,6 @@ def keras_pads(n, pool, stride, padding):
         return 0, 0
     total = max((keras_length(n, pool, stride, padding) - 1) * stride + pool - n, 0)
     return total // 2, total - total // 2
-
-
-def assert_close(got, want, magnitude, rtol, what):
-    """``|got - want| <= rtol * magnitude`` elementwise (exact where magnitude is 0)."""
-    got = np.asarray(got)
-    assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
-    err = np.abs(got.astype(np.float64) - want)
-    bound = rtol * magnitude + np.finfo(np.float64).tiny
-    bad = err > bound
-    if bad.any():
-        i = np.unravel_index(np.argmax(err / bound), err.shape)
-        raise AssertionError(f"{what}: {bad.sum()} of {bad.size} elements differ; worst at "
-                             f"{i}: got {got[i]!r}, expected {want[i]!r} (allowed error "
-                             f"{bound[i]:.3g})")
-
-
-def check_layer_gradients(layer, x, seed=0):
-    """Backward of ``layer`` at ``x`` against finite differences; returns the output."""
-    rng = np.random.default_rng(seed)
-    layer(x[:1])  # builds the layer
-    y = layer.forward(x, training=True)
-    w = rng.standard_normal(y.shape)
-    np.testing.assert_allclose(y, layer(x), rtol=1e-13, atol=1e-14,
-                               err_msg="training and inference forward differ")
-    y = y.copy()
-    dx = layer.backward(w.copy(), need_input_grad=True)
-    assert dx.shape == x.shape
-    assert layer.params == [] and layer.grads == []
-
-    def scalar():
-        return float(np.sum(layer(x) * w))
-
-    np.testing.assert_allclose(dx, numeric_grad(scalar, x), rtol=1e-6, atol=1e-8,
-                               err_msg=f"{layer.name}: input gradient")
-    return y
 
 
 # ---- PyTorch, channels-last in and out ----
@@ -435,7 +395,9 @@ GRADIENT_CASES = [
 @pytest.mark.parametrize("case", GRADIENT_CASES, ids=[c[0] for c in GRADIENT_CASES])
 def test_pooling_gradients(case):
     _, factory, in_shape = case
-    check_layer_gradients(factory(), data((2,) + in_shape, 15))
+    layer = factory()
+    check_layer_gradients(layer, data((2,) + in_shape, 15))
+    assert layer.params == [] and layer.grads == []
 
 
 def test_pooling_first_layer_skips_input_gradient():

@@ -19,12 +19,7 @@ from minidl._ref.gradcheck import numeric_grad
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = minidl.get_num_threads()
-    minidl.set_num_threads(1)
-    yield
-    minidl.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def data(shape, dtype=np.float64, seed=0):

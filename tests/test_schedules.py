@@ -19,12 +19,7 @@ from minidl.optimizers import schedules
 from minidl.utils import set_random_seed
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = minidl.get_num_threads()
-    minidl.set_num_threads(1)
-    yield
-    minidl.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def values(schedule, steps):

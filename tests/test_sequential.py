@@ -5,19 +5,13 @@ import re
 import numpy as np
 import pytest
 
-import minidl
 from minidl import losses, optimizers
 from minidl.layers import Activation, Dense, Flatten, Input, Reshape
 from minidl.models import Sequential
 from minidl.utils import set_random_seed
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = minidl.get_num_threads()
-    minidl.set_num_threads(1)
-    yield
-    minidl.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mlp(input_shape=(784,), hidden=64, classes=10):

@@ -16,12 +16,11 @@ from step to step; inference packs at most ``_INFERENCE_COLS`` values at a time,
 """
 import numpy as np
 
-from minidl import activations, regularizers
 from minidl._core import _conv as kernels
-from minidl.layers.base import LAYERS, BufferPool
+from minidl.layers.base import LAYERS
 from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
                                       normalize_tuple, window_geometry)
-from minidl.layers.core import AffineLayer, _serialize_init
+from minidl.layers.core import AffineLayer
 from minidl.ops import gemm
 
 # Training works through a batch a few images at a time, so that a chunk's patch matrix stays
@@ -46,7 +45,8 @@ class _Conv(AffineLayer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, activity_regularizer, **kwargs)
         owner = type(self).__name__
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
             raise ValueError(f"{owner} filters must be a positive int; received "
@@ -60,14 +60,6 @@ class _Conv(AffineLayer):
         self.padding = normalize_padding(padding, self._paddings, owner)
         self.data_format = check_data_format(data_format, owner)
         self.groups = 1
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.activity_regularizer = regularizers.get(activity_regularizer)
-        self._buffers = BufferPool(self.dtype)
 
     # ---- shapes ----
 
@@ -84,10 +76,7 @@ class _Conv(AffineLayer):
         input_shape = tuple(input_shape)
         out, pads = self._geometry(input_shape)
         channels = input_shape[-1]
-        self.kernel = self.add_weight("kernel", self.kernel_size + (channels, self.filters),
-                                      self.kernel_initializer, regularizer=self.kernel_regularizer)
-        self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
+        self._add_kernel_and_bias(self.kernel_size + (channels, self.filters), self.filters)
         # Everything below works on 2-D images: a 1-D sample of `steps` is one row high.
         two_d = lambda t, fill: (fill,) * (2 - self.rank) + tuple(t)   # noqa: E731
         self._image = two_d(input_shape[:-1], 1) + (channels,)
@@ -183,17 +172,10 @@ class _Conv(AffineLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, kernel_size=list(self.kernel_size),
-                      strides=list(self.strides), padding=self.padding,
-                      data_format=self.data_format, dilation_rate=list(self.dilation_rate),
-                      groups=self.groups, activation=activations.serialize(self.activation),
-                      use_bias=self.use_bias,
-                      kernel_initializer=_serialize_init(self.kernel_initializer),
-                      bias_initializer=_serialize_init(self.bias_initializer),
-                      kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
-                      bias_regularizer=regularizers.serialize(self.bias_regularizer),
-                      activity_regularizer=regularizers.serialize(self.activity_regularizer))
-        return config
+        return {**config, "filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "padding": self.padding,
+                "data_format": self.data_format, "dilation_rate": list(self.dilation_rate),
+                "groups": self.groups}
 
 
 @LAYERS.register("Convolution2D")

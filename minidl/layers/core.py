@@ -78,7 +78,44 @@ class AffineLayer(Layer):
             which an activity regularizer's penalty is taken.
     ``_backward_linear(dz, need_input_grad)`` gets ``dz`` as (rows, units), fills the
     kernel's gradient and returns the input gradient (or None).
+
+    Args (shared by the subclasses, as in Keras):
+        activation: activation name or object; None means linear.
+        use_bias: whether to add a bias vector.
+        kernel_initializer, bias_initializer: initializers (name, config or object).
+        kernel_regularizer, bias_regularizer: optional regularizers of the weights.
+        activity_regularizer: optional regularizer of the output; its penalty is divided
+            by the batch size, as in Keras.
     """
+
+    def __init__(self, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self._buffers = BufferPool(self.dtype)
+
+    def _add_kernel_and_bias(self, kernel_shape, units):
+        self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight("bias", (units,), self.bias_initializer,
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(activation=activations.serialize(self.activation), use_bias=self.use_bias,
+                      kernel_initializer=_serialize_init(self.kernel_initializer),
+                      bias_initializer=_serialize_init(self.bias_initializer),
+                      kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                      bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                      activity_regularizer=regularizers.serialize(self.activity_regularizer))
+        return config
 
     def _activation_buffers(self, rows, units):
         """The (z, y) training buffers: one array when the activation can run in place."""
@@ -143,18 +180,11 @@ class Dense(AffineLayer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, activity_regularizer, **kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense units must be a positive int; received units={units!r}.")
         self.units = int(units)
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.activity_regularizer = regularizers.get(activity_regularizer)
-        self._buffers = BufferPool(self.dtype)
 
     def build(self, input_shape):
         if len(input_shape) != 1:
@@ -162,10 +192,7 @@ class Dense(AffineLayer):
                 f"Layer '{self.name}' (Dense) expects 2-D input (batch, features); received "
                 f"input of shape {(None,) + tuple(input_shape)}. Add Flatten() before it or "
                 f"reshape the data.")
-        self.kernel = self.add_weight("kernel", (input_shape[0], self.units),
-                                      self.kernel_initializer, regularizer=self.kernel_regularizer)
-        self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
+        self._add_kernel_and_bias((input_shape[0], self.units), self.units)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -196,13 +223,7 @@ class Dense(AffineLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(units=self.units, activation=activations.serialize(self.activation),
-                      use_bias=self.use_bias, kernel_initializer=_serialize_init(self.kernel_initializer),
-                      bias_initializer=_serialize_init(self.bias_initializer),
-                      kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
-                      bias_regularizer=regularizers.serialize(self.bias_regularizer),
-                      activity_regularizer=regularizers.serialize(self.activity_regularizer))
-        return config
+        return {**config, "units": self.units}
 
 
 @LAYERS.register()

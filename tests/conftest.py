@@ -1,0 +1,15 @@
+"""Fixtures shared by the test modules."""
+import pytest
+
+import minidl
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test with minidl on one thread, then restore the setting. Modules whose
+    numbers or timings should not depend on the machine's core count use it for every
+    test: ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = minidl.get_num_threads()
+    minidl.set_num_threads(1)
+    yield
+    minidl.set_num_threads(before)
