@@ -1,0 +1,225 @@
+"""Benchmarks of the reference CNN (issue 6): one training epoch, and each convolution's
+forward and backward pass alone, beside PyTorch (when installed) and plain numpy in the same
+run.
+
+Network: Conv2D(32, 3, relu) -> MaxPooling2D(2) -> Conv2D(64, 3, relu) -> MaxPooling2D(2) ->
+Flatten -> Dense(128, relu) -> Dense(10, softmax) on 28x28x1 images; Adam (lr 1e-3), sparse
+categorical cross-entropy, batch 32. The references are in bench/cnn_reference.py. The target
+is an epoch at least twice as fast as PyTorch's.
+
+Single thread throughout (bench/conftest.py): minidl.set_num_threads(1), numpy's BLAS limited
+to one thread, torch.set_num_threads(1). Data: the first 12,000 images of Fashion-MNIST when
+installed, else synthetic data of the same shape. A plain ``pytest`` run (benchmarks disabled)
+runs each body once as a smoke test, on the first 1,024 images only.
+
+The convolution benchmarks time ``layer.forward(x, training=True)`` and ``layer.backward(dy)``
+at batch 32 (conv1 on 32x28x28x1 to 32 filters, conv2 on 32x13x13x32 to 64 filters), bias and
+ReLU included; ``flop`` counts the multiply-adds of the convolution only (2 per MAC): the
+forward product, and for the backward dW plus dx, except for conv1, which is timed without dx
+as a model's first layer runs it. Each result is checked against numpy.
+"""
+import numpy as np
+import pytest
+
+from cnn_reference import IMAGE, SEED, NumpyCNN, conv_backward, conv_forward, reference_cnn
+from cnn_reference import max_gradient_error_vs_torch, torch_epoch_runner
+from minidl.layers import Conv2D
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+SAMPLES = 12000
+SMOKE_SAMPLES = 1024   # benchmarks disabled: one pass over these, to keep `pytest` quick
+BATCH = 32
+
+
+def _images(fashion, benchmark):
+    """The first SAMPLES images as (n, 28, 28, 1) float32 in [0, 1] (a view), and labels."""
+    x, y, source = fashion
+    n = SAMPLES if benchmark.enabled else SMOKE_SAMPLES
+    benchmark.extra_info.update(data=source, samples=n)
+    return x[:n].reshape((n,) + IMAGE), y[:n], source
+
+
+# ---- one training epoch ----
+
+@pytest.mark.benchmark(group="cnn-epoch")
+def test_cnn_epoch_minidl(benchmark, fashion):
+    x, y, source = _images(fashion, benchmark)
+    model = reference_cnn()
+    benchmark.extra_info["impl"] = "minidl"
+    benchmark.pedantic(lambda: model.fit(x, y, epochs=1, batch_size=BATCH, shuffle=True,
+                                         verbose=0),
+                       rounds=3, iterations=1, warmup_rounds=1)
+    loss, accuracy = model.evaluate(x[:2000], y[:2000], verbose=0)
+    assert accuracy > 0.5 or source == "synthetic"
+
+
+@pytest.mark.benchmark(group="cnn-epoch")
+def test_cnn_epoch_numpy(benchmark, fashion):
+    x, y, _ = _images(fashion, benchmark)
+    model = NumpyCNN(SEED)
+    order = np.random.default_rng(SEED).permutation(len(x))
+    benchmark.extra_info["impl"] = "numpy"
+    benchmark.pedantic(lambda: model.epoch(x, y, order, BATCH), rounds=3, iterations=1,
+                       warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="cnn-epoch")
+def test_cnn_epoch_torch(benchmark, fashion):
+    x, y, _ = _images(fashion, benchmark)
+    # NCHW for torch, made before timing starts
+    epoch = torch_epoch_runner(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y, SEED)
+    if epoch is None:
+        pytest.skip("PyTorch is not installed")
+    order = np.random.default_rng(SEED).permutation(len(x))
+    benchmark.extra_info["impl"] = "torch"
+    benchmark.pedantic(lambda: epoch(order, BATCH), rounds=3, iterations=1, warmup_rounds=1)
+
+
+# ---- the references agree with each other and with minidl ----
+
+def test_numpy_reference_gradients_match_torch():
+    errors = max_gradient_error_vs_torch()
+    if errors is None:
+        pytest.skip("PyTorch is not installed")
+    assert max(errors.values()) < 1e-4, errors
+
+
+def test_minidl_model_matches_numpy_reference():
+    """Same weights, same batch: the same loss and gradients (so the epoch benchmarks time
+    the same network)."""
+    reference = NumpyCNN(SEED)
+    rng = np.random.default_rng(SEED + 1)
+    for b in reference.params[1::2]:
+        b[...] = rng.uniform(-0.1, 0.1, b.shape)
+    x = rng.random((8,) + IMAGE, dtype=np.float32)
+    y = rng.integers(0, 10, 8)
+    model = reference_cnn()
+    model.set_weights(reference.params)
+    probs = model.predict(x, verbose=0)
+    expected_loss, expected_grads = reference.gradients(x, y)
+    assert np.allclose(-np.log(probs[np.arange(8), y]).mean(), expected_loss, rtol=1e-4)
+    model.train_on_batch(x, y)
+    grads = [g for layer in model.layers for g in layer.grads]
+    assert len(grads) == len(expected_grads)
+    for g, e in zip(grads, expected_grads):
+        np.testing.assert_allclose(g, e, rtol=0, atol=1e-4 * np.abs(e).max())
+
+
+# ---- the convolutions alone ----
+
+# name: (input sample shape, filters); batch 32, 3x3 kernel, stride 1, 'valid'
+CONVS = {"conv1": ((28, 28, 1), 32), "conv2": ((13, 13, 32), 64)}
+
+
+@pytest.fixture(scope="module", params=list(CONVS))
+def conv(request):
+    """Operands of one convolution, and numpy's results for them."""
+    name = request.param
+    shape, filters = CONVS[name]
+    rng = np.random.default_rng(SEED)
+    x = rng.standard_normal((BATCH,) + shape, dtype=np.float32)
+    kernel = rng.standard_normal((3, 3, shape[2], filters)) / np.sqrt(9 * shape[2])
+    kernel = kernel.astype(np.float32)
+    bias = rng.uniform(-0.1, 0.1, filters).astype(np.float32)
+    y, cols = conv_forward(x, kernel, bias)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    need_input_grad = name != "conv1"
+    grads = conv_backward(dy, y, cols, kernel, x.shape, need_input_grad)
+    macs = y.size * kernel.shape[0] * kernel.shape[1] * shape[2]
+    return dict(name=name, x=x, kernel=kernel, bias=bias, y=y, cols=cols, dy=dy, grads=grads,
+                need_input_grad=need_input_grad, macs=macs)
+
+
+def _record(benchmark, conv, impl, backward):
+    if backward:
+        flop = 2.0 * conv["macs"] * (2 if conv["need_input_grad"] else 1)
+        what = "backward (dW, dx)" if conv["need_input_grad"] else "backward (dW only)"
+    else:
+        flop, what = 2.0 * conv["macs"], "forward"
+    benchmark.group = f"{conv['name']} {what}, batch {BATCH}"
+    benchmark.extra_info.update(impl=impl, flop=flop, input=list(conv["x"].shape),
+                                kernel=list(conv["kernel"].shape))
+
+
+def _close(actual, expected):
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def _minidl_layer(conv):
+    layer = Conv2D(conv["kernel"].shape[3], 3, activation="relu")
+    layer.ensure_built(conv["x"].shape[1:])
+    layer.set_weights([conv["kernel"], conv["bias"]])
+    return layer
+
+
+def test_conv_forward_minidl(benchmark, conv):
+    _record(benchmark, conv, "minidl", backward=False)
+    layer = _minidl_layer(conv)
+    out = benchmark(layer.forward, conv["x"], training=True)
+    _close(out, conv["y"])
+
+
+def test_conv_backward_minidl(benchmark, conv):
+    _record(benchmark, conv, "minidl", backward=True)
+    layer = _minidl_layer(conv)
+    layer.forward(conv["x"], training=True)
+    dx = benchmark(layer.backward, conv["dy"], need_input_grad=conv["need_input_grad"])
+    dkernel, dbias, expected_dx = conv["grads"]
+    _close(layer.grads[0], dkernel)
+    _close(layer.grads[1], dbias)
+    if conv["need_input_grad"]:
+        _close(dx, expected_dx)
+
+
+def test_conv_forward_numpy(benchmark, conv):
+    _record(benchmark, conv, "numpy", backward=False)
+    out, _ = benchmark(conv_forward, conv["x"], conv["kernel"], conv["bias"])
+    _close(out, conv["y"])
+
+
+def test_conv_backward_numpy(benchmark, conv):
+    _record(benchmark, conv, "numpy", backward=True)
+    grads = benchmark(conv_backward, conv["dy"], conv["y"], conv["cols"], conv["kernel"],
+                      conv["x"].shape, conv["need_input_grad"])
+    for g, e in zip(grads, conv["grads"]):
+        if e is not None:
+            _close(g, e)
+
+
+def _torch_operands(conv):
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(np.ascontiguousarray(conv["x"].transpose(0, 3, 1, 2)))
+    w = torch.from_numpy(np.ascontiguousarray(conv["kernel"].transpose(3, 2, 0, 1)))
+    return torch, x, w, torch.from_numpy(conv["bias"])
+
+
+def test_conv_forward_torch(benchmark, conv):
+    torch, x, w, b = _torch_operands(conv)
+    _record(benchmark, conv, "torch", backward=False)
+
+    def forward():
+        return torch.relu_(torch.nn.functional.conv2d(x, w, b))
+    out = benchmark(forward)
+    _close(out.numpy().transpose(0, 2, 3, 1), conv["y"])
+
+
+def test_conv_backward_torch(benchmark, conv):
+    torch, x, w, b = _torch_operands(conv)
+    _record(benchmark, conv, "torch", backward=True)
+    y = torch.from_numpy(np.ascontiguousarray(conv["y"].transpose(0, 3, 1, 2)))
+    dy = torch.from_numpy(np.ascontiguousarray(conv["dy"].transpose(0, 3, 1, 2)))
+    mask = [conv["need_input_grad"], True, True]
+
+    def backward():
+        # what autograd runs for relu(conv2d(x, w, b)): the ReLU mask, then the
+        # convolution's own backward kernel
+        dz = torch.ops.aten.threshold_backward(dy, y, 0)
+        return torch.ops.aten.convolution_backward(dz, x, w, [w.shape[0]], [1, 1], [0, 0],
+                                                   [1, 1], False, [0, 0], 1, mask)
+    dx, dw, db = benchmark(backward)
+    dkernel, dbias, expected_dx = conv["grads"]
+    _close(dw.numpy().transpose(2, 3, 1, 0), dkernel)
+    _close(db.numpy(), dbias)
+    if conv["need_input_grad"]:
+        _close(dx.numpy().transpose(0, 2, 3, 1), expected_dx)
