@@ -804,3 +804,15 @@ def test_relu_then_max_pool_backward_is_fused_and_gives_the_same_bits():
     grads = [(a, b) for la, lb in zip(fused.layers, plain.layers)
              for a, b in zip(la.grads, lb.grads)]
     assert len(grads) == 6 and all(np.array_equal(a, b) for a, b in grads)
+
+
+@pytest.mark.parametrize("make", [lambda: Conv2D(3, 2, dtype="float64"),
+                                  lambda: Conv1D(3, 2, dtype="float64")], ids=["2d", "1d"])
+def test_conv_training_step_on_an_empty_batch(make):
+    layer = make()
+    shape = (5, 5, 2) if isinstance(layer, Conv2D) else (5, 2)
+    layer.build(shape)
+    y = layer.forward(np.zeros((0,) + shape), training=True)
+    assert y.shape == (0,) + layer.compute_output_shape(shape)
+    assert layer.backward(np.zeros(y.shape)).shape == (0,) + shape
+    assert not layer.grads[0].any() and not layer.grads[1].any()

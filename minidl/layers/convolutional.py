@@ -123,14 +123,15 @@ class _Conv(AffineLayer):
         rows = n * self._out_image[0] * self._out_image[1]
         chunks = self._chunks(n, training)
         kernel = self._kernel_matrix(self.kernel)
+        chunk_rows = chunks[0][3] if chunks else 0
         if training:
             z, y = self._activation_buffers(rows, self.filters)
-            cols = self._buffers.get("cols", chunks[0][3], (self._patch,))
+            cols = self._buffers.get("cols", chunk_rows, (self._patch,))
         else:
             # Inference allocates (concurrent predict calls share nothing) and applies
             # the activation in place.
             z = y = np.empty((rows, self.filters), self.dtype)
-            cols = np.empty((chunks[0][3] if chunks else 0, self._patch), self.dtype)
+            cols = np.empty((chunk_rows, self._patch), self.dtype)
         for i0, i1, r0, r1 in chunks:
             gemm(self._chunk_cols(x, i0, i1, r0, r1, cols), kernel, z[r0:r1])
             self.activation.forward_bias(z[r0:r1], self.bias, y[r0:r1])
