@@ -16,6 +16,8 @@ Determinism: im2col and pooling forward only copy or compare; col2im and the poo
 backward passes accumulate, and run one image per thread, each image in a fixed order, so
 the bits never depend on the thread count.
 """
+import numpy as np
+
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
@@ -356,6 +358,94 @@ cdef int _scatter_image(const real *dy, const int *argmax, const real *gate, rea
         elif g == NULL or g[i] > 0:
             image[idx[i]] += grad[i]
     return bad
+
+
+cdef inline void _unpool_span(real *dst, const real *grad, const int *idx, const real *gate,
+                              int pos, int c) noexcept nogil:
+    # dst[ch] = grad[ch] where idx[ch] == pos + ch (and gate[ch] > 0), else 0: int32
+    # arithmetic and selects only, so that the compiler vectorizes it.
+    # (Every value is loaded before the select: a load under the condition would be a
+    # branch, which mispredicts on real data.)
+    cdef int ch
+    cdef real v
+    cdef bint hit
+    for ch in range(c):
+        v = grad[ch]
+        hit = idx[ch] == pos + ch
+        if gate != NULL:
+            hit = hit & (gate[ch] > 0)
+        dst[ch] = v if hit else 0
+
+
+cdef void _unpool_tiled_image(const Geometry *g, const real *dy, const int *argmax,
+                              const real *gate, real *dx, Py_ssize_t img) noexcept nogil:
+    # Windows that tile the image (strides = pool size, no padding): each input position
+    # lies in at most one window, so dx is written once, in order, without zeroing it
+    # first or scattering: the value is the window's gradient where the position is the
+    # window's argmax (and the gate is positive), else 0. Positions past the last window
+    # get 0. An index outside its window matches nothing: its gradient is dropped, and
+    # nothing outside dx is ever touched.
+    cdef Py_ssize_t c = g.c, iy, ix, oy, ox, kx, ch, o, pos
+    cdef real *row
+    cdef real *dst
+    cdef const real *grad = dy + img * g.out_h * g.out_w * c
+    cdef const int *idx = argmax + img * g.out_h * g.out_w * c
+    cdef const real *gt = gate + img * g.out_h * g.out_w * c if gate != NULL else NULL
+    cdef Py_ssize_t covered = g.out_w * g.kw
+    for iy in range(g.h):
+        row = dx + (img * g.h + iy) * g.w * c
+        oy = iy // g.kh
+        if oy >= g.out_h:
+            memset(row, 0, g.w * c * sizeof(real))
+            continue
+        for ox in range(g.out_w):
+            o = (oy * g.out_w + ox) * c
+            for kx in range(g.kw):
+                ix = ox * g.kw + kx
+                pos = (iy * g.w + ix) * c
+                dst = row + ix * c
+                _unpool_span(dst, grad + o, idx + o, gt + o if gt != NULL else NULL,
+                             <int>pos, <int>c)
+        if covered < g.w:
+            memset(row + covered * c, 0, (g.w - covered) * c * sizeof(real))
+
+
+def max_pool_backward(const real[:, :, :, ::1] dy, const int[:, :, :, ::1] argmax,
+                      real[:, :, :, ::1] dx, pool_size, strides, pads, const real[:, :, :, ::1] gate=None):
+    """Backward of :func:`max_pool_forward`: dx (n, h, w, c), fully overwritten, gets each
+    window's gradient at its argmax (only where ``gate`` > 0 when given; see
+    :func:`scatter_argmax`). Windows that tile the input take a single in-order pass;
+    others zero dx and scatter."""
+    cdef Geometry g = _geometry((dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]), pool_size,
+                                strides, (1, 1), pads, (dy.shape[1], dy.shape[2]))
+    _check_pooled(&g, (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]), "dy")
+    _check_pooled(&g, (argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3]),
+                  "argmax")
+    if gate is not None:
+        _check_pooled(&g, (gate.shape[0], gate.shape[1], gate.shape[2], gate.shape[3]), "gate")
+    cdef bint tiled = (g.sh == g.kh and g.sw == g.kw and g.pad_top == 0 and g.pad_left == 0
+                       and g.out_h * g.kh <= g.h and g.out_w * g.kw <= g.w)
+    cdef Py_ssize_t per_out = g.out_h * g.out_w * g.c, per_in = g.h * g.w * g.c, img
+    if not tiled or per_out == 0 or per_in == 0:
+        scatter_argmax(_rows(dy, per_out), _rows(argmax, per_out), _rows(dx, per_in),
+                       None if gate is None else _rows(gate, per_out))
+        return
+    cdef int nt = num_threads() if g.n * per_in >= PARALLEL_MIN_ELEMENTS else 1
+    cdef const real *gp = &dy[0, 0, 0, 0]
+    cdef const int *ap = &argmax[0, 0, 0, 0]
+    cdef const real *gatep = &gate[0, 0, 0, 0] if gate is not None else NULL
+    cdef real *dp = &dx[0, 0, 0, 0]
+    with nogil:
+        if nt == 1:
+            for img in range(g.n):
+                _unpool_tiled_image(&g, gp, ap, gatep, dp, img)
+        else:
+            for img in prange(g.n, num_threads=nt, schedule="static"):
+                _unpool_tiled_image(&g, gp, ap, gatep, dp, img)
+
+
+cdef object _rows(object a, Py_ssize_t per_image):
+    return np.asarray(a).reshape(a.shape[0], per_image)
 
 
 def scatter_argmax(const real[:, ::1] dy, const int[:, ::1] argmax, real[:, ::1] dx,

@@ -82,11 +82,7 @@ class _Pooling(Layer):
         return dx.reshape((n,) + self.built_input_shape)
 
     def _scatter(self, dy, dx, gate):
-        n = dy.shape[0]
-        per_out, per_in = int(np.prod(self._out_image)), int(np.prod(self._image))
-        kernels.scatter_argmax(dy.reshape(n, per_out), self._argmax.reshape(n, per_out),
-                               dx.reshape(n, per_in),
-                               None if gate is None else gate.reshape(n, per_out))
+        kernels.max_pool_backward(dy, self._argmax, dx, gate=gate, **self._window)
 
     def get_config(self):
         config = super().get_config()
