@@ -665,3 +665,31 @@ def test_model_with_every_pooling_layer_fits_saves_and_loads(tmp_path):
     seq_model.save(seq_path)
     np.testing.assert_array_equal(load_model(seq_path).predict(seqs, verbose=0),
                                   seq_model.predict(seqs, verbose=0))
+
+
+@pytest.mark.parametrize("shape, pool", [((3, 8, 6, 5), (2, 2)), ((2, 9, 7, 3), (2, 3)),
+                                         ((2, 5, 5, 1), (5, 5))])
+@pytest.mark.parametrize("gated", [False, True])
+def test_tiled_max_pool_backward_equals_the_scatter(shape, pool, gated):
+    """Windows that tile the input take max_pool_backward's one-pass path (odd sizes leave
+    uncovered rows and columns, which get 0); it must equal the general scatter."""
+    from minidl._core import _conv as kernels
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32)
+    out = (shape[0], shape[1] // pool[0], shape[2] // pool[1], shape[3])
+    y, argmax = np.empty(out, np.float32), np.empty(out, np.intc)
+    kernels.max_pool_forward(x, y, argmax, pool, pool, (0, 0))
+    dy = rng.standard_normal(out).astype(np.float32)
+    gate = y if gated else None
+    tiled = np.full(shape, np.nan, np.float32)
+    kernels.max_pool_backward(dy, argmax, tiled, pool, pool, (0, 0), gate=gate)
+    scattered = np.full(shape, np.nan, np.float32)
+    n = shape[0]
+    kernels.scatter_argmax(dy.reshape(n, -1), argmax.reshape(n, -1), scattered.reshape(n, -1),
+                           None if gate is None else gate.reshape(n, -1))
+    assert np.array_equal(tiled, scattered)
+    # An index outside its window matches no position: its gradient is dropped, and
+    # nothing outside dx is touched.
+    argmax[...] = 2 ** 30
+    kernels.max_pool_backward(dy, argmax, tiled, pool, pool, (0, 0), gate=gate)
+    assert not tiled.any()
