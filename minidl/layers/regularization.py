@@ -14,8 +14,8 @@ import numpy as np
 
 from minidl import regularizers
 from minidl._core import _regularization as _kernels
-from minidl.layers.base import LAYERS, BufferPool, Layer, _set_generator_state
-from minidl.utils.random import _check_seed, global_rng
+from minidl.layers.base import LAYERS, BufferPool, Layer
+from minidl.utils.random import _check_seed, global_rng, set_generator_state
 
 
 def _contiguous(x):
@@ -113,7 +113,7 @@ class Dropout(Layer):
         if self._rng is None:
             return super().set_random_state(state)
         try:
-            _set_generator_state(self._rng, state)
+            set_generator_state(self._rng, state)
         except ValueError as error:
             raise ValueError(f"Layer '{self.name}' (Dropout, seed={self.seed}) cannot take "
                              f"this random state: {error}.") from None

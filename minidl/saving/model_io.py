@@ -20,9 +20,9 @@ import numbers
 import numpy as np
 
 from minidl import losses, metrics, optimizers
-from minidl.layers.base import LAYERS, Layer, _set_generator_state, skip_weight_init
+from minidl.layers.base import LAYERS, Layer, skip_weight_init
 from minidl.saving.format import _FILE_ERRORS, ArchiveReader, InvalidModelFileError, write_archive
-from minidl.utils.random import global_rng
+from minidl.utils.random import global_rng, set_generator_state
 from minidl.utils.registry import serialize
 
 _ITERATIONS = "optimizer/iterations.npy"
@@ -251,7 +251,7 @@ def _restore_random_state(reader, state):
         raise reader.error(f"state.json holds no {own} random state; received "
                            f"{saved!r:.200}")
     try:
-        _set_generator_state(rng, saved)
+        set_generator_state(rng, saved)
     except ValueError as error:
         raise reader.error(f"state.json holds an invalid random state ({error})") from None
 

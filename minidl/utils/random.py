@@ -79,3 +79,39 @@ def global_rng():
     if _GLOBAL_RNG is None:
         _GLOBAL_RNG = np.random.default_rng()
     return _GLOBAL_RNG
+
+
+# The fields of a PCG64 state (what ``bit_generator.state`` holds) and their ranges: numpy's
+# setter truncates floats and takes an even increment, which no real generator has.
+_PCG64_RANGES = {"state": 2 ** 128, "inc": 2 ** 128}
+
+
+def set_generator_state(rng, state):
+    """Set ``rng.bit_generator.state = state`` for a state read from a file.
+
+    The state must be a dict of the same bit generator (for PCG64, with integer fields in
+    range); otherwise ValueError, and ``rng`` is unchanged.
+    """
+    own = type(rng.bit_generator).__name__
+    if not isinstance(state, dict) or state.get("bit_generator") != own:
+        raise ValueError(f"expected a {own} state, a dict with bit_generator={own!r}; "
+                         f"received {state!r:.200}")
+    if own == "PCG64":
+        inner = state.get("state")
+        fields = [(f"state[{key!r}]", inner.get(key) if isinstance(inner, dict) else None, top)
+                  for key, top in _PCG64_RANGES.items()]
+        fields += [("has_uint32", state.get("has_uint32"), 2),
+                   ("uinteger", state.get("uinteger"), 2 ** 32)]
+        for name, value, top in fields:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < top:
+                raise ValueError(f"PCG64 state field {name} must be an int in [0, {top}); "
+                                 f"received {value!r:.100}")
+        if inner["inc"] % 2 == 0:
+            raise ValueError(f"PCG64 state field state['inc'] must be odd (every seeded "
+                             f"PCG64 has an odd increment); received {inner['inc']}")
+    previous = rng.bit_generator.state
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
+        rng.bit_generator.state = previous
+        raise ValueError(f"invalid {own} state ({type(error).__name__}: {error})") from None
