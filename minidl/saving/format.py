@@ -4,7 +4,9 @@ defensively.
 Layout (format version 1):
     metadata.json          {"format_version", "minidl_version", "date", "kind"}
     config.json            the model's architecture and compile settings (kind "model")
-    state.json             the shuffling random state (kind "model")
+    state.json             random states (kind "model"): the global generator's (shuffling,
+                           dropout) and each layer's own ("layer_random_states", one entry
+                           per layer, null for most); a backup adds the epoch reached
     weights/00000.npy ...  the model's weights, in get_weights order
     optimizer/iterations.npy, optimizer/00000.npy ...   step count, then slot arrays
 
