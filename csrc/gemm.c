@@ -16,11 +16,23 @@
 #define MDL_GEMM_PARALLEL_MIN_WORK (1024.0 * 1024.0)
 
 /* Packing pays for itself when a panel is reused many times. A product whose B rows are
- * contiguous and whose B fits comfortably in L2 is run straight from the operands; this
- * is the path of MLP training at small batch sizes. */
-static int use_direct_path(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, ptrdiff_t cs_b, size_t elem) {
-    (void)m;
-    return cs_b == 1 && (double)k * (double)n * (double)elem <= 256.0 * 1024.0;
+ * contiguous and whose B fits comfortably in L2 is run straight from the operands; this is
+ * the path of MLP training at small batch sizes and of the convolutions' GEMMs. So is one of
+ * at most 4 row tiles whose B is at most bl->direct_b bytes (a Dense layer's forward pass at
+ * a small batch size): each B panel is then read from L2 only a few times, which costs less
+ * than copying it once, and C is written once rather than once per k-block. And so is a
+ * product of one row tile over narrow B rows, whatever its depth (a first convolution's
+ * weight gradient, k = batch pixels): B is then read once, as one sequential stream. The
+ * limits belong to the ISA's table, never to the machine, since the path fixes the
+ * summation order. */
+static int use_direct_path(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, ptrdiff_t cs_b, size_t elem,
+                           const mdl_blocking *bl) {
+    double b_bytes = (double)k * (double)n * (double)elem;
+    ptrdiff_t row_tiles = (m + bl->mr - 1) / bl->mr;
+    if (cs_b != 1) return 0;
+    if (b_bytes <= 256.0 * 1024.0) return 1;
+    if (row_tiles <= 4 && b_bytes <= (double)bl->direct_b) return 1;
+    return row_tiles == 1 && (double)n * (double)elem <= 256.0;
 }
 
 /* Packing buffers belong to the calling thread and are kept between calls, so steady-state

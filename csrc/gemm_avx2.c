@@ -66,7 +66,7 @@
 
 const mdl_gemm_kernels mdl_kernels_avx2 = {
     MDL_ARCH_AVX2,
-    sgemm_ukernel_avx2, NULL, {6, 16, 168, 256, 1024},
-    dgemm_ukernel_avx2, NULL, {6, 8, 72, 256, 1024},
+    sgemm_ukernel_avx2, NULL, {6, 16, 168, 256, 1024, 256L * 1024},
+    dgemm_ukernel_avx2, NULL, {6, 8, 72, 256, 1024, 256L * 1024},
 };
 #endif

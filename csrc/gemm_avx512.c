@@ -69,9 +69,66 @@
 /* Gathering packs for transposed operands (see mdl_spack in gemm_kernels.h): one masked
  * gather per vector of the panel row replaces 16 scalar loads and stores. The 32-bit gather
  * indices j * stride_j must not overflow, so very long strides fall back to the driver. */
+/* One 16 x 16 block of a transposing pack: rows j < rows of src (stride_j apart, each kcnt
+ * contiguous elements along k) become dst[kk * width + j] for kk < kcnt, j < lanes (rows
+ * at and past `rows` give zeros). Register transpose: 64 shuffles replace 16 gathers. */
+static inline __attribute__((always_inline)) UK_TARGET void
+spack_tr16_avx512(const float *src, ptrdiff_t stride_j, int rows, int kcnt, float *dst,
+                  int width, __mmask16 store_mask) {
+    __mmask16 kmask = (__mmask16)((1u << kcnt) - 1u);
+    __m512 r[16], t[16], u[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(kmask, src + i * stride_j) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    /* u[4q + e]: rows 4q..4q+3 at column 4L + e in 128-bit lane L */
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        __m512 lo0 = t[4 * q], hi0 = t[4 * q + 1], lo1 = t[4 * q + 2], hi1 = t[4 * q + 3];
+        u[4 * q + 0] = _mm512_shuffle_ps(lo0, lo1, 0x44);
+        u[4 * q + 1] = _mm512_shuffle_ps(lo0, lo1, 0xEE);
+        u[4 * q + 2] = _mm512_shuffle_ps(hi0, hi1, 0x44);
+        u[4 * q + 3] = _mm512_shuffle_ps(hi0, hi1, 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; e++) {
+        __m512 v = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);
+        __m512 x = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
+        __m512 y = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xDD);
+        __m512 z = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xDD);
+        __m512 o[4] = {_mm512_shuffle_f32x4(v, x, 0x88), _mm512_shuffle_f32x4(y, z, 0x88),
+                       _mm512_shuffle_f32x4(v, x, 0xDD), _mm512_shuffle_f32x4(y, z, 0xDD)};
+#pragma GCC unroll 4
+        for (int l = 0; l < 4; l++) /* column 4l + e */
+            if (4 * l + e < kcnt) _mm512_mask_storeu_ps(dst + (4 * l + e) * width, store_mask, o[l]);
+    }
+}
+
 static UK_TARGET int spack_gather_avx512(ptrdiff_t kc, ptrdiff_t w, const float *src,
                                          ptrdiff_t stride_k, ptrdiff_t stride_j, float *dst,
                                          int width) {
+    if (stride_k == 1) {
+        /* The elements of each panel row j are contiguous along k (a row-major A, or a
+         * transposed B): transpose 16 x 16 blocks in registers. */
+        for (int j0 = 0; j0 < width; j0 += 16) {
+            int rows = w - j0 < 0 ? 0 : w - j0 > 16 ? 16 : (int)(w - j0);
+            int store_lanes = width - j0 > 16 ? 16 : width - j0;
+            __mmask16 store_mask = (__mmask16)((1u << store_lanes) - 1u);
+            const float *s = src + j0 * stride_j;
+            ptrdiff_t k0 = 0;
+            for (; k0 + 16 <= kc; k0 += 16)
+                spack_tr16_avx512(s + k0, stride_j, rows, 16, dst + k0 * width + j0, width,
+                                  store_mask);
+            if (k0 < kc)
+                spack_tr16_avx512(s + k0, stride_j, rows, (int)(kc - k0), dst + k0 * width + j0,
+                                  width, store_mask);
+        }
+        return 0;
+    }
     if (stride_j <= 0 || stride_j > INT32_MAX / 64) return -1;
     __m512i idx = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -112,7 +169,7 @@ static UK_TARGET int dpack_gather_avx512(ptrdiff_t kc, ptrdiff_t w, const double
 
 const mdl_gemm_kernels mdl_kernels_avx512 = {
     MDL_ARCH_AVX512,
-    sgemm_ukernel_avx512, spack_gather_avx512, {12, 32, 240, 384, 1024},
-    dgemm_ukernel_avx512, dpack_gather_avx512, {12, 16, 120, 384, 512},
+    sgemm_ukernel_avx512, spack_gather_avx512, {12, 32, 240, 384, 1024, 896L * 1024},
+    dgemm_ukernel_avx512, dpack_gather_avx512, {12, 16, 120, 384, 512, 256L * 1024},
 };
 #endif

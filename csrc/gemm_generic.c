@@ -39,6 +39,6 @@ DEFINE_GENERIC_UKERNEL(dgemm_ukernel_generic, double)
 
 const mdl_gemm_kernels mdl_kernels_generic = {
     MDL_ARCH_GENERIC,
-    sgemm_ukernel_generic, NULL, {GEN_MR, GEN_NR, 128, 256, 1024},
-    dgemm_ukernel_generic, NULL, {GEN_MR, GEN_NR, 128, 256, 1024},
+    sgemm_ukernel_generic, NULL, {GEN_MR, GEN_NR, 128, 256, 1024, 256L * 1024},
+    dgemm_ukernel_generic, NULL, {GEN_MR, GEN_NR, 128, 256, 1024, 256L * 1024},
 };

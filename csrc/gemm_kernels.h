@@ -35,11 +35,13 @@ typedef int (*mdl_spack)(ptrdiff_t kc, ptrdiff_t w, const float *src, ptrdiff_t 
 typedef int (*mdl_dpack)(ptrdiff_t kc, ptrdiff_t w, const double *src, ptrdiff_t stride_k,
                          ptrdiff_t stride_j, double *dst, int width);
 
-/* Register tile (mr x nr) and cache blocks (mc, kc, nc) for one element type. KC fixes the
- * summation order over k, so it depends only on the ISA and never on the thread count. */
+/* Register tile (mr x nr) and cache blocks (mc, kc, nc) for one element type. KC and
+ * direct_b fix the summation order over k, so they depend only on the ISA and never on the
+ * thread count (nor on the machine's cache sizes). */
 typedef struct {
     int mr, nr;
     int mc, kc, nc;
+    long direct_b; /* largest B (bytes) run unpacked over a few row tiles: use_direct_path */
 } mdl_blocking;
 
 typedef struct {
