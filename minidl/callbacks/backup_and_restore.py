@@ -12,8 +12,6 @@ import numbers
 import os
 
 from minidl.callbacks.callback import Callback
-from minidl.saving.format import InvalidModelFileError
-from minidl.saving.model_io import restore_backup, save_backup
 
 _BACKUP_NAME = "latest.minidl"
 
@@ -87,6 +85,9 @@ class BackupAndRestore(Callback):
     def on_train_begin(self, logs=None):
         if not os.path.lexists(self.backup_path):
             return
+        # (minidl.saving loads on first use, not with `import minidl`.)
+        from minidl.saving.format import InvalidModelFileError
+        from minidl.saving.model_io import restore_backup
         try:
             epoch = restore_backup(self.model, self.backup_path)
         except InvalidModelFileError as error:
@@ -97,6 +98,7 @@ class BackupAndRestore(Callback):
         self.model._initial_epoch = epoch   # read by fit right after on_train_begin
 
     def on_epoch_end(self, epoch, logs=None):
+        from minidl.saving.model_io import save_backup
         os.makedirs(self.backup_dir, exist_ok=True)
         save_backup(self.model, self.backup_path, epoch + 1)
 
