@@ -138,7 +138,10 @@ class Layer:
         if regularizer is not None:
             self._weight_regularizers.append((len(self.params), regularizer))
         self.params.append(value)
-        self.grads.append(np.zeros_like(value))
+        # np.zeros takes zeroed pages from the OS, untouched until the first backward pass
+        # writes them (np.zeros_like writes every byte): building or loading a large model
+        # does not pay for its gradient buffers.
+        self.grads.append(np.zeros(value.shape, value.dtype))
         self.param_names.append(name)
         return value
 
