@@ -777,11 +777,12 @@ def test_cnn_learns_a_spatial_pattern():
     assert model.evaluate(x, y, verbose=0)[1] > 0.9
 
 
-def test_relu_then_max_pool_backward_is_fused_and_gives_the_same_bits():
-    """The training loop takes a ReLU layer's pre-activation gradient straight from the max
-    pooling after it (trainer._relu_then_max_pool); that must equal, bit for bit, the
-    pooling's backward followed by the ReLU's."""
-    from minidl.layers import Input
+def test_relu_then_max_pool_is_fused_and_gives_the_same_bits():
+    """The training loop runs a ReLU layer and the max pooling after it as one
+    (trainer._relu_then_max_pool): pooling before the bias and ReLU, and the pre-activation
+    gradient straight from the pooling's scatter. Loss, gradients and the updated weights
+    must equal, bit for bit, running the layers one by one."""
+    from minidl.layers import Activation, Input
     rng = np.random.default_rng(5)
     x = rng.standard_normal((16, 12, 12, 2)).astype(np.float32)
     y = rng.integers(0, 5, 16)
@@ -789,21 +790,21 @@ def test_relu_then_max_pool_backward_is_fused_and_gives_the_same_bits():
     def model():
         set_random_seed(1)
         m = Sequential([Input((12, 12, 2)), Conv2D(4, 3, activation="relu"),
-                        MaxPooling2D(3, 2, padding="same"), Conv2D(6, 2, activation="relu"),
-                        GlobalMaxPooling2D(), Dense(5, activation="softmax")])
+                        MaxPooling2D(3, 2, padding="same"), Conv2D(6, 2), Activation("relu"),
+                        MaxPooling2D(1), Conv2D(6, 2, activation="relu"), GlobalMaxPooling2D(),
+                        Dense(5, activation="softmax")])
         m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
         return m
 
     fused, plain = model(), model()
-    assert fused._through_relu == {1, 3}   # the pooling layers' indices
+    assert fused._through_relu == {1, 4, 6}   # the pooling layers' indices
     plain._through_relu = set()
-    fused.train_on_batch(x, y)
-    plain.train_on_batch(x, y)
+    assert fused.train_on_batch(x, y) == plain.train_on_batch(x, y)
     for mine, theirs in zip(fused.get_weights(), plain.get_weights()):
         assert np.array_equal(mine, theirs)
     grads = [(a, b) for la, lb in zip(fused.layers, plain.layers)
              for a, b in zip(la.grads, lb.grads)]
-    assert len(grads) == 6 and all(np.array_equal(a, b) for a, b in grads)
+    assert len(grads) == 8 and all(np.array_equal(a, b) for a, b in grads)
 
 
 @pytest.mark.parametrize("make", [lambda: Conv2D(3, 2, dtype="float64"),

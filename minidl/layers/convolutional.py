@@ -118,6 +118,12 @@ class _Conv(AffineLayer):
         return self._pack(x[i0:i1], cols[:r1 - r0])
 
     def forward(self, x, training=False):
+        return self._forward(x, training, activate=True)
+
+    def forward_linear(self, x):
+        return self._forward(x, True, activate=False)
+
+    def _forward(self, x, training, activate):
         x = np.ascontiguousarray(x).reshape((x.shape[0],) + self._image)
         n = x.shape[0]
         rows = n * self._out_image[0] * self._out_image[1]
@@ -134,9 +140,10 @@ class _Conv(AffineLayer):
             cols = np.empty((chunk_rows, self._patch), self.dtype)
         for i0, i1, r0, r1 in chunks:
             gemm(self._chunk_cols(x, i0, i1, r0, r1, cols), kernel, z[r0:r1])
-            self.activation.forward_bias(z[r0:r1], self.bias, y[r0:r1])
-        out = y.reshape((n,) + self._output_sample())
-        if self.activity_regularizer is not None:
+            if activate:
+                self.activation.forward_bias(z[r0:r1], self.bias, y[r0:r1])
+        out = (y if activate else z).reshape((n,) + self._output_sample())
+        if activate and self.activity_regularizer is not None:
             self._activity_forward(out)
         if training:
             self._x, self._z, self._y, self._y_out = x, z, y, out

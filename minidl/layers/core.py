@@ -124,6 +124,12 @@ class AffineLayer(Layer):
             return z, z
         return z, self._buffers.get("y", rows, (units,))
 
+    def forward_linear(self, x):
+        """Training forward without the bias and the activation: ``linear(x)``, shaped as
+        the output. The caller applies them (see ``MaxPooling2D.forward_after_relu_layer``)
+        and goes back through :meth:`backward_preactivation`."""
+        raise NotImplementedError
+
     def backward(self, dy, need_input_grad=True):
         if self.activity_regularizer is not None:
             dy = self._activity_backward(self._y_out, dy,
@@ -214,6 +220,11 @@ class Dense(AffineLayer):
             self._x, self._z, self._y, self._y_out = x, z, y, y
         return y
 
+    def forward_linear(self, x):
+        z = gemm(x, self.kernel, self._buffers.get("z", x.shape[0], (self.units,)))
+        self._x, self._z = x, z
+        return z
+
     def _backward_linear(self, dz, need_input_grad):
         gemm(self._x, dz, self.grads[0], trans_a=True)
         if not need_input_grad:
@@ -261,6 +272,10 @@ class Activation(Layer):
 
     def backward_preactivation(self, dz, need_input_grad=True):
         return dz if need_input_grad else None
+
+    def forward_linear(self, x):
+        """The input itself: the layer is its activation alone (see AffineLayer)."""
+        return np.ascontiguousarray(x)
 
     def get_config(self):
         config = super().get_config()

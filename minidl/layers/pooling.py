@@ -96,6 +96,17 @@ class _ThroughReLU:
     with respect to that layer's pre-activation directly (see ``models.trainer``), which
     skips a pass of the ReLU's backward over the layer's whole (un-pooled) output."""
 
+    def forward_after_relu_layer(self, layer, x):
+        """Training forward of ``layer`` (computing ``relu(linear(x) + b)``) and of this
+        pooling together: the maximum of each window of ``linear(x)``, then the bias and
+        the ReLU on the maxima alone. The same bits as ``self.forward(layer.forward(x))``,
+        since max(relu(z + b)) = relu(max(z) + b) for float addition and the ReLU."""
+        z = layer.forward_linear(x)
+        y = self.forward(z, training=True)
+        rows = y.reshape(-1, y.shape[-1])
+        layer.activation.forward_bias(rows, getattr(layer, "bias", None), rows)
+        return y
+
     def backward_through_relu(self, dy):
         """The gradient with respect to ``z`` when this layer's input was ``relu(z)``: the
         pooled gradient scattered to each window's maximum where the maximum is positive.

@@ -99,8 +99,17 @@ class Trainer:
 
     def _train_step(self, xb, yb, wb=None):
         h = xb
-        for layer in self.layers:
-            h = layer.forward(h, training=True)
+        i, count = 0, len(self.layers)
+        while i < count:
+            if i + 1 in self._through_relu:
+                # A ReLU layer and the max pooling after it: the pooling takes the
+                # maximum of the layer's linear part and adds the bias and the ReLU after
+                # (both commute with the maximum), on a 4x smaller array.
+                h = self.layers[i + 1].forward_after_relu_layer(self.layers[i], h)
+                i += 2
+            else:
+                h = self.layers[i].forward(h, training=True)
+                i += 1
         grad = self._step_buffers.get("grad", h.shape[0], h.shape[1:])
         loss_value = self._loss_step(yb, h, grad, wb)
         last = len(self.layers) - 1
@@ -460,10 +469,15 @@ _NONFINITE = ("The training loss is {loss} in epoch {epoch}, so the weights are 
 def _relu_then_max_pool(layers):
     """Indices of the max-pooling layers that directly follow a layer computing
     ``relu(linear(x) + b)`` (Conv2D(..., activation='relu') then MaxPooling2D, the usual CNN
-    block). For those the backward pass asks the pooling layer for the gradient of the
-    ReLU's input, which its scatter gives at no extra cost (the pooled maximum is positive
-    exactly where the ReLU passes gradient), and skips the ReLU's own backward, a pass over
-    the un-pooled output, 4x the size of the pooled one. The gradients are the same bits.
+    block). Training runs such a pair as one:
+        forward:  the pooling takes the maximum of each window of ``linear(x)`` and applies
+                  the bias and the ReLU to the maxima: max(relu(z + b)) = relu(max(z) + b)
+                  exactly (float addition and the ReLU are monotonic), so the bias and ReLU
+                  pass over the un-pooled output, 4x the size of the pooled one, is skipped;
+        backward: the pooling's scatter gives the gradient of the ReLU's input directly
+                  (the pooled output is positive exactly where the ReLU passes gradient),
+                  and the ReLU's own backward pass is skipped.
+    Outputs and gradients are the same bits as running the layers one by one.
     """
     fused = set()
     for i in range(1, len(layers)):
