@@ -368,6 +368,13 @@ cdef extern from "minidl.h" nogil:
                        const double *grad, double *m, double *v)
     double mdl_sum_of_squares_f32(Py_ssize_t n, const float *x)
     double mdl_sum_of_squares_f64(Py_ssize_t n, const double *x)
+    void mdl_max_pool_2x2_row_f32(const float *image, Py_ssize_t w, Py_ssize_t c,
+                                  Py_ssize_t y0, Py_ssize_t sw, Py_ssize_t pad_left,
+                                  Py_ssize_t lo, Py_ssize_t hi, float *out_row, int *idx_row)
+    void mdl_unpool_tiled_f32(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
+                              Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w,
+                              const float *dy, const int *argmax, const float *gate,
+                              float *dx)
 
 
 cdef void sgd_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
@@ -416,3 +423,13 @@ cdef double sum_of_squares_f32(Py_ssize_t n, const float *x) noexcept nogil:
 
 cdef double sum_of_squares_f64(Py_ssize_t n, const double *x) noexcept nogil:
     return mdl_sum_of_squares_f64(n, x)
+
+cdef void max_pool_2x2_row_f32(const float *image, Py_ssize_t w, Py_ssize_t c, Py_ssize_t y0,
+                               Py_ssize_t sw, Py_ssize_t pad_left, Py_ssize_t lo,
+                               Py_ssize_t hi, float *out_row, int *idx_row) noexcept nogil:
+    mdl_max_pool_2x2_row_f32(image, w, c, y0, sw, pad_left, lo, hi, out_row, idx_row)
+
+cdef void unpool_tiled_f32(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
+                           Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w, const float *dy,
+                           const int *argmax, const float *gate, float *dx) noexcept nogil:
+    mdl_unpool_tiled_f32(h, w, c, kh, kw, out_h, out_w, dy, argmax, gate, dx)

@@ -21,7 +21,7 @@ import numpy as np
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
-from minidl._core._backend cimport num_threads
+from minidl._core._backend cimport max_pool_2x2_row_f32, num_threads, unpool_tiled_f32
 
 ctypedef fused real:
     float
@@ -274,10 +274,16 @@ cdef void _max_pool_row(const Geometry *g, const real *x, real *y, int *argmax,
     cdef Py_ssize_t y0 = oy * g.sh - g.pad_top, x0, lo, hi
     cdef bint rows_inside = g.kh == 2 and g.kw == 2 and y0 >= 0 and y0 + 1 < g.h
     _interior(g, &lo, &hi)
+    if real is float and rows_inside:
+        # The 2x2 columns inside the image in C, built for the machine's vector width.
+        max_pool_2x2_row_f32(image, g.w, c, y0, g.sw, g.pad_left, lo, hi,
+                             y + row * g.out_w * c, argmax + row * g.out_w * c)
     for ox in range(g.out_w):
         out = y + (row * g.out_w + ox) * c
         idx = argmax + (row * g.out_w + ox) * c
         if rows_inside and lo <= ox < hi:
+            if real is float:
+                continue
             x0 = ox * g.sw - g.pad_left
             pos = (y0 * g.w + x0) * c
             _max_of_four(out, idx, image, pos, pos + c, pos + g.w * c, pos + g.w * c + c, c)
@@ -379,6 +385,17 @@ cdef inline void _unpool_span(real *dst, const real *grad, const int *idx, const
 
 cdef void _unpool_tiled_image(const Geometry *g, const real *dy, const int *argmax,
                               const real *gate, real *dx, Py_ssize_t img) noexcept nogil:
+    cdef Py_ssize_t per_out = g.out_h * g.out_w * g.c
+    if real is float:   # in C, built for the machine's vector width
+        unpool_tiled_f32(g.h, g.w, g.c, g.kh, g.kw, g.out_h, g.out_w, dy + img * per_out,
+                         argmax + img * per_out, gate + img * per_out if gate != NULL else NULL,
+                         dx + img * g.h * g.w * g.c)
+        return
+    _unpool_tiled_generic(g, dy, argmax, gate, dx, img)
+
+
+cdef void _unpool_tiled_generic(const Geometry *g, const real *dy, const int *argmax,
+                                const real *gate, real *dx, Py_ssize_t img) noexcept nogil:
     # Windows that tile the image (strides = pool size, no padding): each input position
     # lies in at most one window, so dx is written once, in order, without zeroing it
     # first or scattering: the value is the window's gradient where the position is the
