@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 import minidl
-from mlp_reference import SEED, NumpyAdamTrainer, glorot
+from mlp_reference import SEED, NumpyAdamTrainer, glorot, torch_adam_epoch
 
 IMAGE = (28, 28, 1)
 FILTERS = (32, 64)
@@ -164,20 +164,7 @@ def torch_epoch_runner(x_nchw, y, seed=SEED):
     except ImportError:
         return None
     torch.manual_seed(seed)
-    model = torch_cnn()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(x_nchw), torch.from_numpy(y.astype(np.int64))
-
-    def epoch(order, batch_size=32):
-        idx = torch.from_numpy(order)
-        for start in range(0, len(xt), batch_size):
-            rows = idx[start:start + batch_size]
-            opt.zero_grad()
-            loss = loss_fn(model(xt[rows]), yt[rows])
-            loss.backward()
-            opt.step()
-    return epoch
+    return torch_adam_epoch(torch_cnn(), x_nchw, y)
 
 
 def torch_layout(arrays):

@@ -86,6 +86,14 @@ def torch_epoch_runner(x, y, seed=0):
     model = torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.ReLU(),
                                 torch.nn.Linear(64, 64), torch.nn.ReLU(),
                                 torch.nn.Linear(64, 10))
+    return torch_adam_epoch(model, x, y)
+
+
+def torch_adam_epoch(model, x, y):
+    """``epoch(order, batch_size=32)``: one pass of Adam (Keras' defaults) with
+    cross-entropy on logits over ``x``, ``y`` in the given sample order, in PyTorch eager
+    mode: the loop a PyTorch user writes."""
+    import torch
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))

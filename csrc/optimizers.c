@@ -23,15 +23,7 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
-#if defined(__GNUC__) && defined(__ELF__) && defined(__GLIBC__) && \
-    (defined(__x86_64__) || defined(__i386__)) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define MDL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef MDL_CLONES
-#define MDL_CLONES
-#endif
+#include "clones.h"
 
 #if defined(__GNUC__)
 #define MDL_INLINE static inline __attribute__((always_inline))

@@ -8,19 +8,11 @@
  * Both only compare and select, so every version gives the same bits as the Cython loops.
  */
 #include <stddef.h>
-#include <string.h> /* a libc header first: it defines __GLIBC__, which the test below reads */
+#include <string.h> /* a libc header before clones.h: it defines __GLIBC__ */
 
 #include "minidl.h"
 
-#if defined(__GNUC__) && defined(__ELF__) && defined(__GLIBC__) && \
-    (defined(__x86_64__) || defined(__i386__)) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define MDL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef MDL_CLONES
-#define MDL_CLONES
-#endif
+#include "clones.h"
 
 /* out = max(out, src) per channel with idx following the winner: the first maximum wins
  * ties, a NaN wins over any number (as _max_update in _conv.pyx). */
