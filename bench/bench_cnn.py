@@ -18,6 +18,8 @@ ReLU included; ``flop`` counts the multiply-adds of the convolution only (2 per 
 forward product, and for the backward dW plus dx, except for conv1, which is timed without dx
 as a model's first layer runs it. Each result is checked against numpy.
 """
+import time
+
 import numpy as np
 import pytest
 
@@ -74,6 +76,33 @@ def test_cnn_epoch_torch(benchmark, fashion):
     order = np.random.default_rng(SEED).permutation(len(x))
     benchmark.extra_info["impl"] = "torch"
     benchmark.pedantic(lambda: epoch(order, BATCH), rounds=3, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="cnn-epoch, interleaved with torch")
+def test_cnn_epoch_interleaved_with_torch(benchmark, fashion):
+    """The minidl epoch again, each round right after a PyTorch epoch (run by the round's
+    setup, untimed by pytest-benchmark, timed here). This VM's speed drifts by up to 50%
+    within a minute, so pairs measured seconds apart compare more fairly than the two
+    series above, measured a minute apart. The summary prints both ratios."""
+    x, y, _ = _images(fashion, benchmark)
+    epoch = torch_epoch_runner(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y, SEED)
+    if epoch is None:
+        pytest.skip("PyTorch is not installed")
+    order = np.random.default_rng(SEED).permutation(len(x))
+    model = reference_cnn()
+    torch_seconds = []
+
+    def torch_epoch():
+        start = time.perf_counter()
+        epoch(order, BATCH)
+        torch_seconds.append(time.perf_counter() - start)
+
+    benchmark.extra_info["impl"] = "minidl"
+    benchmark.extra_info["interleaved_reference"] = "torch"
+    benchmark.extra_info["reference_seconds"] = torch_seconds
+    benchmark.pedantic(lambda: model.fit(x, y, epochs=1, batch_size=BATCH, shuffle=True,
+                                         verbose=0),
+                       setup=torch_epoch, rounds=5, iterations=1)
 
 
 # ---- the references agree with each other and with minidl ----

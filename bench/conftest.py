@@ -81,6 +81,22 @@ def _figure(bench, flop):
     return f"{bench.stats.min * 1e3:.3f} ms"
 
 
+def _interleaved_row(group, ours):
+    """A summary row for a benchmark whose rounds each followed a reference run, timed by
+    its setup (extra_info "reference_seconds"): the ratio of the min times, and the median
+    of the per-pair ratios in place of the ratio of medians."""
+    seconds = ours.extra_info.get("reference_seconds")
+    rounds = list(ours.stats.data) if ours.stats else []
+    if not seconds or len(seconds) != len(rounds):
+        return None
+    pairs = sorted(ref / mine for ref, mine in zip(seconds, rounds))
+    middle = len(pairs) // 2
+    median = pairs[middle] if len(pairs) % 2 else (pairs[middle - 1] + pairs[middle]) / 2
+    name = ours.extra_info.get("interleaved_reference", "reference")
+    return (group, f"{ours.stats.min * 1e3:.3f} ms", f"{name} {min(seconds) * 1e3:.3f} ms",
+            min(seconds) / ours.stats.min, median)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, config):
     session = getattr(config, "_benchmarksession", None)
@@ -91,6 +107,9 @@ def pytest_terminal_summary(terminalreporter, config):
         ours = impls.get("minidl")
         if ours is None:
             continue
+        interleaved = _interleaved_row(group, ours)
+        if interleaved:
+            rows.append(interleaved)
         flop = ours.extra_info.get("flop")
         for name, ref in impls.items():
             if name == "minidl":
