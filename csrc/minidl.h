@@ -131,19 +131,25 @@ void mdl_nadam_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT p
 double mdl_sum_of_squares_f32(ptrdiff_t n, const float *x);
 double mdl_sum_of_squares_f64(ptrdiff_t n, const double *x);
 
-/* ---- max pooling hot loops, float32 (pooling.c; the general kernels are in _conv.pyx) ----
+/* ---- max pooling hot loops (pooling.c; the general kernels are in _conv.pyx) ----
  * One output row of a 2x2 max pooling, columns [lo, hi), whose windows lie inside the
  * image: rows y0 and y0 + 1, columns ox * sw - pad_left and the next. out_row and idx_row
  * point at the row's column 0; idx gets the winner's index within the image. */
 void mdl_max_pool_2x2_row_f32(const float *image, ptrdiff_t w, ptrdiff_t c, ptrdiff_t y0,
                               ptrdiff_t sw, ptrdiff_t pad_left, ptrdiff_t lo, ptrdiff_t hi,
                               float *out_row, int *idx_row);
+void mdl_max_pool_2x2_row_f64(const double *image, ptrdiff_t w, ptrdiff_t c, ptrdiff_t y0,
+                              ptrdiff_t sw, ptrdiff_t pad_left, ptrdiff_t lo, ptrdiff_t hi,
+                              double *out_row, int *idx_row);
 /* One image of the backward of a max pooling whose (kh x kw) windows tile it from the top
  * left (strides = pool size, no padding): dx (h, w, c), fully written, holds dy at each
  * window's argmax (where gate > 0, when gate is not NULL) and 0 elsewhere. */
 void mdl_unpool_tiled_f32(ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t kh, ptrdiff_t kw,
                           ptrdiff_t out_h, ptrdiff_t out_w, const float *dy, const int *argmax,
                           const float *gate, float *dx);
+void mdl_unpool_tiled_f64(ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t kh, ptrdiff_t kw,
+                          ptrdiff_t out_h, ptrdiff_t out_w, const double *dy,
+                          const int *argmax, const double *gate, double *dx);
 
 /* Thread-local scratch buffer number `slot` (0 or 1) of at least `bytes`, 64-byte aligned,
  * kept between calls so that steady-state work allocates nothing; NULL when out of memory. */

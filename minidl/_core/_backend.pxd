@@ -58,10 +58,16 @@ cdef void nadam_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param, const
 cdef double sum_of_squares_f32(Py_ssize_t n, const float *x) noexcept nogil
 cdef double sum_of_squares_f64(Py_ssize_t n, const double *x) noexcept nogil
 
-# Max pooling hot loops for float32 (csrc/pooling.c, declared in minidl.h): see there.
+# Max pooling hot loops (csrc/pooling.c, declared in minidl.h): see there.
 cdef void max_pool_2x2_row_f32(const float *image, Py_ssize_t w, Py_ssize_t c, Py_ssize_t y0,
                                Py_ssize_t sw, Py_ssize_t pad_left, Py_ssize_t lo,
                                Py_ssize_t hi, float *out_row, int *idx_row) noexcept nogil
 cdef void unpool_tiled_f32(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
                            Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w, const float *dy,
                            const int *argmax, const float *gate, float *dx) noexcept nogil
+cdef void max_pool_2x2_row_f64(const double *image, Py_ssize_t w, Py_ssize_t c, Py_ssize_t y0,
+                               Py_ssize_t sw, Py_ssize_t pad_left, Py_ssize_t lo,
+                               Py_ssize_t hi, double *out_row, int *idx_row) noexcept nogil
+cdef void unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
+                           Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w, const double *dy,
+                           const int *argmax, const double *gate, double *dx) noexcept nogil

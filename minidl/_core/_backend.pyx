@@ -373,8 +373,13 @@ cdef extern from "minidl.h" nogil:
                                   Py_ssize_t lo, Py_ssize_t hi, float *out_row, int *idx_row)
     void mdl_unpool_tiled_f32(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
                               Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w,
-                              const float *dy, const int *argmax, const float *gate,
-                              float *dx)
+                              const float *dy, const int *argmax, const float *gate, float *dx)
+    void mdl_max_pool_2x2_row_f64(const double *image, Py_ssize_t w, Py_ssize_t c,
+                                  Py_ssize_t y0, Py_ssize_t sw, Py_ssize_t pad_left,
+                                  Py_ssize_t lo, Py_ssize_t hi, double *out_row, int *idx_row)
+    void mdl_unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
+                              Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w,
+                              const double *dy, const int *argmax, const double *gate, double *dx)
 
 
 cdef void sgd_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
@@ -433,3 +438,13 @@ cdef void unpool_tiled_f32(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t 
                            Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w, const float *dy,
                            const int *argmax, const float *gate, float *dx) noexcept nogil:
     mdl_unpool_tiled_f32(h, w, c, kh, kw, out_h, out_w, dy, argmax, gate, dx)
+
+cdef void max_pool_2x2_row_f64(const double *image, Py_ssize_t w, Py_ssize_t c, Py_ssize_t y0,
+                               Py_ssize_t sw, Py_ssize_t pad_left, Py_ssize_t lo,
+                               Py_ssize_t hi, double *out_row, int *idx_row) noexcept nogil:
+    mdl_max_pool_2x2_row_f64(image, w, c, y0, sw, pad_left, lo, hi, out_row, idx_row)
+
+cdef void unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
+                           Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w, const double *dy,
+                           const int *argmax, const double *gate, double *dx) noexcept nogil:
+    mdl_unpool_tiled_f64(h, w, c, kh, kw, out_h, out_w, dy, argmax, gate, dx)

@@ -21,7 +21,8 @@ import numpy as np
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
-from minidl._core._backend cimport max_pool_2x2_row_f32, num_threads, unpool_tiled_f32
+from minidl._core._backend cimport (max_pool_2x2_row_f32, max_pool_2x2_row_f64, num_threads,
+                                    unpool_tiled_f32, unpool_tiled_f64)
 
 ctypedef fused real:
     float
@@ -248,49 +249,33 @@ cdef inline void _max_update(real *out, int *idx, const real *src, Py_ssize_t po
         idx[ch] = <int>(pos + ch) if take else idx[ch]
 
 
-cdef inline void _max_of_four(real *out, int *idx, const real *image, Py_ssize_t p0,
-                              Py_ssize_t p1, Py_ssize_t p2, Py_ssize_t p3,
-                              Py_ssize_t c) noexcept nogil:
-    # A 2x2 window inside the input (the common MaxPooling2D()), without the window loops
-    # and bounds checks. (One channel loop chaining the four selects compiles to branches,
-    # which mispredict on real data; these four loops vectorize.)
-    cdef Py_ssize_t ch
-    _copy(out, image + p0, c)
-    for ch in range(c):
-        idx[ch] = <int>(p0 + ch)
-    _max_update(out, idx, image + p1, p1, c)
-    _max_update(out, idx, image + p2, p2, c)
-    _max_update(out, idx, image + p3, p3, c)
-
-
 cdef void _max_pool_row(const Geometry *g, const real *x, real *y, int *argmax,
                         Py_ssize_t row) noexcept nogil:
     cdef Py_ssize_t img = row // g.out_h, oy = row % g.out_h, c = g.c
-    cdef Py_ssize_t ox, ky, kx, iy, ix, ch, pos
+    cdef Py_ssize_t ox, ky, kx, iy, ix, ch, pos, lo = 0, hi = 0
     cdef const real *image = x + img * g.h * g.w * c
     cdef real *out
     cdef int *idx
     cdef bint first
-    cdef Py_ssize_t y0 = oy * g.sh - g.pad_top, x0, lo, hi
-    cdef bint rows_inside = g.kh == 2 and g.kw == 2 and y0 >= 0 and y0 + 1 < g.h
-    _interior(g, &lo, &hi)
-    if real is float and rows_inside:
-        # The 2x2 columns inside the image in C, built for the machine's vector width.
-        max_pool_2x2_row_f32(image, g.w, c, y0, g.sw, g.pad_left, lo, hi,
-                             y + row * g.out_w * c, argmax + row * g.out_w * c)
+    cdef Py_ssize_t y0 = oy * g.sh - g.pad_top
+    if g.kh == 2 and g.kw == 2 and y0 >= 0 and y0 + 1 < g.h:
+        # 2x2 windows (MaxPooling2D()'s default) inside the image: columns [lo, hi) in C,
+        # built for the machine's vector width (csrc/pooling.c); the loop below does the rest.
+        _interior(g, &lo, &hi)
+        if real is float:
+            max_pool_2x2_row_f32(image, g.w, c, y0, g.sw, g.pad_left, lo, hi,
+                                 y + row * g.out_w * c, argmax + row * g.out_w * c)
+        else:
+            max_pool_2x2_row_f64(image, g.w, c, y0, g.sw, g.pad_left, lo, hi,
+                                 y + row * g.out_w * c, argmax + row * g.out_w * c)
     for ox in range(g.out_w):
+        if lo <= ox < hi:
+            continue
         out = y + (row * g.out_w + ox) * c
         idx = argmax + (row * g.out_w + ox) * c
-        if rows_inside and lo <= ox < hi:
-            if real is float:
-                continue
-            x0 = ox * g.sw - g.pad_left
-            pos = (y0 * g.w + x0) * c
-            _max_of_four(out, idx, image, pos, pos + c, pos + g.w * c, pos + g.w * c + c, c)
-            continue
         first = True
         for ky in range(g.kh):
-            iy = oy * g.sh - g.pad_top + ky
+            iy = y0 + ky
             if iy < 0 or iy >= g.h:
                 continue
             for kx in range(g.kw):
@@ -366,65 +351,17 @@ cdef int _scatter_image(const real *dy, const int *argmax, const real *gate, rea
     return bad
 
 
-cdef inline void _unpool_span(real *dst, const real *grad, const int *idx, const real *gate,
-                              int pos, int c) noexcept nogil:
-    # dst[ch] = grad[ch] where idx[ch] == pos + ch (and gate[ch] > 0), else 0: int32
-    # arithmetic and selects only, so that the compiler vectorizes it.
-    # (Every value is loaded before the select: a load under the condition would be a
-    # branch, which mispredicts on real data.)
-    cdef int ch
-    cdef real v
-    cdef bint hit
-    for ch in range(c):
-        v = grad[ch]
-        hit = idx[ch] == pos + ch
-        if gate != NULL:
-            hit = hit & (gate[ch] > 0)
-        dst[ch] = v if hit else 0
-
-
 cdef void _unpool_tiled_image(const Geometry *g, const real *dy, const int *argmax,
                               const real *gate, real *dx, Py_ssize_t img) noexcept nogil:
-    cdef Py_ssize_t per_out = g.out_h * g.out_w * g.c
-    if real is float:   # in C, built for the machine's vector width
+    # Windows that tile the image: one in-order pass writing dx (csrc/pooling.c).
+    cdef Py_ssize_t per_out = g.out_h * g.out_w * g.c, per_in = g.h * g.w * g.c
+    cdef const real *image_gate = gate + img * per_out if gate != NULL else NULL
+    if real is float:
         unpool_tiled_f32(g.h, g.w, g.c, g.kh, g.kw, g.out_h, g.out_w, dy + img * per_out,
-                         argmax + img * per_out, gate + img * per_out if gate != NULL else NULL,
-                         dx + img * g.h * g.w * g.c)
-        return
-    _unpool_tiled_generic(g, dy, argmax, gate, dx, img)
-
-
-cdef void _unpool_tiled_generic(const Geometry *g, const real *dy, const int *argmax,
-                                const real *gate, real *dx, Py_ssize_t img) noexcept nogil:
-    # Windows that tile the image (strides = pool size, no padding): each input position
-    # lies in at most one window, so dx is written once, in order, without zeroing it
-    # first or scattering: the value is the window's gradient where the position is the
-    # window's argmax (and the gate is positive), else 0. Positions past the last window
-    # get 0. An index outside its window matches nothing: its gradient is dropped, and
-    # nothing outside dx is ever touched.
-    cdef Py_ssize_t c = g.c, iy, ix, oy, ox, kx, ch, o, pos
-    cdef real *row
-    cdef real *dst
-    cdef const real *grad = dy + img * g.out_h * g.out_w * c
-    cdef const int *idx = argmax + img * g.out_h * g.out_w * c
-    cdef const real *gt = gate + img * g.out_h * g.out_w * c if gate != NULL else NULL
-    cdef Py_ssize_t covered = g.out_w * g.kw
-    for iy in range(g.h):
-        row = dx + (img * g.h + iy) * g.w * c
-        oy = iy // g.kh
-        if oy >= g.out_h:
-            memset(row, 0, g.w * c * sizeof(real))
-            continue
-        for ox in range(g.out_w):
-            o = (oy * g.out_w + ox) * c
-            for kx in range(g.kw):
-                ix = ox * g.kw + kx
-                pos = (iy * g.w + ix) * c
-                dst = row + ix * c
-                _unpool_span(dst, grad + o, idx + o, gt + o if gt != NULL else NULL,
-                             <int>pos, <int>c)
-        if covered < g.w:
-            memset(row + covered * c, 0, (g.w - covered) * c * sizeof(real))
+                         argmax + img * per_out, image_gate, dx + img * per_in)
+    else:
+        unpool_tiled_f64(g.h, g.w, g.c, g.kh, g.kw, g.out_h, g.out_w, dy + img * per_out,
+                         argmax + img * per_out, image_gate, dx + img * per_in)
 
 
 def max_pool_backward(const real[:, :, :, ::1] dy, const int[:, :, :, ::1] argmax,

@@ -86,7 +86,7 @@ def window_geometry(layer, input_shape, spatial, window, strides, dilation, padd
         extent = (k - 1) * d + 1
         if padding == "valid" and extent > length:
             size = "x".join(map(str, window))
-            dilated = f" (dilated to {(extent)})" if d > 1 else ""
+            dilated = f" (dilated to {extent})" if d > 1 else ""
             raise ValueError(
                 f"Layer '{layer.name}' ({type(layer).__name__}): the {what} of size {size}"
                 f"{dilated} is larger than its input of shape {(None,) + tuple(input_shape)} "

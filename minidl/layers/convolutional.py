@@ -121,6 +121,9 @@ class _Conv(AffineLayer):
         return self._forward(x, training, activate=True)
 
     def forward_linear(self, x):
+        """Training forward without the bias and the activation, which the max pooling
+        after this layer applies to its maxima (see ``trainer._relu_then_max_pool``); the
+        backward pass is then :meth:`backward_preactivation`."""
         return self._forward(x, True, activate=False)
 
     def _forward(self, x, training, activate):

@@ -124,12 +124,6 @@ class AffineLayer(Layer):
             return z, z
         return z, self._buffers.get("y", rows, (units,))
 
-    def forward_linear(self, x):
-        """Training forward without the bias and the activation: ``linear(x)``, shaped as
-        the output. The caller applies them (see ``MaxPooling2D.forward_after_relu_layer``)
-        and goes back through :meth:`backward_preactivation`."""
-        raise NotImplementedError
-
     def backward(self, dy, need_input_grad=True):
         if self.activity_regularizer is not None:
             dy = self._activity_backward(self._y_out, dy,
@@ -219,11 +213,6 @@ class Dense(AffineLayer):
         if training:
             self._x, self._z, self._y, self._y_out = x, z, y, y
         return y
-
-    def forward_linear(self, x):
-        z = gemm(x, self.kernel, self._buffers.get("z", x.shape[0], (self.units,)))
-        self._x, self._z = x, z
-        return z
 
     def _backward_linear(self, dz, need_input_grad):
         gemm(self._x, dz, self.grads[0], trans_a=True)

@@ -483,7 +483,8 @@ def _relu_then_max_pool(layers):
     for i in range(1, len(layers)):
         producer, pool = layers[i - 1], layers[i]
         activation = getattr(producer, "activation", None)
-        if (hasattr(pool, "backward_through_relu") and
+        if (hasattr(pool, "forward_after_relu_layer") and
+                hasattr(producer, "forward_linear") and
                 hasattr(producer, "backward_preactivation") and activation is not None and
                 activation.kernel_params()[0] == "relu" and
                 getattr(producer, "activity_regularizer", None) is None):
