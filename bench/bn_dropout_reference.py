@@ -9,7 +9,7 @@ moving statistics updated with Keras' momentum 0.99.
 """
 import numpy as np
 
-from mlp_reference import UNITS, NumpyAdamTrainer, glorot
+from mlp_reference import UNITS, NumpyAdamTrainer, glorot, softmax_cross_entropy
 
 MOMENTUM, EPSILON, RATE = 0.99, 1e-3, 0.2
 
@@ -55,15 +55,7 @@ class NumpyBNDropoutMLP(NumpyAdamTrainer):
         w1, b1, g1, be1, w2, b2, g2, be2, w3, b3 = self.params
         h1, c1 = self._hidden_forward(x, w1, b1, g1, be1, self.moving[0])
         h2, c2 = self._hidden_forward(h1, w2, b2, g2, be2, self.moving[1])
-        logits = h2 @ w3 + b3
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        n = x.shape[0]
-        loss = -np.log(np.clip(probs[np.arange(n), y], 1e-7, 1.0)).mean()
-        d3 = probs
-        d3[np.arange(n), y] -= 1
-        d3 /= n
+        loss, d3 = softmax_cross_entropy(h2 @ w3 + b3, y)
         grads3 = [h2.T @ d3, d3.sum(axis=0)]
         grads2, dz2 = self._hidden_backward(d3 @ w3.T, h1, w2, g2, c2)
         grads1, _ = self._hidden_backward(dz2 @ w2.T, x, w1, g1, c1)

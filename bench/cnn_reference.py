@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 import minidl
-from mlp_reference import SEED, NumpyAdamTrainer, glorot, torch_adam_epoch
+from mlp_reference import SEED, NumpyAdamTrainer, glorot, softmax_cross_entropy, torch_adam_epoch
 
 IMAGE = (28, 28, 1)
 FILTERS = (32, 64)
@@ -114,14 +114,7 @@ class NumpyCNN(NumpyAdamTrainer):
         flat = p2.reshape(n, -1)
         z3 = flat @ w3 + b3
         a3 = np.maximum(z3, 0)
-        logits = a3 @ w4 + b4
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        loss = -np.log(np.clip(probs[np.arange(n), y], 1e-7, 1.0)).mean()
-        d4 = probs
-        d4[np.arange(n), y] -= 1
-        d4 /= n
+        loss, d4 = softmax_cross_entropy(a3 @ w4 + b4, y)
         grads = [None] * 8
         grads[6], grads[7] = a3.T @ d4, d4.sum(axis=0)
         d3 = (d4 @ w4.T) * (z3 > 0)

@@ -41,6 +41,20 @@ class NumpyAdamTrainer:
             self.step(x[rows], y[rows])
 
 
+def softmax_cross_entropy(logits, y):
+    """Mean sparse categorical cross-entropy of the softmax of ``logits`` (modified in
+    place) for labels ``y``, and its gradient with respect to the logits:
+    ``(loss, dlogits)``. Probabilities are clipped at 1e-7 as Keras does."""
+    n = logits.shape[0]
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    loss = -np.log(np.clip(probs[np.arange(n), y], 1e-7, 1.0)).mean()
+    probs[np.arange(n), y] -= 1
+    probs /= n
+    return loss, probs
+
+
 class NumpyMLP(NumpyAdamTrainer):
     """784-64-64-10 ReLU MLP with softmax cross-entropy and Adam (Keras defaults)."""
 
@@ -57,15 +71,7 @@ class NumpyMLP(NumpyAdamTrainer):
         a1 = np.maximum(z1, 0)
         z2 = a1 @ w2 + b2
         a2 = np.maximum(z2, 0)
-        logits = a2 @ w3 + b3
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        n = x.shape[0]
-        loss = -np.log(np.clip(probs[np.arange(n), y], 1e-7, 1.0)).mean()
-        d3 = probs
-        d3[np.arange(n), y] -= 1
-        d3 /= n
+        loss, d3 = softmax_cross_entropy(a2 @ w3 + b3, y)
         grads = [None] * 6
         grads[4], grads[5] = a2.T @ d3, d3.sum(axis=0)
         d2 = (d3 @ w3.T) * (z2 > 0)
