@@ -151,6 +151,38 @@ void mdl_unpool_tiled_f64(ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t kh, p
                           ptrdiff_t out_h, ptrdiff_t out_w, const double *dy,
                           const int *argmax, const double *gate, double *dx);
 
+/* ---- a convolution with few taps fused with its max pooling (conv_pool.c) ----
+ * Geometry: input images (h, w, c); a (kh, kw) kernel with strides, dilation and the
+ * zeros before the input (pad_top, pad_left); its output z (out_h, out_w, filters); max
+ * pooling windows (ph, pw) with strides equal to their size and no padding, giving
+ * (pooled_h, pooled_w). Set by the caller: filters_padded, filters rounded up to 64 bytes of
+ * elements (the kernel's row stride); patch_stride, kh * kw * c rounded up to MDL_CP_TAPS. */
+#define MDL_CP_TAPS 9
+typedef struct {
+    ptrdiff_t h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left;
+    ptrdiff_t out_h, out_w, filters, ph, pw, pooled_h, pooled_w;
+    ptrdiff_t filters_padded, patch_stride;
+} mdl_conv_pool;
+/* Pooled row py of one image: y_row and argmax_row (pooled_w, filters) get the maximum of
+ * each window of z = conv(image, kernel) (no bias) and its index within z's image, as
+ * MaxPooling computes them. kernel: (kh * kw * c, filters_padded), zero past `filters`.
+ * Returns 0, or -1 when out of memory. Both use mdl_scratch slots 0 and 1. */
+int mdl_conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image, const float *kernel,
+                              float *y_row, int *argmax_row, ptrdiff_t py);
+int mdl_conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
+                              const double *kernel, double *y_row, int *argmax_row,
+                              ptrdiff_t py);
+/* The kernel's gradient (kh * kw * c, filters) and the bias's (filters), overwritten, of
+ * one image, from the pooled gradient dy of relu(pooled + bias) (gate: that output; dy
+ * counts where it is positive) and the forward pass's argmax; an index outside its window
+ * matches nothing. Returns 0, or -1 when out of memory. */
+int mdl_conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image,
+                                     const float *dy, const int *argmax, const float *gate,
+                                     float *d_kernel, float *d_bias);
+int mdl_conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image,
+                                     const double *dy, const int *argmax, const double *gate,
+                                     double *d_kernel, double *d_bias);
+
 /* Thread-local scratch buffer number `slot` (0 or 1) of at least `bytes`, 64-byte aligned,
  * kept between calls so that steady-state work allocates nothing; NULL when out of memory. */
 void *mdl_scratch(int slot, size_t bytes);

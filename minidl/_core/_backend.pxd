@@ -71,3 +71,24 @@ cdef void max_pool_2x2_row_f64(const double *image, Py_ssize_t w, Py_ssize_t c, 
 cdef void unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
                            Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w, const double *dy,
                            const int *argmax, const double *gate, double *dx) noexcept nogil
+
+# A convolution with few taps fused with the max pooling after it (csrc/conv_pool.c, the
+# contract in minidl.h). Both return 0, or -1 when out of memory.
+cdef extern from "minidl.h" nogil:
+    enum:
+        MDL_CP_TAPS
+    ctypedef struct mdl_conv_pool:
+        Py_ssize_t h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left
+        Py_ssize_t out_h, out_w, filters, ph, pw, pooled_h, pooled_w
+        Py_ssize_t filters_padded, patch_stride
+cdef int conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image, const float *kernel,
+                               float *y_row, int *argmax_row, Py_ssize_t py) noexcept nogil
+cdef int conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
+                               const double *kernel, double *y_row, int *argmax_row,
+                               Py_ssize_t py) noexcept nogil
+cdef int conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image,
+                                      const float *dy, const int *argmax, const float *gate,
+                                      float *d_kernel, float *d_bias) noexcept nogil
+cdef int conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image,
+                                      const double *dy, const int *argmax, const double *gate,
+                                      double *d_kernel, double *d_bias) noexcept nogil

@@ -380,6 +380,18 @@ cdef extern from "minidl.h" nogil:
     void mdl_unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
                               Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w,
                               const double *dy, const int *argmax, const double *gate, double *dx)
+    int mdl_conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image,
+                                  const float *kernel, float *y_row, int *argmax_row,
+                                  Py_ssize_t py)
+    int mdl_conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
+                                  const double *kernel, double *y_row, int *argmax_row,
+                                  Py_ssize_t py)
+    int mdl_conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image,
+                                         const float *dy, const int *argmax,
+                                         const float *gate, float *d_kernel, float *d_bias)
+    int mdl_conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image,
+                                         const double *dy, const int *argmax,
+                                         const double *gate, double *d_kernel, double *d_bias)
 
 
 cdef void sgd_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
@@ -448,3 +460,23 @@ cdef void unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t 
                            Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w, const double *dy,
                            const int *argmax, const double *gate, double *dx) noexcept nogil:
     mdl_unpool_tiled_f64(h, w, c, kh, kw, out_h, out_w, dy, argmax, gate, dx)
+
+
+cdef int conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image, const float *kernel,
+                               float *y_row, int *argmax_row, Py_ssize_t py) noexcept nogil:
+    return mdl_conv_max_pool_row_f32(g, image, kernel, y_row, argmax_row, py)
+
+cdef int conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
+                               const double *kernel, double *y_row, int *argmax_row,
+                               Py_ssize_t py) noexcept nogil:
+    return mdl_conv_max_pool_row_f64(g, image, kernel, y_row, argmax_row, py)
+
+cdef int conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image,
+                                      const float *dy, const int *argmax, const float *gate,
+                                      float *d_kernel, float *d_bias) noexcept nogil:
+    return mdl_conv_max_pool_grad_image_f32(g, image, dy, argmax, gate, d_kernel, d_bias)
+
+cdef int conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image,
+                                      const double *dy, const int *argmax, const double *gate,
+                                      double *d_kernel, double *d_bias) noexcept nogil:
+    return mdl_conv_max_pool_grad_image_f64(g, image, dy, argmax, gate, d_kernel, d_bias)

@@ -18,10 +18,14 @@ the bits never depend on the thread count.
 """
 import numpy as np
 
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
-from minidl._core._backend cimport (max_pool_2x2_row_f32, max_pool_2x2_row_f64, num_threads,
+from minidl._core._backend cimport (MDL_CP_TAPS, conv_max_pool_grad_image_f32,
+                                    conv_max_pool_grad_image_f64, conv_max_pool_row_f32,
+                                    conv_max_pool_row_f64, max_pool_2x2_row_f32,
+                                    max_pool_2x2_row_f64, mdl_conv_pool, num_threads,
                                     unpool_tiled_f32, unpool_tiled_f64)
 
 ctypedef fused real:
@@ -540,6 +544,182 @@ def avg_pool_backward(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, pool_s
         else:
             for img in prange(g.n, num_threads=nt, schedule="static"):
                 _avg_pool_backward_image(&g, gp, dp, img)
+
+
+# ---- a convolution with few taps fused with its max pooling (csrc/conv_pool.c) ----
+
+cdef inline Py_ssize_t _round_up(Py_ssize_t value, Py_ssize_t multiple) noexcept nogil:
+    return (value + multiple - 1) // multiple * multiple
+
+
+cdef mdl_conv_pool _conv_pool_geometry(tuple x_shape, tuple kernel_shape, tuple pooled_shape,
+                                       kernel_size, strides, dilation, pads, out_hw,
+                                       pool_size, Py_ssize_t itemsize) except *:
+    cdef Geometry c = _geometry(x_shape, kernel_size, strides, dilation, pads, out_hw)
+    cdef mdl_conv_pool g
+    g.h, g.w, g.c, g.kh, g.kw = c.h, c.w, c.c, c.kh, c.kw
+    g.sh, g.sw, g.dh, g.dw, g.pad_top, g.pad_left = c.sh, c.sw, c.dh, c.dw, c.pad_top, c.pad_left
+    g.out_h, g.out_w = c.out_h, c.out_w
+    g.ph, g.pw = pool_size
+    if g.ph < 1 or g.pw < 1:
+        raise ValueError(f"pool_size must be positive; received {pool_size}")
+    g.pooled_h, g.pooled_w = g.out_h // g.ph, g.out_w // g.pw
+    g.filters = kernel_shape[1]
+    if kernel_shape[0] != c.kh * c.kw * c.c:
+        raise ValueError(f"kernel must have shape {(c.kh * c.kw * c.c, g.filters)}; received "
+                         f"{kernel_shape}")
+    expected = (c.n, g.pooled_h, g.pooled_w, g.filters)
+    if pooled_shape != expected:
+        raise ValueError(f"the pooled output must have shape {expected}; received "
+                         f"{pooled_shape}")
+    if g.out_h * g.out_w * g.filters >= 2 ** 31:
+        raise ValueError(f"outputs of {(g.out_h, g.out_w, g.filters)} per image hold more "
+                         f"than 2**31 values")
+    g.filters_padded = _round_up(g.filters, 64 // itemsize)
+    g.patch_stride = _round_up(c.kh * c.kw * c.c, MDL_CP_TAPS)
+    return g
+
+
+def conv_max_pool_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel,
+                          real[:, :, :, ::1] y, int[:, :, :, ::1] argmax, kernel_size,
+                          strides, dilation, pads, out_hw, pool_size):
+    """Max pooling of a convolution without forming its output: ``y`` = the maximum of each
+    (non-overlapping, 'valid') pooling window of ``z = conv(x, kernel)`` (no bias), and
+    ``argmax`` its index within z's image, the values and indices
+    ``max_pool_forward(z, ...)`` gives. Meant for kernels of few taps (csrc/conv_pool.c).
+
+    Args:
+        x: (n, h, w, c) input. kernel: (kh * kw * c, filters).
+        y, argmax: (n, out_h // ph, out_w // pw, filters), fully overwritten.
+        kernel_size, strides, dilation, pads, out_hw: the convolution, as for :func:`im2col`.
+        pool_size: (ph, pw), also the pooling strides.
+    """
+    cdef mdl_conv_pool g = _conv_pool_geometry(
+        (x.shape[0], x.shape[1], x.shape[2], x.shape[3]), (kernel.shape[0], kernel.shape[1]),
+        (y.shape[0], y.shape[1], y.shape[2], y.shape[3]), kernel_size, strides, dilation,
+        pads, out_hw, pool_size, sizeof(real))
+    if (argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3]) != (
+            y.shape[0], y.shape[1], y.shape[2], y.shape[3]):
+        raise ValueError(f"argmax must have the shape of y; received "
+                         f"{(argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3])}")
+    cdef Py_ssize_t n = x.shape[0], rows = n * g.pooled_h, per_row = g.pooled_w * g.filters
+    if rows * per_row == 0:
+        return
+    cdef Py_ssize_t k = kernel.shape[0], q, f, row, per_image = g.h * g.w * g.c
+    # The kernel with its rows padded to whole vectors of filters (zeros past the last).
+    cdef real *padded = <real *>calloc(k * g.filters_padded, sizeof(real))
+    if padded == NULL:
+        raise MemoryError()
+    for q in range(k):
+        for f in range(g.filters):
+            padded[q * g.filters_padded + f] = kernel[q, f]
+    cdef const real *xp = &x[0, 0, 0, 0]
+    cdef real *yp = &y[0, 0, 0, 0]
+    cdef int *ap = &argmax[0, 0, 0, 0]
+    cdef int failed = 0
+    cdef int nt = num_threads() if rows * per_row * 4 >= PARALLEL_MIN_ELEMENTS else 1
+    with nogil:
+        if nt == 1:
+            for row in range(rows):
+                failed += _conv_pool_row(&g, xp + (row // g.pooled_h) * per_image, padded,
+                                         yp + row * per_row, ap + row * per_row,
+                                         row % g.pooled_h)
+        else:
+            for row in prange(rows, num_threads=nt, schedule="static"):
+                failed += _conv_pool_row(&g, xp + (row // g.pooled_h) * per_image, padded,
+                                         yp + row * per_row, ap + row * per_row,
+                                         row % g.pooled_h)
+    free(padded)
+    if failed:
+        raise MemoryError("conv_max_pool_forward: no memory for the band buffers")
+
+
+cdef inline int _conv_pool_row(const mdl_conv_pool *g, const real *image, const real *kernel,
+                               real *y_row, int *argmax_row, Py_ssize_t py) noexcept nogil:
+    if real is float:
+        return conv_max_pool_row_f32(g, image, kernel, y_row, argmax_row, py) != 0
+    else:
+        return conv_max_pool_row_f64(g, image, kernel, y_row, argmax_row, py) != 0
+
+
+def conv_max_pool_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] dy,
+                           const int[:, :, :, ::1] argmax, const real[:, :, :, ::1] gate,
+                           real[:, ::1] d_kernel, real[::1] d_bias, kernel_size, strides,
+                           dilation, pads, out_hw, pool_size):
+    """Weight gradients through :func:`conv_max_pool_forward` followed by a bias and a
+    ReLU: ``d_kernel`` (kh * kw * c, filters) and ``d_bias`` (filters, or None), both
+    overwritten, from the gradient ``dy`` of ``relu(y + bias)``, where ``gate`` is that
+    output (the gradient passes where it is positive) and ``argmax`` the forward's. No
+    input gradient: this serves a model's first layer. An argmax entry outside its window
+    matches nothing (its gradient is dropped, as in :func:`max_pool_backward`). Each image
+    is summed on its own and the images are added in order, so the bits do not depend on the
+    thread count.
+    """
+    cdef mdl_conv_pool g = _conv_pool_geometry(
+        (x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
+        (d_kernel.shape[0], d_kernel.shape[1]),
+        (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]), kernel_size, strides, dilation,
+        pads, out_hw, pool_size, sizeof(real))
+    cdef tuple pooled = (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3])
+    for name, array in (("argmax", argmax), ("gate", gate)):
+        if tuple(array.shape[:4]) != pooled:
+            raise ValueError(f"{name} must have the shape of dy {pooled}; received "
+                             f"{tuple(array.shape[:4])}")
+    if d_bias is not None and d_bias.shape[0] != g.filters:
+        raise ValueError(f"d_bias must have shape {(g.filters,)}; received {(d_bias.shape[0],)}")
+    cdef Py_ssize_t n = x.shape[0], k = d_kernel.shape[0], f = g.filters, img, q
+    cdef Py_ssize_t per_grad = k * f + f, per_image = g.h * g.w * g.c
+    cdef Py_ssize_t per_pooled = g.pooled_h * g.pooled_w * f
+    d_kernel[:, :] = 0
+    if d_bias is not None:
+        d_bias[:] = 0
+    if n == 0 or per_pooled == 0 or k * f == 0:
+        return
+    cdef real *partial = <real *>malloc(n * per_grad * sizeof(real))
+    if partial == NULL:
+        raise MemoryError()
+    cdef const real *xp = &x[0, 0, 0, 0]
+    cdef const real *gp = &dy[0, 0, 0, 0]
+    cdef const real *gatep = &gate[0, 0, 0, 0]
+    cdef const int *ap = &argmax[0, 0, 0, 0]
+    cdef int failed = 0
+    cdef int nt = num_threads() if n > 1 else 1
+    with nogil:
+        if nt == 1:
+            for img in range(n):
+                failed += _conv_pool_grad(&g, xp + img * per_image, gp + img * per_pooled,
+                                          ap + img * per_pooled, gatep + img * per_pooled,
+                                          partial + img * per_grad)
+        else:
+            for img in prange(n, num_threads=nt, schedule="static"):
+                failed += _conv_pool_grad(&g, xp + img * per_image, gp + img * per_pooled,
+                                          ap + img * per_pooled, gatep + img * per_pooled,
+                                          partial + img * per_grad)
+    cdef real *dk = &d_kernel[0, 0]
+    if not failed:
+        with nogil:
+            for img in range(n):   # image order, whatever the thread count
+                for q in range(k * f):
+                    dk[q] += partial[img * per_grad + q]
+        if d_bias is not None:
+            for img in range(n):
+                for q in range(f):
+                    d_bias[q] += partial[img * per_grad + k * f + q]
+    free(partial)
+    if failed:
+        raise MemoryError("conv_max_pool_backward: no memory for the band buffers")
+
+
+cdef inline int _conv_pool_grad(const mdl_conv_pool *g, const real *image, const real *dy,
+                                const int *argmax, const real *gate,
+                                real *partial) noexcept nogil:
+    cdef Py_ssize_t k = g.kh * g.kw * g.c
+    if real is float:
+        return conv_max_pool_grad_image_f32(g, image, dy, argmax, gate, partial,
+                                            partial + k * g.filters) != 0
+    else:
+        return conv_max_pool_grad_image_f64(g, image, dy, argmax, gate, partial,
+                                            partial + k * g.filters) != 0
 
 
 # ---- global pooling: (n, positions, c) -> (n, c) ----

@@ -31,6 +31,14 @@ from minidl.ops import gemm
 _TRAIN_CHUNK_BYTES = 1 << 19
 # Inference packs at most this many patch values at a time (16 MiB in float32).
 _INFERENCE_COLS = 1 << 22
+# A layer whose patches hold at most this many values (kh * kw * channels: a model's first
+# layer on grey or RGB images), followed by a max pooling, trains through
+# csrc/conv_pool.c, which computes the convolution directly and pools it while it is in
+# registers: a GEMM over so short a patch is bound by writing its output (4x the pooled
+# one) and reading it back, which that path never does. On the reference CNN's first layer
+# (9 values) forward plus pooling and its backward took about a quarter of the time of
+# im2col + GEMM + pooling.
+_DIRECT_MAX_PATCH = 32
 
 
 class _Conv(AffineLayer):
@@ -151,6 +159,39 @@ class _Conv(AffineLayer):
         if training:
             self._x, self._z, self._y, self._y_out = x, z, y, out
         return out
+
+    def can_pool_directly(self, pool):
+        """Whether :meth:`forward_max_pool` can serve this layer followed by ``pool`` (a max
+        pooling whose windows tile the output: strides equal to the pool size, 'valid')."""
+        return (self._patch <= _DIRECT_MAX_PATCH and pool.padding == "valid"
+                and tuple(pool.strides) == tuple(pool.pool_size)
+                and pool.built_input_shape == self._output_sample())
+
+    def forward_max_pool(self, x, pool_size, y, argmax):
+        """Training forward of the linear part and the max pooling after it, without
+        forming the un-pooled output: ``y`` and ``argmax`` (n, pooled..., filters) get what
+        ``MaxPooling.forward(self.forward_linear(x))`` gives, the same bits. The pooling
+        adds the bias and the activation; :meth:`backward_max_pool` is the backward pass.
+
+        Args:
+            x: (batch,) + the input shape. pool_size: the pooling's (rows, columns)
+                window, also its strides.
+            y, argmax: C-contiguous (batch, pooled rows, pooled columns, filters) arrays.
+        """
+        x = np.ascontiguousarray(x).reshape((x.shape[0],) + self._image)
+        kernels.conv_max_pool_forward(x, self._kernel_matrix(self.kernel), y, argmax,
+                                      pool_size=pool_size, **self._window)
+        self._x = x
+
+    def backward_max_pool(self, dy, argmax, gate, pool_size):
+        """Gradients of the kernel and the bias (in ``grads``) through
+        :meth:`forward_max_pool` followed by the bias and a ReLU: ``dy`` is the gradient of
+        the pooled ``relu(y + bias)``, ``gate`` that output, ``argmax`` the forward's. The
+        input gradient is not computed: this serves a model's first trainable layer."""
+        kernels.conv_max_pool_backward(self._x, dy, argmax, gate,
+                                       self._kernel_matrix(self.grads[0]),
+                                       self.grads[1] if self.use_bias else None,
+                                       pool_size=pool_size, **self._window)
 
     def _output_sample(self):
         return self._out_image[2 - self.rank:] + (self.filters,)

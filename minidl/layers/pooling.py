@@ -96,16 +96,42 @@ class _ThroughReLU:
     with respect to that layer's pre-activation directly (see ``models.trainer``), which
     skips a pass of the ReLU's backward over the layer's whole (un-pooled) output."""
 
-    def forward_after_relu_layer(self, layer, x):
+    def forward_after_relu_layer(self, layer, x, directly=False):
         """Training forward of ``layer`` (computing ``relu(linear(x) + b)``) and of this
         pooling together: the maximum of each window of ``linear(x)``, then the bias and
         the ReLU on the maxima alone. The same bits as ``self.forward(layer.forward(x))``,
-        since max(relu(z + b)) = relu(max(z) + b) for float addition and the ReLU."""
-        z = layer.forward_linear(x)
-        y = self.forward(z, training=True)
+        since max(relu(z + b)) = relu(max(z) + b) for float addition and the ReLU.
+
+        With ``directly`` (allowed by the training loop when the layer's input gradient is
+        never needed), a layer that can (``can_pool_directly``) computes the maxima without
+        forming ``linear(x)`` at all."""
+        self._direct_layer = None
+        if directly and getattr(layer, "can_pool_directly", None) and layer.can_pool_directly(self):
+            n = x.shape[0]
+            y = self._buffers.get("y", n, self._out_image)
+            argmax = self._indices.get("argmax", n, self._out_image)
+            layer.forward_max_pool(x, self._window["pool_size"], y, argmax)
+            self._argmax, self._y, self._direct_layer = argmax, y, layer
+            y = y.reshape((n,) + self._output_sample)
+        else:
+            y = self.forward(layer.forward_linear(x), training=True)
         rows = y.reshape(-1, y.shape[-1])
         layer.activation.forward_bias(rows, getattr(layer, "bias", None), rows)
         return y
+
+    def backward_to_relu_layer(self, layer, dy, need_input_grad):
+        """Backward through this pooling and ``layer`` after :meth:`forward_after_relu_layer`:
+        the layer's weight gradients, and the gradient of its input (None when
+        ``need_input_grad`` is False)."""
+        if self._direct_layer is layer:
+            if need_input_grad:
+                raise RuntimeError(f"{layer.name} pooled directly, which gives no input "
+                                   f"gradient, but its input gradient was asked for")
+            n = dy.shape[0]
+            layer.backward_max_pool(np.ascontiguousarray(dy).reshape((n,) + self._out_image),
+                                    self._argmax, self._y, self._window["pool_size"])
+            return None
+        return layer.backward_preactivation(self.backward_through_relu(dy), need_input_grad)
 
     def backward_through_relu(self, dy):
         """The gradient with respect to ``z`` when this layer's input was ``relu(z)``: the

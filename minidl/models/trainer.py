@@ -69,6 +69,9 @@ class Trainer:
         trainable = [i for i, layer in enumerate(self.layers) if layer.trainable and layer.params]
         self._first_trainable = trainable[0] if trainable else len(self.layers)
         self._through_relu = _relu_then_max_pool(self.layers)
+        # Of those pairs, the ones whose input gradient is never needed (up to the first
+        # trainable layer) may pool without forming the layer's output (conv_pool.c).
+        self._pool_directly = {i for i in self._through_relu if i - 1 <= self._first_trainable}
         last_activation = getattr(getattr(self.layers[-1], "activation", None), "name", None)
         fused = getattr(self.loss, "fused_with", None)
         self._fused = fused is not None and fused == last_activation
@@ -105,7 +108,8 @@ class Trainer:
                 # A ReLU layer and the max pooling after it: the pooling takes the
                 # maximum of the layer's linear part and adds the bias and the ReLU after
                 # (both commute with the maximum), on a 4x smaller array.
-                h = self.layers[i + 1].forward_after_relu_layer(self.layers[i], h)
+                h = self.layers[i + 1].forward_after_relu_layer(
+                    self.layers[i], h, directly=i + 1 in self._pool_directly)
                 i += 2
             else:
                 h = self.layers[i].forward(h, training=True)
@@ -124,9 +128,9 @@ class Trainer:
             if i in self._through_relu and i - 1 >= first:
                 # Max pooling after a ReLU layer: one scatter gives the gradient of that
                 # layer's pre-activation (see _relu_then_max_pool).
-                g = self.layers[i].backward_through_relu(g)
                 i -= 1
-                g = self.layers[i].backward_preactivation(g, need_input_grad=i > first)
+                g = self.layers[i + 1].backward_to_relu_layer(self.layers[i], g,
+                                                               need_input_grad=i > first)
             else:
                 g = self.layers[i].backward(g, need_input_grad=i > first)
             i -= 1

@@ -1,0 +1,115 @@
+/* conv_pool.c - a convolution with few taps fused with the max pooling after it.
+ *
+ * A model's first convolution usually sees one or three channels: its patches hold
+ * kh * kw * c <= 32 values, too few for the GEMM to pay for packing them (im2col), and its
+ * output is the largest tensor of the network, which the unfused path writes to memory and
+ * reads back for the pooling. These loops compute the convolution directly from the input
+ * (each patch value read in place at its offset from the output's first tap; a copy with
+ * zeros only where a band reaches into the padding) and pool it at once, one band at a time
+ * (the ph output rows under one row of pooling windows):
+ *   forward, 2x2 windows: two windows x up to 32 filters per register tile, pooled from the
+ *            tile; other windows: the band's output in an L1 buffer, then pooled;
+ *   backward: each band's output gradient rebuilt from the pooled one (the gradient at
+ *            each window's argmax where the ReLU passed it), and the kernel gradient
+ *            accumulated from it in register tiles; the bias gradient is its sum. No input
+ *            gradient: this serves a model's first layer.
+ * So the full-size output and its gradient never exist.
+ *
+ * Band layout: row r of a band for pooled row py is the output position
+ * (py * ph + r / band_w, r % band_w), band_w = pooled_w * pw (columns past the last window
+ * are never needed). The forward values are the chain of multiply-adds over the patch in
+ * order, as the GEMM computes them, so the pooled maxima and argmax equal those of the
+ * unfused layers; the kernel gradient sums in another order than the GEMM's.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "gemm_kernels.h" /* MDL_X86 */
+#include "minidl.h"
+
+#define CP_CAT_(a, b) a##b
+#define CP_CAT(a, b) CP_CAT_(a, b)
+/* Adjacent outputs per register tile of the general (not 2x2) pooling's forward pass. */
+#define CP_OUTPUTS 8
+
+/* One copy of the loops per element type and architecture. The public functions run the
+ * copy of the architecture the GEMM runs (mdl_get_arch): the FMA versions fuse the
+ * multiply-adds as its AVX2 and AVX-512 kernels do, the generic one does not, as its
+ * generic kernel does not, so the forward values are the GEMM's bits under any setting. */
+#define CP_T float
+#define CP_LANES 16
+#define CP_SFX _f32_generic
+#define CP_TARGET
+#include "conv_pool.inc"
+#undef CP_SFX
+#undef CP_TARGET
+#ifdef MDL_X86
+#define CP_SFX _f32_avx2
+#define CP_TARGET __attribute__((target("avx2,fma")))
+#include "conv_pool.inc"
+#undef CP_SFX
+#undef CP_TARGET
+#define CP_SFX _f32_avx512
+#define CP_TARGET __attribute__((target("avx512f,avx2,fma")))
+#include "conv_pool.inc"
+#undef CP_SFX
+#undef CP_TARGET
+#endif
+#undef CP_T
+#undef CP_LANES
+
+#define CP_T double
+#define CP_LANES 8
+#define CP_SFX _f64_generic
+#define CP_TARGET
+#include "conv_pool.inc"
+#undef CP_SFX
+#undef CP_TARGET
+#ifdef MDL_X86
+#define CP_SFX _f64_avx2
+#define CP_TARGET __attribute__((target("avx2,fma")))
+#include "conv_pool.inc"
+#undef CP_SFX
+#undef CP_TARGET
+#define CP_SFX _f64_avx512
+#define CP_TARGET __attribute__((target("avx512f,avx2,fma")))
+#include "conv_pool.inc"
+#undef CP_SFX
+#undef CP_TARGET
+#endif
+#undef CP_T
+#undef CP_LANES
+
+#ifdef MDL_X86
+#define CP_DISPATCH(name, sfx, args)                                                        \
+    switch (mdl_get_arch()) {                                                               \
+    case MDL_ARCH_AVX512: return CP_CAT(CP_CAT(cp_, name), CP_CAT(sfx, _avx512)) args;     \
+    case MDL_ARCH_AVX2: return CP_CAT(CP_CAT(cp_, name), CP_CAT(sfx, _avx2)) args;         \
+    default: return CP_CAT(CP_CAT(cp_, name), CP_CAT(sfx, _generic)) args;                 \
+    }
+#else
+#define CP_DISPATCH(name, sfx, args) return CP_CAT(CP_CAT(cp_, name), CP_CAT(sfx, _generic)) args;
+#endif
+
+int mdl_conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image, const float *kernel,
+                              float *y_row, int *argmax_row, ptrdiff_t py) {
+    CP_DISPATCH(conv_max_pool_row, _f32, (g, image, kernel, y_row, argmax_row, py))
+}
+
+int mdl_conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
+                              const double *kernel, double *y_row, int *argmax_row,
+                              ptrdiff_t py) {
+    CP_DISPATCH(conv_max_pool_row, _f64, (g, image, kernel, y_row, argmax_row, py))
+}
+
+int mdl_conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image,
+                                     const float *dy, const int *argmax, const float *gate,
+                                     float *d_kernel, float *d_bias) {
+    CP_DISPATCH(conv_max_pool_grad_image, _f32, (g, image, dy, argmax, gate, d_kernel, d_bias))
+}
+
+int mdl_conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image,
+                                     const double *dy, const int *argmax, const double *gate,
+                                     double *d_kernel, double *d_bias) {
+    CP_DISPATCH(conv_max_pool_grad_image, _f64, (g, image, dy, argmax, gate, d_kernel, d_bias))
+}
