@@ -151,6 +151,23 @@ void mdl_unpool_tiled_f64(ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t kh, p
                           ptrdiff_t out_h, ptrdiff_t out_w, const double *dy,
                           const int *argmax, const double *gate, double *dx);
 
+/* ---- im2col / col2im inner loops (patches.c) ----
+ * For r < runs, in order, and j < width: dst[r * dst_stride + j] = (or +=)
+ * src[r * src_stride + j]. dst must not overlap src; runs of dst may overlap each other
+ * (col2im with strides below the kernel's width). */
+void mdl_copy_runs_f32(float *MDL_RESTRICT dst, ptrdiff_t dst_stride,
+                       const float *MDL_RESTRICT src, ptrdiff_t src_stride, ptrdiff_t runs,
+                       ptrdiff_t width);
+void mdl_copy_runs_f64(double *MDL_RESTRICT dst, ptrdiff_t dst_stride,
+                       const double *MDL_RESTRICT src, ptrdiff_t src_stride, ptrdiff_t runs,
+                       ptrdiff_t width);
+void mdl_add_runs_f32(float *MDL_RESTRICT dst, ptrdiff_t dst_stride,
+                      const float *MDL_RESTRICT src, ptrdiff_t src_stride, ptrdiff_t runs,
+                      ptrdiff_t width);
+void mdl_add_runs_f64(double *MDL_RESTRICT dst, ptrdiff_t dst_stride,
+                      const double *MDL_RESTRICT src, ptrdiff_t src_stride, ptrdiff_t runs,
+                      ptrdiff_t width);
+
 /* ---- a convolution with few taps fused with its max pooling (conv_pool.c) ----
  * Geometry: input images (h, w, c); a (kh, kw) kernel with strides, dilation and the
  * zeros before the input (pad_top, pad_left); its output z (out_h, out_w, filters); max

@@ -72,6 +72,17 @@ cdef void unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t 
                            Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w, const double *dy,
                            const int *argmax, const double *gate, double *dx) noexcept nogil
 
+# im2col / col2im inner loops (csrc/patches.c): `runs` runs of `width` values, copied or
+# added from src to dst (strides between runs in elements).
+cdef void copy_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
+                        Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil
+cdef void copy_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
+                        Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil
+cdef void add_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
+                       Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil
+cdef void add_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
+                       Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil
+
 # A convolution with few taps fused with the max pooling after it (csrc/conv_pool.c, the
 # contract in minidl.h). Both return 0, or -1 when out of memory.
 cdef extern from "minidl.h" nogil:

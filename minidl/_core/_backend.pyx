@@ -380,6 +380,14 @@ cdef extern from "minidl.h" nogil:
     void mdl_unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
                               Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w,
                               const double *dy, const int *argmax, const double *gate, double *dx)
+    void mdl_copy_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
+                           Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width)
+    void mdl_copy_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
+                           Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width)
+    void mdl_add_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
+                          Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width)
+    void mdl_add_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
+                          Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width)
     int mdl_conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image,
                                   const float *kernel, float *y_row, int *argmax_row,
                                   Py_ssize_t py)
@@ -480,3 +488,20 @@ cdef int conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *imag
                                       const double *dy, const int *argmax, const double *gate,
                                       double *d_kernel, double *d_bias) noexcept nogil:
     return mdl_conv_max_pool_grad_image_f64(g, image, dy, argmax, gate, d_kernel, d_bias)
+
+
+cdef void copy_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
+                        Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil:
+    mdl_copy_runs_f32(dst, dst_stride, src, src_stride, runs, width)
+
+cdef void copy_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
+                        Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil:
+    mdl_copy_runs_f64(dst, dst_stride, src, src_stride, runs, width)
+
+cdef void add_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
+                       Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil:
+    mdl_add_runs_f32(dst, dst_stride, src, src_stride, runs, width)
+
+cdef void add_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
+                       Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil:
+    mdl_add_runs_f64(dst, dst_stride, src, src_stride, runs, width)

@@ -22,9 +22,11 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
-from minidl._core._backend cimport (MDL_CP_TAPS, conv_max_pool_grad_image_f32,
+from minidl._core._backend cimport (MDL_CP_TAPS, add_runs_f32, add_runs_f64,
+                                    conv_max_pool_grad_image_f32,
                                     conv_max_pool_grad_image_f64, conv_max_pool_row_f32,
-                                    conv_max_pool_row_f64, max_pool_2x2_row_f32,
+                                    conv_max_pool_row_f64, copy_runs_f32, copy_runs_f64,
+                                    max_pool_2x2_row_f32,
                                     max_pool_2x2_row_f64, mdl_conv_pool, num_threads,
                                     unpool_tiled_f32, unpool_tiled_f64)
 
@@ -76,6 +78,26 @@ cdef inline void _add(real *dst, const real *src, Py_ssize_t count) noexcept nog
         dst[i] += src[i]
 
 
+cdef inline void _copy_runs(real *dst, Py_ssize_t dst_stride, const real *src,
+                            Py_ssize_t src_stride, Py_ssize_t runs,
+                            Py_ssize_t width) noexcept nogil:
+    # Runs of a kernel row along an output row, in C for the machine's vector width.
+    if real is float:
+        copy_runs_f32(dst, dst_stride, src, src_stride, runs, width)
+    else:
+        copy_runs_f64(dst, dst_stride, src, src_stride, runs, width)
+
+
+cdef inline void _add_runs(real *dst, Py_ssize_t dst_stride, const real *src,
+                           Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil:
+    # dst runs may overlap each other when strides are below the kernel width (sw * c <
+    # width): the C loop adds run after run in order, as the loop it replaces did.
+    if real is float:
+        add_runs_f32(dst, dst_stride, src, src_stride, runs, width)
+    else:
+        add_runs_f64(dst, dst_stride, src, src_stride, runs, width)
+
+
 cdef inline void _interior(const Geometry *g, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
     """[lo, hi): the output columns whose window lies inside the input horizontally."""
     # (C division truncates toward zero, so a negative numerator is handled apart.)
@@ -121,9 +143,9 @@ cdef void _im2col_row(const Geometry *g, const real *x, real *cols, Py_ssize_t r
             for j in range(width):
                 for ox in range(lo, hi):
                     dst[ox * K + ky * width + j] = src[(ox * g.sw - g.pad_left) * c + j]
-        elif g.dw == 1:
-            for ox in range(lo, hi):
-                _copy(dst + ox * K + ky * width, src + (ox * g.sw - g.pad_left) * c, width)
+        elif g.dw == 1 and hi > lo:
+            _copy_runs(dst + lo * K + ky * width, K, src + (lo * g.sw - g.pad_left) * c,
+                       g.sw * c, hi - lo, width)
         else:
             for ox in range(lo, hi):
                 ix0 = ox * g.sw - g.pad_left
@@ -182,9 +204,9 @@ cdef void _col2im_image(const Geometry *g, const real *cols, real *dx, Py_ssize_
                 for j in range(width):
                     for ox in range(lo, hi):
                         dst[(ox * g.sw - g.pad_left) * c + j] += src[ox * K + ky * width + j]
-            elif g.dw == 1:
-                for ox in range(lo, hi):
-                    _add(dst + (ox * g.sw - g.pad_left) * c, src + ox * K + ky * width, width)
+            elif g.dw == 1 and hi > lo:
+                _add_runs(dst + (lo * g.sw - g.pad_left) * c, g.sw * c, src + lo * K + ky * width,
+                          K, hi - lo, width)
             else:
                 for ox in range(lo, hi):
                     for kx in range(g.kw):
