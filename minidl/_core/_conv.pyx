@@ -22,7 +22,7 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
-from minidl._core._backend cimport (MDL_CP_TAPS, add_runs_f32, add_runs_f64,
+from minidl._core._backend cimport (MDL_CP_TAPS, add_runs_f32, add_runs_f64, dgemm, sgemm,
                                     conv_max_pool_grad_image_f32,
                                     conv_max_pool_grad_image_f64, conv_max_pool_row_f32,
                                     conv_max_pool_row_f64, copy_runs_f32, copy_runs_f64,
@@ -171,17 +171,21 @@ def im2col(const real[:, :, :, ::1] x, real[:, ::1] cols, kernel_size, strides, 
                          f"received {(cols.shape[0], cols.shape[1])}")
     if cols.shape[0] == 0 or cols.shape[1] == 0:
         return
-    cdef Py_ssize_t rows = g.n * g.out_h, row
-    cdef int nt = num_threads() if cols.shape[0] * cols.shape[1] >= PARALLEL_MIN_ELEMENTS else 1
-    cdef const real *xp = &x[0, 0, 0, 0]
-    cdef real *cp = &cols[0, 0]
     with nogil:
-        if nt == 1:
-            for row in range(rows):
-                _im2col_row(&g, xp, cp, row)
-        else:
-            for row in prange(rows, num_threads=nt, schedule="static"):
-                _im2col_row(&g, xp, cp, row)
+        _im2col(&g, &x[0, 0, 0, 0], &cols[0, 0])
+
+
+cdef void _im2col(const Geometry *g, const real *x, real *cols) noexcept nogil:
+    """im2col of the g.n images at x (cols: their g.n * out_h * out_w rows)."""
+    cdef Py_ssize_t rows = g.n * g.out_h, row
+    cdef int nt = (num_threads() if rows * g.out_w * g.kh * g.kw * g.c >= PARALLEL_MIN_ELEMENTS
+                   else 1)
+    if nt == 1:
+        for row in range(rows):
+            _im2col_row(g, x, cols, row)
+    else:
+        for row in prange(rows, num_threads=nt, schedule="static"):
+            _im2col_row(g, x, cols, row)
 
 
 cdef void _col2im_image(const Geometry *g, const real *cols, real *dx, Py_ssize_t img) noexcept nogil:
@@ -244,17 +248,183 @@ def col2im(const real[:, ::1] cols, real[:, :, :, ::1] dx, kernel_size, strides,
     if cols.shape[0] * cols.shape[1] == 0:
         memset(&dx[0, 0, 0, 0], 0, g.n * g.h * g.w * g.c * sizeof(real))
         return
-    cdef Py_ssize_t img
-    cdef int nt = num_threads() if cols.shape[0] * cols.shape[1] >= PARALLEL_MIN_ELEMENTS else 1
-    cdef const real *cp = &cols[0, 0]
-    cdef real *dp = &dx[0, 0, 0, 0]
     with nogil:
-        if nt == 1:
-            for img in range(g.n):
-                _col2im_image(&g, cp, dp, img)
-        else:
-            for img in prange(g.n, num_threads=nt, schedule="static"):
-                _col2im_image(&g, cp, dp, img)
+        _col2im(&g, &cols[0, 0], &dx[0, 0, 0, 0])
+
+
+cdef void _col2im(const Geometry *g, const real *cols, real *dx) noexcept nogil:
+    """col2im into the g.n images at dx from their rows of cols; one image per thread."""
+    cdef Py_ssize_t img
+    cdef int nt = (num_threads() if g.n * g.out_h * g.out_w * g.kh * g.kw * g.c
+                   >= PARALLEL_MIN_ELEMENTS else 1)
+    if nt == 1:
+        for img in range(g.n):
+            _col2im_image(g, cols, dx, img)
+    else:
+        for img in prange(g.n, num_threads=nt, schedule="static"):
+            _col2im_image(g, cols, dx, img)
+
+
+# ---- a training step's convolution, chunk by chunk ----
+
+cdef int _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const real *a, Py_ssize_t rs_a,
+               Py_ssize_t cs_a, const real *b, Py_ssize_t rs_b, real beta, real *c) noexcept nogil:
+    # c (m x n, rows of n) = a @ b + beta * c, with b's rows contiguous (cs_b = 1).
+    if real is float:
+        return sgemm(m, n, k, 1.0, a, rs_a, cs_a, b, rs_b, 1, beta, c, n, 1)
+    else:
+        return dgemm(m, n, k, 1.0, a, rs_a, cs_a, b, rs_b, 1, beta, c, n, 1)
+
+
+cdef Geometry _chunk_geometry(tuple x_shape, tuple kernel_shape, Py_ssize_t rows,
+                              Py_ssize_t chunk, kernel_size, strides, dilation, pads,
+                              out_hw) except *:
+    cdef Geometry g = _geometry(x_shape, kernel_size, strides, dilation, pads, out_hw)
+    if kernel_shape[0] != g.kh * g.kw * g.c:
+        raise ValueError(f"kernel must have {g.kh * g.kw * g.c} rows; received {kernel_shape}")
+    if rows != g.n * g.out_h * g.out_w:
+        raise ValueError(f"the output must have {g.n * g.out_h * g.out_w} rows; received {rows}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be a positive number of images; received {chunk}")
+    return g
+
+
+cdef int _check_cols(cols, Py_ssize_t rows, Py_ssize_t width, str name) except -1:
+    if cols is None or cols.shape[0] < rows or cols.shape[1] != width:
+        raise ValueError(f"{name} must have at least {rows} rows of {width}; received "
+                         f"{None if cols is None else tuple(cols.shape[:2])}")
+    return 0
+
+
+def conv_train_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel, real[:, ::1] z,
+                       real[:, ::1] cols, Py_ssize_t chunk, bint pointwise, kernel_size,
+                       strides, dilation, pads, out_hw):
+    """The convolution's linear part ``z = im2col(x) @ kernel`` for training, ``chunk``
+    images at a time, each chunk's patches packed into the first rows of ``cols`` and
+    multiplied while they are in cache. With ``pointwise`` (a 1x1 kernel, stride 1, no
+    padding) the patches are x's own rows and ``cols`` is not used (may be None).
+
+    Args:
+        x: (n, h, w, c). kernel: (kh * kw * c, filters). z: (n * out_h * out_w, filters),
+            fully overwritten. cols: at least chunk * out_h * out_w rows of kh * kw * c.
+    """
+    cdef Geometry g = _chunk_geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
+                                      (kernel.shape[0], kernel.shape[1]), z.shape[0], chunk,
+                                      kernel_size, strides, dilation, pads, out_hw)
+    cdef Py_ssize_t per_image = g.out_h * g.out_w, k = kernel.shape[0], f = kernel.shape[1]
+    if z.shape[1] != f:
+        raise ValueError(f"z must have {f} columns; received {z.shape[1]}")
+    if z.shape[0] == 0 or f == 0:
+        return
+    if k == 0:
+        z[:, :] = 0
+        return
+    if not pointwise:
+        _check_cols(cols, min(chunk, g.n) * per_image, k, "cols")
+    cdef Geometry part = g
+    cdef Py_ssize_t i0, images, rows
+    cdef const real *xp = &x[0, 0, 0, 0]
+    cdef real *cp = NULL if pointwise else &cols[0, 0]
+    cdef const real *a
+    cdef int failed = 0
+    with nogil:
+        i0 = 0
+        while i0 < g.n:   # (a C loop: range() with a variable step is not)
+            images = min(chunk, g.n - i0)
+            rows = images * per_image
+            if pointwise:
+                a = xp + i0 * per_image * k
+            else:
+                part.n = images
+                _im2col(&part, xp + i0 * g.h * g.w * g.c, cp)
+                a = cp
+            failed |= _gemm(rows, f, k, a, k, 1, &kernel[0, 0], f, 0, &z[i0 * per_image, 0])
+            i0 += chunk
+    if failed:
+        raise MemoryError("conv_train_forward: no memory for the GEMM's packing buffers")
+
+
+def conv_train_backward(const real[:, :, :, ::1] x, const real[:, ::1] dz,
+                        const real[:, ::1] kernel, real[:, ::1] d_kernel, dx_out, cols,
+                        dcols, Py_ssize_t chunk, bint pointwise, kernel_size, strides,
+                        dilation, pads, out_hw):
+    """Gradients of :func:`conv_train_forward` from ``dz`` (n * out_h * out_w, filters):
+    ``d_kernel = im2col(x)^T @ dz`` (overwritten), and when ``dx_out`` is given (an
+    (n, h, w, c) array, overwritten) the input gradient ``col2im(dz @ kernel^T)``. Chunk by
+    chunk as the forward pass: each chunk's patches are packed again into ``cols`` (cheaper
+    than keeping the whole batch's, which would leave the cache), the kernel gradient
+    accumulates over the chunks in their order (so the bits do not depend on the thread
+    count), and each chunk's patch gradient (in ``dcols``) goes back to its images while it
+    is in cache. ``cols`` and ``dcols`` are unused with ``pointwise``.
+    """
+    cdef Geometry g = _chunk_geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
+                                      (kernel.shape[0], kernel.shape[1]), dz.shape[0], chunk,
+                                      kernel_size, strides, dilation, pads, out_hw)
+    cdef Py_ssize_t per_image = g.out_h * g.out_w, k = kernel.shape[0], f = kernel.shape[1]
+    if dz.shape[1] != f or (d_kernel.shape[0], d_kernel.shape[1]) != (k, f):
+        raise ValueError(f"dz must have {f} columns and d_kernel shape {(k, f)}; received "
+                         f"{dz.shape[1]} and {(d_kernel.shape[0], d_kernel.shape[1])}")
+    cdef real[:, :, :, ::1] dx = dx_out
+    if dx_out is not None and (dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]) != (
+            g.n, g.h, g.w, g.c):
+        raise ValueError(f"dx must have shape {(g.n, g.h, g.w, g.c)}; received "
+                         f"{(dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3])}")
+    if g.n * per_image == 0 or k * f == 0:   # otherwise every value is written below
+        if k * f > 0:
+            d_kernel[:, :] = 0
+        if dx_out is not None and g.n * g.h * g.w * g.c > 0:
+            dx[:, :, :, :] = 0
+        return
+    cdef Py_ssize_t chunk_rows = min(chunk, g.n) * per_image
+    cdef real[:, ::1] cols_view, dcols_view
+    if not pointwise:
+        _check_cols(cols, chunk_rows, k, "cols")
+        cols_view = cols
+        if dx_out is not None:
+            _check_cols(dcols, chunk_rows, k, "dcols")
+            dcols_view = dcols
+    # kernel^T, contiguous: the input-gradient product packs it without a transposing gather.
+    cdef real *kernel_t = <real *>malloc(k * f * sizeof(real)) if dx_out is not None else NULL
+    if dx_out is not None and kernel_t == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t q, ch, i0, images, rows
+    cdef Geometry part = g
+    cdef const real *xp = &x[0, 0, 0, 0]
+    cdef const real *dzp = &dz[0, 0]
+    cdef const real *a
+    cdef real *cp = NULL if pointwise else &cols_view[0, 0]
+    cdef real *dcp = NULL if pointwise or dx_out is None else &dcols_view[0, 0]
+    cdef real *dxp = NULL if dx_out is None else &dx[0, 0, 0, 0]
+    cdef int failed = 0
+    with nogil:
+        if kernel_t != NULL:
+            for q in range(k):
+                for ch in range(f):
+                    kernel_t[ch * k + q] = kernel[q, ch]
+        i0 = 0
+        while i0 < g.n:
+            images = min(chunk, g.n - i0)
+            rows = images * per_image
+            part.n = images
+            if pointwise:
+                a = xp + i0 * per_image * k
+            else:
+                _im2col(&part, xp + i0 * g.h * g.w * g.c, cp)
+                a = cp
+            # d_kernel (+)= patches^T @ dz: patches read transposed through their strides
+            failed |= _gemm(k, f, rows, a, 1, k, dzp + i0 * per_image * f, f,
+                            0 if i0 == 0 else 1, &d_kernel[0, 0])
+            if dxp != NULL and pointwise:
+                failed |= _gemm(rows, k, f, dzp + i0 * per_image * f, f, 1, kernel_t, k, 0,
+                                dxp + i0 * per_image * k)
+            elif dxp != NULL:
+                failed |= _gemm(rows, k, f, dzp + i0 * per_image * f, f, 1, kernel_t, k, 0,
+                                dcp)
+                _col2im(&part, dcp, dxp + i0 * g.h * g.w * g.c)
+            i0 += chunk
+    free(kernel_t)
+    if failed:
+        raise MemoryError("conv_train_backward: no memory for the GEMM's packing buffers")
 
 
 # ---- pooling ----

@@ -21,7 +21,6 @@ from minidl.layers.base import LAYERS
 from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
                                       normalize_tuple, window_geometry)
 from minidl.layers.core import AffineLayer
-from minidl.ops import gemm
 
 # Training works through a batch a few images at a time, so that a chunk's patch matrix stays
 # in the L2 cache from its packing to the GEMM that reads it (and, backward, the patch
@@ -104,26 +103,23 @@ class _Conv(AffineLayer):
     def _kernel_matrix(self, kernel):
         return kernel.reshape(self._patch, self.filters)
 
-    def _pack(self, x, cols):
-        """The patch matrix of the images x (n, h, w, c), written into cols."""
-        kernels.im2col(x, cols, **self._window)
-        return cols
-
-    def _chunks(self, n, training):
-        """(first image, last image + 1, first row, last row + 1) of each chunk."""
+    def _chunk_images(self, training):
+        """Images per chunk: a chunk's patches fit ``_TRAIN_CHUNK_BYTES`` in training
+        (``_INFERENCE_COLS`` values in inference)."""
         per_image = self._out_image[0] * self._out_image[1]
         budget = (_TRAIN_CHUNK_BYTES // np.dtype(self.dtype).itemsize if training
                   else _INFERENCE_COLS)
-        step = max(1, budget // max(per_image * self._patch, 1))
-        return [(i, min(i + step, n), i * per_image, min(i + step, n) * per_image)
-                for i in range(0, n, step)]
+        return max(1, budget // max(per_image * self._patch, 1))
 
-    def _chunk_cols(self, x, i0, i1, r0, r1, cols):
-        """The patch matrix of images [i0, i1): x's rows themselves for a pointwise
-        kernel, else packed into the first rows of ``cols``."""
+    def _cols(self, name, n, training):
+        """The patch buffer of one chunk (None for a pointwise kernel, which needs none)."""
         if self._pointwise:
-            return x.reshape(-1, self._patch)[r0:r1]
-        return self._pack(x[i0:i1], cols[:r1 - r0])
+            return None
+        images = min(self._chunk_images(training), max(n, 1))
+        rows = images * self._out_image[0] * self._out_image[1]
+        if training:
+            return self._buffers.get(name, rows, (self._patch,))
+        return np.empty((rows, self._patch), self.dtype)
 
     def forward(self, x, training=False):
         return self._forward(x, training, activate=True)
@@ -138,21 +134,17 @@ class _Conv(AffineLayer):
         x = np.ascontiguousarray(x).reshape((x.shape[0],) + self._image)
         n = x.shape[0]
         rows = n * self._out_image[0] * self._out_image[1]
-        chunks = self._chunks(n, training)
-        kernel = self._kernel_matrix(self.kernel)
-        chunk_rows = chunks[0][3] if chunks else 0
         if training:
             z, y = self._activation_buffers(rows, self.filters)
-            cols = self._buffers.get("cols", chunk_rows, (self._patch,))
         else:
             # Inference allocates (concurrent predict calls share nothing) and applies
             # the activation in place.
             z = y = np.empty((rows, self.filters), self.dtype)
-            cols = np.empty((chunk_rows, self._patch), self.dtype)
-        for i0, i1, r0, r1 in chunks:
-            gemm(self._chunk_cols(x, i0, i1, r0, r1, cols), kernel, z[r0:r1])
-            if activate:
-                self.activation.forward_bias(z[r0:r1], self.bias, y[r0:r1])
+        kernels.conv_train_forward(x, self._kernel_matrix(self.kernel), z,
+                                   self._cols("cols", n, training), self._chunk_images(training),
+                                   self._pointwise, **self._window)
+        if activate:
+            self.activation.forward_bias(z, self.bias, y)
         out = (y if activate else z).reshape((n,) + self._output_sample())
         if activate and self.activity_regularizer is not None:
             self._activity_forward(out)
@@ -197,29 +189,13 @@ class _Conv(AffineLayer):
         return self._out_image[2 - self.rank:] + (self.filters,)
 
     def _backward_linear(self, dz, need_input_grad):
-        # Chunk by chunk, as forward: the chunk's patches are packed again (cheaper than
-        # keeping the whole batch's, which would leave the cache between the passes), the
-        # kernel gradient accumulates over the chunks in their fixed order, and the patch
-        # gradient goes back to its images while it is still in cache.
         n = self._x.shape[0]
-        chunks = self._chunks(n, True)
-        kernel, d_kernel = self._kernel_matrix(self.kernel), self._kernel_matrix(self.grads[0])
-        cols = self._buffers.get("cols", chunks[0][3], (self._patch,)) if chunks else None
         dx = self._buffers.get("dx", n, self._image) if need_input_grad else None
-        dcols = (self._buffers.get("dcols", chunks[0][3], (self._patch,))
-                 if need_input_grad and chunks and not self._pointwise else None)
-        if not chunks:
-            d_kernel[...] = 0
-        for index, (i0, i1, r0, r1) in enumerate(chunks):
-            gemm(self._chunk_cols(self._x, i0, i1, r0, r1, cols), dz[r0:r1], d_kernel,
-                 trans_a=True, beta=0.0 if index == 0 else 1.0)
-            if not need_input_grad:
-                continue
-            if self._pointwise:
-                gemm(dz[r0:r1], kernel, dx.reshape(-1, self._patch)[r0:r1], trans_b=True)
-            else:
-                gemm(dz[r0:r1], kernel, dcols[:r1 - r0], trans_b=True)
-                kernels.col2im(dcols[:r1 - r0], dx[i0:i1], **self._window)
+        kernels.conv_train_backward(
+            self._x, dz, self._kernel_matrix(self.kernel), self._kernel_matrix(self.grads[0]),
+            dx, self._cols("cols", n, True),
+            self._cols("dcols", n, True) if need_input_grad else None,
+            self._chunk_images(True), self._pointwise, **self._window)
         return None if dx is None else dx.reshape((n,) + self.built_input_shape)
 
     def get_config(self):
