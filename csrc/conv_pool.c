@@ -22,6 +22,7 @@
  * unfused layers; the kernel gradient sums in another order than the GEMM's.
  */
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "gemm_kernels.h" /* MDL_X86 */
@@ -37,6 +38,7 @@
  * multiply-adds as its AVX2 and AVX-512 kernels do, the generic one does not, as its
  * generic kernel does not, so the forward values are the GEMM's bits under any setting. */
 #define CP_T float
+#define CP_ITYPE int32_t
 #define CP_LANES 16
 #define CP_SFX _f32_generic
 #define CP_TARGET
@@ -56,9 +58,11 @@
 #undef CP_TARGET
 #endif
 #undef CP_T
+#undef CP_ITYPE
 #undef CP_LANES
 
 #define CP_T double
+#define CP_ITYPE int64_t
 #define CP_LANES 8
 #define CP_SFX _f64_generic
 #define CP_TARGET
@@ -78,6 +82,7 @@
 #undef CP_TARGET
 #endif
 #undef CP_T
+#undef CP_ITYPE
 #undef CP_LANES
 
 #ifdef MDL_X86
