@@ -97,14 +97,15 @@
 #endif
 
 int mdl_conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image, const float *kernel,
-                              float *y_row, int *argmax_row, ptrdiff_t py) {
-    CP_DISPATCH(conv_max_pool_row, _f32, (g, image, kernel, y_row, argmax_row, py))
+                              const float *bias, int relu, float *y_row, int *argmax_row,
+                              ptrdiff_t py) {
+    CP_DISPATCH(conv_max_pool_row, _f32, (g, image, kernel, bias, relu, y_row, argmax_row, py))
 }
 
 int mdl_conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
-                              const double *kernel, double *y_row, int *argmax_row,
-                              ptrdiff_t py) {
-    CP_DISPATCH(conv_max_pool_row, _f64, (g, image, kernel, y_row, argmax_row, py))
+                              const double *kernel, const double *bias, int relu,
+                              double *y_row, int *argmax_row, ptrdiff_t py) {
+    CP_DISPATCH(conv_max_pool_row, _f64, (g, image, kernel, bias, relu, y_row, argmax_row, py))
 }
 
 int mdl_conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image,

@@ -180,15 +180,18 @@ typedef struct {
     ptrdiff_t out_h, out_w, filters, ph, pw, pooled_h, pooled_w;
     ptrdiff_t filters_padded, patch_stride;
 } mdl_conv_pool;
-/* Pooled row py of one image: y_row and argmax_row (pooled_w, filters) get the maximum of
+/* Pooled row py of one image: y_row and argmax_row (pooled_w, filters) get the maximum m of
  * each window of z = conv(image, kernel) (no bias) and its index within z's image, as
- * MaxPooling computes them. kernel: (kh * kw * c, filters_padded), zero past `filters`.
- * Returns 0, or -1 when out of memory. Both use mdl_scratch slots 0 and 1. */
+ * MaxPooling computes them; y_row then holds m + bias (bias may be NULL) and, with relu,
+ * (v < 0 ? 0 : v) of that: the ReLU layer's bits, since both commute with the maximum.
+ * kernel: (kh * kw * c, filters_padded), zero past `filters`. Returns 0, or -1 when out of
+ * memory. Both use mdl_scratch slots 0 and 1. */
 int mdl_conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image, const float *kernel,
-                              float *y_row, int *argmax_row, ptrdiff_t py);
-int mdl_conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
-                              const double *kernel, double *y_row, int *argmax_row,
+                              const float *bias, int relu, float *y_row, int *argmax_row,
                               ptrdiff_t py);
+int mdl_conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
+                              const double *kernel, const double *bias, int relu,
+                              double *y_row, int *argmax_row, ptrdiff_t py);
 /* The kernel's gradient (kh * kw * c, filters) and the bias's (filters), overwritten, of
  * one image, from the pooled gradient dy of relu(pooled + bias) (gate: that output; dy
  * counts where it is positive) and the forward pass's argmax; an index outside its window

@@ -177,6 +177,33 @@ def test_forward_gives_the_bits_of_im2col_gemm_and_max_pool(name, pool):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pool", [(2, 2), (3, 3)])
+def test_forward_adds_the_bias_and_relu_as_the_relu_layer_does(pool, dtype):
+    """With ``bias`` and ``relu`` the kernel finishes the layer's forward pass itself: the
+    bits of the activation kernel's ``relu(y + bias)`` on the unfused maxima (so NaN stays
+    NaN and -0 stays -0), with or without the ReLU."""
+    from minidl.activations import get as get_activation
+    image, window = case("c3_k3_same")
+    x = data((3,) + image, 11, dtype)
+    x[0, 2, 3, 1] = np.nan
+    kernel, bias = data((27, 17), 12, dtype), data((17,), 13, dtype)
+    y_ref, argmax_ref, _, _ = unfused_forward(x, kernel, window, pool)
+    for relu, name in ((True, "relu"), (False, "linear")):
+        want = y_ref.copy().reshape(-1, 17)
+        get_activation(name).forward_bias(want, bias, want)
+        y = np.empty_like(y_ref)
+        argmax = np.empty_like(argmax_ref)
+        kernels.conv_max_pool_forward(x, kernel, y, argmax, pool_size=pool, bias=bias,
+                                      relu=relu, **window)
+        assert np.array_equal(y.reshape(-1, 17), want, equal_nan=True)
+        assert np.array_equal(argmax, argmax_ref)
+        assert np.isnan(y).any()
+    with pytest.raises(ValueError, match="bias must have shape"):
+        kernels.conv_max_pool_forward(x, kernel, y, argmax, pool_size=pool,
+                                      bias=np.zeros(16, dtype), **window)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("pool", [(2, 2), (3, 3), (1, 2)])
 def test_forward_ties_go_to_the_first_maximum(pool, dtype):
     """A constant input makes every window a tie (a ReLU's zeros in practice): argmax must

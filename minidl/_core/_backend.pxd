@@ -93,10 +93,11 @@ cdef extern from "minidl.h" nogil:
         Py_ssize_t out_h, out_w, filters, ph, pw, pooled_h, pooled_w
         Py_ssize_t filters_padded, patch_stride
 cdef int conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image, const float *kernel,
-                               float *y_row, int *argmax_row, Py_ssize_t py) noexcept nogil
-cdef int conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
-                               const double *kernel, double *y_row, int *argmax_row,
+                               const float *bias, int relu, float *y_row, int *argmax_row,
                                Py_ssize_t py) noexcept nogil
+cdef int conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
+                               const double *kernel, const double *bias, int relu,
+                               double *y_row, int *argmax_row, Py_ssize_t py) noexcept nogil
 cdef int conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image,
                                       const float *dy, const int *argmax, const float *gate,
                                       float *d_kernel, float *d_bias) noexcept nogil

@@ -389,11 +389,11 @@ cdef extern from "minidl.h" nogil:
     void mdl_add_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
                           Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width)
     int mdl_conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image,
-                                  const float *kernel, float *y_row, int *argmax_row,
-                                  Py_ssize_t py)
+                                  const float *kernel, const float *bias, int relu,
+                                  float *y_row, int *argmax_row, Py_ssize_t py)
     int mdl_conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
-                                  const double *kernel, double *y_row, int *argmax_row,
-                                  Py_ssize_t py)
+                                  const double *kernel, const double *bias, int relu,
+                                  double *y_row, int *argmax_row, Py_ssize_t py)
     int mdl_conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image,
                                          const float *dy, const int *argmax,
                                          const float *gate, float *d_kernel, float *d_bias)
@@ -471,13 +471,14 @@ cdef void unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t 
 
 
 cdef int conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image, const float *kernel,
-                               float *y_row, int *argmax_row, Py_ssize_t py) noexcept nogil:
-    return mdl_conv_max_pool_row_f32(g, image, kernel, y_row, argmax_row, py)
+                               const float *bias, int relu, float *y_row, int *argmax_row,
+                               Py_ssize_t py) noexcept nogil:
+    return mdl_conv_max_pool_row_f32(g, image, kernel, bias, relu, y_row, argmax_row, py)
 
 cdef int conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
-                               const double *kernel, double *y_row, int *argmax_row,
-                               Py_ssize_t py) noexcept nogil:
-    return mdl_conv_max_pool_row_f64(g, image, kernel, y_row, argmax_row, py)
+                               const double *kernel, const double *bias, int relu,
+                               double *y_row, int *argmax_row, Py_ssize_t py) noexcept nogil:
+    return mdl_conv_max_pool_row_f64(g, image, kernel, bias, relu, y_row, argmax_row, py)
 
 cdef int conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image,
                                       const float *dy, const int *argmax, const float *gate,

@@ -774,17 +774,21 @@ cdef mdl_conv_pool _conv_pool_geometry(tuple x_shape, tuple kernel_shape, tuple 
 
 def conv_max_pool_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel,
                           real[:, :, :, ::1] y, int[:, :, :, ::1] argmax, kernel_size,
-                          strides, dilation, pads, out_hw, pool_size):
+                          strides, dilation, pads, out_hw, pool_size,
+                          const real[::1] bias=None, bint relu=False):
     """Max pooling of a convolution without forming its output: ``y`` = the maximum of each
     (non-overlapping, 'valid') pooling window of ``z = conv(x, kernel)`` (no bias), and
     ``argmax`` its index within z's image, the values and indices
-    ``max_pool_forward(z, ...)`` gives. Meant for kernels of few taps (csrc/conv_pool.c).
+    ``max_pool_forward(z, ...)`` gives. Then, when given, ``bias`` is added to ``y`` and,
+    with ``relu``, the ReLU applied, the bits of the ReLU kernel on ``y + bias`` (both
+    commute with the maximum). Meant for kernels of few taps (csrc/conv_pool.c).
 
     Args:
         x: (n, h, w, c) input. kernel: (kh * kw * c, filters).
         y, argmax: (n, out_h // ph, out_w // pw, filters), fully overwritten.
         kernel_size, strides, dilation, pads, out_hw: the convolution, as for :func:`im2col`.
         pool_size: (ph, pw), also the pooling strides.
+        bias: optional (filters,). relu: whether to apply the ReLU after the bias.
     """
     cdef mdl_conv_pool g = _conv_pool_geometry(
         (x.shape[0], x.shape[1], x.shape[2], x.shape[3]), (kernel.shape[0], kernel.shape[1]),
@@ -794,10 +798,13 @@ def conv_max_pool_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel,
             y.shape[0], y.shape[1], y.shape[2], y.shape[3]):
         raise ValueError(f"argmax must have the shape of y; received "
                          f"{(argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3])}")
+    if bias is not None and bias.shape[0] != g.filters:
+        raise ValueError(f"bias must have shape {(g.filters,)}; received {(bias.shape[0],)}")
     cdef Py_ssize_t n = x.shape[0], rows = n * g.pooled_h, per_row = g.pooled_w * g.filters
     if rows * per_row == 0:
         return
     cdef Py_ssize_t k = kernel.shape[0], q, f, row, per_image = g.h * g.w * g.c
+    cdef const real *bp = &bias[0] if bias is not None else NULL
     # The kernel with its rows padded to whole vectors of filters (zeros past the last).
     cdef real *padded = <real *>calloc(k * g.filters_padded, sizeof(real))
     if padded == NULL:
@@ -814,12 +821,12 @@ def conv_max_pool_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel,
         if nt == 1:
             for row in range(rows):
                 failed += _conv_pool_row(&g, xp + (row // g.pooled_h) * per_image, padded,
-                                         yp + row * per_row, ap + row * per_row,
+                                         bp, relu, yp + row * per_row, ap + row * per_row,
                                          row % g.pooled_h)
         else:
             for row in prange(rows, num_threads=nt, schedule="static"):
                 failed += _conv_pool_row(&g, xp + (row // g.pooled_h) * per_image, padded,
-                                         yp + row * per_row, ap + row * per_row,
+                                         bp, relu, yp + row * per_row, ap + row * per_row,
                                          row % g.pooled_h)
     free(padded)
     if failed:
@@ -827,11 +834,12 @@ def conv_max_pool_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel,
 
 
 cdef inline int _conv_pool_row(const mdl_conv_pool *g, const real *image, const real *kernel,
-                               real *y_row, int *argmax_row, Py_ssize_t py) noexcept nogil:
+                               const real *bias, bint relu, real *y_row, int *argmax_row,
+                               Py_ssize_t py) noexcept nogil:
     if real is float:
-        return conv_max_pool_row_f32(g, image, kernel, y_row, argmax_row, py) != 0
+        return conv_max_pool_row_f32(g, image, kernel, bias, relu, y_row, argmax_row, py) != 0
     else:
-        return conv_max_pool_row_f64(g, image, kernel, y_row, argmax_row, py) != 0
+        return conv_max_pool_row_f64(g, image, kernel, bias, relu, y_row, argmax_row, py) != 0
 
 
 def conv_max_pool_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] dy,

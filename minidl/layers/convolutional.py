@@ -153,17 +153,20 @@ class _Conv(AffineLayer):
         return out
 
     def can_pool_directly(self, pool):
-        """Whether :meth:`forward_max_pool` can serve this layer followed by ``pool`` (a max
-        pooling whose windows tile the output: strides equal to the pool size, 'valid')."""
+        """Whether :meth:`forward_max_pool` can serve this layer (with a ReLU) followed by
+        ``pool`` (a max pooling whose windows tile the output: strides equal to the pool
+        size, 'valid')."""
         return (self._patch <= _DIRECT_MAX_PATCH and pool.padding == "valid"
+                and self.activation.kernel_params()[0] == "relu"
                 and tuple(pool.strides) == tuple(pool.pool_size)
                 and pool.built_input_shape == self._output_sample())
 
     def forward_max_pool(self, x, pool_size, y, argmax):
-        """Training forward of the linear part and the max pooling after it, without
-        forming the un-pooled output: ``y`` and ``argmax`` (n, pooled..., filters) get what
-        ``MaxPooling.forward(self.forward_linear(x))`` gives, the same bits. The pooling
-        adds the bias and the activation; :meth:`backward_max_pool` is the backward pass.
+        """Training forward of this layer and the max pooling after it, without forming the
+        un-pooled output: ``y`` and ``argmax`` (n, pooled..., filters) get what
+        ``MaxPooling.forward(self.forward(x))`` gives (the same bits: the maximum of each
+        window of the linear part, then the bias and the ReLU on the maxima).
+        :meth:`backward_max_pool` is the backward pass.
 
         Args:
             x: (batch,) + the input shape. pool_size: the pooling's (rows, columns)
@@ -172,7 +175,8 @@ class _Conv(AffineLayer):
         """
         x = np.ascontiguousarray(x).reshape((x.shape[0],) + self._image)
         kernels.conv_max_pool_forward(x, self._kernel_matrix(self.kernel), y, argmax,
-                                      pool_size=pool_size, **self._window)
+                                      pool_size=pool_size, bias=self.bias, relu=True,
+                                      **self._window)
         self._x = x
 
     def backward_max_pool(self, dy, argmax, gate, pool_size):

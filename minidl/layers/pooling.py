@@ -110,11 +110,10 @@ class _ThroughReLU:
             n = x.shape[0]
             y = self._buffers.get("y", n, self._out_image)
             argmax = self._indices.get("argmax", n, self._out_image)
-            layer.forward_max_pool(x, self._window["pool_size"], y, argmax)
+            layer.forward_max_pool(x, self._window["pool_size"], y, argmax)   # bias, ReLU too
             self._argmax, self._y, self._direct_layer = argmax, y, layer
-            y = y.reshape((n,) + self._output_sample)
-        else:
-            y = self.forward(layer.forward_linear(x), training=True)
+            return y.reshape((n,) + self._output_sample)
+        y = self.forward(layer.forward_linear(x), training=True)
         rows = y.reshape(-1, y.shape[-1])
         layer.activation.forward_bias(rows, getattr(layer, "bias", None), rows)
         return y
