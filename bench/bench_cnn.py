@@ -17,6 +17,12 @@ at batch 32 (conv1 on 32x28x28x1 to 32 filters, conv2 on 32x13x13x32 to 64 filte
 ReLU included; ``flop`` counts the multiply-adds of the convolution only (2 per MAC): the
 forward product, and for the backward dW plus dx, except for conv1, which is timed without dx
 as a model's first layer runs it. Each result is checked against numpy.
+
+In the model, conv1 does not run alone: the training loop fuses it with its ReLU and max
+pooling (csrc/conv_pool.c). The "first block" benchmark times that unit as trained (forward,
+then the weight gradients from the pooled gradient), beside PyTorch's conv2d + relu +
+max_pool2d and their backward kernels, and numpy; its ``flop`` is the convolution's forward
+and dW products.
 """
 import time
 
@@ -24,8 +30,9 @@ import numpy as np
 import pytest
 
 from cnn_reference import IMAGE, SEED, NumpyCNN, conv_backward, conv_forward, reference_cnn
-from cnn_reference import max_gradient_error_vs_torch, torch_epoch_runner
-from minidl.layers import Conv2D
+from cnn_reference import max_gradient_error_vs_torch, maxpool_backward, maxpool_forward
+from cnn_reference import torch_epoch_runner
+from minidl.layers import Conv2D, MaxPooling2D
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -252,3 +259,84 @@ def test_conv_backward_torch(benchmark, conv):
     _close(db.numpy(), dbias)
     if conv["need_input_grad"]:
         _close(dx.numpy().transpose(0, 2, 3, 1), expected_dx)
+
+
+# ---- the first block as the model trains it: conv1, its ReLU and the max pooling ----
+
+@pytest.fixture(scope="module")
+def block():
+    """conv1's operands, a pooled output gradient, and numpy's results for them."""
+    rng = np.random.default_rng(SEED + 2)
+    x = rng.random((BATCH,) + IMAGE, dtype=np.float32)
+    kernel = (rng.standard_normal((3, 3, 1, 32)) / 3).astype(np.float32)
+    bias = rng.uniform(-0.1, 0.1, 32).astype(np.float32)
+    y, cols = conv_forward(x, kernel, bias)
+    pooled, argmax = maxpool_forward(y)
+    dpooled = rng.standard_normal(pooled.shape, dtype=np.float32)
+    dkernel, dbias, _ = conv_backward(maxpool_backward(dpooled, argmax, y.shape), y, cols,
+                                      kernel, x.shape, need_input_grad=False)
+    return dict(x=x, kernel=kernel, bias=bias, pooled=pooled, dpooled=dpooled,
+                dkernel=dkernel, dbias=dbias, macs=y.size * 9)
+
+
+def _record_block(benchmark, block, impl):
+    benchmark.group = f"first block (conv1 + ReLU + max pooling), forward and dW, batch {BATCH}"
+    benchmark.extra_info.update(impl=impl, flop=2.0 * 2 * block["macs"])
+
+
+def test_first_block_minidl(benchmark, block):
+    _record_block(benchmark, block, "minidl")
+    layer = Conv2D(32, 3, activation="relu")
+    layer.ensure_built(IMAGE)
+    layer.set_weights([block["kernel"], block["bias"]])
+    pool = MaxPooling2D()
+    pool.ensure_built(layer.compute_output_shape(IMAGE))
+    assert layer.can_pool_directly(pool)
+
+    def step():   # what the training loop runs for the pair (trainer._pool_directly)
+        out = pool.forward_after_relu_layer(layer, block["x"], directly=True)
+        pool.backward_to_relu_layer(layer, block["dpooled"], need_input_grad=False)
+        return out
+    out = benchmark(step)
+    _close(out, block["pooled"])
+    _close(layer.grads[0], block["dkernel"])
+    _close(layer.grads[1], block["dbias"])
+
+
+def test_first_block_numpy(benchmark, block):
+    _record_block(benchmark, block, "numpy")
+
+    def step():
+        y, cols = conv_forward(block["x"], block["kernel"], block["bias"])
+        pooled, argmax = maxpool_forward(y)
+        dy = maxpool_backward(block["dpooled"], argmax, y.shape)
+        return pooled, conv_backward(dy, y, cols, block["kernel"], block["x"].shape, False)
+    pooled, (dkernel, dbias, _) = benchmark(step)
+    _close(pooled, block["pooled"])
+    _close(dkernel, block["dkernel"])
+
+
+def test_first_block_torch(benchmark, block):
+    torch = pytest.importorskip("torch")
+    _record_block(benchmark, block, "torch")
+    x = torch.from_numpy(np.ascontiguousarray(block["x"].transpose(0, 3, 1, 2)))
+    w = torch.from_numpy(np.ascontiguousarray(block["kernel"].transpose(3, 2, 0, 1)))
+    b = torch.from_numpy(block["bias"])
+    dpooled = torch.from_numpy(np.ascontiguousarray(block["dpooled"].transpose(0, 3, 1, 2)))
+    aten = torch.ops.aten
+
+    def step():
+        # what autograd runs for max_pool2d(relu(conv2d(x, w, b)), 2), with no input
+        # gradient for the first layer
+        y = torch.relu_(torch.nn.functional.conv2d(x, w, b))
+        pooled, indices = aten.max_pool2d_with_indices(y, [2, 2], [2, 2])
+        dy = aten.max_pool2d_with_indices_backward(dpooled, y, [2, 2], [2, 2], [0, 0],
+                                                   [1, 1], False, indices)
+        dz = aten.threshold_backward(dy, y, 0)
+        _, dw, db = aten.convolution_backward(dz, x, w, [w.shape[0]], [1, 1], [0, 0], [1, 1],
+                                              False, [0, 0], 1, [False, True, True])
+        return pooled, dw, db
+    pooled, dw, db = benchmark(step)
+    _close(pooled.numpy().transpose(0, 2, 3, 1), block["pooled"])
+    _close(dw.numpy().transpose(2, 3, 1, 0), block["dkernel"])
+    _close(db.numpy(), block["dbias"])

@@ -1,7 +1,7 @@
 /* conv_pool.c - a convolution with few taps fused with the max pooling after it.
  *
  * A model's first convolution usually sees one or three channels: its patches hold
- * kh * kw * c <= 32 values, too few for the GEMM to pay for packing them (im2col), and its
+ * kh * kw * c values (9 or 27 for 3x3), too few for the GEMM to pay for packing them, and its
  * output is the largest tensor of the network, which the unfused path writes to memory and
  * reads back for the pooling. These loops compute the convolution directly from the input
  * (each patch value read in place at its offset from the output's first tap; a copy with

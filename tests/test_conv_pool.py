@@ -78,7 +78,7 @@ GEOMETRIES = {
     "c1_k1": (1, (5, 6), (1, 1), (1, 1), (1, 1), "valid"),
     "c1_k3_w3": (1, (9, 5), (3, 3), (1, 1), (1, 1), "valid"),
     "c2_k2x3_s21_w3": (2, (8, 5), (2, 3), (2, 1), (1, 1), "valid"),
-    "c8_k3": (8, (7, 7), (3, 3), (1, 1), (1, 1), "valid"),   # 72 taps: past the layer's limit
+    "c8_k3": (8, (7, 7), (3, 3), (1, 1), (1, 1), "valid"),   # 72 taps: several tap tiles
 }
 
 
@@ -584,15 +584,15 @@ def test_pools_that_do_not_tile_take_the_old_path(pool):
 
 
 def test_a_first_convolution_with_a_large_patch_takes_the_old_path():
-    """3x3 over 8 channels is 72 values per patch, past _DIRECT_MAX_PATCH (32): the GEMM
-    is the faster path there, so the pair is allowed to pool directly but does not."""
+    """3x3 over 16 channels is 144 values per patch, past _DIRECT_MAX_PATCH (128): the GEMM
+    is as fast or faster there, so the pair is allowed to pool directly but does not."""
     from minidl.layers import convolutional
-    assert 3 * 3 * 8 > convolutional._DIRECT_MAX_PATCH
-    layers = lambda: [Input((12, 12, 8)), Conv2D(4, 3, activation="relu"),   # noqa: E731
+    assert 3 * 3 * 16 > convolutional._DIRECT_MAX_PATCH
+    layers = lambda: [Input((12, 12, 16)), Conv2D(4, 3, activation="relu"),   # noqa: E731
                       MaxPooling2D(), Flatten(), Dense(10, activation="softmax")]
     direct, plain = _pair(layers)
     assert direct._pool_directly == {1}
-    x, y = _batch((12, 12, 8))
+    x, y = _batch((12, 12, 16))
     _assert_one_step_agrees(direct, plain, x, y, fused_conv=(), tol=0)
     assert direct.layers[1]._direct_layer is None
 

@@ -8,6 +8,12 @@ the order of a Keras kernel reshaped to ``(kh * kw * c, filters)``), so that
     forward:  z = cols @ kernel                  (then bias + activation, fused)
     backward: d_kernel = cols^T @ dz,  d_cols = dz @ kernel^T,  dx = col2im(d_cols)
 
+``conv_train_forward`` / ``conv_train_backward`` run a training step's passes a few images
+at a time, so that each chunk's patches stay in cache between packing and GEMM. A first
+layer with few taps followed by a max pooling skips im2col and the GEMM altogether:
+``conv_max_pool_forward`` / ``conv_max_pool_backward`` (csrc/conv_pool.c) compute the
+convolution directly and pool it at once.
+
 Geometry: ``pads`` are the rows/columns of zeros before the input (top, left); the padding
 after it is implied by ``out_hw``. Every index is bounds-checked against the input, so any
 geometry is memory-safe; the layers compute it with Keras' rules.
