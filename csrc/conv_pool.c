@@ -40,50 +40,22 @@
 #define CP_T float
 #define CP_ITYPE int32_t
 #define CP_LANES 16
-#define CP_SFX _f32_generic
-#define CP_TARGET
-#include "conv_pool.inc"
-#undef CP_SFX
-#undef CP_TARGET
-#ifdef MDL_X86
-#define CP_SFX _f32_avx2
-#define CP_TARGET __attribute__((target("avx2,fma")))
-#include "conv_pool.inc"
-#undef CP_SFX
-#undef CP_TARGET
-#define CP_SFX _f32_avx512
-#define CP_TARGET __attribute__((target("avx512f,avx2,fma")))
-#include "conv_pool.inc"
-#undef CP_SFX
-#undef CP_TARGET
-#endif
+#define CP_TYPE_SFX _f32
+#include "conv_pool_archs.inc"
 #undef CP_T
 #undef CP_ITYPE
 #undef CP_LANES
+#undef CP_TYPE_SFX
 
 #define CP_T double
 #define CP_ITYPE int64_t
 #define CP_LANES 8
-#define CP_SFX _f64_generic
-#define CP_TARGET
-#include "conv_pool.inc"
-#undef CP_SFX
-#undef CP_TARGET
-#ifdef MDL_X86
-#define CP_SFX _f64_avx2
-#define CP_TARGET __attribute__((target("avx2,fma")))
-#include "conv_pool.inc"
-#undef CP_SFX
-#undef CP_TARGET
-#define CP_SFX _f64_avx512
-#define CP_TARGET __attribute__((target("avx512f,avx2,fma")))
-#include "conv_pool.inc"
-#undef CP_SFX
-#undef CP_TARGET
-#endif
+#define CP_TYPE_SFX _f64
+#include "conv_pool_archs.inc"
 #undef CP_T
 #undef CP_ITYPE
 #undef CP_LANES
+#undef CP_TYPE_SFX
 
 #ifdef MDL_X86
 #define CP_DISPATCH(name, sfx, args)                                                        \
