@@ -122,7 +122,7 @@ class _ThroughReLU:
         """Backward through this pooling and ``layer`` after :meth:`forward_after_relu_layer`:
         the layer's weight gradients, and the gradient of its input (None when
         ``need_input_grad`` is False)."""
-        if self._direct_layer is layer:
+        if getattr(self, "_direct_layer", None) is layer:
             if need_input_grad:
                 raise RuntimeError(f"{layer.name} pooled directly, which gives no input "
                                    f"gradient, but its input gradient was asked for")
