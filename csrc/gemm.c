@@ -38,7 +38,7 @@ static int use_direct_path(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, ptrdiff_t cs_b
 /* Packing buffers belong to the calling thread and are kept between calls, so steady-state
  * work allocates nothing. A pthread key frees them when the thread exits: Python programs
  * may run GEMMs from many short-lived threads. */
-#define SCRATCH_SLOTS 2
+#define SCRATCH_SLOTS 3
 typedef struct {
     void *ptr[SCRATCH_SLOTS];
     size_t size[SCRATCH_SLOTS];

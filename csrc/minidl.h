@@ -203,8 +203,12 @@ int mdl_conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image
                                      const double *dy, const int *argmax, const double *gate,
                                      double *d_kernel, double *d_bias);
 
-/* Thread-local scratch buffer number `slot` (0 or 1) of at least `bytes`, 64-byte aligned,
- * kept between calls so that steady-state work allocates nothing; NULL when out of memory. */
+/* Thread-local scratch buffer number `slot` (0, 1 or 2) of at least `bytes`, 64-byte
+ * aligned, kept between calls so that steady-state work allocates nothing; NULL when out of
+ * memory. Slots 0 and 1: the GEMM's packing and conv_pool.c's band buffers, each thread its
+ * own. Slot 2: buffers a kernel's calling thread takes before its parallel region and shares
+ * with it (the Cython convolution kernels); nothing else uses it, so they survive the GEMMs
+ * and band loops they call. */
 void *mdl_scratch(int slot, size_t bytes);
 
 /* Description of the active kernels, e.g. "avx512 sgemm 12x32, dgemm 12x16". */

@@ -72,6 +72,10 @@ cdef void unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t 
                            Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w, const double *dy,
                            const int *argmax, const double *gate, double *dx) noexcept nogil
 
+# Thread-local scratch (mdl_scratch, csrc/minidl.h): slot 2 is for a kernel's buffers shared
+# by its parallel region; NULL when out of memory. Never free the result.
+cdef void *scratch(int slot, size_t bytes) noexcept nogil
+
 # im2col / col2im inner loops (csrc/patches.c): `runs` runs of `width` values, copied or
 # added from src to dst (strides between runs in elements).
 cdef void copy_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,

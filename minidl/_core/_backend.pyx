@@ -380,6 +380,7 @@ cdef extern from "minidl.h" nogil:
     void mdl_unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
                               Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w,
                               const double *dy, const int *argmax, const double *gate, double *dx)
+    void *mdl_scratch(int slot, size_t bytes)
     void mdl_copy_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
                            Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width)
     void mdl_copy_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
@@ -506,3 +507,7 @@ cdef void add_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
 cdef void add_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
                        Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil:
     mdl_add_runs_f64(dst, dst_stride, src, src_stride, runs, width)
+
+
+cdef void *scratch(int slot, size_t bytes) noexcept nogil:
+    return mdl_scratch(slot, bytes)

@@ -24,7 +24,6 @@ the bits never depend on the thread count.
 """
 import numpy as np
 
-from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
@@ -33,7 +32,7 @@ from minidl._core._backend cimport (MDL_CP_TAPS, add_runs_f32, add_runs_f64, dge
                                     conv_max_pool_grad_image_f64, conv_max_pool_row_f32,
                                     conv_max_pool_row_f64, copy_runs_f32, copy_runs_f64,
                                     max_pool_2x2_row_f32,
-                                    max_pool_2x2_row_f64, mdl_conv_pool, num_threads,
+                                    max_pool_2x2_row_f64, mdl_conv_pool, num_threads, scratch,
                                     unpool_tiled_f32, unpool_tiled_f64)
 
 ctypedef fused real:
@@ -43,6 +42,10 @@ ctypedef fused real:
 # Below this many elements a parallel region costs more than it saves.
 cdef enum:
     PARALLEL_MIN_ELEMENTS = 1 << 15
+# The scratch slot of a kernel's buffers shared with its parallel region (kept from call
+# to call, so that a training step allocates nothing; see csrc/minidl.h).
+cdef enum:
+    SHARED_SCRATCH = 2
 
 
 cdef struct Geometry:
@@ -390,7 +393,8 @@ def conv_train_backward(const real[:, :, :, ::1] x, const real[:, ::1] dz,
             _check_cols(dcols, chunk_rows, k, "dcols")
             dcols_view = dcols
     # kernel^T, contiguous: the input-gradient product packs it without a transposing gather.
-    cdef real *kernel_t = <real *>malloc(k * f * sizeof(real)) if dx_out is not None else NULL
+    cdef real *kernel_t = (<real *>scratch(SHARED_SCRATCH, k * f * sizeof(real))
+                           if dx_out is not None else NULL)
     if dx_out is not None and kernel_t == NULL:
         raise MemoryError()
     cdef Py_ssize_t q, ch, i0, images, rows
@@ -428,7 +432,6 @@ def conv_train_backward(const real[:, :, :, ::1] x, const real[:, ::1] dz,
                                 dcp)
                 _col2im(&part, dcp, dxp + i0 * g.h * g.w * g.c)
             i0 += chunk
-    free(kernel_t)
     if failed:
         raise MemoryError("conv_train_backward: no memory for the GEMM's packing buffers")
 
@@ -812,12 +815,12 @@ def conv_max_pool_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel,
     cdef Py_ssize_t k = kernel.shape[0], q, f, row, per_image = g.h * g.w * g.c
     cdef const real *bp = &bias[0] if bias is not None else NULL
     # The kernel with its rows padded to whole vectors of filters (zeros past the last).
-    cdef real *padded = <real *>calloc(k * g.filters_padded, sizeof(real))
+    cdef real *padded = <real *>scratch(SHARED_SCRATCH, k * g.filters_padded * sizeof(real))
     if padded == NULL:
         raise MemoryError()
     for q in range(k):
-        for f in range(g.filters):
-            padded[q * g.filters_padded + f] = kernel[q, f]
+        for f in range(g.filters_padded):
+            padded[q * g.filters_padded + f] = kernel[q, f] if f < g.filters else 0
     cdef const real *xp = &x[0, 0, 0, 0]
     cdef real *yp = &y[0, 0, 0, 0]
     cdef int *ap = &argmax[0, 0, 0, 0]
@@ -834,7 +837,6 @@ def conv_max_pool_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel,
                 failed += _conv_pool_row(&g, xp + (row // g.pooled_h) * per_image, padded,
                                          bp, relu, yp + row * per_row, ap + row * per_row,
                                          row % g.pooled_h)
-    free(padded)
     if failed:
         raise MemoryError("conv_max_pool_forward: no memory for the band buffers")
 
@@ -881,7 +883,7 @@ def conv_max_pool_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] 
         d_bias[:] = 0
     if n == 0 or per_pooled == 0 or k * f == 0:
         return
-    cdef real *partial = <real *>malloc(n * per_grad * sizeof(real))
+    cdef real *partial = <real *>scratch(SHARED_SCRATCH, n * per_grad * sizeof(real))
     if partial == NULL:
         raise MemoryError()
     cdef const real *xp = &x[0, 0, 0, 0]
@@ -911,7 +913,6 @@ def conv_max_pool_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] 
             for img in range(n):
                 for q in range(f):
                     d_bias[q] += partial[img * per_grad + k * f + q]
-    free(partial)
     if failed:
         raise MemoryError("conv_max_pool_backward: no memory for the band buffers")
 
