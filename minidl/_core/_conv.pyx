@@ -891,7 +891,8 @@ def conv_max_pool_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] 
     cdef const real *gatep = &gate[0, 0, 0, 0]
     cdef const int *ap = &argmax[0, 0, 0, 0]
     cdef int failed = 0
-    cdef int nt = num_threads() if n > 1 else 1
+    cdef int nt = (num_threads() if n > 1 and n * g.out_h * g.out_w * k * f
+                   >= PARALLEL_MIN_ELEMENTS else 1)
     with nogil:
         if nt == 1:
             for img in range(n):
