@@ -147,7 +147,8 @@ class Layer:
 
     def ensure_built(self, input_shape):
         if not self.built:
-            self.build(tuple(input_shape))
+            # A zero-size dimension would build zero-size weights that train nothing.
+            self.build(_as_shape(input_shape, f"Layer '{self.name}' input shape"))
         elif tuple(input_shape) != self.built_input_shape:
             raise ValueError(
                 f"Layer '{self.name}' was built for inputs of shape "
@@ -172,7 +173,12 @@ class Layer:
         """
         x = np.asarray(x, dtype=self.dtype)
         self.ensure_built(x.shape[1:])
-        return np.array(self.forward(x, training=bool(training)), copy=True)
+        out = self.forward(x, training=bool(training))
+        if not training and self.activity_regularizer is not None:
+            # As in Keras, a call records its activity penalty (training records it in
+            # forward). A model's own inference never does: it runs beside training.
+            self._activity_loss = self.activity_penalty(out)
+        return np.array(out, copy=True)
 
     # ---- weights and config ----
 
@@ -250,7 +256,11 @@ class Layer:
         step. The activity penalty is that of the last ``forward`` (its gradient already
         flowed through ``backward``).
         """
-        total = self._activity_loss
+        return self._activity_loss + self.weight_regularization_loss(accumulate_grads)
+
+    def weight_regularization_loss(self, accumulate_grads=False):
+        """The weight penalties alone (see :meth:`regularization_loss`)."""
+        total = 0.0
         if not self.trainable:
             return total
         for index, regularizer in self._weight_regularizers:
@@ -262,11 +272,16 @@ class Layer:
                 total += regularizer(param)
         return total
 
-    def _activity_forward(self, y):
-        """Record the activity penalty of the output ``y``, divided by the batch size so
-        that its weight does not change with the batch size (Keras' rule)."""
+    def activity_penalty(self, y):
+        """The activity regularizer's penalty of the output ``y``, divided by the batch
+        size so that its weight does not change with the batch size (Keras' rule)."""
         n = y.shape[0]
-        self._activity_loss = self.activity_regularizer(y) / n if n else 0.0
+        return self.activity_regularizer(y) / n if n else 0.0
+
+    def _activity_forward(self, y):
+        """Record the activity penalty of a training forward's output ``y``, for
+        :meth:`regularization_loss` after the backward pass."""
+        self._activity_loss = self.activity_penalty(y)
 
     def _activity_backward(self, y, dy, out):
         """``out = dy + d(activity penalty) / dy``: the penalty's gradient joins the

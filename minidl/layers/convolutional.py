@@ -150,9 +150,9 @@ class _Conv(AffineLayer):
         if activate:
             self.activation.forward_bias(z, self.bias, y)
         out = (y if activate else z).reshape((n,) + self._output_sample())
-        if activate and self.activity_regularizer is not None:
-            self._activity_forward(out)
         if training:
+            if activate and self.activity_regularizer is not None:
+                self._activity_forward(out)
             self._x, self._z, self._y, self._y_out = x, z, y, out
         return out
 

@@ -208,9 +208,9 @@ class Dense(AffineLayer):
             z = y = np.empty((n, self.units), self.dtype)
         gemm(x, self.kernel, z)
         self.activation.forward_bias(z, self.bias, y)
-        if self.activity_regularizer is not None:
-            self._activity_forward(y)
         if training:
+            if self.activity_regularizer is not None:
+                self._activity_forward(y)
             self._x, self._z, self._y, self._y_out = x, z, y, y
         return y
 

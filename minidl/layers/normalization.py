@@ -125,8 +125,10 @@ class BatchNormalization(Layer):
             y = self._buffers.get("y", x.shape[0], x.shape[1:])
         else:  # inference allocates, so that concurrent predict calls never share buffers
             y = np.empty_like(x)
-        self._batch_stats = training and self.trainable
-        if self._batch_stats:
+        if training:
+            # Read by backward; set in training only, as inference runs beside training.
+            self._batch_stats = self.trainable
+        if training and self.trainable:
             _kernels.batch_norm_train(x, self._axis, self._gamma, self._beta, self.moving_mean,
                                       self.moving_variance, self._mean, self._invstd, y,
                                       self.momentum, self.epsilon, self._owner)

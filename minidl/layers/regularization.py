@@ -1,7 +1,8 @@
 """Regularization layers: Dropout and ActivityRegularization.
 
 Dropout takes one 64-bit key per training step from its ``numpy.random.Generator`` (its own
-when seeded, else minidl's global one); one fused pass of ``minidl._core._regularization``
+when seeded, else the training stream of the running fit, see ``minidl.utils.random``); one
+fused pass of ``minidl._core._regularization``
 turns the key into the mask (a counter-based hash of the key and each element's index) and
 writes the scaled output into a reused buffer, and backward multiplies by the same mask. A
 mask depends only on the key, so a seed gives the same masks for any thread count, and a step
@@ -15,7 +16,7 @@ import numpy as np
 from minidl import regularizers
 from minidl._core import _regularization as _kernels
 from minidl.layers.base import LAYERS, BufferPool, Layer
-from minidl.utils.random import _check_seed, global_rng, set_generator_state
+from minidl.utils.random import _check_seed, set_generator_state, training_rng
 
 
 def _contiguous(x):
@@ -38,8 +39,9 @@ class Dropout(Layer):
             same features at every timestep.
         seed: optional int: the layer draws from its own generator seeded with it, so two
             layers with the same seed drop the same units; ``model.save`` stores that
-            generator's state. Without it the layer draws from minidl's global generator
-            (:func:`minidl.utils.set_random_seed`).
+            generator's state. Without it the layer draws from the training stream of
+            ``fit``, derived from minidl's global generator
+            (:func:`minidl.utils.set_random_seed`) and the step count.
 
     Input shape: any. Output shape: same as the input.
 
@@ -62,12 +64,14 @@ class Dropout(Layer):
         self._mask = None
 
     def forward(self, x, training=False):
-        if not training or self.rate == 0.0:
+        if not training:
+            return x   # (and touches nothing: inference runs beside training)
+        if self.rate == 0.0:
             self._mask = None
             return x
         x = _contiguous(x)
         n = x.shape[0]
-        key = (self._rng if self._rng is not None else global_rng()).bit_generator.random_raw()
+        key = (self._rng if self._rng is not None else training_rng()).bit_generator.random_raw()
         y = self._buffers.get("y", n, x.shape[1:])
         if self.noise_shape is None:
             mask = self._buffers.get("mask", n, x.shape[1:])
@@ -106,7 +110,8 @@ class Dropout(Layer):
 
     def get_random_state(self):
         """The state of the layer's own generator (with ``seed``); None without a seed, as
-        the layer then draws from the global generator, which model files store anyway."""
+        the layer then draws from the training stream, which the global generator's state and
+        the step count (both in model files) determine."""
         return None if self._rng is None else self._rng.bit_generator.state
 
     def set_random_state(self, state):
@@ -167,8 +172,8 @@ class ActivityRegularization(Layer):
 
     def forward(self, x, training=False):
         x = _contiguous(x)
-        self._activity_forward(x)
         if training:
+            self._activity_forward(x)
             self._x = x
         return x
 

@@ -41,6 +41,10 @@ def prepare_x(x, input_shape, name="x"):
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one sample.")
     sample_shape = tuple(arr.shape[1:])
+    if 0 in sample_shape:
+        raise ValueError(f"{name} has shape {arr.shape}: a sample of shape {sample_shape} "
+                         f"holds no values. Every dimension after the batch dimension must "
+                         f"be at least 1.")
     if input_shape is not None and sample_shape != tuple(input_shape):
         raise ValueError(_shape_mismatch_message(name, arr.shape, tuple(input_shape)))
     if arr.dtype not in _GATHER_DTYPES:
@@ -234,10 +238,6 @@ class Batcher:
         self.x_buf = np.empty((rows, x2d.shape[1]), dtype)
         self.y_buf = None if y is None else np.empty((rows,) + y.shape[1:], y.dtype)
         self.w_buf = None if sample_weight is None else np.empty(rows, sample_weight.dtype)
-
-    def order(self, shuffle, rng):
-        """Sample order for one pass: a fresh permutation, or None for the natural order."""
-        return rng.permutation(self.n) if shuffle else None
 
     def batch(self, step, order=None):
         """``(x, y, sample_weight)`` of batch ``step``; y and sample_weight may be None."""

@@ -13,6 +13,7 @@ import numpy as np
 from minidl._core import _data
 from minidl.layers.base import Layer
 from minidl.layers.core import InputLayer
+from minidl.models.concurrency import ModelLock
 from minidl.models.data import prepare_x
 from minidl.models.trainer import Trainer
 
@@ -50,6 +51,7 @@ class Sequential(Trainer):
         self.stop_predicting = False   # ... to end predict
         self._in_fit = False
         self._fit_validates = False
+        self._lock = ModelLock()   # see minidl.models.concurrency
         for layer in layers or []:
             self.add(layer)
 
@@ -124,10 +126,13 @@ class Sequential(Trainer):
         if not self.layers:
             raise ValueError(f"Model '{self.name}' has no layers; add some before using it.")
         if not self.built:
-            if self.input_shape is None:
-                self._build_for(sample_shape)
-            else:
-                self._build_layers()
+            with self._lock.exclusive:   # two threads' first calls build it once
+                if self.built:
+                    return
+                if self.input_shape is None:
+                    self._build_for(sample_shape)
+                else:
+                    self._build_layers()
 
     @property
     def weights(self):
@@ -169,14 +174,20 @@ class Sequential(Trainer):
             # Check every layer first, so that a failed call changes nothing.
             checked.append(layer.check_weights(weights[i:i + len(arrays)]))
             i += len(arrays)
-        for arrays, values in zip(per_layer, checked):
-            for array, value in zip(arrays, values):
-                array[...] = value
+        with self._lock.exclusive:   # inference in other threads sees old or new, not a mix
+            for arrays, values in zip(per_layer, checked):
+                for array, value in zip(arrays, values):
+                    array[...] = value
 
-    def _forward(self, x):
+    def _forward(self, x, activity=None):
+        """Inference output for the batch ``x``. With a list ``activity``, the activity
+        regularizers' penalties of this batch are appended to it (evaluation adds them to
+        the loss); inference keeps nothing on the layers, so it is computed here."""
         h = x
         for layer in self.layers:
             h = layer.forward(h, training=False)
+            if activity is not None and layer.activity_regularizer is not None:
+                activity.append(layer.activity_penalty(h))
         return h
 
     def __call__(self, x, training=False):
@@ -193,11 +204,13 @@ class Sequential(Trainer):
                 and arr.flags.c_contiguous:
             bad, _ = _data.count_nonfinite(arr)
             if not bad:
-                return self._forward(arr)
+                with self._lock.shared:
+                    return self._forward(arr)
         x2d, sample_shape = prepare_x(arr, self.input_shape)
         self._ensure_built(sample_shape)
-        return self._forward(x2d.astype(self.layers[0].dtype, copy=False).reshape(
-            (x2d.shape[0],) + sample_shape))
+        with self._lock.shared:
+            return self._forward(x2d.astype(self.layers[0].dtype, copy=False).reshape(
+                (x2d.shape[0],) + sample_shape))
 
     # ---- saving ----
 

@@ -15,6 +15,10 @@ two fuse to ``probs - onehot``; the activation's own backward is skipped.
 
 A non-finite training loss does not raise, as in Keras: fit warns once and goes on (the
 weights are then NaN); ``callbacks.TerminateOnNaN`` stops at the first such batch.
+
+Threads: a training step holds the model's lock exclusively and inference holds it shared,
+and fit / evaluate / the *_on_batch calls run one at a time (``models.concurrency``), so
+calls from several threads give the results of the same calls made one after another.
 """
 import math
 import numbers
@@ -27,9 +31,10 @@ from minidl import metrics as metrics_module
 from minidl import optimizers as optimizers_module
 from minidl.callbacks import CallbackList
 from minidl.layers.base import BufferPool
+from minidl.models.concurrency import one_at_a_time
 from minidl.models.data import (Batcher, class_weight_to_sample_weight, prepare_sample_weight,
                                 prepare_x, prepare_y, split_validation)
-from minidl.utils.random import global_rng
+from minidl.utils.random import global_rng, training_draws
 
 
 class Trainer:
@@ -81,9 +86,16 @@ class Trainer:
                                self.loss.sigmoid_forward_backward)
         # Layers with regularizers only (has_regularization), so that the others cost nothing
         # per step: (penalty function, whether it adds to the gradients).
-        self._penalties = [(layer.regularization_loss, layer.trainable) for layer in self.layers
-                           if callable(getattr(layer, "regularization_loss", None))
-                           and getattr(layer, "has_regularization", True)]
+        regularized = [layer for layer in self.layers
+                       if callable(getattr(layer, "regularization_loss", None))
+                       and getattr(layer, "has_regularization", True)]
+        self._penalties = [(layer.regularization_loss, layer.trainable) for layer in regularized]
+        # Evaluation takes the activity penalties from its own forward pass (inference
+        # records nothing on the layers), so of a layer with an activity regularizer it
+        # asks for the weight penalties alone.
+        self._weight_penalties = [
+            layer.regularization_loss if getattr(layer, "activity_regularizer", None) is None
+            else layer.weight_regularization_loss for layer in regularized]
         self._step_buffers = BufferPool(self.layers[-1].dtype)
 
     def _require_compiled(self, what):
@@ -101,6 +113,10 @@ class Trainer:
     # ---- one step ----
 
     def _train_step(self, xb, yb, wb=None):
+        with self._lock.exclusive:   # inference in other threads waits (concurrency.py)
+            self._train_step_unlocked(xb, yb, wb)
+
+    def _train_step_unlocked(self, xb, yb, wb):
         h = xb
         i, count = 0, len(self.layers)
         while i < count:
@@ -141,10 +157,11 @@ class Trainer:
             metric.update_state(yb, h)
         self._loss_tracker.update_state(loss_value, sample_weight=h.shape[0])
 
-    def _regularization_penalty(self):
-        """The regularizers' total penalty after the last forward, without gradients
-        (evaluation adds it to each batch's loss, as Keras adds ``model.losses``)."""
-        return float(sum(penalty(False) for penalty, _ in self._penalties))
+    def _regularization_penalty(self, activity):
+        """The regularizers' total penalty, without gradients: the weight penalties and the
+        ``activity`` penalties of an inference forward pass (evaluation adds it to each
+        batch's loss, as Keras adds ``model.losses``)."""
+        return float(sum(penalty(False) for penalty in self._weight_penalties) + sum(activity))
 
     def _logs(self, prefix=""):
         logs = {prefix + "loss": self._loss_tracker.result()}
@@ -197,6 +214,7 @@ class Trainer:
 
     # ---- fit ----
 
+    @one_at_a_time
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
@@ -217,7 +235,10 @@ class Trainer:
                 given.
             validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, val_sample_weight)``,
                 evaluated at the end of an epoch.
-            shuffle: reshuffle the training samples before every pass over them.
+            shuffle: reshuffle the training samples before every pass over them. The order
+                (and unseeded dropout) comes from a stream derived from the global random
+                generator's state when fit starts and the optimizer's step count
+                (``minidl.utils.random``); fit does not advance the global generator.
             class_weight: dict mapping each class index in y to a weight; the loss of a
                 sample is multiplied by its class's weight.
             sample_weight: array ``(n,)``: the loss of each sample is multiplied by its
@@ -273,7 +294,6 @@ class Trainer:
             callbacks = callbacks.callbacks
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
-        rng = global_rng()
         train_step = self._train_step
         batch_begin, batch_end = cbs.on_train_batch_begin, cbs.on_train_batch_end
         batch_logs = cbs.wants("on_train_batch_end")
@@ -290,24 +310,28 @@ class Trainer:
             if self._initial_epoch is not None:
                 initial_epoch = _resume_epoch(self._initial_epoch, initial_epoch, epochs,
                                               steps, batcher.steps)
+            # The training stream's root (utils/random.py), read after on_train_begin, where
+            # BackupAndRestore restores the global generator.
+            root = global_rng().bit_generator.state
             for epoch in range(initial_epoch, epochs):
                 self._reset_metrics()
                 cbs.on_epoch_begin(epoch)
-                if position == 0:
-                    order = batcher.order(shuffle, rng)
-                run = min(steps, batcher.steps - position)
-                for step in range(run):
-                    batch_begin(step)
-                    train_step(*batcher.batch(position + step, order))
-                    batch_end(step, self._logs() if batch_logs else None)
-                    if self.stop_training:
-                        run = step + 1
-                        break
-                else:
-                    if run < steps:
-                        warnings.warn(_RAN_OUT.format(run=run, steps=steps, n=n,
-                                                      batches=batcher.steps,
-                                                      batch_size=batch_size), stacklevel=2)
+                with training_draws(root, self.optimizer.iterations) as draws:
+                    if position == 0:
+                        order = draws.get().permutation(batcher.n) if shuffle else None
+                    run = min(steps, batcher.steps - position)
+                    for step in range(run):
+                        batch_begin(step)
+                        train_step(*batcher.batch(position + step, order))
+                        batch_end(step, self._logs() if batch_logs else None)
+                        if self.stop_training:
+                            run = step + 1
+                            break
+                    else:
+                        if run < steps:
+                            warnings.warn(_RAN_OUT.format(run=run, steps=steps, n=n,
+                                                          batches=batcher.steps,
+                                                          batch_size=batch_size), stacklevel=2)
                 position = (position + run) % batcher.steps
                 logs = self._logs()
                 if not (warned_nonfinite or self.stop_training or math.isfinite(logs["loss"])):
@@ -336,10 +360,11 @@ class Trainer:
         for step in range(batcher.steps if steps is None else min(steps, batcher.steps)):
             cbs.on_test_batch_begin(step)
             xb, yb, wb = batcher.batch(step)
-            out = self._forward(xb)
+            activity = [] if self._penalties else None
+            out = self._forward(xb, activity)
             loss = _batch_loss(self.loss, yb, out, wb)
-            if self._penalties:   # activity penalties depend on the batch just computed
-                loss += self._regularization_penalty()
+            if self._penalties:
+                loss += self._regularization_penalty(activity)
             self._loss_tracker.update_state(loss, sample_weight=out.shape[0])
             for metric in self.metrics:
                 metric.update_state(yb, out)
@@ -350,6 +375,7 @@ class Trainer:
         cbs.on_test_end(logs)
         return logs
 
+    @one_at_a_time
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
         """Loss and metrics on ``(x, y)``.
@@ -403,21 +429,23 @@ class Trainer:
         batch_logs = cbs.wants("on_predict_batch_end")
         self.stop_predicting = False
         cbs.on_predict_begin()
-        for step in range(steps):
-            cbs.on_predict_batch_begin(step)
-            xb = batcher.batch(step)[0]
-            start = step * batch_size
-            out[start:start + xb.shape[0]] = self._forward(xb)
-            cbs.on_predict_batch_end(step, {"outputs": out[start:start + xb.shape[0]]}
-                                     if batch_logs else None)
-            if self.stop_predicting:
-                out = out[:start + xb.shape[0]]
-                break
+        with self._lock.shared:   # every batch sees the same weights (concurrency.py)
+            for step in range(steps):
+                cbs.on_predict_batch_begin(step)
+                xb = batcher.batch(step)[0]
+                start = step * batch_size
+                out[start:start + xb.shape[0]] = self._forward(xb)
+                cbs.on_predict_batch_end(step, {"outputs": out[start:start + xb.shape[0]]}
+                                         if batch_logs else None)
+                if self.stop_predicting:
+                    out = out[:start + xb.shape[0]]
+                    break
         cbs.on_predict_end()
         return out
 
     # ---- one batch ----
 
+    @one_at_a_time
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
         """One gradient step on the batch ``(x, y)``.
@@ -439,9 +467,11 @@ class Trainer:
         batch = Batcher(x2d, sample_shape, y_arr, x2d.shape[0], self.layers[0].dtype,
                         sw).batch(0)
         self._reset_metrics()
-        self._train_step(*batch)
+        with training_draws(global_rng().bit_generator.state, self.optimizer.iterations):
+            self._train_step(*batch)
         return _results(self._logs(), return_dict)
 
+    @one_at_a_time
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss and metrics of the model on one batch, without updating it.
 

@@ -1,13 +1,22 @@
 """Seeding: one call makes every random draw in minidl (and in user code) reproducible.
 
-minidl draws all of its randomness (weight initializers, shuffling in ``fit``, dropout masks)
-from one ``numpy.random.Generator`` returned by :func:`global_rng`, unless an object was given
-its own integer ``seed``. :func:`set_random_seed` reseeds that generator together with
-Python's ``random`` module and numpy's legacy global state, as ``keras.utils.set_random_seed``
-does for its backends.
+minidl draws its randomness from one ``numpy.random.Generator`` returned by
+:func:`global_rng`, unless an object was given its own integer ``seed``.
+:func:`set_random_seed` reseeds that generator together with Python's ``random`` module and
+numpy's legacy global state, as ``keras.utils.set_random_seed`` does for its backends.
+
+Training draws (the batch order of an epoch, unseeded dropout masks) come from a *training
+stream* instead: a generator derived from the global generator's state when ``fit`` starts
+and the optimizer's step count when the epoch starts (:func:`derived_generator`), without
+advancing the global generator. So two models trained at once in two threads draw what
+they would draw trained one after the other, a fit resumed from a model file (which holds
+the global state and the step count) draws what the uninterrupted fit drew, and two fit
+calls in a row differ (the step count moved on).
 """
+import contextlib
 import numbers
 import random as _python_random
+import threading
 
 import numpy as np
 
@@ -79,6 +88,65 @@ def global_rng():
     if _GLOBAL_RNG is None:
         _GLOBAL_RNG = np.random.default_rng()
     return _GLOBAL_RNG
+
+
+def derived_generator(state, *key):
+    """A new generator determined by a generator's ``state`` and an integer ``key``.
+
+    Nothing is advanced: the same state and key give the same generator, in any thread.
+
+    Args:
+        state: a ``bit_generator.state`` dict (e.g. ``global_rng().bit_generator.state``).
+        *key: non-negative ints telling apart the streams derived from one state.
+    Returns:
+        A ``numpy.random.Generator`` (PCG64).
+    """
+    inner = state["state"]
+    entropy = [inner["state"], inner["inc"], state.get("has_uint32", 0),
+               state.get("uinteger", 0)]
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(
+        entropy, spawn_key=tuple(int(k) for k in key))))
+
+
+class _LazyGenerator:
+    """A derived generator made on first use (most training steps draw nothing)."""
+
+    __slots__ = ("_state", "_key", "_rng")
+
+    def __init__(self, state, key):
+        self._state, self._key, self._rng = state, key, None
+
+    def get(self):
+        if self._rng is None:
+            self._rng = derived_generator(self._state, *self._key)
+        return self._rng
+
+
+_TRAINING = threading.local()
+
+
+@contextlib.contextmanager
+def training_draws(state, *key):
+    """Within this block, :func:`training_rng` in this thread returns
+    ``derived_generator(state, *key)`` (made on first use); other threads are not affected.
+
+    Yields:
+        An object whose ``get()`` returns that generator.
+    """
+    previous = getattr(_TRAINING, "stream", None)
+    _TRAINING.stream = stream = _LazyGenerator(state, key)
+    try:
+        yield stream
+    finally:
+        _TRAINING.stream = previous
+
+
+def training_rng():
+    """The generator that training draws from in this thread: inside ``fit`` and
+    ``train_on_batch``, the training stream of the current epoch or call (see the module
+    docstring); elsewhere :func:`global_rng`."""
+    stream = getattr(_TRAINING, "stream", None)
+    return global_rng() if stream is None else stream.get()
 
 
 # The fields of a PCG64 state (what ``bit_generator.state`` holds) and their ranges: numpy's
