@@ -56,7 +56,12 @@ class Sequential(Trainer):
     # ---- structure ----
 
     def add(self, layer):
-        """Append a layer (or an ``Input``) to the stack."""
+        """Append a layer (or an ``Input``) to the stack.
+
+        When the stack's input shape is known, the layer is built at once on top of the
+        stack's output; a layer that cannot follow it raises and is not added, leaving the
+        model as it was.
+        """
         if isinstance(layer, InputLayer):
             if self.layers or self.input_shape is not None:
                 raise ValueError("Input(...) must come first in a Sequential model.")
@@ -66,22 +71,52 @@ class Sequential(Trainer):
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a Layer; received {layer!r} of type "
                             f"{type(layer).__name__}.")
-        if any(layer is other for other in self.layers):
+        if self._holds(layer):
             raise ValueError(f"Layer '{layer.name}' is already in this model.")
         adopted = not self.layers and self.input_shape is None and layer.input_shape is not None
         if adopted:
             self.input_shape = layer.input_shape
+        if self.input_shape is None:
+            self.layers.append(layer)
+            self._layer_ids.add(id(layer))
+            self.built = False
+            return
+        try:
+            self._build_on_top(layer)
+        except Exception:  # a layer that cannot follow the stack is not added
+            if adopted:
+                self.input_shape = None
+            raise
+        self._layer_ids.add(id(layer))
+
+    def _holds(self, layer):
+        """Whether ``layer`` is in the stack, in O(1): a set of ids beside ``layers``
+        (rebuilt when ``layers`` was changed behind ``add``'s back), so that adding n
+        layers does not compare each with all those before it."""
+        ids = getattr(self, "_layer_ids", None)
+        if ids is None or len(ids) != len(self.layers):
+            ids = self._layer_ids = {id(other) for other in self.layers}
+        return id(layer) in ids and any(layer is other for other in self.layers)
+
+    def _build_on_top(self, layer):
+        """Build ``layer`` for the stack's output shape and append it. Only the new layer is
+        built, so a model of n layers (a loaded config) is built in O(n), not O(n^2)."""
+        if self.layers and not self.built:
+            self._build_layers()
+        shape = self.output_shape if self.layers else self.input_shape
+        layer.ensure_built(shape)
+        output_shape = tuple(layer.compute_output_shape(shape))
+        previous = (self.built, getattr(self, "output_shape", None))
         self.layers.append(layer)
-        self.built = False
-        if self.input_shape is not None:
+        self.output_shape, self.built = output_shape, True
+        if self.compiled:
             try:
-                self._build_layers()
-            except Exception:  # a layer that cannot follow the stack is not added
+                self._prepare_training()
+            except Exception:
                 self.layers.pop()
-                if adopted:
-                    self.input_shape = None
-                else:
-                    self._build_layers()
+                self.built, self.output_shape = previous
+                if self.built:
+                    self._prepare_training()
                 raise
 
     def build(self, input_shape=None):
