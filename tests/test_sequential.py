@@ -128,6 +128,15 @@ def test_duplicate_layer_is_refused_after_layers_changed_directly():
         model.add(first)
 
 
+@pytest.mark.parametrize("shape", [(None,), (None, 0), (None, True), (None, "4"), (0, 4),
+                                   (None, 4.0), "x", 4])
+def test_build_refuses_a_bad_input_shape(shape):
+    model = Sequential([Dense(3)])
+    with pytest.raises(ValueError, match=r"Received: input_shape="):
+        model.build(shape)
+    assert not model.built and model.input_shape is None
+
+
 def test_lazy_build_on_first_data_equals_input_shape_build():
     x = np.random.default_rng(0).random((6, 12)).astype(np.float32)
     set_random_seed(3)

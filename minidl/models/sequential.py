@@ -122,7 +122,7 @@ class Sequential(Trainer):
     def build(self, input_shape=None):
         """Build every layer for inputs of ``input_shape`` (with the batch dim, Keras style)."""
         if input_shape is not None:
-            input_shape = tuple(input_shape)[1:]
+            input_shape = _sample_shape(input_shape, self.name)
             if self.input_shape is not None and input_shape != self.input_shape:
                 raise ValueError(f"Model '{self.name}' expects input shape "
                                  f"{(None,) + self.input_shape}; received {(None,) + input_shape}.")
@@ -301,6 +301,25 @@ class Sequential(Trainer):
                               ("Non-trainable", self.non_trainable_weights)):
             count = sum(w.size for w in arrays)
             print_fn(f" {label} params: {count:,} ({_readable_size(sum(w.nbytes for w in arrays))})")
+
+
+def _sample_shape(input_shape, model_name):
+    """The sample part of a Keras input shape ``(batch, d1, ...)``, checked: the batch entry
+    None or a positive int, then at least one positive int (a bool is not an int)."""
+    try:
+        full = tuple(input_shape)
+    except TypeError:
+        full = ()
+    if len(full) >= 2 and (full[0] is None or _is_positive_int(full[0])) \
+            and all(_is_positive_int(d) for d in full[1:]):
+        return tuple(int(d) for d in full[1:])
+    raise ValueError(f"Model '{model_name}' takes an input shape (batch, d1, ...): a batch "
+                     f"size (None or a positive int), then positive ints. Received: "
+                     f"input_shape={input_shape!r}.")
+
+
+def _is_positive_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
 
 
 def _readable_size(nbytes):
