@@ -376,8 +376,8 @@ def load_weights(model, filepath):
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built, so it cannot take weights; "
                          f"build it first. Received filepath={filepath!r}.")
-    kind = _peek_kind(filepath)
-    with ArchiveReader(filepath, kind) as reader:
+    with ArchiveReader(filepath, ("weights", "model")) as reader:
+        kind = reader.metadata["kind"]
         names = [_weight_member(i) for i in range(len(model.weights))]
         if kind == "weights" and _weight_member(len(names)) in reader.names:
             raise reader.error(f"it holds more weight arrays than the {len(names)} of model "
@@ -388,14 +388,3 @@ def load_weights(model, filepath):
             reader.warn_unknown(names)
     for weight, value in zip(model.weights, values):
         weight[...] = value
-
-
-def _peek_kind(filepath):
-    """'model' for a file of ``save``, else 'weights' (then checked by ArchiveReader)."""
-    try:
-        with ArchiveReader(filepath, "model"):
-            return "model"
-    except InvalidModelFileError as error:
-        if "kind='weights'" in str(error):
-            return "weights"
-        raise
