@@ -11,7 +11,10 @@ Layout (format version 1):
     optimizer/iterations.npy, optimizer/00000.npy ...   step count, then slot arrays
 
 Writing goes to a temporary file in the target's directory that is fsync'd and then renamed
-over the target, so a crash never leaves a half-written file where a good one was.
+over the target, so a crash never leaves a half-written file where a good one was. The
+temporary file is named after the target, the host and the writing process, and locked while
+it is written; a write killed before its rename (SIGKILL, power loss) leaves it behind, and the
+next write of the same target removes it (:func:`remove_stale_temporaries`).
 
 Reading trusts nothing in the file: only a regular file is read (opened without blocking, so a
 FIFO cannot stall the reader, and checked on the opened descriptor); every member the zip
@@ -26,6 +29,8 @@ import errno
 import io
 import json
 import os
+import re
+import socket
 import stat
 import struct
 import tempfile
@@ -34,6 +39,11 @@ import zipfile
 import zlib
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:   # Windows: a file open in another process cannot be removed anyway
+    fcntl = None
 
 FORMAT_VERSION = 1
 
@@ -79,25 +89,33 @@ def atomic_write(path, write):
     """Call ``write(file)`` on a temporary file beside ``path``, then replace ``path``
     by it: readers see the old file or the complete new one, never a part.
 
+    Temporary files that earlier writes of ``path`` left behind when they were killed are
+    removed first (see :func:`remove_stale_temporaries`).
+
     Args:
         path: the target path.
         write: function writing the content to a binary, seekable file object.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
+    remove_stale_temporaries(path)
+    f, tmp = _locked_temporary(path, directory)
     try:
-        with os.fdopen(fd, "w+b") as f:
+        with f:
             write(_EarlyWriteback(f))
             f.flush()
             os.fsync(f.fileno())
-        try:
-            mode = os.stat(path).st_mode & 0o7777
-        except FileNotFoundError:
-            mode = _FILE_MODE
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+            try:
+                mode = os.stat(path).st_mode & 0o7777
+            except FileNotFoundError:
+                mode = _FILE_MODE
+            os.chmod(tmp, mode)
+            if fcntl is not None:
+                # Renamed while still open and locked: once closed, a cleaner would take
+                # the file for the leftover of a killed write.
+                os.replace(tmp, path)
+        if fcntl is None:
+            os.replace(tmp, path)   # Windows renames only closed files
     except BaseException:
         try:
             os.unlink(tmp)
@@ -105,6 +123,122 @@ def atomic_write(path, write):
             pass
         raise
     _fsync_directory(directory)
+
+
+# Temporary files are named ".{target}.{host}.{pid}.{random}.tmp". A write holds an exclusive
+# flock on its file until the rename, and the kernel drops the lock when the writer dies,
+# whatever killed it: a file nobody holds is the leftover of a dead write. The lock, not the
+# PID, decides, because a PID can be reused by an unrelated process and is meaningless
+# across PID namespaces (two containers of one pod share a host name and a volume). The
+# PID serves only where the file system refuses locks: there a file whose PID is no running
+# process is a leftover, and a reused PID can only keep a leftover, never remove a live file.
+# The host scopes it all: only files written on this host are candidates, since network file
+# systems do not always share locks between hosts.
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+_NAME_MAX = 255   # POSIX file name limit; long target names are cut in temporary names
+
+
+def _temporary_prefix(path):
+    """``.{target}.{host}.``, the target's name cut so that a whole temporary name fits."""
+    name = os.path.basename(path)
+    room = _NAME_MAX - len(f"..{_HOST}.{2 ** 22}.xxxxxxxx.tmp")
+    return f".{name[:room]}.{_HOST}."
+
+
+def _locked_temporary(path, directory):
+    """A new temporary file beside ``path``, open for writing and flock'ed, and its path."""
+    prefix = f"{_temporary_prefix(path)}{os.getpid()}."
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+        if fcntl is None:
+            return os.fdopen(fd, "w+b"), tmp
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:   # a file system without locks: cleaners fall back on the PID
+            return os.fdopen(fd, "w+b"), tmp
+        try:
+            still_ours = os.stat(tmp).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            still_ours = False
+        if still_ours:
+            return os.fdopen(fd, "w+b"), tmp
+        # A cleaner found the file unlocked between mkstemp and flock, and removed it.
+        os.close(fd)
+
+
+def remove_stale_temporaries(path):
+    """Remove the temporary files of writes of ``path`` on this host that were killed
+    before their rename (SIGKILL, a power cut); temporary files of writes still running,
+    in this process or another, stay.
+
+    Args:
+        path: the target path whose leftovers to remove.
+
+    Returns:
+        The paths removed.
+    """
+    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
+    prefix = _temporary_prefix(os.fspath(path))
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid, dot, token = name[len(prefix):-len(".tmp")].partition(".")
+        if not (pid.isdigit() and dot and token and "." not in token):
+            continue   # not a temporary file of this scheme
+        if int(pid) == os.getpid():
+            # A write of this process, so a live one (where flock is emulated by POSIX
+            # locks, on NFS, a process never conflicts with its own lock).
+            continue
+        candidate = os.path.join(directory, name)
+        if _remove_if_abandoned(candidate, int(pid)):
+            removed.append(candidate)
+    return removed
+
+
+def _remove_if_abandoned(candidate, pid):
+    if fcntl is None:
+        try:
+            os.remove(candidate)   # fails while its writer has it open
+            return True
+        except OSError:
+            return False
+    try:
+        fd = os.open(candidate, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False   # its writer holds it
+        except OSError:
+            if _process_exists(pid):
+                return False
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or \
+                os.stat(candidate, follow_symlinks=False).st_ino != status.st_ino:
+            return False   # not a file we write, or replaced since it was listed
+        os.unlink(candidate)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # PermissionError: it exists, as another user's
+        return True
+    return True
 
 
 class _EarlyWriteback:
