@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -576,3 +577,46 @@ def test_deflated_json_may_not_outgrow_the_file(saved, tmp_path):
                                 deflate=("config.json",))
     with pytest.raises(InvalidModelFileError, match=r"allowed for JSON in a file of \d+ bytes"):
         minidl.models.load_model(bad)
+
+
+def _peak_while(call):
+    """The peak of traced allocations (numpy reports its arrays) while ``call`` runs."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_config_cannot_make_load_allocate_more_than_the_file_holds(saved, tmp_path):
+    # Dense(units=10**9) would take 30 GiB of weights (and, compiled, optimizer slots written
+    # in full) for a file of a few kilobytes: refused before anything that size exists.
+    with zipfile.ZipFile(saved[1]) as zf:
+        config = json.loads(zf.read("config.json"))
+    config["config"]["layers"][0]["config"]["units"] = 10 ** 9
+    bad = _rewrite(saved[1], tmp_path / "u.minidl", replace={"config.json": json.dumps(config)})
+
+    def load():
+        with pytest.raises(InvalidModelFileError, match="more than the file being loaded holds"):
+            minidl.models.load_model(bad)
+    assert _peak_while(load) < 64 * 2 ** 20
+
+
+def test_a_model_without_weights_loads_whatever_its_input_shape(tmp_path):
+    # Building allocates weights only: LayerNormalization's stand-ins for an absent gamma and
+    # beta span the input and are made on the first call, not when a file is loaded.
+    model = minidl.Sequential([minidl.layers.Input((4,)),
+                               minidl.layers.LayerNormalization(center=False, scale=False)])
+    model.save(tmp_path / "n.minidl")
+    with zipfile.ZipFile(tmp_path / "n.minidl") as zf:
+        config = json.loads(zf.read("config.json"))
+    config["config"]["build_input_shape"] = [None, 10 ** 9]
+    wide = _rewrite(tmp_path / "n.minidl", tmp_path / "w.minidl",
+                    replace={"config.json": json.dumps(config)})
+    loaded = []
+    assert _peak_while(lambda: loaded.append(minidl.models.load_model(wide))) < 64 * 2 ** 20
+    assert loaded[0].input_shape == (10 ** 9,)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    expected = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-3)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5)

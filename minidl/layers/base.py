@@ -20,6 +20,7 @@ state through ``get_random_state`` / ``set_random_state``; model files store it 
 global generator's, so that training resumes exactly after a load.
 """
 import contextlib
+import math
 import threading
 
 import numpy as np
@@ -28,23 +29,30 @@ from minidl.utils.registry import Registry
 
 LAYERS = Registry("layer")
 
-# Per-thread switch of add_weight, set by skip_weight_init().
+# Per-thread switch of add_weight, set by skip_weight_init(): None, or a one-item list of
+# the bytes that weights may still take.
 _weight_init = threading.local()
 
 
 @contextlib.contextmanager
-def skip_weight_init():
+def skip_weight_init(max_bytes=None):
     """Within this block, layers built by this thread get zero weights instead of drawing
     from their initializers. Loading a saved model uses it: the weights are overwritten at
     once, drawing them would cost as much as reading them, and it would move the global
     random generator that exact resume restores. np.zeros maps untouched pages, so the
-    loaded data is their first write."""
-    previous = getattr(_weight_init, "skip", False)
-    _weight_init.skip = True
+    loaded data is their first write.
+
+    Args:
+        max_bytes: optional bound on the bytes of all weights made in the block (ValueError
+            beyond it). Loading passes what its file holds for weights, so a config of a few
+            bytes cannot make it allocate gigabytes.
+    """
+    previous = getattr(_weight_init, "budget", None)
+    _weight_init.budget = [float("inf") if max_bytes is None else max_bytes]
     try:
         yield
     finally:
-        _weight_init.skip = previous
+        _weight_init.budget = previous
 
 
 def _as_shape(shape, what):
@@ -122,8 +130,15 @@ class Layer:
             regularizer: optional regularizer of a trainable weight (name, config or object).
         """
         from minidl import initializers, regularizers
-        if getattr(_weight_init, "skip", False):
+        budget = getattr(_weight_init, "budget", None)
+        if budget is not None:
             # Rebuilding a model whose weights are about to be loaded (see skip_weight_init).
+            nbytes = math.prod(shape) * np.dtype(self.dtype).itemsize
+            if nbytes > budget[0]:
+                raise ValueError(f"Layer '{self.name}': weight '{name}' of shape {tuple(shape)} "
+                                 f"takes {nbytes} bytes, more than the file being loaded holds "
+                                 f"for its weights ({budget[0]} bytes left).")
+            budget[0] -= nbytes
             value = np.zeros(shape, dtype=self.dtype)
         else:
             value = np.ascontiguousarray(initializers.get(initializer)(shape, dtype=self.dtype))

@@ -233,8 +233,8 @@ class LayerNormalization(Layer):
                                      regularizer=self.gamma_regularizer) if self.scale else None
         self.beta = self.add_weight("beta", shape, self.beta_initializer,
                                     regularizer=self.beta_regularizer) if self.center else None
-        self._gamma = self.gamma if self.scale else np.ones(shape, self.dtype)
-        self._beta = self.beta if self.center else np.zeros(shape, self.dtype)
+        self._param_shape = shape
+        self._gamma_beta = (self.gamma, self.beta) if self.scale and self.center else None
         self._owner = f"LayerNormalization '{self.name}'"
         super().build(input_shape)
 
@@ -251,17 +251,29 @@ class LayerNormalization(Layer):
             self._x, self._mean, self._invstd = x, mean, invstd
         else:
             y, mean, invstd = np.empty_like(x), None, None
-        _kernels.layer_norm_forward(x, self._cols, self._gamma, self._beta, mean, invstd, y,
+        gamma, beta = self._gamma_beta or self._stand_ins()
+        _kernels.layer_norm_forward(x, self._cols, gamma, beta, mean, invstd, y,
                                     self.epsilon, self._owner)
         return y
 
     def backward(self, dy, need_input_grad=True):
         dy = _contiguous(dy)
         dx = self._buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
-        _kernels.layer_norm_backward(self._x, dy, self._cols, self._gamma, self._mean,
+        gamma, _ = self._gamma_beta or self._stand_ins()
+        _kernels.layer_norm_backward(self._x, dy, self._cols, gamma, self._mean,
                                      self._invstd, dx, self.grads[0] if self.scale else None,
                                      self.grads[-1] if self.center else None, self._owner)
         return dx
+
+    def _stand_ins(self):
+        """gamma and beta for the kernels, which always take both: ones and zeros stand in
+        for absent ones. Made on first use rather than in build, so that building a model
+        (and loading one) allocates its weights only: these span the normalised axes, which
+        a config can make huge without a byte of weights in its file."""
+        shape = self._param_shape
+        self._gamma_beta = (self.gamma if self.scale else np.ones(shape, self.dtype),
+                            self.beta if self.center else np.zeros(shape, self.dtype))
+        return self._gamma_beta
 
     def get_config(self):
         config = super().get_config()

@@ -453,6 +453,12 @@ class ArchiveReader:
                              f"{info.compress_size} compressed (a compression bomb)")
         return info
 
+    def declared_size(self, prefix):
+        """The bytes that the members whose names start with ``prefix`` declare, together:
+        what the archive can hold for them."""
+        return sum(info.file_size for info in self._zip.infolist()
+                   if info.filename.startswith(prefix))
+
     def read_json(self, name):
         """The parsed JSON member ``name``."""
         info = self._info(name)

@@ -196,11 +196,9 @@ def load_model(filepath, compile=True, restore_random_state=True):
         if not isinstance(config, dict):
             raise reader.error(f"config.json is not an object; received {config!r:.200}")
         try:
-            with skip_weight_init():
+            # The weights the config declares may take no more than the file holds for them.
+            with skip_weight_init(max_bytes=reader.declared_size("weights/")):
                 model = _model_from_spec(config)
-                compiled = config.get("compile_config") if compile else None
-                if compiled is not None:
-                    _compile_from_config(model, compiled)
         except InvalidModelFileError:
             raise
         except (RecursionError,) + _FILE_ERRORS as error:
@@ -210,6 +208,14 @@ def load_model(filepath, compile=True, restore_random_state=True):
         expected = [_weight_member(i) for i in range(len(model.weights))]
         for name, weight in zip(expected, model.weights):
             reader.read_array(name, weight.shape, weight.dtype, out=weight)
+        # Compiled after the weights are read: the optimizer's slots are as large as the
+        # weights, which the file has now shown it holds.
+        compiled = config.get("compile_config") if compile else None
+        if compiled is not None:
+            try:
+                _compile_from_config(model, compiled)
+            except (RecursionError,) + _FILE_ERRORS as error:
+                raise reader.error(f"its compile_config is not valid ({error})") from None
         if model.compiled:
             iterations = int(reader.read_array(_ITERATIONS, (), np.int64))
             if iterations < 0:
