@@ -25,6 +25,7 @@ import threading
 
 import numpy as np
 
+from minidl.utils.checks import check_bool
 from minidl.utils.registry import Registry
 
 LAYERS = Registry("layer")
@@ -57,16 +58,35 @@ def skip_weight_init(max_bytes=None):
 
 def _as_shape(shape, what):
     """Normalise an input shape (without the batch dimension) to a tuple of positive ints."""
-    if isinstance(shape, (int, np.integer)):
+    given = shape
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)
+    if isinstance(shape, (str, bytes, dict)):
+        shape = ()   # iterable, but not over dims
     try:
         shape = tuple(shape)
     except TypeError:
-        raise TypeError(f"{what} must be a tuple of ints; received {shape!r}.") from None
+        raise TypeError(f"{what} must be a tuple of ints. Received: {what}={given!r:.100}") \
+            from None
     if not shape or any(not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d <= 0
                         for d in shape):
-        raise ValueError(f"{what} must be a non-empty tuple of positive ints; received {shape!r}.")
+        raise ValueError(f"{what} must be a non-empty tuple of positive ints. Received: "
+                         f"{what}={given!r:.100}")
     return tuple(int(d) for d in shape)
+
+
+def _check_dtype(dtype):
+    """'float32' or 'float64' from a name or numpy dtype; None means float32, as in Keras."""
+    if dtype is None:
+        return "float32"
+    try:
+        name = np.dtype(dtype).name if isinstance(dtype, (str, np.dtype, type)) else None
+    except TypeError:
+        name = None
+    if name not in ("float32", "float64"):
+        raise ValueError(f"Layer dtype must be 'float32' or 'float64'. Received: "
+                         f"dtype={dtype!r:.100}")
+    return name
 
 
 class Layer:
@@ -89,12 +109,11 @@ class Layer:
             Layer._name_counts[base] = count + 1
             name = base if count == 0 else f"{base}_{count}"
         elif not isinstance(name, str) or not name:
-            raise ValueError(f"Layer name must be a non-empty string; received {name!r}.")
+            raise ValueError(f"Layer name must be a non-empty string. Received: "
+                             f"name={name!r:.100}")
         self.name = name
-        self.dtype = np.dtype(dtype).name
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"Layer dtype must be 'float32' or 'float64'; received {dtype!r}.")
-        self.trainable = bool(trainable)
+        self.dtype = _check_dtype(dtype)
+        self.trainable = check_bool(f"Layer '{name}'", "trainable", trainable)
         self.input_shape = None if input_shape is None else _as_shape(input_shape, "input_shape")
         self.built = False
         self.built_input_shape = None
@@ -106,6 +125,16 @@ class Layer:
         self._weight_regularizers = []   # (index into params, regularizer)
         self.activity_regularizer = None   # set by layers that support one (Dense, ...)
         self._activity_loss = 0.0          # the activity penalty of the last forward
+
+    def _resolve(self, argument, identifier, get):
+        """``get(identifier)`` (an initializer, regularizer or activation), its error naming
+        the layer and the argument: a bad name in a config fails when the layer is made,
+        not when it is built or first run."""
+        try:
+            return get(identifier)
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"Layer '{self.name}' ({type(self).__name__}) cannot use "
+                              f"{argument}={identifier!r:.200}: {error}") from None
 
     # ---- building ----
 
