@@ -1,20 +1,56 @@
 """Every field of every config a model file holds is checked when its object is made: a
-wrong-typed value fails at construction (ValueError or TypeError), the message naming the
-field. The table of wrong values is tests/hostile_configs.py."""
+wrong-typed value fails at construction (ValueError or TypeError) and, in a saved file, at
+load (InvalidModelFileError), the message naming the field. The table of wrong values is
+tests/hostile_configs.py."""
+import json
 import re
+import zipfile
 
 import numpy as np
 import pytest
 
 import minidl
-from minidl.layers import Dense
+from minidl.layers import Dense, Input
+from minidl.saving import InvalidModelFileError
 
 import hostile_configs
-from hostile_configs import LAYER_SAMPLES, all_edits
+from hostile_configs import LAYER_SAMPLES, all_edits, edited, layer_model_spec
 
 minidl.set_num_threads(1)
 
 _EDITS = list(all_edits())
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as zf:
+        return {name: json.loads(zf.read(name)) if name.endswith(".json") else zf.read(name)
+                for name in zf.namelist()}
+
+
+def _write(members, path):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, value in members.items():
+            zf.writestr(name, json.dumps(value) if name.endswith(".json") else value)
+    return path
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Parsed members of one saved file per base of the edits: a model holding each layer
+    class, and a compiled model."""
+    directory = tmp_path_factory.mktemp("bases")
+    files = {}
+    for name in LAYER_SAMPLES:
+        build_shape, layers = layer_model_spec(name)
+        model = minidl.models.model_from_json(json.dumps({"class_name": "Sequential", "config": {
+            "name": "sample", "layers": layers, "build_input_shape": build_shape}}))
+        model.save(directory / f"{name}.minidl")
+        files[f"layer:{name}"] = _members(directory / f"{name}.minidl")
+    model = minidl.Sequential([Input((4,)), Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.save(directory / "compiled.minidl")
+    files["compiled"] = _members(directory / "compiled.minidl")
+    return files
 
 
 def test_every_builtin_class_is_in_the_table():
@@ -22,6 +58,11 @@ def test_every_builtin_class_is_in_the_table():
     assert {cls.__name__ for cls in hostile_configs.layer_classes()} == set(LAYER_SAMPLES)
     assert {cls.__name__ for cls in hostile_configs.builtin_classes(minidl.schedules.SCHEDULES)} \
         == set(hostile_configs.SCHEDULE_SAMPLES)
+
+
+def test_the_unedited_files_load(saved, tmp_path):
+    for base, members in saved.items():
+        minidl.models.load_model(_write(members, tmp_path / "ok.minidl"))
 
 
 def _names(message, field):
@@ -38,6 +79,15 @@ def test_constructor_refuses_and_names_the_field(edit):
     assert _names(str(info.value), edit.field), str(info.value)
 
 
+@pytest.mark.parametrize("edit", _EDITS, ids=[edit.id for edit in _EDITS])
+def test_load_refuses_and_names_the_field(edit, saved, tmp_path):
+    path = _write(edited(saved[edit.base], edit), tmp_path / "bad.minidl")
+    with pytest.raises(InvalidModelFileError) as info:
+        minidl.models.load_model(path)
+    assert _names(str(info.value), edit.field), str(info.value)
+    assert "bad.minidl" in str(info.value)
+
+
 def test_the_table_covers_each_field_of_each_sample():
     # Each field of each layer sample (and the Layer base's input_shape) has wrong values.
     edited_fields = {(edit.base, edit.field) for edit in _EDITS}
@@ -45,6 +95,20 @@ def test_the_table_covers_each_field_of_each_sample():
         _, layer = hostile_configs.sample_layer(name)
         for field in [*layer.get_config(), "input_shape"]:
             assert (f"layer:{name}", field) in edited_fields, (name, field)
+
+
+@pytest.mark.parametrize("noise_shape, match", [
+    ([None, 3], "does not broadcast"), ([None, 1, 4], "one entry per input dim")])
+def test_dropout_noise_shape_is_checked_when_a_file_is_loaded(saved, tmp_path, noise_shape,
+                                                               match):
+    # A valid type but a shape that cannot follow the model's: loading builds the model,
+    # which checks it, rather than the first training step.
+    members = json.loads(json.dumps({k: v for k, v in saved["layer:Dropout"].items()
+                                     if k.endswith(".json")}))
+    members = {**saved["layer:Dropout"], **members}
+    members["config.json"]["config"]["layers"][0]["config"]["noise_shape"] = noise_shape
+    with pytest.raises(InvalidModelFileError, match=match):
+        minidl.models.load_model(_write(members, tmp_path / "d.minidl"))
 
 
 def test_layer_dtype_none_means_float32():

@@ -420,16 +420,22 @@ class ArchiveReader:
     def _check_metadata(self, kind):
         kinds = (kind,) if isinstance(kind, str) else tuple(kind)
         meta = self.metadata
-        if not isinstance(meta, dict) or not isinstance(meta.get("format_version"), int):
-            raise self.error(f"metadata.json has no integer format_version; received "
-                             f"{meta!r:.200}")
-        version = meta["format_version"]
+        if not isinstance(meta, dict):
+            raise self.error(f"metadata.json must be an object; received {meta!r:.200}")
+        version = meta.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise self.error(f"metadata.json format_version must be an int; received "
+                             f"format_version={version!r:.100}")
         if version > FORMAT_VERSION:
             raise self.error(f"it has format_version={version}, newer than the version "
                              f"{FORMAT_VERSION} this minidl reads (written by minidl "
-                             f"{meta.get('minidl_version')!r}); upgrade minidl")
+                             f"{meta.get('minidl_version')!r:.100}); upgrade minidl")
         if version < 1:
             raise self.error(f"format_version={version} is not a valid version")
+        for field in ("minidl_version", "date"):
+            if field in meta and not isinstance(meta[field], str):
+                raise self.error(f"metadata.json {field} must be a string; received "
+                                 f"{field}={meta[field]!r:.100}")
         if meta.get("kind") not in kinds:
             hint = (" (a weights file: use model.load_weights)" if meta.get("kind") == "weights"
                     else " (a whole model: use minidl.models.load_model)"
