@@ -23,6 +23,7 @@ import numbers
 import numpy as np
 
 from minidl._core import _activations as _kernels
+from minidl.utils.checks import check_bool
 from minidl.utils.registry import Registry
 from minidl.utils.registry import serialize as _serialize_config
 
@@ -308,7 +309,7 @@ class GELU(Activation):
     name = "gelu"
 
     def __init__(self, approximate=False):
-        self.approximate = bool(approximate)
+        self.approximate = check_bool("GELU", "approximate", approximate)
 
     def kernel_params(self):
         return ("gelu_tanh" if self.approximate else "gelu"), ()

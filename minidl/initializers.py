@@ -85,6 +85,8 @@ def _check_seed(seed):
 def _check_real(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"`{name}` must be a real number. Received: {name}={value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be finite. Received: {name}={value!r}")
     # numpy scalars become Python numbers so that get_config() stays JSON-serialisable.
     return value.item() if isinstance(value, np.generic) else value
 

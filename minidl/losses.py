@@ -28,6 +28,7 @@ import numbers
 import numpy as np
 
 from minidl._core import _losses as _kernels
+from minidl.utils.checks import check_bool, check_name
 from minidl.utils.registry import Registry
 from minidl.utils.registry import serialize as _serialize
 
@@ -77,7 +78,7 @@ class Loss:
             raise ValueError(f"Invalid value for argument `reduction`. Expected one of "
                              f"{REDUCTIONS}. Received: reduction={reduction!r}")
         self.reduction = reduction
-        self.name = name if name is not None else type(self).__name__
+        self.name = check_name(type(self).__name__, name, type(self).__name__)
 
     @property
     def fused_with(self):
@@ -388,7 +389,7 @@ class BinaryCrossentropy(_LastAxisLoss):
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="binary_crossentropy"):
         super().__init__(reduction, name)
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
         self.label_smoothing = _check_float("BinaryCrossentropy", "label_smoothing",
                                             label_smoothing, 0.0, 1.0)
         self.axis = _check_last_axis("BinaryCrossentropy", axis)
@@ -449,7 +450,7 @@ class CategoricalCrossentropy(_LastAxisLoss):
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="categorical_crossentropy"):
         super().__init__(reduction, name)
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
         self.label_smoothing = _check_float("CategoricalCrossentropy", "label_smoothing",
                                             label_smoothing, 0.0, 1.0)
         self.axis = _check_last_axis("CategoricalCrossentropy", axis)
@@ -514,7 +515,7 @@ class SparseCategoricalCrossentropy(Loss):
     def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
                  name="sparse_categorical_crossentropy"):
         super().__init__(reduction, name)
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
         if ignore_class is not None and (isinstance(ignore_class, bool) or
                                          not isinstance(ignore_class, numbers.Integral)):
             raise ValueError(f"SparseCategoricalCrossentropy: ignore_class must be an int or "

@@ -30,6 +30,7 @@ import numpy as np
 from minidl import schedules
 from minidl._core import _optimizers as _kernels
 from minidl.schedules import LearningRateSchedule
+from minidl.utils.checks import check_bool, check_name
 from minidl.utils.registry import Registry
 from minidl.utils.registry import serialize as _serialize
 
@@ -104,7 +105,7 @@ class Optimizer:
         if self.loss_scale_factor == 0:
             raise ValueError(f"{owner}: loss_scale_factor must be > 0 or None; received "
                              f"loss_scale_factor={loss_scale_factor!r}.")
-        self.name = name if name is not None else owner.lower()
+        self.name = check_name(owner, name, owner.lower())
         self._iterations = 0
         self.built = False
         self._variables = []
@@ -320,7 +321,11 @@ class Optimizer:
     def from_config(cls, config):
         """The optimizer of ``get_config()``'s output (with a fresh state)."""
         if isinstance(config.get("learning_rate"), dict):
-            config = {**config, "learning_rate": schedules.deserialize(config["learning_rate"])}
+            try:
+                schedule = schedules.deserialize(config["learning_rate"])
+            except (ValueError, TypeError) as error:
+                raise type(error)(f"{cls.__name__}: invalid learning_rate: {error}") from None
+            config = {**config, "learning_rate": schedule}
         return cls(**config)
 
     def __repr__(self):
@@ -349,7 +354,7 @@ class SGD(Optimizer):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
                          loss_scale_factor, name)
         self.momentum = _number("SGD", "momentum", momentum, 0.0, 1.0)
-        self.nesterov = bool(nesterov)
+        self.nesterov = check_bool("SGD", "nesterov", nesterov)
 
     _KERNEL, _KERNEL_SLOTS = "sgd", ("momentum",)
 
@@ -396,7 +401,7 @@ class Adam(Optimizer):
                          loss_scale_factor, name)
         self.beta_1, self.beta_2, self.epsilon = _check_betas(type(self).__name__, beta_1,
                                                               beta_2, epsilon)
-        self.amsgrad = bool(amsgrad)
+        self.amsgrad = check_bool(type(self).__name__, "amsgrad", amsgrad)
 
     _KERNEL, _KERNEL_SLOTS = "adam", ("momentum", "velocity", "velocity_hat")
 
@@ -468,7 +473,7 @@ class RMSprop(Optimizer):
         self.rho = _number("RMSprop", "rho", rho, 0.0, 1.0)
         self.momentum = _number("RMSprop", "momentum", momentum, 0.0, 1.0)
         self.epsilon = _number("RMSprop", "epsilon", epsilon, 0.0)
-        self.centered = bool(centered)
+        self.centered = check_bool("RMSprop", "centered", centered)
 
     def _slot_specs(self):
         specs = (("velocity", 0.0),)

@@ -20,6 +20,7 @@ import bisect
 import math
 import numbers
 
+from minidl.utils.checks import check_bool, check_name
 from minidl.utils.registry import Registry
 from minidl.utils.registry import serialize as _serialize
 
@@ -114,8 +115,8 @@ class ExponentialDecay(LearningRateSchedule):
             owner, "initial_learning_rate", initial_learning_rate)
         self.decay_steps = _real(owner, "decay_steps", decay_steps, positive=True)
         self.decay_rate = _nonnegative(owner, "decay_rate", decay_rate)
-        self.staircase = bool(staircase)
-        self.name = name
+        self.staircase = check_bool(owner, "staircase", staircase)
+        self.name = check_name(owner, name, owner)
 
     def __call__(self, step):
         p = step / self.decay_steps
@@ -158,7 +159,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         if any(a >= b for a, b in zip(self.boundaries, self.boundaries[1:])):
             raise ValueError(f"{owner}: `boundaries` must be strictly increasing. "
                              f"Received: boundaries={boundaries}")
-        self.name = name
+        self.name = check_name(owner, name, owner)
 
     def __call__(self, step):
         # bisect_left counts the boundaries strictly below step: the index of its interval.
@@ -201,8 +202,8 @@ class PolynomialDecay(LearningRateSchedule):
         self.end_learning_rate = _nonnegative(owner, "end_learning_rate", end_learning_rate)
         # A negative power would divide by zero once the decay is complete.
         self.power = _nonnegative(owner, "power", power)
-        self.cycle = bool(cycle)
-        self.name = name
+        self.cycle = check_bool(owner, "cycle", cycle)
+        self.name = check_name(owner, name, owner)
 
     def __call__(self, step):
         decay_steps = self.decay_steps
@@ -246,8 +247,8 @@ class InverseTimeDecay(LearningRateSchedule):
         self.decay_steps = _real(owner, "decay_steps", decay_steps, positive=True)
         # A negative rate would drive the denominator through zero.
         self.decay_rate = _nonnegative(owner, "decay_rate", decay_rate)
-        self.staircase = bool(staircase)
-        self.name = name
+        self.staircase = check_bool(owner, "staircase", staircase)
+        self.name = check_name(owner, name, owner)
 
     def __call__(self, step):
         p = step / self.decay_steps
@@ -293,7 +294,7 @@ class CosineDecay(LearningRateSchedule):
             owner, "initial_learning_rate", initial_learning_rate)
         self.decay_steps = _real(owner, "decay_steps", decay_steps, positive=True)
         self.alpha = _nonnegative(owner, "alpha", alpha, 1)
-        self.name = name
+        self.name = check_name(owner, name, owner)
         self.warmup_target = (None if warmup_target is None else
                               _nonnegative(owner, "warmup_target", warmup_target))
         self.warmup_steps = _real(owner, "warmup_steps", warmup_steps, 0)
@@ -356,7 +357,7 @@ class CosineDecayRestarts(LearningRateSchedule):
         self.t_mul = float(_real(owner, "t_mul", t_mul, 1))
         self.m_mul = _nonnegative(owner, "m_mul", m_mul)
         self.alpha = _nonnegative(owner, "alpha", alpha, 1)
-        self.name = name
+        self.name = check_name(owner, name, owner)
         # The period of the last call, (t_mul, start, length, index), in units of the first
         # period: consecutive steps nearly always fall in it, and finding a period costs two
         # logarithms.

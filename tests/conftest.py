@@ -1,7 +1,14 @@
 """Fixtures shared by the test modules."""
+import os
+import sys
+
 import pytest
 
 import minidl
+
+# The helper modules beside the tests (zip_surgery.py, ...): under --import-mode=importlib
+# the tests folder is not on sys.path by itself.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 import minidl
 from minidl.callbacks import ModelCheckpoint
 from minidl.layers import Dense
+from minidl.saving import format as format_module
 
 minidl.set_num_threads(1)
 
@@ -104,3 +105,98 @@ def test_sigkill_during_save_never_breaks_the_previous_file(tmp_path):
         model = minidl.models.load_model(path)
         bias = model.layers[0].params[1]
         assert (bias == bias[0]).all()
+    # Each save removed what the kills before it left; the next one removes the last.
+    model.save(path)
+    assert os.listdir(tmp_path) == ["ckpt.minidl"]
+
+
+# A child that saves, stopping in the middle of writing the weights: it says "writing" and
+# waits for a line on stdin (or to be killed), then finishes the save.
+_PAUSED_SAVER = """
+import sys, minidl
+from minidl.layers import Dense
+from minidl.saving import format
+write_npy = format._write_npy
+def paused(member, array):
+    write_npy(member, array)
+    format._write_npy = write_npy   # once
+    print("writing", flush=True)
+    sys.stdin.readline()
+format._write_npy = paused
+model = minidl.Sequential([Dense(64, input_shape=(64,))])
+model.layers[0].params[1][...] = 7
+model.save(sys.argv[1])
+"""
+
+
+def _paused_saver(path):
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
+    child = subprocess.Popen([sys.executable, "-c", _PAUSED_SAVER, str(path)],
+                             env=dict(os.environ, PYTHONPATH=package_root),
+                             cwd=tempfile.gettempdir(), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    assert child.stdout.readline().strip() == b"writing"
+    return child
+
+
+def _temporaries(directory):
+    return sorted(name for name in os.listdir(directory) if name.endswith(".tmp"))
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_next_save_removes_what_a_killed_save_left(tmp_path):
+    path = tmp_path / "ckpt.minidl"
+    child = _paused_saver(path)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    child.stdin.close()
+    child.stdout.close()
+    left = _temporaries(tmp_path)
+    assert len(left) == 1 and left[0].startswith(f".ckpt.minidl.{format_module._HOST}."
+                                                 f"{child.pid}.")
+    minidl.Sequential([Dense(2, input_shape=(3,))]).save(path)
+    assert os.listdir(tmp_path) == ["ckpt.minidl"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_save_leaves_the_temporary_of_a_live_writer_alone(tmp_path):
+    path = tmp_path / "ckpt.minidl"
+    child = _paused_saver(path)
+    try:
+        live = _temporaries(tmp_path)
+        minidl.Sequential([Dense(2, input_shape=(3,))]).save(path)
+        assert _temporaries(tmp_path) == live and len(live) == 1
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        assert child.wait(timeout=60) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdin.close()
+        child.stdout.close()
+    # The paused writer finished its save after ours: its model is the file now.
+    assert os.listdir(tmp_path) == ["ckpt.minidl"]
+    assert (minidl.models.load_model(path).layers[0].params[1] == 7).all()
+
+
+@pytest.mark.skipif(format_module.fcntl is None, reason="POSIX file locks")
+def test_only_unlocked_temporaries_of_this_host_and_target_are_removed(tmp_path):
+    import fcntl
+    target = tmp_path / "m.minidl"
+    host = format_module._HOST
+    names = {"stale": f".m.minidl.{host}.4242.abcdefgh.tmp",
+             "locked": f".m.minidl.{host}.4243.ijklmnop.tmp",
+             "other_host": ".m.minidl.elsewhere-42.4244.qrstuvwx.tmp",
+             "old_scheme": ".m.minidl.yzabcdef.tmp",
+             "other_target": f".n.minidl.{host}.4245.ghijklmn.tmp"}
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"partial")
+    holder = os.open(tmp_path / names["locked"], os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        removed = format_module.remove_stale_temporaries(target)
+    finally:
+        os.close(holder)
+    assert removed == [str(tmp_path / names["stale"])]
+    assert sorted(os.listdir(tmp_path)) == sorted(v for k, v in names.items() if k != "stale")

@@ -205,6 +205,17 @@ def test_dropout_noise_shape_broadcasts_one_mask():
         Dropout(0.5, noise_shape="abc")
 
 
+@pytest.mark.parametrize("noise_shape, match", [
+    ((None, 3), "does not broadcast"), ((None, 1, 4), "one entry per input dim"),
+    ((2, 3), "does not broadcast")])
+def test_dropout_noise_shape_is_checked_when_the_model_is_built(noise_shape, match):
+    # Not only at the first training step: building (which loading a file does) finds it.
+    with pytest.raises(ValueError, match=match):
+        minidl.Sequential([minidl.layers.Input((4,)), Dropout(0.5, noise_shape=noise_shape)])
+    built = minidl.Sequential([minidl.layers.Input((4,)), Dropout(0.5, noise_shape=(7, 1))])
+    assert built.built   # the batch entry is only known per call
+
+
 def test_dropout_reuses_its_buffers():
     layer = Dropout(0.5, seed=0)
     x = np.ones((32, 64), np.float32)

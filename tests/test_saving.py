@@ -2,9 +2,13 @@
 import io
 import json
 import os
+import re
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -14,6 +18,8 @@ import minidl
 from minidl.layers import BatchNormalization, Dense, Dropout, Layer
 from minidl.saving import InvalidModelFileError, register_serializable
 from minidl.saving import format as format_module
+
+import zip_surgery
 
 minidl.set_num_threads(1)
 
@@ -466,3 +472,151 @@ def test_array_members_are_what_np_save_writes(array):
     format_module._write_npy(ours, array)
     np.save(numpys, array, allow_pickle=False)
     assert ours.getvalue() == numpys.getvalue()
+
+
+# ---- what a load reads: regular files only, within the sizes the file declares ----
+
+def _special_file(tmp_path, kind):
+    path = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        os.symlink({"zero": "/dev/zero", "urandom": "/dev/urandom"}[kind], path)
+    return path
+
+
+def _within(seconds, call):
+    """The exception ``call`` raised, None if it returned, or 'hung': a hang detector,
+    generous for a loaded machine."""
+    outcome = []
+
+    def target():
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return outcome[0] if outcome else "hung"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and /dev/zero")
+@pytest.mark.parametrize("kind, error, match", [
+    ("zero", InvalidModelFileError, "character device, not a regular file"),
+    ("urandom", InvalidModelFileError, "character device, not a regular file"),
+    ("fifo", InvalidModelFileError, r"FIFO \(named pipe\), not a regular file"),
+    ("directory", IsADirectoryError, "Is a directory"),
+])
+@pytest.mark.parametrize("load", ["load_model", "load_weights"])
+def test_special_files_are_refused_before_a_byte_is_read(saved, tmp_path, kind, error, match,
+                                                        load):
+    model, _ = saved
+    path = _special_file(tmp_path, kind)
+    call = (lambda: minidl.models.load_model(path)) if load == "load_model" \
+        else (lambda: model.load_weights(path))
+    outcome = _within(60, call)
+    if outcome == "hung" and kind == "fifo":
+        # Unblock the reader stuck in open() before failing.
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    assert isinstance(outcome, error), outcome
+    assert re.search(match, str(outcome))
+
+
+def _plain_copy(path, tmp_path):
+    """The archive rewritten by zipfile without zip64 records, for directory surgery."""
+    return zip_surgery.rewrite(path, tmp_path / "plain.minidl")
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"compress_size": 2 ** 32 - 2}, "past the end of the file"),
+    ({"header_offset": 2 ** 32 - 2}, "past the end of the file"),
+    ({"file_size": 10}, r"is stored \(not compressed\) but declares 10 bytes"),
+    ({"file_size": 0xFFFFFFFF, "compress_size": 0xFFFFFFFF,
+      "extra": zip_surgery.zip64_extra(2 ** 62, 2 ** 62)}, "past the end of the file"),
+], ids=["compress_size", "offset", "stored_sizes_differ", "zip64_sizes"])
+def test_zip_directory_lies_are_refused(saved, tmp_path, fields, match):
+    data = _plain_copy(saved[1], tmp_path).read_bytes()
+    bad = tmp_path / "lie.minidl"
+    bad.write_bytes(zip_surgery.patch_member(data, "weights/00000.npy", **fields))
+    with pytest.raises(InvalidModelFileError, match=match):
+        minidl.models.load_model(bad)
+
+
+def test_overlapping_members_are_refused(saved, tmp_path):
+    # The same data listed under many names (a zip bomb technique) claims more bytes than
+    # the file has.
+    data = _plain_copy(saved[1], tmp_path).read_bytes()
+    entries, offset = zip_surgery.read_directory(data)
+    copies = [dict(entries[-1], name=f"x/{i}".encode()) for i in range(50)]
+    bad = tmp_path / "overlap.minidl"
+    bad.write_bytes(zip_surgery.write_directory(data, entries + copies, offset))
+    with pytest.raises(InvalidModelFileError, match="claim .* bytes together"):
+        minidl.models.load_model(bad)
+
+
+def test_npy_header_length_is_checked_before_the_header_is_read(saved, tmp_path):
+    header = b"\x93NUMPY\x02\x00" + struct.pack("<I", 2 ** 31) + b"{"
+    bad = _rewrite(saved[1], tmp_path / "h.minidl", replace={"weights/00000.npy": header})
+    with pytest.raises(InvalidModelFileError, match="header of 2147483648 bytes"):
+        minidl.models.load_model(bad)
+
+
+def test_deflated_json_may_not_outgrow_the_file(saved, tmp_path):
+    # Under the compression-bomb ratio, yet unpacking to more JSON than the whole file
+    # holds (and more than the 1 MiB floor): refused before it is parsed.
+    with zipfile.ZipFile(saved[1]) as zf:
+        config = json.loads(zf.read("config.json"))
+    rng = np.random.default_rng(0)
+    config["config"]["padding"] = [rng.bytes(8).hex() for _ in range(120_000)]
+    bad = zip_surgery.rewrite(saved[1], tmp_path / "j.minidl",
+                                replace={"config.json": json.dumps(config).encode()},
+                                deflate=("config.json",))
+    with pytest.raises(InvalidModelFileError, match=r"allowed for JSON in a file of \d+ bytes"):
+        minidl.models.load_model(bad)
+
+
+def _peak_while(call):
+    """The peak of traced allocations (numpy reports its arrays) while ``call`` runs."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_config_cannot_make_load_allocate_more_than_the_file_holds(saved, tmp_path):
+    # Dense(units=10**9) would take 30 GiB of weights (and, compiled, optimizer slots written
+    # in full) for a file of a few kilobytes: refused before anything that size exists.
+    with zipfile.ZipFile(saved[1]) as zf:
+        config = json.loads(zf.read("config.json"))
+    config["config"]["layers"][0]["config"]["units"] = 10 ** 9
+    bad = _rewrite(saved[1], tmp_path / "u.minidl", replace={"config.json": json.dumps(config)})
+
+    def load():
+        with pytest.raises(InvalidModelFileError, match="more than the file being loaded holds"):
+            minidl.models.load_model(bad)
+    assert _peak_while(load) < 64 * 2 ** 20
+
+
+def test_a_model_without_weights_loads_whatever_its_input_shape(tmp_path):
+    # Building allocates weights only: LayerNormalization's stand-ins for an absent gamma and
+    # beta span the input and are made on the first call, not when a file is loaded.
+    model = minidl.Sequential([minidl.layers.Input((4,)),
+                               minidl.layers.LayerNormalization(center=False, scale=False)])
+    model.save(tmp_path / "n.minidl")
+    with zipfile.ZipFile(tmp_path / "n.minidl") as zf:
+        config = json.loads(zf.read("config.json"))
+    config["config"]["build_input_shape"] = [None, 10 ** 9]
+    wide = _rewrite(tmp_path / "n.minidl", tmp_path / "w.minidl",
+                    replace={"config.json": json.dumps(config)})
+    loaded = []
+    assert _peak_while(lambda: loaded.append(minidl.models.load_model(wide))) < 64 * 2 ** 20
+    assert loaded[0].input_shape == (10 ** 9,)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    expected = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-3)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5)

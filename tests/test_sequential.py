@@ -92,6 +92,51 @@ def test_add_of_a_layer_that_cannot_follow_leaves_the_model_usable():
     assert model.predict(np.zeros((2, 28, 28)), verbose=0).shape == (2, 10)
 
 
+def test_adding_n_layers_builds_each_layer_once():
+    # Loading a config adds its layers one by one; building the whole stack on every add made
+    # a 20,000-layer config take hours. Counted, not timed: n layers, O(n) shape computations.
+    calls = []
+
+    class CountingFlatten(Flatten):
+        def compute_output_shape(self, input_shape):
+            calls.append(input_shape)
+            return super().compute_output_shape(input_shape)
+
+    model = Sequential([Input((3, 4))] + [CountingFlatten() for _ in range(300)])
+    assert model.built and model.output_shape == (12,) and len(model.layers) == 300
+    assert len(calls) <= 2 * 300
+
+
+def test_failed_add_to_a_compiled_model_leaves_it_unchanged():
+    x, y = small_data()
+    model = compiled_small()
+    with pytest.raises(ValueError, match="reshape"):
+        model.add(Reshape((4, 4)))   # 3 values cannot become 16
+    assert len(model.layers) == 2 and model.output_shape == (3,)
+    model.fit(x, y, epochs=1, verbose=0)
+    model.add(Activation("linear"))
+    assert model.output_shape == (3,) and len(model.layers) == 3
+    model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_duplicate_layer_is_refused_after_layers_changed_directly():
+    first, second = Dense(3), Dense(3)
+    model = Sequential([first, second])
+    model.layers.pop()
+    model.add(second)   # no longer in the model
+    with pytest.raises(ValueError, match="already in this model"):
+        model.add(first)
+
+
+@pytest.mark.parametrize("shape", [(None,), (None, 0), (None, True), (None, "4"), (0, 4),
+                                   (None, 4.0), "x", 4])
+def test_build_refuses_a_bad_input_shape(shape):
+    model = Sequential([Dense(3)])
+    with pytest.raises(ValueError, match=r"Received: input_shape="):
+        model.build(shape)
+    assert not model.built and model.input_shape is None
+
+
 def test_lazy_build_on_first_data_equals_input_shape_build():
     x = np.random.default_rng(0).random((6, 12)).astype(np.float32)
     set_random_seed(3)

@@ -7,7 +7,6 @@ the epoch to resume from. It is written atomically, so a crash while writing it 
 previous backup whole, and restoring it gives the state of the uninterrupted run at that
 epoch: the resumed fit ends with the same weights, bit for bit.
 """
-import glob
 import numbers
 import os
 
@@ -105,15 +104,14 @@ class BackupAndRestore(Callback):
     def on_train_end(self, logs=None):
         if not self.delete_checkpoint:
             return
-        # Temporaries of writes killed before their rename (see saving.format.atomic_write)
+        from minidl.saving.format import remove_stale_temporaries
+        try:
+            os.remove(self.backup_path)
+        except FileNotFoundError:
+            pass
+        # Temporaries of backups killed before their rename (see saving.format.atomic_write)
         # are ours too; nothing else in the directory is touched.
-        stale = glob.glob(os.path.join(glob.escape(self.backup_dir),
-                                       f".{glob.escape(_BACKUP_NAME)}.*.tmp"))
-        for path in [self.backup_path] + stale:
-            try:
-                os.remove(path)
-            except FileNotFoundError:
-                pass
+        remove_stale_temporaries(self.backup_path)
         try:
             os.rmdir(self.backup_dir)
         except OSError:   # not empty (the user's files), or already gone

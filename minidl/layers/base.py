@@ -20,45 +20,73 @@ state through ``get_random_state`` / ``set_random_state``; model files store it 
 global generator's, so that training resumes exactly after a load.
 """
 import contextlib
+import math
 import threading
 
 import numpy as np
 
+from minidl.utils.checks import check_bool
 from minidl.utils.registry import Registry
 
 LAYERS = Registry("layer")
 
-# Per-thread switch of add_weight, set by skip_weight_init().
+# Per-thread switch of add_weight, set by skip_weight_init(): None, or a one-item list of
+# the bytes that weights may still take.
 _weight_init = threading.local()
 
 
 @contextlib.contextmanager
-def skip_weight_init():
+def skip_weight_init(max_bytes=None):
     """Within this block, layers built by this thread get zero weights instead of drawing
     from their initializers. Loading a saved model uses it: the weights are overwritten at
     once, drawing them would cost as much as reading them, and it would move the global
     random generator that exact resume restores. np.zeros maps untouched pages, so the
-    loaded data is their first write."""
-    previous = getattr(_weight_init, "skip", False)
-    _weight_init.skip = True
+    loaded data is their first write.
+
+    Args:
+        max_bytes: optional bound on the bytes of all weights made in the block (ValueError
+            beyond it). Loading passes what its file holds for weights, so a config of a few
+            bytes cannot make it allocate gigabytes.
+    """
+    previous = getattr(_weight_init, "budget", None)
+    _weight_init.budget = [float("inf") if max_bytes is None else max_bytes]
     try:
         yield
     finally:
-        _weight_init.skip = previous
+        _weight_init.budget = previous
 
 
 def _as_shape(shape, what):
     """Normalise an input shape (without the batch dimension) to a tuple of positive ints."""
-    if isinstance(shape, (int, np.integer)):
+    given = shape
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)
+    if isinstance(shape, (str, bytes, dict)):
+        shape = ()   # iterable, but not over dims
     try:
         shape = tuple(shape)
     except TypeError:
-        raise TypeError(f"{what} must be a tuple of ints; received {shape!r}.") from None
+        raise TypeError(f"{what} must be a tuple of ints. Received: {what}={given!r:.100}") \
+            from None
     if not shape or any(not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d <= 0
                         for d in shape):
-        raise ValueError(f"{what} must be a non-empty tuple of positive ints; received {shape!r}.")
+        raise ValueError(f"{what} must be a non-empty tuple of positive ints. Received: "
+                         f"{what}={given!r:.100}")
     return tuple(int(d) for d in shape)
+
+
+def _check_dtype(dtype):
+    """'float32' or 'float64' from a name or numpy dtype; None means float32, as in Keras."""
+    if dtype is None:
+        return "float32"
+    try:
+        name = np.dtype(dtype).name if isinstance(dtype, (str, np.dtype, type)) else None
+    except TypeError:
+        name = None
+    if name not in ("float32", "float64"):
+        raise ValueError(f"Layer dtype must be 'float32' or 'float64'. Received: "
+                         f"dtype={dtype!r:.100}")
+    return name
 
 
 class Layer:
@@ -81,12 +109,11 @@ class Layer:
             Layer._name_counts[base] = count + 1
             name = base if count == 0 else f"{base}_{count}"
         elif not isinstance(name, str) or not name:
-            raise ValueError(f"Layer name must be a non-empty string; received {name!r}.")
+            raise ValueError(f"Layer name must be a non-empty string. Received: "
+                             f"name={name!r:.100}")
         self.name = name
-        self.dtype = np.dtype(dtype).name
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"Layer dtype must be 'float32' or 'float64'; received {dtype!r}.")
-        self.trainable = bool(trainable)
+        self.dtype = _check_dtype(dtype)
+        self.trainable = check_bool(f"Layer '{name}'", "trainable", trainable)
         self.input_shape = None if input_shape is None else _as_shape(input_shape, "input_shape")
         self.built = False
         self.built_input_shape = None
@@ -98,6 +125,16 @@ class Layer:
         self._weight_regularizers = []   # (index into params, regularizer)
         self.activity_regularizer = None   # set by layers that support one (Dense, ...)
         self._activity_loss = 0.0          # the activity penalty of the last forward
+
+    def _resolve(self, argument, identifier, get):
+        """``get(identifier)`` (an initializer, regularizer or activation), its error naming
+        the layer and the argument: a bad name in a config fails when the layer is made,
+        not when it is built or first run."""
+        try:
+            return get(identifier)
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"Layer '{self.name}' ({type(self).__name__}) cannot use "
+                              f"{argument}={identifier!r:.200}: {error}") from None
 
     # ---- building ----
 
@@ -122,8 +159,15 @@ class Layer:
             regularizer: optional regularizer of a trainable weight (name, config or object).
         """
         from minidl import initializers, regularizers
-        if getattr(_weight_init, "skip", False):
+        budget = getattr(_weight_init, "budget", None)
+        if budget is not None:
             # Rebuilding a model whose weights are about to be loaded (see skip_weight_init).
+            nbytes = math.prod(shape) * np.dtype(self.dtype).itemsize
+            if nbytes > budget[0]:
+                raise ValueError(f"Layer '{self.name}': weight '{name}' of shape {tuple(shape)} "
+                                 f"takes {nbytes} bytes, more than the file being loaded holds "
+                                 f"for its weights ({budget[0]} bytes left).")
+            budget[0] -= nbytes
             value = np.zeros(shape, dtype=self.dtype)
         else:
             value = np.ascontiguousarray(initializers.get(initializer)(shape, dtype=self.dtype))

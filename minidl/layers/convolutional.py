@@ -62,7 +62,7 @@ class _Conv(AffineLayer):
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
             raise ValueError(f"{owner} filters must be a positive int; received "
                              f"filters={filters!r}.")
-        if groups != 1:
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups != 1:
             raise ValueError(f"{owner} supports groups=1 only; received groups={groups!r}.")
         self.filters = int(filters)
         self.kernel_size = normalize_tuple(kernel_size, self.rank, "kernel_size", owner)

@@ -10,9 +10,10 @@ An activity regularizer adds its penalty's gradient to dy before that backward.
 """
 import numpy as np
 
-from minidl import activations, regularizers
+from minidl import activations, initializers, regularizers
 from minidl.layers.base import LAYERS, BufferPool, Layer, _as_shape
 from minidl.ops import gemm
+from minidl.utils.checks import check_bool
 
 
 # Used for the bias gradient of a pre-activation gradient (dz -> db); built once.
@@ -28,10 +29,15 @@ class InputLayer(Layer):
     """
 
     def __init__(self, shape=None, name=None, dtype="float32", input_shape=None, **kwargs):
-        shape = shape if shape is not None else input_shape
-        if shape is None:
+        if shape is None and input_shape is None:
             raise ValueError("InputLayer needs `shape`, the shape of one sample, e.g. (784,).")
-        super().__init__(name=name, input_shape=_as_shape(shape, "shape"), dtype=dtype, **kwargs)
+        if shape is not None and input_shape is not None \
+                and _as_shape(shape, "shape") != _as_shape(input_shape, "input_shape"):
+            raise ValueError(f"InputLayer takes shape or input_shape (two names of one "
+                             f"argument), not two different shapes. Received: shape={shape!r}, "
+                             f"input_shape={input_shape!r}")
+        shape, what = (shape, "shape") if shape is not None else (input_shape, "input_shape")
+        super().__init__(name=name, input_shape=_as_shape(shape, what), dtype=dtype, **kwargs)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -92,19 +98,26 @@ class AffineLayer(Layer):
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
+        self.activation = self._resolve("activation", activation, activations.get)
+        self.use_bias = check_bool(type(self).__name__, "use_bias", use_bias)
+        # The initializers as given, for get_config; resolved once, here, for build.
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self._initializers = {
+            "kernel": self._resolve("kernel_initializer", kernel_initializer, initializers.get),
+            "bias": self._resolve("bias_initializer", bias_initializer, initializers.get)}
+        self.kernel_regularizer = self._resolve("kernel_regularizer", kernel_regularizer,
+                                                regularizers.get)
+        self.bias_regularizer = self._resolve("bias_regularizer", bias_regularizer,
+                                              regularizers.get)
+        self.activity_regularizer = self._resolve("activity_regularizer", activity_regularizer,
+                                                  regularizers.get)
         self._buffers = BufferPool(self.dtype)
 
     def _add_kernel_and_bias(self, kernel_shape, units):
-        self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer,
+        self.kernel = self.add_weight("kernel", kernel_shape, self._initializers["kernel"],
                                       regularizer=self.kernel_regularizer)
-        self.bias = self.add_weight("bias", (units,), self.bias_initializer,
+        self.bias = self.add_weight("bias", (units,), self._initializers["bias"],
                                     regularizer=self.bias_regularizer) if self.use_bias else None
 
     def get_config(self):
@@ -238,7 +251,7 @@ class Activation(Layer):
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
-        self.activation = activations.get(activation)
+        self.activation = self._resolve("activation", activation, activations.get)
         self._buffers = BufferPool(self.dtype)
 
     def forward(self, x, training=False):

@@ -5,25 +5,22 @@ statistics and writes the normalised, scaled and shifted output (batch norm also
 moving statistics in the same call); one call computes every gradient. Statistics are
 accumulated in double in a fixed order, so results are the same for any thread count.
 """
+import math
 import numbers
 
 import numpy as np
 
-from minidl import regularizers
+from minidl import initializers, regularizers
 from minidl._core import _normalization as _kernels
 from minidl.layers.base import LAYERS, BufferPool, Layer
 from minidl.layers.core import _serialize_init
-
-
-def _check_flag(value, name, layer):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{layer} `{name}` must be True or False; received {name}={value!r}.")
-    return bool(value)
+from minidl.utils.checks import check_bool
 
 
 def _check_epsilon(epsilon, layer):
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
-        raise ValueError(f"{layer} epsilon must be a positive float; received "
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) \
+            or not 0 < epsilon < math.inf:
+        raise ValueError(f"{layer} epsilon must be a positive, finite float; received "
                          f"epsilon={epsilon!r}.")
     return float(epsilon)
 
@@ -80,14 +77,22 @@ class BatchNormalization(Layer):
                              f"received momentum={momentum!r}.")
         self.momentum = float(momentum)
         self.epsilon = _check_epsilon(epsilon, "BatchNormalization")
-        self.center = _check_flag(center, "center", "BatchNormalization")
-        self.scale = _check_flag(scale, "scale", "BatchNormalization")
+        self.center = check_bool("BatchNormalization", "center", center)
+        self.scale = check_bool("BatchNormalization", "scale", scale)
+        # The initializers as given, for get_config; resolved once, here, for build.
         self.beta_initializer = beta_initializer
         self.gamma_initializer = gamma_initializer
         self.moving_mean_initializer = moving_mean_initializer
         self.moving_variance_initializer = moving_variance_initializer
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self._initializers = {
+            weight: self._resolve(f"{weight}_initializer", identifier, initializers.get)
+            for weight, identifier in (("beta", beta_initializer), ("gamma", gamma_initializer),
+                                       ("moving_mean", moving_mean_initializer),
+                                       ("moving_variance", moving_variance_initializer))}
+        self.beta_regularizer = self._resolve("beta_regularizer", beta_regularizer,
+                                              regularizers.get)
+        self.gamma_regularizer = self._resolve("gamma_regularizer", gamma_regularizer,
+                                               regularizers.get)
         self._buffers = BufferPool(self.dtype)
 
     def build(self, input_shape):
@@ -99,14 +104,15 @@ class BatchNormalization(Layer):
                 f"in [{-ndim + 1}, {ndim - 1}], 0 excepted.")
         self._axis = self.axis % ndim   # in the full input, batch axis included
         shape = (input_shape[self._axis - 1],)
-        self.gamma = self.add_weight("gamma", shape, self.gamma_initializer,
+        self.gamma = self.add_weight("gamma", shape, self._initializers["gamma"],
                                      regularizer=self.gamma_regularizer) if self.scale else None
-        self.beta = self.add_weight("beta", shape, self.beta_initializer,
+        self.beta = self.add_weight("beta", shape, self._initializers["beta"],
                                     regularizer=self.beta_regularizer) if self.center else None
-        self.moving_mean = self.add_weight("moving_mean", shape, self.moving_mean_initializer,
-                                           trainable=False)
+        self.moving_mean = self.add_weight("moving_mean", shape,
+                                           self._initializers["moving_mean"], trainable=False)
         self.moving_variance = self.add_weight("moving_variance", shape,
-                                               self.moving_variance_initializer, trainable=False)
+                                               self._initializers["moving_variance"],
+                                               trainable=False)
         # The kernels always take gamma and beta: constants stand in for absent ones.
         self._gamma = self.gamma if self.scale else np.ones(shape, self.dtype)
         self._beta = self.beta if self.center else np.zeros(shape, self.dtype)
@@ -208,12 +214,18 @@ class LayerNormalization(Layer):
                             f"received axis={axis!r}.")
         self.axis = [int(a) for a in axes] if isinstance(axis, (list, tuple)) else int(axis)
         self.epsilon = _check_epsilon(epsilon, "LayerNormalization")
-        self.center = _check_flag(center, "center", "LayerNormalization")
-        self.scale = _check_flag(scale, "scale", "LayerNormalization")
+        self.center = check_bool("LayerNormalization", "center", center)
+        self.scale = check_bool("LayerNormalization", "scale", scale)
+        # The initializers as given, for get_config; resolved once, here, for build.
         self.beta_initializer = beta_initializer
         self.gamma_initializer = gamma_initializer
-        self.beta_regularizer = regularizers.get(beta_regularizer)
-        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self._initializers = {
+            "beta": self._resolve("beta_initializer", beta_initializer, initializers.get),
+            "gamma": self._resolve("gamma_initializer", gamma_initializer, initializers.get)}
+        self.beta_regularizer = self._resolve("beta_regularizer", beta_regularizer,
+                                              regularizers.get)
+        self.gamma_regularizer = self._resolve("gamma_regularizer", gamma_regularizer,
+                                               regularizers.get)
         self._buffers = BufferPool(self.dtype)
 
     def build(self, input_shape):
@@ -231,12 +243,12 @@ class LayerNormalization(Layer):
         shape = tuple(full[a] for a in resolved)
         self._cols = int(np.prod(shape))
         self._row_shape = tuple(input_shape[:len(input_shape) - len(resolved)])
-        self.gamma = self.add_weight("gamma", shape, self.gamma_initializer,
+        self.gamma = self.add_weight("gamma", shape, self._initializers["gamma"],
                                      regularizer=self.gamma_regularizer) if self.scale else None
-        self.beta = self.add_weight("beta", shape, self.beta_initializer,
+        self.beta = self.add_weight("beta", shape, self._initializers["beta"],
                                     regularizer=self.beta_regularizer) if self.center else None
-        self._gamma = self.gamma if self.scale else np.ones(shape, self.dtype)
-        self._beta = self.beta if self.center else np.zeros(shape, self.dtype)
+        self._param_shape = shape
+        self._gamma_beta = (self.gamma, self.beta) if self.scale and self.center else None
         self._owner = f"LayerNormalization '{self.name}'"
         super().build(input_shape)
 
@@ -253,17 +265,29 @@ class LayerNormalization(Layer):
             self._x, self._mean, self._invstd = x, mean, invstd
         else:
             y, mean, invstd = np.empty_like(x), None, None
-        _kernels.layer_norm_forward(x, self._cols, self._gamma, self._beta, mean, invstd, y,
+        gamma, beta = self._gamma_beta or self._stand_ins()
+        _kernels.layer_norm_forward(x, self._cols, gamma, beta, mean, invstd, y,
                                     self.epsilon, self._owner)
         return y
 
     def backward(self, dy, need_input_grad=True):
         dy = _contiguous(dy)
         dx = self._buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
-        _kernels.layer_norm_backward(self._x, dy, self._cols, self._gamma, self._mean,
+        gamma, _ = self._gamma_beta or self._stand_ins()
+        _kernels.layer_norm_backward(self._x, dy, self._cols, gamma, self._mean,
                                      self._invstd, dx, self.grads[0] if self.scale else None,
                                      self.grads[-1] if self.center else None, self._owner)
         return dx
+
+    def _stand_ins(self):
+        """gamma and beta for the kernels, which always take both: ones and zeros stand in
+        for absent ones. Made on first use rather than in build, so that building a model
+        (and loading one) allocates its weights only: these span the normalised axes, which
+        a config can make huge without a byte of weights in its file."""
+        shape = self._param_shape
+        self._gamma_beta = (self.gamma if self.scale else np.ones(shape, self.dtype),
+                            self.beta if self.center else np.zeros(shape, self.dtype))
+        return self._gamma_beta
 
     def get_config(self):
         config = super().get_config()

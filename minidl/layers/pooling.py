@@ -12,6 +12,7 @@ from minidl._core import _conv as kernels
 from minidl.layers.base import LAYERS, BufferPool, Layer
 from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
                                       normalize_tuple, window_geometry)
+from minidl.utils.checks import check_bool
 
 
 class _Pooling(Layer):
@@ -217,7 +218,7 @@ class _GlobalPooling(Layer):
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
         self.data_format = check_data_format(data_format, type(self).__name__)
-        self.keepdims = bool(keepdims)
+        self.keepdims = check_bool(type(self).__name__, "keepdims", keepdims)
         self._buffers = BufferPool(self.dtype)
         self._indices = BufferPool(np.intc)
 

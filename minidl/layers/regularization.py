@@ -63,6 +63,12 @@ class Dropout(Layer):
         self._buffers = BufferPool(self.dtype)
         self._mask = None
 
+    def build(self, input_shape):
+        if self.noise_shape is not None:
+            # Checked here, on the model's shapes, rather than at the first training step.
+            self._resolve_noise_shape((None,) + tuple(input_shape))
+        super().build(input_shape)
+
     def forward(self, x, training=False):
         if not training:
             return x   # (and touches nothing: inference runs beside training)
@@ -101,8 +107,9 @@ class Dropout(Layer):
             raise ValueError(f"Layer '{self.name}' (Dropout) has noise_shape="
                              f"{self.noise_shape}, of {len(self.noise_shape)} dims, for inputs "
                              f"of shape {shape}; it needs one entry per input dim.")
+        # Unknown dims (the batch, while building) take any entry.
         resolved = tuple(d if n is None else n for n, d in zip(self.noise_shape, shape))
-        if any(n not in (1, d) for n, d in zip(resolved, shape)):
+        if any(d is not None and n not in (1, d) for n, d in zip(resolved, shape)):
             raise ValueError(f"Layer '{self.name}' (Dropout) has noise_shape="
                              f"{self.noise_shape}, which does not broadcast to inputs of shape "
                              f"{shape}: each entry must be None, 1 or the input's size.")

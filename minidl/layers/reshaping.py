@@ -42,10 +42,14 @@ class Reshape(Layer):
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
         try:
-            target_shape = tuple(int(d) for d in target_shape)
-        except (TypeError, ValueError):
+            dims = tuple(target_shape)
+        except TypeError:
+            dims = None
+        if dims is None or isinstance(target_shape, (str, bytes, dict)) or any(
+                isinstance(d, bool) or not isinstance(d, (int, np.integer)) for d in dims):
             raise TypeError(f"Reshape target_shape must be a tuple of ints; received "
-                            f"target_shape={target_shape!r}.") from None
+                            f"target_shape={target_shape!r:.100}.")
+        target_shape = tuple(int(d) for d in dims)
         if sum(d == -1 for d in target_shape) > 1 or any(d == 0 or d < -1 for d in target_shape):
             raise ValueError(f"Reshape target_shape must hold positive ints and at most one -1; "
                              f"received target_shape={target_shape}.")

@@ -58,7 +58,12 @@ class Sequential(Trainer):
     # ---- structure ----
 
     def add(self, layer):
-        """Append a layer (or an ``Input``) to the stack."""
+        """Append a layer (or an ``Input``) to the stack.
+
+        When the stack's input shape is known, the layer is built at once on top of the
+        stack's output; a layer that cannot follow it raises and is not added, leaving the
+        model as it was.
+        """
         if isinstance(layer, InputLayer):
             if self.layers or self.input_shape is not None:
                 raise ValueError("Input(...) must come first in a Sequential model.")
@@ -68,28 +73,58 @@ class Sequential(Trainer):
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a Layer; received {layer!r} of type "
                             f"{type(layer).__name__}.")
-        if any(layer is other for other in self.layers):
+        if self._holds(layer):
             raise ValueError(f"Layer '{layer.name}' is already in this model.")
         adopted = not self.layers and self.input_shape is None and layer.input_shape is not None
         if adopted:
             self.input_shape = layer.input_shape
+        if self.input_shape is None:
+            self.layers.append(layer)
+            self._layer_ids.add(id(layer))
+            self.built = False
+            return
+        try:
+            self._build_on_top(layer)
+        except Exception:  # a layer that cannot follow the stack is not added
+            if adopted:
+                self.input_shape = None
+            raise
+        self._layer_ids.add(id(layer))
+
+    def _holds(self, layer):
+        """Whether ``layer`` is in the stack, in O(1): a set of ids beside ``layers``
+        (rebuilt when ``layers`` was changed behind ``add``'s back), so that adding n
+        layers does not compare each with all those before it."""
+        ids = getattr(self, "_layer_ids", None)
+        if ids is None or len(ids) != len(self.layers):
+            ids = self._layer_ids = {id(other) for other in self.layers}
+        return id(layer) in ids and any(layer is other for other in self.layers)
+
+    def _build_on_top(self, layer):
+        """Build ``layer`` for the stack's output shape and append it. Only the new layer is
+        built, so a model of n layers (a loaded config) is built in O(n), not O(n^2)."""
+        if self.layers and not self.built:
+            self._build_layers()
+        shape = self.output_shape if self.layers else self.input_shape
+        layer.ensure_built(shape)
+        output_shape = tuple(layer.compute_output_shape(shape))
+        previous = (self.built, getattr(self, "output_shape", None))
         self.layers.append(layer)
-        self.built = False
-        if self.input_shape is not None:
+        self.output_shape, self.built = output_shape, True
+        if self.compiled:
             try:
-                self._build_layers()
-            except Exception:  # a layer that cannot follow the stack is not added
+                self._prepare_training()
+            except Exception:
                 self.layers.pop()
-                if adopted:
-                    self.input_shape = None
-                else:
-                    self._build_layers()
+                self.built, self.output_shape = previous
+                if self.built:
+                    self._prepare_training()
                 raise
 
     def build(self, input_shape=None):
         """Build every layer for inputs of ``input_shape`` (with the batch dim, Keras style)."""
         if input_shape is not None:
-            input_shape = tuple(input_shape)[1:]
+            input_shape = _sample_shape(input_shape, self.name)
             if self.input_shape is not None and input_shape != self.input_shape:
                 raise ValueError(f"Model '{self.name}' expects input shape "
                                  f"{(None,) + self.input_shape}; received {(None,) + input_shape}.")
@@ -279,6 +314,25 @@ class Sequential(Trainer):
                               ("Non-trainable", self.non_trainable_weights)):
             count = sum(w.size for w in arrays)
             print_fn(f" {label} params: {count:,} ({_readable_size(sum(w.nbytes for w in arrays))})")
+
+
+def _sample_shape(input_shape, model_name):
+    """The sample part of a Keras input shape ``(batch, d1, ...)``, checked: the batch entry
+    None or a positive int, then at least one positive int (a bool is not an int)."""
+    try:
+        full = tuple(input_shape)
+    except TypeError:
+        full = ()
+    if len(full) >= 2 and (full[0] is None or _is_positive_int(full[0])) \
+            and all(_is_positive_int(d) for d in full[1:]):
+        return tuple(int(d) for d in full[1:])
+    raise ValueError(f"Model '{model_name}' takes an input shape (batch, d1, ...): a batch "
+                     f"size (None or a positive int), then positive ints. Received: "
+                     f"input_shape={input_shape!r}.")
+
+
+def _is_positive_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
 
 
 def _readable_size(nbytes):

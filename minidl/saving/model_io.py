@@ -63,19 +63,40 @@ def sequential_from_config(config):
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ValueError(f"A Sequential config must be a dict with a 'layers' list; "
                          f"received {config!r:.200}.")
-    layers = [LAYERS.get(spec, base=Layer) for spec in config["layers"]]
-    for spec, layer in zip(config["layers"], layers):
-        if not isinstance(spec, dict) or not isinstance(layer, Layer):
+    _check_keys("A Sequential config", config, ("name", "layers", "build_input_shape"))
+    name = config.get("name", "sequential")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"A Sequential config's name must be a non-empty string. Received: "
+                         f"name={name!r:.100}.")
+    model = Sequential(name=name)
+    for i, spec in enumerate(config["layers"]):
+        if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str):
             raise ValueError(f"Each layer config must be {{'class_name': ..., 'config': ...}}; "
-                             f"received {spec!r:.200}.")
-    model = Sequential(layers, name=config.get("name", "sequential"))
+                             f"received layers[{i}]={spec!r:.200}.")
+        _check_keys(f"layers[{i}]", spec, ("class_name", "config"))
+        try:
+            layer = LAYERS.get(spec, base=Layer)
+            model.add(layer)
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"layers[{i}] ({spec['class_name']:.100}): {error}") from None
     shape = config.get("build_input_shape")
     if shape is not None:
         if not isinstance(shape, list) or len(shape) < 2 or shape[0] is not None:
             raise ValueError(f"build_input_shape must be a list [None, d1, ...]; received "
                              f"build_input_shape={shape!r:.200}.")
-        model.build(tuple(shape))
+        try:
+            model.build(tuple(shape))
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"build_input_shape={shape!r:.200}: {error}") from None
     return model
+
+
+def _check_keys(what, obj, allowed):
+    """ValueError naming the keys of the JSON object ``obj`` outside ``allowed``."""
+    unknown = sorted(str(key) for key in obj if key not in allowed)
+    if unknown:
+        raise ValueError(f"{what} holds unknown keys {', '.join(unknown)[:200]}; it may hold "
+                         f"{', '.join(allowed)}.")
 
 
 def model_from_json(json_string):
@@ -94,8 +115,9 @@ def model_from_json(json_string):
 def _model_from_spec(spec):
     if not isinstance(spec, dict) or spec.get("class_name") != "Sequential":
         name = spec.get("class_name") if isinstance(spec, dict) else spec
-        raise ValueError(f"Unknown model class {name!r:.200}; minidl models are "
+        raise ValueError(f"Unknown model class_name={name!r:.200}; minidl models are "
                          f"'Sequential'.")
+    _check_keys("A model's config", spec, ("class_name", "config", "compile_config"))
     return sequential_from_config(spec.get("config"))
 
 
@@ -195,12 +217,11 @@ def load_model(filepath, compile=True, restore_random_state=True):
         state = reader.read_json("state.json")
         if not isinstance(config, dict):
             raise reader.error(f"config.json is not an object; received {config!r:.200}")
+        _check_state(reader, state)
         try:
-            with skip_weight_init():
+            # The weights the config declares may take no more than the file holds for them.
+            with skip_weight_init(max_bytes=reader.declared_size("weights/")):
                 model = _model_from_spec(config)
-                compiled = config.get("compile_config") if compile else None
-                if compiled is not None:
-                    _compile_from_config(model, compiled)
         except InvalidModelFileError:
             raise
         except (RecursionError,) + _FILE_ERRORS as error:
@@ -210,6 +231,14 @@ def load_model(filepath, compile=True, restore_random_state=True):
         expected = [_weight_member(i) for i in range(len(model.weights))]
         for name, weight in zip(expected, model.weights):
             reader.read_array(name, weight.shape, weight.dtype, out=weight)
+        # Compiled after the weights are read: the optimizer's slots are as large as the
+        # weights, which the file has now shown it holds.
+        compiled = config.get("compile_config") if compile else None
+        if compiled is not None:
+            try:
+                _compile_from_config(model, compiled)
+            except (RecursionError,) + _FILE_ERRORS as error:
+                raise reader.error(f"its compile_config is not valid ({error})") from None
         if model.compiled:
             iterations = int(reader.read_array(_ITERATIONS, (), np.int64))
             if iterations < 0:
@@ -235,12 +264,44 @@ def load_model(filepath, compile=True, restore_random_state=True):
 def _compile_from_config(model, compiled):
     if not isinstance(compiled, dict):
         raise ValueError(f"compile_config must be an object; received {compiled!r:.200}")
-    specs = compiled.get("metrics") or []
-    if not isinstance(specs, list):
-        raise ValueError(f"compile_config metrics must be a list; received {specs!r:.200}")
-    model.compile(optimizer=optimizers.get(compiled.get("optimizer")),
-                  loss=None if compiled.get("loss") is None else losses.get(compiled["loss"]),
-                  metrics=[m if isinstance(m, str) else metrics.get(m) for m in specs])
+    _check_keys("compile_config", compiled, ("optimizer", "loss", "metrics"))
+    optimizer, loss = compiled.get("optimizer"), compiled.get("loss")
+    specs = compiled.get("metrics", [])
+    if not isinstance(optimizer, (str, dict)):
+        raise ValueError(f"optimizer must be a name or a config object. Received: "
+                         f"optimizer={optimizer!r:.200}")
+    if loss is not None and not isinstance(loss, (str, dict)):
+        raise ValueError(f"loss must be a name, a config object or null. Received: "
+                         f"loss={loss!r:.200}")
+    if not isinstance(specs, list) or not all(isinstance(m, (str, dict)) for m in specs):
+        raise ValueError(f"metrics must be a list of names and config objects. Received: "
+                         f"metrics={specs!r:.200}")
+    resolved = {}
+    for field, value, get in (("optimizer", optimizer, optimizers.get),
+                              ("loss", loss, losses.get)):
+        try:
+            resolved[field] = None if value is None else get(value)
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"{field}: {error}") from None
+    metric_specs = []
+    for i, spec in enumerate(specs):
+        try:
+            metric = metrics.get(spec)
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"metrics[{i}]: {error}") from None
+        # A name stays a name: compile resolves 'accuracy' by the model's output shape.
+        metric_specs.append(spec if isinstance(spec, str) else metric)
+    model.compile(optimizer=resolved["optimizer"], loss=resolved["loss"], metrics=metric_specs)
+
+
+def _check_state(reader, state):
+    """The fields of state.json that this module owns; the random states are checked when
+    they are restored."""
+    if not isinstance(state, dict):
+        raise reader.error(f"state.json is not an object; received {state!r:.200}")
+    epoch = state.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise reader.error(f"state.json epoch must be an int >= 0; received epoch={epoch!r:.100}")
 
 
 def _restore_random_state(reader, state):
@@ -376,8 +437,8 @@ def load_weights(model, filepath):
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built, so it cannot take weights; "
                          f"build it first. Received filepath={filepath!r}.")
-    kind = _peek_kind(filepath)
-    with ArchiveReader(filepath, kind) as reader:
+    with ArchiveReader(filepath, ("weights", "model")) as reader:
+        kind = reader.metadata["kind"]
         names = [_weight_member(i) for i in range(len(model.weights))]
         if kind == "weights" and _weight_member(len(names)) in reader.names:
             raise reader.error(f"it holds more weight arrays than the {len(names)} of model "
@@ -388,14 +449,3 @@ def load_weights(model, filepath):
             reader.warn_unknown(names)
     for weight, value in zip(model.weights, values):
         weight[...] = value
-
-
-def _peek_kind(filepath):
-    """'model' for a file of ``save``, else 'weights' (then checked by ArchiveReader)."""
-    try:
-        with ArchiveReader(filepath, "model"):
-            return "model"
-    except InvalidModelFileError as error:
-        if "kind='weights'" in str(error):
-            return "weights"
-        raise

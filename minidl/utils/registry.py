@@ -63,6 +63,10 @@ class Registry:
         if isinstance(identifier, dict) and "class_name" in identifier:
             cls = self.lookup(identifier["class_name"])
             config = identifier.get("config", {})
+            extra = sorted(str(key) for key in identifier if key not in ("class_name", "config"))
+            if extra or not isinstance(config, dict):
+                raise ValueError(f"A {self.kind} config must be {{'class_name': ..., 'config': "
+                                 f"{{...}}}}; received {identifier!r:.200}.")
             # from_config, where a class has one, rebuilds nested objects (an optimizer's
             # learning-rate schedule) that the constructor takes as instances.
             from_config = getattr(cls, "from_config", None)

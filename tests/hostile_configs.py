@@ -1,0 +1,304 @@
+"""Wrong-typed values for every field of every config a model file holds: each registered
+layer, the activations, initializers and regularizers layers take, each optimizer, learning
+rate schedule, loss and metric of a compile config, and the model, metadata and state fields.
+
+One table serves two users: test_config_validation.py, which expects each value to fail when
+the object is made (ValueError or TypeError) and, put in a saved file, when it is loaded
+(InvalidModelFileError), the message naming the field either way; and the hostile corpus of
+loader_corpus.py, which counts how the loader meets them.
+
+A field's wrong values come from its name where the name says what it takes (an
+initializer, a seed, a shape), else from the type of the valid value in the sample: a string
+for a bool ('no', which bool() reads as True), a bool or a string for a number, and so on.
+"""
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from minidl import activations, initializers, losses, metrics, optimizers, regularizers, schedules
+from minidl.layers.base import LAYERS
+
+# Layer class -> (sample shape the layer is built for, constructor arguments). Every
+# registered layer needs an entry: the test of the table fails on a layer without one.
+LAYER_SAMPLES = {
+    "InputLayer": ((4,), {"shape": [4]}),
+    "Dense": ((4,), {"units": 3}),
+    "Activation": ((4,), {"activation": "relu"}),
+    "Conv2D": ((6, 6, 2), {"filters": 2, "kernel_size": 3}),
+    "Conv1D": ((6, 2), {"filters": 2, "kernel_size": 3}),
+    "MaxPooling2D": ((6, 6, 2), {}),
+    "AveragePooling2D": ((6, 6, 2), {}),
+    "MaxPooling1D": ((6, 2), {}),
+    "AveragePooling1D": ((6, 2), {}),
+    "GlobalMaxPooling2D": ((6, 6, 2), {}),
+    "GlobalAveragePooling2D": ((6, 6, 2), {}),
+    "GlobalMaxPooling1D": ((6, 2), {}),
+    "GlobalAveragePooling1D": ((6, 2), {}),
+    "BatchNormalization": ((4,), {}),
+    "LayerNormalization": ((4,), {}),
+    "Dropout": ((4,), {"rate": 0.5, "noise_shape": [None, 1], "seed": 1}),
+    "ActivityRegularization": ((4,), {"l1": 0.1}),
+    "Flatten": ((2, 2), {}),
+    "Reshape": ((4,), {"target_shape": [2, 2]}),
+}
+
+SCHEDULE_SAMPLES = {
+    "ExponentialDecay": {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.9},
+    "PiecewiseConstantDecay": {"boundaries": [10], "values": [0.1, 0.01]},
+    "PolynomialDecay": {"initial_learning_rate": 0.1, "decay_steps": 10},
+    "InverseTimeDecay": {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.5},
+    "CosineDecay": {"initial_learning_rate": 0.1, "decay_steps": 10, "warmup_target": 0.2,
+                    "warmup_steps": 2},
+    "CosineDecayRestarts": {"initial_learning_rate": 0.1, "first_decay_steps": 10},
+}
+
+_SHAPE = ["x", [0], [True], [1.5]]
+_BY_NAME = {
+    "name": [5, "", True],
+    "dtype": ["float16", 5, True],
+    "trainable": ["no", 1, None],
+    "input_shape": _SHAPE,
+    "shape": _SHAPE,
+    "activation": [5, "nope", {"class_name": "Nope"},
+                   {"class_name": "ReLU", "config": {"negative_slope": "x"}}],
+    "seed": ["1", 1.5, True, -1],
+    "noise_shape": ["x", 5, [None, "1"], [True, 1], [None, 1.5]],
+    "groups": [2, "1", 1.0, True],
+    "padding": [5, "full"],
+    "data_format": [5, "channels_first"],
+    "mode": [5, "fan_sum"],
+    "distribution": [5, "cauchy"],
+    "reduction": [5, "avg"],
+    "axis": ["-1", 1.5, True],
+    "ignore_class": ["1", 1.5, True],
+    "max_value": ["1", True],
+    "learning_rate": ["0.1", True, {"class_name": "Nope"}],
+    "warmup_target": ["0.1", True],
+    "boundaries": ["x", [True], ["1"]],
+    "values": ["x", [True], ["0.1"]],
+}
+# Step counts take any positive number, so a float is no wrong type for them.
+for _steps in ("decay_steps", "first_decay_steps", "warmup_steps"):
+    _BY_NAME[_steps] = ["10", True]
+# Optional numbers of the optimizers, None by default.
+for _optional in ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm",
+                  "loss_scale_factor"):
+    _BY_NAME[_optional] = ["1", True]
+
+
+def bad_values(field, valid):
+    """Wrong-typed values for ``field``, whose valid value in the sample is ``valid``."""
+    if field in _BY_NAME:
+        return _BY_NAME[field]
+    if field.endswith("_initializer"):
+        return [5, "nope", {"class_name": "Nope"},
+                {"class_name": "RandomNormal", "config": {"stddev": "x"}}]
+    if field.endswith("_regularizer"):
+        return [5, "nope", {"class_name": "L2", "config": {"l2": "x"}}]
+    if isinstance(valid, bool):
+        return ["no", 1, None]
+    if isinstance(valid, int):
+        return ["8", 2.5, True]
+    if isinstance(valid, float):
+        return ["0.5", True, [0.5]]
+    if isinstance(valid, str):
+        return [5, True, ["x"]]
+    if isinstance(valid, list):
+        return ["x", [True] * len(valid), [1.5] * len(valid)]
+    raise AssertionError(f"no wrong values for field {field!r} of valid value {valid!r}: add "
+                         f"them to _BY_NAME")
+
+
+@dataclass
+class Edit:
+    """One wrong value in one field of a model file.
+
+    ``cls``/``config`` let the value be tried on a constructor; ``apply`` puts it into the
+    parsed members of a saved file (a dict member name -> JSON), which ``base`` names.
+    """
+    id: str
+    field: str
+    value: Any
+    base: str
+    apply: Callable[[dict], None]
+    cls: Any = None
+    config: dict = None
+
+
+def builtin_classes(registry):
+    """minidl's own classes in ``registry``, each once (other tests register their own)."""
+    return sorted({cls for cls in registry._by_name.values()
+                   if cls.__module__.startswith("minidl.")}, key=lambda c: c.__name__)
+
+
+def layer_classes():
+    """Every layer class minidl registers."""
+    return builtin_classes(LAYERS)
+
+
+def sample_layer(name):
+    """(sample shape, a layer of class ``name`` made from its sample arguments)."""
+    shape, kwargs = LAYER_SAMPLES[name]
+    return shape, LAYERS.lookup(name)(**kwargs)
+
+
+def layer_model_spec(name):
+    """(build_input_shape, layer configs) of the saved model that holds the sample of
+    layer class ``name``. InputLayer never appears in a saved config by itself (Input sets
+    the model's shape), but a config may hold one: it comes first, before a Dense."""
+    shape, layer = sample_layer(name)
+    spec = {"class_name": name, "config": layer.get_config()}
+    if name == "InputLayer":
+        return [None, *shape], [spec, {"class_name": "Dense", "config": {"units": 2}}]
+    return [None, *shape], [spec]
+
+
+def _in_layer(name, field, value):
+    def apply(members):
+        members["config.json"]["config"]["layers"][0]["config"][field] = value
+    return apply
+
+
+def layer_edits():
+    """A wrong value in each field of each layer class (the base Layer's fields included)."""
+    for cls in layer_classes():
+        name = cls.__name__
+        _, layer = sample_layer(name)
+        config = layer.get_config()
+        fields = dict(config, input_shape=[4]) if "input_shape" not in config else config
+        for field, valid in fields.items():
+            for i, bad in enumerate(bad_values(field, valid)):
+                yield Edit(f"layer-{name}-{field}-{i}", field, bad, f"layer:{name}",
+                           _in_layer(name, field, bad), cls, config)
+
+
+_NESTED = ((activations.ACTIVATIONS, "activation"),
+           (initializers.INITIALIZERS, "kernel_initializer"),
+           (regularizers.REGULARIZERS, "kernel_regularizer"))
+
+
+def nested_edits():
+    """A wrong value in each field of each activation, initializer and regularizer that has
+    fields, held by a Dense."""
+    for registry, argument in _NESTED:
+        for cls in builtin_classes(registry):
+            config = cls().get_config()
+            for field, valid in config.items():
+                for i, bad in enumerate(bad_values(field, valid)):
+                    value = {"class_name": cls.__name__, "config": {**config, field: bad}}
+                    yield Edit(f"{argument}-{cls.__name__}-{field}-{i}", field, bad,
+                               "layer:Dense", _in_layer("Dense", argument, value), cls, config)
+
+
+def _in_compile(key, make):
+    def apply(members):
+        members["config.json"]["compile_config"][key] = make(members)
+    return apply
+
+
+def compile_edits():
+    """A wrong value in each field of each optimizer, schedule (as SGD's learning rate),
+    loss and metric of a compile config."""
+    for cls in builtin_classes(optimizers.OPTIMIZERS):
+        config = cls().get_config()
+        for field, valid in config.items():
+            for i, bad in enumerate(bad_values(field, valid)):
+                value = {"class_name": cls.__name__, "config": {**config, field: bad}}
+                yield Edit(f"optimizer-{cls.__name__}-{field}-{i}", field, bad, "compiled",
+                           _in_compile("optimizer", lambda m, v=value: v), cls, config)
+    for name, config in SCHEDULE_SAMPLES.items():
+        cls = schedules.SCHEDULES.lookup(name)
+        config = cls(**config).get_config()
+        for field, valid in config.items():
+            for i, bad in enumerate(bad_values(field, valid)):
+                value = {"class_name": "SGD", "config": {"learning_rate": {
+                    "class_name": name, "config": {**config, field: bad}}}}
+                yield Edit(f"schedule-{name}-{field}-{i}", field, bad, "compiled",
+                           _in_compile("optimizer", lambda m, v=value: v), cls, config)
+    for cls in builtin_classes(losses.LOSSES):
+        config = cls().get_config()
+        for field, valid in config.items():
+            for i, bad in enumerate(bad_values(field, valid)):
+                value = {"class_name": cls.__name__, "config": {**config, field: bad}}
+                yield Edit(f"loss-{cls.__name__}-{field}-{i}", field, bad, "compiled",
+                           _in_compile("loss", lambda m, v=value: v), cls, config)
+    for cls in builtin_classes(metrics.METRICS):
+        config = cls().get_config()
+        for field, valid in config.items():
+            for i, bad in enumerate(bad_values(field, valid)):
+                value = {"class_name": cls.__name__, "config": {**config, field: bad}}
+                yield Edit(f"metric-{cls.__name__}-{field}-{i}", field, bad, "compiled",
+                           _in_compile("metrics", lambda m, v=value: [v]), cls, config)
+
+
+def _set(member, *path):
+    """An ``apply`` setting ``members[member][path...]`` to the edit's value."""
+    def make(value):
+        def apply(members):
+            target = members[member]
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+        return apply
+    return make
+
+
+_MODEL_FIELDS = (
+    # (field named in the error, member, path, wrong values)
+    ("format_version", "metadata.json", ("format_version",), [True, "1", 1.5, None, 2, 0]),
+    ("kind", "metadata.json", ("kind",), [1, None, "weights", "x"]),
+    ("minidl_version", "metadata.json", ("minidl_version",), [5, None]),
+    ("date", "metadata.json", ("date",), [5, []]),
+    ("class_name", "config.json", ("class_name",), ["Functional", 5, None]),
+    ("name", "config.json", ("config", "name"), [5, "", True]),
+    ("build_input_shape", "config.json", ("config", "build_input_shape"),
+     ["x", [None, "4"], [None, True], [None, 0], [None, 4.5], [4], [None], [None, -1]]),
+    ("layers", "config.json", ("config", "layers"),
+     ["x", {"a": 1}, [5], [{"class_name": 5}], [{"config": {}}],
+      [{"class_name": "Dense", "config": [3]}],
+      [{"class_name": "Dense", "config": {"units": 3}, "extra": 1}]]),
+    ("Lambda", "config.json", ("config", "layers", 0, "class_name"), ["Lambda"]),
+    ("os.system", "config.json", ("config", "layers", 0, "class_name"), ["os.system"]),
+    ("compile_config", "config.json", ("compile_config",), ["x", 5, []]),
+    ("optimizer", "config.json", ("compile_config", "optimizer"),
+     [5, None, "nope", {"class_name": "Adam", "config": [1]}, ["adam"]]),
+    ("loss", "config.json", ("compile_config", "loss"), [5, "nope", {"class_name": "Nope"}]),
+    ("metrics", "config.json", ("compile_config", "metrics"), ["accuracy", 5, [5], ["nope"]]),
+    ("epoch", "state.json", ("epoch",), ["1", -1, True, 1.5]),
+)
+
+
+def model_edits():
+    """Wrong values in the fields of the model itself: metadata.json, the Sequential's
+    config, the compile config's structure and state.json."""
+    for field, member, path, values in _MODEL_FIELDS:
+        for i, bad in enumerate(values):
+            yield Edit(f"model-{field}-{i}", field, bad, "compiled", _set(member, *path)(bad))
+    for field, value in (("extra", 1),):
+        for where, path in (("model", ()), ("sequential", ("config",)),
+                            ("compile", ("compile_config",))):
+            def apply(members, path=path):
+                target = members["config.json"]
+                for key in path:
+                    target = target[key]
+                target[field] = value
+            yield Edit(f"unknown-key-{where}", field, value, "compiled", apply)
+    for i, bad in enumerate(["x", [], 5]):
+        def replace_state(members, bad=bad):
+            members["state.json"] = bad
+        yield Edit(f"model-state-{i}", "state.json", bad, "compiled", replace_state)
+
+
+def all_edits():
+    """Every edit of the table."""
+    yield from layer_edits()
+    yield from nested_edits()
+    yield from compile_edits()
+    yield from model_edits()
+
+
+def edited(members, edit):
+    """A deep copy of ``members`` with ``edit`` applied."""
+    members = copy.deepcopy(members)
+    edit.apply(members)
+    return members
