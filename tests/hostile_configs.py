@@ -5,7 +5,7 @@ rate schedule, loss and metric of a compile config, and the model, metadata and 
 One table serves two users: test_config_validation.py, which expects each value to fail when
 the object is made (ValueError or TypeError) and, put in a saved file, when it is loaded
 (InvalidModelFileError), the message naming the field either way; and the hostile corpus of
-loader_corpus.py, which counts how the loader meets them.
+loader_corpus.py, whose cases loader_probe.py counts.
 
 A field's wrong values come from its name where the name says what it takes (an
 initializer, a seed, a shape), else from the type of the valid value in the sample: a string

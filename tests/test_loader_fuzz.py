@@ -5,7 +5,7 @@ config values and 20,000 layers, and special files (/dev/zero, /dev/urandom, a F
 Each case runs in a worker process with a time bound (a hang detector, generous for a loaded
 machine) and a memory bound (tracemalloc's peak, which numpy reports to; RLIMIT_AS on the
 worker besides), and must end in a correct load or a clean error. The suite runs a seeded
-sample of each family; ``python tests/loader_corpus.py`` runs the whole corpus and prints the
+sample of each family; ``python tests/loader_probe.py`` runs the whole corpus and prints the
 counts.
 """
 import json
@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 
 import loader_corpus
+import loader_probe
 
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("corpus"))
     cases = loader_corpus.build_corpus(directory, sample=True)
-    return cases, loader_corpus.run(cases, directory)
+    return cases, loader_probe.run(cases, directory)
 
 
 @pytest.mark.parametrize("family", loader_corpus.FAMILIES)
@@ -109,7 +110,7 @@ def test_the_runner_tells_hangs_crashes_memory_and_wrong_results(tmp_path):
                                 "valid" if name.endswith("valid") and name != "loads_invalid"
                                 else "invalid", "r")
              for name in expected]
-    results = loader_corpus.run(cases, str(tmp_path), minidl_root=str(root), time_bound=2.0)
+    results = loader_probe.run(cases, str(tmp_path), minidl_root=str(root), time_bound=2.0)
     assert {case.id: results[case.id][0] for case in cases} == expected
     assert "SIGSEGV" in results["segfault"][1]
     assert os.path.exists(tmp_path / "manifest.json")
