@@ -294,3 +294,35 @@ def test_zero_size_features_are_refused(call):
          "layer": lambda: Dense(3)(x),
          "build": lambda: model.build((None, 0))}[call]()
     assert not model.built and not model.weights
+
+
+def test_set_and_load_weights_beside_predict_give_old_or_new_outputs(tmp_path):
+    x, _ = _data(n=64)
+    model = _model()
+    first = model.get_weights()
+    second = [w * 0.5 + 0.1 for w in first]
+    model.set_weights(second)
+    path = tmp_path / "second.weights.minidl"
+    model.save_weights(path)
+    model.set_weights(first)
+    expected = [model.predict(x, verbose=0)]
+    model.set_weights(second)
+    expected.append(model.predict(x, verbose=0))
+    stop, seen = threading.Event(), []
+
+    def predict():
+        while not stop.is_set():
+            seen.append(model.predict(x, batch_size=8, verbose=0))
+
+    thread = threading.Thread(target=predict)
+    thread.start()
+    try:
+        for _ in range(20):
+            model.set_weights(first)
+            model.load_weights(path)
+    finally:
+        stop.set()
+        thread.join()
+    assert seen
+    for out in seen:
+        assert any(np.array_equal(out, e) for e in expected)

@@ -416,14 +416,21 @@ def restore_backup(model, filepath):
             for layer, layer_state in zip(model.layers, previous):
                 layer.set_random_state(layer_state)
             raise
-    for weight, value in zip(weights, values):
-        weight[...] = value
-    for slot, value in zip(slots, slot_values):
-        slot[...] = value
+    with _writing(model):
+        for weight, value in zip(weights, values):
+            weight[...] = value
+        for slot, value in zip(slots, slot_values):
+            slot[...] = value
     optimizer.iterations = iterations
     if restore_lr:
         optimizer.learning_rate = float(learning_rate)
     return epoch
+
+
+def _writing(model):
+    """The model's exclusive lock: inference in other threads sees the old weights or the
+    new ones, never a mix (``models.concurrency``)."""
+    return model._lock.exclusive
 
 
 def _member(obj, key):
@@ -447,5 +454,6 @@ def load_weights(model, filepath):
                   for name, w in zip(names, model.weights)]
         if kind == "weights":
             reader.warn_unknown(names)
-    for weight, value in zip(model.weights, values):
-        weight[...] = value
+    with _writing(model):
+        for weight, value in zip(model.weights, values):
+            weight[...] = value
