@@ -12,17 +12,18 @@ to one thread, torch.set_num_threads(1). Data: the first 12,000 images of Fashio
 installed, else synthetic data of the same shape. A plain ``pytest`` run (benchmarks disabled)
 runs each body once as a smoke test, on the first 1,024 images only.
 
-The convolution benchmarks time ``layer.forward(x, training=True)`` and ``layer.backward(dy)``
+The convolution benchmarks time ``layer.forward(ctx, x, training=True)`` and
+``layer.backward(ctx, dy)`` (``ctx`` a CallContext, whose buffers are reused from call to call)
 at batch 32 (conv1 on 32x28x28x1 to 32 filters, conv2 on 32x13x13x32 to 64 filters), bias and
 ReLU included; ``flop`` counts the multiply-adds of the convolution only (2 per MAC): the
 forward product, and for the backward dW plus dx, except for conv1, which is timed without dx
 as a model's first layer runs it. Each result is checked against numpy.
 
-In the model, conv1 does not run alone: the training loop fuses it with its ReLU and max
-pooling (csrc/conv_pool.c). The "first block" benchmark times that unit as trained (forward,
-then the weight gradients from the pooled gradient), beside PyTorch's conv2d + relu +
-max_pool2d and their backward kernels, and numpy; its ``flop`` is the convolution's forward
-and dW products.
+In the model, conv1 does not run alone: the training plan fuses it with its ReLU and max
+pooling (``models.rewrites.ReluMaxPoolStep``, pooling directly with csrc/conv_pool.c). The
+"first block" benchmark times that unit as trained (forward, then the weight gradients from
+the pooled gradient), beside PyTorch's conv2d + relu + max_pool2d and their backward kernels,
+and numpy; its ``flop`` is the convolution's forward and dW products.
 """
 import time
 
@@ -32,7 +33,9 @@ import pytest
 from cnn_reference import IMAGE, SEED, NumpyCNN, conv_backward, conv_forward, reference_cnn
 from cnn_reference import max_gradient_error_vs_torch, maxpool_backward, maxpool_forward
 from cnn_reference import torch_epoch_runner
-from minidl.layers import Conv2D, MaxPooling2D
+from minidl.layers import CallContext, Conv2D, MaxPooling2D
+from minidl.models.rewrites import ReluMaxPoolStep
+from minidl.models.steps import LayerStep
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -140,7 +143,7 @@ def test_minidl_model_matches_numpy_reference():
     expected_loss, expected_grads = reference.gradients(x, y)
     assert np.allclose(-np.log(probs[np.arange(8), y]).mean(), expected_loss, rtol=1e-4)
     model.train_on_batch(x, y)
-    grads = [g for layer in model.layers for g in layer.grads]
+    grads = model._gradients()   # the last step's, aligned with the trainable weights
     assert len(grads) == len(expected_grads)
     for g, e in zip(grads, expected_grads):
         np.testing.assert_allclose(g, e, rtol=0, atol=1e-4 * np.abs(e).max())
@@ -196,18 +199,19 @@ def _minidl_layer(conv):
 def test_conv_forward_minidl(benchmark, conv):
     _record(benchmark, conv, "minidl", backward=False)
     layer = _minidl_layer(conv)
-    out = benchmark(layer.forward, conv["x"], training=True)
+    out = benchmark(layer.forward, CallContext(layer), conv["x"], training=True)
     _close(out, conv["y"])
 
 
 def test_conv_backward_minidl(benchmark, conv):
     _record(benchmark, conv, "minidl", backward=True)
     layer = _minidl_layer(conv)
-    layer.forward(conv["x"], training=True)
-    dx = benchmark(layer.backward, conv["dy"], need_input_grad=conv["need_input_grad"])
+    ctx = CallContext(layer)
+    layer.forward(ctx, conv["x"], training=True)
+    dx = benchmark(layer.backward, ctx, conv["dy"], need_input_grad=conv["need_input_grad"])
     dkernel, dbias, expected_dx = conv["grads"]
-    _close(layer.grads[0], dkernel)
-    _close(layer.grads[1], dbias)
+    _close(ctx.grads[0], dkernel)
+    _close(ctx.grads[1], dbias)
     if conv["need_input_grad"]:
         _close(dx, expected_dx)
 
@@ -296,15 +300,20 @@ def test_first_block_minidl(benchmark, block):
     pool = MaxPooling2D()
     pool.ensure_built(layer.compute_output_shape(IMAGE))
     assert layer.can_pool_directly(pool)
+    # The step a model's training plan runs for the pair (a first layer: no input gradient).
+    first = LayerStep(layer, [0], [1])
+    first.need_input_grads = [False]
+    fused = ReluMaxPoolStep(first, LayerStep(pool, [1], [2]), direct=True)
+    contexts = fused.contexts(record=True)
 
-    def step():   # what the training loop runs for the pair (trainer._pool_directly)
-        out = pool.forward_after_relu_layer(layer, block["x"], directly=True)
-        pool.backward_to_relu_layer(layer, block["dpooled"], need_input_grad=False)
+    def step():
+        (out,) = fused.forward(contexts, [block["x"]], True)
+        fused.backward(contexts, [block["dpooled"]])
         return out
     out = benchmark(step)
     _close(out, block["pooled"])
-    _close(layer.grads[0], block["dkernel"])
-    _close(layer.grads[1], block["dbias"])
+    _close(contexts[0].grads[0], block["dkernel"])
+    _close(contexts[0].grads[1], block["dbias"])
 
 
 def test_first_block_numpy(benchmark, block):

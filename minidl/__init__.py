@@ -21,7 +21,7 @@ except ImportError as error:  # pragma: no cover - depends on how minidl was obt
 from minidl import (activations, callbacks, initializers, layers, losses, metrics, models, ops,
                     optimizers, regularizers, utils)
 from minidl.layers import Input
-from minidl.models import Sequential
+from minidl.models import Model, Sequential
 
 __version__ = "0.1.0"
 
@@ -44,6 +44,6 @@ def show_config():
         print(f"{key:>16}: {value}")
 
 
-__all__ = ["Input", "Sequential", "activations", "backend_info", "callbacks", "datasets",
+__all__ = ["Input", "Model", "Sequential", "activations", "backend_info", "callbacks", "datasets",
            "get_num_threads", "initializers", "layers", "losses", "metrics", "models", "ops",
            "optimizers", "regularizers", "set_num_threads", "show_config", "utils", "__version__"]

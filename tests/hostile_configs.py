@@ -40,6 +40,24 @@ LAYER_SAMPLES = {
     "ActivityRegularization": ((4,), {"l1": 0.1}),
     "Flatten": ((2, 2), {}),
     "Reshape": ((4,), {"target_shape": [2, 2]}),
+    "ReLU": ((4,), {"max_value": 6.0}),
+    "LeakyReLU": ((4,), {}),
+    "ELU": ((4,), {}),
+    "Softmax": ((4,), {}),
+    "Identity": ((4,), {}),
+    "PReLU": ((4,), {}),
+    # Merge layers take a list of inputs: their sample models are functional.
+    "Add": ([(4,), (4,)], {}),
+    "Subtract": ([(4,), (4,)], {}),
+    "Multiply": ([(4,), (4,)], {}),
+    "Average": ([(4,), (4,)], {}),
+    "Maximum": ([(4,), (4,)], {}),
+    "Minimum": ([(4,), (4,)], {}),
+    "Concatenate": ([(4,), (3,)], {"axis": -1}),
+    "Dot": ([(4,), (4,)], {"axes": 1}),
+    # Models are layers too: each sample is nested in a Sequential.
+    "Sequential": ((4,), {}),
+    "Model": ((4,), {}),
 }
 
 SCHEDULE_SAMPLES = {
@@ -72,6 +90,11 @@ _BY_NAME = {
     "axis": ["-1", 1.5, True],
     "ignore_class": ["1", 1.5, True],
     "max_value": ["1", True],
+    "axes": ["1", 1.5, True, [1, "1"]],
+    "sparse": ["no", 1, True],
+    "alpha_constraint": ["nonneg", 5],
+    "shared_axes": ["x", [0], [True], [1.5]],
+    "batch_shape": ["x", [None, 0], [None, True], [None, 1.5], [None]],
     "learning_rate": ["0.1", True, {"class_name": "Nope"}],
     "warmup_target": ["0.1", True],
     "boundaries": ["x", [True], ["1"]],
@@ -136,40 +159,67 @@ def layer_classes():
     return builtin_classes(LAYERS)
 
 
+_MODEL_CLASSES = ("Sequential", "Model")
+
+
 def sample_layer(name):
     """(sample shape, a layer of class ``name`` made from its sample arguments)."""
     shape, kwargs = LAYER_SAMPLES[name]
+    if name in _MODEL_CLASSES:
+        from minidl import Input
+        from minidl.layers import Dense
+        from minidl.models import Model, Sequential
+        if name == "Sequential":
+            return shape, Sequential([Input(shape), Dense(2)], name="inner")
+        inputs = Input(shape)
+        return shape, Model(inputs, Dense(2)(inputs), name="inner")
     return shape, LAYERS.lookup(name)(**kwargs)
 
 
-def layer_model_spec(name):
-    """(build_input_shape, layer configs) of the saved model that holds the sample of
-    layer class ``name``. InputLayer never appears in a saved config by itself (Input sets
-    the model's shape), but a config may hold one: it comes first, before a Dense."""
+def layer_model(name):
+    """A built model holding the sample of layer class ``name``: after an Input in a
+    Sequential, or, for a merge layer, over two Inputs in a functional model. InputLayer
+    comes first, before a Dense."""
+    from minidl import Input
+    from minidl.layers import Dense
+    from minidl.models import Model, Sequential
     shape, layer = sample_layer(name)
-    spec = {"class_name": name, "config": layer.get_config()}
     if name == "InputLayer":
-        return [None, *shape], [spec, {"class_name": "Dense", "config": {"units": 2}}]
-    return [None, *shape], [spec]
+        return Sequential([layer, Dense(2)], name="sample")
+    if isinstance(shape, list):
+        inputs = [Input(s) for s in shape]
+        return Model(inputs, layer(inputs), name="sample")
+    return Sequential([Input(shape), layer], name="sample")
+
+
+def _sample_spec(members, name):
+    """The config of the sample layer of class ``name`` in a saved model's config."""
+    class_name = "Functional" if name == "Model" else name
+    return next(spec for spec in members["config.json"]["config"]["layers"]
+                if spec["class_name"] == class_name)
 
 
 def _in_layer(name, field, value):
     def apply(members):
-        members["config.json"]["config"]["layers"][0]["config"][field] = value
+        _sample_spec(members, name)["config"][field] = value
     return apply
 
 
 def layer_edits():
-    """A wrong value in each field of each layer class (the base Layer's fields included)."""
+    """A wrong value in each field of each layer class (the base Layer's fields included).
+    Models are made from configs by from_config, not their constructor: their edits are
+    tried on loading only."""
     for cls in layer_classes():
         name = cls.__name__
         _, layer = sample_layer(name)
         config = layer.get_config()
-        fields = dict(config, input_shape=[4]) if "input_shape" not in config else config
+        plain = name not in _MODEL_CLASSES
+        fields = dict(config, input_shape=[4]) if "input_shape" not in config and plain \
+            else config
         for field, valid in fields.items():
             for i, bad in enumerate(bad_values(field, valid)):
                 yield Edit(f"layer-{name}-{field}-{i}", field, bad, f"layer:{name}",
-                           _in_layer(name, field, bad), cls, config)
+                           _in_layer(name, field, bad), cls if plain else None, config)
 
 
 _NESTED = ((activations.ACTIVATIONS, "activation"),
@@ -249,7 +299,7 @@ _MODEL_FIELDS = (
     ("kind", "metadata.json", ("kind",), [1, None, "weights", "x"]),
     ("minidl_version", "metadata.json", ("minidl_version",), [5, None]),
     ("date", "metadata.json", ("date",), [5, []]),
-    ("class_name", "config.json", ("class_name",), ["Functional", 5, None]),
+    ("class_name", "config.json", ("class_name",), ["Nope", 5, None]),
     ("name", "config.json", ("config", "name"), [5, "", True]),
     ("build_input_shape", "config.json", ("config", "build_input_shape"),
      ["x", [None, "4"], [None, True], [None, 0], [None, 4.5], [4], [None], [None, -1]]),

@@ -62,7 +62,7 @@ def _save_reference(refs, name, model, epoch=None, optimizer=True):
     refs/<name>.npz: its weights and (with ``optimizer``) the optimizer's state."""
     import numpy as np
     from minidl import optimizers
-    compiled = optimizer and getattr(model, "_optimizer_built", False)
+    compiled = optimizer and model.compiled and model.optimizer.built
     reference = {"model": json.loads(model.to_json()), "epoch": epoch,
                  "optimizer": optimizers.serialize(model.optimizer) if compiled else None}
     with open(os.path.join(refs, f"{name}.json"), "w") as f:
@@ -224,33 +224,39 @@ def _json_extras(members):
             config["config"]["build_input_shape"] = build_shape
         return config
 
-    from minidl.layers import Flatten, LayerNormalization
+    import minidl
+    from minidl.layers import Flatten, Input, LayerNormalization
+    # The MLP's layers: its Input, Dense, Dropout (seeded), Dense; the random states are
+    # those of the layers after the Input.
     layers = mlp["config.json"]["config"]["layers"]
     flatten = [{"class_name": "Flatten", "config": Flatten(name=f"many_{i}").get_config()}
                for i in range(20_000)]
     many = with_layers(layers[:2] + flatten + layers[2:])
     states = mlp["state.json"]["layer_random_states"]
     many_state = dict(mlp["state.json"],
-                      layer_random_states=states[:2] + [None] * 20_000 + states[2:])
+                      layer_random_states=states[:1] + [None] * 20_000 + states[1:])
     yield ("20000_layers", "valid", {"class_name": "Sequential", "config": many["config"]},
            {"config.json": many, "state.json": many_state})
     # More layers than a file of its size may state (it deflates 300 to 1).
     million = with_layers([{"class_name": "Flatten", "config": {}}] * 1_000_000)
     yield ("deflated_million_layers", "invalid", None,
            {"config.json": million, "deflate": True})
-    units = with_layers([dict(layers[0], config=dict(layers[0]["config"], units=10 ** 9))]
-                        + layers[1:])
+    units = with_layers(layers[:1] + [dict(layers[1], config=dict(layers[1]["config"],
+                                                                   units=10 ** 9))]
+                        + layers[2:])
     yield "dense_units_1e9", "invalid", None, {"config.json": units}
-    norm = [{"class_name": "LayerNormalization",
-             "config": LayerNormalization(center=False, scale=False, name="ln").get_config()}]
-    wide = with_layers(norm, [None, 10 ** 9])
+    # Building it allocates nothing: no weights, and LayerNormalization's stand-ins for its
+    # absent gamma and beta are made on the first call.
+    wide_model = minidl.Sequential([Input((10 ** 9,)),
+                                    LayerNormalization(center=False, scale=False, name="ln")])
+    wide = dict(mlp["config.json"], **json.loads(wide_model.to_json()))
     yield ("weightless_input_1e9", "valid",
            {"class_name": "Sequential", "config": wide["config"]},
            {"config.json": dict(wide, compile_config=None),
             "state.json": dict(mlp["state.json"], layer_random_states=[None]),
             "drop_arrays": True})
     noise = json.loads(json.dumps(mlp["config.json"]))
-    noise["config"]["layers"][1]["config"]["noise_shape"] = [None, 3]
+    noise["config"]["layers"][2]["config"]["noise_shape"] = [None, 3]
     yield "dropout_noise_shape_mismatch", "invalid", None, {"config.json": noise}
     nested = '{"class_name": "Sequential", "config": ' + "[" * 100_000 + "]" * 100_000 + "}"
     yield "deep_nesting", "invalid", None, {"config.json raw": nested}
@@ -402,9 +408,7 @@ def _table_bases(directory):
     os.makedirs(folder)
     bases = {}
     for name in hostile_configs.LAYER_SAMPLES:
-        build_shape, layers = hostile_configs.layer_model_spec(name)
-        model = minidl.models.model_from_json(json.dumps({"class_name": "Sequential", "config": {
-            "name": "sample", "layers": layers, "build_input_shape": build_shape}}))
+        model = hostile_configs.layer_model(name)
         bases[f"layer:{name}"] = os.path.join(folder, f"{name}.minidl")
         model.save(bases[f"layer:{name}"])
     model = minidl.Sequential([Input((4,)), Dense(3, activation="softmax")])

@@ -51,7 +51,7 @@ class _PredictFromAnotherThread(Layer):
         super().__init__(**kwargs)
         self.wait, self.model, self.x, self.inside, self.threads = wait, None, None, 0, []
 
-    def forward(self, x, training=False):
+    def forward(self, ctx, x, training=False):
         if training and self.model is not None:
             done = threading.Event()
             thread = threading.Thread(target=lambda: (self.model.predict(self.x, verbose=0),
@@ -61,7 +61,7 @@ class _PredictFromAnotherThread(Layer):
             self.inside += done.wait(self.wait)
         return x
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, ctx, dy, need_input_grad=True):
         return dy
 
 

@@ -14,7 +14,7 @@ from minidl.layers import Dense, Input
 from minidl.saving import InvalidModelFileError
 
 import hostile_configs
-from hostile_configs import LAYER_SAMPLES, all_edits, edited, layer_model_spec
+from hostile_configs import LAYER_SAMPLES, all_edits, edited, layer_model
 
 minidl.set_num_threads(1)
 
@@ -41,9 +41,7 @@ def saved(tmp_path_factory):
     directory = tmp_path_factory.mktemp("bases")
     files = {}
     for name in LAYER_SAMPLES:
-        build_shape, layers = layer_model_spec(name)
-        model = minidl.models.model_from_json(json.dumps({"class_name": "Sequential", "config": {
-            "name": "sample", "layers": layers, "build_input_shape": build_shape}}))
+        model = layer_model(name)
         model.save(directory / f"{name}.minidl")
         files[f"layer:{name}"] = _members(directory / f"{name}.minidl")
     model = minidl.Sequential([Input((4,)), Dense(3, activation="softmax")])
@@ -93,7 +91,8 @@ def test_the_table_covers_each_field_of_each_sample():
     edited_fields = {(edit.base, edit.field) for edit in _EDITS}
     for name in LAYER_SAMPLES:
         _, layer = hostile_configs.sample_layer(name)
-        for field in [*layer.get_config(), "input_shape"]:
+        model = name in ("Sequential", "Model")   # models take no input_shape argument
+        for field in [*layer.get_config(), *([] if model else ["input_shape"])]:
             assert (f"layer:{name}", field) in edited_fields, (name, field)
 
 
@@ -106,7 +105,9 @@ def test_dropout_noise_shape_is_checked_when_a_file_is_loaded(saved, tmp_path, n
     members = json.loads(json.dumps({k: v for k, v in saved["layer:Dropout"].items()
                                      if k.endswith(".json")}))
     members = {**saved["layer:Dropout"], **members}
-    members["config.json"]["config"]["layers"][0]["config"]["noise_shape"] = noise_shape
+    dropout = next(spec for spec in members["config.json"]["config"]["layers"]
+                   if spec["class_name"] == "Dropout")
+    dropout["config"]["noise_shape"] = noise_shape
     with pytest.raises(InvalidModelFileError, match=match):
         minidl.models.load_model(_write(members, tmp_path / "d.minidl"))
 

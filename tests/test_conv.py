@@ -19,9 +19,9 @@ import pytest
 import minidl
 from minidl._ref import convolution as ref
 from minidl._ref.gradcheck import assert_close, check_layer_gradients
-from minidl.layers import (AveragePooling2D, BatchNormalization, Conv1D, Conv2D, Dense, Dropout,
-                           Flatten, GlobalAveragePooling1D, GlobalMaxPooling2D, MaxPooling1D,
-                           MaxPooling2D)
+from minidl.layers import (AveragePooling2D, BatchNormalization, CallContext, Conv1D, Conv2D,
+                           Dense, Dropout, Flatten, GlobalAveragePooling1D, GlobalMaxPooling2D,
+                           MaxPooling1D, MaxPooling2D)
 from minidl.layers import get as get_layer
 from minidl.models import Sequential, load_model
 from minidl.utils import set_random_seed
@@ -222,19 +222,20 @@ def check_conv_against_reference(layer, x, kernel, bias, forward, backward, args
     y = layer(x)
     assert y.dtype == np.dtype(layer.dtype)
     assert_close(y, np.maximum(z, 0) if relu else z, mag, rtol, f"{layer.name}: output")
-    assert_close(layer.forward(x.astype(layer.dtype), training=True),
+    ctx = CallContext(layer)
+    assert_close(ctx.forward(x.astype(layer.dtype), training=True),
                  np.maximum(z, 0) if relu else z, mag, rtol, f"{layer.name}: training output")
     dy = data(z.shape, 9).astype(layer.dtype)
     dz = dy * (y > 0) if relu else dy   # the layer's own relu mask
-    dx = layer.backward(dy.copy(), need_input_grad=True)
+    dx = ctx.backward(dy.copy(), need_input_grad=True)
     assert dx.dtype == np.dtype(layer.dtype) and dx.shape == x.shape
     want = backward(x, kernel, dz, *args)
     mags = backward(np.abs(x), np.abs(kernel), np.abs(dz), *args)
     assert_close(dx, want[0], mags[0], rtol, f"{layer.name}: dx")
-    assert_close(layer.grads[0], want[1], mags[1], rtol, f"{layer.name}: dkernel")
+    assert_close(ctx.grads[0], want[1], mags[1], rtol, f"{layer.name}: dkernel")
     if bias is not None:
-        assert_close(layer.grads[1], want[2], mags[2], rtol, f"{layer.name}: dbias")
-    assert len(layer.grads) == (2 if bias is not None else 1)
+        assert_close(ctx.grads[1], want[2], mags[2], rtol, f"{layer.name}: dbias")
+    assert len(ctx.grads) == (2 if bias is not None else 1)
 
 
 def _set_random_weights(layer, kernel_shape, filters, use_bias, seed):
@@ -315,18 +316,21 @@ def test_conv_training_buffers_follow_the_batch_size(make, shape):
     # larger one, must give what a fresh layer gives
     layer = make()
     layer(np.zeros((1,) + shape))
+    ctx = CallContext(layer)   # one context, its buffers reused from batch to batch
     for n, seed in ((5, 1), (3, 2), (5, 3), (1, 4), (7, 5)):
         x = data((n,) + shape, seed)
-        y = layer.forward(x, training=True).copy()
+        y = ctx.forward(x, training=True).copy()
         dy = data(y.shape, seed + 10)
-        dx = layer.backward(dy.copy()).copy()
-        grads = [g.copy() for g in layer.grads]
+        dx = ctx.backward(dy.copy()).copy()
+        grads = [g.copy() for g in ctx.grads]
         fresh = make()
         fresh(x[:1])
         fresh.set_weights(layer.get_weights())
-        np.testing.assert_array_equal(y, fresh.forward(x, training=True), err_msg=f"y, n={n}")
-        np.testing.assert_array_equal(dx, fresh.backward(dy.copy()), err_msg=f"dx, n={n}")
-        for a, b in zip(grads, fresh.grads):
+        fresh_ctx = CallContext(fresh)
+        np.testing.assert_array_equal(y, fresh_ctx.forward(x, training=True),
+                                      err_msg=f"y, n={n}")
+        np.testing.assert_array_equal(dx, fresh_ctx.backward(dy.copy()), err_msg=f"dx, n={n}")
+        for a, b in zip(grads, fresh_ctx.grads):
             np.testing.assert_array_equal(a, b, err_msg=f"grads, n={n}")
 
 
@@ -376,13 +380,14 @@ def test_conv_first_layer_skips_input_gradient():
     dy = data((3, 5, 6, 4), 13)
     layer = Conv2D(4, 3, padding="same", activation="relu", dtype="float64")
     layer(x)
-    layer.forward(x, training=True)
-    full = layer.backward(dy.copy(), need_input_grad=True)
-    grads = [g.copy() for g in layer.grads]
-    layer.forward(x, training=True)
-    assert layer.backward(dy.copy(), need_input_grad=False) is None
+    ctx = CallContext(layer)
+    ctx.forward(x, training=True)
+    full = ctx.backward(dy.copy(), need_input_grad=True)
+    grads = [g.copy() for g in ctx.grads]
+    ctx.forward(x, training=True)
+    assert ctx.backward(dy.copy(), need_input_grad=False) is None
     assert full is not None
-    for a, b in zip(grads, layer.grads):
+    for a, b in zip(grads, ctx.grads):
         np.testing.assert_array_equal(a, b)
 
 
@@ -394,10 +399,11 @@ def test_conv_float32_training_matches_float64():
         layer = Conv2D(5, 3, strides=2, padding="same", activation="gelu", dtype=dtype,
                        kernel_initializer=minidl.initializers.GlorotUniform(seed=3))
         layer(x[:1].astype(dtype))
-        y = layer.forward(x.astype(dtype), training=True)
-        dx = layer.backward(dy.astype(dtype))
-        assert y.dtype == dtype and dx.dtype == dtype and layer.grads[0].dtype == dtype
-        out[dtype] = (y.copy(), dx.copy(), layer.grads[0].copy(), layer.grads[1].copy())
+        ctx = CallContext(layer)
+        y = ctx.forward(x.astype(dtype), training=True)
+        dx = ctx.backward(dy.astype(dtype))
+        assert y.dtype == dtype and dx.dtype == dtype and ctx.grads[0].dtype == dtype
+        out[dtype] = (y.copy(), dx.copy(), ctx.grads[0].copy(), ctx.grads[1].copy())
     for a, b in zip(out["float32"], out["float64"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
@@ -409,12 +415,13 @@ def test_conv2d_layer_matches_torch_same_stride2_dilation2():
     layer = Conv2D(4, 3, strides=2, padding="same", dilation_rate=2, dtype="float64",
                    bias_initializer="random_normal")
     layer(x)
-    y = layer.forward(x, training=True)
+    ctx = CallContext(layer)
+    y = ctx.forward(x, training=True)
     dy = data(y.shape, 17)
-    dx = layer.backward(dy.copy())
+    dx = ctx.backward(dy.copy())
     kernel, bias = layer.get_weights()
     want = torch_conv2d(x, kernel, bias, dy, (2, 2), "same", (2, 2))
-    for got, expected, what in zip((y, dx, *layer.grads), want, ("y", "dx", "dkernel", "dbias")):
+    for got, expected, what in zip((y, dx, *ctx.grads), want, ("y", "dx", "dkernel", "dbias")):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-9, err_msg=what)
 
 
@@ -423,12 +430,13 @@ def test_conv1d_layer_matches_torch_causal():
     layer = Conv1D(4, 3, padding="causal", dilation_rate=2, dtype="float64",
                    bias_initializer="random_normal")
     layer(x)
-    y = layer.forward(x, training=True)
+    ctx = CallContext(layer)
+    y = ctx.forward(x, training=True)
     dy = data(y.shape, 19)
-    dx = layer.backward(dy.copy())
+    dx = ctx.backward(dy.copy())
     kernel, bias = layer.get_weights()
     want = torch_conv1d(x, kernel, bias, dy, 1, "causal", 2)
-    for got, expected, what in zip((y, dx, *layer.grads), want, ("y", "dx", "dkernel", "dbias")):
+    for got, expected, what in zip((y, dx, *ctx.grads), want, ("y", "dx", "dkernel", "dbias")):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-9, err_msg=what)
 
 
@@ -458,9 +466,10 @@ def test_conv_gives_the_same_bits_for_any_thread_count(make, shape, dtype):
         set_random_seed(0)
         layer = make(dtype)
         inference = layer(x)
-        y = layer.forward(x, training=True).copy()
-        dx = layer.backward(data(y.shape, 22).astype(dtype)).copy()
-        results.append((inference, y, dx, *[g.copy() for g in layer.grads]))
+        ctx = CallContext(layer)
+        y = ctx.forward(x, training=True).copy()
+        dx = ctx.backward(data(y.shape, 22).astype(dtype)).copy()
+        results.append((inference, y, dx, *[g.copy() for g in ctx.grads]))
     for other in results[1:]:
         for a, b, what in zip(results[0], other, ("inference", "y", "dx", "dkernel", "dbias")):
             np.testing.assert_array_equal(a, b, err_msg=what)
@@ -529,7 +538,7 @@ def test_conv_weights_follow_keras():
     layer(np.zeros((1, 5, 5, 4), np.float32))
     assert layer.param_names == ["kernel", "bias"]
     assert [p.shape for p in layer.params] == [(3, 2, 4, 8), (8,)]
-    assert [g.shape for g in layer.grads] == [(3, 2, 4, 8), (8,)]
+    assert [g.shape for g in CallContext(layer).grads] == [(3, 2, 4, 8), (8,)]
     kernel, bias = layer.get_weights()
     assert kernel.dtype == np.float32
     np.testing.assert_array_equal(bias, 0)
@@ -777,12 +786,22 @@ def test_cnn_learns_a_spatial_pattern():
     assert model.evaluate(x, y, verbose=0)[1] > 0.9
 
 
-def test_relu_then_max_pool_is_fused_and_gives_the_same_bits():
+def _fused_pools(model):
+    """The indices in ``model.layers`` of the max poolings that the training plan fuses with
+    the ReLU layer before them (rewrites.ReluMaxPoolStep)."""
+    from minidl.models.rewrites import ReluMaxPoolStep
+    plan = model._plan(model._compiled.losses)
+    pools = [id(step.pool.layer) for step in plan.steps if isinstance(step, ReluMaxPoolStep)]
+    return {i for i, layer in enumerate(model.layers) if id(layer) in pools}
+
+
+def test_relu_then_max_pool_is_fused_and_gives_the_same_bits(monkeypatch):
     """The training loop runs a ReLU layer and the max pooling after it as one
-    (trainer._relu_then_max_pool): pooling before the bias and ReLU, and the pre-activation
+    (rewrites.relu_then_max_pool): pooling before the bias and ReLU, and the pre-activation
     gradient straight from the pooling's scatter. Loss, gradients and the updated weights
     must equal, bit for bit, running the layers one by one."""
     from minidl.layers import Activation, Input
+    from minidl.models import rewrites
     rng = np.random.default_rng(5)
     x = rng.standard_normal((16, 12, 12, 2)).astype(np.float32)
     y = rng.integers(0, 5, 16)
@@ -796,14 +815,17 @@ def test_relu_then_max_pool_is_fused_and_gives_the_same_bits():
         m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
         return m
 
-    fused, plain = model(), model()
-    assert fused._through_relu == {1, 4, 6}   # the pooling layers' indices
-    plain._through_relu = set()
+    fused = model()
+    assert _fused_pools(fused) == {1, 4, 6}   # the pooling layers' indices
+    with monkeypatch.context() as patch:   # the plain model's plan without the fusion
+        patch.setattr(rewrites, "RULES", [rule for rule in rewrites.RULES
+                                          if rule is not rewrites.relu_then_max_pool])
+        plain = model()   # (compile builds the plan, which the model keeps)
+        assert _fused_pools(plain) == set()
     assert fused.train_on_batch(x, y) == plain.train_on_batch(x, y)
     for mine, theirs in zip(fused.get_weights(), plain.get_weights()):
         assert np.array_equal(mine, theirs)
-    grads = [(a, b) for la, lb in zip(fused.layers, plain.layers)
-             for a, b in zip(la.grads, lb.grads)]
+    grads = list(zip(fused._gradients(), plain._gradients()))
     assert len(grads) == 8 and all(np.array_equal(a, b) for a, b in grads)
 
 
@@ -813,7 +835,8 @@ def test_conv_training_step_on_an_empty_batch(make):
     layer = make()
     shape = (5, 5, 2) if isinstance(layer, Conv2D) else (5, 2)
     layer.build(shape)
-    y = layer.forward(np.zeros((0,) + shape), training=True)
+    ctx = CallContext(layer)
+    y = ctx.forward(np.zeros((0,) + shape), training=True)
     assert y.shape == (0,) + layer.compute_output_shape(shape)
-    assert layer.backward(np.zeros(y.shape)).shape == (0,) + shape
-    assert not layer.grads[0].any() and not layer.grads[1].any()
+    assert ctx.backward(np.zeros(y.shape)).shape == (0,) + shape
+    assert not ctx.grads[0].any() and not ctx.grads[1].any()

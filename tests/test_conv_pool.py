@@ -1,6 +1,6 @@
 """The convolution fused with its max pooling (csrc/conv_pool.c): the kernels against the
-unfused layers' kernels, errors, thread-count determinism, and the training loop's direct
-path (``model._pool_directly``) against the old one.
+unfused layers' kernels, errors, thread-count determinism, and the training plan's direct
+path (``models.rewrites.ReluMaxPoolStep`` with ``direct``) against the old one.
 
 ``conv_max_pool_forward`` promises the *same bits* as im2col + GEMM + max_pool_forward
 (pool strides = pool size, no padding): each convolution output is the GEMM's FMA chain over
@@ -25,6 +25,7 @@ from minidl._core import _conv as kernels
 from minidl.layers import (Conv1D, Conv2D, Dense, Flatten, Input, MaxPooling1D,
                            MaxPooling2D)
 from minidl.models import Sequential
+from minidl.models.rewrites import ReluMaxPoolStep
 from minidl.ops import gemm
 from minidl.utils import set_random_seed
 
@@ -483,12 +484,56 @@ def _cnn(layers, optimizer="sgd", seed=1):
     return model
 
 
+def _fused_pools(model):
+    """The training plan's ReLU + max pooling steps (rewrites.ReluMaxPoolStep), keyed by the
+    index of their pooling layer in ``model.layers``."""
+    plan = model._plan(model._compiled.losses)
+    index = {id(layer): i for i, layer in enumerate(model.layers)}
+    return {index[id(step.pool.layer)]: step for step in plan.steps
+            if isinstance(step, ReluMaxPoolStep)}
+
+
+def _may_pool_directly(model):
+    """The poolings fused with a layer whose input needs no gradient: the pairs allowed to
+    pool directly (the layer then does when it can: ``can_pool_directly``)."""
+    return {i for i, step in _fused_pools(model).items() if not step.need_input_grads[0]}
+
+
+def _direct_layer(model, pool_index):
+    """The layer that the pooling at ``pool_index`` pools directly in training (with
+    conv_pool.c, never forming the un-pooled output), or None."""
+    step = _fused_pools(model).get(pool_index)
+    return step.first.layer if step is not None and step.direct else None
+
+
+def _old_path(model):
+    """Make ``model`` train on the old path: its ReLU + max pooling steps pool the layer's
+    output (conv GEMM, then the pooling), never directly, in every plan it builds."""
+    build = model._plan
+
+    def plan(losses=None):
+        built = build(losses)
+        for step in built.steps:
+            if isinstance(step, ReluMaxPoolStep):
+                step.direct = False
+        return built
+
+    model._plan = plan
+
+
 def _pair(layers, optimizer="sgd"):
     """Two identically seeded models: the first may pool directly, the second runs the
     old path (conv GEMM, then the pooling of its output)."""
     direct, plain = _cnn(layers, optimizer), _cnn(layers, optimizer)
-    plain._pool_directly = set()
+    _old_path(plain)
     return direct, plain
+
+
+def _layer_grads(model):
+    """Each of ``model.layers``' gradient arrays of the last training step (aligned with
+    its ``params``; none for a layer the optimizer does not update)."""
+    grads = dict(zip(map(id, model.trainable_weights), model._gradients()))
+    return [[grads[id(p)] for p in layer.params if id(p) in grads] for layer in model.layers]
 
 
 def _batch(shape, n=8, classes=10, seed=0):
@@ -501,9 +546,11 @@ def _assert_one_step_agrees(direct, plain, x, y, fused_conv, tol):
     updated weights of the directly pooled convolutions close, the others' bit-identical."""
     before = [w.copy() for w in direct.get_weights()]
     assert direct.train_on_batch(x, y) == plain.train_on_batch(x, y)
-    for index, (mine, theirs) in enumerate(zip(direct.layers, plain.layers)):
+    layer_grads = zip(_layer_grads(direct), _layer_grads(plain))
+    for index, (mine, theirs, (my_grads, their_grads)) in enumerate(
+            zip(direct.layers, plain.layers, layer_grads)):
         for what, a, b in itertools.chain(
-                zip(("d_kernel", "d_bias"), mine.grads, theirs.grads),
+                zip(("d_kernel", "d_bias"), my_grads, their_grads),
                 zip(("kernel", "bias"), mine.get_weights(), theirs.get_weights())):
             where = f"layer {index} ({mine.name}) {what}"
             if index in fused_conv:
@@ -560,13 +607,13 @@ def test_direct_pooling_in_training_agrees_with_the_old_path(name, dtype):
     padding, three channels with a 3x3 pool, strides and a (1, 2) pool, a regularizer."""
     layers, shape, optimizer = MODELS[name]
     direct, plain = _pair(layers(dtype), optimizer)
-    assert direct._pool_directly == {1}   # the second block's input gradient is needed
+    assert _may_pool_directly(direct) == {1}   # the second block's input gradient is needed
     x, y = _batch(shape)
     _assert_one_step_agrees(direct, plain, x, y, fused_conv={0},
                             tol=1e-12 if dtype == "float64" else 1e-5)
-    assert direct.layers[1]._direct_layer is direct.layers[0]
-    assert direct.layers[3]._direct_layer is None
-    assert plain.layers[1]._direct_layer is None
+    assert _direct_layer(direct, 1) is direct.layers[0]
+    assert _direct_layer(direct, 3) is None
+    assert _direct_layer(plain, 1) is None
 
 
 @pytest.mark.parametrize("pool", [
@@ -580,7 +627,7 @@ def test_pools_that_do_not_tile_take_the_old_path(pool):
                                       shape=(15, 15, 1)))
     x, y = _batch((15, 15, 1))
     _assert_one_step_agrees(direct, plain, x, y, fused_conv=(), tol=0)
-    assert direct.layers[1]._direct_layer is None
+    assert _direct_layer(direct, 1) is None
 
 
 def test_a_first_convolution_with_a_large_patch_takes_the_old_path():
@@ -591,10 +638,10 @@ def test_a_first_convolution_with_a_large_patch_takes_the_old_path():
     layers = lambda: [Input((12, 12, 16)), Conv2D(4, 3, activation="relu"),   # noqa: E731
                       MaxPooling2D(), Flatten(), Dense(10, activation="softmax")]
     direct, plain = _pair(layers)
-    assert direct._pool_directly == {1}
+    assert _may_pool_directly(direct) == {1}
     x, y = _batch((12, 12, 16))
     _assert_one_step_agrees(direct, plain, x, y, fused_conv=(), tol=0)
-    assert direct.layers[1]._direct_layer is None
+    assert _direct_layer(direct, 1) is None
 
 
 def test_a_frozen_first_convolution_still_trains_through_the_direct_path():
@@ -607,13 +654,13 @@ def test_a_frozen_first_convolution_still_trains_through_the_direct_path():
                       Conv2D(8, 3, activation="relu"), MaxPooling2D(), Flatten(),
                       Dense(10, activation="softmax")]
     direct, plain = _pair(layers)
-    assert direct._pool_directly == {1, 3}
+    assert _may_pool_directly(direct) == {1, 3}
     frozen = [w.copy() for w in direct.layers[0].get_weights()]
     second = direct.layers[2].get_weights()[0].copy()
     x, y = _batch((28, 28, 1))
     _assert_one_step_agrees(direct, plain, x, y, fused_conv={2}, tol=1e-5)
-    assert direct.layers[1]._direct_layer is direct.layers[0]
-    assert direct.layers[3]._direct_layer is direct.layers[2]
+    assert _direct_layer(direct, 1) is direct.layers[0]
+    assert _direct_layer(direct, 3) is direct.layers[2]
     for step in range(3):
         x, y = _batch((28, 28, 1), seed=step + 1)
         assert np.isfinite(direct.train_on_batch(x, y))
@@ -634,7 +681,7 @@ def test_training_on_the_direct_path_gives_the_same_bits_for_any_thread_count():
             model = _cnn(_two_blocks(lambda d: Conv2D(8, 3, activation="relu", **d)))
             for step in range(3):
                 model.train_on_batch(*_batch((28, 28, 1), n=16, seed=step))
-            assert model.layers[1]._direct_layer is model.layers[0]
+            assert _direct_layer(model, 1) is model.layers[0]
             results.append(model.get_weights())
     finally:
         minidl.set_num_threads(before)

@@ -33,7 +33,7 @@ def test_one_epoch_learns(subset, capsys):
     model, loss, accuracy, seconds = mnist_cnn.train(*subset, epochs=1, verbose=2)
     assert accuracy >= 0.6, accuracy   # chance is 0.1
     assert np.isfinite(loss) and seconds > 0
-    assert model.output_shape == (10,)
+    assert model.output_shape == (None, 10)
     out = capsys.readouterr().out
     assert out.count("Epoch ") == 1 and "val_accuracy" in out
 

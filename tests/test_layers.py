@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minidl import activations, initializers
-from minidl.layers import Activation, Dense, Flatten, Input, InputLayer, Reshape
+from minidl.layers import Activation, CallContext, Dense, Flatten, Input, InputLayer, Reshape
 from minidl.layers import get as get_layer
 from minidl._ref.gradcheck import check_layer_gradients
 
@@ -51,13 +51,14 @@ def test_dense_first_layer_skips_input_gradient():
     layer = Dense(2, activation="tanh", dtype="float64")
     layer(x)
     dy = rng.standard_normal((6, 2))
-    layer.forward(x, training=True)
-    full = layer.backward(dy.copy(), need_input_grad=True)
-    grads = [g.copy() for g in layer.grads]
-    layer.forward(x, training=True)
-    assert layer.backward(dy.copy(), need_input_grad=False) is None
+    ctx = CallContext(layer)
+    ctx.forward(x, training=True)
+    full = ctx.backward(dy.copy(), need_input_grad=True)
+    grads = [g.copy() for g in ctx.grads]
+    ctx.forward(x, training=True)
+    assert ctx.backward(dy.copy(), need_input_grad=False) is None
     assert full is not None
-    for a, b in zip(grads, layer.grads):
+    for a, b in zip(grads, ctx.grads):
         np.testing.assert_array_equal(a, b)
 
 
@@ -66,12 +67,13 @@ def test_dense_backward_preactivation_is_the_linear_backward():
     x = rng.standard_normal((6, 3))
     layer = Dense(4, activation="softmax", dtype="float64")
     layer(x)
-    layer.forward(x, training=True)
+    ctx = CallContext(layer)
+    ctx.forward(x, training=True)
     dz = rng.standard_normal((6, 4))
-    dx = layer.backward_preactivation(dz.copy())
+    dx = layer.backward_preactivation(ctx, dz.copy())
     kernel, _ = layer.get_weights()
-    np.testing.assert_allclose(layer.grads[0], x.T @ dz, rtol=1e-12)
-    np.testing.assert_allclose(layer.grads[1], dz.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(ctx.grads[0], x.T @ dz, rtol=1e-12)
+    np.testing.assert_allclose(ctx.grads[1], dz.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(dx, dz @ kernel.T, rtol=1e-12)
 
 
@@ -84,10 +86,11 @@ def test_dense_float32_training_matches_float64():
         layer = Dense(3, activation="gelu", dtype=dtype,
                       kernel_initializer=initializers.GlorotUniform(seed=3))
         layer(x[:1].astype(dtype))
-        y = layer.forward(x.astype(dtype), training=True)
-        dx = layer.backward(dy.astype(dtype))
-        assert y.dtype == dtype and dx.dtype == dtype and layer.grads[0].dtype == dtype
-        out[dtype] = (y.copy(), dx.copy(), layer.grads[0].copy())
+        ctx = CallContext(layer)
+        y = ctx.forward(x.astype(dtype), training=True)
+        dx = ctx.backward(dy.astype(dtype))
+        assert y.dtype == dtype and dx.dtype == dtype and ctx.grads[0].dtype == dtype
+        out[dtype] = (y.copy(), dx.copy(), ctx.grads[0].copy())
     for a, b in zip(out["float32"], out["float64"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
@@ -255,11 +258,14 @@ def test_layer_call_accepts_any_layout_and_dtype():
 
 
 def test_input_layer():
-    layer = Input((28, 28))
+    # Input returns the symbolic tensor of a new InputLayer (as in Keras 3), whose config
+    # stores the shape with the batch dimension (batch_shape).
+    tensor = Input((28, 28))
+    layer = tensor._keras_history.operation
     assert isinstance(layer, InputLayer)
-    assert layer.input_shape == (28, 28)
+    assert tensor.shape == (None, 28, 28) and layer.built_input_shape == (28, 28)
     config = layer.get_config()
-    assert config["shape"] == [28, 28]
+    assert config["batch_shape"] == [None, 28, 28]
     assert InputLayer.from_config(config).get_config() == config
     with pytest.raises(ValueError, match="shape"):
         InputLayer()

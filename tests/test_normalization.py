@@ -11,8 +11,8 @@ import minidl
 from minidl import optimizers, regularizers
 from minidl._core import _normalization as kernels
 from minidl._ref import normalization as ref
-from minidl.layers import (BatchNormalization, Dense, Dropout, LayerNormalization,
-                           get as get_layer)
+from minidl.layers import (BatchNormalization, CallContext, Dense, Dropout,
+                           LayerNormalization, get as get_layer)
 from minidl.models import Sequential
 from minidl._ref.gradcheck import numeric_grad
 
@@ -35,10 +35,11 @@ def check_training_gradients(layer, x, seed=0):
     ``sum(layer(x, training=True) * w)``, for x and every trainable weight."""
     w = np.random.default_rng(seed).standard_normal(x.shape)
     layer(x, training=True)  # builds
-    layer.forward(x, training=True)
-    dx = layer.backward(w.copy(), need_input_grad=True)
+    ctx = CallContext(layer)
+    ctx.forward(x, training=True)
+    dx = ctx.backward(w.copy(), need_input_grad=True)
     assert dx.shape == x.shape
-    dx, grads = dx.copy(), [g.copy() for g in layer.grads]
+    dx, grads = dx.copy(), [g.copy() for g in ctx.grads]
 
     def scalar():
         return float(np.sum(layer(x, training=True) * w))
@@ -196,12 +197,13 @@ def test_frozen_batch_norm_runs_inference_and_its_gradient_matches():
     layer.set_weights([rng.standard_normal(3), rng.standard_normal(3), rng.standard_normal(3),
                        rng.random(3) + 0.5])
     before = layer.get_weights()
-    y = layer.forward(x, training=True)
+    ctx = CallContext(layer)
+    y = ctx.forward(x, training=True)
     np.testing.assert_allclose(y, layer(x), rtol=1e-14)   # moving statistics, as Keras
     for got, want in zip(layer.get_weights(), before):
         np.testing.assert_array_equal(got, want)          # state is frozen too
     w = rng.standard_normal(x.shape)
-    dx = layer.backward(w, need_input_grad=True)
+    dx = ctx.backward(w, need_input_grad=True)
     np.testing.assert_allclose(dx, numeric_grad(lambda: float(np.sum(layer(x) * w)), x),
                                rtol=1e-6, atol=1e-8)
 
@@ -224,14 +226,16 @@ def test_first_layer_skips_the_input_gradient_but_fills_gamma_and_beta():
     for layer in (BatchNormalization(dtype="float64"), LayerNormalization(dtype="float64")):
         x = data((5, 3))
         layer(x)
-        layer.forward(x, training=True)
-        assert layer.backward(np.ones((5, 3)), need_input_grad=False) is None
+        ctx = CallContext(layer)
+        ctx.forward(x, training=True)
+        assert ctx.backward(np.ones((5, 3)), need_input_grad=False) is None
         full = LayerNormalization if isinstance(layer, LayerNormalization) else BatchNormalization
         other = full(dtype="float64")
         other(x)
-        other.forward(x, training=True)
-        other.backward(np.ones((5, 3)))
-        for a, b in zip(layer.grads, other.grads):
+        other_ctx = CallContext(other)
+        other_ctx.forward(x, training=True)
+        other_ctx.backward(np.ones((5, 3)))
+        for a, b in zip(ctx.grads, other_ctx.grads):
             np.testing.assert_array_equal(a, b)
 
 
@@ -273,7 +277,8 @@ def test_batch_norm_inference_uses_moving_statistics():
     layer.set_weights([gamma, beta, mm, mv])
     expected = gamma * (x - mm) / np.sqrt(mv + 0.01) + beta
     np.testing.assert_allclose(layer(x), expected, rtol=1e-13)
-    np.testing.assert_allclose(layer.forward(x, training=False), expected, rtol=1e-13)
+    np.testing.assert_allclose(CallContext(layer, record=False).forward(x, training=False),
+                               expected, rtol=1e-13)
     for got, want in zip(layer.get_weights(), [gamma, beta, mm, mv]):  # inference changes nothing
         np.testing.assert_array_equal(got, want)
 
@@ -297,9 +302,10 @@ def test_float32_training_matches_float64(make):
     out = {}
     for dtype in ("float32", "float64"):
         layer = make(dtype)
-        y = layer(x.astype(dtype), training=True)
-        dx = layer.backward(dy.astype(dtype))
-        out[dtype] = (y, dx, *layer.grads)
+        ctx = CallContext(layer)
+        y = ctx.forward(x.astype(dtype), training=True)
+        dx = ctx.backward(dy.astype(dtype))
+        out[dtype] = (y, dx, *ctx.grads)
     for a, b in zip(out["float32"], out["float64"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
@@ -311,7 +317,8 @@ def test_batch_norm_weights_follow_keras_order_and_counts():
     layer(np.zeros((2, 5), np.float32))
     assert layer.weight_names == ["gamma", "beta", "moving_mean", "moving_variance"]
     assert [w.shape for w in layer.get_weights()] == [(5,)] * 4
-    assert len(layer.params) == len(layer.grads) == 2   # only gamma, beta reach the optimizer
+    # only gamma, beta reach the optimizer
+    assert len(layer.params) == len(CallContext(layer).grads) == 2
     assert layer.count_params() == 20
     assert (layer.trainable_count(), layer.non_trainable_count()) == (10, 10)
     assert [w is p for w, p in zip(layer.weights, layer.params)] == [True, True]

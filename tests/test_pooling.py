@@ -21,11 +21,11 @@ import pytest
 import minidl
 from minidl._ref import convolution as ref
 from minidl._ref.gradcheck import assert_close, check_layer_gradients
-from minidl.layers import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, Conv2D,
-                           Dense, GlobalAveragePooling1D, GlobalAveragePooling2D,
-                           GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
-                           GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
-                           MaxPooling1D, MaxPooling2D)
+from minidl.layers import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
+                           CallContext, Conv2D, Dense, GlobalAveragePooling1D,
+                           GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D,
+                           GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
+                           GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
 from minidl.layers import get as get_layer
 from minidl.models import Sequential, load_model
 from minidl.utils import set_random_seed
@@ -207,10 +207,11 @@ def check_pool_against_reference(layer, x, forward, backward, args, rtol):
     assert y.dtype == np.dtype(layer.dtype)
     assert_close(y, want, forward(np.abs(x), *args), rtol, f"{layer.name}: output")
     xl = x.astype(layer.dtype)
-    assert_close(layer.forward(xl, training=True), want, forward(np.abs(x), *args), rtol,
+    ctx = CallContext(layer)
+    assert_close(ctx.forward(xl, training=True), want, forward(np.abs(x), *args), rtol,
                  f"{layer.name}: training output")
     dy = data(want.shape, 9).astype(layer.dtype)
-    dx = layer.backward(dy.copy(), need_input_grad=True)
+    dx = ctx.backward(dy.copy(), need_input_grad=True)
     assert dx.dtype == np.dtype(layer.dtype) and dx.shape == x.shape
     # magnitude: the same backward of |dy| (random data: no ties for max pooling)
     assert_close(dx, backward(x, dy, *args), backward(x, np.abs(dy), *args), rtol,
@@ -261,9 +262,10 @@ def test_global_pooling_layer_matches_reference(layer_cls, shape, keepdims, dtyp
     y = layer(x)
     assert y.dtype == np.dtype(dtype)
     assert_close(y, want, forward(np.abs(x), keepdims), RTOL[dtype], "output")
-    layer.forward(x.astype(dtype), training=True)
+    ctx = CallContext(layer)
+    ctx.forward(x.astype(dtype), training=True)
     dy = data(want.shape, 11).astype(dtype)
-    dx = layer.backward(dy.copy())
+    dx = ctx.backward(dy.copy())
     assert dx.shape == x.shape and dx.dtype == np.dtype(dtype)
     assert_close(dx, backward(x, dy), np.abs(backward(x, dy)), RTOL[dtype], "dx")
 
@@ -272,15 +274,17 @@ def test_max_pooling_gradient_goes_to_the_first_maximum():
     x = np.array([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]).reshape(1, 3, 3, 1)
     layer = MaxPooling2D(2, strides=1, dtype="float64")   # overlapping windows
     layer(x)
-    layer.forward(x, training=True)
-    dx = layer.backward(np.array([[1.0, 2.0], [4.0, 8.0]]).reshape(1, 2, 2, 1))
+    ctx = CallContext(layer)
+    ctx.forward(x, training=True)
+    dx = ctx.backward(np.array([[1.0, 2.0], [4.0, 8.0]]).reshape(1, 2, 2, 1))
     # every window's first maximum (row-major): (0,0), (0,1), (1,0), (1,2)
     np.testing.assert_array_equal(dx[0, :, :, 0], [[1, 2, 0], [4, 0, 8], [0, 0, 0]])
     seq = MaxPooling1D(3, strides=1, dtype="float64")
     s = np.array([2.0, 2.0, 2.0, 1.0, 2.0]).reshape(1, 5, 1)
     seq(s)
-    seq.forward(s, training=True)
-    np.testing.assert_array_equal(seq.backward(np.array([1.0, 2.0, 4.0]).reshape(1, 3, 1))
+    seq_ctx = CallContext(seq)
+    seq_ctx.forward(s, training=True)
+    np.testing.assert_array_equal(seq_ctx.backward(np.array([1.0, 2.0, 4.0]).reshape(1, 3, 1))
                                   .ravel(), [1, 2, 4, 0, 0])
 
 
@@ -293,14 +297,16 @@ def test_max_pooling_ties_follow_the_reference(pool_size, strides, padding, dtyp
     layer = MaxPooling2D(pool_size, strides=strides, padding=padding, dtype=dtype)
     y = layer(x)
     np.testing.assert_array_equal(y, ref.max_pool2d_forward(x, pool_size, strides, padding))
-    layer.forward(x.astype(dtype), training=True)
+    ctx = CallContext(layer)
+    ctx.forward(x.astype(dtype), training=True)
     dy = np.random.default_rng(13).integers(1, 5, y.shape).astype(dtype)   # exact sums
-    dx = layer.backward(dy.copy())
+    dx = ctx.backward(dy.copy())
     np.testing.assert_array_equal(dx, ref.max_pool2d_backward(x, dy, pool_size, strides, padding))
     gmp = GlobalMaxPooling2D(dtype=dtype)
     gmp(x)
-    gmp.forward(x.astype(dtype), training=True)
-    np.testing.assert_array_equal(gmp.backward(np.ones((2, 3), dtype)),
+    gmp_ctx = CallContext(gmp)
+    gmp_ctx.forward(x.astype(dtype), training=True)
+    np.testing.assert_array_equal(gmp_ctx.backward(np.ones((2, 3), dtype)),
                                   ref.global_max_pool_backward(x, np.ones((2, 3))))
 
 
@@ -354,16 +360,19 @@ def test_pooling_training_buffers_follow_the_batch_size(case):
     # larger one, must give what a fresh layer gives
     _, make, shape = case
     layer = make("float64")
+    ctx = CallContext(layer)   # one context, its buffers reused from batch to batch
     for n, seed in ((5, 1), (3, 2), (5, 3), (1, 4), (7, 5)):
         x = data((n,) + shape, seed)
         layer(x[:1])
-        y = layer.forward(x, training=True).copy()
+        y = ctx.forward(x, training=True).copy()
         dy = data(y.shape, seed + 10)
-        dx = layer.backward(dy.copy()).copy()
+        dx = ctx.backward(dy.copy()).copy()
         fresh = make("float64")
         fresh(x[:1])
-        np.testing.assert_array_equal(y, fresh.forward(x, training=True), err_msg=f"y, n={n}")
-        np.testing.assert_array_equal(dx, fresh.backward(dy.copy()), err_msg=f"dx, n={n}")
+        fresh_ctx = CallContext(fresh)
+        np.testing.assert_array_equal(y, fresh_ctx.forward(x, training=True),
+                                      err_msg=f"y, n={n}")
+        np.testing.assert_array_equal(dx, fresh_ctx.backward(dy.copy()), err_msg=f"dx, n={n}")
 
 
 # ---- float64 gradient checks ----
@@ -397,15 +406,16 @@ def test_pooling_gradients(case):
     _, factory, in_shape = case
     layer = factory()
     check_layer_gradients(layer, data((2,) + in_shape, 15))
-    assert layer.params == [] and layer.grads == []
+    assert layer.params == [] and CallContext(layer).grads == []
 
 
 def test_pooling_first_layer_skips_input_gradient():
     x = data((2, 4, 4, 2), 16)
     for layer in (MaxPooling2D(dtype="float64"), GlobalAveragePooling2D(dtype="float64")):
         y = layer(x)
-        layer.forward(x, training=True)
-        assert layer.backward(np.ones_like(y), need_input_grad=False) is None
+        ctx = CallContext(layer)
+        ctx.forward(x, training=True)
+        assert ctx.backward(np.ones_like(y), need_input_grad=False) is None
 
 
 # ---- the layers against PyTorch (the 1e-5 requirement) ----
@@ -420,9 +430,10 @@ def test_pool2d_layer_matches_torch(kind, pool_size, strides, padding, size):
     x = data((2,) + size + (3,), 17)
     layer = LAYER_2D[kind](pool_size, strides=strides, padding=padding, dtype="float64")
     layer(x)
-    y = layer.forward(x, training=True)
+    ctx = CallContext(layer)
+    y = ctx.forward(x, training=True)
     dy = data(y.shape, 18)
-    dx = layer.backward(dy.copy())
+    dx = ctx.backward(dy.copy())
     want = torch_pool2d(kind, x, dy, pool_size, strides or pool_size, padding)
     np.testing.assert_allclose(y, want[0], rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(dx, want[1], rtol=1e-5, atol=1e-9)
@@ -433,9 +444,10 @@ def test_pool1d_layer_matches_torch():
     for kind, layer in (("max", MaxPooling1D(3, 2, "same", dtype="float64")),
                         ("avg", AveragePooling1D(3, 2, "same", dtype="float64"))):
         layer(x)
-        y = layer.forward(x, training=True)
+        ctx = CallContext(layer)
+        y = ctx.forward(x, training=True)
         dy = data(y.shape, 20)
-        dx = layer.backward(dy.copy())
+        dx = ctx.backward(dy.copy())
         want = torch_pool1d(kind, x, dy, 3, 2, "same")
         np.testing.assert_allclose(y, want[0], rtol=1e-5, atol=1e-9, err_msg=kind)
         np.testing.assert_allclose(dx, want[1], rtol=1e-5, atol=1e-9, err_msg=kind)
@@ -459,8 +471,9 @@ def test_pooling_gives_the_same_bits_for_any_thread_count(make, shape, dtype):
         minidl.set_num_threads(threads)
         layer = make(dtype)
         inference = layer(x)
-        y = layer.forward(x, training=True).copy()
-        dx = layer.backward(data(y.shape, 22).astype(dtype)).copy()
+        ctx = CallContext(layer)
+        y = ctx.forward(x, training=True).copy()
+        dx = ctx.backward(data(y.shape, 22).astype(dtype)).copy()
         results.append((inference, y, dx))
     for other in results[1:]:
         for a, b, what in zip(results[0], other, ("inference", "y", "dx")):

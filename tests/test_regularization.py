@@ -12,8 +12,8 @@ import minidl
 from minidl import regularizers
 from minidl._core import _regularization as kernels
 from minidl._ref import regularization as ref
-from minidl.layers import (ActivityRegularization, BatchNormalization, Dense, Dropout,
-                           get as get_layer)
+from minidl.layers import (ActivityRegularization, BatchNormalization, CallContext, Dense,
+                           Dropout, get as get_layer)
 from minidl.utils import set_random_seed
 from minidl._ref.gradcheck import numeric_grad
 
@@ -131,12 +131,12 @@ def test_dropout_is_identity_at_inference_and_inverted_in_training():
     x = data((200, 50), np.float32, 6) + 3.0
     layer = Dropout(0.25, seed=3)
     np.testing.assert_array_equal(layer(x), x)
-    assert layer.forward(x, training=False) is x          # no copy at inference
+    assert CallContext(layer, record=False).forward(x, training=False) is x   # no copy
     y = layer(x, training=True)
     kept = y != 0
     np.testing.assert_allclose(y[kept], x[kept] / 0.75, rtol=1e-6)
     assert abs(1 - kept.mean() - 0.25) < 0.02
-    assert Dropout(0.0).forward(x, training=True) is x
+    assert CallContext(Dropout(0.0)).forward(x, training=True) is x
 
 
 def test_dropout_same_seed_same_masks_and_different_steps_differ():
@@ -164,8 +164,9 @@ def test_dropout_mask_is_the_same_for_one_and_two_threads():
     for threads in (1, 2):
         minidl.set_num_threads(threads)
         layer = Dropout(0.2, seed=11)
-        y = layer(x, training=True)
-        dx = layer.backward(np.ones_like(x))
+        ctx = CallContext(layer)
+        y = ctx.forward(x, training=True)
+        dx = ctx.backward(np.ones_like(x))
         outs.append((y, dx.copy()))
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
@@ -179,21 +180,23 @@ def test_dropout_gradient_with_a_fixed_mask():
         return float(np.sum(Dropout(0.4, seed=5, dtype="float64")(x, training=True) * w))
 
     layer = Dropout(0.4, seed=5, dtype="float64")
-    y = layer(x, training=True)
-    dx = layer.backward(w.copy())
+    ctx = CallContext(layer)
+    y = ctx.forward(x, training=True)
+    dx = ctx.backward(w.copy())
     np.testing.assert_allclose(dx, numeric_grad(scalar, x), rtol=1e-7, atol=1e-9)
     np.testing.assert_array_equal(dx == 0, y == 0)
-    assert layer.backward(w, need_input_grad=False) is None
+    assert ctx.backward(w, need_input_grad=False) is None
 
 
 def test_dropout_noise_shape_broadcasts_one_mask():
     x = data((4, 5, 6), np.float64, 12) + 5.0
     layer = Dropout(0.5, noise_shape=(None, 1, 6), seed=1, dtype="float64")
-    y = layer(x, training=True)
+    ctx = CallContext(layer)
+    y = ctx.forward(x, training=True)
     dropped = y == 0
     assert dropped.any() and (~dropped).any()
     assert (dropped == dropped[:, :1, :]).all()            # same units at every timestep
-    dx = layer.backward(np.ones_like(x))
+    dx = ctx.backward(np.ones_like(x))
     np.testing.assert_array_equal(dx == 0, dropped)
     with pytest.raises(ValueError, match=r"noise_shape=\(None, 2, 6\).*does not broadcast"):
         Dropout(0.5, noise_shape=(None, 2, 6))(x, training=True)
@@ -219,11 +222,12 @@ def test_dropout_noise_shape_is_checked_when_the_model_is_built(noise_shape, mat
 def test_dropout_reuses_its_buffers():
     layer = Dropout(0.5, seed=0)
     x = np.ones((32, 64), np.float32)
-    y1 = layer.forward(x, training=True)
-    mask1 = layer._mask
-    y2 = layer.forward(x, training=True)
+    ctx = CallContext(layer)
+    y1 = ctx.forward(x, training=True)
+    mask1 = ctx.mask
+    y2 = ctx.forward(x, training=True)
     assert y1.__array_interface__["data"] == y2.__array_interface__["data"]
-    assert mask1.__array_interface__["data"] == layer._mask.__array_interface__["data"]
+    assert mask1.__array_interface__["data"] == ctx.mask.__array_interface__["data"]
 
 
 @pytest.mark.parametrize("make", [lambda: Dropout(0.2),
@@ -322,10 +326,11 @@ def test_custom_regularizer_uses_the_generic_gradient_path():
     layer = Dense(2, kernel_regularizer=L4(), dtype="float64")
     layer(np.ones((1, 3)))
     kernel = layer.kernel
-    layer.grads[0][...] = 1.0
-    value = layer.regularization_loss(accumulate_grads=True)
+    grads = CallContext(layer).grads
+    grads[0][...] = 1.0
+    value = layer.regularization_loss(grads)
     assert value == pytest.approx(0.1 * np.sum(kernel ** 4))
-    np.testing.assert_allclose(layer.grads[0], 1.0 + 0.4 * kernel ** 3)
+    np.testing.assert_allclose(grads[0], 1.0 + 0.4 * kernel ** 3)
 
 
 # ---- the regularization_loss interface ----
@@ -339,12 +344,13 @@ def test_dense_weight_penalties_and_their_gradients():
     kernel, bias = layer.get_weights()
     expected = 0.1 * np.sum(kernel ** 2) + 0.01 * np.sum(np.abs(bias))
     assert layer.regularization_loss() == pytest.approx(expected, rel=1e-12)
-    layer.forward(x, training=True)
-    layer.backward(np.ones((6, 3)))
-    data_grads = [g.copy() for g in layer.grads]
-    assert layer.regularization_loss(accumulate_grads=True) == pytest.approx(expected, rel=1e-12)
-    np.testing.assert_allclose(layer.grads[0], data_grads[0] + 0.2 * kernel, rtol=1e-13)
-    np.testing.assert_allclose(layer.grads[1], data_grads[1] + 0.01 * np.sign(bias), rtol=1e-13)
+    ctx = CallContext(layer)
+    ctx.forward(x, training=True)
+    ctx.backward(np.ones((6, 3)))
+    data_grads = [g.copy() for g in ctx.grads]
+    assert layer.regularization_loss(ctx.grads) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(ctx.grads[0], data_grads[0] + 0.2 * kernel, rtol=1e-13)
+    np.testing.assert_allclose(ctx.grads[1], data_grads[1] + 0.01 * np.sign(bias), rtol=1e-13)
     layer.trainable = False   # Keras counts the penalties of trainable weights only
     assert layer.regularization_loss() == 0.0
 
@@ -369,15 +375,16 @@ def test_dense_activity_regularization_gradients(activation):
     layer = Dense(4, activation=activation, activity_regularizer=reg,
                   bias_initializer="random_normal", dtype="float64")
 
-    def scalar():  # the data term sum(y * w) plus the activity penalty
+    def scalar():  # the data term sum(y * w) plus the activity penalty (of this call)
         y = layer(x)
-        return float(np.sum(y * w)) + layer.regularization_loss()
+        return float(np.sum(y * w)) + sum(layer.losses)
 
     layer(x)
-    y = layer.forward(x, training=True)
-    assert layer.regularization_loss() == pytest.approx(reg(y) / 5, rel=1e-12)  # / batch size
-    dx = layer.backward(w.copy()).copy()
-    grads = [g.copy() for g in layer.grads]
+    ctx = CallContext(layer)
+    y = ctx.forward(x, training=True)
+    assert layer.activity_penalty(y) == pytest.approx(reg(y) / 5, rel=1e-12)  # / batch size
+    dx = ctx.backward(w.copy()).copy()
+    grads = [g.copy() for g in ctx.grads]
     np.testing.assert_allclose(dx, numeric_grad(scalar, x), rtol=1e-6, atol=1e-8)
     for name, param, grad in zip(layer.param_names, layer.params, grads):
         np.testing.assert_allclose(grad, numeric_grad(scalar, param), rtol=1e-6, atol=1e-8,
@@ -394,11 +401,12 @@ def test_dense_activity_regularization_through_the_fused_softmax_path():
     def scalar():  # sum(z * w) + activity penalty of softmax(z)
         z = x @ layer.kernel + layer.bias
         layer(x)
-        return float(np.sum(z * w)) + layer.regularization_loss()
+        return float(np.sum(z * w)) + sum(layer.losses)
 
-    layer.forward(x, training=True)
-    dx = layer.backward_preactivation(w.copy()).copy()
-    grads = [g.copy() for g in layer.grads]
+    ctx = CallContext(layer)
+    ctx.forward(x, training=True)
+    dx = layer.backward_preactivation(ctx, w.copy()).copy()
+    grads = [g.copy() for g in ctx.grads]
     np.testing.assert_allclose(dx, numeric_grad(scalar, x), rtol=1e-6, atol=1e-8)
     for param, grad in zip(layer.params, grads):
         np.testing.assert_allclose(grad, numeric_grad(scalar, param), rtol=1e-6, atol=1e-8)
@@ -411,13 +419,14 @@ def test_activity_regularization_layer():
     assert layer.has_regularization
     np.testing.assert_array_equal(layer(x), x)
     expected = (0.1 * np.abs(x).sum() + 0.2 * np.square(x).sum()) / 4
-    assert layer.regularization_loss() == pytest.approx(expected, rel=1e-12)
+    assert layer.losses == [pytest.approx(expected, rel=1e-12)]   # the call's activity penalty
 
     def scalar():
-        return float(np.sum(layer(x) * w)) + layer.regularization_loss()
+        return float(np.sum(layer(x) * w)) + sum(layer.losses)
 
-    layer.forward(x, training=True)
-    dx = layer.backward(w.copy()).copy()
+    ctx = CallContext(layer)
+    ctx.forward(x, training=True)
+    dx = ctx.backward(w.copy()).copy()
     np.testing.assert_allclose(dx, numeric_grad(scalar, x), rtol=1e-6, atol=1e-8)
     with pytest.raises(ValueError, match="l1=-1"):
         ActivityRegularization(l1=-1)

@@ -56,8 +56,8 @@ def test_list_and_add_build_the_same_model():
 def test_input_then_flatten():
     model = Sequential([Input((28, 28)), Flatten(), Dense(10, activation="softmax")])
     assert model.built
-    assert model.input_shape == (28, 28)
-    assert model.output_shape == (10,)
+    assert model.input_shape == (None, 28, 28)
+    assert model.output_shape == (None, 10)
     assert [type(layer).__name__ for layer in model.layers] == ["Flatten", "Dense"]
     assert model.layers[1].get_weights()[0].shape == (784, 10)
     x = np.random.default_rng(0).integers(0, 256, (4, 28, 28)).astype(np.uint8)
@@ -103,7 +103,7 @@ def test_adding_n_layers_builds_each_layer_once():
             return super().compute_output_shape(input_shape)
 
     model = Sequential([Input((3, 4))] + [CountingFlatten() for _ in range(300)])
-    assert model.built and model.output_shape == (12,) and len(model.layers) == 300
+    assert model.built and model.output_shape == (None, 12) and len(model.layers) == 300
     assert len(calls) <= 2 * 300
 
 
@@ -112,17 +112,19 @@ def test_failed_add_to_a_compiled_model_leaves_it_unchanged():
     model = compiled_small()
     with pytest.raises(ValueError, match="reshape"):
         model.add(Reshape((4, 4)))   # 3 values cannot become 16
-    assert len(model.layers) == 2 and model.output_shape == (3,)
+    assert len(model.layers) == 2 and model.output_shape == (None, 3)
     model.fit(x, y, epochs=1, verbose=0)
     model.add(Activation("linear"))
-    assert model.output_shape == (3,) and len(model.layers) == 3
+    assert model.output_shape == (None, 3) and len(model.layers) == 3
     model.fit(x, y, epochs=1, verbose=0)
 
 
-def test_duplicate_layer_is_refused_after_layers_changed_directly():
+def test_duplicate_layer_is_refused_after_pop():
     first, second = Dense(3), Dense(3)
     model = Sequential([first, second])
-    model.layers.pop()
+    model.layers.pop()   # a copy, as in Keras: the model is unchanged
+    assert len(model.layers) == 2
+    assert model.pop() is second
     model.add(second)   # no longer in the model
     with pytest.raises(ValueError, match="already in this model"):
         model.add(first)
@@ -146,7 +148,7 @@ def test_lazy_build_on_first_data_equals_input_shape_build():
     assert eager.built and not lazy.built
     assert lazy.get_weights() == []
     out = lazy.predict(x, verbose=0)
-    assert lazy.built and lazy.input_shape == (12,) and lazy.output_shape == (2,)
+    assert lazy.built and lazy.input_shape == (None, 12) and lazy.output_shape == (None, 2)
     np.testing.assert_array_equal(out, eager.predict(x, verbose=0))
     for wa, wb in zip(lazy.get_weights(), eager.get_weights()):
         np.testing.assert_array_equal(wa, wb)
@@ -155,7 +157,7 @@ def test_lazy_build_on_first_data_equals_input_shape_build():
 def test_lazy_build_via_build():
     model = Sequential([Dense(4), Reshape((2, 2))])
     model.build((None, 3))
-    assert model.built and model.output_shape == (2, 2)
+    assert model.built and model.output_shape == (None, 2, 2)
     with pytest.raises(ValueError, match=r"expects input shape \(None, 3\).*\(None, 5\)"):
         model.build((None, 5))
     with pytest.raises(ValueError, match="input shape"):
@@ -176,7 +178,7 @@ def test_lazy_model_compiled_before_build_trains():
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
-    assert model.input_shape == (6,)
+    assert model.input_shape == (None, 6)
 
 
 def test_empty_model_is_an_error():
@@ -199,8 +201,8 @@ def test_call_equals_predict():
     np.testing.assert_array_equal(model(xt), model(x))
     with pytest.raises(ValueError, match="NaN"):
         model(np.full((2, 784), np.nan, np.float32))
-    with pytest.raises(ValueError, match="training=True"):
-        model(x, training=True)
+    # training=True runs the training behaviour (none in this model), as in Keras
+    np.testing.assert_array_equal(model(x, training=True), model(x))
 
 
 def test_predict_is_batch_size_independent():

@@ -1,6 +1,8 @@
 """Central-difference gradients and comparisons: the trusted side of the checks in tests/."""
 import numpy as np
 
+from minidl.layers.base import CallContext
+
 
 def numeric_grad(f, a, eps=1e-6):
     """Central differences of the scalar ``f()`` with respect to the array ``a``.
@@ -28,14 +30,15 @@ def check_layer_gradients(layer, x, seed=0):
     """
     rng = np.random.default_rng(seed)
     layer(x[:1])  # builds the layer
-    y = layer.forward(x, training=True)
+    ctx = CallContext(layer)
+    y = ctx.forward(x, training=True)
     w = rng.standard_normal(y.shape)
     np.testing.assert_allclose(y, layer(x), rtol=1e-13, atol=1e-14,
                                err_msg="training and inference forward differ")
     y = y.copy()
-    dx = layer.backward(w.copy(), need_input_grad=True)
+    dx = ctx.backward(w.copy(), need_input_grad=True)
     assert dx.shape == x.shape, f"{layer.name}: input gradient of shape {dx.shape}"
-    dx, grads = dx.copy(), [g.copy() for g in layer.grads]
+    dx, grads = dx.copy(), [g.copy() for g in ctx.grads]
 
     def scalar():
         return float(np.sum(layer(x) * w))

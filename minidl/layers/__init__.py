@@ -1,7 +1,11 @@
 """Layers, as in ``keras.layers``."""
-from minidl.layers.base import LAYERS, Layer
+from minidl.layers.activation_layers import ELU, Identity, LeakyReLU, PReLU, ReLU, Softmax
+from minidl.layers.base import LAYERS, CallContext, Layer
 from minidl.layers.convolutional import Conv1D, Conv2D
 from minidl.layers.core import Activation, Dense, Input, InputLayer
+from minidl.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
+                                   Subtract, add, average, concatenate, dot, maximum, minimum,
+                                   multiply, subtract)
 from minidl.layers.normalization import BatchNormalization, LayerNormalization
 from minidl.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                                    GlobalAveragePooling1D, GlobalAveragePooling2D,
@@ -17,9 +21,13 @@ def get(identifier):
     return LAYERS.get(identifier, base=Layer)
 
 
-__all__ = ["Activation", "ActivityRegularization", "AveragePooling1D", "AveragePooling2D",
-           "AvgPool1D", "AvgPool2D", "BatchNormalization", "Conv1D", "Conv2D", "Dense", "Dropout",
+__all__ = ["Activation", "ActivityRegularization", "Add", "AveragePooling1D",
+           "AveragePooling2D", "Average", "AvgPool1D", "AvgPool2D", "BatchNormalization",
+           "CallContext", "Concatenate", "Conv1D", "Conv2D", "Dense", "Dot", "Dropout", "ELU",
            "Flatten", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAvgPool1D",
            "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPooling1D",
-           "GlobalMaxPooling2D", "Input", "InputLayer", "Layer", "LayerNormalization",
-           "MaxPool1D", "MaxPool2D", "MaxPooling1D", "MaxPooling2D", "Reshape", "get"]
+           "GlobalMaxPooling2D", "Identity", "Input", "InputLayer", "Layer",
+           "LayerNormalization", "LeakyReLU", "MaxPool1D", "MaxPool2D", "MaxPooling1D",
+           "MaxPooling2D", "Maximum", "Minimum", "Multiply", "PReLU", "ReLU", "Reshape",
+           "Softmax", "Subtract", "add", "average", "concatenate", "dot", "get", "maximum",
+           "minimum", "multiply", "subtract"]

@@ -1,34 +1,58 @@
-"""The Layer base class: lazy building, parameters and gradients, config plumbing.
+"""The Layer base class: lazy building, weights, calls, config plumbing.
 
-A layer subclass writes ``build``, ``forward``, ``backward`` and ``compute_output_shape``
-(forward and backward next to each other); the base class does the rest. Training-time
-buffers belong to the layer and are reused from step to step: ``forward`` writes into a
-buffer sized for the largest batch seen, and returns a view of its first rows.
+A layer holds its configuration and its weights, nothing of any one call. A subclass writes
+``build``, ``compute_output_shape``, ``forward(ctx, x, training)`` and
+``backward(ctx, dy, need_input_grad)`` (side by side); the base class does the rest. What a
+call keeps for its backward pass (the inputs it read, reusable buffers, the gradients of the
+weights) lives in that call's :class:`CallContext`, which a model's execution plan owns (or
+a test makes, to drive one layer by hand). So a layer can be called twice in one model
+(shared weights) and inference in one thread never disturbs training in another.
 
-Weights come in two lists, as in Keras: ``params`` (trainable, each with a gradient buffer in
-``grads``) and ``non_trainable_params`` (state such as BatchNormalization's moving statistics,
-which the optimizer never sees). ``weights``, ``get_weights`` and ``set_weights`` cover both,
-trainable first.
+Calling a layer (``layer(x)``) on symbolic tensors records a node of a graph
+(``layers.node``); on arrays it computes the output at once, as Keras' eager call does.
+
+Weights come in two lists, as in Keras: ``params`` (trainable) and ``non_trainable_params``
+(state such as BatchNormalization's moving statistics, which the optimizer never sees).
+``weights``, ``get_weights`` and ``set_weights`` cover both, trainable first.
 
 Regularization: a weight created with ``add_weight(..., regularizer=...)`` and a layer with an
 ``activity_regularizer`` report ``has_regularization``; the training loop calls
-``regularization_loss(accumulate_grads=True)`` on those layers only, after backward and before
-the optimizer step, so layers without regularizers cost nothing extra.
+``regularization_loss(grads)`` on those layers only, after backward and before the optimizer
+step, so layers without regularizers cost nothing extra. Activity penalties are per call:
+the plan records each in its call's context.
 
 Random state: a layer that keeps its own random generator (``Dropout(seed=...)``) exposes its
 state through ``get_random_state`` / ``set_random_state``; model files store it next to the
 global generator's, so that training resumes exactly after a load.
 """
 import contextlib
+import itertools
 import math
 import threading
 
 import numpy as np
 
+from minidl.layers.node import KerasHistory, Node, SymbolicTensor, flatten, is_symbolic
 from minidl.utils.checks import check_bool
 from minidl.utils.registry import Registry
 
 LAYERS = Registry("layer")
+# Model classes (Sequential, Functional): what a model file's config may name at its top.
+MODELS = Registry("model")
+
+# Bumped whenever a layer's `trainable` changes: plans built before then are rebuilt.
+_trainable_changes = itertools.count(1)
+_trainable_version = [0]
+_name_lock = threading.Lock()
+_name_counts = {}
+
+
+def unique_name(base):
+    """``base``, then ``base_1``, ``base_2``, ... on later calls (Keras' automatic names)."""
+    with _name_lock:
+        count = _name_counts.get(base, 0)
+        _name_counts[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
 
 # Per-thread switch of add_weight, set by skip_weight_init(): None, or a one-item list of
 # the bytes that weights may still take.
@@ -56,7 +80,12 @@ def skip_weight_init(max_bytes=None):
         _weight_init.budget = previous
 
 
-def _as_shape(shape, what):
+def _compatible(shape, built):
+    """Whether a sample shape fits a layer built for ``built`` (None: any size)."""
+    return len(shape) == len(built) and all(b is None or s == b for s, b in zip(shape, built))
+
+
+def _as_shape(shape, what, allow_none=False):
     """Normalise an input shape (without the batch dimension) to a tuple of positive ints."""
     given = shape
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
@@ -68,11 +97,12 @@ def _as_shape(shape, what):
     except TypeError:
         raise TypeError(f"{what} must be a tuple of ints. Received: {what}={given!r:.100}") \
             from None
-    if not shape or any(not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d <= 0
-                        for d in shape):
+    if not shape or any(not (d is None and allow_none) and (
+            not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d <= 0)
+            for d in shape):
         raise ValueError(f"{what} must be a non-empty tuple of positive ints. Received: "
                          f"{what}={given!r:.100}")
-    return tuple(int(d) for d in shape)
+    return tuple(None if d is None else int(d) for d in shape)
 
 
 def _check_dtype(dtype):
@@ -100,31 +130,44 @@ class Layer:
         trainable: whether the optimizer updates this layer's parameters.
     """
 
-    _name_counts = {}
-
     def __init__(self, name=None, input_shape=None, dtype="float32", trainable=True):
         if name is None:
-            base = _snake_case(type(self).__name__)
-            count = Layer._name_counts.get(base, 0)
-            Layer._name_counts[base] = count + 1
-            name = base if count == 0 else f"{base}_{count}"
+            name = unique_name(_snake_case(type(self).__name__))
         elif not isinstance(name, str) or not name:
             raise ValueError(f"Layer name must be a non-empty string. Received: "
                              f"name={name!r:.100}")
         self.name = name
         self.dtype = _check_dtype(dtype)
-        self.trainable = check_bool(f"Layer '{name}'", "trainable", trainable)
+        self.trainable = trainable
         self.input_shape = None if input_shape is None else _as_shape(input_shape, "input_shape")
         self.built = False
         self.built_input_shape = None
         self.params = []   # trainable parameter arrays, in Keras order (kernel, then bias)
-        self.grads = []    # gradient arrays, same shapes and order as params
         self.param_names = []
         self.non_trainable_params = []   # state the optimizer never updates, in Keras order
         self.non_trainable_param_names = []
         self._weight_regularizers = []   # (index into params, regularizer)
         self.activity_regularizer = None   # set by layers that support one (Dense, ...)
-        self._activity_loss = 0.0          # the activity penalty of the last forward
+        self._inbound_nodes = []           # the calls on symbolic tensors (layers.node)
+        self._eager_activity = 0.0         # the activity penalty of the last layer(x)
+
+    @property
+    def trainable(self):
+        """Whether the optimizer updates this layer's parameters. Changing it takes effect
+        at the next fit or train_on_batch (models rebuild their plans); a frozen
+        BatchNormalization runs in inference mode, as in Keras."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        value = check_bool(f"Layer '{self.name}'", "trainable", value)
+        if getattr(self, "_trainable", None) is not value:
+            self._trainable = value
+            _trainable_version[0] = next(_trainable_changes)
+
+    @staticmethod
+    def _trainable_version():
+        return _trainable_version[0]
 
     def _resolve(self, argument, identifier, get):
         """``get(identifier)`` (an initializer, regularizer or activation), its error naming
@@ -154,8 +197,8 @@ class Layer:
             name: weight name ('kernel', 'moving_mean', ...), used in messages.
             shape: tuple of ints.
             initializer: initializer name, config or object.
-            trainable: True: a parameter with a gradient buffer (``params``/``grads``);
-                False: state outside the optimizer (``non_trainable_params``).
+            trainable: True: a parameter the optimizer updates (``params``); False: state
+                outside the optimizer (``non_trainable_params``).
             regularizer: optional regularizer of a trainable weight (name, config or object).
         """
         from minidl import initializers, regularizers
@@ -182,47 +225,122 @@ class Layer:
         if regularizer is not None:
             self._weight_regularizers.append((len(self.params), regularizer))
         self.params.append(value)
-        # np.zeros takes zeroed pages from the OS, untouched until the first backward pass
-        # writes them (np.zeros_like writes every byte): building or loading a large model
-        # does not pay for its gradient buffers.
-        self.grads.append(np.zeros(value.shape, value.dtype))
         self.param_names.append(name)
         return value
 
     def ensure_built(self, input_shape):
+        """Build for ``input_shape`` (a sample shape; a list of them for a layer of several
+        inputs) on the first call; later calls must bring the same shape."""
         if not self.built:
-            # A zero-size dimension would build zero-size weights that train nothing.
-            self.build(_as_shape(input_shape, f"Layer '{self.name}' input shape"))
-        elif tuple(input_shape) != self.built_input_shape:
+            # A zero-size dimension would build zero-size weights that train nothing; None
+            # (any size) is for the layer's build to accept or refuse.
+            self.build(_as_shape(input_shape, f"Layer '{self.name}' input shape",
+                                 allow_none=True))
+        elif not _compatible(tuple(input_shape), self.built_input_shape):
             raise ValueError(
                 f"Layer '{self.name}' was built for inputs of shape "
                 f"{(None,) + self.built_input_shape}; received {(None,) + tuple(input_shape)}.")
 
     # ---- computation ----
 
-    def forward(self, x, training=False):
-        """Output for the batch ``x``; in training, keeps what ``backward`` needs."""
-        raise NotImplementedError
+    def forward(self, ctx, x, training=False):
+        """The output for the batch ``x``.
 
-    def backward(self, dy, need_input_grad=True):
-        """Fill ``self.grads`` from the output gradient ``dy``; return the input gradient
-        (or None when ``need_input_grad`` is False, as for a model's first layer)."""
-        raise NotImplementedError
-
-    def __call__(self, x, training=False):
-        """Runs the layer on ``x`` (with a batch dimension) and returns a new array.
-
-        ``training=True`` runs the training path (batch statistics, dropout) and keeps what
-        ``backward`` needs, as ``layer(x, training=True)`` does in Keras.
+        Args:
+            ctx: this call's :class:`CallContext`. With ``ctx.record`` (a training pass)
+                keep in it what :meth:`backward` needs and take the output from
+                ``ctx.buffers`` (reused from batch to batch); otherwise keep nothing and
+                allocate the output.
+            x: the input (a list of inputs for a layer of several).
+            training: behave as in training (dropout, batch statistics).
         """
-        x = np.asarray(x, dtype=self.dtype)
-        self.ensure_built(x.shape[1:])
-        out = self.forward(x, training=bool(training))
-        if not training and self.activity_regularizer is not None:
-            # As in Keras, a call records its activity penalty (training records it in
-            # forward). A model's own inference never does: it runs beside training.
-            self._activity_loss = self.activity_penalty(out)
+        raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}) does not "
+                                  f"implement forward(ctx, x, training).")
+
+    def backward(self, ctx, dy, need_input_grad=True):
+        """The input gradient for the output gradient ``dy``, after a recording
+        :meth:`forward` with ``ctx``; fills ``ctx.grads`` (aligned with ``params``).
+        Returns None when ``need_input_grad`` is False (a model's first layer); a layer of
+        several inputs takes and returns lists."""
+        raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}) does not "
+                                  f"implement backward(ctx, dy, need_input_grad).")
+
+    def __call__(self, inputs, training=None, **kwargs):
+        """Call the layer, as in Keras.
+
+        On symbolic tensors (from ``minidl.Input``), records the call in the graph and
+        returns the output tensor(s); the layer builds for the input shapes, or raises
+        naming itself and both shapes. On arrays (with a batch dimension), returns the
+        output as a new array; ``training=True`` runs the training behaviour (dropout,
+        batch statistics).
+        """
+        if kwargs:
+            raise TypeError(f"Layer '{self.name}' ({type(self).__name__}) was called with "
+                            f"unexpected keyword arguments {sorted(kwargs)}; layers take "
+                            f"inputs and training.")
+        if training not in (None, True, False):
+            raise TypeError(f"training must be True, False or None; received "
+                            f"training={training!r:.100}.")
+        if is_symbolic(inputs):
+            return self._call_symbolic(inputs, training)
+        multi = isinstance(inputs, (list, tuple))
+        xs = [np.asarray(x, dtype=self.dtype) for x in (inputs if multi else [inputs])]
+        for x in xs:
+            if x.ndim < 1:
+                raise ValueError(f"Layer '{self.name}' takes arrays with a batch dimension; "
+                                 f"received a scalar.")
+        self.ensure_built([x.shape[1:] for x in xs] if multi else xs[0].shape[1:])
+        out = self.forward(CallContext(self, record=False), xs if multi else xs[0],
+                           training=bool(training))
+        if self.activity_regularizer is not None:
+            # As in Keras, an eager call leaves its activity penalty in `losses`.
+            self._eager_activity = self.activity_penalty(out)
         return np.array(out, copy=True)
+
+    def _call_symbolic(self, inputs, training):
+        """Record a call on symbolic tensors: build, infer the output shape, add a node."""
+        leaves = flatten(inputs)
+        for leaf in leaves:
+            if not isinstance(leaf, SymbolicTensor):
+                raise TypeError(f"Layer '{self.name}' was called on a mix of symbolic tensors "
+                                f"and {type(leaf).__name__}: call it on symbolic tensors only "
+                                f"(from minidl.Input), or on arrays only.")
+        multi = isinstance(inputs, (list, tuple))
+        shapes = [t.shape[1:] for t in leaves]
+        sample = shapes if multi else shapes[0]
+        try:
+            self.ensure_built(sample)
+            out_shape = tuple(self.compute_output_shape(sample))
+        except ValueError as error:
+            shown = [t.shape for t in leaves] if multi else leaves[0].shape
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) cannot take inputs "
+                             f"of shape {shown}: {error}") from None
+        batch = leaves[0].shape[0]
+        index = len(self._inbound_nodes)
+        dtype = self.dtype if self.params or self.non_trainable_params or \
+            leaves[0].dtype not in ("int32", "int64") else leaves[0].dtype
+        output = SymbolicTensor((batch,) + out_shape, dtype=dtype,
+                                name=self.name if index == 0 else f"{self.name}_{index}",
+                                history=KerasHistory(self, index, 0))
+        self._inbound_nodes.append(Node(self, inputs, output,
+                                        {} if training is None else {"training": training}))
+        return output
+
+    @property
+    def input(self):
+        """The input tensor(s) of the layer's first call on symbolic tensors."""
+        return self._first_node("input").arguments
+
+    @property
+    def output(self):
+        """The output tensor(s) of the layer's first call on symbolic tensors."""
+        return self._first_node("output").outputs
+
+    def _first_node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called on symbolic "
+                                 f"tensors, so it has no {what}.")
+        return self._inbound_nodes[0]
 
     # ---- weights and config ----
 
@@ -291,41 +409,41 @@ class Layer:
         count once the layer is built (they belong to the weights ``build`` creates)."""
         return bool(self._weight_regularizers) or self.activity_regularizer is not None
 
-    def regularization_loss(self, accumulate_grads=False):
-        """The sum of this layer's penalties, as a float.
+    def regularization_loss(self, grads=None):
+        """The layer's weight penalties (of trainable weights only, as Keras counts them),
+        as a float, from the current weights.
 
-        Weight penalties (of trainable weights only, as Keras counts them) are computed from
-        the current weights; with ``accumulate_grads=True`` their gradients are also added
-        into ``self.grads`` in place, so call it after ``backward`` and before the optimizer
-        step. The activity penalty is that of the last ``forward`` (its gradient already
-        flowed through ``backward``).
+        Args:
+            grads: None, or the arrays of this layer's weight gradients (aligned with
+                ``params``): the penalties' gradients are then added into them in place,
+                so call it after the backward pass and before the optimizer step.
         """
-        return self._activity_loss + self.weight_regularization_loss(accumulate_grads)
-
-    def weight_regularization_loss(self, accumulate_grads=False):
-        """The weight penalties alone (see :meth:`regularization_loss`)."""
         total = 0.0
         if not self.trainable:
             return total
         for index, regularizer in self._weight_regularizers:
             param = self.params[index]
-            if accumulate_grads:
-                grad = self.grads[index]
+            if grads is not None:
+                grad = grads[index]
                 total += regularizer.add_gradient(param, grad, grad)
             else:
                 total += regularizer(param)
         return total
+
+    @property
+    def losses(self):
+        """The layer's penalties, as in Keras: its weight penalties, then the activity
+        penalty of its last call on arrays (``layer(x)``)."""
+        out = [self.regularization_loss()] if self._weight_regularizers else []
+        if self.activity_regularizer is not None:
+            out.append(self._eager_activity)
+        return out
 
     def activity_penalty(self, y):
         """The activity regularizer's penalty of the output ``y``, divided by the batch
         size so that its weight does not change with the batch size (Keras' rule)."""
         n = y.shape[0]
         return self.activity_regularizer(y) / n if n else 0.0
-
-    def _activity_forward(self, y):
-        """Record the activity penalty of a training forward's output ``y``, for
-        :meth:`regularization_loss` after the backward pass."""
-        self._activity_loss = self.activity_penalty(y)
 
     def _activity_backward(self, y, dy, out):
         """``out = dy + d(activity penalty) / dy``: the penalty's gradient joins the
@@ -391,23 +509,28 @@ def _snake_case(name):
 
 
 class BufferPool:
-    """Reusable per-layer arrays for one batch shape: ``get(key, n, sample_shape)`` returns
-    the first ``n`` rows of a C-contiguous buffer that is reallocated only when a larger
-    batch arrives, so a steady-state training step allocates nothing."""
+    """Reusable arrays for one batch shape: ``get(key, n, sample_shape)`` returns the first
+    ``n`` rows of a C-contiguous buffer that is reallocated only when a larger batch
+    arrives, so a steady-state training step allocates nothing.
+
+    Args:
+        dtype: the default dtype of the buffers (``get`` may ask for another).
+    """
 
     def __init__(self, dtype):
         self.dtype = dtype
         self._arrays = {}
         self._views = {}   # key -> the view last returned: a step asks for the same shapes
 
-    def get(self, key, n, sample_shape):
+    def get(self, key, n, sample_shape, dtype=None):
         view = self._views.get(key)
         shape = (n, *sample_shape)
         if view is not None and view.shape == shape:
             return view
         buf = self._arrays.get(key)
-        if buf is None or buf.shape[0] < n or buf.shape[1:] != shape[1:]:
-            buf = np.empty(shape, dtype=self.dtype)
+        dtype = self.dtype if dtype is None else dtype
+        if buf is None or buf.shape[0] < n or buf.shape[1:] != shape[1:] or buf.dtype != dtype:
+            buf = np.empty(shape, dtype=dtype)
             self._arrays[key] = buf
         view = buf if buf.shape[0] == n else buf[:n]
         self._views[key] = view
@@ -416,3 +539,62 @@ class BufferPool:
     def clear(self):
         self._arrays.clear()
         self._views.clear()
+
+
+class CallContext:
+    """What one call of a layer keeps between its forward and backward passes.
+
+    The layer's ``forward`` sets what its ``backward`` reads (e.g. ``ctx.x``); buffers
+    come from ``ctx.buffers`` and are reused from batch to batch; ``ctx.grads`` are the
+    arrays the backward pass writes the weight gradients into (a model's plan gives its
+    own; otherwise fresh zeros on first use).
+
+    Args:
+        layer: the layer called.
+        record: whether this is a training pass, keeping what backward needs (True), or
+            inference (False: nothing kept, outputs allocated per call).
+
+    It also drives one layer by hand (tests do)::
+
+        ctx = CallContext(layer)
+        y = ctx.forward(x, training=True)
+        dx = ctx.backward(dy)
+        ctx.grads   # the weight gradients
+    """
+
+    def __init__(self, layer, record=True):
+        self.layer = layer
+        self.record = record
+        self.activation = None   # set by a plan that fuses an activation into the layer
+        self.activity_loss = 0.0
+        self._buffers = None
+        self._grads = None
+
+    @property
+    def buffers(self):
+        if self._buffers is None:
+            self._buffers = BufferPool(self.layer.dtype)
+        return self._buffers
+
+    @property
+    def grads(self):
+        if self._grads is None:
+            # np.zeros takes zeroed pages from the OS, untouched until backward writes them.
+            self._grads = [np.zeros(p.shape, p.dtype) for p in self.layer.params]
+        return self._grads
+
+    @grads.setter
+    def grads(self, arrays):
+        self._grads = arrays
+
+    def forward(self, x, training=False):
+        """``layer.forward(self, x, training)``, building the layer first if needed."""
+        layer = self.layer
+        if not layer.built:
+            multi = isinstance(x, (list, tuple))
+            layer.ensure_built([np.shape(a)[1:] for a in x] if multi else np.shape(x)[1:])
+        return layer.forward(self, x, training)
+
+    def backward(self, dy, need_input_grad=True):
+        """``layer.backward(self, dy, need_input_grad)``."""
+        return self.layer.backward(self, dy, need_input_grad)

@@ -79,10 +79,15 @@ def window_geometry(layer, input_shape, spatial, window, strides, dilation, padd
         padding: 'valid', 'same' or 'causal'.
         what: 'kernel' or 'pool', for messages.
     Returns:
-        (output spatial shape, pads before the input), both tuples.
+        (output spatial shape, pads before the input), both tuples; None (and a pad of 0)
+        along an axis of unknown length.
     """
     out, pads = [], []
     for length, k, s, d in zip(spatial, window, strides, dilation):
+        if length is None:   # any length: known per call, once the data has one
+            out.append(None)
+            pads.append(0)
+            continue
         extent = (k - 1) * d + 1
         if padding == "valid" and extent > length:
             size = "x".join(map(str, window))

@@ -17,6 +17,8 @@ Conv1D is Conv2D on images one row high. Every buffer belongs to the layer and i
 from step to step; inference packs at most ``_INFERENCE_COLS`` values at a time, so that
 ``predict`` on many images never builds a huge patch matrix.
 """
+import collections
+
 import numpy as np
 
 from minidl._core import _conv as kernels
@@ -42,6 +44,14 @@ _INFERENCE_COLS = 1 << 22
 # time / direct time: patch 9 (28x28x1, 32 filters) 2.4x, 25 (5x5) 2.1x, 27 (32x32x3) 2.2x,
 # 72 (3x3x8) 1.4x, 144 (3x3x16) 1.0x, 288 (3x3x32, 64 filters) 0.8x.
 _DIRECT_MAX_PATCH = 128
+# Geometries kept per layer for inputs of unknown length (one per length seen).
+_GEOMETRY_CACHE = 64
+
+# Where a convolution's windows fall for one input size, on 2-D images: the sample as an
+# image (rows, columns, channels), the output's (rows, columns), the kernel window's
+# arguments, whether the patch matrix is the input itself, and the output sample shape.
+_Geometry = collections.namedtuple("_Geometry", ["image", "out_image", "window", "pointwise",
+                                                 "output_sample"])
 
 
 class _Conv(AffineLayer):
@@ -85,75 +95,98 @@ class _Conv(AffineLayer):
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        out, pads = self._geometry(input_shape)
+        self._geometry(input_shape)
         channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
+                             f"number of channels; received inputs of shape "
+                             f"{(None,) + input_shape}.")
         self._add_kernel_and_bias(self.kernel_size + (channels, self.filters), self.filters)
-        # Everything below works on 2-D images: a 1-D sample of `steps` is one row high.
-        two_d = lambda t, fill: (fill,) * (2 - self.rank) + tuple(t)   # noqa: E731
-        self._image = two_d(input_shape[:-1], 1) + (channels,)
-        self._out_image = two_d(out, 1)
-        self._window = dict(kernel_size=two_d(self.kernel_size, 1),
-                            strides=two_d(self.strides, 1),
-                            dilation=two_d(self.dilation_rate, 1),
-                            pads=two_d(pads, 0), out_hw=self._out_image)
         self._patch = int(np.prod(self.kernel_size)) * channels   # kh * kw * c
-        # A 1x1 kernel with stride 1 and no padding: the patch matrix is the input itself.
-        self._pointwise = (self._patch == channels and all(s == 1 for s in self.strides)
-                           and out == tuple(input_shape[:-1]))
+        self._geometries = {}
         super().build(input_shape)
+        # With every size known, the geometry of the one input shape, as attributes.
+        known = None if None in input_shape else self._geo(input_shape[:-1])
+        self._image, self._out_image, self._window, self._pointwise = (
+            (None,) * 4 if known is None else
+            (known.image, known.out_image, known.window, known.pointwise))
+
+    def _geo(self, spatial):
+        """The geometry of samples of ``spatial`` size, on 2-D images (a 1-D sample of
+        `steps` is one row high); made once per size (a None size in the input shape
+        allows any)."""
+        geo = self._geometries.get(spatial)
+        if geo is None:
+            channels = self.built_input_shape[-1]
+            out, pads = self._geometry(tuple(spatial) + (channels,))
+            two_d = lambda t, fill: (fill,) * (2 - self.rank) + tuple(t)   # noqa: E731
+            out_image = two_d(out, 1)
+            window = dict(kernel_size=two_d(self.kernel_size, 1), strides=two_d(self.strides, 1),
+                          dilation=two_d(self.dilation_rate, 1), pads=two_d(pads, 0),
+                          out_hw=out_image)
+            # A 1x1 kernel with stride 1 and no padding: the patch matrix is the input itself.
+            pointwise = (self._patch == channels and all(s == 1 for s in self.strides)
+                         and out == tuple(spatial))
+            geo = _Geometry(two_d(spatial, 1) + (channels,), out_image, window, pointwise,
+                            out + (self.filters,))
+            if len(self._geometries) >= _GEOMETRY_CACHE:   # lengths vary batch to batch
+                self._geometries.clear()
+            self._geometries[spatial] = geo
+        return geo
 
     # ---- computation ----
 
     def _kernel_matrix(self, kernel):
         return kernel.reshape(self._patch, self.filters)
 
-    def _chunk_images(self, training):
+    def _chunk_images(self, geo, training):
         """Images per chunk: a chunk's patches fit ``_TRAIN_CHUNK_BYTES`` in training
         (``_INFERENCE_COLS`` values in inference)."""
-        per_image = self._out_image[0] * self._out_image[1]
+        per_image = geo.out_image[0] * geo.out_image[1]
         budget = (_TRAIN_CHUNK_BYTES // np.dtype(self.dtype).itemsize if training
                   else _INFERENCE_COLS)
         return max(1, budget // max(per_image * self._patch, 1))
 
-    def _cols(self, name, n, training):
+    def _cols(self, ctx, geo, name, n, record):
         """The patch buffer of one chunk (None for a pointwise kernel, which needs none)."""
-        if self._pointwise:
+        if geo.pointwise:
             return None
-        images = min(self._chunk_images(training), max(n, 1))
-        rows = images * self._out_image[0] * self._out_image[1]
-        if training:
-            return self._buffers.get(name, rows, (self._patch,))
+        images = min(self._chunk_images(geo, record), max(n, 1))
+        rows = images * geo.out_image[0] * geo.out_image[1]
+        if record:
+            return ctx.buffers.get(name, rows, (self._patch,))
         return np.empty((rows, self._patch), self.dtype)
 
-    def forward(self, x, training=False):
-        return self._forward(x, training, activate=True)
+    def forward(self, ctx, x, training=False):
+        return self._forward(ctx, x, activate=True)
 
-    def forward_linear(self, x):
+    def forward_linear(self, ctx, x):
         """Training forward without the bias and the activation, which the max pooling
-        after this layer applies to its maxima (see ``trainer._relu_then_max_pool``); the
+        after this layer applies to its maxima (``rewrites.relu_then_max_pool``); the
         backward pass is then :meth:`backward_preactivation`."""
-        return self._forward(x, True, activate=False)
+        return self._forward(ctx, x, activate=False)
 
-    def _forward(self, x, training, activate):
-        x = np.ascontiguousarray(x).reshape((x.shape[0],) + self._image)
+    def _forward(self, ctx, x, activate):
+        geo = self._geo(x.shape[1:-1])
+        x = np.ascontiguousarray(x).reshape((x.shape[0],) + geo.image)
         n = x.shape[0]
-        rows = n * self._out_image[0] * self._out_image[1]
-        if training:
-            z, y = self._activation_buffers(rows, self.filters)
+        rows = n * geo.out_image[0] * geo.out_image[1]
+        activation = ctx.activation or self.activation
+        record = ctx.record
+        if record:
+            z, y = self._activation_buffers(ctx, activation, rows, self.filters)
         else:
             # Inference allocates (concurrent predict calls share nothing) and applies
             # the activation in place.
             z = y = np.empty((rows, self.filters), self.dtype)
         kernels.conv_train_forward(x, self._kernel_matrix(self.kernel), z,
-                                   self._cols("cols", n, training), self._chunk_images(training),
-                                   self._pointwise, **self._window)
+                                   self._cols(ctx, geo, "cols", n, record),
+                                   self._chunk_images(geo, record), geo.pointwise, **geo.window)
         if activate:
-            self.activation.forward_bias(z, self.bias, y)
-        out = (y if activate else z).reshape((n,) + self._output_sample())
-        if training:
-            if activate and self.activity_regularizer is not None:
-                self._activity_forward(out)
-            self._x, self._z, self._y, self._y_out = x, z, y, out
+            activation.forward_bias(z, self.bias, y)
+        out = (y if activate else z).reshape((n,) + geo.output_sample)
+        if record:
+            ctx.x, ctx.z, ctx.y, ctx.y_out, ctx.geo = x, z, y, out, geo
         return out
 
     def can_pool_directly(self, pool):
@@ -161,11 +194,12 @@ class _Conv(AffineLayer):
         ``pool`` (a max pooling whose windows tile the output: strides equal to the pool
         size, 'valid')."""
         return (self._patch <= _DIRECT_MAX_PATCH and pool.padding == "valid"
+                and self._image is not None
                 and self.activation.kernel_params()[0] == "relu"
                 and tuple(pool.strides) == tuple(pool.pool_size)
                 and pool.built_input_shape == self._output_sample())
 
-    def forward_max_pool(self, x, pool_size, y, argmax):
+    def forward_max_pool(self, ctx, x, pool_size, y, argmax):
         """Training forward of this layer and the max pooling after it, without forming the
         un-pooled output: ``y`` and ``argmax`` (n, pooled..., filters) get what
         ``MaxPooling.forward(self.forward(x))`` gives (the same bits: the maximum of each
@@ -181,30 +215,30 @@ class _Conv(AffineLayer):
         kernels.conv_max_pool_forward(x, self._kernel_matrix(self.kernel), y, argmax,
                                       pool_size=pool_size, bias=self.bias, relu=True,
                                       **self._window)
-        self._x = x
+        ctx.x = x
 
-    def backward_max_pool(self, dy, argmax, gate, pool_size):
+    def backward_max_pool(self, ctx, dy, argmax, gate, pool_size):
         """Gradients of the kernel and the bias (in ``grads``) through
         :meth:`forward_max_pool` followed by the bias and a ReLU: ``dy`` is the gradient of
         the pooled ``relu(y + bias)``, ``gate`` that output, ``argmax`` the forward's. The
         input gradient is not computed: this serves a model's first trainable layer."""
-        kernels.conv_max_pool_backward(self._x, dy, argmax, gate,
-                                       self._kernel_matrix(self.grads[0]),
-                                       self.grads[1] if self.use_bias else None,
+        kernels.conv_max_pool_backward(ctx.x, dy, argmax, gate,
+                                       self._kernel_matrix(ctx.grads[0]),
+                                       ctx.grads[1] if self.use_bias else None,
                                        pool_size=pool_size, **self._window)
 
     def _output_sample(self):
         return self._out_image[2 - self.rank:] + (self.filters,)
 
-    def _backward_linear(self, dz, need_input_grad):
-        n = self._x.shape[0]
-        dx = self._buffers.get("dx", n, self._image) if need_input_grad else None
+    def _backward_linear(self, ctx, dz, need_input_grad):
+        n, geo = ctx.x.shape[0], ctx.geo
+        dx = ctx.buffers.get("dx", n, geo.image) if need_input_grad else None
         kernels.conv_train_backward(
-            self._x, dz, self._kernel_matrix(self.kernel), self._kernel_matrix(self.grads[0]),
-            dx, self._cols("cols", n, True),
-            self._cols("dcols", n, True) if need_input_grad else None,
-            self._chunk_images(True), self._pointwise, **self._window)
-        return None if dx is None else dx.reshape((n,) + self.built_input_shape)
+            ctx.x, dz, self._kernel_matrix(self.kernel), self._kernel_matrix(ctx.grads[0]),
+            dx, self._cols(ctx, geo, "cols", n, True),
+            self._cols(ctx, geo, "dcols", n, True) if need_input_grad else None,
+            self._chunk_images(geo, True), geo.pointwise, **geo.window)
+        return None if dx is None else dx.reshape((n,) + geo.image[2 - self.rank:])
 
     def get_config(self):
         config = super().get_config()

@@ -11,7 +11,8 @@ An activity regularizer adds its penalty's gradient to dy before that backward.
 import numpy as np
 
 from minidl import activations, initializers, regularizers
-from minidl.layers.base import LAYERS, BufferPool, Layer, _as_shape
+from minidl.layers.base import LAYERS, Layer
+from minidl.layers.node import KerasHistory, Node, SymbolicTensor, check_dtype
 from minidl.ops import gemm
 from minidl.utils.checks import check_bool
 
@@ -21,48 +22,128 @@ _LINEAR = activations.get("linear")
 
 @LAYERS.register()
 class InputLayer(Layer):
-    """Declares the shape of one input sample; the first layer of a Sequential model.
+    """The input of a model: its ``output`` is a symbolic tensor of the given sample shape,
+    on which the model's first layers are called. ``minidl.Input(...)`` makes one and
+    returns that tensor.
 
     Args:
-        shape: shape of one sample, without the batch dimension, e.g. ``(784,)``.
-        name: optional name.
+        shape: the shape of one sample, without the batch dimension, e.g. ``(784,)``; None
+            entries allow any size (e.g. ``(None, 128)`` for sequences of any length).
+        batch_size: optional fixed batch size.
+        dtype: 'float32' (default), 'float64', or 'int32' / 'int64' for index inputs.
+        batch_shape: the shape with the batch dimension, instead of shape and batch_size.
+        name: optional name (default 'input_layer', made unique).
+        sparse, input_tensor, optional: accepted as in Keras; only their defaults are
+            supported.
     """
 
-    def __init__(self, shape=None, name=None, dtype="float32", input_shape=None, **kwargs):
-        if shape is None and input_shape is None:
-            raise ValueError("InputLayer needs `shape`, the shape of one sample, e.g. (784,).")
+    def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None,
+                 input_tensor=None, optional=False, name=None, input_shape=None,
+                 trainable=True, ragged=None):
+        super().__init__(name=name, trainable=trainable)
+        for arg, value in (("sparse", sparse), ("ragged", ragged), ("optional", optional)):
+            if value not in (None, False):
+                raise ValueError(f"InputLayer supports {arg}=False only; received "
+                                 f"{arg}={value!r:.100}.")
+        if input_tensor is not None:
+            raise ValueError(f"InputLayer does not take input_tensor; received "
+                             f"input_tensor={input_tensor!r:.100}.")
         if shape is not None and input_shape is not None \
-                and _as_shape(shape, "shape") != _as_shape(input_shape, "input_shape"):
+                and _dims(shape, "shape", True) != _dims(input_shape, "input_shape", True):
             raise ValueError(f"InputLayer takes shape or input_shape (two names of one "
                              f"argument), not two different shapes. Received: shape={shape!r}, "
                              f"input_shape={input_shape!r}")
-        shape, what = (shape, "shape") if shape is not None else (input_shape, "input_shape")
-        super().__init__(name=name, input_shape=_as_shape(shape, what), dtype=dtype, **kwargs)
+        what = "shape"
+        if shape is None and input_shape is not None:
+            shape, what = input_shape, "input_shape"
+        if batch_shape is not None:
+            if shape is not None or batch_size is not None:
+                given = f"{what}={shape!r:.100}" if shape is not None else \
+                    f"batch_size={batch_size!r:.100}"
+                raise ValueError(f"InputLayer takes either shape (and batch_size) or "
+                                 f"batch_shape; received {given}, "
+                                 f"batch_shape={batch_shape!r:.100}.")
+            full = _dims(batch_shape, "batch_shape", allow_none=True)
+            if len(full) < 2:
+                raise ValueError(f"InputLayer batch_shape needs the batch dimension and at "
+                                 f"least one more; received batch_shape={batch_shape!r:.100}.")
+            batch_size, shape = full[0], full[1:]
+        if shape is None:
+            raise ValueError("InputLayer needs `shape`, the shape of one sample, e.g. (784,).")
+        shape = _dims(shape, what, allow_none=True)
+        if not shape:
+            raise ValueError(f"InputLayer {what} must have at least one dimension; received "
+                             f"{what}={shape!r}.")
+        if batch_size is not None:
+            batch_size = _dims([batch_size], "batch_size")[0]
+        self.dtype = check_dtype(dtype, "dtype")
+        self.batch_shape = (batch_size,) + shape
+        self.input_shape = shape
+        self.built, self.built_input_shape = True, shape
+        tensor = SymbolicTensor(self.batch_shape, self.dtype, name=self.name,
+                                history=KerasHistory(self, 0, 0))
+        self._inbound_nodes.append(Node(self, [], tensor))
 
-    def build(self, input_shape):
-        super().build(input_shape)
+    def ensure_built(self, input_shape):
+        if len(input_shape) != len(self.built_input_shape) or any(
+                d is not None and g != d for g, d in zip(input_shape, self.built_input_shape)):
+            raise ValueError(f"Input layer '{self.name}' takes samples of shape "
+                             f"{self.built_input_shape}; received {tuple(input_shape)}.")
 
-    def forward(self, x, training=False):
+    def forward(self, ctx, x, training=False):
         return x
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, ctx, dy, need_input_grad=True):
         return dy if need_input_grad else None
 
     def get_config(self):
-        config = super().get_config()
-        config["shape"] = list(config.pop("input_shape"))
-        return config
+        return {"batch_shape": list(self.batch_shape), "dtype": self.dtype, "sparse": False,
+                "name": self.name}
 
 
-def Input(shape, name=None, dtype="float32"):
-    """Start a Sequential model with a known sample shape: ``Sequential([Input((784,)), ...])``.
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None,
+          tensor=None, optional=False):
+    """A symbolic input tensor, to build a model on (the functional API), or to start a
+    Sequential model: ``Sequential([Input((784,)), ...])``.
 
     Args:
-        shape: shape of one sample, without the batch dimension.
+        shape: the shape of one sample, without the batch dimension; None entries allow
+            any size.
+        batch_size: optional fixed batch size.
+        dtype: 'float32' (default), 'float64', 'int32' or 'int64'.
+        batch_shape: the shape with the batch dimension, instead of shape and batch_size.
+        name: optional name of its input layer (a key of a dict of inputs).
+        sparse, tensor, optional: accepted as in Keras; only their defaults are supported.
+
     Returns:
-        An :class:`InputLayer`.
+        A :class:`~minidl.layers.node.SymbolicTensor` of shape ``(batch_size,) + shape``.
+
+    Example:
+        >>> inputs = Input((784,))
+        >>> outputs = Dense(10, activation="softmax")(Dense(64, activation="relu")(inputs))
+        >>> model = minidl.Model(inputs, outputs)
     """
-    return InputLayer(shape=shape, name=name, dtype=dtype)
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, sparse=sparse,
+                      batch_shape=batch_shape, input_tensor=tensor, optional=optional,
+                      name=name).output
+
+
+def _dims(shape, what, allow_none=False):
+    """A shape as a tuple of positive ints (and None where allowed), or a clear error."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        dims = tuple(shape) if not isinstance(shape, (str, bytes, dict)) else None
+    except TypeError:
+        dims = None
+    if dims is None or any(
+            not (d is None and allow_none) and (isinstance(d, bool) or
+                                                not isinstance(d, (int, np.integer)) or d <= 0)
+            for d in dims):
+        raise ValueError(f"InputLayer {what} must be a tuple of positive ints"
+                         f"{' (or None)' if allow_none else ''}. Received: "
+                         f"{what}={shape!r:.100}")
+    return tuple(None if d is None else int(d) for d in dims)
 
 
 # Activations whose derivative the kernels take from the output y = f(z) alone, or from the
@@ -77,13 +158,16 @@ class AffineLayer(Layer):
     convolutions. It holds their shared backward pass; a subclass writes the forward pass
     and ``_backward_linear``.
 
-    The forward pass of a subclass keeps, in training:
-        ``_z``, ``_y``: the pre-activation and the activation as 2-D (rows, units) arrays
-            (``_y`` may be ``_z`` for a linear activation);
-        ``_y_out``: the output as returned (Dense: ``_y``; Conv2D: ``_y`` as images), on
-            which an activity regularizer's penalty is taken.
-    ``_backward_linear(dz, need_input_grad)`` gets ``dz`` as (rows, units), fills the
+    The forward pass of a subclass keeps, in a recording call's context:
+        ``ctx.z``, ``ctx.y``: the pre-activation and the activation as 2-D (rows, units)
+            arrays (``ctx.y`` may be ``ctx.z`` for a linear activation);
+        ``ctx.y_out``: the output as returned (Dense: ``ctx.y``; Conv2D: ``ctx.y`` as
+            images), on which an activity regularizer's penalty is taken.
+    ``_backward_linear(ctx, dz, need_input_grad)`` gets ``dz`` as (rows, units), fills the
     kernel's gradient and returns the input gradient (or None).
+
+    The activation is ``ctx.activation`` when the plan sets one (an activation layer after
+    this one, fused into it: ``rewrites.bias_then_activation``), else the layer's own.
 
     Args (shared by the subclasses, as in Keras):
         activation: activation name or object; None means linear.
@@ -112,7 +196,8 @@ class AffineLayer(Layer):
                                               regularizers.get)
         self.activity_regularizer = self._resolve("activity_regularizer", activity_regularizer,
                                                   regularizers.get)
-        self._buffers = BufferPool(self.dtype)
+
+    fuses_activation = True   # (rewrites.bias_then_activation may give it another)
 
     def _add_kernel_and_bias(self, kernel_shape, units):
         self.kernel = self.add_weight("kernel", kernel_shape, self._initializers["kernel"],
@@ -130,38 +215,40 @@ class AffineLayer(Layer):
                       activity_regularizer=regularizers.serialize(self.activity_regularizer))
         return config
 
-    def _activation_buffers(self, rows, units):
+    @staticmethod
+    def _activation_buffers(ctx, activation, rows, units):
         """The (z, y) training buffers: one array when the activation can run in place."""
-        z = self._buffers.get("z", rows, (units,))
-        if self.activation.kernel_params()[0] in _DERIVATIVE_FROM_OUTPUT:
+        z = ctx.buffers.get("z", rows, (units,))
+        if activation.kernel_params()[0] in _DERIVATIVE_FROM_OUTPUT:
             return z, z
-        return z, self._buffers.get("y", rows, (units,))
+        return z, ctx.buffers.get("y", rows, (units,))
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, ctx, dy, need_input_grad=True):
         if self.activity_regularizer is not None:
-            dy = self._activity_backward(self._y_out, dy,
-                                         self._buffers.get("dy", dy.shape[0], dy.shape[1:]))
-        dz = self._buffers.get("dz", self._z.shape[0], self._z.shape[1:])
-        self.activation.backward_bias(self._z, self._y, dy.reshape(self._z.shape), dz,
-                                      self.grads[1] if self.use_bias else None)
-        return self._backward_linear(dz, need_input_grad)
+            dy = self._activity_backward(ctx.y_out, dy,
+                                         ctx.buffers.get("dy", dy.shape[0], dy.shape[1:]))
+        dz = ctx.buffers.get("dz", ctx.z.shape[0], ctx.z.shape[1:])
+        (ctx.activation or self.activation).backward_bias(
+            ctx.z, ctx.y, dy.reshape(ctx.z.shape), dz, ctx.grads[1] if self.use_bias else None)
+        return self._backward_linear(ctx, dz, need_input_grad)
 
-    def backward_preactivation(self, dz, need_input_grad=True):
+    def backward_preactivation(self, ctx, dz, need_input_grad=True):
         """Backward from the gradient with respect to ``linear(x) + b`` (used when the loss
-        has already folded this layer's softmax or sigmoid into its gradient)."""
-        dz = dz.reshape(self._z.shape)
+        has already folded this layer's softmax or sigmoid into its gradient, and by the
+        ReLU + max pooling fusion)."""
+        dz = dz.reshape(ctx.z.shape)
         if self.activity_regularizer is not None:
             # The activity penalty is on the output: its gradient goes back through the
             # activation before joining dz.
-            out = self._y_out
-            g = self._activity_backward(out, None, self._buffers.get("dy", out.shape[0],
-                                                                      out.shape[1:]))
-            g = g.reshape(self._z.shape)
-            self.activation.backward(self._z, self._y, g, g)
+            out = ctx.y_out
+            g = self._activity_backward(out, None, ctx.buffers.get("dy", out.shape[0],
+                                                                    out.shape[1:]))
+            g = g.reshape(ctx.z.shape)
+            (ctx.activation or self.activation).backward(ctx.z, ctx.y, g, g)
             dz = np.add(dz, g, out=g)
         if self.use_bias:
-            _LINEAR.backward_bias(dz, dz, dz, dz, self.grads[1])
-        return self._backward_linear(dz, need_input_grad)
+            _LINEAR.backward_bias(dz, dz, dz, dz, ctx.grads[1])
+        return self._backward_linear(ctx, dz, need_input_grad)
 
 
 @LAYERS.register()
@@ -200,9 +287,10 @@ class Dense(AffineLayer):
         self.units = int(units)
 
     def build(self, input_shape):
-        if len(input_shape) != 1:
+        if len(input_shape) != 1 or input_shape[0] is None:
             raise ValueError(
-                f"Layer '{self.name}' (Dense) expects 2-D input (batch, features); received "
+                f"Layer '{self.name}' (Dense) expects 2-D input (batch, features) with a known "
+                f"number of features; received "
                 f"input of shape {(None,) + tuple(input_shape)}. Add Flatten() before it or "
                 f"reshape the data.")
         self._add_kernel_and_bias((input_shape[0], self.units), self.units)
@@ -211,27 +299,26 @@ class Dense(AffineLayer):
     def compute_output_shape(self, input_shape):
         return (self.units,)
 
-    def forward(self, x, training=False):
+    def forward(self, ctx, x, training=False):
         n = x.shape[0]
-        if training:
-            z, y = self._activation_buffers(n, self.units)
+        activation = ctx.activation or self.activation
+        if ctx.record:
+            z, y = self._activation_buffers(ctx, activation, n, self.units)
         else:
             # Inference allocates, so that concurrent predict calls never share buffers, and
             # applies the activation in place: nothing needs z afterwards.
             z = y = np.empty((n, self.units), self.dtype)
         gemm(x, self.kernel, z)
-        self.activation.forward_bias(z, self.bias, y)
-        if training:
-            if self.activity_regularizer is not None:
-                self._activity_forward(y)
-            self._x, self._z, self._y, self._y_out = x, z, y, y
+        activation.forward_bias(z, self.bias, y)
+        if ctx.record:
+            ctx.x, ctx.z, ctx.y, ctx.y_out = x, z, y, y
         return y
 
-    def _backward_linear(self, dz, need_input_grad):
-        gemm(self._x, dz, self.grads[0], trans_a=True)
+    def _backward_linear(self, ctx, dz, need_input_grad):
+        gemm(ctx.x, dz, ctx.grads[0], trans_a=True)
         if not need_input_grad:
             return None
-        dx = self._buffers.get("dx", dz.shape[0], (self.kernel.shape[0],))
+        dx = ctx.buffers.get("dx", dz.shape[0], (self.kernel.shape[0],))
         return gemm(dz, self.kernel, dx, trans_b=True)
 
     def get_config(self):
@@ -249,33 +336,34 @@ class Activation(Layer):
     Input shape: any. Output shape: same as the input.
     """
 
+    is_activation_layer = True   # (rewrites.bias_then_activation)
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = self._resolve("activation", activation, activations.get)
-        self._buffers = BufferPool(self.dtype)
 
-    def forward(self, x, training=False):
+    def forward(self, ctx, x, training=False):
         x = np.ascontiguousarray(x)
-        if training:
-            y = self._buffers.get("y", x.shape[0], x.shape[1:])
+        if ctx.record:
+            y = ctx.buffers.get("y", x.shape[0], x.shape[1:])
         else:
             y = np.empty_like(x)
         self.activation.forward(x, y)
-        if training:
-            self._x, self._y = x, y
+        if ctx.record:
+            ctx.x, ctx.y = x, y
         return y
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, ctx, dy, need_input_grad=True):
         if not need_input_grad:
             return None
-        dx = self._buffers.get("dx", dy.shape[0], dy.shape[1:])
-        self.activation.backward(self._x, self._y, dy, dx)
+        dx = ctx.buffers.get("dx", dy.shape[0], dy.shape[1:])
+        self.activation.backward(ctx.x, ctx.y, dy, dx)
         return dx
 
-    def backward_preactivation(self, dz, need_input_grad=True):
+    def backward_preactivation(self, ctx, dz, need_input_grad=True):
         return dz if need_input_grad else None
 
-    def forward_linear(self, x):
+    def forward_linear(self, ctx, x):
         """The input itself: the layer is its activation alone (see AffineLayer)."""
         return np.ascontiguousarray(x)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from minidl import initializers, regularizers
 from minidl._core import _normalization as _kernels
-from minidl.layers.base import LAYERS, BufferPool, Layer
+from minidl.layers.base import LAYERS, Layer
 from minidl.layers.core import _serialize_init
 from minidl.utils.checks import check_bool
 
@@ -93,7 +93,6 @@ class BatchNormalization(Layer):
                                               regularizers.get)
         self.gamma_regularizer = self._resolve("gamma_regularizer", gamma_regularizer,
                                                regularizers.get)
-        self._buffers = BufferPool(self.dtype)
 
     def build(self, input_shape):
         ndim = len(input_shape) + 1
@@ -117,42 +116,46 @@ class BatchNormalization(Layer):
         self._gamma = self.gamma if self.scale else np.ones(shape, self.dtype)
         self._beta = self.beta if self.center else np.zeros(shape, self.dtype)
         self._zeros = np.zeros(shape, self.dtype)
-        self._mean = np.empty(shape, self.dtype)      # batch statistics kept for backward
-        self._invstd = np.empty(shape, self.dtype)
+        self._channels = shape
         self._owner = f"BatchNormalization '{self.name}'"
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def forward(self, x, training=False):
+    def forward(self, ctx, x, training=False):
         x = _contiguous(x)
-        if training:
-            y = self._buffers.get("y", x.shape[0], x.shape[1:])
+        if ctx.record:
+            y = ctx.buffers.get("y", x.shape[0], x.shape[1:])
         else:  # inference allocates, so that concurrent predict calls never share buffers
             y = np.empty_like(x)
-        if training:
-            # Read by backward; set in training only, as inference runs beside training.
-            self._batch_stats = self.trainable
-        if training and self.trainable:
+        batch_stats = training and self.trainable
+        if batch_stats:
+            # The batch statistics, kept for backward (a fresh pair when not recording).
+            mean = ctx.buffers.get("mean", self._channels[0], ()) if ctx.record else \
+                np.empty(self._channels, self.dtype)
+            invstd = ctx.buffers.get("invstd", self._channels[0], ()) if ctx.record else \
+                np.empty(self._channels, self.dtype)
             _kernels.batch_norm_train(x, self._axis, self._gamma, self._beta, self.moving_mean,
-                                      self.moving_variance, self._mean, self._invstd, y,
+                                      self.moving_variance, mean, invstd, y,
                                       self.momentum, self.epsilon, self._owner)
         else:
             _kernels.batch_norm_inference(x, self._axis, self._gamma, self._beta,
                                           self.moving_mean, self.moving_variance, y,
                                           self.epsilon, self._owner)
-        if training:
-            self._x = x
+        if ctx.record:
+            ctx.x, ctx.batch_stats = x, batch_stats
+            if batch_stats:
+                ctx.mean, ctx.invstd = mean, invstd
         return y
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, ctx, dy, need_input_grad=True):
         dy = _contiguous(dy)
-        dx = self._buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
-        if self._batch_stats:
-            _kernels.batch_norm_backward(self._x, dy, self._axis, self._gamma, self._mean,
-                                         self._invstd, dx, self.grads[0] if self.scale else None,
-                                         self.grads[-1] if self.center else None, self._owner)
+        dx = ctx.buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
+        if ctx.batch_stats:
+            _kernels.batch_norm_backward(ctx.x, dy, self._axis, self._gamma, ctx.mean,
+                                         ctx.invstd, dx, ctx.grads[0] if self.scale else None,
+                                         ctx.grads[-1] if self.center else None, self._owner)
         elif dx is not None:
             # Frozen: the moving statistics are constants, so dx = dy * gamma / sqrt(var + eps),
             # which is the inference transform of dy with a zero mean and a zero offset.
@@ -226,7 +229,6 @@ class LayerNormalization(Layer):
                                               regularizers.get)
         self.gamma_regularizer = self._resolve("gamma_regularizer", gamma_regularizer,
                                                regularizers.get)
-        self._buffers = BufferPool(self.dtype)
 
     def build(self, input_shape):
         ndim = len(input_shape) + 1
@@ -255,14 +257,14 @@ class LayerNormalization(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def forward(self, x, training=False):
+    def forward(self, ctx, x, training=False):
         x = _contiguous(x)
         n = x.shape[0]
-        if training:
-            y = self._buffers.get("y", n, x.shape[1:])
-            mean = self._buffers.get("mean", n, self._row_shape)
-            invstd = self._buffers.get("invstd", n, self._row_shape)
-            self._x, self._mean, self._invstd = x, mean, invstd
+        if ctx.record:
+            y = ctx.buffers.get("y", n, x.shape[1:])
+            mean = ctx.buffers.get("mean", n, self._row_shape)
+            invstd = ctx.buffers.get("invstd", n, self._row_shape)
+            ctx.x, ctx.mean, ctx.invstd = x, mean, invstd
         else:
             y, mean, invstd = np.empty_like(x), None, None
         gamma, beta = self._gamma_beta or self._stand_ins()
@@ -270,13 +272,13 @@ class LayerNormalization(Layer):
                                     self.epsilon, self._owner)
         return y
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, ctx, dy, need_input_grad=True):
         dy = _contiguous(dy)
-        dx = self._buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
+        dx = ctx.buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
         gamma, _ = self._gamma_beta or self._stand_ins()
-        _kernels.layer_norm_backward(self._x, dy, self._cols, gamma, self._mean,
-                                     self._invstd, dx, self.grads[0] if self.scale else None,
-                                     self.grads[-1] if self.center else None, self._owner)
+        _kernels.layer_norm_backward(ctx.x, dy, self._cols, gamma, ctx.mean,
+                                     ctx.invstd, dx, ctx.grads[0] if self.scale else None,
+                                     ctx.grads[-1] if self.center else None, self._owner)
         return dx
 
     def _stand_ins(self):

@@ -4,12 +4,16 @@ MaxPooling keeps, for each output value, the index of the input value it came fr
 backward pass scatters the gradient there (the first maximum of a window wins ties, as in
 TF and PyTorch). AveragePooling with padding='same' divides by the number of window
 positions inside the input, as Keras does. The 1-D layers run the 2-D kernels on samples
-one row high. Every buffer belongs to the layer and is reused from step to step.
+one row high. Buffers come from the call's context and are reused from step to step.
+
+A max pooling right after a layer ending in a ReLU trains fused with it
+(``models.rewrites.relu_then_max_pool``): ``backward_through_relu`` gives the gradient of
+that layer's pre-activation in one scatter.
 """
 import numpy as np
 
 from minidl._core import _conv as kernels
-from minidl.layers.base import LAYERS, BufferPool, Layer
+from minidl.layers.base import LAYERS, Layer
 from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
                                       normalize_tuple, window_geometry)
 from minidl.utils.checks import check_bool
@@ -30,8 +34,6 @@ class _Pooling(Layer):
                         normalize_tuple(strides, self.rank, "strides", owner))
         self.padding = normalize_padding(padding, ("valid", "same"), owner)
         self.data_format = check_data_format(data_format, owner)
-        self._buffers = BufferPool(self.dtype)
-        self._indices = BufferPool(np.intc)   # max pooling's argmax, reused likewise
 
     def _geometry(self, input_shape):
         check_input_rank(self, input_shape, self.rank, self._layout)
@@ -44,46 +46,94 @@ class _Pooling(Layer):
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        out, pads = self._geometry(input_shape)
-        two_d = lambda t, fill: (fill,) * (2 - self.rank) + tuple(t)   # noqa: E731
-        self._image = two_d(input_shape[:-1], 1) + (input_shape[-1],)
-        self._out_image = two_d(out, 1) + (input_shape[-1],)
-        self._window = dict(pool_size=two_d(self.pool_size, 1), strides=two_d(self.strides, 1),
-                            pads=two_d(pads, 0))
-        self._output_sample = out + (input_shape[-1],)
+        self._geometry(input_shape)
+        if input_shape[-1] is None:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
+                             f"number of channels; received inputs of shape "
+                             f"{(None,) + input_shape}.")
+        self._geometries = {}
         super().build(input_shape)
+        known = None if None in input_shape else self._geo(input_shape)
+        self._image, self._out_image, self._window, self._output_sample = (
+            (None,) * 4 if known is None else known)
 
-    def forward(self, x, training=False):
+    def _geo(self, sample_shape):
+        """(image, pooled image, window arguments, output sample shape) on 2-D images for
+        samples of ``sample_shape``; made once per shape (a None size allows any)."""
+        geo = self._geometries.get(sample_shape)
+        if geo is None:
+            out, pads = self._geometry(sample_shape)
+            two_d = lambda t, fill: (fill,) * (2 - self.rank) + tuple(t)   # noqa: E731
+            channels = (sample_shape[-1],)
+            geo = (two_d(sample_shape[:-1], 1) + channels, two_d(out, 1) + channels,
+                   dict(pool_size=two_d(self.pool_size, 1), strides=two_d(self.strides, 1),
+                        pads=two_d(pads, 0)), out + channels)
+            if len(self._geometries) >= 64:   # lengths that vary from batch to batch
+                self._geometries.clear()
+            self._geometries[sample_shape] = geo
+        return geo
+
+    @property
+    def pool_window(self):
+        """The (rows, columns) window on 2-D images (1-D layers: one row high)."""
+        return None if self._window is None else self._window["pool_size"]
+
+    @property
+    def pooled_image(self):
+        """The pooled sample as a 2-D image: (rows, columns, channels)."""
+        return self._out_image
+
+    @property
+    def output_sample_shape(self):
+        return self._output_sample
+
+    def forward(self, ctx, x, training=False):
         n = x.shape[0]
-        x = np.ascontiguousarray(x).reshape((n,) + self._image)
-        if training:
-            y = self._buffers.get("y", n, self._out_image)
+        image, out_image, window, output_sample = geo = self._geo(x.shape[1:])
+        x = np.ascontiguousarray(x).reshape((n,) + image)
+        if ctx.record:
+            y = ctx.buffers.get("y", n, out_image)
         else:
-            y = np.empty((n,) + self._out_image, self.dtype)
+            y = np.empty((n,) + out_image, self.dtype)
         if self._max:
-            argmax = (self._indices.get("argmax", n, self._out_image) if training else
-                      np.empty(y.shape, np.intc))
-            kernels.max_pool_forward(x, y, argmax, **self._window)
-            if training:
-                self._argmax, self._y = argmax, y
+            argmax = (ctx.buffers.get("argmax", n, out_image, np.intc) if ctx.record
+                      else np.empty(y.shape, np.intc))
+            kernels.max_pool_forward(x, y, argmax, **window)
+            if ctx.record:
+                ctx.argmax, ctx.y = argmax, y
         else:
-            kernels.avg_pool_forward(x, y, **self._window)
-        return y.reshape((n,) + self._output_sample)
+            kernels.avg_pool_forward(x, y, **window)
+        if ctx.record:
+            ctx.geo = geo
+        return y.reshape((n,) + output_sample)
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, ctx, dy, need_input_grad=True):
         if not need_input_grad:
             return None
         n = dy.shape[0]
-        dy = np.ascontiguousarray(dy).reshape((n,) + self._out_image)
-        dx = self._buffers.get("dx", n, self._image)
+        image, out_image, window, _ = ctx.geo
+        dy = np.ascontiguousarray(dy).reshape((n,) + out_image)
+        dx = ctx.buffers.get("dx", n, image)
         if self._max:
-            self._scatter(dy, dx, gate=None)
+            self._scatter(ctx, dy, dx, gate=None)
         else:
-            kernels.avg_pool_backward(dy, dx, **self._window)
-        return dx.reshape((n,) + self.built_input_shape)
+            kernels.avg_pool_backward(dy, dx, **window)
+        return dx.reshape((n,) + image[2 - self.rank:])
 
-    def _scatter(self, dy, dx, gate):
-        kernels.max_pool_backward(dy, self._argmax, dx, gate=gate, **self._window)
+    def _scatter(self, ctx, dy, dx, gate):
+        kernels.max_pool_backward(dy, ctx.argmax, dx, gate=gate, **ctx.geo[2])
+
+    def backward_through_relu(self, ctx, dy):
+        """The gradient with respect to ``z`` when this (max) pooling's input was
+        ``relu(z)``: the pooled gradient scattered to each window's maximum where the
+        maximum is positive. Bit for bit what ``backward`` followed by the ReLU's backward
+        gives."""
+        n = dy.shape[0]
+        image, out_image = ctx.geo[:2]
+        dy = np.ascontiguousarray(dy).reshape((n,) + out_image)
+        dx = ctx.buffers.get("dx", n, image)
+        self._scatter(ctx, dy, dx, gate=ctx.y)
+        return dx.reshape((n,) + image[2 - self.rank:])
 
     def get_config(self):
         config = super().get_config()
@@ -93,55 +143,10 @@ class _Pooling(Layer):
 
 
 class _ThroughReLU:
-    """Max pooling right after a layer with a ReLU: the training loop asks for the gradient
-    with respect to that layer's pre-activation directly (see ``models.trainer``), which
-    skips a pass of the ReLU's backward over the layer's whole (un-pooled) output."""
+    """Max pooling, which may follow a layer ending in a ReLU as one fused step
+    (``models.rewrites.relu_then_max_pool``, through ``backward_through_relu``)."""
 
-    def forward_after_relu_layer(self, layer, x, directly=False):
-        """Training forward of ``layer`` (computing ``relu(linear(x) + b)``) and of this
-        pooling together: the maximum of each window of ``linear(x)``, then the bias and
-        the ReLU on the maxima alone. The same bits as ``self.forward(layer.forward(x))``,
-        since max(relu(z + b)) = relu(max(z) + b) for float addition and the ReLU.
-
-        With ``directly`` (allowed by the training loop when the layer's input gradient is
-        never needed), a layer that can (``can_pool_directly``) computes the maxima without
-        forming ``linear(x)`` at all."""
-        self._direct_layer = None
-        if directly and getattr(layer, "can_pool_directly", None) and layer.can_pool_directly(self):
-            n = x.shape[0]
-            y = self._buffers.get("y", n, self._out_image)
-            argmax = self._indices.get("argmax", n, self._out_image)
-            layer.forward_max_pool(x, self._window["pool_size"], y, argmax)   # bias, ReLU too
-            self._argmax, self._y, self._direct_layer = argmax, y, layer
-            return y.reshape((n,) + self._output_sample)
-        y = self.forward(layer.forward_linear(x), training=True)
-        rows = y.reshape(-1, y.shape[-1])
-        layer.activation.forward_bias(rows, getattr(layer, "bias", None), rows)
-        return y
-
-    def backward_to_relu_layer(self, layer, dy, need_input_grad):
-        """Backward through this pooling and ``layer`` after :meth:`forward_after_relu_layer`:
-        the layer's weight gradients, and the gradient of its input (None when
-        ``need_input_grad`` is False)."""
-        if getattr(self, "_direct_layer", None) is layer:
-            if need_input_grad:
-                raise RuntimeError(f"{layer.name} pooled directly, which gives no input "
-                                   f"gradient, but its input gradient was asked for")
-            n = dy.shape[0]
-            layer.backward_max_pool(np.ascontiguousarray(dy).reshape((n,) + self._out_image),
-                                    self._argmax, self._y, self._window["pool_size"])
-            return None
-        return layer.backward_preactivation(self.backward_through_relu(dy), need_input_grad)
-
-    def backward_through_relu(self, dy):
-        """The gradient with respect to ``z`` when this layer's input was ``relu(z)``: the
-        pooled gradient scattered to each window's maximum where the maximum is positive.
-        Bit for bit what ``backward`` followed by the ReLU's backward gives."""
-        n = dy.shape[0]
-        dy = np.ascontiguousarray(dy).reshape((n,) + self._out_image)
-        dx = self._buffers.get("dx", n, self._image)
-        self._scatter(dy, dx, gate=self._y)
-        return dx.reshape((n,) + self.built_input_shape)
+    pools_max_after_relu = True
 
 
 _POOLING_DOC = """{kind} pooling over {what}: each output is the {op} of a window of the input.
@@ -219,8 +224,6 @@ class _GlobalPooling(Layer):
         super().__init__(**kwargs)
         self.data_format = check_data_format(data_format, type(self).__name__)
         self.keepdims = check_bool(type(self).__name__, "keepdims", keepdims)
-        self._buffers = BufferPool(self.dtype)
-        self._indices = BufferPool(np.intc)
 
     def compute_output_shape(self, input_shape):
         check_input_rank(self, input_shape, self.rank, self._layout)
@@ -228,43 +231,60 @@ class _GlobalPooling(Layer):
 
     def build(self, input_shape):
         self._output_sample = self.compute_output_shape(tuple(input_shape))
-        self._positions = int(np.prod(input_shape[:-1]))
-        self._image, self._out_image = tuple(input_shape), (input_shape[-1],)
+        if input_shape[-1] is None:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
+                             f"number of channels; received inputs of shape "
+                             f"{(None,) + tuple(input_shape)}.")
+        self._out_image = (input_shape[-1],)
         super().build(input_shape)
 
-    def forward(self, x, training=False):
+    pool_window = None   # (no fused first-layer path: rewrites.relu_then_max_pool)
+
+    def forward(self, ctx, x, training=False):
         n, channels = x.shape[0], x.shape[-1]
-        x = np.ascontiguousarray(x).reshape(n, self._positions, channels)
-        y = (self._buffers.get("y", n, (channels,)) if training
+        positions = int(np.prod(x.shape[1:-1]))
+        if ctx.record:
+            ctx.in_shape = x.shape[1:]
+        x = np.ascontiguousarray(x).reshape(n, positions, channels)
+        y = (ctx.buffers.get("y", n, (channels,)) if ctx.record
              else np.empty((n, channels), self.dtype))
         if self._max:
-            argmax = (self._indices.get("argmax", n, (channels,)) if training else
+            argmax = (ctx.buffers.get("argmax", n, (channels,), np.intc) if ctx.record else
                       np.empty((n, channels), np.intc))
             kernels.global_max_pool(x, y, argmax)
-            if training:
-                self._argmax, self._y = argmax, y
+            if ctx.record:
+                ctx.argmax, ctx.y = argmax, y
         else:
             kernels.global_avg_pool(x, y)
         return y.reshape((n,) + self._output_sample)
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, ctx, dy, need_input_grad=True):
         if not need_input_grad:
             return None
         n = dy.shape[0]
         channels = self.built_input_shape[-1]
+        positions = int(np.prod(ctx.in_shape[:-1]))
         dy = np.ascontiguousarray(dy).reshape(n, channels)
-        dx = self._buffers.get("dx", n, self.built_input_shape)
+        dx = ctx.buffers.get("dx", n, ctx.in_shape)
         if self._max:
-            self._scatter(dy, dx, gate=None)
+            self._scatter(ctx, dy, dx, gate=None)
         else:
-            np.multiply(dy.reshape(n, 1, channels), 1.0 / self._positions,
-                        out=dx.reshape(n, self._positions, channels))
+            np.multiply(dy.reshape(n, 1, channels), 1.0 / positions,
+                        out=dx.reshape(n, positions, channels))
         return dx
 
-    def _scatter(self, dy, dx, gate):
+    def _scatter(self, ctx, dy, dx, gate):
         n, channels = dy.shape[0], self._out_image[0]
-        kernels.scatter_argmax(dy.reshape(n, channels), self._argmax,
-                               dx.reshape(n, self._positions * channels), gate)
+        kernels.scatter_argmax(dy.reshape(n, channels), ctx.argmax,
+                               dx.reshape(n, -1), gate)
+
+    def backward_through_relu(self, ctx, dy):
+        """As ``_Pooling.backward_through_relu``, for the global maximum."""
+        n = dy.shape[0]
+        dy = np.ascontiguousarray(dy).reshape(n, self._out_image[0])
+        dx = ctx.buffers.get("dx", n, ctx.in_shape)
+        self._scatter(ctx, dy, dx, gate=ctx.y)
+        return dx
 
     def get_config(self):
         config = super().get_config()

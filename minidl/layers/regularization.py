@@ -15,7 +15,7 @@ import numpy as np
 
 from minidl import regularizers
 from minidl._core import _regularization as _kernels
-from minidl.layers.base import LAYERS, BufferPool, Layer
+from minidl.layers.base import LAYERS, Layer
 from minidl.utils.random import _check_seed, set_generator_state, training_rng
 
 
@@ -60,8 +60,6 @@ class Dropout(Layer):
         self.noise_shape = _check_noise_shape(noise_shape)
         self.seed = None if seed is None else _check_seed(seed)
         self._rng = None if seed is None else np.random.Generator(np.random.PCG64(self.seed))
-        self._buffers = BufferPool(self.dtype)
-        self._mask = None
 
     def build(self, input_shape):
         if self.noise_shape is not None:
@@ -69,37 +67,36 @@ class Dropout(Layer):
             self._resolve_noise_shape((None,) + tuple(input_shape))
         super().build(input_shape)
 
-    def forward(self, x, training=False):
-        if not training:
-            return x   # (and touches nothing: inference runs beside training)
-        if self.rate == 0.0:
-            self._mask = None
+    def forward(self, ctx, x, training=False):
+        ctx.mask = None
+        if not training or self.rate == 0.0:
             return x
         x = _contiguous(x)
         n = x.shape[0]
         key = (self._rng if self._rng is not None else training_rng()).bit_generator.random_raw()
-        y = self._buffers.get("y", n, x.shape[1:])
+        buffers = ctx.buffers
+        y = buffers.get("y", n, x.shape[1:])
         if self.noise_shape is None:
-            mask = self._buffers.get("mask", n, x.shape[1:])
+            mask = buffers.get("mask", n, x.shape[1:])
             _kernels.dropout_forward(x, mask, y, self.rate, key)
         else:
             shape = self._resolve_noise_shape(x.shape)
-            mask = self._buffers.get("mask", shape[0], shape[1:])
+            mask = buffers.get("mask", shape[0], shape[1:])
             _kernels.dropout_mask(mask, self.rate, key)
             np.multiply(x, mask, out=y)
-        self._mask = mask
+        ctx.mask = mask
         return y
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, ctx, dy, need_input_grad=True):
         if not need_input_grad:
             return None
-        if self._mask is None:
+        if ctx.mask is None:
             return dy
-        dx = self._buffers.get("dx", dy.shape[0], dy.shape[1:])
+        dx = ctx.buffers.get("dx", dy.shape[0], dy.shape[1:])
         if self.noise_shape is None:
-            _kernels.dropout_backward(_contiguous(dy), self._mask, dx)
+            _kernels.dropout_backward(_contiguous(dy), ctx.mask, dx)
         else:
-            np.multiply(dy, self._mask, out=dx)
+            np.multiply(dy, ctx.mask, out=dx)
         return dx
 
     def _resolve_noise_shape(self, shape):
@@ -175,21 +172,19 @@ class ActivityRegularization(Layer):
         self.l1 = regularizers._factor(l1, "l1")
         self.l2 = regularizers._factor(l2, "l2")
         self.activity_regularizer = regularizers.L1L2(l1=self.l1, l2=self.l2)
-        self._buffers = BufferPool(self.dtype)
 
-    def forward(self, x, training=False):
+    def forward(self, ctx, x, training=False):
         x = _contiguous(x)
-        if training:
-            self._activity_forward(x)
-            self._x = x
+        if ctx.record:
+            ctx.x = x
         return x
 
-    def backward(self, dy, need_input_grad=True):
+    def backward(self, ctx, dy, need_input_grad=True):
         if not need_input_grad:
             return None
         dy = _contiguous(dy)
-        return self._activity_backward(self._x, dy,
-                                       self._buffers.get("dx", dy.shape[0], dy.shape[1:]))
+        return self._activity_backward(ctx.x, dy,
+                                       ctx.buffers.get("dx", dy.shape[0], dy.shape[1:]))
 
     def get_config(self):
         config = super().get_config()

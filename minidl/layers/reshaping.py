@@ -18,15 +18,14 @@ class Flatten(Layer):
     """
 
     def compute_output_shape(self, input_shape):
+        _check_known(self, input_shape)
         return (int(np.prod(input_shape)),)
 
-    def forward(self, x, training=False):
-        if training:
-            self._input_shape = x.shape
+    def forward(self, ctx, x, training=False):
         return np.ascontiguousarray(x).reshape(x.shape[0], -1)
 
-    def backward(self, dy, need_input_grad=True):
-        return dy.reshape(self._input_shape) if need_input_grad else None
+    def backward(self, ctx, dy, need_input_grad=True):
+        return dy.reshape((dy.shape[0],) + self.built_input_shape) if need_input_grad else None
 
 
 @LAYERS.register()
@@ -56,6 +55,7 @@ class Reshape(Layer):
         self.target_shape = target_shape
 
     def compute_output_shape(self, input_shape):
+        _check_known(self, input_shape)
         size = int(np.prod(input_shape))
         known = int(np.prod([d for d in self.target_shape if d != -1]))
         shape = tuple(size // known if d == -1 else d for d in self.target_shape)
@@ -68,15 +68,20 @@ class Reshape(Layer):
         self._output_shape = self.compute_output_shape(input_shape)
         super().build(input_shape)
 
-    def forward(self, x, training=False):
-        if training:
-            self._input_shape = x.shape
+    def forward(self, ctx, x, training=False):
         return np.ascontiguousarray(x).reshape((x.shape[0],) + self._output_shape)
 
-    def backward(self, dy, need_input_grad=True):
-        return dy.reshape(self._input_shape) if need_input_grad else None
+    def backward(self, ctx, dy, need_input_grad=True):
+        return dy.reshape((dy.shape[0],) + self.built_input_shape) if need_input_grad else None
 
     def get_config(self):
         config = super().get_config()
         config["target_shape"] = list(self.target_shape)
         return config
+
+
+def _check_known(layer, input_shape):
+    if None in tuple(input_shape):
+        raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) needs inputs of known "
+                         f"size; received shape {(None,) + tuple(input_shape)}. Use a global "
+                         f"pooling layer over the axes of unknown size instead.")

@@ -1,7 +1,9 @@
-"""Models, as in ``keras.models``."""
+"""Models, as in ``keras.models``: Model (the functional API), Sequential, and loading."""
+from minidl.models.functional import Model
 from minidl.models.sequential import Sequential
+from minidl.models.serialization import clone_model
 
-__all__ = ["Sequential", "load_model", "model_from_json"]
+__all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_json"]
 
 
 def __getattr__(name):

@@ -45,7 +45,8 @@ def prepare_x(x, input_shape, name="x"):
         raise ValueError(f"{name} has shape {arr.shape}: a sample of shape {sample_shape} "
                          f"holds no values. Every dimension after the batch dimension must "
                          f"be at least 1.")
-    if input_shape is not None and sample_shape != tuple(input_shape):
+    if input_shape is not None and (len(sample_shape) != len(input_shape) or any(
+            want is not None and got != want for got, want in zip(sample_shape, input_shape))):
         raise ValueError(_shape_mismatch_message(name, arr.shape, tuple(input_shape)))
     if arr.dtype not in _GATHER_DTYPES:
         arr = arr.astype(np.float32)
@@ -217,42 +218,80 @@ def split_validation(validation_split, n):
     return split_at
 
 
-class Batcher:
-    """Gathers batches of (x, y, sample_weight) into buffers reused for the whole call.
+class Arrays:
+    """The checked arrays of one fit / evaluate / predict call.
 
     Args:
-        x2d: ``(n, features)`` C-contiguous array from :func:`prepare_x`.
-        sample_shape: shape of one sample, restored on each batch (a view).
-        y: targets from :func:`prepare_y` or None.
-        batch_size: rows per batch; the last batch may be smaller.
-        dtype: the model's float type.
-        sample_weight: ``(n,)`` weights from :func:`prepare_sample_weight`, or None.
+        inputs: one ``(x2d, sample_shape)`` per model input, from :func:`prepare_x`.
+        targets: one array per model output (from :func:`prepare_y`, None for an output
+            no loss reads), or None (predict).
+        weights: one ``(n,)`` array per output (None for unweighted outputs), or None.
     """
 
-    def __init__(self, x2d, sample_shape, y, batch_size, dtype, sample_weight=None):
-        self.x, self.y, self.w, self.batch_size = x2d, y, sample_weight, batch_size
-        self.sample_shape = tuple(sample_shape)
-        self.n = x2d.shape[0]
+    def __init__(self, inputs, targets=None, weights=None):
+        self.inputs = list(inputs)
+        self.targets = None if targets is None else list(targets)
+        self.weights = None if weights is None else list(weights)
+        self.n = self.inputs[0][0].shape[0]
+
+    def split(self, at):
+        """``(first, rest)``: the samples before ``at`` and from ``at`` on (views)."""
+        def cut(arrays, part):
+            return None if arrays is None else [None if a is None else a[part] for a in arrays]
+        head, tail = slice(None, at), slice(at, None)
+        return (Arrays([(x[head], s) for x, s in self.inputs], cut(self.targets, head),
+                       cut(self.weights, head)),
+                Arrays([(x[tail], s) for x, s in self.inputs], cut(self.targets, tail),
+                       cut(self.weights, tail)))
+
+
+class Batcher:
+    """Gathers batches of inputs, targets and sample weights into buffers reused for the
+    whole call.
+
+    Args:
+        arrays: the call's :class:`Arrays`.
+        batch_size: rows per batch; the last batch may be smaller.
+        dtypes: the float type of each input's batches (the model's input layers').
+    """
+
+    def __init__(self, arrays, batch_size, dtypes):
+        self.arrays, self.batch_size = arrays, batch_size
+        self.n = arrays.n
         self.steps = -(-self.n // batch_size)
         rows = min(batch_size, self.n)
-        self.x_buf = np.empty((rows, x2d.shape[1]), dtype)
-        self.y_buf = None if y is None else np.empty((rows,) + y.shape[1:], y.dtype)
-        self.w_buf = None if sample_weight is None else np.empty(rows, sample_weight.dtype)
+        self.x_bufs = [np.empty((rows, x.shape[1]), dtype)
+                       for (x, _), dtype in zip(arrays.inputs, dtypes)]
+        self.y_bufs = [None if y is None else np.empty((rows,) + y.shape[1:], y.dtype)
+                       for y in arrays.targets or []]
+        self.w_bufs = [None if w is None else np.empty(rows, w.dtype)
+                       for w in arrays.weights or []]
 
     def batch(self, step, order=None):
-        """``(x, y, sample_weight)`` of batch ``step``; y and sample_weight may be None."""
+        """``(xs, ys, ws)`` of batch ``step``: lists over inputs, outputs and outputs
+        (``ys`` and ``ws`` empty for predict; None entries where there is nothing)."""
         start = step * self.batch_size
         stop = min(start + self.batch_size, self.n)
         b = stop - start
-        xb = self.x_buf[:b]
-        y, w = self.y, self.w
-        if order is None:
-            _data.copy_rows(self.x, start, xb)
-            yb = None if y is None else y[start:stop]
-            wb = None if w is None else w[start:stop]
-        else:
-            rows = order[start:stop]
-            _data.gather_rows(self.x, rows, xb)
-            yb = None if y is None else np.take(y, rows, axis=0, out=self.y_buf[:b])
-            wb = None if w is None else np.take(w, rows, out=self.w_buf[:b])
-        return xb.reshape((b,) + self.sample_shape), yb, wb
+        rows = None if order is None else order[start:stop]
+        xs = []
+        for (x, sample_shape), buf in zip(self.arrays.inputs, self.x_bufs):
+            xb = buf[:b]
+            if rows is None:
+                _data.copy_rows(x, start, xb)
+            else:
+                _data.gather_rows(x, rows, xb)
+            xs.append(xb.reshape((b,) + tuple(sample_shape)))
+        ys = [self._rows(y, buf, start, stop, rows)
+              for y, buf in zip(self.arrays.targets or [], self.y_bufs)]
+        ws = [self._rows(w, buf, start, stop, rows)
+              for w, buf in zip(self.arrays.weights or [], self.w_bufs)]
+        return xs, ys, ws
+
+    @staticmethod
+    def _rows(a, buf, start, stop, rows):
+        if a is None:
+            return None
+        if rows is None:
+            return a[start:stop]
+        return np.take(a, rows, axis=0, out=buf[:stop - start])

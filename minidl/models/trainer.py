@@ -1,17 +1,13 @@
 """The Keras training API of a model: compile, fit, evaluate, predict and the *_on_batch calls.
 
-One training step (``_train_step``) is
-    forward through the layers -> fused loss and gradient (optionally sample-weighted)
-    -> backward (the first trainable layer skips its input gradient)
-    -> regularization penalties added to the loss and, in place, to the gradients
-    -> one fused update per parameter -> running loss and metrics.
-Every buffer it touches belongs to the layers, the Batcher or the model and is reused, and
-everything that does not change from step to step (the loss method to call, the layers with
-penalties) is decided once in ``_prepare_training``: a step does no Python work beyond that.
-
-When the last layer ends in softmax (or sigmoid) and the loss is the matching
-cross-entropy, the loss returns the gradient with respect to the logits directly, as the
-two fuse to ``probs - onehot``; the activation's own backward is skipped.
+The trainer knows batches, losses, metrics, callbacks and the optimizer, and runs the
+model's execution plan (``models.plan``); it knows no layer kinds. One training step is
+    plan.forward (training) -> each output's loss and its gradient (fused with a softmax or
+    sigmoid head where the plan says so) -> plan.backward -> regularization penalties added
+    to the loss and, in place, to the gradients -> one fused update per parameter ->
+    running loss and metrics.
+Every buffer it touches belongs to the plan, the Batcher or the trainer and is reused, and
+what does not change from step to step is fixed once per fit (``_prepare_step``).
 
 A non-finite training loss does not raise, as in Keras: fit warns once and goes on (the
 weights are then NaN); ``callbacks.TerminateOnNaN`` stops at the first such batch.
@@ -19,6 +15,10 @@ weights are then NaN); ``callbacks.TerminateOnNaN`` stops at the first such batc
 Threads: a training step holds the model's lock exclusively and inference holds it shared,
 and fit / evaluate / the *_on_batch calls run one at a time (``models.concurrency``), so
 calls from several threads give the results of the same calls made one after another.
+
+Random draws of training (the batch order, unseeded dropout) come from a stream derived from
+the global generator's state when fit starts and the optimizer's step count
+(``utils.random.training_draws``).
 """
 import math
 import numbers
@@ -26,191 +26,283 @@ import warnings
 
 import numpy as np
 
-from minidl import losses as losses_module
-from minidl import metrics as metrics_module
 from minidl import optimizers as optimizers_module
 from minidl.callbacks import CallbackList
 from minidl.layers.base import BufferPool
+from minidl.models.compiled import CompiledLosses
 from minidl.models.concurrency import one_at_a_time
-from minidl.models.data import (Batcher, class_weight_to_sample_weight, prepare_sample_weight,
-                                prepare_x, prepare_y, split_validation)
+from minidl.models.data import (Arrays, Batcher, class_weight_to_sample_weight,
+                                prepare_sample_weight, prepare_x, prepare_y, split_validation)
 from minidl.utils.random import global_rng, training_draws
 
 
 class Trainer:
-    """Training and inference for a model with ``layers``, ``_forward(x)`` and
-    ``_ensure_built(sample_shape)`` (see :class:`minidl.models.Sequential`)."""
+    """Training and inference for a model (see :class:`minidl.models.Model`): it needs
+    ``inputs``, ``outputs``, ``output_names``, ``_plan(losses)``, ``_ensure_built_for`` and
+    ``_lock``."""
 
     # ---- compile ----
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                run_eagerly=False, steps_per_execution=1, jit_compile="auto"):
         """Configure the model for training.
 
         Args:
             optimizer: name (e.g. 'adam') or optimizer instance.
-            loss: name (e.g. 'sparse_categorical_crossentropy') or loss instance.
-            metrics: list of metric names or instances, e.g. ``['accuracy']``.
+            loss: name (e.g. 'sparse_categorical_crossentropy') or loss instance; for a
+                model with several outputs, one for all, a list (one per output) or a dict
+                keyed by output name (None leaves an output out).
+            loss_weights: the weights of the outputs' losses in the total: a float, a list
+                or a dict by output name (default 1 each).
+            metrics: list of metric names or instances, e.g. ``['accuracy']``; for several
+                outputs, a list with one entry (a metric or a list) per output, or a dict.
+            run_eagerly, steps_per_execution, jit_compile: accepted for Keras
+                compatibility; minidl always runs its compiled kernels, one step at a time.
         """
+        if not isinstance(run_eagerly, (bool, np.bool_)):
+            raise TypeError(f"run_eagerly must be True or False; received "
+                            f"run_eagerly={run_eagerly!r}.")
+        if steps_per_execution != 1:
+            raise ValueError(f"minidl runs one step per execution; received "
+                             f"steps_per_execution={steps_per_execution!r}.")
+        if jit_compile not in ("auto", True, False):
+            raise ValueError(f"jit_compile must be 'auto', True or False; received "
+                             f"jit_compile={jit_compile!r}.")
         self.optimizer = optimizers_module.get(optimizer)
-        self.loss = None if loss is None else losses_module.get(loss)
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
+        if metrics is not None and not isinstance(metrics, (list, tuple, dict)):
             raise TypeError(f"metrics must be a list, e.g. ['accuracy']; received {metrics!r}.")
-        self._metric_specs = list(metrics or [])
+        self._compile_args = {"loss": loss, "loss_weights": loss_weights, "metrics": metrics}
+        self._compiled = None
         self.compiled = True
-        self._optimizer_built = False
         if self.built:
-            self._prepare_training()
+            self._compile_for_outputs()
 
-    def _prepare_training(self):
-        """Resolve metrics, build the optimizer, and fix what every step calls."""
-        self.metrics = [metrics_module.get(m, loss=self.loss, output_shape=self.output_shape)
-                        for m in self._metric_specs]
-        self._loss_tracker = metrics_module.Mean(name="loss")
-        self._params = [p for layer in self.layers if layer.trainable for p in layer.params]
-        self._grads = [g for layer in self.layers if layer.trainable for g in layer.grads]
-        if not self._optimizer_built:
-            self.optimizer.build(self._params)
-            self._optimizer_built = True
-        trainable = [i for i, layer in enumerate(self.layers) if layer.trainable and layer.params]
-        self._first_trainable = trainable[0] if trainable else len(self.layers)
-        self._through_relu = _relu_then_max_pool(self.layers)
-        # Of those pairs, the ones whose input gradient is never needed (up to the first
-        # trainable layer) may pool without forming the layer's output (conv_pool.c).
-        self._pool_directly = {i for i in self._through_relu if i - 1 <= self._first_trainable}
-        last_activation = getattr(getattr(self.layers[-1], "activation", None), "name", None)
-        fused = getattr(self.loss, "fused_with", None)
-        self._fused = fused is not None and fused == last_activation
-        if self.loss is not None:
-            self._loss_step = (self.loss.forward_backward if not self._fused else
-                               self.loss.softmax_forward_backward if fused == "softmax" else
-                               self.loss.sigmoid_forward_backward)
-        # Layers with regularizers only (has_regularization), so that the others cost nothing
-        # per step: (penalty function, whether it adds to the gradients).
-        regularized = [layer for layer in self.layers
-                       if callable(getattr(layer, "regularization_loss", None))
-                       and getattr(layer, "has_regularization", True)]
-        self._penalties = [(layer.regularization_loss, layer.trainable) for layer in regularized]
-        # Evaluation takes the activity penalties from its own forward pass (inference
-        # records nothing on the layers), so of a layer with an activity regularizer it
-        # asks for the weight penalties alone.
-        self._weight_penalties = [
-            layer.regularization_loss if getattr(layer, "activity_regularizer", None) is None
-            else layer.weight_regularization_loss for layer in regularized]
-        self._step_buffers = BufferPool(self.layers[-1].dtype)
+    def _compile_for_outputs(self):
+        """Resolve the compile arguments against the (built) model's outputs, and build the
+        optimizer for its trainable weights unless it already is."""
+        args = self._compile_args
+        self._compiled = CompiledLosses(self.output_names, [t.shape[1:] for t in self.outputs],
+                                        args["loss"], args["loss_weights"], args["metrics"])
+        self.metrics = self._compiled.all_metrics
+        losses = self._compiled.losses
+        self.loss = losses[0] if len(losses) == 1 else losses
+        if not self.optimizer.built:
+            self._prepare_step()
+
+    def get_compile_config(self):
+        """The arguments of ``compile`` (serialized by saving), or None if not compiled."""
+        if not self.compiled:
+            return None
+        return dict(self._compile_args, optimizer=self.optimizer)
 
     def _require_compiled(self, what):
         if not self.compiled:
             raise RuntimeError(f"You must call compile() before {what}().")
-        if self.loss is None:
+        if self._compile_args["loss"] is None:
             raise RuntimeError(f"compile() was called without a loss; {what}() needs one, e.g. "
                                f"compile(loss='sparse_categorical_crossentropy').")
 
     @property
     def metrics_names(self):
-        """'loss' and the compiled metrics' names: the keys of evaluate's results."""
-        return ["loss"] + [m.name for m in self.metrics]
+        """The keys of evaluate's results: 'loss', the outputs' losses, the metrics."""
+        if self._compiled is None:
+            return ["loss"]
+        return self._compiled.names_in_logs()
+
+    def _prepare_step(self):
+        """Fix what every training step uses: the plan with the loss fusions, the optimizer
+        (built on first use), the loss kernels, the regularized layers."""
+        if self._compiled is None:
+            self._compile_for_outputs()
+        compiled = self._compiled
+        plan = self._plan(compiled.losses)
+        if not self.optimizer.built:
+            self.optimizer.build(plan.params)
+        elif not _same_arrays(self.optimizer._variables, plan.params):
+            raise RuntimeError(
+                f"Model '{self.name}''s trainable weights changed since its optimizer was "
+                f"built (a layer was frozen, unfrozen or added): call compile() again before "
+                f"training, as in Keras.")
+        steps = []
+        for loss, fused in zip(compiled.losses, plan.fused_heads):
+            if loss is None:
+                steps.append(None)
+            elif not fused:
+                steps.append(loss.forward_backward)
+            elif loss.fused_with == "softmax":
+                steps.append(loss.softmax_forward_backward)
+            else:
+                steps.append(loss.sigmoid_forward_backward)
+        self._loss_steps = steps
+        # Layers with regularizers only (has_regularization), so that the others cost
+        # nothing per step: (layer, its gradient arrays when trainable, else None).
+        grads = dict(zip(map(id, plan.params), plan.grads))
+        self._penalties = [(layer, [grads[id(p)] for p in layer.params]
+                            if layer.trainable and layer.params and id(layer.params[0]) in grads
+                            else None)
+                           for layer in plan.layers if layer.has_regularization]
+        if self._step_buffers is None:
+            self._step_buffers = BufferPool(None)
+        self._train_plan = plan
+        return plan
 
     # ---- one step ----
 
-    def _train_step(self, xb, yb, wb=None):
+    def _train_step(self, xs, ys, ws):
         with self._lock.exclusive:   # inference in other threads waits (concurrency.py)
-            self._train_step_unlocked(xb, yb, wb)
+            self._train_step_unlocked(xs, ys, ws)
 
-    def _train_step_unlocked(self, xb, yb, wb):
-        h = xb
-        i, count = 0, len(self.layers)
-        while i < count:
-            if i + 1 in self._through_relu:
-                # A ReLU layer and the max pooling after it: the pooling takes the
-                # maximum of the layer's linear part and adds the bias and the ReLU after
-                # (both commute with the maximum), on a 4x smaller array.
-                h = self.layers[i + 1].forward_after_relu_layer(
-                    self.layers[i], h, directly=i + 1 in self._pool_directly)
-                i += 2
-            else:
-                h = self.layers[i].forward(h, training=True)
-                i += 1
-        grad = self._step_buffers.get("grad", h.shape[0], h.shape[1:])
-        loss_value = self._loss_step(yb, h, grad, wb)
-        last = len(self.layers) - 1
-        first = self._first_trainable
-        if self._fused:
-            g = self.layers[last].backward_preactivation(grad, need_input_grad=last > first)
-            last -= 1
-        else:
-            g = grad
-        i = last
-        while i >= first:
-            if i in self._through_relu and i - 1 >= first:
-                # Max pooling after a ReLU layer: one scatter gives the gradient of that
-                # layer's pre-activation (see _relu_then_max_pool).
-                i -= 1
-                g = self.layers[i + 1].backward_to_relu_layer(self.layers[i], g,
-                                                               need_input_grad=i > first)
-            else:
-                g = self.layers[i].backward(g, need_input_grad=i > first)
-            i -= 1
-        for penalty, accumulate_grads in self._penalties:
-            loss_value += penalty(accumulate_grads)
-        self.optimizer.apply(self._grads, self._params)
-        for metric in self.metrics:
-            metric.update_state(yb, h)
-        self._loss_tracker.update_state(loss_value, sample_weight=h.shape[0])
-
-    def _regularization_penalty(self, activity):
-        """The regularizers' total penalty, without gradients: the weight penalties and the
-        ``activity`` penalties of an inference forward pass (evaluation adds it to each
-        batch's loss, as Keras adds ``model.losses``)."""
-        return float(sum(penalty(False) for penalty in self._weight_penalties) + sum(activity))
+    def _train_step_unlocked(self, xs, ys, ws):
+        plan, compiled = self._train_plan, self._compiled
+        outputs = plan.forward(xs, training=True)
+        total = None
+        output_grads = []
+        for i, (step, out) in enumerate(zip(self._loss_steps, outputs)):
+            if step is None:
+                output_grads.append(None)
+                continue
+            grad = self._step_buffers.get(("grad", i), out.shape[0], out.shape[1:], out.dtype)
+            value = step(ys[i], out, grad, ws[i] if ws else None)
+            tracker = compiled.trackers[i]
+            if tracker is not None:
+                tracker.update_state(value, sample_weight=out.shape[0])
+            weight = compiled.weights[i]
+            if weight is not None and weight != 1.0:
+                value *= weight
+                np.multiply(grad, weight, out=grad)
+            total = value if total is None else total + value
+            output_grads.append(grad)
+        plan.backward(output_grads)
+        if self._penalties:
+            activity = plan.activity_by_layer()
+            for layer, grads in self._penalties:
+                total += activity.get(id(layer), 0.0) + layer.regularization_loss(grads)
+        self.optimizer.apply(plan.grads, plan.params)
+        if self._penalties:
+            self._last_activity = tuple(plan.activity_penalties())
+        compiled.update_metrics(ys, outputs)
+        compiled.loss_tracker.update_state(total, sample_weight=outputs[0].shape[0])
 
     def _logs(self, prefix=""):
-        logs = {prefix + "loss": self._loss_tracker.result()}
-        for metric in self.metrics:
-            logs[prefix + metric.name] = metric.result()
-        return logs
+        return self._compiled.logs(prefix)
 
     def _reset_metrics(self):
-        self._loss_tracker.reset_state()
-        for metric in self.metrics:
-            metric.reset_state()
+        self._compiled.reset()
 
     def reset_metrics(self):
         """Reset the running loss and metrics."""
-        if self.compiled and self.built:
-            self._reset_metrics()
+        if self._compiled is not None:
+            self._compiled.reset()
 
     # ---- data ----
 
-    def _targets_and_weights(self, x, y, sample_weight, class_weight):
-        """Checked (x2d, sample_shape, y, sample_weight or None) of a fit / *_on_batch call."""
-        x2d, sample_shape = prepare_x(x, self.input_shape)
-        self._ensure_built(sample_shape)
-        n = x2d.shape[0]
-        dtype = self.layers[-1].dtype
-        y_arr = prepare_y(y, n, self.loss, self.output_shape, dtype=dtype)
-        if sample_weight is not None and class_weight is not None:
-            raise ValueError("You cannot pass class_weight and sample_weight at the same "
-                             "time; multiply the class weights into sample_weight instead.")
-        sw = None if sample_weight is None else prepare_sample_weight(sample_weight, n, dtype)
-        return x2d, sample_shape, y_arr, sw
+    def _split(self, data, names, what, allow_missing=False):
+        """``data`` for a model with inputs (outputs) ``names``: one entry per name, from an
+        array (one input), a list / tuple, or a dict keyed by name."""
+        count = len(names)
+        if isinstance(data, dict):
+            missing = [name for name in names if name not in data]
+            if missing and not allow_missing:
+                raise ValueError(f"{what} is a dict without the key(s) {missing}; model "
+                                 f"'{self.name}' expects the keys {names}. Received keys "
+                                 f"{list(data)}.")
+            extra = [key for key in data if key not in names]
+            if extra:
+                raise ValueError(f"{what} has the key(s) {extra}, which name none of model "
+                                 f"'{self.name}''s {'inputs' if what == 'x' else 'outputs'} "
+                                 f"{names}.")
+            return [data.get(name) for name in names]
+        if isinstance(data, (list, tuple)) and count > 1:
+            if len(data) != count:
+                raise ValueError(f"{what} must hold one array per model "
+                                 f"{'input' if what.startswith('x') else 'output'} "
+                                 f"({count}: {names}); received a {type(data).__name__} of "
+                                 f"{len(data)}.")
+            return list(data)
+        if isinstance(data, (list, tuple)) and len(data) == 1 \
+                and isinstance(data[0], np.ndarray):
+            return [data[0]]
+        if count > 1:
+            raise ValueError(f"Model '{self.name}' has {count} "
+                             f"{'inputs' if what.startswith('x') else 'outputs'} ({names}): "
+                             f"pass {what} as a list or a dict of {count} arrays; received "
+                             f"{type(data).__name__}.")
+        return [data]
 
-    def _class_weights(self, class_weight, y_arr):
-        return class_weight_to_sample_weight(class_weight, y_arr, self.output_shape[-1],
-                                             self.layers[-1].dtype)
+    def _input_arrays(self, x, name="x"):
+        """One ``(x2d, sample_shape)`` per model input, checked; builds the model for them
+        if it is not built."""
+        if x is None:
+            raise ValueError(f"{name} is required; received None.")
+        names = self.input_names if self.built else [None]
+        parts = self._split(x, names, name)
+        known = [t.shape[1:] for t in self.inputs] if self.built else [None]
+        inputs = []
+        for i, (part, shape) in enumerate(zip(parts, known)):
+            label = name if len(parts) == 1 else f"{name}[{names[i]!r}]"
+            inputs.append(prepare_x(part, shape, name=label))
+        counts = {x2d.shape[0] for x2d, _ in inputs}
+        if len(counts) > 1:
+            raise ValueError(f"All inputs in {name} must have the same number of samples; "
+                             f"received {[x2d.shape[0] for x2d, _ in inputs]}.")
+        self._ensure_built_for([shape for _, shape in inputs])
+        return inputs
 
-    def _validation_batcher(self, validation_data, batch_size):
+    def _checked_arrays(self, x, y, sample_weight, class_weight, names=("x", "y")):
+        """The :class:`Arrays` of a fit / evaluate / *_on_batch call."""
+        inputs = self._input_arrays(x, names[0])
+        if self._compiled is None:
+            self._compile_for_outputs()
+        n = inputs[0][0].shape[0]
+        compiled = self._compiled
+        if y is None:
+            raise ValueError(f"{names[1]} is required for training and evaluation; received "
+                             f"None.")
+        parts = self._split(y, self.output_names, names[1], allow_missing=True)
+        targets = []
+        for i, (part, loss, tensor) in enumerate(zip(parts, compiled.losses, self.outputs)):
+            label = names[1] if len(parts) == 1 else f"{names[1]}[{self.output_names[i]!r}]"
+            if loss is None:
+                targets.append(None)
+            elif part is None:
+                raise ValueError(f"{label} is missing: output '{self.output_names[i]}' has "
+                                 f"a loss, so it needs targets.")
+            else:
+                targets.append(prepare_y(part, n, loss, tensor.shape[1:], name=label,
+                                         dtype=tensor.dtype))
+        _check_not_both(sample_weight, class_weight)
+        weights = None
+        if sample_weight is not None:
+            if isinstance(sample_weight, (dict, list, tuple)) and len(self.outputs) > 1:
+                per = self._split(sample_weight, self.output_names, "sample_weight",
+                                  allow_missing=True)
+            else:
+                per = [sample_weight] * len(self.outputs)
+            label = "sample_weight" if names[0] == "x" else "validation_data sample_weight"
+            weights = [None if w is None or t is None else
+                       prepare_sample_weight(w, n, out.dtype, name=label)
+                       for w, t, out in zip(per, targets, self.outputs)]
+        if class_weight is not None:
+            weights = [self._class_weights(class_weight, targets)]
+        return Arrays(inputs, targets, weights)
+
+    def _class_weights(self, class_weight, targets):
+        if len(self.outputs) > 1:
+            raise ValueError("class_weight is only supported for models with a single "
+                             "output; pass sample_weight per output instead.")
+        return class_weight_to_sample_weight(class_weight, targets[0], self.outputs[0].shape[-1],
+                                             self.outputs[0].dtype)
+
+    def _validation_arrays(self, validation_data):
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError(f"validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
                              f"val_sample_weight); received {_describe(validation_data)}.")
-        vx, vs = prepare_x(validation_data[0], self.input_shape, name="validation_data x")
-        dtype = self.layers[-1].dtype
-        vy = prepare_y(validation_data[1], vx.shape[0], self.loss, self.output_shape,
-                       name="validation_data y", dtype=dtype)
-        vw = None
-        if len(validation_data) == 3 and validation_data[2] is not None:
-            vw = prepare_sample_weight(validation_data[2], vx.shape[0], dtype,
-                                       name="validation_data sample_weight")
-        return Batcher(vx, vs, vy, batch_size, self.layers[0].dtype, vw)
+        weights = validation_data[2] if len(validation_data) == 3 else None
+        return self._checked_arrays(validation_data[0], validation_data[1], weights, None,
+                                    names=("validation_data x", "validation_data y"))
+
+    def _input_dtypes(self):
+        return [t.dtype for t in self.inputs]
 
     # ---- fit ----
 
@@ -222,8 +314,10 @@ class Trainer:
         """Train the model on ``(x, y)``, epochs ``initial_epoch`` to ``epochs - 1``.
 
         Args:
-            x: inputs, shape ``(n,) + input_shape``; int or float (converted per batch).
-            y: targets: class labels (n,) for sparse losses, else ``(n,) + output_shape``.
+            x: inputs, shape ``(n,) + input_shape``; int or float (converted per batch). For
+                several inputs, a list of arrays or a dict keyed by input name.
+            y: targets: class labels (n,) for sparse losses, else ``(n,) + output_shape``;
+                for several outputs, a list or a dict keyed by output name.
             batch_size: samples per gradient step. Defaults to 32, or with
                 ``steps_per_epoch`` to the size that covers the data in that many steps.
             epochs: the index of the last epoch plus one (not a count when
@@ -240,9 +334,10 @@ class Trainer:
                 generator's state when fit starts and the optimizer's step count
                 (``minidl.utils.random``); fit does not advance the global generator.
             class_weight: dict mapping each class index in y to a weight; the loss of a
-                sample is multiplied by its class's weight.
+                sample is multiplied by its class's weight (one output only).
             sample_weight: array ``(n,)``: the loss of each sample is multiplied by its
-                weight (the loss stays a sum over the batch divided by the batch size).
+                weight (the loss stays a sum over the batch divided by the batch size); for
+                several outputs, one array for all, or a list / dict per output.
             initial_epoch: the epoch to start from (to resume a previous run). A callback
                 may override it from ``on_train_begin`` by setting ``model._initial_epoch``
                 (as in Keras; :class:`minidl.callbacks.BackupAndRestore` does, after
@@ -254,8 +349,8 @@ class Trainer:
             validation_freq: validate every this many epochs (an int), or after the epochs
                 (counted from 1) in a list.
         Returns:
-            A :class:`minidl.callbacks.History`; ``history.history`` maps 'loss', metric
-            names and their 'val_' versions to per-epoch lists.
+            A :class:`minidl.callbacks.History`; ``history.history`` maps 'loss', the
+            outputs' losses, metric names and their 'val_' versions to per-epoch lists.
         """
         self._require_compiled("fit")
         epochs = _check_count(epochs, "epochs", minimum=0)
@@ -264,36 +359,34 @@ class Trainer:
         steps_per_epoch = _check_optional_count(steps_per_epoch, "steps_per_epoch")
         validation_steps = _check_optional_count(validation_steps, "validation_steps")
         _check_validation_freq(validation_freq)
-        x2d, sample_shape, y_arr, sw = self._targets_and_weights(x, y, sample_weight,
-                                                                 class_weight)
+        _check_not_both(sample_weight, class_weight)
+        arrays = self._checked_arrays(x, y, sample_weight, None)
         held_out = None
         if validation_data is None and validation_split:
             # Keras cuts the last fraction off before shuffling, so it never trains on it.
-            split_at = split_validation(validation_split, x2d.shape[0])
-            held_out = (x2d[split_at:], y_arr[split_at:], None if sw is None else sw[split_at:])
-            x2d, y_arr = x2d[:split_at], y_arr[:split_at]
-            sw = None if sw is None else sw[:split_at]
-        if class_weight is not None:
-            sw = self._class_weights(class_weight, y_arr)
-        n = x2d.shape[0]
+            arrays, held_out = arrays.split(split_validation(validation_split, arrays.n))
+        if class_weight is not None:   # of the training samples (held-out ones unweighted)
+            arrays.weights = [self._class_weights(class_weight, arrays.targets)]
+        n = arrays.n
         if batch_size is None and steps_per_epoch is not None:
             batch_size = -(-n // steps_per_epoch)
         batch_size = _check_batch_size(batch_size)
-        val_batch_size = _check_optional_count(validation_batch_size,
-                                               "validation_batch_size") or batch_size
         val = None
+        val_batch_size = (batch_size if validation_batch_size is None
+                          else _check_count(validation_batch_size, "validation_batch_size"))
+        dtypes = self._input_dtypes()
         if validation_data is not None:
-            val = self._validation_batcher(validation_data, val_batch_size)
+            val = Batcher(self._validation_arrays(validation_data), val_batch_size, dtypes)
         elif held_out is not None:
-            vx, vy, vw = held_out
-            val = Batcher(vx, sample_shape, vy, val_batch_size, self.layers[0].dtype, vw)
-        batcher = Batcher(x2d, sample_shape, y_arr, batch_size, self.layers[0].dtype, sw)
+            val = Batcher(held_out, val_batch_size, dtypes)
+        batcher = Batcher(arrays, batch_size, dtypes)
         steps = steps_per_epoch or batcher.steps
 
         if isinstance(callbacks, CallbackList):
             callbacks = callbacks.callbacks
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
+        self._prepare_step()
         train_step = self._train_step
         batch_begin, batch_end = cbs.on_train_batch_begin, cbs.on_train_batch_end
         batch_logs = cbs.wants("on_train_batch_end")
@@ -353,21 +446,36 @@ class Trainer:
     # ---- evaluation and inference ----
 
     def _evaluate_batches(self, batcher, cbs, prefix="", steps=None):
+        compiled = self._compiled
+        plan = self._plan(compiled.losses)
         self._reset_metrics()
         self.stop_evaluating = False
         cbs.on_test_begin()
         batch_logs = cbs.wants("on_test_batch_end")
+        regularized = [layer for layer in plan.layers if layer.has_regularization]
         for step in range(batcher.steps if steps is None else min(steps, batcher.steps)):
             cbs.on_test_batch_begin(step)
-            xb, yb, wb = batcher.batch(step)
-            activity = [] if self._penalties else None
-            out = self._forward(xb, activity)
-            loss = _batch_loss(self.loss, yb, out, wb)
-            if self._penalties:
-                loss += self._regularization_penalty(activity)
-            self._loss_tracker.update_state(loss, sample_weight=out.shape[0])
-            for metric in self.metrics:
-                metric.update_state(yb, out)
+            xs, ys, ws = batcher.batch(step)
+            contexts = plan.inference_contexts()
+            with self._lock.shared:
+                outputs = plan.forward(xs, training=False, contexts=contexts)
+            total = None
+            for i, (loss, out) in enumerate(zip(compiled.losses, outputs)):
+                if loss is None:
+                    continue
+                value = _batch_loss(loss, ys[i], out, ws[i] if ws else None)
+                if compiled.trackers[i] is not None:
+                    compiled.trackers[i].update_state(value, sample_weight=out.shape[0])
+                weight = compiled.weights[i]
+                if weight is not None and weight != 1.0:
+                    value *= weight
+                total = value if total is None else total + value
+            if regularized:
+                activity = plan.activity_by_layer(contexts)
+                total += float(sum(activity.get(id(layer), 0.0) + layer.regularization_loss()
+                                   for layer in regularized))
+            compiled.loss_tracker.update_state(total, sample_weight=outputs[0].shape[0])
+            compiled.update_metrics(ys, outputs)
             cbs.on_test_batch_end(step, self._logs() if batch_logs else None)
             if self.stop_evaluating:
                 break
@@ -397,8 +505,8 @@ class Trainer:
         batch_size = _check_batch_size(batch_size)
         verbose = _check_verbose(verbose)
         steps = _check_optional_count(steps, "steps")
-        x2d, sample_shape, y_arr, sw = self._targets_and_weights(x, y, sample_weight, None)
-        batcher = Batcher(x2d, sample_shape, y_arr, batch_size, self.layers[0].dtype, sw)
+        batcher = Batcher(self._checked_arrays(x, y, sample_weight, None), batch_size,
+                          self._input_dtypes())
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=batcher.steps if steps is None else
                            min(steps, batcher.steps))
@@ -408,23 +516,24 @@ class Trainer:
         """Model outputs for ``x``, computed batch by batch.
 
         Args:
-            x: inputs, shape ``(n,) + input_shape``.
+            x: inputs, shape ``(n,) + input_shape`` (a list or dict for several inputs).
             batch_size: samples per batch (default 32).
             verbose: accepted for Keras compatibility; predict prints nothing.
             steps: predict the first this many batches only.
             callbacks: list of :class:`minidl.callbacks.Callback`.
         Returns:
-            float array of shape ``(n,) + output_shape`` (probabilities for a softmax output).
+            float array of shape ``(n,) + output_shape`` (probabilities for a softmax
+            output); a list of them for several outputs.
         """
         batch_size = _check_batch_size(batch_size)
         _check_verbose(verbose)
         steps = _check_optional_count(steps, "steps")
-        x2d, sample_shape = prepare_x(x, self.input_shape)
-        self._ensure_built(sample_shape)
-        batcher = Batcher(x2d, sample_shape, None, batch_size, self.layers[0].dtype)
+        inputs = self._input_arrays(x)
+        batcher = Batcher(Arrays(inputs), batch_size, self._input_dtypes())
         steps = batcher.steps if steps is None else min(steps, batcher.steps)
-        rows = min(steps * batch_size, x2d.shape[0])
-        out = np.empty((rows,) + tuple(self.output_shape), self.layers[-1].dtype)
+        rows = min(steps * batch_size, batcher.n)
+        outs = None   # allocated at the first batch, whose outputs give the sample shapes
+        plan = self._plan(None if self._compiled is None else self._compiled.losses)
         cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=steps)
         batch_logs = cbs.wants("on_predict_batch_end")
         self.stop_predicting = False
@@ -432,16 +541,23 @@ class Trainer:
         with self._lock.shared:   # every batch sees the same weights (concurrency.py)
             for step in range(steps):
                 cbs.on_predict_batch_begin(step)
-                xb = batcher.batch(step)[0]
-                start = step * batch_size
-                out[start:start + xb.shape[0]] = self._forward(xb)
-                cbs.on_predict_batch_end(step, {"outputs": out[start:start + xb.shape[0]]}
-                                         if batch_logs else None)
+                xs = batcher.batch(step)[0]
+                start, stop = step * batch_size, step * batch_size + xs[0].shape[0]
+                values = plan.forward(xs, training=False)
+                if outs is None:
+                    outs = [np.empty((rows,) + v.shape[1:], v.dtype) for v in values]
+                for out, value in zip(outs, values):
+                    out[start:stop] = value
+                if batch_logs:
+                    batch_out = [out[start:stop] for out in outs]
+                    cbs.on_predict_batch_end(step, {"outputs": _single_or_list(batch_out)})
+                else:
+                    cbs.on_predict_batch_end(step, None)
                 if self.stop_predicting:
-                    out = out[:start + xb.shape[0]]
+                    outs = [out[:stop] for out in outs]
                     break
         cbs.on_predict_end()
-        return out
+        return _single_or_list(outs)
 
     # ---- one batch ----
 
@@ -460,12 +576,9 @@ class Trainer:
             (before the update): a float, a list ``[loss, metric1, ...]``, or a dict.
         """
         self._require_compiled("train_on_batch")
-        x2d, sample_shape, y_arr, sw = self._targets_and_weights(x, y, sample_weight,
-                                                                 class_weight)
-        if class_weight is not None:
-            sw = self._class_weights(class_weight, y_arr)
-        batch = Batcher(x2d, sample_shape, y_arr, x2d.shape[0], self.layers[0].dtype,
-                        sw).batch(0)
+        arrays = self._checked_arrays(x, y, sample_weight, class_weight)
+        batch = Batcher(arrays, arrays.n, self._input_dtypes()).batch(0)
+        self._prepare_step()
         self._reset_metrics()
         with training_draws(global_rng().bit_generator.state, self.optimizer.iterations):
             self._train_step(*batch)
@@ -479,14 +592,14 @@ class Trainer:
             A float, a list ``[loss, metric1, ...]``, or a dict with ``return_dict=True``.
         """
         self._require_compiled("test_on_batch")
-        x2d, sample_shape, y_arr, sw = self._targets_and_weights(x, y, sample_weight, None)
-        batcher = Batcher(x2d, sample_shape, y_arr, x2d.shape[0], self.layers[0].dtype, sw)
+        arrays = self._checked_arrays(x, y, sample_weight, None)
+        batcher = Batcher(arrays, arrays.n, self._input_dtypes())
         return _results(self._evaluate_batches(batcher, CallbackList(model=self)), return_dict)
 
     def predict_on_batch(self, x):
         """Model outputs for one batch ``x``, in one pass."""
-        x2d, _ = prepare_x(x, self.input_shape)
-        return self.predict(x, batch_size=x2d.shape[0], verbose=0)
+        inputs = self._input_arrays(x)
+        return self.predict(x, batch_size=inputs[0][0].shape[0], verbose=0)
 
 
 _RAN_OUT = ("Your input ran out of data; interrupting epoch after {run} of "
@@ -500,30 +613,18 @@ _NONFINITE = ("The training loss is {loss} in epoch {epoch}, so the weights are 
               "first such batch.")
 
 
-def _relu_then_max_pool(layers):
-    """Indices of the max-pooling layers that directly follow a layer computing
-    ``relu(linear(x) + b)`` (Conv2D(..., activation='relu') then MaxPooling2D, the usual CNN
-    block). Training runs such a pair as one:
-        forward:  the pooling takes the maximum of each window of ``linear(x)`` and applies
-                  the bias and the ReLU to the maxima: max(relu(z + b)) = relu(max(z) + b)
-                  exactly (float addition and the ReLU are monotonic), so the bias and ReLU
-                  pass over the un-pooled output, 4x the size of the pooled one, is skipped;
-        backward: the pooling's scatter gives the gradient of the ReLU's input directly
-                  (the pooled output is positive exactly where the ReLU passes gradient),
-                  and the ReLU's own backward pass is skipped.
-    Outputs and gradients are the same bits as running the layers one by one.
-    """
-    fused = set()
-    for i in range(1, len(layers)):
-        producer, pool = layers[i - 1], layers[i]
-        activation = getattr(producer, "activation", None)
-        if (hasattr(pool, "forward_after_relu_layer") and
-                hasattr(producer, "forward_linear") and
-                hasattr(producer, "backward_preactivation") and activation is not None and
-                activation.kernel_params()[0] == "relu" and
-                getattr(producer, "activity_regularizer", None) is None):
-            fused.add(i)
-    return fused
+def _same_arrays(a, b):
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+def _check_not_both(sample_weight, class_weight):
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError("You cannot pass class_weight and sample_weight at the same "
+                         "time; multiply the class weights into sample_weight instead.")
+
+
+def _single_or_list(values):
+    return values[0] if len(values) == 1 else values
 
 
 def _resume_epoch(epoch, initial_epoch, epochs, steps, batches):
@@ -605,3 +706,4 @@ def _check_verbose(verbose):
     if verbose not in (0, 1, 2) or isinstance(verbose, bool):
         raise ValueError(f"verbose must be 'auto', 0, 1 or 2; received verbose={verbose!r}.")
     return int(verbose)
+

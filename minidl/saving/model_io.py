@@ -20,7 +20,7 @@ import numbers
 import numpy as np
 
 from minidl import losses, metrics, optimizers
-from minidl.layers.base import LAYERS, Layer, skip_weight_init
+from minidl.layers.base import MODELS, skip_weight_init
 from minidl.saving.format import _FILE_ERRORS, ArchiveReader, InvalidModelFileError, write_archive
 from minidl.utils.random import global_rng, set_generator_state
 from minidl.utils.registry import serialize
@@ -39,56 +39,40 @@ def _slot_member(i):
 # ---- configs ----
 
 def model_config(model):
-    """``{"class_name": "Sequential", "config": model.get_config()}``."""
-    return {"class_name": type(model).__name__, "config": model.get_config()}
+    """``{"class_name": "Sequential" or "Functional", "config": model.get_config()}``."""
+    return serialize(model)
 
 
 def compile_config(model):
     """The arguments of the model's ``compile`` call, serialized; None if not compiled."""
-    if not model.compiled:
+    config = model.get_compile_config()
+    if config is None:
         return None
-    specs = []
-    for spec in model._metric_specs:
-        if isinstance(spec, type):
-            spec = spec()
-        specs.append(spec if isinstance(spec, str) else serialize(spec))
-    return {"optimizer": optimizers.serialize(model.optimizer),
-            "loss": None if model.loss is None else losses.serialize(model.loss),
-            "metrics": specs}
+    return {"optimizer": optimizers.serialize(config["optimizer"]),
+            "loss": _map_specs(config["loss"], _loss_spec),
+            "loss_weights": config["loss_weights"],
+            "metrics": _map_specs(config["metrics"], _metric_spec)}
 
 
-def sequential_from_config(config):
-    """The (built, when the config has a build shape) Sequential of ``get_config()``."""
-    from minidl.models.sequential import Sequential
-    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
-        raise ValueError(f"A Sequential config must be a dict with a 'layers' list; "
-                         f"received {config!r:.200}.")
-    _check_keys("A Sequential config", config, ("name", "layers", "build_input_shape"))
-    name = config.get("name", "sequential")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"A Sequential config's name must be a non-empty string. Received: "
-                         f"name={name!r:.100}.")
-    model = Sequential(name=name)
-    for i, spec in enumerate(config["layers"]):
-        if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str):
-            raise ValueError(f"Each layer config must be {{'class_name': ..., 'config': ...}}; "
-                             f"received layers[{i}]={spec!r:.200}.")
-        _check_keys(f"layers[{i}]", spec, ("class_name", "config"))
-        try:
-            layer = LAYERS.get(spec, base=Layer)
-            model.add(layer)
-        except (ValueError, TypeError) as error:
-            raise type(error)(f"layers[{i}] ({spec['class_name']:.100}): {error}") from None
-    shape = config.get("build_input_shape")
-    if shape is not None:
-        if not isinstance(shape, list) or len(shape) < 2 or shape[0] is not None:
-            raise ValueError(f"build_input_shape must be a list [None, d1, ...]; received "
-                             f"build_input_shape={shape!r:.200}.")
-        try:
-            model.build(tuple(shape))
-        except (ValueError, TypeError) as error:
-            raise type(error)(f"build_input_shape={shape!r:.200}: {error}") from None
-    return model
+def _map_specs(structure, function):
+    """``structure`` (None, one spec, or lists / dicts of them) with each spec replaced."""
+    if structure is None:
+        return None
+    if isinstance(structure, (list, tuple)):
+        return [_map_specs(item, function) for item in structure]
+    if isinstance(structure, dict) and "class_name" not in structure:
+        return {key: _map_specs(item, function) for key, item in structure.items()}
+    return function(structure)
+
+
+def _loss_spec(loss):
+    return loss if isinstance(loss, (str, dict)) else losses.serialize(losses.get(loss))
+
+
+def _metric_spec(metric):
+    if isinstance(metric, type):
+        metric = metric()
+    return metric if isinstance(metric, (str, dict)) else serialize(metric)
 
 
 def _check_keys(what, obj, allowed):
@@ -113,12 +97,15 @@ def model_from_json(json_string):
 
 
 def _model_from_spec(spec):
-    if not isinstance(spec, dict) or spec.get("class_name") != "Sequential":
-        name = spec.get("class_name") if isinstance(spec, dict) else spec
-        raise ValueError(f"Unknown model class_name={name!r:.200}; minidl models are "
-                         f"'Sequential'.")
+    """The model of ``{"class_name", "config"}``: a class of minidl's model registry only."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"A model's config must be an object; received {spec!r:.200}.")
     _check_keys("A model's config", spec, ("class_name", "config", "compile_config"))
-    return sequential_from_config(spec.get("config"))
+    try:
+        cls = MODELS.lookup(spec.get("class_name"))
+    except ValueError as error:
+        raise ValueError(f"class_name: {error}") from None
+    return cls.from_config(spec.get("config"))
 
 
 # ---- save ----
@@ -149,7 +136,7 @@ def save_backup(model, filepath, epoch):
         filepath: target path.
         epoch: int >= 0, the index of the epoch to resume from (the epochs done).
     """
-    if not (model.built and model.compiled and getattr(model, "_optimizer_built", False)):
+    if not (model.built and model.compiled and model.optimizer.built):
         raise ValueError(f"Model '{model.name}' must be built and compiled, with its optimizer "
                          f"built, to be backed up; train it first. Received "
                          f"filepath={filepath!r}.")
@@ -163,14 +150,15 @@ def _write_model(model, filepath, extra_state):
         raise ValueError(f"Model '{model.name}' is not built, so it has no weights to save; "
                          f"build it or train it first. Received filepath={filepath!r}.")
     arrays = [(_weight_member(i), w) for i, w in enumerate(model.weights)]
-    if model.compiled and getattr(model, "_optimizer_built", False):
+    if model.compiled and model.optimizer.built:
         arrays.append((_ITERATIONS, np.array(model.optimizer.iterations, np.int64)))
         arrays += [(_slot_member(i), s)
                    for i, s in enumerate(model.optimizer.get_slot_arrays())]
     config = model_config(model)
     config["compile_config"] = compile_config(model)
     state = {"random_state": global_rng().bit_generator.state,
-             "layer_random_states": [layer.get_random_state() for layer in model.layers],
+             "layer_random_states": [layer.get_random_state()
+                                     for layer in model.random_state_layers()],
              **extra_state}
     write_archive(filepath, {"config.json": config, "state.json": state}, arrays, "model")
 
@@ -256,7 +244,7 @@ def load_model(filepath, compile=True, restore_random_state=True):
         if restore_random_state:
             # The layers first: they belong to the new model, so a bad entry there leaves
             # the caller's global generator untouched.
-            _restore_layer_random_states(reader, model.layers, state)
+            _restore_layer_random_states(reader, model.random_state_layers(), state)
             _restore_random_state(reader, state)
     return model
 
@@ -264,34 +252,69 @@ def load_model(filepath, compile=True, restore_random_state=True):
 def _compile_from_config(model, compiled):
     if not isinstance(compiled, dict):
         raise ValueError(f"compile_config must be an object; received {compiled!r:.200}")
-    _check_keys("compile_config", compiled, ("optimizer", "loss", "metrics"))
-    optimizer, loss = compiled.get("optimizer"), compiled.get("loss")
-    specs = compiled.get("metrics", [])
+    _check_keys("compile_config", compiled, ("optimizer", "loss", "loss_weights", "metrics"))
+    optimizer = compiled.get("optimizer")
     if not isinstance(optimizer, (str, dict)):
         raise ValueError(f"optimizer must be a name or a config object. Received: "
                          f"optimizer={optimizer!r:.200}")
-    if loss is not None and not isinstance(loss, (str, dict)):
-        raise ValueError(f"loss must be a name, a config object or null. Received: "
-                         f"loss={loss!r:.200}")
-    if not isinstance(specs, list) or not all(isinstance(m, (str, dict)) for m in specs):
-        raise ValueError(f"metrics must be a list of names and config objects. Received: "
-                         f"metrics={specs!r:.200}")
-    resolved = {}
-    for field, value, get in (("optimizer", optimizer, optimizers.get),
-                              ("loss", loss, losses.get)):
-        try:
-            resolved[field] = None if value is None else get(value)
-        except (ValueError, TypeError) as error:
-            raise type(error)(f"{field}: {error}") from None
-    metric_specs = []
-    for i, spec in enumerate(specs):
-        try:
-            metric = metrics.get(spec)
-        except (ValueError, TypeError) as error:
-            raise type(error)(f"metrics[{i}]: {error}") from None
-        # A name stays a name: compile resolves 'accuracy' by the model's output shape.
-        metric_specs.append(spec if isinstance(spec, str) else metric)
-    model.compile(optimizer=resolved["optimizer"], loss=resolved["loss"], metrics=metric_specs)
+    try:
+        optimizer = optimizers.get(optimizer)
+    except (ValueError, TypeError) as error:
+        raise type(error)(f"optimizer: {error}") from None
+    loss = _resolve_specs(compiled.get("loss"), "loss", losses.get, keep_names=False)
+    # A metric name stays a name: compile resolves 'accuracy' by the output's shape.
+    specs = _resolve_specs(compiled.get("metrics", []), "metrics", metrics.get,
+                           keep_names=True)
+    weights = compiled.get("loss_weights")
+    if not _is_weights(weights):
+        raise ValueError(f"loss_weights must be null, a number, or a list or object of "
+                         f"numbers. Received: loss_weights={weights!r:.200}")
+    model.compile(optimizer=optimizer, loss=loss, loss_weights=weights, metrics=specs)
+
+
+def _resolve_specs(structure, field, get, keep_names, depth=0):
+    """A loss or metrics structure of a compile config (a spec, None, or lists / objects
+    of them, two levels at most), each spec resolved through its registry; errors name
+    the place (``metrics[1]``, ``loss['head']``)."""
+    if structure is None:
+        return None
+    if isinstance(structure, (list, dict)) and not (isinstance(structure, dict)
+                                                     and "class_name" in structure):
+        if depth >= 2:
+            raise ValueError(f"{field} nests too deeply. Received: {structure!r:.200}")
+        items = structure.items() if isinstance(structure, dict) else enumerate(structure)
+        out = {} if isinstance(structure, dict) else []
+        for key, item in items:
+            if isinstance(structure, dict) and not isinstance(key, str):
+                raise ValueError(f"{field} keys must be output names. Received: {key!r:.100}")
+            label = f"{field}[{key!r}]" if isinstance(structure, dict) else f"{field}[{key}]"
+            value = _resolve_specs(item, label, get, keep_names, depth + 1)
+            if isinstance(out, dict):
+                out[key] = value
+            else:
+                out.append(value)
+        return out
+    if not isinstance(structure, (str, dict)):
+        raise ValueError(f"{field} must be a name, a config object or null. Received: "
+                         f"{field}={structure!r:.200}")
+    try:
+        resolved = get(structure)
+    except (ValueError, TypeError) as error:
+        raise type(error)(f"{field}: {error}") from None
+    return structure if keep_names and isinstance(structure, str) else resolved
+
+
+def _is_weights(value):
+    """Whether ``value`` is a loss_weights of a compile config."""
+    def number(v):
+        return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    if value is None or number(value):
+        return True
+    if isinstance(value, list):
+        return all(number(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and number(v) for k, v in value.items())
+    return False
 
 
 def _check_state(reader, state):
@@ -363,7 +386,7 @@ def restore_backup(model, filepath):
         InvalidModelFileError: the file is damaged, is not a backup, or does not match the
             model.
     """
-    if not (model.built and model.compiled and getattr(model, "_optimizer_built", False)):
+    if not (model.built and model.compiled and model.optimizer.built):
         raise ValueError(f"Model '{model.name}' must be built and compiled, with its optimizer "
                          f"built, to be restored from a backup. Received filepath={filepath!r}.")
     optimizer = model.optimizer
@@ -408,12 +431,13 @@ def restore_backup(model, filepath):
         reader.warn_unknown(names + ["config.json", "state.json"])
         # Random states last among what can fail, each all or nothing, the global one
         # after the layers: a failure there undoes the layers' states.
-        previous = [layer.get_random_state() for layer in model.layers]
-        _restore_layer_random_states(reader, model.layers, state, required=True)
+        layers = model.random_state_layers()
+        previous = [layer.get_random_state() for layer in layers]
+        _restore_layer_random_states(reader, layers, state, required=True)
         try:
             _restore_random_state(reader, state)
         except InvalidModelFileError:
-            for layer, layer_state in zip(model.layers, previous):
+            for layer, layer_state in zip(layers, previous):
                 layer.set_random_state(layer_state)
             raise
     with _writing(model):

@@ -80,5 +80,7 @@ class Registry:
 
 
 def serialize(obj):
-    """``{"class_name": ..., "config": obj.get_config()}`` for any registered object."""
-    return {"class_name": type(obj).__name__, "config": obj.get_config()}
+    """``{"class_name": ..., "config": obj.get_config()}`` for any registered object (the
+    class name is ``serialized_name`` where a class sets one: 'Functional' for Model)."""
+    name = type(obj).__dict__.get("serialized_name", type(obj).__name__)
+    return {"class_name": name, "config": obj.get_config()}

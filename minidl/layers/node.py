@@ -1,0 +1,143 @@
+"""Symbolic tensors and the nodes that record layer calls: how a model becomes a graph.
+
+Calling a layer on a :class:`SymbolicTensor` (from ``minidl.Input``) computes nothing: it
+builds the layer for the input shapes, appends a :class:`Node` to the layer's
+``_inbound_nodes`` (the layer, the tensors it was called on, the tensors it returned, the
+call's keyword arguments), and returns new symbolic tensors whose ``_keras_history`` points
+back to that node. A model is then the part of this graph between its input and output
+tensors (``minidl.models.functional``), and its execution plan is built from it
+(``minidl.models.plan``). A layer called twice has two nodes and shares its weights.
+
+Shapes here are whole shapes, batch dimension first (``(None, 784)``); layers build on
+sample shapes, without the batch dimension.
+"""
+import collections
+
+import numpy as np
+
+# Where a symbolic tensor comes from: its layer, the index of the node in the layer's
+# _inbound_nodes, and its index among that node's outputs (Keras' names).
+KerasHistory = collections.namedtuple("KerasHistory", ["operation", "node_index",
+                                                       "tensor_index"])
+
+_DTYPES = ("float32", "float64", "int32", "int64")
+
+
+class SymbolicTensor:
+    """A placeholder for the arrays a model will compute: a shape and a dtype, and the
+    layer call that produces it. ``minidl.Input`` returns one; calling a layer on one
+    returns another.
+
+    Attributes:
+        shape: tuple, the batch dimension first, None where any size is allowed.
+        dtype: 'float32', 'float64', 'int32' or 'int64'.
+        name: the producing layer's name (and the output index after a slash when the
+            layer has several outputs).
+    """
+
+    def __init__(self, shape, dtype="float32", name=None, history=None):
+        self.shape = tuple(None if d is None else int(d) for d in shape)
+        self.dtype = dtype
+        self.name = name
+        self._keras_history = history
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def sample_shape(self):
+        """The shape without the batch dimension."""
+        return self.shape[1:]
+
+    def __repr__(self):
+        return (f"<SymbolicTensor shape={self.shape}, dtype={self.dtype}, "
+                f"name={self.name}>")
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            f"{self!r} is symbolic: it has a shape but no values until a model computes "
+            f"it. Build a model with minidl.Model(inputs, outputs) and call it (or "
+            f"predict) on arrays to get values.")
+
+    def __bool__(self):
+        raise TypeError(f"{self!r} is symbolic and has no truth value.")
+
+    # Symbolic tensors are graph vertices: identity, not value, equality.
+    __hash__ = object.__hash__
+
+
+class Node:
+    """One call of a layer in a graph.
+
+    Attributes:
+        operation: the layer called.
+        arguments: the first positional argument of the call as given (a tensor, or a
+            list / tuple / dict of tensors), for configs and for merge layers.
+        input_tensors: the symbolic tensors of that argument, flattened.
+        outputs: what the call returned (a tensor or a list of tensors).
+        output_tensors: those, flattened.
+        kwargs: the call's other keyword arguments (e.g. ``training``), JSON-able.
+    """
+
+    def __init__(self, operation, arguments, outputs, kwargs=None):
+        self.operation = operation
+        self.arguments = arguments
+        self.input_tensors = flatten(arguments)
+        self.outputs = outputs
+        self.output_tensors = flatten(outputs)
+        self.kwargs = dict(kwargs or {})
+
+    @property
+    def parent_nodes(self):
+        """The nodes producing this node's inputs (Input layers' nodes included)."""
+        return [t._keras_history.operation._inbound_nodes[t._keras_history.node_index]
+                for t in self.input_tensors]
+
+    def __repr__(self):
+        return f"<Node {self.operation.name} {len(self.input_tensors)} -> " \
+               f"{len(self.output_tensors)}>"
+
+
+def flatten(structure):
+    """The leaves of a tensor structure (a tensor, or nested lists / tuples / dicts of
+    them; dicts in key order as given), as a list."""
+    if isinstance(structure, (list, tuple)):
+        return [leaf for item in structure for leaf in flatten(item)]
+    if isinstance(structure, dict):
+        return [leaf for item in structure.values() for leaf in flatten(item)]
+    return [structure]
+
+
+def map_structure(function, structure):
+    """``structure`` with every leaf replaced by ``function(leaf)``."""
+    if isinstance(structure, list):
+        return [map_structure(function, item) for item in structure]
+    if isinstance(structure, tuple):
+        return tuple(map_structure(function, item) for item in structure)
+    if isinstance(structure, dict):
+        return {key: map_structure(function, item) for key, item in structure.items()}
+    return function(structure)
+
+
+def pack_like(structure, leaves):
+    """Leaves of a flat list put back into the shape of ``structure``."""
+    leaves = iter(leaves)
+    return map_structure(lambda _: next(leaves), structure)
+
+
+def is_symbolic(structure):
+    """Whether any leaf of ``structure`` is a SymbolicTensor."""
+    return any(isinstance(leaf, SymbolicTensor) for leaf in flatten(structure))
+
+
+def check_dtype(dtype, what="dtype"):
+    """A dtype name minidl's graphs carry ('float32' unless an index input)."""
+    try:
+        name = np.dtype(dtype).name if dtype is not None else "float32"
+    except TypeError:
+        name = None
+    if isinstance(dtype, bool) or name not in _DTYPES:
+        raise ValueError(f"{what} must be one of {', '.join(_DTYPES)}; received "
+                         f"{what}={dtype!r}.")
+    return name

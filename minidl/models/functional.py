@@ -1,0 +1,583 @@
+"""Model: a graph of layer calls between input and output tensors (the functional API).
+
+    inputs = minidl.Input((784,))
+    x = Dense(64, activation="relu")(inputs)
+    outputs = Dense(10, activation="softmax")(x)
+    model = minidl.Model(inputs, outputs)
+
+The model holds its input and output tensors and, found from them, the nodes between (in
+topological order) and its layers; it computes nothing itself. Running it (``fit``,
+``predict``, ``model(x)``) goes through its execution plan (``models.plan``), built from
+this graph on first use and again after a change (a layer frozen, a loss compiled).
+``Sequential`` is a Model whose graph is a chain. A model is a layer: calling it on
+symbolic tensors adds a node to another graph, whose plan inlines its steps.
+"""
+import itertools
+
+import numpy as np
+
+from minidl.layers.base import LAYERS, MODELS, Layer
+from minidl.layers.core import InputLayer
+from minidl._core import _data
+from minidl.layers.node import (KerasHistory, Node, SymbolicTensor, flatten, is_symbolic,
+                                map_structure, pack_like)
+from minidl.models.concurrency import ModelLock
+from minidl.models.trainer import Trainer
+
+# Bumped by every change that invalidates plans: a layer's `trainable`, a model's structure.
+_versions = itertools.count(1)
+
+
+class Model(Trainer, Layer):
+    """A model defined by its input and output tensors.
+
+    Args:
+        inputs: the input tensor(s) of the model, from ``minidl.Input``: one tensor, or a
+            list or dict of them.
+        outputs: the output tensor(s), computed from ``inputs`` by layer calls: one
+            tensor, or a list or dict of them.
+        name: optional model name (default 'functional', made unique).
+        trainable: whether the optimizer updates the model's weights.
+
+    Example:
+        >>> inputs = minidl.Input((28, 28, 1))
+        >>> x = Conv2D(32, 3, activation="relu")(inputs)
+        >>> x = GlobalAveragePooling2D()(x)
+        >>> outputs = Dense(10, activation="softmax")(x)
+        >>> model = minidl.Model(inputs, outputs)
+        >>> model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    """
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        if inputs is None or outputs is None:
+            raise TypeError(
+                f"Model needs `inputs` and `outputs` (the functional API: "
+                f"Model(inputs, outputs)); subclassing Model with a call() method is not "
+                f"supported yet. Received: inputs={inputs!r:.100}, outputs={outputs!r:.100}")
+        if kwargs:
+            raise TypeError(f"Model got unexpected keyword arguments "
+                            f"{sorted(kwargs)}; it takes inputs, outputs, name, trainable.")
+        Layer.__init__(self, name=name or _auto_name("functional"), trainable=trainable)
+        self._init_model()
+        self._set_graph(inputs, outputs)
+
+    def _init_model(self):
+        """State shared by every model: compile settings, the plan, the lock."""
+        self.compiled = False
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.history = None
+        self.stop_training = False     # set by a callback to end fit
+        self.stop_evaluating = False   # ... to end evaluate
+        self.stop_predicting = False   # ... to end predict
+        self._in_fit = False
+        self._fit_validates = False
+        self._initial_epoch = None
+        self._plan_cache = None
+        self._compiled = None        # compile's arguments resolved per output (compiled.py)
+        self._compile_args = None
+        self._step_buffers = None
+        self._train_plan = None
+        self._version = next(_versions)
+        self._last_activity = ()
+        self._lock = ModelLock()   # see minidl.models.concurrency
+
+    # ---- the graph ----
+
+    def _set_graph(self, inputs, outputs):
+        for what, structure in (("inputs", inputs), ("outputs", outputs)):
+            for leaf in flatten(structure):
+                if not isinstance(leaf, SymbolicTensor):
+                    raise TypeError(
+                        f"Model {what} must be symbolic tensors (from minidl.Input and layer "
+                        f"calls on them), not arrays: received an element of type "
+                        f"{type(leaf).__name__} in {what}={_describe(structure)}.")
+        self._inputs_struct, self._outputs_struct = inputs, outputs
+        self.inputs, self.outputs = flatten(inputs), flatten(outputs)
+        if len({id(t) for t in self.inputs}) != len(self.inputs):
+            raise ValueError(f"Model '{self.name}' lists the same input tensor twice in "
+                             f"inputs={_describe(inputs)}.")
+        self._nodes = nodes_between(self.inputs, self.outputs)
+        layers, seen = [], set()
+        for tensor in self.inputs:
+            layer = tensor._keras_history.operation
+            if isinstance(layer, InputLayer) and id(layer) not in seen:
+                seen.add(id(layer))
+                layers.append(layer)
+        for node in self._nodes:
+            if id(node.operation) not in seen:
+                seen.add(id(node.operation))
+                layers.append(node.operation)
+        _check_unique_names(self.name, layers)
+        self._layers = layers
+        self.built = True
+        self._changed()
+
+    def _ensure_built_for(self, sample_shapes):
+        """(A functional model is built when made; its inputs' shapes were checked.)"""
+
+    def _nodes_in_order(self):
+        """The nodes between the inputs and the outputs, each after those it reads."""
+        return self._nodes
+
+    @property
+    def layers(self):
+        """The model's layers, each once, in the order of the graph (Input layers first)."""
+        return list(self._layers)
+
+    @property
+    def input(self):
+        """The input tensor(s), in the structure given to the constructor."""
+        return self._inputs_struct
+
+    @property
+    def output(self):
+        """The output tensor(s), in the structure given to the constructor."""
+        return self._outputs_struct
+
+    @property
+    def input_shape(self):
+        """The inputs' shapes, batch dimension first (a list for several inputs); None
+        before the model knows them."""
+        shapes = [t.shape for t in self.inputs]
+        return None if not shapes else shapes[0] if len(shapes) == 1 else shapes
+
+    @input_shape.setter
+    def input_shape(self, value):
+        # Layer's constructor sets it; a model's input shape comes from its inputs.
+        if value is not None:
+            raise AttributeError("A model's input shape comes from its inputs; it cannot be "
+                                 "set.")
+
+    @property
+    def output_shape(self):
+        """The outputs' shapes, batch dimension first (a list for several outputs); None
+        before the model is built."""
+        shapes = [t.shape for t in self.outputs]
+        return None if not shapes else shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_names(self):
+        """The names of the layers computing the outputs (Keras: loss and metric keys)."""
+        return [t._keras_history.operation.name for t in self.outputs]
+
+    @property
+    def input_names(self):
+        return [t._keras_history.operation.name for t in self.inputs]
+
+    def get_layer(self, name=None, index=None):
+        """A layer of the model by name or by index in :attr:`layers` (not both)."""
+        if (name is None) == (index is None):
+            raise ValueError(f"Provide either a layer name or a layer index, not both; "
+                             f"received name={name!r}, index={index!r}.")
+        layers = self.layers
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                raise TypeError(f"index must be an int; received index={index!r}.")
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model "
+                                 f"'{self.name}' only has {len(layers)} layers.")
+            return layers[index]
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name!r}. Existing layers are: "
+                         f"{[layer.name for layer in layers]}.")
+
+    def random_state_layers(self):
+        """The layers whose random states model files store, in order: every layer of the
+        model (those of nested models too), each once; most own no generator."""
+        return self._weighted_layers()
+
+    # ---- weights ----
+
+    def _weighted_layers(self):
+        """Every layer whose weights the model holds, nested models expanded, each once,
+        in the order of :attr:`layers`."""
+        out, seen = [], set()
+        for layer in self.layers:
+            inner = layer._weighted_layers() if isinstance(layer, Model) else [layer]
+            for item in inner:
+                if id(item) not in seen:
+                    seen.add(id(item))
+                    out.append(item)
+        return out
+
+    @property
+    def weights(self):
+        """All weight arrays (live), layer by layer in Keras order."""
+        return [w for layer in self._weighted_layers() for w in layer.weights]
+
+    @property
+    def weight_names(self):
+        return [f"{layer.name}/{n}" for layer in self._weighted_layers()
+                for n in layer.weight_names]
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        return [w for layer in self._weighted_layers() for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        """Layers' state (e.g. moving statistics) and the parameters of frozen layers."""
+        if not self.trainable:
+            return self.weights
+        return [w for layer in self._weighted_layers() for w in layer.non_trainable_weights]
+
+    def count_params(self):
+        """Number of scalars in all weights, trainable or not."""
+        return int(sum(w.size for w in self.weights))
+
+    def get_weights(self):
+        """Copies of all weights in Keras order: layer by layer, e.g. kernel then bias, and
+        a layer's non-trainable state after its parameters."""
+        return [w.copy() for w in self.weights]
+
+    def check_weights(self, weights):
+        """The arrays :meth:`set_weights` would write, checked layer by layer."""
+        weights = list(weights)
+        layers = self._weighted_layers()
+        expected = sum(len(layer.weights) for layer in layers)
+        if len(weights) != expected:
+            raise ValueError(f"Model '{self.name}' has {expected} weight arrays; received "
+                             f"{len(weights)}.")
+        checked, i = [], 0
+        for layer in layers:
+            count = len(layer.weights)
+            checked += layer.check_weights(weights[i:i + count])
+            i += count
+        return checked
+
+    def set_weights(self, weights):
+        """Set all weights from a list in the order of :meth:`get_weights`; a list that
+        does not fit changes nothing."""
+        if not self.built:
+            raise ValueError(f"Model '{self.name}' is not built yet, so it has no weights to "
+                             f"set; give the first layer input_shape=, start with Input(...), "
+                             f"or call build() first. Received {len(list(weights))} arrays.")
+        values = self.check_weights(weights)
+        with self._lock.exclusive:   # inference in other threads sees old or new, not a mix
+            for array, value in zip(self.weights, values):
+                array[...] = value
+
+    def _gradients(self):
+        """The gradient arrays of the last training step (live), aligned with
+        ``trainable_weights``: the optimizer's view, for tests and debugging."""
+        plan = getattr(self, "_train_plan", None)
+        if plan is None:
+            raise RuntimeError(f"Model '{self.name}' has not taken a training step yet.")
+        grads = dict(zip(map(id, plan.params), plan.grads))
+        return [grads[id(w)] for w in self.trainable_weights]
+
+    @property
+    def losses(self):
+        """The regularization penalties, as floats: those of the weights now, then the
+        activity penalties of the last forward pass (a training step or ``model(x)``)."""
+        weight = [layer.regularization_loss() for layer in self._weighted_layers()
+                  if layer.has_regularization]
+        return [float(v) for v in weight if v] + [float(v) for v in self._last_activity]
+
+    # ---- trainable ----
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """Setting it sets every layer's, nested models' included (as Keras does)."""
+        Layer.trainable.fset(self, value)
+        for layer in getattr(self, "_layers", ()):
+            layer.trainable = value
+
+    # ---- the plan ----
+
+    def _structure_version(self):
+        """Changes whenever a plan built for the model might no longer fit it."""
+        return (self._version, Layer._trainable_version(),
+                tuple(l._version for l in self._layers if isinstance(l, Model)))
+
+    def _changed(self):
+        self._version = next(_versions)
+
+    def _plan(self, losses=None):
+        """The model's execution plan (for training when ``losses`` is given), rebuilt
+        when the model changed since."""
+        from minidl.models.plan import Plan
+        cache = self._plan_cache
+        key = (self._structure_version(), None if losses is None else tuple(map(id, losses)))
+        if cache is None or cache[0] != key:
+            plan = Plan(self, losses)
+            self._plan_cache = cache = (key, plan)
+        return cache[1]
+
+    # ---- as a layer ----
+
+    def compute_output_shape(self, input_shape):
+        """Output sample shape(s) for input sample shape(s), through every node."""
+        shapes = [tuple(s) for s in (input_shape if len(self.inputs) > 1 else [input_shape])]
+        known = {id(t): (None,) + s for t, s in zip(self.inputs, shapes)}
+        for node in self._nodes:
+            layer = node.operation
+            args = map_structure(lambda t: known[id(t)][1:], node.arguments)
+            out = layer.compute_output_shape(args)
+            outs = out if isinstance(node.outputs, (list, tuple)) else [out]
+            for tensor, shape in zip(node.output_tensors, outs):
+                known[id(tensor)] = (None,) + tuple(shape)
+        result = [known[id(t)][1:] for t in self.outputs]
+        return result[0] if len(result) == 1 else result
+
+    def _call_symbolic(self, inputs, training):
+        """A call of the model inside another graph: one node, with output tensors of the
+        model's output shapes and dtypes (in the structure of its outputs)."""
+        if isinstance(inputs, dict) and isinstance(self._inputs_struct, dict):
+            missing = [key for key in self._inputs_struct if key not in inputs]
+            if missing:
+                raise ValueError(f"Model '{self.name}' was called on a dict without the "
+                                 f"key(s) {missing}.")
+            leaves = [inputs[key] for key in self._inputs_struct]
+        else:
+            leaves = flatten(inputs)
+        for leaf in leaves:
+            if not isinstance(leaf, SymbolicTensor):
+                raise TypeError(f"Model '{self.name}' was called on a mix of symbolic tensors "
+                                f"and {type(leaf).__name__}.")
+        if len(leaves) != len(self.inputs):
+            raise ValueError(f"Model '{self.name}' has {len(self.inputs)} input(s); it was "
+                             f"called on {len(leaves)} tensor(s).")
+        shapes = [t.shape[1:] for t in leaves]
+        sample = shapes if len(shapes) > 1 else shapes[0]
+        self.ensure_built(sample)
+        out_shapes = self.compute_output_shape(sample)
+        if len(self.outputs) == 1:
+            out_shapes = [out_shapes]
+        index = len(self._inbound_nodes)
+        batch = leaves[0].shape[0]
+        outs = [SymbolicTensor((batch,) + tuple(shape), tensor.dtype,
+                               name=f"{self.name}_{index}_{i}",
+                               history=KerasHistory(self, index, i))
+                for i, (shape, tensor) in enumerate(zip(out_shapes, self.outputs))]
+        outputs = pack_like(self._outputs_struct, outs)
+        self._inbound_nodes.append(Node(self, inputs, outputs,
+                                        {} if training is None else {"training": training}))
+        return outputs
+
+    def ensure_built(self, input_shape):
+        shapes = input_shape if len(self.inputs) > 1 else [input_shape]
+        expected = [t.shape[1:] for t in self.inputs]
+        for got, want in zip(shapes, expected):
+            if len(got) != len(want) or any(w is not None and g != w
+                                            for g, w in zip(got, want)):
+                raise ValueError(f"Model '{self.name}' expects inputs of shape "
+                                 f"{_full(expected)}; received {_full(shapes)}.")
+
+    # ---- calling ----
+
+    def __call__(self, inputs, training=None, **kwargs):
+        """On symbolic tensors: a node in another graph (the model as a layer). On arrays:
+        the outputs for a small input, in one pass (use predict for large data);
+        ``training=True`` runs the training behaviour (dropout, batch statistics, which then
+        update the moving averages) without keeping anything for a backward pass."""
+        if is_symbolic(inputs):
+            return Layer.__call__(self, inputs, training=training, **kwargs)
+        if kwargs:
+            raise TypeError(f"Model '{self.name}' was called with unexpected keyword "
+                            f"arguments {sorted(kwargs)}; it takes inputs and training.")
+        xs = self._fast_inputs(inputs) if self.built else None
+        if xs is None:
+            xs = [x2d.astype(dtype, copy=False).reshape((x2d.shape[0],) + tuple(shape))
+                  for (x2d, shape), dtype in zip(self._input_arrays(inputs),
+                                                 self._input_dtypes())]
+        plan = self._current_plan()
+        contexts = plan.inference_contexts()
+        if training:
+            with self._lock.exclusive:   # batch statistics update the moving averages
+                outs = plan.forward(xs, training=True, contexts=contexts)
+        else:
+            with self._lock.shared:
+                outs = plan.forward(xs, training=False, contexts=contexts)
+        if plan.has_activity:
+            self._last_activity = tuple(plan.activity_penalties(contexts))
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    def _fast_inputs(self, x):
+        """The input list when ``x`` is one array ready as it is (built single-input model,
+        its dtype and shape, C-contiguous, finite): a one-sample prediction takes a few
+        microseconds, so this check must cost nanoseconds. None otherwise."""
+        if len(self.inputs) != 1 or not isinstance(x, np.ndarray):
+            return None
+        tensor = self.inputs[0]
+        if x.dtype.name != tensor.dtype or x.shape[1:] != tensor.shape[1:] \
+                or not x.shape[0] or not x.flags.c_contiguous or not x.flags.aligned:
+            return None
+        bad, _ = _data.count_nonfinite(x)
+        return None if bad else [x]
+
+    def _current_plan(self):
+        """The plan for inference: the training plan when the model is compiled (the
+        same steps), so alternating fit and predict builds nothing."""
+        compiled = self._compiled
+        return self._plan(None if compiled is None else compiled.losses)
+
+    # ---- saving ----
+
+    def get_config(self):
+        """The graph in Keras' functional layout: each layer's config with its inbound
+        nodes (the tensors of each call, as [layer name, node index, tensor index]), and
+        the input and output tensors. Node indices count the calls within this model."""
+        from minidl.utils.registry import serialize
+        node_index, kept = {}, {}
+        for node in self._nodes_in_order():
+            layer = node.operation
+            node_index[id(node)] = kept.get(id(layer), 0)
+            kept[id(layer)] = node_index[id(node)] + 1
+        for tensor in self.inputs:
+            node = _producing_node(tensor)
+            if id(node) not in node_index:
+                node_index[id(node)] = 0
+
+        def ref(tensor):
+            node = _producing_node(tensor)
+            return [tensor._keras_history.operation.name, node_index[id(node)],
+                    tensor._keras_history.tensor_index]
+
+        def tensor_config(tensor):
+            return {"class_name": "__keras_tensor__",
+                    "config": {"shape": list(tensor.shape), "dtype": tensor.dtype,
+                               "keras_history": ref(tensor)}}
+
+        nodes_of = {}
+        for node in self._nodes_in_order():
+            nodes_of.setdefault(id(node.operation), []).append(node)
+        layers = []
+        for layer in self._layers:
+            spec = serialize(layer)
+            spec["name"] = layer.name
+            spec["inbound_nodes"] = [
+                {"args": [map_structure(tensor_config, node.arguments)],
+                 "kwargs": dict(node.kwargs)}
+                for node in nodes_of.get(id(layer), [])]
+            layers.append(spec)
+        return {"name": self.name, "trainable": self.trainable, "layers": layers,
+                "input_layers": map_structure(ref, self._inputs_struct),
+                "output_layers": map_structure(ref, self._outputs_struct)}
+
+    @classmethod
+    def from_config(cls, config):
+        """A new model (fresh weights) from :meth:`get_config`'s output: the layers are made
+        through the layer registry, then called in the order their inputs become
+        available."""
+        from minidl.models.serialization import functional_from_config
+        return functional_from_config(cls, config)
+
+    def to_json(self, **kwargs):
+        """The architecture as a JSON string (``json.dumps`` keyword arguments accepted);
+        :func:`minidl.models.model_from_json` inverts it."""
+        import json
+        from minidl.utils.registry import serialize
+        return json.dumps(serialize(self), **kwargs)
+
+    def save(self, filepath):
+        """Save the whole model (see :func:`minidl.saving.save_model`) to one file,
+        atomically; ``minidl.models.load_model`` reads it back."""
+        from minidl.saving.model_io import save_model
+        save_model(self, filepath)
+
+    def save_weights(self, filepath):
+        """Save the weights only (see :func:`minidl.saving.save_weights`)."""
+        from minidl.saving.model_io import save_weights
+        save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        """Set the weights from a file of :meth:`save_weights` or :meth:`save`."""
+        from minidl.saving.model_io import load_weights
+        load_weights(self, filepath)
+
+    def summary(self, print_fn=None):
+        """Print a Keras-style table of the layers (with what each is connected to, for a
+        functional model), their output shapes and parameter counts, and the totals."""
+        from minidl.models.summary import print_summary
+        print_summary(self, print_fn or print)
+
+
+def _producing_node(tensor):
+    history = tensor._keras_history
+    return history.operation._inbound_nodes[history.node_index]
+
+
+def nodes_between(inputs, outputs):
+    """The nodes computing ``outputs`` from ``inputs``, each after the nodes it reads
+    (depth-first, iterative: a chain of 20,000 layers is fine).
+
+    Raises:
+        ValueError: an output depends on a tensor that is not computed from ``inputs``
+            (an ``Input`` missing from ``inputs``); the message names it.
+    """
+    input_ids = {id(t) for t in inputs}
+    order, done = [], set()
+    stack = []
+
+    def parent(tensor, reader):
+        history = tensor._keras_history
+        layer = history.operation
+        if isinstance(layer, InputLayer):
+            raise ValueError(
+                f"Graph disconnected: {tensor!r} (the output of Input layer '{layer.name}'), "
+                f"read by {reader}, is not among the model's inputs and cannot be computed "
+                f"from them. Add it to inputs=, or build the outputs from the given inputs.")
+        return layer._inbound_nodes[history.node_index]
+
+    for tensor in reversed(outputs):
+        if id(tensor) not in input_ids:
+            stack.append((parent(tensor, "the model's outputs"), False))
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in done:
+            continue
+        if expanded:
+            done.add(id(node))
+            order.append(node)
+            continue
+        stack.append((node, True))
+        for tensor in reversed(node.input_tensors):
+            if id(tensor) not in input_ids:
+                above = parent(tensor, f"layer '{node.operation.name}'")
+                if id(above) not in done:
+                    stack.append((above, False))
+    return order
+
+
+def _check_unique_names(model_name, layers):
+    seen = {}
+    for layer in layers:
+        if layer.name in seen and seen[layer.name] is not layer:
+            raise ValueError(
+                f"The name '{layer.name}' is used by two layers of model '{model_name}'. "
+                f"All layer names should be unique: pass name= to one of them.")
+        seen[layer.name] = layer
+
+
+def _auto_name(base):
+    from minidl.layers.base import unique_name
+    return unique_name(base)
+
+
+def _full(shapes):
+    shapes = [(None,) + tuple(s) for s in shapes]
+    return shapes[0] if len(shapes) == 1 else shapes
+
+
+def _describe(structure):
+    if isinstance(structure, (list, tuple)):
+        return f"{type(structure).__name__} of {len(structure)}"
+    if isinstance(structure, dict):
+        return f"dict with keys {sorted(structure)}"
+    return repr(structure)
+
+
+LAYERS.register("Functional")(Model)
+MODELS.register("Functional")(Model)
+Model.serialized_name = "Functional"   # Keras' class name for functional models in configs

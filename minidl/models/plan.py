@@ -1,0 +1,259 @@
+"""The execution plan: a model's graph as an ordered list of steps, run forward and backward.
+
+Building a plan (``Plan(model)``) walks the model's graph of layer calls in topological
+order, inlining the graphs of nested models, and gives every tensor a *slot*: an index into
+the list of arrays one pass computes. Each step reads its input slots and writes its output
+slots; its forward and backward passes sit side by side (``steps.py``). Then the rewrite
+rules (``rewrites.py``, one table) replace patterns of steps with fused steps, and mark
+what the backward pass can skip.
+
+What one pass keeps between its forward and backward (the arrays a layer saves, reusable
+buffers) lives in per-step call contexts, never on layers: training reuses the plan's own
+contexts from batch to batch (under the model's exclusive lock), inference makes fresh ones
+per call, so any number of inference calls run beside each other and beside training.
+
+Gradients: every trainable layer gets gradient arrays in one flat buffer per dtype owned by
+the plan (the optimizer's ``grads``). A layer called more than once (shared weights) writes
+its first backward call into them and each further call into scratch arrays added after,
+in a fixed order. A tensor read by several steps gets the sum of their input gradients, in
+an accumulation buffer of the plan, also in a fixed order: results never depend on timing.
+"""
+import numpy as np
+
+from minidl.layers.base import BufferPool
+from minidl.layers.core import InputLayer
+from minidl.models import rewrites
+from minidl.models.steps import CastStep, LayerStep
+
+
+class Plan:
+    """The steps of ``model``'s graph, with the contexts and gradients of training.
+
+    Args:
+        model: a built model (functional or Sequential).
+        losses: for training, one loss object per output (None for an output no loss
+            reads); the loss fusions depend on them.
+
+    Attributes:
+        steps: the steps in execution order (after the rewrite rules).
+        fused_heads: per output, whether its loss returns the gradient of the
+            pre-activation (``rewrites.head_with_loss``).
+        input_slots, output_slots: the slots of the model's inputs and outputs.
+        layers: the model's unique layers with weights, in the order of ``model.layers``.
+        params, grads: trainable weights and their gradient arrays, aligned (what the
+            optimizer updates).
+    """
+
+    def __init__(self, model, losses=None):
+        self.model = model
+        self.losses = None if losses is None else list(losses)
+        # (scope, id(symbolic tensor)) -> slot. A nested model's tensors are keyed by the
+        # call that inlines it (its scope), so a model called twice gets two sets of slots.
+        self._slots = {}
+        self.steps = []
+        self.input_slots = [self._slot(t, ()) for t in model.inputs]
+        self._add_graph(model, (), self.input_slots, training=None)
+        self.output_slots = [self._slot(t, ()) for t in model.outputs]
+        self.slot_count = len(self._slots)
+        self.fused_heads = [False] * len(self.output_slots)
+        rewrites.apply(self)
+        self._finish()
+
+    # ---- building ----
+
+    def _slot(self, tensor, scope):
+        key = (scope, id(tensor))
+        if key not in self._slots:
+            self._slots[key] = len(self._slots)
+        return self._slots[key]
+
+    def _add_graph(self, model, scope, input_slots, training):
+        """Append the steps of ``model``'s nodes, its inputs read from ``input_slots``; a
+        call's ``training`` argument holds for everything it contains."""
+        for tensor, slot in zip(model.inputs, input_slots):
+            self._slots[(scope, id(tensor))] = slot
+        for node in model._nodes_in_order():
+            layer = node.operation
+            if isinstance(layer, InputLayer):
+                continue
+            node_training = node.kwargs.get("training", training)
+            if node_training is None:
+                node_training = training
+            if hasattr(layer, "_nodes_in_order"):   # a nested model: its steps, inlined
+                inner = scope + (id(node),)
+                self._add_graph(layer, inner, [self._slot(t, scope) for t in node.input_tensors],
+                                node_training)
+                for tensor, outer in zip(layer.outputs, node.output_tensors):
+                    self._slots[(scope, id(outer))] = self._slot(tensor, inner)
+                continue
+            inputs = [self._cast(self._slot(t, scope), t.dtype, layer.dtype)
+                      for t in node.input_tensors]
+            self.steps.append(LayerStep(
+                layer, inputs, [self._slot(t, scope) for t in node.output_tensors],
+                multi_input=not _single(node.arguments), training=node_training))
+
+    def _cast(self, slot, dtype, wanted):
+        """``slot``, or a new slot holding its values as ``wanted`` when a layer of another
+        float type reads it (as Keras casts a layer's inputs to its dtype)."""
+        if dtype == wanted or dtype not in ("float32", "float64"):
+            return slot
+        key = ("cast", slot, wanted)
+        if key not in self._slots:
+            self._slots[key] = len(self._slots)
+            self.steps.append(CastStep(slot, self._slots[key], dtype, wanted))
+        return self._slots[key]
+
+    def _finish(self):
+        """Inference's release points, the training contexts and the gradient arrays."""
+        # In inference, a slot's array is dropped after its last reader.
+        last_read = {}
+        for i, step in enumerate(self.steps):
+            for slot in step.inputs:
+                last_read[slot] = i
+        keep = set(self.output_slots)
+        self.release = [[] for _ in self.steps]
+        for slot, i in last_read.items():
+            if slot not in keep:
+                self.release[i].append(slot)
+        self._build_gradients()
+        self.contexts = [step.contexts(record=True) for step in self.steps]
+        self._assign_gradients()
+        self.buffers = None   # accumulation buffers, made on first use
+        self.has_activity = any(layer.activity_regularizer is not None
+                                for step in self.steps for layer in step.layers)
+
+    def _build_gradients(self):
+        """One flat gradient buffer per dtype, split into each trainable layer's arrays,
+        in the order of the model's trainable weights."""
+        layers, seen = [], set()
+        for layer in self.model._weighted_layers():
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                layers.append(layer)
+        self.layers = layers
+        self.params, self.grads, self._layer_grads = [], [], {}
+        trainable = [layer for layer in layers if layer.trainable and layer.params]
+        sizes = {}
+        for layer in trainable:
+            for p in layer.params:
+                sizes[p.dtype] = sizes.get(p.dtype, 0) + p.size
+        # np.zeros: untouched pages until the first backward pass writes them.
+        flat = {dtype: np.zeros(size, dtype) for dtype, size in sizes.items()}
+        offsets = dict.fromkeys(sizes, 0)
+        for layer in trainable:
+            arrays = []
+            for p in layer.params:
+                start = offsets[p.dtype]
+                arrays.append(flat[p.dtype][start:start + p.size].reshape(p.shape))
+                offsets[p.dtype] = start + p.size
+            self._layer_grads[id(layer)] = arrays
+            self.params += layer.params
+            self.grads += arrays
+        self.flat_grads = flat
+
+    def _assign_gradients(self):
+        """The training contexts' gradient arrays: a trainable layer's first call in
+        backward order writes the plan's arrays; later calls write scratch arrays (their
+        context's own), added in by :meth:`backward`."""
+        self.extra_grads = []   # (scratch arrays, the plan's arrays), in backward order
+        claimed = set()
+        for step, contexts in zip(reversed(self.steps), reversed(self.contexts)):
+            if not step.runs_backward:
+                continue
+            for layer, ctx in zip(step.layers, contexts):
+                arrays = self._layer_grads.get(id(layer))
+                if arrays is None:
+                    continue   # frozen or weightless: the context's own scratch, if any
+                if id(layer) in claimed:
+                    self.extra_grads.append((ctx, arrays))
+                else:
+                    claimed.add(id(layer))
+                    ctx.grads = arrays
+
+    # ---- running ----
+
+    def inference_contexts(self):
+        """Fresh contexts for one inference call (nothing shared with other calls)."""
+        return [step.contexts(record=False) for step in self.steps]
+
+    def forward(self, inputs, training, contexts=None):
+        """The outputs (a list) for the list of input arrays.
+
+        Args:
+            inputs: one array per model input, in ``model.inputs`` order.
+            training: a training pass: layers behave as in training (batch statistics,
+                dropout; unless a call says otherwise) and keep what :meth:`backward`
+                needs in the plan's own contexts. Otherwise an inference pass on fresh
+                contexts (or ``contexts``, from :meth:`inference_contexts`, to read the
+                activity penalties afterwards).
+        """
+        if training:
+            contexts = self.contexts
+        elif contexts is None:
+            contexts = self.inference_contexts()
+        values = [None] * self.slot_count
+        for slot, x in zip(self.input_slots, inputs):
+            values[slot] = x
+        release = None if training else self.release
+        for i, (step, ctx) in enumerate(zip(self.steps, contexts)):
+            outs = step.forward(ctx, [values[s] for s in step.inputs], training)
+            for slot, y in zip(step.outputs, outs):
+                values[slot] = y
+            if release is not None:
+                for slot in release[i]:
+                    values[slot] = None
+        return [values[s] for s in self.output_slots]
+
+    def backward(self, output_grads):
+        """Gradients of every trainable weight (into ``self.grads``) from the gradients of
+        the outputs (a list, None for an output no loss reads), after a training
+        :meth:`forward`. For an output in ``fused_heads`` the gradient is that of its
+        pre-activation."""
+        grads = [None] * self.slot_count
+        for slot, g in zip(self.output_slots, output_grads):
+            if g is not None:
+                grads[slot] = g
+        for step, ctx in zip(reversed(self.steps), reversed(self.contexts)):
+            if not step.runs_backward:
+                continue
+            dys = [grads[s] for s in step.outputs]
+            if all(dy is None for dy in dys):
+                continue
+            dxs = step.backward(ctx, dys)
+            for slot, dx in zip(step.inputs, dxs):
+                if dx is not None:
+                    grads[slot] = dx if grads[slot] is None else self._accumulate(
+                        slot, grads[slot], dx)
+        for ctx, arrays in self.extra_grads:
+            for total, part in zip(arrays, ctx.grads):
+                np.add(total, part, out=total)
+
+    def _accumulate(self, slot, total, part):
+        """``total + part`` into the slot's own buffer: neither may be written, as both can
+        be buffers that other steps own (or one array given to two inputs)."""
+        if self.buffers is None:
+            self.buffers = BufferPool(None)
+        out = self.buffers.get(slot, total.shape[0], total.shape[1:], total.dtype)
+        return np.add(total, part, out=out)
+
+    def activity_by_layer(self, contexts=None):
+        """``{id(layer): its activity penalty}`` of the last forward pass on ``contexts``
+        (default: the last training pass), summed over a layer's calls."""
+        out = {}
+        for cs in contexts or self.contexts:
+            for c in cs:
+                if c.layer.activity_regularizer is not None:
+                    key = id(c.layer)
+                    out[key] = out.get(key, 0.0) + c.activity_loss
+        return out
+
+    def activity_penalties(self, contexts=None):
+        """The activity penalties of the last forward pass on ``contexts`` (default: the
+        last training pass), in step order."""
+        return [c.activity_loss for cs in (contexts or self.contexts) for c in cs
+                if c.layer.activity_regularizer is not None]
+
+
+def _single(arguments):
+    return not isinstance(arguments, (list, tuple, dict))
+

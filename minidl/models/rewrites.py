@@ -1,0 +1,238 @@
+"""Rewrite rules over an execution plan: every fusion of minidl, in one table.
+
+A rule finds a pattern of steps in a plan and replaces it with one fused step that gives the
+same bits as the steps it replaces, or marks what the backward pass can leave out. The
+plan applies the rules in the order of ``RULES`` after building its steps; the trainer and
+the layers know nothing of them.
+
+| rule                       | pattern                                    | what it saves |
+|----------------------------|--------------------------------------------|---------------|
+| relu_then_max_pool         | a layer ending in ReLU, then max pooling   | the bias and ReLU pass over the un-pooled output (4x the pooled one), and the ReLU's backward pass; for a first layer, the un-pooled output altogether (csrc/conv_pool.c) |
+| bias_then_activation       | Dense/Conv without activation, then an activation layer | a pass over the output, forward and backward |
+| head_with_loss             | softmax or sigmoid output, then the matching cross-entropy | the activation's backward: the loss gives ``probs - targets`` at once |
+| gradients_needed           | steps before the first trainable weight    | their backward passes, and the first trainable layer's input gradient |
+
+Each rule is a function ``rule(plan)`` that edits ``plan.steps``; a fused step has the step
+interface of ``steps.LayerStep``. A rule fuses only a tensor that nothing else reads and that
+is not a model output, so no other step or loss ever needs what the fusion no longer forms.
+"""
+import numpy as np
+
+from minidl.layers.base import CallContext
+from minidl.models.steps import LayerStep
+
+
+# ---- relu_then_max_pool -------------------------------------------------------------------
+
+def _ends_in_plain_relu(layer):
+    activation = getattr(layer, "activation", None)
+    return (activation is not None and activation.kernel_params()[0] == "relu"
+            and hasattr(layer, "forward_linear")
+            and getattr(layer, "activity_regularizer", None) is None)
+
+
+class ReluMaxPoolStep:
+    """A layer computing ``relu(linear(x) + b)`` (Dense, Conv, Activation('relu')) and the
+    max pooling after it, trained as one.
+
+    forward: the pooling takes the maximum of each window of ``linear(x)`` and applies the
+        bias and the ReLU to the maxima: ``max(relu(z + b)) = relu(max(z) + b)`` exactly,
+        since float addition and the ReLU are monotonic.
+    backward: the pooling's scatter, gated by the pooled output (positive exactly where
+        the ReLU passes gradient), gives the gradient of the layer's pre-activation; the
+        ReLU's own backward pass is skipped.
+    direct: when the layer's input needs no gradient and the layer can
+        (``can_pool_directly``: a convolution with few taps, windows tiling its output),
+        the maxima come from csrc/conv_pool.c without forming ``linear(x)`` at all.
+    Inference runs the two layers as they are (the same bits).
+    """
+
+    training = None   # (a call with a training argument is never fused)
+
+    def __init__(self, first, pool, direct):
+        self.first, self.pool, self.direct = first, pool, direct
+        self.layers = (first.layer, pool.layer)
+        self.inputs, self.outputs = first.inputs, pool.outputs
+        self.trainable = first.trainable
+        self.need_input_grads = first.need_input_grads
+        self.runs_backward = True
+
+    def contexts(self, record):
+        return tuple(CallContext(layer, record=record) for layer in self.layers)
+
+    def forward(self, contexts, xs, training):
+        layer, pool = self.layers
+        ctx_layer, ctx_pool = contexts
+        if not ctx_layer.record:
+            hidden = self.first.forward((ctx_layer,), xs, training)
+            return self.pool.forward((ctx_pool,), list(hidden), training)
+        if self.direct:
+            x = xs[0]
+            n = x.shape[0]
+            y = ctx_pool.buffers.get("y", n, pool.pooled_image)
+            argmax = ctx_pool.buffers.get("argmax", n, pool.pooled_image, dtype=np.intc)
+            layer.forward_max_pool(ctx_layer, x, pool.pool_window, y, argmax)  # bias, ReLU too
+            ctx_pool.argmax, ctx_pool.y = argmax, y
+            return (y.reshape((n,) + pool.output_sample_shape),)
+        y = pool.forward(ctx_pool, layer.forward_linear(ctx_layer, xs[0]), training)
+        rows = y.reshape(-1, y.shape[-1])
+        layer.activation.forward_bias(rows, getattr(layer, "bias", None), rows)
+        return (y,)
+
+    def backward(self, contexts, dys):
+        layer, pool = self.layers
+        ctx_layer, ctx_pool = contexts
+        if self.direct:
+            dy = dys[0]
+            dy = np.ascontiguousarray(dy).reshape((dy.shape[0],) + pool.pooled_image)
+            layer.backward_max_pool(ctx_layer, dy, ctx_pool.argmax, ctx_pool.y,
+                                    pool.pool_window)
+            return (None,)
+        dz = pool.backward_through_relu(ctx_pool, dys[0])
+        return (layer.backward_preactivation(ctx_layer, dz, self.need_input_grads[0]),)
+
+
+def relu_then_max_pool(plan):
+    producers = _producers(plan)
+    steps = []
+    for step in plan.steps:
+        first = producers.get(step.inputs[0]) if isinstance(step, LayerStep) else None
+        if (first is not None and steps and steps[-1] is first
+                and getattr(step.layer, "pools_max_after_relu", False)
+                and isinstance(first, LayerStep) and _ends_in_plain_relu(first.layer)
+                and _only_reader(plan, first.outputs[0])
+                and first.training is None and step.training is None):
+            direct = (not plan.slot_needs_grad[first.inputs[0]]
+                      and getattr(first.layer, "can_pool_directly", None) is not None
+                      and getattr(step.layer, "pool_window", None) is not None
+                and first.layer.can_pool_directly(step.layer))
+            steps[-1] = ReluMaxPoolStep(first, step, direct)
+        else:
+            steps.append(step)
+    plan.steps = steps
+
+
+# ---- bias_then_activation ----------------------------------------------------------------
+
+class BiasActivationStep:
+    """Dense or a convolution without activation, then an activation layer, run as the
+    first layer with that activation: the bias and the activation in one pass over the
+    output (forward), the activation's derivative and the bias gradient in one pass
+    (backward). The kernels compute f(z + b) and its derivative alike either way."""
+
+    def __init__(self, affine, activation):
+        self.affine, self.activation_step = affine, activation
+        self.layers = (affine.layer,)
+        self.inputs, self.outputs = affine.inputs, activation.outputs
+        self.trainable = affine.trainable
+        self.need_input_grads = affine.need_input_grads
+        self.runs_backward = True
+        self.preactivation = False   # set by head_with_loss
+        self.training = None
+
+    def contexts(self, record):
+        ctx = CallContext(self.affine.layer, record=record)
+        ctx.activation = self.activation_step.layer.activation
+        return (ctx,)
+
+    def forward(self, contexts, xs, training):
+        return (self.affine.layer.forward(contexts[0], xs[0], training),)
+
+    def backward(self, contexts, dys):
+        layer, need = self.affine.layer, self.need_input_grads[0]
+        if self.preactivation:
+            return (layer.backward_preactivation(contexts[0], dys[0], need),)
+        return (layer.backward(contexts[0], dys[0], need),)
+
+
+def bias_then_activation(plan):
+    producers = _producers(plan)
+    steps = []
+    for step in plan.steps:
+        first = producers.get(step.inputs[0]) if isinstance(step, LayerStep) else None
+        if (first is not None and steps and steps[-1] is first and isinstance(first, LayerStep)
+                and getattr(step.layer, "is_activation_layer", False)
+                and step.layer.activity_regularizer is None
+                and getattr(first.layer, "fuses_activation", False)
+                and first.layer.activation.name == "linear"
+                and first.layer.activity_regularizer is None
+                and _only_reader(plan, first.outputs[0])
+                and first.training is None and step.training is None):
+            steps[-1] = BiasActivationStep(first, step)
+        else:
+            steps.append(step)
+    plan.steps = steps
+
+
+# ---- head_with_loss ----------------------------------------------------------------------
+
+def head_with_loss(plan):
+    """Mark each output whose softmax (sigmoid) the loss fuses with: the loss then returns
+    the gradient of the pre-activation, and the step's backward starts there. Sets
+    ``plan.fused_heads``: per output, whether it is fused."""
+    plan.fused_heads = [False] * len(plan.output_slots)
+    if plan.losses is None:
+        return
+    producers = _producers(plan)
+    for i, (slot, loss) in enumerate(zip(plan.output_slots, plan.losses)):
+        step = producers.get(slot)
+        fused_with = getattr(loss, "fused_with", None)
+        if step is None or fused_with is None or plan.consumers[slot]:
+            continue
+        if isinstance(step, BiasActivationStep):
+            activation = step.activation_step.layer.activation
+        elif isinstance(step, LayerStep) and hasattr(step.layer, "backward_preactivation"):
+            activation = getattr(step.layer, "activation", None)
+        else:
+            continue
+        if getattr(activation, "name", None) == fused_with and step.training is not False:
+            step.preactivation = True
+            plan.fused_heads[i] = True
+
+
+# ---- gradients_needed --------------------------------------------------------------------
+
+def gradients_needed(plan):
+    """Which tensors need a gradient (those depending on a trainable weight), so which steps
+    run backward and which inputs they return a gradient for: nothing before the first
+    trainable layer runs backward, and that layer skips its input gradient."""
+    needs = [False] * plan.slot_count
+    for step in plan.steps:
+        wants = step.trainable or any(needs[s] for s in step.inputs)
+        step.need_input_grads = [needs[s] for s in step.inputs]
+        step.runs_backward = wants
+        for slot in step.outputs:
+            needs[slot] = wants
+    plan.slot_needs_grad = needs
+
+
+RULES = [gradients_needed, relu_then_max_pool, bias_then_activation, head_with_loss,
+         gradients_needed]
+
+
+def apply(plan):
+    """Apply every rule of ``RULES`` to ``plan``, in order. (gradients_needed runs first
+    too: relu_then_max_pool pools directly only where no input gradient is needed.)"""
+    for rule in RULES:
+        _count_readers(plan)
+        rule(plan)
+    _count_readers(plan)
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+def _count_readers(plan):
+    readers = [0] * plan.slot_count
+    for step in plan.steps:
+        for slot in step.inputs:
+            readers[slot] += 1
+    plan.consumers = readers
+
+
+def _producers(plan):
+    return {slot: step for step in plan.steps for slot in step.outputs}
+
+
+def _only_reader(plan, slot):
+    """The slot is read by exactly one step and is not a model output."""
+    return plan.consumers[slot] == 1 and slot not in plan.output_slots
