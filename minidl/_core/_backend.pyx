@@ -25,8 +25,12 @@ cdef extern from "minidl.h" nogil:
     mdl_arch mdl_get_arch()
     const char *mdl_arch_name(mdl_arch arch)
     mdl_arch mdl_best_arch()
+    int MDL_THREADS_PER_PROC
     int mdl_get_num_threads()
     void mdl_set_num_threads(int n)
+    int mdl_max_threads()
+    int mdl_default_num_threads()
+    int mdl_startable_threads(int n)
     int mdl_num_procs()
     int mdl_have_openmp()
     const char *mdl_compiler()
@@ -112,34 +116,81 @@ def get_num_threads():
     return mdl_get_num_threads()
 
 
+cdef str _threads_left_out(int n, int started):
+    return (f"only {started} of {n} threads could be started (the process or user thread "
+            f"limit, RLIMIT_NPROC, or memory for their stacks ran out)")
+
+
 def set_num_threads(n):
     """Set the number of threads for minidl's parallel kernels.
 
     Results do not depend on this number: kernels never split a summation across threads.
+    The bound is 4 threads per processor (``minidl.backend_info()["max_threads"]``): more
+    threads than processors only add waiting, and far more reach failures inside the OpenMP
+    runtime (a stack overflow, or the process ending when it cannot create a thread). The
+    threads are tried once here, so that a count the system cannot start fails here rather
+    than in a kernel.
 
     Args:
-        n: a positive int, or a negative int counted back from the number of processors
-            (-1 = all, -2 = all but one). The default comes from ``OMP_NUM_THREADS`` or,
-            failing that, the processor count.
+        n: a positive int up to the bound, or a negative int counted back from the number
+            of processors (-1 = all, -2 = all but one). The default comes from
+            ``OMP_NUM_THREADS`` (clamped to the bound, with a warning) or, failing that,
+            the processor count.
     Raises:
         TypeError: ``n`` is not an int.
-        ValueError: ``n`` is 0, or negative beyond the processor count.
+        ValueError: ``n`` is 0, above the bound, or negative beyond the processor count.
+        RuntimeError: the system could not start ``n`` threads at once (thread limit or
+            memory); the setting is unchanged.
+
+    Example:
+        >>> minidl.set_num_threads(-1)   # one thread per processor
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"set_num_threads expects an int; received {n!r} of type "
                         f"{type(n).__name__}.")
     n = int(n)
-    procs = mdl_num_procs()
+    cdef int procs = mdl_num_procs(), bound = mdl_max_threads()
     if n == 0 or n < -procs:
         raise ValueError(f"set_num_threads expects n >= 1, or -{procs} <= n <= -1 to count "
                          f"back from the {procs} processors; received n={n}.")
+    if n > bound:
+        raise ValueError(f"set_num_threads expects n <= {bound} ({MDL_THREADS_PER_PROC} "
+                         f"threads per processor, {procs} processors); received n={n}.")
     if n < 0:
         n = procs + 1 + n
     if n > 1 and not mdl_have_openmp():
         import warnings
         warnings.warn("minidl was built without OpenMP; kernels run on one thread.",
                       RuntimeWarning, stacklevel=2)
-    mdl_set_num_threads(min(n, 1 << 16))
+    cdef int started = mdl_startable_threads(n)
+    if started < n:
+        raise RuntimeError(f"set_num_threads: {_threads_left_out(n, started)}; the setting "
+                           f"stays {mdl_get_num_threads()}. Received: n={n}.")
+    mdl_set_num_threads(n)
+
+
+def _threads_from_environment():
+    """The default thread count at import: OMP_NUM_THREADS or the processor count, clamped to
+    the bound and to what the system can start, with a warning when either cuts it."""
+    import warnings
+    cdef int n = mdl_default_num_threads(), bound = mdl_max_threads(), started
+    requested = os.environ.get("OMP_NUM_THREADS")
+    source = (f"OMP_NUM_THREADS={requested!r}" if requested is not None
+              else f"the processor count ({mdl_num_procs()})")
+    if n > bound:
+        warnings.warn(f"minidl: {source} asks for {n} threads, more than the bound of {bound} "
+                      f"({MDL_THREADS_PER_PROC} per processor, {mdl_num_procs()} "
+                      f"processors); using {bound}.", RuntimeWarning, stacklevel=2)
+        n = bound
+    started = mdl_startable_threads(n)
+    if started < n:
+        warnings.warn(f"minidl: {source}: {_threads_left_out(n, started)}; using {started}.",
+                      RuntimeWarning, stacklevel=2)
+        n = started
+    mdl_set_num_threads(n)
+
+
+_threads_from_environment()
 
 
 def backend_info():
@@ -150,6 +201,7 @@ def backend_info():
         "kernels": mdl_kernel_description().decode(),
         "openmp": bool(mdl_have_openmp()),
         "num_threads": mdl_get_num_threads(),
+        "max_threads": mdl_max_threads(),
         "num_procs": mdl_num_procs(),
         "compiler": mdl_compiler().decode(),
     }
