@@ -12,6 +12,8 @@ import numpy as np
 
 cimport numpy as cnp
 
+from minidl._core._arrays cimport aligned_output
+
 cnp.import_array()
 
 cdef extern from "minidl.h" nogil:
@@ -216,7 +218,10 @@ cdef str _describe(x):
     return f"shape {x.shape}, dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
 
 
-cdef int _check_operand(object x, str name) except -1:
+cdef object _operand(object x, str name, bint output):
+    """``x`` after the checks of a GEMM operand. A misaligned one (address or a stride not a
+    multiple of the element size, e.g. np.frombuffer(buf[1:], np.float32)) is copied when
+    it is an input, since the kernels read whole elements, and refused when it is ``out``."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray; received {type(x).__name__}.")
     cdef cnp.ndarray arr = <cnp.ndarray>x
@@ -229,10 +234,14 @@ cdef int _check_operand(object x, str name) except -1:
         raise TypeError(f"{name} must be in native byte order; received dtype {x.dtype!r} "
                         f"(use {name}.astype({name}.dtype.newbyteorder('=')).")
     cdef Py_ssize_t size = cnp.PyArray_ITEMSIZE(arr)
-    if cnp.PyArray_STRIDES(arr)[0] % size or cnp.PyArray_STRIDES(arr)[1] % size:
-        raise ValueError(f"{name} has strides {x.strides} that are not multiples of its "
-                         f"itemsize {size}; pass a copy (np.ascontiguousarray).")
-    return 0
+    if (cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_STRIDES(arr)[0] % size == 0
+            and cnp.PyArray_STRIDES(arr)[1] % size == 0):
+        return x
+    if not output:
+        return cnp.PyArray_NewCopy(arr, cnp.NPY_KEEPORDER)
+    aligned_output(x, None, name)
+    raise ValueError(f"{name} has strides {x.strides} that are not multiples of its "
+                     f"itemsize {size}; pass an array numpy allocated.")
 
 
 cdef void _extent(cnp.ndarray x, char **lo, char **hi) noexcept:
@@ -294,8 +303,9 @@ def gemm(a, b, out=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     """General matrix multiply: ``out = alpha * op(a) @ op(b) + beta * out``.
 
     ``op(x)`` is ``x.T`` when the matching ``trans_*`` flag is set. Any 2-D strides are
-    accepted without copying the operands; the GIL is released while the kernel runs, and
-    the result bits do not depend on the thread count.
+    accepted without copying the operands (only a misaligned ``a`` or ``b``, whose address
+    or strides are not multiples of the element size, is copied first); the GIL is released
+    while the kernel runs, and the result bits do not depend on the thread count.
 
     Args:
         a: float32 or float64 array, shape (M, K), or (K, M) with ``trans_a``.
@@ -308,15 +318,15 @@ def gemm(a, b, out=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     Raises:
         TypeError: an operand is not an ndarray, not float32/float64, or dtypes differ.
         ValueError: wrong rank, mismatched inner dimensions, wrong ``out`` shape,
-            read-only or overlapping ``out``, or ``beta != 0`` without ``out``.
+            read-only, misaligned or overlapping ``out``, or ``beta != 0`` without ``out``.
 
     Example:
         >>> a = np.ones((32, 784), np.float32); w = np.ones((784, 64), np.float32)
         >>> minidl.ops.gemm(a, w).shape
         (32, 64)
     """
-    _check_operand(a, "a")
-    _check_operand(b, "b")
+    a = _operand(a, "a", False)
+    b = _operand(b, "b", False)
     cdef cnp.ndarray A = <cnp.ndarray>a
     cdef cnp.ndarray B = <cnp.ndarray>b
     cdef int dtype = cnp.PyArray_TYPE(A)
@@ -355,7 +365,7 @@ def gemm(a, b, out=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
         out = np.empty((m, n), dtype=a.dtype)
         C = <cnp.ndarray>out
     else:
-        _check_operand(out, "out")
+        _operand(out, "out", True)
         C = <cnp.ndarray>out
         if cnp.PyArray_TYPE(C) != dtype:
             raise TypeError(f"out must have dtype {a.dtype} like a and b; received {out.dtype}.")
