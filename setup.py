@@ -8,6 +8,15 @@ dispatch table and of the thread setting in a process.
 OpenMP is detected by test-compiling a small program. A compiler without it gives a serial
 build and a warning, never a failed install. There is no ``-march=native``: each ISA's
 micro-kernel carries its own ``target`` attribute and is chosen at import from cpuid.
+
+FMA contraction is off (``-ffp-contract=off``): a kernel that wants a fused multiply-add
+writes one, so results never depend on what the optimiser chose to fuse, at any level.
+
+Environment (GCC and clang):
+    MINIDL_OPT: optimisation level, ``0`` to ``3`` (default ``3``). Results are the same bits
+        at every level; a lower one is for debugging and the sanitizer build.
+    MINIDL_SANITIZE: sanitizers to build with, e.g. ``address,undefined`` (``.ci/sanitize``);
+        adds ``-fno-sanitize-recover=undefined`` so that undefined behaviour stops the run.
 """
 import glob
 import os
@@ -52,10 +61,20 @@ class BuildExtWithOpenMP(build_ext):
 
     def build_extensions(self):
         ctype = self.compiler.compiler_type
+        link = []
         if ctype == "msvc":
             base, omp_flag, omp_link = ["/O2"], "/openmp", []
         else:
-            base = ["-O3", "-fno-math-errno", "-Wno-unused-function"]
+            level = os.environ.get("MINIDL_OPT", "3").strip()
+            if level not in ("0", "1", "2", "3"):
+                raise ValueError(f"MINIDL_OPT must be 0, 1, 2 or 3; received MINIDL_OPT={level!r}.")
+            base = [f"-O{level}", "-ffp-contract=off", "-fno-math-errno", "-Wno-unused-function"]
+            sanitize = os.environ.get("MINIDL_SANITIZE", "").strip()
+            if sanitize:
+                flags = [f"-fsanitize={sanitize}", "-fno-sanitize-recover=undefined",
+                         "-fno-omit-frame-pointer", "-g"]
+                base += flags
+                link += flags
             omp_flag, omp_link = "-fopenmp", ["-fopenmp"]
         openmp = os.environ.get("MINIDL_NO_OPENMP") != "1" and compiler_supports_openmp(
             self.compiler, omp_flag)
@@ -64,7 +83,7 @@ class BuildExtWithOpenMP(build_ext):
                           "(single-thread) core.", stacklevel=1)
         for ext in self.extensions:
             ext.extra_compile_args = base + ([omp_flag] if openmp else [])
-            ext.extra_link_args = omp_link if openmp else []
+            ext.extra_link_args = link + (omp_link if openmp else [])
             ext.define_macros = list(ext.define_macros) + [("MDL_HAVE_OPENMP", "1" if openmp else "0")]
         super().build_extensions()
 

@@ -28,6 +28,10 @@
 #include "gemm_kernels.h" /* MDL_X86 */
 #include "minidl.h"
 
+#ifdef MDL_X86
+#include <immintrin.h>
+#endif
+
 #define CP_CAT_(a, b) a##b
 #define CP_CAT(a, b) CP_CAT_(a, b)
 /* Adjacent outputs per register tile of the general (not 2x2) pooling's forward pass. */
@@ -36,26 +40,53 @@
 /* One copy of the loops per element type and architecture. The public functions run the
  * copy of the architecture the GEMM runs (mdl_get_arch): the FMA versions fuse the
  * multiply-adds as its AVX2 and AVX-512 kernels do, the generic one does not, as its
- * generic kernel does not, so the forward values are the GEMM's bits under any setting. */
+ * generic kernel does not, so the forward values are the GEMM's bits under any setting.
+ * The fused ones are written as FMA instructions (CP_MADD in conv_pool_archs.inc), never
+ * left to the optimiser's contraction, which -O1 does not do and setup.py turns off. The
+ * x86 names below are each type's FMA on 64 and 32 bytes. */
 #define CP_T float
 #define CP_ITYPE int32_t
 #define CP_LANES 16
 #define CP_TYPE_SFX _f32
+#define CP_X86_512 __m512
+#define CP_X86_FMA512(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define CP_X86_SET512(x) _mm512_set1_ps(x)
+#define CP_X86_256 __m256
+#define CP_X86_FMA256(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define CP_X86_SET256(x) _mm256_set1_ps(x)
 #include "conv_pool_archs.inc"
 #undef CP_T
 #undef CP_ITYPE
 #undef CP_LANES
 #undef CP_TYPE_SFX
+#undef CP_X86_512
+#undef CP_X86_FMA512
+#undef CP_X86_SET512
+#undef CP_X86_256
+#undef CP_X86_FMA256
+#undef CP_X86_SET256
 
 #define CP_T double
 #define CP_ITYPE int64_t
 #define CP_LANES 8
 #define CP_TYPE_SFX _f64
+#define CP_X86_512 __m512d
+#define CP_X86_FMA512(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define CP_X86_SET512(x) _mm512_set1_pd(x)
+#define CP_X86_256 __m256d
+#define CP_X86_FMA256(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define CP_X86_SET256(x) _mm256_set1_pd(x)
 #include "conv_pool_archs.inc"
 #undef CP_T
 #undef CP_ITYPE
 #undef CP_LANES
 #undef CP_TYPE_SFX
+#undef CP_X86_512
+#undef CP_X86_FMA512
+#undef CP_X86_SET512
+#undef CP_X86_256
+#undef CP_X86_FMA256
+#undef CP_X86_SET256
 
 #ifdef MDL_X86
 #define CP_DISPATCH(name, sfx, args)                                                        \

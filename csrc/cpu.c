@@ -1,5 +1,5 @@
 /* cpu.c - detect what the CPU and the OS support, pick the GEMM kernel table once, and hold
- * the one thread count that every parallel region of minidl uses.
+ * the one thread count that every parallel region of minidl uses, within its bound.
  *
  * A CPU may advertise AVX-512 while the OS does not save the zmm registers on a context
  * switch; using them then corrupts state silently. So besides the cpuid feature bits we read
@@ -7,7 +7,11 @@
  */
 #include "gemm_kernels.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #if MDL_HAVE_OPENMP
 #include <omp.h>
@@ -97,17 +101,107 @@ int mdl_num_procs(void) {
 #endif
 }
 
+int mdl_max_threads(void) { return MDL_THREADS_PER_PROC * mdl_num_procs(); }
+
+int mdl_default_num_threads(void) {
+#if MDL_HAVE_OPENMP
+    return omp_get_max_threads(); /* OMP_NUM_THREADS, else the processor count */
+#else
+    return 1;
+#endif
+}
+
+static int clamp_threads(int n) {
+    int bound = mdl_max_threads();
+    return n < 1 ? 1 : n > bound ? bound : n;
+}
+
 int mdl_get_num_threads(void) {
 #if MDL_HAVE_OPENMP
-    /* omp_get_max_threads() honours OMP_NUM_THREADS; read once, then ours to change. */
-    if (g_num_threads <= 0) g_num_threads = omp_get_max_threads();
+    /* Read once, then ours to change; the Python layer sets it at import (with a warning
+     * when the environment asks for more than the bound). */
+    if (g_num_threads <= 0) g_num_threads = clamp_threads(mdl_default_num_threads());
     return g_num_threads;
 #else
     return 1;
 #endif
 }
 
-void mdl_set_num_threads(int n) { g_num_threads = n > 0 ? n : 1; }
+void mdl_set_num_threads(int n) { g_num_threads = clamp_threads(n); }
+
+/* libgomp gives its worker threads the stack size of OMP_STACKSIZE, else GOMP_STACKSIZE (a
+ * number, in KiB unless a B, K, M or G suffix follows), else the pthread default (0 here).
+ * Parsed as libgomp parses it (env.c, parse_stacksize), so that the probe below asks for
+ * what a team would: an invalid value is one libgomp ignores too. */
+static size_t omp_stack_size_from(const char *name) {
+    const char *env = getenv(name);
+    if (!env) return 0;
+    while (isspace((unsigned char)*env)) env++;
+    if (!*env) return 0;
+    char *end;
+    errno = 0;
+    unsigned long value = strtoul(env, &end, 10), shift = 10;
+    if (errno || end == env) return 0;
+    while (isspace((unsigned char)*end)) end++;
+    if (*end) {
+        switch (tolower((unsigned char)*end)) {
+        case 'b': shift = 0; break;
+        case 'k': break;
+        case 'm': shift = 20; break;
+        case 'g': shift = 30; break;
+        default: return 0;
+        }
+        end++;
+        while (isspace((unsigned char)*end)) end++;
+        if (*end) return 0;
+    }
+    if (((value << shift) >> shift) != value) return 0;
+    return (size_t)(value << shift);
+}
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t open;
+    int released;
+} probe_gate;
+
+static void *probe_wait(void *arg) {
+    probe_gate *gate = (probe_gate *)arg;
+    pthread_mutex_lock(&gate->lock);
+    while (!gate->released) pthread_cond_wait(&gate->open, &gate->lock);
+    pthread_mutex_unlock(&gate->lock);
+    return NULL;
+}
+
+int mdl_startable_threads(int n) {
+    if (n <= 1 || !MDL_HAVE_OPENMP) return 1;
+    /* libgomp ends the process ("Thread creation failed") when it cannot start a thread of a
+     * team, so the team is tried here first: n - 1 threads (the caller is the n-th) with the
+     * stack libgomp would give them, alive all at once, as a parallel region needs them. */
+    pthread_t *ids = (pthread_t *)malloc((size_t)(n - 1) * sizeof *ids);
+    if (!ids) return 1;
+    probe_gate gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    pthread_attr_t attr;
+    int have_attr = pthread_attr_init(&attr) == 0;
+    size_t stack = omp_stack_size_from("OMP_STACKSIZE");
+    if (!stack) stack = omp_stack_size_from("GOMP_STACKSIZE");
+    if (have_attr && stack && pthread_attr_setstacksize(&attr, stack) != 0) {
+        pthread_attr_destroy(&attr); /* libgomp ignores a size pthreads refuses, and so here */
+        have_attr = pthread_attr_init(&attr) == 0;
+    }
+    int started = 0;
+    while (started < n - 1 &&
+           pthread_create(&ids[started], have_attr ? &attr : NULL, probe_wait, &gate) == 0)
+        started++;
+    pthread_mutex_lock(&gate.lock);
+    gate.released = 1;
+    pthread_cond_broadcast(&gate.open);
+    pthread_mutex_unlock(&gate.lock);
+    for (int i = 0; i < started; i++) pthread_join(ids[i], NULL);
+    if (have_attr) pthread_attr_destroy(&attr);
+    free(ids);
+    return started + 1;
+}
 
 const char *mdl_compiler(void) {
 #if defined(__clang__)

@@ -32,9 +32,25 @@ mdl_arch mdl_best_arch(void);
 
 /* ---- threads (cpu.c) ---- */
 
-/* The one thread count every parallel region of minidl uses. */
+/* The one thread count every parallel region of minidl uses: 1 to mdl_max_threads(),
+ * MDL_THREADS_PER_PROC per processor. More threads than processors only add waiting (each
+ * takes an equal static share), and an unbounded count reaches failures inside libgomp: it
+ * puts ~128 bytes per new thread of a team on the caller's stack (alloca in
+ * gomp_team_start), so 65536 threads overflow an 8 MiB stack, and it ends the process when
+ * a thread cannot be created. mdl_set_num_threads clamps to the bound; the Python layer
+ * refuses or warns first. */
+#define MDL_THREADS_PER_PROC 4
 int mdl_get_num_threads(void);
 void mdl_set_num_threads(int n);
+int mdl_max_threads(void);
+/* The count the OpenMP runtime would use by default (OMP_NUM_THREADS, else the processor
+ * count), unclamped; 1 in a serial build. */
+int mdl_default_num_threads(void);
+/* How many threads, the caller included, could run at once, up to n: starts n - 1 threads
+ * with the stack size libgomp gives its workers, all alive together, then ends them. Below
+ * n when the process or user thread limit (RLIMIT_NPROC) or memory for their stacks runs
+ * out; an OpenMP team of that size would then end the process. */
+int mdl_startable_threads(int n);
 /* Number of processors OpenMP sees (1 in a serial build). */
 int mdl_num_procs(void);
 int mdl_have_openmp(void);

@@ -19,6 +19,8 @@ from minidl.ops import gemm
 
 ALL_ARCHS = ("generic", "avx2", "avx512")
 NUM_PROCS = minidl.backend_info()["num_procs"]
+MAX_THREADS = minidl.backend_info()["max_threads"]
+OPENMP = minidl.backend_info()["openmp"]
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def restore_arch():
 
 # ---- threads -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n", [1, 2, 3, 7])
+@pytest.mark.parametrize("n", sorted({1, 2, 3, MAX_THREADS}))
 def test_set_num_threads_positive(restore_threads, n):
     minidl.set_num_threads(n)
     assert minidl.get_num_threads() == n
@@ -65,6 +67,20 @@ def test_set_num_threads_counts_back_from_processors(restore_threads, back):
 def test_set_num_threads_rejects_out_of_range(restore_threads, n):
     before = minidl.get_num_threads()
     with pytest.raises(ValueError, match=f"n={n}"):
+        minidl.set_num_threads(n)
+    assert minidl.get_num_threads() == before
+
+
+def test_thread_bound_is_four_per_processor():
+    assert MAX_THREADS == 4 * NUM_PROCS
+
+
+@pytest.mark.parametrize("n", [MAX_THREADS + 1, 4096, 65536, 2**40])
+def test_set_num_threads_rejects_more_than_the_bound(restore_threads, n):
+    """Above the bound libgomp overflowed the stack (65536: a segfault) or ended the process
+    when it could not create a thread; now the call names the bound and the value."""
+    before = minidl.get_num_threads()
+    with pytest.raises(ValueError, match=rf"n <= {MAX_THREADS} .*received n={n}\."):
         minidl.set_num_threads(n)
     assert minidl.get_num_threads() == before
 
@@ -115,12 +131,51 @@ def test_default_thread_count_comes_from_omp_num_threads(omp):
     assert int(result.stdout.split()[-1]) == expected
 
 
+# A GEMM of 2^24 multiply-adds runs in parallel whenever more than one thread is set.
+_PARALLEL_GEMM = ("import numpy as np, minidl\n"
+                  "a = np.ones((256, 256), np.float32)\n"
+                  "assert (minidl.ops.gemm(a, a) == 256).all()\n"
+                  "print(minidl.get_num_threads())\n")
+
+
+def test_omp_num_threads_above_the_bound_is_clamped_with_a_warning():
+    result = _run_python(_PARALLEL_GEMM, OMP_NUM_THREADS="65536")
+    assert result.returncode == 0, result.stderr
+    if OPENMP:
+        assert int(result.stdout.split()[-1]) == MAX_THREADS
+        assert "RuntimeWarning" in result.stderr
+        assert "OMP_NUM_THREADS='65536'" in result.stderr
+        assert f"bound of {MAX_THREADS}" in result.stderr
+
+
+def test_threads_the_system_cannot_start_never_end_the_process():
+    """A thread stack of about 4 PiB cannot be mapped in any x86-64 or arm64 address space,
+    so every thread creation fails, as it does at the process or user thread limit. libgomp
+    then ended the process with status 1 ("Thread creation failed") at the first parallel
+    GEMM; now import uses one thread with a warning and set_num_threads raises."""
+    code = _PARALLEL_GEMM + (
+        "try:\n"
+        "    minidl.set_num_threads(2)\n"
+        "except RuntimeError as e:\n"
+        "    print('refused:', e)\n"
+        "print(minidl.get_num_threads())\n")
+    result = _run_python(code, OMP_NUM_THREADS="2", OMP_STACKSIZE="4000000G")
+    assert result.returncode == 0, result.stderr
+    assert "Thread creation failed" not in result.stderr
+    if OPENMP:
+        lines = result.stdout.splitlines()
+        assert lines[0] == "1" and lines[-1] == "1"
+        assert "only 1 of 2 threads could be started" in result.stderr
+        assert "refused: set_num_threads: only 1 of 2 threads" in result.stdout
+        assert "n=2" in result.stdout
+
+
 # ---- backend_info and show_config --------------------------------------------------------------
 
 def test_backend_info_keys_and_types():
     info = minidl.backend_info()
     assert set(info) == {"arch", "supported_archs", "kernels", "openmp", "num_threads",
-                         "num_procs", "compiler"}
+                         "max_threads", "num_procs", "compiler"}
     assert isinstance(info["arch"], str) and info["arch"] in info["supported_archs"]
     archs = info["supported_archs"]
     assert isinstance(archs, tuple) and all(isinstance(a, str) for a in archs)
@@ -128,7 +183,7 @@ def test_backend_info_keys_and_types():
     assert list(archs) == [a for a in ALL_ARCHS if a in archs]  # known names, best last
     assert isinstance(info["kernels"], str) and info["kernels"].startswith(info["arch"])
     assert type(info["openmp"]) is bool
-    assert type(info["num_threads"]) is int and info["num_threads"] >= 1
+    assert type(info["num_threads"]) is int and 1 <= info["num_threads"] <= info["max_threads"]
     assert type(info["num_procs"]) is int and info["num_procs"] >= 1
     assert isinstance(info["compiler"], str) and info["compiler"]
     if not info["openmp"]:

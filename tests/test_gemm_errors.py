@@ -33,6 +33,11 @@ def misaligned_strides():
     return np.ndarray((2, 2), dtype=np.float32, buffer=raw, strides=(6, 4))
 
 
+def misaligned_start():
+    """A float32 (2, 2) array starting one byte past an aligned address."""
+    return np.zeros(17, dtype=np.uint8)[1:].view(np.float32).reshape(2, 2)
+
+
 _SQUARE = f64(4, 4)
 _B_SQUARE = f64(4, 4)
 
@@ -95,8 +100,11 @@ REJECTED = [
      ValueError, ["out", "overlap"]),
     ("beta-without-out", lambda: gemm(f64(2, 2), f64(2, 2), beta=0.5), ValueError,
      ["beta=0.5", "out"]),
-    ("a-strides-not-itemsize", lambda: gemm(misaligned_strides(), f32(2, 2)), ValueError,
-     ["a", "(6, 4)"]),
+    # A misaligned a or b is copied (tests/test_alignment.py); an out cannot be.
+    ("out-strides-not-itemsize", lambda: gemm(f32(2, 2), f32(2, 2), misaligned_strides()),
+     ValueError, ["out must be aligned", "(6, 4)"]),
+    ("out-misaligned", lambda: gemm(f32(2, 2), f32(2, 2), misaligned_start()), ValueError,
+     ["out must be aligned", "4 bytes", "Received: out at address"]),
 ]
 
 

@@ -30,7 +30,8 @@ from libc.string cimport memset
 cimport numpy as cnp
 import numpy as np
 
-from minidl._core._arrays cimport float_array, float_array_like, prefix, same_shape, writeable
+from minidl._core._arrays cimport (aligned, float_array, float_array_like, prefix, same_shape,
+                                   writeable)
 from minidl._core._backend cimport num_threads
 
 cnp.import_array()
@@ -623,6 +624,9 @@ cdef int _vector(object a, int dtype, object z, object owner, str name, bint out
 cdef int _forward(int kind, const Params *p, object z, object bias, object out, bint add_bias,
                   object owner) except -1:
     """out = f(z), after z += bias when ``add_bias`` and bias is not None."""
+    if not add_bias:   # else z is written too: an output, which must be aligned
+        z = aligned(z)
+    bias = aligned(bias)
     cdef int t = float_array(z, owner, "z")
     _like(out, t, z, owner, "out", True)
     if add_bias:
@@ -648,6 +652,7 @@ cdef int _backward(int kind, const Params *p, object z, object y, object dy, obj
                    object dbias, bint reduce, object owner, str out_name) except -1:
     """out = dy * f'(z); with ``reduce``, dbias (may be None) = column sums of out. y None:
     f(z) is computed first, into a new array."""
+    z, y, dy = aligned(z), aligned(y), aligned(dy)
     cdef int t = float_array(z, owner, "z")
     if y is None:
         y = np.empty_like(z)
@@ -718,7 +723,8 @@ cdef class Kernel:
 
 # ---- kernels ----
 # Arrays: C-contiguous float32 or float64 ndarrays of one dtype, all of z's shape (any rank;
-# the activation acts along the last axis, softmax per row of it).
+# the activation acts along the last axis, softmax per row of it). A misaligned input is
+# copied, a misaligned output refused (_arrays.pxd).
 
 def forward(str kind, tuple params, z, out):
     """out = f(z) elementwise (softmax: per row). ``out`` may be ``z``.

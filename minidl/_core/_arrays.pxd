@@ -1,4 +1,4 @@
-# Argument checks shared by the elementwise kernel modules (activations, losses, optimizers).
+# Argument checks shared by the kernel modules of minidl._core.
 #
 # They read numpy's array struct through its C API, so a check costs a few nanoseconds: the
 # training step calls these kernels about twenty times on arrays of a few thousand elements,
@@ -6,11 +6,37 @@
 # the work. Error messages start with `owner` ("ReLU.forward: ") when it is not None, name the
 # argument, and say what was expected and what was received; the message is only built when
 # the check fails.
+#
+# Alignment: C reads an element only at an address that is a multiple of its alignment (a
+# misaligned float load is undefined behaviour, which UBSan reports and which vector code may
+# turn into a fault). numpy allocates aligned memory, but a view can be misaligned, e.g.
+# np.frombuffer(buf[1:], np.float32). Every entry point passes its inputs through aligned(),
+# which copies such an array (a rare case, so the copy costs nothing in practice), and checks
+# its outputs with float_array() or aligned_output(), which refuse one: a kernel cannot write
+# its result into a copy.
 cimport numpy as cnp
 
 
 cdef inline str prefix(object owner):
     return "" if owner is None else f"{owner}: "
+
+
+cdef inline object aligned(object a):
+    """``a``, or an aligned copy of it (same layout) when it is a misaligned ndarray."""
+    if cnp.PyArray_Check(a) and not cnp.PyArray_ISALIGNED(<cnp.ndarray>a):
+        return cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_KEEPORDER)
+    return a
+
+
+cdef inline int aligned_output(object a, object owner, str name) except -1:
+    """Refuses an output (or in-place) ndarray ``a`` that is misaligned."""
+    if not cnp.PyArray_Check(a) or cnp.PyArray_ISALIGNED(<cnp.ndarray>a):
+        return 0
+    raise ValueError(f"{prefix(owner)}{name} must be aligned: its address and strides must be "
+                     f"multiples of {(<object>a).dtype.alignment} bytes for dtype "
+                     f"{(<object>a).dtype}, as in any array numpy allocates. Received: {name} "
+                     f"at address {<size_t>cnp.PyArray_DATA(<cnp.ndarray>a):#x} with strides "
+                     f"{(<object>a).strides}.")
 
 
 cdef inline bint is_float_carray(object a, int dtype) noexcept:
@@ -21,7 +47,7 @@ cdef inline bint is_float_carray(object a, int dtype) noexcept:
 
 cdef inline int float_array(object a, object owner, str name) except -1:
     """``a``'s type number, NPY_FLOAT or NPY_DOUBLE, after checking that it is a C-contiguous,
-    aligned, native-endian float32 or float64 ndarray."""
+    aligned, native-endian float32 or float64 ndarray (inputs: after aligned())."""
     if not cnp.PyArray_Check(a):
         raise TypeError(f"{prefix(owner)}{name} must be a numpy.ndarray; received "
                         f"{type(a).__name__}.")
@@ -29,9 +55,10 @@ cdef inline int float_array(object a, object owner, str name) except -1:
     if (t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE) or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
         raise TypeError(f"{prefix(owner)}{name} must be float32 or float64; received "
                         f"{a.dtype}.")
-    if not cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>a):
-        raise ValueError(f"{prefix(owner)}{name} must be C-contiguous and aligned "
+    if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+        raise ValueError(f"{prefix(owner)}{name} must be C-contiguous "
                          f"(np.ascontiguousarray).")
+    aligned_output(a, owner, name)
     return t
 
 

@@ -12,6 +12,8 @@ import numpy as np
 
 cimport numpy as cnp
 
+from minidl._core._arrays cimport aligned_output
+
 cnp.import_array()
 
 cdef extern from "minidl.h" nogil:
@@ -25,8 +27,12 @@ cdef extern from "minidl.h" nogil:
     mdl_arch mdl_get_arch()
     const char *mdl_arch_name(mdl_arch arch)
     mdl_arch mdl_best_arch()
+    int MDL_THREADS_PER_PROC
     int mdl_get_num_threads()
     void mdl_set_num_threads(int n)
+    int mdl_max_threads()
+    int mdl_default_num_threads()
+    int mdl_startable_threads(int n)
     int mdl_num_procs()
     int mdl_have_openmp()
     const char *mdl_compiler()
@@ -112,34 +118,81 @@ def get_num_threads():
     return mdl_get_num_threads()
 
 
+cdef str _threads_left_out(int n, int started):
+    return (f"only {started} of {n} threads could be started (the process or user thread "
+            f"limit, RLIMIT_NPROC, or memory for their stacks ran out)")
+
+
 def set_num_threads(n):
     """Set the number of threads for minidl's parallel kernels.
 
     Results do not depend on this number: kernels never split a summation across threads.
+    The bound is 4 threads per processor (``minidl.backend_info()["max_threads"]``): more
+    threads than processors only add waiting, and far more reach failures inside the OpenMP
+    runtime (a stack overflow, or the process ending when it cannot create a thread). The
+    threads are tried once here, so that a count the system cannot start fails here rather
+    than in a kernel.
 
     Args:
-        n: a positive int, or a negative int counted back from the number of processors
-            (-1 = all, -2 = all but one). The default comes from ``OMP_NUM_THREADS`` or,
-            failing that, the processor count.
+        n: a positive int up to the bound, or a negative int counted back from the number
+            of processors (-1 = all, -2 = all but one). The default comes from
+            ``OMP_NUM_THREADS`` (clamped to the bound, with a warning) or, failing that,
+            the processor count.
     Raises:
         TypeError: ``n`` is not an int.
-        ValueError: ``n`` is 0, or negative beyond the processor count.
+        ValueError: ``n`` is 0, above the bound, or negative beyond the processor count.
+        RuntimeError: the system could not start ``n`` threads at once (thread limit or
+            memory); the setting is unchanged.
+
+    Example:
+        >>> minidl.set_num_threads(-1)   # one thread per processor
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"set_num_threads expects an int; received {n!r} of type "
                         f"{type(n).__name__}.")
     n = int(n)
-    procs = mdl_num_procs()
+    cdef int procs = mdl_num_procs(), bound = mdl_max_threads()
     if n == 0 or n < -procs:
         raise ValueError(f"set_num_threads expects n >= 1, or -{procs} <= n <= -1 to count "
                          f"back from the {procs} processors; received n={n}.")
+    if n > bound:
+        raise ValueError(f"set_num_threads expects n <= {bound} ({MDL_THREADS_PER_PROC} "
+                         f"threads per processor, {procs} processors); received n={n}.")
     if n < 0:
         n = procs + 1 + n
     if n > 1 and not mdl_have_openmp():
         import warnings
         warnings.warn("minidl was built without OpenMP; kernels run on one thread.",
                       RuntimeWarning, stacklevel=2)
-    mdl_set_num_threads(min(n, 1 << 16))
+    cdef int started = mdl_startable_threads(n)
+    if started < n:
+        raise RuntimeError(f"set_num_threads: {_threads_left_out(n, started)}; the setting "
+                           f"stays {mdl_get_num_threads()}. Received: n={n}.")
+    mdl_set_num_threads(n)
+
+
+def _threads_from_environment():
+    """The default thread count at import: OMP_NUM_THREADS or the processor count, clamped to
+    the bound and to what the system can start, with a warning when either cuts it."""
+    import warnings
+    cdef int n = mdl_default_num_threads(), bound = mdl_max_threads(), started
+    requested = os.environ.get("OMP_NUM_THREADS")
+    source = (f"OMP_NUM_THREADS={requested!r}" if requested is not None
+              else f"the processor count ({mdl_num_procs()})")
+    if n > bound:
+        warnings.warn(f"minidl: {source} asks for {n} threads, more than the bound of {bound} "
+                      f"({MDL_THREADS_PER_PROC} per processor, {mdl_num_procs()} "
+                      f"processors); using {bound}.", RuntimeWarning, stacklevel=2)
+        n = bound
+    started = mdl_startable_threads(n)
+    if started < n:
+        warnings.warn(f"minidl: {source}: {_threads_left_out(n, started)}; using {started}.",
+                      RuntimeWarning, stacklevel=2)
+        n = started
+    mdl_set_num_threads(n)
+
+
+_threads_from_environment()
 
 
 def backend_info():
@@ -150,6 +203,7 @@ def backend_info():
         "kernels": mdl_kernel_description().decode(),
         "openmp": bool(mdl_have_openmp()),
         "num_threads": mdl_get_num_threads(),
+        "max_threads": mdl_max_threads(),
         "num_procs": mdl_num_procs(),
         "compiler": mdl_compiler().decode(),
     }
@@ -164,7 +218,10 @@ cdef str _describe(x):
     return f"shape {x.shape}, dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
 
 
-cdef int _check_operand(object x, str name) except -1:
+cdef object _operand(object x, str name, bint output):
+    """``x`` after the checks of a GEMM operand. A misaligned one (address or a stride not a
+    multiple of the element size, e.g. np.frombuffer(buf[1:], np.float32)) is copied when
+    it is an input, since the kernels read whole elements, and refused when it is ``out``."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray; received {type(x).__name__}.")
     cdef cnp.ndarray arr = <cnp.ndarray>x
@@ -177,10 +234,14 @@ cdef int _check_operand(object x, str name) except -1:
         raise TypeError(f"{name} must be in native byte order; received dtype {x.dtype!r} "
                         f"(use {name}.astype({name}.dtype.newbyteorder('=')).")
     cdef Py_ssize_t size = cnp.PyArray_ITEMSIZE(arr)
-    if cnp.PyArray_STRIDES(arr)[0] % size or cnp.PyArray_STRIDES(arr)[1] % size:
-        raise ValueError(f"{name} has strides {x.strides} that are not multiples of its "
-                         f"itemsize {size}; pass a copy (np.ascontiguousarray).")
-    return 0
+    if (cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_STRIDES(arr)[0] % size == 0
+            and cnp.PyArray_STRIDES(arr)[1] % size == 0):
+        return x
+    if not output:
+        return cnp.PyArray_NewCopy(arr, cnp.NPY_KEEPORDER)
+    aligned_output(x, None, name)
+    raise ValueError(f"{name} has strides {x.strides} that are not multiples of its "
+                     f"itemsize {size}; pass an array numpy allocated.")
 
 
 cdef void _extent(cnp.ndarray x, char **lo, char **hi) noexcept:
@@ -242,8 +303,9 @@ def gemm(a, b, out=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     """General matrix multiply: ``out = alpha * op(a) @ op(b) + beta * out``.
 
     ``op(x)`` is ``x.T`` when the matching ``trans_*`` flag is set. Any 2-D strides are
-    accepted without copying the operands; the GIL is released while the kernel runs, and
-    the result bits do not depend on the thread count.
+    accepted without copying the operands (only a misaligned ``a`` or ``b``, whose address
+    or strides are not multiples of the element size, is copied first); the GIL is released
+    while the kernel runs, and the result bits do not depend on the thread count.
 
     Args:
         a: float32 or float64 array, shape (M, K), or (K, M) with ``trans_a``.
@@ -256,15 +318,15 @@ def gemm(a, b, out=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     Raises:
         TypeError: an operand is not an ndarray, not float32/float64, or dtypes differ.
         ValueError: wrong rank, mismatched inner dimensions, wrong ``out`` shape,
-            read-only or overlapping ``out``, or ``beta != 0`` without ``out``.
+            read-only, misaligned or overlapping ``out``, or ``beta != 0`` without ``out``.
 
     Example:
         >>> a = np.ones((32, 784), np.float32); w = np.ones((784, 64), np.float32)
         >>> minidl.ops.gemm(a, w).shape
         (32, 64)
     """
-    _check_operand(a, "a")
-    _check_operand(b, "b")
+    a = _operand(a, "a", False)
+    b = _operand(b, "b", False)
     cdef cnp.ndarray A = <cnp.ndarray>a
     cdef cnp.ndarray B = <cnp.ndarray>b
     cdef int dtype = cnp.PyArray_TYPE(A)
@@ -303,7 +365,7 @@ def gemm(a, b, out=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
         out = np.empty((m, n), dtype=a.dtype)
         C = <cnp.ndarray>out
     else:
-        _check_operand(out, "out")
+        _operand(out, "out", True)
         C = <cnp.ndarray>out
         if cnp.PyArray_TYPE(C) != dtype:
             raise TypeError(f"out must have dtype {a.dtype} like a and b; received {out.dtype}.")

@@ -18,15 +18,21 @@ Geometry: ``pads`` are the rows/columns of zeros before the input (top, left); t
 after it is implied by ``out_hw``. Every index is bounds-checked against the input, so any
 geometry is memory-safe; the layers compute it with Keras' rules.
 
+Alignment: each public function copies a misaligned input and refuses a misaligned output
+(_arrays.pxd), then runs its ``_<name>_kernel`` on typed memoryviews, which check dtype,
+rank and contiguity but not alignment.
+
 Determinism: im2col and pooling forward only copy or compare; col2im and the pooling
 backward passes accumulate, and run one image per thread, each image in a fixed order, so
 the bits never depend on the thread count.
 """
 import numpy as np
 
+cimport numpy as cnp
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange
 
+from minidl._core._arrays cimport aligned, aligned_output
 from minidl._core._backend cimport (MDL_CP_TAPS, add_runs_f32, add_runs_f64, dgemm, sgemm,
                                     conv_max_pool_grad_image_f32,
                                     conv_max_pool_grad_image_f64, conv_max_pool_row_f32,
@@ -34,6 +40,8 @@ from minidl._core._backend cimport (MDL_CP_TAPS, add_runs_f32, add_runs_f64, dge
                                     max_pool_2x2_row_f32,
                                     max_pool_2x2_row_f64, mdl_conv_pool, num_threads, scratch,
                                     unpool_tiled_f32, unpool_tiled_f64)
+
+cnp.import_array()
 
 ctypedef fused real:
     float
@@ -52,6 +60,12 @@ cdef struct Geometry:
     Py_ssize_t n, h, w, c            # input
     Py_ssize_t out_h, out_w          # output
     Py_ssize_t kh, kw, sh, sw, dh, dw, pad_top, pad_left
+
+
+cdef object _out(object a, str name):
+    """``a``, an output (or None), after refusing it when it is misaligned (_arrays.pxd)."""
+    aligned_output(a, None, name)
+    return a
 
 
 cdef Geometry _geometry(tuple shape, kernel_size, strides, dilation, pads, out_hw) except *:
@@ -164,8 +178,7 @@ cdef void _im2col_row(const Geometry *g, const real *x, real *cols, Py_ssize_t r
         _im2col_edges(g, src, dst, ky, hi, g.out_w)
 
 
-def im2col(const real[:, :, :, ::1] x, real[:, ::1] cols, kernel_size, strides, dilation,
-           pads, out_hw):
+def im2col(x, cols, kernel_size, strides, dilation, pads, out_hw):
     """Pack the receptive fields of ``x`` into the rows of ``cols``.
 
     Args:
@@ -174,6 +187,12 @@ def im2col(const real[:, :, :, ::1] x, real[:, ::1] cols, kernel_size, strides, 
         kernel_size, strides, dilation, pads, out_hw: pairs of ints (pads: zeros before
             the input, top and left).
     """
+    _im2col_kernel(aligned(x), _out(cols, "cols"), kernel_size, strides, dilation, pads, out_hw)
+
+
+def _im2col_kernel(const real[:, :, :, ::1] x, real[:, ::1] cols, kernel_size, strides, dilation,
+                   pads, out_hw):
+    # The work of im2col(), which has checked the arrays' alignment.
     cdef Geometry g = _geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), kernel_size, strides, dilation, pads, out_hw)
     if cols.shape[0] != g.n * g.out_h * g.out_w or cols.shape[1] != g.kh * g.kw * g.c:
         raise ValueError(f"cols must have shape {(g.n * g.out_h * g.out_w, g.kh * g.kw * g.c)}; "
@@ -239,8 +258,7 @@ cdef inline void _col2im_edges(const Geometry *g, const real *src, real *dst, Py
                 _add(dst + ix * c, src + ox * K + ky * width + kx * c, c)
 
 
-def col2im(const real[:, ::1] cols, real[:, :, :, ::1] dx, kernel_size, strides, dilation,
-           pads, out_hw):
+def col2im(cols, dx, kernel_size, strides, dilation, pads, out_hw):
     """The adjoint of :func:`im2col`: ``dx`` = the sum of every row of ``cols`` scattered
     back to the input positions it was copied from (padding positions are dropped).
 
@@ -248,6 +266,12 @@ def col2im(const real[:, ::1] cols, real[:, :, :, ::1] dx, kernel_size, strides,
         cols: (n * out_h * out_w, kh * kw * c) gradient of the packed patches.
         dx: (n, h, w, c) C-contiguous output, fully overwritten.
     """
+    _col2im_kernel(aligned(cols), _out(dx, "dx"), kernel_size, strides, dilation, pads, out_hw)
+
+
+def _col2im_kernel(const real[:, ::1] cols, real[:, :, :, ::1] dx, kernel_size, strides, dilation,
+                   pads, out_hw):
+    # The work of col2im(), which has checked the arrays' alignment.
     cdef Geometry g = _geometry((dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]), kernel_size, strides, dilation, pads, out_hw)
     if cols.shape[0] != g.n * g.out_h * g.out_w or cols.shape[1] != g.kh * g.kw * g.c:
         raise ValueError(f"cols must have shape {(g.n * g.out_h * g.out_w, g.kh * g.kw * g.c)}; "
@@ -305,8 +329,7 @@ cdef int _check_cols(cols, Py_ssize_t rows, Py_ssize_t width, str name) except -
     return 0
 
 
-def conv_train_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel, real[:, ::1] z,
-                       real[:, ::1] cols, Py_ssize_t chunk, bint pointwise, kernel_size,
+def conv_train_forward(x, kernel, z, cols, Py_ssize_t chunk, bint pointwise, kernel_size,
                        strides, dilation, pads, out_hw):
     """The convolution's linear part ``z = im2col(x) @ kernel`` for training, ``chunk``
     images at a time, each chunk's patches packed into the first rows of ``cols`` and
@@ -317,6 +340,14 @@ def conv_train_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel, re
         x: (n, h, w, c). kernel: (kh * kw * c, filters). z: (n * out_h * out_w, filters),
             fully overwritten. cols: at least chunk * out_h * out_w rows of kh * kw * c.
     """
+    _conv_train_forward_kernel(aligned(x), aligned(kernel), _out(z, "z"), _out(cols, "cols"),
+                               chunk, pointwise, kernel_size, strides, dilation, pads, out_hw)
+
+
+def _conv_train_forward_kernel(const real[:, :, :, ::1] x, const real[:, ::1] kernel, real[:, ::1] z,
+                               real[:, ::1] cols, Py_ssize_t chunk, bint pointwise, kernel_size,
+                               strides, dilation, pads, out_hw):
+    # The work of conv_train_forward(), which has checked the arrays' alignment.
     cdef Geometry g = _chunk_geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
                                       (kernel.shape[0], kernel.shape[1]), z.shape[0], chunk,
                                       kernel_size, strides, dilation, pads, out_hw)
@@ -353,10 +384,8 @@ def conv_train_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel, re
         raise MemoryError("conv_train_forward: no memory for the GEMM's packing buffers")
 
 
-def conv_train_backward(const real[:, :, :, ::1] x, const real[:, ::1] dz,
-                        const real[:, ::1] kernel, real[:, ::1] d_kernel, dx_out, cols,
-                        dcols, Py_ssize_t chunk, bint pointwise, kernel_size, strides,
-                        dilation, pads, out_hw):
+def conv_train_backward(x, dz, kernel, d_kernel, dx_out, cols, dcols, Py_ssize_t chunk,
+                        bint pointwise, kernel_size, strides, dilation, pads, out_hw):
     """Gradients of :func:`conv_train_forward` from ``dz`` (n * out_h * out_w, filters):
     ``d_kernel = im2col(x)^T @ dz`` (overwritten), and when ``dx_out`` is given (an
     (n, h, w, c) array, overwritten) the input gradient ``col2im(dz @ kernel^T)``. Chunk by
@@ -366,6 +395,17 @@ def conv_train_backward(const real[:, :, :, ::1] x, const real[:, ::1] dz,
     count), and each chunk's patch gradient (in ``dcols``) goes back to its images while it
     is in cache. ``cols`` and ``dcols`` are unused with ``pointwise``.
     """
+    _conv_train_backward_kernel(aligned(x), aligned(dz), aligned(kernel),
+                                _out(d_kernel, "d_kernel"), _out(dx_out, "dx"),
+                                _out(cols, "cols"), _out(dcols, "dcols"), chunk, pointwise,
+                                kernel_size, strides, dilation, pads, out_hw)
+
+
+def _conv_train_backward_kernel(const real[:, :, :, ::1] x, const real[:, ::1] dz,
+                                const real[:, ::1] kernel, real[:, ::1] d_kernel, dx_out, cols,
+                                dcols, Py_ssize_t chunk, bint pointwise, kernel_size, strides,
+                                dilation, pads, out_hw):
+    # The work of conv_train_backward(), which has checked the arrays' alignment.
     cdef Geometry g = _chunk_geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
                                       (kernel.shape[0], kernel.shape[1]), dz.shape[0], chunk,
                                       kernel_size, strides, dilation, pads, out_hw)
@@ -501,8 +541,7 @@ cdef void _max_pool_row(const Geometry *g, const real *x, real *y, int *argmax,
                 idx[ch] = -1
 
 
-def max_pool_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] argmax,
-                     pool_size, strides, pads):
+def max_pool_forward(x, y, argmax, pool_size, strides, pads):
     """``y`` = the maximum of each window of ``x``; ``argmax`` = its index within the image
     (``(iy * w + ix) * c + ch``), which the backward pass routes the gradient to.
 
@@ -510,6 +549,13 @@ def max_pool_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :,
         x: (n, h, w, c) input. y, argmax: (n, out_h, out_w, c), fully overwritten.
         pool_size, strides, pads: pairs of ints (pads: before the input, top and left).
     """
+    _max_pool_forward_kernel(aligned(x), _out(y, "y"), _out(argmax, "argmax"), pool_size,
+                             strides, pads)
+
+
+def _max_pool_forward_kernel(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] argmax,
+                             pool_size, strides, pads):
+    # The work of max_pool_forward(), which has checked the arrays' alignment.
     cdef Geometry g = _geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), pool_size, strides, (1, 1), pads,
                                 (y.shape[1], y.shape[2]))
     _check_pooled(&g, (y.shape[0], y.shape[1], y.shape[2], y.shape[3]), "y")
@@ -569,12 +615,18 @@ cdef void _unpool_tiled_image(const Geometry *g, const real *dy, const int *argm
                          argmax + img * per_out, image_gate, dx + img * per_in)
 
 
-def max_pool_backward(const real[:, :, :, ::1] dy, const int[:, :, :, ::1] argmax,
-                      real[:, :, :, ::1] dx, pool_size, strides, pads, const real[:, :, :, ::1] gate=None):
+def max_pool_backward(dy, argmax, dx, pool_size, strides, pads, gate=None):
     """Backward of :func:`max_pool_forward`: dx (n, h, w, c), fully overwritten, gets each
     window's gradient at its argmax (only where ``gate`` > 0 when given; see
     :func:`scatter_argmax`). Windows that tile the input take a single in-order pass;
     others zero dx and scatter."""
+    _max_pool_backward_kernel(aligned(dy), aligned(argmax), _out(dx, "dx"), pool_size, strides,
+                              pads, aligned(gate))
+
+
+def _max_pool_backward_kernel(const real[:, :, :, ::1] dy, const int[:, :, :, ::1] argmax,
+                              real[:, :, :, ::1] dx, pool_size, strides, pads, const real[:, :, :, ::1] gate=None):
+    # The work of max_pool_backward(), which has checked the arrays' alignment.
     cdef Geometry g = _geometry((dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]), pool_size,
                                 strides, (1, 1), pads, (dy.shape[1], dy.shape[2]))
     _check_pooled(&g, (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]), "dy")
@@ -586,8 +638,8 @@ def max_pool_backward(const real[:, :, :, ::1] dy, const int[:, :, :, ::1] argma
                        and g.out_h * g.kh <= g.h and g.out_w * g.kw <= g.w)
     cdef Py_ssize_t per_out = g.out_h * g.out_w * g.c, per_in = g.h * g.w * g.c, img
     if not tiled or per_out == 0 or per_in == 0:
-        scatter_argmax(_rows(dy, per_out), _rows(argmax, per_out), _rows(dx, per_in),
-                       None if gate is None else _rows(gate, per_out))
+        _scatter_argmax_kernel(_rows(dy, per_out), _rows(argmax, per_out), _rows(dx, per_in),
+                               None if gate is None else _rows(gate, per_out))
         return
     cdef int nt = num_threads() if g.n * per_in >= PARALLEL_MIN_ELEMENTS else 1
     cdef const real *gp = &dy[0, 0, 0, 0]
@@ -607,8 +659,7 @@ cdef object _rows(object a, Py_ssize_t per_image):
     return np.asarray(a).reshape(a.shape[0], per_image)
 
 
-def scatter_argmax(const real[:, ::1] dy, const int[:, ::1] argmax, real[:, ::1] dx,
-                   const real[:, ::1] gate=None):
+def scatter_argmax(dy, argmax, dx, gate=None):
     """Backward of a max over windows: ``dx[i, argmax[i, j]] += dy[i, j]`` per image ``i``
     (dx is zeroed first). Used by MaxPooling and GlobalMaxPooling.
 
@@ -621,6 +672,12 @@ def scatter_argmax(const real[:, ::1] dy, const int[:, ::1] argmax, real[:, ::1]
         dx: (n, inputs per image); indices of argmax must lie in [-1, inputs) (-1: none).
         gate: optional (n, outputs per image).
     """
+    _scatter_argmax_kernel(aligned(dy), aligned(argmax), _out(dx, "dx"), aligned(gate))
+
+
+def _scatter_argmax_kernel(const real[:, ::1] dy, const int[:, ::1] argmax, real[:, ::1] dx,
+                           const real[:, ::1] gate=None):
+    # The work of scatter_argmax(), which has checked the arrays' alignment.
     cdef Py_ssize_t n = dx.shape[0], per_in = dx.shape[1], per_out = dy.shape[1], img, i
     if dy.shape[0] != n or argmax.shape[0] != n or argmax.shape[1] != per_out:
         raise ValueError(f"dy {(dy.shape[0], dy.shape[1])}, argmax "
@@ -677,12 +734,17 @@ cdef void _avg_pool_row(const Geometry *g, const real *x, real *y, Py_ssize_t ro
             out[ch] *= scale
 
 
-def avg_pool_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, pool_size, strides, pads):
+def avg_pool_forward(x, y, pool_size, strides, pads):
     """``y`` = the mean of each window of ``x`` over its positions inside the input.
 
     Args:
         x: (n, h, w, c) input. y: (n, out_h, out_w, c), fully overwritten.
     """
+    _avg_pool_forward_kernel(aligned(x), _out(y, "y"), pool_size, strides, pads)
+
+
+def _avg_pool_forward_kernel(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, pool_size, strides, pads):
+    # The work of avg_pool_forward(), which has checked the arrays' alignment.
     cdef Geometry g = _geometry((x.shape[0], x.shape[1], x.shape[2], x.shape[3]), pool_size, strides, (1, 1), pads,
                                 (y.shape[1], y.shape[2]))
     _check_pooled(&g, (y.shape[0], y.shape[1], y.shape[2], y.shape[3]), "y")
@@ -722,10 +784,15 @@ cdef void _avg_pool_backward_image(const Geometry *g, const real *dy, real *dx,
                         image[(iy * g.w + ix) * c + ch] += grad[ch] * scale
 
 
-def avg_pool_backward(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, pool_size, strides,
-                      pads):
+def avg_pool_backward(dy, dx, pool_size, strides, pads):
     """Backward of :func:`avg_pool_forward`: each output gradient spread evenly over the
     window's positions inside the input. dx (n, h, w, c) is fully overwritten."""
+    _avg_pool_backward_kernel(aligned(dy), _out(dx, "dx"), pool_size, strides, pads)
+
+
+def _avg_pool_backward_kernel(const real[:, :, :, ::1] dy, real[:, :, :, ::1] dx, pool_size, strides,
+                              pads):
+    # The work of avg_pool_backward(), which has checked the arrays' alignment.
     cdef Geometry g = _geometry((dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]), pool_size, strides, (1, 1), pads,
                                 (dy.shape[1], dy.shape[2]))
     _check_pooled(&g, (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]), "dy")
@@ -781,10 +848,8 @@ cdef mdl_conv_pool _conv_pool_geometry(tuple x_shape, tuple kernel_shape, tuple 
     return g
 
 
-def conv_max_pool_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel,
-                          real[:, :, :, ::1] y, int[:, :, :, ::1] argmax, kernel_size,
-                          strides, dilation, pads, out_hw, pool_size,
-                          const real[::1] bias=None, bint relu=False):
+def conv_max_pool_forward(x, kernel, y, argmax, kernel_size, strides, dilation, pads, out_hw,
+                          pool_size, bias=None, bint relu=False):
     """Max pooling of a convolution without forming its output: ``y`` = the maximum of each
     (non-overlapping, 'valid') pooling window of ``z = conv(x, kernel)`` (no bias), and
     ``argmax`` its index within z's image, the values and indices
@@ -799,6 +864,16 @@ def conv_max_pool_forward(const real[:, :, :, ::1] x, const real[:, ::1] kernel,
         pool_size: (ph, pw), also the pooling strides.
         bias: optional (filters,). relu: whether to apply the ReLU after the bias.
     """
+    _conv_max_pool_forward_kernel(aligned(x), aligned(kernel), _out(y, "y"),
+                                  _out(argmax, "argmax"), kernel_size, strides, dilation, pads,
+                                  out_hw, pool_size, aligned(bias), relu)
+
+
+def _conv_max_pool_forward_kernel(const real[:, :, :, ::1] x, const real[:, ::1] kernel,
+                                  real[:, :, :, ::1] y, int[:, :, :, ::1] argmax, kernel_size,
+                                  strides, dilation, pads, out_hw, pool_size,
+                                  const real[::1] bias=None, bint relu=False):
+    # The work of conv_max_pool_forward(), which has checked the arrays' alignment.
     cdef mdl_conv_pool g = _conv_pool_geometry(
         (x.shape[0], x.shape[1], x.shape[2], x.shape[3]), (kernel.shape[0], kernel.shape[1]),
         (y.shape[0], y.shape[1], y.shape[2], y.shape[3]), kernel_size, strides, dilation,
@@ -850,10 +925,8 @@ cdef inline int _conv_pool_row(const mdl_conv_pool *g, const real *image, const 
         return conv_max_pool_row_f64(g, image, kernel, bias, relu, y_row, argmax_row, py) != 0
 
 
-def conv_max_pool_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] dy,
-                           const int[:, :, :, ::1] argmax, const real[:, :, :, ::1] gate,
-                           real[:, ::1] d_kernel, real[::1] d_bias, kernel_size, strides,
-                           dilation, pads, out_hw, pool_size):
+def conv_max_pool_backward(x, dy, argmax, gate, d_kernel, d_bias, kernel_size, strides, dilation,
+                           pads, out_hw, pool_size):
     """Weight gradients through :func:`conv_max_pool_forward` followed by a bias and a
     ReLU: ``d_kernel`` (kh * kw * c, filters) and ``d_bias`` (filters, or None), both
     overwritten, from the gradient ``dy`` of ``relu(y + bias)``, where ``gate`` is that
@@ -863,6 +936,16 @@ def conv_max_pool_backward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] 
     is summed on its own and the images are added in order, so the bits do not depend on the
     thread count.
     """
+    _conv_max_pool_backward_kernel(aligned(x), aligned(dy), aligned(argmax), aligned(gate),
+                                   _out(d_kernel, "d_kernel"), _out(d_bias, "d_bias"), kernel_size,
+                                   strides, dilation, pads, out_hw, pool_size)
+
+
+def _conv_max_pool_backward_kernel(const real[:, :, :, ::1] x, const real[:, :, :, ::1] dy,
+                                   const int[:, :, :, ::1] argmax, const real[:, :, :, ::1] gate,
+                                   real[:, ::1] d_kernel, real[::1] d_bias, kernel_size, strides,
+                                   dilation, pads, out_hw, pool_size):
+    # The work of conv_max_pool_backward(), which has checked the arrays' alignment.
     cdef mdl_conv_pool g = _conv_pool_geometry(
         (x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
         (d_kernel.shape[0], d_kernel.shape[1]),
@@ -973,18 +1056,28 @@ cdef int _global_pool(const real[:, :, ::1] x, real[:, ::1] y, int *argmax) exce
     return 0
 
 
-def global_avg_pool(const real[:, :, ::1] x, real[:, ::1] y):
+def global_avg_pool(x, y):
     """``y[i, ch]`` = the mean of ``x[i, :, ch]``.
 
     Args:
         x: (n, positions, c), an image flattened over its spatial axes. y: (n, c).
     """
+    _global_avg_pool_kernel(aligned(x), _out(y, "y"))
+
+
+def _global_avg_pool_kernel(const real[:, :, ::1] x, real[:, ::1] y):
+    # The work of global_avg_pool(), which has checked the arrays' alignment.
     _global_pool(x, y, NULL)
 
 
-def global_max_pool(const real[:, :, ::1] x, real[:, ::1] y, int[:, ::1] argmax):
+def global_max_pool(x, y, argmax):
     """``y[i, ch]`` = the maximum of ``x[i, :, ch]``; ``argmax[i, ch]`` its index within
     the flattened sample (``p * c + ch``), for :func:`scatter_argmax`."""
+    _global_max_pool_kernel(aligned(x), _out(y, "y"), _out(argmax, "argmax"))
+
+
+def _global_max_pool_kernel(const real[:, :, ::1] x, real[:, ::1] y, int[:, ::1] argmax):
+    # The work of global_max_pool(), which has checked the arrays' alignment.
     if argmax.shape[0] != y.shape[0] or argmax.shape[1] != y.shape[1]:
         raise ValueError(f"argmax must have the shape of y {(y.shape[0], y.shape[1])}; received "
                          f"{(argmax.shape[0], argmax.shape[1])}")

@@ -5,12 +5,19 @@ Layering: the training loop (minidl/models) validates shapes and dtypes once per
 fit/evaluate/predict; these kernels then run without the GIL on trusted arguments. A user's
 x may be uint8, int or float64 (as `x / 255.0` gives): batches are converted to the model's
 float type while they are gathered, so the data set is never copied whole.
+
+That holds for a misaligned data set too (a view such as np.frombuffer(buf[1:], np.float32)
+whose address is not a multiple of its element size): the source is read element by element
+through memcpy, which C defines at any address and which compiles to the same plain
+(unaligned) loads. Copying it instead would cost a pass over the whole data set per call.
 """
 import numpy as np
 
 cimport numpy as cnp
 from cython.parallel cimport prange
+from libc.string cimport memcpy
 
+from minidl._core._arrays cimport aligned_output
 from minidl._core._backend cimport num_threads
 
 cnp.import_array()
@@ -37,52 +44,136 @@ cdef enum:
     PARALLEL_MIN_ELEMENTS = 1 << 16
 
 
-def gather_rows(const source_t[:, ::1] src, const index_t[::1] rows, dest_t[:, ::1] out):
+def gather_rows(src, const index_t[::1] rows, out):
     """out[i, :] = src[rows[i], :] converted to out's dtype.
 
     Args:
-        src: (n, d) C-contiguous source rows (a data set flattened to 2-D).
+        src: (n, d) C-contiguous source rows (a data set flattened to 2-D): uint8, int8,
+            int16, int32, int64, float32 or float64, aligned or not.
         rows: (b,) indices into src, each in [0, n); checked, IndexError otherwise.
-        out: (b, d) C-contiguous destination.
+        out: (b, d) C-contiguous, aligned float32 or float64 destination.
     """
-    cdef Py_ssize_t b = rows.shape[0], d = src.shape[1], n = src.shape[0], i, j, r
-    if out.shape[0] != b or out.shape[1] != d:
-        raise ValueError(f"out must have shape {(b, d)}; received {(out.shape[0], out.shape[1])}.")
+    cdef Py_ssize_t b = rows.shape[0], i, n
+    _check(src, out, "gather_rows")
+    n = cnp.PyArray_DIMS(<cnp.ndarray>src)[0]
+    if cnp.PyArray_DIMS(<cnp.ndarray>out)[0] != b:
+        raise ValueError(f"out must have shape {(b, (<object>src).shape[1])}; received "
+                         f"{(<object>out).shape}.")
     for i in range(b):
         if rows[i] < 0 or rows[i] >= n:
             raise IndexError(f"row index {rows[i]} is out of range for {n} rows.")
+    if b:
+        _copy(src, &rows[0], 0, out)
+    return out
+
+
+def copy_rows(src, Py_ssize_t start, out):
+    """out[i, :] = src[start + i, :] converted to out's dtype (a contiguous batch); the
+    arrays as in :func:`gather_rows`."""
+    _check(src, out, "copy_rows")
+    cdef Py_ssize_t b = cnp.PyArray_DIMS(<cnp.ndarray>out)[0]
+    cdef Py_ssize_t n = cnp.PyArray_DIMS(<cnp.ndarray>src)[0]
+    if start < 0 or start + b > n:
+        raise ValueError(f"rows [{start}, {start + b}) do not fit a source of {n} rows.")
+    if b:
+        _copy(src, <const cnp.int64_t *>NULL, start, out)
+    return out
+
+
+cdef int _source_type(object a) noexcept:
+    """The numpy type number a source array is read as, or -1 for a type not handled."""
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    cdef Py_ssize_t size = cnp.PyArray_ITEMSIZE(<cnp.ndarray>a)
+    if t == cnp.NPY_UBYTE or t == cnp.NPY_BYTE or t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE:
+        return t
+    if cnp.PyTypeNum_ISINTEGER(t) and cnp.PyTypeNum_ISSIGNED(t):
+        # int64 is NPY_LONG or NPY_LONGLONG depending on the platform: go by size.
+        return cnp.NPY_INT16 if size == 2 else cnp.NPY_INT32 if size == 4 else (
+            cnp.NPY_INT64 if size == 8 else -1)
+    return -1
+
+
+cdef int _check(object src, object out, str caller) except -1:
+    for a, name in ((src, "src"), (out, "out")):
+        if not cnp.PyArray_Check(a) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 2:
+            raise ValueError(f"{caller}: {name} must be a 2-D numpy.ndarray; received "
+                             f"{getattr(a, 'shape', type(a).__name__)}.")
+        if not (cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+                and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a)):
+            raise ValueError(f"{caller}: {name} must be C-contiguous and in native byte "
+                             f"order; received strides {(<object>a).strides}, dtype "
+                             f"{(<object>a).dtype!r}.")
+    if _source_type(src) < 0:
+        raise TypeError(f"{caller}: src must be uint8, int8, int16, int32, int64, float32 or "
+                        f"float64; received {(<object>src).dtype}.")
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>out)
+    if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
+        raise TypeError(f"{caller}: out must be float32 or float64; received "
+                        f"{(<object>out).dtype}.")
+    if cnp.PyArray_DIMS(<cnp.ndarray>out)[1] != cnp.PyArray_DIMS(<cnp.ndarray>src)[1]:
+        raise ValueError(f"{caller}: out must have {(<object>src).shape[1]} columns like src; "
+                         f"received {(<object>out).shape}.")
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
+        raise ValueError(f"{caller}: out is read-only; pass a writeable array.")
+    aligned_output(out, caller, "out")
+    return 0
+
+
+cdef void _copy(object src, const index_t *rows, Py_ssize_t start, object out) noexcept:
+    """out's rows from src: rows[i] (or start + i when rows is NULL), converted."""
+    if cnp.PyArray_TYPE(<cnp.ndarray>out) == cnp.NPY_FLOAT:
+        _copy_to(src, rows, start, out, <float>0)
+    else:
+        _copy_to(src, rows, start, out, <double>0)
+
+
+cdef void _copy_to(object src, const index_t *rows, Py_ssize_t start, object out,
+                   dest_t kind) noexcept:
+    cdef int t = _source_type(src)
+    if t == cnp.NPY_UBYTE:
+        _copy_rows(src, rows, start, out, kind, <cnp.uint8_t>0)
+    elif t == cnp.NPY_BYTE:
+        _copy_rows(src, rows, start, out, kind, <cnp.int8_t>0)
+    elif t == cnp.NPY_INT16:
+        _copy_rows(src, rows, start, out, kind, <cnp.int16_t>0)
+    elif t == cnp.NPY_INT32:
+        _copy_rows(src, rows, start, out, kind, <cnp.int32_t>0)
+    elif t == cnp.NPY_INT64:
+        _copy_rows(src, rows, start, out, kind, <cnp.int64_t>0)
+    elif t == cnp.NPY_FLOAT:
+        _copy_rows(src, rows, start, out, kind, <float>0)
+    else:
+        _copy_rows(src, rows, start, out, kind, <double>0)
+
+
+cdef void _copy_rows(object src, const index_t *rows, Py_ssize_t start, object out,
+                     dest_t dest_kind, source_t source_kind) noexcept:
+    """The copy for one source type (`source_kind` and `dest_kind` only select the types)."""
+    cdef Py_ssize_t b = cnp.PyArray_DIMS(<cnp.ndarray>out)[0]
+    cdef Py_ssize_t d = cnp.PyArray_DIMS(<cnp.ndarray>out)[1], i
+    cdef Py_ssize_t row_bytes = d * sizeof(source_t)
+    cdef const char *base = <const char *>cnp.PyArray_DATA(<cnp.ndarray>src)
+    cdef dest_t *o = <dest_t *>cnp.PyArray_DATA(<cnp.ndarray>out)
     cdef int nt = num_threads() if b * d >= PARALLEL_MIN_ELEMENTS else 1
     with nogil:
         if nt == 1:  # a batch: opening a parallel region would cost more than the copy
             for i in range(b):
-                r = rows[i]
-                for j in range(d):
-                    out[i, j] = <dest_t>src[r, j]
+                _convert_row(base + (rows[i] if rows != NULL else start + i) * row_bytes,
+                             o + i * d, d, source_kind)
         else:
             for i in prange(b, num_threads=nt, schedule="static"):
-                r = rows[i]
-                for j in range(d):
-                    out[i, j] = <dest_t>src[r, j]
-    return np.asarray(out)
+                _convert_row(base + (rows[i] if rows != NULL else start + i) * row_bytes,
+                             o + i * d, d, source_kind)
 
 
-def copy_rows(const source_t[:, ::1] src, Py_ssize_t start, dest_t[:, ::1] out):
-    """out[i, :] = src[start + i, :] converted to out's dtype (a contiguous batch)."""
-    cdef Py_ssize_t b = out.shape[0], d = src.shape[1], i, j
-    if start < 0 or start + b > src.shape[0] or out.shape[1] != d:
-        raise ValueError(f"rows [{start}, {start + b}) x {out.shape[1]} columns do not fit a "
-                         f"source of shape {(src.shape[0], d)}.")
-    cdef int nt = num_threads() if b * d >= PARALLEL_MIN_ELEMENTS else 1
-    with nogil:
-        if nt == 1:
-            for i in range(b):
-                for j in range(d):
-                    out[i, j] = <dest_t>src[start + i, j]
-        else:
-            for i in prange(b, num_threads=nt, schedule="static"):
-                for j in range(d):
-                    out[i, j] = <dest_t>src[start + i, j]
-    return np.asarray(out)
+cdef inline void _convert_row(const char *src, dest_t *out, Py_ssize_t d,
+                              source_t kind) noexcept nogil:
+    """out[j] = element j of src (any alignment) converted, for j < d."""
+    cdef Py_ssize_t j
+    cdef source_t v
+    for j in range(d):
+        memcpy(&v, src + j * sizeof(source_t), sizeof(source_t))
+        out[j] = <dest_t>v
 
 
 cdef enum:
@@ -92,9 +183,10 @@ cdef enum:
 def count_nonfinite(x):
     """Number of NaN or infinite values in a float array (0 for integer arrays).
 
-    Returns (count, flat index of the first one or -1). No temporary the size of x: the scan
-    runs over fixed chunks (in parallel for large arrays) with a branch-free, vectorisable
-    test, since fit() runs it over the whole data set on every call.
+    Returns (count, flat index of the first one or -1). No temporary the size of x, even a
+    misaligned one: the scan runs over fixed chunks (in parallel for large arrays) with a
+    branch-free, vectorisable test, since fit() runs it over the whole data set on every
+    call.
     """
     cdef cnp.ndarray values = x if isinstance(x, np.ndarray) else np.asarray(x)
     cdef int dtype = cnp.PyArray_TYPE(values)
@@ -108,7 +200,7 @@ def count_nonfinite(x):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(values), chunks = (n + FINITE_CHUNK - 1) // FINITE_CHUNK
     cdef Py_ssize_t ch, count = 0, first = -1, i
     cdef bint is_f32 = dtype == cnp.NPY_FLOAT32
-    cdef char *data = <char *>cnp.PyArray_DATA(values)
+    cdef const char *data = <const char *>cnp.PyArray_DATA(values)
     cdef int nt = num_threads() if n >= PARALLEL_MIN_ELEMENTS * 8 else 1
     with nogil:
         if nt == 1:  # no parallel region at all: opening one costs more than a small scan
@@ -125,23 +217,24 @@ def count_nonfinite(x):
     return count, first
 
 
-cdef Py_ssize_t _count_chunk(char *data, bint is_f32, Py_ssize_t start,
+cdef Py_ssize_t _count_chunk(const char *data, bint is_f32, Py_ssize_t start,
                              Py_ssize_t length) noexcept nogil:
     # d = v - v is 0 for a finite v and NaN for NaN or +-inf; NaN is the only value unequal
-    # to itself. No branch per element, so the loop vectorises.
+    # to itself. No branch per element, so the loop vectorises. Loads through memcpy: x may
+    # be misaligned (see the module docstring).
     cdef Py_ssize_t i, c = 0
-    cdef const float *f
-    cdef const double *g
-    cdef float df
-    cdef double dd
+    cdef float vf, df
+    cdef double vd, dd
     if is_f32:
-        f = (<const float *>data) + start
+        data += start * sizeof(float)
         for i in range(length):
-            df = f[i] - f[i]
+            memcpy(&vf, data + i * sizeof(float), sizeof(float))
+            df = vf - vf
             c += df != df
     else:
-        g = (<const double *>data) + start
+        data += start * sizeof(double)
         for i in range(length):
-            dd = g[i] - g[i]
+            memcpy(&vd, data + i * sizeof(double), sizeof(double))
+            dd = vd - vd
             c += dd != dd
     return c

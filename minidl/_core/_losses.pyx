@@ -33,8 +33,8 @@ from libc.stdlib cimport free, malloc
 
 cimport numpy as cnp
 
-from minidl._core._arrays cimport (float_array, float_array_like, is_float_carray, same_shape,
-                                   writeable)
+from minidl._core._arrays cimport (aligned, float_array, float_array_like, is_float_carray,
+                                   same_shape, writeable)
 from minidl._core._backend cimport num_threads
 
 cnp.import_array()
@@ -426,6 +426,7 @@ cdef object _call(int kind, double delta, double smoothing, double epsilon, obje
                   object row_loss):
     """A module-level kernel call: checks every array, returns (total, first bad row)."""
     cdef Args a = _args(kind, delta, smoothing, epsilon, ignore_class)
+    y_true, y_pred, weights = aligned(y_true), aligned(y_pred), aligned(weights)
     cdef int t = float_array(y_pred, None, "y_pred")
     if cnp.PyArray_NDIM(<cnp.ndarray>y_pred) == 0:
         raise ValueError("y_pred must have rank >= 1; received a scalar.")
@@ -569,6 +570,7 @@ cdef Py_ssize_t _count_kept(const char *labels, bint int32, Py_ssize_t rows,
 #       rank >= 1 is read as (product of the leading axes, last axis).
 #   weights: (rows,) per-row weights or None (all 1). scale: multiplies every gradient.
 #   grad: (rows, n) OUT, or None for the value only. row_loss: (rows,) OUT or None.
+#   A misaligned input is copied, a misaligned output refused (_arrays.pxd).
 # Dense kernels return sum_r w[r] L[r]; sparse ones return (that sum, first bad row or -1).
 
 def mean_squared_error(y_true, y_pred, weights, double scale, grad, row_loss):

@@ -31,7 +31,7 @@ from libc.string cimport memset
 
 cimport numpy as cnp
 
-from minidl._core._arrays cimport (float_array, float_array_like, overlap, prefix,
+from minidl._core._arrays cimport (aligned, float_array, float_array_like, overlap, prefix,
                                      same_shape, writeable)
 from minidl._core._backend cimport num_threads
 
@@ -552,6 +552,7 @@ def batch_norm_train(x, int axis, gamma, beta, moving_mean, moving_variance, mea
         momentum, epsilon: floats.
         owner: optional prefix of error messages.
     """
+    x, gamma, beta = aligned(x), aligned(gamma), aligned(beta)
     cdef int t = float_array(x, owner, "x")
     cdef Plan p
     _bn_plan(x, axis, owner, &p)
@@ -583,6 +584,8 @@ def batch_norm_inference(x, int axis, gamma, beta, moving_mean, moving_variance,
 
     Args: as :func:`batch_norm_train`; nothing but y is written. y may be x itself.
     """
+    x, gamma, beta = aligned(x), aligned(gamma), aligned(beta)
+    moving_mean, moving_variance = aligned(moving_mean), aligned(moving_variance)
     cdef int t = float_array(x, owner, "x")
     cdef Plan p
     _bn_plan(x, axis, owner, &p)
@@ -617,6 +620,8 @@ def batch_norm_backward(x, dy, int axis, gamma, mean, invstd, dx, dgamma, dbeta,
         dx: x's shape OUT (may be dy), or None to skip it.
         dgamma, dbeta: (C,) OUT, or None to skip them.
     """
+    x, dy, gamma = aligned(x), aligned(dy), aligned(gamma)
+    mean, invstd = aligned(mean), aligned(invstd)
     cdef int t = float_array(x, owner, "x")
     cdef Plan p
     _bn_plan(x, axis, owner, &p)
@@ -675,6 +680,7 @@ def layer_norm_forward(x, Py_ssize_t cols, gamma, beta, mean, invstd, y, double 
             both None (inference).
         y: x's shape, OUT; may be x itself.
     """
+    x, gamma, beta = aligned(x), aligned(gamma), aligned(beta)
     cdef int t = float_array(x, owner, "x")
     cdef Py_ssize_t rows = 0
     _ln_shape(x, cols, owner, &rows)
@@ -716,6 +722,8 @@ def layer_norm_backward(x, dy, Py_ssize_t cols, gamma, mean, invstd, dx, dgamma,
         gamma: cols values. mean, invstd: rows values from :func:`layer_norm_forward`.
         dx: x's shape OUT (may be dy), or None. dgamma, dbeta: cols values OUT, or None.
     """
+    x, dy, gamma = aligned(x), aligned(dy), aligned(gamma)
+    mean, invstd = aligned(mean), aligned(invstd)
     cdef int t = float_array(x, owner, "x")
     cdef Py_ssize_t rows = 0
     _ln_shape(x, cols, owner, &rows)

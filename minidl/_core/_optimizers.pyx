@@ -25,8 +25,8 @@ from libc.stdlib cimport free, malloc
 cimport numpy as cnp
 import numpy as np
 
-from minidl._core._arrays cimport (float_array, float_array_like, is_float_carray, overlap,
-                                   writeable)
+from minidl._core._arrays cimport (aligned, float_array, float_array_like, is_float_carray,
+                                   overlap, writeable)
 from minidl._core._backend cimport (
     adagrad_f32, adagrad_f64, adam_f32, adam_f64, mdl_optim_hyper, nadam_f32, nadam_f64,
     num_threads, rmsprop_f32, rmsprop_f64, sgd_f32, sgd_f64, sum_of_squares_f32,
@@ -199,7 +199,9 @@ cdef int _scalars(Job *j, tuple s) except -1:
 
 cdef int _arrays(Job *j, object param, object grad, object s0, object s1, object s2,
                  tuple names) except -1:
-    """Checks the arrays of a module-level call and points the job at them."""
+    """Checks the arrays of a module-level call and points the job at them (grad is an input,
+    copied when misaligned; param and the slots are updated in place, so must be aligned)."""
+    grad = aligned(grad)
     cdef int t = float_array(param, None, "param")
     writeable(param, None, "param")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
@@ -344,7 +346,8 @@ cdef class Updater:
         v = self.variables[i]
         cdef int s
         if not is_float_carray(g, cnp.PyArray_TYPE(<cnp.ndarray>v)):
-            g = np.ascontiguousarray(g, dtype=(<object>v).dtype)
+            # "A": aligned as well (np.ascontiguousarray keeps a misaligned view as it is)
+            g = np.require(g, (<object>v).dtype, "CA")
         if not cnp.PyArray_SAMESHAPE(<cnp.ndarray>g, <cnp.ndarray>v):
             raise ValueError(f"{self.owner}: the gradient of variable {i} has shape "
                              f"{(<object>g).shape}; the variable has shape {(<object>v).shape}.")
@@ -483,6 +486,7 @@ def nadam(param, grad, m, v, double learning_rate, double beta_1, double beta_2,
 
 def sum_of_squares(x):
     """sum(x ** 2) in float64, over fixed chunks added in chunk order (thread-count proof)."""
+    x = aligned(x)
     cdef int t = float_array(x, None, "x")
     return _sum_of_squares(<const char *>cnp.PyArray_DATA(<cnp.ndarray>x), t == cnp.NPY_FLOAT,
                            cnp.PyArray_SIZE(<cnp.ndarray>x))

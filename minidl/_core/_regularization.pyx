@@ -21,7 +21,7 @@ from libc.stdlib cimport malloc, free
 
 cimport numpy as cnp
 
-from minidl._core._arrays cimport (float_array, float_array_like, overlap, prefix,
+from minidl._core._arrays cimport (aligned, float_array, float_array_like, overlap, prefix,
                                      same_shape, writeable)
 from minidl._core._backend cimport num_threads
 
@@ -183,6 +183,7 @@ def dropout_forward(x, mask, y, double rate, uint64_t key, owner=None):
         rate: fraction dropped, in [0, 1).
         key: 64-bit key of this call (the same key gives the same mask).
     """
+    x = aligned(x)
     cdef int t = float_array(x, owner, "x")
     _check_rate(rate, owner)
     _like(mask, t, x, owner, "mask", "x", True)
@@ -216,6 +217,7 @@ def dropout_mask(mask, double rate, uint64_t key, owner=None):
 
 def dropout_backward(dy, mask, dx, owner=None):
     """``dx = dy * mask`` (the mask written by :func:`dropout_forward`); dx may be dy."""
+    dy, mask = aligned(dy), aligned(mask)
     cdef int t = float_array(dy, owner, "dy")
     _like(mask, t, dy, owner, "mask", "dy", False)
     _like(dx, t, dy, owner, "dx", "dy", True)
@@ -335,6 +337,7 @@ def l1l2_penalty(x, double l1, double l2, double scale=1.0, grad_in=None, grad_o
     Returns:
         The penalty as a Python float, summed in double.
     """
+    x, grad_in = aligned(x), aligned(grad_in)
     cdef int t = float_array(x, owner, "x")
     if grad_in is not None:
         _like(grad_in, t, x, owner, "grad_in", "x", False)
