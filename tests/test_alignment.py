@@ -14,6 +14,9 @@ import pytest
 import minidl
 from minidl import activations, layers, losses, metrics, optimizers, regularizers
 from minidl._core import _activations, _conv, _data, _losses, _optimizers
+from minidl.layers import CallContext
+from minidl.models.rewrites import ReluMaxPoolStep
+from minidl.models.steps import LayerStep
 from minidl.ops import gemm, matmul
 
 DTYPES = [np.float32, np.float64]
@@ -233,14 +236,15 @@ def test_layers_called_directly_copy_misaligned_inputs(make, shape):
         layer = make()
         layer.ensure_built(x.shape[1:])
         inference = layer(x)
-        out = np.array(layer.forward(x, training=True))
-        dx = layer.backward(dy)
-        return inference, out, np.array(dx), [np.array(g) for g in layer.grads]
+        ctx = CallContext(layer)
+        out = np.array(ctx.forward(x, training=True))
+        dx = ctx.backward(dy)
+        return inference, out, np.array(dx), [np.array(g) for g in ctx.grads]
 
     minidl.utils.set_random_seed(7)
     probe = make()
     probe.ensure_built(shape[1:])
-    dy = data(probe.forward(x, training=True).shape, np.float32, 2)
+    dy = data(CallContext(probe).forward(x, training=True).shape, np.float32, 2)
     expected = run(x, dy)
     assert_same(expected, run(misaligned(x), misaligned(dy)))
 
@@ -256,9 +260,13 @@ def test_fused_conv_relu_max_pooling_copies_misaligned_inputs():
         pool = layers.MaxPooling2D()
         pool.ensure_built(conv.compute_output_shape(x.shape[1:]))
         assert conv.can_pool_directly(pool)
-        out = np.array(pool.forward_after_relu_layer(conv, x, directly=True))
-        pool.backward_to_relu_layer(conv, dy, need_input_grad=False)
-        return out, [np.array(g) for g in conv.grads]
+        step = ReluMaxPoolStep(LayerStep(conv, [0], [1]), LayerStep(pool, [1], [2]),
+                               direct=True)
+        step.need_input_grads = [False]
+        contexts = step.contexts(record=True)
+        out = np.array(step.forward(contexts, [x], training=True)[0])
+        step.backward(contexts, [dy])
+        return out, [np.array(g) for g in contexts[0].grads]
 
     dy = data((3, 3, 3, 16), np.float32, 2)
     assert_same(run(x, dy), run(misaligned(x), misaligned(dy)))
