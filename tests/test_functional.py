@@ -500,6 +500,15 @@ def test_save_and_load_functional_model(tmp_path):
 
 # ---- the plan's fusions give the same bits ----
 
+def _residual_block_model():
+    inputs = Input((6, 6, 2))
+    x = ReLU()(BatchNormalization()(Conv2D(4, 3, padding="same")(inputs)))
+    y = BatchNormalization()(Conv2D(4, 3, padding="same")(ReLU()(BatchNormalization()(
+        Conv2D(4, 3, padding="same")(x)))))
+    x = ReLU()(Add()([x, y]))
+    return Model(inputs, Dense(3, activation="softmax")(GlobalAveragePooling2D()(x)))
+
+
 def _train_bits(make, monkeypatch, without=()):
     """The weights after two epochs, with the rewrite rules in ``without`` left out."""
     monkeypatch.setattr(rewrites, "RULES", [rule for rule in rewrites.RULES
@@ -518,20 +527,24 @@ def _train_bits(make, monkeypatch, without=()):
 
 @pytest.mark.parametrize("make, rule", [
     (lambda: Sequential([Input((6,)), Dense(8), Activation("relu"), Dense(3), Softmax()]),
-     "bias_then_activation"),
+     "activation_into_layer"),
     (lambda: Sequential([Input((6,)), Dense(8), ReLU(), Dense(3, activation="softmax")]),
-     "bias_then_activation"),
+     "activation_into_layer"),
     (lambda: Sequential([Input((6,)), Dense(8, activation="tanh"), BatchNormalization(),
                          Activation("relu"), Dense(3), Activation("softmax")]),
-     "bias_then_activation"),
+     "activation_into_layer"),
     (lambda: Sequential([Input((8, 8, 2)), Conv2D(4, 1), Conv2D(4, 3, activation="relu"),
                          MaxPooling2D(), Flatten(), Dense(3, activation="softmax")]),
      "relu_then_max_pool"),
     (lambda: Sequential([Input((8, 8, 2)), Conv2D(4, 1), Conv2D(4, 3, activation="relu"),
                          GlobalMaxPooling2D(), Dense(3, activation="softmax")]),
      "relu_then_max_pool"),
+    (lambda: Sequential([Input((6,)), Dense(8), BatchNormalization(), ReLU(),
+                         Dense(3, activation="softmax")]),
+     "activation_into_layer"),
+    (lambda: _residual_block_model(), "activation_into_layer"),
 ], ids=["dense_relu_softmax_layers", "relu_layer", "bn_then_activations",
-        "conv_relu_pool", "conv_relu_global_max"])
+        "conv_relu_pool", "conv_relu_global_max", "bn_relu", "add_relu_residual"])
 def test_fusions_give_the_same_bits(make, rule, monkeypatch):
     assert _same(_train_bits(make, monkeypatch), _train_bits(make, monkeypatch, (rule,)))
 

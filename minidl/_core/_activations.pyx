@@ -102,37 +102,8 @@ ctypedef struct Params:
 
 cdef extern from *:
     """
-    #include <stdint.h>
     #include <math.h>
-    /* Inlined even where GCC's heuristics call a loop cold: a call blocks vectorisation. */
-    #if defined(__GNUC__)
-    #define MDL_MATH_INLINE static inline __attribute__((always_inline))
-    #else
-    #define MDL_MATH_INLINE static inline
-    #endif
-
-    typedef union { uint32_t u; float f; } mdl_f32bits;
-
-    /* c ? a : b on bits. Under the default -ftrapping-math GCC does not if-convert chains of
-       float selects (so does not vectorise them), but it does turn a comparison's value
-       into a lane mask. */
-    MDL_MATH_INLINE float mdl_blendf(int c, float a, float b) {
-        mdl_f32bits ua, ub;
-        uint32_t m = -(uint32_t)c;
-        ua.f = a;
-        ub.f = b;
-        ua.u = (ua.u & m) | (ub.u & ~m);
-        return ua.f;
-    }
-
-    MDL_MATH_INLINE double mdl_blend(int c, double a, double b) {
-        union { uint64_t u; double f; } ua, ub;
-        uint64_t m = -(uint64_t)c;
-        ua.f = a;
-        ub.f = b;
-        ua.u = (ua.u & m) | (ub.u & ~m);
-        return ua.f;
-    }
+    #include "select.h"
 
     /* e^x in float32 without branches or libm calls, so loops over it vectorise.
        Range reduction x = n ln2 + r, |r| <= ln2 / 2, with ln2 split in two parts; Cephes'

@@ -119,20 +119,42 @@ cdef void _bn_sums(const floating *x, const double *center, const Plan *p, Py_ss
                 acc[c] += s
 
 
-cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *mean,
-                        const Plan *p, Py_ssize_t ch, double *acc_dy,
+cdef extern from "select.h":
+    float mdl_blendf(bint c, float a, float b) noexcept nogil
+    double mdl_blend(bint c, double a, double b) noexcept nogil
+
+
+cdef inline floating _gated(const floating *dy, const floating *gate,
+                            Py_ssize_t i) noexcept nogil:
+    """dy[i] where the ReLU after the normalisation passed gradient (its output gate[i] above
+    0), else 0: the select the ReLU's own backward makes, bit for bit, without a branch."""
+    if floating is float:
+        return mdl_blendf(gate[i] > 0, dy[i], 0)
+    else:
+        return mdl_blend(gate[i] > 0, dy[i], 0)
+
+
+cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *gate,
+                        const floating *mean, const Plan *p, Py_ssize_t ch, double *acc_dy,
                         double *acc_dyx) noexcept nogil:
-    """acc_dy[c] += sum of dy, acc_dyx[c] += sum of dy * (x - mean[c]) over chunk ch."""
+    """acc_dy[c] += sum of dy, acc_dyx[c] += sum of dy * (x - mean[c]) over chunk ch (dy
+    gated by the ReLU output ``gate`` when given)."""
     cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i, off
     cdef Py_ssize_t o0 = ch * p.rows_per_chunk, o1 = min(o0 + p.rows_per_chunk, p.outer)
     cdef double g, s_dy, s_dyx
     if inner == 1:
         for o in range(o0, o1):
             off = o * C
-            for c in range(C):
-                g = dy[off + c]
-                acc_dy[c] += g
-                acc_dyx[c] += g * (x[off + c] - mean[c])
+            if gate == NULL:
+                for c in range(C):
+                    g = dy[off + c]
+                    acc_dy[c] += g
+                    acc_dyx[c] += g * (x[off + c] - mean[c])
+            else:
+                for c in range(C):
+                    g = _gated(dy, gate, off + c)
+                    acc_dy[c] += g
+                    acc_dyx[c] += g * (x[off + c] - mean[c])
     else:
         for o in range(o0, o1):
             for c in range(C):
@@ -140,7 +162,7 @@ cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *m
                 s_dy = 0
                 s_dyx = 0
                 for i in range(inner):
-                    g = dy[off + i]
+                    g = dy[off + i] if gate == NULL else _gated(dy, gate, off + i)
                     s_dy += g
                     s_dyx += g * (x[off + i] - mean[c])
                 acc_dy[c] += s_dy
@@ -148,44 +170,58 @@ cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *m
 
 
 cdef void _bn_affine(const floating *x, floating *y, const floating *m, const floating *a,
-                     const floating *b, const Plan *p, Py_ssize_t ch) noexcept nogil:
-    """y = (x - m[c]) * a[c] + b[c] over chunk ch."""
+                     const floating *b, const Plan *p, Py_ssize_t ch, bint relu) noexcept nogil:
+    """y = (x - m[c]) * a[c] + b[c] over chunk ch; with ``relu``, then y = relu(y), as the
+    ReLU kernel computes it (0 where y < 0, so NaN stays visible)."""
     cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i, off
     cdef Py_ssize_t o0 = ch * p.rows_per_chunk, o1 = min(o0 + p.rows_per_chunk, p.outer)
-    cdef floating mc, ac, bc
+    cdef floating mc, ac, bc, v
     if inner == 1:
         for o in range(o0, o1):
             off = o * C
-            for c in range(C):
-                y[off + c] = (x[off + c] - m[c]) * a[c] + b[c]
+            if relu:
+                for c in range(C):
+                    v = (x[off + c] - m[c]) * a[c] + b[c]
+                    y[off + c] = 0 if v < 0 else v
+            else:
+                for c in range(C):
+                    y[off + c] = (x[off + c] - m[c]) * a[c] + b[c]
     else:
         for o in range(o0, o1):
             for c in range(C):
                 off = (o * C + c) * inner
                 mc, ac, bc = m[c], a[c], b[c]
                 for i in range(inner):
-                    y[off + i] = (x[off + i] - mc) * ac + bc
+                    v = (x[off + i] - mc) * ac + bc
+                    y[off + i] = (0 if v < 0 else v) if relu else v
 
 
-cdef void _bn_dx(const floating *x, const floating *dy, floating *dx, const floating *m,
-                 const floating *k1, const floating *k2, const floating *k3, const Plan *p,
-                 Py_ssize_t ch) noexcept nogil:
-    """dx = k1[c] * (dy - k2[c] - (x - m[c]) * k3[c]) over chunk ch (dx may be dy)."""
+cdef void _bn_dx(const floating *x, const floating *dy, const floating *gate, floating *dx,
+                 const floating *m, const floating *k1, const floating *k2, const floating *k3,
+                 const Plan *p, Py_ssize_t ch) noexcept nogil:
+    """dx = k1[c] * (dy - k2[c] - (x - m[c]) * k3[c]) over chunk ch (dx may be dy; dy gated
+    by ``gate`` when given)."""
     cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i, off
     cdef Py_ssize_t o0 = ch * p.rows_per_chunk, o1 = min(o0 + p.rows_per_chunk, p.outer)
-    cdef floating mc, c1, c2, c3
+    cdef floating mc, c1, c2, c3, g
     if inner == 1:
         for o in range(o0, o1):
             off = o * C
-            for c in range(C):
-                dx[off + c] = k1[c] * (dy[off + c] - k2[c] - (x[off + c] - m[c]) * k3[c])
+            if gate == NULL:
+                for c in range(C):
+                    dx[off + c] = k1[c] * (dy[off + c] - k2[c] - (x[off + c] - m[c]) * k3[c])
+            else:
+                for c in range(C):
+                    g = _gated(dy, gate, off + c)
+                    dx[off + c] = k1[c] * (g - k2[c] - (x[off + c] - m[c]) * k3[c])
     else:
         for o in range(o0, o1):
             for c in range(C):
                 off = (o * C + c) * inner
                 mc, c1, c2, c3 = m[c], k1[c], k2[c], k3[c]
                 for i in range(inner):
-                    dx[off + i] = c1 * (dy[off + i] - c2 - (x[off + i] - mc) * c3)
+                    g = dy[off + i] if gate == NULL else _gated(dy, gate, off + i)
+                    dx[off + i] = c1 * (g - c2 - (x[off + i] - mc) * c3)
 
 
 # ---- batch normalization: drivers (nogil; chunks in parallel when the plan says so) ----
@@ -210,20 +246,20 @@ cdef void _bn_reduce(const floating *x, const double *center, const Plan *p, dou
 
 
 cdef void _bn_apply(const floating *x, floating *y, const floating *m, const floating *a,
-                    const floating *b, const Plan *p) noexcept nogil:
+                    const floating *b, const Plan *p, bint relu) noexcept nogil:
     cdef Py_ssize_t ch
     if p.threads > 1:
         for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
-            _bn_affine(x, y, m, a, b, p, ch)
+            _bn_affine(x, y, m, a, b, p, ch, relu)
     else:
         for ch in range(p.nchunks):
-            _bn_affine(x, y, m, a, b, p, ch)
+            _bn_affine(x, y, m, a, b, p, ch, relu)
 
 
 cdef int _bn_train(const floating *x, const floating *gamma, const floating *beta,
                    floating *moving_mean, floating *moving_var, floating *mean_out,
                    floating *invstd_out, floating *y, const Plan *p, double momentum,
-                   double epsilon) except -1:
+                   double epsilon, bint relu) except -1:
     cdef Py_ssize_t C = p.C, c
     cdef double count = <double>(p.outer * p.inner)
     cdef double local[STACK_DOUBLES]
@@ -252,7 +288,7 @@ cdef int _bn_train(const floating *x, const floating *gamma, const floating *bet
                 invstd_out[c] = <floating>inv
                 moving_mean[c] = <floating>(moving_mean[c] * momentum + mean[c] * (1.0 - momentum))
                 moving_var[c] = <floating>(moving_var[c] * momentum + var[c] * (1.0 - momentum))
-            _bn_apply(x, y, m, a, b, p)
+            _bn_apply(x, y, m, a, b, p, relu)
     finally:
         free(heap)
     return 0
@@ -260,7 +296,7 @@ cdef int _bn_train(const floating *x, const floating *gamma, const floating *bet
 
 cdef int _bn_inference(const floating *x, const floating *gamma, const floating *beta,
                        const floating *moving_mean, const floating *moving_var, floating *y,
-                       const Plan *p, double epsilon) except -1:
+                       const Plan *p, double epsilon, bint relu) except -1:
     cdef Py_ssize_t C = p.C, c
     cdef double local[STACK_DOUBLES]
     cdef double *heap = NULL
@@ -274,15 +310,15 @@ cdef int _bn_inference(const floating *x, const floating *gamma, const floating 
                 a[c] = <floating>(gamma[c] / sqrt(<double>moving_var[c] + epsilon))
                 m[c] = moving_mean[c]
                 b[c] = beta[c]
-            _bn_apply(x, y, m, a, b, p)
+            _bn_apply(x, y, m, a, b, p, relu)
     finally:
         free(heap)
     return 0
 
 
-cdef int _bn_backward(const floating *x, const floating *dy, const floating *gamma,
-                      const floating *mean, const floating *invstd, floating *dx,
-                      floating *dgamma, floating *dbeta, const Plan *p) except -1:
+cdef int _bn_backward(const floating *x, const floating *dy, const floating *gate,
+                      const floating *gamma, const floating *mean, const floating *invstd,
+                      floating *dx, floating *dgamma, floating *dbeta, const Plan *p) except -1:
     cdef Py_ssize_t C = p.C, c, ch
     cdef double count = <double>(p.outer * p.inner)
     cdef double local[STACK_DOUBLES]
@@ -299,10 +335,12 @@ cdef int _bn_backward(const floating *x, const floating *dy, const floating *gam
         with nogil:
             if p.threads > 1:
                 for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
-                    _bn_grad_sums(x, dy, mean, p, ch, partial_dy + ch * C, partial_dyx + ch * C)
+                    _bn_grad_sums(x, dy, gate, mean, p, ch, partial_dy + ch * C,
+                                  partial_dyx + ch * C)
             else:
                 for ch in range(p.nchunks):
-                    _bn_grad_sums(x, dy, mean, p, ch, partial_dy + ch * C, partial_dyx + ch * C)
+                    _bn_grad_sums(x, dy, gate, mean, p, ch, partial_dy + ch * C,
+                                  partial_dyx + ch * C)
             for c in range(C):
                 s_dy = 0
                 s_dyx = 0
@@ -321,10 +359,10 @@ cdef int _bn_backward(const floating *x, const floating *dy, const floating *gam
             if dx != NULL:
                 if p.threads > 1:
                     for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
-                        _bn_dx(x, dy, dx, mean, k1, k2, k3, p, ch)
+                        _bn_dx(x, dy, gate, dx, mean, k1, k2, k3, p, ch)
                 else:
                     for ch in range(p.nchunks):
-                        _bn_dx(x, dy, dx, mean, k1, k2, k3, p, ch)
+                        _bn_dx(x, dy, gate, dx, mean, k1, k2, k3, p, ch)
     finally:
         free(heap)
     return 0
@@ -536,7 +574,7 @@ cdef int _bn_plan(object x, int axis, object owner, Plan *p) except -1:
 
 
 def batch_norm_train(x, int axis, gamma, beta, moving_mean, moving_variance, mean, invstd, y,
-                     double momentum, double epsilon, owner=None):
+                     double momentum, double epsilon, owner=None, bint relu=False):
     """Batch statistics, moving-statistics update and normalisation in one call.
 
     With m, v the mean and biased variance of x over every axis but ``axis``:
@@ -551,6 +589,8 @@ def batch_norm_train(x, int axis, gamma, beta, moving_mean, moving_variance, mea
         y: x's shape, OUT; may be x itself.
         momentum, epsilon: floats.
         owner: optional prefix of error messages.
+        relu: then apply a ReLU to y in the same pass (a BatchNormalization followed by a
+            ReLU layer, fused by the execution plan).
     """
     x, gamma, beta = aligned(x), aligned(gamma), aligned(beta)
     cdef int t = float_array(x, owner, "x")
@@ -569,17 +609,17 @@ def batch_norm_train(x, int axis, gamma, beta, moving_mean, moving_variance, mea
         _bn_train(<const float *>_data(x), <const float *>_data(gamma),
                   <const float *>_data(beta), <float *>_data(moving_mean),
                   <float *>_data(moving_variance), <float *>_data(mean),
-                  <float *>_data(invstd), <float *>_data(y), &p, momentum, epsilon)
+                  <float *>_data(invstd), <float *>_data(y), &p, momentum, epsilon, relu)
     else:
         _bn_train(<const double *>_data(x), <const double *>_data(gamma),
                   <const double *>_data(beta), <double *>_data(moving_mean),
                   <double *>_data(moving_variance), <double *>_data(mean),
-                  <double *>_data(invstd), <double *>_data(y), &p, momentum, epsilon)
+                  <double *>_data(invstd), <double *>_data(y), &p, momentum, epsilon, relu)
     return y
 
 
 def batch_norm_inference(x, int axis, gamma, beta, moving_mean, moving_variance, y,
-                         double epsilon, owner=None):
+                         double epsilon, owner=None, bint relu=False):
     """``y = (x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta`` per channel.
 
     Args: as :func:`batch_norm_train`; nothing but y is written. y may be x itself.
@@ -599,15 +639,18 @@ def batch_norm_inference(x, int axis, gamma, beta, moving_mean, moving_variance,
     if t == cnp.NPY_FLOAT:
         _bn_inference(<const float *>_data(x), <const float *>_data(gamma),
                       <const float *>_data(beta), <const float *>_data(moving_mean),
-                      <const float *>_data(moving_variance), <float *>_data(y), &p, epsilon)
+                      <const float *>_data(moving_variance), <float *>_data(y), &p, epsilon,
+                      relu)
     else:
         _bn_inference(<const double *>_data(x), <const double *>_data(gamma),
                       <const double *>_data(beta), <const double *>_data(moving_mean),
-                      <const double *>_data(moving_variance), <double *>_data(y), &p, epsilon)
+                      <const double *>_data(moving_variance), <double *>_data(y), &p, epsilon,
+                      relu)
     return y
 
 
-def batch_norm_backward(x, dy, int axis, gamma, mean, invstd, dx, dgamma, dbeta, owner=None):
+def batch_norm_backward(x, dy, int axis, gamma, mean, invstd, dx, dgamma, dbeta, owner=None,
+                        gate=None):
     """Gradients of batch normalisation with batch statistics, in two passes over x and dy.
 
     With x_hat = (x - mean) * invstd and N the number of values per channel:
@@ -619,8 +662,12 @@ def batch_norm_backward(x, dy, int axis, gamma, mean, invstd, dx, dgamma, dbeta,
         gamma, mean, invstd: (C,), as passed to / written by :func:`batch_norm_train`.
         dx: x's shape OUT (may be dy), or None to skip it.
         dgamma, dbeta: (C,) OUT, or None to skip them.
+        gate: None, or the output of a ReLU that followed in the forward pass (the fused
+            ``relu`` of :func:`batch_norm_train`): dy then counts only where it is above 0.
     """
     x, dy, gamma = aligned(x), aligned(dy), aligned(gamma)
+    if gate is not None:
+        gate = aligned(gate)
     mean, invstd = aligned(mean), aligned(invstd)
     cdef int t = float_array(x, owner, "x")
     cdef Plan p
@@ -630,6 +677,9 @@ def batch_norm_backward(x, dy, int axis, gamma, mean, invstd, dx, dgamma, dbeta,
     _vector(gamma, t, p.C, owner, "gamma", False)
     _vector(mean, t, p.C, owner, "mean", False)
     _vector(invstd, t, p.C, owner, "invstd", False)
+    if gate is not None:
+        float_array_like(gate, t, owner, "gate")
+        same_shape(gate, x, owner, "gate", "x")
     if dx is not None:
         _output(dx, t, x, owner, "dx", "x", dy)
         _apart(dx, x, owner, "dx", "x")
@@ -644,6 +694,7 @@ def batch_norm_backward(x, dy, int axis, gamma, mean, invstd, dx, dgamma, dbeta,
         return dx
     if t == cnp.NPY_FLOAT:
         _bn_backward(<const float *>_data(x), <const float *>_data(dy),
+                     <const float *>_data(gate) if gate is not None else NULL,
                      <const float *>_data(gamma), <const float *>_data(mean),
                      <const float *>_data(invstd),
                      <float *>_data(dx) if dx is not None else NULL,
@@ -651,6 +702,7 @@ def batch_norm_backward(x, dy, int axis, gamma, mean, invstd, dx, dgamma, dbeta,
                      <float *>_data(dbeta) if dbeta is not None else NULL, &p)
     else:
         _bn_backward(<const double *>_data(x), <const double *>_data(dy),
+                     <const double *>_data(gate) if gate is not None else NULL,
                      <const double *>_data(gamma), <const double *>_data(mean),
                      <const double *>_data(invstd),
                      <double *>_data(dx) if dx is not None else NULL,

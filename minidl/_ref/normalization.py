@@ -19,13 +19,13 @@ def _per_channel(v):
 
 
 def batch_norm_train(x, axis, gamma, beta, moving_mean, moving_variance, mean, invstd, y,
-                     momentum, epsilon, owner=None):
+                     momentum, epsilon, owner=None, relu=False):
     x3 = _channels(x, axis)
     m = x3.mean(axis=(0, 2))
     v = ((x3 - m.reshape(1, -1, 1)) ** 2).mean(axis=(0, 2))   # biased
     inv = 1.0 / np.sqrt(v + epsilon)
     out = (x3 - m.reshape(1, -1, 1)) * (inv * gamma).reshape(1, -1, 1) + _per_channel(beta)
-    y[...] = out.reshape(x.shape)
+    y[...] = np.maximum(out, 0).reshape(x.shape) if relu else out.reshape(x.shape)
     mean[...] = m
     invstd[...] = inv
     moving_mean[...] = moving_mean * momentum + m * (1.0 - momentum)
@@ -34,15 +34,18 @@ def batch_norm_train(x, axis, gamma, beta, moving_mean, moving_variance, mean, i
 
 
 def batch_norm_inference(x, axis, gamma, beta, moving_mean, moving_variance, y, epsilon,
-                         owner=None):
+                         owner=None, relu=False):
     x3 = _channels(x, axis)
     a = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(moving_variance, np.float64) + epsilon)
     out = (x3 - _per_channel(moving_mean)) * a.reshape(1, -1, 1) + _per_channel(beta)
-    y[...] = out.reshape(x.shape)
+    y[...] = np.maximum(out, 0).reshape(x.shape) if relu else out.reshape(x.shape)
     return y
 
 
-def batch_norm_backward(x, dy, axis, gamma, mean, invstd, dx, dgamma, dbeta, owner=None):
+def batch_norm_backward(x, dy, axis, gamma, mean, invstd, dx, dgamma, dbeta, owner=None,
+                        gate=None):
+    if gate is not None:
+        dy = np.where(np.asarray(gate) > 0, dy, 0)
     x3, g3 = _channels(x, axis), _channels(dy, axis)
     count = x3.shape[0] * x3.shape[2]
     xhat = (x3 - _per_channel(mean)) * _per_channel(invstd)

@@ -3,7 +3,7 @@ PReLU, and Identity.
 
 All but PReLU are an :class:`~minidl.layers.core.Activation` layer over the matching
 activation function (the same fused kernels); after a Dense or a convolution without an
-activation, the plan runs them as that layer's activation (``rewrites.bias_then_activation``).
+activation, the plan runs them as that layer's activation (``rewrites.activation_into_layer``).
 PReLU learns its negative slope, one per feature unless axes are shared.
 """
 import numpy as np

@@ -167,7 +167,7 @@ class AffineLayer(Layer):
     kernel's gradient and returns the input gradient (or None).
 
     The activation is ``ctx.activation`` when the plan sets one (an activation layer after
-    this one, fused into it: ``rewrites.bias_then_activation``), else the layer's own.
+    this one, fused into it: ``rewrites.activation_into_layer``), else the layer's own.
 
     Args (shared by the subclasses, as in Keras):
         activation: activation name or object; None means linear.
@@ -197,7 +197,12 @@ class AffineLayer(Layer):
         self.activity_regularizer = self._resolve("activity_regularizer", activity_regularizer,
                                                   regularizers.get)
 
-    fuses_activation = True   # (rewrites.bias_then_activation may give it another)
+    def can_fuse_activation(self, activation):
+        """Whether the plan may run an activation layer after this one as its activation
+        (``rewrites.activation_into_layer``): when it has none of its own (linear), and
+        the activation works elementwise or, for softmax, along the last axis."""
+        return (self.activation.name == "linear" and self.activity_regularizer is None
+                and getattr(activation, "axis", -1) == -1)
 
     def _add_kernel_and_bias(self, kernel_shape, units):
         self.kernel = self.add_weight("kernel", kernel_shape, self._initializers["kernel"],
@@ -227,9 +232,18 @@ class AffineLayer(Layer):
         if self.activity_regularizer is not None:
             dy = self._activity_backward(ctx.y_out, dy,
                                          ctx.buffers.get("dy", dy.shape[0], dy.shape[1:]))
+        activation = ctx.activation or self.activation
+        if activation.name == "linear":
+            # dz is dy: the bias gradient is its column sums, and no pass copies it (the
+            # kernel writes back the values it read, so a dy shared with another step, as
+            # an Add's, is left as it was).
+            dz = np.ascontiguousarray(dy).reshape(ctx.z.shape)
+            if self.use_bias:
+                _LINEAR.backward_bias(dz, dz, dz, dz, ctx.grads[1])
+            return self._backward_linear(ctx, dz, need_input_grad)
         dz = ctx.buffers.get("dz", ctx.z.shape[0], ctx.z.shape[1:])
-        (ctx.activation or self.activation).backward_bias(
-            ctx.z, ctx.y, dy.reshape(ctx.z.shape), dz, ctx.grads[1] if self.use_bias else None)
+        activation.backward_bias(ctx.z, ctx.y, dy.reshape(ctx.z.shape), dz,
+                                 ctx.grads[1] if self.use_bias else None)
         return self._backward_linear(ctx, dz, need_input_grad)
 
     def backward_preactivation(self, ctx, dz, need_input_grad=True):
@@ -336,7 +350,7 @@ class Activation(Layer):
     Input shape: any. Output shape: same as the input.
     """
 
-    is_activation_layer = True   # (rewrites.bias_then_activation)
+    is_activation_layer = True   # (rewrites.activation_into_layer)
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

@@ -74,12 +74,17 @@ class _Elementwise(_Merge):
         out = (ctx.buffers.get("y", shape[0], shape[1:]) if ctx.record
                else np.empty(shape, self.dtype))
         self._combine(xs, out)
+        if ctx.activation is not None:   # an activation layer after it, fused by the plan
+            ctx.activation.forward(out, out)
         if ctx.record:
             ctx.inputs, ctx.y = xs, out
         return out
 
     def backward(self, ctx, dy, need_input_grad=True):
         need = _need_list(need_input_grad, len(ctx.inputs))
+        if ctx.activation is not None:
+            gated = ctx.buffers.get("gated", dy.shape[0], dy.shape[1:])
+            dy = ctx.activation.backward(ctx.y, ctx.y, np.ascontiguousarray(dy), gated)
         grads = self._gradients(ctx, dy, need)
         return [None if not want else _reduce_to(g, x.shape, ctx, i)
                 for i, (g, x, want) in enumerate(zip(grads, ctx.inputs, need))]
@@ -103,6 +108,12 @@ class Add(_Elementwise):
 
     def _gradients(self, ctx, dy, need):
         return [dy] * len(need)
+
+    def can_fuse_activation(self, activation):
+        """A ReLU layer after it (a residual block's ``relu(x + y)``) runs in its passes
+        (``rewrites.activation_into_layer``); its backward gates by the output, which is
+        exact for the ReLU only."""
+        return activation.kernel_params()[0] == "relu"
 
 
 @LAYERS.register()

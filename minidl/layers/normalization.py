@@ -130,6 +130,7 @@ class BatchNormalization(Layer):
         else:  # inference allocates, so that concurrent predict calls never share buffers
             y = np.empty_like(x)
         batch_stats = training and self.trainable
+        relu = ctx.activation is not None   # a ReLU layer after it, fused by the plan
         if batch_stats:
             # The batch statistics, kept for backward (a fresh pair when not recording).
             mean = ctx.buffers.get("mean", self._channels[0], ()) if ctx.record else \
@@ -138,12 +139,13 @@ class BatchNormalization(Layer):
                 np.empty(self._channels, self.dtype)
             _kernels.batch_norm_train(x, self._axis, self._gamma, self._beta, self.moving_mean,
                                       self.moving_variance, mean, invstd, y,
-                                      self.momentum, self.epsilon, self._owner)
+                                      self.momentum, self.epsilon, self._owner, relu)
         else:
             _kernels.batch_norm_inference(x, self._axis, self._gamma, self._beta,
                                           self.moving_mean, self.moving_variance, y,
-                                          self.epsilon, self._owner)
+                                          self.epsilon, self._owner, relu)
         if ctx.record:
+            ctx.y = y
             ctx.x, ctx.batch_stats = x, batch_stats
             if batch_stats:
                 ctx.mean, ctx.invstd = mean, invstd
@@ -152,16 +154,24 @@ class BatchNormalization(Layer):
     def backward(self, ctx, dy, need_input_grad=True):
         dy = _contiguous(dy)
         dx = ctx.buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
+        gate = ctx.y if ctx.activation is not None else None   # the fused ReLU's output
         if ctx.batch_stats:
             _kernels.batch_norm_backward(ctx.x, dy, self._axis, self._gamma, ctx.mean,
                                          ctx.invstd, dx, ctx.grads[0] if self.scale else None,
-                                         ctx.grads[-1] if self.center else None, self._owner)
+                                         ctx.grads[-1] if self.center else None, self._owner,
+                                         gate)
         elif dx is not None:
+            if gate is not None:
+                dy = ctx.activation.backward(gate, gate, dy, dx)
             # Frozen: the moving statistics are constants, so dx = dy * gamma / sqrt(var + eps),
             # which is the inference transform of dy with a zero mean and a zero offset.
             _kernels.batch_norm_inference(dy, self._axis, self._gamma, self._zeros, self._zeros,
                                           self.moving_variance, dx, self.epsilon, self._owner)
         return dx
+
+    def can_fuse_activation(self, activation):
+        """A ReLU layer after it runs in its passes (``rewrites.activation_into_layer``)."""
+        return activation.kernel_params()[0] == "relu"
 
     def get_config(self):
         config = super().get_config()

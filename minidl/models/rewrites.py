@@ -8,7 +8,7 @@ the layers know nothing of them.
 | rule                       | pattern                                    | what it saves |
 |----------------------------|--------------------------------------------|---------------|
 | relu_then_max_pool         | a layer ending in ReLU, then max pooling   | the bias and ReLU pass over the un-pooled output (4x the pooled one), and the ReLU's backward pass; for a first layer, the un-pooled output altogether (csrc/conv_pool.c) |
-| bias_then_activation       | Dense/Conv without activation, then an activation layer | a pass over the output, forward and backward |
+| activation_into_layer      | Dense/Conv without activation, BatchNormalization or Add, then an activation layer (ReLU for the last two) | a pass over the output, forward and backward |
 | head_with_loss             | softmax or sigmoid output, then the matching cross-entropy | the activation's backward: the loss gives ``probs - targets`` at once |
 | gradients_needed           | steps before the first trainable weight    | their backward passes, and the first trainable layer's input gradient |
 
@@ -112,40 +112,45 @@ def relu_then_max_pool(plan):
     plan.steps = steps
 
 
-# ---- bias_then_activation ----------------------------------------------------------------
+# ---- activation_into_layer ---------------------------------------------------------------
 
-class BiasActivationStep:
-    """Dense or a convolution without activation, then an activation layer, run as the
-    first layer with that activation: the bias and the activation in one pass over the
-    output (forward), the activation's derivative and the bias gradient in one pass
-    (backward). The kernels compute f(z + b) and its derivative alike either way."""
+class FusedActivationStep:
+    """A layer, then an activation layer reading only its output, run as the layer with
+    that activation (``ctx.activation``): Dense or a convolution without activation
+    (bias and activation in one pass over the output, the derivative and the bias gradient
+    in one pass back), BatchNormalization then ReLU, Add then ReLU (a residual block's
+    ``relu(x + y)``). The kernels compute the activation, and its derivative, as the
+    activation layer's own do: the bits are those of the two steps."""
 
-    def __init__(self, affine, activation):
-        self.affine, self.activation_step = affine, activation
-        self.layers = (affine.layer,)
-        self.inputs, self.outputs = affine.inputs, activation.outputs
-        self.trainable = affine.trainable
-        self.need_input_grads = affine.need_input_grads
+    training = None   # (a call with a training argument is never fused)
+
+    def __init__(self, first, activation):
+        self.first, self.activation_step = first, activation
+        self.layers = (first.layer,)
+        self.inputs, self.outputs = first.inputs, activation.outputs
+        self.trainable = first.trainable
+        self.need_input_grads = first.need_input_grads
         self.runs_backward = True
         self.preactivation = False   # set by head_with_loss
-        self.training = None
 
     def contexts(self, record):
-        ctx = CallContext(self.affine.layer, record=record)
+        ctx = CallContext(self.first.layer, record=record)
         ctx.activation = self.activation_step.layer.activation
         return (ctx,)
 
     def forward(self, contexts, xs, training):
-        return (self.affine.layer.forward(contexts[0], xs[0], training),)
+        return self.first.forward(contexts, xs, training)
 
     def backward(self, contexts, dys):
-        layer, need = self.affine.layer, self.need_input_grads[0]
+        layer, need = self.first.layer, self.need_input_grads
         if self.preactivation:
-            return (layer.backward_preactivation(contexts[0], dys[0], need),)
-        return (layer.backward(contexts[0], dys[0], need),)
+            return (layer.backward_preactivation(contexts[0], dys[0], need[0]),)
+        if self.first.multi_input:
+            return layer.backward(contexts[0], dys[0], need)
+        return (layer.backward(contexts[0], dys[0], need[0]),)
 
 
-def bias_then_activation(plan):
+def activation_into_layer(plan):
     producers = _producers(plan)
     steps = []
     for step in plan.steps:
@@ -153,12 +158,12 @@ def bias_then_activation(plan):
         if (first is not None and steps and steps[-1] is first and isinstance(first, LayerStep)
                 and getattr(step.layer, "is_activation_layer", False)
                 and step.layer.activity_regularizer is None
-                and getattr(first.layer, "fuses_activation", False)
-                and first.layer.activation.name == "linear"
+                and getattr(first.layer, "can_fuse_activation", None) is not None
+                and first.layer.can_fuse_activation(step.layer.activation)
                 and first.layer.activity_regularizer is None
                 and _only_reader(plan, first.outputs[0])
                 and first.training is None and step.training is None):
-            steps[-1] = BiasActivationStep(first, step)
+            steps[-1] = FusedActivationStep(first, step)
         else:
             steps.append(step)
     plan.steps = steps
@@ -179,7 +184,9 @@ def head_with_loss(plan):
         fused_with = getattr(loss, "fused_with", None)
         if step is None or fused_with is None or plan.consumers[slot]:
             continue
-        if isinstance(step, BiasActivationStep):
+        if isinstance(step, FusedActivationStep):
+            if not hasattr(step.first.layer, "backward_preactivation"):
+                continue
             activation = step.activation_step.layer.activation
         elif isinstance(step, LayerStep) and hasattr(step.layer, "backward_preactivation"):
             activation = getattr(step.layer, "activation", None)
@@ -206,7 +213,7 @@ def gradients_needed(plan):
     plan.slot_needs_grad = needs
 
 
-RULES = [gradients_needed, relu_then_max_pool, bias_then_activation, head_with_loss,
+RULES = [gradients_needed, relu_then_max_pool, activation_into_layer, head_with_loss,
          gradients_needed]
 
 
