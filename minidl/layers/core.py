@@ -237,7 +237,9 @@ class AffineLayer(Layer):
             # dz is dy: the bias gradient is its column sums, and no pass copies it (the
             # kernel writes back the values it read, so a dy shared with another step, as
             # an Add's, is left as it was).
-            dz = np.ascontiguousarray(dy).reshape(ctx.z.shape)
+            flags = dy.flags
+            dz = (dy if flags.c_contiguous and flags.aligned and flags.writeable
+                  else np.array(dy, order="C")).reshape(ctx.z.shape)
             if self.use_bias:
                 _LINEAR.backward_bias(dz, dz, dz, dz, ctx.grads[1])
             return self._backward_linear(ctx, dz, need_input_grad)
