@@ -259,9 +259,23 @@ class Model(Trainer, Layer):
                              f"set; give the first layer input_shape=, start with Input(...), "
                              f"or call build() first. Received {len(list(weights))} arrays.")
         values = self.check_weights(weights)
-        with self._lock.exclusive:   # inference in other threads sees old or new, not a mix
+        with self.writing_weights():
             for array, value in zip(self.weights, values):
                 array[...] = value
+
+    def writing_weights(self):
+        """A context manager for writing the model's arrays in place (weights, optimizer
+        slots): inside it, inference and training in other threads wait, so they see the
+        old values or the new ones, never a mix (``minidl.models.concurrency``). Used by
+        ``set_weights`` and by loading and restoring files.
+
+        Example:
+
+        >>> with model.writing_weights():
+        ...     for w, v in zip(model.weights, values):
+        ...         w[...] = v
+        """
+        return self._lock.exclusive
 
     def _gradients(self):
         """The gradient arrays of the last training step (live), aligned with

@@ -440,7 +440,7 @@ def restore_backup(model, filepath):
             for layer, layer_state in zip(layers, previous):
                 layer.set_random_state(layer_state)
             raise
-    with _writing(model):
+    with model.writing_weights():
         for weight, value in zip(weights, values):
             weight[...] = value
         for slot, value in zip(slots, slot_values):
@@ -449,12 +449,6 @@ def restore_backup(model, filepath):
     if restore_lr:
         optimizer.learning_rate = float(learning_rate)
     return epoch
-
-
-def _writing(model):
-    """The model's exclusive lock: inference in other threads sees the old weights or the
-    new ones, never a mix (``models.concurrency``)."""
-    return model._lock.exclusive
 
 
 def _member(obj, key):
@@ -478,6 +472,6 @@ def load_weights(model, filepath):
                   for name, w in zip(names, model.weights)]
         if kind == "weights":
             reader.warn_unknown(names)
-    with _writing(model):
+    with model.writing_weights():
         for weight, value in zip(model.weights, values):
             weight[...] = value
