@@ -50,7 +50,7 @@ class ModelLock:
         self.exclusive = _Exclusive(self)
 
     def __getstate__(self):   # a pickled or deep-copied model gets fresh locks
-        return None
+        return {"fresh": True}   # (a false state would skip __setstate__)
 
     def __setstate__(self, state):
         self.__init__()
