@@ -87,12 +87,6 @@ cdef double INV_SQRT_2PI = 0.39894228040143267794
 cdef double SQRT_2_OVER_PI = 0.79788456080286535588
 cdef double GELU_CUBIC = 0.044715
 
-ctypedef struct Params:
-    double a
-    double b
-    double c
-
-
 # ---- scalar math in the precision of the data (float math for float32) ----
 #
 # glibc's expf/tanhf are scalar calls of ~10 ns; float32 is the training dtype, so it gets
@@ -493,10 +487,12 @@ cdef void _chunk(bint is_forward, int kind, const Params *p, floating *z, const 
         _backward_bias_rows(kind, p, z + off, y + off, dy + off, out + off, acc, rows, cols)
 
 
-cdef int _drive(bint is_forward, int kind, const Params *p, floating *z, const floating *y,
-                const floating *dy, floating *out, const floating *bias, floating *dbias,
-                Py_ssize_t rows, Py_ssize_t cols) except -1:
-    """Runs ``_chunk`` over fixed row chunks, threaded when large; reduces dbias if given."""
+cdef int _drive_nogil(bint is_forward, int kind, const Params *p, floating *z,
+                      const floating *y, const floating *dy, floating *out,
+                      const floating *bias, floating *dbias, Py_ssize_t rows,
+                      Py_ssize_t cols) noexcept nogil:
+    """Runs ``_chunk`` over fixed row chunks, threaded when large; reduces dbias if given.
+    Returns 0, or -1 (having written nothing) when the partial sums could not be allocated."""
     cdef Py_ssize_t rpc = CHUNK_ELEMS // cols if cols < CHUNK_ELEMS else 1
     cdef Py_ssize_t nchunks = (rows + rpc - 1) // rpc, ch, j
     cdef double local[STACK_PARTIALS]
@@ -510,29 +506,53 @@ cdef int _drive(bint is_forward, int kind, const Params *p, floating *z, const f
         else:
             partial = heap = <double *>calloc(nchunks * cols, sizeof(double))
             if partial == NULL:
-                raise MemoryError(f"could not allocate {nchunks}x{cols} partial sums for dbias.")
-    try:
-        with nogil:
-            if rows * cols >= PARALLEL_MIN_ELEMS and nchunks > 1:
-                for ch in prange(nchunks, schedule="static", num_threads=num_threads()):
-                    _chunk(is_forward, kind, p, z, y, dy, out, bias,
-                           (partial + ch * cols) if partial != NULL else NULL,
-                           ch * rpc, min(rpc, rows - ch * rpc), cols)
-            elif partial == NULL:
-                _chunk(is_forward, kind, p, z, y, dy, out, bias, NULL, 0, rows, cols)
-            else:
-                for ch in range(nchunks):
-                    _chunk(is_forward, kind, p, z, y, dy, out, bias, partial + ch * cols,
-                           ch * rpc, min(rpc, rows - ch * rpc), cols)
-            if partial != NULL:
-                for j in range(cols):
-                    s = 0
-                    for ch in range(nchunks):
-                        s += partial[ch * cols + j]
-                    dbias[j] = <floating>s
-    finally:
-        free(heap)
+                return -1
+    if rows * cols >= PARALLEL_MIN_ELEMS and nchunks > 1:
+        for ch in prange(nchunks, schedule="static", num_threads=num_threads()):
+            _chunk(is_forward, kind, p, z, y, dy, out, bias,
+                   (partial + ch * cols) if partial != NULL else NULL,
+                   ch * rpc, min(rpc, rows - ch * rpc), cols)
+    elif partial == NULL:
+        _chunk(is_forward, kind, p, z, y, dy, out, bias, NULL, 0, rows, cols)
+    else:
+        for ch in range(nchunks):
+            _chunk(is_forward, kind, p, z, y, dy, out, bias, partial + ch * cols,
+                   ch * rpc, min(rpc, rows - ch * rpc), cols)
+    if partial != NULL:
+        for j in range(cols):
+            s = 0
+            for ch in range(nchunks):
+                s += partial[ch * cols + j]
+            dbias[j] = <floating>s
+    free(heap)
     return 0
+
+
+cdef int _drive(bint is_forward, int kind, const Params *p, floating *z, const floating *y,
+                const floating *dy, floating *out, const floating *bias, floating *dbias,
+                Py_ssize_t rows, Py_ssize_t cols) except -1:
+    """:func:`_drive_nogil` without the GIL, raising MemoryError on its failure."""
+    cdef int rc
+    with nogil:
+        rc = _drive_nogil(is_forward, kind, p, z, y, dy, out, bias, dbias, rows, cols)
+    if rc != 0:
+        raise MemoryError(f"could not allocate {rows}x{cols} partial sums for dbias.")
+    return 0
+
+
+# The typed entry points of _activations.pxd, for a compiled training step.
+
+cdef int bias_activation_f32(bint is_forward, int kind, const Params *p, float *z,
+                             const float *y, const float *dy, float *out, const float *bias,
+                             float *dbias, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    return _drive_nogil(is_forward, kind, p, z, y, dy, out, bias, dbias, rows, cols)
+
+
+cdef int bias_activation_f64(bint is_forward, int kind, const Params *p, double *z,
+                             const double *y, const double *dy, double *out,
+                             const double *bias, double *dbias, Py_ssize_t rows,
+                             Py_ssize_t cols) noexcept nogil:
+    return _drive_nogil(is_forward, kind, p, z, y, dy, out, bias, dbias, rows, cols)
 
 
 # ---- argument handling ----
@@ -656,12 +676,7 @@ cdef class Kernel:
     step; arrays may have any shape (the activation acts on the last axis) and every check
     of the module-level functions runs, with messages naming ``owner`` (the class name).
     """
-    cdef int kind
-    cdef Params p
-    cdef readonly str kind_name
-    cdef readonly tuple params
-    cdef readonly str owner
-    cdef str owner_forward, owner_backward, owner_forward_bias, owner_backward_bias
+    # (attributes in _activations.pxd, where minidl._core._chain reads kind and p)
 
     def __init__(self, str kind, tuple params, str owner):
         self.kind = _kind_id(kind)

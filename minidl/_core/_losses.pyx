@@ -67,13 +67,7 @@ KINDS = ("mean_squared_error", "mean_absolute_error", "huber", "binary_crossentr
          "sparse_categorical_crossentropy_logits", "softmax_categorical_crossentropy",
          "softmax_sparse_categorical_crossentropy", "sigmoid_binary_crossentropy")
 
-ctypedef struct Args:
-    int kind
-    double delta          # Huber
-    double smoothing      # label smoothing
-    double epsilon        # probability clip
-    int64_t ignore_class
-    bint has_ignore
+# (Args, LossCall and LossKernel's attributes are declared in _losses.pxd.)
 
 
 # ---- scalar helpers in the precision of the data ----
@@ -295,8 +289,11 @@ cdef double _chunk(const Args *a, const floating *t, const label_t *labels, cons
 
 cdef int _drive(const Args *a, const floating *t, const label_t *labels, const floating *p,
                 const floating *w, double scale, floating *g, floating *row_loss,
-                Py_ssize_t rows, Py_ssize_t n, double *total, Py_ssize_t *first_bad) except -1:
-    """total = sum_r w[r] L[r] over fixed row chunks; first_bad = first bad row or -1."""
+                Py_ssize_t rows, Py_ssize_t n, double *total,
+                Py_ssize_t *first_bad) noexcept nogil:
+    """total = sum_r w[r] L[r] over fixed row chunks; first_bad = first bad row or -1.
+    Returns 0, or -1 (having computed nothing) when the partial sums could not be
+    allocated."""
     total[0] = 0.0
     first_bad[0] = -1
     if rows == 0 or n == 0:
@@ -313,22 +310,21 @@ cdef int _drive(const Args *a, const floating *t, const label_t *labels, const f
         if partial == NULL or bad == NULL:
             free(partial)
             free(bad)
-            raise MemoryError(f"could not allocate {nchunks} partial loss sums.")
-    with nogil:
+            return -1
+    for ch in range(nchunks):
+        bad[ch] = -1
+    if rows * n >= PARALLEL_MIN_ELEMS and nchunks > 1:
+        for ch in prange(nchunks, schedule="static", num_threads=num_threads()):
+            partial[ch] = _chunk(a, t, labels, p, w, scale, g, row_loss, ch * rpc,
+                                 min(rows, (ch + 1) * rpc), n, bad + ch)
+    else:
         for ch in range(nchunks):
-            bad[ch] = -1
-        if rows * n >= PARALLEL_MIN_ELEMS and nchunks > 1:
-            for ch in prange(nchunks, schedule="static", num_threads=num_threads()):
-                partial[ch] = _chunk(a, t, labels, p, w, scale, g, row_loss, ch * rpc,
-                                     min(rows, (ch + 1) * rpc), n, bad + ch)
-        else:
-            for ch in range(nchunks):
-                partial[ch] = _chunk(a, t, labels, p, w, scale, g, row_loss, ch * rpc,
-                                     min(rows, (ch + 1) * rpc), n, bad + ch)
-        for ch in range(nchunks):
-            total[0] += partial[ch]
-            if first_bad[0] < 0 and bad[ch] >= 0:
-                first_bad[0] = bad[ch]
+            partial[ch] = _chunk(a, t, labels, p, w, scale, g, row_loss, ch * rpc,
+                                 min(rows, (ch + 1) * rpc), n, bad + ch)
+    for ch in range(nchunks):
+        total[0] += partial[ch]
+        if first_bad[0] < 0 and bad[ch] >= 0:
+            first_bad[0] = bad[ch]
     if partial != local_partial:
         free(partial)
         free(bad)
@@ -387,27 +383,44 @@ cdef inline char *_data(object a) noexcept:
     return <char *>cnp.PyArray_DATA(<cnp.ndarray>a) if a is not None else NULL
 
 
+cdef int _run_nogil(const Args *a, bint f32, int label_type, char *t, char *labels, char *p,
+                    char *w, double scale, char *g, char *row_loss, Py_ssize_t rows,
+                    Py_ssize_t n, double *total, Py_ssize_t *bad) noexcept nogil:
+    """Calls the driver specialised for the dtype and, for the sparse kinds, the label type;
+    0, or -1 when it could not allocate its partial sums."""
+    if f32:
+        if label_type == cnp.NPY_INT32:
+            return _drive(a, <const float *>t, <const int32_t *>labels, <const float *>p,
+                          <const float *>w, scale, <float *>g, <float *>row_loss, rows, n,
+                          total, bad)
+        return _drive(a, <const float *>t, <const int64_t *>labels, <const float *>p,
+                      <const float *>w, scale, <float *>g, <float *>row_loss, rows, n, total,
+                      bad)
+    if label_type == cnp.NPY_INT32:
+        return _drive(a, <const double *>t, <const int32_t *>labels, <const double *>p,
+                      <const double *>w, scale, <double *>g, <double *>row_loss, rows, n,
+                      total, bad)
+    return _drive(a, <const double *>t, <const int64_t *>labels, <const double *>p,
+                  <const double *>w, scale, <double *>g, <double *>row_loss, rows, n, total,
+                  bad)
+
+
 cdef int _run(const Args *a, bint f32, int label_type, char *t, char *labels, char *p, char *w,
               double scale, char *g, char *row_loss, Py_ssize_t rows, Py_ssize_t n,
               double *total, Py_ssize_t *bad) except -1:
-    """Calls the driver specialised for the dtype and, for the sparse kinds, the label type."""
-    if f32:
-        if label_type == cnp.NPY_INT32:
-            _drive(a, <const float *>t, <const int32_t *>labels, <const float *>p,
-                   <const float *>w, scale, <float *>g, <float *>row_loss, rows, n, total, bad)
-        else:
-            _drive(a, <const float *>t, <const int64_t *>labels, <const float *>p,
-                   <const float *>w, scale, <float *>g, <float *>row_loss, rows, n, total, bad)
-    else:
-        if label_type == cnp.NPY_INT32:
-            _drive(a, <const double *>t, <const int32_t *>labels, <const double *>p,
-                   <const double *>w, scale, <double *>g, <double *>row_loss, rows, n, total,
-                   bad)
-        else:
-            _drive(a, <const double *>t, <const int64_t *>labels, <const double *>p,
-                   <const double *>w, scale, <double *>g, <double *>row_loss, rows, n, total,
-                   bad)
+    """:func:`_run_nogil` without the GIL, raising MemoryError on its failure."""
+    cdef int rc
+    with nogil:
+        rc = _run_nogil(a, f32, label_type, t, labels, p, w, scale, g, row_loss, rows, n, total,
+                        bad)
+    if rc != 0:
+        raise MemoryError(f"could not allocate the partial loss sums of {rows} rows.")
     return 0
+
+
+cdef int loss_call_run(const LossCall *c, double *total, Py_ssize_t *bad) noexcept nogil:
+    return _run_nogil(&c.a, c.f32, c.label_type, c.t, c.labels, c.p, NULL, c.scale, c.g, NULL,
+                      c.rows, c.n, total, bad)
 
 
 cdef int _per_row(object a, int dtype, Py_ssize_t rows, str name, bint out) except -1:
@@ -474,12 +487,7 @@ cdef class LossKernel:
         axis: None, or the loss's ``axis``: other than -1 it must be y_pred's last axis.
         name: the loss name, for error messages.
     """
-    cdef Args a
-    cdef bint by_count
-    cdef bint sparse
-    cdef object axis
-    cdef readonly str name
-    cdef tuple config
+    # (attributes in _losses.pxd, where minidl._core._chain calls prepare())
 
     def __init__(self, str kind, double delta, double smoothing, double epsilon,
                  object ignore_class, object reduction, object axis, str name):
@@ -505,49 +513,72 @@ cdef class LossKernel:
         Raises:
             ValueError: a label outside [0, classes) (other than ignore_class).
         """
-        if not cnp.PyArray_Check(y_pred):
+        cdef LossCall c
+        if not self.prepare(y_true, y_pred, grad_out, &c):
             return None
+        cdef double total
+        cdef Py_ssize_t bad
+        cdef int rc
+        with nogil:
+            rc = loss_call_run(&c, &total, &bad)
+        if rc != 0:
+            raise MemoryError(f"{self.name}: could not allocate the partial loss sums.")
+        if bad >= 0:
+            raise self.bad_label(y_true, bad, c.n)
+        return total * c.scale
+
+    cdef bint prepare(self, object y_true, object y_pred, object grad_out,
+                      LossCall *c) except -1:
+        """Fill ``c`` for :func:`loss_call_run` and return True when every argument is ready
+        as :meth:`fused` requires; False (``c`` unusable) otherwise."""
+        if not cnp.PyArray_Check(y_pred):
+            return False
         cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>y_pred)
         if ((t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE)
                 or not cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>y_pred)
                 or not is_float_carray(grad_out, t)
                 or not cnp.PyArray_SAMESHAPE(<cnp.ndarray>grad_out, <cnp.ndarray>y_pred)
                 or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>grad_out)):
-            return None
+            return False
         cdef int nd = cnp.PyArray_NDIM(<cnp.ndarray>y_pred)
         if nd == 0 or (self.axis is not None and self.axis != -1 and self.axis != nd - 1):
-            return None
+            return False
         cdef Py_ssize_t rows = _leading(y_pred), n = cnp.PyArray_DIMS(<cnp.ndarray>y_pred)[nd - 1]
-        cdef Py_ssize_t counted = rows, r
+        cdef Py_ssize_t counted = rows
         cdef int label_type = cnp.NPY_INT64, tnd, d
         if self.sparse:
             label_type = _label_type(y_true)
             if label_type < 0:
-                return None
+                return False
             tnd = cnp.PyArray_NDIM(<cnp.ndarray>y_true)
             if not (tnd == nd - 1 or (tnd == nd and cnp.PyArray_DIMS(<cnp.ndarray>y_true)[nd - 1] == 1)):
-                return None
+                return False
             for d in range(nd - 1):
                 if cnp.PyArray_DIMS(<cnp.ndarray>y_true)[d] != cnp.PyArray_DIMS(<cnp.ndarray>y_pred)[d]:
-                    return None
+                    return False
             if self.a.has_ignore and self.by_count:
                 counted = _count_kept(_data(y_true), label_type == cnp.NPY_INT32, rows,
                                       self.a.ignore_class)
         elif not (is_float_carray(y_true, t)
                   and cnp.PyArray_SAMESHAPE(<cnp.ndarray>y_true, <cnp.ndarray>y_pred)):
-            return None
-        cdef double scale = (1.0 / counted if counted else 0.0) if self.by_count else 1.0
-        cdef double total
-        cdef Py_ssize_t bad
-        _run(&self.a, t == cnp.NPY_FLOAT, label_type, NULL if self.sparse else _data(y_true),
-             _data(y_true) if self.sparse else NULL, _data(y_pred), NULL, scale,
-             _data(grad_out), NULL, rows, n, &total, &bad)
-        if bad >= 0:
-            label = (<object>y_true).reshape(-1)[bad]
-            raise ValueError(f"{self.name}: received a label value of {label} (at flat index "
-                             f"{bad}), which is outside the valid range [0, {n}) for {n} "
-                             f"classes.")
-        return total * scale
+            return False
+        c.a = self.a
+        c.f32 = t == cnp.NPY_FLOAT
+        c.label_type = label_type
+        c.t = NULL if self.sparse else _data(y_true)
+        c.labels = _data(y_true) if self.sparse else NULL
+        c.p = _data(y_pred)
+        c.g = _data(grad_out)
+        c.scale = (1.0 / counted if counted else 0.0) if self.by_count else 1.0
+        c.rows, c.n = rows, n
+        return True
+
+    cdef object bad_label(self, object y_true, Py_ssize_t bad, Py_ssize_t n):
+        """The ValueError for the out-of-range label at flat index ``bad``."""
+        label = (<object>y_true).reshape(-1)[bad]
+        return ValueError(f"{self.name}: received a label value of {label} (at flat index "
+                          f"{bad}), which is outside the valid range [0, {n}) for {n} "
+                          f"classes.")
 
 
 cdef Py_ssize_t _count_kept(const char *labels, bint int32, Py_ssize_t rows,

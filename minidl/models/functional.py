@@ -79,6 +79,7 @@ class Model(Trainer, Layer):
         self._compile_args = None
         self._step_buffers = None
         self._train_plan = None
+        self._dense_chain = None   # the compiled step of a Dense chain (dense_chain.py)
         self._version = next(_versions)
         self._last_activity = ()
         self._lock = ModelLock()   # see minidl.models.concurrency

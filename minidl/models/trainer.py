@@ -33,6 +33,7 @@ from minidl.models.compiled import CompiledLosses
 from minidl.models.concurrency import one_at_a_time
 from minidl.models.data import (Arrays, Batcher, class_weight_to_sample_weight,
                                 prepare_sample_weight, prepare_x, prepare_y, split_validation)
+from minidl.models.dense_chain import compile_chain
 from minidl.utils.random import global_rng, training_draws
 
 
@@ -134,6 +135,9 @@ class Trainer:
             else:
                 steps.append(loss.sigmoid_forward_backward)
         self._loss_steps = steps
+        weight = compiled.weights[0]
+        self._dense_chain = (compile_chain(plan, compiled.losses)
+                             if len(compiled.losses) == 1 and weight in (None, 1.0) else None)
         # Layers with regularizers only (has_regularization), so that the others cost
         # nothing per step: (layer, its gradient arrays when trainable, else None).
         grads = dict(zip(map(id, plan.params), plan.grads))
@@ -154,6 +158,19 @@ class Trainer:
 
     def _train_step_unlocked(self, xs, ys, ws):
         plan, compiled = self._train_plan, self._compiled
+        chain = self._dense_chain
+        if chain is not None and not (ws and ws[0] is not None):
+            # A chain of Dense layers: forward, loss and backward in one compiled call
+            # (models/dense_chain.py), the same bits as the path below.
+            done = chain.run(xs[0], ys[0])
+            if done is not None:
+                value, output = done
+                if compiled.trackers[0] is not None:
+                    compiled.trackers[0].update_state(value, sample_weight=output.shape[0])
+                self.optimizer.apply(plan.grads, plan.params)
+                compiled.update_metrics(ys, [output])
+                compiled.loss_tracker.update_state(value, sample_weight=output.shape[0])
+                return
         outputs = plan.forward(xs, training=True)
         total = None
         output_grads = []
