@@ -54,6 +54,16 @@ typedef struct {
     mdl_blocking d;
 } mdl_gemm_kernels;
 
+/* The length of the k-blocks in which the GEMM sums a product of this shape (B's column
+ * stride cs_b; elem bytes per element): k on its direct path, else the packed path's equal
+ * blocks (the last one may be shorter). Each block is an FMA chain from zero added to C in
+ * order; a caller computing the same product its own way reproduces the bits with it. */
+ptrdiff_t mdl_gemm_k_block(const mdl_blocking *bl, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                           ptrdiff_t cs_b, size_t elem);
+
+/* Below this many multiply-adds a parallel region costs more than it saves. */
+#define MDL_GEMM_PARALLEL_MIN_WORK (1024.0 * 1024.0)
+
 extern const mdl_gemm_kernels mdl_kernels_generic;
 #if defined(__x86_64__) || defined(_M_X64)
 #define MDL_X86 1
