@@ -6,9 +6,9 @@
  * GEMM's micro-kernel tiles read the image itself (a zero-padded copy where the windows
  * reach outside it) through offset tables (conv_direct.inc, one copy per instruction set,
  * in the active kernel table):
- *   forward:  z = patches @ kernel, a gather tile per g_mr output pixels of one output
- *             row, its k running over the taps' offsets (tap, then channel: patch order);
- *             the padded copy of each image is written just before its rows are computed;
+ *   forward:  z = patches @ kernel, a gather tile per g_mr consecutive output pixels of
+ *             one image, its k running over the taps' offsets (tap, then channel: the patch
+ *             order); the padded copy of each image is written just before it is read;
  *   kernel gradient: patches^T @ dz, chunk by chunk as the patch path adds them, a tile per
  *             g_mr patch rows (gather; their offsets may straddle taps) or, when the
  *             channels fill whole vectors, per few filters x vectors of channels (gather_t,
@@ -16,7 +16,8 @@
  *             per 12 with 16 filters; 0.71 against 1.15 ms on the benchmark convolution);
  *   input gradient: per x_mr input pixels of one row (a run of columns with the same taps,
  *             see col_tiles), each patch-gradient term (dz @ kernel^T, its own chain) added
- *             to a running sum in col2im's order.
+ *             to a running sum in col2im's order; chunk by chunk after the kernel gradient's
+ *             tiles, while the chunk's dz is in cache.
  * Each output element thus gets the very operations of the patch path in the same order:
  * the k-blocks the GEMM would use for each chunk's shape (mdl_gemm_k_block), the chunks'
  * sums added in order, col2im's sums starting from +0 and skipping the taps outside the
