@@ -12,9 +12,6 @@
 #include <omp.h>
 #endif
 
-/* Below this many multiply-adds a parallel region costs more than it saves. */
-#define MDL_GEMM_PARALLEL_MIN_WORK (1024.0 * 1024.0)
-
 /* Packing pays for itself when a panel is reused many times. A product whose B rows are
  * contiguous and whose B fits comfortably in L2 is run straight from the operands; this is
  * the path of MLP training at small batch sizes and of the convolutions' GEMMs. So is one of
@@ -33,6 +30,20 @@ static int use_direct_path(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, ptrdiff_t cs_b
     if (b_bytes <= 256.0 * 1024.0) return 1;
     if (row_tiles <= 4 && b_bytes <= (double)bl->direct_b) return 1;
     return row_tiles == 1 && (double)n * (double)elem <= 256.0;
+}
+
+/* Equal k-blocks of at most bl->kc (784 = 2 x 392, not 384 + 384 + 16): a thin last block
+ * would pay a full pass over C for little work. Depends on k and the ISA only, never on the
+ * thread count, since it fixes the summation order. */
+static ptrdiff_t packed_k_block(ptrdiff_t k, const mdl_blocking *bl) {
+    ptrdiff_t k_blocks = (k + bl->kc - 1) / bl->kc;
+    return ((k + k_blocks - 1) / k_blocks + 7) / 8 * 8;
+}
+
+ptrdiff_t mdl_gemm_k_block(const mdl_blocking *bl, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                           ptrdiff_t cs_b, size_t elem) {
+    if (k <= 0 || use_direct_path(m, n, k, cs_b, elem, bl)) return k;
+    return packed_k_block(k, bl);
 }
 
 /* Packing buffers belong to the calling thread and are kept between calls, so steady-state

@@ -14,6 +14,14 @@
 #define UK_TARGET __attribute__((target("avx2,fma")))
 #define UK_MR 6
 #define UK_NV 2
+/* The direct convolution's tiles (conv_direct.inc): gather 6 rows, transposed 4 filters x
+ * 3 vectors, input gradient 6 x 1 (its running sums take as many registers as its
+ * chains). */
+#define CD_G_MR 6
+#define CD_T_MR 4
+#define CD_T_NV 3
+#define CD_X_MR 6
+#define CD_X_NV 1
 
 #define UK_NAME sgemm_ukernel_avx2
 #define UK_T float
@@ -30,7 +38,11 @@
 #define UK_STOREM(p, m, v) _mm256_maskstore_ps(p, m, v)
 #define UK_MASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define UK_SFMA(x, y, z) fmaf(x, y, z)
+#define UK_ADD(a, b) _mm256_add_ps(a, b)
 #include "gemm_ukernel.inc"
+#define CD_NAME sconv_avx2
+#include "conv_direct.inc"
+#undef CD_NAME
 #undef UK_NAME
 #undef UK_T
 #undef UK_V
@@ -46,6 +58,7 @@
 #undef UK_STOREM
 #undef UK_MASK
 #undef UK_SFMA
+#undef UK_ADD
 
 #define UK_NAME dgemm_ukernel_avx2
 #define UK_T double
@@ -62,11 +75,19 @@
 #define UK_STOREM(p, m, v) _mm256_maskstore_pd(p, m, v)
 #define UK_MASK(n) _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
 #define UK_SFMA(x, y, z) fma(x, y, z)
+#define UK_ADD(a, b) _mm256_add_pd(a, b)
 #include "gemm_ukernel.inc"
+#define CD_NAME dconv_avx2
+#include "conv_direct.inc"
+#undef CD_NAME
 
 const mdl_gemm_kernels mdl_kernels_avx2 = {
     MDL_ARCH_AVX2,
-    sgemm_ukernel_avx2, NULL, {6, 16, 168, 256, 1024, 256L * 1024},
-    dgemm_ukernel_avx2, NULL, {6, 8, 72, 256, 1024, 256L * 1024},
+    sgemm_ukernel_avx2, NULL,
+    {6, 16, 168, 256, 1024, 256L * 1024, 8, CD_G_MR, CD_T_MR, CD_T_NV, CD_X_MR, 8 * CD_X_NV},
+    dgemm_ukernel_avx2, NULL,
+    {6, 8, 72, 256, 1024, 256L * 1024, 4, CD_G_MR, CD_T_MR, CD_T_NV, CD_X_MR, 4 * CD_X_NV},
+    sconv_avx2_gather, sconv_avx2_gather_t, sconv_avx2_col2im,
+    dconv_avx2_gather, dconv_avx2_gather_t, dconv_avx2_col2im,
 };
 #endif

@@ -219,12 +219,48 @@ int mdl_conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image
                                      const double *dy, const int *argmax, const double *gate,
                                      double *d_kernel, double *d_bias);
 
+/* ---- a training convolution without patch matrices (conv_direct.c) ----
+ * The linear part of a convolution (channels-last images, a (kh * kw * c, filters) kernel)
+ * and its gradients, computed from the image itself, with the bits of the patch path of
+ * minidl/_core/_conv.pyx (im2col, then the GEMM of each chunk of `chunk` images; col2im of
+ * each chunk's patch gradient). Geometry as in mdl_conv_pool, plus:
+ *   chunk: the images per GEMM of that path (its k-blocks depend on the GEMM's shape);
+ *   src_h, src_w: the rows and columns the windows reach, (out_h - 1) * sh + (kh - 1) * dh
+ *       + 1 and the same across;
+ *   interior_lo, interior_hi: col2im's interior output columns, whose windows lie inside the
+ *       input horizontally (_interior in _conv.pyx); interior_by_tap: col2im adds those
+ *       columns tap by tap (kx ascending) rather than column by column.
+ * The windows are read from `padded`, a (n, src_h, src_w, c) copy of x with zeros where
+ * they reach outside it, which the forward pass writes (and the backward pass too, unless
+ * padded_ready says it holds the forward's copy of this x); or, where `padded` is NULL (no
+ * padding, src_h <= h and src_w <= w), from x itself. The bits depend on neither the
+ * thread count nor that choice. All return 0, or -1 when out of memory. */
+typedef struct {
+    ptrdiff_t n, h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left;
+    ptrdiff_t out_h, out_w, filters, chunk, src_h, src_w;
+    ptrdiff_t interior_lo, interior_hi;
+    int interior_by_tap;
+} mdl_conv_direct;
+/* z (n * out_h * out_w, filters) = the convolution of x (no bias). */
+int mdl_conv_direct_forward_f32(const mdl_conv_direct *g, const float *x, float *padded,
+                                const float *kernel, float *z);
+int mdl_conv_direct_forward_f64(const mdl_conv_direct *g, const double *x, double *padded,
+                                const double *kernel, double *z);
+/* d_kernel (kh * kw * c, filters) = the kernel's gradient from dz (n * out_h * out_w,
+ * filters); and dx (n, h, w, c), when not NULL, the input's. Both overwritten. */
+int mdl_conv_direct_backward_f32(const mdl_conv_direct *g, const float *x, float *padded,
+                                 int padded_ready, const float *dz, const float *kernel,
+                                 float *d_kernel, float *dx);
+int mdl_conv_direct_backward_f64(const mdl_conv_direct *g, const double *x, double *padded,
+                                 int padded_ready, const double *dz, const double *kernel,
+                                 double *d_kernel, double *dx);
+
 /* Thread-local scratch buffer number `slot` (0, 1 or 2) of at least `bytes`, 64-byte
  * aligned, kept between calls so that steady-state work allocates nothing; NULL when out of
  * memory. Slots 0 and 1: the GEMM's packing and conv_pool.c's band buffers, each thread its
  * own. Slot 2: buffers a kernel's calling thread takes before its parallel region and shares
- * with it (the Cython convolution kernels); nothing else uses it, so they survive the GEMMs
- * and band loops they call. */
+ * with it (the Cython convolution kernels, conv_direct.c's tables); nothing else uses it, so
+ * they survive the GEMMs and band loops they call. */
 void *mdl_scratch(int slot, size_t bytes);
 
 /* Description of the active kernels, e.g. "avx512 sgemm 12x32, dgemm 12x16". */

@@ -108,3 +108,22 @@ cdef int conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image
 cdef int conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image,
                                       const double *dy, const int *argmax, const double *gate,
                                       double *d_kernel, double *d_bias) noexcept nogil
+
+# The training convolution without patch matrices (csrc/conv_direct.c, the contract in
+# minidl.h): the patch path's bits. All return 0, or -1 when out of memory.
+cdef extern from "minidl.h" nogil:
+    ctypedef struct mdl_conv_direct:
+        Py_ssize_t n, h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left
+        Py_ssize_t out_h, out_w, filters, chunk, src_h, src_w
+        Py_ssize_t interior_lo, interior_hi
+        int interior_by_tap
+cdef int conv_direct_forward_f32(const mdl_conv_direct *g, const float *x, float *padded,
+                                 const float *kernel, float *z) noexcept nogil
+cdef int conv_direct_forward_f64(const mdl_conv_direct *g, const double *x, double *padded,
+                                 const double *kernel, double *z) noexcept nogil
+cdef int conv_direct_backward_f32(const mdl_conv_direct *g, const float *x, float *padded,
+                                  int padded_ready, const float *dz, const float *kernel,
+                                  float *d_kernel, float *dx) noexcept nogil
+cdef int conv_direct_backward_f64(const mdl_conv_direct *g, const double *x, double *padded,
+                                  int padded_ready, const double *dz, const double *kernel,
+                                  double *d_kernel, double *dx) noexcept nogil

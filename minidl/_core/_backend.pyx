@@ -463,6 +463,16 @@ cdef extern from "minidl.h" nogil:
     int mdl_conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image,
                                          const double *dy, const int *argmax,
                                          const double *gate, double *d_kernel, double *d_bias)
+    int mdl_conv_direct_forward_f32(const mdl_conv_direct *g, const float *x, float *padded,
+                                    const float *kernel, float *z)
+    int mdl_conv_direct_forward_f64(const mdl_conv_direct *g, const double *x,
+                                    double *padded, const double *kernel, double *z)
+    int mdl_conv_direct_backward_f32(const mdl_conv_direct *g, const float *x, float *padded,
+                                     int padded_ready, const float *dz, const float *kernel,
+                                     float *d_kernel, float *dx)
+    int mdl_conv_direct_backward_f64(const mdl_conv_direct *g, const double *x,
+                                     double *padded, int padded_ready, const double *dz,
+                                     const double *kernel, double *d_kernel, double *dx)
 
 
 cdef void sgd_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
@@ -552,6 +562,25 @@ cdef int conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *imag
                                       const double *dy, const int *argmax, const double *gate,
                                       double *d_kernel, double *d_bias) noexcept nogil:
     return mdl_conv_max_pool_grad_image_f64(g, image, dy, argmax, gate, d_kernel, d_bias)
+
+
+cdef int conv_direct_forward_f32(const mdl_conv_direct *g, const float *x, float *padded,
+                                 const float *kernel, float *z) noexcept nogil:
+    return mdl_conv_direct_forward_f32(g, x, padded, kernel, z)
+
+cdef int conv_direct_forward_f64(const mdl_conv_direct *g, const double *x, double *padded,
+                                 const double *kernel, double *z) noexcept nogil:
+    return mdl_conv_direct_forward_f64(g, x, padded, kernel, z)
+
+cdef int conv_direct_backward_f32(const mdl_conv_direct *g, const float *x, float *padded,
+                                  int padded_ready, const float *dz, const float *kernel,
+                                  float *d_kernel, float *dx) noexcept nogil:
+    return mdl_conv_direct_backward_f32(g, x, padded, padded_ready, dz, kernel, d_kernel, dx)
+
+cdef int conv_direct_backward_f64(const mdl_conv_direct *g, const double *x, double *padded,
+                                  int padded_ready, const double *dz, const double *kernel,
+                                  double *d_kernel, double *dx) noexcept nogil:
+    return mdl_conv_direct_backward_f64(g, x, padded, padded_ready, dz, kernel, d_kernel, dx)
 
 
 cdef void copy_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,

@@ -9,10 +9,13 @@ One training step of a convolution with a (kh, kw, c, filters) kernel K, viewed 
               dK = cols^T @ dz              (GEMM reading cols transposed through strides)
               dx = col2im(dz @ K^T)         (GEMM, then a scatter-add; skipped for the
                                              model's first layer)
-A 1x1 convolution with stride 1 and no padding needs no packing: cols is x itself. In
-training, a model's first layer with few taps and a ReLU, followed by a max pooling, runs
-fused with the pooling without im2col or GEMM (``forward_max_pool``; see
-``_DIRECT_MAX_PATCH`` and csrc/conv_pool.c).
+A 1x1 convolution with stride 1 and no padding needs no packing: cols is x itself. Most
+others run without cols (``kernels.direct_plan``; csrc/conv_direct.c): the same bits computed
+from the image itself, read from a zero-padded copy of the batch that the forward pass makes
+and the backward pass reuses; and without the patch gradient either where the channels fill
+whole vectors and the rows are wide. In training, a model's first layer with few taps and a
+ReLU, followed by a max pooling, runs fused with the pooling without im2col or GEMM
+(``forward_max_pool``; see ``_DIRECT_MAX_PATCH`` and csrc/conv_pool.c).
 Conv1D is Conv2D on images one row high. Every buffer belongs to the layer and is reused
 from step to step; inference packs at most ``_INFERENCE_COLS`` values at a time, so that
 ``predict`` on many images never builds a huge patch matrix.
@@ -49,9 +52,12 @@ _GEOMETRY_CACHE = 64
 
 # Where a convolution's windows fall for one input size, on 2-D images: the sample as an
 # image (rows, columns, channels), the output's (rows, columns), the kernel window's
-# arguments, whether the patch matrix is the input itself, and the output sample shape.
+# arguments, whether the patch matrix is the input itself, the output sample shape, whether
+# the direct kernels run it (no patch matrix) and its input gradient (no patch gradient), and
+# the sample shape of the padded copy they read (None: none needed).
 _Geometry = collections.namedtuple("_Geometry", ["image", "out_image", "window", "pointwise",
-                                                 "output_sample"])
+                                                 "output_sample", "direct", "direct_dx",
+                                                 "padded"])
 
 
 class _Conv(AffineLayer):
@@ -127,8 +133,11 @@ class _Conv(AffineLayer):
             # A 1x1 kernel with stride 1 and no padding: the patch matrix is the input itself.
             pointwise = (self._patch == channels and all(s == 1 for s in self.strides)
                          and out == tuple(spatial))
-            geo = _Geometry(two_d(spatial, 1) + (channels,), out_image, window, pointwise,
-                            out + (self.filters,))
+            image = two_d(spatial, 1) + (channels,)
+            direct, direct_dx, padded = kernels.direct_plan(
+                image, self.filters, np.dtype(self.dtype).itemsize, pointwise, **window)
+            geo = _Geometry(image, out_image, window, pointwise, out + (self.filters,), direct,
+                            direct_dx, padded)
             if len(self._geometries) >= _GEOMETRY_CACHE:   # lengths vary batch to batch
                 self._geometries.clear()
             self._geometries[spatial] = geo
@@ -148,8 +157,9 @@ class _Conv(AffineLayer):
         return max(1, budget // max(per_image * self._patch, 1))
 
     def _cols(self, ctx, geo, name, n, record):
-        """The patch buffer of one chunk (None for a pointwise kernel, which needs none)."""
-        if geo.pointwise:
+        """The patch buffer ("cols") or patch-gradient buffer ("dcols") of one chunk; None
+        for a pointwise kernel, or where the direct kernels need none."""
+        if geo.pointwise or (geo.direct_dx if name == "dcols" else geo.direct):
             return None
         images = min(self._chunk_images(geo, record), max(n, 1))
         rows = images * geo.out_image[0] * geo.out_image[1]
@@ -179,14 +189,21 @@ class _Conv(AffineLayer):
             # Inference allocates (concurrent predict calls share nothing) and applies
             # the activation in place.
             z = y = np.empty((rows, self.filters), self.dtype)
+        # The direct kernels' padded copy of x: kept for the backward pass in training
+        # (inference lets the kernel allocate one per call).
+        padded = (ctx.buffers.get("padded", n, geo.padded)
+                  if record and geo.padded is not None else None)
         kernels.conv_train_forward(x, self._kernel_matrix(self.kernel), z,
                                    self._cols(ctx, geo, "cols", n, record),
-                                   self._chunk_images(geo, record), geo.pointwise, **geo.window)
+                                   self._chunk_images(geo, record), geo.pointwise,
+                                   padded=padded, direct=None if geo.direct else False,
+                                   **geo.window)
         if activate:
             activation.forward_bias(z, self.bias, y)
         out = (y if activate else z).reshape((n,) + geo.output_sample)
         if record:
             ctx.x, ctx.z, ctx.y, ctx.y_out, ctx.geo = x, z, y, out, geo
+            ctx.padded = padded
         return out
 
     def can_pool_directly(self, pool):
@@ -237,7 +254,9 @@ class _Conv(AffineLayer):
             ctx.x, dz, self._kernel_matrix(self.kernel), self._kernel_matrix(ctx.grads[0]),
             dx, self._cols(ctx, geo, "cols", n, True),
             self._cols(ctx, geo, "dcols", n, True) if need_input_grad else None,
-            self._chunk_images(geo, True), geo.pointwise, **geo.window)
+            self._chunk_images(geo, True), geo.pointwise, padded=ctx.padded,
+            padded_ready=ctx.padded is not None, direct=None if geo.direct else False,
+            **geo.window)
         return None if dx is None else dx.reshape((n,) + geo.image[2 - self.rank:])
 
     def get_config(self):

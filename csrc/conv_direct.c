@@ -1,0 +1,199 @@
+/* conv_direct.c - a training convolution without patch matrices, with the patch path's bits.
+ *
+ * The patch path (minidl/_core/_conv.pyx) packs every receptive field into a row of a patch
+ * matrix, multiplies it with the GEMM, and scatters the patch gradient back with col2im;
+ * writing and reading those matrices cost it as much as the multiplications. Here the
+ * GEMM's micro-kernel tiles read the image itself (a zero-padded copy where the windows
+ * reach outside it) through offset tables (conv_direct.inc, one copy per instruction set,
+ * in the active kernel table):
+ *   forward:  z = patches @ kernel, a gather tile per g_mr consecutive output pixels of
+ *             one image, its k running over the taps' offsets (tap, then channel: the patch
+ *             order); the padded copy of each image is written just before it is read;
+ *   kernel gradient: patches^T @ dz, chunk by chunk as the patch path adds them, a tile per
+ *             g_mr patch rows (gather; their offsets may straddle taps) or, when the
+ *             channels fill whole vectors, per few filters x vectors of channels (gather_t,
+ *             into a transposed buffer: it loads 11 values per 24 FMAs where gather loads 13
+ *             per 12 with 16 filters; 0.71 against 1.15 ms on the benchmark convolution);
+ *   input gradient: per x_mr input pixels of one row (a run of columns with the same taps,
+ *             see col_tiles), each patch-gradient term (dz @ kernel^T, its own chain) added
+ *             to a running sum in col2im's order; chunk by chunk after the kernel gradient's
+ *             tiles, while the chunk's dz is in cache.
+ * Each output element thus gets the very operations of the patch path in the same order:
+ * the k-blocks the GEMM would use for each chunk's shape (mdl_gemm_k_block), the chunks'
+ * sums added in order, col2im's sums starting from +0 and skipping the taps outside the
+ * image. Threads share output tiles, never a sum, so the bits do not depend on their count:
+ * one parallel region per call (the patch path opened three per chunk of one image).
+ */
+#include <string.h>
+
+#include "gemm_kernels.h"
+
+#if MDL_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+/* [begin, end) of count items for thread tid of nth: a static split. */
+static void cd_share(ptrdiff_t count, int tid, int nth, ptrdiff_t *begin, ptrdiff_t *end) {
+    *begin = count * tid / nth;
+    *end = count * (tid + 1) / nth;
+}
+
+static void cd_barrier(int nth) {
+#if MDL_HAVE_OPENMP
+    if (nth > 1) {
+#pragma omp barrier
+    }
+#else
+    (void)nth;
+#endif
+}
+
+/* Rows of the GEMM of the patch path that holds image img: its chunk's output pixels. */
+static ptrdiff_t cd_chunk_rows(const mdl_conv_direct *g, ptrdiff_t img) {
+    ptrdiff_t first = img / g->chunk * g->chunk;
+    ptrdiff_t images = g->n - first < g->chunk ? g->n - first : g->chunk;
+    return images * g->out_h * g->out_w;
+}
+
+/* The source's row and image strides: the padded copy's, or x's. */
+static void cd_src_strides(const mdl_conv_direct *g, int padded, ptrdiff_t *rs, ptrdiff_t *is) {
+    *rs = (padded ? g->src_w : g->w) * g->c;
+    *is = (padded ? g->src_h : g->h) * *rs;
+}
+
+/* tapoff[q] for patch value q = (ky, kx, ch): its offset from the window's first value. */
+static void cd_tap_offsets(const mdl_conv_direct *g, ptrdiff_t rs, ptrdiff_t *tapoff) {
+    ptrdiff_t q = 0;
+    for (ptrdiff_t ky = 0; ky < g->kh; ky++)
+        for (ptrdiff_t kx = 0; kx < g->kw; kx++)
+            for (ptrdiff_t ch = 0; ch < g->c; ch++) tapoff[q++] = ky * g->dh * rs + kx * g->dw * g->c + ch;
+}
+
+/* pixoff[p] for the output pixels p of one chunk, in order: the offset of p's window from
+ * the chunk's first image. */
+static void cd_pixel_offsets(const mdl_conv_direct *g, ptrdiff_t rs, ptrdiff_t is,
+                             ptrdiff_t images, ptrdiff_t *pixoff) {
+    ptrdiff_t p = 0;
+    for (ptrdiff_t i = 0; i < images; i++)
+        for (ptrdiff_t oy = 0; oy < g->out_h; oy++)
+            for (ptrdiff_t ox = 0; ox < g->out_w; ox++) pixoff[p++] = i * is + oy * g->sh * rs + ox * g->sw * g->c;
+}
+
+/* A run of input columns ix0, ix0 + sw, ... (count of them, at most x_mr) that receive the
+ * same taps in the same order: col2im adds, to input column ix, the patch-gradient values
+ * of the output columns ox whose window covers it (tap kx = (ix + pad_left - ox * sw) / dw),
+ * interior columns first (tap by tap, or column by column, as _col2im_image's loops go),
+ * then the left edge's, then the right edge's, each in column order. Pixel j of the run
+ * then reads output column ox(kx) + j for each tap kx of the list. */
+typedef struct {
+    ptrdiff_t ix0, count;
+    ptrdiff_t taps;      /* length of the list */
+    const ptrdiff_t *kx; /* the taps in order */
+    ptrdiff_t *ox;       /* the output column of each for pixel 0 */
+} cd_col_tile;
+
+/* The taps of input column ix in col2im's order into kx; returns their number. */
+static ptrdiff_t cd_column_taps(const mdl_conv_direct *g, ptrdiff_t ix, ptrdiff_t *kx) {
+    ptrdiff_t inner = 0, left = 0, right = 0, n = 0;
+    ptrdiff_t *by_class = kx + g->kw; /* scratch: left edge, then right edge, kx ascending */
+    for (ptrdiff_t t = 0; t < g->kw; t++) {
+        ptrdiff_t at = ix + g->pad_left - t * g->dw;
+        if (at < 0 || at % g->sw) continue;
+        ptrdiff_t ox = at / g->sw;
+        if (ox >= g->out_w) continue;
+        if (ox < g->interior_lo) by_class[left++] = t;
+        else if (ox < g->interior_hi) kx[inner++] = t;
+        else by_class[g->kw + right++] = t;
+    }
+    /* kx ascending is output column descending */
+    if (!g->interior_by_tap)
+        for (ptrdiff_t i = 0; i < inner / 2; i++) {
+            ptrdiff_t s = kx[i];
+            kx[i] = kx[inner - 1 - i];
+            kx[inner - 1 - i] = s;
+        }
+    n = inner;
+    for (ptrdiff_t i = left - 1; i >= 0; i--) kx[n++] = by_class[i];
+    for (ptrdiff_t i = right - 1; i >= 0; i--) kx[n++] = by_class[g->kw + i];
+    return n;
+}
+
+/* The column runs of the input gradient: tiles (at most w) and their tap lists (kx, at
+ * most w * kw values; lists has room for 3 * kw more; ox: room for w * kw). Returns the
+ * number of tiles. */
+static ptrdiff_t cd_col_tiles(const mdl_conv_direct *g, int x_mr, cd_col_tile *tiles,
+                              ptrdiff_t *lists, ptrdiff_t *ox) {
+    ptrdiff_t count = 0, used = 0;
+    for (ptrdiff_t r = 0; r < g->sw && r < g->w; r++) {
+        ptrdiff_t ix = r;
+        while (ix < g->w) {
+            cd_col_tile *t = &tiles[count++];
+            t->ix0 = ix;
+            t->kx = lists + used;
+            t->taps = cd_column_taps(g, ix, lists + used);
+            t->count = 1;
+            t->ox = ox + used;
+            for (ptrdiff_t i = 0; i < t->taps; i++)
+                t->ox[i] = (ix + g->pad_left - t->kx[i] * g->dw) / g->sw;
+            used += t->taps;
+            ix += g->sw;
+            /* the next column joins the run when its list is the same */
+            while (ix < g->w && t->count < x_mr) {
+                ptrdiff_t taps = cd_column_taps(g, ix, lists + used);
+                if (taps != t->taps || memcmp(lists + used, t->kx, (size_t)taps * sizeof *lists))
+                    break;
+                t->count++;
+                ix += g->sw;
+            }
+        }
+    }
+    return count;
+}
+
+/* The output rows oy (ascending, as col2im adds them) whose window covers input row iy, and
+ * their taps ky, into oy_ky (pairs); returns their number. */
+static ptrdiff_t cd_row_taps(const mdl_conv_direct *g, ptrdiff_t iy, ptrdiff_t *oy_ky) {
+    ptrdiff_t at = iy + g->pad_top, n = 0;
+    ptrdiff_t lowest = at - (g->kh - 1) * g->dh;
+    ptrdiff_t oy = lowest <= 0 ? 0 : (lowest + g->sh - 1) / g->sh;
+    for (; oy < g->out_h && oy * g->sh <= at; oy++) {
+        ptrdiff_t t = at - oy * g->sh;
+        if (t % g->dh == 0 && t / g->dh < g->kh) {
+            oy_ky[2 * n] = oy;
+            oy_ky[2 * n + 1] = t / g->dh;
+            n++;
+        }
+    }
+    return n;
+}
+
+#define CD_CAT_(a, b) a##b
+#define CD_CAT(a, b) CD_CAT_(a, b)
+
+#define CD_T float
+#define CD_SFX _f32
+#define CD_BLOCKING(kern) ((kern)->s)
+#define CD_GATHER(kern) ((kern)->sconv_gather)
+#define CD_GATHER_T(kern) ((kern)->sconv_gather_t)
+#define CD_COL2IM(kern) ((kern)->sconv_col2im)
+#define CD_GATHER_FN mdl_sconv_gather
+#define CD_COL2IM_FN mdl_sconv_col2im
+#include "conv_direct_driver.inc"
+#undef CD_T
+#undef CD_SFX
+#undef CD_BLOCKING
+#undef CD_GATHER
+#undef CD_GATHER_T
+#undef CD_COL2IM
+#undef CD_GATHER_FN
+#undef CD_COL2IM_FN
+
+#define CD_T double
+#define CD_SFX _f64
+#define CD_BLOCKING(kern) ((kern)->d)
+#define CD_GATHER(kern) ((kern)->dconv_gather)
+#define CD_GATHER_T(kern) ((kern)->dconv_gather_t)
+#define CD_COL2IM(kern) ((kern)->dconv_col2im)
+#define CD_GATHER_FN mdl_dconv_gather
+#define CD_COL2IM_FN mdl_dconv_col2im
+#include "conv_direct_driver.inc"
