@@ -127,6 +127,19 @@ int mdl_get_num_threads(void) {
 #endif
 }
 
+/* Threads for a call of `work` multiply-adds (or comparable operations) split into `items`
+ * independent pieces: at most the set count, at most one per item, and at least
+ * MDL_WORK_PER_THREAD of work each, so that a small product on a 16-core machine opens a
+ * region of two or four threads (or none) rather than sixteen that mostly wait. Which
+ * thread computes an item never changes its bits, so this depends on the sizes freely. */
+int mdl_threads_for(double work, double items) {
+    double nt = (double)mdl_get_num_threads();
+    double by_work = work / MDL_WORK_PER_THREAD;
+    if (by_work < nt) nt = by_work;
+    if (items < nt) nt = items;
+    return nt < 1 ? 1 : (int)nt;
+}
+
 void mdl_set_num_threads(int n) { g_num_threads = clamp_threads(n); }
 
 /* libgomp gives its worker threads the stack size of OMP_STACKSIZE, else GOMP_STACKSIZE (a

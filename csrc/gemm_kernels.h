@@ -98,9 +98,6 @@ typedef struct {
 ptrdiff_t mdl_gemm_k_block(const mdl_blocking *bl, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                            ptrdiff_t cs_b, size_t elem);
 
-/* Below this many multiply-adds a parallel region costs more than it saves. */
-#define MDL_GEMM_PARALLEL_MIN_WORK (1024.0 * 1024.0)
-
 extern const mdl_gemm_kernels mdl_kernels_generic;
 #if defined(__x86_64__) || defined(_M_X64)
 #define MDL_X86 1

@@ -42,6 +42,12 @@ mdl_arch mdl_best_arch(void);
 #define MDL_THREADS_PER_PROC 4
 int mdl_get_num_threads(void);
 void mdl_set_num_threads(int n);
+/* The threads a call of `work` multiply-adds in `items` independent pieces should use:
+ * min(the set count, items, work / MDL_WORK_PER_THREAD), at least 1. Half a million
+ * multiply-adds is about 10 us of one AVX-512 core, several times what opening and closing
+ * a parallel region costs, so a product too small to keep 16 threads busy uses fewer. */
+#define MDL_WORK_PER_THREAD (512.0 * 1024.0)
+int mdl_threads_for(double work, double items);
 int mdl_max_threads(void);
 /* The count the OpenMP runtime would use by default (OMP_NUM_THREADS, else the processor
  * count), unclamped; 1 in a serial build. */

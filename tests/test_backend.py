@@ -43,6 +43,20 @@ def restore_arch():
 
 # ---- threads -----------------------------------------------------------------------------------
 
+@pytest.mark.skipif(not OPENMP or MAX_THREADS < 8, reason="needs 8 threads (4 per processor)")
+def test_threads_follow_the_size_of_a_call(restore_threads):
+    minidl.set_num_threads(8)
+    per_thread = _backend.WORK_PER_THREAD
+    assert _backend.threads_for(per_thread - 1, 10**9) == 1          # too small for two
+    assert _backend.threads_for(2 * per_thread, 10**9) == 2
+    assert _backend.threads_for(5.5 * per_thread, 10**9) == 5
+    assert _backend.threads_for(1e12, 10**9) == 8                   # capped by the setting
+    assert _backend.threads_for(1e12, 3) == 3                       # one thread per piece
+    assert _backend.threads_for(1e12, 0) == 1
+    minidl.set_num_threads(1)
+    assert _backend.threads_for(1e12, 10**9) == 1
+
+
 @pytest.mark.parametrize("n", sorted({1, 2, 3, MAX_THREADS}))
 def test_set_num_threads_positive(restore_threads, n):
     minidl.set_num_threads(n)

@@ -29,6 +29,8 @@ cdef extern from "minidl.h" nogil:
     mdl_arch mdl_best_arch()
     int MDL_THREADS_PER_PROC
     int mdl_get_num_threads()
+    int mdl_threads_for(double work, double items)
+    double MDL_WORK_PER_THREAD
     void mdl_set_num_threads(int n)
     int mdl_max_threads()
     int mdl_default_num_threads()
@@ -116,6 +118,19 @@ _select_arch_from_environment()
 def get_num_threads():
     """Number of threads minidl's parallel kernels use."""
     return mdl_get_num_threads()
+
+
+def threads_for(work, items):
+    """Threads a kernel call of ``work`` multiply-adds in ``items`` pieces runs on.
+
+    The GEMM and the direct convolution size their parallel regions with this rule: at most
+    ``get_num_threads()``, at most one thread per piece (register tile), and at least
+    ``WORK_PER_THREAD`` multiply-adds per thread.
+    """
+    return mdl_threads_for(float(work), float(items))
+
+
+WORK_PER_THREAD = int(MDL_WORK_PER_THREAD)
 
 
 cdef str _threads_left_out(int n, int started):
