@@ -218,6 +218,34 @@ def test_predict_is_batch_size_independent():
                                   reference[:10])
 
 
+def test_predict_and_evaluate_read_the_callers_array_without_changing_it():
+    # Batches in order of the model's float type are read-only views of x, not copies:
+    # a read-only x works, x is left as it was, and the results are those of a copy.
+    rng = np.random.default_rng(5)
+    model = Sequential([Dense(8, activation="relu", input_shape=(6,)),
+                        Activation("relu"), Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x = rng.standard_normal((50, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 50)
+    before = x.copy()
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    expected = model.predict(x.astype(np.float64).astype(np.float32) + 0, batch_size=16,
+                             verbose=0)
+    np.testing.assert_array_equal(model.predict(frozen, batch_size=16, verbose=0), expected)
+    np.testing.assert_array_equal(model.predict(x, batch_size=16, verbose=0), expected)
+    assert model.evaluate(frozen, y, batch_size=16, verbose=0) == \
+        model.evaluate(x.copy(), y, batch_size=16, verbose=0)
+    model.fit(x[:40], y[:40], validation_data=(frozen[40:], y[40:]), epochs=1, verbose=0)
+    np.testing.assert_array_equal(x, before)
+    from minidl.models.data import Arrays, Batcher, prepare_x
+    views = Batcher(Arrays([prepare_x(x, (6,))]), 16, [np.float32], read_only=True)
+    batch = views.batch(1)[0][0]
+    assert np.shares_memory(batch, x) and not batch.flags.writeable
+    copies = Batcher(Arrays([prepare_x(x, (6,))]), 16, [np.float32])
+    assert not np.shares_memory(copies.batch(1)[0][0], x)
+
+
 def test_predict_matches_numpy_forward():
     rng = np.random.default_rng(4)
     model = Sequential([Dense(5, activation="relu", input_shape=(3,), dtype="float64"),

@@ -253,14 +253,21 @@ class Batcher:
         arrays: the call's :class:`Arrays`.
         batch_size: rows per batch; the last batch may be smaller.
         dtypes: the float type of each input's batches (the model's input layers').
+        read_only: the batches are only read (predict, evaluate): inputs already of their
+            float type are passed as read-only views of the caller's arrays, not copied.
     """
 
-    def __init__(self, arrays, batch_size, dtypes):
+    def __init__(self, arrays, batch_size, dtypes, read_only=False):
         self.arrays, self.batch_size = arrays, batch_size
         self.n = arrays.n
         self.steps = -(-self.n // batch_size)
         rows = min(batch_size, self.n)
-        self.x_bufs = [np.empty((rows, x.shape[1]), dtype)
+        # A batch taken in order from an input already of the model's float type needs no
+        # copy when nothing will write to it (predict, evaluate): it is a read-only view.
+        # For a data set larger than the caches, the copy cost as much as the first layer's
+        # product (predict of 10,000 MNIST rows: 4.5 of 16 ms).
+        self.x_bufs = [None if read_only and x.dtype == dtype else
+                       np.empty((rows, x.shape[1]), dtype)
                        for (x, _), dtype in zip(arrays.inputs, dtypes)]
         self.y_bufs = [None if y is None else np.empty((rows,) + y.shape[1:], y.dtype)
                        for y in arrays.targets or []]
@@ -276,11 +283,17 @@ class Batcher:
         rows = None if order is None else order[start:stop]
         xs = []
         for (x, sample_shape), buf in zip(self.arrays.inputs, self.x_bufs):
-            xb = buf[:b]
-            if rows is None:
-                _data.copy_rows(x, start, xb)
+            if buf is None and rows is None:
+                xb = x[start:stop]
+                xb.flags.writeable = False   # the caller's data: a step writing to it fails
             else:
-                _data.gather_rows(x, rows, xb)
+                if buf is None:   # read-only, in a given order: gathered once per batch
+                    buf = np.empty((b, x.shape[1]), x.dtype)
+                xb = buf[:b]
+                if rows is None:
+                    _data.copy_rows(x, start, xb)
+                else:
+                    _data.gather_rows(x, rows, xb)
             xs.append(xb.reshape((b,) + tuple(sample_shape)))
         ys = [self._rows(y, buf, start, stop, rows)
               for y, buf in zip(self.arrays.targets or [], self.y_bufs)]

@@ -393,9 +393,10 @@ class Trainer:
                           else _check_count(validation_batch_size, "validation_batch_size"))
         dtypes = self._input_dtypes()
         if validation_data is not None:
-            val = Batcher(self._validation_arrays(validation_data), val_batch_size, dtypes)
+            val = Batcher(self._validation_arrays(validation_data), val_batch_size, dtypes,
+                          read_only=True)
         elif held_out is not None:
-            val = Batcher(held_out, val_batch_size, dtypes)
+            val = Batcher(held_out, val_batch_size, dtypes, read_only=True)
         batcher = Batcher(arrays, batch_size, dtypes)
         steps = steps_per_epoch or batcher.steps
 
@@ -523,7 +524,7 @@ class Trainer:
         verbose = _check_verbose(verbose)
         steps = _check_optional_count(steps, "steps")
         batcher = Batcher(self._checked_arrays(x, y, sample_weight, None), batch_size,
-                          self._input_dtypes())
+                          self._input_dtypes(), read_only=True)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=batcher.steps if steps is None else
                            min(steps, batcher.steps))
@@ -546,7 +547,7 @@ class Trainer:
         _check_verbose(verbose)
         steps = _check_optional_count(steps, "steps")
         inputs = self._input_arrays(x)
-        batcher = Batcher(Arrays(inputs), batch_size, self._input_dtypes())
+        batcher = Batcher(Arrays(inputs), batch_size, self._input_dtypes(), read_only=True)
         steps = batcher.steps if steps is None else min(steps, batcher.steps)
         rows = min(steps * batch_size, batcher.n)
         outs = None   # allocated at the first batch, whose outputs give the sample shapes
@@ -610,7 +611,7 @@ class Trainer:
         """
         self._require_compiled("test_on_batch")
         arrays = self._checked_arrays(x, y, sample_weight, None)
-        batcher = Batcher(arrays, arrays.n, self._input_dtypes())
+        batcher = Batcher(arrays, arrays.n, self._input_dtypes(), read_only=True)
         return _results(self._evaluate_batches(batcher, CallbackList(model=self)), return_dict)
 
     def predict_on_batch(self, x):
