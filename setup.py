@@ -7,7 +7,8 @@ dispatch table and of the thread setting in a process.
 
 OpenMP is detected by test-compiling a small program. A compiler without it gives a serial
 build and a warning, never a failed install. There is no ``-march=native``: each ISA's
-micro-kernel carries its own ``target`` attribute and is chosen at import from cpuid.
+version of a kernel carries its own ``target`` attribute, and the table of one ISA's versions
+(csrc/kernels.h) is chosen at import from cpuid, or by ``MINIDL_ARCH``.
 
 FMA contraction is off (``-ffp-contract=off``): a kernel that wants a fused multiply-add
 writes one, so results never depend on what the optimiser chose to fuse, at any level.

@@ -26,7 +26,7 @@
  */
 #include <string.h>
 
-#include "gemm_kernels.h"
+#include "kernels.h"
 
 #if MDL_HAVE_OPENMP
 #include <omp.h>

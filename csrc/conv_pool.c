@@ -25,8 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "gemm_kernels.h" /* MDL_X86 */
-#include "minidl.h"
+#include "kernels.h"
 
 #ifdef MDL_X86
 #include <immintrin.h>
@@ -37,10 +36,10 @@
 /* Adjacent outputs per register tile of the general (not 2x2) pooling's forward pass. */
 #define CP_OUTPUTS 8
 
-/* One copy of the loops per element type and architecture. The public functions run the
- * copy of the architecture the GEMM runs (mdl_get_arch): the FMA versions fuse the
- * multiply-adds as its AVX2 and AVX-512 kernels do, the generic one does not, as its
- * generic kernel does not, so the forward values are the GEMM's bits under any setting.
+/* One copy of the loops per element type and architecture, in that architecture's kernel
+ * table (kernels.h) beside its GEMM: the FMA versions fuse the multiply-adds as its AVX2 and
+ * AVX-512 kernels do, the generic one does not, as its generic kernel does not, so the
+ * forward values are the GEMM's bits under any setting.
  * The fused ones are written as FMA instructions (CP_MADD in conv_pool_archs.inc), never
  * left to the optimiser's contraction, which -O1 does not do and setup.py turns off. The
  * x86 names below are each type's FMA on 64 and 32 bytes. */
@@ -88,37 +87,41 @@
 #undef CP_X86_FMA256
 #undef CP_X86_SET256
 
+#define CP_KERNELS(ARCH, SFX)                                                               \
+    {ARCH, cp_conv_max_pool_row_f32##SFX, cp_conv_max_pool_row_f64##SFX,                    \
+     cp_conv_max_pool_grad_image_f32##SFX, cp_conv_max_pool_grad_image_f64##SFX}
+const mdl_conv_pool_kernels mdl_conv_pool_generic = CP_KERNELS(MDL_ARCH_GENERIC, _generic);
 #ifdef MDL_X86
-#define CP_DISPATCH(name, sfx, args)                                                        \
-    switch (mdl_get_arch()) {                                                               \
-    case MDL_ARCH_AVX512: return CP_CAT(CP_CAT(cp_, name), CP_CAT(sfx, _avx512)) args;     \
-    case MDL_ARCH_AVX2: return CP_CAT(CP_CAT(cp_, name), CP_CAT(sfx, _avx2)) args;         \
-    default: return CP_CAT(CP_CAT(cp_, name), CP_CAT(sfx, _generic)) args;                 \
-    }
-#else
-#define CP_DISPATCH(name, sfx, args) return CP_CAT(CP_CAT(cp_, name), CP_CAT(sfx, _generic)) args;
+const mdl_conv_pool_kernels mdl_conv_pool_avx2 = CP_KERNELS(MDL_ARCH_AVX2, _avx2);
+const mdl_conv_pool_kernels mdl_conv_pool_avx512 = CP_KERNELS(MDL_ARCH_AVX512, _avx512);
 #endif
 
+/* The public entry points (minidl.h): the active table's version, the one whose GEMM the
+ * same table holds. */
 int mdl_conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image, const float *kernel,
                               const float *bias, int relu, float *y_row, int *argmax_row,
                               ptrdiff_t py) {
-    CP_DISPATCH(conv_max_pool_row, _f32, (g, image, kernel, bias, relu, y_row, argmax_row, py))
+    return mdl_active_kernels()->conv_pool->conv_max_pool_row_f32(g, image, kernel, bias, relu,
+                                                                  y_row, argmax_row, py);
 }
 
 int mdl_conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
                               const double *kernel, const double *bias, int relu,
                               double *y_row, int *argmax_row, ptrdiff_t py) {
-    CP_DISPATCH(conv_max_pool_row, _f64, (g, image, kernel, bias, relu, y_row, argmax_row, py))
+    return mdl_active_kernels()->conv_pool->conv_max_pool_row_f64(g, image, kernel, bias, relu,
+                                                                  y_row, argmax_row, py);
 }
 
 int mdl_conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image,
                                      const float *dy, const int *argmax, const float *gate,
                                      float *d_kernel, float *d_bias) {
-    CP_DISPATCH(conv_max_pool_grad_image, _f32, (g, image, dy, argmax, gate, d_kernel, d_bias))
+    return mdl_active_kernels()->conv_pool->conv_max_pool_grad_image_f32(g, image, dy, argmax,
+                                                                         gate, d_kernel, d_bias);
 }
 
 int mdl_conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image,
                                      const double *dy, const int *argmax, const double *gate,
                                      double *d_kernel, double *d_bias) {
-    CP_DISPATCH(conv_max_pool_grad_image, _f64, (g, image, dy, argmax, gate, d_kernel, d_bias))
+    return mdl_active_kernels()->conv_pool->conv_max_pool_grad_image_f64(g, image, dy, argmax,
+                                                                         gate, d_kernel, d_bias);
 }

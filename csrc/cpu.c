@@ -1,11 +1,13 @@
-/* cpu.c - detect what the CPU and the OS support, pick the GEMM kernel table once, and hold
- * the one thread count that every parallel region of minidl uses, within its bound.
+/* cpu.c - detect what the CPU and the OS support, assemble the kernel table of each
+ * architecture and hold the active one (kernels.h: every per-ISA kernel is reached through
+ * it), and hold the one thread count that every parallel region of minidl uses, within its
+ * bound.
  *
  * A CPU may advertise AVX-512 while the OS does not save the zmm registers on a context
  * switch; using them then corrupts state silently. So besides the cpuid feature bits we read
  * XCR0 (xgetbv) and require the OS to have enabled the matching register state.
  */
-#include "gemm_kernels.h"
+#include "kernels.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -45,8 +47,20 @@ static int detect_archs(void) {
 static int detect_archs(void) { return 1 << MDL_ARCH_GENERIC; }
 #endif
 
+/* One table per architecture: that architecture's version of every family. */
+#define KERNEL_TABLE(ARCH, SFX)                                                             \
+    {ARCH, &mdl_gemm##SFX, &mdl_conv_pool##SFX, &mdl_optimizers##SFX, &mdl_pooling##SFX,    \
+     &mdl_patches##SFX}
+static const mdl_kernels kernels_generic = KERNEL_TABLE(MDL_ARCH_GENERIC, _generic);
+#ifdef MDL_X86
+static const mdl_kernels kernels_avx2 = KERNEL_TABLE(MDL_ARCH_AVX2, _avx2);
+static const mdl_kernels kernels_avx512 = KERNEL_TABLE(MDL_ARCH_AVX512, _avx512);
+#endif
+
 static int g_archs = -1;
-static const mdl_gemm_kernels *g_kernels = &mdl_kernels_generic;
+/* The active table (kernels.h). The Python layer sets it at import (MINIDL_ARCH, else the
+ * best supported). */
+const mdl_kernels *mdl_active_table = &kernels_generic;
 static int g_num_threads = 0; /* 0: not yet read from the OpenMP runtime */
 
 int mdl_supported_archs(void) {
@@ -65,17 +79,34 @@ int mdl_set_arch(mdl_arch arch) {
     if (arch < 0 || arch >= MDL_ARCH_COUNT || !(mdl_supported_archs() & (1 << arch))) return -1;
     switch (arch) {
 #ifdef MDL_X86
-    case MDL_ARCH_AVX512: g_kernels = &mdl_kernels_avx512; break;
-    case MDL_ARCH_AVX2: g_kernels = &mdl_kernels_avx2; break;
+    case MDL_ARCH_AVX512: mdl_active_table = &kernels_avx512; break;
+    case MDL_ARCH_AVX2: mdl_active_table = &kernels_avx2; break;
 #endif
-    default: g_kernels = &mdl_kernels_generic; break;
+    default: mdl_active_table = &kernels_generic; break;
     }
     return 0;
 }
 
-mdl_arch mdl_get_arch(void) { return g_kernels->arch; }
+mdl_arch mdl_get_arch(void) { return mdl_active_table->arch; }
 
-const mdl_gemm_kernels *mdl_active_kernels(void) { return g_kernels; }
+const char *mdl_family_name(mdl_family family) {
+    static const char *names[MDL_FAMILY_COUNT] = {"gemm", "conv_pool", "optimizers", "pooling",
+                                                  "patches"};
+    return (family >= 0 && family < MDL_FAMILY_COUNT) ? names[family] : "unknown";
+}
+
+/* Read from the sub-tables' own tags, not from the table's: a table that held another
+ * architecture's version of a family would show here. */
+mdl_arch mdl_kernel_version(mdl_family family) {
+    switch (family) {
+    case MDL_FAMILY_GEMM: return mdl_active_table->gemm->arch;
+    case MDL_FAMILY_CONV_POOL: return mdl_active_table->conv_pool->arch;
+    case MDL_FAMILY_OPTIMIZERS: return mdl_active_table->optimizers->arch;
+    case MDL_FAMILY_POOLING: return mdl_active_table->pooling->arch;
+    case MDL_FAMILY_PATCHES: return mdl_active_table->patches->arch;
+    default: return MDL_ARCH_COUNT;
+    }
+}
 
 const char *mdl_arch_name(mdl_arch arch) {
     static const char *names[MDL_ARCH_COUNT] = {"generic", "avx2", "avx512"};
@@ -84,7 +115,7 @@ const char *mdl_arch_name(mdl_arch arch) {
 
 const char *mdl_kernel_description(void) {
     static char text[128];
-    const mdl_gemm_kernels *k = g_kernels;
+    const mdl_gemm_kernels *k = mdl_active_table->gemm;
     snprintf(text, sizeof text, "%s: sgemm %dx%d (mc %d, kc %d, nc %d), dgemm %dx%d (mc %d, kc %d, nc %d)",
              mdl_arch_name(k->arch), k->s.mr, k->s.nr, k->s.mc, k->s.kc, k->s.nc,
              k->d.mr, k->d.nr, k->d.mc, k->d.kc, k->d.nc);

@@ -2,7 +2,7 @@
  * the policy decisions that do not depend on the ISA: when a product is worth threads, when
  * packing is worth its cost, and the reusable packing buffers.
  */
-#include "gemm_kernels.h"
+#include "kernels.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * AVX2 has no mask registers; partial columns use vmaskmov with an integer lane mask, which
  * neither reads nor writes the masked-off lanes.
  */
-#include "gemm_kernels.h"
+#include "kernels.h"
 
 #ifdef MDL_X86
 #include <immintrin.h>
@@ -11,7 +11,7 @@
 
 #define UK_CAT_(a, b) a##b
 #define UK_CAT(a, b) UK_CAT_(a, b)
-#define UK_TARGET __attribute__((target("avx2,fma")))
+#define UK_TARGET MDL_TARGET_AVX2
 #define UK_MR 6
 #define UK_NV 2
 /* The direct convolution's tiles (conv_direct.inc): gather 6 rows, transposed 4 filters x
@@ -81,7 +81,7 @@
 #include "conv_direct.inc"
 #undef CD_NAME
 
-const mdl_gemm_kernels mdl_kernels_avx2 = {
+const mdl_gemm_kernels mdl_gemm_avx2 = {
     MDL_ARCH_AVX2,
     sgemm_ukernel_avx2, NULL,
     {6, 16, 168, 256, 1024, 256L * 1024, 8, CD_G_MR, CD_T_MR, CD_T_NV, CD_X_MR, 8 * CD_X_NV},

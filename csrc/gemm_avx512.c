@@ -4,7 +4,7 @@
  * rest of the library stays runnable on any x86-64; cpu.c only selects it after checking
  * cpuid and XCR0.
  */
-#include "gemm_kernels.h"
+#include "kernels.h"
 
 #ifdef MDL_X86
 #include <immintrin.h>
@@ -13,7 +13,7 @@
 
 #define UK_CAT_(a, b) a##b
 #define UK_CAT(a, b) UK_CAT_(a, b)
-#define UK_TARGET __attribute__((target("avx512f,avx2,fma")))
+#define UK_TARGET MDL_TARGET_AVX512
 #define UK_MR 12
 #define UK_NV 2
 /* The direct convolution's tiles (conv_direct.inc): gather 10 rows (its row pointers and
@@ -185,7 +185,7 @@ static UK_TARGET int dpack_gather_avx512(ptrdiff_t kc, ptrdiff_t w, const double
     return 0;
 }
 
-const mdl_gemm_kernels mdl_kernels_avx512 = {
+const mdl_gemm_kernels mdl_gemm_avx512 = {
     MDL_ARCH_AVX512,
     sgemm_ukernel_avx512, spack_gather_avx512,
     {12, 32, 240, 384, 1024, 896L * 1024, 16, CD_G_MR, CD_T_MR, CD_T_NV, CD_X_MR, 16 * CD_X_NV},

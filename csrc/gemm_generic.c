@@ -2,7 +2,7 @@
  * Written so that the compiler can keep the tile in registers and vectorise the j loop
  * with whatever baseline ISA the build targets (SSE2 on x86-64, NEON on arm64).
  */
-#include "gemm_kernels.h"
+#include "kernels.h"
 
 #define GEN_MR 4
 #define GEN_NR 8
@@ -73,7 +73,7 @@ DEFINE_GENERIC_UKERNEL(dgemm_ukernel_generic, double)
 #define CD_NAME dconv_generic
 #include "conv_direct.inc"
 
-const mdl_gemm_kernels mdl_kernels_generic = {
+const mdl_gemm_kernels mdl_gemm_generic = {
     MDL_ARCH_GENERIC,
     sgemm_ukernel_generic, NULL,
     {GEN_MR, GEN_NR, 128, 256, 1024, 256L * 1024, 1, CD_G_MR, 0, 0, CD_X_MR, CD_X_NV},

@@ -1,4 +1,6 @@
-/* gemm_kernels.h - internal contract between the GEMM driver and the per-ISA micro-kernels.
+/* gemm_kernels.h - internal contract between the GEMM driver and the per-ISA micro-kernels:
+ * the gemm family of the kernel tables (kernels.h), one mdl_gemm_kernels per architecture in
+ * gemm_<isa>.c, which the drivers (gemm.c, conv_direct.c) take from the active table.
  *
  * A micro-kernel computes one MR x NR tile of C over a depth of k:
  *     C[0:mr, 0:nr] = alpha * A[0:mr, 0:k] @ B[0:k, 0:nr] + beta * C[0:mr, 0:nr]
@@ -97,15 +99,5 @@ typedef struct {
  * order; a caller computing the same product its own way reproduces the bits with it. */
 ptrdiff_t mdl_gemm_k_block(const mdl_blocking *bl, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                            ptrdiff_t cs_b, size_t elem);
-
-extern const mdl_gemm_kernels mdl_kernels_generic;
-#if defined(__x86_64__) || defined(_M_X64)
-#define MDL_X86 1
-extern const mdl_gemm_kernels mdl_kernels_avx2;
-extern const mdl_gemm_kernels mdl_kernels_avx512;
-#endif
-
-/* The table picked by cpu.c (at import, or by mdl_set_arch). */
-const mdl_gemm_kernels *mdl_active_kernels(void);
 
 #endif

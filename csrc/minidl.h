@@ -1,7 +1,8 @@
 /* minidl.h - the public C API of minidl's compiled core.
  *
- * Layering: cpu.c detects the instruction sets once and picks a kernel table; gemm.c is the
- * BLIS-style driver, which knows nothing of intrinsics; gemm_<isa>.c hold the register
+ * Layering: cpu.c detects the instruction sets once and picks a kernel table, through which
+ * every function below that has a version per instruction set runs (kernels.h); gemm.c is
+ * the BLIS-style driver, which knows nothing of intrinsics; gemm_<isa>.c hold the register
  * micro-kernels, one file per instruction set. Nothing here includes Python.h, allocates in
  * an inner loop, or validates arguments: the Cython layer has done that before any call.
  *
@@ -23,12 +24,25 @@ typedef enum { MDL_ARCH_GENERIC = 0, MDL_ARCH_AVX2 = 1, MDL_ARCH_AVX512 = 2, MDL
 
 /* Bit set of the architectures this CPU and OS can run (bit i = mdl_arch i). */
 int mdl_supported_archs(void);
-/* Select the kernel table; returns 0, or -1 when the CPU lacks that architecture. */
+/* Select the kernel table, which every kernel below with per-ISA versions runs from (the
+ * GEMM, the convolutions, the optimizer updates, the pooling and im2col loops); returns 0,
+ * or -1 when the CPU lacks that architecture. */
 int mdl_set_arch(mdl_arch arch);
 mdl_arch mdl_get_arch(void);
 const char *mdl_arch_name(mdl_arch arch);
 /* Best supported architecture. */
 mdl_arch mdl_best_arch(void);
+/* The families of kernels a table holds a version of (kernels.h): gemm (with the direct
+ * convolution's micro-kernels), conv_pool, optimizers, pooling (max pooling's hot loops),
+ * patches (im2col / col2im's). mdl_kernel_version: the architecture of the version of a
+ * family that the active table runs, read from that version's own tag (MDL_ARCH_COUNT for
+ * an unknown family); mdl_family_name: "gemm", ..., or "unknown". */
+typedef enum {
+    MDL_FAMILY_GEMM = 0, MDL_FAMILY_CONV_POOL, MDL_FAMILY_OPTIMIZERS, MDL_FAMILY_POOLING,
+    MDL_FAMILY_PATCHES, MDL_FAMILY_COUNT
+} mdl_family;
+mdl_arch mdl_kernel_version(mdl_family family);
+const char *mdl_family_name(mdl_family family);
 
 /* ---- threads (cpu.c) ---- */
 

@@ -1,11 +1,10 @@
 /* optimizers.c - fused optimizer updates: one pass over a parameter, its gradient and slots.
  *
- * The loops are plain C that the compiler vectorises. Where GCC (or clang) can build
- * function multi-versions on x86 ELF/glibc, each exported update is compiled three times,
- * for AVX-512F, AVX2+FMA and baseline x86-64, and the dynamic loader picks one from cpuid
- * (target_clones, through an ifunc). Elsewhere the baseline version is the only one.
- * The updates are divider- and cache-bound, so the wide versions mostly buy wider sqrt and
- * divide instructions.
+ * The loops are plain C that the compiler vectorises, compiled once per architecture of the
+ * kernel tables (arch_versions.inc: baseline x86-64, AVX2 and AVX-512 under target
+ * attributes); the public functions run the version of the active table (kernels.h), so
+ * MINIDL_ARCH governs these as it does the GEMM. The updates are divider- and cache-bound,
+ * so the wide versions mostly buy wider sqrt and divide instructions.
  *
  * FMA contraction is off in this file: every version then performs the same IEEE operations
  * in the same order, and the untested versions on a given machine compute exactly what the
@@ -15,15 +14,13 @@
 #include <math.h>
 #include <stddef.h>
 
-#include "minidl.h"
+#include "kernels.h"
 
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off")
 #endif
-
-#include "clones.h"
 
 #if defined(__GNUC__)
 #define MDL_INLINE static inline __attribute__((always_inline))
@@ -58,22 +55,102 @@ MDL_INLINE void mdl_restore_fp_mode(mdl_fp_mode mode) { (void)mode; }
 #define OPT_CAT_(a, b) a##b
 #define OPT_CAT(a, b) OPT_CAT_(a, b)
 
+#define ARCH_VERSIONS_OF "optimizers.inc"
+
 #define OPT_T float
-#define OPT_SFX _f32
+#define OPT_TYPE_SFX _f32
 #define OPT_SQRT sqrtf
 #define OPT_INF HUGE_VALF
-#include "optimizers.inc"
+#include "arch_versions.inc"
 #undef OPT_T
-#undef OPT_SFX
+#undef OPT_TYPE_SFX
 #undef OPT_SQRT
 #undef OPT_INF
 
 #define OPT_T double
-#define OPT_SFX _f64
+#define OPT_TYPE_SFX _f64
 #define OPT_SQRT sqrt
 #define OPT_INF HUGE_VAL
-#include "optimizers.inc"
+#include "arch_versions.inc"
 #undef OPT_T
-#undef OPT_SFX
+#undef OPT_TYPE_SFX
 #undef OPT_SQRT
 #undef OPT_INF
+
+#define OPT_KERNELS(ARCH, SFX)                                                              \
+    {ARCH,                                                                                  \
+     opt_sgd_f32##SFX, opt_sgd_f64##SFX, opt_adam_f32##SFX, opt_adam_f64##SFX,              \
+     opt_rmsprop_f32##SFX, opt_rmsprop_f64##SFX, opt_adagrad_f32##SFX, opt_adagrad_f64##SFX,\
+     opt_nadam_f32##SFX, opt_nadam_f64##SFX,                                                \
+     opt_sum_of_squares_f32##SFX, opt_sum_of_squares_f64##SFX}
+const mdl_optimizer_kernels mdl_optimizers_generic = OPT_KERNELS(MDL_ARCH_GENERIC, _generic);
+#ifdef MDL_X86
+const mdl_optimizer_kernels mdl_optimizers_avx2 = OPT_KERNELS(MDL_ARCH_AVX2, _avx2);
+const mdl_optimizer_kernels mdl_optimizers_avx512 = OPT_KERNELS(MDL_ARCH_AVX512, _avx512);
+#endif
+
+/* The public entry points (minidl.h): the active table's version. */
+#define OPT_ACTIVE (mdl_active_kernels()->optimizers)
+
+void mdl_sgd_f32(ptrdiff_t n, const mdl_optim_hyper *h, float *MDL_RESTRICT param,
+                 const float *MDL_RESTRICT grad, float *MDL_RESTRICT velocity) {
+    OPT_ACTIVE->sgd_f32(n, h, param, grad, velocity);
+}
+
+void mdl_sgd_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT param,
+                 const double *MDL_RESTRICT grad, double *MDL_RESTRICT velocity) {
+    OPT_ACTIVE->sgd_f64(n, h, param, grad, velocity);
+}
+
+void mdl_adam_f32(ptrdiff_t n, const mdl_optim_hyper *h, float *MDL_RESTRICT param,
+                  const float *MDL_RESTRICT grad, float *MDL_RESTRICT m, float *MDL_RESTRICT v,
+                  float *MDL_RESTRICT v_hat) {
+    OPT_ACTIVE->adam_f32(n, h, param, grad, m, v, v_hat);
+}
+
+void mdl_adam_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT param,
+                  const double *MDL_RESTRICT grad, double *MDL_RESTRICT m,
+                  double *MDL_RESTRICT v, double *MDL_RESTRICT v_hat) {
+    OPT_ACTIVE->adam_f64(n, h, param, grad, m, v, v_hat);
+}
+
+void mdl_rmsprop_f32(ptrdiff_t n, const mdl_optim_hyper *h, float *MDL_RESTRICT param,
+                     const float *MDL_RESTRICT grad, float *MDL_RESTRICT velocity,
+                     float *MDL_RESTRICT momentum_buffer, float *MDL_RESTRICT average_grad) {
+    OPT_ACTIVE->rmsprop_f32(n, h, param, grad, velocity, momentum_buffer, average_grad);
+}
+
+void mdl_rmsprop_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT param,
+                     const double *MDL_RESTRICT grad, double *MDL_RESTRICT velocity,
+                     double *MDL_RESTRICT momentum_buffer, double *MDL_RESTRICT average_grad) {
+    OPT_ACTIVE->rmsprop_f64(n, h, param, grad, velocity, momentum_buffer, average_grad);
+}
+
+void mdl_adagrad_f32(ptrdiff_t n, const mdl_optim_hyper *h, float *MDL_RESTRICT param,
+                     const float *MDL_RESTRICT grad, float *MDL_RESTRICT accumulator) {
+    OPT_ACTIVE->adagrad_f32(n, h, param, grad, accumulator);
+}
+
+void mdl_adagrad_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT param,
+                     const double *MDL_RESTRICT grad, double *MDL_RESTRICT accumulator) {
+    OPT_ACTIVE->adagrad_f64(n, h, param, grad, accumulator);
+}
+
+void mdl_nadam_f32(ptrdiff_t n, const mdl_optim_hyper *h, float *MDL_RESTRICT param,
+                   const float *MDL_RESTRICT grad, float *MDL_RESTRICT m, float *MDL_RESTRICT v) {
+    OPT_ACTIVE->nadam_f32(n, h, param, grad, m, v);
+}
+
+void mdl_nadam_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT param,
+                   const double *MDL_RESTRICT grad, double *MDL_RESTRICT m,
+                   double *MDL_RESTRICT v) {
+    OPT_ACTIVE->nadam_f64(n, h, param, grad, m, v);
+}
+
+double mdl_sum_of_squares_f32(ptrdiff_t n, const float *x) {
+    return OPT_ACTIVE->sum_of_squares_f32(n, x);
+}
+
+double mdl_sum_of_squares_f64(ptrdiff_t n, const double *x) {
+    return OPT_ACTIVE->sum_of_squares_f64(n, x);
+}

@@ -39,7 +39,9 @@ def __getattr__(name):
 def show_config():
     """Print what the compiled core chose on this machine: ISA, kernels, OpenMP, threads."""
     for key, value in backend_info().items():
-        if isinstance(value, tuple):
+        if isinstance(value, dict):   # kernel_versions: "gemm avx512, conv_pool avx512, ..."
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, tuple):
             value = ", ".join(value)
         print(f"{key:>16}: {value}")
 

@@ -188,14 +188,16 @@ def test_threads_the_system_cannot_start_never_end_the_process():
 
 def test_backend_info_keys_and_types():
     info = minidl.backend_info()
-    assert set(info) == {"arch", "supported_archs", "kernels", "openmp", "num_threads",
-                         "max_threads", "num_procs", "compiler"}
+    assert set(info) == {"arch", "supported_archs", "kernels", "kernel_versions", "openmp",
+                         "num_threads", "max_threads", "num_procs", "compiler"}
     assert isinstance(info["arch"], str) and info["arch"] in info["supported_archs"]
     archs = info["supported_archs"]
     assert isinstance(archs, tuple) and all(isinstance(a, str) for a in archs)
     assert archs[0] == "generic"
     assert list(archs) == [a for a in ALL_ARCHS if a in archs]  # known names, best last
     assert isinstance(info["kernels"], str) and info["kernels"].startswith(info["arch"])
+    assert info["kernel_versions"] == {family: info["arch"] for family in
+                                       ("gemm", "conv_pool", "optimizers", "pooling", "patches")}
     assert type(info["openmp"]) is bool
     assert type(info["num_threads"]) is int and 1 <= info["num_threads"] <= info["max_threads"]
     assert type(info["num_procs"]) is int and info["num_procs"] >= 1
@@ -221,6 +223,7 @@ def test_backend_info_follows_set_arch(restore_arch, arch):
     info = minidl.backend_info()
     assert info["arch"] == arch == _backend.get_arch()
     assert info["kernels"].startswith(arch) and f"sgemm {tiles[arch]}" in info["kernels"]
+    assert set(info["kernel_versions"].values()) == {arch}   # every family follows
 
 
 def test_show_config_prints_every_key(capsys):
@@ -271,14 +274,16 @@ _REPORT = ("import numpy as np, minidl\n"
            "from minidl._core import _backend\n"
            "a = np.arange(60.0).reshape(6, 10); b = np.ones((10, 7))\n"
            "assert np.array_equal(minidl.ops.gemm(a, b), a @ b)\n"
-           "print(_backend.get_arch(), minidl.backend_info()['kernels'].split(':')[0])\n")
+           "print(_backend.get_arch(), minidl.backend_info()['kernels'].split(':')[0],\n"
+           "      *sorted(set(_backend.kernel_versions().values())))\n")
 
 
 @pytest.mark.parametrize("arch", _backend.supported_archs())
 def test_minidl_arch_selects_the_kernels(arch):
+    """The architecture, the GEMM's table and every family's version (kernel_versions)."""
     result = _run_python(_REPORT, MINIDL_ARCH=arch)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [arch, arch]
+    assert result.stdout.split() == [arch, arch, arch]
 
 
 @pytest.mark.parametrize("value", ["", "  ", None])
@@ -286,13 +291,13 @@ def test_minidl_arch_unset_or_blank_means_auto(value):
     result = _run_python(_REPORT, MINIDL_ARCH=value)
     assert result.returncode == 0, result.stderr
     best = _backend.supported_archs()[-1]
-    assert result.stdout.split() == [best, best]
+    assert result.stdout.split() == [best, best, best]
 
 
 def test_minidl_arch_is_case_insensitive_and_trimmed():
     result = _run_python(_REPORT, MINIDL_ARCH=" Generic ")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["generic", "generic"]
+    assert result.stdout.split() == ["generic", "generic", "generic"]
 
 
 def test_minidl_arch_unknown_fails_at_import():

@@ -457,22 +457,63 @@ def restore_arch():
         _backend.set_arch(previous)
 
 
+ARCH_CASES = [("c1_k3", (2, 2), np.float32), ("c3_k3_same", (3, 3), np.float32),
+              ("c2_k5", (2, 2), np.float64), ("c1_k3_s21", (1, 2), np.float64)]
+
+
+def _arch_case(name, dtype):
+    image, window = case(name)
+    k = window["kernel_size"][0] * window["kernel_size"][1] * image[-1]
+    return data((2,) + image, 1, dtype), data((k, 33), 2, dtype), window
+
+
 @pytest.mark.parametrize("arch", _backend.supported_archs())
 def test_forward_bits_hold_under_every_kernel_architecture(restore_arch, arch):
     """The same-bits promise is against whatever GEMM the model runs, and MINIDL_ARCH (or
     set_arch) selects that GEMM: under each supported architecture the fused forward must
     still equal im2col + GEMM + pooling, or a model's loss would change with the path (the
-    generic GEMM does not fuse multiply-adds, the others do; conv_pool.c follows it)."""
+    generic GEMM does not fuse multiply-adds, the others do; conv_pool.c's version comes
+    from the same kernel table as the GEMM)."""
     _backend.set_arch(arch)
-    for name, pool, dtype in [("c1_k3", (2, 2), np.float32), ("c3_k3_same", (3, 3), np.float32),
-                              ("c2_k5", (2, 2), np.float64), ("c1_k3_s21", (1, 2), np.float64)]:
-        image, window = case(name)
-        k = window["kernel_size"][0] * window["kernel_size"][1] * image[-1]
-        x, kernel = data((2,) + image, 1, dtype), data((k, 33), 2, dtype)
+    for name, pool, dtype in ARCH_CASES:
+        x, kernel, window = _arch_case(name, dtype)
         want_y, want_argmax, _, _ = unfused_forward(x, kernel, window, pool)
         y, argmax = fused_forward(x, kernel, window, pool)
         np.testing.assert_array_equal(y, want_y, err_msg=f"{arch}: {name}, {pool}")
         np.testing.assert_array_equal(argmax, want_argmax, err_msg=f"{arch}: {name}, {pool}")
+
+
+@pytest.mark.skipif(_backend.supported_archs() == ("generic",),
+                    reason="this CPU has no FMA architecture")
+def test_the_architectures_give_different_forward_bits_on_those_cases(restore_arch):
+    """What gives the test above its teeth: on each of its cases the generic GEMM (multiply,
+    then add) and the FMA ones round differently, so a conv_pool.c version that did not
+    follow the selected architecture would not match the GEMM under one of them."""
+    for name, pool, dtype in ARCH_CASES:
+        x, kernel, window = _arch_case(name, dtype)
+        pooled = {}
+        for arch in _backend.supported_archs():
+            _backend.set_arch(arch)
+            pooled[arch] = unfused_forward(x, kernel, window, pool)[0]
+        for arch in _backend.supported_archs()[1:]:
+            assert not np.array_equal(pooled[arch], pooled["generic"]), (name, arch)
+
+
+@pytest.mark.parametrize("arch", _backend.supported_archs())
+def test_backward_matches_the_float64_reference_under_every_kernel_architecture(restore_arch,
+                                                                                arch):
+    """Each architecture's version of the backward (its own FMA or not) within rounding of
+    the float64 reference."""
+    _backend.set_arch(arch)
+    for name, pool, dtype in ARCH_CASES:
+        x, kernel, window = _arch_case(name, dtype)
+        y, argmax, cols, z = unfused_forward(x, kernel, window, pool)
+        dy, gate = data(y.shape, 8, dtype), gate_of(y, 9)
+        want_k, want_b, (scale_k, scale_b) = reference_backward(cols, z, dy, argmax, gate,
+                                                                pool)
+        d_kernel, d_bias = fused_backward(x, dy, argmax, gate, window, pool, kernel.shape[0])
+        assert_sums_close(d_kernel, want_k, scale_k, dtype)
+        assert_sums_close(d_bias, want_b, scale_b, dtype)
 
 
 # ---- the training loop's direct path ----

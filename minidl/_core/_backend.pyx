@@ -27,6 +27,10 @@ cdef extern from "minidl.h" nogil:
     mdl_arch mdl_get_arch()
     const char *mdl_arch_name(mdl_arch arch)
     mdl_arch mdl_best_arch()
+    ctypedef enum mdl_family:
+        MDL_FAMILY_COUNT
+    mdl_arch mdl_kernel_version(mdl_family family)
+    const char *mdl_family_name(mdl_family family)
     int MDL_THREADS_PER_PROC
     int mdl_get_num_threads()
     int mdl_threads_for(double work, double items)
@@ -83,8 +87,19 @@ def get_arch():
     return mdl_arch_name(mdl_get_arch()).decode()
 
 
+def kernel_versions():
+    """Which architecture's version of each family of kernels runs, as a dict
+    ``{family: arch}`` over 'gemm' (with the direct convolution), 'conv_pool', 'optimizers',
+    'pooling' and 'patches'. One table per architecture holds them all, so every family
+    follows :func:`set_arch` (and ``MINIDL_ARCH``)."""
+    return {mdl_family_name(<mdl_family>f).decode():
+            mdl_arch_name(mdl_kernel_version(<mdl_family>f)).decode()
+            for f in range(MDL_FAMILY_COUNT)}
+
+
 def set_arch(name):
-    """Select the kernel architecture by name; ``None`` or 'auto' picks the best one.
+    """Select the kernel architecture by name; ``None`` or 'auto' picks the best one. Every
+    kernel with per-ISA versions follows it (see :func:`kernel_versions`).
 
     Raises:
         ValueError: unknown name, or an architecture this CPU (or OS) does not support.
@@ -211,11 +226,13 @@ _threads_from_environment()
 
 
 def backend_info():
-    """A dict describing the compiled core: architecture, kernels, OpenMP, threads, compiler."""
+    """A dict describing the compiled core: architecture, kernels (the GEMM's tiles, and each
+    family's version: :func:`kernel_versions`), OpenMP, threads, compiler."""
     return {
         "arch": get_arch(),
         "supported_archs": supported_archs(),
         "kernels": mdl_kernel_description().decode(),
+        "kernel_versions": kernel_versions(),
         "openmp": bool(mdl_have_openmp()),
         "num_threads": mdl_get_num_threads(),
         "max_threads": mdl_max_threads(),
