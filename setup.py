@@ -1,9 +1,11 @@
 """Build script for minidl's compiled core.
 
 Every ``minidl/_core/*.pyx`` becomes an extension module. The C kernels in ``csrc/`` are
-compiled into ``minidl._core._backend`` only; other Cython modules reach the GEMM through
-``_backend.pxd`` (Cython's cross-module C API), so there is exactly one copy of the kernel
-dispatch table and of the thread setting in a process.
+one shared library, ``minidl/_core/libminidl_core.so``, built first and linked by every
+module (found beside them through an ``$ORIGIN`` run path), so there is exactly one copy of
+the kernel tables, of the thread setting and of the scratch buffers in a process, and the C
+API is declared once for Cython (``_backend.pxd``) with no forwarding wrappers. Only what
+``csrc/minidl.h`` declares is exported from the library.
 
 OpenMP is detected by test-compiling a small program. A compiler without it gives a serial
 build and a warning, never a failed install. There is no ``-march=native``: each ISA's
@@ -24,8 +26,10 @@ Environment (GCC and clang):
 import glob
 import os
 import shutil
+import sys
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 from Cython.Build import cythonize
@@ -91,23 +95,67 @@ class BuildExtWithOpenMP(build_ext):
         if not openmp:
             warnings.warn("minidl: the C compiler has no usable OpenMP; building a serial "
                           "(single-thread) core.", stacklevel=1)
+        compile_args = base + ([omp_flag] if openmp else [])
+        link_args = link + (omp_link if openmp else [])
+        macros = [("MDL_HAVE_OPENMP", "1" if openmp else "0")]
+        lib_dir = self.build_core_library(compile_args, link_args, macros)
         for ext in self.extensions:
-            ext.extra_compile_args = base + ([omp_flag] if openmp else [])
-            ext.extra_link_args = link + (omp_link if openmp else [])
-            ext.define_macros = list(ext.define_macros) + [("MDL_HAVE_OPENMP", "1" if openmp else "0")]
+            ext.extra_compile_args = compile_args
+            ext.extra_link_args = link_args
+            ext.define_macros = list(ext.define_macros) + macros
+            if ext.name != SHARED_UTILITY:
+                ext.libraries = list(ext.libraries) + [CORE_LIBRARY]
+                ext.library_dirs = list(ext.library_dirs) + [lib_dir]
+                ext.runtime_library_dirs = list(ext.runtime_library_dirs) + [RUN_PATH]
         super().build_extensions()
+
+    def copy_extensions_to_source(self):
+        """In-place builds (``--inplace``, editable installs) are built in build/ and then
+        copied beside the sources: the library goes with the modules."""
+        super().copy_extensions_to_source()
+        built = os.path.join(self.build_lib, "minidl", "_core")
+        lib_name = self.compiler.library_filename(CORE_LIBRARY, lib_type="shared")
+        package_dir = self.get_finalized_command("build_py").get_package_dir("minidl._core")
+        self.copy_file(os.path.join(built, lib_name), os.path.join(package_dir, lib_name))
+
+    def build_core_library(self, compile_args, link_args, macros):
+        """Compile csrc/*.c into the shared library beside the extension modules (in place
+        or in build/); returns its folder. Skipped when it is newer than every C source and
+        header, unless --force."""
+        lib_dir = os.path.dirname(self.get_ext_fullpath("minidl._core._backend"))
+        lib_name = self.compiler.library_filename(CORE_LIBRARY, lib_type="shared")
+        target = os.path.join(lib_dir, lib_name)
+        inputs = CSRC + CSRC_HEADERS + [__file__]
+        if (not self.force and os.path.exists(target)
+                and os.path.getmtime(target) >= max(os.path.getmtime(f) for f in inputs)):
+            return lib_dir
+        os.makedirs(lib_dir, exist_ok=True)
+        def compile_one(source):
+            return self.compiler.compile([source], output_dir=self.build_temp, macros=macros,
+                                         include_dirs=["csrc"], extra_postargs=compile_args,
+                                         depends=CSRC_HEADERS)
+        with ThreadPoolExecutor(max_workers=self.parallel or 1) as pool:
+            objects = [obj for objs in pool.map(compile_one, CSRC) for obj in objs]
+        soname = [] if sys.platform == "darwin" else [f"-Wl,-soname,{lib_name}"]
+        self.compiler.link_shared_object(objects, lib_name, output_dir=lib_dir,
+                                         libraries=["m"], extra_postargs=link_args + soname)
+        return lib_dir
+
+
+CSRC = sorted(glob.glob(os.path.join("csrc", "*.c")))
+CSRC_HEADERS = sorted(glob.glob(os.path.join("csrc", "*.h")) + glob.glob(os.path.join("csrc", "*.inc")))
+CORE_LIBRARY = "minidl_core"
+# Where the modules find the library at run time: their own folder.
+RUN_PATH = "@loader_path" if sys.platform == "darwin" else "$ORIGIN"
 
 
 def extensions():
-    csrc = sorted(glob.glob(os.path.join("csrc", "*.c")))
-    csrc_headers = sorted(glob.glob(os.path.join("csrc", "*.h")) + glob.glob(os.path.join("csrc", "*.inc")))
     exts = []
     for pyx in sorted(glob.glob(os.path.join("minidl", "_core", "*.pyx"))):
         name = pyx[:-len(".pyx")].replace(os.sep, ".")
-        is_backend = name == "minidl._core._backend"
         exts.append(Extension(
-            name, [pyx] + (csrc if is_backend else []),
-            depends=csrc_headers,   # (the Cython modules include some: select.h)
+            name, [pyx],
+            depends=CSRC_HEADERS,   # minidl.h declares the API; some modules include select.h
             include_dirs=[numpy.get_include(), "csrc"],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         ))

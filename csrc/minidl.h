@@ -18,6 +18,13 @@
 extern "C" {
 #endif
 
+/* The core is one shared library (libminidl_core) that every extension module links; its
+ * files are compiled with hidden visibility, and only what this header declares is exported
+ * from it. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 /* ---- instruction sets and kernel selection (cpu.c) ---- */
 
 typedef enum { MDL_ARCH_GENERIC = 0, MDL_ARCH_AVX2 = 1, MDL_ARCH_AVX512 = 2, MDL_ARCH_COUNT } mdl_arch;
@@ -285,6 +292,10 @@ void *mdl_scratch(int slot, size_t bytes);
 
 /* Description of the active kernels, e.g. "avx512 sgemm 12x32, dgemm 12x16". */
 const char *mdl_kernel_description(void);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -1,10 +1,10 @@
 # cython: language_level=3
 """Kernel selection, thread count and the GEMM entry point of minidl's compiled core.
 
-Layering: this module is the only one that links the C kernels of ``csrc/``. It validates
-arguments (shape, dtype, strides, overlap) and then calls C without the GIL; the C code
-never validates. Other Cython modules use the GEMM and the thread count through
-``_backend.pxd``.
+Layering: the C kernels of ``csrc/`` are one shared library (libminidl_core, linked by every
+extension module), whose API ``_backend.pxd`` declares for Cython. This module is its Python
+face: it validates arguments (shape, dtype, strides, overlap) and then calls C without the
+GIL; the C code never validates.
 """
 import os
 
@@ -15,61 +15,6 @@ cimport numpy as cnp
 from minidl._core._arrays cimport aligned_output
 
 cnp.import_array()
-
-cdef extern from "minidl.h" nogil:
-    ctypedef enum mdl_arch:
-        MDL_ARCH_GENERIC
-        MDL_ARCH_AVX2
-        MDL_ARCH_AVX512
-        MDL_ARCH_COUNT
-    int mdl_supported_archs()
-    int mdl_set_arch(mdl_arch arch)
-    mdl_arch mdl_get_arch()
-    const char *mdl_arch_name(mdl_arch arch)
-    mdl_arch mdl_best_arch()
-    ctypedef enum mdl_family:
-        MDL_FAMILY_COUNT
-    mdl_arch mdl_kernel_version(mdl_family family)
-    const char *mdl_family_name(mdl_family family)
-    int MDL_THREADS_PER_PROC
-    int mdl_get_num_threads()
-    int mdl_threads_for(double work, double items)
-    double MDL_WORK_PER_THREAD
-    void mdl_set_num_threads(int n)
-    int mdl_max_threads()
-    int mdl_default_num_threads()
-    int mdl_startable_threads(int n)
-    int mdl_num_procs()
-    int mdl_have_openmp()
-    const char *mdl_compiler()
-    const char *mdl_kernel_description()
-    int mdl_sgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
-                   const float *a, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                   const float *b, Py_ssize_t rs_b, Py_ssize_t cs_b,
-                   float beta, float *c, Py_ssize_t rs_c, Py_ssize_t cs_c)
-    int mdl_dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
-                   const double *a, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                   const double *b, Py_ssize_t rs_b, Py_ssize_t cs_b,
-                   double beta, double *c, Py_ssize_t rs_c, Py_ssize_t cs_c)
-
-
-# ---- C API for other Cython modules (declared in _backend.pxd) ----
-
-cdef int num_threads() noexcept nogil:
-    return mdl_get_num_threads()
-
-cdef int sgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
-                const float *a, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                const float *b, Py_ssize_t rs_b, Py_ssize_t cs_b,
-                float beta, float *c, Py_ssize_t rs_c, Py_ssize_t cs_c) noexcept nogil:
-    return mdl_sgemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c)
-
-cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
-                const double *a, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                const double *b, Py_ssize_t rs_b, Py_ssize_t cs_b,
-                double beta, double *c, Py_ssize_t rs_c, Py_ssize_t cs_c) noexcept nogil:
-    return mdl_dgemm(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c)
-
 
 # ---- architecture ----
 
@@ -132,7 +77,7 @@ _select_arch_from_environment()
 
 def get_num_threads():
     """Number of threads minidl's parallel kernels use."""
-    return mdl_get_num_threads()
+    return num_threads()
 
 
 def threads_for(work, items):
@@ -197,7 +142,7 @@ def set_num_threads(n):
     cdef int started = mdl_startable_threads(n)
     if started < n:
         raise RuntimeError(f"set_num_threads: {_threads_left_out(n, started)}; the setting "
-                           f"stays {mdl_get_num_threads()}. Received: n={n}.")
+                           f"stays {num_threads()}. Received: n={n}.")
     mdl_set_num_threads(n)
 
 
@@ -234,7 +179,7 @@ def backend_info():
         "kernels": mdl_kernel_description().decode(),
         "kernel_versions": kernel_versions(),
         "openmp": bool(mdl_have_openmp()),
-        "num_threads": mdl_get_num_threads(),
+        "num_threads": num_threads(),
         "max_threads": mdl_max_threads(),
         "num_procs": mdl_num_procs(),
         "compiler": mdl_compiler().decode(),
@@ -418,11 +363,11 @@ def gemm(a, b, out=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
     cdef int rc
     if dtype == cnp.NPY_FLOAT32:
         with nogil:
-            rc = mdl_sgemm(m, n, k, <float>alpha_, <const float *>pa, rs_a, cs_a,
+            rc = sgemm(m, n, k, <float>alpha_, <const float *>pa, rs_a, cs_a,
                            <const float *>pb, rs_b, cs_b, <float>beta_, <float *>pc, rs_c, cs_c)
     else:
         with nogil:
-            rc = mdl_dgemm(m, n, k, alpha_, <const double *>pa, rs_a, cs_a,
+            rc = dgemm(m, n, k, alpha_, <const double *>pa, rs_a, cs_a,
                            <const double *>pb, rs_b, cs_b, beta_, <double *>pc, rs_c, cs_c)
     if rc != 0:
         raise MemoryError(f"gemm could not allocate its packing buffers for shape "
@@ -433,204 +378,3 @@ def gemm(a, b, out=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False):
 def matmul(a, b, out=None):
     """``a @ b`` for 2-D float32/float64 arrays on minidl's GEMM; see :func:`gemm`."""
     return gemm(a, b, out)
-
-
-# ---- fused optimizer updates (csrc/optimizers.c), for other Cython modules ----
-
-cdef extern from "minidl.h" nogil:
-    void mdl_sgd_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
-                     float *velocity)
-    void mdl_sgd_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
-                     const double *grad, double *velocity)
-    void mdl_adam_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
-                      float *m, float *v, float *v_hat)
-    void mdl_adam_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
-                      const double *grad, double *m, double *v, double *v_hat)
-    void mdl_rmsprop_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param,
-                         const float *grad, float *velocity, float *momentum_buffer,
-                         float *average_grad)
-    void mdl_rmsprop_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
-                         const double *grad, double *velocity, double *momentum_buffer,
-                         double *average_grad)
-    void mdl_adagrad_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param,
-                         const float *grad, float *accumulator)
-    void mdl_adagrad_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
-                         const double *grad, double *accumulator)
-    void mdl_nadam_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
-                       float *m, float *v)
-    void mdl_nadam_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
-                       const double *grad, double *m, double *v)
-    double mdl_sum_of_squares_f32(Py_ssize_t n, const float *x)
-    double mdl_sum_of_squares_f64(Py_ssize_t n, const double *x)
-    void mdl_max_pool_2x2_row_f32(const float *image, Py_ssize_t w, Py_ssize_t c,
-                                  Py_ssize_t y0, Py_ssize_t sw, Py_ssize_t pad_left,
-                                  Py_ssize_t lo, Py_ssize_t hi, float *out_row, int *idx_row)
-    void mdl_unpool_tiled_f32(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
-                              Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w,
-                              const float *dy, const int *argmax, const float *gate, float *dx)
-    void mdl_max_pool_2x2_row_f64(const double *image, Py_ssize_t w, Py_ssize_t c,
-                                  Py_ssize_t y0, Py_ssize_t sw, Py_ssize_t pad_left,
-                                  Py_ssize_t lo, Py_ssize_t hi, double *out_row, int *idx_row)
-    void mdl_unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
-                              Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w,
-                              const double *dy, const int *argmax, const double *gate, double *dx)
-    void *mdl_scratch(int slot, size_t bytes)
-    void mdl_copy_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
-                           Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width)
-    void mdl_copy_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
-                           Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width)
-    void mdl_add_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
-                          Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width)
-    void mdl_add_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
-                          Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width)
-    int mdl_conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image,
-                                  const float *kernel, const float *bias, int relu,
-                                  float *y_row, int *argmax_row, Py_ssize_t py)
-    int mdl_conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
-                                  const double *kernel, const double *bias, int relu,
-                                  double *y_row, int *argmax_row, Py_ssize_t py)
-    int mdl_conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image,
-                                         const float *dy, const int *argmax,
-                                         const float *gate, float *d_kernel, float *d_bias)
-    int mdl_conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image,
-                                         const double *dy, const int *argmax,
-                                         const double *gate, double *d_kernel, double *d_bias)
-    int mdl_conv_direct_forward_f32(const mdl_conv_direct *g, const float *x, float *padded,
-                                    const float *kernel, float *z)
-    int mdl_conv_direct_forward_f64(const mdl_conv_direct *g, const double *x,
-                                    double *padded, const double *kernel, double *z)
-    int mdl_conv_direct_backward_f32(const mdl_conv_direct *g, const float *x, float *padded,
-                                     int padded_ready, const float *dz, const float *kernel,
-                                     float *d_kernel, float *dx)
-    int mdl_conv_direct_backward_f64(const mdl_conv_direct *g, const double *x,
-                                     double *padded, int padded_ready, const double *dz,
-                                     const double *kernel, double *d_kernel, double *dx)
-
-
-cdef void sgd_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
-                  float *velocity) noexcept nogil:
-    mdl_sgd_f32(n, h, param, grad, velocity)
-
-cdef void sgd_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param, const double *grad,
-                  double *velocity) noexcept nogil:
-    mdl_sgd_f64(n, h, param, grad, velocity)
-
-cdef void adam_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
-                   float *m, float *v, float *v_hat) noexcept nogil:
-    mdl_adam_f32(n, h, param, grad, m, v, v_hat)
-
-cdef void adam_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param, const double *grad,
-                   double *m, double *v, double *v_hat) noexcept nogil:
-    mdl_adam_f64(n, h, param, grad, m, v, v_hat)
-
-cdef void rmsprop_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
-                      float *velocity, float *momentum_buffer, float *average_grad) noexcept nogil:
-    mdl_rmsprop_f32(n, h, param, grad, velocity, momentum_buffer, average_grad)
-
-cdef void rmsprop_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
-                      const double *grad, double *velocity, double *momentum_buffer,
-                      double *average_grad) noexcept nogil:
-    mdl_rmsprop_f64(n, h, param, grad, velocity, momentum_buffer, average_grad)
-
-cdef void adagrad_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
-                      float *accumulator) noexcept nogil:
-    mdl_adagrad_f32(n, h, param, grad, accumulator)
-
-cdef void adagrad_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param,
-                      const double *grad, double *accumulator) noexcept nogil:
-    mdl_adagrad_f64(n, h, param, grad, accumulator)
-
-cdef void nadam_f32(Py_ssize_t n, const mdl_optim_hyper *h, float *param, const float *grad,
-                    float *m, float *v) noexcept nogil:
-    mdl_nadam_f32(n, h, param, grad, m, v)
-
-cdef void nadam_f64(Py_ssize_t n, const mdl_optim_hyper *h, double *param, const double *grad,
-                    double *m, double *v) noexcept nogil:
-    mdl_nadam_f64(n, h, param, grad, m, v)
-
-cdef double sum_of_squares_f32(Py_ssize_t n, const float *x) noexcept nogil:
-    return mdl_sum_of_squares_f32(n, x)
-
-cdef double sum_of_squares_f64(Py_ssize_t n, const double *x) noexcept nogil:
-    return mdl_sum_of_squares_f64(n, x)
-
-cdef void max_pool_2x2_row_f32(const float *image, Py_ssize_t w, Py_ssize_t c, Py_ssize_t y0,
-                               Py_ssize_t sw, Py_ssize_t pad_left, Py_ssize_t lo,
-                               Py_ssize_t hi, float *out_row, int *idx_row) noexcept nogil:
-    mdl_max_pool_2x2_row_f32(image, w, c, y0, sw, pad_left, lo, hi, out_row, idx_row)
-
-cdef void unpool_tiled_f32(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
-                           Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w, const float *dy,
-                           const int *argmax, const float *gate, float *dx) noexcept nogil:
-    mdl_unpool_tiled_f32(h, w, c, kh, kw, out_h, out_w, dy, argmax, gate, dx)
-
-cdef void max_pool_2x2_row_f64(const double *image, Py_ssize_t w, Py_ssize_t c, Py_ssize_t y0,
-                               Py_ssize_t sw, Py_ssize_t pad_left, Py_ssize_t lo,
-                               Py_ssize_t hi, double *out_row, int *idx_row) noexcept nogil:
-    mdl_max_pool_2x2_row_f64(image, w, c, y0, sw, pad_left, lo, hi, out_row, idx_row)
-
-cdef void unpool_tiled_f64(Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh,
-                           Py_ssize_t kw, Py_ssize_t out_h, Py_ssize_t out_w, const double *dy,
-                           const int *argmax, const double *gate, double *dx) noexcept nogil:
-    mdl_unpool_tiled_f64(h, w, c, kh, kw, out_h, out_w, dy, argmax, gate, dx)
-
-
-cdef int conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image, const float *kernel,
-                               const float *bias, int relu, float *y_row, int *argmax_row,
-                               Py_ssize_t py) noexcept nogil:
-    return mdl_conv_max_pool_row_f32(g, image, kernel, bias, relu, y_row, argmax_row, py)
-
-cdef int conv_max_pool_row_f64(const mdl_conv_pool *g, const double *image,
-                               const double *kernel, const double *bias, int relu,
-                               double *y_row, int *argmax_row, Py_ssize_t py) noexcept nogil:
-    return mdl_conv_max_pool_row_f64(g, image, kernel, bias, relu, y_row, argmax_row, py)
-
-cdef int conv_max_pool_grad_image_f32(const mdl_conv_pool *g, const float *image,
-                                      const float *dy, const int *argmax, const float *gate,
-                                      float *d_kernel, float *d_bias) noexcept nogil:
-    return mdl_conv_max_pool_grad_image_f32(g, image, dy, argmax, gate, d_kernel, d_bias)
-
-cdef int conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image,
-                                      const double *dy, const int *argmax, const double *gate,
-                                      double *d_kernel, double *d_bias) noexcept nogil:
-    return mdl_conv_max_pool_grad_image_f64(g, image, dy, argmax, gate, d_kernel, d_bias)
-
-
-cdef int conv_direct_forward_f32(const mdl_conv_direct *g, const float *x, float *padded,
-                                 const float *kernel, float *z) noexcept nogil:
-    return mdl_conv_direct_forward_f32(g, x, padded, kernel, z)
-
-cdef int conv_direct_forward_f64(const mdl_conv_direct *g, const double *x, double *padded,
-                                 const double *kernel, double *z) noexcept nogil:
-    return mdl_conv_direct_forward_f64(g, x, padded, kernel, z)
-
-cdef int conv_direct_backward_f32(const mdl_conv_direct *g, const float *x, float *padded,
-                                  int padded_ready, const float *dz, const float *kernel,
-                                  float *d_kernel, float *dx) noexcept nogil:
-    return mdl_conv_direct_backward_f32(g, x, padded, padded_ready, dz, kernel, d_kernel, dx)
-
-cdef int conv_direct_backward_f64(const mdl_conv_direct *g, const double *x, double *padded,
-                                  int padded_ready, const double *dz, const double *kernel,
-                                  double *d_kernel, double *dx) noexcept nogil:
-    return mdl_conv_direct_backward_f64(g, x, padded, padded_ready, dz, kernel, d_kernel, dx)
-
-
-cdef void copy_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
-                        Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil:
-    mdl_copy_runs_f32(dst, dst_stride, src, src_stride, runs, width)
-
-cdef void copy_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
-                        Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil:
-    mdl_copy_runs_f64(dst, dst_stride, src, src_stride, runs, width)
-
-cdef void add_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
-                       Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil:
-    mdl_add_runs_f32(dst, dst_stride, src, src_stride, runs, width)
-
-cdef void add_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
-                       Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil:
-    mdl_add_runs_f64(dst, dst_stride, src, src_stride, runs, width)
-
-
-cdef void *scratch(int slot, size_t bytes) noexcept nogil:
-    return mdl_scratch(slot, bytes)
