@@ -1,7 +1,7 @@
 /* conv_direct.c - a training convolution without patch matrices, with the patch path's bits.
  *
- * The patch path (minidl/_core/_conv.pyx) packs every receptive field into a row of a patch
- * matrix, multiplies it with the GEMM, and scatters the patch gradient back with col2im;
+ * The patch path (minidl/_core/_convolution.pyx) packs every receptive field into a row of a
+ * patch matrix, multiplies it with the GEMM, and scatters the patch gradient back with col2im;
  * writing and reading those matrices cost it as much as the multiplications. Here the
  * GEMM's micro-kernel tiles read the image itself (a zero-padded copy where the windows
  * reach outside it) through offset tables (conv_direct.inc, one copy per instruction set,
@@ -82,9 +82,9 @@ static void cd_pixel_offsets(const mdl_conv_direct *g, ptrdiff_t rs, ptrdiff_t i
 /* A run of input columns ix0, ix0 + sw, ... (count of them, at most x_mr) that receive the
  * same taps in the same order: col2im adds, to input column ix, the patch-gradient values
  * of the output columns ox whose window covers it (tap kx = (ix + pad_left - ox * sw) / dw),
- * interior columns first (tap by tap, or column by column, as _col2im_image's loops go),
- * then the left edge's, then the right edge's, each in column order. Pixel j of the run
- * then reads output column ox(kx) + j for each tap kx of the list. */
+ * interior columns first (tap by tap, or column by column, as the loops of _col2im_image in
+ * _convolution.pyx go), then the left edge's, then the right edge's, each in column order.
+ * Pixel j of the run then reads output column ox(kx) + j for each tap kx of the list. */
 typedef struct {
     ptrdiff_t ix0, count;
     ptrdiff_t taps;      /* length of the list */

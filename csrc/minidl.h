@@ -147,7 +147,8 @@ void mdl_nadam_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT p
 double mdl_sum_of_squares_f32(ptrdiff_t n, const float *x);
 double mdl_sum_of_squares_f64(ptrdiff_t n, const double *x);
 
-/* ---- max pooling hot loops (pooling.c; the general kernels are in _conv.pyx) ----
+/* ---- max pooling hot loops (pooling.c; the general kernels are in
+ * minidl/_core/_pooling.pyx) ----
  * One output row of a 2x2 max pooling, columns [lo, hi), whose windows lie inside the
  * image: rows y0 and y0 + 1, columns ox * sw - pad_left and the next. out_row and idx_row
  * point at the row's column 0; idx gets the winner's index within the image. */
@@ -222,13 +223,13 @@ int mdl_conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image
 /* ---- a training convolution without patch matrices (conv_direct.c) ----
  * The linear part of a convolution (channels-last images, a (kh * kw * c, filters) kernel)
  * and its gradients, computed from the image itself, with the bits of the patch path of
- * minidl/_core/_conv.pyx (im2col, then the GEMM of each chunk of `chunk` images; col2im of
- * each chunk's patch gradient). Geometry as in mdl_conv_pool, plus:
+ * minidl/_core/_convolution.pyx (im2col, then the GEMM of each chunk of `chunk` images;
+ * col2im of each chunk's patch gradient). Geometry as in mdl_conv_pool, plus:
  *   chunk: the images per GEMM of that path (its k-blocks depend on the GEMM's shape);
  *   src_h, src_w: the rows and columns the windows reach, (out_h - 1) * sh + (kh - 1) * dh
  *       + 1 and the same across;
  *   interior_lo, interior_hi: col2im's interior output columns, whose windows lie inside the
- *       input horizontally (_interior in _conv.pyx); interior_by_tap: col2im adds those
+ *       input horizontally (interior in _window.pxd); interior_by_tap: col2im adds those
  *       columns tap by tap (kx ascending) rather than column by column.
  * The windows are read from `padded`, a (n, src_h, src_w, c) copy of x with zeros where
  * they reach outside it, which the forward pass writes (and the backward pass too, unless
