@@ -87,14 +87,25 @@ cdef void add_runs_f32(float *dst, Py_ssize_t dst_stride, const float *src,
 cdef void add_runs_f64(double *dst, Py_ssize_t dst_stride, const double *src,
                        Py_ssize_t src_stride, Py_ssize_t runs, Py_ssize_t width) noexcept nogil
 
+# The geometry of a sliding window, shared by the C kernels and the Cython convolution and
+# pooling kernels (minidl.h; filled and checked by window_geometry in _window.pxd).
+cdef extern from "minidl.h" nogil:
+    ctypedef struct mdl_window:
+        Py_ssize_t h, w, c
+        Py_ssize_t kh, kw
+        Py_ssize_t sh, sw
+        Py_ssize_t dh, dw
+        Py_ssize_t pad_top, pad_left
+        Py_ssize_t out_h, out_w
+
 # A convolution with few taps fused with the max pooling after it (csrc/conv_pool.c, the
 # contract in minidl.h). Both return 0, or -1 when out of memory.
 cdef extern from "minidl.h" nogil:
     enum:
         MDL_CP_TAPS
     ctypedef struct mdl_conv_pool:
-        Py_ssize_t h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left
-        Py_ssize_t out_h, out_w, filters, ph, pw, pooled_h, pooled_w
+        mdl_window geo
+        Py_ssize_t filters, ph, pw, pooled_h, pooled_w
         Py_ssize_t filters_padded, patch_stride
 cdef int conv_max_pool_row_f32(const mdl_conv_pool *g, const float *image, const float *kernel,
                                const float *bias, int relu, float *y_row, int *argmax_row,
@@ -113,8 +124,8 @@ cdef int conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *imag
 # minidl.h): the patch path's bits. All return 0, or -1 when out of memory.
 cdef extern from "minidl.h" nogil:
     ctypedef struct mdl_conv_direct:
-        Py_ssize_t n, h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left
-        Py_ssize_t out_h, out_w, filters, chunk, src_h, src_w
+        mdl_window geo
+        Py_ssize_t n, filters, chunk, src_h, src_w
         Py_ssize_t interior_lo, interior_hi
         int interior_by_tap
 cdef int conv_direct_forward_f32(const mdl_conv_direct *g, const float *x, float *padded,

@@ -21,9 +21,9 @@ from libc.string cimport memset
 from minidl._core._arrays cimport aligned, carray, data, dim, float_carray
 from minidl._core._backend cimport (MDL_CP_TAPS, conv_max_pool_grad_image_f32,
                                     conv_max_pool_grad_image_f64, conv_max_pool_row_f32,
-                                    conv_max_pool_row_f64, mdl_conv_pool, num_threads, scratch)
-from minidl._core._window cimport (PARALLEL_MIN_ELEMENTS, SHARED_SCRATCH, Window,
-                                   window_geometry)
+                                    conv_max_pool_row_f64, mdl_conv_pool, mdl_window,
+                                    num_threads, scratch)
+from minidl._core._window cimport PARALLEL_MIN_ELEMENTS, SHARED_SCRATCH, window_geometry
 
 cnp.import_array()
 
@@ -39,27 +39,25 @@ cdef int _conv_pool_geometry(mdl_conv_pool *g, object x, object kernel, str kern
     pooled array (y or dy), checked arrays of 4, 2 and 4 dimensions; ValueError when they
     disagree."""
     cdef Py_ssize_t k = dim(kernel, 0), filters = dim(kernel, 1)
-    cdef Window c
-    window_geometry(&c, dim(x, 1), dim(x, 2), dim(x, 3), kernel_size, strides, dilation, pads,
-                    out_hw)
-    g.h, g.w, g.c, g.kh, g.kw = c.h, c.w, c.c, c.kh, c.kw
-    g.sh, g.sw, g.dh, g.dw, g.pad_top, g.pad_left = c.sh, c.sw, c.dh, c.dw, c.pad_top, c.pad_left
-    g.out_h, g.out_w = c.out_h, c.out_w
+    cdef const mdl_window *conv = &g.geo   # filled by window_geometry below
+    window_geometry(&g.geo, dim(x, 1), dim(x, 2), dim(x, 3), kernel_size, strides, dilation,
+                    pads, out_hw)
     g.ph, g.pw = pool_size
     if g.ph < 1 or g.pw < 1:
         raise ValueError(f"pool_size must be positive; received {pool_size}")
-    g.pooled_h, g.pooled_w = g.out_h // g.ph, g.out_w // g.pw
+    g.pooled_h, g.pooled_w = conv.out_h // g.ph, conv.out_w // g.pw
     g.filters = filters
-    if k != c.kh * c.kw * c.c:
-        raise ValueError(f"{kernel_name} must have shape {(c.kh * c.kw * c.c, filters)}; "
-                         f"received {kernel.shape}")
+    cdef Py_ssize_t patch = conv.kh * conv.kw * conv.c
+    if k != patch:
+        raise ValueError(f"{kernel_name} must have shape {(patch, filters)}; received "
+                         f"{kernel.shape}")
     expected = (dim(x, 0), g.pooled_h, g.pooled_w, filters)
     if pooled.shape != expected:
         raise ValueError(f"the pooled output must have shape {expected}; received "
                          f"{pooled_name} of shape {pooled.shape}")
-    if g.out_h * g.out_w * filters >= 2 ** 31:
-        raise ValueError(f"outputs of {(g.out_h, g.out_w, filters)} per image hold more "
-                         f"than 2**31 values")
+    if conv.out_h * conv.out_w * filters >= 2 ** 31:
+        raise ValueError(f"outputs of {(conv.out_h, conv.out_w, filters)} per image hold "
+                         f"more than 2**31 values")
     g.filters_padded = _round_up(filters, 64 // itemsize)
     g.patch_stride = _round_up(k, MDL_CP_TAPS)
     return 0
@@ -145,8 +143,8 @@ cdef int _forward(const mdl_conv_pool *g, Py_ssize_t rows, const floating *x,
     """The pooled rows (``rows`` = images * pooled_h), each on one thread; ``padded`` gets
     the kernel with rows of filters_padded. Returns the number of rows that ran out of
     memory."""
-    cdef Py_ssize_t k = g.kh * g.kw * g.c, q, f, row
-    cdef Py_ssize_t per_row = g.pooled_w * g.filters, per_image = g.h * g.w * g.c
+    cdef Py_ssize_t k = g.geo.kh * g.geo.kw * g.geo.c, q, f, row
+    cdef Py_ssize_t per_row = g.pooled_w * g.filters, per_image = g.geo.h * g.geo.w * g.geo.c
     cdef int failed = 0
     cdef int nt = num_threads() if rows * per_row * 4 >= PARALLEL_MIN_ELEMENTS else 1
     for q in range(k):
@@ -248,11 +246,11 @@ cdef int _backward(const mdl_conv_pool *g, Py_ssize_t n, const floating *x,
     image per thread, then their sums in image order into d_kernel and d_bias (zeroed by
     the caller; d_bias may be NULL). Returns the number of images that ran out of memory
     (the sums are then not formed)."""
-    cdef Py_ssize_t k = g.kh * g.kw * g.c, f = g.filters, img, q
-    cdef Py_ssize_t per_grad = k * f + f, per_image = g.h * g.w * g.c
+    cdef Py_ssize_t k = g.geo.kh * g.geo.kw * g.geo.c, f = g.filters, img, q
+    cdef Py_ssize_t per_grad = k * f + f, per_image = g.geo.h * g.geo.w * g.geo.c
     cdef Py_ssize_t per_pooled = g.pooled_h * g.pooled_w * f
     cdef int failed = 0
-    cdef int nt = (num_threads() if n > 1 and n * g.out_h * g.out_w * k * f
+    cdef int nt = (num_threads() if n > 1 and n * g.geo.out_h * g.geo.out_w * k * f
                    >= PARALLEL_MIN_ELEMENTS else 1)
     if nt == 1:
         for img in range(n):
@@ -279,7 +277,7 @@ cdef int _backward(const mdl_conv_pool *g, Py_ssize_t n, const floating *x,
 cdef inline int _grad(const mdl_conv_pool *g, const floating *image, const floating *dy,
                       const int *argmax, const floating *gate,
                       floating *partial) noexcept nogil:
-    cdef Py_ssize_t k = g.kh * g.kw * g.c
+    cdef Py_ssize_t k = g.geo.kh * g.geo.kw * g.geo.c
     if floating is float:
         return conv_max_pool_grad_image_f32(g, image, dy, argmax, gate, partial,
                                             partial + k * g.filters) != 0

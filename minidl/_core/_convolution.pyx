@@ -35,8 +35,9 @@ from minidl._core._arrays cimport aligned, carray, data, dim, float_carray
 from minidl._core._backend cimport (add_runs_f32, add_runs_f64, conv_direct_backward_f32,
                                     conv_direct_backward_f64, conv_direct_forward_f32,
                                     conv_direct_forward_f64, copy_runs_f32, copy_runs_f64,
-                                    dgemm, mdl_conv_direct, num_threads, scratch, sgemm)
-from minidl._core._window cimport (PARALLEL_MIN_ELEMENTS, SHARED_SCRATCH, Window, add_values,
+                                    dgemm, mdl_conv_direct, mdl_window, num_threads, scratch,
+                                    sgemm)
+from minidl._core._window cimport (PARALLEL_MIN_ELEMENTS, SHARED_SCRATCH, add_values,
                                    copy_values, interior, window_geometry)
 
 cnp.import_array()
@@ -65,7 +66,7 @@ cdef inline void _add_runs(floating *dst, Py_ssize_t dst_stride, const floating 
 
 # ---- im2col ----
 
-cdef inline void _im2col_edges(const Window *g, const floating *src, floating *dst,
+cdef inline void _im2col_edges(const mdl_window *g, const floating *src, floating *dst,
                                Py_ssize_t ky, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     # Output columns whose window crosses the left or right edge: tap by tap.
     cdef Py_ssize_t c = g.c, width = g.kw * g.c, K = g.kh * g.kw * g.c, ox, kx, ix
@@ -78,7 +79,7 @@ cdef inline void _im2col_edges(const Window *g, const floating *src, floating *d
                 copy_values(dst + ox * K + ky * width + kx * c, src + ix * c, c)
 
 
-cdef void _im2col_row(const Window *g, const floating *x, floating *cols,
+cdef void _im2col_row(const mdl_window *g, const floating *x, floating *cols,
                       Py_ssize_t row) noexcept nogil:
     """Rows ``row * out_w ...`` of cols: output row ``oy`` of image ``img``."""
     cdef Py_ssize_t img = row // g.out_h, oy = row % g.out_h
@@ -116,7 +117,7 @@ cdef void _im2col_row(const Window *g, const floating *x, floating *cols,
         _im2col_edges(g, src, dst, ky, hi, g.out_w)
 
 
-cdef void _im2col(const Window *g, Py_ssize_t n, const floating *x,
+cdef void _im2col(const mdl_window *g, Py_ssize_t n, const floating *x,
                   floating *cols) noexcept nogil:
     """im2col of the n images at x (cols: their n * out_h * out_w rows)."""
     cdef Py_ssize_t rows = n * g.out_h, row
@@ -130,7 +131,7 @@ cdef void _im2col(const Window *g, Py_ssize_t n, const floating *x,
             _im2col_row(g, x, cols, row)
 
 
-cdef int _check_patches(const Window *g, Py_ssize_t n, object cols) except -1:
+cdef int _check_patches(const mdl_window *g, Py_ssize_t n, object cols) except -1:
     """``cols`` (a checked 2-D array) holds the n images' patches."""
     cdef Py_ssize_t rows = n * g.out_h * g.out_w, K = g.kh * g.kw * g.c
     if dim(cols, 0) != rows or dim(cols, 1) != K:
@@ -154,7 +155,7 @@ def im2col(x, cols, kernel_size, strides, dilation, pads, out_hw):
     x = aligned(x)
     cdef int t = float_carray(x, 4, None, "x")
     carray(cols, t, 2, None, "cols", True)
-    cdef Window g
+    cdef mdl_window g
     cdef Py_ssize_t n = dim(x, 0)
     window_geometry(&g, dim(x, 1), dim(x, 2), dim(x, 3), kernel_size, strides, dilation, pads,
                     out_hw)
@@ -172,7 +173,7 @@ def im2col(x, cols, kernel_size, strides, dilation, pads, out_hw):
 
 # ---- col2im ----
 
-cdef inline void _col2im_edges(const Window *g, const floating *src, floating *dst,
+cdef inline void _col2im_edges(const mdl_window *g, const floating *src, floating *dst,
                                Py_ssize_t ky, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     cdef Py_ssize_t c = g.c, width = g.kw * g.c, K = g.kh * g.kw * g.c, ox, kx, ix
     for ox in range(start, stop):
@@ -182,7 +183,7 @@ cdef inline void _col2im_edges(const Window *g, const floating *src, floating *d
                 add_values(dst + ix * c, src + ox * K + ky * width + kx * c, c)
 
 
-cdef void _col2im_image(const Window *g, const floating *cols, floating *dx,
+cdef void _col2im_image(const mdl_window *g, const floating *cols, floating *dx,
                         Py_ssize_t img) noexcept nogil:
     # The loops of _im2col_row, adding instead of copying; one image, in a fixed order.
     cdef Py_ssize_t c = g.c, width = g.kw * g.c, K = g.kh * g.kw * g.c
@@ -215,7 +216,7 @@ cdef void _col2im_image(const Window *g, const floating *cols, floating *dx,
             _col2im_edges(g, src, dst, ky, hi, g.out_w)
 
 
-cdef void _col2im(const Window *g, Py_ssize_t n, const floating *cols,
+cdef void _col2im(const mdl_window *g, Py_ssize_t n, const floating *cols,
                   floating *dx) noexcept nogil:
     """col2im into the n images at dx from their rows of cols; one image per thread."""
     cdef Py_ssize_t img
@@ -244,7 +245,7 @@ def col2im(cols, dx, kernel_size, strides, dilation, pads, out_hw):
     cols = aligned(cols)
     cdef int t = float_carray(cols, 2, None, "cols")
     carray(dx, t, 4, None, "dx", True)
-    cdef Window g
+    cdef mdl_window g
     cdef Py_ssize_t n = dim(dx, 0)
     window_geometry(&g, dim(dx, 1), dim(dx, 2), dim(dx, 3), kernel_size, strides, dilation,
                     pads, out_hw)
@@ -282,7 +283,7 @@ cdef bint _use_direct(Py_ssize_t k, Py_ssize_t f, Py_ssize_t itemsize, bint poin
     return not pointwise and k * f * itemsize <= DIRECT_MAX_KERNEL_BYTES
 
 
-cdef bint _use_direct_input_grad(const Window *g, Py_ssize_t itemsize, object direct):
+cdef bint _use_direct_input_grad(const mdl_window *g, Py_ssize_t itemsize, object direct):
     # The direct input gradient broadcasts one dz value per FMA into vectors of channels: it
     # wins when the channels fill one or two 64-byte vectors (no idle lanes, no value
     # broadcast again per vector) and rows are wide enough that the edge columns, which
@@ -297,7 +298,7 @@ cdef bint _use_direct_input_grad(const Window *g, Py_ssize_t itemsize, object di
     return g.c * itemsize in (64, 128) and g.out_w >= 20
 
 
-cdef tuple _padded_sample(const Window *g):
+cdef tuple _padded_sample(const mdl_window *g):
     """(src_h, src_w, c) of the zero-padded copy the direct kernels read, or None when the
     windows lie inside x (no padding), which they then read in place."""
     cdef Py_ssize_t src_h = (g.out_h - 1) * g.sh + (g.kh - 1) * g.dh + 1
@@ -324,14 +325,14 @@ def direct_plan(image_shape, Py_ssize_t filters, Py_ssize_t itemsize, bint point
         of the zero-padded copy they read, or None (the patch path, or windows inside x).
     """
     h, w, c = image_shape
-    cdef Window g
+    cdef mdl_window g
     window_geometry(&g, h, w, c, kernel_size, strides, dilation, pads, out_hw)
     if not _use_direct(g.kh * g.kw * g.c, filters, itemsize, pointwise, None):
         return False, False, None
     return True, _use_direct_input_grad(&g, itemsize, None), _padded_sample(&g)
 
 
-cdef object _padded_buffer(const Window *g, Py_ssize_t n, object padded, int t):
+cdef object _padded_buffer(const mdl_window *g, Py_ssize_t n, object padded, int t):
     """The padded copy's buffer: ``padded`` after checking it, a new one when it is None;
     None when the direct kernels read x in place."""
     cdef tuple sample = _padded_sample(g)
@@ -350,14 +351,12 @@ cdef object _padded_buffer(const Window *g, Py_ssize_t n, object padded, int t):
     return padded
 
 
-cdef mdl_conv_direct _direct_geometry(const Window *g, Py_ssize_t n, Py_ssize_t filters,
+cdef mdl_conv_direct _direct_geometry(const mdl_window *g, Py_ssize_t n, Py_ssize_t filters,
                                       Py_ssize_t chunk) noexcept nogil:
     cdef mdl_conv_direct d
     cdef Py_ssize_t lo, hi
-    d.n, d.h, d.w, d.c = n, g.h, g.w, g.c
-    d.kh, d.kw, d.sh, d.sw, d.dh, d.dw = g.kh, g.kw, g.sh, g.sw, g.dh, g.dw
-    d.pad_top, d.pad_left, d.out_h, d.out_w = g.pad_top, g.pad_left, g.out_h, g.out_w
-    d.filters, d.chunk = filters, chunk
+    d.geo = g[0]
+    d.n, d.filters, d.chunk = n, filters, chunk
     d.src_h = (g.out_h - 1) * g.sh + (g.kh - 1) * g.dh + 1
     d.src_w = (g.out_w - 1) * g.sw + (g.kw - 1) * g.dw + 1
     interior(g, &lo, &hi)
@@ -395,7 +394,7 @@ cdef int _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *a, Py_s
         return dgemm(m, n, k, 1.0, a, rs_a, cs_a, b, rs_b, 1, beta, c, n, 1)
 
 
-cdef int _check_chunks(const Window *g, Py_ssize_t n, object kernel, str kernel_name,
+cdef int _check_chunks(const mdl_window *g, Py_ssize_t n, object kernel, str kernel_name,
                        Py_ssize_t rows, Py_ssize_t chunk) except -1:
     if dim(kernel, 0) != g.kh * g.kw * g.c:
         raise ValueError(f"{kernel_name} must have {g.kh * g.kw * g.c} rows; received "
@@ -448,7 +447,7 @@ def conv_train_forward(x, kernel, z, cols, Py_ssize_t chunk, bint pointwise, ker
     cdef int t = float_carray(x, 4, None, "x")
     carray(kernel, t, 2, None, "kernel", False)
     carray(z, t, 2, None, "z", True)
-    cdef Window g
+    cdef mdl_window g
     cdef Py_ssize_t n = dim(x, 0)
     window_geometry(&g, dim(x, 1), dim(x, 2), dim(x, 3), kernel_size, strides, dilation, pads,
                     out_hw)
@@ -500,7 +499,7 @@ def conv_train_forward(x, kernel, z, cols, Py_ssize_t chunk, bint pointwise, ker
         raise MemoryError("conv_train_forward: no memory for the GEMM's packing buffers")
 
 
-cdef int _patch_forward(const Window *g, Py_ssize_t n, Py_ssize_t chunk, bint pointwise,
+cdef int _patch_forward(const mdl_window *g, Py_ssize_t n, Py_ssize_t chunk, bint pointwise,
                         const floating *x, const floating *kernel, Py_ssize_t f, floating *z,
                         floating *cols) noexcept nogil:
     """z = the patches of x @ kernel, chunk by chunk, packed into cols (unused with
@@ -560,7 +559,7 @@ def conv_train_backward(x, dz, kernel, d_kernel, dx_out, cols, dcols, Py_ssize_t
     carray(d_kernel, t, 2, None, "d_kernel", True)
     if dx_out is not None:
         carray(dx_out, t, 4, None, "dx", True)
-    cdef Window g
+    cdef mdl_window g
     cdef Py_ssize_t n = dim(x, 0)
     window_geometry(&g, dim(x, 1), dim(x, 2), dim(x, 3), kernel_size, strides, dilation, pads,
                     out_hw)
@@ -640,7 +639,7 @@ def conv_train_backward(x, dz, kernel, d_kernel, dx_out, cols, dcols, Py_ssize_t
         raise MemoryError("conv_train_backward: no memory for the GEMM's packing buffers")
 
 
-cdef int _patch_backward(const Window *g, Py_ssize_t n, Py_ssize_t chunk, bint pointwise,
+cdef int _patch_backward(const mdl_window *g, Py_ssize_t n, Py_ssize_t chunk, bint pointwise,
                          bint kernel_grad, const floating *x, const floating *dz,
                          const floating *kernel, Py_ssize_t f, floating *kernel_t,
                          floating *d_kernel, floating *dx, floating *cols,

@@ -27,15 +27,15 @@ from cython.parallel cimport prange
 from libc.string cimport memset
 
 from minidl._core._arrays cimport aligned, carray, data, dim, float_carray
-from minidl._core._backend cimport (max_pool_2x2_row_f32, max_pool_2x2_row_f64, num_threads,
-                                    unpool_tiled_f32, unpool_tiled_f64)
-from minidl._core._window cimport (PARALLEL_MIN_ELEMENTS, Window, add_values, copy_values,
-                                   interior, window_geometry)
+from minidl._core._backend cimport (max_pool_2x2_row_f32, max_pool_2x2_row_f64, mdl_window,
+                                    num_threads, unpool_tiled_f32, unpool_tiled_f64)
+from minidl._core._window cimport (PARALLEL_MIN_ELEMENTS, add_values, copy_values, interior,
+                                   window_geometry)
 
 cnp.import_array()
 
 
-cdef int _check_pooled(const Window *g, Py_ssize_t n, object a, str name) except -1:
+cdef int _check_pooled(const mdl_window *g, Py_ssize_t n, object a, str name) except -1:
     """``a`` (a checked 4-D array) has the pooled shape (n, out_h, out_w, c)."""
     if (dim(a, 0) != n or dim(a, 1) != g.out_h or dim(a, 2) != g.out_w
             or dim(a, 3) != g.c):
@@ -62,7 +62,7 @@ cdef inline void _max_update(floating *out, int *idx, const floating *src, Py_ss
         idx[ch] = <int>(pos + ch) if take else idx[ch]
 
 
-cdef void _max_pool_row(const Window *g, const floating *x, floating *y, int *argmax,
+cdef void _max_pool_row(const mdl_window *g, const floating *x, floating *y, int *argmax,
                         Py_ssize_t row) noexcept nogil:
     cdef Py_ssize_t img = row // g.out_h, oy = row % g.out_h, c = g.c
     cdef Py_ssize_t ox, ky, kx, iy, ix, ch, pos, lo = 0, hi = 0
@@ -109,7 +109,7 @@ cdef void _max_pool_row(const Window *g, const floating *x, floating *y, int *ar
                 idx[ch] = -1
 
 
-cdef void _max_pool(const Window *g, Py_ssize_t n, const floating *x, floating *y,
+cdef void _max_pool(const mdl_window *g, Py_ssize_t n, const floating *x, floating *y,
                     int *argmax) noexcept nogil:
     cdef Py_ssize_t rows = n * g.out_h, row
     cdef int nt = num_threads() if n * g.h * g.w * g.c >= PARALLEL_MIN_ELEMENTS else 1
@@ -139,7 +139,7 @@ def max_pool_forward(x, y, argmax, pool_size, strides, pads):
     cdef int t = float_carray(x, 4, None, "x")
     carray(y, t, 4, None, "y", True)
     carray(argmax, cnp.NPY_INT, 4, None, "argmax", True)
-    cdef Window g
+    cdef mdl_window g
     cdef Py_ssize_t n = dim(x, 0)
     window_geometry(&g, dim(x, 1), dim(x, 2), dim(x, 3), pool_size, strides, (1, 1), pads,
                     (dim(y, 1), dim(y, 2)))
@@ -219,7 +219,7 @@ cdef int _scatter_checked(int t, object dy, object argmax, object dx, object gat
     return 0
 
 
-cdef void _unpool_tiled(const Window *g, Py_ssize_t n, const floating *dy, const int *argmax,
+cdef void _unpool_tiled(const mdl_window *g, Py_ssize_t n, const floating *dy, const int *argmax,
                         const floating *gate, floating *dx) noexcept nogil:
     # Windows that tile the image: one in-order pass writing dx per image (csrc/pooling.c).
     cdef Py_ssize_t per_out = g.out_h * g.out_w * g.c, per_in = g.h * g.w * g.c, img
@@ -232,7 +232,7 @@ cdef void _unpool_tiled(const Window *g, Py_ssize_t n, const floating *dy, const
             _unpool_tiled_image(g, dy, argmax, gate, dx, per_out, per_in, img)
 
 
-cdef inline void _unpool_tiled_image(const Window *g, const floating *dy, const int *argmax,
+cdef inline void _unpool_tiled_image(const mdl_window *g, const floating *dy, const int *argmax,
                                      const floating *gate, floating *dx, Py_ssize_t per_out,
                                      Py_ssize_t per_in, Py_ssize_t img) noexcept nogil:
     cdef const floating *image_gate = gate + img * per_out if gate != NULL else NULL
@@ -266,7 +266,7 @@ def max_pool_backward(dy, argmax, dx, pool_size, strides, pads, gate=None):
     carray(dx, t, 4, None, "dx", True)
     if gate is not None:
         carray(gate, t, 4, None, "gate", False)
-    cdef Window g
+    cdef mdl_window g
     cdef Py_ssize_t n = dim(dx, 0)
     window_geometry(&g, dim(dx, 1), dim(dx, 2), dim(dx, 3), pool_size, strides, (1, 1), pads,
                     (dim(dy, 1), dim(dy, 2)))
@@ -330,7 +330,7 @@ def scatter_argmax(dy, argmax, dx, gate=None):
 
 # ---- average pooling ----
 
-cdef inline Py_ssize_t _window_count(const Window *g, Py_ssize_t oy,
+cdef inline Py_ssize_t _window_count(const mdl_window *g, Py_ssize_t oy,
                                      Py_ssize_t ox) noexcept nogil:
     """Number of window positions inside the input (padding does not count, as in Keras)."""
     cdef Py_ssize_t y0 = oy * g.sh - g.pad_top, x0 = ox * g.sw - g.pad_left
@@ -339,7 +339,7 @@ cdef inline Py_ssize_t _window_count(const Window *g, Py_ssize_t oy,
     return max(rows, 0) * max(cols, 0)
 
 
-cdef void _avg_pool_row(const Window *g, const floating *x, floating *y,
+cdef void _avg_pool_row(const mdl_window *g, const floating *x, floating *y,
                         Py_ssize_t row) noexcept nogil:
     cdef Py_ssize_t img = row // g.out_h, oy = row % g.out_h, c = g.c
     cdef Py_ssize_t ox, iy, ix, ch, count
@@ -359,7 +359,7 @@ cdef void _avg_pool_row(const Window *g, const floating *x, floating *y,
             out[ch] *= scale
 
 
-cdef void _avg_pool(const Window *g, Py_ssize_t n, const floating *x,
+cdef void _avg_pool(const mdl_window *g, Py_ssize_t n, const floating *x,
                     floating *y) noexcept nogil:
     cdef Py_ssize_t rows = n * g.out_h, row
     cdef int nt = num_threads() if n * g.h * g.w * g.c >= PARALLEL_MIN_ELEMENTS else 1
@@ -385,7 +385,7 @@ def avg_pool_forward(x, y, pool_size, strides, pads):
     x = aligned(x)
     cdef int t = float_carray(x, 4, None, "x")
     carray(y, t, 4, None, "y", True)
-    cdef Window g
+    cdef mdl_window g
     cdef Py_ssize_t n = dim(x, 0)
     window_geometry(&g, dim(x, 1), dim(x, 2), dim(x, 3), pool_size, strides, (1, 1), pads,
                     (dim(y, 1), dim(y, 2)))
@@ -401,7 +401,7 @@ def avg_pool_forward(x, y, pool_size, strides, pads):
             _avg_pool(&g, n, <const double *>x_p, <double *>y_p)
 
 
-cdef void _avg_pool_backward_image(const Window *g, const floating *dy, floating *dx,
+cdef void _avg_pool_backward_image(const mdl_window *g, const floating *dy, floating *dx,
                                    Py_ssize_t img) noexcept nogil:
     cdef Py_ssize_t c = g.c, oy, ox, iy, ix, ch, count
     cdef floating *image = dx + img * g.h * g.w * c
@@ -422,7 +422,7 @@ cdef void _avg_pool_backward_image(const Window *g, const floating *dy, floating
                         image[(iy * g.w + ix) * c + ch] += grad[ch] * scale
 
 
-cdef void _avg_pool_backward(const Window *g, Py_ssize_t n, const floating *dy,
+cdef void _avg_pool_backward(const mdl_window *g, Py_ssize_t n, const floating *dy,
                              floating *dx) noexcept nogil:
     cdef Py_ssize_t img
     cdef int nt = num_threads() if n * g.h * g.w * g.c >= PARALLEL_MIN_ELEMENTS else 1
@@ -451,7 +451,7 @@ def avg_pool_backward(dy, dx, pool_size, strides, pads):
     dy = aligned(dy)
     cdef int t = float_carray(dy, 4, None, "dy")
     carray(dx, t, 4, None, "dx", True)
-    cdef Window g
+    cdef mdl_window g
     cdef Py_ssize_t n = dim(dx, 0)
     window_geometry(&g, dim(dx, 1), dim(dx, 2), dim(dx, 3), pool_size, strides, (1, 1), pads,
                     (dim(dy, 1), dim(dy, 2)))

@@ -20,19 +20,15 @@ cdef enum:
     SHARED_SCRATCH = 2
 
 
-# One image (h, w, c) of a channels_last batch; a (kh, kw) window moved by strides (sh, sw)
-# whose taps lie dilation (dh, dw) apart (1 for pooling); pad_top / pad_left rows / columns
-# of zeros before the image; out_h x out_w window positions. The batch size travels beside it.
-cdef struct Window:
-    Py_ssize_t h, w, c
-    Py_ssize_t kh, kw
-    Py_ssize_t sh, sw
-    Py_ssize_t dh, dw
-    Py_ssize_t pad_top, pad_left
-    Py_ssize_t out_h, out_w
+# mdl_window (csrc/minidl.h, declared in _backend.pxd), the one geometry struct of the C and
+# Cython kernels: one image (h, w, c) of a channels_last batch; a (kh, kw) window moved by
+# strides (sh, sw) whose taps lie dilation (dh, dw) apart (1 for pooling); pad_top / pad_left
+# rows / columns of zeros before the image; out_h x out_w window positions. The batch size
+# travels beside it.
+from minidl._core._backend cimport mdl_window
 
 
-cdef inline int window_geometry(Window *g, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+cdef inline int window_geometry(mdl_window *g, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
                                 object kernel_size, object strides, object dilation,
                                 object pads, object out_hw) except -1:
     """Fills ``g`` for images of (h, w, c) from the window's arguments, pairs of ints;
@@ -56,7 +52,7 @@ cdef inline int window_geometry(Window *g, Py_ssize_t h, Py_ssize_t w, Py_ssize_
     return 0
 
 
-cdef inline void interior(const Window *g, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
+cdef inline void interior(const mdl_window *g, Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
     """[lo, hi): the output columns whose window lies inside the input horizontally."""
     # (C division truncates toward zero, so a negative numerator is handled apart.)
     cdef Py_ssize_t last = g.w - 1 - (g.kw - 1) * g.dw + g.pad_left
