@@ -106,7 +106,7 @@ def extensions():
         is_backend = name == "minidl._core._backend"
         exts.append(Extension(
             name, [pyx] + (csrc if is_backend else []),
-            depends=csrc_headers,   # (the Cython modules include some: select.h)
+            depends=csrc_headers,   # (the Cython modules include minidl.h and exact_math.h)
             include_dirs=[numpy.get_include(), "csrc"],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         ))

@@ -9,9 +9,9 @@ backward of any maximum over windows), average pooling (``avg_pool_forward`` /
 A max pooling keeps, with each maximum, its index within the image (``argmax``), to which
 the backward pass routes the gradient. Its rule, the same in every kernel of minidl (the
 fused convolution and pooling of csrc/conv_pool.c included): the first maximum in the
-window's row-major order wins ties, and a NaN wins over any number (``_max_update``). The
-common 2x2 window and the backward of windows that tile the image run in C, built for the
-machine's vector width (csrc/pooling.c).
+window's row-major order wins ties, and a NaN wins over any number (mdl_max_update_* in
+csrc/exact_math.h). The common 2x2 window and the backward of windows that tile the image
+run in C, built for the machine's vector width (csrc/pooling.c).
 
 Geometry: see _window.pxd (pooling has no dilation). Arguments: each function copies a
 misaligned input and refuses a misaligned output, and checks every array's dtype, rank,
@@ -29,6 +29,7 @@ from libc.string cimport memset
 from minidl._core._arrays cimport aligned, carray, data, dim, float_carray
 from minidl._core._backend cimport (max_pool_2x2_row_f32, max_pool_2x2_row_f64, mdl_window,
                                     num_threads, unpool_tiled_f32, unpool_tiled_f64)
+from minidl._core._exact_math cimport mdl_max_update_f32, mdl_max_update_f64
 from minidl._core._window cimport (PARALLEL_MIN_ELEMENTS, add_values, copy_values, interior,
                                    window_geometry)
 
@@ -48,18 +49,12 @@ cdef int _check_pooled(const mdl_window *g, Py_ssize_t n, object a, str name) ex
 
 cdef inline void _max_update(floating *out, int *idx, const floating *src, Py_ssize_t pos,
                              Py_ssize_t c) noexcept nogil:
-    # out = max(out, src) per channel, idx following the winner. The first maximum wins
-    # ties (row-major window order, as TF and PyTorch route the gradient); a NaN wins over
-    # any number. Written without branches so that the compiler vectorizes it.
-    cdef Py_ssize_t ch
-    cdef floating v, cur
-    cdef bint take
-    for ch in range(c):
-        v = src[ch]
-        cur = out[ch]
-        take = (v > cur) | ((v != v) & (cur == cur))
-        out[ch] = v if take else cur
-        idx[ch] = <int>(pos + ch) if take else idx[ch]
+    # out = max(out, src) per channel, idx following the winner: MaxPooling's rule, the one
+    # of csrc/exact_math.h that the C loops follow too (pos < 2**31: window_geometry checks).
+    if floating is float:
+        mdl_max_update_f32(out, idx, src, <int>pos, c)
+    else:
+        mdl_max_update_f64(out, idx, src, <int>pos, c)
 
 
 cdef void _max_pool_row(const mdl_window *g, const floating *x, floating *y, int *argmax,
