@@ -84,7 +84,7 @@ cdef void _im2col_row(const mdl_window *g, const floating *x, floating *cols,
     """Rows ``row * out_w ...`` of cols: output row ``oy`` of image ``img``."""
     cdef Py_ssize_t img = row // g.out_h, oy = row % g.out_h
     cdef Py_ssize_t c = g.c, width = g.kw * g.c, K = g.kh * g.kw * g.c
-    cdef Py_ssize_t ox, ky, kx, iy, ix, ix0, lo, hi, j
+    cdef Py_ssize_t ox, ky, kx, iy, ix0, lo, hi, j
     cdef const floating *image = x + img * g.h * g.w * c
     cdef const floating *src
     cdef floating *dst = cols + row * g.out_w * K
