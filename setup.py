@@ -155,7 +155,7 @@ def extensions():
         name = pyx[:-len(".pyx")].replace(os.sep, ".")
         exts.append(Extension(
             name, [pyx],
-            depends=CSRC_HEADERS,   # minidl.h declares the API; some modules include select.h
+            depends=CSRC_HEADERS,   # the modules include minidl.h and exact_math.h
             include_dirs=[numpy.get_include(), "csrc"],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         ))

@@ -1,7 +1,7 @@
 /* conv_direct.c - a training convolution without patch matrices, with the patch path's bits.
  *
- * The patch path (minidl/_core/_conv.pyx) packs every receptive field into a row of a patch
- * matrix, multiplies it with the GEMM, and scatters the patch gradient back with col2im;
+ * The patch path (minidl/_core/_convolution.pyx) packs every receptive field into a row of a
+ * patch matrix, multiplies it with the GEMM, and scatters the patch gradient back with col2im;
  * writing and reading those matrices cost it as much as the multiplications. Here the
  * GEMM's micro-kernel tiles read the image itself (a zero-padded copy where the windows
  * reach outside it) through offset tables (conv_direct.inc, one copy per instruction set,
@@ -52,21 +52,22 @@ static void cd_barrier(int nth) {
 static ptrdiff_t cd_chunk_rows(const mdl_conv_direct *g, ptrdiff_t img) {
     ptrdiff_t first = img / g->chunk * g->chunk;
     ptrdiff_t images = g->n - first < g->chunk ? g->n - first : g->chunk;
-    return images * g->out_h * g->out_w;
+    return images * g->geo.out_h * g->geo.out_w;
 }
 
 /* The source's row and image strides: the padded copy's, or x's. */
 static void cd_src_strides(const mdl_conv_direct *g, int padded, ptrdiff_t *rs, ptrdiff_t *is) {
-    *rs = (padded ? g->src_w : g->w) * g->c;
-    *is = (padded ? g->src_h : g->h) * *rs;
+    *rs = (padded ? g->src_w : g->geo.w) * g->geo.c;
+    *is = (padded ? g->src_h : g->geo.h) * *rs;
 }
 
 /* tapoff[q] for patch value q = (ky, kx, ch): its offset from the window's first value. */
 static void cd_tap_offsets(const mdl_conv_direct *g, ptrdiff_t rs, ptrdiff_t *tapoff) {
     ptrdiff_t q = 0;
-    for (ptrdiff_t ky = 0; ky < g->kh; ky++)
-        for (ptrdiff_t kx = 0; kx < g->kw; kx++)
-            for (ptrdiff_t ch = 0; ch < g->c; ch++) tapoff[q++] = ky * g->dh * rs + kx * g->dw * g->c + ch;
+    for (ptrdiff_t ky = 0; ky < g->geo.kh; ky++)
+        for (ptrdiff_t kx = 0; kx < g->geo.kw; kx++)
+            for (ptrdiff_t ch = 0; ch < g->geo.c; ch++)
+                tapoff[q++] = ky * g->geo.dh * rs + kx * g->geo.dw * g->geo.c + ch;
 }
 
 /* pixoff[p] for the output pixels p of one chunk, in order: the offset of p's window from
@@ -75,16 +76,17 @@ static void cd_pixel_offsets(const mdl_conv_direct *g, ptrdiff_t rs, ptrdiff_t i
                              ptrdiff_t images, ptrdiff_t *pixoff) {
     ptrdiff_t p = 0;
     for (ptrdiff_t i = 0; i < images; i++)
-        for (ptrdiff_t oy = 0; oy < g->out_h; oy++)
-            for (ptrdiff_t ox = 0; ox < g->out_w; ox++) pixoff[p++] = i * is + oy * g->sh * rs + ox * g->sw * g->c;
+        for (ptrdiff_t oy = 0; oy < g->geo.out_h; oy++)
+            for (ptrdiff_t ox = 0; ox < g->geo.out_w; ox++)
+                pixoff[p++] = i * is + oy * g->geo.sh * rs + ox * g->geo.sw * g->geo.c;
 }
 
 /* A run of input columns ix0, ix0 + sw, ... (count of them, at most x_mr) that receive the
  * same taps in the same order: col2im adds, to input column ix, the patch-gradient values
  * of the output columns ox whose window covers it (tap kx = (ix + pad_left - ox * sw) / dw),
- * interior columns first (tap by tap, or column by column, as _col2im_image's loops go),
- * then the left edge's, then the right edge's, each in column order. Pixel j of the run
- * then reads output column ox(kx) + j for each tap kx of the list. */
+ * interior columns first (tap by tap, or column by column, as the loops of _col2im_image in
+ * _convolution.pyx go), then the left edge's, then the right edge's, each in column order.
+ * Pixel j of the run then reads output column ox(kx) + j for each tap kx of the list. */
 typedef struct {
     ptrdiff_t ix0, count;
     ptrdiff_t taps;      /* length of the list */
@@ -95,15 +97,15 @@ typedef struct {
 /* The taps of input column ix in col2im's order into kx; returns their number. */
 static ptrdiff_t cd_column_taps(const mdl_conv_direct *g, ptrdiff_t ix, ptrdiff_t *kx) {
     ptrdiff_t inner = 0, left = 0, right = 0, n = 0;
-    ptrdiff_t *by_class = kx + g->kw; /* scratch: left edge, then right edge, kx ascending */
-    for (ptrdiff_t t = 0; t < g->kw; t++) {
-        ptrdiff_t at = ix + g->pad_left - t * g->dw;
-        if (at < 0 || at % g->sw) continue;
-        ptrdiff_t ox = at / g->sw;
-        if (ox >= g->out_w) continue;
+    ptrdiff_t *by_class = kx + g->geo.kw; /* scratch: left edge, then right edge, kx ascending */
+    for (ptrdiff_t t = 0; t < g->geo.kw; t++) {
+        ptrdiff_t at = ix + g->geo.pad_left - t * g->geo.dw;
+        if (at < 0 || at % g->geo.sw) continue;
+        ptrdiff_t ox = at / g->geo.sw;
+        if (ox >= g->geo.out_w) continue;
         if (ox < g->interior_lo) by_class[left++] = t;
         else if (ox < g->interior_hi) kx[inner++] = t;
-        else by_class[g->kw + right++] = t;
+        else by_class[g->geo.kw + right++] = t;
     }
     /* kx ascending is output column descending */
     if (!g->interior_by_tap)
@@ -114,7 +116,7 @@ static ptrdiff_t cd_column_taps(const mdl_conv_direct *g, ptrdiff_t ix, ptrdiff_
         }
     n = inner;
     for (ptrdiff_t i = left - 1; i >= 0; i--) kx[n++] = by_class[i];
-    for (ptrdiff_t i = right - 1; i >= 0; i--) kx[n++] = by_class[g->kw + i];
+    for (ptrdiff_t i = right - 1; i >= 0; i--) kx[n++] = by_class[g->geo.kw + i];
     return n;
 }
 
@@ -124,9 +126,9 @@ static ptrdiff_t cd_column_taps(const mdl_conv_direct *g, ptrdiff_t ix, ptrdiff_
 static ptrdiff_t cd_col_tiles(const mdl_conv_direct *g, int x_mr, cd_col_tile *tiles,
                               ptrdiff_t *lists, ptrdiff_t *ox) {
     ptrdiff_t count = 0, used = 0;
-    for (ptrdiff_t r = 0; r < g->sw && r < g->w; r++) {
+    for (ptrdiff_t r = 0; r < g->geo.sw && r < g->geo.w; r++) {
         ptrdiff_t ix = r;
-        while (ix < g->w) {
+        while (ix < g->geo.w) {
             cd_col_tile *t = &tiles[count++];
             t->ix0 = ix;
             t->kx = lists + used;
@@ -134,16 +136,16 @@ static ptrdiff_t cd_col_tiles(const mdl_conv_direct *g, int x_mr, cd_col_tile *t
             t->count = 1;
             t->ox = ox + used;
             for (ptrdiff_t i = 0; i < t->taps; i++)
-                t->ox[i] = (ix + g->pad_left - t->kx[i] * g->dw) / g->sw;
+                t->ox[i] = (ix + g->geo.pad_left - t->kx[i] * g->geo.dw) / g->geo.sw;
             used += t->taps;
-            ix += g->sw;
+            ix += g->geo.sw;
             /* the next column joins the run when its list is the same */
-            while (ix < g->w && t->count < x_mr) {
+            while (ix < g->geo.w && t->count < x_mr) {
                 ptrdiff_t taps = cd_column_taps(g, ix, lists + used);
                 if (taps != t->taps || memcmp(lists + used, t->kx, (size_t)taps * sizeof *lists))
                     break;
                 t->count++;
-                ix += g->sw;
+                ix += g->geo.sw;
             }
         }
     }
@@ -153,14 +155,14 @@ static ptrdiff_t cd_col_tiles(const mdl_conv_direct *g, int x_mr, cd_col_tile *t
 /* The output rows oy (ascending, as col2im adds them) whose window covers input row iy, and
  * their taps ky, into oy_ky (pairs); returns their number. */
 static ptrdiff_t cd_row_taps(const mdl_conv_direct *g, ptrdiff_t iy, ptrdiff_t *oy_ky) {
-    ptrdiff_t at = iy + g->pad_top, n = 0;
-    ptrdiff_t lowest = at - (g->kh - 1) * g->dh;
-    ptrdiff_t oy = lowest <= 0 ? 0 : (lowest + g->sh - 1) / g->sh;
-    for (; oy < g->out_h && oy * g->sh <= at; oy++) {
-        ptrdiff_t t = at - oy * g->sh;
-        if (t % g->dh == 0 && t / g->dh < g->kh) {
+    ptrdiff_t at = iy + g->geo.pad_top, n = 0;
+    ptrdiff_t lowest = at - (g->geo.kh - 1) * g->geo.dh;
+    ptrdiff_t oy = lowest <= 0 ? 0 : (lowest + g->geo.sh - 1) / g->geo.sh;
+    for (; oy < g->geo.out_h && oy * g->geo.sh <= at; oy++) {
+        ptrdiff_t t = at - oy * g->geo.sh;
+        if (t % g->geo.dh == 0 && t / g->geo.dh < g->geo.kh) {
             oy_ky[2 * n] = oy;
-            oy_ky[2 * n + 1] = t / g->dh;
+            oy_ky[2 * n + 1] = t / g->geo.dh;
             n++;
         }
     }

@@ -174,7 +174,25 @@ void mdl_nadam_f64(ptrdiff_t n, const mdl_optim_hyper *h, double *MDL_RESTRICT p
 double mdl_sum_of_squares_f32(ptrdiff_t n, const float *x);
 double mdl_sum_of_squares_f64(ptrdiff_t n, const double *x);
 
-/* ---- max pooling hot loops (pooling.c; the general kernels are in _conv.pyx) ----
+/* ---- the geometry of a sliding window: convolution and pooling ----
+ * One image (h, w, c) of a channels-last batch; a (kh, kw) window moved by strides (sh, sw),
+ * its taps dilation (dh, dw) apart (1 for pooling); pad_top / pad_left rows / columns of
+ * zeros (for pooling: of nothing) before the image; out_h x out_w window positions. The
+ * padding after the image is implied by out_h and out_w. One struct for every kernel that
+ * slides a window, C and Cython (minidl/_core/_window.pxd), filled and checked in one place:
+ * window_geometry() in _window.pxd, from a layer's kernel_size, strides, dilation, pads and
+ * output size. The batch size travels beside it. */
+typedef struct {
+    ptrdiff_t h, w, c;
+    ptrdiff_t kh, kw;
+    ptrdiff_t sh, sw;
+    ptrdiff_t dh, dw;
+    ptrdiff_t pad_top, pad_left;
+    ptrdiff_t out_h, out_w;
+} mdl_window;
+
+/* ---- max pooling hot loops (pooling.c; the general kernels are in
+ * minidl/_core/_pooling.pyx) ----
  * One output row of a 2x2 max pooling, columns [lo, hi), whose windows lie inside the
  * image: rows y0 and y0 + 1, columns ox * sw - pad_left and the next. out_row and idx_row
  * point at the row's column 0; idx gets the winner's index within the image. */
@@ -212,15 +230,15 @@ void mdl_add_runs_f64(double *MDL_RESTRICT dst, ptrdiff_t dst_stride,
                       ptrdiff_t width);
 
 /* ---- a convolution with few taps fused with its max pooling (conv_pool.c) ----
- * Geometry: input images (h, w, c); a (kh, kw) kernel with strides, dilation and the
- * zeros before the input (pad_top, pad_left); its output z (out_h, out_w, filters); max
- * pooling windows (ph, pw) with strides equal to their size and no padding, giving
- * (pooled_h, pooled_w). Set by the caller: filters_padded, filters rounded up to 64 bytes of
- * elements (the kernel's row stride); patch_stride, kh * kw * c rounded up to MDL_CP_TAPS. */
+ * Geometry: geo, the convolution's window over the input images, whose output z is
+ * (out_h, out_w, filters); max pooling windows (ph, pw) with strides equal to their size and
+ * no padding, giving (pooled_h, pooled_w). Set by the caller: filters_padded, filters rounded
+ * up to 64 bytes of elements (the kernel's row stride); patch_stride, kh * kw * c rounded up
+ * to MDL_CP_TAPS. */
 #define MDL_CP_TAPS 9
 typedef struct {
-    ptrdiff_t h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left;
-    ptrdiff_t out_h, out_w, filters, ph, pw, pooled_h, pooled_w;
+    mdl_window geo;
+    ptrdiff_t filters, ph, pw, pooled_h, pooled_w;
     ptrdiff_t filters_padded, patch_stride;
 } mdl_conv_pool;
 /* Pooled row py of one image: y_row and argmax_row (pooled_w, filters) get the maximum m of
@@ -249,13 +267,14 @@ int mdl_conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image
 /* ---- a training convolution without patch matrices (conv_direct.c) ----
  * The linear part of a convolution (channels-last images, a (kh * kw * c, filters) kernel)
  * and its gradients, computed from the image itself, with the bits of the patch path of
- * minidl/_core/_conv.pyx (im2col, then the GEMM of each chunk of `chunk` images; col2im of
- * each chunk's patch gradient). Geometry as in mdl_conv_pool, plus:
+ * minidl/_core/_convolution.pyx (im2col, then the GEMM of each chunk of `chunk` images;
+ * col2im of each chunk's patch gradient). Geometry: geo, the window over each of the n
+ * images, the filters, and:
  *   chunk: the images per GEMM of that path (its k-blocks depend on the GEMM's shape);
  *   src_h, src_w: the rows and columns the windows reach, (out_h - 1) * sh + (kh - 1) * dh
  *       + 1 and the same across;
  *   interior_lo, interior_hi: col2im's interior output columns, whose windows lie inside the
- *       input horizontally (_interior in _conv.pyx); interior_by_tap: col2im adds those
+ *       input horizontally (interior in _window.pxd); interior_by_tap: col2im adds those
  *       columns tap by tap (kx ascending) rather than column by column.
  * The windows are read from `padded`, a (n, src_h, src_w, c) copy of x with zeros where
  * they reach outside it, which the forward pass writes (and the backward pass too, unless
@@ -263,8 +282,8 @@ int mdl_conv_max_pool_grad_image_f64(const mdl_conv_pool *g, const double *image
  * padding, src_h <= h and src_w <= w), from x itself. The bits depend on neither the
  * thread count nor that choice. All return 0, or -1 when out of memory. */
 typedef struct {
-    ptrdiff_t n, h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left;
-    ptrdiff_t out_h, out_w, filters, chunk, src_h, src_w;
+    mdl_window geo;
+    ptrdiff_t n, filters, chunk, src_h, src_w;
     ptrdiff_t interior_lo, interior_hi;
     int interior_by_tap;
 } mdl_conv_direct;

@@ -1,4 +1,4 @@
-/* patches.c - the inner loops of im2col and col2im (minidl/_core/_conv.pyx): `runs` runs of
+/* patches.c - the inner loops of im2col and col2im (minidl/_core/_convolution.pyx): `runs` runs of
  * `width` values, copied or added from one strided place to another (one kernel row of the
  * receptive fields along an output row). In C only to be compiled for AVX-512 and AVX2 as
  * well as baseline x86-64, the active kernel table choosing the version (kernels.h): Cython

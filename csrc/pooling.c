@@ -1,6 +1,6 @@
 /* pooling.c - the hot loops of max pooling over channels-last images.
  *
- * minidl/_core/_conv.pyx holds the pooling kernels for every geometry; the two loops here
+ * minidl/_core/_pooling.pyx holds the pooling kernels for every geometry; the two loops here
  * (in pooling.inc, for float and double) are the common 2x2 window (forward) and the
  * one-pass backward of windows that tile the image. They are in C only to be compiled for
  * AVX-512 and AVX2 as well as baseline x86-64 (arch_versions.inc), the active kernel table

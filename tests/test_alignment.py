@@ -13,7 +13,7 @@ import pytest
 
 import minidl
 from minidl import activations, layers, losses, metrics, optimizers, regularizers
-from minidl._core import _activations, _conv, _data, _losses, _optimizers
+from minidl._core import _activations, _convolution, _data, _losses, _optimizers, _pooling
 from minidl.layers import CallContext
 from minidl.models.rewrites import ReluMaxPoolStep
 from minidl.models.steps import LayerStep
@@ -276,10 +276,10 @@ def test_conv_kernels_refuse_misaligned_outputs():
     x = data((1, 4, 4, 1))
     cols = misaligned(np.empty((4, 9), np.float32))
     with pytest.raises(ValueError, match="cols must be aligned"):
-        _conv.im2col(x, cols, (3, 3), (1, 1), (1, 1), (0, 0), (2, 2))
+        _convolution.im2col(x, cols, (3, 3), (1, 1), (1, 1), (0, 0), (2, 2))
     y = misaligned(np.empty((1, 2, 2, 1), np.float32))
     with pytest.raises(ValueError, match="y must be aligned"):
-        _conv.max_pool_forward(x, y, np.empty((1, 2, 2, 1), np.int32), (2, 2), (2, 2), (0, 0))
+        _pooling.max_pool_forward(x, y, np.empty((1, 2, 2, 1), np.int32), (2, 2), (2, 2), (0, 0))
 
 
 # ---- models and data gathering ----------------------------------------------------------------

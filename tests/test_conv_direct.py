@@ -13,7 +13,7 @@ import pytest
 
 import minidl
 from minidl._core import _backend
-from minidl._core import _conv as kernels
+from minidl._core import _convolution as kernels
 from minidl.layers import CallContext, Conv1D, Conv2D
 
 ARCHS = _backend.supported_archs()

@@ -21,7 +21,7 @@ import pytest
 
 import minidl
 from minidl._core import _backend
-from minidl._core import _conv as kernels
+from minidl._core import _conv_pool, _convolution, _pooling
 from minidl.layers import (Conv1D, Conv2D, Dense, Flatten, Input, MaxPooling1D,
                            MaxPooling2D)
 from minidl.models import Sequential
@@ -100,13 +100,13 @@ def unfused_forward(x, kernel, window, pool):
     n, filters = x.shape[0], kernel.shape[1]
     out_h, out_w = window["out_hw"]
     cols = np.empty((n * out_h * out_w, kernel.shape[0]), x.dtype)
-    kernels.im2col(x, cols, **window)
+    _convolution.im2col(x, cols, **window)
     z = np.empty((cols.shape[0], filters), x.dtype)
     gemm(cols, kernel, z)
     z = z.reshape(n, out_h, out_w, filters)
     y = np.empty(pooled_shape(n, window, pool, filters), x.dtype)
     argmax = np.empty(y.shape, np.intc)
-    kernels.max_pool_forward(z, y, argmax, pool, pool, (0, 0))
+    _pooling.max_pool_forward(z, y, argmax, pool, pool, (0, 0))
     return y, argmax, cols, z
 
 
@@ -114,7 +114,7 @@ def fused_forward(x, kernel, window, pool):
     shape = pooled_shape(x.shape[0], window, pool, kernel.shape[1])
     y = np.full(shape, np.nan, x.dtype)   # fully overwritten: no NaN may survive
     argmax = np.full(shape, -7, np.intc)
-    kernels.conv_max_pool_forward(x, kernel, y, argmax, pool_size=pool, **window)
+    _conv_pool.conv_max_pool_forward(x, kernel, y, argmax, pool_size=pool, **window)
     return y, argmax
 
 
@@ -123,7 +123,7 @@ def reference_backward(cols, z, dy, argmax, gate, pool):
     d_kernel = cols.T @ dz, d_bias = dz.sum(0); ``scale`` bounds each sum's rounding error
     (the sum of its terms' absolute values)."""
     dz = np.empty(z.shape, z.dtype)
-    kernels.max_pool_backward(dy, argmax, dz, pool, pool, (0, 0), gate=gate)
+    _pooling.max_pool_backward(dy, argmax, dz, pool, pool, (0, 0), gate=gate)
     cols64, dz64 = cols.astype(np.float64), dz.reshape(-1, z.shape[-1]).astype(np.float64)
     return (cols64.T @ dz64, dz64.sum(0),
             (np.abs(cols64).T @ np.abs(dz64), np.abs(dz64).sum(0)))
@@ -133,8 +133,8 @@ def fused_backward(x, dy, argmax, gate, window, pool, k, with_bias=True):
     filters = dy.shape[-1]
     d_kernel = np.full((k, filters), np.nan, x.dtype)   # overwritten
     d_bias = np.full(filters, np.nan, x.dtype) if with_bias else None
-    kernels.conv_max_pool_backward(x, dy, argmax, gate, d_kernel, d_bias, pool_size=pool,
-                                   **window)
+    _conv_pool.conv_max_pool_backward(x, dy, argmax, gate, d_kernel, d_bias, pool_size=pool,
+                                      **window)
     return d_kernel, d_bias
 
 
@@ -194,14 +194,14 @@ def test_forward_adds_the_bias_and_relu_as_the_relu_layer_does(pool, dtype):
         get_activation(name).forward_bias(want, bias, want)
         y = np.empty_like(y_ref)
         argmax = np.empty_like(argmax_ref)
-        kernels.conv_max_pool_forward(x, kernel, y, argmax, pool_size=pool, bias=bias,
-                                      relu=relu, **window)
+        _conv_pool.conv_max_pool_forward(x, kernel, y, argmax, pool_size=pool, bias=bias,
+                                         relu=relu, **window)
         assert np.array_equal(y.reshape(-1, 17), want, equal_nan=True)
         assert np.array_equal(argmax, argmax_ref)
         assert np.isnan(y).any()
     with pytest.raises(ValueError, match="bias must have shape"):
-        kernels.conv_max_pool_forward(x, kernel, y, argmax, pool_size=pool,
-                                      bias=np.zeros(16, dtype), **window)
+        _conv_pool.conv_max_pool_forward(x, kernel, y, argmax, pool_size=pool,
+                                         bias=np.zeros(16, dtype), **window)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -360,24 +360,24 @@ def _arrays(dtype=np.float32, filters=7):
 def test_forward_rejects_bad_shapes_with_a_message():
     x, kernel, y, argmax, window = _arrays()
     with pytest.raises(ValueError, match="kernel must have shape"):
-        kernels.conv_max_pool_forward(x, data((10, 7), 0, np.float32), y, argmax,
-                                      pool_size=(2, 2), **window)
+        _conv_pool.conv_max_pool_forward(x, data((10, 7), 0, np.float32), y, argmax,
+                                         pool_size=(2, 2), **window)
     with pytest.raises(ValueError, match="pooled output must have shape"):
-        kernels.conv_max_pool_forward(x, kernel, np.empty((2, 5, 5, 7), np.float32),
-                                      np.empty((2, 5, 5, 7), np.intc), pool_size=(2, 2),
-                                      **window)
+        _conv_pool.conv_max_pool_forward(x, kernel, np.empty((2, 5, 5, 7), np.float32),
+                                         np.empty((2, 5, 5, 7), np.intc), pool_size=(2, 2),
+                                         **window)
     with pytest.raises(ValueError, match="pooled output must have shape"):
-        kernels.conv_max_pool_forward(x, kernel, np.empty((2, 5, 4, 8), np.float32),
-                                      np.empty((2, 5, 4, 8), np.intc), pool_size=(2, 2),
-                                      **window)
+        _conv_pool.conv_max_pool_forward(x, kernel, np.empty((2, 5, 4, 8), np.float32),
+                                         np.empty((2, 5, 4, 8), np.intc), pool_size=(2, 2),
+                                         **window)
     with pytest.raises(ValueError, match="argmax must have the shape of y"):
-        kernels.conv_max_pool_forward(x, kernel, y, np.empty((2, 5, 3, 7), np.intc),
-                                      pool_size=(2, 2), **window)
+        _conv_pool.conv_max_pool_forward(x, kernel, y, np.empty((2, 5, 3, 7), np.intc),
+                                         pool_size=(2, 2), **window)
     with pytest.raises(ValueError, match="pool_size must be positive"):
-        kernels.conv_max_pool_forward(x, kernel, y, argmax, pool_size=(0, 2), **window)
+        _conv_pool.conv_max_pool_forward(x, kernel, y, argmax, pool_size=(0, 2), **window)
     with pytest.raises(ValueError, match="invalid geometry"):
-        kernels.conv_max_pool_forward(x, kernel, y, argmax, pool_size=(2, 2),
-                                      **{**window, "strides": (0, 1)})
+        _conv_pool.conv_max_pool_forward(x, kernel, y, argmax, pool_size=(2, 2),
+                                         **{**window, "strides": (0, 1)})
 
 
 def test_backward_rejects_bad_shapes_with_a_message():
@@ -385,7 +385,7 @@ def test_backward_rejects_bad_shapes_with_a_message():
     d_kernel, d_bias = np.empty_like(kernel), np.empty(7, np.float32)
 
     def call(dy=y, am=argmax, gate=y, dk=d_kernel, db=d_bias):
-        kernels.conv_max_pool_backward(x, dy, am, gate, dk, db, pool_size=(2, 2), **window)
+        _conv_pool.conv_max_pool_backward(x, dy, am, gate, dk, db, pool_size=(2, 2), **window)
 
     call()
     with pytest.raises(ValueError, match="pooled output must have shape"):
@@ -407,14 +407,14 @@ def test_mixed_dtypes_and_strided_arrays_are_rejected():
     raise rather than read memory the wrong way."""
     x, kernel, y, argmax, window = _arrays()
     with pytest.raises((TypeError, ValueError)):
-        kernels.conv_max_pool_forward(x, kernel.astype(np.float64), y, argmax,
-                                      pool_size=(2, 2), **window)
+        _conv_pool.conv_max_pool_forward(x, kernel.astype(np.float64), y, argmax,
+                                         pool_size=(2, 2), **window)
     with pytest.raises((TypeError, ValueError)):
-        kernels.conv_max_pool_forward(x, kernel, y, argmax.astype(np.int64),
-                                      pool_size=(2, 2), **window)
+        _conv_pool.conv_max_pool_forward(x, kernel, y, argmax.astype(np.int64),
+                                         pool_size=(2, 2), **window)
     with pytest.raises((TypeError, ValueError)):
-        kernels.conv_max_pool_forward(x[:, ::-1], kernel, y, argmax, pool_size=(2, 2),
-                                      **window)
+        _conv_pool.conv_max_pool_forward(x[:, ::-1], kernel, y, argmax, pool_size=(2, 2),
+                                         **window)
 
 
 # ---- threads and architectures ----

@@ -14,7 +14,7 @@ import pytest
 
 import minidl
 from minidl._core import _backend
-from minidl._core import _conv
+from minidl._core import _convolution, _pooling
 from minidl._core import _optimizers
 
 FAMILIES = ("gemm", "conv_pool", "optimizers", "pooling", "patches")
@@ -205,11 +205,11 @@ def test_max_pooling_gives_the_same_bits_under_every_architecture(shape, strides
     def forward_backward():
         y = np.empty((n, out_h, out_w, c), dtype)
         argmax = np.empty(y.shape, np.intc)
-        _conv.max_pool_forward(x, y, argmax, (2, 2), strides, pads)
+        _pooling.max_pool_forward(x, y, argmax, (2, 2), strides, pads)
         results = [y, argmax]
         for gate in (None, y):   # windows that tile the image: csrc/pooling.c's unpool loop
             dx = np.empty_like(x)
-            _conv.max_pool_backward(dy, argmax, dx, (2, 2), strides, pads, gate=gate)
+            _pooling.max_pool_backward(dy, argmax, dx, (2, 2), strides, pads, gate=gate)
             results.append(dx)
         return results
 
@@ -220,7 +220,7 @@ def test_max_pooling_gives_the_same_bits_under_every_architecture(shape, strides
 
 # (n, h, w, c), kernel, strides, dilation, pads (top, left); the output size keeps the
 # padding symmetric. Each has runs of kw * c >= 16 values and no dilation across, which
-# _conv.pyx copies and adds with csrc/patches.c; strides below the kernel's width make
+# _convolution.pyx copies and adds with csrc/patches.c; strides below the kernel's width make
 # col2im add overlapping runs.
 PATCH_CASES = [
     ((2, 9, 11, 6), (3, 3), (1, 1), (1, 1), (1, 1)),
@@ -245,9 +245,9 @@ def test_im2col_and_col2im_give_the_same_bits_under_every_architecture(
 
     def patches():
         cols = np.empty((rows, taps), dtype)
-        _conv.im2col(x, cols, kernel, strides, dilation, pads, out_hw)
+        _convolution.im2col(x, cols, kernel, strides, dilation, pads, out_hw)
         dx = np.empty_like(x)
-        _conv.col2im(dcols, dx, kernel, strides, dilation, pads, out_hw)
+        _convolution.col2im(dcols, dx, kernel, strides, dilation, pads, out_hw)
         return [cols, dx]
 
     assert_same_bits(under_each_arch(patches), f"im2col / col2im {shape}")

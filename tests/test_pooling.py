@@ -686,7 +686,7 @@ def test_model_with_every_pooling_layer_fits_saves_and_loads(tmp_path):
 def test_tiled_max_pool_backward_equals_the_scatter(shape, pool, gated):
     """Windows that tile the input take max_pool_backward's one-pass path (odd sizes leave
     uncovered rows and columns, which get 0); it must equal the general scatter."""
-    from minidl._core import _conv as kernels
+    from minidl._core import _pooling as kernels
     rng = np.random.default_rng(3)
     x = rng.standard_normal(shape).astype(np.float32)
     out = (shape[0], shape[1] // pool[0], shape[2] // pool[1], shape[3])

@@ -33,6 +33,7 @@ import numpy as np
 from minidl._core._arrays cimport (aligned, float_array, float_array_like, prefix, same_shape,
                                    writeable)
 from minidl._core._backend cimport num_threads
+from minidl._core._exact_math cimport mdl_blend, mdl_blendf, mdl_expf, mdl_sigmoidf, mdl_tanhf
 
 cnp.import_array()
 
@@ -90,68 +91,11 @@ cdef double GELU_CUBIC = 0.044715
 # ---- scalar math in the precision of the data (float math for float32) ----
 #
 # glibc's expf/tanhf are scalar calls of ~10 ns; float32 is the training dtype, so it gets
-# branch-free versions the compiler vectorises. Every loop below reads its inputs
-# unconditionally and picks results with selects (a if c else b on computed values): a branch
-# on the sign of random data mispredicts half the time and blocks vectorisation.
-
-cdef extern from *:
-    """
-    #include <math.h>
-    #include "select.h"
-
-    /* e^x in float32 without branches or libm calls, so loops over it vectorise.
-       Range reduction x = n ln2 + r, |r| <= ln2 / 2, with ln2 split in two parts; Cephes'
-       degree-6 polynomial for e^r (within 1 ulp); 2^n assembled from exponent bits as
-       2^(n-1) * 2 so that n = 128 stays representable. Results below e^-86 flush to 0;
-       above FLT_MAX they overflow to inf; NaN propagates through the arithmetic. */
-    MDL_MATH_INLINE float mdl_expf(float x) {
-        const float hi = 88.72283f, lo = -86.0f;
-        float xc = mdl_blendf(x > hi, hi, x);
-        xc = mdl_blendf(xc < lo, lo, xc);
-        /* round to nearest integer by adding and removing 1.5 * 2^23 */
-        float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-        float r = xc - n * 0.693359375f;
-        r = r + n * 2.12194440e-4f;
-        float q = 1.9875691500e-4f;
-        q = q * r + 1.3981999507e-3f;
-        q = q * r + 8.3334519073e-3f;
-        q = q * r + 4.1665795894e-2f;
-        q = q * r + 1.6666665459e-1f;
-        q = q * r + 5.0000001201e-1f;
-        q = q * r * r + r + 1.0f;
-        mdl_f32bits scale;
-        scale.u = (uint32_t)((int32_t)n + 126) << 23;
-        float y = (q * scale.f) * 2.0f;
-        y = mdl_blendf(x < lo, 0.0f, y);
-        return mdl_blendf(x > hi, INFINITY, y);
-    }
-
-    /* tanh in float32: Cephes' odd polynomial below |x| = 0.625 (where 1 - 2/(e^2x + 1)
-       would cancel), 1 - 2 / (e^{2|x|} + 1) above, with the sign restored. Both are computed
-       and one is selected. */
-    MDL_MATH_INLINE float mdl_tanhf(float x) {
-        float a = fabsf(x), z = x * x;
-        float p = -5.70498872745e-3f;
-        p = p * z + 2.06390887954e-2f;
-        p = p * z - 5.37397155531e-2f;
-        p = p * z + 1.33314422036e-1f;
-        p = p * z - 3.33332819422e-1f;
-        p = p * z * x + x;
-        float q = copysignf(1.0f - 2.0f / (mdl_expf(2.0f * a) + 1.0f), x);
-        return mdl_blendf(a < 0.625f, p, q);
-    }
-
-    /* The logistic function from e^-|x| only: no overflow at either tail. */
-    MDL_MATH_INLINE float mdl_sigmoidf(float x) {
-        float e = mdl_expf(-fabsf(x));
-        return mdl_blendf(x >= 0.0f, 1.0f, e) / (1.0f + e);
-    }
-    """
-    float mdl_blendf(bint c, float a, float b) noexcept nogil
-    double mdl_blend(bint c, double a, double b) noexcept nogil
-    float mdl_expf(float x) noexcept nogil
-    float mdl_tanhf(float x) noexcept nogil
-    float mdl_sigmoidf(float x) noexcept nogil
+# branch-free versions the compiler vectorises (mdl_expf, mdl_tanhf, mdl_sigmoidf of
+# csrc/exact_math.h, the header of the bit-exact rules C and Cython share). Every loop below
+# reads its inputs unconditionally and picks results with selects (a if c else b on computed
+# values): a branch on the sign of random data mispredicts half the time and blocks
+# vectorisation.
 
 
 cdef inline floating _sel(bint c, floating a, floating b) noexcept nogil:

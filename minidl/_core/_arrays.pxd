@@ -14,6 +14,11 @@
 # which copies such an array (a rare case, so the copy costs nothing in practice), and checks
 # its outputs with float_array() or aligned_output(), which refuse one: a kernel cannot write
 # its result into a copy.
+#
+# Arrays of a fixed rank (the convolution and pooling kernels' images, patch matrices and
+# argmax indices) are checked with carray() and read through data(): one test of the array's
+# flags on the common path, where a typed memoryview argument generated kilobytes of
+# unpacking code per argument and per element type.
 cimport numpy as cnp
 
 
@@ -95,3 +100,55 @@ cdef inline bint overlap(object a, object b) noexcept:
     cdef char *b0 = <char *>cnp.PyArray_DATA(<cnp.ndarray>b)
     cdef Py_ssize_t na = cnp.PyArray_NBYTES(<cnp.ndarray>a), nb = cnp.PyArray_NBYTES(<cnp.ndarray>b)
     return na > 0 and nb > 0 and a0 < b0 + nb and b0 < a0 + na
+
+
+cdef inline char *data(object a) noexcept:
+    """The first element of an ndarray that the checks above have accepted."""
+    return <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline Py_ssize_t dim(object a, int axis) noexcept:
+    """The length of ``a`` along ``axis`` (an ndarray of at least axis + 1 dimensions)."""
+    return cnp.PyArray_DIMS(<cnp.ndarray>a)[axis]
+
+
+cdef inline int carray(object a, int dtype, int ndim, object owner, str name,
+                       bint out) except -1:
+    """Checks that ``a`` is a C-contiguous, aligned, native-endian ndarray of the numpy type
+    number ``dtype`` with ``ndim`` dimensions, and writeable when it is an output (``out``);
+    otherwise raises TypeError (not an ndarray, wrong dtype) or ValueError naming ``a`` and
+    saying what was expected and what was received."""
+    if (cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == dtype
+            and cnp.PyArray_NDIM(<cnp.ndarray>a) == ndim
+            and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>a)
+            and (not out or cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a))):
+        return 0
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{prefix(owner)}{name} must be a numpy.ndarray; received "
+                        f"{type(a).__name__}.")
+    if cnp.PyArray_TYPE(<cnp.ndarray>a) != dtype or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
+        raise TypeError(f"{prefix(owner)}{name} must have dtype "
+                        f"{cnp.PyArray_DescrFromType(dtype)}; received {(<object>a).dtype}.")
+    if cnp.PyArray_NDIM(<cnp.ndarray>a) != ndim:
+        raise ValueError(f"{prefix(owner)}{name} must have {ndim} dimensions; received an "
+                         f"array of shape {(<object>a).shape}.")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+        raise ValueError(f"{prefix(owner)}{name} must be C-contiguous (np.ascontiguousarray); "
+                         f"received strides {(<object>a).strides} for shape "
+                         f"{(<object>a).shape}.")
+    aligned_output(a, owner, name)
+    return writeable(a, owner, name)
+
+
+cdef inline int float_carray(object a, int ndim, object owner, str name) except -1:
+    """``a``'s type number, NPY_FLOAT or NPY_DOUBLE, after checking it as :func:`carray`
+    does an input of either float type (the first input of a kernel, which sets the type
+    of the others)."""
+    cdef int t
+    if cnp.PyArray_Check(a):
+        t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+        if t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE:
+            carray(a, t, ndim, owner, name, False)
+            return t
+    float_array(a, owner, name)   # raises: not an ndarray, or not float32 / float64
+    return -1

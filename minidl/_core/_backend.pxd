@@ -123,13 +123,23 @@ cdef extern from "minidl.h" nogil:
                                          const double *src, Py_ssize_t src_stride,
                                          Py_ssize_t runs, Py_ssize_t width)
 
+    # ---- the geometry of a sliding window (convolutions and pooling) ----
+    # Filled and checked in one place: window_geometry in _window.pxd.
+    ctypedef struct mdl_window:
+        Py_ssize_t h, w, c
+        Py_ssize_t kh, kw
+        Py_ssize_t sh, sw
+        Py_ssize_t dh, dw
+        Py_ssize_t pad_top, pad_left
+        Py_ssize_t out_h, out_w
+
     # ---- a few-tap convolution fused with its max pooling (conv_pool.c) ----
     # Both return 0, or -1 when out of memory.
     enum:
         MDL_CP_TAPS
     ctypedef struct mdl_conv_pool:
-        Py_ssize_t h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left
-        Py_ssize_t out_h, out_w, filters, ph, pw, pooled_h, pooled_w
+        mdl_window geo
+        Py_ssize_t filters, ph, pw, pooled_h, pooled_w
         Py_ssize_t filters_padded, patch_stride
     int conv_max_pool_row_f32 "mdl_conv_max_pool_row_f32"(
         const mdl_conv_pool *g, const float *image, const float *kernel, const float *bias,
@@ -147,8 +157,8 @@ cdef extern from "minidl.h" nogil:
     # ---- the training convolution without patch matrices (conv_direct.c) ----
     # The patch path's bits. All return 0, or -1 when out of memory.
     ctypedef struct mdl_conv_direct:
-        Py_ssize_t n, h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left
-        Py_ssize_t out_h, out_w, filters, chunk, src_h, src_w
+        mdl_window geo
+        Py_ssize_t n, filters, chunk, src_h, src_w
         Py_ssize_t interior_lo, interior_hi
         int interior_by_tap
     int conv_direct_forward_f32 "mdl_conv_direct_forward_f32"(

@@ -17,7 +17,7 @@ cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 
-from minidl._core._arrays cimport aligned_output
+from minidl._core._arrays cimport aligned, aligned_output
 from minidl._core._backend cimport num_threads
 
 cnp.import_array()
@@ -44,27 +44,50 @@ cdef enum:
     PARALLEL_MIN_ELEMENTS = 1 << 16
 
 
-def gather_rows(src, const index_t[::1] rows, out):
+def gather_rows(src, rows, out):
     """out[i, :] = src[rows[i], :] converted to out's dtype.
 
     Args:
         src: (n, d) C-contiguous source rows (a data set flattened to 2-D): uint8, int8,
             int16, int32, int64, float32 or float64, aligned or not.
-        rows: (b,) indices into src, each in [0, n); checked, IndexError otherwise.
+        rows: (b,) C-contiguous int32 or int64 indices into src, each in [0, n); checked,
+            IndexError otherwise.
         out: (b, d) C-contiguous, aligned float32 or float64 destination.
     """
-    cdef Py_ssize_t b = rows.shape[0], i, n
+    rows = aligned(rows)
     _check(src, out, "gather_rows")
-    n = cnp.PyArray_DIMS(<cnp.ndarray>src)[0]
+    if not cnp.PyArray_Check(rows):
+        raise TypeError(f"gather_rows: rows must be a numpy.ndarray of int32 or int64; "
+                        f"received {type(rows).__name__}.")
+    cdef cnp.ndarray r = rows
+    cdef int kind = cnp.PyArray_TYPE(r)
+    cdef Py_ssize_t size = cnp.PyArray_ITEMSIZE(r)
+    if not (cnp.PyTypeNum_ISINTEGER(kind) and cnp.PyTypeNum_ISSIGNED(kind) and size in (4, 8)
+            and cnp.PyArray_ISNOTSWAPPED(r)):
+        raise TypeError(f"gather_rows: rows must be int32 or int64; received {rows.dtype}.")
+    if cnp.PyArray_NDIM(r) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(r):
+        raise ValueError(f"gather_rows: rows must be 1-D and C-contiguous; received shape "
+                         f"{rows.shape}, strides {rows.strides}.")
+    cdef Py_ssize_t b = cnp.PyArray_DIMS(r)[0]
     if cnp.PyArray_DIMS(<cnp.ndarray>out)[0] != b:
         raise ValueError(f"out must have shape {(b, (<object>src).shape[1])}; received "
                          f"{(<object>out).shape}.")
+    if size == 4:
+        _gather(src, <const cnp.int32_t *>cnp.PyArray_DATA(r), b, out)
+    else:
+        _gather(src, <const cnp.int64_t *>cnp.PyArray_DATA(r), b, out)
+    return out
+
+
+cdef int _gather(object src, const index_t *rows, Py_ssize_t b, object out) except -1:
+    """gather_rows once the arguments are checked: the indices, then the copy."""
+    cdef Py_ssize_t n = cnp.PyArray_DIMS(<cnp.ndarray>src)[0], i
     for i in range(b):
         if rows[i] < 0 or rows[i] >= n:
             raise IndexError(f"row index {rows[i]} is out of range for {n} rows.")
     if b:
-        _copy(src, &rows[0], 0, out)
-    return out
+        _copy(src, rows, 0, out)
+    return 0
 
 
 def copy_rows(src, Py_ssize_t start, out):

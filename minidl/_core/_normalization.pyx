@@ -34,6 +34,7 @@ cimport numpy as cnp
 from minidl._core._arrays cimport (aligned, float_array, float_array_like, overlap, prefix,
                                      same_shape, writeable)
 from minidl._core._backend cimport num_threads
+from minidl._core._exact_math cimport mdl_blend, mdl_blendf
 
 cnp.import_array()
 
@@ -117,11 +118,6 @@ cdef void _bn_sums(const floating *x, const double *center, const Plan *p, Py_ss
                         d = xr[i] - center[c]
                         s += d * d
                 acc[c] += s
-
-
-cdef extern from "select.h":
-    float mdl_blendf(bint c, float a, float b) noexcept nogil
-    double mdl_blend(bint c, double a, double b) noexcept nogil
 
 
 cdef inline floating _gated(const floating *dy, const floating *gate,

@@ -24,6 +24,7 @@ cimport numpy as cnp
 from minidl._core._arrays cimport (aligned, float_array, float_array_like, overlap, prefix,
                                      same_shape, writeable)
 from minidl._core._backend cimport num_threads
+from minidl._core._exact_math cimport mdl_blend, mdl_blendf
 
 cnp.import_array()
 
@@ -85,38 +86,24 @@ cdef extern from *:
         z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
         return z ^ (z >> 31);
     }
-    /* scale when keep is 1, +0 when 0, through the bits: GCC turns both c ? a : b and
-       a * (float)c on random c back into a branch, which mispredicts. */
-    static inline float mdl_keepf(int keep, float scale) {
-        union { uint32_t u; float f; } b;
-        b.f = scale;
-        b.u &= -(uint32_t)keep;
-        return b.f;
-    }
-    static inline double mdl_keep(int keep, double scale) {
-        union { uint64_t u; double f; } b;
-        b.f = scale;
-        b.u &= -(uint64_t)keep;
-        return b.f;
-    }
     """
     uint64_t mdl_splitmix64(uint64_t key, uint64_t counter) noexcept nogil
-    float mdl_keepf(bint keep, float scale) noexcept nogil
-    double mdl_keep(bint keep, double scale) noexcept nogil
 
 
 cdef inline floating _keep(bint keep, floating scale) noexcept nogil:
+    # scale when keep is 1, +0 when 0, through the bits (csrc/exact_math.h): GCC turns both
+    # c ? a : b and a * (float)c on random c back into a branch, which mispredicts.
     if floating is float:
-        return mdl_keepf(keep, scale)
+        return mdl_blendf(keep, scale, 0)
     else:
-        return mdl_keep(keep, scale)
+        return mdl_blend(keep, scale, 0)
 
 
 cdef void _mask_span(floating *mask, const floating *x, floating *y, Py_ssize_t i0,
                      Py_ssize_t n, uint64_t key, uint64_t threshold,
                      floating scale) noexcept nogil:
     # Elements [i0, i0 + n) of the call, i0 even: mask = scale where kept, else 0; with x,
-    # also y = x * mask in the same pass, without a branch on the random bits (see mdl_keepf).
+    # also y = x * mask in the same pass, without a branch on the random bits (see _keep).
     cdef Py_ssize_t p, i
     cdef uint64_t h
     cdef floating m0, m1

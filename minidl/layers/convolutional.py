@@ -10,12 +10,13 @@ One training step of a convolution with a (kh, kw, c, filters) kernel K, viewed 
               dx = col2im(dz @ K^T)         (GEMM, then a scatter-add; skipped for the
                                              model's first layer)
 A 1x1 convolution with stride 1 and no padding needs no packing: cols is x itself. Most
-others run without cols (``kernels.direct_plan``; csrc/conv_direct.c): the same bits computed
-from the image itself, read from a zero-padded copy of the batch that the forward pass makes
-and the backward pass reuses; and without the patch gradient either where the channels fill
-whole vectors and the rows are wide. In training, a model's first layer with few taps and a
-ReLU, followed by a max pooling, runs fused with the pooling without im2col or GEMM
-(``forward_max_pool``; see ``_DIRECT_MAX_PATCH`` and csrc/conv_pool.c).
+others run without cols (``_convolution.direct_plan``; csrc/conv_direct.c): the same bits
+computed from the image itself, read from a zero-padded copy of the batch that the forward
+pass makes and the backward pass reuses; and without the patch gradient either where the
+channels fill whole vectors and the rows are wide. In training, a model's first layer with
+few taps and a ReLU, followed by a max pooling, runs fused with the pooling without im2col
+or GEMM (``forward_max_pool``, ``_conv_pool``; see ``_DIRECT_MAX_PATCH`` and
+csrc/conv_pool.c).
 Conv1D is Conv2D on images one row high. Every buffer belongs to the layer and is reused
 from step to step; inference packs at most ``_INFERENCE_COLS`` values at a time, so that
 ``predict`` on many images never builds a huge patch matrix.
@@ -24,7 +25,7 @@ import collections
 
 import numpy as np
 
-from minidl._core import _conv as kernels
+from minidl._core import _conv_pool, _convolution
 from minidl.layers.base import LAYERS
 from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
                                       normalize_tuple, window_geometry)
@@ -134,7 +135,7 @@ class _Conv(AffineLayer):
             pointwise = (self._patch == channels and all(s == 1 for s in self.strides)
                          and out == tuple(spatial))
             image = two_d(spatial, 1) + (channels,)
-            direct, direct_dx, padded = kernels.direct_plan(
+            direct, direct_dx, padded = _convolution.direct_plan(
                 image, self.filters, np.dtype(self.dtype).itemsize, pointwise, **window)
             geo = _Geometry(image, out_image, window, pointwise, out + (self.filters,), direct,
                             direct_dx, padded)
@@ -193,11 +194,11 @@ class _Conv(AffineLayer):
         # (inference lets the kernel allocate one per call).
         padded = (ctx.buffers.get("padded", n, geo.padded)
                   if record and geo.padded is not None else None)
-        kernels.conv_train_forward(x, self._kernel_matrix(self.kernel), z,
-                                   self._cols(ctx, geo, "cols", n, record),
-                                   self._chunk_images(geo, record), geo.pointwise,
-                                   padded=padded, direct=None if geo.direct else False,
-                                   **geo.window)
+        _convolution.conv_train_forward(x, self._kernel_matrix(self.kernel), z,
+                                        self._cols(ctx, geo, "cols", n, record),
+                                        self._chunk_images(geo, record), geo.pointwise,
+                                        padded=padded, direct=None if geo.direct else False,
+                                        **geo.window)
         if activate:
             activation.forward_bias(z, self.bias, y)
         out = (y if activate else z).reshape((n,) + geo.output_sample)
@@ -229,9 +230,9 @@ class _Conv(AffineLayer):
             y, argmax: C-contiguous (batch, pooled rows, pooled columns, filters) arrays.
         """
         x = np.ascontiguousarray(x).reshape((x.shape[0],) + self._image)
-        kernels.conv_max_pool_forward(x, self._kernel_matrix(self.kernel), y, argmax,
-                                      pool_size=pool_size, bias=self.bias, relu=True,
-                                      **self._window)
+        _conv_pool.conv_max_pool_forward(x, self._kernel_matrix(self.kernel), y, argmax,
+                                         pool_size=pool_size, bias=self.bias, relu=True,
+                                         **self._window)
         ctx.x = x
 
     def backward_max_pool(self, ctx, dy, argmax, gate, pool_size):
@@ -239,10 +240,10 @@ class _Conv(AffineLayer):
         :meth:`forward_max_pool` followed by the bias and a ReLU: ``dy`` is the gradient of
         the pooled ``relu(y + bias)``, ``gate`` that output, ``argmax`` the forward's. The
         input gradient is not computed: this serves a model's first trainable layer."""
-        kernels.conv_max_pool_backward(ctx.x, dy, argmax, gate,
-                                       self._kernel_matrix(ctx.grads[0]),
-                                       ctx.grads[1] if self.use_bias else None,
-                                       pool_size=pool_size, **self._window)
+        _conv_pool.conv_max_pool_backward(ctx.x, dy, argmax, gate,
+                                          self._kernel_matrix(ctx.grads[0]),
+                                          ctx.grads[1] if self.use_bias else None,
+                                          pool_size=pool_size, **self._window)
 
     def _output_sample(self):
         return self._out_image[2 - self.rank:] + (self.filters,)
@@ -250,7 +251,7 @@ class _Conv(AffineLayer):
     def _backward_linear(self, ctx, dz, need_input_grad):
         n, geo = ctx.x.shape[0], ctx.geo
         dx = ctx.buffers.get("dx", n, geo.image) if need_input_grad else None
-        kernels.conv_train_backward(
+        _convolution.conv_train_backward(
             ctx.x, dz, self._kernel_matrix(self.kernel), self._kernel_matrix(ctx.grads[0]),
             dx, self._cols(ctx, geo, "cols", n, True),
             self._cols(ctx, geo, "dcols", n, True) if need_input_grad else None,

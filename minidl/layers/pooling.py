@@ -12,7 +12,7 @@ that layer's pre-activation in one scatter.
 """
 import numpy as np
 
-from minidl._core import _conv as kernels
+from minidl._core import _pooling as kernels
 from minidl.layers.base import LAYERS, Layer
 from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
                                       normalize_tuple, window_geometry)
