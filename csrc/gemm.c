@@ -40,6 +40,26 @@ static ptrdiff_t packed_k_block(ptrdiff_t k, const mdl_blocking *bl) {
     return ((k + k_blocks - 1) / k_blocks + 7) / 8 * 8;
 }
 
+/* Threads of the packed path as a grid of ways_m x ways_n over (row blocks, column panels):
+ * the factorisation of nt whose share of C per thread is closest to square (BLIS splits its
+ * ic and jr loops the same way). A product with few rows and many columns (a Dense layer's
+ * forward pass at batch 256 with 1024 units) then splits its columns: each thread packs the
+ * panels of B it multiplies, in its own cache, instead of reading half of them from another
+ * core's. Ties go to the rows. Which thread computes a tile never changes its bits. */
+static void packed_ways(ptrdiff_t m, ptrdiff_t n, int nt, int *ways_m, int *ways_n) {
+    double best = -1;
+    for (int wm = nt; wm >= 1; wm--) {
+        if (nt % wm) continue;
+        double aspect = ((double)m / wm) / ((double)n / (nt / wm));
+        double off = aspect > 1 ? aspect : 1 / aspect;
+        if (best < 0 || off < best) {
+            best = off;
+            *ways_m = wm;
+            *ways_n = nt / wm;
+        }
+    }
+}
+
 ptrdiff_t mdl_gemm_k_block(const mdl_blocking *bl, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                            ptrdiff_t cs_b, size_t elem) {
     if (k <= 0 || use_direct_path(m, n, k, cs_b, elem, bl)) return k;

@@ -374,11 +374,17 @@ def test_matmul_is_gemm_without_scaling():
 # ---- thread count: the same bits for any number of threads -----------------------------------
 
 # Large enough for both the direct and the packed path to open a parallel region.
-THREAD_SHAPES = [(200, 300, 500), (1024, 64, 700), (32, 784, 64), (784, 32, 64), (32, 64, 784)]
-# 1..max(2, processors), plus 3 for an odd split; on a large machine 1..4 and the processor
+# (64, 300, 2000): few rows, many columns, so the packed path splits the columns between
+# threads (packed_ways in csrc/gemm.c); the others split the rows, or both at 4 and 6.
+THREAD_SHAPES = [(200, 300, 500), (1024, 64, 700), (32, 784, 64), (784, 32, 64), (32, 64, 784),
+                 (64, 300, 2000)]
+# 1..max(2, processors), plus 3 for an odd split and 4 and 6 for two-way grids of threads
+# (set_num_threads allows 4 per processor); on a large machine 1..4, 6 and the processor
 # count stand for the rest, to keep the run short.
 _PROCS = _backend.backend_info()["num_procs"]
-THREAD_COUNTS = sorted(set(range(1, min(max(2, _PROCS), 4) + 1)) | {3, max(2, _PROCS)})
+_MAX_THREADS = _backend.backend_info()["max_threads"]
+THREAD_COUNTS = sorted(t for t in set(range(1, min(max(2, _PROCS), 4) + 1))
+                       | {3, 4, 6, max(2, _PROCS)} if t <= _MAX_THREADS)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
