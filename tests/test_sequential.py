@@ -457,6 +457,31 @@ def test_nonfinite_x(value):
         model.fit(np.ones_like(x), y, validation_data=(x, y), verbose=0)
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_predict_finds_nonfinite_x_through_its_first_dense_layer(value):
+    # predict lets a first Dense layer count the non-finite values of x @ kernel instead of
+    # scanning x: every case must still raise, with the first bad index: -inf under a ReLU,
+    # an inf meeting only zero weights (inf * 0 = NaN), a bad value in a later batch.
+    model = Sequential([Dense(4, activation="relu", input_shape=(6,)), Dense(2)])
+    kernel, bias, k2, b2 = model.get_weights()
+    kernel[...] = 0.5
+    kernel[2] = 0.0                       # feature 2 meets only zero weights
+    model.set_weights([kernel, bias, k2, b2])
+    rng = np.random.default_rng(8)
+    for row, col in ((0, 0), (7, 2), (45, 5)):
+        x = rng.standard_normal((50, 6)).astype(np.float32)
+        x[row, col] = value
+        with pytest.raises(ValueError, match=rf"x contains 1 NaN or infinite value\(s\), "
+                                             rf"the first at index \({row}, {col}\)"):
+            model.predict(x, batch_size=16, verbose=0)
+    # x finite, but the product overflows (5 x 0.5 x 3e38) or the weights are NaN: no
+    # error, as in Keras
+    x = np.full((3, 6), 3e38, np.float32)
+    assert not np.isfinite(model.predict(x, verbose=0)).all()
+    model.layers[0].kernel[...] = np.nan   # (set_weights refuses non-finite weights)
+    assert np.isnan(model.predict(np.ones((3, 6), np.float32), verbose=0)).all()
+
+
 def test_integer_and_float64_x_equal_float32_results():
     rng = np.random.default_rng(6)
     images = rng.integers(0, 256, (50, 784)).astype(np.uint8)

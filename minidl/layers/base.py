@@ -567,6 +567,11 @@ class CallContext:
         self.record = record
         self.activation = None   # set by a plan that fuses an activation into the layer
         self.activity_loss = 0.0
+        # Set by predict on the layer that reads the model's input, when that layer can
+        # count the NaN and infinities of its input for free (``finds_nonfinite_input``):
+        # the count, of its linear part's output, lands in input_nonfinite.
+        self.check_input = False
+        self.input_nonfinite = 0
         self._buffers = None
         self._grads = None
 

@@ -16,7 +16,7 @@ _GATHER_DTYPES = {np.dtype(t) for t in
                   (np.uint8, np.int8, np.int16, np.int32, np.int64, np.float32, np.float64)}
 
 
-def prepare_x(x, input_shape, name="x"):
+def prepare_x(x, input_shape, name="x", check_finite=True):
     """Validate ``x`` against the model's sample shape; return a C-contiguous 2-D view.
 
     Integer inputs (e.g. uint8 images) and float64 inputs are accepted and converted to the
@@ -25,6 +25,8 @@ def prepare_x(x, input_shape, name="x"):
     Args:
         x: array-like of shape ``(n,) + input_shape``.
         input_shape: the model's sample shape, or None when the model is not built yet.
+        check_finite: scan for NaN and infinities here; False when the caller has them
+            found another way (see :func:`check_finite`).
     Returns:
         ``(x2d, sample_shape)``: an ``(n, prod(sample_shape))`` array and the sample shape.
     """
@@ -50,13 +52,20 @@ def prepare_x(x, input_shape, name="x"):
         raise ValueError(_shape_mismatch_message(name, arr.shape, tuple(input_shape)))
     if arr.dtype not in _GATHER_DTYPES:
         arr = arr.astype(np.float32)
+    if check_finite:
+        check_finite_values(arr, name)
+    arr = np.ascontiguousarray(arr)
+    return arr.reshape(arr.shape[0], -1), sample_shape
+
+
+def check_finite_values(arr, name="x"):
+    """Raise ValueError naming the count and the first index of the NaN or infinite values
+    in ``arr``, if it has any."""
     bad, first = _data.count_nonfinite(arr)
     if bad:
         where = np.unravel_index(first, arr.shape)
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s), the first at index "
                          f"{tuple(int(i) for i in where)}; clean or impute the data first.")
-    arr = np.ascontiguousarray(arr)
-    return arr.reshape(arr.shape[0], -1), sample_shape
 
 
 def _shape_mismatch_message(name, shape, expected):

@@ -176,6 +176,23 @@ class Plan:
         """Fresh contexts for one inference call (nothing shared with other calls)."""
         return [step.contexts(record=False) for step in self.steps]
 
+    def input_checker(self, contexts):
+        """The context, among ``contexts`` (from :meth:`inference_contexts`), of the one step
+        that reads the model's only input if its layer finds NaN and infinities in its input
+        as it runs (``finds_nonfinite_input``, Dense), with ``check_input`` set; else None."""
+        if len(self.input_slots) != 1:
+            return None
+        readers = [i for i, step in enumerate(self.steps) if self.input_slots[0] in step.inputs]
+        if len(readers) != 1:
+            return None
+        step = self.steps[readers[0]]
+        if not (isinstance(step, LayerStep) and len(step.inputs) == 1
+                and getattr(step.layer, "finds_nonfinite_input", False)):
+            return None
+        ctx = contexts[readers[0]][0]
+        ctx.check_input = True
+        return ctx
+
     def forward(self, inputs, training, contexts=None):
         """The outputs (a list) for the list of input arrays.
 

@@ -31,8 +31,9 @@ from minidl.callbacks import CallbackList
 from minidl.layers.base import BufferPool
 from minidl.models.compiled import CompiledLosses
 from minidl.models.concurrency import one_at_a_time
-from minidl.models.data import (Arrays, Batcher, class_weight_to_sample_weight,
-                                prepare_sample_weight, prepare_x, prepare_y, split_validation)
+from minidl.models.data import (Arrays, Batcher, check_finite_values,
+                                class_weight_to_sample_weight, prepare_sample_weight, prepare_x,
+                                prepare_y, split_validation)
 from minidl.models.dense_chain import compile_chain
 from minidl.utils.random import global_rng, training_draws
 
@@ -246,9 +247,9 @@ class Trainer:
                              f"{type(data).__name__}.")
         return [data]
 
-    def _input_arrays(self, x, name="x"):
-        """One ``(x2d, sample_shape)`` per model input, checked; builds the model for them
-        if it is not built."""
+    def _input_arrays(self, x, name="x", check_finite=True):
+        """One ``(x2d, sample_shape)`` per model input, checked (for NaN and infinities too,
+        unless ``check_finite`` is False); builds the model for them if it is not built."""
         if x is None:
             raise ValueError(f"{name} is required; received None.")
         names = self.input_names if self.built else [None]
@@ -257,7 +258,7 @@ class Trainer:
         inputs = []
         for i, (part, shape) in enumerate(zip(parts, known)):
             label = name if len(parts) == 1 else f"{name}[{names[i]!r}]"
-            inputs.append(prepare_x(part, shape, name=label))
+            inputs.append(prepare_x(part, shape, name=label, check_finite=check_finite))
         counts = {x2d.shape[0] for x2d, _ in inputs}
         if len(counts) > 1:
             raise ValueError(f"All inputs in {name} must have the same number of samples; "
@@ -546,12 +547,22 @@ class Trainer:
         batch_size = _check_batch_size(batch_size)
         _check_verbose(verbose)
         steps = _check_optional_count(steps, "steps")
-        inputs = self._input_arrays(x)
+        inputs = self._input_arrays(x, check_finite=False)
         batcher = Batcher(Arrays(inputs), batch_size, self._input_dtypes(), read_only=True)
         steps = batcher.steps if steps is None else min(steps, batcher.steps)
         rows = min(steps * batch_size, batcher.n)
         outs = None   # allocated at the first batch, whose outputs give the sample shapes
         plan = self._plan(None if self._compiled is None else self._compiled.losses)
+        # NaN and infinities in x: found by the layer that reads it where it can count them
+        # for free (Dense: see finds_nonfinite_input), else by a scan of x here; either way
+        # reported by the scan, which names the first one.
+        contexts = plan.inference_contexts()
+        checker = plan.input_checker(contexts)
+        if checker is None:
+            for i, (x2d, sample_shape) in enumerate(inputs):
+                check_finite_values(x2d.reshape((x2d.shape[0],) + tuple(sample_shape)),
+                                    "x" if len(inputs) == 1 else
+                                    f"x[{self.input_names[i]!r}]")
         cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=steps)
         batch_logs = cbs.wants("on_predict_batch_end")
         self.stop_predicting = False
@@ -561,7 +572,11 @@ class Trainer:
                 cbs.on_predict_batch_begin(step)
                 xs = batcher.batch(step)[0]
                 start, stop = step * batch_size, step * batch_size + xs[0].shape[0]
-                values = plan.forward(xs, training=False)
+                values = plan.forward(xs, training=False, contexts=contexts)
+                if checker is not None and checker.input_nonfinite:
+                    x2d, sample_shape = inputs[0]
+                    check_finite_values(x2d.reshape((x2d.shape[0],) + tuple(sample_shape)))
+                    checker.input_nonfinite = 0   # x is finite: an overflow in the product
                 if outs is None:
                     outs = [np.empty((rows,) + v.shape[1:], v.dtype) for v in values]
                 for out, value in zip(outs, values):
