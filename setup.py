@@ -121,15 +121,22 @@ class BuildExtWithOpenMP(build_ext):
     def build_core_library(self, compile_args, link_args, macros):
         """Compile csrc/*.c into the shared library beside the extension modules (in place
         or in build/); returns its folder. Skipped when it is newer than every C source and
-        header, unless --force."""
+        header and was built with the same flags (MINIDL_OPT, MINIDL_SANITIZE, ...), unless
+        --force."""
         lib_dir = os.path.dirname(self.get_ext_fullpath("minidl._core._backend"))
         lib_name = self.compiler.library_filename(CORE_LIBRARY, lib_type="shared")
         target = os.path.join(lib_dir, lib_name)
+        stamp = os.path.join(self.build_temp, CORE_LIBRARY + ".flags")
+        flags = repr((compile_args, link_args, macros))
         inputs = CSRC + CSRC_HEADERS + [__file__]
-        if (not self.force and os.path.exists(target)
+        if (not self.force and os.path.exists(target) and os.path.exists(stamp)
                 and os.path.getmtime(target) >= max(os.path.getmtime(f) for f in inputs)):
-            return lib_dir
+            with open(stamp) as f:
+                if f.read() == flags:
+                    return lib_dir
         os.makedirs(lib_dir, exist_ok=True)
+        os.makedirs(self.build_temp, exist_ok=True)
+
         def compile_one(source):
             return self.compiler.compile([source], output_dir=self.build_temp, macros=macros,
                                          include_dirs=["csrc"], extra_postargs=compile_args,
@@ -139,6 +146,8 @@ class BuildExtWithOpenMP(build_ext):
         soname = [] if sys.platform == "darwin" else [f"-Wl,-soname,{lib_name}"]
         self.compiler.link_shared_object(objects, lib_name, output_dir=lib_dir,
                                          libraries=["m"], extra_postargs=link_args + soname)
+        with open(stamp, "w") as f:
+            f.write(flags)
         return lib_dir
 
 
