@@ -193,24 +193,21 @@ typedef struct {
 
 /* ---- max pooling hot loops (pooling.c; the general kernels are in
  * minidl/_core/_pooling.pyx) ----
- * One output row of a 2x2 max pooling, columns [lo, hi), whose windows lie inside the
- * image: rows y0 and y0 + 1, columns ox * sw - pad_left and the next. out_row and idx_row
- * point at the row's column 0; idx gets the winner's index within the image. */
-void mdl_max_pool_2x2_row_f32(const float *image, ptrdiff_t w, ptrdiff_t c, ptrdiff_t y0,
-                              ptrdiff_t sw, ptrdiff_t pad_left, ptrdiff_t lo, ptrdiff_t hi,
-                              float *out_row, int *idx_row);
-void mdl_max_pool_2x2_row_f64(const double *image, ptrdiff_t w, ptrdiff_t c, ptrdiff_t y0,
-                              ptrdiff_t sw, ptrdiff_t pad_left, ptrdiff_t lo, ptrdiff_t hi,
-                              double *out_row, int *idx_row);
+ * One output row oy of a 2x2 max pooling (g: its window geometry), columns [lo, hi), whose
+ * windows lie inside the image: rows oy * sh - pad_top and the next, columns
+ * ox * sw - pad_left and the next. out_row and idx_row point at the row's column 0; idx
+ * gets the winner's index within the image. */
+void mdl_max_pool_2x2_row_f32(const mdl_window *g, const float *image, ptrdiff_t oy,
+                              ptrdiff_t lo, ptrdiff_t hi, float *out_row, int *idx_row);
+void mdl_max_pool_2x2_row_f64(const mdl_window *g, const double *image, ptrdiff_t oy,
+                              ptrdiff_t lo, ptrdiff_t hi, double *out_row, int *idx_row);
 /* One image of the backward of a max pooling whose (kh x kw) windows tile it from the top
  * left (strides = pool size, no padding): dx (h, w, c), fully written, holds dy at each
  * window's argmax (where gate > 0, when gate is not NULL) and 0 elsewhere. */
-void mdl_unpool_tiled_f32(ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t kh, ptrdiff_t kw,
-                          ptrdiff_t out_h, ptrdiff_t out_w, const float *dy, const int *argmax,
+void mdl_unpool_tiled_f32(const mdl_window *g, const float *dy, const int *argmax,
                           const float *gate, float *dx);
-void mdl_unpool_tiled_f64(ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t kh, ptrdiff_t kw,
-                          ptrdiff_t out_h, ptrdiff_t out_w, const double *dy,
-                          const int *argmax, const double *gate, double *dx);
+void mdl_unpool_tiled_f64(const mdl_window *g, const double *dy, const int *argmax,
+                          const double *gate, double *dx);
 
 /* ---- im2col / col2im inner loops (patches.c) ----
  * For r < runs, in order, and j < width: dst[r * dst_stride + j] = (or +=)

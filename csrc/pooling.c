@@ -39,30 +39,22 @@ const mdl_pooling_kernels mdl_pooling_avx512 = POOL_KERNELS(MDL_ARCH_AVX512, _av
 #endif
 
 /* The public entry points (minidl.h): the active table's version. */
-void mdl_max_pool_2x2_row_f32(const float *image, ptrdiff_t w, ptrdiff_t c, ptrdiff_t y0,
-                              ptrdiff_t sw, ptrdiff_t pad_left, ptrdiff_t lo, ptrdiff_t hi,
-                              float *out_row, int *idx_row) {
-    mdl_active_kernels()->pooling->max_pool_2x2_row_f32(image, w, c, y0, sw, pad_left, lo, hi,
-                                                        out_row, idx_row);
+void mdl_max_pool_2x2_row_f32(const mdl_window *g, const float *image, ptrdiff_t oy,
+                              ptrdiff_t lo, ptrdiff_t hi, float *out_row, int *idx_row) {
+    mdl_active_kernels()->pooling->max_pool_2x2_row_f32(g, image, oy, lo, hi, out_row, idx_row);
 }
 
-void mdl_max_pool_2x2_row_f64(const double *image, ptrdiff_t w, ptrdiff_t c, ptrdiff_t y0,
-                              ptrdiff_t sw, ptrdiff_t pad_left, ptrdiff_t lo, ptrdiff_t hi,
-                              double *out_row, int *idx_row) {
-    mdl_active_kernels()->pooling->max_pool_2x2_row_f64(image, w, c, y0, sw, pad_left, lo, hi,
-                                                        out_row, idx_row);
+void mdl_max_pool_2x2_row_f64(const mdl_window *g, const double *image, ptrdiff_t oy,
+                              ptrdiff_t lo, ptrdiff_t hi, double *out_row, int *idx_row) {
+    mdl_active_kernels()->pooling->max_pool_2x2_row_f64(g, image, oy, lo, hi, out_row, idx_row);
 }
 
-void mdl_unpool_tiled_f32(ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t kh, ptrdiff_t kw,
-                          ptrdiff_t out_h, ptrdiff_t out_w, const float *dy, const int *argmax,
+void mdl_unpool_tiled_f32(const mdl_window *g, const float *dy, const int *argmax,
                           const float *gate, float *dx) {
-    mdl_active_kernels()->pooling->unpool_tiled_f32(h, w, c, kh, kw, out_h, out_w, dy, argmax,
-                                                    gate, dx);
+    mdl_active_kernels()->pooling->unpool_tiled_f32(g, dy, argmax, gate, dx);
 }
 
-void mdl_unpool_tiled_f64(ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, ptrdiff_t kh, ptrdiff_t kw,
-                          ptrdiff_t out_h, ptrdiff_t out_w, const double *dy,
-                          const int *argmax, const double *gate, double *dx) {
-    mdl_active_kernels()->pooling->unpool_tiled_f64(h, w, c, kh, kw, out_h, out_w, dy, argmax,
-                                                    gate, dx);
+void mdl_unpool_tiled_f64(const mdl_window *g, const double *dy, const int *argmax,
+                          const double *gate, double *dx) {
+    mdl_active_kernels()->pooling->unpool_tiled_f64(g, dy, argmax, gate, dx);
 }

@@ -95,19 +95,16 @@ cdef extern from "minidl.h" nogil:
 
     # ---- max pooling hot loops (pooling.c) ----
     void max_pool_2x2_row_f32 "mdl_max_pool_2x2_row_f32"(
-        const float *image, Py_ssize_t w, Py_ssize_t c, Py_ssize_t y0, Py_ssize_t sw,
-        Py_ssize_t pad_left, Py_ssize_t lo, Py_ssize_t hi, float *out_row, int *idx_row)
+        const mdl_window *g, const float *image, Py_ssize_t oy, Py_ssize_t lo, Py_ssize_t hi,
+        float *out_row, int *idx_row)
     void max_pool_2x2_row_f64 "mdl_max_pool_2x2_row_f64"(
-        const double *image, Py_ssize_t w, Py_ssize_t c, Py_ssize_t y0, Py_ssize_t sw,
-        Py_ssize_t pad_left, Py_ssize_t lo, Py_ssize_t hi, double *out_row, int *idx_row)
+        const mdl_window *g, const double *image, Py_ssize_t oy, Py_ssize_t lo,
+        Py_ssize_t hi, double *out_row, int *idx_row)
     void unpool_tiled_f32 "mdl_unpool_tiled_f32"(
-        Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh, Py_ssize_t kw,
-        Py_ssize_t out_h, Py_ssize_t out_w, const float *dy, const int *argmax,
-        const float *gate, float *dx)
+        const mdl_window *g, const float *dy, const int *argmax, const float *gate, float *dx)
     void unpool_tiled_f64 "mdl_unpool_tiled_f64"(
-        Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t kh, Py_ssize_t kw,
-        Py_ssize_t out_h, Py_ssize_t out_w, const double *dy, const int *argmax,
-        const double *gate, double *dx)
+        const mdl_window *g, const double *dy, const int *argmax, const double *gate,
+        double *dx)
 
     # ---- im2col / col2im inner loops (patches.c): `runs` runs of `width` values ----
     void copy_runs_f32 "mdl_copy_runs_f32"(float *dst, Py_ssize_t dst_stride, const float *src,

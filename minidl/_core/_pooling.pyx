@@ -71,11 +71,11 @@ cdef void _max_pool_row(const mdl_window *g, const floating *x, floating *y, int
         # built for the machine's vector width (csrc/pooling.c); the loop below does the rest.
         interior(g, &lo, &hi)
         if floating is float:
-            max_pool_2x2_row_f32(image, g.w, c, y0, g.sw, g.pad_left, lo, hi,
-                                 y + row * g.out_w * c, argmax + row * g.out_w * c)
+            max_pool_2x2_row_f32(g, image, oy, lo, hi, y + row * g.out_w * c,
+                                 argmax + row * g.out_w * c)
         else:
-            max_pool_2x2_row_f64(image, g.w, c, y0, g.sw, g.pad_left, lo, hi,
-                                 y + row * g.out_w * c, argmax + row * g.out_w * c)
+            max_pool_2x2_row_f64(g, image, oy, lo, hi, y + row * g.out_w * c,
+                                 argmax + row * g.out_w * c)
     for ox in range(g.out_w):
         if lo <= ox < hi:
             continue
@@ -232,11 +232,11 @@ cdef inline void _unpool_tiled_image(const mdl_window *g, const floating *dy, co
                                      Py_ssize_t per_in, Py_ssize_t img) noexcept nogil:
     cdef const floating *image_gate = gate + img * per_out if gate != NULL else NULL
     if floating is float:
-        unpool_tiled_f32(g.h, g.w, g.c, g.kh, g.kw, g.out_h, g.out_w, dy + img * per_out,
-                         argmax + img * per_out, image_gate, dx + img * per_in)
+        unpool_tiled_f32(g, dy + img * per_out, argmax + img * per_out, image_gate,
+                         dx + img * per_in)
     else:
-        unpool_tiled_f64(g.h, g.w, g.c, g.kh, g.kw, g.out_h, g.out_w, dy + img * per_out,
-                         argmax + img * per_out, image_gate, dx + img * per_in)
+        unpool_tiled_f64(g, dy + img * per_out, argmax + img * per_out, image_gate,
+                         dx + img * per_in)
 
 
 def max_pool_backward(dy, argmax, dx, pool_size, strides, pads, gate=None):
