@@ -25,14 +25,13 @@ pooling (``models.rewrites.ReluMaxPoolStep``, pooling directly with csrc/conv_po
 the pooled gradient), beside PyTorch's conv2d + relu + max_pool2d and their backward kernels,
 and numpy; its ``flop`` is the convolution's forward and dW products.
 """
-import time
-
 import numpy as np
 import pytest
 
 from cnn_reference import IMAGE, SEED, NumpyCNN, conv_backward, conv_forward, reference_cnn
 from cnn_reference import max_gradient_error_vs_torch, maxpool_backward, maxpool_forward
 from cnn_reference import torch_epoch_runner
+from interleaved import run_interleaved_epochs
 from minidl.layers import CallContext, Conv2D, MaxPooling2D
 from minidl.models.rewrites import ReluMaxPoolStep
 from minidl.models.steps import LayerStep
@@ -103,20 +102,7 @@ def test_cnn_epoch_interleaved_with_torch(benchmark, fashion):
     if epoch is None:
         pytest.skip("PyTorch is not installed")
     order = np.random.default_rng(SEED).permutation(len(x))
-    model = reference_cnn()
-    torch_seconds = []
-
-    def torch_epoch():
-        start = time.perf_counter()
-        epoch(order, BATCH)
-        torch_seconds.append(time.perf_counter() - start)
-
-    benchmark.extra_info["impl"] = "minidl"
-    benchmark.extra_info["interleaved_reference"] = "torch"
-    benchmark.extra_info["reference_seconds"] = torch_seconds
-    benchmark.pedantic(lambda: model.fit(x, y, epochs=1, batch_size=BATCH, shuffle=True,
-                                         verbose=0),
-                       setup=torch_epoch, rounds=EPOCH_ROUNDS, iterations=1)
+    run_interleaved_epochs(benchmark, reference_cnn(), x, y, epoch, order, BATCH, EPOCH_ROUNDS)
 
 
 # ---- the references agree with each other and with minidl ----

@@ -8,11 +8,10 @@ thread. Data: the first 12,000 images of Fashion-MNIST when installed, else synt
 of the same shape; a plain ``pytest`` run (benchmarks disabled) runs each body once on 1,024
 images. The target is an epoch at least twice as fast as PyTorch's.
 """
-import time
-
 import numpy as np
 import pytest
 
+from interleaved import run_interleaved_epochs
 from mlp_reference import SEED
 from resnet_reference import IMAGE, reference_resnet, torch_resnet_epoch_runner
 
@@ -64,20 +63,7 @@ def test_resnet_epoch_interleaved_with_torch(benchmark, fashion):
     if epoch is None:
         pytest.skip("PyTorch is not installed")
     order = np.random.default_rng(SEED).permutation(len(x))
-    model = reference_resnet()
-    torch_seconds = []
-
-    def torch_epoch():
-        start = time.perf_counter()
-        epoch(order, BATCH)
-        torch_seconds.append(time.perf_counter() - start)
-
-    benchmark.extra_info["impl"] = "minidl"
-    benchmark.extra_info["interleaved_reference"] = "torch"
-    benchmark.extra_info["reference_seconds"] = torch_seconds
-    benchmark.pedantic(lambda: model.fit(x, y, epochs=1, batch_size=BATCH, shuffle=True,
-                                         verbose=0),
-                       setup=torch_epoch, rounds=EPOCH_ROUNDS, iterations=1)
+    run_interleaved_epochs(benchmark, reference_resnet(), x, y, epoch, order, BATCH, EPOCH_ROUNDS)
 
 
 def test_the_two_networks_match():

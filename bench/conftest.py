@@ -66,7 +66,6 @@ def single_thread():
         torch.set_num_threads(torch_threads)
 
 
-
 def _groups(benchmarks):
     groups = {}
     for bench in benchmarks:
