@@ -57,10 +57,11 @@ def prepare(images):
     return np.expand_dims(images.astype("float32") / 255, -1)
 
 
-def train(x_train, y_train, x_test, y_test, epochs=5, batch_size=32, verbose=1):
-    """Build the model and fit it on prepared images; returns the model, the test loss and
-    accuracy and the training time in seconds."""
-    model = build_model()
+def train(x_train, y_train, x_test, y_test, epochs=5, batch_size=32, verbose=1,
+          build=build_model):
+    """Build the model (``build()``) and fit it on prepared images; returns the model, the
+    test loss and accuracy and the training time in seconds."""
+    model = build()
     start = time.perf_counter()
     model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size,
               validation_data=(x_test, y_test), verbose=verbose)
@@ -69,8 +70,11 @@ def train(x_train, y_train, x_test, y_test, epochs=5, batch_size=32, verbose=1):
     return model, loss, accuracy, seconds
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run(build, doc, argv, loader):
+    """The console script of an MNIST image example (this one's and mnist_resnet's): parse
+    ``argv``, load the data set with ``loader(name)``, train ``build()`` and print the test
+    accuracy. Returns the exit status."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--dataset", default="mnist-sample",
                         choices=["mnist-sample", "mnist", "fashion_mnist"])
     parser.add_argument("--epochs", type=int, default=5)
@@ -79,21 +83,27 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None,
                         help="OpenMP threads for minidl's kernels (default: all)")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    parser.add_argument("--summary", action="store_true", help="print the model's summary")
     args = parser.parse_args(argv)
 
     if args.threads is not None:
         minidl.set_num_threads(args.threads)
     minidl.utils.set_random_seed(args.seed)
-    (x_train, y_train), (x_test, y_test) = load(args.dataset)
+    (x_train, y_train), (x_test, y_test) = loader(args.dataset)
     x_train, x_test = prepare(x_train), prepare(x_test)
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images; "
           f"{minidl.get_num_threads()} thread(s), {minidl.backend_info()['arch']} kernels")
-
+    if args.summary:
+        build().summary()
     _, loss, accuracy, seconds = train(x_train, y_train, x_test, y_test, args.epochs,
-                                       args.batch_size, args.verbose)
+                                       args.batch_size, args.verbose, build)
     print(f"Trained {args.epochs} epochs in {seconds:.2f} s. "
           f"Test loss {loss:.4f}, test accuracy {accuracy:.4f}")
     return 0
+
+
+def main(argv=None):
+    return run(build_model, __doc__, argv, load)
 
 
 if __name__ == "__main__":
