@@ -31,34 +31,24 @@ import pytest
 from cnn_reference import IMAGE, SEED, NumpyCNN, conv_backward, conv_forward, reference_cnn
 from cnn_reference import max_gradient_error_vs_torch, maxpool_backward, maxpool_forward
 from cnn_reference import torch_epoch_runner
-from interleaved import run_interleaved_epochs
+from epochs import first_images, run_interleaved_epochs
 from minidl.layers import CallContext, Conv2D, MaxPooling2D
 from minidl.models.rewrites import ReluMaxPoolStep
 from minidl.models.steps import LayerStep
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-SAMPLES = 12000
-SMOKE_SAMPLES = 1024   # benchmarks disabled: one pass over these, to keep `pytest` quick
 BATCH = 32
 # Rounds of each epoch series (min time reported): this shared VM slows down by up to half
 # for tens of seconds at a time, and five rounds rarely all fall in such a stretch.
 EPOCH_ROUNDS = 5
 
 
-def _images(fashion, benchmark):
-    """The first SAMPLES images as (n, 28, 28, 1) float32 in [0, 1] (a view), and labels."""
-    x, y, source = fashion
-    n = SAMPLES if benchmark.enabled else SMOKE_SAMPLES
-    benchmark.extra_info.update(data=source, samples=n)
-    return x[:n].reshape((n,) + IMAGE), y[:n], source
-
-
 # ---- one training epoch ----
 
 @pytest.mark.benchmark(group="cnn-epoch")
 def test_cnn_epoch_minidl(benchmark, fashion):
-    x, y, source = _images(fashion, benchmark)
+    x, y, source = first_images(fashion, benchmark, IMAGE)
     model = reference_cnn()
     benchmark.extra_info["impl"] = "minidl"
     benchmark.pedantic(lambda: model.fit(x, y, epochs=1, batch_size=BATCH, shuffle=True,
@@ -70,7 +60,7 @@ def test_cnn_epoch_minidl(benchmark, fashion):
 
 @pytest.mark.benchmark(group="cnn-epoch")
 def test_cnn_epoch_numpy(benchmark, fashion):
-    x, y, _ = _images(fashion, benchmark)
+    x, y, _ = first_images(fashion, benchmark, IMAGE)
     model = NumpyCNN(SEED)
     order = np.random.default_rng(SEED).permutation(len(x))
     benchmark.extra_info["impl"] = "numpy"
@@ -80,7 +70,7 @@ def test_cnn_epoch_numpy(benchmark, fashion):
 
 @pytest.mark.benchmark(group="cnn-epoch")
 def test_cnn_epoch_torch(benchmark, fashion):
-    x, y, _ = _images(fashion, benchmark)
+    x, y, _ = first_images(fashion, benchmark, IMAGE)
     # NCHW for torch, made before timing starts
     epoch = torch_epoch_runner(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y, SEED)
     if epoch is None:
@@ -97,7 +87,7 @@ def test_cnn_epoch_interleaved_with_torch(benchmark, fashion):
     setup, untimed by pytest-benchmark, timed here). This VM's speed drifts by up to 50%
     within a minute, so pairs measured seconds apart compare more fairly than the two
     series above, measured a minute apart. The summary prints both ratios."""
-    x, y, _ = _images(fashion, benchmark)
+    x, y, _ = first_images(fashion, benchmark, IMAGE)
     epoch = torch_epoch_runner(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y, SEED)
     if epoch is None:
         pytest.skip("PyTorch is not installed")

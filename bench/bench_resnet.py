@@ -11,28 +11,19 @@ images. The target is an epoch at least twice as fast as PyTorch's.
 import numpy as np
 import pytest
 
-from interleaved import run_interleaved_epochs
+from epochs import first_images, run_interleaved_epochs
 from mlp_reference import SEED
 from resnet_reference import IMAGE, reference_resnet, torch_resnet_epoch_runner
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-SAMPLES = 12000
-SMOKE_SAMPLES = 1024
 BATCH = 32
 EPOCH_ROUNDS = 5   # min of five: this shared VM slows down for tens of seconds at a time
 
 
-def _images(fashion, benchmark):
-    x, y, source = fashion
-    n = SAMPLES if benchmark.enabled else SMOKE_SAMPLES
-    benchmark.extra_info.update(data=source, samples=n)
-    return x[:n].reshape((n,) + IMAGE), y[:n], source
-
-
 @pytest.mark.benchmark(group="resnet-epoch")
 def test_resnet_epoch_minidl(benchmark, fashion):
-    x, y, source = _images(fashion, benchmark)
+    x, y, source = first_images(fashion, benchmark, IMAGE)
     model = reference_resnet()
     benchmark.extra_info["impl"] = "minidl"
     benchmark.pedantic(lambda: model.fit(x, y, epochs=1, batch_size=BATCH, shuffle=True,
@@ -44,7 +35,7 @@ def test_resnet_epoch_minidl(benchmark, fashion):
 
 @pytest.mark.benchmark(group="resnet-epoch")
 def test_resnet_epoch_torch(benchmark, fashion):
-    x, y, _ = _images(fashion, benchmark)
+    x, y, _ = first_images(fashion, benchmark, IMAGE)
     epoch = torch_resnet_epoch_runner(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y, SEED)
     if epoch is None:
         pytest.skip("PyTorch is not installed")
@@ -58,7 +49,7 @@ def test_resnet_epoch_torch(benchmark, fashion):
 def test_resnet_epoch_interleaved_with_torch(benchmark, fashion):
     """The minidl epoch again, each round right after a PyTorch epoch (timed by the round's
     setup): pairs measured seconds apart compare more fairly on this drifting VM."""
-    x, y, _ = _images(fashion, benchmark)
+    x, y, _ = first_images(fashion, benchmark, IMAGE)
     epoch = torch_resnet_epoch_runner(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y, SEED)
     if epoch is None:
         pytest.skip("PyTorch is not installed")
