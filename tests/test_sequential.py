@@ -480,6 +480,16 @@ def test_predict_finds_nonfinite_x_through_its_first_dense_layer(value):
     assert not np.isfinite(model.predict(x, verbose=0)).all()
     model.layers[0].kernel[...] = np.nan   # (set_weights refuses non-finite weights)
     assert np.isnan(model.predict(np.ones((3, 6), np.float32), verbose=0)).all()
+    # ... and x, once found finite, is not scanned again for every later batch
+    from minidl.models import trainer
+    scans = []
+    scan = trainer.check_finite_values
+    trainer.check_finite_values = lambda *a, **k: (scans.append(1), scan(*a, **k))
+    try:
+        model.predict(np.ones((40, 6), np.float32), batch_size=4, verbose=0)
+    finally:
+        trainer.check_finite_values = scan
+    assert len(scans) == 1
 
 
 def test_integer_and_float64_x_equal_float32_results():

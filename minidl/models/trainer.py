@@ -576,7 +576,10 @@ class Trainer:
                 if checker is not None and checker.input_nonfinite:
                     x2d, sample_shape = inputs[0]
                     check_finite_values(x2d.reshape((x2d.shape[0],) + tuple(sample_shape)))
-                    checker.input_nonfinite = 0   # x is finite: an overflow in the product
+                    # The whole of x is finite (an overflow in the product, or non-finite
+                    # weights): nothing left to find, so no scan per batch after this one.
+                    checker.check_input = False
+                    checker = None
                 if outs is None:
                     outs = [np.empty((rows,) + v.shape[1:], v.dtype) for v in values]
                 for out, value in zip(outs, values):
