@@ -262,8 +262,9 @@ class Batcher:
         arrays: the call's :class:`Arrays`.
         batch_size: rows per batch; the last batch may be smaller.
         dtypes: the float type of each input's batches (the model's input layers').
-        read_only: the batches are only read (predict, evaluate): inputs already of their
-            float type are passed as read-only views of the caller's arrays, not copied.
+        read_only: the batches are only read, in order (predict, evaluate): inputs already
+            of their float type are passed as read-only views of the caller's arrays, not
+            copied.
     """
 
     def __init__(self, arrays, batch_size, dtypes, read_only=False):
@@ -292,12 +293,13 @@ class Batcher:
         rows = None if order is None else order[start:stop]
         xs = []
         for (x, sample_shape), buf in zip(self.arrays.inputs, self.x_bufs):
-            if buf is None and rows is None:
+            if buf is None:
+                if rows is not None:
+                    raise ValueError("A read-only Batcher takes its batches in order; "
+                                     "received an order.")
                 xb = x[start:stop]
                 xb.flags.writeable = False   # the caller's data: a step writing to it fails
             else:
-                if buf is None:   # read-only, in a given order: gathered once per batch
-                    buf = np.empty((b, x.shape[1]), x.dtype)
                 xb = buf[:b]
                 if rows is None:
                     _data.copy_rows(x, start, xb)
