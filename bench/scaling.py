@@ -70,20 +70,21 @@ def _fit(model, x, y, batch):
     return lambda: model.fit(x, y, batch_size=batch, epochs=1, shuffle=True, verbose=0)
 
 
-def cnn(batch, n=12000):
+def _image_epochs(make_model, torch_runner, batch, n):
+    """minidl's and PyTorch's epoch over n synthetic images (NCHW for PyTorch)."""
     x, y = _data(n, image=True)
-    model = reference_cnn()
-    epoch = torch_cnn_runner(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y, SEED)
+    model = make_model()
+    epoch = torch_runner(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y, SEED)
     order = np.random.default_rng(SEED).permutation(n)
     return _fit(model, x, y, batch), lambda: epoch(order, batch)
+
+
+def cnn(batch, n=12000):
+    return _image_epochs(reference_cnn, torch_cnn_runner, batch, n)
 
 
 def resnet(batch=32, n=2048):
-    x, y = _data(n, image=True)
-    model = reference_resnet()
-    epoch = torch_resnet_epoch_runner(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y, SEED)
-    order = np.random.default_rng(SEED).permutation(n)
-    return _fit(model, x, y, batch), lambda: epoch(order, batch)
+    return _image_epochs(reference_resnet, torch_resnet_epoch_runner, batch, n)
 
 
 def mlp_wide(batch=256, n=15000):
