@@ -20,6 +20,7 @@ except ImportError as error:  # pragma: no cover - depends on how minidl was obt
 
 from minidl import (activations, callbacks, initializers, layers, losses, metrics, models, ops,
                     optimizers, regularizers, utils)
+from minidl.autodiff import GradientTape, Tensor, Variable
 from minidl.layers import Input
 from minidl.models import Model, Sequential
 
@@ -46,6 +47,6 @@ def show_config():
         print(f"{key:>16}: {value}")
 
 
-__all__ = ["Input", "Model", "Sequential", "activations", "backend_info", "callbacks", "datasets",
+__all__ = ["GradientTape", "Input", "Model", "Sequential", "Tensor", "Variable", "activations", "backend_info", "callbacks", "datasets",
            "get_num_threads", "initializers", "layers", "losses", "metrics", "models", "ops",
            "optimizers", "regularizers", "set_num_threads", "show_config", "utils", "__version__"]

@@ -17,7 +17,7 @@ from minidl._core import _activations, _convolution, _data, _losses, _optimizers
 from minidl.layers import CallContext
 from minidl.models.rewrites import ReluMaxPoolStep
 from minidl.models.steps import LayerStep
-from minidl.ops import gemm, matmul
+from minidl._core._backend import gemm, matmul
 
 DTYPES = [np.float32, np.float64]
 

@@ -15,7 +15,7 @@ import pytest
 
 import minidl
 from minidl._core import _backend
-from minidl.ops import gemm
+from minidl._core._backend import gemm
 
 ALL_ARCHS = ("generic", "avx2", "avx512")
 NUM_PROCS = minidl.backend_info()["num_procs"]

@@ -26,7 +26,7 @@ from minidl.layers import (Conv1D, Conv2D, Dense, Flatten, Input, MaxPooling1D,
                            MaxPooling2D)
 from minidl.models import Sequential
 from minidl.models.rewrites import ReluMaxPoolStep
-from minidl.ops import gemm
+from minidl._core._backend import gemm
 from minidl.utils import set_random_seed
 
 

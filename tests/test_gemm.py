@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import minidl
 from minidl._core import _backend
-from minidl.ops import gemm, matmul
+from minidl._core._backend import gemm, matmul
 
 ARCHS = _backend.supported_archs()
 DTYPES = (np.float32, np.float64)

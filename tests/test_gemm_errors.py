@@ -5,7 +5,7 @@ pointer is touched (so out is left as it was); valid empty shapes work.
 import numpy as np
 import pytest
 
-from minidl.ops import gemm, matmul
+from minidl._core._backend import gemm, matmul
 
 
 def f32(*shape):

@@ -1,0 +1,64 @@
+"""Keras 3's ``keras.ops`` on minidl tensors, with reverse-mode automatic differentiation.
+
+Every op takes Tensors, numpy arrays or Python numbers (numpy broadcasting rules) and returns
+a :class:`minidl.autodiff.Tensor`. While a ``GradientTape`` records (or a training step runs
+user code), each op also records its backward pass, written beside its forward pass in the
+op's module:
+
+    elementwise.py   arithmetic, unary math, comparisons, where, clip
+    reduction.py     sum, mean, max, min, var, std, logsumexp, argmax, argmin
+    linalg.py        matmul (on minidl's GEMM), dot, einsum, transpose
+    shape.py         reshape, concatenate, stack, split, tile, ..., indexing
+    creation.py      convert_to_tensor, cast, zeros, ones, full, arange, one_hot, ...
+    nn.py            activations (compiled kernels), crossentropies, conv, max_pool
+
+``gemm`` is the compiled GEMM itself (numpy arrays in, numpy array out, no recording).
+"""
+from minidl._core._backend import gemm
+from minidl.autodiff.tensor import Tensor, _UFUNC_OPS
+from minidl.ops.creation import *      # noqa: F401,F403
+from minidl.ops.elementwise import *   # noqa: F401,F403
+from minidl.ops.linalg import *        # noqa: F401,F403
+from minidl.ops.nn import *            # noqa: F401,F403
+from minidl.ops.reduction import *     # noqa: F401,F403
+from minidl.ops.shape import *         # noqa: F401,F403
+from minidl.ops import creation, elementwise, linalg, nn, reduction, shape
+
+__all__ = (["gemm"] + creation.__all__ + elementwise.__all__ + linalg.__all__ + nn.__all__
+           + reduction.__all__ + shape.__all__)
+
+
+def _bind_tensor_operators():
+    """Python operators on Tensors are the ops; numpy ufuncs on Tensors too."""
+    e = elementwise
+    binary = {"add": e.add, "sub": e.subtract, "mul": e.multiply, "truediv": e.divide,
+              "pow": e.power, "matmul": linalg.matmul, "floordiv": e.floor_divide,
+              "mod": e.mod}
+    for name, op in binary.items():
+        setattr(Tensor, f"__{name}__", lambda self, other, op=op: op(self, other))
+        setattr(Tensor, f"__r{name}__", lambda self, other, op=op: op(other, self))
+    for name, op in {"lt": e.less, "le": e.less_equal, "gt": e.greater,
+                     "ge": e.greater_equal, "eq": e.equal, "ne": e.not_equal}.items():
+        setattr(Tensor, f"__{name}__", lambda self, other, op=op: op(self, other))
+    Tensor.__neg__ = lambda self: e.negative(self)
+    Tensor.__pos__ = lambda self: self
+    Tensor.__abs__ = lambda self: e.abs(self)
+    Tensor.__invert__ = lambda self: e.logical_not(self)
+    Tensor.__and__ = lambda self, other: e.logical_and(self, other)
+    Tensor.__or__ = lambda self, other: e.logical_or(self, other)
+    Tensor.__getitem__ = lambda self, key: shape.get_item(self, key)
+    Tensor.T = property(lambda self: linalg.transpose(self))
+    import numpy as np
+    _UFUNC_OPS.update({
+        np.add: e.add, np.subtract: e.subtract, np.multiply: e.multiply,
+        np.true_divide: e.divide, np.power: e.power, np.negative: e.negative,
+        np.absolute: e.abs, np.square: e.square, np.sqrt: e.sqrt, np.exp: e.exp,
+        np.log: e.log, np.log1p: e.log1p, np.expm1: e.expm1, np.maximum: e.maximum,
+        np.minimum: e.minimum, np.sign: e.sign, np.matmul: linalg.matmul,
+        np.tanh: nn.tanh, np.less: e.less, np.less_equal: e.less_equal,
+        np.greater: e.greater, np.greater_equal: e.greater_equal, np.equal: e.equal,
+        np.not_equal: e.not_equal, np.floor_divide: e.floor_divide, np.remainder: e.mod,
+    })
+
+
+_bind_tensor_operators()

@@ -1,0 +1,27 @@
+"""Shape ops: reshape, expand_dims, squeeze, concatenate, stack, split, tile, repeat,
+broadcast_to, and indexing (``tensor[key]``)."""
+import numpy as np
+
+from minidl.autodiff.tensor import record, value_of
+
+__all__ = ["get_item", "reshape"]
+
+
+def reshape(x, newshape):
+    """``x`` with shape ``newshape`` (one entry may be -1)."""
+    a = np.asarray(value_of(x))
+    out = np.reshape(a, newshape)
+    return record("reshape", out, (x,), lambda g, needs: (np.reshape(g, a.shape),))
+
+
+def get_item(x, key):
+    """``x[key]``: numpy's basic and advanced indexing."""
+    a = np.asarray(value_of(x))
+    key = value_of(key) if not isinstance(key, tuple) else tuple(value_of(k) for k in key)
+    out = a[key]
+
+    def backward(g, needs):
+        full = np.zeros(a.shape, g.dtype)
+        np.add.at(full, key, g)
+        return (full,)
+    return record("get_item", np.array(out), (x,), backward)
