@@ -298,7 +298,7 @@ def test_conv_layers_accept_any_layout_and_input_dtype():
     np.testing.assert_array_equal(layer(strided), expected)   # float64 in, float32 layer
     np.testing.assert_array_equal(layer(np.asfortranarray(strided, dtype=np.float32)), expected)
     out = layer(strided)
-    out[...] = 0   # a new array
+    np.asarray(out)[...] = 0   # a new array
     np.testing.assert_array_equal(layer(strided), expected)
     assert layer(np.zeros((0, 6, 5, 2))).shape == (0, 6, 5, 4)
     seq = Conv1D(2, 3, padding="causal")

@@ -406,7 +406,8 @@ class RunningMean(Layer):
     """Identity that tracks a moving mean of its input: non-trainable state."""
 
     def build(self, input_shape):
-        self.moving_mean = self.add_weight("moving_mean", input_shape, "zeros", trainable=False)
+        self.moving_mean = self.add_weight(shape=input_shape, initializer="zeros", trainable=False,
+                                           name="moving_mean")
         super().build(input_shape)
 
     def forward(self, ctx, x, training=False):

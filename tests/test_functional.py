@@ -658,10 +658,11 @@ def test_residual_cnn_matches_pytorch():
     net = Net().double()
     with torch.no_grad():
         for conv, layer in ((net.stem, stem), (net.conv_a, conv_a), (net.conv_b, conv_b)):
-            conv.weight.copy_(torch.from_numpy(layer.kernel.transpose(3, 2, 0, 1).copy()))
-            conv.bias.copy_(torch.from_numpy(layer.bias))
-        net.head.weight.copy_(torch.from_numpy(head.kernel.T.copy()))
-        net.head.bias.copy_(torch.from_numpy(head.bias))
+            kernel = np.asarray(layer.kernel).transpose(3, 2, 0, 1)
+            conv.weight.copy_(torch.from_numpy(kernel.copy()))
+            conv.bias.copy_(torch.from_numpy(np.asarray(layer.bias)))
+        net.head.weight.copy_(torch.from_numpy(np.asarray(head.kernel).T.copy()))
+        net.head.bias.copy_(torch.from_numpy(np.asarray(head.bias)))
     # Keras adds epsilon to sqrt(v), PyTorch to sqrt(v / (1 - beta_2^t)): a tiny one
     # makes the two updates agree.
     adam = torch.optim.Adam(net.parameters(), lr=0.01, eps=1e-12)

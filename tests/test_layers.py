@@ -253,7 +253,7 @@ def test_layer_call_accepts_any_layout_and_dtype():
     np.testing.assert_array_equal(layer(strided), expected)  # float64 in, float32 layer
     assert layer(np.zeros((0, 5))).shape == (0, 3)
     out = layer(strided)
-    out[...] = 0  # a new array: the next call is unaffected
+    np.asarray(out)[...] = 0  # a new array: the next call is unaffected
     np.testing.assert_array_equal(layer(strided), expected)
 
 

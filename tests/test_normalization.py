@@ -321,7 +321,7 @@ def test_batch_norm_weights_follow_keras_order_and_counts():
     assert len(layer.params) == len(CallContext(layer).grads) == 2
     assert layer.count_params() == 20
     assert (layer.trainable_count(), layer.non_trainable_count()) == (10, 10)
-    assert [w is p for w, p in zip(layer.weights, layer.params)] == [True, True]
+    assert [w.value is p for w, p in zip(layer.weights, layer.params)] == [True, True]
     layer.trainable = False
     assert (layer.trainable_count(), layer.non_trainable_count()) == (0, 20)
     assert layer.trainable_weights == [] and len(layer.non_trainable_weights) == 4

@@ -348,7 +348,7 @@ def test_pooling_accepts_any_layout_and_an_empty_batch(case):
     np.testing.assert_array_equal(layer(strided), expected)   # float64 in, float32 layer
     np.testing.assert_array_equal(layer(np.asfortranarray(strided, np.float32)), expected)
     out = layer(strided)
-    out[...] = 0   # a new array
+    np.asarray(out)[...] = 0   # a new array
     np.testing.assert_array_equal(layer(strided), expected)
     empty = layer(np.zeros((0,) + shape))
     assert empty.shape == (0,) + tuple(layer.compute_output_shape(shape))

@@ -154,6 +154,10 @@ class Tensor:
     def size(self):
         return self.value.size
 
+    @property
+    def nbytes(self):
+        return self.value.nbytes
+
     def __len__(self):
         if not self.value.ndim:
             raise TypeError("len() of a 0-d tensor")

@@ -166,15 +166,15 @@ class PReLU(Layer):
                                  f"{self.shared_axes} for inputs of shape "
                                  f"{(None,) + tuple(input_shape)}.")
             shape[axis - 1] = 1
-        self.alpha = self.add_weight("alpha", tuple(shape), self.alpha_initializer,
-                                     regularizer=self.alpha_regularizer)
+        self.alpha = self.add_weight(tuple(shape), self.alpha_initializer,
+                                     regularizer=self.alpha_regularizer, name="alpha")
         self._sum_axes = tuple([0] + [a for a in self.shared_axes or []])
         super().build(input_shape)
 
     def forward(self, ctx, x, training=False):
         x = np.asarray(x)
         y = ctx.buffers.get("y", x.shape[0], x.shape[1:]) if ctx.record else np.empty_like(x)
-        np.multiply(x, self.alpha, out=y)
+        np.multiply(x, self.alpha.value, out=y)
         np.copyto(y, x, where=x >= 0)
         if ctx.record:
             ctx.x = x
@@ -189,7 +189,7 @@ class PReLU(Layer):
         if not need_input_grad:
             return None
         dx = ctx.buffers.get("dx", dy.shape[0], dy.shape[1:])
-        np.multiply(dy, self.alpha, out=dx)
+        np.multiply(dy, self.alpha.value, out=dx)
         np.copyto(dx, dy, where=~negative)
         return dx
 

@@ -32,6 +32,7 @@ import threading
 
 import numpy as np
 
+from minidl.layers import eager
 from minidl.layers.node import KerasHistory, Node, SymbolicTensor, flatten, is_symbolic
 from minidl.utils.checks import check_bool
 from minidl.utils.registry import Registry
@@ -130,6 +131,9 @@ class Layer:
         trainable: whether the optimizer updates this layer's parameters.
     """
 
+    # Class flags set for every subclass by eager.prepare_layer_class.
+    _user_call = _user_build = _user_output_shape = False
+
     def __init__(self, name=None, input_shape=None, dtype="float32", trainable=True):
         if name is None:
             name = unique_name(_snake_case(type(self).__name__))
@@ -142,20 +146,35 @@ class Layer:
         self.input_shape = None if input_shape is None else _as_shape(input_shape, "input_shape")
         self.built = False
         self.built_input_shape = None
-        self.params = []   # trainable parameter arrays, in Keras order (kernel, then bias)
-        self.param_names = []
-        self.non_trainable_params = []   # state the optimizer never updates, in Keras order
-        self.non_trainable_param_names = []
+        # The layer's own weights: arrays (what kernels, the plan and the optimizer use) and
+        # the Variables around them (what users see), in Keras order (kernel, then bias).
+        self._params, self._param_names, self._variables = [], [], []
+        self._nt_params, self._nt_param_names, self._nt_variables = [], [], []
+        self._sublayers = []   # layers assigned to public attributes (custom layers)
         self._weight_regularizers = []   # (index into params, regularizer)
+        self._weight_constraints = []    # (index into params, constraint)
+        self._uses_add_loss = False      # set by add_loss: its losses join the training loss
+        self._added_losses = None        # the add_loss values of the current call, or None
         self.activity_regularizer = None   # set by layers that support one (Dense, ...)
         self._inbound_nodes = []           # the calls on symbolic tensors (layers.node)
         self._eager_activity = 0.0         # the activity penalty of the last layer(x)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        eager.prepare_layer_class(cls, Layer)
+
+    def __setattr__(self, name, value):
+        # A layer (or a list of layers) given to a public attribute is a sublayer, as in
+        # Keras: its weights are this layer's too. (Private names are the framework's own.)
+        if not name.startswith("_") and "_sublayers" in self.__dict__:
+            eager.track_sublayers(self, value)
+        object.__setattr__(self, name, value)
 
     @property
     def trainable(self):
         """Whether the optimizer updates this layer's parameters. Changing it takes effect
         at the next fit or train_on_batch (models rebuild their plans); a frozen
-        BatchNormalization runs in inference mode, as in Keras."""
+        BatchNormalization runs in inference mode, as in Keras. It sets the sublayers' too."""
         return self._trainable
 
     @trainable.setter
@@ -164,6 +183,54 @@ class Layer:
         if getattr(self, "_trainable", None) is not value:
             self._trainable = value
             _trainable_version[0] = next(_trainable_changes)
+        for layer in self.__dict__.get("_sublayers", ()):
+            layer.trainable = value
+
+    # ---- weights, own and of sublayers ----
+
+    @property
+    def params(self):
+        """Trainable parameter arrays, in Keras order (own, then the sublayers')."""
+        if not self._sublayers:
+            return self._params
+        return self._params + [p for layer in self._sublayers for p in layer.params]
+
+    @property
+    def param_names(self):
+        if not self._sublayers:
+            return self._param_names
+        return self._param_names + [f"{layer.name}/{n}" for layer in self._sublayers
+                                    for n in layer.param_names]
+
+    @property
+    def non_trainable_params(self):
+        """State arrays the optimizer never updates (e.g. moving statistics)."""
+        if not self._sublayers:
+            return self._nt_params
+        return self._nt_params + [p for layer in self._sublayers
+                                  for p in layer.non_trainable_params]
+
+    @property
+    def non_trainable_param_names(self):
+        if not self._sublayers:
+            return self._nt_param_names
+        return self._nt_param_names + [f"{layer.name}/{n}" for layer in self._sublayers
+                                       for n in layer.non_trainable_param_names]
+
+    @property
+    def param_variables(self):
+        """The Variables of :attr:`params`, aligned with it."""
+        if not self._sublayers:
+            return self._variables
+        return self._variables + [v for layer in self._sublayers for v in layer.param_variables]
+
+    @property
+    def non_trainable_variables_all(self):
+        """The Variables of :attr:`non_trainable_params`, aligned with it."""
+        if not self._sublayers:
+            return self._nt_variables
+        return self._nt_variables + [v for layer in self._sublayers
+                                     for v in layer.non_trainable_variables_all]
 
     @staticmethod
     def _trainable_version():
@@ -190,47 +257,106 @@ class Layer:
         """Shape of one output sample for one input sample of ``input_shape``."""
         return tuple(input_shape)
 
-    def add_weight(self, name, shape, initializer, trainable=True, regularizer=None):
-        """Create a weight and return it.
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
+                   autocast=True, regularizer=None, constraint=None, aggregation="none",
+                   name=None):
+        """Create a weight of this layer and return it, as a :class:`minidl.Variable`.
 
         Args:
-            name: weight name ('kernel', 'moving_mean', ...), used in messages.
-            shape: tuple of ints.
-            initializer: initializer name, config or object.
-            trainable: True: a parameter the optimizer updates (``params``); False: state
-                outside the optimizer (``non_trainable_params``).
-            regularizer: optional regularizer of a trainable weight (name, config or object).
+            shape: tuple of ints (default ``()``, a scalar).
+            initializer: initializer name, config or object; default 'glorot_uniform' for
+                float weights and 'zeros' for others (Keras' defaults).
+            dtype: default: the layer's dtype.
+            trainable: True: a parameter the optimizer updates (``trainable_weights``);
+                False: state outside the optimizer (``non_trainable_weights``).
+            regularizer: optional penalty of a trainable weight (name, config or object),
+                added to the training loss.
+            constraint: optional callable applied to the weight after each optimizer
+                update (``w <- constraint(w)``), as Keras does.
+            autocast, aggregation: accepted for Keras compatibility (minidl computes in
+                the weight's dtype and runs one replica per process).
+            name: the weight's name ('kernel', 'moving_mean', ...).
+        Returns:
+            The Variable; its ``value`` is the array the optimizer updates in place.
         """
         from minidl import initializers, regularizers
+        from minidl.autodiff import Variable
+        if isinstance(shape, str):
+            raise TypeError(f"Layer '{self.name}': add_weight's first argument is the shape "
+                            f"(Keras 3); pass the name as name={shape!r}.")
+        shape = () if shape is None else tuple(shape)
+        for d in shape:
+            if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
+                raise ValueError(f"Layer '{self.name}': add_weight shape must be a tuple of "
+                                 f"non-negative ints; received shape={shape!r}.")
+        shape = tuple(int(d) for d in shape)
+        name = "variable" if name is None else str(name)
+        dtype = self.dtype if dtype is None else np.dtype(dtype).name
+        for existing, array in zip(self._param_names + self._nt_param_names,
+                                   self._params + self._nt_params):
+            if existing == name and array.shape != shape:
+                raise ValueError(f"Layer '{self.name}' already has a weight '{name}' of shape "
+                                 f"{array.shape}; add_weight received shape={shape} for the "
+                                 f"same name. Give the new weight another name.")
+        if initializer is None:
+            initializer = "glorot_uniform" if np.dtype(dtype).kind == "f" else "zeros"
         budget = getattr(_weight_init, "budget", None)
         if budget is not None:
             # Rebuilding a model whose weights are about to be loaded (see skip_weight_init).
-            nbytes = math.prod(shape) * np.dtype(self.dtype).itemsize
+            nbytes = math.prod(shape) * np.dtype(dtype).itemsize
             if nbytes > budget[0]:
-                raise ValueError(f"Layer '{self.name}': weight '{name}' of shape {tuple(shape)} "
+                raise ValueError(f"Layer '{self.name}': weight '{name}' of shape {shape} "
                                  f"takes {nbytes} bytes, more than the file being loaded holds "
                                  f"for its weights ({budget[0]} bytes left).")
             budget[0] -= nbytes
-            value = np.zeros(shape, dtype=self.dtype)
+            value = np.zeros(shape, dtype=dtype)
         else:
-            value = np.ascontiguousarray(initializers.get(initializer)(shape, dtype=self.dtype))
+            value = np.ascontiguousarray(
+                np.asarray(initializers.get(initializer)(shape, dtype=dtype), dtype=dtype))
+        variable = Variable(value, trainable=trainable, name=name)
+        variable.path = f"{self.name}/{name}"
+        if constraint is not None and not callable(constraint):
+            raise TypeError(f"Layer '{self.name}': constraint must be callable (w -> w); "
+                            f"received constraint={constraint!r:.100}.")
         if not trainable:
             if regularizer is not None:
                 raise ValueError(f"Layer '{self.name}': non-trainable weight '{name}' cannot "
                                  f"have a regularizer; received {regularizer!r}.")
-            self.non_trainable_params.append(value)
-            self.non_trainable_param_names.append(name)
-            return value
+            self._nt_params.append(variable.value)
+            self._nt_param_names.append(name)
+            self._nt_variables.append(variable)
+            return variable
         regularizer = regularizers.get(regularizer)
         if regularizer is not None:
-            self._weight_regularizers.append((len(self.params), regularizer))
-        self.params.append(value)
-        self.param_names.append(name)
-        return value
+            self._weight_regularizers.append((len(self._params), regularizer))
+        if constraint is not None:
+            self._weight_constraints.append((len(self._params), constraint))
+        self._params.append(variable.value)
+        self._param_names.append(name)
+        self._variables.append(variable)
+        return variable
+
+    def apply_constraints(self):
+        """Apply the weight constraints (``add_weight(constraint=...)``) in place; the
+        training loop calls it after each optimizer update."""
+        for index, constraint in self._weight_constraints:
+            param = self._params[index]
+            param[...] = np.asarray(constraint(param), dtype=param.dtype)
+        for layer in self._sublayers:
+            layer.apply_constraints()
+
+    @property
+    def has_constraints(self):
+        return bool(self._weight_constraints) or any(l.has_constraints for l in self._sublayers)
 
     def ensure_built(self, input_shape):
         """Build for ``input_shape`` (a sample shape; a list of them for a layer of several
         inputs) on the first call; later calls must bring the same shape."""
+        if self._user_call:
+            multi = isinstance(input_shape, list) and bool(input_shape) and \
+                isinstance(input_shape[0], (list, tuple))
+            eager.ensure_user_built(self, input_shape, multi)
+            return
         if not self.built:
             # A zero-size dimension would build zero-size weights that train nothing; None
             # (any size) is for the layer's build to accept or refuse.
@@ -265,37 +391,49 @@ class Layer:
         raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}) does not "
                                   f"implement backward(ctx, dy, need_input_grad).")
 
-    def __call__(self, inputs, training=None, **kwargs):
+    def call(self, inputs, training=None):
+        """The layer's computation on tensors, as in Keras; a subclass written with
+        ``minidl.ops`` overrides it (and gets its gradients from the tape). The built-in
+        layers' own runs their compiled forward pass, recorded as one op while a tape
+        records, so ``super().call(x)`` in a subclass of a built-in layer works."""
+        return eager.kernel_call(self, inputs, training)
+
+    def __call__(self, *args, **kwargs):
         """Call the layer, as in Keras.
 
         On symbolic tensors (from ``minidl.Input``), records the call in the graph and
         returns the output tensor(s); the layer builds for the input shapes, or raises
-        naming itself and both shapes. On arrays (with a batch dimension), returns the
-        output as a new array; ``training=True`` runs the training behaviour (dropout,
-        batch statistics).
+        naming itself and both shapes. On arrays or tensors (with a batch dimension),
+        computes the output at once and returns it as a :class:`minidl.Tensor`;
+        ``training=True`` runs the training behaviour (dropout, batch statistics). Without
+        ``training=``, a call inside another layer's call takes that call's value.
         """
-        if kwargs:
-            raise TypeError(f"Layer '{self.name}' ({type(self).__name__}) was called with "
-                            f"unexpected keyword arguments {sorted(kwargs)}; layers take "
-                            f"inputs and training.")
-        if training not in (None, True, False):
+        if args:
+            inputs, args = args[0], args[1:]
+        elif "inputs" in kwargs:
+            inputs = kwargs.pop("inputs")
+        else:
+            raise TypeError(f"Layer '{self.name}' was called without inputs.")
+        training = kwargs.pop("training", None)
+        if training is not None and not isinstance(training, (bool, np.bool_)):
             raise TypeError(f"training must be True, False or None; received "
                             f"training={training!r:.100}.")
         if is_symbolic(inputs):
+            if args or kwargs:
+                raise TypeError(f"Layer '{self.name}' ({type(self).__name__}) was called on "
+                                f"symbolic tensors with extra arguments "
+                                f"{sorted(kwargs) or len(args)}; in a functional model a "
+                                f"layer takes its inputs and training only.")
             return self._call_symbolic(inputs, training)
-        multi = isinstance(inputs, (list, tuple))
-        xs = [np.asarray(x, dtype=self.dtype) for x in (inputs if multi else [inputs])]
-        for x in xs:
-            if x.ndim < 1:
-                raise ValueError(f"Layer '{self.name}' takes arrays with a batch dimension; "
-                                 f"received a scalar.")
-        self.ensure_built([x.shape[1:] for x in xs] if multi else xs[0].shape[1:])
-        out = self.forward(CallContext(self, record=False), xs if multi else xs[0],
-                           training=bool(training))
-        if self.activity_regularizer is not None:
-            # As in Keras, an eager call leaves its activity penalty in `losses`.
-            self._eager_activity = self.activity_penalty(out)
-        return np.array(out, copy=True)
+        if training is None:
+            training = eager.current_training()
+        if self._user_call:
+            return eager.user_call(self, (inputs,) + args, kwargs, bool(training))
+        if args or kwargs:
+            raise TypeError(f"Layer '{self.name}' ({type(self).__name__}) was called with "
+                            f"unexpected arguments {sorted(kwargs) or len(args)}; layers "
+                            f"take inputs and training.")
+        return eager.kernel_call(self, inputs, bool(training))
 
     def _call_symbolic(self, inputs, training):
         """Record a call on symbolic tensors: build, infer the output shape, add a node."""
@@ -310,7 +448,8 @@ class Layer:
         sample = shapes if multi else shapes[0]
         try:
             self.ensure_built(sample)
-            out_shape = tuple(self.compute_output_shape(sample))
+            out_shape = eager.output_shape(self, sample, multi) if self._user_call else \
+                tuple(self.compute_output_shape(sample))
         except ValueError as error:
             shown = [t.shape for t in leaves] if multi else leaves[0].shape
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) cannot take inputs "
@@ -346,8 +485,14 @@ class Layer:
 
     @property
     def weights(self):
-        """Every weight array, trainable first (Keras order), e.g. BatchNormalization's
-        gamma, beta, moving_mean, moving_variance."""
+        """Every weight as a :class:`minidl.Variable`, trainable first (Keras order), e.g.
+        BatchNormalization's gamma, beta, moving_mean, moving_variance."""
+        return self.param_variables + self.non_trainable_variables_all
+
+    @property
+    def weight_arrays(self):
+        """The arrays of :attr:`weights`, aligned with it (live: writing them changes the
+        layer)."""
         return self.params + self.non_trainable_params
 
     @property
@@ -356,42 +501,52 @@ class Layer:
 
     @property
     def trainable_weights(self):
-        """The weights the optimizer updates: none when the layer is frozen."""
-        return list(self.params) if self.trainable else []
+        """The Variables the optimizer updates: none when the layer is frozen."""
+        return list(self.param_variables) if self.trainable else []
+
+    trainable_variables = trainable_weights
 
     @property
     def non_trainable_weights(self):
-        return self.non_trainable_params + ([] if self.trainable else self.params)
+        return self.non_trainable_variables_all + ([] if self.trainable
+                                                   else self.param_variables)
+
+    non_trainable_variables = non_trainable_weights
+
+    @property
+    def variables(self):
+        return self.weights
 
     def count_params(self):
         """Number of scalars in all weights, trainable or not."""
-        return int(sum(w.size for w in self.weights))
+        return int(sum(w.size for w in self.weight_arrays))
 
     def trainable_count(self):
         """Number of scalars the optimizer updates (0 for a frozen layer)."""
-        return int(sum(w.size for w in self.trainable_weights))
+        return int(sum(w.size for w in self.params)) if self.trainable else 0
 
     def non_trainable_count(self):
         return self.count_params() - self.trainable_count()
 
     def get_weights(self):
-        """Copies of all weights in Keras order: trainable, then non-trainable."""
-        return [w.copy() for w in self.weights]
+        """Copies of all weights in Keras order (trainable, then non-trainable), as numpy
+        arrays."""
+        return [w.copy() for w in self.weight_arrays]
 
     def set_weights(self, weights):
         """Overwrite all weights in place from arrays in the order of :meth:`get_weights`."""
-        for weight, value in zip(self.weights, self.check_weights(weights)):
+        for weight, value in zip(self.weight_arrays, self.check_weights(weights)):
             weight[...] = value
 
     def check_weights(self, weights):
         """The arrays ``set_weights`` would write, after checking their number, shapes and
         values (ValueError otherwise), so a failed call changes nothing."""
         weights = list(weights)
-        own, names = self.weights, self.weight_names
+        own, names = self.weight_arrays, self.weight_names
         if len(weights) != len(own):
             raise ValueError(f"Layer '{self.name}' expects {len(own)} weight arrays "
                              f"({', '.join(names) or 'none'}); received {len(weights)}.")
-        values = [np.asarray(value) for value in weights]
+        values = [np.asarray(value) for value in weights]   # (Variables too)
         for param, name, value in zip(own, names, values):
             if value.shape != param.shape:
                 raise ValueError(f"Layer '{self.name}' weight '{name}' has shape {param.shape}; "
@@ -407,7 +562,8 @@ class Layer:
         """True when the layer has a weight or activity regularizer: the only layers on
         which the training loop calls :meth:`regularization_loss`. Weight regularizers
         count once the layer is built (they belong to the weights ``build`` creates)."""
-        return bool(self._weight_regularizers) or self.activity_regularizer is not None
+        return (bool(self._weight_regularizers) or self.activity_regularizer is not None
+                or self._uses_add_loss or any(l.has_regularization for l in self._sublayers))
 
     def regularization_loss(self, grads=None):
         """The layer's weight penalties (of trainable weights only, as Keras counts them),
@@ -422,22 +578,45 @@ class Layer:
         if not self.trainable:
             return total
         for index, regularizer in self._weight_regularizers:
-            param = self.params[index]
+            param = self._params[index]
             if grads is not None:
                 grad = grads[index]
                 total += regularizer.add_gradient(param, grad, grad)
             else:
                 total += regularizer(param)
+        offset = len(self._params)
+        for layer in self._sublayers:
+            count = len(layer.params)
+            total += layer.regularization_loss(
+                None if grads is None else grads[offset:offset + count])
+            offset += count
         return total
+
+    def add_loss(self, loss):
+        """Add a loss term (a scalar tensor computed in ``call``, e.g. a KL divergence) to
+        the training loss, as Keras does; its gradient flows through the ops that made it.
+        Within a call only; ``losses`` lists the terms of the layer's last call."""
+        from minidl.autodiff import Tensor, wrap
+        if not isinstance(loss, Tensor):
+            loss = wrap(np.asarray(loss, dtype=np.float32))
+        if loss.ndim:
+            raise ValueError(f"Layer '{self.name}': add_loss takes a scalar; received a tensor "
+                             f"of shape {loss.shape}. Reduce it first, e.g. ops.mean(...).")
+        self._uses_add_loss = True
+        if self._added_losses is None:
+            self._added_losses = []
+        self._added_losses.append(loss)
 
     @property
     def losses(self):
         """The layer's penalties, as in Keras: its weight penalties, then the activity
         penalty of its last call on arrays (``layer(x)``)."""
-        out = [self.regularization_loss()] if self._weight_regularizers else []
+        out = [float(sum(r(self._params[i]) for i, r in self._weight_regularizers))] \
+            if self._weight_regularizers and self.trainable else []
         if self.activity_regularizer is not None:
             out.append(self._eager_activity)
-        return out
+        return out + list(self._added_losses or ()) + [
+            loss for layer in self._sublayers for loss in layer.losses]
 
     def activity_penalty(self, y):
         """The activity regularizer's penalty of the output ``y``, divided by the batch
@@ -603,3 +782,7 @@ class CallContext:
     def backward(self, dy, need_input_grad=True):
         """``layer.backward(self, dy, need_input_grad)``."""
         return self.layer.backward(self, dy, need_input_grad)
+
+
+Layer._kernel_forward = Layer.forward
+Layer._kernel_backward = Layer.backward

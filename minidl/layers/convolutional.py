@@ -194,13 +194,13 @@ class _Conv(AffineLayer):
         # (inference lets the kernel allocate one per call).
         padded = (ctx.buffers.get("padded", n, geo.padded)
                   if record and geo.padded is not None else None)
-        _convolution.conv_train_forward(x, self._kernel_matrix(self.kernel), z,
+        _convolution.conv_train_forward(x, self._kernel_matrix(self._kernel_array), z,
                                         self._cols(ctx, geo, "cols", n, record),
                                         self._chunk_images(geo, record), geo.pointwise,
                                         padded=padded, direct=None if geo.direct else False,
                                         **geo.window)
         if activate:
-            activation.forward_bias(z, self.bias, y)
+            activation.forward_bias(z, self._bias_array, y)
         out = (y if activate else z).reshape((n,) + geo.output_sample)
         if record:
             ctx.x, ctx.z, ctx.y, ctx.y_out, ctx.geo = x, z, y, out, geo
@@ -230,8 +230,8 @@ class _Conv(AffineLayer):
             y, argmax: C-contiguous (batch, pooled rows, pooled columns, filters) arrays.
         """
         x = np.ascontiguousarray(x).reshape((x.shape[0],) + self._image)
-        _conv_pool.conv_max_pool_forward(x, self._kernel_matrix(self.kernel), y, argmax,
-                                         pool_size=pool_size, bias=self.bias, relu=True,
+        _conv_pool.conv_max_pool_forward(x, self._kernel_matrix(self._kernel_array), y, argmax,
+                                         pool_size=pool_size, bias=self._bias_array, relu=True,
                                          **self._window)
         ctx.x = x
 
@@ -252,7 +252,7 @@ class _Conv(AffineLayer):
         n, geo = ctx.x.shape[0], ctx.geo
         dx = ctx.buffers.get("dx", n, geo.image) if need_input_grad else None
         _convolution.conv_train_backward(
-            ctx.x, dz, self._kernel_matrix(self.kernel), self._kernel_matrix(ctx.grads[0]),
+            ctx.x, dz, self._kernel_matrix(self._kernel_array), self._kernel_matrix(ctx.grads[0]),
             dx, self._cols(ctx, geo, "cols", n, True),
             self._cols(ctx, geo, "dcols", n, True) if need_input_grad else None,
             self._chunk_images(geo, True), geo.pointwise, padded=ctx.padded,

@@ -206,10 +206,14 @@ class AffineLayer(Layer):
                 and getattr(activation, "axis", -1) == -1)
 
     def _add_kernel_and_bias(self, kernel_shape, units):
-        self.kernel = self.add_weight("kernel", kernel_shape, self._initializers["kernel"],
-                                      regularizer=self.kernel_regularizer)
-        self.bias = self.add_weight("bias", (units,), self._initializers["bias"],
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
+        self.kernel = self.add_weight(kernel_shape, self._initializers["kernel"],
+                                      regularizer=self.kernel_regularizer, name="kernel")
+        self.bias = self.add_weight((units,), self._initializers["bias"],
+                                    regularizer=self.bias_regularizer,
+                                    name="bias") if self.use_bias else None
+        # The kernels take the arrays (the Variables' own, updated in place).
+        self._kernel_array = self.kernel.value
+        self._bias_array = self.bias.value if self.use_bias else None
 
     def get_config(self):
         config = super().get_config()
@@ -333,10 +337,10 @@ class Dense(AffineLayer):
             # Inference allocates, so that concurrent predict calls never share buffers, and
             # applies the activation in place: nothing needs z afterwards.
             z = y = np.empty((n, self.units), self.dtype)
-        gemm(x, self.kernel, z)
+        gemm(x, self._kernel_array, z)
         if ctx.check_input:
             ctx.input_nonfinite += _data.count_nonfinite(z)[0]
-        activation.forward_bias(z, self.bias, y)
+        activation.forward_bias(z, self._bias_array, y)
         if ctx.record:
             ctx.x, ctx.z, ctx.y, ctx.y_out = x, z, y, y
         return y
@@ -346,7 +350,7 @@ class Dense(AffineLayer):
         if not need_input_grad:
             return None
         dx = ctx.buffers.get("dx", dz.shape[0], (self.kernel.shape[0],))
-        return gemm(dz, self.kernel, dx, trans_b=True)
+        return gemm(dz, self._kernel_array, dx, trans_b=True)
 
     def get_config(self):
         config = super().get_config()

@@ -103,18 +103,22 @@ class BatchNormalization(Layer):
                 f"in [{-ndim + 1}, {ndim - 1}], 0 excepted.")
         self._axis = self.axis % ndim   # in the full input, batch axis included
         shape = (input_shape[self._axis - 1],)
-        self.gamma = self.add_weight("gamma", shape, self._initializers["gamma"],
-                                     regularizer=self.gamma_regularizer) if self.scale else None
-        self.beta = self.add_weight("beta", shape, self._initializers["beta"],
-                                    regularizer=self.beta_regularizer) if self.center else None
-        self.moving_mean = self.add_weight("moving_mean", shape,
-                                           self._initializers["moving_mean"], trainable=False)
-        self.moving_variance = self.add_weight("moving_variance", shape,
-                                               self._initializers["moving_variance"],
-                                               trainable=False)
-        # The kernels always take gamma and beta: constants stand in for absent ones.
-        self._gamma = self.gamma if self.scale else np.ones(shape, self.dtype)
-        self._beta = self.beta if self.center else np.zeros(shape, self.dtype)
+        self.gamma = self.add_weight(shape, self._initializers["gamma"],
+                                     regularizer=self.gamma_regularizer,
+                                     name="gamma") if self.scale else None
+        self.beta = self.add_weight(shape, self._initializers["beta"],
+                                    regularizer=self.beta_regularizer,
+                                    name="beta") if self.center else None
+        self.moving_mean = self.add_weight(shape, self._initializers["moving_mean"],
+                                           trainable=False, name="moving_mean")
+        self.moving_variance = self.add_weight(shape, self._initializers["moving_variance"],
+                                               trainable=False, name="moving_variance")
+        # The kernels take arrays, and always gamma and beta: constants stand in for absent
+        # ones.
+        self._gamma = self.gamma.value if self.scale else np.ones(shape, self.dtype)
+        self._beta = self.beta.value if self.center else np.zeros(shape, self.dtype)
+        self._moving_mean = self.moving_mean.value
+        self._moving_variance = self.moving_variance.value
         self._zeros = np.zeros(shape, self.dtype)
         self._channels = shape
         self._owner = f"BatchNormalization '{self.name}'"
@@ -137,12 +141,12 @@ class BatchNormalization(Layer):
                 np.empty(self._channels, self.dtype)
             invstd = ctx.buffers.get("invstd", self._channels[0], ()) if ctx.record else \
                 np.empty(self._channels, self.dtype)
-            _kernels.batch_norm_train(x, self._axis, self._gamma, self._beta, self.moving_mean,
-                                      self.moving_variance, mean, invstd, y,
+            _kernels.batch_norm_train(x, self._axis, self._gamma, self._beta, self._moving_mean,
+                                      self._moving_variance, mean, invstd, y,
                                       self.momentum, self.epsilon, self._owner, relu)
         else:
             _kernels.batch_norm_inference(x, self._axis, self._gamma, self._beta,
-                                          self.moving_mean, self.moving_variance, y,
+                                          self._moving_mean, self._moving_variance, y,
                                           self.epsilon, self._owner, relu)
         if ctx.record:
             ctx.y = y
@@ -166,7 +170,7 @@ class BatchNormalization(Layer):
             # Frozen: the moving statistics are constants, so dx = dy * gamma / sqrt(var + eps),
             # which is the inference transform of dy with a zero mean and a zero offset.
             _kernels.batch_norm_inference(dy, self._axis, self._gamma, self._zeros, self._zeros,
-                                          self.moving_variance, dx, self.epsilon, self._owner)
+                                          self._moving_variance, dx, self.epsilon, self._owner)
         return dx
 
     def can_fuse_activation(self, activation):
@@ -255,12 +259,15 @@ class LayerNormalization(Layer):
         shape = tuple(full[a] for a in resolved)
         self._cols = int(np.prod(shape))
         self._row_shape = tuple(input_shape[:len(input_shape) - len(resolved)])
-        self.gamma = self.add_weight("gamma", shape, self._initializers["gamma"],
-                                     regularizer=self.gamma_regularizer) if self.scale else None
-        self.beta = self.add_weight("beta", shape, self._initializers["beta"],
-                                    regularizer=self.beta_regularizer) if self.center else None
+        self.gamma = self.add_weight(shape, self._initializers["gamma"],
+                                     regularizer=self.gamma_regularizer,
+                                     name="gamma") if self.scale else None
+        self.beta = self.add_weight(shape, self._initializers["beta"],
+                                    regularizer=self.beta_regularizer,
+                                    name="beta") if self.center else None
         self._param_shape = shape
-        self._gamma_beta = (self.gamma, self.beta) if self.scale and self.center else None
+        self._gamma_beta = (self.gamma.value, self.beta.value) \
+            if self.scale and self.center else None
         self._owner = f"LayerNormalization '{self.name}'"
         super().build(input_shape)
 
@@ -297,8 +304,8 @@ class LayerNormalization(Layer):
         (and loading one) allocates its weights only: these span the normalised axes, which
         a config can make huge without a byte of weights in its file."""
         shape = self._param_shape
-        self._gamma_beta = (self.gamma if self.scale else np.ones(shape, self.dtype),
-                            self.beta if self.center else np.zeros(shape, self.dtype))
+        self._gamma_beta = (self.gamma.value if self.scale else np.ones(shape, self.dtype),
+                            self.beta.value if self.center else np.zeros(shape, self.dtype))
         return self._gamma_beta
 
     def get_config(self):

@@ -128,7 +128,7 @@ class CompiledDenseChain:
             # computed from the output).
             in_place = activation.kernel_params()[0] in _DERIVATIVE_FROM_OUTPUT
             arrays.append({
-                "w": layer.kernel, "b": layer.bias, "dw": grads[0],
+                "w": layer._kernel_array, "b": layer._bias_array, "dw": grads[0],
                 "db": grads[1] if layer.use_bias else None,
                 "z": z, "y": z if in_place else pool.get(("y", i), rows, (units,)),
                 "dz": None if activation.name == "linear" else pool.get(("dz", i), rows,

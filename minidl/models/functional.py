@@ -211,6 +211,11 @@ class Model(Trainer, Layer):
         return [w for layer in self._weighted_layers() for w in layer.weights]
 
     @property
+    def weight_arrays(self):
+        """The arrays of :attr:`weights` (live), aligned with it."""
+        return [w for layer in self._weighted_layers() for w in layer.weight_arrays]
+
+    @property
     def weight_names(self):
         return [f"{layer.name}/{n}" for layer in self._weighted_layers()
                 for n in layer.weight_names]
@@ -230,12 +235,12 @@ class Model(Trainer, Layer):
 
     def count_params(self):
         """Number of scalars in all weights, trainable or not."""
-        return int(sum(w.size for w in self.weights))
+        return int(sum(w.size for w in self.weight_arrays))
 
     def get_weights(self):
         """Copies of all weights in Keras order: layer by layer, e.g. kernel then bias, and
         a layer's non-trainable state after its parameters."""
-        return [w.copy() for w in self.weights]
+        return [w.copy() for w in self.weight_arrays]
 
     def check_weights(self, weights):
         """The arrays :meth:`set_weights` would write, checked layer by layer."""
@@ -261,7 +266,7 @@ class Model(Trainer, Layer):
                              f"or call build() first. Received {len(list(weights))} arrays.")
         values = self.check_weights(weights)
         with self.writing_weights():
-            for array, value in zip(self.weights, values):
+            for array, value in zip(self.weight_arrays, values):
                 array[...] = value
 
     def writing_weights(self):
@@ -285,7 +290,7 @@ class Model(Trainer, Layer):
         if plan is None:
             raise RuntimeError(f"Model '{self.name}' has not taken a training step yet.")
         grads = dict(zip(map(id, plan.params), plan.grads))
-        return [grads[id(w)] for w in self.trainable_weights]
+        return [grads[id(w.value)] for w in self.trainable_weights]
 
     @property
     def losses(self):

@@ -76,7 +76,7 @@ class ReluMaxPoolStep:
             return (y.reshape((n,) + pool.output_sample_shape),)
         y = pool.forward(ctx_pool, layer.forward_linear(ctx_layer, xs[0]), training)
         rows = y.reshape(-1, y.shape[-1])
-        layer.activation.forward_bias(rows, getattr(layer, "bias", None), rows)
+        layer.activation.forward_bias(rows, getattr(layer, "_bias_array", None), rows)
         return (y,)
 
     def backward(self, contexts, dys):

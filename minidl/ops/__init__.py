@@ -23,9 +23,10 @@ from minidl.ops.nn import *            # noqa: F401,F403
 from minidl.ops.reduction import *     # noqa: F401,F403
 from minidl.ops.shape import *         # noqa: F401,F403
 from minidl.ops import creation, elementwise, linalg, nn, reduction, shape
+shape_ops = shape   # (`shape` is also an op's name in keras.ops)
 
 __all__ = (["gemm"] + creation.__all__ + elementwise.__all__ + linalg.__all__ + nn.__all__
-           + reduction.__all__ + shape.__all__)
+           + reduction.__all__ + shape_ops.__all__)
 
 
 def _bind_tensor_operators():
@@ -46,9 +47,28 @@ def _bind_tensor_operators():
     Tensor.__invert__ = lambda self: e.logical_not(self)
     Tensor.__and__ = lambda self, other: e.logical_and(self, other)
     Tensor.__or__ = lambda self, other: e.logical_or(self, other)
-    Tensor.__getitem__ = lambda self, key: shape.get_item(self, key)
+    Tensor.__getitem__ = lambda self, key: shape_ops.get_item(self, key)
     Tensor.T = property(lambda self: linalg.transpose(self))
     import numpy as np
+    # A few numpy-style methods, for code written against numpy arrays.
+    # (np.sum(t) and np.mean(t) call these with numpy's dtype= and out= arguments.)
+    def numpy_style(op):
+        def method(self, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+            if out is not None or dtype is not None or kwargs:
+                return getattr(np, op.__name__)(self.value, axis=axis, dtype=dtype, out=out,
+                                                keepdims=keepdims, **kwargs)
+            return op(self, axis, keepdims)
+        method.__name__ = op.__name__
+        return method
+    Tensor.mean = numpy_style(reduction.mean)
+    Tensor.sum = numpy_style(reduction.sum)
+    Tensor.reshape = lambda self, *shape: shape_ops.reshape(
+        self, shape[0] if len(shape) == 1 else shape)
+    Tensor.astype = lambda self, dtype: creation.cast(self, dtype)
+    Tensor.item = lambda self: self.value.item()
+    Tensor.tolist = lambda self: self.value.tolist()
+    Tensor.all = lambda self, axis=None, **kwargs: np.all(self.value, axis=axis, **kwargs)
+    Tensor.any = lambda self, axis=None, **kwargs: np.any(self.value, axis=axis, **kwargs)
     _UFUNC_OPS.update({
         np.add: e.add, np.subtract: e.subtract, np.multiply: e.multiply,
         np.true_divide: e.divide, np.power: e.power, np.negative: e.negative,

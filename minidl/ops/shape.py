@@ -2,7 +2,7 @@
 broadcast_to, and indexing (``tensor[key]``)."""
 import numpy as np
 
-from minidl.autodiff.tensor import record, value_of
+from minidl.autodiff.tensor import Tensor, record, value_of
 
 __all__ = ["get_item", "reshape"]
 
@@ -17,7 +17,7 @@ def reshape(x, newshape):
 def get_item(x, key):
     """``x[key]``: numpy's basic and advanced indexing."""
     a = np.asarray(value_of(x))
-    key = value_of(key) if not isinstance(key, tuple) else tuple(value_of(k) for k in key)
+    key = _index_value(key) if not isinstance(key, tuple) else tuple(map(_index_value, key))
     out = a[key]
 
     def backward(g, needs):
@@ -25,3 +25,7 @@ def get_item(x, key):
         np.add.at(full, key, g)
         return (full,)
     return record("get_item", np.array(out), (x,), backward)
+
+
+def _index_value(k):
+    return k.value if isinstance(k, Tensor) else k

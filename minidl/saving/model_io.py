@@ -149,7 +149,7 @@ def _write_model(model, filepath, extra_state):
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built, so it has no weights to save; "
                          f"build it or train it first. Received filepath={filepath!r}.")
-    arrays = [(_weight_member(i), w) for i, w in enumerate(model.weights)]
+    arrays = [(_weight_member(i), w) for i, w in enumerate(model.weight_arrays)]
     if model.compiled and model.optimizer.built:
         arrays.append((_ITERATIONS, np.array(model.optimizer.iterations, np.int64)))
         arrays += [(_slot_member(i), s)
@@ -168,7 +168,7 @@ def save_weights(model, filepath):
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built, so it has no weights to save. "
                          f"Received filepath={filepath!r}.")
-    arrays = [(_weight_member(i), w) for i, w in enumerate(model.weights)]
+    arrays = [(_weight_member(i), w) for i, w in enumerate(model.weight_arrays)]
     write_archive(filepath, {}, arrays, "weights")
 
 
@@ -216,8 +216,8 @@ def load_model(filepath, compile=True, restore_random_state=True):
             raise reader.error(f"its config does not describe a valid model ({error})") from None
         if not model.built:
             raise reader.error("its config has no build_input_shape, so it holds no weights")
-        expected = [_weight_member(i) for i in range(len(model.weights))]
-        for name, weight in zip(expected, model.weights):
+        expected = [_weight_member(i) for i in range(len(model.weight_arrays))]
+        for name, weight in zip(expected, model.weight_arrays):
             reader.read_array(name, weight.shape, weight.dtype, out=weight)
         # Compiled after the weights are read: the optimizer's slots are as large as the
         # weights, which the file has now shown it holds.
@@ -412,7 +412,7 @@ def restore_backup(model, filepath):
                            or not 0 <= learning_rate < float("inf")):
             raise reader.error(f"its optimizer learning_rate must be a finite float >= 0; "
                                f"received learning_rate={learning_rate!r:.100}")
-        weights, slots = model.weights, optimizer.get_slot_arrays()
+        weights, slots = model.weight_arrays, optimizer.get_slot_arrays()
         names = [_weight_member(i) for i in range(len(weights))]
         names += [_ITERATIONS] + [_slot_member(i) for i in range(len(slots))]
         arrays = [n for n in reader.names if n.startswith(("weights/", "optimizer/"))]
@@ -464,14 +464,14 @@ def load_weights(model, filepath):
                          f"build it first. Received filepath={filepath!r}.")
     with ArchiveReader(filepath, ("weights", "model")) as reader:
         kind = reader.metadata["kind"]
-        names = [_weight_member(i) for i in range(len(model.weights))]
+        names = [_weight_member(i) for i in range(len(model.weight_arrays))]
         if kind == "weights" and _weight_member(len(names)) in reader.names:
             raise reader.error(f"it holds more weight arrays than the {len(names)} of model "
                                f"'{model.name}'")
         values = [reader.read_array(name, w.shape, w.dtype)
-                  for name, w in zip(names, model.weights)]
+                  for name, w in zip(names, model.weight_arrays)]
         if kind == "weights":
             reader.warn_unknown(names)
     with model.writing_weights():
-        for weight, value in zip(model.weights, values):
+        for weight, value in zip(model.weight_arrays, values):
             weight[...] = value

@@ -1,0 +1,301 @@
+"""Layers called on tensors: built-in layers as recorded ops, and layers written by users.
+
+Two kinds of layer meet here.
+
+- **Built-in layers** (Dense, Conv2D, ...) have compiled ``forward`` / ``backward`` passes.
+  Called on tensors while a tape records (a custom ``train_step``, a ``GradientTape`` loop, a
+  user layer holding a Dense), one call becomes one recorded op whose backward runs the
+  layer's own backward pass (``kernel_call``): user code keeps the built-in speed.
+- **User layers** subclass ``Layer`` and write ``call()`` with ``minidl.ops`` (Keras'
+  way). Called on tensors, ``call`` runs as written (``user_call``). Inside a model's
+  execution plan, a user layer is a step like any other: its ``forward`` runs ``call`` on a
+  tape of its own and its ``backward`` runs the backward pass of that tape (``tape_forward``,
+  ``tape_backward``), so the rest of the model stays compiled.
+
+Keras' conventions for user layers hold: ``build`` and ``compute_output_shape`` receive
+whole shapes, batch dimension first (``(None, 784)``), while built-in layers work on sample
+shapes; ``training`` passes down from an outer call to the layers it calls; layers assigned
+to public attributes are sublayers whose weights belong to the layer.
+"""
+import inspect
+import threading
+
+import numpy as np
+
+from minidl.autodiff.gradient import gradients
+from minidl.autodiff.tensor import (Tensor, no_record_scope, record, record_scope, recording,
+                                    wrap)
+
+_context = threading.local()   # .training: the `training` of the enclosing layer call
+
+
+def current_training():
+    """The ``training`` value of the innermost enclosing layer call in this thread (False
+    outside any)."""
+    return getattr(_context, "training", False)
+
+
+class training_scope:
+    """Within the block, layer calls without ``training=`` use ``value``."""
+
+    __slots__ = ("value", "saved")
+
+    def __init__(self, value):
+        self.value = bool(value)
+
+    def __enter__(self):
+        self.saved = getattr(_context, "training", False)
+        _context.training = self.value
+
+    def __exit__(self, *exc):
+        _context.training = self.saved
+        return False
+
+
+# ---- classes ----
+
+def prepare_layer_class(cls, base):
+    """Set the class flags of a new Layer subclass ``cls`` (``base`` is Layer).
+
+    ``_user_call``: the class (or a parent below Layer) defines ``call``; its ``forward`` /
+    ``backward`` then run ``call`` on a tape, unless the class defines them itself.
+    ``_kernel_forward`` / ``_kernel_backward``: the compiled passes of the nearest built-in
+    parent, which ``Layer.call`` (``super().call(x)`` in a Dense subclass) still runs.
+    ``_user_build`` / ``_user_output_shape``: written by users (not in minidl), so they take
+    whole shapes.
+    """
+    cls._user_call = cls.call is not base.call
+    for name, kernel in (("forward", "_kernel_forward"), ("backward", "_kernel_backward")):
+        for klass in cls.__mro__:
+            method = klass.__dict__.get(name)
+            if method is not None and method not in (tape_forward, tape_backward):
+                setattr(cls, kernel, method)
+                break
+    if cls._user_call and "forward" not in cls.__dict__:
+        cls.forward = tape_forward
+        cls.backward = tape_backward
+        cls.finds_nonfinite_input = False
+    cls._user_build = not _defined_in_minidl(cls, "build")
+    cls._user_output_shape = not _defined_in_minidl(cls, "compute_output_shape")
+    cls._call_parameters = None   # filled on first call (call_parameters)
+
+
+def _defined_in_minidl(cls, name):
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__module__.startswith("minidl.")
+    return True
+
+
+def call_parameters(layer):
+    """(accepts ``training``, accepts ``mask``) for the layer's ``call``, cached per class."""
+    cls = type(layer)
+    found = cls.__dict__.get("_call_parameters")
+    if found is None:
+        try:
+            params = inspect.signature(cls.call).parameters
+        except (TypeError, ValueError):
+            params = {}
+        var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        found = ("training" in params or var_kw, "mask" in params or var_kw)
+        cls._call_parameters = found
+    return found
+
+
+def track_sublayers(owner, value):
+    """Record ``value`` (a layer, or a list / tuple / dict of layers) as sublayers of
+    ``owner``, once each, in assignment order."""
+    from minidl.layers.base import Layer
+    items = value.values() if isinstance(value, dict) else \
+        value if isinstance(value, (list, tuple)) else (value,)
+    subs = owner._sublayers
+    for item in items:
+        if isinstance(item, Layer) and item is not owner and \
+                all(item is not known for known in subs):
+            subs.append(item)
+
+
+# ---- building user layers ----
+
+def ensure_user_built(layer, sample_shape, multi):
+    """Build a user layer on its first call: ``build`` gets whole shapes (batch first)."""
+    if layer.built:
+        return
+    full = [(None,) + tuple(s) for s in sample_shape] if multi else (None,) + tuple(sample_shape)
+    if layer._user_build:
+        layer.build(full)
+    else:   # no build of its own: a built-in parent's (sample shapes), or Layer's
+        layer.build(list(map(tuple, sample_shape)) if multi else tuple(sample_shape))
+    layer.built = True
+    layer.built_input_shape = tuple(sample_shape) if not multi else \
+        [tuple(s) for s in sample_shape]
+
+
+def output_shape(layer, sample_shape, multi):
+    """A user layer's output sample shape: its ``compute_output_shape`` (whole shapes) when
+    written, else the shape of ``call`` on a batch of two zeros (None dims taken as 1)."""
+    if layer._user_output_shape:
+        full = [(None,) + tuple(s) for s in sample_shape] if multi else \
+            (None,) + tuple(sample_shape)
+        out = layer.compute_output_shape(full)
+        if isinstance(out, list) and out and isinstance(out[0], (list, tuple)):
+            raise ValueError(f"Layer '{layer.name}' returns several outputs; a layer in a "
+                             f"functional model must return one tensor.")
+        return tuple(out)[1:]
+    shapes = sample_shape if multi else [sample_shape]
+    zeros = [np.zeros((2,) + tuple(1 if d is None else d for d in s), layer.dtype)
+             for s in shapes]
+    saved = layer._added_losses
+    with no_record_scope():
+        out = user_call(layer, (zeros if multi else zeros[0],), {}, False)
+    layer._added_losses = saved
+    if not isinstance(out, Tensor):
+        raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) returns "
+                         f"{type(out).__name__}; a layer in a functional model must return "
+                         f"one tensor.")
+    return tuple(None if d is None else n for d, n in
+                 zip(_unknown_like(shapes[0], out.ndim - 1), out.shape[1:]))
+
+
+def _unknown_like(shape, rank):
+    # An output axis that mirrors an unknown input axis stays unknown when ranks agree.
+    if len(shape) == rank:
+        return [None if d is None else 0 for d in shape]
+    return [0] * rank
+
+
+# ---- calls ----
+
+def user_call(layer, args, kwargs, training):
+    """``layer.call(*args, **kwargs)`` as Keras runs it: inputs as tensors, the layer built
+    on first use, ``training`` passed when ``call`` takes it (and to the layers it calls),
+    the ``add_loss`` terms of this call collected; the result checked."""
+    inputs = args[0]
+    multi = isinstance(inputs, (list, tuple))
+    tensors = [x if isinstance(x, Tensor) else wrap(np.asarray(x)) for x in
+               (inputs if multi else [inputs])]
+    if not layer.built:
+        ensure_user_built(layer, [t.shape[1:] for t in tensors] if multi
+                          else tensors[0].shape[1:], multi)
+    takes_training, _ = call_parameters(layer)
+    if takes_training and "training" not in kwargs:
+        kwargs = dict(kwargs, training=training)
+    layer._added_losses = None
+    with training_scope(training):
+        out = layer.call(tensors if multi else tensors[0], *args[1:], **kwargs)
+    return check_output(layer, out)
+
+
+def check_output(layer, out):
+    """``out`` with arrays and numbers as Tensors; TypeError for anything else."""
+    if isinstance(out, Tensor):
+        return out
+    if isinstance(out, (np.ndarray, np.generic, float, int)):
+        return wrap(np.asarray(out))
+    if isinstance(out, (list, tuple)):
+        return type(out)(check_output(layer, item) for item in out)
+    if isinstance(out, dict):
+        return {key: check_output(layer, item) for key, item in out.items()}
+    raise TypeError(f"Layer '{layer.name}' ({type(layer).__name__}).call() returned "
+                    f"{type(out).__name__}; it must return a tensor (or a list, tuple or dict "
+                    f"of tensors), e.g. computed with minidl.ops.")
+
+
+def kernel_call(layer, inputs, training):
+    """A built-in layer called on arrays or tensors: its compiled forward pass; while a
+    tape records and something needs a gradient, one recorded op whose backward is the
+    layer's compiled backward pass (weight gradients included)."""
+    from minidl.layers.base import CallContext
+    multi = isinstance(inputs, (list, tuple))
+    items = list(inputs) if multi else [inputs]
+    xs = [np.asarray(x.value if isinstance(x, Tensor) else x, dtype=layer.dtype)
+          for x in items]
+    for x in xs:
+        if x.ndim < 1:
+            raise ValueError(f"Layer '{layer.name}' takes arrays with a batch dimension; "
+                             f"received a scalar.")
+    layer.ensure_built([x.shape[1:] for x in xs] if multi else xs[0].shape[1:])
+    variables = layer.param_variables if layer.trainable else ()
+    if recording() and (variables or any(isinstance(x, Tensor) and x.requires_grad
+                                         for x in items)):
+        ctx = CallContext(layer, record=True)
+        y = layer._kernel_forward(ctx, xs if multi else xs[0], training)
+        if layer.activity_regularizer is not None:
+            layer._eager_activity = layer.activity_penalty(y)
+        count = len(items)
+
+        def backward(g, needs):
+            g = np.ascontiguousarray(g, dtype=y.dtype)
+            if multi:
+                dxs = layer._kernel_backward(ctx, g, list(needs[:count]))
+            else:
+                dxs = [layer._kernel_backward(ctx, g, needs[0])]
+            return tuple(dxs) + tuple(ctx.grads)
+        return record(layer.name, y, tuple(items) + tuple(variables), backward)
+    out = layer._kernel_forward(CallContext(layer, record=False), xs if multi else xs[0],
+                                bool(training))
+    if layer.activity_regularizer is not None:
+        # As in Keras, an eager call leaves its activity penalty in `losses`.
+        layer._eager_activity = layer.activity_penalty(out)
+    return wrap(np.array(out, copy=True))
+
+
+# ---- user layers inside an execution plan ----
+
+def tape_forward(layer, ctx, x, training=False):
+    """A user layer's ``forward`` as a plan step: ``call`` on a tape of its own when the
+    step records (training), plainly otherwise. Returns the output array."""
+    multi = isinstance(x, (list, tuple))
+    if not ctx.record:
+        with no_record_scope():
+            out = user_call(layer, (x,), {}, training)
+        return _output_array(layer, out)
+    inputs = []
+    for array in (x if multi else [x]):
+        t = wrap(array)
+        t.requires_grad = True
+        inputs.append(t)
+    with record_scope():
+        out = user_call(layer, (inputs if multi else inputs[0],), {}, training)
+    losses = layer._added_losses or []
+    ctx.tape = (inputs, out, losses)
+    ctx.activity_loss = float(sum(float(loss) for loss in losses))
+    return _output_array(layer, out)
+
+
+def tape_backward(layer, ctx, dy, need_input_grad=True):
+    """The backward pass of the tape ``tape_forward`` recorded: the weight gradients into
+    ``ctx.grads`` (aligned with ``layer.params``), the input gradient(s) returned. The
+    ``add_loss`` terms of the call add their gradients (their values joined the loss)."""
+    inputs, out, losses = ctx.tape
+    multi = isinstance(need_input_grad, (list, tuple))
+    needs = list(need_input_grad) if multi else [need_input_grad]
+    wanted = [t for t, need in zip(inputs, needs) if need]
+    variables = layer.param_variables if layer.trainable else []
+    grads = gradients([out] + list(losses), wanted + list(variables),
+                      [dy] + [None] * len(losses))
+    if variables:
+        for target, g in zip(ctx.grads, grads[len(wanted):]):
+            if g is None:
+                target.fill(0)
+            else:
+                np.copyto(target, g)
+    ctx.tape = None
+    input_grads = iter(grads[:len(wanted)])
+    dxs = []
+    for t, need in zip(inputs, needs):
+        if not need:
+            dxs.append(None)
+            continue
+        g = next(input_grads)
+        dxs.append(np.zeros(t.shape, t.dtype) if g is None else
+                   np.ascontiguousarray(g, dtype=t.dtype))
+    return dxs if multi else dxs[0]
+
+
+def _output_array(layer, out):
+    if not isinstance(out, Tensor):
+        raise TypeError(f"Layer '{layer.name}' ({type(layer).__name__}) returned "
+                        f"{type(out).__name__} inside a model; a layer in a functional or "
+                        f"Sequential model must return one tensor.")
+    return np.ascontiguousarray(out.value)
