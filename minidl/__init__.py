@@ -19,7 +19,7 @@ except ImportError as error:  # pragma: no cover - depends on how minidl was obt
         "`python setup.py build_ext --inplace`.") from error
 
 from minidl import (activations, callbacks, initializers, layers, losses, metrics, models, ops,
-                    optimizers, regularizers, utils)
+                    optimizers, random, regularizers, utils)
 from minidl.autodiff import GradientTape, Tensor, Variable
 from minidl.layers import Input
 from minidl.models import Model, Sequential
@@ -49,4 +49,4 @@ def show_config():
 
 __all__ = ["GradientTape", "Input", "Model", "Sequential", "Tensor", "Variable", "activations", "backend_info", "callbacks", "datasets",
            "get_num_threads", "initializers", "layers", "losses", "metrics", "models", "ops",
-           "optimizers", "regularizers", "set_num_threads", "show_config", "utils", "__version__"]
+           "optimizers", "random", "regularizers", "set_num_threads", "show_config", "utils", "__version__"]
