@@ -14,6 +14,8 @@ op's module:
 
 ``gemm`` is the compiled GEMM itself (numpy arrays in, numpy array out, no recording).
 """
+import importlib
+
 from minidl._core._backend import gemm
 from minidl.autodiff.tensor import Tensor, _UFUNC_OPS
 from minidl.ops.creation import *      # noqa: F401,F403
@@ -22,11 +24,13 @@ from minidl.ops.linalg import *        # noqa: F401,F403
 from minidl.ops.nn import *            # noqa: F401,F403
 from minidl.ops.reduction import *     # noqa: F401,F403
 from minidl.ops.shape import *         # noqa: F401,F403
-from minidl.ops import creation, elementwise, linalg, nn, reduction, shape
-shape_ops = shape   # (`shape` is also an op's name in keras.ops)
+from minidl.ops import creation, elementwise, linalg, nn, reduction
+# `ops.shape` is Keras' op shape(x) (the star import above bound it); the module shape.py is
+# reached through sys.modules.
+_shape_ops = importlib.import_module("minidl.ops.shape")
 
 __all__ = (["gemm"] + creation.__all__ + elementwise.__all__ + linalg.__all__ + nn.__all__
-           + reduction.__all__ + shape_ops.__all__)
+           + reduction.__all__ + _shape_ops.__all__)
 
 
 def _bind_tensor_operators():
@@ -47,7 +51,7 @@ def _bind_tensor_operators():
     Tensor.__invert__ = lambda self: e.logical_not(self)
     Tensor.__and__ = lambda self, other: e.logical_and(self, other)
     Tensor.__or__ = lambda self, other: e.logical_or(self, other)
-    Tensor.__getitem__ = lambda self, key: shape_ops.get_item(self, key)
+    Tensor.__getitem__ = lambda self, key: _shape_ops.get_item(self, key)
     Tensor.T = property(lambda self: linalg.transpose(self))
     import numpy as np
     # A few numpy-style methods, for code written against numpy arrays.
@@ -62,7 +66,7 @@ def _bind_tensor_operators():
         return method
     Tensor.mean = numpy_style(reduction.mean)
     Tensor.sum = numpy_style(reduction.sum)
-    Tensor.reshape = lambda self, *shape: shape_ops.reshape(
+    Tensor.reshape = lambda self, *shape: _shape_ops.reshape(
         self, shape[0] if len(shape) == 1 else shape)
     Tensor.astype = lambda self, dtype: creation.cast(self, dtype)
     Tensor.item = lambda self: self.value.item()
