@@ -536,6 +536,15 @@ def test_mean_metric_wrapper_config_round_trip():
     config = losses.serialize(loss)
     assert config["config"]["fn"] == "minidl_custom_tests>registered_abs_error"
     assert losses.get(config).fn is registered_abs_error
+    # A registered function's name works wherever a loss or metric name does.
+    by_name = losses.get("minidl_custom_tests>registered_abs_error")
+    assert isinstance(by_name, losses.LossFunctionWrapper) and by_name.fn is registered_abs_error
+    metric = metrics.get("minidl_custom_tests>registered_abs_error")
+    assert isinstance(metric, metrics.MeanMetricWrapper)
+    metric.update_state([[0.0, 0.0]], [[1.0, 3.0]])
+    assert metric.result() == 2.0
+    with pytest.raises(ValueError, match=r"Unknown loss 'not_a_loss'\. Valid names: .*mse"):
+        losses.get("not_a_loss")
 
 
 # ---- errors ----
