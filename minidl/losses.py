@@ -1,14 +1,25 @@
 """Loss functions, Keras 3 names, defaults and reductions, on fused compiled kernels.
 
 A loss object is called like Keras, ``loss(y_true, y_pred, sample_weight=None)``, and returns a
-Python float (an array with ``reduction=None``). Training uses
-``forward_backward(y_true, y_pred, grad_out)``: the reduced loss is returned and
+0-d :class:`~minidl.autodiff.Tensor` (``float(loss(...))`` gives the number; with
+``reduction=None`` a Tensor of per-sample losses). While a ``GradientTape`` records and
+``y_pred`` is a Tensor that needs a gradient, the built-in losses record one node whose
+backward reuses their compiled kernel's gradient (value and d(loss)/d(y_pred) come out of one
+pass), so a hand-written ``train_step`` calling a built-in loss costs no more than ``fit``.
+
+Training uses ``forward_backward(y_true, y_pred, grad_out)``: the reduced loss is returned and
 d(loss)/d(y_pred) is written into ``grad_out`` in the same pass. When the model ends in a
 softmax (sigmoid) layer, ``CategoricalCrossentropy`` and ``SparseCategoricalCrossentropy``
 (``BinaryCrossentropy``) with ``from_logits=False`` can skip the activation's backward:
 ``softmax_forward_backward`` (``sigmoid_forward_backward``) takes the probabilities the layer
 computed and writes the gradient with respect to its logits. ``loss.fused_with`` names the
 activation that fusion expects ('softmax', 'sigmoid' or None).
+
+Custom losses follow Keras 3: a function ``fn(y_true, y_pred)`` returning per-sample values
+(``compile(loss=fn)`` wraps it in :class:`LossFunctionWrapper`), or a :class:`Loss` subclass
+overriding ``call(y_true, y_pred)``. They are computed with ``minidl.ops`` on Tensors and
+differentiated by ``minidl.autodiff``; ``forward_backward`` of a custom loss records the call
+and runs the backward pass into ``grad_out``.
 
 Semantics follow Keras 3: the per-sample loss is a mean (MSE, MAE, Huber, BCE) or a sum (CCE,
 SCCE) over the last axis; it is multiplied by ``sample_weight`` and reduced with
@@ -19,20 +30,28 @@ divides them by their sum.
 
 Example:
     >>> loss = losses.get("sparse_categorical_crossentropy")
-    >>> loss([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
+    >>> float(loss([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]))
     1.1769...
 """
 import math
 import numbers
+import re
 
 import numpy as np
 
+from minidl import ops
 from minidl._core import _losses as _kernels
+from minidl.autodiff import (Tensor, gradients, record, record_scope, recording, to_array,
+                             unbroadcast, wrap)
 from minidl.utils.checks import check_bool, check_name
 from minidl.utils.registry import Registry
 from minidl.utils.registry import serialize as _serialize
 
 LOSSES = Registry("loss")
+
+FUNCTIONS = Registry("function")
+"""Custom loss and metric functions by name, so that a saved model compiled with
+``loss=fn`` or ``metrics=[fn]`` can be loaded: the file stores the function's name only."""
 
 EPSILON = 1e-7
 """Keras' ``backend.epsilon()``: probabilities are clipped to [EPSILON, 1 - EPSILON]."""
@@ -49,36 +68,72 @@ def _rows(a):
     return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
+def _snake_case(name):
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
 class Loss:
-    """Base class of the losses.
+    """Base class of the losses (Keras' ``keras.losses.Loss``).
+
+    A custom loss overrides ``call(y_true, y_pred)``, returning one loss value per sample
+    computed with ``minidl.ops`` (or Tensor operators); ``__call__`` multiplies in
+    ``sample_weight`` and applies the reduction, and gradients come from the ops' history.
 
     Args:
+        name: name of the instance. Defaults to the class name in snake case.
         reduction: 'sum_over_batch_size' (default), 'sum', 'mean', 'mean_with_sample_weight',
             or None/'none' for per-sample values.
-        name: name of the instance.
+        dtype: the dtype a custom loss computes in (inputs are cast to it). Defaults to
+            None: the dtype of ``y_pred`` (float32 for integer predictions).
 
-    Subclasses implement ``_kernel(y_true, y_pred, weights, scale, grad, row_loss)`` over
-    2-D (rows, last axis) arrays, returning ``(sum_r w[r] L[r], first bad row or -1)``, and
-    ``_kernel_spec(fused)``: the kind and parameters of the compiled
-    :class:`minidl._core._losses.LossKernel` that runs the training step's unweighted calls
-    (``fused``: the softmax/sigmoid form). Those kernels are built on first use; setting any
-    attribute drops them, so they always match the configuration.
+    Example:
+        >>> class ScaledMSE(minidl.losses.Loss):
+        ...     def call(self, y_true, y_pred):
+        ...         return 2.0 * ops.mean(ops.square(y_pred - y_true), axis=-1)
+
+    The built-in subclasses run compiled kernels instead of ``call``: they implement
+    ``_kernel(y_true, y_pred, weights, scale, grad, row_loss)`` over 2-D (rows, last axis)
+    arrays, returning ``(sum_r w[r] L[r], first bad row or -1)``, and ``_kernel_spec(fused)``:
+    the kind and parameters of the compiled :class:`minidl._core._losses.LossKernel` that runs
+    the training step's unweighted calls (``fused``: the softmax/sigmoid form). Those kernels
+    are built on first use; setting any attribute drops them, so they always match the
+    configuration. A subclass of a built-in loss that overrides ``call`` is a custom loss.
     """
 
     sparse = False   # True when y_true holds class ids rather than one value per output
     _step_kernels = None   # fused flag -> LossKernel
+    _kernel_call = False   # whether __call__ and forward_backward run the compiled kernel
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A subclass overriding `call` computes what its `call` says, even below a built-in
+        # loss whose kernel computes something else.
+        if "call" in cls.__dict__ and "_kernel_call" not in cls.__dict__:
+            cls._kernel_call = False
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
         if name != "_step_kernels":
             object.__setattr__(self, "_step_kernels", None)
 
-    def __init__(self, reduction="sum_over_batch_size", name=None):
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
         if reduction not in REDUCTIONS:
             raise ValueError(f"Invalid value for argument `reduction`. Expected one of "
                              f"{REDUCTIONS}. Received: reduction={reduction!r}")
         self.reduction = reduction
-        self.name = check_name(type(self).__name__, name, type(self).__name__)
+        self.name = check_name(type(self).__name__, name, _snake_case(type(self).__name__))
+        self.dtype = None if dtype is None else self._float_dtype(dtype)
+
+    def _float_dtype(self, dtype):
+        try:
+            checked = np.dtype(dtype)
+        except TypeError:
+            checked = None
+        if checked is None or checked.kind != "f":
+            raise ValueError(f"{self.name}: dtype must be a float type such as 'float32'; "
+                             f"received dtype={dtype!r}.")
+        return checked
 
     @property
     def fused_with(self):
@@ -87,21 +142,42 @@ class Loss:
 
     # ---- public API ----
 
+    def call(self, y_true, y_pred):
+        """Per-sample losses: what a custom loss overrides.
+
+        Args:
+            y_true: targets, a Tensor in the loss's dtype (y_pred's by default).
+            y_pred: predictions, a Tensor (recording its history while a tape records).
+        Returns:
+            A Tensor of one value per sample (shape ``(batch, ...)``), or a scalar.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement call(y_true, y_pred) "
+                                  f"returning per-sample loss values.")
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         """The loss of a batch, validating the inputs first.
 
         Args:
             y_true: targets, shaped like y_pred (class ids of shape y_pred.shape[:-1], or
                 with a trailing 1, for sparse losses).
-            y_pred: predictions, rank >= 1; float32/float64 are kept, anything else is
-                computed as float32.
-            sample_weight: optional weights broadcastable to y_pred.shape[:-1].
+            y_pred: predictions, rank >= 1 (an array or a Tensor); float32/float64 are kept,
+                anything else is computed as float32.
+            sample_weight: optional weights broadcastable to the per-sample losses
+                (y_pred.shape[:-1] for the built-in losses).
         Returns:
-            A Python float, or with reduction None/'none' an array of per-sample losses.
+            A 0-d Tensor, or with reduction None/'none' a Tensor of per-sample losses. While
+            recording, with a ``y_pred`` Tensor that needs a gradient, the result carries the
+            node of the backward pass.
         Raises:
             ValueError: mismatched shapes, NaN inputs, or (sparse) labels that are not whole
-                numbers in [0, classes).
+                numbers in [0, classes); for a custom loss, per-sample values whose first
+                axis is not the batch.
+            TypeError: a custom loss whose ``call`` returns something other than numbers.
         """
+        if not self._kernel_call:
+            return self._call_custom(y_true, y_pred, sample_weight)
+        source = y_pred if (isinstance(y_pred, Tensor) and y_pred.requires_grad
+                            and recording()) else None
         y_pred = np.asarray(y_pred)
         if y_pred.dtype not in _KERNEL_DTYPES:
             y_pred = y_pred.astype(np.float32)
@@ -113,19 +189,42 @@ class Loss:
         weights, scale = self._weights(sample_weight, y_pred, extra)
         rows = _rows(y_pred)
         row_loss = np.empty(rows.shape[0], y_pred.dtype)
-        total, _ = self._kernel(y, rows, weights, 1.0, None, row_loss)
         if self.reduction in (None, "none"):
+            self._kernel(y, rows, weights, 1.0, None, row_loss)
             values = row_loss.reshape(y_pred.shape[:-1])
+            sw = None
             if sample_weight is not None:
-                values = values * self._squeezed(sample_weight, y_pred).astype(y_pred.dtype)
-            return values
-        return float(total * scale)
+                sw = self._squeezed(sample_weight, y_pred).astype(y_pred.dtype)
+                values = values * sw
+            if source is None:
+                return wrap(np.asarray(values))
+            kernel, batch = self._kernel, y_pred.shape[:-1]
+
+            def backward(g, needs):
+                # d(sum g * values)/d(y_pred) is the kernel's gradient with per-row weights
+                # g * sample_weight (summed back over what the weights broadcast).
+                row_g = g if sw is None else unbroadcast(g * sw, batch)
+                row_w = np.ascontiguousarray(np.broadcast_to(row_g, batch).reshape(-1),
+                                             dtype=y_pred.dtype)
+                grad = np.empty_like(y_pred)
+                kernel(y, rows, row_w, 1.0, _rows(grad), None)
+                return (grad,)
+            return record(self.name, np.asarray(values), (source,), backward)
+        if source is None:
+            total, _ = self._kernel(y, rows, weights, 1.0, None, row_loss)
+            return wrap(np.asarray(total * scale, y_pred.dtype))
+        # Value and gradient in the kernel's one pass; backward only scales the gradient.
+        grad = np.empty_like(y_pred)
+        total, _ = self._kernel(y, rows, weights, scale, _rows(grad), row_loss)
+        return record(self.name, np.asarray(total * scale, y_pred.dtype), (source,),
+                      lambda g, needs: (grad * g,))
 
     def forward_backward(self, y_true, y_pred, grad_out, sample_weight=None):
         """Loss value and its gradient with respect to ``y_pred``, in one fused pass.
 
         Called every training step, so only cheap checks run (shapes, dtypes, and the label
-        range, which the kernel reports instead of reading out of bounds).
+        range, which the kernel reports instead of reading out of bounds). A custom loss
+        runs its ``call`` while recording and the backward pass of what it recorded.
 
         Args:
             y_true: targets as for ``__call__``.
@@ -135,7 +234,11 @@ class Loss:
         Returns:
             The reduced loss as a float. With reduction None/'none' the per-sample losses
             are summed, and grad_out is the gradient of that sum.
+        Raises:
+            ValueError: (custom losses) the loss does not depend on y_pred through ops.
         """
+        if not self._kernel_call:
+            return self._custom_forward_backward(y_true, y_pred, grad_out, sample_weight)
         kernel = self._step_kernel(False)
         if sample_weight is None and kernel is not None:
             value = kernel.fused(y_true, y_pred, grad_out)
@@ -146,7 +249,10 @@ class Loss:
 
     def get_config(self):
         """The constructor arguments."""
-        return {"reduction": self.reduction, "name": self.name}
+        config = {"reduction": self.reduction, "name": self.name}
+        if self.dtype is not None:
+            config["dtype"] = self.dtype.name
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -156,7 +262,39 @@ class Loss:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
-    # ---- shared plumbing ----
+    # ---- custom losses: ops and autodiff ----
+
+    def _call_custom(self, y_true, y_pred, sample_weight):
+        y_pred = _as_tensor(y_pred, "y_pred", self.name)
+        dtype = self.dtype or (y_pred.dtype if y_pred.dtype.kind == "f" else np.dtype(np.float32))
+        if y_pred.dtype != dtype:
+            y_pred = ops.cast(y_pred, dtype)
+        # Keras converts y_true to the loss's dtype too (class ids become floats).
+        y_true = _as_tensor(y_true, "y_true", self.name, dtype)
+        values = _check_values(self.call(y_true, y_pred), y_pred, self.name,
+                               self._returned_by())
+        return _reduce(values, sample_weight, self.reduction, self.name)
+
+    def _returned_by(self):
+        return f"{type(self).__name__}.call()"
+
+    def _custom_forward_backward(self, y_true, y_pred, grad_out, sample_weight):
+        self._check_buffers("forward_backward", y_pred, grad_out)
+        source = wrap(y_pred)
+        source.requires_grad = True
+        with record_scope():
+            value = self(y_true, source, sample_weight=sample_weight)
+        (grad,) = gradients(value, [source])
+        if grad is None:
+            raise ValueError(
+                f"{self.name}: the loss does not depend on y_pred through minidl ops, so no "
+                f"gradient reaches the model. Compute it from y_pred with minidl.ops or "
+                f"Tensor operators (a numpy function such as np.mean on a Tensor returns a "
+                f"plain array, which has no history).")
+        np.copyto(grad_out, grad, casting="unsafe")
+        return float(np.sum(value.value))
+
+    # ---- shared plumbing of the kernels ----
 
     def _kernel_spec(self, fused):
         """(kernel kind, delta, label_smoothing, ignore_class) of the step kernel, or None
@@ -167,6 +305,8 @@ class Loss:
         """The compiled fast path of ``forward_backward`` (``fused``: of the softmax/sigmoid
         form), or None. Its ``fused`` method returns None for inputs that need the general
         path."""
+        if not self._kernel_call:
+            return None
         kernels = self._step_kernels
         if kernels is None:
             kernels = self._step_kernels = {}
@@ -320,8 +460,14 @@ class MeanSquaredError(Loss):
         reduction: see :class:`Loss`. name: defaults to 'mean_squared_error'.
     """
 
+    _kernel_call = True
+
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error"):
-        super().__init__(reduction, name)
+        super().__init__(name=name, reduction=reduction)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return mean_squared_error(y_true, y_pred)
 
     def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
         return _kernels.mean_squared_error(y, y_pred, weights, scale, grad, row_loss), -1
@@ -338,8 +484,14 @@ class MeanAbsoluteError(Loss):
         reduction: see :class:`Loss`. name: defaults to 'mean_absolute_error'.
     """
 
+    _kernel_call = True
+
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error"):
-        super().__init__(reduction, name)
+        super().__init__(name=name, reduction=reduction)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return mean_absolute_error(y_true, y_pred)
 
     def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
         return _kernels.mean_absolute_error(y, y_pred, weights, scale, grad, row_loss), -1
@@ -358,9 +510,15 @@ class Huber(Loss):
         reduction: see :class:`Loss`. name: defaults to 'huber_loss'.
     """
 
+    _kernel_call = True
+
     def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss"):
-        super().__init__(reduction, name)
+        super().__init__(name=name, reduction=reduction)
         self.delta = _check_float("Huber", "delta", delta, 0.0)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return huber(y_true, y_pred, self.delta)
 
     def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
         return _kernels.huber(y, y_pred, weights, scale, grad, row_loss, self.delta), -1
@@ -386,9 +544,11 @@ class BinaryCrossentropy(_LastAxisLoss):
     Shapes: y_true and y_pred (batch, ..., d); (batch,) targets match (batch, 1) outputs.
     """
 
+    _kernel_call = True
+
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="binary_crossentropy"):
-        super().__init__(reduction, name)
+        super().__init__(name=name, reduction=reduction)
         self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
         self.label_smoothing = _check_float("BinaryCrossentropy", "label_smoothing",
                                             label_smoothing, 0.0, 1.0)
@@ -396,7 +556,12 @@ class BinaryCrossentropy(_LastAxisLoss):
 
     @property
     def fused_with(self):
-        return None if self.from_logits else "sigmoid"
+        return None if self.from_logits or not self._kernel_call else "sigmoid"
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return binary_crossentropy(y_true, y_pred, self.from_logits, self.label_smoothing,
+                                   self.axis)
 
     def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
         return _kernels.binary_crossentropy(y, y_pred, weights, scale, grad, row_loss,
@@ -447,9 +612,11 @@ class CategoricalCrossentropy(_LastAxisLoss):
     Shapes: y_true and y_pred (batch, ..., classes).
     """
 
+    _kernel_call = True
+
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="categorical_crossentropy"):
-        super().__init__(reduction, name)
+        super().__init__(name=name, reduction=reduction)
         self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
         self.label_smoothing = _check_float("CategoricalCrossentropy", "label_smoothing",
                                             label_smoothing, 0.0, 1.0)
@@ -457,7 +624,12 @@ class CategoricalCrossentropy(_LastAxisLoss):
 
     @property
     def fused_with(self):
-        return None if self.from_logits else "softmax"
+        return None if self.from_logits or not self._kernel_call else "softmax"
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return categorical_crossentropy(y_true, y_pred, self.from_logits,
+                                        self.label_smoothing, self.axis)
 
     def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
         return _kernels.categorical_crossentropy(y, y_pred, weights, scale, grad, row_loss,
@@ -510,11 +682,13 @@ class SparseCategoricalCrossentropy(Loss):
     float holding whole numbers in [0, classes).
     """
 
+    _kernel_call = True
+
     sparse = True
 
     def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
                  name="sparse_categorical_crossentropy"):
-        super().__init__(reduction, name)
+        super().__init__(name=name, reduction=reduction)
         self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
         if ignore_class is not None and (isinstance(ignore_class, bool) or
                                          not isinstance(ignore_class, numbers.Integral)):
@@ -524,7 +698,7 @@ class SparseCategoricalCrossentropy(Loss):
 
     @property
     def fused_with(self):
-        return None if self.from_logits else "softmax"
+        return None if self.from_logits or not self._kernel_call else "softmax"
 
     def _targets(self, y_true, y_pred, validate):
         """(1-D int32/int64 labels, mask of counted rows or None)."""
@@ -571,6 +745,11 @@ class SparseCategoricalCrossentropy(Loss):
                              f"index {i}), which is outside the valid range [0, {classes}) for "
                              f"{classes} classes.")
 
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return sparse_categorical_crossentropy(y_true, y_pred, self.from_logits,
+                                               self.ignore_class)
+
     def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
         return _kernels.sparse_categorical_crossentropy(
             y, y_pred, weights, scale, grad, row_loss, self.from_logits, self.ignore_class,
@@ -610,59 +789,472 @@ class SparseCategoricalCrossentropy(Loss):
                 **super().get_config()}
 
 
-# ---- Keras-style functions: per-sample losses ----
+# ---- custom losses ----
+
+class LossFunctionWrapper(Loss):
+    """A loss from a function of per-sample losses (Keras' ``keras.losses.LossFunctionWrapper``).
+
+    ``compile(loss=fn)`` and ``losses.get(fn)`` wrap a plain function in it, named after the
+    function. ``fn`` computes with ``minidl.ops`` (or Tensor operators) so that gradients
+    reach the model; ``sample_weight`` and the reduction are applied as for any :class:`Loss`.
+
+    Args:
+        fn: ``fn(y_true, y_pred, **kwargs)`` returning one loss value per sample (shape
+            ``(batch, ...)``), e.g. ``ops.mean(ops.square(y_pred - y_true), axis=-1)``.
+        reduction: see :class:`Loss`.
+        name: name of the loss. Defaults to ``fn.__name__``.
+        dtype: see :class:`Loss`.
+        **kwargs: further keyword arguments passed to ``fn``.
+
+    Example:
+        >>> def my_mse(y_true, y_pred):
+        ...     return ops.mean(ops.square(y_pred - y_true), axis=-1)
+        >>> model.compile(optimizer="adam", loss=my_mse)   # LossFunctionWrapper(my_mse)
+
+    A model compiled with it saves the function's name; to load the model, register the
+    function first (see :data:`FUNCTIONS`).
+    """
+
+    def __init__(self, fn, reduction="sum_over_batch_size", name=None, dtype=None, **kwargs):
+        if not callable(fn) or isinstance(fn, type):
+            raise TypeError(f"LossFunctionWrapper: fn must be a function fn(y_true, y_pred) "
+                            f"returning per-sample losses; received fn={fn!r:.100}.")
+        super().__init__(name=_callable_name(fn) if name is None else name,
+                         reduction=reduction, dtype=dtype)
+        self.fn = fn
+        self._fn_kwargs = dict(kwargs)
+
+    def call(self, y_true, y_pred):
+        """``fn(y_true, y_pred, **kwargs)``, after Keras' rank alignment of the two."""
+        y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def _returned_by(self):
+        return f"the loss function '{_callable_name(self.fn)}'"
+
+    def get_config(self):
+        return {"fn": function_name(self.fn), **super().get_config(), **self._fn_kwargs}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "fn" not in config:
+            raise ValueError(f"A LossFunctionWrapper config needs 'fn', the name of the loss "
+                             f"function; received keys {sorted(config)}.")
+        return cls(resolve_function(config.pop("fn"), "loss"), **config)
+
+
+def _callable_name(fn):
+    name = getattr(fn, "__name__", None)
+    return name if isinstance(name, str) and name else _snake_case(type(fn).__name__)
+
+
+def _describe(value):
+    if isinstance(value, (Tensor, np.ndarray)):
+        return f"{type(value).__name__} of dtype {value.dtype} and shape {value.shape}"
+    return f"{type(value).__name__} {value!r:.60}"
+
+
+def _as_tensor(x, what, owner, dtype=None):
+    """``x`` as a Tensor of numbers: a Tensor as is (keeping its history; cast with ops to
+    ``dtype`` when given); other data converted straight to ``dtype``, or without one as
+    Keras converts it (Python floats to float32)."""
+    if isinstance(x, Tensor):
+        t = x
+    else:
+        try:
+            a = np.asarray(x) if dtype is not None else to_array(x)
+        except (TypeError, ValueError):
+            a = None
+        if a is None or a.dtype == object:
+            raise TypeError(f"{owner}: {what} must be an array or tensor of numbers; received "
+                            f"{_describe(x)}.")
+        t = wrap(a)
+    if t.dtype.kind not in "biuf":
+        raise TypeError(f"{owner}: {what} must hold numbers; received dtype {t.dtype}.")
+    if dtype is not None and t.dtype != dtype:
+        t = ops.cast(t, dtype) if isinstance(x, Tensor) else wrap(t.value.astype(dtype))
+    return t
+
+
+def _check_values(values, y_pred, owner, what):
+    """The per-sample losses ``what`` returned, as a float Tensor; TypeError for anything
+    but numbers, ValueError unless they are a scalar or have the batch as first axis."""
+    if isinstance(values, Tensor):
+        t = values
+    else:
+        try:
+            t = wrap(to_array(values))
+        except (TypeError, ValueError):
+            t = None
+    if t is None or t.dtype.kind not in "biuf":
+        raise TypeError(f"{owner}: {what} must return the per-sample losses as a tensor of "
+                        f"numbers; received {_describe(values)}.")
+    if t.dtype.kind != "f":
+        t = ops.cast(t, y_pred.dtype)
+    if t.ndim and y_pred.ndim and t.shape[0] != y_pred.shape[0]:
+        raise ValueError(f"{owner}: {what} must return one loss per sample: shape "
+                         f"({y_pred.shape[0]}, ...) or a scalar, for y_pred of shape "
+                         f"{y_pred.shape}; received shape {t.shape}. Reduce over the feature "
+                         f"axes only (e.g. ops.mean(..., axis=-1)), not over the batch.")
+    return t
+
+
+def squeeze_or_expand_to_same_rank(x1, x2, expand_rank_1=True):
+    """Keras' rank alignment of two tensors whose ranks differ by a trailing axis of 1.
+
+    Args:
+        x1, x2: Tensors (or arrays).
+        expand_rank_1: a rank-1 tensor facing ``(n, 1)`` gets the trailing axis (else the
+            other one loses it).
+    Returns:
+        ``(x1, x2)``, reshaped with ops (so gradients flow through).
+    """
+    r1, r2 = np.ndim(x1), np.ndim(x2)
+    if r1 == r2 + 1 and np.shape(x1)[-1] == 1:
+        if r2 == 1 and expand_rank_1:
+            x2 = ops.reshape(x2, np.shape(x2) + (1,))
+        else:
+            x1 = ops.reshape(x1, np.shape(x1)[:-1])
+    elif r2 == r1 + 1 and np.shape(x2)[-1] == 1:
+        if r1 == 1 and expand_rank_1:
+            x1 = ops.reshape(x1, np.shape(x1) + (1,))
+        else:
+            x2 = ops.reshape(x2, np.shape(x2)[:-1])
+    return x1, x2
+
+
+def _reduce(values, sample_weight, reduction, owner):
+    """Keras' ``reduce_weighted_values`` on ops: weights multiplied in, then the reduction.
+
+    'mean_with_sample_weight' divides by the sum of the weights broadcast to the per-sample
+    losses (as the built-in losses do); a scalar or empty ``values`` is returned as is, and
+    a zero divisor gives 0 (Keras' ``divide_no_nan``).
+    """
+    weight_sum = None
+    if sample_weight is not None:
+        given = np.shape(sample_weight)
+        sw = _as_tensor(sample_weight, "sample_weight", owner, values.dtype)
+        # (n, 1) weights of (n,) losses lose their axis (Keras would give the losses one):
+        # per-sample losses keep the shape the built-in losses give them.
+        values, sw = squeeze_or_expand_to_same_rank(values, sw, expand_rank_1=False)
+        try:
+            shape = np.broadcast_shapes(values.shape, sw.shape)
+        except ValueError:
+            raise ValueError(f"{owner}: sample_weight of shape {given} does not broadcast to "
+                             f"the per-sample loss shape {values.shape}.") from None
+        values = values * sw
+        weight_sum = float(np.sum(np.broadcast_to(sw.value, shape)))
+    if reduction in (None, "none") or values.ndim == 0 or values.shape == (0,):
+        return values
+    loss = ops.sum(values)
+    if reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
+        divisor = (weight_sum if reduction == "mean_with_sample_weight" and
+                   weight_sum is not None else values.size)
+        loss = loss / divisor if divisor else loss * 0.0
+    return loss
+
+
+# ---- Keras-style functions: per-sample losses on ops ----
+
+def _function_inputs(y_true, y_pred, owner):
+    """(y_true, y_pred) of a loss function as float Tensors of y_pred's dtype and one shape."""
+    y_pred = _as_tensor(y_pred, "y_pred", owner)
+    if y_pred.dtype.kind != "f":
+        y_pred = ops.cast(y_pred, np.float32)
+    if y_pred.ndim == 0:
+        raise ValueError(f"{owner}: y_pred must have rank >= 1; received a scalar.")
+    given = np.shape(y_true)
+    y_true = _as_tensor(y_true, "y_true", owner, y_pred.dtype)
+    y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{owner}: y_true and y_pred must have the same shape; received "
+                         f"y_true.shape={given}, y_pred.shape={y_pred.shape}.")
+    return y_true, y_pred
+
+
+def _check_axis(owner, axis):
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise ValueError(f"{owner}: axis must be an int; received axis={axis!r}.")
+    return int(axis)
+
+
+def _log_softmax(x, axis):
+    # The maximum is a constant shift (log-softmax does not change with it), so it is taken
+    # from the values and needs no gradient.
+    shifted = x - np.max(x.value, axis=axis, keepdims=True)
+    return shifted - ops.log(ops.sum(ops.exp(shifted), axis=axis, keepdims=True))
+
 
 def mean_squared_error(y_true, y_pred):
-    """Per-sample ``mean((y_true - y_pred) ** 2, axis=-1)``."""
-    return MeanSquaredError(reduction=None)(y_true, y_pred)
+    """Per-sample mean of squared errors: ``mean(square(y_true - y_pred), axis=-1)``.
+
+    Args:
+        y_true: targets, shaped like y_pred (``(n,)`` against ``(n, 1)`` is accepted).
+        y_pred: predictions, rank >= 1.
+    Returns:
+        A Tensor of shape ``y_pred.shape[:-1]``, differentiable with respect to y_pred.
+    """
+    y_true, y_pred = _function_inputs(y_true, y_pred, "mean_squared_error")
+    return ops.mean(ops.square(y_pred - y_true), axis=-1)
 
 
 def mean_absolute_error(y_true, y_pred):
-    """Per-sample ``mean(abs(y_true - y_pred), axis=-1)``."""
-    return MeanAbsoluteError(reduction=None)(y_true, y_pred)
+    """Per-sample mean of absolute errors: ``mean(abs(y_true - y_pred), axis=-1)``.
+
+    Args and returns as :func:`mean_squared_error`.
+    """
+    y_true, y_pred = _function_inputs(y_true, y_pred, "mean_absolute_error")
+    return ops.mean(ops.abs(y_pred - y_true), axis=-1)
 
 
 def huber(y_true, y_pred, delta=1.0):
-    """Per-sample Huber loss; see :class:`Huber`."""
-    return Huber(delta, reduction=None)(y_true, y_pred)
+    """Per-sample Huber loss; see :class:`Huber`.
+
+    Args:
+        y_true, y_pred: as for :func:`mean_squared_error`.
+        delta: where the loss turns from quadratic to linear, >= 0.
+    """
+    delta = _check_float("huber", "delta", delta, 0.0)
+    y_true, y_pred = _function_inputs(y_true, y_pred, "huber")
+    error = y_pred - y_true
+    abs_error = ops.abs(error)
+    return ops.mean(ops.where(abs_error <= delta, 0.5 * ops.square(error),
+                              delta * abs_error - 0.5 * delta * delta), axis=-1)
 
 
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
-    """Per-sample binary crossentropy; see :class:`BinaryCrossentropy`."""
-    return BinaryCrossentropy(from_logits, label_smoothing, axis, reduction=None)(y_true, y_pred)
+    """Per-sample binary crossentropy (mean over ``axis``); see :class:`BinaryCrossentropy`.
+
+    Args:
+        y_true: 0/1 (or soft) targets shaped like y_pred.
+        y_pred: probabilities (clipped to [1e-7, 1 - 1e-7]) or, with ``from_logits``, logits.
+        from_logits: whether y_pred holds logits.
+        label_smoothing: in [0, 1]; targets become ``t * (1 - s) + 0.5 * s``.
+        axis: the axis averaged over. Defaults to the last.
+    """
+    owner = "binary_crossentropy"
+    from_logits = check_bool(owner, "from_logits", from_logits)
+    smoothing = _check_float(owner, "label_smoothing", label_smoothing, 0.0, 1.0)
+    axis = _check_axis(owner, axis)
+    y_true, y_pred = _function_inputs(y_true, y_pred, owner)
+    if smoothing:
+        y_true = y_true * (1.0 - smoothing) + 0.5 * smoothing
+    if from_logits:
+        # max(x, 0) - x t + log(1 + exp(-|x|)): no overflow for any logit.
+        values = (ops.maximum(y_pred, 0.0) - y_pred * y_true
+                  + ops.log(1.0 + ops.exp(-ops.abs(y_pred))))
+    else:
+        p = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
+        values = -(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
+    return ops.mean(values, axis=axis)
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
-    """Per-sample categorical crossentropy; see :class:`CategoricalCrossentropy`."""
-    return CategoricalCrossentropy(from_logits, label_smoothing, axis,
-                                   reduction=None)(y_true, y_pred)
+    """Per-sample categorical crossentropy (sum over ``axis``); see
+    :class:`CategoricalCrossentropy`.
+
+    Args:
+        y_true: one-hot (or soft) targets shaped like y_pred.
+        y_pred: probabilities (divided by their sum, then clipped) or, with ``from_logits``,
+            logits.
+        from_logits: whether y_pred holds logits.
+        label_smoothing: in [0, 1]; targets become ``t * (1 - s) + s / classes``.
+        axis: the class axis. Defaults to the last.
+    """
+    owner = "categorical_crossentropy"
+    from_logits = check_bool(owner, "from_logits", from_logits)
+    smoothing = _check_float(owner, "label_smoothing", label_smoothing, 0.0, 1.0)
+    axis = _check_axis(owner, axis)
+    y_true, y_pred = _function_inputs(y_true, y_pred, owner)
+    if smoothing:
+        y_true = y_true * (1.0 - smoothing) + smoothing / y_true.shape[axis]
+    if from_logits:
+        log_probs = _log_softmax(y_pred, axis)
+    else:
+        p = y_pred / ops.sum(y_pred, axis=axis, keepdims=True)
+        log_probs = ops.log(ops.clip(p, EPSILON, 1.0 - EPSILON))
+    return -ops.sum(y_true * log_probs, axis=axis)
 
 
-def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None):
-    """Per-sample sparse categorical crossentropy; see :class:`SparseCategoricalCrossentropy`."""
-    return SparseCategoricalCrossentropy(from_logits, ignore_class,
-                                         reduction=None)(y_true, y_pred)
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
+                                    axis=-1):
+    """Per-sample sparse categorical crossentropy; see :class:`SparseCategoricalCrossentropy`.
+
+    Args:
+        y_true: class ids of shape ``y_pred.shape[:-1]`` (or with a trailing 1), whole
+            numbers in ``[0, classes)``.
+        y_pred: probabilities (divided by their sum, then clipped) or, with ``from_logits``,
+            logits; classes on the last axis.
+        from_logits: whether y_pred holds logits.
+        ignore_class: a label value whose samples get a loss of 0. Defaults to None.
+        axis: the class axis; must be the last (-1, the default).
+    Raises:
+        ValueError: labels of the wrong shape, not whole numbers, or out of range.
+    """
+    owner = "sparse_categorical_crossentropy"
+    from_logits = check_bool(owner, "from_logits", from_logits)
+    if ignore_class is not None and (isinstance(ignore_class, bool) or
+                                     not isinstance(ignore_class, numbers.Integral)):
+        raise ValueError(f"{owner}: ignore_class must be an int or None; received "
+                         f"ignore_class={ignore_class!r}.")
+    axis = _check_axis(owner, axis)
+    y_pred = _as_tensor(y_pred, "y_pred", owner)
+    if y_pred.dtype.kind != "f":
+        y_pred = ops.cast(y_pred, np.float32)
+    if y_pred.ndim == 0:
+        raise ValueError(f"{owner}: y_pred must have rank >= 1; received a scalar.")
+    if axis not in (-1, y_pred.ndim - 1):
+        raise ValueError(f"{owner}: minidl computes this loss over the last axis only; "
+                         f"received axis={axis} for y_pred of rank {y_pred.ndim}.")
+    labels = _as_tensor(y_true, "y_true", owner).value
+    batch, classes = y_pred.shape[:-1], y_pred.shape[-1]
+    if labels.shape == batch + (1,):
+        labels = labels.reshape(batch)
+    if labels.shape != batch:
+        raise ValueError(f"{owner}: y_true must have shape {batch} or {batch + (1,)} (class "
+                         f"ids) for y_pred of shape {y_pred.shape}; received "
+                         f"y_true.shape={np.shape(y_true)}.")
+    flat = labels.reshape(-1)
+    if flat.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.trunc(flat)))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"{owner}: class labels must be whole numbers; received y_true "
+                             f"value {flat[i]} at flat index {i}.")
+    flat = flat.astype(np.int64)
+    valid = None if ignore_class is None else flat != ignore_class
+    out = (flat < 0) | (flat >= classes)
+    if valid is not None:
+        out &= valid
+    bad = np.flatnonzero(out)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{owner}: received a label value of {flat[i]} (at flat index {i}), "
+                         f"which is outside the valid range [0, {classes}) for {classes} "
+                         f"classes.")
+    if from_logits:
+        log_probs = _log_softmax(y_pred, -1)
+    else:
+        p = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
+        log_probs = ops.log(ops.clip(p, EPSILON, 1.0 - EPSILON))
+    rows = ops.reshape(log_probs, (-1, classes))
+    safe = flat if valid is None else np.where(valid, flat, 0)
+    values = -ops.reshape(rows[np.arange(rows.shape[0]), safe], batch)
+    if valid is not None:
+        values = ops.where(valid.reshape(batch), values, 0.0)
+    return values
 
 
 mse = MSE = mean_squared_error
 mae = MAE = mean_absolute_error
+
+# The function forms by name (what a saved LossFunctionWrapper or MeanMetricWrapper of
+# them stores), and the class that computes each on the compiled kernel.
+_BUILTIN_FUNCTIONS = {f.__name__: f for f in (
+    mean_squared_error, mean_absolute_error, huber, binary_crossentropy,
+    categorical_crossentropy, sparse_categorical_crossentropy)}
+_FUNCTION_CLASSES = {mean_squared_error: MeanSquaredError,
+                     mean_absolute_error: MeanAbsoluteError, huber: Huber,
+                     binary_crossentropy: BinaryCrossentropy,
+                     categorical_crossentropy: CategoricalCrossentropy,
+                     sparse_categorical_crossentropy: SparseCategoricalCrossentropy}
+
+
+def function_name(fn):
+    """The name a saved config stores for the loss or metric function ``fn``: a built-in
+    function's name, the name ``fn`` is registered under in :data:`FUNCTIONS` (the
+    'package>name' one when there is one), else ``fn.__name__``."""
+    for name, builtin in _BUILTIN_FUNCTIONS.items():
+        if builtin is fn:
+            return name
+    registered = [key for key, value in FUNCTIONS._by_name.items() if value is fn]
+    if registered:
+        return next((key for key in registered if ">" in key), registered[0])
+    return _callable_name(fn)
+
+
+def resolve_function(name, kind):
+    """The function a saved config names: a built-in function form, else one registered in
+    :data:`FUNCTIONS`.
+
+    Args:
+        name: the stored name.
+        kind: 'loss' or 'metric', for the message.
+    Raises:
+        ValueError: no such function is known; the message says how to register it.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"The {kind} function must be given by name; received fn={name!r:.100}.")
+    builtin = _BUILTIN_FUNCTIONS.get(name.strip().lower())
+    if builtin is not None:
+        return builtin
+    try:
+        return FUNCTIONS.lookup(name)
+    except ValueError:
+        raise ValueError(
+            f"Unknown {kind} function {name!r}: a custom {kind} function must be registered "
+            f"before a model that uses it is loaded. Decorate it with "
+            f"@minidl.saving.register_serializable() where it is defined, and import that "
+            f"module before loading.") from None
 
 
 # ---- lookup ----
 
 def get(identifier):
     """A :class:`Loss` from a name ('mse', 'sparse_categorical_crossentropy', ...), a config
-    dict written by :func:`serialize`, or a Loss instance.
+    dict written by :func:`serialize`, a Loss class or instance, or a function.
+
+    A function ``fn(y_true, y_pred)`` becomes ``LossFunctionWrapper(fn, name=fn.__name__)``,
+    as in Keras' ``compile``; minidl's own function forms (``losses.mean_squared_error``,
+    ...) become their class, named after the function, so they train on the kernels.
 
     Raises:
-        ValueError: unknown name or uninterpretable identifier; the message lists valid names.
+        ValueError: unknown name or uninterpretable identifier; the message lists valid
+            names (and, for a config, says that custom losses must be registered).
     """
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if isinstance(identifier, dict) and identifier.get("class_name") == "LossFunctionWrapper":
+        extra = sorted(str(key) for key in identifier if key not in ("class_name", "config"))
+        config = identifier.get("config", {})
+        if extra or not isinstance(config, dict):
+            raise ValueError(f"A loss config must be {{'class_name': ..., 'config': {{...}}}}; "
+                             f"received {identifier!r:.200}.")
+        return LossFunctionWrapper.from_config(config)
+    if callable(identifier) and not isinstance(identifier, type):
+        cls = next((c for f, c in _FUNCTION_CLASSES.items() if f is identifier), None)
+        if cls is not None:
+            return cls(name=identifier.__name__)
+        return LossFunctionWrapper(identifier)
+    if isinstance(identifier, dict) and isinstance(identifier.get("class_name"), str):
+        try:
+            LOSSES.lookup(identifier["class_name"])
+        except ValueError:
+            raise ValueError(
+                f"Unknown loss {identifier['class_name']!r}: a custom loss class must be "
+                f"registered before a model that uses it is loaded; decorate it with "
+                f"@minidl.saving.register_serializable(). Valid names: "
+                f"{', '.join(LOSSES.names())}.") from None
+    if isinstance(identifier, str):
+        try:
+            return LOSSES.get(identifier, base=Loss)
+        except ValueError:
+            try:
+                fn = FUNCTIONS.lookup(identifier)
+            except ValueError:
+                raise ValueError(f"Unknown loss {identifier!r}. Valid names: "
+                                 f"{', '.join(LOSSES.names())}.") from None
+            return LossFunctionWrapper(fn, name=identifier)
     return LOSSES.get(identifier, base=Loss)
 
 
 def serialize(loss):
-    """``{"class_name": ..., "config": ...}`` for a loss."""
-    return _serialize(loss)
+    """``{"class_name": ..., "config": ...}`` for a loss (a function is serialized as the
+    :class:`LossFunctionWrapper` that ``get`` makes of it)."""
+    return _serialize(loss if isinstance(loss, Loss) else get(loss))
 
 
 def deserialize(config):
@@ -671,9 +1263,10 @@ def deserialize(config):
 
 
 __all__ = [
-    "BinaryCrossentropy", "CategoricalCrossentropy", "EPSILON", "Huber", "LOSSES", "Loss",
-    "MAE", "MSE", "MeanAbsoluteError", "MeanSquaredError", "SparseCategoricalCrossentropy",
-    "binary_crossentropy", "categorical_crossentropy", "deserialize", "get", "huber", "mae",
-    "mean_absolute_error", "mean_squared_error", "mse", "serialize",
-    "sparse_categorical_crossentropy",
+    "BinaryCrossentropy", "CategoricalCrossentropy", "EPSILON", "FUNCTIONS", "Huber", "LOSSES",
+    "Loss", "LossFunctionWrapper", "MAE", "MSE", "MeanAbsoluteError", "MeanSquaredError",
+    "SparseCategoricalCrossentropy", "binary_crossentropy", "categorical_crossentropy",
+    "deserialize", "function_name", "get", "huber", "mae", "mean_absolute_error",
+    "mean_squared_error", "mse", "resolve_function", "serialize",
+    "sparse_categorical_crossentropy", "squeeze_or_expand_to_same_rank",
 ]

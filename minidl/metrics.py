@@ -1,10 +1,18 @@
 """Metrics with the names, arguments and results of Keras 3.
 
 A metric accumulates over batches: ``update_state(...)`` adds a batch, ``result()`` returns the
-running value as a Python float, ``reset_state()`` starts over (``fit`` resets at each epoch).
-Every metric here is a (weighted) mean of per-sample values, kept as two float64 totals.
-``update_state`` of the accuracy and error metrics is one call into the compiled kernel
-``minidl._core._metrics.update``: no numpy temporaries, and the same bits for any thread count.
+running value, ``reset_state()`` starts over (``fit`` resets at each epoch). The built-in
+metrics are (weighted) means of per-sample values, kept as two float64 totals, and return
+Python floats. ``update_state`` of the accuracy and error metrics is one call into the
+compiled kernel ``minidl._core._metrics.update``: no numpy temporaries, and the same bits for
+any thread count.
+
+Custom metrics follow Keras 3: a :class:`Metric` subclass keeps its state in variables made
+by ``add_variable`` (or ``add_weight``), updates them with ``assign`` / ``assign_add`` in
+``update_state`` (``minidl.ops`` work on the Tensors it receives) and computes ``result()``
+(a Tensor or a number; training logs and history hold it as a Python float). A plain
+function ``fn(y_true, y_pred)`` of per-sample values becomes a :class:`MeanMetricWrapper`
+named ``fn.__name__`` in ``compile(metrics=[fn])``.
 
 Example:
     >>> m = SparseCategoricalAccuracy()
@@ -17,14 +25,18 @@ import re
 
 import numpy as np
 
+from minidl import initializers
+from minidl import losses as _losses
 from minidl._core import _metrics
 from minidl._core._metrics import Totals
+from minidl.autodiff import Tensor, Variable, to_array, wrap
 from minidl.utils.registry import Registry, serialize as _serialize
 
 METRICS = Registry("metric")
 
 _update = _metrics.update
 _NUMBER_TYPES = (float, int, np.number)
+_AGGREGATIONS = ("none", "sum", "mean", "only_first_replica")
 
 
 def _snake_case(name):
@@ -35,32 +47,142 @@ def _snake_case(name):
 class Metric:
     """Base class of all metrics: a name plus state updated batch by batch.
 
-    Subclasses implement ``update_state``, ``result`` and ``reset_state``; ``get_config``
-    returns exactly the constructor arguments.
+    Subclasses implement ``update_state`` and ``result``; state kept in variables from
+    :meth:`add_variable` is reset by the default :meth:`reset_state` (subclasses with other
+    state override it). ``get_config`` returns exactly the constructor arguments.
 
     Args:
         name: the name shown in training logs and history. Defaults to the class name in
             snake case.
+        dtype: the dtype of the metric's variables (``self.dtype``). Defaults to float32.
+
+    Example (keras.io's custom metric):
+        >>> class BinaryTruePositives(Metric):
+        ...     def __init__(self, name="binary_true_positives", **kwargs):
+        ...         super().__init__(name=name, **kwargs)
+        ...         self.true_positives = self.add_variable(shape=(), initializer="zeros",
+        ...                                                 name="true_positives")
+        ...     def update_state(self, y_true, y_pred, sample_weight=None):
+        ...         hits = ops.cast((y_true > 0.5) & (y_pred > 0.5), self.dtype)
+        ...         if sample_weight is not None:
+        ...             hits = hits * ops.reshape(ops.cast(sample_weight, self.dtype), (-1, 1))
+        ...         self.true_positives.assign_add(ops.sum(hits))
+        ...     def result(self):
+        ...         return self.true_positives
     """
 
-    def __init__(self, name=None):
+    def __init__(self, name=None, dtype=None):
         if name is None:
             name = _snake_case(type(self).__name__)
         if not isinstance(name, str) or not name:
             raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
         self.name = name
+        if dtype is not None:
+            try:
+                checked = np.dtype(dtype)
+            except TypeError:
+                checked = None
+            if checked is None or checked.kind not in "biuf":
+                raise ValueError(f"{name}: `dtype` must be a numeric type such as 'float32'. "
+                                 f"Received: dtype={dtype!r}")
+            dtype = checked
+        self._dtype = dtype
+        self._variables = []
+
+    @property
+    def dtype(self):
+        """The dtype name of the metric's variables ('float32' unless given)."""
+        dtype = self.__dict__.get("_dtype")
+        return "float32" if dtype is None else dtype.name
 
     def update_state(self, *args, **kwargs):
         """Adds one batch to the state."""
         raise NotImplementedError(f"{type(self).__name__} must implement update_state.")
 
     def result(self):
-        """The metric's value over everything seen since the last reset, as a Python float."""
+        """The metric's value over everything seen since the last reset: a number or a
+        Tensor (logs and history hold it as a Python float)."""
         raise NotImplementedError(f"{type(self).__name__} must implement result.")
 
     def reset_state(self):
-        """Forgets every batch seen so far."""
-        raise NotImplementedError(f"{type(self).__name__} must implement reset_state.")
+        """Forgets every batch seen so far: each variable of :meth:`add_variable` gets its
+        initial value back, and metrics held as attributes are reset."""
+        for variable, initial in self.__dict__.get("_variables", ()):
+            variable.assign(initial)
+        for value in self.__dict__.values():
+            if isinstance(value, Metric) and value is not self:
+                value.reset_state()
+
+    # ---- state ----
+
+    def add_variable(self, shape, initializer="zeros", dtype=None, aggregation="sum",
+                     name=None):
+        """A new state variable of the metric (Keras 3's ``Metric.add_variable``).
+
+        Args:
+            shape: the variable's shape: a tuple of ints, or an int (``()``: a scalar).
+            initializer: its initial value: an initializer name ('zeros', 'ones', ...), an
+                :class:`minidl.initializers.Initializer` or a callable ``f(shape, dtype)``.
+                :meth:`reset_state` restores this value.
+            dtype: the variable's dtype. Defaults to the metric's (``self.dtype``).
+            aggregation: how replicas would combine it: 'sum', 'mean', 'none' or
+                'only_first_replica' (checked only: minidl runs one replica).
+            name: the variable's name. Defaults to 'variable'.
+        Returns:
+            A non-trainable :class:`minidl.Variable`; update it with ``assign``,
+            ``assign_add`` or ``assign_sub``.
+        Raises:
+            RuntimeError: the subclass's ``__init__`` did not call ``super().__init__()``.
+            ValueError: a bad shape, aggregation or initializer.
+        """
+        if "name" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                               f"before add_variable.")
+        if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+            shape = (int(shape),)
+        if not isinstance(shape, (tuple, list)) or not all(
+                isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0
+                for n in shape):
+            raise ValueError(f"{self.name}: `shape` must be a tuple of non-negative ints. "
+                             f"Received: shape={shape!r}")
+        shape = tuple(int(n) for n in shape)
+        if aggregation not in _AGGREGATIONS:
+            raise ValueError(f"{self.name}: `aggregation` must be one of {_AGGREGATIONS}. "
+                             f"Received: aggregation={aggregation!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"{self.name}: `name` must be a non-empty string. Received: "
+                             f"name={name!r}")
+        dtype = np.dtype(self.dtype if dtype is None else dtype)
+        init = initializers.get(initializer)
+        if not callable(init):
+            raise ValueError(f"{self.name}: `initializer` must be an initializer name, object "
+                             f"or callable f(shape, dtype). Received: initializer="
+                             f"{initializer!r}")
+        value = np.asarray(init(shape, dtype=dtype)).astype(dtype, copy=False)
+        if value.shape != shape:
+            value = np.broadcast_to(value, shape)
+        variable = Variable(np.array(value, dtype=dtype), trainable=False, name=name,
+                            dtype=dtype)
+        variable.path = f"{self.name}/{variable.name}"
+        self.__dict__.setdefault("_variables", []).append((variable, np.array(value)))
+        return variable
+
+    def add_weight(self, name=None, shape=(), aggregation="sum", initializer="zeros",
+                   dtype=None):
+        """:meth:`add_variable` with Keras 2's argument order (``name`` first)."""
+        return self.add_variable(shape, initializer=initializer, dtype=dtype,
+                                 aggregation=aggregation, name=name)
+
+    @property
+    def variables(self):
+        """The metric's state variables, then those of metrics held as attributes."""
+        out = [variable for variable, _ in self.__dict__.get("_variables", ())]
+        for value in self.__dict__.values():
+            if isinstance(value, Metric) and value is not self:
+                out.extend(value.variables)
+        return out
+
+    # ---- calling and config ----
 
     def __call__(self, *args, **kwargs):
         """``update_state(...)`` then ``result()``, as in Keras."""
@@ -77,7 +199,33 @@ class Metric:
         return cls(**config)
 
     def __repr__(self):
-        return f"<{type(self).__name__} name={self.name!r} result={self.result():.6g}>"
+        try:
+            shown = f"{result_value(self):.6g}"
+        except (TypeError, ValueError, NotImplementedError):
+            shown = "?"
+        return f"<{type(self).__name__} name={self.name!r} result={shown}>"
+
+
+def result_value(metric):
+    """``metric.result()`` as logs hold it: a Python float (an array for a metric whose result
+    has several values).
+
+    Raises:
+        TypeError: ``result()`` returned something other than numbers.
+    """
+    value = metric.result()
+    if type(value) is float:
+        return value
+    if isinstance(value, Tensor):
+        value = value.value
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.dtype.kind not in "biuf":
+        raise TypeError(f"Metric '{metric.name}': result() must return a number or a tensor "
+                        f"of numbers; received {type(value).__name__} {value!r:.60}.")
+    return float(array.reshape(-1)[0]) if array.size == 1 else np.array(array, np.float64)
 
 
 @METRICS.register("mean")
@@ -89,6 +237,7 @@ class Mean(Metric):
 
     Args:
         name: name of the metric.
+        dtype: accepted for Keras compatibility; the totals are float64.
 
     Example:
         >>> m = Mean()
@@ -97,15 +246,16 @@ class Mean(Metric):
         2.0
     """
 
-    def __init__(self, name="mean"):
-        super().__init__(name)
+    def __init__(self, name="mean", dtype=None):
+        super().__init__(name, dtype)
         self._totals = Totals()
 
     def update_state(self, values, sample_weight=None):
         """Adds values to the mean.
 
         Args:
-            values: a number (e.g. a batch loss) or an array of shape ``(batch, ...)``.
+            values: a number (e.g. a batch loss), or an array or Tensor of shape
+                ``(batch, ...)`` (a 0-d Tensor counts as a number).
             sample_weight: None, a number, or one weight per sample (``(batch,)`` or
                 ``(batch, 1)``). ``fit`` passes the batch size to weight each batch's loss.
 
@@ -113,6 +263,13 @@ class Mean(Metric):
             ValueError: ``sample_weight`` does not have one weight per sample.
         """
         totals = self._totals
+        if isinstance(values, Tensor):
+            # A loss called in evaluate (or a user's train_step) is a 0-d Tensor.
+            values = values.value
+            if not values.ndim:
+                values = float(values)
+        if isinstance(sample_weight, Tensor):
+            sample_weight = sample_weight.value
         # Fast path for fit's per-batch loss: a number, optionally weighted by a number.
         if isinstance(values, _NUMBER_TYPES):
             if sample_weight is None:
@@ -147,6 +304,81 @@ class Mean(Metric):
     def reset_state(self):
         self._totals.total = 0.0
         self._totals.count = 0.0
+
+
+class MeanMetricWrapper(Mean):
+    """The mean of a function's per-sample values (Keras' ``keras.metrics.MeanMetricWrapper``).
+
+    ``compile(metrics=[fn])`` wraps a function in it, named ``fn.__name__``.
+
+    Args:
+        fn: ``fn(y_true, y_pred, **kwargs)`` returning one value per sample (shape
+            ``(batch, ...)``, averaged over the axes after the first) or one value for the
+            batch; it receives Tensors and may use ``minidl.ops``.
+        name: name of the metric. Defaults to ``fn.__name__``.
+        dtype: see :class:`Mean`.
+        **kwargs: further keyword arguments passed to ``fn``.
+
+    Example:
+        >>> m = MeanMetricWrapper(minidl.losses.mean_absolute_error)
+        >>> m.update_state([[0.0, 1.0]], [[1.0, 1.0]])
+        >>> m.result()
+        0.5
+    """
+
+    def __init__(self, fn, name=None, dtype=None, **kwargs):
+        if not callable(fn) or isinstance(fn, type):
+            raise TypeError(f"MeanMetricWrapper: fn must be a function fn(y_true, y_pred) "
+                            f"returning per-sample values. Received: fn={fn!r:.100}")
+        super().__init__(name=_callable_name(fn) if name is None else name, dtype=dtype)
+        self._fn = fn
+        self._fn_kwargs = dict(kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Adds ``fn(y_true, y_pred)`` of one batch to the mean.
+
+        Raises:
+            TypeError: ``fn`` returned something other than numbers.
+            ValueError: ``fn`` returned values whose first axis is not the batch.
+        """
+        y_pred = y_pred if isinstance(y_pred, Tensor) else wrap(to_array(y_pred))
+        y_true = y_true if isinstance(y_true, Tensor) else wrap(to_array(y_true))
+        values = self._fn(y_true, y_pred, **self._fn_kwargs)
+        what = f"the metric function '{_callable_name(self._fn)}'"
+        array = values.value if isinstance(values, Tensor) else None
+        if array is None:
+            try:
+                array = to_array(values)
+            except (TypeError, ValueError):
+                array = None
+        if array is None or array.dtype.kind not in "biuf":
+            raise TypeError(f"Metric '{self.name}': {what} must return per-sample values as "
+                            f"a tensor of numbers; received {type(values).__name__} "
+                            f"{values!r:.60}.")
+        if array.ndim and y_pred.ndim and array.shape[0] != y_pred.shape[0]:
+            raise ValueError(f"Metric '{self.name}': {what} must return one value per sample: "
+                             f"shape ({y_pred.shape[0]}, ...) or a scalar, for y_pred of "
+                             f"shape {y_pred.shape}; received shape {array.shape}.")
+        super().update_state(array if array.ndim else float(array), sample_weight)
+
+    def get_config(self):
+        return {"fn": _losses.function_name(self._fn), "name": self.name, **self._fn_kwargs}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "fn" not in config:
+            raise ValueError(f"A MeanMetricWrapper config needs 'fn', the name of the metric "
+                             f"function. Received keys: {sorted(config)}")
+        return cls(_losses.resolve_function(config.pop("fn"), "metric"), **config)
+
+
+def _callable_name(fn):
+    name = getattr(fn, "__name__", None)
+    if isinstance(name, str) and name:
+        return name
+    name = getattr(fn, "name", None)   # a Loss instance used as a metric
+    return name if isinstance(name, str) and name else _snake_case(type(fn).__name__)
 
 
 class _KernelMetric(Mean):
@@ -459,11 +691,15 @@ def get(identifier, loss=None, y_true_ndim=None, output_shape=None, y_true_shape
     (``"accuracy"`` or ``"acc"``), so logs show what the user wrote, as in Keras.
 
     Other names (``"mse"``, ``"sparse_categorical_accuracy"``, ``"MeanAbsoluteError"``, ...)
-    give an instance of the registered class, also named by the string given.
+    give an instance of the registered class, also named by the string given; the name of a
+    loss function (``"binary_crossentropy"``) or of a registered function gives the
+    :class:`MeanMetricWrapper` of that function. A function ``fn`` gives
+    ``MeanMetricWrapper(fn, name=fn.__name__)``, as Keras' ``compile`` does.
 
     Args:
         identifier: a metric name, a config dict ``{"class_name": ..., "config": {...}}``,
-            a :class:`Metric` class (instantiated) or instance (returned as is), or None.
+            a :class:`Metric` class (instantiated) or instance (returned as is), a function
+            of per-sample values, or None.
         loss: the model's loss: a name, a loss class or instance, or None.
         y_true_ndim: rank of the targets, batch axis included.
         output_shape: shape of the model's output, e.g. ``(None, 10)``.
@@ -489,23 +725,60 @@ def get(identifier, loss=None, y_true_ndim=None, output_shape=None, y_true_shape
         if identifier.strip().lower() in ("accuracy", "acc"):
             cls = _resolve_accuracy(loss, y_true_ndim, output_shape, y_true_shape)
         else:
-            cls = METRICS.lookup(identifier)
+            try:
+                cls = METRICS.lookup(identifier)
+            except ValueError:
+                # A loss function's name ('binary_crossentropy') or a registered function:
+                # the mean of its per-sample values, as Keras' metrics of those names.
+                try:
+                    fn = _losses.resolve_function(identifier, "metric")
+                except ValueError:
+                    fn = None
+                if fn is None:
+                    raise
+                return MeanMetricWrapper(fn, name=identifier)
         return cls(name=identifier)
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()
-    if isinstance(identifier, (dict, Metric)):
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, dict):
+        name = identifier.get("class_name")
+        if name == "MeanMetricWrapper":
+            extra = sorted(str(key) for key in identifier if key not in ("class_name", "config"))
+            config = identifier.get("config", {})
+            if extra or not isinstance(config, dict):
+                raise ValueError(f"A metric config must be {{'class_name': ..., 'config': "
+                                 f"{{...}}}}. Received: {identifier!r:.200}")
+            return MeanMetricWrapper.from_config(config)
+        if isinstance(name, str):
+            try:
+                METRICS.lookup(name)
+            except ValueError:
+                raise ValueError(
+                    f"Unknown metric {name!r}: a custom metric class must be registered before "
+                    f"a model that uses it is loaded; decorate it with "
+                    f"@minidl.saving.register_serializable(). Valid names: "
+                    f"{', '.join(METRICS.names())}.") from None
         return METRICS.get(identifier, base=Metric)
+    if callable(identifier) and not isinstance(identifier, type):
+        return MeanMetricWrapper(identifier, name=_callable_name(identifier))
     raise ValueError(f"Could not interpret metric identifier. Received: "
                      f"identifier={identifier!r}. Pass a name ({', '.join(METRICS.names())}), "
                      f"a config dict or a Metric.")
 
 
 def serialize(metric):
-    """``{"class_name": ..., "config": ...}`` for a metric; see :func:`get`."""
+    """``{"class_name": ..., "config": ...}`` for a metric (a function is serialized as the
+    :class:`MeanMetricWrapper` that :func:`get` makes of it); see :func:`get`."""
+    if isinstance(metric, type) and issubclass(metric, Metric):
+        metric = metric()
+    elif not isinstance(metric, Metric) and callable(metric):
+        metric = get(metric)
     return _serialize(metric)
 
 
-__all__ = ["Metric", "Mean", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy",
-           "SparseCategoricalAccuracy", "TopKCategoricalAccuracy",
+__all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "BinaryAccuracy",
+           "CategoricalAccuracy", "SparseCategoricalAccuracy", "TopKCategoricalAccuracy",
            "SparseTopKCategoricalAccuracy", "MeanSquaredError", "MeanAbsoluteError", "get",
-           "serialize"]
+           "result_value", "serialize"]

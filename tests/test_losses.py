@@ -208,7 +208,7 @@ def test_softmax_fusion_gradcheck_wrt_logits(loss, y_true, weighted):
     sw = np.array([0.5, 2.0, 1.5]) if weighted else None
 
     def value():
-        return loss(y_true, softmax(logits), sample_weight=sw)
+        return float(loss(y_true, softmax(logits), sample_weight=sw))
 
     dlogits = np.empty_like(logits)
     reported = loss.softmax_forward_backward(y_true, softmax(logits), dlogits, sample_weight=sw)
@@ -225,7 +225,7 @@ def test_sigmoid_fusion_gradcheck_wrt_logits(smoothing, weighted):
     sw = rng(12).uniform(0.5, 2, 5) if weighted else None
 
     def value():
-        return loss(y_true, 1 / (1 + np.exp(-logits)), sample_weight=sw)
+        return float(loss(y_true, 1 / (1 + np.exp(-logits)), sample_weight=sw))
 
     dlogits = np.empty_like(logits)
     reported = loss.sigmoid_forward_backward(y_true, 1 / (1 + np.exp(-logits)), dlogits,
@@ -247,20 +247,23 @@ def test_fused_sparse_gradient_is_probs_minus_onehot_over_batch():
 def test_keras_documented_values():
     y_true, y_pred = [[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]
     cce = losses.CategoricalCrossentropy()
-    assert cce(y_true, y_pred) == pytest.approx(1.177, abs=1e-3)
-    assert cce(y_true, y_pred, sample_weight=np.array([0.3, 0.7])) == pytest.approx(0.814, abs=1e-3)
+    assert float(cce(y_true, y_pred)) == pytest.approx(1.177, abs=1e-3)
+    assert float(cce(y_true, y_pred, sample_weight=np.array([0.3, 0.7]))) == \
+        pytest.approx(0.814, abs=1e-3)
     cce_sum = losses.CategoricalCrossentropy(reduction="sum")
-    assert cce_sum(y_true, y_pred) == pytest.approx(2.354, abs=1e-3)
+    assert float(cce_sum(y_true, y_pred)) == pytest.approx(2.354, abs=1e-3)
     np.testing.assert_allclose(losses.CategoricalCrossentropy(reduction=None)(y_true, y_pred),
                                [0.0513, 2.303], atol=1e-3)
     scce = losses.SparseCategoricalCrossentropy()
-    assert scce([1, 2], y_pred) == pytest.approx(1.177, abs=1e-3)
-    assert scce([1, 2], y_pred, np.array([0.3, 0.7])) == pytest.approx(0.814, abs=1e-3)
+    assert float(scce([1, 2], y_pred)) == pytest.approx(1.177, abs=1e-3)
+    assert float(scce([1, 2], y_pred, np.array([0.3, 0.7]))) == pytest.approx(0.814, abs=1e-3)
     bce = losses.binary_crossentropy([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
     np.testing.assert_allclose(bce, [0.916, 0.714], atol=1e-3)
-    assert losses.huber([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]).mean() == pytest.approx(0.155)
-    assert losses.MeanSquaredError()([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]]) == 0.5
-    assert losses.MeanAbsoluteError()([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]]) == 0.5
+    assert np.mean(losses.huber([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])) == \
+        pytest.approx(0.155)
+    t, p = [[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]]
+    assert float(losses.MeanSquaredError()(t, p)) == 0.5
+    assert float(losses.MeanAbsoluteError()(t, p)) == 0.5
 
 
 def test_reductions_and_sample_weight_shapes():
@@ -272,34 +275,35 @@ def test_reductions_and_sample_weight_shapes():
     def mse(reduction="sum_over_batch_size"):
         return losses.MeanSquaredError(reduction=reduction)
 
-    assert mse()(y_true, y_pred, sw) == pytest.approx(weighted / 4)
-    assert mse()(y_true, y_pred, sw[:, None]) == pytest.approx(weighted / 4)
-    assert mse("sum")(y_true, y_pred, sw) == pytest.approx(weighted)
-    assert mse("mean")(y_true, y_pred) == pytest.approx(per.mean())
-    assert mse("mean_with_sample_weight")(y_true, y_pred, sw) == pytest.approx(weighted / sw.sum())
+    assert float(mse()(y_true, y_pred, sw)) == pytest.approx(weighted / 4)
+    assert float(mse()(y_true, y_pred, sw[:, None])) == pytest.approx(weighted / 4)
+    assert float(mse("sum")(y_true, y_pred, sw)) == pytest.approx(weighted)
+    assert float(mse("mean")(y_true, y_pred)) == pytest.approx(per.mean())
+    assert float(mse("mean_with_sample_weight")(y_true, y_pred, sw)) == \
+        pytest.approx(weighted / sw.sum())
     np.testing.assert_allclose(mse("none")(y_true, y_pred, sw), per * sw)
     np.testing.assert_allclose(mse(None)(y_true, y_pred), per)
-    assert mse()(y_true, y_pred, 2.0) == pytest.approx(2 * per.mean())
+    assert float(mse()(y_true, y_pred, 2.0)) == pytest.approx(2 * per.mean())
 
 
 def test_rank_one_and_rank_three_predictions():
     # Rank 1: one per-sample value, the mean over everything (Keras reduces axis -1).
     t, p = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
-    assert losses.MeanSquaredError()(t, p) == pytest.approx(5 / 3)
-    assert losses.MeanSquaredError()(t, p, sample_weight=np.array([1.0, 2.0, 3.0])) == \
+    assert float(losses.MeanSquaredError()(t, p)) == pytest.approx(5 / 3)
+    assert float(losses.MeanSquaredError()(t, p, sample_weight=np.array([1.0, 2.0, 3.0]))) == \
         pytest.approx(5 / 3 * 2)
     # (n,) targets against (n, 1) outputs.
     y = np.array([0.0, 1.0, 1.0])
     probs = np.array([[0.2], [0.7], [0.9]])
     expected = -np.mean(y * np.log(probs[:, 0]) + (1 - y) * np.log(1 - probs[:, 0]))
-    assert losses.BinaryCrossentropy()(y, probs) == pytest.approx(expected)
+    assert float(losses.BinaryCrossentropy()(y, probs)) == pytest.approx(expected)
     # Rank 3: every leading position is a sample.
     logits = rng(16).standard_normal((2, 3, 4))
     labels = rng(17).integers(0, 4, (2, 3))
     loss = losses.SparseCategoricalCrossentropy(from_logits=True)
     lsm = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = -np.take_along_axis(lsm, labels[..., None], -1).mean()
-    assert loss(labels, logits) == pytest.approx(expected)
+    assert float(loss(labels, logits)) == pytest.approx(expected)
     grad = np.empty_like(logits)
     assert loss.forward_backward(labels[..., None], logits, grad) == pytest.approx(expected)
     np.testing.assert_allclose(grad, (softmax(logits) - np.eye(4)[labels]) / 6, rtol=1e-12)
@@ -310,21 +314,21 @@ def test_ignore_class_excludes_samples_from_the_mean():
     labels = np.array([0, 255, 2, 255])
     loss = losses.SparseCategoricalCrossentropy(ignore_class=255)
     expected = -np.mean(np.log(probs[[0, 2], [0, 2]]))
-    assert loss(labels, probs) == pytest.approx(expected)
+    assert float(loss(labels, probs)) == pytest.approx(expected)
     grad = np.empty_like(probs)
     loss.forward_backward(labels, probs, grad)
     np.testing.assert_array_equal(grad[[1, 3]], 0.0)
     np.testing.assert_allclose(losses.SparseCategoricalCrossentropy(
         ignore_class=255, reduction=None)(labels, probs)[[1, 3]], 0.0)
-    assert losses.SparseCategoricalCrossentropy(ignore_class=1)([1, 1], probs[:2]) == 0.0
+    assert float(losses.SparseCategoricalCrossentropy(ignore_class=1)([1, 1], probs[:2])) == 0.0
 
 
 def test_float_and_column_labels():
     probs = softmax(rng(19).standard_normal((3, 4)))
     loss = losses.SparseCategoricalCrossentropy()
-    expected = loss(np.array([1, 3, 0]), probs)
-    assert loss(np.array([1.0, 3.0, 0.0]), probs) == expected
-    assert loss(np.array([[1], [3], [0]], np.uint8), probs) == expected
+    expected = float(loss(np.array([1, 3, 0]), probs))
+    assert float(loss(np.array([1.0, 3.0, 0.0]), probs)) == expected
+    assert float(loss(np.array([[1], [3], [0]], np.uint8), probs)) == expected
     grad = np.empty_like(probs)
     float_column = np.array([[1.0], [3.0], [0.0]], np.float32)
     assert loss.forward_backward(float_column, probs, grad) == expected
@@ -349,13 +353,44 @@ def test_extreme_logits_and_probabilities_stay_finite(dtype):
         grad = np.empty_like(p)
         value = loss.forward_backward(y, p, grad)
         assert np.isfinite(value) and np.all(np.isfinite(grad)), loss
-        assert value == pytest.approx(loss(y, p), rel=1e-6)
+        assert value == pytest.approx(float(loss(y, p)), rel=1e-6)
     # A hopeless prediction costs -log(epsilon) per sample, as in Keras.
-    value = losses.SparseCategoricalCrossentropy()(np.array([1, 0]), probs.astype(np.float64))
+    value = float(losses.SparseCategoricalCrossentropy()(np.array([1, 0]),
+                                                         probs.astype(np.float64)))
     assert value == pytest.approx(-np.log(EPS), rel=1e-6)
     dl = np.empty_like(probs)
     value = losses.CategoricalCrossentropy().softmax_forward_backward(onehot, probs, dl)
     assert np.isfinite(value) and np.all(np.isfinite(dl))
+
+
+# ---- results are Tensors; recorded under a tape ----
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_call_returns_a_tensor_of_the_prediction_dtype(dtype):
+    y_true, y_pred = rng(20).random((3, 2)), rng(21).random((3, 2)).astype(dtype)
+    value = losses.MeanSquaredError()(y_true, y_pred)
+    assert isinstance(value, minidl.Tensor) and value.shape == () and value.dtype == dtype
+    expected = np.mean((y_pred.astype(np.float64) - y_true) ** 2)
+    assert float(value) == pytest.approx(expected, rel=1e-6)
+    per_sample = losses.MeanSquaredError(reduction=None)(y_true, y_pred)
+    assert isinstance(per_sample, minidl.Tensor) and per_sample.shape == (3,)
+    assert value.node is None and per_sample.node is None
+
+
+@pytest.mark.parametrize("loss,y_true,kind", loss_cases(), ids=lambda v: repr(v)[:60])
+def test_recorded_gradient_is_the_kernel_gradient(loss, y_true, kind):
+    r = rng(22)
+    y_pred = r.uniform(0.1, 0.9, (4, 3)) if kind == "prob" else r.standard_normal((4, 3))
+    sw = r.uniform(0.5, 2.0, 4)
+    pred = minidl.Variable(y_pred.copy())
+    with minidl.GradientTape() as tape:
+        value = loss(y_true, pred, sample_weight=sw)
+    assert value.node is not None and value.node.op == loss.name
+    grad = tape.gradient(value, pred)
+    expected = np.empty_like(y_pred)
+    reported = loss.forward_backward(y_true, y_pred, expected, sample_weight=sw)
+    assert float(np.sum(value)) == pytest.approx(reported, rel=1e-12)
+    np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-15)
 
 
 # ---- API, config and errors ----

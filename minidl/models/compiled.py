@@ -7,7 +7,9 @@ Keras 3's rules, for a model with outputs named after the layers computing them:
 - ``loss_weights``: a float (one output), a list, or a dict; the total loss is the
   weighted sum of the outputs' losses (plus the regularization penalties).
 - ``metrics``: a list of metrics (one output); for several outputs, a list with one entry
-  (a metric or a list of them) per output, or a dict keyed by output name.
+  (a metric or a list of them) per output, or a dict keyed by output name. A metric is a
+  name, a Metric, or a function of per-sample values (a ``MeanMetricWrapper`` named after
+  it); a loss is a name, a Loss, or a function (a ``LossFunctionWrapper``).
 - Logs: ``loss``, then ``<output>_loss`` per output when several outputs have a loss
   (unweighted), then the metrics: ``<metric>``, or ``<output>_<metric>`` with several
   outputs.
@@ -16,6 +18,15 @@ import numbers
 
 from minidl import losses as losses_module
 from minidl import metrics as metrics_module
+from minidl.autodiff import Tensor, wrap
+from minidl.metrics import result_value
+
+# The update_state of the compiled-kernel metrics, which take numpy arrays (the hot path).
+_ARRAY_UPDATE = metrics_module._KernelMetric.update_state
+
+
+def _tensor(a):
+    return a if a is None or isinstance(a, Tensor) else wrap(a)
 
 
 class CompiledLosses:
@@ -82,9 +93,18 @@ class CompiledLosses:
             metric.reset_state()
 
     def update_metrics(self, targets, outputs):
+        """Adds one batch to every metric: the compiled-kernel metrics read the arrays as
+        they are; other metrics (custom ones, function wrappers) receive Tensors, as Keras
+        passes tensors to ``update_state``."""
         for metrics, y, out in zip(self.metrics, targets, outputs):
+            as_tensors = None
             for metric in metrics:
-                metric.update_state(y, out)
+                if type(metric).update_state is _ARRAY_UPDATE:
+                    metric.update_state(y, out)
+                else:
+                    if as_tensors is None:
+                        as_tensors = (_tensor(y), _tensor(out))
+                    metric.update_state(*as_tensors)
 
     def logs(self, prefix=""):
         logs = {prefix + "loss": self.loss_tracker.result()}
@@ -100,7 +120,9 @@ class CompiledLosses:
                     key = f"{base}_{count}"
                     count += 1
                 seen.add(key)
-                logs[key] = metric.result()
+                # A custom metric's result may be a Tensor or its live state variable: logs
+                # and history keep a Python float of its value now.
+                logs[key] = result_value(metric)
         return logs
 
 
