@@ -116,6 +116,11 @@ def prepare_y(y, n, loss, output_shape, name="y", dtype=np.float32):
                              f"model has {classes} outputs, so labels must lie in [0, {classes}) "
                              f"({bad.size} invalid label(s) in all).")
         return np.ascontiguousarray(arr, dtype=np.int32)
+    if loss is not None and not getattr(loss, "_kernel_call", True):
+        # A loss written by the user reads y as it is (sparse labels, extra columns): only
+        # the sample count and the numbers were checked.
+        check_finite_values(arr, name)
+        return np.ascontiguousarray(arr, dtype=dtype if arr.dtype.kind == "f" else None)
     target = (n,) + tuple(output_shape)
     if arr.shape != target:
         if arr.ndim == 1 and tuple(output_shape) == (1,):

@@ -45,6 +45,18 @@ def _bind_tensor_operators():
     for name, op in {"lt": e.less, "le": e.less_equal, "gt": e.greater,
                      "ge": e.greater_equal, "eq": e.equal, "ne": e.not_equal}.items():
         setattr(Tensor, f"__{name}__", lambda self, other, op=op: op(self, other))
+
+    # `tensor == thing` with something that is not array data (pytest.approx, None, an
+    # object) lets Python ask the other side, as numpy arrays do.
+    def equality(op):
+        def method(self, other):
+            try:
+                return op(self, other)
+            except TypeError:
+                return NotImplemented
+        return method
+    Tensor.__eq__ = equality(e.equal)
+    Tensor.__ne__ = equality(e.not_equal)
     Tensor.__neg__ = lambda self: e.negative(self)
     Tensor.__pos__ = lambda self: self
     Tensor.__abs__ = lambda self: e.abs(self)

@@ -72,7 +72,8 @@ def _loss_spec(loss):
 def _metric_spec(metric):
     if isinstance(metric, type):
         metric = metric()
-    return metric if isinstance(metric, (str, dict)) else serialize(metric)
+    from minidl import metrics
+    return metric if isinstance(metric, (str, dict)) else metrics.serialize(metric)
 
 
 def _check_keys(what, obj, allowed):

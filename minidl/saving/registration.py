@@ -18,7 +18,8 @@ _KINDS = ((Layer, LAYERS), (losses.Loss, losses.LOSSES), (metrics.Metric, metric
 
 def register_serializable(package="Custom", name=None):
     """Class decorator registering a custom layer, loss, metric, optimizer, activation,
-    initializer, regularizer or learning-rate schedule, so that saved models using it load.
+    initializer, regularizer or learning-rate schedule (or a loss or metric function), so
+    that saved models using it load.
 
     The class is registered under its own name and under ``"package>name"``, as Keras names
     registered objects. It must implement ``get_config`` (and ``from_config`` when its
@@ -42,6 +43,10 @@ def register_serializable(package="Custom", name=None):
                          f"package={package!r}.")
 
     def decorator(cls):
+        if callable(cls) and not isinstance(cls, type):
+            # A function: a loss or metric function (compile(loss=fn), metrics=[fn]).
+            from minidl import losses
+            return losses.FUNCTIONS.register(f"{package}>{name or cls.__name__}")(cls)
         registry = next((reg for base, reg in _KINDS
                          if isinstance(cls, type) and issubclass(cls, base)), None)
         if registry is None:
