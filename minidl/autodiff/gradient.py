@@ -151,6 +151,7 @@ class GradientTape:
         self.watch_accessed_variables = bool(watch_accessed_variables)
         self._scope = None
         self._used = False
+        self._watched = []   # tensors watch() made require a gradient, until __exit__
 
     def __enter__(self):
         self._scope = record_scope()
@@ -160,6 +161,11 @@ class GradientTape:
     def __exit__(self, *exc):
         self._scope.__exit__(*exc)
         self._scope = None
+        # A watch lasts as long as the tape (as TensorFlow's): later tapes do not record
+        # through a tensor this one watched. What was recorded keeps its history.
+        for t in self._watched:
+            t.requires_grad = False
+        self._watched = []
         return False
 
     def watch(self, tensor):
@@ -169,7 +175,9 @@ class GradientTape:
                 raise TypeError(f"GradientTape.watch takes tensors; received "
                                 f"{type(t).__name__}. Convert arrays first: "
                                 f"x = minidl.ops.convert_to_tensor(x).")
-            t.requires_grad = True
+            if not t.requires_grad:
+                t.requires_grad = True
+                self._watched.append(t)
 
     def stop_recording(self):
         """A block within the tape's in which nothing is recorded."""

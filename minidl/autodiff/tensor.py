@@ -284,10 +284,14 @@ def value_of(x):
     Python numbers for the same reason; other data through :func:`to_array`."""
     if isinstance(x, Tensor):
         return x.value
-    if isinstance(x, (np.ndarray, int, float, bool)):
+    if isinstance(x, np.ndarray):
         return x
     if isinstance(x, np.generic):
+        # (before the Python types: np.float64 is a subclass of float, and numpy would
+        # take it as a strong float64)
         return x.item()
+    if isinstance(x, (int, float, bool)):
+        return x
     return to_array(x)
 
 

@@ -1,38 +1,131 @@
 """Elementwise ops: arithmetic, unary math, comparisons, ``where`` and ``clip``.
 
-Each op computes with numpy on the operands' arrays (broadcasting as numpy does) and, while
-recording, keeps a ``backward(g, needs)`` closure right after: the gradient of each operand,
-summed back over the axes numpy broadcast (``unbroadcast``). Comparisons and logical ops
-return bool tensors and have no gradient.
+Each op computes with numpy on the operands' arrays (broadcasting as numpy does) and keeps,
+right after, a ``backward(g, needs)`` closure: the gradient of each operand, summed back over
+the axes numpy broadcast (``unbroadcast``). ``record`` keeps the closure only while a tape
+records and an operand needs a gradient; otherwise an op costs its numpy call plus about a
+microsecond.
+
+Dtypes follow Keras 3 (its JAX-like promotion) where numpy's differ:
+
+- Python numbers are weak: a float32 tensor plus 1.5 is float32, an int8 tensor plus 3 int8;
+- an integer or bool tensor with a float tensor gives that float's dtype (int32 with float32
+  is float32; numpy says float64);
+- integers with a Python float, true division of integers, and float math on integers
+  (``sqrt``, ``exp``, ``log``, ``sin``, ...) give floatx, float32 (numpy: float64, or
+  float16 for int8);
+- Python numbers alone: ints give int32, floats float32.
+
+Unlike Keras on the JAX and torch backends, which narrow 64-bit results to 32 bits, float64
+stays float64 (as Keras on TensorFlow): code that asks for float64 gets it.
+
+Gradients at the edges, as TensorFlow: ``abs`` and ``sign`` have gradient 0 at 0;
+``maximum``/``minimum`` give a tie to ``x1``; ``clip`` passes the gradient where
+``x_min <= x <= x_max``; ``floor``, ``ceil``, ``round`` and ``floor_divide`` pass none (their
+backward gives None: a source reached only through them gets None, or zeros with
+``unconnected_gradients='zero'``). Comparisons and logical ops have no backward at all: a
+gradient asked for only through them is an error naming the op.
 """
+import math
+
 import numpy as np
 
-from minidl.autodiff.tensor import record, result_dtype_fix, unbroadcast, value_of
+from minidl.autodiff.tensor import (FLOATX, Tensor, _UFUNC_OPS, record, to_array,
+                                    unbroadcast, value_of)
 
-__all__ = ["abs", "absolute", "add", "clip", "divide", "equal", "exp", "expm1", "floor_divide",
-           "greater", "greater_equal", "less", "less_equal", "log", "log1p", "logical_and",
-           "logical_not", "logical_or", "maximum", "minimum", "mod", "multiply", "negative",
-           "not_equal", "power", "reciprocal", "sign", "sqrt", "square", "subtract",
-           "true_divide", "where"]
+__all__ = ["abs", "absolute", "add", "ceil", "clip", "cos", "divide", "divide_no_nan",
+           "equal", "erf", "exp", "expm1", "floor", "floor_divide", "greater",
+           "greater_equal", "less", "less_equal", "log", "log1p", "logical_and",
+           "logical_not", "logical_or", "logical_xor", "maximum", "minimum", "mod",
+           "multiply", "negative", "not_equal", "power", "reciprocal", "round", "sign", "sin",
+           "sqrt", "square", "subtract", "true_divide", "where"]
+
+_BOOL = np.dtype(np.bool_)
+_INT32 = np.dtype(np.int32)
+_INT64 = np.dtype(np.int64)
+# Operand dtypes with which an int64 result is Keras' too (int64 itself; uint32 with a
+# signed integer). Any other int64 result is numpy widening Python ints or bools.
+_WIDE_INTS = (np.dtype(np.int64), np.dtype(np.uint32))
 
 
-def _binary(name, fn, x, y):
-    """``fn(x, y)`` on the operands' values, Keras' dtype rule applied, and a shape error
-    that names the op and both shapes."""
-    a, b = value_of(x), value_of(y)
+# ---- dtype rules ----
+
+def _keras_dtype(out, a, b):
+    """``out`` (numpy's result for operands ``a`` and ``b`` as numpy took them) in Keras'
+    result dtype, where numpy's promotion differs (see the module docstring)."""
+    dt = out.dtype
+    da = getattr(a, "dtype", None)
+    db = getattr(b, "dtype", None)
+    if dt is da or dt is db:
+        # numpy kept an operand's dtype: float32 with float32 or with a Python number, ...
+        return out
+    kind = dt.kind
+    if kind == "f":
+        fa = da if da is not None and da.kind == "f" else None
+        fb = db if db is not None and db.kind == "f" else None
+        if fa is not None and fb is not None:
+            return out   # float with float: numpy and Keras agree
+        target = fa or fb or FLOATX
+    elif dt == _INT64:
+        if (da is not None and da in _WIDE_INTS) or (db is not None and db in _WIDE_INTS):
+            return out
+        target = _INT32
+    else:
+        return out
+    return out if dt == target else out.astype(target)
+
+
+def _operand(x):
+    """The array of a unary op's operand: Python numbers converted as Keras does (floats
+    to float32, ints to int32)."""
+    if isinstance(x, Tensor):
+        return x.value
+    if isinstance(x, np.ndarray):
+        return x
+    return to_array(x)
+
+
+def _float_operand(x):
+    """The array of a float-valued op's operand: integers and bools as floatx (numpy would
+    compute them in float64, or float16 for 8-bit ones)."""
+    a = _operand(x)
+    if a.dtype.kind not in "fc":
+        a = a.astype(FLOATX)
+    return a
+
+
+def _broadcast_error(name, shapes):
+    return ValueError(f"ops.{name}: operands of shapes "
+                      f"{' and '.join(str(s) for s in shapes)} cannot be broadcast together "
+                      f"(numpy's rules: aligned from the last axis, sizes must be equal or 1).")
+
+
+def _binary(name, fn, x1, x2):
+    """``fn`` on the operands' values: returns (a, b, out) with ``out`` in Keras' dtype; a
+    shape mismatch is a ValueError naming the op and both shapes."""
+    a = value_of(x1)
+    b = value_of(x2)
     try:
         out = fn(a, b)
     except ValueError as error:
         if "broadcast" not in str(error):
             raise
-        raise ValueError(f"ops.{name}: operands of shapes {np.shape(a)} and {np.shape(b)} "
-                         f"cannot be broadcast together (numpy's broadcasting rules).") \
-            from None
-    return a, b, result_dtype_fix(np.asarray(out), a, b)
+        raise _broadcast_error(name, (np.shape(a), np.shape(b))) from None
+    return a, b, _keras_dtype(out, a, b)
 
+
+# ---- arithmetic ----
 
 def add(x1, x2):
-    """``x1 + x2``, elementwise with broadcasting."""
+    """Add arguments element-wise.
+
+    Args:
+        x1: first input tensor.
+        x2: second input tensor (broadcast against ``x1``).
+
+    Returns:
+        The tensor ``x1 + x2``.
+    """
     a, b, out = _binary("add", np.add, x1, x2)
 
     def backward(g, needs):
@@ -42,7 +135,15 @@ def add(x1, x2):
 
 
 def subtract(x1, x2):
-    """``x1 - x2``, elementwise with broadcasting."""
+    """Subtract arguments element-wise.
+
+    Args:
+        x1: first input tensor.
+        x2: second input tensor (broadcast against ``x1``).
+
+    Returns:
+        The tensor ``x1 - x2``.
+    """
     a, b, out = _binary("subtract", np.subtract, x1, x2)
 
     def backward(g, needs):
@@ -52,7 +153,15 @@ def subtract(x1, x2):
 
 
 def multiply(x1, x2):
-    """``x1 * x2``, elementwise with broadcasting."""
+    """Multiply arguments element-wise.
+
+    Args:
+        x1: first input tensor.
+        x2: second input tensor (broadcast against ``x1``).
+
+    Returns:
+        The tensor ``x1 * x2``.
+    """
     a, b, out = _binary("multiply", np.multiply, x1, x2)
 
     def backward(g, needs):
@@ -62,7 +171,15 @@ def multiply(x1, x2):
 
 
 def divide(x1, x2):
-    """``x1 / x2`` (true division; integers give floats), elementwise with broadcasting."""
+    """Divide arguments element-wise (true division: integers give floatx).
+
+    Args:
+        x1: numerator.
+        x2: denominator (broadcast against ``x1``).
+
+    Returns:
+        The tensor ``x1 / x2``.
+    """
     a, b, out = _binary("divide", np.true_divide, x1, x2)
 
     def backward(g, needs):
@@ -74,32 +191,100 @@ def divide(x1, x2):
 true_divide = divide
 
 
+def divide_no_nan(x1, x2):
+    """Safe element-wise division: 0 where the denominator is 0.
+
+    Args:
+        x1: numerator.
+        x2: denominator (broadcast against ``x1``).
+
+    Returns:
+        The tensor ``x1 / x2``, with 0 wherever ``x2 == 0`` (and a gradient of 0 there).
+    """
+    a, b = value_of(x1), value_of(x2)
+    if isinstance(b, (int, float)):
+        zero = b == 0
+        safe_b = 1 if zero else b
+    else:
+        zero = np.equal(b, 0)
+        safe_b = np.where(zero, 1, b) if zero.any() else b
+    try:
+        q = _keras_dtype(np.true_divide(a, safe_b), a, b)
+    except ValueError as error:
+        if "broadcast" not in str(error):
+            raise
+        raise _broadcast_error("divide_no_nan", (np.shape(a), np.shape(b))) from None
+    out = np.where(zero, 0, q) if np.any(zero) else q
+
+    def backward(g, needs):
+        g = np.where(zero, 0, g)
+        return (unbroadcast(g / safe_b, np.shape(a)) if needs[0] else None,
+                unbroadcast(-g * q / safe_b, np.shape(b)) if needs[1] else None)
+    return record("divide_no_nan", out, (x1, x2), backward)
+
+
 def power(x1, x2):
-    """``x1 ** x2``, elementwise with broadcasting."""
+    """First tensor elements raised to powers from the second, element-wise.
+
+    Args:
+        x1: the bases.
+        x2: the exponents (broadcast against ``x1``).
+
+    Returns:
+        The tensor ``x1 ** x2``. Gradients: for the base ``x2 * x1 ** (x2 - 1)``, 0 where
+        ``x2 == 0``; for the exponent ``x1 ** x2 * log(x1)``, 0 where ``x1 <= 0`` (as
+        TensorFlow).
+    """
     a, b, out = _binary("power", np.power, x1, x2)
 
     def backward(g, needs):
         da = db = None
         if needs[0]:
-            da = unbroadcast(g * b * np.power(a, np.subtract(b, 1)), np.shape(a))
-        if needs[1]:
-            # d/db a**b = a**b log a; 0 where a == 0 (the limit the usual convention takes).
+            # (b - 1 in Python for a Python b: numpy would make it a strong int64 scalar,
+            # and float32 ** int64 is float64)
+            exponent = b - 1 if isinstance(b, (int, float)) else np.subtract(b, 1)
             with np.errstate(divide="ignore", invalid="ignore"):
-                log_a = np.where(np.asarray(a) > 0, np.log(np.where(np.asarray(a) > 0, a, 1)),
-                                 0)
+                slope = np.multiply(b, np.power(a, exponent))
+            if np.any(np.equal(b, 0)):
+                # d/da a**0 is 0, also at a == 0 where b * a**(b-1) is 0 * inf.
+                slope = np.where(np.equal(b, 0), 0, slope)
+            da = unbroadcast(g * slope, np.shape(a))
+        if needs[1]:
+            if isinstance(a, (int, float)):
+                log_a = math.log(a) if a > 0 else 0.0
+            else:
+                positive = a > 0
+                log_a = np.log(np.where(positive, a, 1))
+                log_a = np.where(positive, log_a, 0)
             db = unbroadcast(g * out * log_a, np.shape(b))
         return da, db
     return record("power", out, (x1, x2), backward)
 
 
 def floor_divide(x1, x2):
-    """``x1 // x2``; no gradient."""
-    return record("floor_divide", _binary("floor_divide", np.floor_divide, x1, x2)[2],
-                  (x1, x2), None)
+    """Floor division element-wise (``x1 // x2``); it passes no gradient.
+
+    Args:
+        x1: numerator.
+        x2: denominator (broadcast against ``x1``).
+
+    Returns:
+        The tensor ``floor(x1 / x2)``.
+    """
+    out = _binary("floor_divide", np.floor_divide, x1, x2)[2]
+    return record("floor_divide", out, (x1, x2), lambda g, needs: (None, None))
 
 
 def mod(x1, x2):
-    """``x1 % x2`` (the sign of the divisor, as numpy); the gradient of ``x1`` is 1."""
+    """Remainder of division element-wise, with the sign of the divisor (as numpy).
+
+    Args:
+        x1: numerator.
+        x2: divisor (broadcast against ``x1``).
+
+    Returns:
+        The tensor ``x1 % x2``. Gradients: 1 for ``x1``, ``-floor(x1 / x2)`` for ``x2``.
+    """
     a, b, out = _binary("mod", np.mod, x1, x2)
 
     def backward(g, needs):
@@ -109,170 +294,412 @@ def mod(x1, x2):
 
 
 def maximum(x1, x2):
-    """Elementwise maximum; the gradient goes to ``x1`` where ``x1 >= x2`` (ties to the
-    first operand, as TensorFlow)."""
+    """Element-wise maximum of ``x1`` and ``x2``.
+
+    Args:
+        x1: first input tensor.
+        x2: second input tensor (broadcast against ``x1``).
+
+    Returns:
+        The larger of the two at each position. The gradient goes to ``x1`` where
+        ``x1 >= x2`` (a tie to the first operand, as TensorFlow), else to ``x2``.
+    """
     a, b, out = _binary("maximum", np.maximum, x1, x2)
 
     def backward(g, needs):
         first = np.greater_equal(a, b)
-        return (unbroadcast(np.where(first, g, 0).astype(g.dtype), np.shape(a))
-                if needs[0] else None,
-                unbroadcast(np.where(first, 0, g).astype(g.dtype), np.shape(b))
-                if needs[1] else None)
+        return (unbroadcast(np.where(first, g, 0), np.shape(a)) if needs[0] else None,
+                unbroadcast(np.where(first, 0, g), np.shape(b)) if needs[1] else None)
     return record("maximum", out, (x1, x2), backward)
 
 
 def minimum(x1, x2):
-    """Elementwise minimum; the gradient goes to ``x1`` where ``x1 <= x2``."""
+    """Element-wise minimum of ``x1`` and ``x2``.
+
+    Args:
+        x1: first input tensor.
+        x2: second input tensor (broadcast against ``x1``).
+
+    Returns:
+        The smaller of the two at each position. The gradient goes to ``x1`` where
+        ``x1 <= x2`` (a tie to the first operand), else to ``x2``.
+    """
     a, b, out = _binary("minimum", np.minimum, x1, x2)
 
     def backward(g, needs):
         first = np.less_equal(a, b)
-        return (unbroadcast(np.where(first, g, 0).astype(g.dtype), np.shape(a))
-                if needs[0] else None,
-                unbroadcast(np.where(first, 0, g).astype(g.dtype), np.shape(b))
-                if needs[1] else None)
+        return (unbroadcast(np.where(first, g, 0), np.shape(a)) if needs[0] else None,
+                unbroadcast(np.where(first, 0, g), np.shape(b)) if needs[1] else None)
     return record("minimum", out, (x1, x2), backward)
 
 
 # ---- unary ----
 
-def _unary(name, fn, x):
-    a = value_of(x)
-    out = fn(a)
-    if isinstance(a, (int, float, bool)) or np.asarray(a).dtype.kind in "iub":
-        # Integers and Python numbers give Keras' floatx, not numpy's float64.
-        out = np.asarray(out)
-        if out.dtype == np.float64:
-            out = out.astype(np.float32)
-    return a, out
-
-
 def negative(x):
-    """``-x``."""
-    a = value_of(x)
+    """Numerical negative, element-wise.
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The tensor ``-x``.
+    """
+    a = _operand(x)
     return record("negative", np.negative(a), (x,), lambda g, needs: (-g,))
 
 
 def abs(x):
-    """``|x|``; the gradient at 0 is 0."""
-    a = value_of(x)
-    return record("abs", np.abs(a), (x,), lambda g, needs: (g * np.sign(a),))
+    """Absolute value, element-wise.
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The tensor ``|x|``; its gradient is ``sign(x)`` (0 at 0).
+    """
+    a = _operand(x)
+    return record("abs", np.absolute(a), (x,), lambda g, needs: (g * np.sign(a),))
 
 
 absolute = abs
 
 
 def square(x):
-    """``x * x``."""
-    a = value_of(x)
+    """Square, element-wise (bools are squared as int32, as Keras).
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The tensor ``x * x``.
+    """
+    a = _operand(x)
+    if a.dtype.kind == "b":
+        a = a.astype(_INT32)
     return record("square", np.square(a), (x,), lambda g, needs: (g * (2 * a),))
 
 
 def sqrt(x):
-    """Square root."""
-    a, out = _unary("sqrt", np.sqrt, x)
-    return record("sqrt", out, (x,), lambda g, needs: (g / (2 * out),))
+    """Non-negative square root, element-wise (integers give floatx).
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The tensor ``sqrt(x)``; its gradient ``1 / (2 sqrt(x))`` is inf at 0.
+    """
+    y = np.sqrt(_float_operand(x))
+    return record("sqrt", y, (x,), lambda g, needs: (g / (2 * y),))
 
 
 def exp(x):
-    """``e ** x``."""
-    a, out = _unary("exp", np.exp, x)
-    return record("exp", out, (x,), lambda g, needs: (g * out,))
+    """Exponential, element-wise (integers give floatx).
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The tensor ``e ** x``.
+    """
+    y = np.exp(_float_operand(x))
+    return record("exp", y, (x,), lambda g, needs: (g * y,))
 
 
 def expm1(x):
-    """``exp(x) - 1``, accurate near 0."""
-    a, out = _unary("expm1", np.expm1, x)
-    return record("expm1", out, (x,), lambda g, needs: (g * (out + 1),))
+    """``exp(x) - 1``, element-wise, accurate near 0 (integers give floatx).
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The tensor ``exp(x) - 1``.
+    """
+    y = np.expm1(_float_operand(x))
+    return record("expm1", y, (x,), lambda g, needs: (g * (y + 1),))
 
 
 def log(x):
-    """Natural logarithm."""
-    a, out = _unary("log", np.log, x)
-    return record("log", out, (x,), lambda g, needs: (g / a,))
+    """Natural logarithm, element-wise (integers give floatx).
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The tensor ``log(x)``.
+    """
+    a = _float_operand(x)
+    return record("log", np.log(a), (x,), lambda g, needs: (g / a,))
 
 
 def log1p(x):
-    """``log(1 + x)``, accurate near 0."""
-    a, out = _unary("log1p", np.log1p, x)
-    return record("log1p", out, (x,), lambda g, needs: (g / (1 + a),))
+    """``log(1 + x)``, element-wise, accurate near 0 (integers give floatx).
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The tensor ``log(1 + x)``.
+    """
+    a = _float_operand(x)
+    return record("log1p", np.log1p(a), (x,), lambda g, needs: (g / (1 + a),))
 
 
 def reciprocal(x):
-    """``1 / x``."""
-    a, out = _unary("reciprocal", lambda v: np.reciprocal(np.asarray(v, dtype=float)
-                                                          if np.asarray(v).dtype.kind in "iub"
-                                                          else v), x)
-    return record("reciprocal", out, (x,), lambda g, needs: (-g * out * out,))
+    """Reciprocal, element-wise (integers give floatx).
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The tensor ``1 / x``.
+    """
+    y = np.reciprocal(_float_operand(x))
+    return record("reciprocal", y, (x,), lambda g, needs: (-g * y * y,))
 
 
 def sign(x):
-    """-1, 0 or 1 by the sign of ``x``; its gradient is 0 (as in TensorFlow)."""
-    a = value_of(x)
+    """Sign, element-wise: -1, 0 or 1 (the input's dtype).
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The tensor ``sign(x)``; its gradient is 0 (as TensorFlow).
+    """
+    a = _operand(x)
     return record("sign", np.sign(a), (x,), lambda g, needs: (np.zeros_like(g),))
 
 
+def sin(x):
+    """Trigonometric sine, element-wise (integers give floatx).
+
+    Args:
+        x: input tensor, in radians.
+
+    Returns:
+        The tensor ``sin(x)``.
+    """
+    a = _float_operand(x)
+    return record("sin", np.sin(a), (x,), lambda g, needs: (g * np.cos(a),))
+
+
+def cos(x):
+    """Trigonometric cosine, element-wise (integers give floatx).
+
+    Args:
+        x: input tensor, in radians.
+
+    Returns:
+        The tensor ``cos(x)``.
+    """
+    a = _float_operand(x)
+    return record("cos", np.cos(a), (x,), lambda g, needs: (-g * np.sin(a),))
+
+
+_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
+_erf_kernel = None
+
+
+def _erf_values(a):
+    """libm's erf over an array: scipy's ufunc when installed (compiled), else
+    ``math.erf`` per element (exact as well, but about 50 ns an element)."""
+    global _erf_kernel
+    if _erf_kernel is None:
+        try:
+            from scipy.special import erf as kernel
+        except ImportError:   # scipy is optional
+            python_erf = np.frompyfunc(math.erf, 1, 1)
+
+            def kernel(v):
+                return python_erf(v)
+        _erf_kernel = kernel
+    return np.asarray(_erf_kernel(a), dtype=a.dtype)
+
+
+def erf(x):
+    """The Gauss error function, element-wise (integers give floatx).
+
+    For GELU prefer ``minidl.activations.gelu``, a compiled kernel.
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The tensor ``erf(x)``; its gradient is ``2 / sqrt(pi) * exp(-x ** 2)``.
+    """
+    a = _float_operand(x)
+    return record("erf", _erf_values(a), (x,),
+                  lambda g, needs: (g * (_TWO_OVER_SQRT_PI * np.exp(-(a * a))),))
+
+
+def floor(x):
+    """Floor, element-wise (integers give floatx, as Keras); it passes no gradient.
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The largest integer values not above ``x``.
+    """
+    return record("floor", np.floor(_float_operand(x)), (x,), lambda g, needs: (None,))
+
+
+def ceil(x):
+    """Ceiling, element-wise (integers give floatx, as Keras); it passes no gradient.
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        The smallest integer values not below ``x``.
+    """
+    return record("ceil", np.ceil(_float_operand(x)), (x,), lambda g, needs: (None,))
+
+
+def round(x, decimals=0):
+    """Round half to even, element-wise (the input's dtype); it passes no gradient.
+
+    Args:
+        x: input tensor.
+        decimals: number of decimal places to round to (negative: left of the point).
+
+    Returns:
+        ``x`` rounded (``round(2.5) == 2``, as numpy and TensorFlow).
+    """
+    a = _operand(x)
+    if not isinstance(decimals, (int, np.integer)) or isinstance(decimals, bool):
+        raise TypeError(f"ops.round: decimals must be an int; received "
+                        f"decimals={decimals!r}.")
+    return record("round", np.round(a, int(decimals)), (x,), lambda g, needs: (None,))
+
+
 def clip(x, x_min, x_max):
-    """``x`` limited to ``[x_min, x_max]``; the gradient flows where ``x`` is inside."""
-    a = value_of(x)
+    """Clip (limit) the values of a tensor.
+
+    Args:
+        x: input tensor.
+        x_min: minimum value (a number or a tensor broadcast against ``x``).
+        x_max: maximum value.
+
+    Returns:
+        ``x`` limited to ``[x_min, x_max]``, in ``x``'s dtype (bools as int32, as Keras).
+        The gradient flows to ``x`` where ``x_min <= x <= x_max``, to ``x_min`` where
+        ``x < x_min`` and to ``x_max`` where the result is ``x_max`` otherwise (as
+        TensorFlow).
+    """
+    a = _operand(x)
+    if a.dtype.kind == "b":
+        a = a.astype(_INT32)
     lo, hi = value_of(x_min), value_of(x_max)
-    out = np.clip(a, lo, hi)
-    if out.dtype != np.asarray(a).dtype and np.asarray(a).dtype.kind == "f":
-        out = out.astype(np.asarray(a).dtype)
+    try:
+        out = a.clip(lo, hi)   # (the method: np.clip's wrapper costs about 1 us more)
+    except ValueError as error:
+        if "broadcast" not in str(error):
+            raise
+        raise _broadcast_error("clip", (a.shape, np.shape(lo), np.shape(hi))) from None
+    if out.dtype != a.dtype:
+        out = out.astype(a.dtype)
 
     def backward(g, needs):
-        inside = (np.asarray(a) >= lo) & (np.asarray(a) <= hi)
-        return (np.where(inside, g, 0).astype(g.dtype), None, None)
+        inside = np.greater_equal(a, lo) & np.less_equal(a, hi)
+        g_lo = g_hi = None
+        if needs[1] or needs[2]:
+            # As out = minimum(maximum(x, lo), hi): hi wins wherever max(x, lo) > hi.
+            above = np.greater(np.maximum(a, lo), hi)
+            if needs[1]:
+                g_lo = unbroadcast(np.where(np.less(a, lo) & ~above, g, 0), np.shape(lo))
+            if needs[2]:
+                g_hi = unbroadcast(np.where(above, g, 0), np.shape(hi))
+        g_x = unbroadcast(np.where(inside, g, 0), a.shape) if needs[0] else None
+        return g_x, g_lo, g_hi
     return record("clip", out, (x, x_min, x_max), backward)
 
 
 def where(condition, x1=None, x2=None):
-    """``x1`` where ``condition`` holds, else ``x2`` (broadcast together). With only a
-    condition, the indices where it holds (as numpy's ``nonzero``)."""
-    c = np.asarray(value_of(condition), dtype=bool)
+    """Elements chosen from ``x1`` or ``x2`` by ``condition``.
+
+    Args:
+        condition: where True, take ``x1``, else ``x2`` (cast to bool).
+        x1: values where ``condition`` holds.
+        x2: values where it does not. The three broadcast together.
+
+    Returns:
+        The selected tensor, in the Keras result dtype of ``x1`` and ``x2``. With neither
+        ``x1`` nor ``x2``: a tuple of int32 index tensors, one per axis, of the positions
+        where ``condition`` holds (as ``nonzero``). The condition gets no gradient.
+    """
+    c = value_of(condition)
+    if getattr(c, "dtype", None) is not _BOOL:
+        c = np.asarray(c, dtype=bool)
     if x1 is None and x2 is None:
-        return tuple(record("where", i, (), None) for i in np.nonzero(c))
+        return tuple(record("where", i.astype(_INT32), (), None) for i in np.nonzero(c))
     if x1 is None or x2 is None:
-        raise ValueError("ops.where needs both x1 and x2, or neither.")
+        raise ValueError(f"ops.where: x1 and x2 must both be given, or neither; received "
+                         f"x1={'None' if x1 is None else 'a value'} and "
+                         f"x2={'None' if x2 is None else 'a value'}.")
     a, b = value_of(x1), value_of(x2)
     try:
         out = np.where(c, a, b)
-    except ValueError:
-        raise ValueError(f"ops.where: condition, x1 and x2 of shapes {c.shape}, "
-                         f"{np.shape(a)} and {np.shape(b)} cannot be broadcast together "
-                         f"(numpy's broadcasting rules).") from None
-    out = result_dtype_fix(out, a, b)
+    except ValueError as error:
+        if "broadcast" not in str(error):
+            raise
+        raise _broadcast_error("where", (c.shape, np.shape(a), np.shape(b))) from None
+    out = _keras_dtype(out, a, b)
 
     def backward(g, needs):
         return (None,
-                unbroadcast(np.where(c, g, 0).astype(g.dtype), np.shape(a))
-                if needs[1] else None,
-                unbroadcast(np.where(c, 0, g).astype(g.dtype), np.shape(b))
-                if needs[2] else None)
+                unbroadcast(np.where(c, g, 0), np.shape(a)) if needs[1] else None,
+                unbroadcast(np.where(c, 0, g), np.shape(b)) if needs[2] else None)
     return record("where", out, (condition, x1, x2), backward)
 
 
 # ---- comparisons and logic (bool results, no gradient) ----
 
-def _compare(name, fn):
+def _compare(name, fn, doc):
     def op(x1, x2):
-        return record(name, _binary(name, fn, x1, x2)[2], (x1, x2), None)
-    op.__name__ = name
-    op.__doc__ = f"``{name}`` elementwise, as a bool tensor (no gradient)."
+        a = value_of(x1)
+        b = value_of(x2)
+        try:
+            out = fn(a, b)
+        except ValueError as error:
+            if "broadcast" not in str(error):
+                raise
+            raise _broadcast_error(name, (np.shape(a), np.shape(b))) from None
+        return record(name, out, (x1, x2), None)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = (f"{doc}, element-wise.\n\n    Args:\n        x1: first input tensor.\n"
+                  f"        x2: second input tensor (broadcast against ``x1``).\n\n"
+                  f"    Returns:\n        A bool tensor. It has no gradient.\n    ")
     return op
 
 
-equal = _compare("equal", np.equal)
-not_equal = _compare("not_equal", np.not_equal)
-less = _compare("less", np.less)
-less_equal = _compare("less_equal", np.less_equal)
-greater = _compare("greater", np.greater)
-greater_equal = _compare("greater_equal", np.greater_equal)
-logical_and = _compare("logical_and", np.logical_and)
-logical_or = _compare("logical_or", np.logical_or)
+equal = _compare("equal", np.equal, "``x1 == x2``")
+not_equal = _compare("not_equal", np.not_equal, "``x1 != x2``")
+less = _compare("less", np.less, "``x1 < x2``")
+less_equal = _compare("less_equal", np.less_equal, "``x1 <= x2``")
+greater = _compare("greater", np.greater, "``x1 > x2``")
+greater_equal = _compare("greater_equal", np.greater_equal, "``x1 >= x2``")
+logical_and = _compare("logical_and", np.logical_and, "Logical AND")
+logical_or = _compare("logical_or", np.logical_or, "Logical OR")
+logical_xor = _compare("logical_xor", np.logical_xor, "Logical XOR")
 
 
 def logical_not(x):
-    """``not x`` elementwise, as a bool tensor (no gradient)."""
+    """Logical NOT, element-wise.
+
+    Args:
+        x: input tensor.
+
+    Returns:
+        A bool tensor. It has no gradient.
+    """
     return record("logical_not", np.logical_not(value_of(x)), (x,), None)
+
+
+# numpy ufuncs called on tensors (``np.floor(t)``) run these ops (Tensor.__array_ufunc__);
+# minidl.ops binds the arithmetic ones, here are the others this module defines.
+_UFUNC_OPS.update({
+    np.floor: floor, np.ceil: ceil, np.rint: round, np.sin: sin, np.cos: cos,
+    np.reciprocal: reciprocal, np.logical_and: logical_and, np.logical_or: logical_or,
+    np.logical_xor: logical_xor, np.logical_not: logical_not,
+})
