@@ -102,9 +102,6 @@ def test_indexing_with_ints():
     np.testing.assert_array_equal(grad, np.array([[0] * 4, [2] * 4, [0] * 4, ], np.float32))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="ops.shape.get_item passes slices through value_of, which "
-                          "rejects them (reported; shape.py is not this branch's file)")
 def test_indexing_with_slices():
     a = values(3, 4, seed=9)
     t = Tensor(a)
