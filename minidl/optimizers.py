@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from minidl import schedules
+from minidl.autodiff.tensor import Tensor
 from minidl._core import _optimizers as _kernels
 from minidl.schedules import LearningRateSchedule
 from minidl.utils.checks import check_bool, check_name
@@ -171,7 +172,7 @@ class Optimizer:
         """
         if self.built:
             return
-        variables = list(variables)
+        variables = [v.value if isinstance(v, Tensor) else v for v in variables]
         owner = type(self).__name__
         for i, v in enumerate(variables):
             if not isinstance(v, np.ndarray) or v.dtype not in _FLOAT_DTYPES:
@@ -244,9 +245,24 @@ class Optimizer:
         Args:
             grads: list of gradient arrays, one per variable (None entries are skipped).
                 Gradients of another dtype or layout are converted (a copy).
-            variables: the variables, or None for those the optimizer was built with. The
-                first call builds the optimizer when needed.
+            variables: the variables (minidl Variables or their arrays), or None for those
+                the optimizer was built with. The first call builds the optimizer when
+                needed. A Variable with a ``constraint`` is projected after its update.
         """
+        constrained = ()
+        if variables is not None:
+            # minidl Variables (what user code holds: layer.kernel, model.trainable_weights)
+            # stand for their arrays, which the kernels update in place.
+            variables = list(variables)
+            if variables and isinstance(variables[0], Tensor):
+                constrained = [v for v in variables if getattr(v, "constraint", None)]
+                variables = [v.value if isinstance(v, Tensor) else v for v in variables]
+            grads = [g.value if isinstance(g, Tensor) else g for g in grads]
+        self._apply_arrays(grads, variables)
+        for v in constrained:
+            v.assign(v.constraint(v.value))
+
+    def _apply_arrays(self, grads, variables):
         lr = self._learning_rate
         if isinstance(lr, LearningRateSchedule):
             lr = lr(self._iterations)

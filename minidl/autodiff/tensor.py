@@ -205,7 +205,7 @@ class Variable(Tensor):
         dtype: optional dtype to convert the initial value to.
     """
 
-    __slots__ = ("name", "trainable", "path")
+    __slots__ = ("name", "trainable", "path", "constraint")
 
     def __init__(self, value, trainable=True, name=None, dtype=None):
         array = to_array(value, dtype)
@@ -217,6 +217,7 @@ class Variable(Tensor):
         self.requires_grad = self.trainable
         self.name = "variable" if name is None else str(name)
         self.path = self.name
+        self.constraint = None   # set by Layer.add_weight(constraint=...)
 
     def assign(self, value):
         """Write ``value`` (broadcast to this variable's shape) into it, in place."""

@@ -257,6 +257,16 @@ class Layer:
         """Shape of one output sample for one input sample of ``input_shape``."""
         return tuple(input_shape)
 
+    def output_shape_for(self, input_shape):
+        """The shape of one output sample for one input sample of ``input_shape`` (a list
+        of them for several inputs): ``compute_output_shape``, with Keras' whole-shape
+        convention for user layers."""
+        if self._user_call:
+            multi = isinstance(input_shape, list) and bool(input_shape) and \
+                isinstance(input_shape[0], (list, tuple))
+            return eager.output_shape(self, input_shape, multi)
+        return tuple(self.compute_output_shape(input_shape))
+
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
                    autocast=True, regularizer=None, constraint=None, aggregation="none",
                    name=None):
@@ -315,6 +325,7 @@ class Layer:
                 np.asarray(initializers.get(initializer)(shape, dtype=dtype), dtype=dtype))
         variable = Variable(value, trainable=trainable, name=name)
         variable.path = f"{self.name}/{name}"
+        variable.constraint = constraint
         if constraint is not None and not callable(constraint):
             raise TypeError(f"Layer '{self.name}': constraint must be callable (w -> w); "
                             f"received constraint={constraint!r:.100}.")
@@ -448,8 +459,7 @@ class Layer:
         sample = shapes if multi else shapes[0]
         try:
             self.ensure_built(sample)
-            out_shape = eager.output_shape(self, sample, multi) if self._user_call else \
-                tuple(self.compute_output_shape(sample))
+            out_shape = self.output_shape_for(sample)
         except ValueError as error:
             shown = [t.shape for t in leaves] if multi else leaves[0].shape
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) cannot take inputs "

@@ -106,6 +106,7 @@ def track_sublayers(owner, value):
     """Record ``value`` (a layer, or a list / tuple / dict of layers) as sublayers of
     ``owner``, once each, in assignment order."""
     from minidl.layers.base import Layer
+    from minidl.metrics import Metric
     items = value.values() if isinstance(value, dict) else \
         value if isinstance(value, (list, tuple)) else (value,)
     subs = owner._sublayers
@@ -113,6 +114,12 @@ def track_sublayers(owner, value):
         if isinstance(item, Layer) and item is not owner and \
                 all(item is not known for known in subs):
             subs.append(item)
+        elif isinstance(item, Metric):
+            # A metric held by a model (a custom train_step's loss tracker) is one of its
+            # `metrics`, which fit resets at each epoch.
+            tracked = owner.__dict__.setdefault("_tracked_metrics", [])
+            if all(item is not known for known in tracked):
+                tracked.append(item)
 
 
 # ---- building user layers ----
@@ -124,7 +131,9 @@ def ensure_user_built(layer, sample_shape, multi):
     full = [(None,) + tuple(s) for s in sample_shape] if multi else (None,) + tuple(sample_shape)
     if layer._user_build:
         layer.build(full)
-    else:   # no build of its own: a built-in parent's (sample shapes), or Layer's
+    elif not getattr(layer, "_subclassed", False):
+        # No build of its own: a built-in parent's (sample shapes), or Layer's. (A
+        # subclassed model's build calls the model: its layers build in that call.)
         layer.build(list(map(tuple, sample_shape)) if multi else tuple(sample_shape))
     layer.built = True
     layer.built_input_shape = tuple(sample_shape) if not multi else \

@@ -16,20 +16,25 @@ import itertools
 
 import numpy as np
 
+from minidl.autodiff import Tensor, recording, wrap
+from minidl.layers import eager
 from minidl.layers.base import LAYERS, MODELS, Layer
 from minidl.layers.core import InputLayer
 from minidl._core import _data
 from minidl.layers.node import (KerasHistory, Node, SymbolicTensor, flatten, is_symbolic,
                                 map_structure, pack_like)
+from minidl.models import subclassed
 from minidl.models.concurrency import ModelLock
+from minidl.models.train_steps import TrainSteps
 from minidl.models.trainer import Trainer
 
 # Bumped by every change that invalidates plans: a layer's `trainable`, a model's structure.
 _versions = itertools.count(1)
 
 
-class Model(Trainer, Layer):
-    """A model defined by its input and output tensors.
+class Model(Trainer, TrainSteps, Layer):
+    """A model: the graph between input and output tensors (the functional API), or a
+    subclass with layers made in ``__init__`` and a ``call`` (Keras' model subclassing).
 
     Args:
         inputs: the input tensor(s) of the model, from ``minidl.Input``: one tensor, or a
@@ -46,14 +51,30 @@ class Model(Trainer, Layer):
         >>> outputs = Dense(10, activation="softmax")(x)
         >>> model = minidl.Model(inputs, outputs)
         >>> model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    Subclassing (see ``models/subclassed.py``)::
+
+        class MLP(minidl.Model):
+            def __init__(self):
+                super().__init__()
+                self.hidden = Dense(64, activation="relu")
+                self.out = Dense(10)
+
+            def call(self, x, training=None):
+                return self.out(self.hidden(x))
     """
 
+    _subclassed = False   # a subclass with its own call(): no graph (models/subclassed.py)
+
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        if inputs is None and outputs is None and self._user_call:
+            subclassed.init_subclassed(self, name, trainable, kwargs)
+            return
         if inputs is None or outputs is None:
             raise TypeError(
                 f"Model needs `inputs` and `outputs` (the functional API: "
-                f"Model(inputs, outputs)); subclassing Model with a call() method is not "
-                f"supported yet. Received: inputs={inputs!r:.100}, outputs={outputs!r:.100}")
+                f"Model(inputs, outputs)), or a subclass defining call(). Received: "
+                f"inputs={inputs!r:.100}, outputs={outputs!r:.100}")
         if kwargs:
             raise TypeError(f"Model got unexpected keyword arguments "
                             f"{sorted(kwargs)}; it takes inputs, outputs, name, trainable.")
@@ -66,7 +87,6 @@ class Model(Trainer, Layer):
         self.compiled = False
         self.optimizer = None
         self.loss = None
-        self.metrics = []
         self.history = None
         self.stop_training = False     # set by a callback to end fit
         self.stop_evaluating = False   # ... to end evaluate
@@ -115,8 +135,19 @@ class Model(Trainer, Layer):
         self.built = True
         self._changed()
 
-    def _ensure_built_for(self, sample_shapes):
-        """(A functional model is built when made; its inputs' shapes were checked.)"""
+    def _ensure_built_for(self, sample_shapes, dtypes=None):
+        """Build a subclassed model for data of these sample shapes (a functional model is
+        built when made; its inputs' shapes were checked)."""
+        if self._subclassed:
+            subclassed.build_for(self, sample_shapes, dtypes)
+
+    def build(self, input_shape=None):
+        """Build a subclassed model for inputs of ``input_shape`` (batch dimension first,
+        a list for several inputs) by calling it once; a functional model is built."""
+        if not self._subclassed or input_shape is None:
+            return
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        subclassed.build_for(self, [tuple(shape)[1:] for shape in shapes])
 
     def _nodes_in_order(self):
         """The nodes between the inputs and the outputs, each after those it reads."""
@@ -124,7 +155,10 @@ class Model(Trainer, Layer):
 
     @property
     def layers(self):
-        """The model's layers, each once, in the order of the graph (Input layers first)."""
+        """The model's layers, each once, in the order of the graph (Input layers first);
+        for a subclassed model, those assigned to its attributes."""
+        if self._subclassed:
+            return subclassed.layers(self)
         return list(self._layers)
 
     @property
@@ -161,10 +195,14 @@ class Model(Trainer, Layer):
     @property
     def output_names(self):
         """The names of the layers computing the outputs (Keras: loss and metric keys)."""
+        if self._subclassed:
+            return list(self._output_names)
         return [t._keras_history.operation.name for t in self.outputs]
 
     @property
     def input_names(self):
+        if self._subclassed:
+            return list(self._input_names)
         return [t._keras_history.operation.name for t in self.inputs]
 
     def get_layer(self, name=None, index=None):
@@ -386,6 +424,8 @@ class Model(Trainer, Layer):
         return outputs
 
     def ensure_built(self, input_shape):
+        if self._subclassed:
+            return Layer.ensure_built(self, input_shape)
         shapes = input_shape if len(self.inputs) > 1 else [input_shape]
         expected = [t.shape[1:] for t in self.inputs]
         for got, want in zip(shapes, expected):
@@ -396,20 +436,38 @@ class Model(Trainer, Layer):
 
     # ---- calling ----
 
-    def __call__(self, inputs, training=None, **kwargs):
-        """On symbolic tensors: a node in another graph (the model as a layer). On arrays:
-        the outputs for a small input, in one pass (use predict for large data);
-        ``training=True`` runs the training behaviour (dropout, batch statistics, which then
-        update the moving averages) without keeping anything for a backward pass."""
+    def __call__(self, *args, **kwargs):
+        """Call the model, as in Keras.
+
+        On symbolic tensors: a node in another graph (the model as a layer). On arrays or
+        tensors: the outputs (:class:`minidl.Tensor`; a list for several outputs) in one
+        pass, through the execution plan (use predict for large data); ``training=True``
+        runs the training behaviour (dropout, batch statistics, which then update the
+        moving averages). While a tape records (a custom ``train_step``, a
+        ``GradientTape`` loop), the layers run one by one as recorded ops, so that
+        gradients reach the weights and the inputs.
+        """
+        if self._subclassed:
+            return Layer.__call__(self, *args, **kwargs)
+        inputs = args[0] if args else kwargs.pop("inputs", None)
+        training = kwargs.pop("training", None)
+        if kwargs.get("mask", 0) is None:
+            kwargs.pop("mask")
         if is_symbolic(inputs):
             return Layer.__call__(self, inputs, training=training, **kwargs)
-        if kwargs:
-            raise TypeError(f"Model '{self.name}' was called with unexpected keyword "
-                            f"arguments {sorted(kwargs)}; it takes inputs and training.")
+        if len(args) > 1 or kwargs:
+            raise TypeError(f"Model '{self.name}' was called with unexpected arguments "
+                            f"{sorted(kwargs) or len(args)}; it takes inputs and training.")
+        if training is None:
+            training = eager.current_training()
+        if recording() and self._records(inputs):
+            return self._call_recorded(inputs, bool(training))
+        if isinstance(inputs, Tensor):
+            inputs = inputs.value
         xs = self._fast_inputs(inputs) if self.built else None
         if xs is None:
             xs = [x2d.astype(dtype, copy=False).reshape((x2d.shape[0],) + tuple(shape))
-                  for (x2d, shape), dtype in zip(self._input_arrays(inputs),
+                  for (x2d, shape), dtype in zip(self._input_arrays(_values(inputs)),
                                                  self._input_dtypes())]
         plan = self._current_plan()
         contexts = plan.inference_contexts()
@@ -421,7 +479,43 @@ class Model(Trainer, Layer):
                 outs = plan.forward(xs, training=False, contexts=contexts)
         if plan.has_activity:
             self._last_activity = tuple(plan.activity_penalties(contexts))
-        return outs[0] if len(outs) == 1 else list(outs)
+        if len(outs) == 1:
+            return wrap(outs[0])
+        return [wrap(out) for out in outs]
+
+    def _records(self, inputs):
+        """Whether a call on ``inputs`` while a tape records needs its layers recorded:
+        some input needs a gradient, or the model has trainable weights."""
+        if any(isinstance(x, Tensor) and x.requires_grad for x in flatten(inputs)):
+            return True
+        return self.trainable and any(layer.trainable and layer.params
+                                      for layer in self._weighted_layers())
+
+    def _call_recorded(self, inputs, training):
+        """The graph run node by node on tensors, each layer call a recorded op (or, for
+        user layers, the ops of their ``call``), so a tape can differentiate it."""
+        if not self.built:
+            self._input_arrays(_values(inputs))   # a deferred Sequential builds here
+        if isinstance(inputs, dict) and isinstance(self._inputs_struct, dict):
+            leaves = [inputs[key] for key in self._inputs_struct]
+        else:
+            leaves = flatten(inputs)
+        if len(leaves) != len(self.inputs):
+            raise ValueError(f"Model '{self.name}' has {len(self.inputs)} input(s); it was "
+                             f"called on {len(leaves)}.")
+        values = {}
+        for tensor, x in zip(self.inputs, leaves):
+            values[id(tensor)] = x if isinstance(x, Tensor) else \
+                wrap(np.asarray(x, dtype=tensor.dtype))
+        with self._lock.shared:
+            for node in self._nodes_in_order():
+                layer = node.operation
+                arguments = map_structure(lambda t: values[id(t)], node.arguments)
+                out = layer(arguments, training=node.kwargs.get("training", training))
+                for tensor, value in zip(node.output_tensors, flatten(out)):
+                    values[id(tensor)] = value
+        outs = [values[id(t)] for t in self.outputs]
+        return outs[0] if len(outs) == 1 else outs
 
     def _fast_inputs(self, x):
         """The input list when ``x`` is one array ready as it is (built single-input model,
@@ -583,6 +677,11 @@ def _check_unique_names(model_name, layers):
 def _auto_name(base):
     from minidl.layers.base import unique_name
     return unique_name(base)
+
+
+def _values(inputs):
+    """``inputs`` with Tensors replaced by their arrays (lists and dicts kept)."""
+    return map_structure(lambda x: x.value if isinstance(x, Tensor) else x, inputs)
 
 
 def _full(shapes):

@@ -175,7 +175,7 @@ class Sequential(Model):
             self.built = False
             raise
 
-    def _ensure_built_for(self, sample_shapes):
+    def _ensure_built_for(self, sample_shapes, dtypes=None):
         if not self._stack:
             raise ValueError(f"Model '{self.name}' has no layers; add some before using it.")
         if not self.built:

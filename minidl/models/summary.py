@@ -8,11 +8,15 @@ with their memory.
 
 
 def print_summary(model, print_fn):
-    functional = type(model).__name__ != "Sequential"
+    subclassed = getattr(model, "_subclassed", False)
+    functional = type(model).__name__ != "Sequential" and not subclassed
     header = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if functional
                                                              else [])
     rows = [header]
-    if functional:
+    if subclassed:
+        from minidl.models.subclassed import summary_rows
+        rows += summary_rows(model)
+    elif functional:
         if model.built:
             rows += _functional_rows(model)
     else:
@@ -27,7 +31,7 @@ def print_summary(model, print_fn):
         print_fn(line if i == 0 or i == len(rows) - 1 else "")
     weights = model.weights if model.built else []
     trainable = model.trainable_weights if model.built else []
-    frozen = model.non_trainable_weights if model.built else []
+    frozen = model.non_trainable_weights if model.built else []   # (Variables)
     for label, arrays in (("Total", weights), ("Trainable", trainable),
                           ("Non-trainable", frozen)):
         count = sum(w.size for w in arrays)
@@ -42,7 +46,7 @@ def _sequential_rows(model):
     rows = []
     shape = model.inputs[0].shape[1:] if model.inputs else None
     for layer in model.layers:
-        out = layer.compute_output_shape(shape) if shape is not None else None
+        out = layer.output_shape_for(shape) if shape is not None else None
         shape = out
         out_text = "?" if out is None else str((None,) + tuple(out))
         rows.append([f"{layer.name} ({type(layer).__name__})", out_text, _params(layer)])

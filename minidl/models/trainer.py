@@ -20,6 +20,7 @@ Random draws of training (the batch order, unseeded dropout) come from a stream 
 the global generator's state when fit starts and the optimizer's step count
 (``utils.random.training_draws``).
 """
+import contextlib
 import math
 import numbers
 import warnings
@@ -27,6 +28,7 @@ import warnings
 import numpy as np
 
 from minidl import optimizers as optimizers_module
+from minidl.autodiff import Tensor
 from minidl.callbacks import CallbackList
 from minidl.layers.base import BufferPool
 from minidl.models.compiled import CompiledLosses
@@ -85,7 +87,6 @@ class Trainer:
         args = self._compile_args
         self._compiled = CompiledLosses(self.output_names, [t.shape[1:] for t in self.outputs],
                                         args["loss"], args["loss_weights"], args["metrics"])
-        self.metrics = self._compiled.all_metrics
         losses = self._compiled.losses
         self.loss = losses[0] if len(losses) == 1 else losses
         if not self.optimizer.built:
@@ -97,9 +98,26 @@ class Trainer:
             return None
         return dict(self._compile_args, optimizer=self.optimizer)
 
+    def _uses_step_methods(self):
+        """Whether batches go through ``train_step`` / ``test_step`` / ``predict_step``
+        (``train_steps.py``): a subclassed model, or one overriding a step. Otherwise the
+        execution plan's compiled step runs."""
+        from minidl.models.train_steps import TrainSteps
+        cls = type(self)
+        return (getattr(self, "_subclassed", False)
+                or cls.train_step is not TrainSteps.train_step
+                or cls.test_step is not TrainSteps.test_step
+                or cls.predict_step is not TrainSteps.predict_step)
+
     def _require_compiled(self, what):
         if not self.compiled:
             raise RuntimeError(f"You must call compile() before {what}().")
+        if self._compile_args["loss"] is None and self._uses_step_methods() and \
+                type(self).compute_loss is not _default_compute_loss():
+            return   # (a custom compute_loss needs no compiled loss)
+        if self._compile_args["loss"] is None and self._uses_step_methods() and \
+                type(self).train_step is not _default_train_step() and what == "fit":
+            return   # a custom train_step computes its own loss (a GAN, a VAE)
         if self._compile_args["loss"] is None:
             raise RuntimeError(f"compile() was called without a loss; {what}() needs one, e.g. "
                                f"compile(loss='sparse_categorical_crossentropy').")
@@ -116,6 +134,9 @@ class Trainer:
         (built on first use), the loss kernels, the regularized layers."""
         if self._compiled is None:
             self._compile_for_outputs()
+        if self._uses_step_methods():
+            self._train_plan = None
+            return None
         compiled = self._compiled
         plan = self._plan(compiled.losses)
         if not self.optimizer.built:
@@ -154,8 +175,35 @@ class Trainer:
     # ---- one step ----
 
     def _train_step(self, xs, ys, ws):
+        if self._train_plan is None:
+            # train_step takes the model's lock itself (its forward pass, as any call).
+            self._step_logs = self.train_step(self._step_data(xs, ys, ws))
+            self._apply_constraints()
+            return
         with self._lock.exclusive:   # inference in other threads waits (concurrency.py)
             self._train_step_unlocked(xs, ys, ws)
+        if self._constrained:
+            self._apply_constraints()
+
+    def _apply_constraints(self):
+        for layer in self._constrained:
+            layer.apply_constraints()
+
+    @property
+    def _constrained(self):
+        return [layer for layer in self._weighted_layers() if layer.has_constraints]
+
+    def _step_data(self, xs, ys, ws):
+        """A batch as Keras hands it to a step: ``x``, ``(x, y)`` or ``(x, y, w)``; each
+        one array, or a list (a dict for inputs given as a dict) per input / output."""
+        x = xs[0] if len(xs) == 1 else (dict(zip(self.input_names, xs))
+                                        if isinstance(self._inputs_struct, dict) else list(xs))
+        if not ys or all(y is None for y in ys):
+            return x
+        y = ys[0] if len(ys) == 1 else list(ys)
+        if not ws or all(w is None for w in ws):
+            return x, y
+        return x, y, ws[0] if len(ws) == 1 else list(ws)
 
     def _train_step_unlocked(self, xs, ys, ws):
         plan, compiled = self._train_plan, self._compiled
@@ -202,9 +250,18 @@ class Trainer:
         compiled.loss_tracker.update_state(total, sample_weight=outputs[0].shape[0])
 
     def _logs(self, prefix=""):
+        if self._uses_step_methods():
+            from minidl.models.train_steps import pythonify_logs
+            logs = pythonify_logs(self._step_logs or self.get_metrics_result())
+            return {prefix + key: value for key, value in logs.items()}
         return self._compiled.logs(prefix)
 
     def _reset_metrics(self):
+        self._step_logs = None
+        if self._uses_step_methods():
+            for metric in self.metrics:
+                metric.reset_state()
+            return
         self._compiled.reset()
 
     def reset_metrics(self):
@@ -252,9 +309,15 @@ class Trainer:
         unless ``check_finite`` is False); builds the model for them if it is not built."""
         if x is None:
             raise ValueError(f"{name} is required; received None.")
-        names = self.input_names if self.built else [None]
+        if self.inputs:
+            names = self.input_names
+        elif getattr(self, "_subclassed", False) and isinstance(x, (list, tuple, dict)):
+            # An unbuilt subclassed model takes the structure of its first data.
+            names = list(x) if isinstance(x, dict) else [f"input_{i + 1}" for i in range(len(x))]
+        else:
+            names = [None]
         parts = self._split(x, names, name)
-        known = [t.shape[1:] for t in self.inputs] if self.built else [None]
+        known = [t.shape[1:] for t in self.inputs] if self.inputs else [None]
         inputs = []
         for i, (part, shape) in enumerate(zip(parts, known)):
             label = name if len(parts) == 1 else f"{name}[{names[i]!r}]"
@@ -263,7 +326,7 @@ class Trainer:
         if len(counts) > 1:
             raise ValueError(f"All inputs in {name} must have the same number of samples; "
                              f"received {[x2d.shape[0] for x2d, _ in inputs]}.")
-        self._ensure_built_for([shape for _, shape in inputs])
+        self._ensure_built_for([shape for _, shape in inputs], [x2d.dtype for x2d, _ in inputs])
         return inputs
 
     def _checked_arrays(self, x, y, sample_weight, class_weight, names=("x", "y")):
@@ -465,6 +528,8 @@ class Trainer:
     # ---- evaluation and inference ----
 
     def _evaluate_batches(self, batcher, cbs, prefix="", steps=None):
+        if self._uses_step_methods():
+            return self._evaluate_with_test_step(batcher, cbs, prefix, steps)
         compiled = self._compiled
         plan = self._plan(compiled.losses)
         self._reset_metrics()
@@ -495,6 +560,24 @@ class Trainer:
                                    for layer in regularized))
             compiled.loss_tracker.update_state(total, sample_weight=outputs[0].shape[0])
             compiled.update_metrics(ys, outputs)
+            cbs.on_test_batch_end(step, self._logs() if batch_logs else None)
+            if self.stop_evaluating:
+                break
+        logs = self._logs(prefix)
+        cbs.on_test_end(logs)
+        return logs
+
+    def _evaluate_with_test_step(self, batcher, cbs, prefix, steps):
+        """Evaluation through ``test_step``, one batch per call."""
+        self._reset_metrics()
+        self.stop_evaluating = False
+        cbs.on_test_begin()
+        batch_logs = cbs.wants("on_test_batch_end")
+        logs = None
+        for step in range(batcher.steps if steps is None else min(steps, batcher.steps)):
+            cbs.on_test_batch_begin(step)
+            logs = self.test_step(self._step_data(*batcher.batch(step)))
+            self._step_logs = logs
             cbs.on_test_batch_end(step, self._logs() if batch_logs else None)
             if self.stop_evaluating:
                 break
@@ -552,12 +635,15 @@ class Trainer:
         steps = batcher.steps if steps is None else min(steps, batcher.steps)
         rows = min(steps * batch_size, batcher.n)
         outs = None   # allocated at the first batch, whose outputs give the sample shapes
-        plan = self._plan(None if self._compiled is None else self._compiled.losses)
-        # NaN and infinities in x: found by the layer that reads it where it can count them
-        # for free (Dense: see finds_nonfinite_input), else by a scan of x here; either way
-        # reported by the scan, which names the first one.
-        contexts = plan.inference_contexts()
-        checker = plan.input_checker(contexts)
+        stepped = self._uses_step_methods()
+        plan = contexts = checker = None
+        if not stepped:
+            plan = self._plan(None if self._compiled is None else self._compiled.losses)
+            # NaN and infinities in x: found by the layer that reads it where it can count
+            # them for free (Dense: see finds_nonfinite_input), else by a scan of x here;
+            # either way reported by the scan, which names the first one.
+            contexts = plan.inference_contexts()
+            checker = plan.input_checker(contexts)
         if checker is None:
             for i, (x2d, sample_shape) in enumerate(inputs):
                 check_finite_values(x2d.reshape((x2d.shape[0],) + tuple(sample_shape)),
@@ -567,12 +653,15 @@ class Trainer:
         batch_logs = cbs.wants("on_predict_batch_end")
         self.stop_predicting = False
         cbs.on_predict_begin()
-        with self._lock.shared:   # every batch sees the same weights (concurrency.py)
+        # Every batch sees the same weights (concurrency.py); predict_step's calls take the
+        # lock themselves.
+        with contextlib.nullcontext() if stepped else self._lock.shared:
             for step in range(steps):
                 cbs.on_predict_batch_begin(step)
                 xs = batcher.batch(step)[0]
                 start, stop = step * batch_size, step * batch_size + xs[0].shape[0]
-                values = plan.forward(xs, training=False, contexts=contexts)
+                values = self._predict_step_values(xs) if stepped else \
+                    plan.forward(xs, training=False, contexts=contexts)
                 if checker is not None and checker.input_nonfinite:
                     x2d, sample_shape = inputs[0]
                     check_finite_values(x2d.reshape((x2d.shape[0],) + tuple(sample_shape)))
@@ -594,6 +683,15 @@ class Trainer:
                     break
         cbs.on_predict_end()
         return _single_or_list(outs)
+
+    def _predict_step_values(self, xs):
+        """``predict_step`` of one batch, as one array per output."""
+        out = self.predict_step(self._step_data(xs, [], []))
+        if isinstance(out, dict):
+            out = [out[name] for name in self.output_names]
+        elif not isinstance(out, (list, tuple)):
+            out = [out]
+        return [np.asarray(v.value if isinstance(v, Tensor) else v) for v in out]
 
     # ---- one batch ----
 
@@ -743,3 +841,13 @@ def _check_verbose(verbose):
         raise ValueError(f"verbose must be 'auto', 0, 1 or 2; received verbose={verbose!r}.")
     return int(verbose)
 
+
+
+def _default_train_step():
+    from minidl.models.train_steps import TrainSteps
+    return TrainSteps.train_step
+
+
+def _default_compute_loss():
+    from minidl.models.train_steps import TrainSteps
+    return TrainSteps.compute_loss
