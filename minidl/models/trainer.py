@@ -336,6 +336,9 @@ class Trainer:
             self._compile_for_outputs()
         n = inputs[0][0].shape[0]
         compiled = self._compiled
+        if y is None and self._uses_step_methods() and sample_weight is None and \
+                class_weight is None:
+            return Arrays(inputs)   # a step of the model's own reads x alone (a VAE, a GAN)
         if y is None:
             raise ValueError(f"{names[1]} is required for training and evaluation; received "
                              f"None.")
