@@ -751,18 +751,21 @@ class CallContext:
         ctx.grads   # the weight gradients
     """
 
+    # Defaults as class attributes: a call sets only what it uses, so making a context
+    # costs two assignments (a one-sample model(x) makes one per layer).
+    activation = None    # set by a plan that fuses an activation into the layer
+    activity_loss = 0.0
+    # Set by predict on the layer that reads the model's input, when that layer can count
+    # the NaN and infinities of its input for free (``finds_nonfinite_input``): the count,
+    # of its linear part's output, lands in input_nonfinite.
+    check_input = False
+    input_nonfinite = 0
+    _buffers = None
+    _grads = None
+
     def __init__(self, layer, record=True):
         self.layer = layer
         self.record = record
-        self.activation = None   # set by a plan that fuses an activation into the layer
-        self.activity_loss = 0.0
-        # Set by predict on the layer that reads the model's input, when that layer can
-        # count the NaN and infinities of its input for free (``finds_nonfinite_input``):
-        # the count, of its linear part's output, lands in input_nonfinite.
-        self.check_input = False
-        self.input_nonfinite = 0
-        self._buffers = None
-        self._grads = None
 
     @property
     def buffers(self):

@@ -19,6 +19,7 @@ schedules, clipping and loss scaling keep working unchanged.
 """
 import numpy as np
 
+from minidl._core._backend import gemm
 from minidl.layers.base import BufferPool
 from minidl.layers.core import _DERIVATIVE_FROM_OUTPUT, Dense
 from minidl.models.rewrites import FusedActivationStep
@@ -141,3 +142,38 @@ class CompiledDenseChain:
         self._chains[rows] = chain
         return chain
 
+
+
+def inference_chain(plan):
+    """The Dense layers and activations of ``plan`` when it is a plain chain of Dense layers
+    (as :func:`compile_chain` takes for training), for :func:`run_inference_chain`; else
+    None."""
+    if not ENABLED or len(plan.input_slots) != 1 or len(plan.output_slots) != 1:
+        return None
+    chain, slot = [], plan.input_slots[0]
+    for step in plan.steps:
+        if isinstance(step, FusedActivationStep):
+            layer, activation = step.first.layer, step.activation_step.layer.activation
+        elif isinstance(step, LayerStep):
+            layer = step.layer
+            activation = getattr(layer, "activation", None)
+        else:
+            return None
+        if (type(layer) is not Dense or step.training is not None or step.inputs != [slot]
+                or layer.activity_regularizer is not None):
+            return None
+        chain.append((layer, activation))
+        slot = step.outputs[0]
+    return chain if chain and slot == plan.output_slots[0] else None
+
+
+def run_inference_chain(chain, x):
+    """The chain's output for ``x``: the kernel calls of the layers' inference passes
+    (the same bits), without the plan's per-step Python. A one-sample ``model(x)`` of the
+    reference MLP spends most of its time there otherwise."""
+    for layer, activation in chain:
+        y = np.empty((x.shape[0], layer.units), layer.dtype)
+        gemm(x, layer._kernel_array, y)
+        activation.forward_bias(y, layer._bias_array, y)
+        x = y
+    return x

@@ -170,6 +170,16 @@ class Plan:
                     claimed.add(id(layer))
                     ctx.grads = arrays
 
+    @property
+    def inference_chain(self):
+        """The plan as a plain chain of Dense layers for inference
+        (``dense_chain.inference_chain``), or None; found once."""
+        chain = self.__dict__.get("_inference_chain", False)
+        if chain is False:
+            from minidl.models.dense_chain import inference_chain
+            chain = self._inference_chain = inference_chain(self)
+        return chain
+
     # ---- running ----
 
     def inference_contexts(self):
