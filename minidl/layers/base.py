@@ -132,7 +132,7 @@ class Layer:
     """
 
     # Class flags set for every subclass by eager.prepare_layer_class.
-    _user_call = _user_build = _user_output_shape = False
+    _user_call = _user_build = _user_output_shape = _user_class = False
 
     def __init__(self, name=None, input_shape=None, dtype="float32", trainable=True):
         if name is None:
@@ -671,11 +671,26 @@ class Layer:
                              f"generator, so its random state must be None; received "
                              f"{state!r:.200}.")
 
+    def __new__(cls, *args, **kwargs):
+        layer = super().__new__(cls)
+        if cls._user_class:
+            # A user's class: its constructor arguments, for a get_config it does not
+            # write (Keras 3's automatic config).
+            layer._init_arguments = (args, kwargs)
+        return layer
+
     def get_config(self):
-        """Constructor arguments of this layer (JSON-able); ``from_config`` inverts it."""
+        """Constructor arguments of this layer (JSON-able); ``from_config`` inverts it.
+
+        A user's layer or model that does not write ``get_config`` gets Keras 3's
+        automatic one: its constructor arguments, when they are plain JSON values
+        (NotImplementedError otherwise, asking for a get_config)."""
         config = {"name": self.name, "dtype": self.dtype, "trainable": self.trainable}
         if self.input_shape is not None:
             config["input_shape"] = list(self.input_shape)
+        if self._user_class and _defined_by_minidl(type(self), "get_config") and \
+                not _defined_by_minidl(type(self), "__init__"):
+            config.update(eager.automatic_config(self))
         return config
 
     @classmethod
@@ -684,6 +699,11 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _defined_by_minidl(cls, name):
+    """Whether the method ``name`` of ``cls`` comes from minidl (not from a user's class)."""
+    return eager.defined_in_minidl(cls, name)
 
 
 def _snake_case(name):

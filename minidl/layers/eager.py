@@ -75,9 +75,15 @@ def prepare_layer_class(cls, base):
         cls.forward = tape_forward
         cls.backward = tape_backward
         cls.finds_nonfinite_input = False
+    cls._user_class = not cls.__module__.startswith("minidl.")
     cls._user_build = not _defined_in_minidl(cls, "build")
     cls._user_output_shape = not _defined_in_minidl(cls, "compute_output_shape")
     cls._call_parameters = None   # filled on first call (call_parameters)
+
+
+def defined_in_minidl(cls, name):
+    """Whether ``cls``'s method ``name`` is minidl's (inherited), not a user's."""
+    return _defined_in_minidl(cls, name)
 
 
 def _defined_in_minidl(cls, name):
@@ -308,3 +314,51 @@ def _output_array(layer, out):
                         f"{type(out).__name__} inside a model; a layer in a functional or "
                         f"Sequential model must return one tensor.")
     return np.ascontiguousarray(out.value)
+
+
+# ---- configs of user classes ----
+
+_JSON_TYPES = (str, int, float, bool, type(None))
+
+
+def automatic_config(layer):
+    """The constructor arguments a user's layer or model was made with, by parameter name,
+    as its config (Keras 3 does the same for a class without get_config); the base
+    arguments (name, dtype, trainable) are the layer's current values."""
+    args, kwargs = getattr(layer, "_init_arguments", ((), {}))
+    try:
+        bound = inspect.signature(type(layer).__init__).bind(layer, *args, **kwargs)
+    except TypeError:
+        bound = None
+    config = {}
+    if bound is not None:
+        for name, value in list(bound.arguments.items())[1:]:
+            kind = bound.signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                config.update(value)
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    bound = None
+                    break
+            else:
+                config[name] = value
+    if bound is None or not all(_is_json(v) for v in config.values()):
+        raise NotImplementedError(
+            f"{type(layer).__name__} '{layer.name}' has constructor arguments that are not "
+            f"plain JSON values (layers, arrays, functions ...), so minidl cannot write its "
+            f"config by itself. Implement get_config() (returning the arguments of "
+            f"__init__) and, if needed, from_config(); or save only the weights with "
+            f"save_weights().")
+    for key in ("name", "dtype", "trainable"):
+        config.pop(key, None)
+    return config
+
+
+def _is_json(value):
+    if isinstance(value, _JSON_TYPES):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    return False

@@ -565,9 +565,14 @@ class Model(Trainer, TrainSteps, Layer):
     # ---- saving ----
 
     def get_config(self):
-        """The graph in Keras' functional layout: each layer's config with its inbound
+        """The graph in Keras' functional layout (a subclassed model: its constructor
+        arguments, see ``Layer.get_config``): each layer's config with its inbound
         nodes (the tensors of each call, as [layer name, node index, tensor index]), and
         the input and output tensors. Node indices count the calls within this model."""
+        if self._subclassed:
+            config = Layer.get_config(self)
+            config.pop("input_shape", None)   # (the build_config of a saved model holds it)
+            return config
         from minidl.utils.registry import serialize
         node_index, kept = {}, {}
         for node in self._nodes_in_order():
@@ -609,7 +614,9 @@ class Model(Trainer, TrainSteps, Layer):
     def from_config(cls, config):
         """A new model (fresh weights) from :meth:`get_config`'s output: the layers are made
         through the layer registry, then called in the order their inputs become
-        available."""
+        available. (A subclassed model: ``cls(**config)``.)"""
+        if cls._user_call:
+            return cls(**config)
         from minidl.models.serialization import functional_from_config
         return functional_from_config(cls, config)
 

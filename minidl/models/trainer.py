@@ -135,7 +135,11 @@ class Trainer:
         if self._compiled is None:
             self._compile_for_outputs()
         if self._uses_step_methods():
+            # The optimizer is built for every trainable weight, so that a saved model's
+            # slots have a place to load into; a step may update any subset of them.
             self._train_plan = None
+            if not self.optimizer.built and self.inputs and self.trainable_weights:
+                self.optimizer.build(self.trainable_weights)
             return None
         compiled = self._compiled
         plan = self._plan(compiled.losses)

@@ -39,8 +39,13 @@ def _slot_member(i):
 # ---- configs ----
 
 def model_config(model):
-    """``{"class_name": "Sequential" or "Functional", "config": model.get_config()}``."""
-    return serialize(model)
+    """``{"class_name": "Sequential" or "Functional", "config": model.get_config()}``;
+    a subclassed model adds the shapes it was built for (``build_config``), as Keras."""
+    spec = serialize(model)
+    if getattr(model, "_subclassed", False) and model.inputs:
+        spec["build_config"] = {"input_shapes": [list(t.shape[1:]) for t in model.inputs],
+                                "dtypes": [t.dtype for t in model.inputs]}
+    return spec
 
 
 def compile_config(model):
@@ -101,12 +106,26 @@ def _model_from_spec(spec):
     """The model of ``{"class_name", "config"}``: a class of minidl's model registry only."""
     if not isinstance(spec, dict):
         raise ValueError(f"A model's config must be an object; received {spec!r:.200}.")
-    _check_keys("A model's config", spec, ("class_name", "config", "compile_config"))
+    _check_keys("A model's config", spec, ("class_name", "config", "compile_config",
+                                           "build_config"))
     try:
         cls = MODELS.lookup(spec.get("class_name"))
     except ValueError as error:
         raise ValueError(f"class_name: {error}") from None
-    return cls.from_config(spec.get("config"))
+    model = cls.from_config(spec.get("config"))
+    build = spec.get("build_config")
+    if build is not None and getattr(model, "_subclassed", False):
+        _check_keys("build_config", build, ("input_shapes", "dtypes"))
+        shapes, dtypes = build.get("input_shapes"), build.get("dtypes")
+        if not (isinstance(shapes, list) and isinstance(dtypes, list) and shapes
+                and len(shapes) == len(dtypes)
+                and all(d in ("float32", "float64", "int32", "int64") for d in dtypes)):
+            raise ValueError(f"build_config must hold input_shapes and dtypes, one per input; "
+                             f"received {build!r:.200}.")
+        from minidl.layers.base import _as_shape
+        model._ensure_built_for([_as_shape(shape, "build_config input shape", allow_none=True)
+                                 for shape in shapes], [np.dtype(d) for d in dtypes])
+    return model
 
 
 # ---- save ----

@@ -5,7 +5,7 @@ importing a module the file names), so a custom layer or loss must be registered
 model that uses it is loaded.
 """
 from minidl import activations, initializers, losses, metrics, optimizers, regularizers, schedules
-from minidl.layers.base import LAYERS, Layer
+from minidl.layers.base import LAYERS, MODELS, Layer
 
 # Most specific first: a class is registered in the first kind it derives from.
 _KINDS = ((Layer, LAYERS), (losses.Loss, losses.LOSSES), (metrics.Metric, metrics.METRICS),
@@ -53,5 +53,15 @@ def register_serializable(package="Custom", name=None):
             kinds = ", ".join(base.__name__ for base, _ in _KINDS)
             raise TypeError(f"register_serializable expects a subclass of one of {kinds}; "
                             f"received {cls!r}.")
-        return registry.register(f"{package}>{name or cls.__name__}")(cls)
+        registered = registry.register(f"{package}>{name or cls.__name__}")(cls)
+        if registry is LAYERS and getattr(cls, "_user_call", False) and \
+                issubclass(cls, _model_class()):
+            # A subclassed model is also what a model file's top may name.
+            MODELS.register(f"{package}>{name or cls.__name__}")(cls)
+        return registered
     return decorator
+
+
+def _model_class():
+    from minidl.models import Model
+    return Model
