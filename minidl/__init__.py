@@ -31,9 +31,9 @@ def __getattr__(name):
     # minidl.datasets pulls in file, hashing and compression modules that training code
     # rarely needs: it is imported on first use (`minidl.datasets` or `from minidl import
     # datasets` both work), which keeps `import minidl` quick.
-    if name == "datasets":
+    if name in ("datasets", "saving"):
         import importlib
-        return importlib.import_module("minidl.datasets")
+        return importlib.import_module(f"minidl.{name}")
     raise AttributeError(f"module 'minidl' has no attribute {name!r}")
 
 
@@ -47,6 +47,7 @@ def show_config():
         print(f"{key:>16}: {value}")
 
 
-__all__ = ["GradientTape", "Input", "Model", "Sequential", "Tensor", "Variable", "activations", "backend_info", "callbacks", "datasets",
-           "get_num_threads", "initializers", "layers", "losses", "metrics", "models", "ops",
-           "optimizers", "random", "regularizers", "set_num_threads", "show_config", "utils", "__version__"]
+__all__ = ["GradientTape", "Input", "Model", "Sequential", "Tensor", "Variable", "activations",
+           "backend_info", "callbacks", "datasets", "get_num_threads", "initializers", "layers",
+           "losses", "metrics", "models", "ops", "optimizers", "random", "regularizers",
+           "saving", "set_num_threads", "show_config", "utils", "__version__"]
