@@ -613,9 +613,10 @@ class Layer:
             raise ValueError(f"Layer '{self.name}': add_loss takes a scalar; received a tensor "
                              f"of shape {loss.shape}. Reduce it first, e.g. ops.mean(...).")
         self._uses_add_loss = True
-        if self._added_losses is None:
-            self._added_losses = []
-        self._added_losses.append(loss)
+        if not eager.collect_loss(loss):
+            # Outside a call of a user layer (a built-in layer's caller adding a term):
+            # kept on the layer, as its `losses`.
+            self._added_losses = (self._added_losses or []) + [loss]
 
     @property
     def losses(self):

@@ -195,10 +195,36 @@ def user_call(layer, args, kwargs, training):
     takes_training, _ = call_parameters(layer)
     if takes_training and "training" not in kwargs:
         kwargs = dict(kwargs, training=training)
-    layer._added_losses = None
-    with training_scope(training):
-        out = layer.call(tensors if multi else tensors[0], *args[1:], **kwargs)
+    # The add_loss terms of this call (its sublayers' included) are collected per thread,
+    # so that calls in other threads never mix theirs in; the layer keeps a copy for its
+    # `losses` (Keras: the terms of the last call).
+    outer = getattr(_context, "losses", None)
+    _context.losses = collected = []
+    try:
+        with training_scope(training):
+            out = layer.call(tensors if multi else tensors[0], *args[1:], **kwargs)
+    finally:
+        _context.losses = outer
+    if outer is not None:
+        outer.extend(collected)
+    layer._added_losses = collected or None
+    _context.last_losses = collected
     return check_output(layer, out)
+
+
+def collect_loss(loss):
+    """Add a loss term to the current call's collection (``Layer.add_loss``); False when
+    no user call is running in this thread."""
+    collected = getattr(_context, "losses", None)
+    if collected is None:
+        return False
+    collected.append(loss)
+    return True
+
+
+def last_call_losses():
+    """The add_loss terms of the last user call that finished in this thread."""
+    return getattr(_context, "last_losses", [])
 
 
 def check_output(layer, out):
@@ -264,6 +290,9 @@ def tape_forward(layer, ctx, x, training=False):
     if not ctx.record:
         with no_record_scope():
             out = user_call(layer, (x,), {}, training)
+        losses = last_call_losses()
+        if losses:   # (evaluate counts them too, as Keras does)
+            ctx.activity_loss = float(sum(float(loss) for loss in losses))
         return _output_array(layer, out)
     inputs = []
     for array in (x if multi else [x]):
@@ -272,7 +301,7 @@ def tape_forward(layer, ctx, x, training=False):
         inputs.append(t)
     with record_scope():
         out = user_call(layer, (inputs if multi else inputs[0],), {}, training)
-    losses = layer._added_losses or []
+    losses = list(last_call_losses())
     ctx.tape = (inputs, out, losses)
     ctx.activity_loss = float(sum(float(loss) for loss in losses))
     return _output_array(layer, out)

@@ -119,7 +119,8 @@ class Plan:
         self.contexts = [step.contexts(record=True) for step in self.steps]
         self._assign_gradients()
         self.buffers = None   # accumulation buffers, made on first use
-        self.has_activity = any(layer.activity_regularizer is not None
+        # Penalties computed per call: activity regularizers, add_loss terms of user layers.
+        self.has_activity = any(layer.activity_regularizer is not None or layer._uses_add_loss
                                 for step in self.steps for layer in step.layers)
 
     def _build_gradients(self):
@@ -269,7 +270,7 @@ class Plan:
         out = {}
         for cs in contexts or self.contexts:
             for c in cs:
-                if c.layer.activity_regularizer is not None:
+                if c.layer.activity_regularizer is not None or c.layer._uses_add_loss:
                     key = id(c.layer)
                     out[key] = out.get(key, 0.0) + c.activity_loss
         return out
@@ -278,7 +279,7 @@ class Plan:
         """The activity penalties of the last forward pass on ``contexts`` (default: the
         last training pass), in step order."""
         return [c.activity_loss for cs in (contexts or self.contexts) for c in cs
-                if c.layer.activity_regularizer is not None]
+                if c.layer.activity_regularizer is not None or c.layer._uses_add_loss]
 
 
 def _single(arguments):
