@@ -218,3 +218,19 @@ def test_loading_a_model_file_with_a_lambda_is_refused_and_its_weights_load(tmp_
 def test_every_way_of_rebuilding_a_lambda_from_a_config_is_refused(rebuild):
     with pytest.raises(LambdaLoadingError, match="never loads from a file.*load_weights"):
         rebuild(_lambda_model())
+
+
+def test_a_backup_of_a_model_with_a_lambda_restores_into_it(tmp_path):
+    # BackupAndRestore restores into the model in memory: nothing is rebuilt from the file.
+    from minidl.saving.model_io import restore_backup, save_backup
+    model = _lambda_model()
+    model.compile(optimizers.SGD(0.1), "mse")
+    x, y = _x(), np.zeros((6, 2), np.float32)
+    model.fit(x, y, epochs=1, verbose=0)
+    saved = model.get_weights()
+    path = os.path.join(tmp_path, "backup.minidl")
+    save_backup(model, path, epoch=1)
+    model.fit(x, y, epochs=1, verbose=0)
+    assert not all(np.array_equal(p, q) for p, q in zip(saved, model.get_weights()))
+    assert restore_backup(model, path) == 1
+    assert all(np.array_equal(p, q) for p, q in zip(saved, model.get_weights()))
