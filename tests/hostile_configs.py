@@ -55,6 +55,8 @@ LAYER_SAMPLES = {
     "Minimum": ([(4,), (4,)], {}),
     "Concatenate": ([(4,), (3,)], {"axis": -1}),
     "Dot": ([(4,), (4,)], {"axes": 1}),
+    # An op on symbolic tensors (`inputs * 2.0`), its arguments in their JSON form.
+    "OpLayer": ((4,), {"op": "multiply", "args": [{"__input__": 0}, 2.0]}),
     # Models are layers too: each sample is nested in a Sequential.
     "Sequential": ((4,), {}),
     "Model": ((4,), {}),
@@ -99,6 +101,12 @@ _BY_NAME = {
     "warmup_target": ["0.1", True],
     "boundaries": ["x", [True], ["1"]],
     "values": ["x", [True], ["0.1"]],
+    "op": [5, True, "nope", "system", "__import__", "shape", "gemm"],
+    "args": ["x", [True], [{"__input__": 1}], [{"__input__": 0}, {"__code__": "x"}],
+             [{"__input__": 0}, {"__slice__": [0, "a", None]}],
+             [{"__input__": 0}, {"__dtype__": "object"}], [{"__input__": True}]],
+    "kwargs": ["x", [1], {"x1": {"__nope__": 1}}, {"x2": {"__float__": "0.5"}}],
+    "output_index": ["0", 1.5, True, -1],
 }
 # Step counts take any positive number, so a float is no wrong type for them.
 for _steps in ("decay_steps", "first_decay_steps", "warmup_steps"):
@@ -154,9 +162,14 @@ def builtin_classes(registry):
                    if cls.__module__.startswith("minidl.")}, key=lambda c: c.__name__)
 
 
+# Registered so that a file naming it gets a clear refusal, never loaded: a Lambda's config
+# names its function, which is code (tests/test_lambda.py checks the refusal).
+NEVER_LOADED = ("Lambda",)
+
+
 def layer_classes():
-    """Every layer class minidl registers."""
-    return builtin_classes(LAYERS)
+    """Every layer class minidl registers and loads."""
+    return [cls for cls in builtin_classes(LAYERS) if cls.__name__ not in NEVER_LOADED]
 
 
 _MODEL_CLASSES = ("Sequential", "Model")

@@ -38,6 +38,13 @@ _state.depth = 0
 FLOATX = np.dtype(np.float32)
 
 
+class SymbolicTensorError(TypeError):
+    """Raised when an op meets a symbolic tensor (``minidl.Input`` and what layers return on
+    it), which has a shape but no values: converting one to an array (``to_array``,
+    ``value_of``, ``np.asarray``) raises it. ``minidl.ops`` catches it to record the op as a
+    node of the graph instead (``minidl.layers.op_layer``)."""
+
+
 def recording():
     """Whether ops in this thread record their backward pass now."""
     return getattr(_state, "depth", 0) > 0

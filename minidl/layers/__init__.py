@@ -3,10 +3,12 @@ from minidl.layers.activation_layers import ELU, Identity, LeakyReLU, PReLU, ReL
 from minidl.layers.base import LAYERS, CallContext, Layer
 from minidl.layers.convolutional import Conv1D, Conv2D
 from minidl.layers.core import Activation, Dense, Input, InputLayer
+from minidl.layers.lambda_layer import Lambda
 from minidl.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                    Subtract, add, average, concatenate, dot, maximum, minimum,
                                    multiply, subtract)
 from minidl.layers.normalization import BatchNormalization, LayerNormalization
+from minidl.layers.op_layer import OpLayer
 from minidl.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                                    GlobalAveragePooling1D, GlobalAveragePooling2D,
                                    GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D,
@@ -26,8 +28,8 @@ __all__ = ["Activation", "ActivityRegularization", "Add", "AveragePooling1D",
            "CallContext", "Concatenate", "Conv1D", "Conv2D", "Dense", "Dot", "Dropout", "ELU",
            "Flatten", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAvgPool1D",
            "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPooling1D",
-           "GlobalMaxPooling2D", "Identity", "Input", "InputLayer", "Layer",
+           "GlobalMaxPooling2D", "Identity", "Input", "InputLayer", "Lambda", "Layer",
            "LayerNormalization", "LeakyReLU", "MaxPool1D", "MaxPool2D", "MaxPooling1D",
-           "MaxPooling2D", "Maximum", "Minimum", "Multiply", "PReLU", "ReLU", "Reshape",
+           "MaxPooling2D", "Maximum", "Minimum", "Multiply", "OpLayer", "PReLU", "ReLU", "Reshape",
            "Softmax", "Subtract", "add", "average", "concatenate", "dot", "get", "maximum",
            "minimum", "multiply", "subtract"]

@@ -8,12 +8,18 @@ back to that node. A model is then the part of this graph between its input and 
 tensors (``minidl.models.functional``), and its execution plan is built from it
 (``minidl.models.plan``). A layer called twice has two nodes and shares its weights.
 
+Keras ops work on symbolic tensors too: ``inputs * 2.0``, ``ops.concatenate([a, b])`` or
+``x[:, 0]`` record a node of an ``OpLayer`` (``layers.op_layer``); the Python operators of
+:class:`SymbolicTensor` forward to ``minidl.ops``.
+
 Shapes here are whole shapes, batch dimension first (``(None, 784)``); layers build on
 sample shapes, without the batch dimension.
 """
 import collections
 
 import numpy as np
+
+from minidl.autodiff.tensor import SymbolicTensorError
 
 # Where a symbolic tensor comes from: its layer, the index of the node in the layer's
 # _inbound_nodes, and its index among that node's outputs (Keras' names).
@@ -55,16 +61,85 @@ class SymbolicTensor:
                 f"name={self.name}>")
 
     def __array__(self, *args, **kwargs):
-        raise TypeError(
+        # (SymbolicTensorError is a TypeError; minidl.ops catches it to record a node.)
+        raise SymbolicTensorError(
             f"{self!r} is symbolic: it has a shape but no values until a model computes "
             f"it. Build a model with minidl.Model(inputs, outputs) and call it (or "
             f"predict) on arrays to get values.")
 
+    # numpy's binary operators (`array + symbolic`) then return NotImplemented, so Python
+    # asks this class's reflected operator, which records the op.
+    __array_ufunc__ = None
+
     def __bool__(self):
         raise TypeError(f"{self!r} is symbolic and has no truth value.")
 
-    # Symbolic tensors are graph vertices: identity, not value, equality.
+    def __iter__(self):
+        # Without it Python would iterate through __getitem__ with 0, 1, 2, ... forever.
+        raise TypeError(f"{self!r} is symbolic and cannot be iterated over; index it "
+                        f"(x[:, 0]) or split it (ops.split) instead.")
+
+    # Symbolic tensors are graph vertices: identity, not value, equality (models look them
+    # up in lists). So `==` and `!=` stay identity tests; use ops.equal / ops.not_equal to
+    # record an elementwise comparison.
     __hash__ = object.__hash__
+
+    # ---- Keras ops on symbolic tensors: each records an OpLayer node ----
+
+    def __getitem__(self, key):
+        return _ops().get_item(self, key)
+
+    def __neg__(self):
+        return _ops().negative(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _ops().absolute(self)
+
+    def __invert__(self):
+        return _ops().logical_not(self)
+
+    def reshape(self, newshape):
+        """``ops.reshape(self, newshape)`` (the batch dimension included in ``newshape``)."""
+        return _ops().reshape(self, newshape)
+
+    def squeeze(self, axis=None):
+        """``ops.squeeze(self, axis)``."""
+        return _ops().squeeze(self, axis)
+
+
+def _ops():
+    # minidl.ops imports nothing from layers; layers import ops lazily, on the symbolic path.
+    from minidl import ops
+    return ops
+
+
+def _bind_operators():
+    """SymbolicTensor's arithmetic, matmul, logical and ordering operators: the ops of
+    ``minidl.ops`` (Keras' KerasTensor has the same), each recording a node."""
+    binary = {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide",
+              "floordiv": "floor_divide", "mod": "mod", "pow": "power", "matmul": "matmul",
+              "and": "logical_and", "or": "logical_or"}
+    for dunder, op in binary.items():
+        def forward(self, other, op=op):
+            return getattr(_ops(), op)(self, other)
+
+        def reflected(self, other, op=op):
+            return getattr(_ops(), op)(other, self)
+        forward.__name__, reflected.__name__ = f"__{dunder}__", f"__r{dunder}__"
+        setattr(SymbolicTensor, forward.__name__, forward)
+        setattr(SymbolicTensor, reflected.__name__, reflected)
+    for dunder, op in {"lt": "less", "le": "less_equal", "gt": "greater",
+                       "ge": "greater_equal"}.items():
+        def compare(self, other, op=op):
+            return getattr(_ops(), op)(self, other)
+        compare.__name__ = f"__{dunder}__"
+        setattr(SymbolicTensor, compare.__name__, compare)
+
+
+_bind_operators()
 
 
 class Node:
@@ -97,6 +172,19 @@ class Node:
     def __repr__(self):
         return f"<Node {self.operation.name} {len(self.input_tensors)} -> " \
                f"{len(self.output_tensors)}>"
+
+
+def add_node(layer, arguments, shape, dtype, training=None):
+    """Record a call of ``layer`` on the symbolic tensor(s) ``arguments`` whose output has
+    the whole ``shape`` and ``dtype``: a new :class:`Node` in ``layer._inbound_nodes``.
+    Returns the output tensor."""
+    index = len(layer._inbound_nodes)
+    output = SymbolicTensor(shape, dtype=dtype,
+                            name=layer.name if index == 0 else f"{layer.name}_{index}",
+                            history=KerasHistory(layer, index, 0))
+    layer._inbound_nodes.append(Node(layer, arguments, output,
+                                     {} if training is None else {"training": training}))
+    return output
 
 
 def flatten(structure):

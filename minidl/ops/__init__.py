@@ -13,11 +13,21 @@ op's module:
     nn.py            activations (compiled kernels), crossentropies, conv, max_pool
 
 ``gemm`` is the compiled GEMM itself (numpy arrays in, numpy array out, no recording).
+
+On symbolic tensors (``minidl.Input`` and what layers return on it), an op computes nothing:
+it records a node of the graph, an ``OpLayer`` (``minidl.layers.op_layer``), so that
+``x = inputs * 2.0`` or ``ops.concatenate([a, b], axis=-1)`` build functional models as in
+Keras. The dispatch costs real tensors nothing but one Python call: every op exported here
+is the module's function behind a thin wrapper with the same signature that calls it inside
+``try``; only when it raises (converting a symbolic tensor raises ``SymbolicTensorError``)
+does the wrapper look for symbolic arguments and record the node.
 """
+import functools
 import importlib
+import inspect
 
 from minidl._core._backend import gemm
-from minidl.autodiff.tensor import Tensor, _UFUNC_OPS
+from minidl.autodiff.tensor import SymbolicTensorError, Tensor, _UFUNC_OPS
 from minidl.ops.creation import *      # noqa: F401,F403
 from minidl.ops.elementwise import *   # noqa: F401,F403
 from minidl.ops.linalg import *        # noqa: F401,F403
@@ -33,18 +43,112 @@ __all__ = (["gemm"] + creation.__all__ + elementwise.__all__ + linalg.__all__ + 
            + reduction.__all__ + _shape_ops.__all__)
 
 
+# ---- symbolic tensors: the wrapper of every op ----
+
+class _Default:
+    """A default value in a generated signature, printed as the name that holds it."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+
+def _has_symbolic(args, kwargs):
+    from minidl.layers.op_layer import has_symbolic
+    return has_symbolic(args, kwargs)
+
+
+def _symbolic_call(name, args, kwargs):
+    from minidl.layers.op_layer import symbolic_call
+    return symbolic_call(name, args, kwargs)
+
+
+def _symbolic_aware(name, op):
+    """``op`` behind a wrapper of the same signature: on real tensors it only adds a call
+    (~20 ns: a generic ``*args, **kwargs`` wrapper costs ~90 ns, as it packs the arguments
+    into a tuple and a dict on every call); when ``op`` raises and an argument is symbolic,
+    the call becomes a node of the graph. The source is generated from ``op``'s own
+    signature, here, at import; nothing comes from outside minidl."""
+    sig = inspect.signature(op)
+    namespace = {"_op": op, "_name": name, "_has_symbolic": _has_symbolic,
+                 "_symbolic_call": _symbolic_call}
+    params, call, positional, keywords = [], [], [], []
+    for i, p in enumerate(sig.parameters.values()):
+        if p.name.startswith("_"):   # (the wrapper's own names start with one)
+            raise AssertionError(f"ops.{name}: parameter {p.name} clashes with the wrapper")
+        p = p.replace(annotation=inspect.Parameter.empty)
+        if p.default is not inspect.Parameter.empty:
+            namespace[f"_d{i}"] = p.default
+            p = p.replace(default=_Default(f"_d{i}"))
+        params.append(p)
+        if p.kind is p.VAR_POSITIONAL:
+            call.append("*" + p.name)
+            positional.append("*" + p.name)
+        elif p.kind is p.VAR_KEYWORD:
+            call.append("**" + p.name)
+            keywords.append("**" + p.name)
+        elif p.kind is p.KEYWORD_ONLY:
+            call.append(f"{p.name}={p.name}")
+            keywords.append(f"{p.name!r}: {p.name}")
+        else:
+            call.append(p.name)
+            positional.append(p.name)
+    signature = sig.replace(parameters=params, return_annotation=inspect.Signature.empty)
+    args = "(" + "".join(f"{a}, " for a in positional) + ")"
+    kwargs = "{" + ", ".join(keywords) + "}"
+    source = (f"def {name}{signature}:\n"
+              f"    try:\n"
+              f"        return _op({', '.join(call)})\n"
+              f"    except Exception:\n"
+              f"        _args, _kwargs = {args}, {kwargs}\n"
+              f"        if not _has_symbolic(_args, _kwargs):\n"
+              f"            raise\n"
+              f"    return _symbolic_call(_name, _args, _kwargs)\n")
+    exec(compile(source, f"<minidl.ops.{name} wrapper>", "exec"), namespace)
+    wrapper = functools.update_wrapper(namespace[name], op)
+    return wrapper
+
+
+# The ops as written (what OpLayer runs, by name: the allow-list of names a saved model may
+# use), then the exported names rebound to their wrappers.
+_RAW_OPS = {name: globals()[name] for name in __all__ if name != "gemm"}
+for _name, _op in _RAW_OPS.items():
+    globals()[_name] = _symbolic_aware(_name, _op)
+del _name, _op
+
+
 def _bind_tensor_operators():
     """Python operators on Tensors are the ops; numpy ufuncs on Tensors too."""
     e = elementwise
     binary = {"add": e.add, "sub": e.subtract, "mul": e.multiply, "truediv": e.divide,
               "pow": e.power, "matmul": linalg.matmul, "floordiv": e.floor_divide,
               "mod": e.mod}
+    # `tensor + symbolic`: the op fails to convert the symbolic operand; NotImplemented
+    # lets Python ask the symbolic tensor's reflected operator, which records the node.
+    # (A try block costs nothing while nothing is raised.)
+    def forward(op):
+        def method(self, other):
+            try:
+                return op(self, other)
+            except SymbolicTensorError:
+                return NotImplemented
+        return method
+
+    def reflected(op):
+        def method(self, other):
+            try:
+                return op(other, self)
+            except SymbolicTensorError:
+                return NotImplemented
+        return method
     for name, op in binary.items():
-        setattr(Tensor, f"__{name}__", lambda self, other, op=op: op(self, other))
-        setattr(Tensor, f"__r{name}__", lambda self, other, op=op: op(other, self))
+        setattr(Tensor, f"__{name}__", forward(op))
+        setattr(Tensor, f"__r{name}__", reflected(op))
     for name, op in {"lt": e.less, "le": e.less_equal, "gt": e.greater,
                      "ge": e.greater_equal, "eq": e.equal, "ne": e.not_equal}.items():
-        setattr(Tensor, f"__{name}__", lambda self, other, op=op: op(self, other))
+        setattr(Tensor, f"__{name}__", forward(op))
 
     # `tensor == thing` with something that is not array data (pytest.approx, None, an
     # object) lets Python ask the other side, as numpy arrays do.
@@ -63,7 +167,14 @@ def _bind_tensor_operators():
     Tensor.__invert__ = lambda self: e.logical_not(self)
     Tensor.__and__ = lambda self, other: e.logical_and(self, other)
     Tensor.__or__ = lambda self, other: e.logical_or(self, other)
-    Tensor.__getitem__ = lambda self, key: _shape_ops.get_item(self, key)
+    def getitem(self, key):
+        try:
+            return _shape_ops.get_item(self, key)
+        except SymbolicTensorError:   # tensor[symbolic indices]: a node of the graph
+            if not _has_symbolic((key,), {}):
+                raise
+        return _symbolic_call("get_item", (self, key), {})
+    Tensor.__getitem__ = getitem
     Tensor.T = property(lambda self: linalg.transpose(self))
     import numpy as np
     # A few numpy-style methods, for code written against numpy arrays.

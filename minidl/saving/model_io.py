@@ -21,6 +21,7 @@ import numpy as np
 
 from minidl import losses, metrics, optimizers
 from minidl.layers.base import MODELS, skip_weight_init
+from minidl.layers.lambda_layer import LambdaLoadingError
 from minidl.saving.format import _FILE_ERRORS, ArchiveReader, InvalidModelFileError, write_archive
 from minidl.utils.random import global_rng, set_generator_state
 from minidl.utils.registry import serialize
@@ -232,6 +233,8 @@ def load_model(filepath, compile=True, restore_random_state=True):
                 model = _model_from_spec(config)
         except InvalidModelFileError:
             raise
+        except LambdaLoadingError as error:   # a sound file, refused by design: say so
+            raise reader.error(str(error).rstrip(".")) from None
         except (RecursionError,) + _FILE_ERRORS as error:
             raise reader.error(f"its config does not describe a valid model ({error})") from None
         if not model.built:
