@@ -18,8 +18,8 @@ except ImportError as error:  # pragma: no cover - depends on how minidl was obt
         "run Python outside the source tree), or build in place with "
         "`python setup.py build_ext --inplace`.") from error
 
-from minidl import (activations, callbacks, initializers, layers, losses, metrics, models, ops,
-                    optimizers, random, regularizers, utils)
+from minidl import (activations, callbacks, constraints, initializers, layers, losses, metrics,
+                    models, ops, optimizers, random, regularizers, utils)
 from minidl.autodiff import GradientTape, Tensor, Variable
 from minidl.layers import Input
 from minidl.models import Model, Sequential
@@ -48,6 +48,6 @@ def show_config():
 
 
 __all__ = ["GradientTape", "Input", "Model", "Sequential", "Tensor", "Variable", "activations",
-           "backend_info", "callbacks", "datasets", "get_num_threads", "initializers", "layers",
-           "losses", "metrics", "models", "ops", "optimizers", "random", "regularizers",
-           "saving", "set_num_threads", "show_config", "utils", "__version__"]
+           "backend_info", "callbacks", "constraints", "datasets", "get_num_threads",
+           "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers", "random",
+           "regularizers", "saving", "set_num_threads", "show_config", "utils", "__version__"]

@@ -1,6 +1,7 @@
 """Wrong-typed values for every field of every config a model file holds: each registered
-layer, the activations, initializers and regularizers layers take, each optimizer, learning
-rate schedule, loss and metric of a compile config, and the model, metadata and state fields.
+layer, the activations, initializers, regularizers and constraints layers take, each
+optimizer, learning rate schedule, loss and metric of a compile config, and the model,
+metadata and state fields.
 
 One table serves two users: test_config_validation.py, which expects each value to fail when
 the object is made (ValueError or TypeError) and, put in a saved file, when it is loaded
@@ -15,7 +16,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from minidl import activations, initializers, losses, metrics, optimizers, regularizers, schedules
+from minidl import (activations, constraints, initializers, losses, metrics, optimizers,
+                    regularizers, schedules)
 from minidl.layers.base import LAYERS
 
 # Layer class -> (sample shape the layer is built for, constructor arguments). Every
@@ -94,7 +96,6 @@ _BY_NAME = {
     "max_value": ["1", True],
     "axes": ["1", 1.5, True, [1, "1"]],
     "sparse": ["no", 1, True],
-    "alpha_constraint": ["nonneg", 5],
     "shared_axes": ["x", [0], [True], [1.5]],
     "batch_shape": ["x", [None, 0], [None, True], [None, 1.5], [None]],
     "learning_rate": ["0.1", True, {"class_name": "Nope"}],
@@ -126,6 +127,9 @@ def bad_values(field, valid):
                 {"class_name": "RandomNormal", "config": {"stddev": "x"}}]
     if field.endswith("_regularizer"):
         return [5, "nope", {"class_name": "L2", "config": {"l2": "x"}}]
+    if field.endswith("_constraint"):
+        return [5, "nope", {"class_name": "Nope"},
+                {"class_name": "MaxNorm", "config": {"max_value": "x"}}]
     if isinstance(valid, bool):
         return ["no", 1, None]
     if isinstance(valid, int):
@@ -237,12 +241,13 @@ def layer_edits():
 
 _NESTED = ((activations.ACTIVATIONS, "activation"),
            (initializers.INITIALIZERS, "kernel_initializer"),
-           (regularizers.REGULARIZERS, "kernel_regularizer"))
+           (regularizers.REGULARIZERS, "kernel_regularizer"),
+           (constraints.CONSTRAINTS, "kernel_constraint"))
 
 
 def nested_edits():
-    """A wrong value in each field of each activation, initializer and regularizer that has
-    fields, held by a Dense."""
+    """A wrong value in each field of each activation, initializer, regularizer and
+    constraint that has fields, held by a Dense."""
     for registry, argument in _NESTED:
         for cls in builtin_classes(registry):
             config = cls().get_config()

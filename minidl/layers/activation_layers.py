@@ -8,7 +8,7 @@ PReLU learns its negative slope, one per feature unless axes are shared.
 """
 import numpy as np
 
-from minidl import activations, initializers, regularizers
+from minidl import activations, constraints, initializers, regularizers
 from minidl.layers.base import LAYERS, Layer
 from minidl.layers.core import Activation, _serialize_init
 
@@ -127,7 +127,8 @@ class PReLU(Layer):
     Args:
         alpha_initializer: initializer of alpha (default 'zeros').
         alpha_regularizer: optional regularizer of alpha.
-        alpha_constraint: must be None (constraints are not supported).
+        alpha_constraint: optional constraint of alpha, applied after each optimizer
+            update (e.g. ``'non_neg'``).
         shared_axes: None, or a list of the axes along which alpha is shared, counted
             with the batch axis as 0 (as in Keras): ``[1, 2]`` gives images one alpha per
             channel.
@@ -139,14 +140,13 @@ class PReLU(Layer):
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None,
                  alpha_constraint=None, shared_axes=None, **kwargs):
         super().__init__(**kwargs)
-        if alpha_constraint is not None:
-            raise ValueError(f"PReLU does not support constraints; received "
-                             f"alpha_constraint={alpha_constraint!r}.")
         # Resolved now: an unknown name fails here, naming the argument, not at build.
         self._resolve("alpha_initializer", alpha_initializer, initializers.get)
         self.alpha_initializer = alpha_initializer
         self.alpha_regularizer = self._resolve("alpha_regularizer", alpha_regularizer,
                                                regularizers.get)
+        self.alpha_constraint = self._resolve("alpha_constraint", alpha_constraint,
+                                              constraints.get)
         if shared_axes is None:
             self.shared_axes = None
         else:
@@ -167,7 +167,8 @@ class PReLU(Layer):
                                  f"{(None,) + tuple(input_shape)}.")
             shape[axis - 1] = 1
         self.alpha = self.add_weight(tuple(shape), self.alpha_initializer,
-                                     regularizer=self.alpha_regularizer, name="alpha")
+                                     regularizer=self.alpha_regularizer,
+                                     constraint=self.alpha_constraint, name="alpha")
         self._sum_axes = tuple([0] + [a for a in self.shared_axes or []])
         super().build(input_shape)
 
@@ -197,5 +198,7 @@ class PReLU(Layer):
         config = super().get_config()
         config.update(alpha_initializer=_serialize_init(self.alpha_initializer),
                       alpha_regularizer=regularizers.serialize(self.alpha_regularizer),
-                      alpha_constraint=None, shared_axes=self.shared_axes)
+                      alpha_constraint=constraints._serialize_argument(self, "alpha_constraint",
+                                                                       self.alpha_constraint),
+                      shared_axes=self.shared_axes)
         return config

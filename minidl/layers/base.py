@@ -281,15 +281,16 @@ class Layer:
                 False: state outside the optimizer (``non_trainable_weights``).
             regularizer: optional penalty of a trainable weight (name, config or object),
                 added to the training loss.
-            constraint: optional callable applied to the weight after each optimizer
-                update (``w <- constraint(w)``), as Keras does.
+            constraint: optional constraint (name, config, ``Constraint`` or any callable
+                ``w -> w``) applied to the weight after each optimizer update
+                (``w <- constraint(w)``), as Keras does.
             autocast, aggregation: accepted for Keras compatibility (minidl computes in
                 the weight's dtype and runs one replica per process).
             name: the weight's name ('kernel', 'moving_mean', ...).
         Returns:
             The Variable; its ``value`` is the array the optimizer updates in place.
         """
-        from minidl import initializers, regularizers
+        from minidl import constraints, initializers, regularizers
         from minidl.autodiff import Variable
         if isinstance(shape, str):
             raise TypeError(f"Layer '{self.name}': add_weight's first argument is the shape "
@@ -325,10 +326,8 @@ class Layer:
                 np.asarray(initializers.get(initializer)(shape, dtype=dtype), dtype=dtype))
         variable = Variable(value, trainable=trainable, name=name)
         variable.path = f"{self.name}/{name}"
-        variable.constraint = constraint
-        if constraint is not None and not callable(constraint):
-            raise TypeError(f"Layer '{self.name}': constraint must be callable (w -> w); "
-                            f"received constraint={constraint!r:.100}.")
+        constraint = variable.constraint = self._resolve("constraint", constraint,
+                                                         constraints.get)
         if not trainable:
             if regularizer is not None:
                 raise ValueError(f"Layer '{self.name}': non-trainable weight '{name}' cannot "

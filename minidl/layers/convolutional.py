@@ -72,9 +72,10 @@ class _Conv(AffineLayer):
                  dilation_rate=1, groups=1, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 **kwargs):
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(activation, use_bias, kernel_initializer, bias_initializer,
-                         kernel_regularizer, bias_regularizer, activity_regularizer, **kwargs)
+                         kernel_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, bias_constraint, **kwargs)
         owner = type(self).__name__
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
             raise ValueError(f"{owner} filters must be a positive int; received "
@@ -290,6 +291,9 @@ class Conv2D(_Conv):
         kernel_regularizer, bias_regularizer: optional regularizers of the weights.
         activity_regularizer: optional regularizer of the output (penalty divided by the
             batch size, as in Keras).
+        kernel_constraint, bias_constraint: optional constraints of the weights, applied
+            after each optimizer update; ``MaxNorm(3.0, axis=[0, 1, 2])`` bounds the norm
+            of each filter.
 
     Input shape:
         4-D ``(batch, height, width, channels)``.
@@ -328,8 +332,9 @@ class Conv1D(_Conv):
         dilation_rate: int (default 1).
         groups: must be 1.
         activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-        bias_regularizer, activity_regularizer: as in :class:`Conv2D`; the kernel has shape
-            (kernel_size, channels, filters).
+        bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as in
+            :class:`Conv2D`; the kernel has shape (kernel_size, channels, filters), so
+            ``axis=[0, 1]`` constrains each filter.
 
     Input shape:
         3-D ``(batch, steps, channels)``.

@@ -10,7 +10,7 @@ An activity regularizer adds its penalty's gradient to dy before that backward.
 """
 import numpy as np
 
-from minidl import activations, initializers, regularizers
+from minidl import activations, constraints, initializers, regularizers
 from minidl._core import _data
 from minidl.layers.base import LAYERS, Layer
 from minidl.layers.node import KerasHistory, Node, SymbolicTensor, check_dtype
@@ -177,11 +177,14 @@ class AffineLayer(Layer):
         kernel_regularizer, bias_regularizer: optional regularizers of the weights.
         activity_regularizer: optional regularizer of the output; its penalty is divided
             by the batch size, as in Keras.
+        kernel_constraint, bias_constraint: optional constraints of the weights, applied
+            after each optimizer update.
     """
 
     def __init__(self, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, **kwargs):
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.activation = self._resolve("activation", activation, activations.get)
         self.use_bias = check_bool(type(self).__name__, "use_bias", use_bias)
@@ -197,6 +200,10 @@ class AffineLayer(Layer):
                                               regularizers.get)
         self.activity_regularizer = self._resolve("activity_regularizer", activity_regularizer,
                                                   regularizers.get)
+        self.kernel_constraint = self._resolve("kernel_constraint", kernel_constraint,
+                                               constraints.get)
+        self.bias_constraint = self._resolve("bias_constraint", bias_constraint,
+                                             constraints.get)
 
     def can_fuse_activation(self, activation):
         """Whether the plan may run an activation layer after this one as its activation
@@ -207,9 +214,11 @@ class AffineLayer(Layer):
 
     def _add_kernel_and_bias(self, kernel_shape, units):
         self.kernel = self.add_weight(kernel_shape, self._initializers["kernel"],
-                                      regularizer=self.kernel_regularizer, name="kernel")
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint, name="kernel")
         self.bias = self.add_weight((units,), self._initializers["bias"],
                                     regularizer=self.bias_regularizer,
+                                    constraint=self.bias_constraint,
                                     name="bias") if self.use_bias else None
         # The kernels take the arrays (the Variables' own, updated in place).
         self._kernel_array = self.kernel.value
@@ -222,7 +231,11 @@ class AffineLayer(Layer):
                       bias_initializer=_serialize_init(self.bias_initializer),
                       kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
                       bias_regularizer=regularizers.serialize(self.bias_regularizer),
-                      activity_regularizer=regularizers.serialize(self.activity_regularizer))
+                      activity_regularizer=regularizers.serialize(self.activity_regularizer),
+                      kernel_constraint=constraints._serialize_argument(self, "kernel_constraint",
+                                                                        self.kernel_constraint),
+                      bias_constraint=constraints._serialize_argument(self, "bias_constraint",
+                                                                      self.bias_constraint))
         return config
 
     @staticmethod
@@ -288,6 +301,10 @@ class Dense(AffineLayer):
         bias_regularizer: optional regularizer of the bias.
         activity_regularizer: optional regularizer of the output; its penalty is divided
             by the batch size, as in Keras.
+        kernel_constraint: optional constraint of the kernel (name, config, ``Constraint``
+            or callable), applied after each optimizer update, e.g. ``MaxNorm(3.0)``
+            bounds the norm of each unit's incoming weights.
+        bias_constraint: optional constraint of the bias.
 
     Input shape:
         2-D ``(batch_size, input_dim)``.
@@ -308,9 +325,11 @@ class Dense(AffineLayer):
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, **kwargs):
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
         super().__init__(activation, use_bias, kernel_initializer, bias_initializer,
-                         kernel_regularizer, bias_regularizer, activity_regularizer, **kwargs)
+                         kernel_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, bias_constraint, **kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense units must be a positive int; received units={units!r}.")
         self.units = int(units)

@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from minidl import initializers, regularizers
+from minidl import constraints, initializers, regularizers
 from minidl._core import _normalization as _kernels
 from minidl.layers.base import LAYERS, Layer
 from minidl.layers.core import _serialize_init
@@ -50,6 +50,8 @@ class BatchNormalization(Layer):
         beta_initializer, gamma_initializer: initializers of beta ('zeros') and gamma ('ones').
         moving_mean_initializer, moving_variance_initializer: 'zeros' and 'ones'.
         beta_regularizer, gamma_regularizer: optional regularizers of beta and gamma.
+        beta_constraint, gamma_constraint: optional constraints of beta and gamma, applied
+            after each optimizer update.
 
     Input shape:
         Any rank >= 2, ``(batch_size, ...)``.
@@ -66,7 +68,8 @@ class BatchNormalization(Layer):
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise TypeError(f"BatchNormalization axis must be an int; received axis={axis!r}.")
@@ -93,6 +96,10 @@ class BatchNormalization(Layer):
                                               regularizers.get)
         self.gamma_regularizer = self._resolve("gamma_regularizer", gamma_regularizer,
                                                regularizers.get)
+        self.beta_constraint = self._resolve("beta_constraint", beta_constraint,
+                                             constraints.get)
+        self.gamma_constraint = self._resolve("gamma_constraint", gamma_constraint,
+                                              constraints.get)
 
     def build(self, input_shape):
         ndim = len(input_shape) + 1
@@ -105,9 +112,11 @@ class BatchNormalization(Layer):
         shape = (input_shape[self._axis - 1],)
         self.gamma = self.add_weight(shape, self._initializers["gamma"],
                                      regularizer=self.gamma_regularizer,
+                                     constraint=self.gamma_constraint,
                                      name="gamma") if self.scale else None
         self.beta = self.add_weight(shape, self._initializers["beta"],
                                     regularizer=self.beta_regularizer,
+                                    constraint=self.beta_constraint,
                                     name="beta") if self.center else None
         self.moving_mean = self.add_weight(shape, self._initializers["moving_mean"],
                                            trainable=False, name="moving_mean")
@@ -186,7 +195,11 @@ class BatchNormalization(Layer):
             moving_mean_initializer=_serialize_init(self.moving_mean_initializer),
             moving_variance_initializer=_serialize_init(self.moving_variance_initializer),
             beta_regularizer=regularizers.serialize(self.beta_regularizer),
-            gamma_regularizer=regularizers.serialize(self.gamma_regularizer))
+            gamma_regularizer=regularizers.serialize(self.gamma_regularizer),
+            beta_constraint=constraints._serialize_argument(self, "beta_constraint",
+                                                            self.beta_constraint),
+            gamma_constraint=constraints._serialize_argument(self, "gamma_constraint",
+                                                             self.gamma_constraint))
         return config
 
 
@@ -206,6 +219,8 @@ class LayerNormalization(Layer):
         scale: multiply by the learned scale ``gamma`` (default True).
         beta_initializer, gamma_initializer: initializers ('zeros' and 'ones').
         beta_regularizer, gamma_regularizer: optional regularizers.
+        beta_constraint, gamma_constraint: optional constraints, applied after each
+            optimizer update.
 
     Input shape:
         Any rank >= 2, ``(batch_size, ...)``.
@@ -219,7 +234,8 @@ class LayerNormalization(Layer):
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
-                 gamma_regularizer=None, **kwargs):
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if isinstance(axis, (list, tuple)):
             axes = list(axis)
@@ -243,6 +259,10 @@ class LayerNormalization(Layer):
                                               regularizers.get)
         self.gamma_regularizer = self._resolve("gamma_regularizer", gamma_regularizer,
                                                regularizers.get)
+        self.beta_constraint = self._resolve("beta_constraint", beta_constraint,
+                                             constraints.get)
+        self.gamma_constraint = self._resolve("gamma_constraint", gamma_constraint,
+                                              constraints.get)
 
     def build(self, input_shape):
         ndim = len(input_shape) + 1
@@ -261,9 +281,11 @@ class LayerNormalization(Layer):
         self._row_shape = tuple(input_shape[:len(input_shape) - len(resolved)])
         self.gamma = self.add_weight(shape, self._initializers["gamma"],
                                      regularizer=self.gamma_regularizer,
+                                     constraint=self.gamma_constraint,
                                      name="gamma") if self.scale else None
         self.beta = self.add_weight(shape, self._initializers["beta"],
                                     regularizer=self.beta_regularizer,
+                                    constraint=self.beta_constraint,
                                     name="beta") if self.center else None
         self._param_shape = shape
         self._gamma_beta = (self.gamma.value, self.beta.value) \
@@ -315,5 +337,9 @@ class LayerNormalization(Layer):
             beta_initializer=_serialize_init(self.beta_initializer),
             gamma_initializer=_serialize_init(self.gamma_initializer),
             beta_regularizer=regularizers.serialize(self.beta_regularizer),
-            gamma_regularizer=regularizers.serialize(self.gamma_regularizer))
+            gamma_regularizer=regularizers.serialize(self.gamma_regularizer),
+            beta_constraint=constraints._serialize_argument(self, "beta_constraint",
+                                                            self.beta_constraint),
+            gamma_constraint=constraints._serialize_argument(self, "gamma_constraint",
+                                                             self.gamma_constraint))
         return config

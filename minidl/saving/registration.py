@@ -4,7 +4,8 @@ Loading resolves every class name in a file through minidl's registries only (ne
 importing a module the file names), so a custom layer or loss must be registered before a
 model that uses it is loaded.
 """
-from minidl import activations, initializers, losses, metrics, optimizers, regularizers, schedules
+from minidl import (activations, constraints, initializers, losses, metrics, optimizers,
+                    regularizers, schedules)
 from minidl.layers.base import LAYERS, MODELS, Layer
 
 # Most specific first: a class is registered in the first kind it derives from.
@@ -13,13 +14,14 @@ _KINDS = ((Layer, LAYERS), (losses.Loss, losses.LOSSES), (metrics.Metric, metric
           (activations.Activation, activations.ACTIVATIONS),
           (initializers.Initializer, initializers.INITIALIZERS),
           (regularizers.Regularizer, regularizers.REGULARIZERS),
+          (constraints.Constraint, constraints.CONSTRAINTS),
           (schedules.LearningRateSchedule, schedules.SCHEDULES))
 
 
 def register_serializable(package="Custom", name=None):
     """Class decorator registering a custom layer, loss, metric, optimizer, activation,
-    initializer, regularizer or learning-rate schedule (or a loss or metric function), so
-    that saved models using it load.
+    initializer, regularizer, constraint or learning-rate schedule (or a loss or metric
+    function), so that saved models using it load.
 
     The class is registered under its own name and under ``"package>name"``, as Keras names
     registered objects. It must implement ``get_config`` (and ``from_config`` when its
