@@ -161,10 +161,6 @@ class LowLevelModel(minidl.Model):
         return [self.loss_tracker, self.mae_metric]
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "minidl bug: fit drops y for outputs without a compiled loss (Trainer._checked_arrays "
-    "appends None targets), so a train_step of a model compiled with an optimizer only "
-    "receives x alone and `x, y = data` fails; Keras hands it (x, y)"))
 def test_train_step_without_a_compiled_loss_receives_y():
     x, y = regression_data()
     custom = small_functional(LowLevelModel)
@@ -415,10 +411,6 @@ def test_persistent_tape_gives_both_gan_gradients_as_two_tapes_and_central_diffe
                                        atol=1e-9, err_msg=variable.path)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "minidl bug: Model.__init__ refuses a subclass without call() (functional.py, 'Model "
-    "needs inputs and outputs ... or a subclass defining call()'); Keras 3 makes it, and "
-    "keras.io's GAN and VAE examples define none"))
 def test_gan_subclass_without_call_can_be_made():
     class CalllessGAN(minidl.Model):
         def __init__(self, discriminator, generator):
@@ -431,10 +423,6 @@ def test_gan_subclass_without_call_can_be_made():
     assert len(gan.trainable_weights) == 8
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "minidl bug: fit reads logs['loss'] after each epoch (trainer.py, the non-finite loss "
-    "warning), so a train_step whose logs have no 'loss' (keras.io's GAN: d_loss, g_loss) "
-    "fails with KeyError: 'loss'"))
 def test_fit_logs_without_a_loss_entry():
     gan, _ = compiled_gan(cls=GAN)
     history = gan.fit(real_points(), epochs=2, batch_size=16, verbose=0).history
@@ -672,11 +660,7 @@ MAKERS = {"functional": functional_with_penalty, "subclassed": SubclassedWithPen
 
 
 @pytest.mark.parametrize("kind", [
-    pytest.param("functional", marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-        reason="minidl bug: on the compiled plan path the add_loss term is left out of the "
-               "logged loss (fit, evaluate, train_on_batch) though its gradient is applied: "
-               "Plan.activity_by_layer (plan.py) keeps only layers with an "
-               "activity_regularizer, and a user layer's add_loss sits in ctx.activity_loss")),
+    "functional",
     "subclassed"])
 def test_add_loss_term_is_in_the_logged_loss(kind):
     x, y = penalty_data()
@@ -726,10 +710,6 @@ class SelfPenalized(minidl.Model):
         return out
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "minidl bug: add_loss called in a subclassed model's own call() is ignored: "
-    "TrainSteps._loss_terms walks _all_layers(model), which lists the model's layers but "
-    "not the model itself"))
 def test_add_loss_in_the_models_own_call_joins_the_loss():
     r = rng(9)
     x = r.standard_normal((6, 4)).astype(np.float32)
@@ -757,10 +737,6 @@ class SharedPenalty(minidl.Model):
         return self.dense(self.penalty(x) + self.penalty(2.0 * x))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "minidl bug: a layer called twice in one forward pass keeps only its last call's "
-    "add_loss terms: eager.user_call sets layer._added_losses = None at every call; Keras "
-    "clears them once per outer call"))
 def test_add_loss_of_a_layer_called_twice_counts_both_calls():
     r = rng(10)
     x = r.standard_normal((6, 4)).astype(np.float32)
@@ -784,10 +760,6 @@ class TrainingOnlyPenalty(minidl.Model):
         return self.dense(x)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "minidl bug: add_loss terms outlive their call: a layer not called in this pass still "
-    "contributes its last call's terms (TrainSteps._loss_terms reads every layer's "
-    "_added_losses; nothing clears them at the start of a model call)"))
 def test_add_loss_of_a_layer_not_called_in_this_pass_is_not_counted():
     r = rng(11)
     x = r.standard_normal((6, 4)).astype(np.float32)
@@ -801,9 +773,6 @@ def test_add_loss_of_a_layer_not_called_in_this_pass_is_not_counted():
         np.mean((out - y) ** 2), rel=1e-5)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "minidl bug: Model.losses (models/functional.py) lists weight and activity penalties "
-    "only, not the add_loss terms of its layers' last calls; Keras' model.losses has them"))
 def test_model_losses_list_the_add_loss_terms_of_the_last_call():
     x, _ = penalty_data()
     model = built(SubclassedWithPenalty)
@@ -938,10 +907,6 @@ def test_train_step_returning_a_tensor_is_an_error():
         model.fit(x, y, batch_size=4, verbose=0)
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "minidl bug: a train_step returning None is taken as 'no logs' (Trainer._logs: "
-    "self._step_logs or self.get_metrics_result()), so fit logs loss 0.0 from the untouched "
-    "tracker; Keras raises TypeError (dict(None))"))
 def test_train_step_returning_none_is_an_error():
     x, y = regression_data(n=8)
     model = small_functional(ReturnsNothing)

@@ -287,10 +287,6 @@ def test_list_inputs_and_dict_outputs_train_and_evaluate():
     assert result["loss"] == pytest.approx(cls_loss + reg_loss, rel=1e-5)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "minidl bug: fit on an unbuilt subclassed model with a list of inputs prepares only the "
-    "first input (Trainer._input_arrays zips the parts with known=[None]), so the model is "
-    "built by calling it on one array"))
 def test_fit_builds_a_multi_input_subclass_from_its_data():
     minidl.utils.set_random_seed(0)
     a, b, labels, targets = two_input_data()
@@ -300,10 +296,6 @@ def test_fit_builds_a_multi_input_subclass_from_its_data():
     assert model.input_shape == [(None, 5), (None, 3)]
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "minidl bug: predict on a multi-input subclassed model hands predict_step the bare list "
-    "[a, b] (Trainer._step_data), which unpack_x_y_sample_weight reads as (x=a, y=b); Keras "
-    "wraps x alone as (x,)"))
 def test_predict_of_a_multi_input_subclass():
     minidl.utils.set_random_seed(0)
     a, b, _, _ = two_input_data()
@@ -325,10 +317,6 @@ class DictInputs(minidl.Model):
         return self.left(inputs["left"]) + self.right(inputs["right"])
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason=(
-    "minidl bug: a user layer / subclassed model called on a dict gets it as one 0-d object "
-    "tensor (eager.user_call wraps anything that is not a list or tuple with np.asarray), so "
-    "inputs['left'] fails in ops.get_item; Keras passes the dict through"))
 def test_call_on_dict_inputs():
     a = np.ones((4, 3), np.float32)
     b = np.ones((4, 5), np.float32)

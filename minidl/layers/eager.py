@@ -131,8 +131,16 @@ def track_sublayers(owner, value):
 # ---- building user layers ----
 
 def ensure_user_built(layer, sample_shape, multi):
-    """Build a user layer on its first call: ``build`` gets whole shapes (batch first)."""
+    """Build a user layer on its first call: ``build`` gets whole shapes (batch first),
+    in the structure of its inputs (a list, or a dict for a call on a dict)."""
     if layer.built:
+        return
+    if isinstance(sample_shape, dict):
+        full = {key: (None,) + tuple(s) for key, s in sample_shape.items()}
+        if layer._user_build:
+            layer.build(full)
+        layer.built = True
+        layer.built_input_shape = {key: tuple(s) for key, s in sample_shape.items()}
         return
     full = [(None,) + tuple(s) for s in sample_shape] if multi else (None,) + tuple(sample_shape)
     if layer._user_build:
@@ -186,30 +194,48 @@ def user_call(layer, args, kwargs, training):
     on first use, ``training`` passed when ``call`` takes it (and to the layers it calls),
     the ``add_loss`` terms of this call collected; the result checked."""
     inputs = args[0]
-    multi = isinstance(inputs, (list, tuple))
-    tensors = [x if isinstance(x, Tensor) else wrap(np.asarray(x)) for x in
-               (inputs if multi else [inputs])]
-    if not layer.built:
-        ensure_user_built(layer, [t.shape[1:] for t in tensors] if multi
-                          else tensors[0].shape[1:], multi)
+    if isinstance(inputs, dict):   # (Keras passes a dict through as it is)
+        given = {key: _as_tensor(x) for key, x in inputs.items()}
+        if not layer.built:
+            ensure_user_built(layer, {key: t.shape[1:] for key, t in given.items()}, False)
+    else:
+        multi = isinstance(inputs, (list, tuple))
+        tensors = [_as_tensor(x) for x in (inputs if multi else [inputs])]
+        if not layer.built:
+            ensure_user_built(layer, [t.shape[1:] for t in tensors] if multi
+                              else tensors[0].shape[1:], multi)
+        given = tensors if multi else tensors[0]
     takes_training, _ = call_parameters(layer)
     if takes_training and "training" not in kwargs:
         kwargs = dict(kwargs, training=training)
-    # The add_loss terms of this call (its sublayers' included) are collected per thread,
-    # so that calls in other threads never mix theirs in; the layer keeps a copy for its
-    # `losses` (Keras: the terms of the last call).
-    outer = getattr(_context, "losses", None)
-    _context.losses = collected = []
-    try:
-        with training_scope(training):
-            out = layer.call(tensors if multi else tensors[0], *args[1:], **kwargs)
-    finally:
-        _context.losses = outer
-    if outer is not None:
-        outer.extend(collected)
-    layer._added_losses = collected or None
-    _context.last_losses = collected
+    with collecting_losses(layer), training_scope(training):
+        out = layer.call(given, *args[1:], **kwargs)
     return check_output(layer, out)
+
+
+class collecting_losses:
+    """Within the block, ``add_loss`` terms go to a list of this call (and, after it, to
+    the enclosing call's too): per thread, so calls in other threads never mix theirs in.
+    ``owner`` (a layer or model) keeps the list as its ``_added_losses``: Keras' terms of
+    its last call, everything called inside it included."""
+
+    __slots__ = ("owner", "outer", "items")
+
+    def __init__(self, owner):
+        self.owner = owner
+
+    def __enter__(self):
+        self.outer = getattr(_context, "losses", None)
+        _context.losses = self.items = []
+        return self.items
+
+    def __exit__(self, *exc):
+        _context.losses = self.outer
+        if self.outer is not None:
+            self.outer.extend(self.items)
+        self.owner._added_losses = self.items or None
+        _context.last_losses = self.items
+        return False
 
 
 def collect_loss(loss):
@@ -225,6 +251,15 @@ def collect_loss(loss):
 def last_call_losses():
     """The add_loss terms of the last user call that finished in this thread."""
     return getattr(_context, "last_losses", [])
+
+
+def _as_tensor(x):
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (list, tuple, dict)):
+        raise TypeError(f"A layer's inputs may be tensors, or a list or dict of them, not "
+                        f"nested {type(x).__name__}s.")
+    return wrap(np.asarray(x))
 
 
 def check_output(layer, out):

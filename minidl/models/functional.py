@@ -68,7 +68,9 @@ class Model(Trainer, TrainSteps, Layer):
     _subclassed = False   # a subclass with its own call(): no graph (models/subclassed.py)
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
-        if inputs is None and outputs is None and self._user_call:
+        if inputs is None and outputs is None and (self._user_call or type(self) is not Model):
+            # A subclass: with a call() (layers in __init__), or without one (a GAN whose
+            # train_step runs its parts), as Keras 3 allows.
             subclassed.init_subclassed(self, name, trainable, kwargs)
             return
         if inputs is None or outputs is None:
@@ -337,7 +339,10 @@ class Model(Trainer, TrainSteps, Layer):
         activity penalties of the last forward pass (a training step or ``model(x)``)."""
         weight = [layer.regularization_loss() for layer in self._weighted_layers()
                   if layer.has_regularization]
-        return [float(v) for v in weight if v] + [float(v) for v in self._last_activity]
+        # The last call's per-call terms: floats from the execution plan, or the add_loss
+        # tensors of a call on tensors (a subclassed model, a step under a tape).
+        return ([float(v) for v in weight if v] + [float(v) for v in self._last_activity]
+                + list(self._added_losses or ()))
 
     # ---- trainable ----
 
@@ -453,6 +458,11 @@ class Model(Trainer, TrainSteps, Layer):
         gradients reach the weights and the inputs.
         """
         if self._subclassed:
+            if not self._user_call:
+                raise NotImplementedError(
+                    f"Model '{self.name}' ({type(self).__name__}) has no call() method, so it "
+                    f"cannot be called; define call(self, inputs, training=None), or call "
+                    f"its parts.")
             return Layer.__call__(self, *args, **kwargs)
         if len(args) == 1 and not kwargs and type(args[0]) is np.ndarray and self.built \
                 and not recording() and not eager.current_training():
@@ -501,6 +511,7 @@ class Model(Trainer, TrainSteps, Layer):
                 outs = plan.forward(xs, training=False, contexts=contexts)
         if plan.has_activity:
             self._last_activity = tuple(plan.activity_penalties(contexts))
+            self._added_losses = None
         if len(outs) == 1:
             return wrap(outs[0])
         return [wrap(out) for out in outs]
@@ -529,7 +540,8 @@ class Model(Trainer, TrainSteps, Layer):
         for tensor, x in zip(self.inputs, leaves):
             values[id(tensor)] = x if isinstance(x, Tensor) else \
                 wrap(np.asarray(x, dtype=tensor.dtype))
-        with self._lock.shared:
+        self._last_activity = ()
+        with self._lock.shared, eager.collecting_losses(self):
             for node in self._nodes_in_order():
                 layer = node.operation
                 arguments = map_structure(lambda t: values[id(t)], node.arguments)

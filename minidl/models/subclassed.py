@@ -50,6 +50,15 @@ def build_for(model, sample_shapes, dtypes=None):
     zeros = [np.zeros((2,) + tuple(1 if d is None else int(d) for d in shape),
                       _input_dtype(model, dtype))
              for shape, dtype in zip(sample_shapes, dtypes)]
+    if not model._user_call:
+        # A model without call (its train_step runs its parts): inputs known, no outputs.
+        model.inputs = [SymbolicTensor((None,) + tuple(shape), z.dtype.name,
+                                       name=f"input_{i + 1}")
+                        for i, (shape, z) in enumerate(zip(sample_shapes, zeros))]
+        model._input_names = [t.name for t in model.inputs]
+        model.built = True
+        model._changed()
+        return
     with model._lock.exclusive, no_record_scope():
         if model.inputs:
             return

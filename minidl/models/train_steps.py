@@ -168,14 +168,10 @@ class TrainSteps:
     def _loss_terms(self):
         """The model's own loss terms as Tensors: each regularized layer's weight penalty
         (recorded, so its gradient reaches the weights) and the ``add_loss`` terms of the
-        layers' last calls."""
-        terms = []
-        for layer in _all_layers(self):
-            if layer._weight_regularizers and layer.trainable:
-                terms.append(_penalty_tensor(layer))
-            if layer._added_losses:
-                terms += layer._added_losses
-        return terms
+        model's last call (those of every layer called inside it, each call's once)."""
+        terms = [_penalty_tensor(layer) for layer in _all_layers(self)
+                 if layer._weight_regularizers and layer.trainable]
+        return terms + list(self._added_losses or ())
 
 
 def _penalty_tensor(layer):

@@ -181,7 +181,12 @@ class Trainer:
     def _train_step(self, xs, ys, ws):
         if self._train_plan is None:
             # train_step takes the model's lock itself (its forward pass, as any call).
-            self._step_logs = self.train_step(self._step_data(xs, ys, ws))
+            logs = self.train_step(self._step_data(xs, ys, ws))
+            if not isinstance(logs, dict):
+                raise TypeError(f"Model '{self.name}'.train_step must return a dict of metric "
+                                f"names to values (e.g. {{m.name: m.result() for m in "
+                                f"self.metrics}}); received {type(logs).__name__}.")
+            self._step_logs = logs
             self._apply_constraints()
             return
         with self._lock.exclusive:   # inference in other threads waits (concurrency.py)
@@ -199,11 +204,13 @@ class Trainer:
 
     def _step_data(self, xs, ys, ws):
         """A batch as Keras hands it to a step: ``x``, ``(x, y)`` or ``(x, y, w)``; each
-        one array, or a list (a dict for inputs given as a dict) per input / output."""
+        one array, or a list (a dict for inputs given as a dict) per input / output. Several
+        inputs without targets come as ``(x,)``, so that unpacking never takes the second
+        input for y (Keras' pack_x_y_sample_weight)."""
         x = xs[0] if len(xs) == 1 else (dict(zip(self.input_names, xs))
                                         if isinstance(self._inputs_struct, dict) else list(xs))
         if not ys or all(y is None for y in ys):
-            return x
+            return (x,) if isinstance(x, list) else x
         y = ys[0] if len(ys) == 1 else list(ys)
         if not ws or all(w is None for w in ws):
             return x, y
@@ -321,7 +328,7 @@ class Trainer:
         else:
             names = [None]
         parts = self._split(x, names, name)
-        known = [t.shape[1:] for t in self.inputs] if self.inputs else [None]
+        known = [t.shape[1:] for t in self.inputs] if self.inputs else [None] * len(parts)
         inputs = []
         for i, (part, shape) in enumerate(zip(parts, known)):
             label = name if len(parts) == 1 else f"{name}[{names[i]!r}]"
@@ -346,11 +353,20 @@ class Trainer:
         if y is None:
             raise ValueError(f"{names[1]} is required for training and evaluation; received "
                              f"None.")
+        stepped = self._uses_step_methods()
+        if stepped and not self.outputs:
+            # A model without call (a GAN): its train_step takes y as given.
+            parts = list(y) if isinstance(y, (list, tuple)) else [y]
+            return Arrays(inputs, [_target_as_given(part, n, names[1]) for part in parts])
         parts = self._split(y, self.output_names, names[1], allow_missing=True)
         targets = []
         for i, (part, loss, tensor) in enumerate(zip(parts, compiled.losses, self.outputs)):
             label = names[1] if len(parts) == 1 else f"{names[1]}[{self.output_names[i]!r}]"
-            if loss is None:
+            if loss is None and stepped and part is not None:
+                # No compiled loss reads it, but the model's own step does (Keras hands a
+                # train_step y whether or not compile named a loss).
+                targets.append(_target_as_given(part, n, label))
+            elif loss is None:
                 targets.append(None)
             elif part is None:
                 raise ValueError(f"{label} is missing: output '{self.output_names[i]}' has "
@@ -516,7 +532,9 @@ class Trainer:
                                                           batch_size=batch_size), stacklevel=2)
                 position = (position + run) % batcher.steps
                 logs = self._logs()
-                if not (warned_nonfinite or self.stop_training or math.isfinite(logs["loss"])):
+                loss_value = logs.get("loss")   # (a GAN's steps may log d_loss, g_loss)
+                if not (warned_nonfinite or self.stop_training or loss_value is None
+                        or math.isfinite(loss_value)):
                     warnings.warn(_NONFINITE.format(loss=logs["loss"], epoch=epoch + 1),
                                   RuntimeWarning, stacklevel=2)
                     warned_nonfinite = True
@@ -584,6 +602,9 @@ class Trainer:
         for step in range(batcher.steps if steps is None else min(steps, batcher.steps)):
             cbs.on_test_batch_begin(step)
             logs = self.test_step(self._step_data(*batcher.batch(step)))
+            if not isinstance(logs, dict):
+                raise TypeError(f"Model '{self.name}'.test_step must return a dict of metric "
+                                f"names to values; received {type(logs).__name__}.")
             self._step_logs = logs
             cbs.on_test_batch_end(step, self._logs() if batch_logs else None)
             if self.stop_evaluating:
@@ -848,6 +869,19 @@ def _check_verbose(verbose):
         raise ValueError(f"verbose must be 'auto', 0, 1 or 2; received verbose={verbose!r}.")
     return int(verbose)
 
+
+
+def _target_as_given(y, n, name):
+    """Targets no compiled loss reads, for a step of the model's own: checked for the
+    sample count and for numbers, kept in their shape and type."""
+    arr = np.asarray(y)
+    if arr.ndim == 0 or arr.shape[0] != n:
+        got = arr.shape[0] if arr.ndim else "a scalar"
+        raise ValueError(f"x and {name} must have the same number of samples; x has {n}, "
+                         f"{name} has {got} (shape {arr.shape}).")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers; received dtype {arr.dtype}.")
+    return np.ascontiguousarray(arr)
 
 
 def _default_train_step():
