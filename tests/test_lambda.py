@@ -234,3 +234,43 @@ def test_a_backup_of_a_model_with_a_lambda_restores_into_it(tmp_path):
     assert not all(np.array_equal(p, q) for p, q in zip(saved, model.get_weights()))
     assert restore_backup(model, path) == 1
     assert all(np.array_equal(p, q) for p, q in zip(saved, model.get_weights()))
+
+
+def test_a_mask_made_by_a_comparison_trains_as_a_constant():
+    # The Lambda's output reaches its input both through the multiply (a gradient) and
+    # through the comparison (none): the input's gradient is the mask, with no error, as in
+    # TensorFlow; the Dense before it trains.
+    set_random_seed(5)
+    inputs = Input((4,))
+    hidden = Dense(3)(inputs)
+    gated = Lambda(lambda t: t * ops.cast(ops.greater(t, 0.0), "float32"))(hidden)
+    model = Model(inputs, Dense(1)(gated))
+    model.compile(optimizers.SGD(0.1), "mse")
+    x, y = _x(8), np.ones((8, 1), np.float32)
+    before = model.get_weights()
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    after = model.get_weights()
+    assert not np.array_equal(before[0], after[0])   # the gradient reached the first Dense
+    with GradientTape() as tape:
+        t = ops.convert_to_tensor(x)
+        tape.watch(t)
+        total = ops.sum(gated._keras_history.operation(t))
+    (grad,) = tape.gradient(total, [t])
+    np.testing.assert_array_equal(grad, (x > 0).astype(np.float32))
+
+
+def test_a_user_layer_inside_a_nested_model_gets_whole_shapes():
+    class Widen(minidl.layers.Layer):
+        def compute_output_shape(self, input_shape):
+            assert input_shape[0] is None   # Keras' convention: the batch dimension first
+            return input_shape[:-1] + (2 * input_shape[-1],)
+
+        def call(self, x):
+            return ops.concatenate([x, x], axis=-1)
+
+    inner_in = Input((3,))
+    inner = Model(inner_in, Widen()(inner_in))
+    outer_in = Input((3,))
+    outer = Model(outer_in, Dense(2)(inner(outer_in)))
+    assert outer.layers[1].output_shape == (None, 6)
+    assert outer(_x(2, 3)).shape == (2, 2)

@@ -14,7 +14,7 @@ import numpy as np
 from minidl.autodiff.tensor import Tensor, Variable, no_record_scope, record_scope, to_array
 
 
-def gradients(targets, sources, output_gradients=None):
+def gradients(targets, sources, output_gradients=None, strict=True):
     """Gradients of the sum of ``targets`` with respect to each of ``sources``.
 
     Args:
@@ -22,6 +22,9 @@ def gradients(targets, sources, output_gradients=None):
         sources: a list of Tensors / Variables (or the arrays of variables).
         output_gradients: None (ones), or one array per target: the gradient flowing into
             it (a vector-Jacobian product).
+        strict: raise when a source is reached only through ops without a gradient (the
+            default: asked for by a user, it is a mistake); False gives None, as
+            TensorFlow does (a model's step, whose inputs need not all be differentiable).
     Returns:
         One numpy array per source (None where the targets do not depend on it).
     """
@@ -73,7 +76,7 @@ def gradients(targets, sources, output_gradients=None):
     out = []
     for source in sources:
         g = grads.get(id(source))
-        if g is None and id(source) in blocked:
+        if g is None and strict and id(source) in blocked:
             raise ValueError(
                 f"No gradient can flow to {_describe(source)}: the target reaches it only "
                 f"through '{blocked[id(source)]}', which has no gradient (argmax, "

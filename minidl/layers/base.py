@@ -261,7 +261,9 @@ class Layer:
         """The shape of one output sample for one input sample of ``input_shape`` (a list
         of them for several inputs): ``compute_output_shape``, with Keras' whole-shape
         convention for user layers."""
-        if self._user_call:
+        own_rule = not self._user_class and \
+            type(self).compute_output_shape is not Layer.compute_output_shape
+        if self._user_call and not own_rule:   # (minidl's Lambda, OpLayer: sample shapes)
             multi = isinstance(input_shape, list) and bool(input_shape) and \
                 isinstance(input_shape[0], (list, tuple))
             return eager.output_shape(self, input_shape, multi)

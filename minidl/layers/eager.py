@@ -351,8 +351,10 @@ def tape_backward(layer, ctx, dy, need_input_grad=True):
     needs = list(need_input_grad) if multi else [need_input_grad]
     wanted = [t for t, need in zip(inputs, needs) if need]
     variables = layer.param_variables if layer.trainable else []
+    # Not strict: an input the output reaches only through a comparison or an integer
+    # cast gets a zero gradient, as TensorFlow's would.
     grads = gradients([out] + list(losses), wanted + list(variables),
-                      [dy] + [None] * len(losses))
+                      [dy] + [None] * len(losses), strict=False)
     if variables:
         for target, g in zip(ctx.grads, grads[len(wanted):]):
             if g is None:

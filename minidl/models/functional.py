@@ -391,7 +391,7 @@ class Model(Trainer, TrainSteps, Layer):
         for node in self._nodes:
             layer = node.operation
             args = map_structure(lambda t: known[id(t)][1:], node.arguments)
-            out = layer.compute_output_shape(args)
+            out = layer.output_shape_for(args)
             outs = out if isinstance(node.outputs, (list, tuple)) else [out]
             for tensor, shape in zip(node.output_tensors, outs):
                 known[id(tensor)] = (None,) + tuple(shape)
