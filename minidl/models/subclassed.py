@@ -68,22 +68,28 @@ def build_for(model, sample_shapes, dtypes=None):
         model.inputs = [SymbolicTensor((None,) + tuple(shape), z.dtype.name, name=f"input_{i + 1}")
                         for i, (shape, z) in enumerate(zip(sample_shapes, zeros))]
         model._input_names = [t.name for t in model.inputs]
-        if isinstance(out, dict):
-            names, values = list(out), list(out.values())
-        elif isinstance(out, (list, tuple)):
-            names, values = [f"output_{i + 1}" for i in range(len(out))], list(out)
-        else:
-            names, values = ["output_1"], [out]
-        for value in values:
-            if not isinstance(value, Tensor):
-                raise TypeError(f"Model '{model.name}'.call() returned {type(value).__name__}"
-                                f" inside its outputs; it must return tensors.")
-        model.outputs = [SymbolicTensor((None,) + v.shape[1:], v.dtype.name, name=n)
-                         for n, v in zip(names, values)]
-        model._output_names = names
         model._inputs_struct = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-        model._outputs_struct = out
-        model._changed()
+        set_outputs(model, out)
+
+
+def set_outputs(model, out):
+    """Keep symbolic stand-ins of the outputs ``out`` (what ``call`` returned): their
+    shapes, dtypes and Keras' names."""
+    if isinstance(out, dict):
+        names, values = list(out), list(out.values())
+    elif isinstance(out, (list, tuple)):
+        names, values = [f"output_{i + 1}" for i in range(len(out))], list(out)
+    else:
+        names, values = ["output_1"], [out]
+    for value in values:
+        if not isinstance(value, (Tensor, np.ndarray)):
+            raise TypeError(f"Model '{model.name}'.call() returned {type(value).__name__}"
+                            f" inside its outputs; it must return tensors.")
+    model.outputs = [SymbolicTensor((None,) + v.shape[1:], v.dtype.name, name=n)
+                     for n, v in zip(names, values)]
+    model._output_names = names
+    model._outputs_struct = out
+    model._changed()
 
 
 def _input_dtype(model, data_dtype):

@@ -90,7 +90,7 @@ class TrainSteps:
             training: whether this is a training step.
         """
         total = None
-        compiled = self._compiled
+        compiled = self._compiled_for(x, y_pred)
         if compiled is not None and y is not None:
             preds = self._per_output(y_pred, "y_pred")
             targets = self._per_output(y, "y")
@@ -115,7 +115,7 @@ class TrainSteps:
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Update the compiled metrics with a batch and return every metric's value
         (:meth:`get_metrics_result`)."""
-        compiled = self._compiled
+        compiled = self._compiled_for(x, y_pred)
         if compiled is not None and y is not None:
             compiled.update_metrics(self._per_output(y, "y"), self._per_output(y_pred, "y_pred"))
         return self.get_metrics_result()
@@ -141,6 +141,26 @@ class TrainSteps:
             if all(metric is not known for known in out):
                 out.append(metric)
         return out
+
+    def _compiled_for(self, x, y_pred):
+        """The compiled losses and metrics, resolved against the model's outputs on first
+        use: a subclassed model called by hand (``model(x)`` in a GradientTape loop) learns
+        its outputs from ``y_pred`` (and its inputs from ``x``, when given) here. None when
+        not compiled."""
+        if self._compiled is None and self.compiled:
+            if getattr(self, "_subclassed", False) and not self.outputs and y_pred is not None:
+                from minidl.models import subclassed
+                if x is not None and not self.inputs:
+                    leaves = list(x.values()) if isinstance(x, dict) else \
+                        list(x) if isinstance(x, (list, tuple)) else [x]
+                    self._ensure_built_for([np.shape(v)[1:] for v in leaves],
+                                           [np.asarray(v.value if isinstance(v, Tensor)
+                                                       else v).dtype for v in leaves])
+                if not self.outputs:
+                    subclassed.set_outputs(self, y_pred)
+            if self.outputs:
+                self._compile_for_outputs()
+        return self._compiled
 
     @property
     def _loss_tracker(self):
