@@ -944,3 +944,28 @@ def test_fit_with_a_loss_through_argmax_raises_naming_argmax():
     model.compile("sgd", SparseCategoricalCrossentropy(from_logits=True))
     with pytest.raises(ValueError, match="argmax"):
         model.fit(x, np.zeros(8, np.float32), batch_size=4, verbose=0)
+
+
+def test_compute_loss_in_a_hand_loop_of_an_unbuilt_subclassed_model():
+    # The README's loop: compile, then call the model by hand; compute_loss learns the
+    # outputs from y_pred (no x given), and its value is the compiled loss function's.
+    class Tiny(minidl.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = minidl.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    y = rng.standard_normal((5, 2)).astype(np.float32)
+    model = Tiny()
+    model.compile("sgd", loss=lambda t, p: ops.mean(ops.square(t - p), axis=-1))
+    with minidl.GradientTape() as tape:
+        pred = model(x, training=True)
+        loss = model.compute_loss(y=y, y_pred=pred)
+    assert float(loss) == pytest.approx(float(np.mean((y - np.asarray(pred)) ** 2)), rel=1e-6)
+    grads = tape.gradient(loss, model.trainable_weights)
+    expected = 2 * x.T @ (np.asarray(pred) - y) / y.size
+    np.testing.assert_allclose(grads[0], expected, rtol=1e-5, atol=1e-7)
