@@ -9,6 +9,9 @@ op's module:
     reduction.py     sum, mean, max, min, var, std, logsumexp, argmax, argmin
     linalg.py        matmul (on minidl's GEMM), dot, einsum, transpose
     shape.py         reshape, concatenate, stack, split, tile, ..., indexing
+    core.py          stop_gradient, cond, fori_loop, while_loop, slice, scatter, unstack, ...
+    numpy_extra.py   sort, cumsum, flip, roll, diagonal, tril, isnan, linspace, meshgrid, ...
+    math_ops.py      top_k, in_top_k, norm, normalize, moments, segment_sum, segment_max
     creation.py      convert_to_tensor, cast, zeros, ones, full, arange, one_hot, ...
     nn.py            activations (compiled kernels), crossentropies, conv, max_pool
 
@@ -34,13 +37,18 @@ from minidl.ops.linalg import *        # noqa: F401,F403
 from minidl.ops.nn import *            # noqa: F401,F403
 from minidl.ops.reduction import *     # noqa: F401,F403
 from minidl.ops.shape import *         # noqa: F401,F403
+from minidl.ops.core import *          # noqa: F401,F403
+from minidl.ops.math_ops import *      # noqa: F401,F403
+from minidl.ops.numpy_extra import *   # noqa: F401,F403
 from minidl.ops import creation, elementwise, linalg, nn, reduction
+from minidl.ops import core, math_ops, numpy_extra
 # `ops.shape` is Keras' op shape(x) (the star import above bound it); the module shape.py is
 # reached through sys.modules.
 _shape_ops = importlib.import_module("minidl.ops.shape")
 
 __all__ = (["gemm"] + creation.__all__ + elementwise.__all__ + linalg.__all__ + nn.__all__
            + reduction.__all__ + _shape_ops.__all__)
+__all__ += core.__all__ + math_ops.__all__ + numpy_extra.__all__
 
 
 # ---- symbolic tensors: the wrapper of every op ----
