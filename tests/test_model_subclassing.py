@@ -431,3 +431,13 @@ def test_call_returning_a_non_tensor_is_a_type_error_naming_the_layer():
     model.compile("sgd", "mse")
     with pytest.raises(TypeError, match="'broken_model_2'"):
         model.fit(x, np.zeros((2, 1), np.float32), verbose=0)
+
+
+def test_variables_aliases_follow_the_models_weights():
+    # Keras' train_step guide uses self.trainable_variables: on a functional model too.
+    model = minidl.Sequential([minidl.Input((3,)), minidl.layers.Dense(2),
+                               minidl.layers.BatchNormalization()])
+    assert [id(v) for v in model.trainable_variables] == \
+        [id(v) for v in model.trainable_weights]
+    assert len(model.trainable_variables) == 4 and len(model.non_trainable_variables) == 2
+    assert len(model.variables) == len(model.weights) == 6

@@ -515,14 +515,19 @@ class Layer:
         """The Variables the optimizer updates: none when the layer is frozen."""
         return list(self.param_variables) if self.trainable else []
 
-    trainable_variables = trainable_weights
+    @property
+    def trainable_variables(self):
+        """Keras' other name for :attr:`trainable_weights` (a model's, when overridden)."""
+        return self.trainable_weights
 
     @property
     def non_trainable_weights(self):
         return self.non_trainable_variables_all + ([] if self.trainable
                                                    else self.param_variables)
 
-    non_trainable_variables = non_trainable_weights
+    @property
+    def non_trainable_variables(self):
+        return self.non_trainable_weights
 
     @property
     def variables(self):
