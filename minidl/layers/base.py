@@ -33,7 +33,7 @@ import threading
 import numpy as np
 
 from minidl.layers import eager
-from minidl.layers.node import KerasHistory, Node, SymbolicTensor, flatten, is_symbolic
+from minidl.layers.node import SymbolicTensor, add_node, flatten, is_symbolic
 from minidl.utils.checks import check_bool
 from minidl.utils.registry import Registry
 
@@ -456,25 +456,22 @@ class Layer:
                                 f"and {type(leaf).__name__}: call it on symbolic tensors only "
                                 f"(from minidl.Input), or on arrays only.")
         multi = isinstance(inputs, (list, tuple))
-        shapes = [t.shape[1:] for t in leaves]
-        sample = shapes if multi else shapes[0]
         try:
-            self.ensure_built(sample)
-            out_shape = self.output_shape_for(sample)
-        except ValueError as error:
+            self.ensure_built([t.shape[1:] for t in leaves] if multi else leaves[0].shape[1:])
+            shape, dtype = self._output_spec(leaves, multi)
+        except (ValueError, IndexError) as error:
             shown = [t.shape for t in leaves] if multi else leaves[0].shape
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) cannot take inputs "
                              f"of shape {shown}: {error}") from None
-        batch = leaves[0].shape[0]
-        index = len(self._inbound_nodes)
+        return add_node(self, inputs, shape, dtype, training)
+
+    def _output_spec(self, leaves, multi):
+        """(whole output shape, dtype) of a call on the symbolic tensors ``leaves``: float
+        outputs in the layer's dtype; a weightless layer's integer input keeps its type."""
+        sample = [t.shape[1:] for t in leaves] if multi else leaves[0].shape[1:]
         dtype = self.dtype if self.params or self.non_trainable_params or \
             leaves[0].dtype not in ("int32", "int64") else leaves[0].dtype
-        output = SymbolicTensor((batch,) + out_shape, dtype=dtype,
-                                name=self.name if index == 0 else f"{self.name}_{index}",
-                                history=KerasHistory(self, index, 0))
-        self._inbound_nodes.append(Node(self, inputs, output,
-                                        {} if training is None else {"training": training}))
-        return output
+        return (leaves[0].shape[0],) + tuple(self.output_shape_for(sample)), dtype
 
     @property
     def input(self):

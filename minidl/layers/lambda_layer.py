@@ -19,7 +19,6 @@ import json
 from minidl.autodiff.tensor import no_record_scope
 from minidl.layers import eager
 from minidl.layers.base import LAYERS, Layer
-from minidl.layers.node import SymbolicTensor, add_node, flatten
 from minidl.layers.op_layer import infer_output
 
 
@@ -94,27 +93,12 @@ class Lambda(Layer):
     # ---- graphs ----
 
     def _call_symbolic(self, inputs, training):
-        """Record a call on symbolic tensors, the output shape from ``output_shape`` or
-        from running the function on zeros (which gives the dtype too)."""
+        """Record a call on symbolic tensors (the output shape from ``output_shape``, or
+        from running the function on zeros, which gives the dtype too)."""
         if isinstance(inputs, dict):
             raise TypeError(f"Lambda '{self.name}' takes a tensor or a list of tensors; "
                             f"received a dict.")
-        leaves = flatten(inputs)
-        for leaf in leaves:
-            if not isinstance(leaf, SymbolicTensor):
-                raise TypeError(f"Layer '{self.name}' was called on a mix of symbolic tensors "
-                                f"and {type(leaf).__name__}: call it on symbolic tensors only "
-                                f"(from minidl.Input), or on arrays only.")
-        multi = isinstance(inputs, (list, tuple))
-        sample = [t.shape[1:] for t in leaves] if multi else leaves[0].shape[1:]
-        try:
-            self.ensure_built(sample)
-            shape, dtype = self._output_spec(leaves, multi)
-        except (ValueError, IndexError) as error:
-            shown = [t.shape for t in leaves] if multi else leaves[0].shape
-            raise ValueError(f"Layer '{self.name}' (Lambda) cannot take inputs of shape "
-                             f"{shown}: {error}") from None
-        return add_node(self, inputs, shape, dtype, training)
+        return super()._call_symbolic(inputs, training)
 
     def _output_spec(self, leaves, multi):
         """(whole output shape, dtype) for the symbolic inputs ``leaves``."""

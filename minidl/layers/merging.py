@@ -7,7 +7,6 @@ between sample shapes of equal rank (a dimension of 1 broadcasts), as Keras does
 gradient of a broadcast input is summed over the axes it was broadcast along. Everything
 runs as whole-array numpy operations into buffers of the call's context.
 """
-import numbers
 
 import numpy as np
 

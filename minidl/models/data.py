@@ -78,6 +78,19 @@ def _shape_mismatch_message(name, shape, expected):
     return msg
 
 
+def target_as_given(y, n, name="y"):
+    """``y`` as an array, checked for the sample count and for numbers only: what a step
+    of the model's own reads when no compiled loss does (kept in its shape and type)."""
+    arr = np.asarray(y)
+    if arr.ndim == 0 or arr.shape[0] != n:
+        got = arr.shape[0] if arr.ndim else "a scalar"
+        raise ValueError(f"x and {name} must have the same number of samples; x has {n}, "
+                         f"{name} has {got} (shape {arr.shape}).")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers; received dtype {arr.dtype}.")
+    return arr
+
+
 def prepare_y(y, n, loss, output_shape, name="y", dtype=np.float32):
     """Validate targets against the loss and the model output; return a compact array.
 
@@ -87,13 +100,7 @@ def prepare_y(y, n, loss, output_shape, name="y", dtype=np.float32):
     from minidl import losses
     if y is None:
         raise ValueError(f"{name} is required for training and evaluation; received None.")
-    arr = np.asarray(y)
-    if arr.ndim == 0 or arr.shape[0] != n:
-        got = arr.shape[0] if arr.ndim else "a scalar"
-        raise ValueError(f"x and {name} must have the same number of samples; x has {n}, "
-                         f"{name} has {got} (shape {arr.shape}).")
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold numbers; received dtype {arr.dtype}.")
+    arr = target_as_given(y, n, name)
     if isinstance(loss, losses.SparseCategoricalCrossentropy):
         classes = output_shape[-1]
         if arr.ndim == 2 and arr.shape[1] == 1:

@@ -48,19 +48,12 @@ def compile_chain(plan, losses):
     kernel = loss._step_kernel(fused_head) if hasattr(loss, "_step_kernel") else None
     if kernel is None:
         return None
+    chain = _dense_steps(plan)
+    if chain is None:
+        return None
     layers, activations = [], []
-    slot = plan.input_slots[0]
-    for i, step in enumerate(plan.steps):
-        if isinstance(step, FusedActivationStep):
-            layer, activation = step.first.layer, step.activation_step.layer.activation
-        elif isinstance(step, LayerStep):
-            layer = step.layer
-            activation = getattr(layer, "activation", None)
-        else:
-            return None
-        if (type(layer) is not Dense or step.training is not None or step.inputs != [slot]
-                or not step.trainable or layer.has_regularization
-                or layer.activity_regularizer is not None
+    for i, (step, layer, activation) in enumerate(chain):
+        if (not step.trainable or layer.has_regularization
                 or step.need_input_grads != [i > 0] or not step.runs_backward
                 or not hasattr(activation, "_compiled")):
             return None
@@ -68,9 +61,6 @@ def compile_chain(plan, losses):
             return None
         layers.append(layer)
         activations.append(activation)
-        slot = step.outputs[0]
-    if not layers or slot != plan.output_slots[0]:
-        return None
     dtype = np.dtype(layers[0].dtype)
     if dtype not in (np.float32, np.float64) or any(np.dtype(l.dtype) != dtype for l in layers):
         return None
@@ -150,6 +140,14 @@ def inference_chain(plan):
     None."""
     if not ENABLED or len(plan.input_slots) != 1 or len(plan.output_slots) != 1:
         return None
+    chain = _dense_steps(plan)
+    return None if chain is None else [(layer, activation) for _, layer, activation in chain]
+
+
+def _dense_steps(plan):
+    """``[(step, Dense layer, its activation)]`` when every step of ``plan`` is a Dense
+    layer (an activation layer after it fused in) reading the step before, without an
+    activity regularizer or a fixed ``training``; else None."""
     chain, slot = [], plan.input_slots[0]
     for step in plan.steps:
         if isinstance(step, FusedActivationStep):
@@ -162,7 +160,7 @@ def inference_chain(plan):
         if (type(layer) is not Dense or step.training is not None or step.inputs != [slot]
                 or layer.activity_regularizer is not None):
             return None
-        chain.append((layer, activation))
+        chain.append((step, layer, activation))
         slot = step.outputs[0]
     return chain if chain and slot == plan.output_slots[0] else None
 

@@ -35,7 +35,7 @@ from minidl.models.compiled import CompiledLosses
 from minidl.models.concurrency import one_at_a_time
 from minidl.models.data import (Arrays, Batcher, check_finite_values,
                                 class_weight_to_sample_weight, prepare_sample_weight, prepare_x,
-                                prepare_y, split_validation)
+                                prepare_y, split_validation, target_as_given)
 from minidl.models.dense_chain import compile_chain
 from minidl.utils.random import global_rng, training_draws
 
@@ -181,18 +181,21 @@ class Trainer:
     def _train_step(self, xs, ys, ws):
         if self._train_plan is None:
             # train_step takes the model's lock itself (its forward pass, as any call).
-            logs = self.train_step(self._step_data(xs, ys, ws))
-            if not isinstance(logs, dict):
-                raise TypeError(f"Model '{self.name}'.train_step must return a dict of metric "
-                                f"names to values (e.g. {{m.name: m.result() for m in "
-                                f"self.metrics}}); received {type(logs).__name__}.")
-            self._step_logs = logs
+            self._step_logs = self._checked_logs(
+                "train_step", self.train_step(self._step_data(xs, ys, ws)))
             self._apply_constraints()
             return
         with self._lock.exclusive:   # inference in other threads waits (concurrency.py)
             self._train_step_unlocked(xs, ys, ws)
         if self._constrained:
             self._apply_constraints()
+
+    def _checked_logs(self, step, logs):
+        if not isinstance(logs, dict):
+            raise TypeError(f"Model '{self.name}'.{step} must return a dict of metric names to "
+                            f"values (e.g. {{m.name: m.result() for m in self.metrics}}); "
+                            f"received {type(logs).__name__}.")
+        return logs
 
     def _apply_constraints(self):
         for layer in self._constrained:
@@ -357,7 +360,7 @@ class Trainer:
         if stepped and not self.outputs:
             # A model without call (a GAN): its train_step takes y as given.
             parts = list(y) if isinstance(y, (list, tuple)) else [y]
-            return Arrays(inputs, [_target_as_given(part, n, names[1]) for part in parts])
+            return Arrays(inputs, [np.ascontiguousarray(target_as_given(part, n, names[1])) for part in parts])
         parts = self._split(y, self.output_names, names[1], allow_missing=True)
         targets = []
         for i, (part, loss, tensor) in enumerate(zip(parts, compiled.losses, self.outputs)):
@@ -365,7 +368,7 @@ class Trainer:
             if loss is None and stepped and part is not None:
                 # No compiled loss reads it, but the model's own step does (Keras hands a
                 # train_step y whether or not compile named a loss).
-                targets.append(_target_as_given(part, n, label))
+                targets.append(np.ascontiguousarray(target_as_given(part, n, label)))
             elif loss is None:
                 targets.append(None)
             elif part is None:
@@ -601,11 +604,8 @@ class Trainer:
         logs = None
         for step in range(batcher.steps if steps is None else min(steps, batcher.steps)):
             cbs.on_test_batch_begin(step)
-            logs = self.test_step(self._step_data(*batcher.batch(step)))
-            if not isinstance(logs, dict):
-                raise TypeError(f"Model '{self.name}'.test_step must return a dict of metric "
-                                f"names to values; received {type(logs).__name__}.")
-            self._step_logs = logs
+            self._step_logs = self._checked_logs(
+                "test_step", self.test_step(self._step_data(*batcher.batch(step))))
             cbs.on_test_batch_end(step, self._logs() if batch_logs else None)
             if self.stop_evaluating:
                 break
@@ -869,19 +869,6 @@ def _check_verbose(verbose):
         raise ValueError(f"verbose must be 'auto', 0, 1 or 2; received verbose={verbose!r}.")
     return int(verbose)
 
-
-
-def _target_as_given(y, n, name):
-    """Targets no compiled loss reads, for a step of the model's own: checked for the
-    sample count and for numbers, kept in their shape and type."""
-    arr = np.asarray(y)
-    if arr.ndim == 0 or arr.shape[0] != n:
-        got = arr.shape[0] if arr.ndim else "a scalar"
-        raise ValueError(f"x and {name} must have the same number of samples; x has {n}, "
-                         f"{name} has {got} (shape {arr.shape}).")
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold numbers; received dtype {arr.dtype}.")
-    return np.ascontiguousarray(arr)
 
 
 def _default_train_step():
