@@ -22,9 +22,8 @@ import threading
 
 import numpy as np
 
-from minidl.autodiff.gradient import gradients
-from minidl.autodiff.tensor import (Tensor, no_record_scope, record, record_scope, recording,
-                                    wrap)
+from minidl.autodiff.gradient import gradients_into
+from minidl.autodiff.tensor import Tensor, _state, no_record_scope, record, recording, wrap
 
 _context = threading.local()   # .training: the `training` of the enclosing layer call
 
@@ -171,19 +170,32 @@ def user_call(layer, args, kwargs, training):
     on first use, ``training`` passed when ``call`` takes it (and to the layers it calls),
     the ``add_loss`` terms of this call collected; the result checked."""
     inputs = args[0]
-    multi = isinstance(inputs, (list, tuple))
-    tensors = [x if isinstance(x, Tensor) else wrap(np.asarray(x)) for x in
-               (inputs if multi else [inputs])]
+    if isinstance(inputs, Tensor):   # the usual call, from a plan step or a user's layer
+        multi = False
+        tensors = inputs
+    else:
+        multi = isinstance(inputs, (list, tuple))
+        tensors = [x if isinstance(x, Tensor) else wrap(np.asarray(x)) for x in
+                   (inputs if multi else [inputs])]
+        if not multi:
+            tensors = tensors[0]
     if not layer.built:
         ensure_user_built(layer, [t.shape[1:] for t in tensors] if multi
-                          else tensors[0].shape[1:], multi)
+                          else tensors.shape[1:], multi)
     takes_training, _ = call_parameters(layer)
     if takes_training and "training" not in kwargs:
         kwargs = dict(kwargs, training=training)
-    layer._added_losses = None
-    with training_scope(training):
-        out = layer.call(tensors if multi else tensors[0], *args[1:], **kwargs)
-    return check_output(layer, out)
+    # Straight into the instance dict: Layer.__setattr__ (which tracks sublayers) is Python
+    # code, and this runs at every call.
+    layer.__dict__["_added_losses"] = None
+    saved = getattr(_context, "training", False)
+    _context.training = bool(training)   # (training_scope, without the object)
+    try:
+        out = layer.call(tensors, *args[1:], **kwargs) if kwargs or len(args) > 1 else \
+            layer.call(tensors)
+    finally:
+        _context.training = saved
+    return out if isinstance(out, Tensor) else check_output(layer, out)
 
 
 def check_output(layer, out):
@@ -250,47 +262,74 @@ def tape_forward(layer, ctx, x, training=False):
         with no_record_scope():
             out = user_call(layer, (x,), {}, training)
         return _output_array(layer, out)
-    inputs = []
-    for array in (x if multi else [x]):
-        t = wrap(array)
+    if multi:
+        inputs = [wrap(array) for array in x]
+        for t in inputs:
+            t.requires_grad = True
+    else:
+        t = wrap(x)
         t.requires_grad = True
-        inputs.append(t)
-    with record_scope():
+        inputs = [t]
+    state = _state
+    saved = state.depth, state.tape
+    recorded = []   # every tensor the call records, in order: the backward pass's tape
+    state.depth, state.tape = saved[0] + 1, recorded   # (record_scope, without the object)
+    try:
         out = user_call(layer, (inputs if multi else inputs[0],), {}, training)
-    losses = layer._added_losses or []
-    ctx.tape = (inputs, out, losses)
-    ctx.activity_loss = float(sum(float(loss) for loss in losses))
+    finally:
+        state.depth, state.tape = saved
+    losses = layer._added_losses
+    ctx.tape = (inputs, out, losses, recorded)
+    ctx.activity_loss = float(sum(float(loss) for loss in losses)) if losses else 0.0
     return _output_array(layer, out)
 
 
 def tape_backward(layer, ctx, dy, need_input_grad=True):
     """The backward pass of the tape ``tape_forward`` recorded: the weight gradients into
     ``ctx.grads`` (aligned with ``layer.params``), the input gradient(s) returned. The
-    ``add_loss`` terms of the call add their gradients (their values joined the loss)."""
-    inputs, out, losses = ctx.tape
+    ``add_loss`` terms of the call add their gradients (their values joined the loss).
+
+    The weight gradients are computed into ``ctx.grads`` where the ops can
+    (``gradients_into``), else copied there. No input gradient is computed when none is
+    needed (a model's first layer): ``gradients`` skips what reaches no source."""
+    inputs, out, losses, recorded = ctx.tape
+    ctx.tape = None
     multi = isinstance(need_input_grad, (list, tuple))
-    needs = list(need_input_grad) if multi else [need_input_grad]
-    wanted = [t for t, need in zip(inputs, needs) if need]
-    variables = layer.param_variables if layer.trainable else []
-    grads = gradients([out] + list(losses), wanted + list(variables),
-                      [dy] + [None] * len(losses))
-    if variables:
-        for target, g in zip(ctx.grads, grads[len(wanted):]):
+    if multi:
+        wanted = [t for t, need in zip(inputs, need_input_grad) if need]
+    else:
+        wanted = inputs if need_input_grad else []
+    targets, seeds = ([out] + losses, [dy] + [None] * len(losses)) if losses else (out, dy)
+    if layer.trainable and layer.params:
+        buffers = ctx.grads
+        sources = layer.param_variables
+        if wanted:
+            sources = wanted + sources
+            buffers = [None] * len(wanted) + buffers
+        grads = gradients_into(targets, sources, seeds, buffers, recorded)
+        for target, g in zip(buffers[len(wanted):], grads[len(wanted):]):
             if g is None:
                 target.fill(0)
-            else:
+            elif g is not target:
                 np.copyto(target, g)
-    ctx.tape = None
+    else:
+        grads = gradients_into(targets, wanted, seeds, tape=recorded)
+    if not multi:
+        if not need_input_grad:
+            return None
+        t, g = inputs[0], grads[0]
+        return np.zeros(t.shape, t.dtype) if g is None else \
+            np.ascontiguousarray(g, dtype=t.dtype)
     input_grads = iter(grads[:len(wanted)])
     dxs = []
-    for t, need in zip(inputs, needs):
+    for t, need in zip(inputs, need_input_grad):
         if not need:
             dxs.append(None)
             continue
         g = next(input_grads)
         dxs.append(np.zeros(t.shape, t.dtype) if g is None else
                    np.ascontiguousarray(g, dtype=t.dtype))
-    return dxs if multi else dxs[0]
+    return dxs
 
 
 def _output_array(layer, out):

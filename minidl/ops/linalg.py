@@ -7,7 +7,8 @@ transposed operands cost nothing: the backward pass of ``y = a @ b`` computes
 import numpy as np
 
 from minidl._core._backend import gemm
-from minidl.autodiff.tensor import record, result_dtype_fix, unbroadcast, value_of
+from minidl.autodiff.tensor import (gradient_buffer, record, result_dtype_fix, unbroadcast,
+                                    value_of)
 
 __all__ = ["matmul", "transpose"]
 
@@ -27,9 +28,11 @@ def matmul(x1, x2):
         out = gemm(a, b)
 
         def backward(g, needs):
+            # An operand's gradient goes straight into the array the backward pass may
+            # hold for it (a plan's weight gradient: gradient_buffer), else a new one.
             g = np.ascontiguousarray(g)
-            return (gemm(g, b, trans_b=True) if needs[0] else None,
-                    gemm(a, g, trans_a=True) if needs[1] else None)
+            return (gemm(g, b, trans_b=True, out=gradient_buffer(x1)) if needs[0] else None,
+                    gemm(a, g, trans_a=True, out=gradient_buffer(x2)) if needs[1] else None)
         return record("matmul", out, (x1, x2), backward)
     a, b = np.asarray(a), np.asarray(b)
     if a.ndim == 0 or b.ndim == 0:
