@@ -262,14 +262,9 @@ def tape_forward(layer, ctx, x, training=False):
         with no_record_scope():
             out = user_call(layer, (x,), {}, training)
         return _output_array(layer, out)
-    if multi:
-        inputs = [wrap(array) for array in x]
-        for t in inputs:
-            t.requires_grad = True
-    else:
-        t = wrap(x)
+    inputs = [wrap(array) for array in x] if multi else [wrap(x)]
+    for t in inputs:
         t.requires_grad = True
-        inputs = [t]
     state = _state
     saved = state.depth, state.tape
     recorded = []   # every tensor the call records, in order: the backward pass's tape
@@ -300,14 +295,16 @@ def tape_backward(layer, ctx, dy, need_input_grad=True):
     else:
         wanted = inputs if need_input_grad else []
     targets, seeds = ([out] + losses, [dy] + [None] * len(losses)) if losses else (out, dy)
-    if layer.trainable and layer.params:
-        buffers = ctx.grads
-        sources = layer.param_variables
+    variables = layer.param_variables if layer.trainable else None
+    if variables:
+        arrays = ctx.grads
         if wanted:
-            sources = wanted + sources
-            buffers = [None] * len(wanted) + buffers
-        grads = gradients_into(targets, sources, seeds, buffers, recorded)
-        for target, g in zip(buffers[len(wanted):], grads[len(wanted):]):
+            grads = gradients_into(targets, wanted + variables, seeds,
+                                   [None] * len(wanted) + arrays, recorded)
+            weight_grads = grads[len(wanted):]
+        else:
+            grads = weight_grads = gradients_into(targets, variables, seeds, arrays, recorded)
+        for target, g in zip(arrays, weight_grads):
             if g is None:
                 target.fill(0)
             elif g is not target:

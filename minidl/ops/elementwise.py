@@ -7,7 +7,8 @@ return bool tensors and have no gradient.
 """
 import numpy as np
 
-from minidl.autodiff.tensor import Tensor, record, result_dtype_fix, unbroadcast, value_of
+from minidl.autodiff.tensor import (Tensor, gradient_buffer, record, result_dtype_fix,
+                                    unbroadcast, value_of)
 
 __all__ = ["abs", "absolute", "add", "clip", "divide", "equal", "exp", "expm1", "floor_divide",
            "greater", "greater_equal", "less", "less_equal", "log", "log1p", "logical_and",
@@ -35,16 +36,28 @@ def add(x1, x2):
     """``x1 + x2``, elementwise with broadcasting."""
     if isinstance(x1, Tensor) and isinstance(x2, Tensor):
         a, b = x1.value, x2.value
-        if a.dtype is b.dtype and a.shape == b.shape:
-            # Two tensors of one dtype and shape: no promotion, nothing to unbroadcast, so
-            # neither _binary nor a closure (timeit, 32x64 float32: 1.9 -> 1.2 us).
-            return record("add", np.add(a, b), (x1, x2), _both_get_g)
+        # Fast paths for two tensors of one dtype (numpy's result dtype is then Keras'):
+        # equal shapes, and a bias added to a batch of rows (timeit, 32x64 float32: 1.2 ->
+        # 1.05 us and 2.1 -> 1.5 us, forward; the backward skips unbroadcast's search).
+        if a.dtype is b.dtype:
+            if a.shape == b.shape:
+                return record("add", np.add(a, b), (x1, x2), _both_get_g)
+            if a.shape[1:] == b.shape:
+                def bias_backward(g, needs):
+                    # The bias's gradient straight into the array the backward pass may
+                    # hold for it (a plan's weight gradient), else a new one.
+                    return (g if needs[0] else None,
+                            _add_reduce(g, 0, out=gradient_buffer(x2)) if needs[1] else None)
+                return record("add", np.add(a, b), (x1, x2), bias_backward)
     a, b, out = _binary("add", np.add, x1, x2)
 
     def backward(g, needs):
         return (unbroadcast(g, _shape(a)) if needs[0] else None,
                 unbroadcast(g, _shape(b)) if needs[1] else None)
     return record("add", out, (x1, x2), backward)
+
+
+_add_reduce = np.add.reduce
 
 
 def _both_get_g(g, needs):
