@@ -261,6 +261,9 @@ def tape_forward(layer, ctx, x, training=False):
     if not ctx.record:
         with no_record_scope():
             out = user_call(layer, (x,), {}, training)
+        # The add_loss terms count in evaluation's loss too, as in Keras.
+        losses = layer._added_losses
+        ctx.activity_loss = float(sum(float(loss) for loss in losses)) if losses else 0.0
         return _output_array(layer, out)
     inputs = [wrap(array) for array in x] if multi else [wrap(x)]
     for t in inputs:
