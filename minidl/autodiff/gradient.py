@@ -33,23 +33,63 @@ def gradients_into(targets, sources, output_gradients=None, buffers=None, tape=N
     """:func:`gradients`, writing the gradients of sources into given arrays where the ops
     can (``tensor.gradient_buffer``; matmul's GEMM writes its operand's gradient there).
 
-    A model's plan runs a user layer's backward pass with it, the buffers being the plan's
-    gradient arrays of the layer's weights: for the reference MLP's first layer, a 200 KB
-    array (its 784x64 float32 kernel's gradient) less to allocate and copy per step.
+    A model's plan runs a user layer's backward pass so (:func:`layer_gradients`), the
+    buffers being the plan's gradient arrays of the layer's weights: for the reference
+    MLP's first layer, a 200 KB array (its 784x64 float32 kernel's gradient) less to
+    allocate and copy per step.
 
     Args:
         targets, sources, output_gradients: as for :func:`gradients`.
         buffers: None, or one entry per source: an array of the source's shape and dtype
             that nothing else reads or writes during the call, or None.
-        tape: None, or a list of tensors in recording order (``tensor._state.tape``: a
-            GradientTape's, or a user layer call's in a plan). When it holds the targets'
-            whole recorded graph, the backward pass runs over it, latest first, instead of
-            searching the graph from the targets (0.5 us less per op); otherwise the search
-            runs. The gradients are the same either way (summed in another fixed order).
+        tape: None, or a list of tensors in recording order (``tensor._state.tape``, a
+            GradientTape's). When it holds the targets' whole recorded graph, the backward
+            pass runs over it, latest first, instead of searching the graph from the
+            targets (0.5 us less per op); otherwise the search runs. The gradients are the
+            same either way (summed in another fixed order).
     Returns:
         As :func:`gradients`. An entry is its buffer itself when the gradient was written
         there; otherwise the buffer's content is undefined and the caller copies the entry.
     """
+    targets, grads, owned = _seeds(targets, output_gradients)
+    source_ids = set(map(id, sources))
+    order = None if tape is None else _needed(tape, source_ids, targets)
+    if order is None:
+        order = _needed(_post_order(targets), source_ids)
+    return _run(order, grads, owned, sources, source_ids, buffers)
+
+
+def layer_gradients(targets, sources, output_gradients, buffers, tape, prune):
+    """The backward pass of a user layer's call in a model's plan
+    (``layers.eager.tape_backward``): :func:`gradients_into` over the call's ``tape``, all
+    of which the layer's gradients flow through (as TensorFlow's tape: a tensor the call
+    read with a history from outside it, e.g. one kept from an earlier step, passes no
+    gradient back).
+
+    Args:
+        prune: False when every tensor of the tape that needs a gradient leads to one of
+            the sources (every input of the call is a source, the layer trainable): the
+            pass then runs over the tape reversed, with nothing to leave out (two thirds
+            of the per-op work of ordering it). True: leave out what leads to no source
+            (the input of a model's first layer).
+    """
+    seed = output_gradients
+    if type(seed) is np.ndarray and isinstance(targets, Tensor) and \
+            seed.dtype is targets.value.dtype and seed.shape == targets.value.shape:
+        grads, owned = {id(targets): seed}, {}   # (_seeds' answer for the usual call)
+    else:
+        targets, grads, owned = _seeds(targets, output_gradients)
+    source_ids = set(map(id, sources))
+    if prune:
+        order = _needed(tape, source_ids)
+    else:
+        order = [(t, t.node, t.node.needs) for t in reversed(tape)]
+    return _run(order, grads, owned, sources, source_ids, buffers)
+
+
+def _seeds(targets, output_gradients):
+    """``(targets as a sequence, {id(target): its seed gradient}, {})``, the seeds checked
+    (ones where None)."""
     if isinstance(targets, Tensor) and not isinstance(output_gradients, (list, tuple)):
         # One target (a user layer's output): no lists to make.
         pairs = ((targets, output_gradients),)
@@ -83,10 +123,12 @@ def gradients_into(targets, sources, output_gradients=None, buffers=None, tape=N
                 grads[id(target)] = seed   # (what _add does with it)
                 continue
         _add(grads, owned, target, seed)
-    source_ids = set(map(id, sources))
-    order = None if tape is None else _needed(tape, source_ids, targets)
-    if order is None:
-        order = _needed(_post_order(targets), source_ids)
+    return targets, grads, owned
+
+
+def _run(order, grads, owned, sources, source_ids, buffers):
+    """The backward pass over ``order`` (from :func:`_needed`) from the seeds in
+    ``grads``; the gradients of ``sources``, as :func:`gradients_into` returns them."""
     blocked = {}   # id(tensor) -> name of an op without gradient the targets read it through
     state = _state
     saved = state.depth, state.buffers
@@ -95,10 +137,11 @@ def gradients_into(targets, sources, output_gradients=None, buffers=None, tape=N
         given = dict(zip(map(id, sources), buffers))   # (None entries: no buffer)
         state.buffers = given
         owned.update(given)
+    get, ndarray, add = grads.get, np.ndarray, np.add   # (locals: the loop runs per op)
     try:
         for tensor, node, needs in order:
             key = id(tensor)
-            g = grads.get(key) if key in source_ids else grads.pop(key, None)
+            g = get(key) if key in source_ids else grads.pop(key, None)
             backward = node.backward
             if backward is None:
                 if g is not None or key in blocked:
@@ -116,16 +159,16 @@ def gradients_into(targets, sources, output_gradients=None, buffers=None, tape=N
             for parent, need, pg in zip(node.parents, needs, backward(g, needs)):
                 if need and pg is not None:
                     value = parent.value
-                    if type(pg) is np.ndarray and pg.dtype is value.dtype and \
+                    if type(pg) is ndarray and pg.dtype is value.dtype and \
                             pg.shape == value.shape:
                         # _add for the usual array of the parent's type and shape, inlined
                         # (the call was 15% of a chain of adds' backward pass).
                         key = id(parent)
-                        old = grads.get(key)
+                        old = get(key)
                         if old is None:
                             grads[key] = pg
                         elif owned.get(key) is old:
-                            np.add(old, pg, old)
+                            add(old, pg, old)
                         else:
                             grads[key] = owned[key] = old + pg
                     else:

@@ -308,6 +308,7 @@ def value_of(x):
 
 
 _new_tensor = object.__new__   # Tensor.__new__, without the attribute lookup
+_ndarray = np.ndarray
 
 
 def wrap(value):
@@ -331,18 +332,17 @@ def record(op, value, parents, backward):
         backward: ``backward(g, needs)``, or None for an op without a gradient.
     """
     t = _new_tensor(Tensor)
-    t.value = value if type(value) is np.ndarray else np.asarray(value)
-    t.node = None
-    t.requires_grad = False
+    t.value = value if type(value) is _ndarray else np.asarray(value)
     state = _state
-    if state.depth > 0:
+    if state.depth:
         # Unrolled for the one- and two-operand ops that make up most graphs: the generator
         # of the general case costs ~0.6 us more per op (timeit, 2-operand add).
-        if len(parents) == 2:
+        n = len(parents)
+        if n == 2:
             a, b = parents
             needs = (isinstance(a, Tensor) and a.requires_grad,
                      isinstance(b, Tensor) and b.requires_grad)
-        elif len(parents) == 1:
+        elif n == 1:
             a = parents[0]
             needs = (isinstance(a, Tensor) and a.requires_grad,)
         else:
@@ -352,8 +352,12 @@ def record(op, value, parents, backward):
             # for through it is reported by the op's name rather than silently missing.)
             t.node = Node(op, parents, needs, backward)
             t.requires_grad = True
-            if state.tape is not None:
-                state.tape.append(t)
+            tape = state.tape
+            if tape is not None:
+                tape.append(t)
+            return t
+    t.node = None
+    t.requires_grad = False
     return t
 
 

@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from minidl.autodiff.gradient import gradients_into
+from minidl.autodiff.gradient import layer_gradients
 from minidl.autodiff.tensor import Tensor, _state, no_record_scope, record, recording, wrap
 
 _context = threading.local()   # .training: the `training` of the enclosing layer call
@@ -288,8 +288,8 @@ def tape_backward(layer, ctx, dy, need_input_grad=True):
     ``add_loss`` terms of the call add their gradients (their values joined the loss).
 
     The weight gradients are computed into ``ctx.grads`` where the ops can
-    (``gradients_into``), else copied there. No input gradient is computed when none is
-    needed (a model's first layer): ``gradients`` skips what reaches no source."""
+    (``gradient.layer_gradients``), else copied there. No input gradient is computed when
+    none is needed (a model's first layer): the pass leaves out what reaches no source."""
     inputs, out, losses, recorded = ctx.tape
     ctx.tape = None
     multi = isinstance(need_input_grad, (list, tuple))
@@ -299,21 +299,24 @@ def tape_backward(layer, ctx, dy, need_input_grad=True):
         wanted = inputs if need_input_grad else []
     targets, seeds = ([out] + losses, [dy] + [None] * len(losses)) if losses else (out, dy)
     variables = layer.param_variables if layer.trainable else None
+    # Every input and weight a source: nothing of the tape to leave out.
+    prune = not variables or len(wanted) < len(inputs)
     if variables:
         arrays = ctx.grads
         if wanted:
-            grads = gradients_into(targets, wanted + variables, seeds,
-                                   [None] * len(wanted) + arrays, recorded)
+            grads = layer_gradients(targets, wanted + variables, seeds,
+                                    [None] * len(wanted) + arrays, recorded, prune)
             weight_grads = grads[len(wanted):]
         else:
-            grads = weight_grads = gradients_into(targets, variables, seeds, arrays, recorded)
+            grads = weight_grads = layer_gradients(targets, variables, seeds, arrays,
+                                                   recorded, prune)
         for target, g in zip(arrays, weight_grads):
             if g is None:
                 target.fill(0)
             elif g is not target:
                 np.copyto(target, g)
     else:
-        grads = gradients_into(targets, wanted, seeds, tape=recorded)
+        grads = layer_gradients(targets, wanted, seeds, None, recorded, prune)
     if not multi:
         if not need_input_grad:
             return None

@@ -7,8 +7,8 @@ transposed operands cost nothing: the backward pass of ``y = a @ b`` computes
 import numpy as np
 
 from minidl._core._backend import gemm
-from minidl.autodiff.tensor import (gradient_buffer, record, result_dtype_fix, unbroadcast,
-                                    value_of)
+from minidl.autodiff.tensor import (Tensor, gradient_buffer, record, result_dtype_fix,
+                                    unbroadcast, value_of)
 
 __all__ = ["matmul", "transpose"]
 
@@ -23,7 +23,10 @@ def _gemm_ready(a, b):
 def matmul(x1, x2):
     """Matrix product with numpy's rules (batched over leading axes, 1-D operands
     promoted); 2-D float products run on minidl's GEMM."""
-    a, b = value_of(x1), value_of(x2)
+    if isinstance(x1, Tensor) and isinstance(x2, Tensor):
+        a, b = x1.value, x2.value   # (value_of's answer, without its calls)
+    else:
+        a, b = value_of(x1), value_of(x2)
     if _gemm_ready(a, b) and a.shape[1] == b.shape[0]:
         out = gemm(a, b)
 
