@@ -616,6 +616,42 @@ def test_tapes_of_two_threads_stay_apart():
         np.testing.assert_allclose(results[i], 2 * (i + 1) ** 2 * np.ones(3))
 
 
+class AddsPrevious(Layer):
+    """``x @ w`` plus its own output of the previous call, a tensor with a history."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.previous = None
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], 2), name="w")
+
+    def call(self, inputs):
+        z = ops.matmul(inputs, self.w)
+        out = z if self.previous is None else ops.add(z, self.previous)
+        self.previous = z
+        return out
+
+
+def test_a_layer_step_passes_gradients_through_its_own_call_only():
+    """In a plan a layer's gradients flow through the ops of the call (its tape), as with
+    TensorFlow's tape: not into an earlier step's graph that a kept tensor still holds."""
+    layer = AddsPrevious()
+    model = minidl.Sequential([minidl.Input((3,)), layer])
+    model.compile(optimizer=minidl.optimizers.SGD(0.0), loss="mse")
+    layer.previous = None   # (the model's build called it on a batch of two)
+    rng = np.random.default_rng(11)
+    t = rng.standard_normal((4, 2)).astype(np.float32)
+    for step in range(3):
+        x = rng.standard_normal((4, 3)).astype(np.float32)
+        previous = np.zeros((4, 2), np.float32) if layer.previous is None else \
+            layer.previous.numpy()
+        model.train_on_batch(x, t)
+        out = x @ layer.get_weights()[0] + previous
+        np.testing.assert_allclose(model._gradients()[0], x.T @ (2 * (out - t) / out.size),
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_custom_layer_step_by_hand_matches_the_tape():
     """A custom layer driven by hand (CallContext, as a plan drives it): the weight
     gradients land in ctx.grads, the input gradient is returned, and both equal a
