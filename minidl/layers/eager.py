@@ -182,7 +182,8 @@ def user_call(layer, args, kwargs, training):
     if not layer.built:
         ensure_user_built(layer, [t.shape[1:] for t in tensors] if multi
                           else tensors.shape[1:], multi)
-    takes_training, _ = call_parameters(layer)
+    # call_parameters' answer, cached on the class, without the call (this runs per call)
+    takes_training = (type(layer).__dict__.get("_call_parameters") or call_parameters(layer))[0]
     if takes_training and "training" not in kwargs:
         kwargs = dict(kwargs, training=training)
     # Straight into the instance dict: Layer.__setattr__ (which tracks sublayers) is Python
@@ -279,6 +280,8 @@ def tape_forward(layer, ctx, x, training=False):
     losses = layer._added_losses
     ctx.tape = (inputs, out, losses, recorded)
     ctx.activity_loss = float(sum(float(loss) for loss in losses)) if losses else 0.0
+    if isinstance(out, Tensor):   # (_output_array, without the call)
+        return np.ascontiguousarray(out.value)
     return _output_array(layer, out)
 
 
@@ -320,9 +323,9 @@ def tape_backward(layer, ctx, dy, need_input_grad=True):
     if not multi:
         if not need_input_grad:
             return None
-        t, g = inputs[0], grads[0]
-        return np.zeros(t.shape, t.dtype) if g is None else \
-            np.ascontiguousarray(g, dtype=t.dtype)
+        value, g = inputs[0].value, grads[0]
+        return np.zeros(value.shape, value.dtype) if g is None else \
+            np.ascontiguousarray(g, dtype=value.dtype)
     input_grads = iter(grads[:len(wanted)])
     dxs = []
     for t, need in zip(inputs, need_input_grad):

@@ -119,11 +119,11 @@ def _activation(op, kind, params, x):
     else:
         z, dtype = _operand(op, x)
     kernel = _kernel(kind, params, f"ops.{op}")
-    y = np.empty_like(z)
+    y = np.empty(z.shape, z.dtype)   # (z is C-contiguous: empty_like's answer, minus a call)
     kernel.forward(z, y)
 
     def backward(g, needs):
-        dz = np.empty_like(z)
+        dz = np.empty(z.shape, z.dtype)
         kernel.backward(z, y, _c(g, dtype=z.dtype), dz)
         return (dz,)
     return record(op, _as_result(y, dtype), (x,), backward)
