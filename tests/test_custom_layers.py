@@ -481,6 +481,17 @@ def test_gradient_through_ops_recorded_before_the_tape():
     assert len(outer._recorded) == 3 and len(inner._recorded) == 1
 
 
+def test_gradient_through_a_source_recorded_before_the_tape():
+    w = Variable(np.array([1.0, -0.5]))
+    with GradientTape():
+        x = ops.multiply(w, 2.0)
+        with GradientTape() as inner:
+            y = ops.multiply(x, x)
+        gx, gw = inner.gradient(y, [x, w])
+    np.testing.assert_allclose(gx, 2 * x.value)
+    np.testing.assert_allclose(gw, 8 * w.value)
+
+
 def test_reset_tape_forgets_the_record_not_the_gradient():
     w = Variable(np.array([2.0, 3.0]))
     with GradientTape(persistent=True) as tape:

@@ -37,8 +37,9 @@ def add(x1, x2):
     if isinstance(x1, Tensor) and isinstance(x2, Tensor):
         a, b = x1.value, x2.value
         # Fast paths for two tensors of one dtype (numpy's result dtype is then Keras'):
-        # equal shapes, and a bias added to a batch of rows (timeit, 32x64 float32: 1.2 ->
-        # 1.05 us and 2.1 -> 1.5 us, forward; the backward skips unbroadcast's search).
+        # equal shapes (timeit, 32x64 float32: 1.27 -> 0.99 us), and a bias added to a
+        # batch of rows, whose backward is one reduction, into the plan's gradient array
+        # when there is one.
         if a.dtype is b.dtype:
             if a.shape == b.shape:
                 return record("add", np.add(a, b), (x1, x2), _both_get_g)

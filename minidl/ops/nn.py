@@ -115,7 +115,7 @@ def _activation(op, kind, params, x):
     z = x.value if isinstance(x, Tensor) else None
     if z is not None and (z.dtype is _FLOAT32 or z.dtype is _FLOAT64) and \
             z.flags.c_contiguous:
-        dtype = z.dtype   # what the kernels take already (timeit relu 32x64: 1.8 -> 1.2 us)
+        dtype = z.dtype   # what the kernels take already (timeit, relu 32x64: 1.6 -> 1.2 us)
     else:
         z, dtype = _operand(op, x)
     kernel = _kernel(kind, params, f"ops.{op}")
