@@ -13,6 +13,8 @@ A source reached only through ops without a gradient (argmax, comparisons, integ
 is an error naming the op; a source the targets do not depend on at all gets None, as in
 TensorFlow.
 """
+from operator import attrgetter
+
 import numpy as np
 
 from minidl.autodiff.tensor import (Tensor, Variable, _state, no_record_scope, record_scope,
@@ -87,8 +89,12 @@ def layer_gradients(targets, sources, output_gradients, buffers, tape, prune):
     if prune:
         order = _needed(tape, source_ids)
     else:
-        order = [(t, t.node, t.node.needs) for t in reversed(tape)]
+        latest_first = tape[::-1]
+        order = zip(latest_first, map(_node_of, latest_first), map(_needs_of, latest_first))
     return _run(order, grads, owned, sources, source_ids, buffers)
+
+
+_node_of, _needs_of = attrgetter("node"), attrgetter("node.needs")
 
 
 def _seeds(targets, output_gradients):

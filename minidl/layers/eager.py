@@ -268,7 +268,7 @@ def tape_forward(layer, ctx, x, training=False):
         return _output_array(layer, out)
     inputs = [wrap(array) for array in x] if multi else [wrap(x)]
     for t in inputs:
-        t.requires_grad = True
+        t.requires_grad = True   # (what the pass leaves out when no input gradient is needed)
     state = _state
     saved = state.depth, state.tape
     recorded = []   # every tensor the call records, in order: the backward pass's tape

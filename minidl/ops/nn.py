@@ -124,9 +124,9 @@ def _activation(op, kind, params, x):
 
     def backward(g, needs):
         dz = np.empty(z.shape, z.dtype)
-        kernel.backward(z, y, _c(g, dtype=z.dtype), dz)
+        kernel.backward(z, y, np.asarray(g, dtype=z.dtype, order="C"), dz)   # (_c, inlined)
         return (dz,)
-    return record(op, _as_result(y, dtype), (x,), backward)
+    return record(op, y if dtype is y.dtype else _as_result(y, dtype), (x,), backward)
 
 
 def relu(x):
