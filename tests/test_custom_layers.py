@@ -127,6 +127,19 @@ def test_custom_dense_trains_to_the_weights_of_builtin_dense():
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
+def test_custom_layer_training_is_bit_identical_across_runs_and_thread_counts():
+    x, y = _data(96)
+    results = []
+    for threads in (1, 1, 2):
+        minidl.set_num_threads(threads)   # (the one_thread fixture restores it)
+        model = _compile(_custom_mlp(seed=2))
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+        results.append(model.get_weights())
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_custom_layers_in_sequential_fit_evaluate_predict():
     x, y = _data(256)
     model = _compile(_custom_mlp(), optimizer=minidl.optimizers.Adam(0.01))
