@@ -70,6 +70,7 @@ class GatedBlock(Layer):
         return dict(super().get_config(), units=self.units)
 
 
+@register_serializable(package="test_custom_layers")
 class MergeDense(Layer):
     """Two inputs: ``a @ kernel + b``."""
 
@@ -157,7 +158,7 @@ def test_custom_layers_in_sequential_fit_evaluate_predict():
     assert accuracy > 0.8
 
 
-def test_custom_layers_in_functional_model_with_two_inputs():
+def test_custom_layers_in_functional_model_with_two_inputs(tmp_path):
     """A custom layer of two inputs after two Dense branches: fit's gradients (the plan
     running the custom layer's tape backward, an input gradient for each branch) equal a
     GradientTape's over the same layers called on tensors."""
@@ -184,7 +185,17 @@ def test_custom_layers_in_functional_model_with_two_inputs():
     for got, want in zip(model._gradients(), expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert model.evaluate([xa, xb], y, verbose=0) < reported
-    assert model.predict([xa, xb], verbose=0).shape == (8, 3)
+    predicted = model.predict([xa, xb], verbose=0)
+    assert predicted.shape == (8, 3)
+    model.save(tmp_path / "functional.minidl")
+    loaded = minidl.models.load_model(tmp_path / "functional.minidl")
+    assert [type(layer).__name__ for layer in loaded.layers if layer.params] == \
+        ["Dense", "Dense", "MergeDense", "CustomDense"]
+    np.testing.assert_array_equal(loaded.predict([xa, xb], verbose=0), predicted)
+    for m in (model, loaded):
+        m.train_on_batch([xa, xb], y)
+    for got, want in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_summary_shows_custom_layers():
