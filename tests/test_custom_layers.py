@@ -500,9 +500,21 @@ def test_gradient_through_ops_recorded_before_the_tape():
         (g,) = inner.gradient(z, [w])
         np.testing.assert_allclose(g, 2 * (3 * w.value) * 3)
         total = ops.add(z, w)
-    (g,) = outer.gradient(total, [w])   # the inner block's ops are on the outer tape too
+    assert len(inner._recorded) == 0   # used up: its record is dropped
+    (g,) = outer.gradient(total, [w])
     np.testing.assert_allclose(g, 18 * w.value + 1)
-    assert len(outer._recorded) == 3 and len(inner._recorded) == 1
+
+
+def test_inner_tape_ops_are_on_the_outer_tape():
+    w = Variable(np.array([1.5, -2.0]))
+    with GradientTape() as outer:
+        y = ops.multiply(w, 3.0)
+        with GradientTape(persistent=True) as inner:
+            z = ops.multiply(y, y)
+        total = ops.add(z, w)
+    assert len(inner._recorded) == 1 and len(outer._recorded) == 3
+    np.testing.assert_allclose(outer.gradient(total, [w])[0], 18 * w.value + 1)
+    np.testing.assert_allclose(inner.gradient(z, [y])[0], 2 * y.value)
 
 
 def test_gradient_through_a_source_recorded_before_the_tape():
@@ -635,8 +647,8 @@ def test_tapes_of_two_threads_stay_apart():
             for _ in range(200):
                 with GradientTape() as tape:
                     y = ops.multiply(ops.multiply(w, w), scale)
-                (g,) = tape.gradient(y, [w])
                 assert len(tape._recorded) == 2
+                (g,) = tape.gradient(y, [w])
             results[name] = g
         except Exception as error:   # pragma: no cover - reported below
             errors.append(error)

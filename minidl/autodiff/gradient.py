@@ -321,7 +321,8 @@ class GradientTape:
         self._scope = None
         self._used = False
         # What the block records, in order (the backward pass runs over it; see
-        # gradients_into), kept until the tape is reset or deleted, as TensorFlow keeps it.
+        # gradients_into), kept until gradient() uses a non-persistent tape up, or the
+        # tape is reset or deleted.
         self._recorded = []
         self._outer = None    # the tape list of an enclosing tape or layer call, if any
         self._start = 0       # len(self._recorded) when the block was entered
@@ -391,6 +392,10 @@ class GradientTape:
                 raise TypeError(f"GradientTape.gradient sources must be tensors or variables; "
                                 f"received {type(s).__name__}.")
         grads = gradients_into(target, flat, output_gradients, tape=self._recorded)
+        if not self.persistent:
+            # Used up: what it recorded need not outlive the call (the graph, which the
+            # target holds, is unchanged; an enclosing tape searches it when it must).
+            del self._recorded[:]
         if unconnected_gradients == "zero":
             grads = [np.zeros(s.shape, s.dtype) if g is None else g
                      for s, g in zip(flat, grads)]
