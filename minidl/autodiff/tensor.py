@@ -30,10 +30,25 @@ import threading
 
 import numpy as np
 
-# Per-thread recording state: `depth` counts the open tapes (and training steps running
-# user code) of this thread; ops record only while it is positive.
-_state = threading.local()
-_state.depth = 0
+
+class _State(threading.local):
+    """Per-thread recording state (class attributes: every thread starts from them).
+
+    ``depth`` counts the open tapes (and training steps running user code) of this thread;
+    ops record only while it is positive. ``tape``: None, or the list to which every tensor
+    recorded in this thread is appended, in recording order: the open GradientTape's, or
+    that of a user layer's call in a plan (their backward passes run over it rather than
+    search the graph). ``buffers``: while a backward pass of this thread runs with
+    preallocated gradient arrays (``gradient.gradients_into``), ``{id(tensor): array}`` of
+    those not yet handed out (see :func:`gradient_buffer`), else None.
+    """
+
+    depth = 0
+    tape = None
+    buffers = None
+
+
+_state = _State()
 
 FLOATX = np.dtype(np.float32)
 
@@ -47,7 +62,7 @@ class SymbolicTensorError(TypeError):
 
 def recording():
     """Whether ops in this thread record their backward pass now."""
-    return getattr(_state, "depth", 0) > 0
+    return _state.depth > 0
 
 
 class _Recording:
@@ -59,7 +74,7 @@ class _Recording:
         self.on = on
 
     def __enter__(self):
-        self.saved = getattr(_state, "depth", 0)
+        self.saved = _state.depth
         _state.depth = self.saved + 1 if self.on else 0
         return self
 
@@ -303,6 +318,10 @@ def value_of(x):
     return to_array(x)
 
 
+_new_tensor = object.__new__   # Tensor.__new__, without the attribute lookup
+_ndarray = np.ndarray
+
+
 def wrap(value):
     """A Tensor around the array ``value`` (no copy, no history)."""
     t = Tensor.__new__(Tensor)
@@ -323,18 +342,52 @@ def record(op, value, parents, backward):
             their gradients.
         backward: ``backward(g, needs)``, or None for an op without a gradient.
     """
-    t = Tensor.__new__(Tensor)
-    t.value = value if type(value) is np.ndarray else np.asarray(value)
-    t.node = None
-    t.requires_grad = False
-    if getattr(_state, "depth", 0) > 0:
-        needs = tuple(isinstance(p, Tensor) and p.requires_grad for p in parents)
+    t = _new_tensor(Tensor)
+    t.value = value if type(value) is _ndarray else np.asarray(value)
+    state = _state
+    if state.depth:
+        # Unrolled for the one- and two-operand ops that make up most graphs: the generator
+        # of the general case costs 0.2 us more per op (timeit, two operands).
+        n = len(parents)
+        if n == 2:
+            a, b = parents
+            needs = (isinstance(a, Tensor) and a.requires_grad,
+                     isinstance(b, Tensor) and b.requires_grad)
+        elif n == 1:
+            a = parents[0]
+            needs = (isinstance(a, Tensor) and a.requires_grad,)
+        else:
+            needs = tuple(isinstance(p, Tensor) and p.requires_grad for p in parents)
         if True in needs:
             # (An op without a gradient keeps its parents too, so that a gradient asked
             # for through it is reported by the op's name rather than silently missing.)
             t.node = Node(op, parents, needs, backward)
             t.requires_grad = True
+            tape = state.tape
+            if tape is not None:
+                tape.append(t)
+            return t
+    t.node = None
+    t.requires_grad = False
     return t
+
+
+def gradient_buffer(tensor):
+    """The array the running backward pass wants ``tensor``'s gradient written into, or
+    None (the usual case: the op returns a new array).
+
+    A model's execution plan trains a user layer by running the backward pass of the
+    layer's tape with the plan's own gradient arrays for the layer's weights
+    (``gradient.layer_gradients``); an op whose backward can write an operand's gradient
+    into a given array (matmul: the GEMM's ``out``; a bias added to a batch: the
+    reduction's) asks for it here, saving an allocation and a copy. Each array is handed
+    out once: ask only when about to write the whole gradient of ``tensor`` into it, and
+    return that array as the gradient.
+    """
+    buffers = _state.buffers
+    if buffers:
+        return buffers.pop(id(tensor), None)
+    return None
 
 
 def unbroadcast(g, shape):
@@ -342,12 +395,19 @@ def unbroadcast(g, shape):
     if g.shape == shape:
         return g
     extra = g.ndim - len(shape)
+    if extra == 1 and g.shape[1:] == shape:
+        # A bias added to a batch: the reduction alone, the same bits as g.sum(axis=0)
+        # (timeit, 32x64 float32: 1.9 us -> 1.3 us).
+        return _add_reduce(g, 0)
     if extra:
         g = g.sum(axis=tuple(range(extra)))
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
     if axes:
         g = g.sum(axis=axes, keepdims=True)
     return g
+
+
+_add_reduce = np.add.reduce
 
 
 def result_dtype_fix(out, a, b):

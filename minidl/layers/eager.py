@@ -22,9 +22,8 @@ import threading
 
 import numpy as np
 
-from minidl.autodiff.gradient import gradients
-from minidl.autodiff.tensor import (Tensor, no_record_scope, record, record_scope, recording,
-                                    wrap)
+from minidl.autodiff.gradient import layer_gradients
+from minidl.autodiff.tensor import Tensor, _state, no_record_scope, record, recording, wrap
 
 _context = threading.local()   # .training: the `training` of the enclosing layer call
 
@@ -194,7 +193,12 @@ def user_call(layer, args, kwargs, training):
     on first use, ``training`` passed when ``call`` takes it (and to the layers it calls),
     the ``add_loss`` terms of this call collected; the result checked."""
     inputs = args[0]
-    if isinstance(inputs, dict):   # (Keras passes a dict through as it is)
+    if isinstance(inputs, Tensor):   # the usual call, from a plan step or a user's layer
+        multi = False
+        given = inputs
+        if not layer.built:
+            ensure_user_built(layer, inputs.shape[1:], False)
+    elif isinstance(inputs, dict):   # (Keras passes a dict through as it is)
         given = {key: _as_tensor(x) for key, x in inputs.items()}
         if not layer.built:
             ensure_user_built(layer, {key: t.shape[1:] for key, t in given.items()}, False)
@@ -205,12 +209,30 @@ def user_call(layer, args, kwargs, training):
             ensure_user_built(layer, [t.shape[1:] for t in tensors] if multi
                               else tensors[0].shape[1:], multi)
         given = tensors if multi else tensors[0]
-    takes_training, _ = call_parameters(layer)
+    # call_parameters' answer, cached on the class, without the call (this runs per call)
+    takes_training = (type(layer).__dict__.get("_call_parameters") or call_parameters(layer))[0]
     if takes_training and "training" not in kwargs:
         kwargs = dict(kwargs, training=training)
-    with collecting_losses(layer), training_scope(training):
-        out = layer.call(given, *args[1:], **kwargs)
-    return check_output(layer, out)
+    # The add_loss terms of this call (its sublayers' included) are collected per thread,
+    # so that calls in other threads never mix theirs in (collecting_losses, inlined: this
+    # runs at every call).
+    context = _context
+    outer = getattr(context, "losses", None)
+    saved = getattr(context, "training", False)
+    context.losses = collected = []
+    context.training = bool(training)   # (training_scope, without the object)
+    try:
+        out = layer.call(given, *args[1:], **kwargs) if kwargs or len(args) > 1 else \
+            layer.call(given)
+    finally:
+        context.losses, context.training = outer, saved
+    if outer is not None and collected:
+        outer.extend(collected)
+    # Straight into the instance dict: Layer.__setattr__ (which tracks sublayers) is Python
+    # code, and this runs at every call.
+    layer.__dict__["_added_losses"] = collected or None
+    context.last_losses = collected
+    return out if isinstance(out, Tensor) else check_output(layer, out)
 
 
 class collecting_losses:
@@ -325,53 +347,80 @@ def tape_forward(layer, ctx, x, training=False):
     if not ctx.record:
         with no_record_scope():
             out = user_call(layer, (x,), {}, training)
+        # The add_loss terms count in evaluation's loss too, as in Keras.
         losses = last_call_losses()
-        if losses:   # (evaluate counts them too, as Keras does)
-            ctx.activity_loss = float(sum(float(loss) for loss in losses))
+        ctx.activity_loss = float(sum(float(loss) for loss in losses)) if losses else 0.0
         return _output_array(layer, out)
-    inputs = []
-    for array in (x if multi else [x]):
-        t = wrap(array)
-        t.requires_grad = True
-        inputs.append(t)
-    with record_scope():
+    inputs = [wrap(array) for array in x] if multi else [wrap(x)]
+    for t in inputs:
+        t.requires_grad = True   # (what the pass leaves out when no input gradient is needed)
+    state = _state
+    saved = state.depth, state.tape
+    recorded = []   # every tensor the call records, in order: the backward pass's tape
+    state.depth, state.tape = saved[0] + 1, recorded   # (record_scope, without the object)
+    try:
         out = user_call(layer, (inputs if multi else inputs[0],), {}, training)
+    finally:
+        state.depth, state.tape = saved
     losses = list(last_call_losses())
-    ctx.tape = (inputs, out, losses)
-    ctx.activity_loss = float(sum(float(loss) for loss in losses))
+    ctx.tape = (inputs, out, losses, recorded)
+    ctx.activity_loss = float(sum(float(loss) for loss in losses)) if losses else 0.0
+    if isinstance(out, Tensor):   # (_output_array, without the call)
+        return np.ascontiguousarray(out.value)
     return _output_array(layer, out)
 
 
 def tape_backward(layer, ctx, dy, need_input_grad=True):
     """The backward pass of the tape ``tape_forward`` recorded: the weight gradients into
     ``ctx.grads`` (aligned with ``layer.params``), the input gradient(s) returned. The
-    ``add_loss`` terms of the call add their gradients (their values joined the loss)."""
-    inputs, out, losses = ctx.tape
+    ``add_loss`` terms of the call add their gradients (their values joined the loss).
+
+    The weight gradients are computed into ``ctx.grads`` where the ops can
+    (``gradient.layer_gradients``), else copied there. No input gradient is computed when
+    none is needed (a model's first layer): the pass leaves out what reaches no source."""
+    inputs, out, losses, recorded = ctx.tape
+    ctx.tape = None
     multi = isinstance(need_input_grad, (list, tuple))
-    needs = list(need_input_grad) if multi else [need_input_grad]
-    wanted = [t for t, need in zip(inputs, needs) if need]
-    variables = layer.param_variables if layer.trainable else []
-    # Not strict: an input the output reaches only through a comparison or an integer
-    # cast gets a zero gradient, as TensorFlow's would.
-    grads = gradients([out] + list(losses), wanted + list(variables),
-                      [dy] + [None] * len(losses), strict=False)
+    if multi:
+        wanted = [t for t, need in zip(inputs, need_input_grad) if need]
+    else:
+        wanted = inputs if need_input_grad else []
+    targets, seeds = ([out] + losses, [dy] + [None] * len(losses)) if losses else (out, dy)
+    variables = layer.param_variables if layer.trainable else None
+    # Every input and weight a source: nothing of the tape to leave out.
+    prune = not variables or len(wanted) < len(inputs)
     if variables:
-        for target, g in zip(ctx.grads, grads[len(wanted):]):
+        arrays = ctx.grads
+        if wanted:
+            grads = layer_gradients(targets, wanted + variables, seeds,
+                                    [None] * len(wanted) + arrays, recorded, prune)
+            weight_grads = grads[len(wanted):]
+        else:
+            grads = weight_grads = layer_gradients(targets, variables, seeds, arrays,
+                                                   recorded, prune)
+        for target, g in zip(arrays, weight_grads):
             if g is None:
                 target.fill(0)
-            else:
+            elif g is not target:
                 np.copyto(target, g)
-    ctx.tape = None
+    else:
+        grads = layer_gradients(targets, wanted, seeds, None, recorded, prune)
+    if not multi:
+        if not need_input_grad:
+            return None
+        value, g = inputs[0].value, grads[0]
+        return np.zeros(value.shape, value.dtype) if g is None else \
+            np.ascontiguousarray(g, dtype=value.dtype)
     input_grads = iter(grads[:len(wanted)])
     dxs = []
-    for t, need in zip(inputs, needs):
+    for t, need in zip(inputs, need_input_grad):
         if not need:
             dxs.append(None)
             continue
         g = next(input_grads)
         dxs.append(np.zeros(t.shape, t.dtype) if g is None else
                    np.ascontiguousarray(g, dtype=t.dtype))
-    return dxs if multi else dxs[0]
+    return dxs
 
 
 def _output_array(layer, out):

@@ -30,8 +30,8 @@ import math
 
 import numpy as np
 
-from minidl.autodiff.tensor import (FLOATX, Tensor, _UFUNC_OPS, record, to_array,
-                                    unbroadcast, value_of)
+from minidl.autodiff.tensor import (FLOATX, Tensor, _UFUNC_OPS, gradient_buffer, record,
+                                    to_array, unbroadcast, value_of)
 
 __all__ = ["abs", "absolute", "add", "ceil", "clip", "cos", "divide", "divide_no_nan",
            "equal", "erf", "exp", "expm1", "floor", "floor_divide", "greater",
@@ -126,12 +126,41 @@ def add(x1, x2):
     Returns:
         The tensor ``x1 + x2``.
     """
+    if isinstance(x1, Tensor) and isinstance(x2, Tensor):
+        a, b = x1.value, x2.value
+        # Fast paths for two tensors of one dtype (numpy's result dtype is then Keras'):
+        # equal shapes (timeit, 32x64 float32: 1.27 -> 0.99 us), and a bias added to a
+        # batch of rows, whose backward is one reduction, into the plan's gradient array
+        # when there is one.
+        if a.dtype is b.dtype:
+            if a.shape == b.shape:
+                return record("add", np.add(a, b), (x1, x2), _both_get_g)
+            if a.shape[1:] == b.shape:
+                def bias_backward(g, needs):
+                    # The bias's gradient straight into the array the backward pass may
+                    # hold for it (a plan's weight gradient), else a new one.
+                    return (g if needs[0] else None,
+                            _add_reduce(g, 0, out=gradient_buffer(x2)) if needs[1] else None)
+                return record("add", np.add(a, b), (x1, x2), bias_backward)
     a, b, out = _binary("add", np.add, x1, x2)
 
     def backward(g, needs):
-        return (unbroadcast(g, np.shape(a)) if needs[0] else None,
-                unbroadcast(g, np.shape(b)) if needs[1] else None)
+        return (unbroadcast(g, _shape(a)) if needs[0] else None,
+                unbroadcast(g, _shape(b)) if needs[1] else None)
     return record("add", out, (x1, x2), backward)
+
+
+_add_reduce = np.add.reduce
+
+
+def _both_get_g(g, needs):
+    # The backward pass of a sum of two operands of the output's shape.
+    return (g if needs[0] else None, g if needs[1] else None)
+
+
+def _shape(v):
+    # np.shape without its dispatch for the usual ndarray (0.3 us less per call).
+    return v.shape if type(v) is np.ndarray else np.shape(v)
 
 
 def subtract(x1, x2):

@@ -29,7 +29,7 @@ import numbers
 import numpy as np
 
 from minidl._core import _activations, _convolution, _losses, _pooling
-from minidl.autodiff.tensor import record, to_array
+from minidl.autodiff.tensor import Tensor, record, to_array
 from minidl.utils.checks import check_bool
 
 __all__ = ["average_pool", "binary_crossentropy", "categorical_crossentropy", "conv", "elu",
@@ -38,6 +38,7 @@ __all__ = ["average_pool", "binary_crossentropy", "categorical_crossentropy", "c
            "softplus", "softsign", "sparse_categorical_crossentropy", "swish", "tanh"]
 
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT32, _FLOAT64 = _KERNEL_DTYPES
 
 # Keras' backend.epsilon() (minidl.losses.EPSILON): probabilities are clipped to
 # [EPSILON, 1 - EPSILON] before their logarithm.
@@ -111,16 +112,21 @@ def _kernel(kind, params, owner):
 def _activation(op, kind, params, x):
     """``kind`` applied elementwise to ``x`` by the compiled kernel, recorded with the
     kernel's backward (which reads z = x and y = f(x))."""
-    z, dtype = _operand(op, x)
+    z = x.value if isinstance(x, Tensor) else None
+    if z is not None and (z.dtype is _FLOAT32 or z.dtype is _FLOAT64) and \
+            z.flags.c_contiguous:
+        dtype = z.dtype   # what the kernels take already (timeit, relu 32x64: 1.6 -> 1.2 us)
+    else:
+        z, dtype = _operand(op, x)
     kernel = _kernel(kind, params, f"ops.{op}")
-    y = np.empty_like(z)
+    y = np.empty(z.shape, z.dtype)   # (z is C-contiguous: empty_like's answer, minus a call)
     kernel.forward(z, y)
 
     def backward(g, needs):
-        dz = np.empty_like(z)
-        kernel.backward(z, y, _c(g, dtype=z.dtype), dz)
+        dz = np.empty(z.shape, z.dtype)
+        kernel.backward(z, y, np.asarray(g, dtype=z.dtype, order="C"), dz)   # (_c, inlined)
         return (dz,)
-    return record(op, _as_result(y, dtype), (x,), backward)
+    return record(op, y if dtype is y.dtype else _as_result(y, dtype), (x,), backward)
 
 
 def relu(x):
