@@ -102,6 +102,7 @@ class Model(Trainer, TrainSteps, Layer):
         self._compile_args = None
         self._step_buffers = None
         self._train_plan = None
+        self._constraint_layers = []   # (fixed by each fit's _prepare_step)
         self._dense_chain = None   # the compiled step of a Dense chain (dense_chain.py)
         self._version = next(_versions)
         self._last_activity = ()

@@ -134,6 +134,9 @@ class Trainer:
         (built on first use), the loss kernels, the regularized layers."""
         if self._compiled is None:
             self._compile_for_outputs()
+        # Layers whose weights are projected after each update (add_weight(constraint=)).
+        self._constraint_layers = [layer for layer in self._weighted_layers()
+                                   if layer.has_constraints]
         if self._uses_step_methods():
             # The optimizer is built for every trainable weight, so that a saved model's
             # slots have a place to load into; a step may update any subset of them.
@@ -183,12 +186,13 @@ class Trainer:
             # train_step takes the model's lock itself (its forward pass, as any call).
             self._step_logs = self._checked_logs(
                 "train_step", self.train_step(self._step_data(xs, ys, ws)))
-            self._apply_constraints()
-            return
-        with self._lock.exclusive:   # inference in other threads waits (concurrency.py)
-            self._train_step_unlocked(xs, ys, ws)
-        if self._constrained:
-            self._apply_constraints()
+        else:
+            with self._lock.exclusive:   # inference in other threads waits (concurrency.py)
+                self._train_step_unlocked(xs, ys, ws)
+        if self._constraint_layers:
+            with self._lock.exclusive:
+                for layer in self._constraint_layers:
+                    layer.apply_constraints()
 
     def _checked_logs(self, step, logs):
         if not isinstance(logs, dict):
@@ -196,14 +200,6 @@ class Trainer:
                             f"values (e.g. {{m.name: m.result() for m in self.metrics}}); "
                             f"received {type(logs).__name__}.")
         return logs
-
-    def _apply_constraints(self):
-        for layer in self._constrained:
-            layer.apply_constraints()
-
-    @property
-    def _constrained(self):
-        return [layer for layer in self._weighted_layers() if layer.has_constraints]
 
     def _step_data(self, xs, ys, ws):
         """A batch as Keras hands it to a step: ``x``, ``(x, y)`` or ``(x, y, w)``; each
