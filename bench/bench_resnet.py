@@ -69,11 +69,12 @@ def test_the_two_networks_match():
     with torch.no_grad():
         for conv, layer in zip([m for m in net.modules() if isinstance(m, torch.nn.Conv2d)],
                                convs):
-            conv.weight.copy_(torch.from_numpy(layer.kernel.transpose(3, 2, 0, 1).copy()))
-            conv.bias.copy_(torch.from_numpy(layer.bias))
+            conv.weight.copy_(torch.from_numpy(layer.kernel.numpy().transpose(3, 2, 0, 1)
+                                               .copy()))
+            conv.bias.copy_(torch.from_numpy(layer.bias.numpy()))
         linear = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][0]
-        linear.weight.copy_(torch.from_numpy(dense.kernel.T.copy()))
-        linear.bias.copy_(torch.from_numpy(dense.bias))
+        linear.weight.copy_(torch.from_numpy(dense.kernel.numpy().T.copy()))
+        linear.bias.copy_(torch.from_numpy(dense.bias.numpy()))
     rng = np.random.default_rng(SEED)
     x = rng.random((8,) + IMAGE, dtype=np.float32)
     y = rng.integers(0, 10, 8)
