@@ -5,8 +5,10 @@
     from minidl.layers import Dense
 
 The namespace mirrors ``keras``: layers, activations, losses, optimizers, metrics,
-initializers, callbacks, datasets, utils, models. Heavy work runs in ``minidl._core``
-(Cython over the C kernels in csrc/), chosen for this CPU at import; see show_config().
+initializers, constraints, callbacks, datasets, utils, models, saving, ops and random, with
+``GradientTape`` for hand-written loops. Heavy work runs in ``minidl._core`` (Cython over the
+C kernels in csrc/), chosen for this CPU at import; see show_config(). Code a user writes
+with ``minidl.ops`` gets its gradients from ``minidl.autodiff``.
 """
 try:
     from minidl._core._backend import backend_info, get_num_threads, set_num_threads
