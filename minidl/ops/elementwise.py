@@ -76,8 +76,8 @@ def _keras_dtype(out, a, b):
 
 
 def _operand(x):
-    """The array of a unary op's operand: Python numbers converted as Keras does (floats
-    to float32, ints to int32)."""
+    """The array of an op's operand: Python numbers converted as Keras does (floats to
+    float32, ints to int32). (The reductions, numpy_extra and math_ops use it too.)"""
     if isinstance(x, Tensor):
         return x.value
     if isinstance(x, np.ndarray):

@@ -27,6 +27,7 @@ import numpy as np
 
 from minidl.autodiff.tensor import (FLOATX, Tensor, _UFUNC_OPS, record, to_array, unbroadcast,
                                     value_of)
+from minidl.ops.elementwise import _operand
 from minidl.ops.reduction import _axes, _expand
 from minidl.ops.shape import _axis
 
@@ -40,11 +41,6 @@ _INT32 = np.dtype(np.int32)
 _TRACE_ACCUMULATOR = {np.dtype(t): np.dtype(a) for t, a in [
     (np.bool_, np.int32), (np.int8, np.int32), (np.int16, np.int32),
     (np.uint8, np.uint32), (np.uint16, np.uint32)]}
-
-
-def _operand(x):
-    """The array of ``x`` (Python data converted as Keras does: floats to float32)."""
-    return x.value if isinstance(x, Tensor) else to_array(x)
 
 
 def _along(name, a, axis):
