@@ -435,7 +435,7 @@ def _check_float(owner, name, value, low=None, high=None):
     return float(value)
 
 
-def _check_last_axis(owner, axis):
+def _check_axis(owner, axis):
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise ValueError(f"{owner}: axis must be an int; received axis={axis!r}.")
     return int(axis)
@@ -552,7 +552,7 @@ class BinaryCrossentropy(_LastAxisLoss):
         self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
         self.label_smoothing = _check_float("BinaryCrossentropy", "label_smoothing",
                                             label_smoothing, 0.0, 1.0)
-        self.axis = _check_last_axis("BinaryCrossentropy", axis)
+        self.axis = _check_axis("BinaryCrossentropy", axis)
 
     @property
     def fused_with(self):
@@ -620,7 +620,7 @@ class CategoricalCrossentropy(_LastAxisLoss):
         self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
         self.label_smoothing = _check_float("CategoricalCrossentropy", "label_smoothing",
                                             label_smoothing, 0.0, 1.0)
-        self.axis = _check_last_axis("CategoricalCrossentropy", axis)
+        self.axis = _check_axis("CategoricalCrossentropy", axis)
 
     @property
     def fused_with(self):
@@ -957,13 +957,19 @@ def _reduce(values, sample_weight, reduction, owner):
 
 # ---- Keras-style functions: per-sample losses on ops ----
 
-def _function_inputs(y_true, y_pred, owner):
-    """(y_true, y_pred) of a loss function as float Tensors of y_pred's dtype and one shape."""
+def _pred_tensor(y_pred, owner):
+    """y_pred of a loss function as a float Tensor (float32 for other data) of rank >= 1."""
     y_pred = _as_tensor(y_pred, "y_pred", owner)
     if y_pred.dtype.kind != "f":
         y_pred = ops.cast(y_pred, np.float32)
     if y_pred.ndim == 0:
         raise ValueError(f"{owner}: y_pred must have rank >= 1; received a scalar.")
+    return y_pred
+
+
+def _function_inputs(y_true, y_pred, owner):
+    """(y_true, y_pred) of a loss function as float Tensors of y_pred's dtype and one shape."""
+    y_pred = _pred_tensor(y_pred, owner)
     given = np.shape(y_true)
     y_true = _as_tensor(y_true, "y_true", owner, y_pred.dtype)
     y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
@@ -973,10 +979,13 @@ def _function_inputs(y_true, y_pred, owner):
     return y_true, y_pred
 
 
-def _check_axis(owner, axis):
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise ValueError(f"{owner}: axis must be an int; received axis={axis!r}.")
-    return int(axis)
+def _crossentropy_inputs(owner, y_true, y_pred, from_logits, label_smoothing, axis):
+    """The checked arguments of binary_crossentropy and categorical_crossentropy: (y_true,
+    y_pred, from_logits, label_smoothing, axis)."""
+    from_logits = check_bool(owner, "from_logits", from_logits)
+    smoothing = _check_float(owner, "label_smoothing", label_smoothing, 0.0, 1.0)
+    axis = _check_axis(owner, axis)
+    return _function_inputs(y_true, y_pred, owner) + (from_logits, smoothing, axis)
 
 
 def _log_softmax(x, axis):
@@ -1033,11 +1042,8 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
         label_smoothing: in [0, 1]; targets become ``t * (1 - s) + 0.5 * s``.
         axis: the axis averaged over. Defaults to the last.
     """
-    owner = "binary_crossentropy"
-    from_logits = check_bool(owner, "from_logits", from_logits)
-    smoothing = _check_float(owner, "label_smoothing", label_smoothing, 0.0, 1.0)
-    axis = _check_axis(owner, axis)
-    y_true, y_pred = _function_inputs(y_true, y_pred, owner)
+    y_true, y_pred, from_logits, smoothing, axis = _crossentropy_inputs(
+        "binary_crossentropy", y_true, y_pred, from_logits, label_smoothing, axis)
     if smoothing:
         y_true = y_true * (1.0 - smoothing) + 0.5 * smoothing
     if from_logits:
@@ -1062,11 +1068,8 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
         label_smoothing: in [0, 1]; targets become ``t * (1 - s) + s / classes``.
         axis: the class axis. Defaults to the last.
     """
-    owner = "categorical_crossentropy"
-    from_logits = check_bool(owner, "from_logits", from_logits)
-    smoothing = _check_float(owner, "label_smoothing", label_smoothing, 0.0, 1.0)
-    axis = _check_axis(owner, axis)
-    y_true, y_pred = _function_inputs(y_true, y_pred, owner)
+    y_true, y_pred, from_logits, smoothing, axis = _crossentropy_inputs(
+        "categorical_crossentropy", y_true, y_pred, from_logits, label_smoothing, axis)
     if smoothing:
         y_true = y_true * (1.0 - smoothing) + smoothing / y_true.shape[axis]
     if from_logits:
@@ -1099,11 +1102,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
         raise ValueError(f"{owner}: ignore_class must be an int or None; received "
                          f"ignore_class={ignore_class!r}.")
     axis = _check_axis(owner, axis)
-    y_pred = _as_tensor(y_pred, "y_pred", owner)
-    if y_pred.dtype.kind != "f":
-        y_pred = ops.cast(y_pred, np.float32)
-    if y_pred.ndim == 0:
-        raise ValueError(f"{owner}: y_pred must have rank >= 1; received a scalar.")
+    y_pred = _pred_tensor(y_pred, owner)
     if axis not in (-1, y_pred.ndim - 1):
         raise ValueError(f"{owner}: minidl computes this loss over the last axis only; "
                          f"received axis={axis} for y_pred of rank {y_pred.ndim}.")
