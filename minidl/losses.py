@@ -668,6 +668,41 @@ class CategoricalCrossentropy(_LastAxisLoss):
                 "axis": self.axis, **super().get_config()}
 
 
+def _batch_labels(labels, y_true, y_pred, owner):
+    """``labels`` (the class ids ``y_true`` holds) in ``y_pred``'s batch shape, a trailing
+    axis of 1 dropped; ValueError for any other shape."""
+    batch = y_pred.shape[:-1]
+    if labels.shape == batch + (1,):
+        return labels.reshape(batch)
+    if labels.shape != batch:
+        raise ValueError(f"{owner}: y_true must have shape {batch} or {batch + (1,)} (class "
+                         f"ids) for y_pred of shape {y_pred.shape}; received "
+                         f"y_true.shape={np.shape(y_true)}.")
+    return labels
+
+
+def _check_whole_labels(y, owner):
+    bad = np.flatnonzero(~np.isfinite(y) | (y != np.trunc(y)))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{owner}: class labels must be whole numbers; received y_true value "
+                         f"{y.reshape(-1)[i]} at flat index {i}.")
+
+
+def _check_label_range(labels, classes, counted, owner):
+    """ValueError for the first of the 1-D ``labels`` outside ``[0, classes)``, among those
+    ``counted`` (a mask; None for all: the ignored class may be out of range)."""
+    out = (labels < 0) | (labels >= classes)
+    if counted is not None:
+        out &= counted
+    bad = np.flatnonzero(out)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{owner}: received a label value of {labels[i]} (at flat index {i}), "
+                         f"which is outside the valid range [0, {classes}) for {classes} "
+                         f"classes.")
+
+
 @LOSSES.register("sparse_categorical_crossentropy")
 class SparseCategoricalCrossentropy(Loss):
     """Crossentropy between integer class labels and predictions over the last axis.
@@ -702,18 +737,11 @@ class SparseCategoricalCrossentropy(Loss):
 
     def _targets(self, y_true, y_pred, validate):
         """(1-D int32/int64 labels, mask of counted rows or None)."""
-        y = np.asarray(y_true)
-        batch = y_pred.shape[:-1]
-        if y.shape == batch + (1,):
-            y = y.reshape(batch)
-        if y.shape != batch:
-            raise ValueError(f"{self.name}: y_true must have shape {batch} or {batch + (1,)} "
-                             f"(class ids) for y_pred of shape {y_pred.shape}; received "
-                             f"y_true.shape={np.shape(y_true)}.")
+        y = _batch_labels(np.asarray(y_true), y_true, y_pred, self.name)
         if y.dtype not in _LABEL_DTYPES:
             if y.dtype.kind == "f":
                 if validate:
-                    self._check_whole(y)
+                    _check_whole_labels(y, self.name)
                 with np.errstate(invalid="ignore"):  # NaN/inf become out-of-range ids
                     y = y.astype(np.int64)
             elif y.dtype.kind in "biu":
@@ -722,28 +750,10 @@ class SparseCategoricalCrossentropy(Loss):
                 raise TypeError(f"{self.name}: y_true must hold class ids; received dtype "
                                 f"{y.dtype}.")
         labels = np.ascontiguousarray(y).reshape(-1)
-        if validate:
-            self._check_range(labels, y_pred.shape[-1])
         keep = None if self.ignore_class is None else labels != self.ignore_class
+        if validate:
+            _check_label_range(labels, y_pred.shape[-1], keep, self.name)
         return labels, keep
-
-    def _check_whole(self, y):
-        bad = np.flatnonzero(~np.isfinite(y) | (y != np.trunc(y)))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"{self.name}: class labels must be whole numbers; received "
-                             f"y_true value {y.reshape(-1)[i]} at flat index {i}.")
-
-    def _check_range(self, labels, classes):
-        out = (labels < 0) | (labels >= classes)
-        if self.ignore_class is not None:
-            out &= labels != self.ignore_class
-        bad = np.flatnonzero(out)
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"{self.name}: received a label value of {labels[i]} (at flat "
-                             f"index {i}), which is outside the valid range [0, {classes}) for "
-                             f"{classes} classes.")
 
     def call(self, y_true, y_pred):
         """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
@@ -1106,32 +1116,14 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     if axis not in (-1, y_pred.ndim - 1):
         raise ValueError(f"{owner}: minidl computes this loss over the last axis only; "
                          f"received axis={axis} for y_pred of rank {y_pred.ndim}.")
-    labels = _as_tensor(y_true, "y_true", owner).value
+    labels = _batch_labels(_as_tensor(y_true, "y_true", owner).value, y_true, y_pred, owner)
     batch, classes = y_pred.shape[:-1], y_pred.shape[-1]
-    if labels.shape == batch + (1,):
-        labels = labels.reshape(batch)
-    if labels.shape != batch:
-        raise ValueError(f"{owner}: y_true must have shape {batch} or {batch + (1,)} (class "
-                         f"ids) for y_pred of shape {y_pred.shape}; received "
-                         f"y_true.shape={np.shape(y_true)}.")
     flat = labels.reshape(-1)
     if flat.dtype.kind == "f":
-        bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.trunc(flat)))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"{owner}: class labels must be whole numbers; received y_true "
-                             f"value {flat[i]} at flat index {i}.")
+        _check_whole_labels(flat, owner)
     flat = flat.astype(np.int64)
     valid = None if ignore_class is None else flat != ignore_class
-    out = (flat < 0) | (flat >= classes)
-    if valid is not None:
-        out &= valid
-    bad = np.flatnonzero(out)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{owner}: received a label value of {flat[i]} (at flat index {i}), "
-                         f"which is outside the valid range [0, {classes}) for {classes} "
-                         f"classes.")
+    _check_label_range(flat, classes, valid, owner)
     if from_logits:
         log_probs = _log_softmax(y_pred, -1)
     else:
