@@ -435,7 +435,7 @@ def _check_float(owner, name, value, low=None, high=None):
     return float(value)
 
 
-def _check_last_axis(owner, axis):
+def _check_axis(owner, axis):
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise ValueError(f"{owner}: axis must be an int; received axis={axis!r}.")
     return int(axis)
@@ -552,7 +552,7 @@ class BinaryCrossentropy(_LastAxisLoss):
         self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
         self.label_smoothing = _check_float("BinaryCrossentropy", "label_smoothing",
                                             label_smoothing, 0.0, 1.0)
-        self.axis = _check_last_axis("BinaryCrossentropy", axis)
+        self.axis = _check_axis("BinaryCrossentropy", axis)
 
     @property
     def fused_with(self):
@@ -620,7 +620,7 @@ class CategoricalCrossentropy(_LastAxisLoss):
         self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
         self.label_smoothing = _check_float("CategoricalCrossentropy", "label_smoothing",
                                             label_smoothing, 0.0, 1.0)
-        self.axis = _check_last_axis("CategoricalCrossentropy", axis)
+        self.axis = _check_axis("CategoricalCrossentropy", axis)
 
     @property
     def fused_with(self):
@@ -668,6 +668,41 @@ class CategoricalCrossentropy(_LastAxisLoss):
                 "axis": self.axis, **super().get_config()}
 
 
+def _batch_labels(labels, y_true, y_pred, owner):
+    """``labels`` (the class ids ``y_true`` holds) in ``y_pred``'s batch shape, a trailing
+    axis of 1 dropped; ValueError for any other shape."""
+    batch = y_pred.shape[:-1]
+    if labels.shape == batch + (1,):
+        return labels.reshape(batch)
+    if labels.shape != batch:
+        raise ValueError(f"{owner}: y_true must have shape {batch} or {batch + (1,)} (class "
+                         f"ids) for y_pred of shape {y_pred.shape}; received "
+                         f"y_true.shape={np.shape(y_true)}.")
+    return labels
+
+
+def _check_whole_labels(y, owner):
+    bad = np.flatnonzero(~np.isfinite(y) | (y != np.trunc(y)))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{owner}: class labels must be whole numbers; received y_true value "
+                         f"{y.reshape(-1)[i]} at flat index {i}.")
+
+
+def _check_label_range(labels, classes, counted, owner):
+    """ValueError for the first of the 1-D ``labels`` outside ``[0, classes)``, among those
+    ``counted`` (a mask; None for all: the ignored class may be out of range)."""
+    out = (labels < 0) | (labels >= classes)
+    if counted is not None:
+        out &= counted
+    bad = np.flatnonzero(out)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{owner}: received a label value of {labels[i]} (at flat index {i}), "
+                         f"which is outside the valid range [0, {classes}) for {classes} "
+                         f"classes.")
+
+
 @LOSSES.register("sparse_categorical_crossentropy")
 class SparseCategoricalCrossentropy(Loss):
     """Crossentropy between integer class labels and predictions over the last axis.
@@ -702,18 +737,11 @@ class SparseCategoricalCrossentropy(Loss):
 
     def _targets(self, y_true, y_pred, validate):
         """(1-D int32/int64 labels, mask of counted rows or None)."""
-        y = np.asarray(y_true)
-        batch = y_pred.shape[:-1]
-        if y.shape == batch + (1,):
-            y = y.reshape(batch)
-        if y.shape != batch:
-            raise ValueError(f"{self.name}: y_true must have shape {batch} or {batch + (1,)} "
-                             f"(class ids) for y_pred of shape {y_pred.shape}; received "
-                             f"y_true.shape={np.shape(y_true)}.")
+        y = _batch_labels(np.asarray(y_true), y_true, y_pred, self.name)
         if y.dtype not in _LABEL_DTYPES:
             if y.dtype.kind == "f":
                 if validate:
-                    self._check_whole(y)
+                    _check_whole_labels(y, self.name)
                 with np.errstate(invalid="ignore"):  # NaN/inf become out-of-range ids
                     y = y.astype(np.int64)
             elif y.dtype.kind in "biu":
@@ -722,28 +750,10 @@ class SparseCategoricalCrossentropy(Loss):
                 raise TypeError(f"{self.name}: y_true must hold class ids; received dtype "
                                 f"{y.dtype}.")
         labels = np.ascontiguousarray(y).reshape(-1)
-        if validate:
-            self._check_range(labels, y_pred.shape[-1])
         keep = None if self.ignore_class is None else labels != self.ignore_class
+        if validate:
+            _check_label_range(labels, y_pred.shape[-1], keep, self.name)
         return labels, keep
-
-    def _check_whole(self, y):
-        bad = np.flatnonzero(~np.isfinite(y) | (y != np.trunc(y)))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"{self.name}: class labels must be whole numbers; received "
-                             f"y_true value {y.reshape(-1)[i]} at flat index {i}.")
-
-    def _check_range(self, labels, classes):
-        out = (labels < 0) | (labels >= classes)
-        if self.ignore_class is not None:
-            out &= labels != self.ignore_class
-        bad = np.flatnonzero(out)
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"{self.name}: received a label value of {labels[i]} (at flat "
-                             f"index {i}), which is outside the valid range [0, {classes}) for "
-                             f"{classes} classes.")
 
     def call(self, y_true, y_pred):
         """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
@@ -957,13 +967,19 @@ def _reduce(values, sample_weight, reduction, owner):
 
 # ---- Keras-style functions: per-sample losses on ops ----
 
-def _function_inputs(y_true, y_pred, owner):
-    """(y_true, y_pred) of a loss function as float Tensors of y_pred's dtype and one shape."""
+def _pred_tensor(y_pred, owner):
+    """y_pred of a loss function as a float Tensor (float32 for other data) of rank >= 1."""
     y_pred = _as_tensor(y_pred, "y_pred", owner)
     if y_pred.dtype.kind != "f":
         y_pred = ops.cast(y_pred, np.float32)
     if y_pred.ndim == 0:
         raise ValueError(f"{owner}: y_pred must have rank >= 1; received a scalar.")
+    return y_pred
+
+
+def _function_inputs(y_true, y_pred, owner):
+    """(y_true, y_pred) of a loss function as float Tensors of y_pred's dtype and one shape."""
+    y_pred = _pred_tensor(y_pred, owner)
     given = np.shape(y_true)
     y_true = _as_tensor(y_true, "y_true", owner, y_pred.dtype)
     y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
@@ -973,10 +989,13 @@ def _function_inputs(y_true, y_pred, owner):
     return y_true, y_pred
 
 
-def _check_axis(owner, axis):
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise ValueError(f"{owner}: axis must be an int; received axis={axis!r}.")
-    return int(axis)
+def _crossentropy_inputs(owner, y_true, y_pred, from_logits, label_smoothing, axis):
+    """The checked arguments of binary_crossentropy and categorical_crossentropy: (y_true,
+    y_pred, from_logits, label_smoothing, axis)."""
+    from_logits = check_bool(owner, "from_logits", from_logits)
+    smoothing = _check_float(owner, "label_smoothing", label_smoothing, 0.0, 1.0)
+    axis = _check_axis(owner, axis)
+    return _function_inputs(y_true, y_pred, owner) + (from_logits, smoothing, axis)
 
 
 def _log_softmax(x, axis):
@@ -1033,11 +1052,8 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
         label_smoothing: in [0, 1]; targets become ``t * (1 - s) + 0.5 * s``.
         axis: the axis averaged over. Defaults to the last.
     """
-    owner = "binary_crossentropy"
-    from_logits = check_bool(owner, "from_logits", from_logits)
-    smoothing = _check_float(owner, "label_smoothing", label_smoothing, 0.0, 1.0)
-    axis = _check_axis(owner, axis)
-    y_true, y_pred = _function_inputs(y_true, y_pred, owner)
+    y_true, y_pred, from_logits, smoothing, axis = _crossentropy_inputs(
+        "binary_crossentropy", y_true, y_pred, from_logits, label_smoothing, axis)
     if smoothing:
         y_true = y_true * (1.0 - smoothing) + 0.5 * smoothing
     if from_logits:
@@ -1062,11 +1078,8 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
         label_smoothing: in [0, 1]; targets become ``t * (1 - s) + s / classes``.
         axis: the class axis. Defaults to the last.
     """
-    owner = "categorical_crossentropy"
-    from_logits = check_bool(owner, "from_logits", from_logits)
-    smoothing = _check_float(owner, "label_smoothing", label_smoothing, 0.0, 1.0)
-    axis = _check_axis(owner, axis)
-    y_true, y_pred = _function_inputs(y_true, y_pred, owner)
+    y_true, y_pred, from_logits, smoothing, axis = _crossentropy_inputs(
+        "categorical_crossentropy", y_true, y_pred, from_logits, label_smoothing, axis)
     if smoothing:
         y_true = y_true * (1.0 - smoothing) + smoothing / y_true.shape[axis]
     if from_logits:
@@ -1099,40 +1112,18 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
         raise ValueError(f"{owner}: ignore_class must be an int or None; received "
                          f"ignore_class={ignore_class!r}.")
     axis = _check_axis(owner, axis)
-    y_pred = _as_tensor(y_pred, "y_pred", owner)
-    if y_pred.dtype.kind != "f":
-        y_pred = ops.cast(y_pred, np.float32)
-    if y_pred.ndim == 0:
-        raise ValueError(f"{owner}: y_pred must have rank >= 1; received a scalar.")
+    y_pred = _pred_tensor(y_pred, owner)
     if axis not in (-1, y_pred.ndim - 1):
         raise ValueError(f"{owner}: minidl computes this loss over the last axis only; "
                          f"received axis={axis} for y_pred of rank {y_pred.ndim}.")
-    labels = _as_tensor(y_true, "y_true", owner).value
+    labels = _batch_labels(_as_tensor(y_true, "y_true", owner).value, y_true, y_pred, owner)
     batch, classes = y_pred.shape[:-1], y_pred.shape[-1]
-    if labels.shape == batch + (1,):
-        labels = labels.reshape(batch)
-    if labels.shape != batch:
-        raise ValueError(f"{owner}: y_true must have shape {batch} or {batch + (1,)} (class "
-                         f"ids) for y_pred of shape {y_pred.shape}; received "
-                         f"y_true.shape={np.shape(y_true)}.")
     flat = labels.reshape(-1)
     if flat.dtype.kind == "f":
-        bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.trunc(flat)))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"{owner}: class labels must be whole numbers; received y_true "
-                             f"value {flat[i]} at flat index {i}.")
+        _check_whole_labels(flat, owner)
     flat = flat.astype(np.int64)
     valid = None if ignore_class is None else flat != ignore_class
-    out = (flat < 0) | (flat >= classes)
-    if valid is not None:
-        out &= valid
-    bad = np.flatnonzero(out)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{owner}: received a label value of {flat[i]} (at flat index {i}), "
-                         f"which is outside the valid range [0, {classes}) for {classes} "
-                         f"classes.")
+    _check_label_range(flat, classes, valid, owner)
     if from_logits:
         log_probs = _log_softmax(y_pred, -1)
     else:

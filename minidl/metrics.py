@@ -21,7 +21,6 @@ Example:
     0.5
 """
 import numbers
-import re
 
 import numpy as np
 
@@ -30,6 +29,7 @@ from minidl import losses as _losses
 from minidl._core import _metrics
 from minidl._core._metrics import Totals
 from minidl.autodiff import Tensor, Variable, to_array, wrap
+from minidl.losses import _snake_case
 from minidl.utils.registry import Registry, serialize as _serialize
 
 METRICS = Registry("metric")
@@ -37,11 +37,6 @@ METRICS = Registry("metric")
 _update = _metrics.update
 _NUMBER_TYPES = (float, int, np.number)
 _AGGREGATIONS = ("none", "sum", "mean", "only_first_replica")
-
-
-def _snake_case(name):
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
 class Metric:

@@ -175,6 +175,23 @@ def _as(values, dtype):
     return wrap(np.asarray(values).astype(dtype, copy=False))
 
 
+def _normal(shape, mean, stddev, dtype, seed, truncate):
+    """``mean + stddev * z`` for standard normal draws ``z`` (normal, truncated_normal);
+    with ``truncate``, the draws beyond two standard deviations are drawn again."""
+    shape, dtype = _shape(shape), _dtype(dtype, "f", _FLOATX)
+    mean, stddev = _scalar("mean", mean, shape), _scalar("stddev", stddev, shape)
+    rng = _rng(_check_seed_arg(seed))
+    native = _native(dtype)
+    z = rng.standard_normal(shape, dtype=native)
+    if truncate:
+        outside = np.abs(z) > 2
+        # About 4.6% of the values are redrawn each round, in their order: deterministic.
+        while outside.any():
+            z[outside] = rng.standard_normal(int(outside.sum()), dtype=native)
+            outside = np.abs(z) > 2
+    return _as(z * stddev + mean, dtype)
+
+
 def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
     """Draws from a normal distribution.
 
@@ -188,11 +205,7 @@ def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
     Returns:
         A Tensor of ``shape``.
     """
-    shape, dtype = _shape(shape), _dtype(dtype, "f", _FLOATX)
-    mean, stddev = _scalar("mean", mean, shape), _scalar("stddev", stddev, shape)
-    rng = _rng(_check_seed_arg(seed))
-    z = rng.standard_normal(shape, dtype=_native(dtype))
-    return _as(z * stddev + mean, dtype)
+    return _normal(shape, mean, stddev, dtype, seed, truncate=False)
 
 
 def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
@@ -236,17 +249,7 @@ def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
     Returns:
         A Tensor of ``shape``.
     """
-    shape, dtype = _shape(shape), _dtype(dtype, "f", _FLOATX)
-    mean, stddev = _scalar("mean", mean, shape), _scalar("stddev", stddev, shape)
-    rng = _rng(_check_seed_arg(seed))
-    native = _native(dtype)
-    z = rng.standard_normal(shape, dtype=native)
-    outside = np.abs(z) > 2
-    # About 4.6% of the values are redrawn each round, in their order: deterministic.
-    while outside.any():
-        z[outside] = rng.standard_normal(int(outside.sum()), dtype=native)
-        outside = np.abs(z) > 2
-    return _as(z * stddev + mean, dtype)
+    return _normal(shape, mean, stddev, dtype, seed, truncate=True)
 
 
 def randint(shape, minval, maxval, dtype="int32", seed=None):
@@ -323,6 +326,26 @@ def categorical(logits, num_samples, dtype="int32", seed=None):
     return _as(out, dtype)
 
 
+def _dropout_into(x, mask, y, rate, key):
+    """Draws the dropout mask of ``key`` into ``mask`` and writes ``x * mask`` into ``y``:
+    the kernel's one fused pass when the mask has ``x``'s shape, else the mask, broadcast
+    over the axes where it has size 1, then the product. ``dropout`` and the Dropout layer
+    both draw their masks here, so that a key gives the same mask to either.
+
+    Args:
+        x: C-contiguous float32 or float64 array.
+        mask: C-contiguous array of ``x``'s dtype, of a shape broadcasting to ``x``'s.
+        y: C-contiguous array like ``x`` (the result).
+        rate: the fraction of units dropped, in [0, 1).
+        key: a 64-bit key (one ``random_raw()`` of a numpy Generator).
+    """
+    if mask.shape == x.shape:
+        _regularization.dropout_forward(x, mask, y, rate, key)
+    else:
+        _regularization.dropout_mask(mask, rate, key)
+        np.multiply(x, mask, out=y)
+
+
 def dropout(inputs, rate, noise_shape=None, seed=None):
     """Randomly sets units to 0 with probability ``rate`` and scales the others by
     ``1 / (1 - rate)``, keeping the expected value.
@@ -355,13 +378,9 @@ def dropout(inputs, rate, noise_shape=None, seed=None):
         return record("dropout", x.copy(), (inputs,), lambda g, needs: (g,))
     key = _rng(seed).bit_generator.random_raw()
     xc = np.asarray(x, dtype=work, order="C")
-    if shape is None:
-        mask = np.empty_like(xc)
-        y = np.empty_like(xc)
-        _regularization.dropout_forward(xc, mask, y, float(rate), key)
-    else:
-        mask = _regularization.dropout_mask(np.empty(shape, work), float(rate), key)
-        y = xc * mask
+    mask = np.empty(xc.shape if shape is None else shape, work)
+    y = np.empty_like(xc)
+    _dropout_into(xc, mask, y, float(rate), key)
 
     def backward(g, needs):
         return (g * mask,)

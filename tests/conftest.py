@@ -20,3 +20,19 @@ def one_thread():
     minidl.set_num_threads(1)
     yield
     minidl.set_num_threads(before)
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Run the test with PyTorch's thread pool at one thread (when torch is installed), then
+    restore it: the machine is shared, and the reference computations are tiny. Modules that
+    compare against torch use it for every test, as ``one_thread`` above."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -4,70 +4,12 @@ import numpy as np
 import pytest
 
 from minidl import ops
-from minidl._ref.gradcheck import numeric_grad
 from minidl.autodiff import GradientTape, Tensor, Variable
 from minidl.ops import linalg
 
+from op_checks import check_grads, rand, torch_or_skip, vjp
 
-def rand(*shape, seed=0, dtype=np.float64):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-
-
-def vjp(fn, arrays, w=None, seed=1):
-    """Output and gradients of ``sum(fn(*arrays) * w)`` through the tape (``w`` random)."""
-    tensors = [Tensor(a.copy()) for a in arrays]
-    with GradientTape() as tape:
-        tape.watch(tensors)
-        y = fn(*tensors)
-    if w is None:
-        w = rand(*y.shape, seed=seed).astype(y.dtype)
-    return y, tape.gradient(y, tensors, output_gradients=w), w
-
-
-def check_grads(fn, *arrays, torch_fn=None):
-    """Gradients of ``fn`` at float64 ``arrays``: against central differences, and against
-    PyTorch autograd when ``torch_fn`` (the same computation in torch) is given."""
-    arrays = [np.array(a, np.float64) for a in arrays]
-    y, grads, w = vjp(fn, arrays)
-    plain = [Tensor(a) for a in arrays]   # the arrays themselves: perturbations show
-
-    def scalar():
-        return float(np.sum(fn(*plain).value * w))
-    np.testing.assert_allclose(y.value, fn(*plain).value, rtol=1e-12, atol=0)
-    for i, (a, g) in enumerate(zip(arrays, grads)):
-        assert g is not None, f"operand {i}: no gradient"
-        assert g.shape == a.shape, f"operand {i}: gradient of shape {g.shape}"
-        np.testing.assert_allclose(g, numeric_grad(scalar, a), rtol=1e-5, atol=1e-5,
-                                   err_msg=f"operand {i}: central differences")
-    if torch_fn is not None:
-        torch = pytest.importorskip("torch")
-        ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-        ty = torch_fn(*ts)
-        np.testing.assert_allclose(y.value, ty.detach().numpy(), rtol=1e-6, atol=1e-6,
-                                   err_msg="forward against torch")
-        ty.backward(torch.from_numpy(np.array(w)))
-        for i, (g, t) in enumerate(zip(grads, ts)):
-            np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-5, atol=1e-5,
-                                       err_msg=f"operand {i}: torch autograd")
-    return y
-
-
-@pytest.fixture(autouse=True)
-def _torch_one_thread():
-    # The machine is shared: keep torch's thread pool from competing for it.
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _torch():
-    return pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 # ---- matmul ---------------------------------------------------------------------------------
@@ -84,7 +26,7 @@ MATMUL_SHAPES = [((3, 4), (4, 5)),          # GEMM
 
 @pytest.mark.parametrize("sa,sb", MATMUL_SHAPES)
 def test_matmul_forward_and_gradients(sa, sb):
-    torch = _torch()
+    torch = torch_or_skip()
     a, b = rand(*sa, seed=1), rand(*sb, seed=2)
     y = check_grads(ops.matmul, a, b, torch_fn=torch.matmul)
     np.testing.assert_allclose(y.value, a @ b, rtol=1e-12, atol=1e-12)
@@ -158,7 +100,7 @@ def test_dot_is_numpy_dot(sa, sb):
                                         ((3, 2, 4), (2, 5, 3), ([0, 1], [2, 0])),
                                         ((2, 3), (4,), 0), ((2, 3, 4), (4, 2), (-1, 0))])
 def test_tensordot_against_numpy_and_torch(sa, sb, axes):
-    torch = _torch()
+    torch = torch_or_skip()
     a, b = rand(*sa, seed=9), rand(*sb, seed=10)
     taxes = axes if isinstance(axes, int) else [[int(i) for i in np.atleast_1d(x)]
                                                 for x in axes]
@@ -177,7 +119,7 @@ def test_tensordot_errors():
 
 
 def test_outer():
-    torch = _torch()
+    torch = torch_or_skip()
     a, b = rand(3, seed=11), rand(4, seed=12)
     y = check_grads(ops.outer, a, b, torch_fn=torch.outer)
     np.testing.assert_allclose(y.value, np.outer(a, b))
@@ -203,7 +145,7 @@ EINSUM = [("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5
 
 @pytest.mark.parametrize("spec,shapes", EINSUM, ids=[s for s, _ in EINSUM])
 def test_einsum_against_numpy_and_torch(spec, shapes):
-    torch = _torch()
+    torch = torch_or_skip()
     arrays = [rand(*s, seed=20 + i) for i, s in enumerate(shapes)]
     y = check_grads(lambda *xs: ops.einsum(spec, *xs), *arrays,
                     torch_fn=lambda *xs: torch.einsum(spec, *xs))
@@ -287,7 +229,7 @@ REARRANGE = [
 
 @pytest.mark.parametrize("case", range(len(REARRANGE)))
 def test_rearranging_ops(case):
-    torch = _torch()
+    torch = torch_or_skip()
     fn, ref, torch_ref = REARRANGE[case]
     x = rand(2, 3, 4, seed=case)
     y = check_grads(fn, x, torch_fn=torch_ref)
@@ -343,7 +285,7 @@ def test_shape_op_errors():
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_concatenate(axis):
-    torch = _torch()
+    torch = torch_or_skip()
     shapes = {0: [(2, 3), (1, 3), (4, 3)], 1: [(2, 1), (2, 3), (2, 2)],
               -1: [(2, 1), (2, 3), (2, 2)]}[axis]
     arrays = [rand(*s, seed=i) for i, s in enumerate(shapes)]
@@ -354,7 +296,7 @@ def test_concatenate(axis):
 
 @pytest.mark.parametrize("axis", [0, 1, 2, -1])
 def test_stack(axis):
-    torch = _torch()
+    torch = torch_or_skip()
     arrays = [rand(2, 3, seed=i) for i in range(3)]
     y = check_grads(lambda *xs: ops.stack(xs, axis=axis), *arrays,
                     torch_fn=lambda *xs: torch.stack(xs, dim=axis))
@@ -406,8 +348,8 @@ def test_split_matches_numpy_and_concatenate_undoes_it(sections, axis):
     check_grads(lambda t: ops.split(t, sections, axis)[-1], x)
 
 
-def test_split_against_torch():
-    torch = _torch()
+def test_split_againsttorch_or_skip():
+    torch = torch_or_skip()
     x = rand(4, 7, seed=5)
     check_grads(lambda t: ops.concatenate([p * (i + 1) for i, p in
                                            enumerate(ops.split(t, [2, 3], axis=1))], 1), x,
@@ -445,7 +387,7 @@ KEYS = {  # name: (key, torch can take it)
 
 @pytest.mark.parametrize("name", list(KEYS))
 def test_get_item(name):
-    torch = _torch()
+    torch = torch_or_skip()
     key, torch_ok = KEYS[name]
     x = rand(*X_SHAPE, seed=6)
     np_key = key.value if isinstance(key, Tensor) else key
@@ -476,7 +418,7 @@ def test_get_item_errors():
 
 @pytest.mark.parametrize("axis", [None, 0, 1, -1])
 def test_take(axis):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(3, 4, seed=7)
     idx = np.array([[0, 2], [2, -1]]) if axis is not None else np.array([11, 0, 11, 5])
     y = check_grads(lambda t: ops.take(t, idx, axis=axis), x,
@@ -487,7 +429,7 @@ def test_take(axis):
 
 @pytest.mark.parametrize("axis", [None, 0, 1])
 def test_take_along_axis(axis):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(3, 4, seed=8)
     idx = {None: np.array([0, 11, 11, 3]), 0: np.array([[0, 2, 2, 1], [2, 2, 0, 0]]),
            1: np.array([[3], [0], [3]])}[axis]
@@ -604,7 +546,7 @@ def test_full_passes_its_gradient_to_a_tensor_fill_value():
 
 def test_indexing_and_matmul_in_a_custom_computation():
     """The ops together, as a user layer uses them: attention over a gathered batch."""
-    torch = _torch()
+    torch = torch_or_skip()
     q, k, table = rand(2, 3, 4, seed=1), rand(2, 5, 4, seed=2), rand(6, 4, seed=3)
     ids = np.array([0, 5, 5, 2, 1])
 

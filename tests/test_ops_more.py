@@ -7,50 +7,11 @@ import numpy as np
 import pytest
 
 from minidl import ops
-from minidl._ref.gradcheck import numeric_grad
 from minidl.autodiff import GradientTape, Tensor, Variable
 
+from op_checks import check_grads, rand, torch_or_skip, vjp
 
-def rand(*shape, seed=0, dtype=np.float64):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-
-
-def vjp(fn, arrays, seed=1):
-    """Output and gradients of ``sum(fn(*arrays) * w)`` through the tape (``w`` random)."""
-    tensors = [Tensor(a.copy()) for a in arrays]
-    with GradientTape() as tape:
-        tape.watch(tensors)
-        y = fn(*tensors)
-    w = rand(*y.shape, seed=seed).astype(y.dtype)
-    return y, tape.gradient(y, tensors, output_gradients=w), w
-
-
-def check_grads(fn, *arrays, torch_fn=None):
-    """Gradients of ``fn`` at float64 ``arrays``: against central differences, and against
-    PyTorch autograd when ``torch_fn`` (the same computation in torch) is given."""
-    arrays = [np.array(a, np.float64) for a in arrays]
-    y, grads, w = vjp(fn, arrays)
-    plain = [Tensor(a) for a in arrays]   # the arrays themselves: perturbations show
-
-    def scalar():
-        return float(np.sum(fn(*plain).value * w))
-    np.testing.assert_allclose(y.value, fn(*plain).value, rtol=1e-12, atol=0)
-    for i, (a, g) in enumerate(zip(arrays, grads)):
-        assert g is not None, f"operand {i}: no gradient"
-        assert g.shape == a.shape, f"operand {i}: gradient of shape {g.shape}"
-        np.testing.assert_allclose(g, numeric_grad(scalar, a), rtol=1e-5, atol=1e-5,
-                                   err_msg=f"operand {i}: central differences")
-    if torch_fn is not None:
-        torch = _torch()
-        ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-        ty = torch_fn(*ts)
-        np.testing.assert_allclose(y.value, ty.detach().numpy(), rtol=1e-6, atol=1e-6,
-                                   err_msg="forward against torch")
-        ty.backward(torch.from_numpy(np.array(w)))
-        for i, (g, t) in enumerate(zip(grads, ts)):
-            np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-5, atol=1e-5,
-                                       err_msg=f"operand {i}: torch autograd")
-    return y
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def grad_of(fn, *arrays, **gradient_kwargs):
@@ -62,28 +23,10 @@ def grad_of(fn, *arrays, **gradient_kwargs):
     return tape.gradient(y, tensors, **gradient_kwargs)
 
 
-@pytest.fixture(autouse=True)
-def _torch_one_thread():
-    # The machine is shared: keep torch's thread pool from competing for it.
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _torch():
-    return pytest.importorskip("torch")
-
-
 # ---- stop_gradient, is_tensor ---------------------------------------------------------------
 
 def test_stop_gradient_passes_the_value_and_no_gradient():
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(3, 2)
     # x * stop(x): the stopped factor is a constant, so the gradient is w * x, not 2 w * x
     # (central differences see the function itself, so torch's detach is the reference).
@@ -127,7 +70,7 @@ def test_is_tensor():
 
 @pytest.mark.parametrize("taken", [True, False])
 def test_cond_runs_and_differentiates_the_taken_branch_only(taken):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(4, seed=2)
     ran = []
 
@@ -160,7 +103,7 @@ def test_cond_argument_errors():
 
 
 def test_fori_loop_forward_and_gradient():
-    torch = _torch()
+    torch = torch_or_skip()
     # Keras' docstring example: the sum of 0..9.
     assert ops.fori_loop(0, 10, lambda i, s: s + i, 0) == 45
     assert int(ops.fori_loop(Tensor(np.array(2, np.int32)), 5, lambda i, s: s + i, 0)) == 9
@@ -198,7 +141,7 @@ def test_while_loop_forward_as_keras():
 
 
 def test_while_loop_gradient_flows_through_the_iterations_run():
-    torch = _torch()
+    torch = torch_or_skip()
     x = np.array([0.3, -0.2, 0.5])
 
     def mine(x):
@@ -282,7 +225,7 @@ def test_slice_errors_name_the_window():
 
 
 def test_scatter_forward_sums_repeats_and_gradient():
-    torch = _torch()
+    torch = torch_or_skip()
     # Keras' docstring example.
     out = ops.scatter([[0, 1], [1, 1]], np.array([1.0, 1.0]), (2, 2))
     np.testing.assert_array_equal(out.value, [[0, 1], [0, 1]])
@@ -300,7 +243,7 @@ def test_scatter_forward_sums_repeats_and_gradient():
 
 
 def test_scatter_update_forward_and_gradients():
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(3, 4, seed=9)
     idx = np.array([[0, 1], [2, 3], [1, 0]])
     u = rand(3, seed=10)
@@ -351,7 +294,7 @@ def test_scatter_errors():
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_unstack_forward_and_gradient(axis):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(2, 3, 4, seed=12)
     pieces = ops.unstack(x, axis=axis)
     assert isinstance(pieces, list) and len(pieces) == x.shape[axis]
@@ -371,7 +314,7 @@ def test_unstack_errors():
 
 
 def test_vectorized_map_forward_structures_and_gradient():
-    torch = _torch()
+    torch = torch_or_skip()
     x, w = rand(4, 3, seed=13), rand(3, 2, seed=14)
     out = ops.vectorized_map(lambda row: ops.matmul(row, w), x)
     np.testing.assert_allclose(out.value, x @ w, rtol=1e-12)
@@ -429,7 +372,7 @@ def test_sort_is_stable_and_argsort_has_no_gradient():
 
 @pytest.mark.parametrize("axis", [0, 1, None])
 def test_cumsum_forward_and_gradient(axis):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(3, 4, seed=16)
     expected = np.cumsum(x, axis=axis)
     np.testing.assert_allclose(ops.cumsum(x, axis).value, expected, rtol=1e-12)
@@ -442,7 +385,7 @@ def test_cumsum_forward_and_gradient(axis):
 @pytest.mark.parametrize("with_zeros", [False, True])
 @pytest.mark.parametrize("axis", [1, None])
 def test_cumprod_forward_and_gradient(axis, with_zeros):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(3, 4, seed=17)
     if with_zeros:
         x[0, 1] = x[2, 0] = x[2, 2] = 0.0   # one zero, and two in a row
@@ -465,7 +408,7 @@ def test_scan_dtypes_follow_keras():
 
 @pytest.mark.parametrize("axis", [None, 0, (0, 2), -1])
 def test_flip_forward_and_gradient(axis):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(2, 3, 4, seed=18)
     np.testing.assert_array_equal(ops.flip(x, axis).value, np.flip(x, axis))
     dims = [0, 1, 2] if axis is None else ([axis] if isinstance(axis, int) else list(axis))
@@ -474,7 +417,7 @@ def test_flip_forward_and_gradient(axis):
 
 @pytest.mark.parametrize("shift,axis", [(2, None), (-1, 0), (3, 1), ((1, -2), (0, 1))])
 def test_roll_forward_and_gradient(shift, axis):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(3, 4, seed=19)
     np.testing.assert_array_equal(ops.roll(x, shift, axis).value, np.roll(x, shift, axis))
     check_grads(lambda t: ops.roll(t, shift, axis), x,
@@ -496,7 +439,7 @@ def test_roll_errors():
 
 @pytest.mark.parametrize("k", [0, 1, -2])
 def test_diag_builds_and_extracts(k):
-    torch = _torch()
+    torch = torch_or_skip()
     v, m = rand(3, seed=20), rand(4, 5, seed=21)
     np.testing.assert_array_equal(ops.diag(v, k).value, np.diag(v, k))
     np.testing.assert_array_equal(ops.diag(m, k).value, np.diag(m, k))
@@ -506,7 +449,7 @@ def test_diag_builds_and_extracts(k):
 
 @pytest.mark.parametrize("offset,axis1,axis2", [(0, 0, 1), (1, 0, 2), (-1, 2, 1), (2, -1, 0)])
 def test_diagonal_and_trace(offset, axis1, axis2):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(3, 4, 5, seed=22)
     np.testing.assert_array_equal(ops.diagonal(x, offset, axis1, axis2).value,
                                   np.diagonal(x, offset, axis1, axis2))
@@ -518,8 +461,8 @@ def test_diagonal_and_trace(offset, axis1, axis2):
                 torch_fn=lambda t: torch.diagonal(t, offset, axis1, axis2).sum(-1))
 
 
-def test_trace_dtypes_and_2d_against_torch():
-    torch = _torch()
+def test_trace_dtypes_and_2d_againsttorch_or_skip():
+    torch = torch_or_skip()
     check_grads(ops.trace, rand(4, 4, seed=23), torch_fn=torch.trace)
     assert ops.trace(np.ones((3, 3), np.int8)).dtype == np.int32
     assert ops.trace(np.ones((3, 3), np.uint16)).dtype == np.uint32
@@ -531,7 +474,7 @@ def test_trace_dtypes_and_2d_against_torch():
 @pytest.mark.parametrize("name", ["tril", "triu"])
 @pytest.mark.parametrize("k", [0, 1, -1])
 def test_triangles(name, k):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(2, 3, 4, seed=24)
     np.testing.assert_array_equal(getattr(ops, name)(x, k).value, getattr(np, name)(x, k))
     check_grads(lambda t: getattr(ops, name)(t, k), x,
@@ -572,7 +515,7 @@ def test_isnan_isinf_isfinite():
 
 
 def test_nan_to_num_forward_and_gradient():
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(2, 3, seed=25)
     x[0, 1], x[1, 0], x[1, 2] = np.nan, np.inf, -np.inf
     np.testing.assert_array_equal(ops.nan_to_num(x).value, np.nan_to_num(x))
@@ -614,7 +557,7 @@ def test_reduction_axis_errors_name_the_op():
 # ---- average ----------------------------------------------------------------------------------
 
 def test_average_forward_and_gradients():
-    torch = _torch()
+    torch = torch_or_skip()
     x, w1, wf = rand(3, 4, seed=27), np.array([0.5, 1.0, 2.0, 0.25]), rand(3, 4, seed=28) ** 2
     np.testing.assert_allclose(ops.average(x).value, np.average(x), rtol=1e-12)
     np.testing.assert_allclose(ops.average(x, 1, w1).value, np.average(x, 1, w1), rtol=1e-12)
@@ -668,7 +611,7 @@ def test_linspace_forward_dtypes_and_retstep(endpoint):
 
 @pytest.mark.parametrize("endpoint", [True, False])
 def test_linspace_gradients_reach_start_and_stop(endpoint):
-    torch = _torch()
+    torch = torch_or_skip()
     start, stop = rand(2, seed=29), rand(3, 1, seed=30)
     n = 5
     div = n - 1 if endpoint else n
@@ -685,7 +628,7 @@ def test_linspace_gradients_reach_start_and_stop(endpoint):
 
 @pytest.mark.parametrize("indexing", ["xy", "ij"])
 def test_meshgrid_forward_and_gradients(indexing):
-    torch = _torch()
+    torch = torch_or_skip()
     a, b, c = rand(3, seed=31), rand(4, seed=32), rand(2, seed=33)
     grids = ops.meshgrid(a, b, c, indexing=indexing)
     for got, want in zip(grids, np.meshgrid(a, b, c, indexing=indexing)):
@@ -718,7 +661,7 @@ def test_creation_errors_and_size_ndim():
 # ---- top_k, in_top_k ---------------------------------------------------------------------------
 
 def test_top_k_forward_gradient_and_dtypes():
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(3, 6, seed=34)
     values, indices = ops.top_k(x, 3)
     t_values, t_indices = torch.topk(torch.from_numpy(x), 3)
@@ -767,7 +710,7 @@ VECTOR_NORMS = [(None, None), (None, 1), (2, 0), (1, -1), (math.inf, 1), (-math.
 @pytest.mark.parametrize("keepdims", [False, True])
 @pytest.mark.parametrize("ord,axis", VECTOR_NORMS, ids=str)
 def test_vector_norms_forward_and_gradient(ord, axis, keepdims):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(3, 4, seed=36)
     out = ops.norm(x, ord, axis, keepdims)
     if axis is None:   # ord=None: the 2-norm of the flattened tensor, reduced axes kept as 1s
@@ -788,7 +731,7 @@ MATRIX_NORMS = ["fro", "nuc", 1, -1, math.inf, -math.inf, 2, -2]
 @pytest.mark.parametrize("axis", [(0, 1), (2, 0)], ids=str)
 @pytest.mark.parametrize("ord", MATRIX_NORMS, ids=str)
 def test_matrix_norms_forward_and_gradient(ord, axis):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(3, 2, 4, seed=37)
     np.testing.assert_allclose(ops.norm(x, ord, axis).value, np.linalg.norm(x, ord, axis),
                                rtol=1e-10)
@@ -845,7 +788,7 @@ def test_norm_dtypes_and_errors():
 
 @pytest.mark.parametrize("order,axis", [(2, -1), (1, 0), (3, -1), (2, (0, 2))], ids=str)
 def test_normalize_forward_and_gradient(order, axis):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(2, 3, 4, seed=40)
     flat_axes = axis if isinstance(axis, tuple) else (axis,)
     n = np.sum(np.abs(x) ** order, axis=flat_axes, keepdims=True) ** (1 / order)
@@ -879,7 +822,7 @@ def test_normalize_below_epsilon_and_dtypes():
 
 @pytest.mark.parametrize("axes,keepdims", [([0], False), ([0, 2], True), (1, False)], ids=str)
 def test_moments_forward_and_gradients(axes, keepdims):
-    torch = _torch()
+    torch = torch_or_skip()
     x = rand(3, 4, 2, seed=41) + 5.0
     mean, variance = ops.moments(x, axes, keepdims)
     ax = tuple(axes) if isinstance(axes, list) else axes
@@ -907,7 +850,7 @@ def test_moments_dtypes_and_errors():
 # ---- segment_sum, segment_max -----------------------------------------------------------------
 
 def test_segment_sum_forward_and_gradient():
-    torch = _torch()
+    torch = torch_or_skip()
     data = rand(6, 3, seed=42)
     ids = np.array([2, 0, 2, -1, 1, 4])   # -1 and 4 (>= num_segments) are dropped
     out = ops.segment_sum(data, ids, num_segments=4)
@@ -926,7 +869,7 @@ def test_segment_sum_forward_and_gradient():
 
 
 def test_segment_max_forward_gradient_and_ties():
-    torch = _torch()
+    torch = torch_or_skip()
     data = rand(6, 2, seed=43)
     ids = np.array([0, 0, 2, 2, 2, 0])
     out = ops.segment_max(data, ids, num_segments=4, sorted=False)

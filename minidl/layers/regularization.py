@@ -16,6 +16,7 @@ import numpy as np
 from minidl import regularizers
 from minidl._core import _regularization as _kernels
 from minidl.layers.base import LAYERS, Layer
+from minidl.random import _dropout_into
 from minidl.utils.random import _check_seed, set_generator_state, training_rng
 
 
@@ -76,14 +77,9 @@ class Dropout(Layer):
         key = (self._rng if self._rng is not None else training_rng()).bit_generator.random_raw()
         buffers = ctx.buffers
         y = buffers.get("y", n, x.shape[1:])
-        if self.noise_shape is None:
-            mask = buffers.get("mask", n, x.shape[1:])
-            _kernels.dropout_forward(x, mask, y, self.rate, key)
-        else:
-            shape = self._resolve_noise_shape(x.shape)
-            mask = buffers.get("mask", shape[0], shape[1:])
-            _kernels.dropout_mask(mask, self.rate, key)
-            np.multiply(x, mask, out=y)
+        shape = x.shape if self.noise_shape is None else self._resolve_noise_shape(x.shape)
+        mask = buffers.get("mask", shape[0], shape[1:])
+        _dropout_into(x, mask, y, self.rate, key)
         ctx.mask = mask
         return y
 

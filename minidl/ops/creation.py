@@ -79,8 +79,17 @@ def cast(x, dtype):
     return record("cast", out, (x,), lambda g, needs: (g.astype(a.dtype, copy=False),))
 
 
-def zeros(shape, dtype=None):
-    """A tensor filled with zeros.
+def _fill_ops(word, fill):
+    """(``word``, ``word``_like): the tensors that ``fill`` (np.zeros / np.ones) makes, of a
+    shape or of another tensor's shape."""
+    def op(shape, dtype=None):
+        return wrap(fill(_shape(shape, word), _dtype(dtype, FLOATX)))
+
+    def like(x, dtype=None):
+        a = np.asarray(value_of(x))
+        return wrap(fill(a.shape, _dtype(dtype, a.dtype)))
+    op.__name__ = op.__qualname__ = word
+    op.__doc__ = f"""A tensor filled with {word}.
 
     Args:
         shape: an int or a tuple of ints.
@@ -89,24 +98,8 @@ def zeros(shape, dtype=None):
     Returns:
         The tensor.
     """
-    return wrap(np.zeros(_shape(shape, "zeros"), _dtype(dtype, FLOATX)))
-
-
-def ones(shape, dtype=None):
-    """A tensor filled with ones.
-
-    Args:
-        shape: an int or a tuple of ints.
-        dtype: defaults to float32.
-
-    Returns:
-        The tensor.
-    """
-    return wrap(np.ones(_shape(shape, "ones"), _dtype(dtype, FLOATX)))
-
-
-def zeros_like(x, dtype=None):
-    """A tensor of zeros with the shape of ``x``.
+    like.__name__ = like.__qualname__ = f"{word}_like"
+    like.__doc__ = f"""A tensor of {word} with the shape of ``x``.
 
     Args:
         x: the tensor whose shape to take.
@@ -115,22 +108,11 @@ def zeros_like(x, dtype=None):
     Returns:
         The tensor (no gradient reaches ``x``: the values do not depend on it).
     """
-    a = np.asarray(value_of(x))
-    return wrap(np.zeros(a.shape, _dtype(dtype, a.dtype)))
+    return op, like
 
 
-def ones_like(x, dtype=None):
-    """A tensor of ones with the shape of ``x``.
-
-    Args:
-        x: the tensor whose shape to take.
-        dtype: defaults to the dtype of ``x``.
-
-    Returns:
-        The tensor (no gradient reaches ``x``).
-    """
-    a = np.asarray(value_of(x))
-    return wrap(np.ones(a.shape, _dtype(dtype, a.dtype)))
+zeros, zeros_like = _fill_ops("zeros", np.zeros)
+ones, ones_like = _fill_ops("ones", np.ones)
 
 
 def full(shape, fill_value, dtype=None):

@@ -76,8 +76,8 @@ def _keras_dtype(out, a, b):
 
 
 def _operand(x):
-    """The array of a unary op's operand: Python numbers converted as Keras does (floats
-    to float32, ints to int32)."""
+    """The array of an op's operand: Python numbers converted as Keras does (floats to
+    float32, ints to int32). (The reductions, numpy_extra and math_ops use it too.)"""
     if isinstance(x, Tensor):
         return x.value
     if isinstance(x, np.ndarray):
@@ -163,59 +163,48 @@ def _shape(v):
     return v.shape if type(v) is np.ndarray else np.shape(v)
 
 
-def subtract(x1, x2):
-    """Subtract arguments element-wise.
-
-    Args:
-        x1: first input tensor.
-        x2: second input tensor (broadcast against ``x1``).
-
-    Returns:
-        The tensor ``x1 - x2``.
-    """
-    a, b, out = _binary("subtract", np.subtract, x1, x2)
-
-    def backward(g, needs):
-        return (unbroadcast(g, np.shape(a)) if needs[0] else None,
-                unbroadcast(-g, np.shape(b)) if needs[1] else None)
-    return record("subtract", out, (x1, x2), backward)
+def _named(op, name, doc):
+    """``op`` as the public function ``name`` with docstring ``doc`` (for ops that a factory
+    makes)."""
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return op
 
 
-def multiply(x1, x2):
-    """Multiply arguments element-wise.
+def _binary_op(name, fn, d1, d2, doc):
+    """The op ``name(x1, x2)``: ``fn`` on the operands' values (``_binary``), recorded with
+    the backward giving ``x1`` the gradient ``d1(g, a, b, out)`` and ``x2`` ``d2(g, a, b,
+    out)``, each computed only when needed and summed back over the axes numpy broadcast.
+    (``add`` is written out above: its dispatch is tuned on its own.)"""
+    def op(x1, x2):
+        # (a, b, out) stay one tuple until backward runs: one closure cell, not three.
+        forward = _binary(name, fn, x1, x2)
 
-    Args:
-        x1: first input tensor.
-        x2: second input tensor (broadcast against ``x1``).
-
-    Returns:
-        The tensor ``x1 * x2``.
-    """
-    a, b, out = _binary("multiply", np.multiply, x1, x2)
-
-    def backward(g, needs):
-        return (unbroadcast(g * b, np.shape(a)) if needs[0] else None,
-                unbroadcast(g * a, np.shape(b)) if needs[1] else None)
-    return record("multiply", out, (x1, x2), backward)
+        def backward(g, needs):
+            a, b, out = forward
+            return (unbroadcast(d1(g, a, b, out), np.shape(a)) if needs[0] else None,
+                    unbroadcast(d2(g, a, b, out), np.shape(b)) if needs[1] else None)
+        return record(name, forward[2], (x1, x2), backward)
+    return _named(op, name, doc)
 
 
-def divide(x1, x2):
-    """Divide arguments element-wise (true division: integers give floatx).
+def _binary_doc(summary, returns, x1="first input tensor.", x2="second input tensor"):
+    return (f"{summary}\n\n    Args:\n        x1: {x1}\n        x2: {x2} (broadcast against "
+            f"``x1``).\n\n    Returns:\n        {returns}\n    ")
 
-    Args:
-        x1: numerator.
-        x2: denominator (broadcast against ``x1``).
 
-    Returns:
-        The tensor ``x1 / x2``.
-    """
-    a, b, out = _binary("divide", np.true_divide, x1, x2)
+subtract = _binary_op(
+    "subtract", np.subtract, lambda g, a, b, out: g, lambda g, a, b, out: -g,
+    _binary_doc("Subtract arguments element-wise.", "The tensor ``x1 - x2``."))
 
-    def backward(g, needs):
-        return (unbroadcast(g / b, np.shape(a)) if needs[0] else None,
-                unbroadcast(-g * out / b, np.shape(b)) if needs[1] else None)
-    return record("divide", out, (x1, x2), backward)
+multiply = _binary_op(
+    "multiply", np.multiply, lambda g, a, b, out: g * b, lambda g, a, b, out: g * a,
+    _binary_doc("Multiply arguments element-wise.", "The tensor ``x1 * x2``."))
 
+divide = _binary_op(
+    "divide", np.true_divide, lambda g, a, b, out: g / b, lambda g, a, b, out: -g * out / b,
+    _binary_doc("Divide arguments element-wise (true division: integers give floatx).",
+                "The tensor ``x1 / x2``.", "numerator.", "denominator"))
 
 true_divide = divide
 
@@ -304,225 +293,124 @@ def floor_divide(x1, x2):
     return record("floor_divide", out, (x1, x2), lambda g, needs: (None, None))
 
 
-def mod(x1, x2):
-    """Remainder of division element-wise, with the sign of the divisor (as numpy).
+mod = _binary_op(
+    "mod", np.mod, lambda g, a, b, out: g, lambda g, a, b, out: -g * np.floor_divide(a, b),
+    _binary_doc("Remainder of division element-wise, with the sign of the divisor (as numpy).",
+                "The tensor ``x1 % x2``. Gradients: 1 for ``x1``, ``-floor(x1 / x2)`` for "
+                "``x2``.", "numerator.", "divisor"))
 
-    Args:
-        x1: numerator.
-        x2: divisor (broadcast against ``x1``).
+# (Each operand's gradient makes its own comparison: both are needed only when both operands
+# are tensors that need a gradient.)
+maximum = _binary_op(
+    "maximum", np.maximum, lambda g, a, b, out: np.where(np.greater_equal(a, b), g, 0),
+    lambda g, a, b, out: np.where(np.greater_equal(a, b), 0, g),
+    _binary_doc("Element-wise maximum of ``x1`` and ``x2``.",
+                """The larger of the two at each position. The gradient goes to ``x1`` where
+        ``x1 >= x2`` (a tie to the first operand, as TensorFlow), else to ``x2``."""))
 
-    Returns:
-        The tensor ``x1 % x2``. Gradients: 1 for ``x1``, ``-floor(x1 / x2)`` for ``x2``.
-    """
-    a, b, out = _binary("mod", np.mod, x1, x2)
-
-    def backward(g, needs):
-        return (unbroadcast(g, np.shape(a)) if needs[0] else None,
-                unbroadcast(-g * np.floor_divide(a, b), np.shape(b)) if needs[1] else None)
-    return record("mod", out, (x1, x2), backward)
-
-
-def maximum(x1, x2):
-    """Element-wise maximum of ``x1`` and ``x2``.
-
-    Args:
-        x1: first input tensor.
-        x2: second input tensor (broadcast against ``x1``).
-
-    Returns:
-        The larger of the two at each position. The gradient goes to ``x1`` where
-        ``x1 >= x2`` (a tie to the first operand, as TensorFlow), else to ``x2``.
-    """
-    a, b, out = _binary("maximum", np.maximum, x1, x2)
-
-    def backward(g, needs):
-        first = np.greater_equal(a, b)
-        return (unbroadcast(np.where(first, g, 0), np.shape(a)) if needs[0] else None,
-                unbroadcast(np.where(first, 0, g), np.shape(b)) if needs[1] else None)
-    return record("maximum", out, (x1, x2), backward)
-
-
-def minimum(x1, x2):
-    """Element-wise minimum of ``x1`` and ``x2``.
-
-    Args:
-        x1: first input tensor.
-        x2: second input tensor (broadcast against ``x1``).
-
-    Returns:
-        The smaller of the two at each position. The gradient goes to ``x1`` where
-        ``x1 <= x2`` (a tie to the first operand), else to ``x2``.
-    """
-    a, b, out = _binary("minimum", np.minimum, x1, x2)
-
-    def backward(g, needs):
-        first = np.less_equal(a, b)
-        return (unbroadcast(np.where(first, g, 0), np.shape(a)) if needs[0] else None,
-                unbroadcast(np.where(first, 0, g), np.shape(b)) if needs[1] else None)
-    return record("minimum", out, (x1, x2), backward)
+minimum = _binary_op(
+    "minimum", np.minimum, lambda g, a, b, out: np.where(np.less_equal(a, b), g, 0),
+    lambda g, a, b, out: np.where(np.less_equal(a, b), 0, g),
+    _binary_doc("Element-wise minimum of ``x1`` and ``x2``.",
+                """The smaller of the two at each position. The gradient goes to ``x1`` where
+        ``x1 <= x2`` (a tie to the first operand), else to ``x2``."""))
 
 
 # ---- unary ----
 
-def negative(x):
-    """Numerical negative, element-wise.
-
-    Args:
-        x: input tensor.
-
-    Returns:
-        The tensor ``-x``.
-    """
-    a = _operand(x)
-    return record("negative", np.negative(a), (x,), lambda g, needs: (-g,))
-
-
-def abs(x):
-    """Absolute value, element-wise.
-
-    Args:
-        x: input tensor.
-
-    Returns:
-        The tensor ``|x|``; its gradient is ``sign(x)`` (0 at 0).
-    """
-    a = _operand(x)
-    return record("abs", np.absolute(a), (x,), lambda g, needs: (g * np.sign(a),))
-
-
-absolute = abs
-
-
-def square(x):
-    """Square, element-wise (bools are squared as int32, as Keras).
-
-    Args:
-        x: input tensor.
-
-    Returns:
-        The tensor ``x * x``.
-    """
+def _numeric_operand(x):
+    """The array of an operand that arithmetic takes as numbers: bools as int32 (Keras)."""
     a = _operand(x)
     if a.dtype.kind == "b":
         a = a.astype(_INT32)
-    return record("square", np.square(a), (x,), lambda g, needs: (g * (2 * a),))
+    return a
 
 
-def sqrt(x):
-    """Non-negative square root, element-wise (integers give floatx).
-
-    Args:
-        x: input tensor.
-
-    Returns:
-        The tensor ``sqrt(x)``; its gradient ``1 / (2 sqrt(x))`` is inf at 0.
-    """
-    y = np.sqrt(_float_operand(x))
-    return record("sqrt", y, (x,), lambda g, needs: (g / (2 * y),))
+def _unary_op(name, fn, derivative, doc, operand=_float_operand):
+    """The op ``name(x)``: ``y = fn(a)`` with ``a = operand(x)`` (by default integers as
+    floatx), recorded with the backward whose gradient is ``derivative(g, a, y)``."""
+    def op(x):
+        a = operand(x)
+        y = fn(a)
+        return record(name, y, (x,), lambda g, needs: (derivative(g, a, y),))
+    return _named(op, name, doc)
 
 
-def exp(x):
-    """Exponential, element-wise (integers give floatx).
-
-    Args:
-        x: input tensor.
-
-    Returns:
-        The tensor ``e ** x``.
-    """
-    y = np.exp(_float_operand(x))
-    return record("exp", y, (x,), lambda g, needs: (g * y,))
+def _no_gradient(g, needs):
+    """The backward of the unary ops that pass no gradient (floor, ceil, round)."""
+    return (None,)
 
 
-def expm1(x):
-    """``exp(x) - 1``, element-wise, accurate near 0 (integers give floatx).
-
-    Args:
-        x: input tensor.
-
-    Returns:
-        The tensor ``exp(x) - 1``.
-    """
-    y = np.expm1(_float_operand(x))
-    return record("expm1", y, (x,), lambda g, needs: (g * (y + 1),))
+def _unary_op_on_g(name, fn, backward, doc, operand=_float_operand):
+    """The op ``name(x)``, ``fn(operand(x))``, for a backward that reads only the incoming
+    gradient: ``backward`` itself is recorded, with no closure to make at each call."""
+    def op(x):
+        return record(name, fn(operand(x)), (x,), backward)
+    return _named(op, name, doc)
 
 
-def log(x):
-    """Natural logarithm, element-wise (integers give floatx).
-
-    Args:
-        x: input tensor.
-
-    Returns:
-        The tensor ``log(x)``.
-    """
-    a = _float_operand(x)
-    return record("log", np.log(a), (x,), lambda g, needs: (g / a,))
+def _unary_doc(summary, returns, x="input tensor."):
+    return f"{summary}\n\n    Args:\n        x: {x}\n\n    Returns:\n        {returns}\n    "
 
 
-def log1p(x):
-    """``log(1 + x)``, element-wise, accurate near 0 (integers give floatx).
+negative = _unary_op_on_g(
+    "negative", np.negative, lambda g, needs: (-g,),
+    _unary_doc("Numerical negative, element-wise.", "The tensor ``-x``."), _operand)
 
-    Args:
-        x: input tensor.
+abs = _unary_op(
+    "abs", np.absolute, lambda g, a, y: g * np.sign(a),
+    _unary_doc("Absolute value, element-wise.",
+               "The tensor ``|x|``; its gradient is ``sign(x)`` (0 at 0)."), _operand)
 
-    Returns:
-        The tensor ``log(1 + x)``.
-    """
-    a = _float_operand(x)
-    return record("log1p", np.log1p(a), (x,), lambda g, needs: (g / (1 + a),))
+absolute = abs
 
+square = _unary_op(
+    "square", np.square, lambda g, a, y: g * (2 * a),
+    _unary_doc("Square, element-wise (bools are squared as int32, as Keras).",
+               "The tensor ``x * x``."), _numeric_operand)
 
-def reciprocal(x):
-    """Reciprocal, element-wise (integers give floatx).
+sqrt = _unary_op(
+    "sqrt", np.sqrt, lambda g, a, y: g / (2 * y),
+    _unary_doc("Non-negative square root, element-wise (integers give floatx).",
+               "The tensor ``sqrt(x)``; its gradient ``1 / (2 sqrt(x))`` is inf at 0."))
 
-    Args:
-        x: input tensor.
+exp = _unary_op(
+    "exp", np.exp, lambda g, a, y: g * y,
+    _unary_doc("Exponential, element-wise (integers give floatx).", "The tensor ``e ** x``."))
 
-    Returns:
-        The tensor ``1 / x``.
-    """
-    y = np.reciprocal(_float_operand(x))
-    return record("reciprocal", y, (x,), lambda g, needs: (-g * y * y,))
+expm1 = _unary_op(
+    "expm1", np.expm1, lambda g, a, y: g * (y + 1),
+    _unary_doc("``exp(x) - 1``, element-wise, accurate near 0 (integers give floatx).",
+               "The tensor ``exp(x) - 1``."))
 
+log = _unary_op(
+    "log", np.log, lambda g, a, y: g / a,
+    _unary_doc("Natural logarithm, element-wise (integers give floatx).",
+               "The tensor ``log(x)``."))
 
-def sign(x):
-    """Sign, element-wise: -1, 0 or 1 (the input's dtype).
+log1p = _unary_op(
+    "log1p", np.log1p, lambda g, a, y: g / (1 + a),
+    _unary_doc("``log(1 + x)``, element-wise, accurate near 0 (integers give floatx).",
+               "The tensor ``log(1 + x)``."))
 
-    Args:
-        x: input tensor.
+reciprocal = _unary_op(
+    "reciprocal", np.reciprocal, lambda g, a, y: -g * y * y,
+    _unary_doc("Reciprocal, element-wise (integers give floatx).", "The tensor ``1 / x``."))
 
-    Returns:
-        The tensor ``sign(x)``; its gradient is 0 (as TensorFlow).
-    """
-    a = _operand(x)
-    return record("sign", np.sign(a), (x,), lambda g, needs: (np.zeros_like(g),))
+sign = _unary_op_on_g(
+    "sign", np.sign, lambda g, needs: (np.zeros_like(g),),
+    _unary_doc("Sign, element-wise: -1, 0 or 1 (the input's dtype).",
+               "The tensor ``sign(x)``; its gradient is 0 (as TensorFlow)."), _operand)
 
+sin = _unary_op(
+    "sin", np.sin, lambda g, a, y: g * np.cos(a),
+    _unary_doc("Trigonometric sine, element-wise (integers give floatx).",
+               "The tensor ``sin(x)``.", "input tensor, in radians."))
 
-def sin(x):
-    """Trigonometric sine, element-wise (integers give floatx).
-
-    Args:
-        x: input tensor, in radians.
-
-    Returns:
-        The tensor ``sin(x)``.
-    """
-    a = _float_operand(x)
-    return record("sin", np.sin(a), (x,), lambda g, needs: (g * np.cos(a),))
-
-
-def cos(x):
-    """Trigonometric cosine, element-wise (integers give floatx).
-
-    Args:
-        x: input tensor, in radians.
-
-    Returns:
-        The tensor ``cos(x)``.
-    """
-    a = _float_operand(x)
-    return record("cos", np.cos(a), (x,), lambda g, needs: (-g * np.sin(a),))
+cos = _unary_op(
+    "cos", np.cos, lambda g, a, y: -g * np.sin(a),
+    _unary_doc("Trigonometric cosine, element-wise (integers give floatx).",
+               "The tensor ``cos(x)``.", "input tensor, in radians."))
 
 
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
@@ -545,44 +433,22 @@ def _erf_values(a):
     return np.asarray(_erf_kernel(a), dtype=a.dtype)
 
 
-def erf(x):
-    """The Gauss error function, element-wise (integers give floatx).
+erf = _unary_op(
+    "erf", _erf_values, lambda g, a, y: g * (_TWO_OVER_SQRT_PI * np.exp(-(a * a))),
+    _unary_doc("""The Gauss error function, element-wise (integers give floatx).
 
-    For GELU prefer ``minidl.activations.gelu``, a compiled kernel.
+    For GELU prefer ``minidl.activations.gelu``, a compiled kernel.""",
+               "The tensor ``erf(x)``; its gradient is ``2 / sqrt(pi) * exp(-x ** 2)``."))
 
-    Args:
-        x: input tensor.
+floor = _unary_op_on_g(
+    "floor", np.floor, _no_gradient,
+    _unary_doc("Floor, element-wise (integers give floatx, as Keras); it passes no gradient.",
+               "The largest integer values not above ``x``."))
 
-    Returns:
-        The tensor ``erf(x)``; its gradient is ``2 / sqrt(pi) * exp(-x ** 2)``.
-    """
-    a = _float_operand(x)
-    return record("erf", _erf_values(a), (x,),
-                  lambda g, needs: (g * (_TWO_OVER_SQRT_PI * np.exp(-(a * a))),))
-
-
-def floor(x):
-    """Floor, element-wise (integers give floatx, as Keras); it passes no gradient.
-
-    Args:
-        x: input tensor.
-
-    Returns:
-        The largest integer values not above ``x``.
-    """
-    return record("floor", np.floor(_float_operand(x)), (x,), lambda g, needs: (None,))
-
-
-def ceil(x):
-    """Ceiling, element-wise (integers give floatx, as Keras); it passes no gradient.
-
-    Args:
-        x: input tensor.
-
-    Returns:
-        The smallest integer values not below ``x``.
-    """
-    return record("ceil", np.ceil(_float_operand(x)), (x,), lambda g, needs: (None,))
+ceil = _unary_op_on_g(
+    "ceil", np.ceil, _no_gradient,
+    _unary_doc("Ceiling, element-wise (integers give floatx, as Keras); it passes no "
+               "gradient.", "The smallest integer values not below ``x``."))
 
 
 def round(x, decimals=0):
@@ -599,7 +465,7 @@ def round(x, decimals=0):
     if not isinstance(decimals, (int, np.integer)) or isinstance(decimals, bool):
         raise TypeError(f"ops.round: decimals must be an int; received "
                         f"decimals={decimals!r}.")
-    return record("round", np.round(a, int(decimals)), (x,), lambda g, needs: (None,))
+    return record("round", np.round(a, int(decimals)), (x,), _no_gradient)
 
 
 def clip(x, x_min, x_max):
@@ -616,9 +482,7 @@ def clip(x, x_min, x_max):
         ``x < x_min`` and to ``x_max`` where the result is ``x_max`` otherwise (as
         TensorFlow).
     """
-    a = _operand(x)
-    if a.dtype.kind == "b":
-        a = a.astype(_INT32)
+    a = _numeric_operand(x)
     lo, hi = value_of(x_min), value_of(x_max)
     try:
         out = a.clip(lo, hi)   # (the method: np.clip's wrapper costs about 1 us more)
@@ -695,11 +559,8 @@ def _compare(name, fn, doc):
                 raise
             raise _broadcast_error(name, (np.shape(a), np.shape(b))) from None
         return record(name, out, (x1, x2), None)
-    op.__name__ = op.__qualname__ = name
-    op.__doc__ = (f"{doc}, element-wise.\n\n    Args:\n        x1: first input tensor.\n"
-                  f"        x2: second input tensor (broadcast against ``x1``).\n\n"
-                  f"    Returns:\n        A bool tensor. It has no gradient.\n    ")
-    return op
+    return _named(op, name, _binary_doc(f"{doc}, element-wise.",
+                                        "A bool tensor. It has no gradient."))
 
 
 equal = _compare("equal", np.equal, "``x1 == x2``")

@@ -22,8 +22,10 @@ import numbers
 
 import numpy as np
 
-from minidl.autodiff.tensor import FLOATX, Tensor, record, to_array
+from minidl.autodiff.tensor import FLOATX, record
 from minidl.ops import reduction
+from minidl.ops.elementwise import _operand
+from minidl.ops.numpy_extra import _int_arg
 from minidl.ops.reduction import _axes, _expand, _kept_shape, _reduced_shape
 
 __all__ = ["in_top_k", "moments", "norm", "normalize", "segment_max", "segment_sum",
@@ -34,16 +36,6 @@ _FLOAT32 = np.dtype(np.float32)
 _BOOL = np.dtype(np.bool_)
 # keras.backend.epsilon(): normalize's default lower bound of the norm.
 EPSILON = 1e-7
-
-
-def _operand(x):
-    return x.value if isinstance(x, Tensor) else to_array(x)
-
-
-def _int_arg(op, name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"ops.{op}: {name} must be an int; received {name}={value!r:.80}.")
-    return int(value)
 
 
 def _float_dtypes(a):

@@ -51,7 +51,7 @@ _CHUNK_BYTES = 1 << 19
 
 # ---- operands as the kernels take them ----
 
-def _work_dtype(dtype):
+def _work_dtype(op, dtype):
     """(dtype the kernels compute in, dtype of the result) for an input of ``dtype``."""
     dtype = np.dtype(dtype)
     if dtype in _KERNEL_DTYPES:
@@ -61,7 +61,7 @@ def _work_dtype(dtype):
         return work, dtype
     if dtype.kind in "iub":
         return np.dtype(np.float32), np.dtype(np.float32)
-    raise TypeError(f"expected a real-valued tensor; received dtype {dtype}.")
+    raise TypeError(f"ops.{op}: expected a real-valued tensor; received dtype {dtype}.")
 
 
 def _c(a, dtype=None):
@@ -74,10 +74,7 @@ def _operand(op, x):
     """``x``'s value as a C-contiguous array in the kernels' dtype, and the result dtype
     (Python numbers convert as Keras converts them: floats to float32)."""
     a = to_array(x)
-    try:
-        work, dtype = _work_dtype(a.dtype)
-    except TypeError as error:
-        raise TypeError(f"ops.{op}: {error}") from None
+    work, dtype = _work_dtype(op, a.dtype)
     return _c(a, work), dtype
 
 
@@ -141,83 +138,40 @@ def relu(x):
     return _activation("relu", "relu", (), x)
 
 
-def relu6(x):
-    """Rectified linear unit capped at 6: ``min(max(x, 0), 6)``.
-
-    Args:
-        x: input tensor.
-    """
-    return _activation("relu6", "relu6", (), x)
-
-
-def sigmoid(x):
-    """Logistic sigmoid ``1 / (1 + exp(-x))``, finite at either tail.
-
-    Args:
-        x: input tensor.
-    """
-    return _activation("sigmoid", "sigmoid", (), x)
+def _activation_op(name, summary):
+    """The op ``name(x)``: the compiled kernel of the activation of that name, which takes no
+    parameter (``_activation``)."""
+    def op(x):
+        return _activation(name, name, (), x)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"{summary}\n\n    Args:\n        x: input tensor.\n    "
+    return op
 
 
-def tanh(x):
-    """Hyperbolic tangent.
+relu6 = _activation_op("relu6", "Rectified linear unit capped at 6: ``min(max(x, 0), 6)``.")
 
-    Args:
-        x: input tensor.
-    """
-    return _activation("tanh", "tanh", (), x)
+sigmoid = _activation_op("sigmoid",
+                         "Logistic sigmoid ``1 / (1 + exp(-x))``, finite at either tail.")
 
+tanh = _activation_op("tanh", "Hyperbolic tangent.")
 
-def softplus(x):
-    """``log(1 + exp(x))``, computed as ``max(x, 0) + log1p(exp(-|x|))`` (no overflow).
+softplus = _activation_op(
+    "softplus", "``log(1 + exp(x))``, computed as ``max(x, 0) + log1p(exp(-|x|))`` (no "
+                "overflow).")
 
-    Args:
-        x: input tensor.
-    """
-    return _activation("softplus", "softplus", (), x)
+softsign = _activation_op("softsign", "``x / (1 + |x|)``.")
 
-
-def softsign(x):
-    """``x / (1 + |x|)``.
-
-    Args:
-        x: input tensor.
-    """
-    return _activation("softsign", "softsign", (), x)
-
-
-def silu(x):
-    """Sigmoid linear unit (swish): ``x * sigmoid(x)``.
-
-    Args:
-        x: input tensor.
-    """
-    return _activation("silu", "silu", (), x)
-
+silu = _activation_op("silu", "Sigmoid linear unit (swish): ``x * sigmoid(x)``.")
 
 swish = silu
 
-
-def hard_silu(x):
-    """Hard SiLU (hard swish): ``x * hard_sigmoid(x)``.
-
-    Args:
-        x: input tensor.
-    """
-    return _activation("hard_silu", "hard_silu", (), x)
-
+hard_silu = _activation_op("hard_silu", "Hard SiLU (hard swish): ``x * hard_sigmoid(x)``.")
 
 hard_swish = hard_silu
 
-
-def hard_sigmoid(x):
-    """Piecewise-linear sigmoid: ``clip(x / 6 + 0.5, 0, 1)`` (Keras 3's definition,
-    ``relu6(x + 3) / 6``).
-
-    Args:
-        x: input tensor.
-    """
-    return _activation("hard_sigmoid", "hard_sigmoid", (), x)
+hard_sigmoid = _activation_op("hard_sigmoid", """\
+Piecewise-linear sigmoid: ``clip(x / 6 + 0.5, 0, 1)`` (Keras 3's definition,
+    ``relu6(x + 3) / 6``).""")
 
 
 def log_sigmoid(x):
@@ -252,14 +206,9 @@ def elu(x, alpha=1.0):
     return _activation("elu", "elu", (_real("elu", "alpha", alpha),), x)
 
 
-def selu(x):
-    """Scaled exponential linear unit: ``scale * elu(x, alpha)`` with Keras' constants
-    (alpha 1.67326..., scale 1.05070...).
-
-    Args:
-        x: input tensor.
-    """
-    return _activation("selu", "selu", (), x)
+selu = _activation_op("selu", """\
+Scaled exponential linear unit: ``scale * elu(x, alpha)`` with Keras' constants
+    (alpha 1.67326..., scale 1.05070...).""")
 
 
 def leaky_relu(x, negative_slope=0.2):
@@ -427,6 +376,16 @@ def _log_probabilities(p, from_logits):
     return np.log(np.clip(p / np.sum(p, axis=-1, keepdims=True), EPSILON, 1 - EPSILON))
 
 
+def _classes_last(op, p, axis):
+    """``axis`` (the classes' axis of the output ``p``) as a non-negative int, and ``p``
+    with that axis last, C-contiguous."""
+    if p.ndim == 0:
+        raise ValueError(f"ops.{op}: `output` must have at least one axis (the classes). "
+                         f"Received: output.shape={p.shape}")
+    axis = _axis(op, axis, p.ndim)
+    return axis, _c(np.moveaxis(p, axis, -1))
+
+
 def categorical_crossentropy(target, output, from_logits=False, axis=-1):
     """Categorical crossentropy per sample: ``-sum(target * log(q), axis)``.
 
@@ -446,12 +405,8 @@ def categorical_crossentropy(target, output, from_logits=False, axis=-1):
     op = "categorical_crossentropy"
     from_logits = check_bool(f"ops.{op}", "from_logits", from_logits)
     t, p, dtype = _crossentropy_operands(op, target, output)
-    if p.ndim == 0:
-        raise ValueError(f"ops.{op}: `output` must have at least one axis (the classes). "
-                         f"Received: output.shape={p.shape}")
-    axis = _axis(op, axis, p.ndim)
+    axis, pm = _classes_last(op, p, axis)
     tm = _c(np.moveaxis(t, axis, -1))
-    pm = _c(np.moveaxis(p, axis, -1))
     loss = np.empty(pm.shape[:-1], p.dtype)
     _losses.categorical_crossentropy(tm, pm, None, 1.0, None, loss, from_logits, 0.0, EPSILON)
 
@@ -513,11 +468,7 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     op = "sparse_categorical_crossentropy"
     from_logits = check_bool(f"ops.{op}", "from_logits", from_logits)
     p, dtype = _operand(op, output)
-    if p.ndim == 0:
-        raise ValueError(f"ops.{op}: `output` must have at least one axis (the classes). "
-                         f"Received: output.shape={p.shape}")
-    axis = _axis(op, axis, p.ndim)
-    pm = _c(np.moveaxis(p, axis, -1))
+    axis, pm = _classes_last(op, p, axis)
     labels = _labels(op, target, pm.shape[:-1])
     loss = np.empty(pm.shape[:-1], p.dtype)
     _, bad = _losses.sparse_categorical_crossentropy(labels, pm, None, 1.0, None, loss,
@@ -542,11 +493,25 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
 
 # ---- convolution and pooling on the layers' kernels ----
 
-def _channels_first(op, data_format):
+def _same(a):
+    return a
+
+
+def _channels_to_last(a):
+    return np.moveaxis(a, 1, -1)
+
+
+def _channels_to_first(a):
+    return np.moveaxis(a, -1, 1)
+
+
+def _layout(op, data_format):
+    """(into, back): functions that move an array's channels last (the kernels' layout) and
+    back to ``data_format``'s place; identities for 'channels_last' (or None)."""
     if data_format in (None, "channels_last"):
-        return False
+        return _same, _same
     if data_format == "channels_first":
-        return True
+        return _channels_to_last, _channels_to_first
     raise ValueError(f"ops.{op}: `data_format` must be 'channels_last', 'channels_first' or "
                      f"None. Received: data_format={data_format!r}")
 
@@ -591,11 +556,7 @@ def _window_args(op, rank, strides, padding, dilation_rate=1):
 
 def _common_float(op, a, b):
     """The dtype two operands compute in (float32 unless one is float64) and the result's."""
-    dtype = np.result_type(a.dtype, b.dtype)
-    try:
-        return _work_dtype(dtype)
-    except TypeError as error:
-        raise TypeError(f"ops.{op}: {error}") from None
+    return _work_dtype(op, np.result_type(a.dtype, b.dtype))
 
 
 def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
@@ -620,9 +581,8 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
     x = to_array(inputs)
     k = to_array(kernel)
     rank = _spatial_rank(op, x, "inputs")
-    channels_first = _channels_first(op, data_format)
-    if channels_first:
-        x = np.moveaxis(x, 1, -1)
+    into, back = _layout(op, data_format)
+    x = into(x)
     if k.ndim != rank + 2:
         raise ValueError(f"ops.{op}: `kernel` must have rank {rank + 2} (window, in channels, "
                          f"filters) for {rank}-D inputs. Received: kernel.shape={k.shape}")
@@ -660,15 +620,10 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
     z = np.empty((n * per_image, filters), work)
     _convolution.conv_train_forward(x4, k2, z, patches(not (pointwise or direct)), chunk,
                                     pointwise, padded=padded, **args)
-    y = z.reshape((n,) + out + (filters,))
-    if channels_first:
-        y = np.moveaxis(y, -1, 1)
+    y = back(z.reshape((n,) + out + (filters,)))
 
     def backward(g, needs):
-        g = np.asarray(g)
-        if channels_first:
-            g = np.moveaxis(g, 1, -1)
-        dz = _c(g, dtype=work).reshape(n * per_image, filters)
+        dz = _c(into(np.asarray(g)), dtype=work).reshape(n * per_image, filters)
         # The kernels always write the kernel gradient: a scratch one when it is not needed.
         d_kernel = np.empty((patch, filters), work)
         dx = np.empty(x4.shape, work) if needs[0] else None
@@ -677,9 +632,7 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
             patches(needs[0] and not (pointwise or direct_dx)), chunk, pointwise,
             padded=padded, padded_ready=padded is not None, **args)
         if dx is not None:
-            dx = dx.reshape(x.shape)
-            if channels_first:
-                dx = np.moveaxis(dx, -1, 1)
+            dx = back(dx.reshape(x.shape))
         return dx, d_kernel.reshape(k.shape) if needs[1] else None
     return record(op, _as_result(y, dtype), (inputs, kernel), backward)
 
@@ -687,17 +640,13 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
 def _pool(op, is_max, inputs, pool_size, strides, padding, data_format):
     x = to_array(inputs)
     rank = _spatial_rank(op, x, "inputs")
-    channels_first = _channels_first(op, data_format)
-    if channels_first:
-        x = np.moveaxis(x, 1, -1)
+    into, back = _layout(op, data_format)
+    x = into(x)
     from minidl.layers import conv_utils
     pool = conv_utils.normalize_tuple(pool_size, rank, "pool_size", f"ops.{op}:")
     strides, padding, _ = _window_args(op, rank, pool if strides is None else strides,
                                        padding)
-    try:
-        work, dtype = _work_dtype(x.dtype)
-    except TypeError as error:
-        raise TypeError(f"ops.{op}: {error}") from None
+    work, dtype = _work_dtype(op, x.dtype)
     out, args, two_d = _window(op, x.shape[1:-1], pool, strides, (1,) * rank, padding)
     del args["out_hw"]   # the pooling kernels read it from y's shape
     args["pool_size"] = two_d(pool, 1)
@@ -710,22 +659,16 @@ def _pool(op, is_max, inputs, pool_size, strides, padding, data_format):
         _pooling.max_pool_forward(x4, y4, argmax, **args)
     else:
         _pooling.avg_pool_forward(x4, y4, **args)
-    y = y4.reshape((n,) + out + (channels,))
-    if channels_first:
-        y = np.moveaxis(y, -1, 1)
+    y = back(y4.reshape((n,) + out + (channels,)))
 
     def backward(g, needs):
-        g = np.asarray(g)
-        if channels_first:
-            g = np.moveaxis(g, 1, -1)
-        dy = _c(g, dtype=work).reshape(y4.shape)
+        dy = _c(into(np.asarray(g)), dtype=work).reshape(y4.shape)
         dx = np.empty(x4.shape, work)
         if is_max:
             _pooling.max_pool_backward(dy, argmax, dx, **args)
         else:
             _pooling.avg_pool_backward(dy, dx, **args)
-        dx = dx.reshape(x.shape)
-        return (np.moveaxis(dx, -1, 1) if channels_first else dx,)
+        return (back(dx.reshape(x.shape)),)
     return record(op, _as_result(y, dtype), (inputs,), backward)
 
 

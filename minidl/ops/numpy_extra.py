@@ -27,6 +27,7 @@ import numpy as np
 
 from minidl.autodiff.tensor import (FLOATX, Tensor, _UFUNC_OPS, record, to_array, unbroadcast,
                                     value_of)
+from minidl.ops.elementwise import _operand
 from minidl.ops.reduction import _axes, _expand
 from minidl.ops.shape import _axis
 
@@ -40,11 +41,6 @@ _INT32 = np.dtype(np.int32)
 _TRACE_ACCUMULATOR = {np.dtype(t): np.dtype(a) for t, a in [
     (np.bool_, np.int32), (np.int8, np.int32), (np.int16, np.int32),
     (np.uint8, np.uint32), (np.uint16, np.uint32)]}
-
-
-def _operand(x):
-    """The array of ``x`` (Python data converted as Keras does: floats to float32)."""
-    return x.value if isinstance(x, Tensor) else to_array(x)
 
 
 def _along(name, a, axis):
@@ -358,61 +354,47 @@ def trace(x, offset=0, axis1=0, axis2=1):
     return record("trace", out, (x,), backward)
 
 
-def _triangle(name, fn, x, k):
-    a = _operand(x)
-    k = _int_arg(name, "k", k)
-    if a.ndim < 2:
-        raise ValueError(f"ops.{name}: x must have at least 2 axes (the triangle is taken "
-                         f"in the last two); received shape {a.shape}.")
-    return record(name, fn(a, k), (x,), lambda g, needs: (fn(g, k),))
+def _triangle_op(name, fn, which, zeroed):
+    """tril / triu: ``fn`` (np.tril / np.triu) over the last two axes; the gradient is the
+    same triangle of the incoming one."""
+    def op(x, k=0):
+        a = _operand(x)
+        k = _int_arg(name, "k", k)
+        if a.ndim < 2:
+            raise ValueError(f"ops.{name}: x must have at least 2 axes (the triangle is taken "
+                             f"in the last two); received shape {a.shape}.")
+        return record(name, fn(a, k), (x,), lambda g, needs: (fn(g, k),))
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"""Return {which} triangle of a tensor.
 
-
-def tril(x, k=0):
-    """Return lower triangle of a tensor.
-
-    For tensors with ``ndim`` exceeding 2, ``tril`` will apply to the final two axes.
-
-    Args:
-        x: Input tensor.
-        k: Diagonal above which to zero elements. Defaults to 0, the main diagonal.
-            ``k < 0`` is below it, and ``k > 0`` is above it.
-
-    Returns:
-        Lower triangle of ``x``, of same shape and data type as ``x``.
-    """
-    return _triangle("tril", np.tril, x, k)
-
-
-def triu(x, k=0):
-    """Return upper triangle of a tensor.
-
-    For tensors with ``ndim`` exceeding 2, ``triu`` will apply to the final two axes.
+    For tensors with ``ndim`` exceeding 2, ``{name}`` will apply to the final two axes.
 
     Args:
         x: Input tensor.
-        k: Diagonal below which to zero elements. Defaults to 0, the main diagonal.
+        k: Diagonal {zeroed} which to zero elements. Defaults to 0, the main diagonal.
             ``k < 0`` is below it, and ``k > 0`` is above it.
 
     Returns:
-        Upper triangle of ``x``, of same shape and data type as ``x``.
+        {which.capitalize()} triangle of ``x``, of same shape and data type as ``x``.
     """
-    return _triangle("triu", np.triu, x, k)
+    return op
+
+
+tril = _triangle_op("tril", np.tril, "lower", "above")
+triu = _triangle_op("triu", np.triu, "upper", "below")
 
 
 # ---- floating-point tests and repair ----
 
-def _test(name, fn, x, integer_answer):
-    a = _operand(x)
-    if a.dtype.kind in "fc":
-        out = fn(a)
-    else:
-        # Integers and bools are always finite (np.isnan has no loop for some of them).
-        out = np.full(a.shape, integer_answer)
-    return record(name, out, (x,), None)
-
-
-def isnan(x):
-    """Test element-wise for NaN and return result as a boolean tensor.
+def _test_op(name, fn, integer_answer, summary):
+    """isnan / isinf / isfinite: ``fn`` on floats; integers and bools are always finite (np.isnan
+    has no loop for some of them), so they get ``integer_answer`` everywhere."""
+    def op(x):
+        a = _operand(x)
+        out = fn(a) if a.dtype.kind in "fc" else np.full(a.shape, integer_answer)
+        return record(name, out, (x,), None)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"""{summary}
 
     Args:
         x: Input tensor.
@@ -420,34 +402,20 @@ def isnan(x):
     Returns:
         Output boolean tensor. It has no gradient.
     """
-    return _test("isnan", np.isnan, x, False)
+    return op
 
 
-def isinf(x):
-    """Test element-wise for positive or negative infinity.
+isnan = _test_op("isnan", np.isnan, False,
+                 "Test element-wise for NaN and return result as a boolean tensor.")
 
-    Args:
-        x: Input tensor.
+isinf = _test_op("isinf", np.isinf, False,
+                 "Test element-wise for positive or negative infinity.")
 
-    Returns:
-        Output boolean tensor. It has no gradient.
-    """
-    return _test("isinf", np.isinf, x, False)
-
-
-def isfinite(x):
-    """Return whether a tensor is finite, element-wise.
+isfinite = _test_op("isfinite", np.isfinite, True, """\
+Return whether a tensor is finite, element-wise.
 
     Real values are finite when they are not NaN, not positive infinity, and not negative
-    infinity.
-
-    Args:
-        x: Input tensor.
-
-    Returns:
-        Output boolean tensor. It has no gradient.
-    """
-    return _test("isfinite", np.isfinite, x, True)
+    infinity.""")
 
 
 def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
@@ -480,44 +448,36 @@ def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
 
 # ---- logical and counting reductions ----
 
-def any(x, axis=None, keepdims=False):
-    """Test whether any array element along a given axis evaluates to True.
+def _logical_reduction(name, fn, summary, word):
+    """any / all: ``fn`` (np.any / np.all) over the axes, as a bool tensor with no gradient."""
+    def op(x, axis=None, keepdims=False):
+        a = _operand(x)
+        axes = _axes(name, axis, a.ndim)
+        return record(name, fn(a, axis=axes, keepdims=bool(keepdims)), (x,), None)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"""{summary}
 
     Args:
         x: Input tensor.
         axis: An integer or tuple of integers that represent the axis along which a
-            logical OR reduction is performed. The default (``axis=None``) is to perform a
-            logical OR over all the dimensions of the input array.
+            logical {word} reduction is performed. The default (``axis=None``) is to perform
+            a logical {word} over all the dimensions of the input array.
         keepdims: If True, axes which are reduced are left in the result as dimensions
             with size one.
 
     Returns:
-        The bool tensor containing the logical OR reduction over the ``axis``. It has no
+        The bool tensor containing the logical {word} reduction over the ``axis``. It has no
         gradient.
     """
-    a = _operand(x)
-    axes = _axes("any", axis, a.ndim)
-    return record("any", np.any(a, axis=axes, keepdims=bool(keepdims)), (x,), None)
+    return op
 
 
-def all(x, axis=None, keepdims=False):
-    """Test whether all array elements along a given axis evaluate to True.
-
-    Args:
-        x: Input tensor.
-        axis: An integer or tuple of integers that represent the axis along which a
-            logical AND reduction is performed. The default (``axis=None``) is to perform
-            a logical AND over all the dimensions of the input array.
-        keepdims: If True, axes which are reduced are left in the result as dimensions
-            with size one.
-
-    Returns:
-        The bool tensor containing the logical AND reduction over the ``axis``. It has no
-        gradient.
-    """
-    a = _operand(x)
-    axes = _axes("all", axis, a.ndim)
-    return record("all", np.all(a, axis=axes, keepdims=bool(keepdims)), (x,), None)
+any = _logical_reduction("any", np.any,
+                         "Test whether any array element along a given axis evaluates to True.",
+                         "OR")
+all = _logical_reduction("all", np.all,
+                         "Test whether all array elements along a given axis evaluate to True.",
+                         "AND")
 
 
 def count_nonzero(x, axis=None):

@@ -31,7 +31,8 @@ import operator
 
 import numpy as np
 
-from minidl.autodiff.tensor import FLOATX, Tensor, record, to_array
+from minidl.autodiff.tensor import FLOATX, record
+from minidl.ops.elementwise import _operand
 
 __all__ = ["argmax", "argmin", "logsumexp", "max", "mean", "min", "prod", "std", "sum",
            "var"]
@@ -44,15 +45,6 @@ _ACCUMULATOR = {np.dtype(t): np.dtype(a) for t, a in [
     (np.bool_, np.int32), (np.int8, np.int32), (np.int16, np.int32), (np.int32, np.int32),
     (np.uint8, np.uint32), (np.uint16, np.uint32), (np.uint32, np.uint32),
     (np.int64, np.int64), (np.uint64, np.uint64)]}
-
-
-def _operand(x):
-    """The array of ``x`` (Python data converted as Keras does)."""
-    if isinstance(x, Tensor):
-        return x.value
-    if isinstance(x, np.ndarray):
-        return x
-    return to_array(x)
 
 
 def _axes(name, axis, ndim):
@@ -194,51 +186,40 @@ def mean(x, axis=None, keepdims=False):
     return record("mean", out, (x,), backward)
 
 
-def _extremum(name, ufunc, x, axis, keepdims, initial):
-    a = _operand(x)
-    axes = _axes(name, axis, a.ndim)
-    if initial is None:
-        out = ufunc.reduce(a, axes, None, None, keepdims)
-    else:
-        out = ufunc.reduce(a, axes, None, None, keepdims, initial)
+def _extremum_op(name, ufunc, word, bound):
+    """The reduction ``name`` (max or min) by ``ufunc`` (np.maximum or np.minimum)."""
+    def op(x, axis=None, keepdims=False, initial=None):
+        a = _operand(x)
+        axes = _axes(name, axis, a.ndim)
+        if initial is None:
+            out = ufunc.reduce(a, axes, None, None, keepdims)
+        else:
+            out = ufunc.reduce(a, axes, None, None, keepdims, initial)
 
-    def backward(g, needs):
-        hit = np.equal(a, _expand(np.asarray(out), a.shape, axes, keepdims))
-        ties = np.add.reduce(hit, axes, g.dtype, None, True)
-        # No element equals the result where `initial` won: those gradients are 0.
-        np.maximum(ties, 1, out=ties)
-        return (hit * (_expand(g, a.shape, axes, keepdims) / ties),)
-    return record(name, out, (x,), backward)
-
-
-def max(x, axis=None, keepdims=False, initial=None):
-    """Maximum of a tensor over the given axes.
-
-    Args:
-        x: input tensor.
-        axis: axis or axes along which to take the maximum; None (default) for all.
-        keepdims: keep the reduced axes, with size 1.
-        initial: optional lower bound of the result (also what an empty reduction gives).
-
-    Returns:
-        The maximum. Its gradient is shared evenly among the elements equal to it.
-    """
-    return _extremum("max", np.maximum, x, axis, keepdims, initial)
-
-
-def min(x, axis=None, keepdims=False, initial=None):
-    """Minimum of a tensor over the given axes.
+        def backward(g, needs):
+            hit = np.equal(a, _expand(np.asarray(out), a.shape, axes, keepdims))
+            ties = np.add.reduce(hit, axes, g.dtype, None, True)
+            # No element equals the result where `initial` won: those gradients are 0.
+            np.maximum(ties, 1, out=ties)
+            return (hit * (_expand(g, a.shape, axes, keepdims) / ties),)
+        return record(name, out, (x,), backward)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"""{word.capitalize()} of a tensor over the given axes.
 
     Args:
         x: input tensor.
-        axis: axis or axes along which to take the minimum; None (default) for all.
+        axis: axis or axes along which to take the {word}; None (default) for all.
         keepdims: keep the reduced axes, with size 1.
-        initial: optional upper bound of the result (also what an empty reduction gives).
+        initial: optional {bound} bound of the result (also what an empty reduction gives).
 
     Returns:
-        The minimum. Its gradient is shared evenly among the elements equal to it.
+        The {word}. Its gradient is shared evenly among the elements equal to it.
     """
-    return _extremum("min", np.minimum, x, axis, keepdims, initial)
+    return op
+
+
+max = _extremum_op("max", np.maximum, "maximum", "lower")
+min = _extremum_op("min", np.minimum, "minimum", "upper")
 
 
 def _centered(name, x, axis):
@@ -340,34 +321,19 @@ def logsumexp(x, axis=None, keepdims=False):
     return record("logsumexp", out, (x,), backward)
 
 
-def _arg(name, x, axis, keepdims):
-    a = _operand(x)
-    if axis is not None:
-        if isinstance(axis, (tuple, list)):
-            raise TypeError(f"ops.{name}: axis must be None or an int; received "
-                            f"axis={axis!r}.")
-        axis = _axes(name, axis, a.ndim)[0]
-    method = a.argmax if name == "argmax" else a.argmin
-    out = np.asarray(method(axis=axis, keepdims=bool(keepdims)), dtype=_INT32)
-    return record(name, out, (x,), None)
-
-
-def argmax(x, axis=None, keepdims=False):
-    """Indices of the maximum values along an axis.
-
-    Args:
-        x: input tensor.
-        axis: the axis to search; None (default) searches the flattened tensor.
-        keepdims: keep the reduced axis, with size 1.
-
-    Returns:
-        An int32 tensor of indices (the first on ties). It has no gradient.
-    """
-    return _arg("argmax", x, axis, keepdims)
-
-
-def argmin(x, axis=None, keepdims=False):
-    """Indices of the minimum values along an axis.
+def _arg_op(name, find, word):
+    """The op ``name`` (argmax or argmin): ``find`` (the ndarray method) as int32 indices."""
+    def op(x, axis=None, keepdims=False):
+        a = _operand(x)
+        if axis is not None:
+            if isinstance(axis, (tuple, list)):
+                raise TypeError(f"ops.{name}: axis must be None or an int; received "
+                                f"axis={axis!r}.")
+            axis = _axes(name, axis, a.ndim)[0]
+        out = np.asarray(find(a, axis=axis, keepdims=bool(keepdims)), dtype=_INT32)
+        return record(name, out, (x,), None)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"""Indices of the {word} values along an axis.
 
     Args:
         x: input tensor.
@@ -377,4 +343,8 @@ def argmin(x, axis=None, keepdims=False):
     Returns:
         An int32 tensor of indices (the first on ties). It has no gradient.
     """
-    return _arg("argmin", x, axis, keepdims)
+    return op
+
+
+argmax = _arg_op("argmax", np.ndarray.argmax, "maximum")
+argmin = _arg_op("argmin", np.ndarray.argmin, "minimum")
