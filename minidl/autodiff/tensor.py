@@ -180,6 +180,12 @@ class Tensor:
     def nbytes(self):
         return self.value.nbytes
 
+    @property
+    def flat(self):
+        """numpy's flat iterator over the value (code written for arrays, pytest.approx,
+        iterate a 0-d tensor so)."""
+        return self.value.flat
+
     def __len__(self):
         if not self.value.ndim:
             raise TypeError("len() of a 0-d tensor")
