@@ -250,13 +250,14 @@ class Optimizer:
                 needed. A Variable with a ``constraint`` is projected after its update.
         """
         constrained = ()
-        if variables is not None:
-            # minidl Variables (what user code holds: layer.kernel, model.trainable_weights)
-            # stand for their arrays, which the kernels update in place.
+        if variables is not None and not isinstance(variables, list):
             variables = list(variables)
-            if variables and isinstance(variables[0], Tensor):
-                constrained = [v for v in variables if getattr(v, "constraint", None)]
-                variables = [v.value if isinstance(v, Tensor) else v for v in variables]
+        if variables and isinstance(variables[0], Tensor):
+            # minidl Variables (what user code holds: layer.kernel, model.trainable_weights)
+            # stand for their arrays, which the kernels update in place. (The training
+            # loop passes the arrays themselves: nothing to convert per step.)
+            constrained = [v for v in variables if getattr(v, "constraint", None)]
+            variables = [v.value if isinstance(v, Tensor) else v for v in variables]
             grads = [g.value if isinstance(g, Tensor) else g for g in grads]
         self._apply_arrays(grads, variables)
         for v in constrained:
