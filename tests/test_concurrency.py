@@ -326,3 +326,46 @@ def test_set_and_load_weights_beside_predict_give_old_or_new_outputs(tmp_path):
     assert seen
     for out in seen:
         assert any(np.array_equal(out, e) for e in expected)
+
+
+class _Subclassed(minidl.Model):
+    """A subclassed model (trained through train_step) whose call starts, in a training
+    call, a prediction in another thread and waits a little for it: the step holds the
+    model, so the prediction must wait until the step's update is done."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = Dense(16, activation="relu")
+        self.norm = BatchNormalization()
+        self.out = Dense(3, activation="softmax")
+        self.x, self.inside, self.threads = None, 0, []
+
+    def call(self, x, training=None):
+        if training and self.x is not None:
+            done = threading.Event()
+            thread = threading.Thread(target=lambda: (self.predict(self.x, verbose=0),
+                                                      done.set()))
+            thread.start()
+            self.threads.append(thread)
+            self.inside += done.wait(0.05)
+        return self.out(self.norm(self.hidden(x)))
+
+
+def test_predict_never_runs_inside_a_train_step_of_a_subclassed_model():
+    x, y = _data()
+
+    def trained(probe):
+        set_random_seed(2)
+        model = _Subclassed()
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.build((None, 8))
+        if probe:
+            model.x = x[:5]
+        return model, model.fit(x, y, **FIT)
+    plain, history = trained(False)
+    model, raced = trained(True)
+    for thread in model.threads:
+        thread.join()
+    assert len(model.threads) == 16 and model.inside == 0
+    assert _same(model.get_weights(), plain.get_weights())
+    assert raced.history == history.history

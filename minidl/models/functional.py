@@ -464,7 +464,13 @@ class Model(Trainer, TrainSteps, Layer):
                     f"Model '{self.name}' ({type(self).__name__}) has no call() method, so it "
                     f"cannot be called; define call(self, inputs, training=None), or call "
                     f"its parts.")
-            return Layer.__call__(self, *args, **kwargs)
+            # As the plan's calls: inference shares the model, a training call (batch
+            # statistics move) has it alone; a train_step already holding it passes through.
+            training = kwargs.get("training")
+            if training is None:
+                training = eager.current_training()
+            with self._lock.exclusive if training else self._lock.shared:
+                return Layer.__call__(self, *args, **kwargs)
         if len(args) == 1 and not kwargs and type(args[0]) is np.ndarray and self.built \
                 and not recording() and not eager.current_training():
             # A prediction on one ready array through a chain of Dense layers: the few

@@ -183,9 +183,11 @@ class Trainer:
 
     def _train_step(self, xs, ys, ws):
         if self._train_plan is None:
-            # train_step takes the model's lock itself (its forward pass, as any call).
-            self._step_logs = self._checked_logs(
-                "train_step", self.train_step(self._step_data(xs, ys, ws)))
+            # The whole step holds the model alone, as the plan's step does: inference in
+            # other threads sees the weights before or after the update, never between.
+            with self._lock.exclusive:
+                self._step_logs = self._checked_logs(
+                    "train_step", self.train_step(self._step_data(xs, ys, ws)))
         else:
             with self._lock.exclusive:   # inference in other threads waits (concurrency.py)
                 self._train_step_unlocked(xs, ys, ws)
@@ -677,8 +679,8 @@ class Trainer:
         batch_logs = cbs.wants("on_predict_batch_end")
         self.stop_predicting = False
         cbs.on_predict_begin()
-        # Every batch sees the same weights (concurrency.py); predict_step's calls take the
-        # lock themselves.
+        # Every batch sees the same weights (concurrency.py); predict_step's model calls take
+        # the lock themselves.
         with contextlib.nullcontext() if stepped else self._lock.shared:
             for step in range(steps):
                 cbs.on_predict_batch_begin(step)
