@@ -37,6 +37,7 @@ from minidl.models.data import (Arrays, Batcher, check_finite_values,
                                 class_weight_to_sample_weight, prepare_sample_weight, prepare_x,
                                 prepare_y, split_validation, target_as_given)
 from minidl.models.dense_chain import compile_chain
+from minidl.models.train_steps import TrainSteps, pythonify_logs
 from minidl.utils.random import global_rng, training_draws
 
 
@@ -98,26 +99,24 @@ class Trainer:
             return None
         return dict(self._compile_args, optimizer=self.optimizer)
 
+    def _overrides(self, name):
+        """Whether the model's class replaces Keras' default step method ``name``."""
+        return getattr(type(self), name) is not getattr(TrainSteps, name)
+
     def _uses_step_methods(self):
         """Whether batches go through ``train_step`` / ``test_step`` / ``predict_step``
         (``train_steps.py``): a subclassed model, or one overriding a step. Otherwise the
         execution plan's compiled step runs."""
-        from minidl.models.train_steps import TrainSteps
-        cls = type(self)
-        return (getattr(self, "_subclassed", False)
-                or cls.train_step is not TrainSteps.train_step
-                or cls.test_step is not TrainSteps.test_step
-                or cls.predict_step is not TrainSteps.predict_step)
+        return (getattr(self, "_subclassed", False) or self._overrides("train_step")
+                or self._overrides("test_step") or self._overrides("predict_step"))
 
     def _require_compiled(self, what):
         if not self.compiled:
             raise RuntimeError(f"You must call compile() before {what}().")
-        if self._compile_args["loss"] is None and self._uses_step_methods() and \
-                type(self).compute_loss is not _default_compute_loss():
-            return   # (a custom compute_loss needs no compiled loss)
-        if self._compile_args["loss"] is None and self._uses_step_methods() and \
-                type(self).train_step is not _default_train_step() and what == "fit":
-            return   # a custom train_step computes its own loss (a GAN, a VAE)
+        if self._compile_args["loss"] is None and self._uses_step_methods() and (
+                self._overrides("compute_loss")
+                or (what == "fit" and self._overrides("train_step"))):
+            return   # the model's own code computes the loss (a GAN, a VAE)
         if self._compile_args["loss"] is None:
             raise RuntimeError(f"compile() was called without a loss; {what}() needs one, e.g. "
                                f"compile(loss='sparse_categorical_crossentropy').")
@@ -263,7 +262,6 @@ class Trainer:
 
     def _logs(self, prefix=""):
         if self._uses_step_methods():
-            from minidl.models.train_steps import pythonify_logs
             logs = pythonify_logs(self._step_logs or self.get_metrics_result())
             return {prefix + key: value for key, value in logs.items()}
         return self._compiled.logs(prefix)
@@ -866,14 +864,3 @@ def _check_verbose(verbose):
     if verbose not in (0, 1, 2) or isinstance(verbose, bool):
         raise ValueError(f"verbose must be 'auto', 0, 1 or 2; received verbose={verbose!r}.")
     return int(verbose)
-
-
-
-def _default_train_step():
-    from minidl.models.train_steps import TrainSteps
-    return TrainSteps.train_step
-
-
-def _default_compute_loss():
-    from minidl.models.train_steps import TrainSteps
-    return TrainSteps.compute_loss
