@@ -416,15 +416,5 @@ def unbroadcast(g, shape):
 _add_reduce = np.add.reduce
 
 
-def result_dtype_fix(out, a, b):
-    """Keras' promotion where numpy's differs: an integer array with float32 gives float32
-    (numpy gives float64). ``a``, ``b``: the operands as passed to numpy."""
-    if out.dtype == np.float64 and getattr(a, "dtype", None) != np.float64 and \
-            getattr(b, "dtype", None) != np.float64 and not (
-                isinstance(a, float) and isinstance(b, float)):
-        return out.astype(np.float32)
-    return out
-
-
 # numpy ufunc -> op, filled by minidl.ops once it is imported (see __array_ufunc__).
 _UFUNC_OPS = {}

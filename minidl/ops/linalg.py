@@ -16,8 +16,7 @@ from collections import Counter
 import numpy as np
 
 from minidl._core._backend import gemm
-from minidl.autodiff.tensor import (Tensor, gradient_buffer, record, result_dtype_fix,
-                                    unbroadcast, value_of)
+from minidl.autodiff.tensor import Tensor, gradient_buffer, record, unbroadcast, value_of
 
 __all__ = ["dot", "einsum", "matmul", "outer", "tensordot", "transpose"]
 
@@ -115,7 +114,7 @@ def _matmul(name, x1, x2):
                          f"axis of x1 ({k_a}) must equal the "
                          f"{'only' if b.ndim == 1 else 'second-to-last'} axis of x2 ({k_b}).")
     try:
-        out = result_dtype_fix(np.matmul(a, b), a, b)
+        out = _fix_dtype(np.matmul(a, b), (a, b))
     except ValueError:
         raise ValueError(f"ops.{name}: the batch axes of shapes {a.shape} and {b.shape} "
                          f"({a.shape[:-2]} and {b.shape[:-2]}) cannot be broadcast together "
