@@ -15,7 +15,7 @@ A :class:`Variable` is a Tensor whose array is a layer's (or a metric's) state: 
 the very array the optimizer updates in place, so it never changes identity; ``assign``
 writes into it. Trainable variables need a gradient; everything else is a constant.
 
-Writing an op (see ``minidl/ops/math.py``)::
+Writing an op (see ``minidl/ops/elementwise.py``)::
 
     def exp(x):
         x_value = value_of(x)
