@@ -20,9 +20,10 @@ from minidl import losses as losses_module
 from minidl import metrics as metrics_module
 from minidl.autodiff import Tensor, wrap
 from minidl.metrics import result_value
+from minidl.metrics.accuracy import _KernelMetric
 
 # The update_state of the compiled-kernel metrics, which take numpy arrays (the hot path).
-_ARRAY_UPDATE = metrics_module._KernelMetric.update_state
+_ARRAY_UPDATE = _KernelMetric.update_state
 
 
 def _tensor(a):
