@@ -59,6 +59,18 @@ LAYER_SAMPLES = {
     "Dot": ([(4,), (4,)], {"axes": 1}),
     # An op on symbolic tensors (`inputs * 2.0`), its arguments in their JSON form.
     "OpLayer": ((4,), {"op": "multiply", "args": [{"__input__": 0}, 2.0]}),
+    # Image preprocessing and augmentation layers.
+    "Resizing": ((6, 8, 3), {"height": 4, "width": 5, "interpolation": "nearest",
+                             "crop_to_aspect_ratio": True, "fill_value": 0.5}),
+    "CenterCrop": ((6, 6, 3), {"height": 4, "width": 4}),
+    "RandomFlip": ((6, 6, 3), {"mode": "horizontal", "seed": 1}),
+    "RandomRotation": ((6, 6, 3), {"factor": [-0.1, 0.2], "fill_mode": "constant",
+                                   "seed": 1, "fill_value": 0.5}),
+    "RandomZoom": ((6, 6, 3), {"height_factor": 0.2, "width_factor": 0.1, "seed": 1}),
+    "RandomTranslation": ((6, 6, 3), {"height_factor": 0.2, "width_factor": 0.1, "seed": 1}),
+    "RandomCrop": ((6, 6, 3), {"height": 4, "width": 4, "seed": 1}),
+    "RandomContrast": ((6, 6, 3), {"factor": 0.2, "value_range": [0, 1], "seed": 1}),
+    "RandomBrightness": ((6, 6, 3), {"factor": 0.2, "value_range": [0, 1], "seed": 1}),
     # Models are layers too: each sample is nested in a Sequential.
     "Sequential": ((4,), {}),
     "Model": ((4,), {}),
