@@ -26,6 +26,7 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport rint
+from libc.string cimport memcpy
 
 from minidl._core._arrays cimport aligned, carray, data, dim, float_carray, overlap
 from minidl._core._backend cimport num_threads
@@ -303,19 +304,32 @@ cdef inline Py_ssize_t _floor(double v) noexcept nogil:
     return i - 1 if v < <double>i else i
 
 
-cdef inline void _source_point(const double *m, bint projective, Py_ssize_t ox,
-                               Py_ssize_t oy, double *sx, double *sy) noexcept nogil:
+cdef struct _Row:
+    # The terms of a transform that depend on the output row y only: a1 y + a2, b1 y + b2
+    # and c1 y + 1.
+    double x, y, k
+
+
+cdef inline void _row_terms(const double *m, Py_ssize_t oy, _Row *r) noexcept nogil:
+    cdef double y = <double>oy
+    r.x = m[1] * y + m[2]
+    r.y = m[4] * y + m[5]
+    r.k = m[7] * y + 1.0
+
+
+cdef inline void _source_point(const double *m, bint projective, const _Row *r,
+                               Py_ssize_t ox, double *sx, double *sy) noexcept nogil:
     # Output point (x, y) -> input point ((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k),
     # k = c0 x + c1 y + 1 (an affine transform, c0 = c1 = 0, skips the division by 1).
-    cdef double x = <double>ox, y = <double>oy
+    cdef double x = <double>ox
     cdef double k
     if projective:
-        k = m[6] * x + m[7] * y + 1.0
-        sx[0] = _clamp_coordinate((m[0] * x + m[1] * y + m[2]) / k)
-        sy[0] = _clamp_coordinate((m[3] * x + m[4] * y + m[5]) / k)
+        k = m[6] * x + r.k
+        sx[0] = _clamp_coordinate((m[0] * x + r.x) / k)
+        sy[0] = _clamp_coordinate((m[3] * x + r.y) / k)
     else:
-        sx[0] = _clamp_coordinate(m[0] * x + m[1] * y + m[2])
-        sy[0] = _clamp_coordinate(m[3] * x + m[4] * y + m[5])
+        sx[0] = _clamp_coordinate(m[0] * x + r.x)
+        sy[0] = _clamp_coordinate(m[3] * x + r.y)
 
 
 cdef struct _Taps:
@@ -376,15 +390,17 @@ cdef void _affine_image(const floating *src, floating *dst, Py_ssize_t h, Py_ssi
     cdef bint valid
     cdef bint projective = m[6] != 0.0 or m[7] != 0.0
     cdef _Taps t
+    cdef _Row row
     cdef const floating *p00
     cdef const floating *p01
     cdef const floating *p10
     cdef const floating *p11
     cdef floating *out
     for oy in range(h):
+        _row_terms(m, oy, &row)
         for ox in range(w):
             out = dst + (oy * w + ox) * c
-            _source_point(m, projective, ox, oy, &sx, &sy)
+            _source_point(m, projective, &row, ox, &sx, &sy)
             if not linear:
                 at = _nearest_tap(sx, sy, h, w, c, mode, &valid)
                 for ch in range(c):
@@ -428,14 +444,16 @@ cdef void _affine_image_backward(const floating *dy, floating *dx, Py_ssize_t h,
     cdef bint valid
     cdef bint projective = m[6] != 0.0 or m[7] != 0.0
     cdef _Taps t
+    cdef _Row row
     cdef const floating *g
     cdef floating *d
     for i in range(h * w * c):
         dx[i] = 0
     for oy in range(h):
+        _row_terms(m, oy, &row)
         for ox in range(w):
             g = dy + (oy * w + ox) * c
-            _source_point(m, projective, ox, oy, &sx, &sy)
+            _source_point(m, projective, &row, ox, &sx, &sy)
             if not linear:
                 at = _nearest_tap(sx, sy, h, w, c, mode, &valid)
                 if valid:
@@ -533,15 +551,18 @@ def affine_backward(dy, transforms, dx, interpolation="bilinear", fill_mode="ref
 
 cdef void _flip_image(const floating *src, floating *dst, Py_ssize_t h, Py_ssize_t w,
                       Py_ssize_t c, int flags) noexcept nogil:
-    cdef Py_ssize_t oy, ox, ch, iy, ix
+    cdef Py_ssize_t oy, ox, ch, iy
+    cdef Py_ssize_t row = w * c
     cdef const floating *p
     cdef floating *out
     for oy in range(h):
         iy = h - 1 - oy if flags & 2 else oy
+        if not flags & 1:
+            memcpy(dst + oy * row, src + iy * row, row * sizeof(floating))
+            continue
         for ox in range(w):
-            ix = w - 1 - ox if flags & 1 else ox
-            p = src + (iy * w + ix) * c
-            out = dst + (oy * w + ox) * c
+            p = src + iy * row + (w - 1 - ox) * c
+            out = dst + oy * row + ox * c
             for ch in range(c):
                 out[ch] = p[ch]
 

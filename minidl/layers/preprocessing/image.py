@@ -191,6 +191,8 @@ class Resizing(ImageLayer):
             aspect ratio with ``fill_value``, then resize (no distortion, nothing cropped).
         fill_mode: how the padding is filled; only 'constant', as in Keras.
         fill_value: the value of the padding (default 0.0).
+        antialias: False (default, Keras' too); minidl does not implement antialiased
+            downsampling, so True raises ValueError.
         data_format: None or 'channels_last' (minidl's image layout).
 
     Input shape: ``(batch, height, width, channels)`` or ``(height, width, channels)``.
@@ -204,7 +206,7 @@ class Resizing(ImageLayer):
 
     def __init__(self, height, width, interpolation="bilinear", crop_to_aspect_ratio=False,
                  pad_to_aspect_ratio=False, fill_mode="constant", fill_value=0.0,
-                 data_format=None, **kwargs):
+                 antialias=False, data_format=None, **kwargs):
         super().__init__(**kwargs)
         owner = "Resizing"
         self.height = check_size(owner, "height", height)
@@ -212,10 +214,14 @@ class Resizing(ImageLayer):
         self.interpolation = check_choice(owner, "interpolation", interpolation,
                                           _INTERPOLATIONS, _KERAS_ONLY_INTERPOLATIONS)
         for name, value in (("crop_to_aspect_ratio", crop_to_aspect_ratio),
-                            ("pad_to_aspect_ratio", pad_to_aspect_ratio)):
+                            ("pad_to_aspect_ratio", pad_to_aspect_ratio),
+                            ("antialias", antialias)):
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{owner}: `{name}` must be True or False. Received: "
                                  f"{name}={value!r:.100}")
+        if antialias:
+            raise ValueError(f"{owner}: antialias=True is a Keras option that minidl does not "
+                             f"implement; use antialias=False (Keras' default).")
         if crop_to_aspect_ratio and pad_to_aspect_ratio:
             raise ValueError(f"{owner}: only one of `crop_to_aspect_ratio` and "
                              f"`pad_to_aspect_ratio` can be True. Received: "
@@ -272,7 +278,8 @@ class Resizing(ImageLayer):
         config.update(height=self.height, width=self.width, interpolation=self.interpolation,
                       crop_to_aspect_ratio=self.crop_to_aspect_ratio,
                       pad_to_aspect_ratio=self.pad_to_aspect_ratio, fill_mode=self.fill_mode,
-                      fill_value=self.fill_value, data_format=self.data_format)
+                      fill_value=self.fill_value, antialias=False,
+                      data_format=self.data_format)
         return config
 
 
