@@ -14,8 +14,9 @@ boundary (_arrays.pxd), then run one ``nogil`` loop over the images.
 - ``flip``: per-image horizontal and/or vertical flips (its own backward).
 - ``contrast`` and ``brightness``: per-image adjustments clipped to a value range.
 
-Weights and coordinates are computed in double and each output is rounded once to the
-image's type, so float32 and float64 share one formula.
+Coordinates and weights are computed in double and each output of a resampling or
+contrast is rounded once to the image's type, so float32 and float64 share one formula;
+brightness adds in the image's type, as Keras does; the backward passes accumulate in it.
 
 Threads: every output image depends only on its input image and its parameters, and every
 backward image only on its own output gradient; the images split over threads (above
@@ -47,8 +48,9 @@ PARALLEL_MIN = PARALLEL_MIN_ELEMENTS
 
 # Source coordinates are clamped to +-COORD_LIMIT before they become integers: a transform
 # can send a point arbitrarily far (or to NaN, which lands on the lower limit), and the
-# conversion of an out-of-range double is undefined. Far points are outside the image
-# either way, and the fill modes' index rules are periodic.
+# conversion of an out-of-range double is undefined. Such a point is far outside any image;
+# 'wrap' and 'reflect' then read the pixel of the limit rather than of the exact point (no
+# float32 computation, Keras' included, resolves a period there either).
 cdef double COORD_LIMIT = 1073741824.0
 
 
