@@ -66,8 +66,8 @@ def test_save_freq_counts_batches_across_epochs(tmp_path):
     def record(batch, logs):
         batch_logs.append(dict(logs))
         weights.append(model.get_weights())
-    checkpoint = ModelCheckpoint(str(tmp_path / "ck" / "{epoch:02d}-{batch:02d}-{loss:.4f}.minidl"),
-                                 save_freq=2)
+    pattern = tmp_path / "ck" / "{epoch:02d}-{batch:02d}-{loss:.4f}.minidl"
+    checkpoint = ModelCheckpoint(str(pattern), save_freq=2)
     fit(model, checkpoint, LambdaCallback(on_train_batch_end=record), epochs=3)
     # 9 batches: saves after global batches 2, 4, 6, 8; none at the ends of epochs.
     expected = []

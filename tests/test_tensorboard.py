@@ -3,6 +3,7 @@ the tags, steps and values Keras writes, equal to what fit reports."""
 import io
 import json
 import os
+import subprocess
 import sys
 import warnings
 
@@ -16,7 +17,8 @@ from minidl.layers import Conv2D, Dense, Flatten
 from minidl.models import Sequential
 from minidl.utils import set_random_seed
 
-event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+event_accumulator = pytest.importorskip(
+    "tensorboard.backend.event_processing.event_accumulator")
 pytest.importorskip("tensorboardX")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,7 +66,9 @@ def as_float32(values):
 
 def test_epoch_scalars_equal_history_in_train_and_validation(tmp_path):
     model = small_model()
-    history = fit(model, TensorBoard(tmp_path)).history
+    board = TensorBoard(tmp_path)
+    history = fit(model, board).history
+    assert board._writers == {}   # the files are closed at the end of fit
     train, val = read(tmp_path / "train"), read(tmp_path / "validation")
     assert set(train.Tags()["scalars"]) == {"epoch_loss", "epoch_accuracy",
                                             "epoch_learning_rate"}
@@ -307,6 +311,13 @@ def test_embeddings(tmp_path):
     with pytest.raises(ValueError, match="Unrecognized `Embedding` layer names"):
         fit(small_model(), TensorBoard(tmp_path, embeddings_freq=1,
                                        embeddings_metadata={"dense": "meta.tsv"}), epochs=1)
+
+
+def test_tensorboardx_is_imported_by_the_callback_only():
+    code = ("import sys, minidl, minidl.callbacks; "
+            "assert 'tensorboardX' not in sys.modules, 'imported with minidl'")
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_exported():

@@ -1,4 +1,4 @@
-"""TensorBoard: write a fit's logs as TensorBoard event files, as ``keras.callbacks.TensorBoard``.
+"""TensorBoard: a fit's logs as TensorBoard event files, as ``keras.callbacks.TensorBoard``.
 
 What is written, and where (the tags and steps of Keras 3):
 
@@ -18,7 +18,6 @@ scalar costs about 14 us to write.
 """
 import itertools
 import json
-import math
 import numbers
 import os
 import socket
@@ -173,7 +172,7 @@ class TensorBoard(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.write_steps_per_second:
-            self._epoch_start_iterations = self._iterations()
+            self._epoch_start_iterations = self._iterations() or 0
             self._epoch_start_time = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -183,10 +182,11 @@ class TensorBoard(Callback):
         learning_rate = getattr(getattr(self.model, "optimizer", None), "learning_rate", None)
         if learning_rate is not None:
             train_logs["learning_rate"] = float(learning_rate)
-        if self.write_steps_per_second:
+        iterations = self._iterations()
+        if self.write_steps_per_second and iterations is not None:
             elapsed = time.perf_counter() - self._epoch_start_time
-            steps = self._iterations() - self._epoch_start_iterations
-            train_logs["steps_per_second"] = steps / elapsed if elapsed > 0 else math.inf
+            train_logs["steps_per_second"] = ((iterations - self._epoch_start_iterations)
+                                              / max(elapsed, 1e-9))
         if train_logs:
             self._write_scalars("train", "epoch_", train_logs, epoch)
         if val_logs:
@@ -226,7 +226,7 @@ class TensorBoard(Callback):
         logs = dict(logs or {})
         if self.write_steps_per_second:
             elapsed = time.perf_counter() - self._batch_start_time
-            logs["steps_per_second"] = 1.0 / elapsed if elapsed > 0 else math.inf
+            logs["steps_per_second"] = 1.0 / max(elapsed, 1e-9)
         self._write_scalars("train", "batch_", logs, step)
 
     # ---- what is written ----
