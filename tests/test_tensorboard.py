@@ -14,7 +14,7 @@ from minidl import callbacks, optimizers
 from minidl.callbacks import CallbackList, LambdaCallback, TensorBoard
 from minidl.callbacks.tensorboard import weight_image
 from minidl.layers import Conv2D, Dense, Flatten
-from minidl.models import Sequential
+from minidl.models import Model, Sequential
 from minidl.utils import set_random_seed
 
 event_accumulator = pytest.importorskip(
@@ -208,6 +208,28 @@ def test_graph_is_the_model_architecture(tmp_path):
     from tensorboard.plugins.graph import keras_util
     graph = keras_util.keras_model_to_graph_def(json.loads(architecture))
     assert [node.name for node in graph.node][-2:] == ["net/hidden", "net/head"]
+
+
+class Subclassed(Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = Dense(4, name="sub_hidden")
+
+    def call(self, x):
+        return self.hidden(x)
+
+
+def test_subclassed_model_has_no_graph_but_histograms(tmp_path):
+    set_random_seed(0)
+    model = Subclassed()
+    model.compile("sgd", "mse")
+    x = np.ones((8, 3), np.float32)
+    model.fit(x, np.zeros((8, 4), np.float32), epochs=1, verbose=0,
+              callbacks=[TensorBoard(tmp_path, histogram_freq=1)])
+    train = read(tmp_path / "train")
+    assert train.Tags()["tensors"] == []
+    assert sorted(train.Tags()["histograms"]) == ["sub_hidden/bias/histogram",
+                                                  "sub_hidden/kernel/histogram"]
 
 
 def test_write_graph_false_writes_no_graph(tmp_path):
