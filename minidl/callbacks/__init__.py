@@ -13,8 +13,9 @@ from minidl.callbacks.lambda_callback import LambdaCallback
 from minidl.callbacks.model_checkpoint import ModelCheckpoint
 from minidl.callbacks.monitor import (EarlyStopping, LearningRateScheduler, ReduceLROnPlateau,
                                       TerminateOnNaN)
+from minidl.callbacks.tensorboard import TensorBoard
 from minidl.utils.progbar import Progbar
 
 __all__ = ["BackupAndRestore", "Callback", "CallbackList", "CSVLogger", "EarlyStopping",
            "History", "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "Progbar",
-           "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN"]
+           "ProgbarLogger", "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN"]
