@@ -473,3 +473,53 @@ def test_one_dimensional_x_for_an_input_of_shape_1_and_label_columns():
                                   models[0].predict(x[:, None], verbose=0))
     assert models[0].evaluate(x, y[:, None], verbose=0) == models[0].evaluate(
         x[:, None], y, verbose=0)
+
+
+# ---- models of every kind ----
+
+class TwoLayers(Model):
+    """A subclassed model: it trains through train_step."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = Dense(8, activation="tanh")
+        self.out = Dense(3, activation="softmax")
+
+    def call(self, inputs, training=False):
+        return self.out(self.hidden(inputs))
+
+
+def test_subclassed_model_trains_on_batches_as_on_arrays():
+    x, y = blobs()
+    runs = []
+    for data in ((x, y), (generator(x, y),)):
+        set_random_seed(4)
+        model = TwoLayers()
+        model.compile(optimizers.SGD(0.1), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        kwargs = {"batch_size": BATCH} if len(data) == 2 else {}
+        history = model.fit(*data, shuffle=False, verbose=0, **kwargs)
+        runs.append((model, history.history))
+    (a, ha), (b, hb) = runs
+    assert same_weights(a, b) and ha == hb
+    assert a.evaluate(x, y, batch_size=BATCH, verbose=0) == \
+        b.evaluate(Slices(x, y), verbose=0)
+
+
+def test_several_inputs_as_dicts_and_class_weight_in_batches():
+    x, y = blobs()
+    weights = {0: 1.0, 1: 2.0, 2: 0.5}
+    models = []
+    for _ in range(2):
+        set_random_seed(2)
+        left, right = Input((2,), name="left"), Input((2,), name="right")
+        merged = Dense(8, activation="tanh")(left) + Dense(8, activation="tanh")(right)
+        model = Model([left, right], Dense(3, activation="softmax")(merged))
+        model.compile(optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        models.append(model)
+    inputs = {"left": x[:, :2], "right": x[:, 2:]}
+    models[0].fit(inputs, y, batch_size=BATCH, shuffle=False, class_weight=weights, verbose=0)
+    batches = (({"left": x[i:i + BATCH, :2], "right": x[i:i + BATCH, 2:]}, y[i:i + BATCH])
+               for i in range(0, 40, BATCH))
+    models[1].fit(batches, class_weight=weights, verbose=0)
+    assert same_weights(*models)

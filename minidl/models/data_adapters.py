@@ -26,6 +26,7 @@ import warnings
 
 import numpy as np
 
+from minidl.models.data import Arrays
 from minidl.utils.py_dataset import PyDataset, iterate_batches
 
 RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your data set "
@@ -170,7 +171,6 @@ class BatchConverter:
             if self.targets:
                 arrays = model._checked_arrays(x, y, weights, self.class_weight)
             else:
-                from minidl.models.data import Arrays
                 arrays = Arrays(model._input_arrays(x))
         except (ValueError, TypeError) as err:
             if type(err) not in (ValueError, TypeError):

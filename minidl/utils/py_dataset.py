@@ -34,7 +34,9 @@ class PyDataset:
             threads, batches are fetched when needed, in the calling thread.
         use_multiprocessing: fetch in processes instead of threads (for ``__getitem__``
             code that holds the GIL). The data set is inherited by forked processes, or
-            pickled where the platform cannot fork; the batches come back pickled.
+            pickled where the platform cannot fork; the batches come back pickled. A forked
+            process should not call minidl's multithreaded kernels (OpenMP does not survive
+            a fork): keep ``__getitem__`` to loading and numpy.
         max_queue_size: the most batches fetched ahead and waiting to be used.
 
     Example:
