@@ -37,6 +37,8 @@ def prepare_x(x, input_shape, name="x", check_finite=True):
         arr = arr.view(np.uint8)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold numbers (int or float); received dtype {arr.dtype}.")
+    if input_shape is not None:
+        arr = _adjust_rank(arr, tuple(input_shape))
     if arr.ndim < 2:
         raise ValueError(f"{name} must have a batch dimension and at least one feature "
                          f"dimension; received shape {arr.shape}.")
@@ -56,6 +58,17 @@ def prepare_x(x, input_shape, name="x", check_finite=True):
         check_finite_values(arr, name)
     arr = np.ascontiguousarray(arr)
     return arr.reshape(arr.shape[0], -1), sample_shape
+
+
+def _adjust_rank(arr, input_shape):
+    """Keras' rank adjustment of an input (Functional._adjust_input_rank): a missing last
+    axis of size 1 is added ((n,) for samples of shape (1,), (n, 28, 28) for (28, 28, 1)),
+    an extra one removed."""
+    if arr.ndim == len(input_shape) and input_shape[-1] == 1:
+        return arr[..., None]
+    if arr.ndim == len(input_shape) + 2 and arr.shape[-1] == 1:
+        return arr[..., 0]
+    return arr
 
 
 def check_finite_values(arr, name="x"):

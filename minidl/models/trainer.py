@@ -7,7 +7,9 @@ model's execution plan (``models.plan``); it knows no layer kinds. One training 
     to the loss and, in place, to the gradients -> one fused update per parameter ->
     running loss and metrics.
 Every buffer it touches belongs to the plan, the Batcher or the trainer and is reused, and
-what does not change from step to step is fixed once per fit (``_prepare_step``).
+what does not change from step to step is fixed once per fit (``_prepare_step``). Batches
+come from a source of ``models.data_adapters``: arrays through the Batcher, or batches made
+by the user (a PyDataset, a generator, any iterable of batches).
 
 A non-finite training loss does not raise, as in Keras: fit warns once and goes on (the
 weights are then NaN); ``callbacks.TerminateOnNaN`` stops at the first such batch.
@@ -33,11 +35,14 @@ from minidl.callbacks import CallbackList
 from minidl.layers.base import BufferPool
 from minidl.models.compiled import CompiledLosses
 from minidl.models.concurrency import one_at_a_time
+from minidl.models.data_adapters import (ArrayBatches, BatchConverter, StreamBatches,
+                                         check_stream_arguments, is_batch_source)
 from minidl.models.data import (Arrays, Batcher, check_finite_values,
                                 class_weight_to_sample_weight, prepare_sample_weight, prepare_x,
                                 prepare_y, split_validation, target_as_given)
 from minidl.models.dense_chain import compile_chain
 from minidl.models.train_steps import TrainSteps, pythonify_logs
+from minidl.utils.progbar import Progbar
 from minidl.utils.random import global_rng, training_draws
 
 
@@ -418,9 +423,14 @@ class Trainer:
 
         Args:
             x: inputs, shape ``(n,) + input_shape``; int or float (converted per batch). For
-                several inputs, a list of arrays or a dict keyed by input name.
-            y: targets: class labels (n,) for sparse losses, else ``(n,) + output_shape``;
-                for several outputs, a list or a dict keyed by output name.
+                several inputs, a list of arrays or a dict keyed by input name. Or batches
+                (``models.data_adapters``): a :class:`minidl.utils.PyDataset`, a Python
+                generator, or any iterable of batches (a torch DataLoader), each batch
+                ``(x, y)``, ``(x, y, sample_weight)`` or ``x``; y, sample_weight and
+                batch_size are then None.
+            y: targets: class labels (n,) or (n, 1) for sparse losses, else
+                ``(n,) + output_shape``; for several outputs, a list or a dict keyed by
+                output name.
             batch_size: samples per gradient step. Defaults to 32, or with
                 ``steps_per_epoch`` to the size that covers the data in that many steps.
             epochs: the index of the last epoch plus one (not a count when
@@ -431,8 +441,10 @@ class Trainer:
                 last samples, taken before shuffling. Ignored when ``validation_data`` is
                 given.
             validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, val_sample_weight)``,
-                evaluated at the end of an epoch.
-            shuffle: reshuffle the training samples before every pass over them. The order
+                or batches as x takes them, evaluated at the end of an epoch. The test
+                callbacks see Keras' keys ('loss'), the epoch logs 'val_loss'.
+            shuffle: reshuffle the training samples (a PyDataset's batches; other batches
+                made by the user are taken as they come) before every pass. The order
                 (and unseeded dropout) comes from a stream derived from the global random
                 generator's state when fit starts and the optimizer's step count
                 (``minidl.utils.random``); fit does not advance the global generator.
@@ -447,7 +459,10 @@ class Trainer:
                 restoring a backup).
             steps_per_epoch: batches per epoch; the next epoch continues where the previous
                 one stopped, and a pass over the data ends an epoch early (with a warning).
-            validation_steps: validate on the first this many batches only.
+                Without it an epoch is one pass; a generator read to its end then stops
+                training with Keras' "Your input ran out of data" warning.
+            validation_steps: validate on the first this many batches only (required for a
+                PyDataset without end).
             validation_batch_size: batch size of validation (default: batch_size).
             validation_freq: validate every this many epochs (an int), or after the epochs
                 (counted from 1) in a list.
@@ -463,28 +478,34 @@ class Trainer:
         validation_steps = _check_optional_count(validation_steps, "validation_steps")
         _check_validation_freq(validation_freq)
         _check_not_both(sample_weight, class_weight)
-        arrays = self._checked_arrays(x, y, sample_weight, None)
-        held_out = None
-        if validation_data is None and validation_split:
-            # Keras cuts the last fraction off before shuffling, so it never trains on it.
-            arrays, held_out = arrays.split(split_validation(validation_split, arrays.n))
-        if class_weight is not None:   # of the training samples (held-out ones unweighted)
-            arrays.weights = [self._class_weights(class_weight, arrays.targets)]
-        n = arrays.n
-        if batch_size is None and steps_per_epoch is not None:
-            batch_size = -(-n // steps_per_epoch)
-        batch_size = _check_batch_size(batch_size)
+        if is_batch_source(x):
+            check_stream_arguments(x, "x", y=y, sample_weight=sample_weight,
+                                   batch_size=batch_size,
+                                   validation_split=validation_split if validation_data is None
+                                   else 0.0)
+            source = StreamBatches(x, BatchConverter(self, "x", class_weight=class_weight),
+                                   shuffle=shuffle)
+            source.require_steps(steps_per_epoch, "steps_per_epoch", "x")
+            source.epochs = epochs
+            if not self.built:
+                source.build_model()
+            batch_size = held_out = None
+        else:
+            source, batch_size, held_out = self._training_arrays(
+                x, y, sample_weight, class_weight, batch_size, steps_per_epoch,
+                validation_split if validation_data is None else 0.0, shuffle)
         val = None
         val_batch_size = (batch_size if validation_batch_size is None
                           else _check_count(validation_batch_size, "validation_batch_size"))
-        dtypes = self._input_dtypes()
         if validation_data is not None:
-            val = Batcher(self._validation_arrays(validation_data), val_batch_size, dtypes,
-                          read_only=True)
+            val = self._evaluation_source(validation_data, None, None, val_batch_size,
+                                          "validation_data")
+            if isinstance(val, StreamBatches):
+                val.require_steps(validation_steps, "validation_steps", "validation_data")
         elif held_out is not None:
-            val = Batcher(held_out, val_batch_size, dtypes, read_only=True)
-        batcher = Batcher(arrays, batch_size, dtypes)
-        steps = steps_per_epoch or batcher.steps
+            val = ArrayBatches(Batcher(held_out, val_batch_size, self._input_dtypes(),
+                                       read_only=True))
+        steps = steps_per_epoch or source.num_batches
 
         if isinstance(callbacks, CallbackList):
             callbacks = callbacks.callbacks
@@ -494,8 +515,6 @@ class Trainer:
         train_step = self._train_step
         batch_begin, batch_end = cbs.on_train_batch_begin, cbs.on_train_batch_end
         batch_logs = cbs.wants("on_train_batch_end")
-        position = 0      # batches of the current pass over the data already trained on
-        order = None
         logs = None
         warned_nonfinite = False
         self.stop_training = False
@@ -506,30 +525,28 @@ class Trainer:
             cbs.on_train_begin()
             if self._initial_epoch is not None:
                 initial_epoch = _resume_epoch(self._initial_epoch, initial_epoch, epochs,
-                                              steps, batcher.steps)
+                                              steps, source.num_batches
+                                              if isinstance(source, ArrayBatches) else None)
             # The training stream's root (utils/random.py), read after on_train_begin, where
             # BackupAndRestore restores the global generator.
             root = global_rng().bit_generator.state
             for epoch in range(initial_epoch, epochs):
+                if source.exhausted:   # a generator read to its end: no data for this epoch
+                    if not source.warned:
+                        source.warn_ran_out(steps_per_epoch or source.num_batches)
+                    break
                 self._reset_metrics()
                 cbs.on_epoch_begin(epoch)
-                with training_draws(root, self.optimizer.iterations) as draws:
-                    if position == 0:
-                        order = draws.get().permutation(batcher.n) if shuffle else None
-                    run = min(steps, batcher.steps - position)
-                    for step in range(run):
+                with training_draws(root, self.optimizer.iterations) as draws, \
+                        contextlib.closing(source.train_epoch(draws, steps_per_epoch)) as batches:
+                    for step, batch in enumerate(batches):
                         batch_begin(step)
-                        train_step(*batcher.batch(position + step, order))
+                        train_step(*batch)
                         batch_end(step, self._logs() if batch_logs else None)
                         if self.stop_training:
-                            run = step + 1
                             break
-                    else:
-                        if run < steps:
-                            warnings.warn(_RAN_OUT.format(run=run, steps=steps, n=n,
-                                                          batches=batcher.steps,
-                                                          batch_size=batch_size), stacklevel=2)
-                position = (position + run) % batcher.steps
+                if cbs.params.get("steps") is None and source.num_batches is not None:
+                    cbs.params["steps"] = source.num_batches   # found at the end of a pass
                 logs = self._logs()
                 loss_value = logs.get("loss")   # (a GAN's steps may log d_loss, g_loss)
                 if not (warned_nonfinite or self.stop_training or loss_value is None
@@ -538,7 +555,11 @@ class Trainer:
                                   RuntimeWarning, stacklevel=2)
                     warned_nonfinite = True
                 if val is not None and _should_validate(epoch, validation_freq):
-                    logs.update(self._evaluate_batches(val, cbs, "val_", validation_steps))
+                    if val.exhausted:
+                        if not val.warned:
+                            val.warn_ran_out(validation_steps or val.num_batches)
+                    else:
+                        logs.update(self._evaluate_batches(val, cbs, "val_", validation_steps))
                 cbs.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
@@ -547,13 +568,57 @@ class Trainer:
             self._in_fit = False
             self._fit_validates = False
             self._initial_epoch = None
+            source.close()
+            if val is not None:
+                val.close()
         return cbs.history
+
+    def _training_arrays(self, x, y, sample_weight, class_weight, batch_size, steps_per_epoch,
+                         validation_split, shuffle):
+        """The checked training arrays of fit as a source of batches, the batch size, and the
+        arrays held out by ``validation_split`` (or None)."""
+        arrays = self._checked_arrays(x, y, sample_weight, None)
+        held_out = None
+        if validation_split:
+            # Keras cuts the last fraction off before shuffling, so it never trains on it.
+            arrays, held_out = arrays.split(split_validation(validation_split, arrays.n))
+        if class_weight is not None:   # of the training samples (held-out ones unweighted)
+            arrays.weights = [self._class_weights(class_weight, arrays.targets)]
+        n = arrays.n
+        if batch_size is None and steps_per_epoch is not None:
+            batch_size = -(-n // steps_per_epoch)
+        batch_size = _check_batch_size(batch_size)
+        batcher = Batcher(arrays, batch_size, self._input_dtypes())
+        ran_out = _RAN_OUT.format(run="{run}", steps="{steps}", n=n, batches="{batches}",
+                                  batch_size=batch_size)
+        return ArrayBatches(batcher, shuffle, ran_out), batch_size, held_out
+
+    def _evaluation_source(self, x, y, sample_weight, batch_size, what):
+        """Batches to evaluate: ``x`` made of batches, or the arrays ``(x, y, sample_weight)``
+        (``x`` is ``validation_data`` when ``what`` says so)."""
+        if is_batch_source(x):
+            if what == "x":
+                check_stream_arguments(x, what, y=y, sample_weight=sample_weight,
+                                       batch_size=batch_size)
+            source = StreamBatches(x, BatchConverter(self, what))
+            if not self.built:
+                source.build_model()
+            return source
+        batch_size = _check_batch_size(batch_size)
+        if what == "x":
+            arrays = self._checked_arrays(x, y, sample_weight, None)
+        else:
+            arrays = self._validation_arrays(x)
+        return ArrayBatches(Batcher(arrays, batch_size, self._input_dtypes(), read_only=True))
 
     # ---- evaluation and inference ----
 
-    def _evaluate_batches(self, batcher, cbs, prefix="", steps=None):
+    def _evaluate_batches(self, source, cbs, prefix="", steps=None):
+        """Loss and metrics over the batches of ``source`` (an ArrayBatches or
+        StreamBatches), at most ``steps`` of them. The test callbacks see Keras' keys
+        ('loss'); the returned logs have ``prefix`` ('val_' in fit) before each key."""
         if self._uses_step_methods():
-            return self._evaluate_with_test_step(batcher, cbs, prefix, steps)
+            return self._evaluate_with_test_step(source, cbs, prefix, steps)
         compiled = self._compiled
         plan = self._plan(compiled.losses)
         self._reset_metrics()
@@ -561,53 +626,49 @@ class Trainer:
         cbs.on_test_begin()
         batch_logs = cbs.wants("on_test_batch_end")
         regularized = [layer for layer in plan.layers if layer.has_regularization]
-        for step in range(batcher.steps if steps is None else min(steps, batcher.steps)):
-            cbs.on_test_batch_begin(step)
-            xs, ys, ws = batcher.batch(step)
-            contexts = plan.inference_contexts()
-            with self._lock.shared:
-                outputs = plan.forward(xs, training=False, contexts=contexts)
-            total = None
-            for i, (loss, out) in enumerate(zip(compiled.losses, outputs)):
-                if loss is None:
-                    continue
-                value = _batch_loss(loss, ys[i], out, ws[i] if ws else None)
-                if compiled.trackers[i] is not None:
-                    compiled.trackers[i].update_state(value, sample_weight=out.shape[0])
-                weight = compiled.weights[i]
-                if weight is not None and weight != 1.0:
-                    value *= weight
-                total = value if total is None else total + value
-            if regularized:
-                activity = plan.activity_by_layer(contexts)
-                total += float(sum(activity.get(id(layer), 0.0) + layer.regularization_loss()
-                                   for layer in regularized))
-            compiled.loss_tracker.update_state(total, sample_weight=outputs[0].shape[0])
-            compiled.update_metrics(ys, outputs)
-            cbs.on_test_batch_end(step, self._logs() if batch_logs else None)
-            if self.stop_evaluating:
-                break
-        logs = self._logs(prefix)
-        cbs.on_test_end(logs)
-        return logs
+        with contextlib.closing(source.eval_batches(steps)) as batches:
+            for step, (xs, ys, ws) in enumerate(batches):
+                cbs.on_test_batch_begin(step)
+                contexts = plan.inference_contexts()
+                with self._lock.shared:
+                    outputs = plan.forward(xs, training=False, contexts=contexts)
+                total = None
+                for i, (loss, out) in enumerate(zip(compiled.losses, outputs)):
+                    if loss is None:
+                        continue
+                    value = _batch_loss(loss, ys[i], out, ws[i] if ws else None)
+                    if compiled.trackers[i] is not None:
+                        compiled.trackers[i].update_state(value, sample_weight=out.shape[0])
+                    weight = compiled.weights[i]
+                    if weight is not None and weight != 1.0:
+                        value *= weight
+                    total = value if total is None else total + value
+                if regularized:
+                    activity = plan.activity_by_layer(contexts)
+                    total += float(sum(activity.get(id(layer), 0.0)
+                                       + layer.regularization_loss() for layer in regularized))
+                compiled.loss_tracker.update_state(total, sample_weight=outputs[0].shape[0])
+                compiled.update_metrics(ys, outputs)
+                cbs.on_test_batch_end(step, self._logs() if batch_logs else None)
+                if self.stop_evaluating:
+                    break
+        return _end_test(cbs, self._logs(), prefix)
 
-    def _evaluate_with_test_step(self, batcher, cbs, prefix, steps):
+    def _evaluate_with_test_step(self, source, cbs, prefix, steps):
         """Evaluation through ``test_step``, one batch per call."""
         self._reset_metrics()
         self.stop_evaluating = False
         cbs.on_test_begin()
         batch_logs = cbs.wants("on_test_batch_end")
-        logs = None
-        for step in range(batcher.steps if steps is None else min(steps, batcher.steps)):
-            cbs.on_test_batch_begin(step)
-            self._step_logs = self._checked_logs(
-                "test_step", self.test_step(self._step_data(*batcher.batch(step))))
-            cbs.on_test_batch_end(step, self._logs() if batch_logs else None)
-            if self.stop_evaluating:
-                break
-        logs = self._logs(prefix)
-        cbs.on_test_end(logs)
-        return logs
+        with contextlib.closing(source.eval_batches(steps)) as batches:
+            for step, batch in enumerate(batches):
+                cbs.on_test_batch_begin(step)
+                self._step_logs = self._checked_logs(
+                    "test_step", self.test_step(self._step_data(*batch)))
+                cbs.on_test_batch_end(step, self._logs() if batch_logs else None)
+                if self.stop_evaluating:
+                    break
+        return _end_test(cbs, self._logs(), prefix)
 
     @one_at_a_time
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
@@ -615,8 +676,8 @@ class Trainer:
         """Loss and metrics on ``(x, y)``.
 
         Args:
-            x, y: as for :meth:`fit`.
-            batch_size: samples per batch (default 32).
+            x, y: as for :meth:`fit` (batches: y None).
+            batch_size: samples per batch (default 32); None when x is made of batches.
             verbose: 'auto' or 1 (progress bar), 2 (one line), 0 (silent).
             sample_weight: array ``(n,)`` weighting each sample's loss (not the metrics).
             steps: evaluate the first this many batches only.
@@ -628,32 +689,40 @@ class Trainer:
             the regularization penalties.
         """
         self._require_compiled("evaluate")
-        batch_size = _check_batch_size(batch_size)
         verbose = _check_verbose(verbose)
         steps = _check_optional_count(steps, "steps")
-        batcher = Batcher(self._checked_arrays(x, y, sample_weight, None), batch_size,
-                          self._input_dtypes(), read_only=True)
-        cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
-                           epochs=1, steps=batcher.steps if steps is None else
-                           min(steps, batcher.steps))
-        return _results(self._evaluate_batches(batcher, cbs, steps=steps), return_dict)
+        source = self._evaluation_source(x, y, sample_weight, batch_size, "x")
+        try:
+            if isinstance(source, StreamBatches):
+                source.require_steps(steps, "steps", "x")
+            count = source.num_batches
+            cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                               epochs=1, steps=steps if count is None else
+                               count if steps is None else min(steps, count))
+            return _results(self._evaluate_batches(source, cbs, steps=steps), return_dict)
+        finally:
+            source.close()
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Model outputs for ``x``, computed batch by batch.
 
         Args:
-            x: inputs, shape ``(n,) + input_shape`` (a list or dict for several inputs).
-            batch_size: samples per batch (default 32).
-            verbose: accepted for Keras compatibility; predict prints nothing.
+            x: inputs, shape ``(n,) + input_shape`` (a list or dict for several inputs); or
+                batches, as :meth:`fit` takes them (their targets are not read).
+            batch_size: samples per batch (default 32); None when x is made of batches.
+            verbose: 'auto' or 1 (progress bar), 2 (one line at the end), 0 (silent).
             steps: predict the first this many batches only.
             callbacks: list of :class:`minidl.callbacks.Callback`.
         Returns:
             float array of shape ``(n,) + output_shape`` (probabilities for a softmax
             output); a list of them for several outputs.
         """
-        batch_size = _check_batch_size(batch_size)
-        _check_verbose(verbose)
+        verbose = _check_verbose(verbose)
         steps = _check_optional_count(steps, "steps")
+        if is_batch_source(x):
+            check_stream_arguments(x, "x", batch_size=batch_size)
+            return self._predict_stream(x, verbose, steps, callbacks)
+        batch_size = _check_batch_size(batch_size)
         inputs = self._input_arrays(x, check_finite=False)
         batcher = Batcher(Arrays(inputs), batch_size, self._input_dtypes(), read_only=True)
         steps = batcher.steps if steps is None else min(steps, batcher.steps)
@@ -675,6 +744,7 @@ class Trainer:
                                     f"x[{self.input_names[i]!r}]")
         cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=steps)
         batch_logs = cbs.wants("on_predict_batch_end")
+        bar = Progbar(steps, verbose=verbose) if verbose else None
         self.stop_predicting = False
         cbs.on_predict_begin()
         # Every batch sees the same weights (concurrency.py); predict_step's model calls take
@@ -702,11 +772,57 @@ class Trainer:
                     cbs.on_predict_batch_end(step, {"outputs": _single_or_list(batch_out)})
                 else:
                     cbs.on_predict_batch_end(step, None)
+                if bar is not None:
+                    bar.update(step + 1)
                 if self.stop_predicting:
                     outs = [out[:stop] for out in outs]
                     break
         cbs.on_predict_end()
+        if bar is not None:
+            bar.finish()
         return _single_or_list(outs)
+
+    def _predict_stream(self, x, verbose, steps, callbacks):
+        """predict over batches made by the user: the outputs of each batch, joined."""
+        source = StreamBatches(x, BatchConverter(self, "x", targets=False))
+        source.require_steps(steps, "steps", "x")
+        if not self.built:
+            source.build_model()
+        stepped = self._uses_step_methods()
+        if not stepped:
+            plan = self._plan(None if self._compiled is None else self._compiled.losses)
+            contexts = plan.inference_contexts()
+        count = steps or source.num_batches
+        cbs = CallbackList(callbacks, model=self, verbose=0, epochs=1, steps=count)
+        batch_logs = cbs.wants("on_predict_batch_end")
+        bar = Progbar(count, verbose=verbose) if verbose else None
+        chunks = []
+        self.stop_predicting = False
+        cbs.on_predict_begin()
+        try:
+            with contextlib.nullcontext() if stepped else self._lock.shared, \
+                    contextlib.closing(source.eval_batches(steps)) as batches:
+                for step, (xs, _, _) in enumerate(batches):
+                    cbs.on_predict_batch_begin(step)
+                    values = self._predict_step_values(xs) if stepped else \
+                        plan.forward(xs, training=False, contexts=contexts)
+                    # The plan's outputs live in buffers the next batch reuses.
+                    chunks.append([np.array(value) for value in values])
+                    cbs.on_predict_batch_end(step, {"outputs": _single_or_list(chunks[-1])}
+                                             if batch_logs else None)
+                    if bar is not None:
+                        bar.update(step + 1)
+                    if self.stop_predicting:
+                        break
+        finally:
+            source.close()
+        cbs.on_predict_end()
+        if bar is not None:
+            bar.finish()
+        if not chunks:
+            raise ValueError("predict() received no batches: x yielded none.")
+        return _single_or_list([np.concatenate([chunk[i] for chunk in chunks])
+                                for i in range(len(chunks[0]))])
 
     def _predict_step_values(self, xs):
         """``predict_step`` of one batch, as one array per output."""
@@ -752,7 +868,8 @@ class Trainer:
         self._require_compiled("test_on_batch")
         arrays = self._checked_arrays(x, y, sample_weight, None)
         batcher = Batcher(arrays, arrays.n, self._input_dtypes(), read_only=True)
-        return _results(self._evaluate_batches(batcher, CallbackList(model=self)), return_dict)
+        return _results(self._evaluate_batches(ArrayBatches(batcher), CallbackList(model=self)),
+                        return_dict)
 
     def predict_on_batch(self, x):
         """Model outputs for one batch ``x``, in one pass."""
@@ -769,6 +886,13 @@ _NONFINITE = ("The training loss is {loss} in epoch {epoch}, so the weights are 
               "finite; training goes on, as in Keras. Lower the learning rate or check the "
               "data, and pass callbacks=[minidl.callbacks.TerminateOnNaN()] to stop at the "
               "first such batch.")
+
+
+def _end_test(cbs, logs, prefix):
+    """Keras' end of an evaluation: on_test_end sees the plain keys, fit's epoch logs the
+    prefixed ones."""
+    cbs.on_test_end(logs)
+    return {prefix + key: value for key, value in logs.items()} if prefix else logs
 
 
 def _same_arrays(a, b):
@@ -791,7 +915,8 @@ def _resume_epoch(epoch, initial_epoch, epochs, steps, batches):
     epoch (with ``steps_per_epoch`` below a pass), since fit then starts a new pass."""
     epoch = _check_count(epoch, "model._initial_epoch", minimum=0)
     position = 0
-    if steps < batches and epoch < epochs:   # (epochs bounds the loop; past it, no training)
+    # (epochs bounds the loop; past it, no training; data made of batches always starts anew)
+    if batches is not None and steps is not None and steps < batches and epoch < epochs:
         for _ in range(initial_epoch, epoch):
             position = (position + min(steps, batches - position)) % batches
     if position:

@@ -2,9 +2,10 @@
 from minidl.utils.numerical_utils import to_categorical
 from minidl.utils.plotting import plot_history
 from minidl.utils.progbar import Progbar
+from minidl.utils.py_dataset import PyDataset
 from minidl.utils.random import set_random_seed
 
-__all__ = ["Progbar", "plot_history", "register_keras_serializable", "set_random_seed",
+__all__ = ["Progbar", "PyDataset", "plot_history", "register_keras_serializable", "set_random_seed",
            "to_categorical"]
 
 
