@@ -14,6 +14,8 @@ from minidl.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D
                                    GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D,
                                    GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                    MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from minidl.layers.preprocessing import (CategoryEncoding, Discretization, Normalization,
+                                         Rescaling)
 from minidl.layers.regularization import ActivityRegularization, Dropout
 from minidl.layers.reshaping import Flatten, Reshape
 
@@ -33,3 +35,4 @@ __all__ = ["Activation", "ActivityRegularization", "Add", "AveragePooling1D",
            "MaxPooling2D", "Maximum", "Minimum", "Multiply", "OpLayer", "PReLU", "ReLU", "Reshape",
            "Softmax", "Subtract", "add", "average", "concatenate", "dot", "get", "maximum",
            "minimum", "multiply", "subtract"]
+__all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]
