@@ -175,6 +175,10 @@ def test_normalization_and_rescaling_gradients(invert):
     adapted.adapt(x * 3)
     check_layer_gradients(adapted, x)
     check_layer_gradients(Rescaling(scale=[0.5, -2.0, 3.0], offset=1.0, dtype="float64"), x)
+    images = np.random.default_rng(4).standard_normal((3, 4, 2))
+    per_row = Normalization(axis=1, invert=invert, dtype="float64")
+    per_row.adapt(images * 2 + 1)
+    check_layer_gradients(per_row, images)
 
 
 def test_normalization_before_dense_trains_like_normalized_data():
@@ -232,7 +236,9 @@ def test_normalization_in_functional_model_saves_and_loads(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     restored = loaded.get_layer(norm.name)
     np.testing.assert_array_equal(restored.mean.value, norm.mean.value)
-    assert int(restored.count.value) == 64
+    assert restored.weight_names == ["mean", "variance", "count"]
+    assert restored.count.value.shape == () and int(restored.count.value) == 64
+    assert not restored.trainable_weights and not fixed.weights
     assert loaded.get_layer(fixed.name).get_config() == fixed.get_config()
 
 

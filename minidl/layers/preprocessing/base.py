@@ -53,22 +53,21 @@ class PreprocessingLayer(Layer):
                 f"Layer '{self.name}' ({type(self).__name__}) was built for inputs of shape "
                 f"{(None,) + self.built_input_shape}; received {(None,) + shape}.")
 
-    def output_dtype(self):
+    def _output_dtype(self):
         """The dtype of the layer's outputs: floats of the layer's dtype, even for integer
         inputs (a subclass returning indices says 'int64')."""
         return self.dtype
 
     def _output_spec(self, leaves, multi):
         sample = leaves[0].shape[1:]
-        return (leaves[0].shape[0],) + tuple(self.output_shape_for(sample)), self.output_dtype()
+        return (leaves[0].shape[0],) + tuple(self.output_shape_for(sample)), self._output_dtype()
 
-    def _output_buffer(self, ctx, shape, dtype=None):
+    def _output_buffer(self, ctx, shape):
         """A training call's reused output buffer, or a fresh array for inference (so that
-        concurrent predict calls never share one)."""
-        dtype = self.dtype if dtype is None else dtype
+        concurrent predict calls never share one), of the layer's dtype."""
         if ctx.record:
-            return ctx.buffers.get("y", shape[0], shape[1:], dtype)
-        return np.empty(shape, dtype)
+            return ctx.buffers.get("y", shape[0], shape[1:])
+        return np.empty(shape, self.dtype)
 
 
 def _as_input(value, layer):

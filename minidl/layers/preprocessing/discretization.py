@@ -117,7 +117,7 @@ class Discretization(PreprocessingLayer):
             return tuple(input_shape)
         return encoded_shape(input_shape, self._depth, self.output_mode)
 
-    def output_dtype(self):
+    def _output_dtype(self):
         return "int64" if self.output_mode == "int" else self.dtype
 
     # ---- adapt ----
