@@ -71,6 +71,11 @@ LAYER_SAMPLES = {
     "RandomCrop": ((6, 6, 3), {"height": 4, "width": 4, "seed": 1}),
     "RandomContrast": ((6, 6, 3), {"factor": 0.2, "value_range": [0, 1], "seed": 1}),
     "RandomBrightness": ((6, 6, 3), {"factor": 0.2, "value_range": [0, 1], "seed": 1}),
+    "Normalization": ((4,), {"mean": [0.0, 1.0, 2.0, 3.0], "variance": [1.0, 2.0, 3.0, 4.0],
+                             "invert": True}),
+    "Discretization": ((4,), {"bin_boundaries": [0.0, 1.0, 2.0], "output_mode": "one_hot"}),
+    "CategoryEncoding": ((4,), {"num_tokens": 4, "output_mode": "count"}),
+    "Rescaling": ((4,), {"scale": 0.5, "offset": 1.0}),
     # Models are layers too: each sample is nested in a Sequential.
     "Sequential": ((4,), {}),
     "Model": ((4,), {}),
@@ -120,6 +125,15 @@ _BY_NAME = {
              [{"__input__": 0}, {"__dtype__": "object"}], [{"__input__": True}]],
     "kwargs": ["x", [1], {"x1": {"__nope__": 1}}, {"x2": {"__float__": "0.5"}}],
     "output_index": ["0", 1.5, True, -1],
+    "mean": ["x", True, [True, 1.0, 1.0, 1.0], ["0", 1.0, 1.0, 1.0], [[1.0], [1.0, 2.0]]],
+    "variance": ["x", True, [True, 1.0, 1.0, 1.0], [-1.0, 1.0, 1.0, 1.0], [1.0, 1.0]],
+    "bin_boundaries": ["x", [True], ["1"], [2.0, 1.0], [[0.0]]],
+    "num_bins": ["4", 2.5, True, 0],
+}
+# Where one field name takes different types in different layers: (layer, field) -> values.
+_BY_LAYER_FIELD = {
+    ("Rescaling", "scale"): ["x", True, None, [True], ["0.5"]],
+    ("Rescaling", "offset"): ["x", True, None, [True], ["0.5"]],
 }
 # Step counts take any positive number, so a float is no wrong type for them.
 for _steps in ("decay_steps", "first_decay_steps", "warmup_steps"):
@@ -246,7 +260,8 @@ def layer_edits():
         fields = dict(config, input_shape=[4]) if "input_shape" not in config and plain \
             else config
         for field, valid in fields.items():
-            for i, bad in enumerate(bad_values(field, valid)):
+            values = _BY_LAYER_FIELD.get((name, field)) or bad_values(field, valid)
+            for i, bad in enumerate(values):
                 yield Edit(f"layer-{name}-{field}-{i}", field, bad, f"layer:{name}",
                            _in_layer(name, field, bad), cls if plain else None, config)
 

@@ -17,6 +17,8 @@ from minidl.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D
 from minidl.layers.preprocessing import (CenterCrop, RandomBrightness, RandomContrast,
                                          RandomCrop, RandomFlip, RandomRotation,
                                          RandomTranslation, RandomZoom, Resizing)
+from minidl.layers.preprocessing import (CategoryEncoding, Discretization, Normalization,
+                                         Rescaling)
 from minidl.layers.regularization import ActivityRegularization, Dropout
 from minidl.layers.reshaping import Flatten, Reshape
 
@@ -38,3 +40,4 @@ __all__ = ["Activation", "ActivityRegularization", "Add", "AveragePooling1D",
            "minimum", "multiply", "subtract"]
 __all__ += ["CenterCrop", "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip",
             "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing"]
+__all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]

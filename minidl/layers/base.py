@@ -324,8 +324,9 @@ class Layer:
             budget[0] -= nbytes
             value = np.zeros(shape, dtype=dtype)
         else:
-            value = np.ascontiguousarray(
-                np.asarray(initializers.get(initializer)(shape, dtype=dtype), dtype=dtype))
+            # (np.require, not np.ascontiguousarray, which makes a scalar weight 1-D.)
+            value = np.require(np.asarray(initializers.get(initializer)(shape, dtype=dtype),
+                                          dtype=dtype), requirements="C")
         variable = Variable(value, trainable=trainable, name=name)
         variable.path = f"{self.name}/{name}"
         constraint = variable.constraint = self._resolve("constraint", constraint,
