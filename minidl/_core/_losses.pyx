@@ -107,6 +107,16 @@ cdef inline floating _pow(floating x, floating y) noexcept nogil:
     else:
         return pow(x, y)
 
+cdef inline floating _focal_pow(floating u, floating gamma) noexcept nogil:
+    # u ** gamma; the usual gamma = 2 costs one multiplication instead of a powf call.
+    if gamma == 2:
+        return u * u
+    if gamma == 0:
+        return 1
+    if gamma == 1:
+        return u
+    return _pow(u, gamma)
+
 cdef inline floating _tanh(floating x) noexcept nogil:
     if floating is float:
         return tanhf(x)
@@ -383,32 +393,50 @@ cdef double _binary_focal_row(int kind, const Args *a, const floating *t, const 
                               floating *g, double gs, Py_ssize_t n) noexcept nogil:
     # Keras: mean over the row of w (1 - p_t)^gamma bce(t, clip(q)), q = p or sigmoid(logits),
     # 1 - p_t = t + q - 2 t q (unclipped q), w = t alpha + (1 - t)(1 - alpha) with class
-    # balancing (a.flag), else 1.
+    # balancing (a.flag), else 1. From logits, log q and log(1 - q) come from one exp and one
+    # log1p (log-sigmoid) wherever the clip is inactive.
     cdef Py_ssize_t j
     cdef double s = 0
     cdef floating c = <floating>(gs / n)
     cdef floating keep = <floating>(1 - a.smoothing), half = <floating>(0.5 * a.smoothing)
     cdef floating lo = <floating>a.epsilon, hi = <floating>(1 - a.epsilon)
     cdef floating gam = <floating>a.gamma, alpha = <floating>a.alpha
-    cdef floating tt, x, q, u, f, bce, w, dfu, d
+    cdef floating tt, z, e, soft, x, q, u, f, bce, w, dfu, d
+    cdef bint inside
     for j in range(n):
         tt = t[j] * keep + half
-        x = _sigmoid(p[j]) if kind == L_BFCE_LOGITS else p[j]
-        q = _clip(x, lo, hi)
-        bce = -(tt * _log(q) + (1 - tt) * _log(1 - q))
+        if kind == L_BFCE_LOGITS:
+            z = p[j]
+            e = _exp(-z if z >= 0 else z)
+            x = 1 / (1 + e) if z >= 0 else e / (1 + e)
+            inside = x >= lo and x <= hi
+            if inside:
+                soft = _log1p(e)
+                bce = tt * ((-z if z < 0 else 0) + soft) + (1 - tt) * ((z if z > 0 else 0) + soft)
+        else:
+            x = p[j]
+            inside = x >= lo and x <= hi
+        if kind != L_BFCE_LOGITS or not inside:
+            # Labels of exactly 0 or 1 need one of the two logarithms.
+            q = _clip(x, lo, hi)
+            bce = 0
+            if tt != 0:
+                bce -= tt * _log(q)
+            if tt != 1:
+                bce -= (1 - tt) * _log(1 - q)
         u = tt + x - 2 * tt * x
-        f = _pow(u, gam) if gam != 0 else 1
+        f = _focal_pow(u, gam)
         w = tt * alpha + (1 - tt) * (1 - alpha) if a.flag else 1
         s += w * f * bce
         if g == NULL:
             continue
         # d/dq of w f bce: w (gamma u^(gamma-1) (1 - 2t) bce + f (q - t) / (q (1 - q)));
         # the bce term vanishes where the clip is active, the focal one where u = 0.
-        dfu = gam * _pow(u, gam - 1) * (1 - 2 * tt) * bce if (gam != 0 and u > 0) else 0
+        dfu = gam * f / u * (1 - 2 * tt) * bce if (gam != 0 and u > 0) else 0
         if kind == L_BFCE_LOGITS:
-            d = dfu * x * (1 - x) + (f * (x - tt) if (x >= lo and x <= hi) else 0)
+            d = dfu * x * (1 - x) + (f * (x - tt) if inside else 0)
         else:
-            d = dfu + (f * (q - tt) / (q * (1 - q)) if (x >= lo and x <= hi) else 0)
+            d = dfu + (f * (x - tt) / (x * (1 - x)) if inside else 0)
         g[j] = c * w * d
     return s / n
 
@@ -441,13 +469,19 @@ cdef double _categorical_focal_row(int kind, const Args *a, const floating *t,
         e = _exp(p[j] - m) / sf if logits else p[j] / sf
         o = _clip(e, lo, hi)
         tt = t[j] * keep + add
-        f = _pow(1 - o, gam) if gam != 0 else 1
+        if tt == 0:
+            # No loss and no gradient from this class (one-hot targets: all but one).
+            if g != NULL:
+                g[j] = 0
+            continue
+        f = _focal_pow(1 - o, gam)
         lg = _log(o)
         loss -= alpha * f * tt * lg
         if g != NULL:
             cj = 0
             if e >= lo and e <= hi:
-                cj = alpha * tt * ((gam * _pow(1 - o, gam - 1) * lg if gam != 0 else 0) - f / o)
+                # gamma (1 - o)^(gamma - 1) = gamma f / (1 - o); 1 - o >= epsilon.
+                cj = alpha * tt * ((gam * f / (1 - o) * lg if gam != 0 else 0) - f / o)
             g[j] = cj
             ce += <double>cj * e
     if g != NULL:
