@@ -21,12 +21,18 @@ overriding ``call(y_true, y_pred)``. They are computed with ``minidl.ops`` on Te
 differentiated by ``minidl.autodiff``; ``forward_backward`` of a custom loss records the call
 and runs the backward pass into ``grad_out``.
 
-Semantics follow Keras 3: the per-sample loss is a mean (MSE, MAE, Huber, BCE) or a sum (CCE,
-SCCE) over the last axis; it is multiplied by ``sample_weight`` and reduced with
-'sum_over_batch_size' (sum / number of per-sample values; the default), 'sum', 'mean' (the same
-as 'sum_over_batch_size'), 'mean_with_sample_weight' (sum / sum of weights) or None/'none'.
-Probabilities are clipped to [1e-7, 1 - 1e-7] as Keras does; categorical crossentropy first
-divides them by their sum.
+Semantics follow Keras 3: the per-sample loss is a mean (MSE, MAE, Huber, BCE, MSLE, MAPE,
+log-cosh, Poisson, the binary hinges, binary focal crossentropy) or a sum (CCE, SCCE, KL
+divergence, categorical focal crossentropy, the cosine similarity) over the last axis
+(categorical hinge: the hinge of one row); it is multiplied by ``sample_weight`` and reduced
+with 'sum_over_batch_size' (sum / number of per-sample values; the default), 'sum', 'mean'
+(the same as 'sum_over_batch_size'), 'mean_with_sample_weight' (sum / sum of weights) or
+None/'none'. Probabilities are clipped to [1e-7, 1 - 1e-7] as Keras does; categorical
+crossentropy first divides them by their sum.
+
+Every built-in loss is one kind of the compiled kernel (``minidl._core._losses``) and also a
+function of per-sample values on ``minidl.ops`` (``losses.kl_divergence``, ...), which
+``compile(loss=fn)`` maps to the class.
 
 Example:
     >>> loss = losses.get("sparse_categorical_crossentropy")
