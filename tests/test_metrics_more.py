@@ -402,3 +402,27 @@ def test_compile_metrics_and_fit():
     results = classifier.evaluate(x, labels, verbose=0, return_dict=True)
     assert results["sparse_categorical_crossentropy"] == pytest.approx(results["loss"],
                                                                        rel=1e-5)
+
+
+def test_saved_model_keeps_the_new_loss_and_metrics(tmp_path):
+    from minidl.saving import load_model
+    minidl.utils.set_random_seed(11)
+    r = rng(12)
+    x = r.standard_normal((20, 3)).astype(np.float32)
+    y = (r.random((20, 2)) < 0.5).astype(np.float32)
+    model = Sequential([Dense(2, input_shape=(3,))])
+    model.compile(optimizer="adam",
+                  loss=losses.BinaryFocalCrossentropy(apply_class_balancing=True, gamma=3.0,
+                                                      from_logits=True),
+                  metrics=[M.BinaryCrossentropy(from_logits=True), M.R2Score(), "kld",
+                           "log_cosh"])
+    model.fit(x, y, epochs=1, batch_size=5, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = load_model(path)
+    assert loaded.loss.get_config() == model.loss.get_config()
+    before = model.evaluate(x, y, verbose=0, return_dict=True)
+    after = loaded.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(after) == set(before) >= {"binary_crossentropy", "r2_score", "kld", "log_cosh"}
+    for key, value in before.items():
+        assert after[key] == pytest.approx(value, rel=1e-6), key
