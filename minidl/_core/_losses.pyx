@@ -20,6 +20,9 @@ count. A per-row function, switched on the loss kind once per row, does the math
 are checked in the kernel: an out-of-range label zeroes its row and is reported back as the
 first bad row, never used as an index.
 
+The hinge losses read every target once before the chunks: Keras turns 0/1 targets into
+-1/1 only when all of a call's targets are 0 or 1, which no single row can decide.
+
 Probabilities are clipped to [epsilon, 1 - epsilon] as Keras does (and, for categorical
 crossentropy, first normalised by their row sum); where the clip is active the gradient is
 zero. The from_logits paths use log-sum-exp and log1p forms that stay finite for any finite
