@@ -21,12 +21,18 @@ overriding ``call(y_true, y_pred)``. They are computed with ``minidl.ops`` on Te
 differentiated by ``minidl.autodiff``; ``forward_backward`` of a custom loss records the call
 and runs the backward pass into ``grad_out``.
 
-Semantics follow Keras 3: the per-sample loss is a mean (MSE, MAE, Huber, BCE) or a sum (CCE,
-SCCE) over the last axis; it is multiplied by ``sample_weight`` and reduced with
-'sum_over_batch_size' (sum / number of per-sample values; the default), 'sum', 'mean' (the same
-as 'sum_over_batch_size'), 'mean_with_sample_weight' (sum / sum of weights) or None/'none'.
-Probabilities are clipped to [1e-7, 1 - 1e-7] as Keras does; categorical crossentropy first
-divides them by their sum.
+Semantics follow Keras 3: the per-sample loss is a mean (MSE, MAE, Huber, BCE, MSLE, MAPE,
+log-cosh, Poisson, the binary hinges, binary focal crossentropy) or a sum (CCE, SCCE, KL
+divergence, categorical focal crossentropy, the cosine similarity) over the last axis
+(categorical hinge: the hinge of one row); it is multiplied by ``sample_weight`` and reduced
+with 'sum_over_batch_size' (sum / number of per-sample values; the default), 'sum', 'mean'
+(the same as 'sum_over_batch_size'), 'mean_with_sample_weight' (sum / sum of weights) or
+None/'none'. Probabilities are clipped to [1e-7, 1 - 1e-7] as Keras does; categorical
+crossentropy first divides them by their sum.
+
+Every built-in loss is one kind of the compiled kernel (``minidl._core._losses``) and also a
+function of per-sample values on ``minidl.ops`` (``losses.kl_divergence``, ...), which
+``compile(loss=fn)`` maps to the class.
 
 Example:
     >>> loss = losses.get("sparse_categorical_crossentropy")
@@ -297,8 +303,9 @@ class Loss:
     # ---- shared plumbing of the kernels ----
 
     def _kernel_spec(self, fused):
-        """(kernel kind, delta, label_smoothing, ignore_class) of the step kernel, or None
-        for a loss without one (it then always takes the general path)."""
+        """(kernel kind, delta, label_smoothing, ignore_class[, alpha, gamma, flag]) of the
+        step kernel, or None for a loss without one (it then always takes the general
+        path)."""
         return None
 
     def _step_kernel(self, fused):
@@ -315,7 +322,7 @@ class Loss:
             spec = self._kernel_spec(fused)
             kernel = kernels[fused] = None if spec is None else _kernels.LossKernel(
                 spec[0], spec[1], spec[2], EPSILON, spec[3], self.reduction,
-                getattr(self, "axis", None), self.name)
+                getattr(self, "axis", None), self.name, *spec[4:])
         return kernel
 
     def _fast_or_general(self, what, kernel, y_true, y_pred, grad_out, sample_weight):
@@ -530,7 +537,7 @@ class Huber(Loss):
         return {"delta": self.delta, **super().get_config()}
 
 
-@LOSSES.register("binary_crossentropy")
+@LOSSES.register("binary_crossentropy", "bce")
 class BinaryCrossentropy(_LastAxisLoss):
     """Binary crossentropy, averaged over the last axis.
 
@@ -796,6 +803,396 @@ class SparseCategoricalCrossentropy(Loss):
 
     def get_config(self):
         return {"from_logits": self.from_logits, "ignore_class": self.ignore_class,
+                **super().get_config()}
+
+
+# ---- regression, probabilistic and hinge losses of one kernel kind each ----
+
+class _ElementwiseLoss(Loss):
+    """A built-in loss without parameters: its kernel kind (``_KIND``, a function of
+    ``minidl._core._losses`` taking the clip epsilon last when ``_TAKES_EPSILON``) and its
+    function form (``call``)."""
+
+    _kernel_call = True
+    _KIND = None
+    _TAKES_EPSILON = False
+
+    def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
+        extra = (EPSILON,) if self._TAKES_EPSILON else ()
+        return getattr(_kernels, self._KIND)(y, y_pred, weights, scale, grad, row_loss,
+                                             *extra), -1
+
+    def _kernel_spec(self, fused):
+        return self._KIND, 0.0, 0.0, None
+
+
+@LOSSES.register("kl_divergence", "kld", "kullback_leibler_divergence")
+class KLDivergence(_ElementwiseLoss):
+    """Kullback-Leibler divergence: ``loss = sum(t * log(t / p), axis=-1)``.
+
+    Both ``y_true`` and ``y_pred`` are clipped to ``[1e-7, 1]`` first, as Keras does (they are
+    meant to be probability distributions).
+
+    Args:
+        reduction: see :class:`Loss`. name: defaults to 'kl_divergence'.
+
+    Example:
+        >>> float(KLDivergence()([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]))
+        0.458...
+    """
+
+    _kernel_call = True
+    _KIND = "kl_divergence"
+    _TAKES_EPSILON = True
+
+    def __init__(self, reduction="sum_over_batch_size", name="kl_divergence"):
+        super().__init__(name=name, reduction=reduction)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return kl_divergence(y_true, y_pred)
+
+
+@LOSSES.register("poisson")
+class Poisson(_ElementwiseLoss):
+    """Poisson loss: ``loss = mean(p - t * log(p + 1e-7), axis=-1)``.
+
+    ``y_pred`` should be positive rates (e.g. the output of an exponential or softplus); a
+    prediction at or below -1e-7 has no logarithm, and its loss is NaN, as in Keras.
+
+    Args:
+        reduction: see :class:`Loss`. name: defaults to 'poisson'.
+
+    Example:
+        >>> float(Poisson()([[0, 1], [0, 0]], [[1, 1], [0, 0]]))
+        0.5
+    """
+
+    _kernel_call = True
+    _KIND = "poisson"
+    _TAKES_EPSILON = True
+
+    def __init__(self, reduction="sum_over_batch_size", name="poisson"):
+        super().__init__(name=name, reduction=reduction)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return poisson(y_true, y_pred)
+
+
+@LOSSES.register("log_cosh", "logcosh")
+class LogCosh(_ElementwiseLoss):
+    """Logarithm of the hyperbolic cosine of the error:
+    ``loss = mean(log(cosh(y_pred - y_true)), axis=-1)``.
+
+    About ``e ** 2 / 2`` for small errors and ``|e| - log(2)`` for large ones, so it behaves
+    like the mean squared error without its sensitivity to outliers.
+
+    Args:
+        reduction: see :class:`Loss`. name: defaults to 'log_cosh'.
+
+    Example:
+        >>> float(LogCosh()([[0., 1.], [0., 0.]], [[1., 1.], [0., 0.]]))
+        0.108...
+    """
+
+    _kernel_call = True
+    _KIND = "log_cosh"
+
+    def __init__(self, reduction="sum_over_batch_size", name="log_cosh"):
+        super().__init__(name=name, reduction=reduction)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return log_cosh(y_true, y_pred)
+
+
+@LOSSES.register("hinge")
+class Hinge(_ElementwiseLoss):
+    """Hinge loss: ``loss = mean(maximum(1 - y_true * y_pred, 0), axis=-1)``.
+
+    ``y_true`` holds -1 or 1; when every target of a call is 0 or 1 they are read as -1 and
+    1 (Keras' conversion of binary labels).
+
+    Args:
+        reduction: see :class:`Loss`. name: defaults to 'hinge'.
+
+    Example:
+        >>> float(Hinge()([[0., 1.], [0., 0.]], [[0.6, 0.4], [0.4, 0.6]]))
+        1.3
+    """
+
+    _kernel_call = True
+    _KIND = "hinge"
+
+    def __init__(self, reduction="sum_over_batch_size", name="hinge"):
+        super().__init__(name=name, reduction=reduction)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return hinge(y_true, y_pred)
+
+
+@LOSSES.register("squared_hinge")
+class SquaredHinge(_ElementwiseLoss):
+    """Squared hinge loss: ``loss = mean(square(maximum(1 - y_true * y_pred, 0)), axis=-1)``.
+
+    Targets as for :class:`Hinge` (0/1 labels become -1/1).
+
+    Args:
+        reduction: see :class:`Loss`. name: defaults to 'squared_hinge'.
+
+    Example:
+        >>> float(SquaredHinge()([[0., 1.], [0., 0.]], [[0.6, 0.4], [0.4, 0.6]]))
+        1.86
+    """
+
+    _kernel_call = True
+    _KIND = "squared_hinge"
+
+    def __init__(self, reduction="sum_over_batch_size", name="squared_hinge"):
+        super().__init__(name=name, reduction=reduction)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return squared_hinge(y_true, y_pred)
+
+
+@LOSSES.register("categorical_hinge")
+class CategoricalHinge(_ElementwiseLoss):
+    """Categorical hinge loss: ``loss = maximum(neg - pos + 1, 0)`` with
+    ``pos = sum(y_true * y_pred, axis=-1)`` and ``neg = max((1 - y_true) * y_pred, axis=-1)``.
+
+    Args:
+        reduction: see :class:`Loss`. name: defaults to 'categorical_hinge'.
+
+    Example:
+        >>> float(CategoricalHinge()([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]))
+        1.4
+    """
+
+    _kernel_call = True
+    _KIND = "categorical_hinge"
+
+    def __init__(self, reduction="sum_over_batch_size", name="categorical_hinge"):
+        super().__init__(name=name, reduction=reduction)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return categorical_hinge(y_true, y_pred)
+
+
+@LOSSES.register("mean_squared_logarithmic_error", "msle")
+class MeanSquaredLogarithmicError(_ElementwiseLoss):
+    """Mean squared logarithmic error:
+    ``loss = mean(square(log1p(max(y_pred, 1e-7)) - log1p(max(y_true, 1e-7))), axis=-1)``.
+
+    Values at or below 0 count as 1e-7, as in Keras.
+
+    Args:
+        reduction: see :class:`Loss`. name: defaults to 'mean_squared_logarithmic_error'.
+
+    Example:
+        >>> float(MeanSquaredLogarithmicError()([[0., 1.], [0., 0.]], [[1., 1.], [0., 0.]]))
+        0.120...
+    """
+
+    _kernel_call = True
+    _KIND = "mean_squared_logarithmic_error"
+    _TAKES_EPSILON = True
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_logarithmic_error"):
+        super().__init__(name=name, reduction=reduction)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return mean_squared_logarithmic_error(y_true, y_pred)
+
+
+@LOSSES.register("mean_absolute_percentage_error", "mape")
+class MeanAbsolutePercentageError(_ElementwiseLoss):
+    """Mean absolute percentage error:
+    ``loss = 100 * mean(abs((y_true - y_pred) / max(abs(y_true), 1e-7)), axis=-1)``.
+
+    Args:
+        reduction: see :class:`Loss`. name: defaults to 'mean_absolute_percentage_error'.
+
+    Example:
+        >>> float(MeanAbsolutePercentageError()([[1., 2.]], [[1.5, 1.]]))
+        50.0
+    """
+
+    _kernel_call = True
+    _KIND = "mean_absolute_percentage_error"
+    _TAKES_EPSILON = True
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_percentage_error"):
+        super().__init__(name=name, reduction=reduction)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return mean_absolute_percentage_error(y_true, y_pred)
+
+
+@LOSSES.register("cosine_similarity")
+class CosineSimilarity(_LastAxisLoss):
+    """Negative cosine similarity: ``loss = -sum(l2_normalize(y_true) * l2_normalize(y_pred),
+    axis=-1)``, each vector divided by ``max(norm, 1e-7)`` (Keras' ``normalize``).
+
+    Between -1 (same direction, the minimum) and 1; 0 for orthogonal vectors or a zero vector.
+
+    Args:
+        axis: the feature axis; must be the last (-1, the default).
+        reduction: see :class:`Loss`. name: defaults to 'cosine_similarity'.
+
+    Example:
+        >>> CosineSimilarity(reduction=None)([[0., 1.], [1., 1.]], [[1., 0.], [1., 1.]]).value
+        array([-0.,  -1.], dtype=float32)
+    """
+
+    _kernel_call = True
+
+    def __init__(self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity"):
+        super().__init__(name=name, reduction=reduction)
+        self.axis = _check_axis("CosineSimilarity", axis)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return cosine_similarity(y_true, y_pred, self.axis)
+
+    def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
+        return _kernels.cosine_similarity(y, y_pred, weights, scale, grad, row_loss,
+                                          EPSILON), -1
+
+    def _kernel_spec(self, fused):
+        return "cosine_similarity", 0.0, 0.0, None
+
+    def get_config(self):
+        return {"axis": self.axis, **super().get_config()}
+
+
+def _focal_arguments(owner, alpha, gamma, from_logits, label_smoothing, axis):
+    """The checked (alpha, gamma, from_logits, label_smoothing, axis) of a focal loss."""
+    return (_check_float(owner, "alpha", alpha, 0.0, 1.0),
+            _check_float(owner, "gamma", gamma, 0.0),
+            check_bool(owner, "from_logits", from_logits),
+            _check_float(owner, "label_smoothing", label_smoothing, 0.0, 1.0),
+            _check_axis(owner, axis))
+
+
+@LOSSES.register("binary_focal_crossentropy")
+class BinaryFocalCrossentropy(_LastAxisLoss):
+    """Binary focal crossentropy (Lin et al., 2018), averaged over the last axis.
+
+    Each element's binary crossentropy (probabilities clipped to [1e-7, 1 - 1e-7]) is
+    multiplied by the focal factor ``(1 - p_t) ** gamma``, ``p_t = t p + (1 - t)(1 - p)``,
+    which down-weights easy examples; with ``apply_class_balancing`` also by ``alpha`` for
+    class 1 and ``1 - alpha`` for class 0. With ``gamma=0`` and no balancing it is
+    :class:`BinaryCrossentropy`.
+
+    Args:
+        apply_class_balancing: whether to weight the classes by alpha. Defaults to False.
+        alpha: weight of class 1, in [0, 1] (class 0 gets ``1 - alpha``). Defaults to 0.25.
+        gamma: the focusing exponent, >= 0. Defaults to 2.0.
+        from_logits: whether y_pred holds logits (a sigmoid is applied first). Defaults to
+            False.
+        label_smoothing: in [0, 1]; targets become ``t * (1 - s) + 0.5 * s``. Defaults to 0.
+        axis: must be the last axis (-1, the default).
+        reduction: see :class:`Loss`. name: defaults to 'binary_focal_crossentropy'.
+
+    Example:
+        >>> loss = BinaryFocalCrossentropy(gamma=2, from_logits=True)
+        >>> float(loss([0, 1, 0, 0], [-18.6, 0.51, 2.94, -12.8]))
+        0.691...
+    """
+
+    _kernel_call = True
+
+    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
+                 label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
+                 name="binary_focal_crossentropy"):
+        super().__init__(name=name, reduction=reduction)
+        owner = "BinaryFocalCrossentropy"
+        self.apply_class_balancing = check_bool(owner, "apply_class_balancing",
+                                                apply_class_balancing)
+        (self.alpha, self.gamma, self.from_logits, self.label_smoothing,
+         self.axis) = _focal_arguments(owner, alpha, gamma, from_logits, label_smoothing, axis)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return binary_focal_crossentropy(y_true, y_pred, self.apply_class_balancing,
+                                         self.alpha, self.gamma, self.from_logits,
+                                         self.label_smoothing, self.axis)
+
+    def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
+        return _kernels.binary_focal_crossentropy(
+            y, y_pred, weights, scale, grad, row_loss, self.apply_class_balancing, self.alpha,
+            self.gamma, self.from_logits, self.label_smoothing, EPSILON), -1
+
+    def _kernel_spec(self, fused):
+        kind = ("binary_focal_crossentropy_logits" if self.from_logits else
+                "binary_focal_crossentropy")
+        return (kind, 0.0, self.label_smoothing, None, self.alpha, self.gamma,
+                int(self.apply_class_balancing))
+
+    def get_config(self):
+        return {"apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha,
+                "gamma": self.gamma, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing, "axis": self.axis,
+                **super().get_config()}
+
+
+@LOSSES.register("categorical_focal_crossentropy")
+class CategoricalFocalCrossentropy(_LastAxisLoss):
+    """Categorical focal crossentropy (Lin et al., 2018) over the last axis.
+
+    ``loss = sum(alpha * (1 - o) ** gamma * (-y_true * log(o)), axis=-1)``, where ``o`` is
+    y_pred (softmax of it with ``from_logits``) divided by its sum and clipped to
+    [1e-7, 1 - 1e-7]. With ``alpha=1`` and ``gamma=0`` it is :class:`CategoricalCrossentropy`.
+
+    Args:
+        alpha: weight of every class, in [0, 1]. Defaults to 0.25. (Keras also takes one
+            weight per class; minidl takes one number.)
+        gamma: the focusing exponent, >= 0. Defaults to 2.0.
+        from_logits: whether y_pred holds logits. Defaults to False.
+        label_smoothing: in [0, 1]; targets become ``t * (1 - s) + s / classes``.
+        axis: must be the last axis (-1, the default).
+        reduction: see :class:`Loss`. name: defaults to 'categorical_focal_crossentropy'.
+
+    Example:
+        >>> loss = CategoricalFocalCrossentropy()
+        >>> float(loss([[0., 1., 0.], [0., 0., 1.]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]))
+        0.233...
+    """
+
+    _kernel_call = True
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="categorical_focal_crossentropy"):
+        super().__init__(name=name, reduction=reduction)
+        (self.alpha, self.gamma, self.from_logits, self.label_smoothing,
+         self.axis) = _focal_arguments("CategoricalFocalCrossentropy", alpha, gamma,
+                                       from_logits, label_smoothing, axis)
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return categorical_focal_crossentropy(y_true, y_pred, self.alpha, self.gamma,
+                                              self.from_logits, self.label_smoothing,
+                                              self.axis)
+
+    def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
+        return _kernels.categorical_focal_crossentropy(
+            y, y_pred, weights, scale, grad, row_loss, self.alpha, self.gamma,
+            self.from_logits, self.label_smoothing, EPSILON), -1
+
+    def _kernel_spec(self, fused):
+        kind = ("categorical_focal_crossentropy_logits" if self.from_logits else
+                "categorical_focal_crossentropy")
+        return kind, 0.0, self.label_smoothing, None, self.alpha, self.gamma, 0
+
+    def get_config(self):
+        return {"alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing, "axis": self.axis,
                 **super().get_config()}
 
 
@@ -1137,19 +1534,179 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     return values
 
 
+def kl_divergence(y_true, y_pred):
+    """Per-sample Kullback-Leibler divergence; see :class:`KLDivergence`.
+
+    Args:
+        y_true: target distributions, shaped like y_pred (clipped to [1e-7, 1]).
+        y_pred: predicted distributions, rank >= 1 (clipped to [1e-7, 1]).
+    Returns:
+        ``sum(t * log(t / p), axis=-1)``, a Tensor of shape ``y_pred.shape[:-1]``.
+    """
+    y_true, y_pred = _function_inputs(y_true, y_pred, "kl_divergence")
+    t = ops.clip(y_true, EPSILON, 1.0)
+    p = ops.clip(y_pred, EPSILON, 1.0)
+    return ops.sum(t * ops.log(t / p), axis=-1)
+
+
+def poisson(y_true, y_pred):
+    """Per-sample Poisson loss ``mean(p - t * log(p + 1e-7), axis=-1)``; see :class:`Poisson`.
+
+    Args and returns as :func:`mean_squared_error`.
+    """
+    y_true, y_pred = _function_inputs(y_true, y_pred, "poisson")
+    return ops.mean(y_pred - y_true * ops.log(y_pred + EPSILON), axis=-1)
+
+
+def log_cosh(y_true, y_pred):
+    """Per-sample ``mean(log(cosh(y_pred - y_true)), axis=-1)``; see :class:`LogCosh`.
+
+    Args and returns as :func:`mean_squared_error`.
+    """
+    y_true, y_pred = _function_inputs(y_true, y_pred, "log_cosh")
+    error = y_pred - y_true
+    # x + softplus(-2x) - log 2 equals log(cosh(x)) without overflowing for large |x|.
+    return ops.mean(error + ops.softplus(-2.0 * error) - math.log(2.0), axis=-1)
+
+
+def _hinge_targets(y_true):
+    """Keras' conversion: targets that are all 0 or 1 become -1 or 1."""
+    values = y_true.value
+    if np.all((values == 0) | (values == 1)):
+        return 2.0 * y_true - 1.0
+    return y_true
+
+
+def hinge(y_true, y_pred):
+    """Per-sample ``mean(maximum(1 - y_true * y_pred, 0), axis=-1)``; see :class:`Hinge`.
+
+    Args:
+        y_true: -1/1 targets shaped like y_pred; if all of them are 0 or 1 they are read as
+            -1 or 1.
+        y_pred: predictions, rank >= 1.
+    """
+    y_true, y_pred = _function_inputs(y_true, y_pred, "hinge")
+    return ops.mean(ops.maximum(1.0 - _hinge_targets(y_true) * y_pred, 0.0), axis=-1)
+
+
+def squared_hinge(y_true, y_pred):
+    """Per-sample ``mean(square(maximum(1 - y_true * y_pred, 0)), axis=-1)``; see
+    :class:`SquaredHinge`. Args as :func:`hinge`."""
+    y_true, y_pred = _function_inputs(y_true, y_pred, "squared_hinge")
+    margin = ops.maximum(1.0 - _hinge_targets(y_true) * y_pred, 0.0)
+    return ops.mean(ops.square(margin), axis=-1)
+
+
+def categorical_hinge(y_true, y_pred):
+    """Per-sample ``maximum(neg - pos + 1, 0)``; see :class:`CategoricalHinge`.
+
+    Args:
+        y_true: one-hot targets shaped like y_pred. y_pred: predictions, rank >= 1.
+    """
+    y_true, y_pred = _function_inputs(y_true, y_pred, "categorical_hinge")
+    pos = ops.sum(y_true * y_pred, axis=-1)
+    neg = ops.max((1.0 - y_true) * y_pred, axis=-1)
+    return ops.maximum(neg - pos + 1.0, 0.0)
+
+
+def cosine_similarity(y_true, y_pred, axis=-1):
+    """Per-sample negative cosine similarity; see :class:`CosineSimilarity`.
+
+    Args:
+        y_true, y_pred: as for :func:`mean_squared_error`.
+        axis: the feature axis. Defaults to the last.
+    Returns:
+        ``-sum(normalize(y_true) * normalize(y_pred), axis=axis)``.
+    """
+    axis = _check_axis("cosine_similarity", axis)
+    y_true, y_pred = _function_inputs(y_true, y_pred, "cosine_similarity")
+    return -ops.sum(ops.normalize(y_true, axis=axis) * ops.normalize(y_pred, axis=axis),
+                    axis=axis)
+
+
+def mean_squared_logarithmic_error(y_true, y_pred):
+    """Per-sample mean squared logarithmic error; see :class:`MeanSquaredLogarithmicError`.
+
+    Args and returns as :func:`mean_squared_error`.
+    """
+    y_true, y_pred = _function_inputs(y_true, y_pred, "mean_squared_logarithmic_error")
+    first = ops.log1p(ops.maximum(y_pred, EPSILON))
+    second = ops.log1p(ops.maximum(y_true, EPSILON))
+    return ops.mean(ops.square(first - second), axis=-1)
+
+
+def mean_absolute_percentage_error(y_true, y_pred):
+    """Per-sample mean absolute percentage error; see :class:`MeanAbsolutePercentageError`.
+
+    Args and returns as :func:`mean_squared_error`.
+    """
+    y_true, y_pred = _function_inputs(y_true, y_pred, "mean_absolute_percentage_error")
+    diff = ops.abs((y_true - y_pred) / ops.maximum(ops.abs(y_true), EPSILON))
+    return 100.0 * ops.mean(diff, axis=-1)
+
+
+def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha=0.25,
+                              gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1):
+    """Per-sample binary focal crossentropy (mean over ``axis``); see
+    :class:`BinaryFocalCrossentropy` for the arguments."""
+    owner = "binary_focal_crossentropy"
+    apply_class_balancing = check_bool(owner, "apply_class_balancing", apply_class_balancing)
+    alpha, gamma, from_logits, smoothing, axis = _focal_arguments(
+        owner, alpha, gamma, from_logits, label_smoothing, axis)
+    y_true, y_pred = _function_inputs(y_true, y_pred, owner)
+    if smoothing:
+        y_true = y_true * (1.0 - smoothing) + 0.5 * smoothing
+    if from_logits:
+        y_pred = ops.sigmoid(y_pred)
+    p = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
+    bce = -(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
+    p_t = y_true * y_pred + (1.0 - y_true) * (1.0 - y_pred)
+    focal = ops.power(1.0 - p_t, gamma) * bce
+    if apply_class_balancing:
+        focal = (y_true * alpha + (1.0 - y_true) * (1.0 - alpha)) * focal
+    return ops.mean(focal, axis=axis)
+
+
+def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False,
+                                   label_smoothing=0.0, axis=-1):
+    """Per-sample categorical focal crossentropy (sum over ``axis``); see
+    :class:`CategoricalFocalCrossentropy` for the arguments."""
+    owner = "categorical_focal_crossentropy"
+    alpha, gamma, from_logits, smoothing, axis = _focal_arguments(
+        owner, alpha, gamma, from_logits, label_smoothing, axis)
+    y_true, y_pred = _function_inputs(y_true, y_pred, owner)
+    if smoothing:
+        y_true = y_true * (1.0 - smoothing) + smoothing / y_true.shape[axis]
+    if from_logits:
+        y_pred = ops.exp(_log_softmax(y_pred, axis))
+    output = ops.clip(y_pred / ops.sum(y_pred, axis=axis, keepdims=True), EPSILON,
+                      1.0 - EPSILON)
+    focal = alpha * ops.power(1.0 - output, gamma) * (-y_true * ops.log(output))
+    return ops.sum(focal, axis=axis)
+
+
 mse = MSE = mean_squared_error
 mae = MAE = mean_absolute_error
+kld = KLD = kl_divergence
+msle = MSLE = mean_squared_logarithmic_error
+mape = MAPE = mean_absolute_percentage_error
+logcosh = log_cosh
 
 # The function forms by name (what a saved LossFunctionWrapper or MeanMetricWrapper of
 # them stores), and the class that computes each on the compiled kernel.
-_BUILTIN_FUNCTIONS = {f.__name__: f for f in (
-    mean_squared_error, mean_absolute_error, huber, binary_crossentropy,
-    categorical_crossentropy, sparse_categorical_crossentropy)}
 _FUNCTION_CLASSES = {mean_squared_error: MeanSquaredError,
                      mean_absolute_error: MeanAbsoluteError, huber: Huber,
                      binary_crossentropy: BinaryCrossentropy,
                      categorical_crossentropy: CategoricalCrossentropy,
-                     sparse_categorical_crossentropy: SparseCategoricalCrossentropy}
+                     sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
+                     kl_divergence: KLDivergence, poisson: Poisson, log_cosh: LogCosh,
+                     hinge: Hinge, squared_hinge: SquaredHinge,
+                     categorical_hinge: CategoricalHinge, cosine_similarity: CosineSimilarity,
+                     mean_squared_logarithmic_error: MeanSquaredLogarithmicError,
+                     mean_absolute_percentage_error: MeanAbsolutePercentageError,
+                     binary_focal_crossentropy: BinaryFocalCrossentropy,
+                     categorical_focal_crossentropy: CategoricalFocalCrossentropy}
+_BUILTIN_FUNCTIONS = {f.__name__: f for f in _FUNCTION_CLASSES}
 
 
 def function_name(fn):
@@ -1254,10 +1811,17 @@ def deserialize(config):
 
 
 __all__ = [
-    "BinaryCrossentropy", "CategoricalCrossentropy", "EPSILON", "FUNCTIONS", "Huber", "LOSSES",
-    "Loss", "LossFunctionWrapper", "MAE", "MSE", "MeanAbsoluteError", "MeanSquaredError",
-    "SparseCategoricalCrossentropy", "binary_crossentropy", "categorical_crossentropy",
-    "deserialize", "function_name", "get", "huber", "mae", "mean_absolute_error",
-    "mean_squared_error", "mse", "resolve_function", "serialize",
-    "sparse_categorical_crossentropy", "squeeze_or_expand_to_same_rank",
+    "BinaryCrossentropy", "BinaryFocalCrossentropy", "CategoricalCrossentropy",
+    "CategoricalFocalCrossentropy", "CategoricalHinge", "CosineSimilarity", "EPSILON",
+    "FUNCTIONS", "Hinge", "Huber", "KLD", "KLDivergence", "LOSSES", "LogCosh", "Loss",
+    "LossFunctionWrapper", "MAE", "MAPE", "MSE", "MSLE", "MeanAbsoluteError",
+    "MeanAbsolutePercentageError", "MeanSquaredError", "MeanSquaredLogarithmicError",
+    "Poisson", "SparseCategoricalCrossentropy", "SquaredHinge", "binary_crossentropy",
+    "binary_focal_crossentropy", "categorical_crossentropy", "categorical_focal_crossentropy",
+    "categorical_hinge", "cosine_similarity", "deserialize", "function_name", "get", "hinge",
+    "huber", "kl_divergence", "kld", "log_cosh", "logcosh", "mae", "mape",
+    "mean_absolute_error", "mean_absolute_percentage_error", "mean_squared_error",
+    "mean_squared_logarithmic_error", "msle", "mse", "poisson", "resolve_function",
+    "serialize", "sparse_categorical_crossentropy", "squared_hinge",
+    "squeeze_or_expand_to_same_rank",
 ]

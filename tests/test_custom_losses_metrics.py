@@ -438,8 +438,12 @@ def test_function_forms_compile_to_the_fused_classes_and_work_as_metrics():
     assert isinstance(m, metrics.MeanMetricWrapper) and m.name == "mean_absolute_error"
     m.update_state([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [2.0, 0.0]])
     assert m.result() == pytest.approx((0.5 + 1.0) / 2)
+    # A loss name that is also a registered metric class gives the class (as in Keras);
+    # other loss names give the mean of the loss function.
     bce = metrics.get("binary_crossentropy")
-    assert isinstance(bce, metrics.MeanMetricWrapper) and bce.name == "binary_crossentropy"
+    assert type(bce) is metrics.BinaryCrossentropy and bce.name == "binary_crossentropy"
+    hub = metrics.get("huber")
+    assert isinstance(hub, metrics.MeanMetricWrapper) and hub.name == "huber"
 
 
 # ---- custom metrics ----

@@ -9,6 +9,9 @@ ctypedef struct Args:
     double delta          # Huber
     double smoothing      # label smoothing
     double epsilon        # probability clip
+    double alpha          # focal losses: class weight
+    double gamma          # focal losses: focusing exponent
+    int flag              # binary focal: apply_class_balancing; hinge: 0/1 labels seen
     int64_t ignore_class
     bint has_ignore
 

@@ -20,6 +20,9 @@ count. A per-row function, switched on the loss kind once per row, does the math
 are checked in the kernel: an out-of-range label zeroes its row and is reported back as the
 first bad row, never used as an index.
 
+The hinge losses read every target once before the chunks: Keras turns 0/1 targets into
+-1/1 only when all of a call's targets are 0 or 1, which no single row can decide.
+
 Probabilities are clipped to [epsilon, 1 - epsilon] as Keras does (and, for categorical
 crossentropy, first normalised by their row sum); where the clip is active the gradient is
 zero. The from_logits paths use log-sum-exp and log1p forms that stay finite for any finite
@@ -27,7 +30,8 @@ logits. The fused softmax/sigmoid kernels take the probabilities an output layer
 report Keras' clipped loss, but return the exact gradient with respect to the logits.
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, fabs, log, log1p, log1pf, logf
+from libc.math cimport (exp, expf, fabs, log, log1p, log1pf, logf, pow, powf, sqrt, tanh,
+                        tanhf)
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 
@@ -58,14 +62,24 @@ PARALLEL_MIN = PARALLEL_MIN_ELEMS
 
 cdef enum:
     L_MSE, L_MAE, L_HUBER, L_BCE, L_BCE_LOGITS, L_CCE, L_CCE_LOGITS, L_SCCE, L_SCCE_LOGITS,
-    L_SOFTMAX_CCE, L_SOFTMAX_SCCE, L_SIGMOID_BCE
+    L_SOFTMAX_CCE, L_SOFTMAX_SCCE, L_SIGMOID_BCE,
+    # one loss per element, averaged (summed for KL divergence) over the row: L_KLD..L_MAPE
+    L_KLD, L_POISSON, L_LOG_COSH, L_HINGE, L_SQUARED_HINGE, L_MSLE, L_MAPE,
+    L_CATEGORICAL_HINGE, L_COSINE, L_BFCE, L_BFCE_LOGITS, L_CFCE, L_CFCE_LOGITS
 
 # Kernel kinds for LossKernel, in the order of the enum above.
 KINDS = ("mean_squared_error", "mean_absolute_error", "huber", "binary_crossentropy",
          "binary_crossentropy_logits", "categorical_crossentropy",
          "categorical_crossentropy_logits", "sparse_categorical_crossentropy",
          "sparse_categorical_crossentropy_logits", "softmax_categorical_crossentropy",
-         "softmax_sparse_categorical_crossentropy", "sigmoid_binary_crossentropy")
+         "softmax_sparse_categorical_crossentropy", "sigmoid_binary_crossentropy",
+         "kl_divergence", "poisson", "log_cosh", "hinge", "squared_hinge",
+         "mean_squared_logarithmic_error", "mean_absolute_percentage_error",
+         "categorical_hinge", "cosine_similarity", "binary_focal_crossentropy",
+         "binary_focal_crossentropy_logits", "categorical_focal_crossentropy",
+         "categorical_focal_crossentropy_logits")
+
+cdef double LOG2 = 0.69314718055994530942
 
 # (Args, LossCall and LossKernel's attributes are declared in _losses.pxd.)
 
@@ -89,6 +103,28 @@ cdef inline floating _log1p(floating x) noexcept nogil:
         return log1pf(x)
     else:
         return log1p(x)
+
+cdef inline floating _pow(floating x, floating y) noexcept nogil:
+    if floating is float:
+        return powf(x, y)
+    else:
+        return pow(x, y)
+
+cdef inline floating _focal_pow(floating u, floating gamma) noexcept nogil:
+    # u ** gamma; the usual gamma = 2 costs one multiplication instead of a powf call.
+    if gamma == 2:
+        return u * u
+    if gamma == 0:
+        return 1
+    if gamma == 1:
+        return u
+    return _pow(u, gamma)
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
 
 cdef inline floating _sigmoid(floating x) noexcept nogil:
     cdef floating e
@@ -246,6 +282,220 @@ cdef double _categorical_row(int kind, const Args *a, const floating *t, int64_t
     return loss
 
 
+cdef double _elementwise_row(int kind, const Args *a, const floating *t, const floating *p,
+                             floating *g, double gs, Py_ssize_t n) noexcept nogil:
+    # One loss per element, in the data's precision as Keras computes it; the row's loss is
+    # their sum (KL divergence) or mean (the others).
+    cdef Py_ssize_t j
+    cdef double s = 0
+    cdef floating c = <floating>(gs if kind == L_KLD else gs / n)
+    cdef floating eps = <floating>a.epsilon, one = 1, x, tt, m, d, ad
+    for j in range(n):
+        x = p[j]
+        if kind == L_KLD:
+            # Keras clips both to [eps, 1]: sum t log(t / p).
+            tt = _clip(t[j], eps, one)
+            m = _clip(x, eps, one)
+            s += tt * _log(tt / m)
+            if g != NULL:
+                g[j] = -c * tt / m if (x >= eps and x <= one) else 0
+        elif kind == L_POISSON:
+            s += x - t[j] * _log(x + eps)
+            if g != NULL:
+                g[j] = c * (1 - t[j] / (x + eps))
+        elif kind == L_LOG_COSH:
+            # log cosh d = |d| + log1p(exp(-2|d|)) - log 2: finite for any d.
+            d = x - t[j]
+            ad = d if d >= 0 else -d
+            s += ad + _log1p(_exp(-2 * ad)) - <floating>LOG2
+            if g != NULL:
+                g[j] = c * _tanh(d)
+        elif kind == L_HINGE or kind == L_SQUARED_HINGE:
+            # a.flag: every target of the call is 0 or 1, so they stand for -1 and 1.
+            tt = 2 * t[j] - 1 if a.flag else t[j]
+            m = 1 - tt * x
+            if m < 0:
+                m = 0
+            if kind == L_HINGE:
+                s += m
+                if g != NULL:
+                    g[j] = -c * tt if m > 0 else 0
+            else:
+                s += m * m
+                if g != NULL:
+                    g[j] = -2 * c * m * tt
+        elif kind == L_MSLE:
+            d = _log1p(x if x > eps else eps) - _log1p(t[j] if t[j] > eps else eps)
+            s += d * d
+            if g != NULL:
+                g[j] = 2 * c * d / (1 + x) if x >= eps else 0
+        else:
+            # MAPE: 100 |t - p| / max(|t|, eps).
+            m = t[j] if t[j] >= 0 else -t[j]
+            if m < eps:
+                m = eps
+            d = x - t[j]
+            s += 100 * (d if d >= 0 else -d) / m
+            if g != NULL:
+                g[j] = (100 * c / m) if d > 0 else ((-100 * c / m) if d < 0 else 0)
+    return s if kind == L_KLD else s / n
+
+
+cdef double _cosine_row(const Args *a, const floating *t, const floating *p, floating *g,
+                        double gs, Py_ssize_t n) noexcept nogil:
+    # Keras' -sum(l2_normalize(t) * l2_normalize(p)), each norm at least epsilon; the sums
+    # run in double.
+    cdef Py_ssize_t j
+    cdef double tt = 0, pp = 0, tp = 0, nt, npred, cos
+    cdef bint clipped
+    for j in range(n):
+        tt += <double>t[j] * t[j]
+        pp += <double>p[j] * p[j]
+        tp += <double>t[j] * p[j]
+    nt = sqrt(tt)
+    npred = sqrt(pp)
+    if nt < a.epsilon:
+        nt = a.epsilon
+    clipped = npred < a.epsilon
+    if clipped:
+        npred = a.epsilon
+    cos = tp / (nt * npred)
+    if g != NULL:
+        for j in range(n):
+            if clipped:
+                g[j] = <floating>(-gs * t[j] / (nt * npred))
+            else:
+                g[j] = <floating>(-gs * (t[j] / nt - cos * p[j] / npred) / npred)
+    return -cos
+
+
+cdef double _categorical_hinge_row(const floating *t, const floating *p, floating *g,
+                                   double gs, Py_ssize_t n) noexcept nogil:
+    # max(neg - pos + 1, 0): pos = sum t p, neg = max (1 - t) p (its first maximum takes the
+    # gradient).
+    cdef Py_ssize_t j, top = 0
+    cdef double pos = 0, neg = (1 - <double>t[0]) * p[0], v, loss
+    for j in range(n):
+        pos += <double>t[j] * p[j]
+        v = (1 - <double>t[j]) * p[j]
+        if v > neg:
+            neg = v
+            top = j
+    loss = neg - pos + 1
+    if loss < 0:
+        loss = 0
+    if g != NULL:
+        for j in range(n):
+            g[j] = <floating>(-gs * t[j]) if loss > 0 else 0
+        if loss > 0:
+            g[top] += <floating>(gs * (1 - <double>t[top]))
+    return loss
+
+
+cdef double _binary_focal_row(int kind, const Args *a, const floating *t, const floating *p,
+                              floating *g, double gs, Py_ssize_t n) noexcept nogil:
+    # Keras: mean over the row of w (1 - p_t)^gamma bce(t, clip(q)), q = p or sigmoid(logits),
+    # 1 - p_t = t + q - 2 t q (unclipped q), w = t alpha + (1 - t)(1 - alpha) with class
+    # balancing (a.flag), else 1. From logits, log q and log(1 - q) come from one exp and one
+    # log1p (log-sigmoid) wherever the clip is inactive.
+    cdef Py_ssize_t j
+    cdef double s = 0
+    cdef floating c = <floating>(gs / n)
+    cdef floating keep = <floating>(1 - a.smoothing), half = <floating>(0.5 * a.smoothing)
+    cdef floating lo = <floating>a.epsilon, hi = <floating>(1 - a.epsilon)
+    cdef floating gam = <floating>a.gamma, alpha = <floating>a.alpha
+    cdef floating tt, z, e, soft, x, q, u, f, bce, w, dfu, d
+    cdef bint inside
+    for j in range(n):
+        tt = t[j] * keep + half
+        if kind == L_BFCE_LOGITS:
+            z = p[j]
+            e = _exp(-z if z >= 0 else z)
+            x = 1 / (1 + e) if z >= 0 else e / (1 + e)
+            inside = x >= lo and x <= hi
+            if inside:
+                soft = _log1p(e)
+                bce = tt * ((-z if z < 0 else 0) + soft) + (1 - tt) * ((z if z > 0 else 0) + soft)
+        else:
+            x = p[j]
+            inside = x >= lo and x <= hi
+        if kind != L_BFCE_LOGITS or not inside:
+            # Labels of exactly 0 or 1 need one of the two logarithms.
+            q = _clip(x, lo, hi)
+            bce = 0
+            if tt != 0:
+                bce -= tt * _log(q)
+            if tt != 1:
+                bce -= (1 - tt) * _log(1 - q)
+        u = tt + x - 2 * tt * x
+        f = _focal_pow(u, gam)
+        w = tt * alpha + (1 - tt) * (1 - alpha) if a.flag else 1
+        s += w * f * bce
+        if g == NULL:
+            continue
+        # d/dq of w f bce: w (gamma u^(gamma-1) (1 - 2t) bce + f (q - t) / (q (1 - q)));
+        # the bce term vanishes where the clip is active, the focal one where u = 0.
+        dfu = gam * f / u * (1 - 2 * tt) * bce if (gam != 0 and u > 0) else 0
+        if kind == L_BFCE_LOGITS:
+            d = dfu * x * (1 - x) + (f * (x - tt) if inside else 0)
+        else:
+            d = dfu + (f * (x - tt) / (x * (1 - x)) if inside else 0)
+        g[j] = c * w * d
+    return s / n
+
+
+cdef double _categorical_focal_row(int kind, const Args *a, const floating *t,
+                                   const floating *p, floating *g, double gs,
+                                   Py_ssize_t n) noexcept nogil:
+    # Keras: sum_j alpha (1 - o_j)^gamma (-t_j log o_j), o = clip(q / sum q), q = p or
+    # softmax(logits). With c_j = dL/do_j (0 where the clip is active) and e = q / sum q:
+    # dL/dp_k = (c_k - sum_j c_j e_j) / sum p, or for logits e_k (c_k - sum_j c_j e_j).
+    cdef Py_ssize_t j
+    cdef bint logits = kind == L_CFCE_LOGITS
+    cdef floating keep = <floating>(1 - a.smoothing), add = <floating>(a.smoothing / n)
+    cdef floating lo = <floating>a.epsilon, hi = <floating>(1 - a.epsilon)
+    cdef floating gam = <floating>a.gamma, alpha = <floating>a.alpha
+    cdef floating m = 0, sf, e, o, tt, f, lg, cj
+    cdef double s = 0, loss = 0, ce = 0
+    if logits:
+        m = p[0]
+        for j in range(1, n):
+            if p[j] > m:
+                m = p[j]
+        for j in range(n):
+            s += _exp(p[j] - m)
+    else:
+        for j in range(n):
+            s += p[j]
+    sf = <floating>s
+    for j in range(n):
+        e = _exp(p[j] - m) / sf if logits else p[j] / sf
+        o = _clip(e, lo, hi)
+        tt = t[j] * keep + add
+        if tt == 0:
+            # No loss and no gradient from this class (one-hot targets: all but one).
+            if g != NULL:
+                g[j] = 0
+            continue
+        f = _focal_pow(1 - o, gam)
+        lg = _log(o)
+        loss -= alpha * f * tt * lg
+        if g != NULL:
+            cj = 0
+            if e >= lo and e <= hi:
+                # gamma (1 - o)^(gamma - 1) = gamma f / (1 - o); 1 - o >= epsilon.
+                cj = alpha * tt * ((gam * f / (1 - o) * lg if gam != 0 else 0) - f / o)
+            g[j] = cj
+            ce += <double>cj * e
+    if g != NULL:
+        for j in range(n):
+            if logits:
+                g[j] = <floating>(gs * (_exp(p[j] - m) / sf) * (g[j] - ce))
+            else:
+                g[j] = <floating>(gs * (g[j] - ce) / s)
+    return loss
+
+
 # ---- the driver ----
 
 cdef double _chunk(const Args *a, const floating *t, const label_t *labels, const floating *p,
@@ -279,12 +529,30 @@ cdef double _chunk(const Args *a, const floating *t, const label_t *labels, cons
             loss = _regression_row(a.kind, a.delta, tr, p + r * n, gr, scale * wr, n)
         elif a.kind == L_BCE or a.kind == L_BCE_LOGITS or a.kind == L_SIGMOID_BCE:
             loss = _binary_row(a.kind, a, tr, p + r * n, gr, scale * wr, n)
+        elif a.kind >= L_KLD and a.kind <= L_MAPE:
+            loss = _elementwise_row(a.kind, a, tr, p + r * n, gr, scale * wr, n)
+        elif a.kind == L_COSINE:
+            loss = _cosine_row(a, tr, p + r * n, gr, scale * wr, n)
+        elif a.kind == L_CATEGORICAL_HINGE:
+            loss = _categorical_hinge_row(tr, p + r * n, gr, scale * wr, n)
+        elif a.kind == L_BFCE or a.kind == L_BFCE_LOGITS:
+            loss = _binary_focal_row(a.kind, a, tr, p + r * n, gr, scale * wr, n)
+        elif a.kind == L_CFCE or a.kind == L_CFCE_LOGITS:
+            loss = _categorical_focal_row(a.kind, a, tr, p + r * n, gr, scale * wr, n)
         else:
             loss = _categorical_row(a.kind, a, tr, label, p + r * n, gr, scale * wr, n)
         if row_loss != NULL:
             row_loss[r] = <floating>loss
         s += wr * loss
     return s
+
+
+cdef bint _all_binary(const floating *t, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(size):
+        if t[i] != 0 and t[i] != 1:
+            return False
+    return True
 
 
 cdef int _drive(const Args *a, const floating *t, const label_t *labels, const floating *p,
@@ -298,6 +566,12 @@ cdef int _drive(const Args *a, const floating *t, const label_t *labels, const f
     first_bad[0] = -1
     if rows == 0 or n == 0:
         return 0
+    cdef Args hinge_args
+    if (a.kind == L_HINGE or a.kind == L_SQUARED_HINGE) and t != NULL:
+        # Keras turns 0/1 targets into -1/1 only when every target of the call is 0 or 1.
+        hinge_args = a[0]
+        hinge_args.flag = _all_binary(t, rows * n)
+        a = &hinge_args
     cdef Py_ssize_t rpc = CHUNK_ELEMS // n if n < CHUNK_ELEMS else 1
     cdef Py_ssize_t nchunks = (rows + rpc - 1) // rpc, ch
     cdef double local_partial[STACK_CHUNKS]
@@ -347,12 +621,15 @@ cdef inline bint _sparse_kind(int kind) noexcept:
 
 
 cdef Args _args(int kind, double delta, double smoothing, double epsilon,
-                object ignore_class) except *:
+                object ignore_class, double alpha=0, double gamma=0, int flag=0) except *:
     cdef Args a
     a.kind = kind
     a.delta = delta
     a.smoothing = smoothing
     a.epsilon = epsilon
+    a.alpha = alpha
+    a.gamma = gamma
+    a.flag = flag
     a.has_ignore = ignore_class is not None
     a.ignore_class = ignore_class if ignore_class is not None else 0
     return a
@@ -436,9 +713,9 @@ cdef int _per_row(object a, int dtype, Py_ssize_t rows, str name, bint out) exce
 
 cdef object _call(int kind, double delta, double smoothing, double epsilon, object ignore_class,
                   object y_true, object y_pred, object weights, double scale, object grad,
-                  object row_loss):
+                  object row_loss, double alpha=0, double gamma=0, int flag=0):
     """A module-level kernel call: checks every array, returns (total, first bad row)."""
-    cdef Args a = _args(kind, delta, smoothing, epsilon, ignore_class)
+    cdef Args a = _args(kind, delta, smoothing, epsilon, ignore_class, alpha, gamma, flag)
     y_true, y_pred, weights = aligned(y_true), aligned(y_pred), aligned(weights)
     cdef int t = float_array(y_pred, None, "y_pred")
     if cnp.PyArray_NDIM(<cnp.ndarray>y_pred) == 0:
@@ -481,7 +758,8 @@ cdef class LossKernel:
     loss name resolved, so that a call costs well under a microsecond beyond its work.
 
     Args:
-        kind: a name from ``KINDS``. delta, smoothing, epsilon, ignore_class: its parameters.
+        kind: a name from ``KINDS``. delta, smoothing, epsilon, ignore_class, alpha, gamma,
+            flag (binary focal crossentropy's apply_class_balancing): its parameters.
         reduction: the Keras reduction; sums are divided by the number of counted rows for
             'sum_over_batch_size', 'mean' and (without weights) 'mean_with_sample_weight'.
         axis: None, or the loss's ``axis``: other than -1 it must be y_pred's last axis.
@@ -490,13 +768,16 @@ cdef class LossKernel:
     # (attributes in _losses.pxd, where minidl._core._chain calls prepare())
 
     def __init__(self, str kind, double delta, double smoothing, double epsilon,
-                 object ignore_class, object reduction, object axis, str name):
-        self.a = _args(_kind_id(kind), delta, smoothing, epsilon, ignore_class)
+                 object ignore_class, object reduction, object axis, str name,
+                 double alpha=0, double gamma=0, int flag=0):
+        self.a = _args(_kind_id(kind), delta, smoothing, epsilon, ignore_class, alpha, gamma,
+                       flag)
         self.sparse = _sparse_kind(self.a.kind)
         self.by_count = reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight")
         self.axis = axis
         self.name = name
-        self.config = (kind, delta, smoothing, epsilon, ignore_class, reduction, axis, name)
+        self.config = (kind, delta, smoothing, epsilon, ignore_class, reduction, axis, name,
+                       alpha, gamma, flag)
 
     def __reduce__(self):
         return LossKernel, self.config
@@ -660,3 +941,73 @@ def sigmoid_binary_crossentropy(y_true, probs, weights, double scale, dlogits, r
     """Keras' clipped BCE of sigmoid outputs ``probs``; dlogits = (probs - t) / n."""
     return _call(L_SIGMOID_BCE, 0, label_smoothing, epsilon, None, y_true, probs, weights,
                  scale, dlogits, row_loss)[0]
+
+
+def kl_divergence(y_true, y_pred, weights, double scale, grad, row_loss, double epsilon):
+    """L[r] = sum_j t log(t / p), both clipped to [epsilon, 1]."""
+    return _call(L_KLD, 0, 0, epsilon, None, y_true, y_pred, weights, scale, grad, row_loss)[0]
+
+
+def poisson(y_true, y_pred, weights, double scale, grad, row_loss, double epsilon):
+    """L[r] = mean_j (p - t log(p + epsilon))."""
+    return _call(L_POISSON, 0, 0, epsilon, None, y_true, y_pred, weights, scale, grad,
+                 row_loss)[0]
+
+
+def log_cosh(y_true, y_pred, weights, double scale, grad, row_loss):
+    """L[r] = mean_j log(cosh(p - t))."""
+    return _call(L_LOG_COSH, 0, 0, 0, None, y_true, y_pred, weights, scale, grad, row_loss)[0]
+
+
+def hinge(y_true, y_pred, weights, double scale, grad, row_loss):
+    """L[r] = mean_j max(1 - t p, 0); targets all 0/1 count as -1/1."""
+    return _call(L_HINGE, 0, 0, 0, None, y_true, y_pred, weights, scale, grad, row_loss)[0]
+
+
+def squared_hinge(y_true, y_pred, weights, double scale, grad, row_loss):
+    """L[r] = mean_j max(1 - t p, 0)^2; targets all 0/1 count as -1/1."""
+    return _call(L_SQUARED_HINGE, 0, 0, 0, None, y_true, y_pred, weights, scale, grad,
+                 row_loss)[0]
+
+
+def categorical_hinge(y_true, y_pred, weights, double scale, grad, row_loss):
+    """L[r] = max(max_j (1 - t) p - sum_j t p + 1, 0)."""
+    return _call(L_CATEGORICAL_HINGE, 0, 0, 0, None, y_true, y_pred, weights, scale, grad,
+                 row_loss)[0]
+
+
+def cosine_similarity(y_true, y_pred, weights, double scale, grad, row_loss, double epsilon):
+    """L[r] = -sum_j t p / (max(|t|, epsilon) max(|p|, epsilon))."""
+    return _call(L_COSINE, 0, 0, epsilon, None, y_true, y_pred, weights, scale, grad,
+                 row_loss)[0]
+
+
+def mean_squared_logarithmic_error(y_true, y_pred, weights, double scale, grad, row_loss,
+                                   double epsilon):
+    """L[r] = mean_j (log1p(max(p, epsilon)) - log1p(max(t, epsilon)))^2."""
+    return _call(L_MSLE, 0, 0, epsilon, None, y_true, y_pred, weights, scale, grad,
+                 row_loss)[0]
+
+
+def mean_absolute_percentage_error(y_true, y_pred, weights, double scale, grad, row_loss,
+                                   double epsilon):
+    """L[r] = 100 mean_j |t - p| / max(|t|, epsilon)."""
+    return _call(L_MAPE, 0, 0, epsilon, None, y_true, y_pred, weights, scale, grad,
+                 row_loss)[0]
+
+
+def binary_focal_crossentropy(y_true, y_pred, weights, double scale, grad, row_loss,
+                              bint apply_class_balancing, double alpha, double gamma,
+                              bint from_logits, double label_smoothing, double epsilon):
+    """L[r] = mean_j w (1 - p_t)^gamma bce; see _binary_focal_row."""
+    return _call(L_BFCE_LOGITS if from_logits else L_BFCE, 0, label_smoothing, epsilon, None,
+                 y_true, y_pred, weights, scale, grad, row_loss, alpha, gamma,
+                 apply_class_balancing)[0]
+
+
+def categorical_focal_crossentropy(y_true, y_pred, weights, double scale, grad, row_loss,
+                                   double alpha, double gamma, bint from_logits,
+                                   double label_smoothing, double epsilon):
+    """L[r] = sum_j alpha (1 - o)^gamma (-t log o); see _categorical_focal_row."""
+    return _call(L_CFCE_LOGITS if from_logits else L_CFCE, 0, label_smoothing, epsilon, None,
+                 y_true, y_pred, weights, scale, grad, row_loss, alpha, gamma)[0]

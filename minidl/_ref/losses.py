@@ -160,3 +160,135 @@ def sigmoid_binary_crossentropy(y_true, probs, weights, scale, dlogits, row_loss
     q, _ = _clip(p, epsilon, np.asarray(probs).dtype)
     loss = -(t * np.log(q) + (1 - t) * np.log(1 - q))
     return _finish(loss.mean(axis=1), (p - t) / p.shape[1], weights, scale, dlogits, row_loss)
+
+
+def kl_divergence(y_true, y_pred, weights, scale, grad, row_loss, epsilon):
+    """Keras KLD: sum t log(t / p) with both clipped to [epsilon, 1]."""
+    p = _f64(y_pred)
+    t = np.clip(_f64(y_true), epsilon, 1.0)
+    q = np.clip(p, epsilon, 1.0)
+    inside = (p >= epsilon) & (p <= 1.0)
+    loss = np.sum(t * np.log(t / q), axis=1)
+    return _finish(loss, np.where(inside, -t / q, 0.0), weights, scale, grad, row_loss)
+
+
+def poisson(y_true, y_pred, weights, scale, grad, row_loss, epsilon):
+    """Keras Poisson: mean(p - t log(p + epsilon))."""
+    t, p = _f64(y_true), _f64(y_pred)
+    n = p.shape[1]
+    return _finish(np.mean(p - t * np.log(p + epsilon), axis=1), (1 - t / (p + epsilon)) / n,
+                   weights, scale, grad, row_loss)
+
+
+def log_cosh(y_true, y_pred, weights, scale, grad, row_loss):
+    """Keras log-cosh: mean(log(cosh(p - t)))."""
+    d = _f64(y_pred) - _f64(y_true)
+    n = d.shape[1]
+    loss = np.abs(d) + np.log1p(np.exp(-2 * np.abs(d))) - np.log(2.0)
+    return _finish(loss.mean(axis=1), np.tanh(d) / n, weights, scale, grad, row_loss)
+
+
+def _hinge_targets(y_true):
+    t = _f64(y_true)
+    return 2 * t - 1 if np.all((t == 0) | (t == 1)) else t
+
+
+def hinge(y_true, y_pred, weights, scale, grad, row_loss):
+    """Keras hinge: mean(max(1 - t p, 0)), 0/1 targets (all of them) made -1/1."""
+    t, p = _hinge_targets(y_true), _f64(y_pred)
+    m = 1 - t * p
+    n = p.shape[1]
+    return _finish(np.maximum(m, 0).mean(axis=1), np.where(m > 0, -t, 0.0) / n, weights,
+                   scale, grad, row_loss)
+
+
+def squared_hinge(y_true, y_pred, weights, scale, grad, row_loss):
+    """Keras squared hinge: mean(max(1 - t p, 0)^2)."""
+    t, p = _hinge_targets(y_true), _f64(y_pred)
+    m = np.maximum(1 - t * p, 0)
+    n = p.shape[1]
+    return _finish((m * m).mean(axis=1), -2 * m * t / n, weights, scale, grad, row_loss)
+
+
+def categorical_hinge(y_true, y_pred, weights, scale, grad, row_loss):
+    """Keras categorical hinge: max(max((1 - t) p) - sum(t p) + 1, 0)."""
+    t, p = _f64(y_true), _f64(y_pred)
+    neg_all = (1 - t) * p
+    top = np.argmax(neg_all, axis=1)
+    loss = np.maximum(neg_all.max(axis=1) - np.sum(t * p, axis=1) + 1, 0)
+    dloss = -t.copy()
+    rows = np.arange(p.shape[0])
+    dloss[rows, top] += 1 - t[rows, top]
+    dloss[loss <= 0] = 0
+    return _finish(loss, dloss, weights, scale, grad, row_loss)
+
+
+def cosine_similarity(y_true, y_pred, weights, scale, grad, row_loss, epsilon):
+    """Keras cosine loss: -sum(t p) / (max(|t|, eps) max(|p|, eps))."""
+    t, p = _f64(y_true), _f64(y_pred)
+    nt = np.maximum(np.linalg.norm(t, axis=1, keepdims=True), epsilon)
+    raw = np.linalg.norm(p, axis=1, keepdims=True)
+    npred = np.maximum(raw, epsilon)
+    cos = np.sum(t * p, axis=1, keepdims=True) / (nt * npred)
+    dloss = np.where(raw < epsilon, -t / (nt * npred), -(t / nt - cos * p / npred) / npred)
+    return _finish(-cos[:, 0], dloss, weights, scale, grad, row_loss)
+
+
+def mean_squared_logarithmic_error(y_true, y_pred, weights, scale, grad, row_loss, epsilon):
+    """Keras MSLE: mean((log1p(max(p, eps)) - log1p(max(t, eps)))^2)."""
+    t, p = _f64(y_true), _f64(y_pred)
+    d = np.log1p(np.maximum(p, epsilon)) - np.log1p(np.maximum(t, epsilon))
+    n = p.shape[1]
+    dloss = np.where(p >= epsilon, 2 * d / (1 + p), 0.0) / n
+    return _finish(np.mean(d * d, axis=1), dloss, weights, scale, grad, row_loss)
+
+
+def mean_absolute_percentage_error(y_true, y_pred, weights, scale, grad, row_loss, epsilon):
+    """Keras MAPE: 100 mean(|t - p| / max(|t|, eps))."""
+    t, p = _f64(y_true), _f64(y_pred)
+    m = np.maximum(np.abs(t), epsilon)
+    n = p.shape[1]
+    return _finish(100 * np.mean(np.abs(t - p) / m, axis=1), 100 * np.sign(p - t) / m / n,
+                   weights, scale, grad, row_loss)
+
+
+def binary_focal_crossentropy(y_true, y_pred, weights, scale, grad, row_loss,
+                              apply_class_balancing, alpha, gamma, from_logits,
+                              label_smoothing, epsilon):
+    """Keras binary focal crossentropy: mean of w (1 - p_t)^gamma bce(t, clip(q))."""
+    t, z = _smoothed_binary(y_true, label_smoothing), _f64(y_pred)
+    x = 1 / (1 + np.exp(-z)) if from_logits else z
+    q, inside = _clip(x, epsilon, np.asarray(y_pred).dtype)
+    bce = -(t * np.log(q) + (1 - t) * np.log(1 - q))
+    u = t + x - 2 * t * x
+    f = u ** gamma
+    w = t * alpha + (1 - t) * (1 - alpha) if apply_class_balancing else np.ones_like(t)
+    n = x.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(u > 0, gamma * u ** (gamma - 1), 0.0) if gamma else np.zeros_like(u)
+    dq = df * (1 - 2 * t) * bce
+    if from_logits:
+        d = dq * x * (1 - x) + np.where(inside, f * (x - t), 0.0)
+    else:
+        d = dq + np.where(inside, f * (q - t) / (q * (1 - q)), 0.0)
+    return _finish((w * f * bce).mean(axis=1), w * d / n, weights, scale, grad, row_loss)
+
+
+def categorical_focal_crossentropy(y_true, y_pred, weights, scale, grad, row_loss, alpha,
+                                   gamma, from_logits, label_smoothing, epsilon):
+    """Keras categorical focal crossentropy: sum alpha (1 - o)^gamma (-t log o)."""
+    t, z = _smoothed_categorical(y_true, label_smoothing), _f64(y_pred)
+    if from_logits:
+        e = np.exp(_log_softmax(z))
+        s = np.ones((z.shape[0], 1))
+    else:
+        s = z.sum(axis=1, keepdims=True)
+        e = z / s
+    o, inside = _clip(e, epsilon, np.asarray(y_pred).dtype)
+    f = (1 - o) ** gamma
+    loss = np.sum(alpha * f * -t * np.log(o), axis=1)
+    c = alpha * t * (gamma * (1 - o) ** (gamma - 1) * np.log(o) - f / o)
+    c = np.where(inside, c, 0.0)
+    ce = np.sum(c * e, axis=1, keepdims=True)
+    dloss = e * (c - ce) if from_logits else (c - ce) / s
+    return _finish(loss, dloss, weights, scale, grad, row_loss)

@@ -25,9 +25,14 @@ from minidl.losses import _snake_case
 from minidl.metrics.accuracy import (Accuracy, BinaryAccuracy, CategoricalAccuracy,
                                      SparseCategoricalAccuracy, SparseTopKCategoricalAccuracy,
                                      TopKCategoricalAccuracy)
-from minidl.metrics.base import (METRICS, Mean, MeanMetricWrapper, Metric, _callable_name,
-                                 result_value)
-from minidl.metrics.regression import MeanAbsoluteError, MeanSquaredError
+from minidl.metrics.base import (METRICS, LossMean, Mean, MeanMetricWrapper, Metric, Sum,
+                                 _callable_name, result_value)
+from minidl.metrics.probabilistic import (BinaryCrossentropy, CategoricalCrossentropy,
+                                          KLDivergence, Poisson, SparseCategoricalCrossentropy)
+from minidl.metrics.regression import (CosineSimilarity, LogCoshError, MeanAbsoluteError,
+                                       MeanAbsolutePercentageError, MeanSquaredError,
+                                       MeanSquaredLogarithmicError, R2Score,
+                                       RootMeanSquaredError)
 from minidl.utils.registry import serialize as _serialize
 
 
@@ -176,4 +181,7 @@ def serialize(metric):
 __all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "BinaryAccuracy",
            "CategoricalAccuracy", "SparseCategoricalAccuracy", "TopKCategoricalAccuracy",
            "SparseTopKCategoricalAccuracy", "MeanSquaredError", "MeanAbsoluteError", "get",
-           "result_value", "serialize"]
+           "result_value", "serialize", "Sum", "LossMean", "BinaryCrossentropy",
+           "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "KLDivergence", "Poisson",
+           "RootMeanSquaredError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
+           "CosineSimilarity", "LogCoshError", "R2Score"]

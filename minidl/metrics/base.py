@@ -22,6 +22,7 @@ Example:
     >>> m.result()
     0.5
 """
+import math
 import numbers
 
 import numpy as np
@@ -74,16 +75,7 @@ class Metric:
         if not isinstance(name, str) or not name:
             raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
         self.name = name
-        if dtype is not None:
-            try:
-                checked = np.dtype(dtype)
-            except TypeError:
-                checked = None
-            if checked is None or checked.kind not in "biuf":
-                raise ValueError(f"{name}: `dtype` must be a numeric type such as 'float32'. "
-                                 f"Received: dtype={dtype!r}")
-            dtype = checked
-        self._dtype = dtype
+        self._dtype = _checked_dtype(name, dtype)
         self._variables = []
 
     @property
@@ -201,6 +193,29 @@ class Metric:
         except (TypeError, ValueError, NotImplementedError):
             shown = "?"
         return f"<{type(self).__name__} name={self.name!r} result={shown}>"
+
+
+def _checked_dtype(name, dtype):
+    """``dtype`` as a numpy dtype (None stays None); ValueError unless it is numeric."""
+    if dtype is None:
+        return None
+    try:
+        checked = np.dtype(dtype)
+    except TypeError:
+        checked = None
+    if checked is None or checked.kind not in "biuf":
+        raise ValueError(f"{name}: `dtype` must be a numeric type such as 'float32'. "
+                         f"Received: dtype={dtype!r}")
+    return checked
+
+
+def _float_dtype(name, dtype):
+    """``dtype`` of a built-in metric that computes in floats: None, float32 or float64."""
+    checked = _checked_dtype(name, dtype)
+    if checked is not None and checked not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"{name}: `dtype` must be 'float32' or 'float64'. Received: "
+                         f"dtype={dtype!r}")
+    return checked
 
 
 def result_value(metric):
@@ -376,3 +391,153 @@ def _callable_name(fn):
         return name
     name = getattr(fn, "name", None)   # a Loss instance used as a metric
     return name if isinstance(name, str) and name else _snake_case(type(fn).__name__)
+
+
+@METRICS.register("sum")
+class Sum(Metric):
+    """The (weighted) sum of the values passed to ``update_state`` (Keras' ``Sum``).
+
+    Weights broadcast against the values from the first axis: one weight per sample
+    multiplies all of the sample's values. Sums are kept in float64.
+
+    Args:
+        name: name of the metric.
+        dtype: accepted for Keras compatibility; the sum is float64.
+
+    Example:
+        >>> m = Sum()
+        >>> m.update_state([1, 3, 5, 7], sample_weight=[1, 1, 0, 0])
+        >>> m.result()
+        4.0
+    """
+
+    def __init__(self, name="sum", dtype=None):
+        super().__init__(name, _float_dtype(name, dtype))
+        self._total = 0.0
+
+    def update_state(self, values, sample_weight=None):
+        """Adds values (a number, or an array or Tensor of shape ``(batch, ...)``).
+
+        Args:
+            values: the values to add.
+            sample_weight: None, a number, or weights broadcastable to the values from the
+                first axis (``(batch,)``, ``(batch, 1)`` or the values' shape).
+        Raises:
+            ValueError: weights that do not broadcast to the values.
+        """
+        v = _float_values(values, self.name, "values")
+        if sample_weight is None:
+            self._total += float(v.sum())
+            return
+        w = _leading_weights(sample_weight, v.shape, self.name)
+        self._total += float(np.sum(v * w))
+
+    def result(self):
+        return self._total
+
+    def reset_state(self):
+        self._total = 0.0
+
+    def get_config(self):
+        return {"name": self.name, "dtype": _dtype_name(self)}
+
+
+def _dtype_name(metric):
+    """The dtype given to the constructor, by name (None when none was given)."""
+    dtype = metric.__dict__.get("_dtype")
+    return None if dtype is None else dtype.name
+
+
+def _float_values(values, owner, what):
+    """``values`` (an array, a Tensor or numbers) as a float64 array."""
+    if isinstance(values, Tensor):
+        values = values.value
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.dtype.kind not in "biuf":
+        raise TypeError(f"{owner}: {what} must be numbers. Received: "
+                        f"{type(values).__name__} {values!r:.60}")
+    return array.astype(np.float64, copy=False)
+
+
+def _leading_weights(sample_weight, shape, owner):
+    """Keras' alignment of sample weights with values of ``shape``: a trailing axis of 1
+    dropped, missing trailing axes added, then broadcast; float64 weights of ``shape``."""
+    w = _float_values(sample_weight, owner, "sample_weight")
+    if w.ndim == len(shape) + 1 and w.shape[-1] == 1:
+        w = w.reshape(w.shape[:-1])
+    if w.ndim <= len(shape):
+        w = w.reshape(w.shape + (1,) * (len(shape) - w.ndim))
+        try:
+            return np.broadcast_to(w, shape)
+        except ValueError:
+            pass
+    raise ValueError(f"{owner}: sample_weight of shape {np.shape(sample_weight)} does not "
+                     f"broadcast to the values of shape {shape} (weights align with the "
+                     f"first axis: one per sample, or one per value).")
+
+
+class LossMean(Mean):
+    """The mean of a built-in loss's per-sample values, computed by the loss's compiled
+    kernel in one pass (no ops, no per-element temporaries).
+
+    Per-sample values follow Keras' metrics: the loss of each position (a mean or sum over
+    the last axis), averaged over the positions of a sample; sample weights align with the
+    first axis (one per sample) or give one weight per position.
+
+    Args:
+        loss: the :class:`minidl.losses.Loss` whose kernel computes the values.
+        name: name of the metric.
+        dtype: the float dtype the kernel computes in. Defaults to None: y_pred's (float32
+            for other data), as the loss would.
+    """
+
+    _sign = 1.0   # -1 for a metric that reports the negated loss (cosine similarity)
+
+    def __init__(self, loss, name, dtype=None):
+        super().__init__(name, _float_dtype(name, dtype))
+        self._loss = loss
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Adds one batch.
+
+        Args:
+            y_true: targets, as the loss takes them.
+            y_pred: predictions, shape ``(batch, ..., d)``.
+            sample_weight: None, a number, one weight per sample (``(batch,)`` or
+                ``(batch, 1)``) or one per position (``y_pred.shape[:-1]``).
+        Raises:
+            ValueError: shapes that do not fit, NaN inputs, or (sparse) invalid labels.
+        """
+        loss = self._loss
+        if isinstance(y_pred, Tensor):
+            y_pred = y_pred.value
+        if isinstance(y_true, Tensor):
+            y_true = y_true.value
+        pred = np.asarray(y_pred)
+        dtype = self.__dict__.get("_dtype")
+        if dtype is None:
+            dtype = pred.dtype if pred.dtype.kind == "f" and pred.dtype.itemsize in (4, 8) \
+                else np.dtype(np.float32)
+        pred = np.ascontiguousarray(pred, dtype=dtype)
+        loss._check_pred(pred)
+        if np.isnan(pred).any():
+            raise ValueError(f"{self.name}: y_pred contains NaN.")
+        targets, _ = loss._targets(y_true, pred, validate=True)
+        batch = pred.shape[:-1]
+        positions = math.prod(batch[1:]) if batch else 1
+        rows = pred.reshape(-1, pred.shape[-1]) if pred.ndim != 2 else pred
+        if sample_weight is None:
+            weights, count = None, (batch[0] if batch else 1)
+        else:
+            if batch:
+                full = _leading_weights(sample_weight, batch, self.name)
+            else:
+                full = np.asarray(_float_values(sample_weight, self.name,
+                                                "sample_weight").sum())
+            weights = np.ascontiguousarray(full.reshape(-1), dtype=dtype)
+            count = float(full.sum()) / positions
+        total, _ = loss._kernel(targets, rows, weights, 1.0, None, None)
+        self._totals.add(self._sign * total / positions, count)

@@ -1,0 +1,159 @@
+"""Probabilistic metrics: means of a crossentropy or divergence loss's per-sample values.
+
+Each is a :class:`~minidl.metrics.base.LossMean`: ``update_state`` is one call of the loss's
+compiled kernel over the batch, whose weighted sum of per-sample losses is added to the
+running mean (no ops, no temporaries beyond the inputs' conversion).
+"""
+import numpy as np
+
+from minidl import losses as _losses
+from minidl.metrics.base import METRICS, LossMean, _dtype_name
+
+
+@METRICS.register("binary_crossentropy", "bce")
+class BinaryCrossentropy(LossMean):
+    """The mean binary crossentropy between labels and predictions.
+
+    Args:
+        name: name of the metric.
+        dtype: the float dtype to compute in; defaults to y_pred's (float32 for others).
+        from_logits: whether y_pred holds logits rather than probabilities.
+        label_smoothing: in [0, 1]; targets become ``t * (1 - s) + 0.5 * s``.
+
+    Example:
+        >>> m = BinaryCrossentropy()
+        >>> m.update_state([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
+        >>> round(m.result(), 5)
+        0.81492
+    """
+
+    def __init__(self, name="binary_crossentropy", dtype=None, from_logits=False,
+                 label_smoothing=0):
+        loss = _losses.BinaryCrossentropy(from_logits=from_logits,
+                                          label_smoothing=label_smoothing, name=name)
+        super().__init__(loss, name, dtype)
+        self.from_logits = loss.from_logits
+        self.label_smoothing = label_smoothing
+
+    def get_config(self):
+        return {"name": self.name, "dtype": _dtype_name(self), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+
+@METRICS.register("categorical_crossentropy")
+class CategoricalCrossentropy(LossMean):
+    """The mean categorical crossentropy between one-hot labels and predictions.
+
+    Args:
+        name: name of the metric.
+        dtype: the float dtype to compute in; defaults to y_pred's (float32 for others).
+        from_logits: whether y_pred holds logits rather than probabilities.
+        label_smoothing: in [0, 1]; targets become ``t * (1 - s) + s / classes``.
+        axis: the class axis; must be the last (-1, the default).
+
+    Example:
+        >>> m = CategoricalCrossentropy()
+        >>> m.update_state([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
+        >>> round(m.result(), 5)
+        1.17694
+    """
+
+    def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False,
+                 label_smoothing=0, axis=-1):
+        loss = _losses.CategoricalCrossentropy(from_logits=from_logits,
+                                               label_smoothing=label_smoothing, axis=axis,
+                                               name=name)
+        super().__init__(loss, name, dtype)
+        self.from_logits = loss.from_logits
+        self.label_smoothing = label_smoothing
+        self.axis = loss.axis
+
+    def get_config(self):
+        return {"name": self.name, "dtype": _dtype_name(self), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing, "axis": self.axis}
+
+
+@METRICS.register("sparse_categorical_crossentropy")
+class SparseCategoricalCrossentropy(LossMean):
+    """The mean crossentropy between integer labels and predictions.
+
+    Args:
+        name: name of the metric.
+        dtype: the float dtype to compute in; defaults to y_pred's (float32 for others).
+        from_logits: whether y_pred holds logits rather than probabilities.
+        axis: the class axis; must be the last (-1, the default).
+
+    Example:
+        >>> m = SparseCategoricalCrossentropy()
+        >>> m.update_state([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
+        >>> round(m.result(), 5)
+        1.17694
+    """
+
+    def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False,
+                 axis=-1):
+        loss = _losses.SparseCategoricalCrossentropy(from_logits=from_logits, name=name)
+        super().__init__(loss, name, dtype)
+        self.from_logits = loss.from_logits
+        self.axis = _losses._check_axis(name, axis)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Adds one batch; see :meth:`LossMean.update_state`.
+
+        Raises:
+            ValueError: also when ``axis`` is not y_pred's last axis.
+        """
+        rank = np.ndim(y_pred)
+        if self.axis not in (-1, rank - 1):
+            raise ValueError(f"{self.name}: minidl computes this metric over the last axis "
+                             f"only; received axis={self.axis} for y_pred of rank {rank}.")
+        super().update_state(y_true, y_pred, sample_weight)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": _dtype_name(self), "from_logits": self.from_logits,
+                "axis": self.axis}
+
+
+@METRICS.register("kl_divergence", "kld", "kullback_leibler_divergence")
+class KLDivergence(LossMean):
+    """The mean Kullback-Leibler divergence ``sum(t * log(t / p), axis=-1)`` (both clipped to
+    [1e-7, 1]).
+
+    Args:
+        name: name of the metric.
+        dtype: the float dtype to compute in; defaults to y_pred's (float32 for others).
+
+    Example:
+        >>> m = KLDivergence()
+        >>> m.update_state([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
+        >>> round(m.result(), 5)
+        0.45814
+    """
+
+    def __init__(self, name="kl_divergence", dtype=None):
+        super().__init__(_losses.KLDivergence(name=name), name, dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": _dtype_name(self)}
+
+
+@METRICS.register("poisson")
+class Poisson(LossMean):
+    """The mean Poisson loss ``mean(p - t * log(p + 1e-7), axis=-1)``.
+
+    Args:
+        name: name of the metric.
+        dtype: the float dtype to compute in; defaults to y_pred's (float32 for others).
+
+    Example:
+        >>> m = Poisson()
+        >>> m.update_state([[0, 1], [0, 0]], [[1, 1], [0, 0]])
+        >>> round(m.result(), 5)
+        0.5
+    """
+
+    def __init__(self, name="poisson", dtype=None):
+        super().__init__(_losses.Poisson(name=name), name, dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": _dtype_name(self)}
