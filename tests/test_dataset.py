@@ -121,6 +121,16 @@ def test_from_generator_output_signature_casts_and_checks():
         list(wrong)
 
 
+def test_from_generator_output_types_and_shapes():
+    ds = Dataset.from_generator(lambda: iter([(1, [1.0, 2.0])]), output_types=("int64", "float64"),
+                                output_shapes=((), (2,)))
+    x, y = next(iter(ds))
+    assert x.dtype == np.int64 and y.dtype == np.float64 and y.shape == (2,)
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        list(Dataset.from_generator(lambda: iter([[1, 2]]), output_types="int32",
+                                    output_shapes=(3,)))
+
+
 def test_from_generator_needs_a_callable_returning_an_iterator():
     with pytest.raises(TypeError, match="generator="):
         Dataset.from_generator(iter([1, 2]))

@@ -506,3 +506,15 @@ def test_preprocessing_namespace():
     assert minidl.preprocessing.image.load_img is load_img
     out = minidl.preprocessing.image.smart_resize(np.ones((4, 8, 3)), (2, 2))
     assert out.shape == (2, 2, 3) and np.allclose(out, 1)
+
+
+def test_unreadable_image_and_bad_categorical_labels(tmp_path):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "broken.png").write_bytes(b"not a png at all")
+    ds = image_dataset_from_directory(tmp_path, verbose=False)
+    with pytest.raises(ValueError, match="broken.png"):
+        list(ds)
+    Image.new("RGB", (2, 2)).save(tmp_path / "c" / "fine.png")
+    with pytest.raises(ValueError, match="a label 3"):
+        image_dataset_from_directory(tmp_path / "c", labels=[0, 3], label_mode="categorical",
+                                     verbose=False)

@@ -12,7 +12,8 @@ access (``_access``, which returns a length and a gather function for one pass):
 skip, shuffle, zip and batch keep it, so ``from_tensor_slices(...).shuffle(n).batch(b)``
 gathers each batch with one fancy index per array instead of stacking ``b`` slices one by
 one. Shuffling draws the same buffer algorithm on indices there as on elements elsewhere,
-so both paths give the same order for the same seed.
+so both paths give the same order for the same seed. What an element is (nested
+structures, numpy conversion, stacking) lives in :mod:`minidl.utils.dataset_structure`.
 """
 import builtins
 import collections
@@ -24,6 +25,9 @@ import threading
 
 import numpy as np
 
+from minidl.utils.dataset_structure import (TensorSpec, batch_elements, conform_to_signature,
+                                            describe, flatten, leaf_paths, map_structure, pack,
+                                            shapes_for_types, structure_of, take_rows, to_leaf)
 from minidl.utils.random import _check_seed, global_rng
 
 AUTOTUNE = -1
@@ -34,147 +38,17 @@ UNKNOWN_CARDINALITY = -2
 _COUNT_FOREVER = 2 ** 62
 
 
-# ---- nested structures: tuples and dicts of leaves, flattened in a fixed order ----
-
-def _sorted_keys(mapping):
-    try:
-        return sorted(mapping)
-    except TypeError:  # keys of mixed types: keep the insertion order
-        return list(mapping)
-
-
-def _is_namedtuple(value):
-    return isinstance(value, tuple) and hasattr(value, "_fields")
-
-
-def _flatten(value):
-    if isinstance(value, tuple):
-        return [leaf for item in value for leaf in _flatten(item)]
-    if isinstance(value, dict):
-        return [leaf for key in _sorted_keys(value) for leaf in _flatten(value[key])]
-    return [value]
-
-
-def _leaf_paths(value, prefix):
-    """Names of the leaves, in _flatten's order: 'tensors[0]', "tensors['label']"."""
-    if isinstance(value, tuple):
-        return [path for i, item in enumerate(value)
-                for path in _leaf_paths(item, f"{prefix}[{i}]")]
-    if isinstance(value, dict):
-        return [path for key in _sorted_keys(value)
-                for path in _leaf_paths(value[key], f"{prefix}[{key!r}]")]
-    return [prefix]
-
-
-def _structure(value):
-    """A hashable description of the nesting, to compare two elements' structures."""
-    if isinstance(value, tuple):
-        return (type(value), tuple(_structure(item) for item in value))
-    if isinstance(value, dict):
-        keys = _sorted_keys(value)
-        return (dict, tuple(keys), tuple(_structure(value[key]) for key in keys))
-    return None
-
-
-def _pack(template, leaves):
-    """Rebuild ``template``'s nesting from the iterator ``leaves`` (in _flatten's order)."""
-    if isinstance(template, tuple):
-        items = [_pack(item, leaves) for item in template]
-        return type(template)(*items) if _is_namedtuple(template) else tuple(items)
-    if isinstance(template, dict):
-        packed = {key: _pack(template[key], leaves) for key in _sorted_keys(template)}
-        return {key: packed[key] for key in template}
-    return next(leaves)
-
-
-def _map_structure(fn, value):
-    return _pack(value, iter([fn(leaf) for leaf in _flatten(value)]))
-
-
-def _to_leaf(value):
-    """One component of an element as numpy. Python numbers and lists take tf's default
-    dtypes (float32, and int32 when the values fit), as ``tf.constant`` gives them; numpy
-    values keep theirs; strings stay ``str``."""
-    if isinstance(value, (np.ndarray, np.generic, str, bytes)):
-        return value
-    if value is None:
-        raise TypeError("A dataset element cannot hold None; use an array, a number or a "
-                        "string. Received: None")
-    if isinstance(value, Dataset):
-        raise TypeError("A dataset element cannot hold a Dataset; use flat_map or zip to "
-                        "combine datasets.")
-    if hasattr(value, "__array__"):  # minidl Tensors, pandas objects: their own dtype
-        array = np.asarray(value)
-    else:
-        array = np.asarray(value)
-        if array.dtype == np.float64:
-            array = array.astype(np.float32)
-        elif array.dtype == np.int64 and (array.size == 0 or (
-                array.min() >= np.iinfo(np.int32).min and array.max() <= np.iinfo(np.int32).max)):
-            array = array.astype(np.int32)
-    if array.dtype == object:
-        raise TypeError(f"A dataset element must be numbers or strings of one shape; this "
-                        f"value gives a numpy object array (ragged or mixed). Received: "
-                        f"{value!r:.200}")
-    return array[()] if array.ndim == 0 else array
-
-
-def _take_rows(leaf, index):
-    rows = leaf[index]
-    if isinstance(rows, np.ndarray) and rows.dtype.kind in "US":
-        rows = rows.astype(object)  # batches of strings are arrays of Python str
-    return rows
-
-
-def _stack(leaves, path):
-    """Stack one component of a batch's elements along a new first axis."""
-    shape = np.shape(leaves[0])
-    for i, leaf in enumerate(leaves):
-        if np.shape(leaf) != shape:
-            raise ValueError(f"Cannot batch elements of different shapes: component {path} "
-                             f"has shape {shape} in the batch's element 0 and "
-                             f"{np.shape(leaf)} in element {i}. Resize or pad the elements "
-                             f"first (e.g. in a map), or batch with batch_size=1.")
-    if isinstance(leaves[0], (str, bytes)):
-        stacked = np.empty(len(leaves), dtype=object)
-        stacked[:] = leaves
-        return stacked
-    stacked = np.stack(leaves)
-    if stacked.dtype.kind in "US":
-        stacked = stacked.astype(object)
-    return stacked
-
-
-def _batch_elements(elements):
-    first = elements[0]
-    structure = _structure(first)
-    for i, element in enumerate(elements):
-        if _structure(element) != structure:
-            raise ValueError(f"Cannot batch elements of different structures: element 0 of "
-                             f"the batch is {_describe(first)} and element {i} is "
-                             f"{_describe(element)}.")
-    columns = zip(*[_flatten(element) for element in elements])
-    paths = _leaf_paths(first, "element")
-    return _pack(first, iter([_stack(list(column), path)
-                              for column, path in zip(columns, paths)]))
-
-
-def _describe(element):
-    return repr(_map_structure(lambda leaf: f"<shape {np.shape(leaf)}>", element))
-
-
 def _call_with_element(fn, element):
     # tf.data passes a tuple's components as positional arguments, anything else as one.
     return fn(*element) if type(element) is tuple else fn(element)
 
 
-def _check_count(value, name, allow_minus_one=True):
+def _check_int(value, name, minimum=None, hint=""):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
     value = int(value)
-    if value < (-1 if allow_minus_one else 0):
-        low = "-1 (all)" if allow_minus_one else "0"
-        raise ValueError(f"`{name}` must be >= {low}. Received: {name}={value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}{hint}. Received: {name}={value}")
     return value
 
 
@@ -276,44 +150,6 @@ def _prefetched(make_iterator, buffer_size):
         stop.set()
 
 
-class TensorSpec:
-    """The type of one component of an element, for ``from_generator``'s
-    ``output_signature`` (as ``tf.TensorSpec``).
-
-    Args:
-        shape: tuple of ints or None (None for a dimension of any size), or None for any
-            shape.
-        dtype: numpy dtype or its name; ``"string"`` for Python strings.
-        name: optional name, kept for reference.
-    """
-
-    def __init__(self, shape, dtype="float32", name=None):
-        self.shape = None if shape is None else tuple(
-            None if dim is None else int(dim) for dim in shape)
-        self.dtype = np.dtype(object) if dtype in ("string", str) else np.dtype(dtype)
-        self.name = name
-
-    def conform(self, value, where):
-        if self.dtype == object:
-            if isinstance(value, bytes):
-                value = value.decode()
-            array = np.asarray(value, dtype=object)
-        else:
-            try:
-                array = np.asarray(value, dtype=self.dtype)
-            except (TypeError, ValueError) as error:
-                raise TypeError(f"{where} cannot be converted to {self.dtype}: "
-                                f"{error}") from None
-        if self.shape is not None and (array.ndim != len(self.shape) or any(
-                want is not None and got != want for got, want in zip(array.shape, self.shape))):
-            raise ValueError(f"{where} has shape {array.shape}, which does not match the "
-                             f"output_signature's shape {self.shape}.")
-        return array[()] if array.ndim == 0 else array
-
-    def __repr__(self):
-        return f"TensorSpec(shape={self.shape}, dtype={self.dtype}, name={self.name!r})"
-
-
 class Dataset:
     """A lazy, re-iterable sequence of elements, shaped like ``tf.data.Dataset``.
 
@@ -379,9 +215,12 @@ class Dataset:
             ({'a': np.int64(0)}, np.float64(1.0))
         """
         del name
-        tensors = _map_structure(_to_leaf, tensors)
-        leaves = _flatten(tensors)
-        paths = _leaf_paths(tensors, "tensors")
+        tensors = map_structure(to_leaf, tensors)
+        leaves = flatten(tensors)
+        if not leaves:
+            raise ValueError(f"from_tensor_slices needs at least one array. Received: "
+                             f"tensors={tensors!r}")
+        paths = leaf_paths(tensors, "tensors")
         for path, leaf in zip(paths, leaves):
             if np.ndim(leaf) == 0:
                 raise ValueError(f"from_tensor_slices slices along the first axis, but "
@@ -395,14 +234,14 @@ class Dataset:
                                  f"length {length} and {path} of length {len(leaf)}.")
 
         def gather(index):
-            return _pack(tensors, iter([_take_rows(leaf, index) for leaf in leaves]))
+            return pack(tensors, iter([take_rows(leaf, index) for leaf in leaves]))
         return Dataset._from_access(lambda: (length, gather), length, static_access=True)
 
     @staticmethod
     def from_tensors(tensors, name=None):
         """A dataset of exactly one element, ``tensors`` (a structure of arrays)."""
         del name
-        element = _map_structure(_to_leaf, tensors)
+        element = map_structure(to_leaf, tensors)
         return Dataset(lambda: iter((element,)), 1)
 
     @staticmethod
@@ -449,13 +288,13 @@ class Dataset:
         del name
         _check_callable(generator, "generator")
         if output_signature is None and output_types is not None:
-            types = _flatten(output_types)
-            shapes = [None] * len(types) if output_shapes is None else _flatten_shapes(
+            types = flatten(output_types)
+            shapes = [None] * len(types) if output_shapes is None else shapes_for_types(
                 output_shapes, len(types))
-            output_signature = _pack(output_types, iter(
+            output_signature = pack(output_types, iter(
                 [TensorSpec(shape, dtype) for shape, dtype in zip(shapes, types)]))
         elif output_signature is not None:
-            output_signature = _map_structure(
+            output_signature = map_structure(
                 lambda spec: spec if isinstance(spec, TensorSpec) else TensorSpec(None, spec),
                 output_signature)
         call_args = () if args is None else tuple(args)
@@ -469,9 +308,9 @@ class Dataset:
                                 f"returned {type(source).__name__}.") from None
             for count, item in enumerate(source):
                 if output_signature is None:
-                    yield _map_structure(_to_leaf, item)
+                    yield map_structure(to_leaf, item)
                 else:
-                    yield _conform(item, output_signature, count)
+                    yield conform_to_signature(item, output_signature, count)
         return Dataset(elements, UNKNOWN_CARDINALITY)
 
     @staticmethod
@@ -489,10 +328,10 @@ class Dataset:
         del name
         structure = datasets[0] if len(datasets) == 1 and isinstance(
             datasets[0], (tuple, dict)) else tuple(datasets)
-        members = _flatten(structure)
+        members = flatten(structure)
         if not members:
             raise ValueError("Dataset.zip needs at least one dataset. Received: nothing")
-        for path, member in zip(_leaf_paths(structure, "datasets"), members):
+        for path, member in zip(leaf_paths(structure, "datasets"), members):
             if not isinstance(member, Dataset):
                 raise TypeError(f"Dataset.zip takes Datasets. Received: {path} of type "
                                 f"{type(member).__name__}")
@@ -510,7 +349,7 @@ class Dataset:
             def access():
                 opened = [member._access() for member in members]
                 length = min(length for length, _ in opened)
-                return length, lambda index: _pack(structure, iter(
+                return length, lambda index: pack(structure, iter(
                     [gather(index) for _, gather in opened]))
             return Dataset._from_access(access, cardinality, static_access=all(
                 member._static_access for member in members))
@@ -524,7 +363,7 @@ class Dataset:
                         row.append(next(iterator))
                     except StopIteration:
                         return
-                yield _pack(structure, iter(row))
+                yield pack(structure, iter(row))
         return Dataset(elements, cardinality)
 
     # ---- transformations ----
@@ -552,7 +391,7 @@ class Dataset:
             result = _call_with_element(map_func, element)
             if isinstance(result, list):
                 result = tuple(result)
-            return _map_structure(_to_leaf, result)
+            return map_structure(to_leaf, result)
 
         def elements():
             if workers == 1:
@@ -597,9 +436,7 @@ class Dataset:
         object arrays of Python ``str``.
         """
         del num_parallel_calls, deterministic, name
-        batch_size = _check_count(batch_size, "batch_size", allow_minus_one=False)
-        if batch_size == 0:
-            raise ValueError("`batch_size` must be >= 1. Received: batch_size=0")
+        batch_size = _check_int(batch_size, "batch_size", minimum=1)
         count = self._cardinality
         if count >= 0:
             count = count // batch_size if drop_remainder else -(-count // batch_size)
@@ -617,7 +454,7 @@ class Dataset:
                     chunk = list(itertools.islice(iterator, batch_size))
                     if not chunk or (drop_remainder and len(chunk) < batch_size):
                         return
-                    yield _batch_elements(chunk)
+                    yield batch_elements(chunk)
         batched = Dataset(elements, count)
         batched._batch_size = batch_size  # split_dataset unbatches what was batched
         return batched
@@ -628,8 +465,8 @@ class Dataset:
 
         def elements():
             for element in self:
-                leaves = _flatten(element)
-                paths = _leaf_paths(element, "element")
+                leaves = flatten(element)
+                paths = leaf_paths(element, "element")
                 for path, leaf in zip(paths, leaves):
                     if np.ndim(leaf) == 0:
                         raise ValueError(f"unbatch needs a batch axis, but component {path} "
@@ -641,7 +478,7 @@ class Dataset:
                                          f"batch size: {paths[0]} has {rows} rows and {path} "
                                          f"has {len(leaf)}.")
                 for i in builtins.range(rows):
-                    yield _pack(element, iter([leaf[i] for leaf in leaves]))
+                    yield pack(element, iter([leaf[i] for leaf in leaves]))
         return Dataset(elements, UNKNOWN_CARDINALITY)
 
     def shuffle(self, buffer_size, seed=None, reshuffle_each_iteration=True, name=None):
@@ -658,9 +495,7 @@ class Dataset:
             name: unused, for compatibility.
         """
         del name
-        buffer_size = _check_count(buffer_size, "buffer_size", allow_minus_one=False)
-        if buffer_size == 0:
-            raise ValueError("`buffer_size` must be >= 1. Received: buffer_size=0")
+        buffer_size = _check_int(buffer_size, "buffer_size", minimum=1)
         seed = int(global_rng().integers(2 ** 32)) if seed is None else _check_seed(seed)
         passes = itertools.count()
 
@@ -681,7 +516,7 @@ class Dataset:
     def take(self, count, name=None):
         """The first ``count`` elements (all of them for ``count=-1``)."""
         del name
-        count = _check_count(count, "count")
+        count = _check_int(count, "count", minimum=-1, hint=" (-1 for all)")
         if count == -1:
             return self
         total = self._cardinality
@@ -699,7 +534,7 @@ class Dataset:
     def skip(self, count, name=None):
         """All elements but the first ``count`` (none for ``count=-1``)."""
         del name
-        count = _check_count(count, "count")
+        count = _check_int(count, "count", minimum=-1, hint=" (-1 for all)")
         if count == -1:
             return self._derived(Dataset(lambda: iter(()), 0))
         total = self._cardinality
@@ -716,7 +551,8 @@ class Dataset:
         """The dataset ``count`` times over; forever for None or -1. Each repetition
         iterates again, so a shuffle upstream gives a new order per repetition."""
         del name
-        count = -1 if count is None else _check_count(count, "count")
+        count = -1 if count is None else _check_int(count, "count", minimum=-1,
+                                                    hint=" (-1 or None for forever)")
         total = self._cardinality
         if count == -1:
             total = 0 if total == 0 else INFINITE_CARDINALITY
@@ -766,7 +602,7 @@ class Dataset:
         consumer works (``AUTOTUNE``: 2). Errors in the pipeline are raised in the
         consumer; ``buffer_size=0`` prefetches nothing."""
         del name
-        buffer_size = _check_count(buffer_size, "buffer_size")
+        buffer_size = _check_int(buffer_size, "buffer_size", minimum=-1, hint=" (AUTOTUNE is -1)")
         if buffer_size == 0:
             return self
         slots = 2 if buffer_size == AUTOTUNE else buffer_size
@@ -790,19 +626,19 @@ class Dataset:
         def elements():
             structures = set()  # the first dataset's element structure, once seen
             for element in self:
-                structures.add(_structure(element))
+                structures.add(structure_of(element))
                 yield element
             for element in dataset:
-                if structures and _structure(element) not in structures:
+                if structures and structure_of(element) not in structures:
                     raise TypeError(f"concatenate: the datasets' elements differ in "
-                                    f"structure; the second yields {_describe(element)}.")
+                                    f"structure; the second yields {describe(element)}.")
                 yield element
         return Dataset(elements, total)
 
     def enumerate(self, start=0, name=None):
         """Pairs ``(index, element)``, the index an int64 counting from ``start``."""
         del name
-        start = _check_count(start, "start")
+        start = _check_int(start, "start")
         return Dataset.zip(Dataset.range(start, start + _COUNT_FOREVER), self)
 
     def apply(self, transformation_func):
@@ -853,48 +689,10 @@ class Dataset:
 def _parallel_calls(value):
     if value is None:
         return 1
-    value = _check_count(value, "num_parallel_calls")
+    value = _check_int(value, "num_parallel_calls", minimum=-1, hint=" (AUTOTUNE is -1)")
     if value == AUTOTUNE:
         return max(1, min(os.cpu_count() or 1, 8))
     if value == 0:
         raise ValueError("`num_parallel_calls` must be >= 1 or AUTOTUNE. Received: "
                          "num_parallel_calls=0")
     return value
-
-
-def _flatten_shapes(output_shapes, count):
-    # A shape is itself a tuple, so the nesting of output_shapes is read against the types.
-    shapes = [output_shapes] if count == 1 else list(_iter_shapes(output_shapes))
-    if len(shapes) != count:
-        raise ValueError(f"from_generator: output_shapes has {len(shapes)} shapes for "
-                         f"{count} output_types.")
-    return shapes
-
-
-def _iter_shapes(value):
-    if isinstance(value, dict):
-        for key in _sorted_keys(value):
-            yield from _iter_shapes(value[key])
-    elif isinstance(value, (tuple, list)) and all(
-            dim is None or isinstance(dim, numbers.Integral) for dim in value):
-        yield value
-    elif value is None:
-        yield None
-    else:
-        for item in value:
-            yield from _iter_shapes(item)
-
-
-def _conform(item, signature, count):
-    """Check a generated element against ``output_signature`` and cast it to its dtypes."""
-    if isinstance(signature, TensorSpec):
-        return signature.conform(item, f"from_generator: element {count}")
-    if isinstance(signature, tuple):
-        if isinstance(item, list):
-            item = tuple(item)
-        if isinstance(item, tuple) and len(item) == len(signature):
-            return tuple(_conform(part, spec, count) for part, spec in zip(item, signature))
-    elif isinstance(item, dict) and set(item) == set(signature):
-        return {key: _conform(item[key], signature[key], count) for key in signature}
-    raise TypeError(f"from_generator: element {count} does not match output_signature "
-                    f"{signature!r}. Received: {type(item).__name__} {item!r:.200}")

@@ -13,7 +13,8 @@ import random
 import numpy as np
 
 from minidl.utils import image_utils
-from minidl.utils.dataset import AUTOTUNE, Dataset, _batch_elements
+from minidl.utils.dataset import AUTOTUNE, Dataset
+from minidl.utils.dataset_structure import batch_elements
 from minidl.utils.random import _check_seed, global_rng
 
 IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
@@ -161,6 +162,10 @@ def _split(paths, labels, validation_split, subset, verbose):
 
 
 def _encode_labels(labels, label_mode, num_classes):
+    if label_mode == "categorical" and len(labels) and labels.max() >= num_classes:
+        raise ValueError(f"label_mode='categorical' needs labels below the number of classes "
+                         f"({num_classes}: {num_classes} distinct labels). Received: a label "
+                         f"{int(labels.max())}; number the classes 0 to {num_classes - 1}.")
     if label_mode == "binary":
         return labels.astype(np.float32)[:, None]
     if label_mode == "categorical":
@@ -291,8 +296,11 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                          f"class_names. Received: class_names={class_names}")
 
     def load(path):
-        image = image_utils.convert_color(image_utils.open_image(path, "image loading"),
-                                          color_mode)
+        try:
+            image = image_utils.open_image(path, "image_dataset_from_directory")
+        except OSError as error:  # unreadable or not an image after all
+            raise ValueError(f"Could not read the image file {path}: {error}") from error
+        image = image_utils.convert_color(image, color_mode)
         array = np.asarray(image, dtype=np.float32)
         if array.ndim == 2:
             array = array[:, :, None]
@@ -570,7 +578,7 @@ def split_dataset(dataset, left_size=None, right_size=None, shuffle=False, seed=
         if not samples:
             raise ValueError("Received an empty dataset. Argument `dataset` must be a "
                              "non-empty array, list/tuple of arrays, or Dataset.")
-        arrays = _batch_elements(samples)  # checks one structure and shape throughout
+        arrays = batch_elements(samples)  # checks one structure and shape throughout
     elif isinstance(dataset, np.ndarray):
         arrays = dataset
     elif isinstance(dataset, (list, tuple)):
