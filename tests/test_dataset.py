@@ -228,29 +228,26 @@ def test_unbatch_inverts_batch():
 
 # ---- shuffle ----
 
-def reference_shuffle(items, buffer_size, rng_uniforms):
-    """The tf.data buffer algorithm, written out plainly with a list of uniforms."""
-    buffer, out, draws = [], [], iter(rng_uniforms)
+def reference_shuffle(items, buffer_size, seed_key):
+    """The tf.data buffer algorithm, written out plainly: picks from one generator of the
+    seed, the order of what is left at the end from the other."""
+    pick, drain = [np.random.default_rng(c) for c in np.random.SeedSequence(seed_key).spawn(2)]
+    uniforms = iter(pick.random(len(items)).tolist())
+    buffer, out = [], []
     for item in items:
         if len(buffer) < buffer_size:
             buffer.append(item)
             continue
-        at = int(next(draws) * buffer_size)
+        at = int(next(uniforms) * buffer_size)
         out.append(buffer[at])
         buffer[at] = item
-    while buffer:
-        at = int(next(draws) * len(buffer))
-        out.append(buffer[at])
-        buffer[at] = buffer[-1]
-        buffer.pop()
-    return out
+    return out + [buffer[at] for at in drain.permutation(len(buffer))]
 
 
 @pytest.mark.parametrize("buffer_size", [1, 3, 10, 50])
 def test_shuffle_follows_the_buffer_algorithm(buffer_size):
     n, seed = 20, 42
-    uniforms = np.random.default_rng([seed, 0]).random(1024).tolist()
-    expected = reference_shuffle(range(n), buffer_size, uniforms)
+    expected = reference_shuffle(list(range(n)), buffer_size, [seed, 0])
     for source in (Dataset.range(n), generated(np.arange(n))):
         assert values(source.shuffle(buffer_size, seed=seed)) == expected
     # Element i of the output is one of the first i + buffer_size inputs.
@@ -258,6 +255,17 @@ def test_shuffle_follows_the_buffer_algorithm(buffer_size):
     assert sorted(expected) == list(range(n))
     if buffer_size == 1:
         assert expected == list(range(n))
+
+
+@pytest.mark.parametrize("n, buffer_size", [(1000, 7), (1000, 999), (257, 1000), (64, 64)])
+def test_shuffle_in_memory_and_streamed_agree(n, buffer_size):
+    # from_tensor_slices shuffles indices with numpy; a generator's elements go through the
+    # buffer one by one: the same seed gives the same order.
+    x = np.arange(n)
+    a = Dataset.from_tensor_slices(x).shuffle(buffer_size, seed=5).batch(10)
+    b = generated(x).shuffle(buffer_size, seed=5).batch(10)
+    for _ in range(2):
+        assert values(a) == values(b)
 
 
 def test_shuffle_is_deterministic_for_a_seed_and_reshuffles_per_iteration():

@@ -62,11 +62,12 @@ def _uniforms(rng):
         yield from rng.random(1024).tolist()
 
 
-def _shuffle_stream(items, buffer_size, rng):
+def _shuffle_stream(items, buffer_size, pick_rng, drain_rng):
     """tf.data's shuffle buffer: fill it with the first ``buffer_size`` items, then emit a
     uniformly chosen buffered item and put the next input item in its place; once the
-    input ends, emit the rest of the buffer in random order."""
-    uniforms = _uniforms(rng)
+    input ends, emit what the buffer holds in a random order (``drain_rng``'s permutation).
+    """
+    uniforms = _uniforms(pick_rng)
     buffer = []
     for item in items:
         if len(buffer) < buffer_size:
@@ -75,11 +76,32 @@ def _shuffle_stream(items, buffer_size, rng):
         at = min(int(next(uniforms) * buffer_size), buffer_size - 1)
         yield buffer[at]
         buffer[at] = item
-    while buffer:
-        at = min(int(next(uniforms) * len(buffer)), len(buffer) - 1)
+    for at in drain_rng.permutation(len(buffer)).tolist():
         yield buffer[at]
-        buffer[at] = buffer[-1]
-        buffer.pop()
+
+
+def _shuffled_order(length, buffer_size, pick_rng, drain_rng):
+    """The order ``_shuffle_stream`` gives ``range(length)``, without a Python loop: the
+    item a step emits is the one its slot received last (the slot's first pick emits the
+    item the fill put there)."""
+    fill = min(length, buffer_size)
+    steps = length - fill
+    held = np.arange(fill)  # what each slot holds once the input ends
+    emitted = np.empty(steps, dtype=np.intp)
+    if steps:
+        picks = np.minimum((pick_rng.random(steps) * buffer_size).astype(np.intp),
+                           buffer_size - 1)
+        by_slot = np.argsort(picks, kind="stable")  # steps grouped by slot, in time order
+        slots = picks[by_slot]
+        new_slot = np.empty(steps, dtype=bool)
+        new_slot[0] = True
+        new_slot[1:] = slots[1:] != slots[:-1]
+        # Step k puts item fill + k into its slot; a later pick of that slot emits it.
+        previous_step = np.concatenate(([0], by_slot[:-1]))
+        emitted[by_slot] = np.where(new_slot, slots, fill + previous_step)
+        last_of_slot = np.append(new_slot[1:], True)
+        held[slots[last_of_slot]] = fill + by_slot[last_of_slot]
+    return np.concatenate((emitted, held[drain_rng.permutation(fill)]))
 
 
 def _parallel_map(elements, fn, workers):
@@ -499,19 +521,21 @@ class Dataset:
         seed = int(global_rng().integers(2 ** 32)) if seed is None else _check_seed(seed)
         passes = itertools.count()
 
-        def generator():
+        def generators():
+            # One stream picks from the buffer, one orders what is left at the end: the
+            # in-memory path draws the same numbers as the element stream.
             key = [seed, next(passes)] if reshuffle_each_iteration else [seed]
-            return np.random.default_rng(key)
+            return [np.random.default_rng(child)
+                    for child in np.random.SeedSequence(key).spawn(2)]
 
         if self._access is not None:
             def access():
                 length, gather = self._access()
-                order = np.fromiter(_shuffle_stream(builtins.range(length), buffer_size,
-                                                    generator()), dtype=np.intp, count=length)
+                order = _shuffled_order(length, buffer_size, *generators())
                 return length, lambda index: gather(order[index])
             return self._derived(Dataset._from_access(access, self._cardinality))
         return self._derived(Dataset(
-            lambda: _shuffle_stream(self, buffer_size, generator()), self._cardinality))
+            lambda: _shuffle_stream(self, buffer_size, *generators()), self._cardinality))
 
     def take(self, count, name=None):
         """The first ``count`` elements (all of them for ``count=-1``)."""

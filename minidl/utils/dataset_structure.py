@@ -23,7 +23,23 @@ def _is_namedtuple(value):
     return isinstance(value, tuple) and hasattr(value, "_fields")
 
 
+_NESTS = (tuple, dict)
+
+
+def _is_flat_tuple(value):
+    # The common element, (x, y) or (x, y, w) of arrays, skips the recursion: most of a
+    # pipeline's per-element cost is walking structures.
+    if type(value) is not tuple:
+        return False
+    for item in value:
+        if isinstance(item, _NESTS):
+            return False
+    return True
+
+
 def flatten(value):
+    if _is_flat_tuple(value):
+        return list(value)
     if isinstance(value, tuple):
         return [leaf for item in value for leaf in flatten(item)]
     if isinstance(value, dict):
@@ -32,7 +48,7 @@ def flatten(value):
 
 
 def leaf_paths(value, prefix):
-    """Names of the leaves, in _flatten's order: 'tensors[0]', "tensors['label']"."""
+    """Names of the leaves, in flatten's order: 'tensors[0]', "tensors['label']"."""
     if isinstance(value, tuple):
         return [path for i, item in enumerate(value)
                 for path in leaf_paths(item, f"{prefix}[{i}]")]
@@ -44,6 +60,8 @@ def leaf_paths(value, prefix):
 
 def structure_of(value):
     """A hashable description of the nesting, to compare two elements' structures."""
+    if _is_flat_tuple(value):
+        return (tuple, len(value))
     if isinstance(value, tuple):
         return (type(value), tuple(structure_of(item) for item in value))
     if isinstance(value, dict):
@@ -53,7 +71,9 @@ def structure_of(value):
 
 
 def pack(template, leaves):
-    """Rebuild ``template``'s nesting from the iterator ``leaves`` (in _flatten's order)."""
+    """Rebuild ``template``'s nesting from the iterator ``leaves`` (in flatten's order)."""
+    if _is_flat_tuple(template):
+        return tuple([next(leaves) for _ in template])
     if isinstance(template, tuple):
         items = [pack(item, leaves) for item in template]
         return type(template)(*items) if _is_namedtuple(template) else tuple(items)
