@@ -451,3 +451,41 @@ def test_batched_dataset_trains_a_model_as_the_arrays_do():
     assert last < first
     for a, b in zip(by_dataset.get_weights(), by_slices.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- padded_batch, reduce, shard ----
+
+def test_padded_batch_pads_to_the_longest_or_to_fixed_shapes():
+    rows = [np.arange(n) + 1 for n in (2, 4, 1, 3)]
+    ds = Dataset.from_generator(lambda: iter([(row, len(row)) for row in rows]))
+    first, second = list(ds.padded_batch(2))
+    np.testing.assert_array_equal(first[0], [[1, 2, 0, 0], [1, 2, 3, 4]])
+    assert first[1].tolist() == [2, 4]
+    np.testing.assert_array_equal(second[0], [[1, 0, 0], [1, 2, 3]])
+    fixed = next(iter(ds.padded_batch(3, padded_shapes=([5], ()), padding_values=(-1, 0))))
+    np.testing.assert_array_equal(fixed[0], [[1, 2, -1, -1, -1], [1, 2, 3, 4, -1],
+                                             [1, -1, -1, -1, -1]])
+    with pytest.raises(ValueError, match=r"larger than padded_shapes' \(3,\)"):
+        list(ds.padded_batch(2, padded_shapes=([3], [])))
+    with pytest.raises(ValueError, match="padding_values has 3 values for elements of 2 components"):
+        list(ds.padded_batch(2, padding_values=(0, 0, 0)))
+    images = Dataset.from_generator(lambda: iter([np.ones((2, 3)), np.ones((3, 1))]))
+    batch = next(iter(images.padded_batch(2)))
+    assert batch.shape == (2, 3, 3) and batch.sum() == 6 + 3
+    words = Dataset.from_generator(lambda: iter([np.array(["a"]), np.array(["b", "c"])]))
+    assert next(iter(words.padded_batch(2))).tolist() == [["a", ""], ["b", "c"]]
+    assert Dataset.range(7).padded_batch(3).cardinality() == 3
+
+
+def test_reduce_and_shard():
+    assert Dataset.range(5).reduce(0, lambda total, x: total + x) == 10
+    pairs = Dataset.from_tensor_slices((np.arange(4), np.ones(4)))
+    total, count = pairs.reduce((0, 0.0), lambda state, element: (state[0] + element[0],
+                                                                  state[1] + element[1]))
+    assert (total, count) == (6, 4.0)
+    for source in (Dataset.range(10), generated(np.arange(10))):
+        assert values(source.shard(3, 1)) == [1, 4, 7]
+        assert values(source.shard(3, 0)) == [0, 3, 6, 9]
+    assert Dataset.range(10).shard(3, 2).cardinality() == 3
+    with pytest.raises(ValueError, match="index=3, num_shards=3"):
+        Dataset.range(10).shard(3, 3)

@@ -179,7 +179,8 @@ class Dataset:
     :meth:`from_generator` or :meth:`zip`, then chain transformations, each returning a
     new Dataset: ``map``, ``filter``, ``shuffle``, ``batch``, ``unbatch``, ``take``,
     ``skip``, ``repeat``, ``cache``, ``prefetch``, ``concatenate``, ``enumerate``,
-    ``flat_map``. Nothing runs until the dataset is iterated; every iteration starts over.
+    ``flat_map``, ``padded_batch``, ``shard``; ``reduce`` folds it to one value. Nothing
+    runs until the dataset is iterated; every iteration starts over.
 
     Elements are numpy arrays or numpy scalars (strings as Python ``str``), or tuples and
     dicts of them. A batched dataset yields numpy arrays with a leading batch axis, so
@@ -480,6 +481,98 @@ class Dataset:
         batched = Dataset(elements, count)
         batched._batch_size = batch_size  # split_dataset unbatches what was batched
         return batched
+
+    def padded_batch(self, batch_size, padded_shapes=None, padding_values=None,
+                     drop_remainder=False, name=None):
+        """Batch elements whose components differ in length, padding them at the end of
+        each axis.
+
+        Args:
+            batch_size: int >= 1.
+            padded_shapes: None to pad every axis to the longest in the batch, or one shape
+                per component (in the element's structure), e.g. ``([None], ())``; a None or
+                -1 dimension pads to the longest, an int to exactly that size.
+            padding_values: None for 0 (and ``""`` for strings), one scalar for every
+                component, or one per component in the element's structure.
+            drop_remainder: drop a last batch smaller than ``batch_size``.
+            name: unused, for compatibility.
+
+        Example:
+            >>> ds = Dataset.range(1, 4).map(lambda n: np.arange(n))
+            >>> next(iter(ds.padded_batch(3))).tolist()
+            [[0, 0, 0], [0, 1, 0], [0, 1, 2]]
+        """
+        del name
+        batch_size = _check_int(batch_size, "batch_size", minimum=1)
+        count = self._cardinality
+        if count >= 0:
+            count = count // batch_size if drop_remainder else -(-count // batch_size)
+
+        def padding_for(element):
+            components = len(flatten(element))
+            shapes = [None] * components if padded_shapes is None else shapes_for_types(
+                padded_shapes, components, "padded_batch: padded_shapes", "components")
+            if padding_values is None or not isinstance(padding_values, (tuple, dict)):
+                values_ = [padding_values] * components
+            else:
+                values_ = flatten(padding_values)
+                if len(values_) != components:
+                    raise ValueError(f"padded_batch: padding_values has {len(values_)} values "
+                                     f"for elements of {components} components. Received: "
+                                     f"padding_values={padding_values!r}")
+            return list(zip(shapes, values_))
+
+        def elements():
+            iterator = iter(self)
+            padding = None
+            while True:
+                chunk = list(itertools.islice(iterator, batch_size))
+                if not chunk or (drop_remainder and len(chunk) < batch_size):
+                    return
+                padding = padding or padding_for(chunk[0])
+                yield batch_elements(chunk, padding)
+        batched = Dataset(elements, count)
+        batched._batch_size = batch_size
+        return batched
+
+    def reduce(self, initial_state, reduce_func, name=None):
+        """Fold the elements into one value: ``state = reduce_func(state, element)`` from
+        ``initial_state`` on; returns the final state (as numpy values).
+
+        Example:
+            >>> int(Dataset.range(5).reduce(0, lambda total, x: total + x))
+            10
+        """
+        del name
+        _check_callable(reduce_func, "reduce_func")
+        state = map_structure(to_leaf, initial_state)
+        for element in self:
+            state = reduce_func(state, element)
+            if isinstance(state, list):
+                state = tuple(state)
+            state = map_structure(to_leaf, state)
+        return state
+
+    def shard(self, num_shards, index, name=None):
+        """Every ``num_shards``-th element, starting at element ``index`` (one worker's part
+        of the data)."""
+        del name
+        num_shards = _check_int(num_shards, "num_shards", minimum=1)
+        index = _check_int(index, "index", minimum=0)
+        if index >= num_shards:
+            raise ValueError(f"`index` must be lower than `num_shards`. Received: "
+                             f"index={index}, num_shards={num_shards}")
+        total = self._cardinality
+        if total >= 0:
+            total = max(0, -(-(total - index) // num_shards))
+        if self._access is not None:
+            def access():
+                length, gather = self._access()
+                return (max(0, -(-(length - index) // num_shards)),
+                        lambda rows: gather(np.asarray(rows) * num_shards + index))
+            return self._derived(Dataset._from_access(access, total, self._static_access))
+        return self._derived(Dataset(
+            lambda: itertools.islice(self, index, None, num_shards), total))
 
     def unbatch(self, name=None):
         """Split each element (a batch) into its rows: the inverse of ``batch``."""

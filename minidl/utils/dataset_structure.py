@@ -138,7 +138,43 @@ def stack_component(leaves, path):
     return stacked
 
 
-def batch_elements(elements):
+def pad_component(leaves, path, padded_shape, padding_value):
+    """Stack one component, padding each element at the end of every axis to the longest
+    in the batch, or to ``padded_shape``'s fixed sizes (None or -1: the longest)."""
+    shapes = [np.shape(leaf) for leaf in leaves]
+    rank = len(shapes[0])
+    for i, shape in enumerate(shapes):
+        if len(shape) != rank:
+            raise ValueError(f"padded_batch: component {path} has rank {rank} in the batch's "
+                             f"element 0 and rank {len(shape)} in element {i}; padding cannot "
+                             f"change a rank.")
+    target = tuple(max(dims) for dims in zip(*shapes))
+    if padded_shape is not None:
+        padded_shape = tuple(padded_shape)
+        if len(padded_shape) != rank:
+            raise ValueError(f"padded_batch: padded_shapes gives component {path} the shape "
+                             f"{padded_shape}, but its elements have rank {rank}.")
+        target = tuple(longest if want is None or want == -1 else int(want)
+                       for longest, want in zip(target, padded_shape))
+        for i, shape in enumerate(shapes):
+            if any(got > want for got, want in zip(shape, target)):
+                raise ValueError(f"padded_batch: component {path} has shape {shape} in the "
+                                 f"batch's element {i}, larger than padded_shapes' "
+                                 f"{padded_shape}.")
+    first = np.asarray(leaves[0])
+    if first.dtype.kind in "USO":
+        dtype, fill = object, "" if padding_value is None else padding_value
+    else:
+        dtype, fill = first.dtype, 0 if padding_value is None else padding_value
+    padded = np.full((len(leaves),) + target, fill, dtype=dtype)
+    for i, (leaf, shape) in enumerate(zip(leaves, shapes)):
+        padded[(i,) + tuple(slice(0, size) for size in shape)] = leaf
+    return padded
+
+
+def batch_elements(elements, padding=None):
+    """Stack a list of elements of one structure into a batch; ``padding``, a list of
+    ``(padded_shape, padding_value)`` per component, pads them instead (padded_batch)."""
     first = elements[0]
     structure = structure_of(first)
     for i, element in enumerate(elements):
@@ -146,10 +182,14 @@ def batch_elements(elements):
             raise ValueError(f"Cannot batch elements of different structures: element 0 of "
                              f"the batch is {describe(first)} and element {i} is "
                              f"{describe(element)}.")
-    columns = zip(*[flatten(element) for element in elements])
+    columns = [list(column) for column in zip(*[flatten(element) for element in elements])]
     paths = leaf_paths(first, "element")
-    return pack(first, iter([stack_component(list(column), path)
-                              for column, path in zip(columns, paths)]))
+    if padding is None:
+        stacked = [stack_component(column, path) for column, path in zip(columns, paths)]
+    else:
+        stacked = [pad_component(column, path, shape, value)
+                   for column, path, (shape, value) in zip(columns, paths, padding)]
+    return pack(first, iter(stacked))
 
 
 def describe(element):
@@ -194,13 +234,15 @@ class TensorSpec:
         return f"TensorSpec(shape={self.shape}, dtype={self.dtype}, name={self.name!r})"
 
 
-def shapes_for_types(output_shapes, count):
-    # A shape is itself a tuple, so the nesting of output_shapes is read against the types.
-    shapes = [output_shapes] if count == 1 else list(_iter_shapes(output_shapes))
-    if len(shapes) != count:
-        raise ValueError(f"from_generator: output_shapes has {len(shapes)} shapes for "
-                         f"{count} output_types.")
-    return shapes
+def shapes_for_types(shapes, count, what="from_generator: output_shapes",
+                     per="output_types"):
+    """The ``count`` shapes a nested ``shapes`` argument gives, one per component. A shape
+    is itself a tuple, so the nesting is read against the number of components."""
+    found = [shapes] if count == 1 else list(_iter_shapes(shapes))
+    if len(found) != count:
+        raise ValueError(f"{what} has {len(found)} shapes for {count} {per}. Received: "
+                         f"{shapes!r}")
+    return found
 
 
 def _iter_shapes(value):
