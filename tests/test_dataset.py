@@ -398,6 +398,7 @@ def test_zip_concatenate_enumerate():
         {"x": i, "y": (10 + i, i)} for i in range(3)]
     assert values(Dataset.zip((a, generated(np.arange(5))))) == [(0, 0), (1, 1), (2, 2)]
     assert Dataset.zip(a, a.repeat()).cardinality() == 3
+    assert values(Dataset.zip(a)) == [0, 1, 2]
     assert values(a.concatenate(b)) == [0, 1, 2, 10, 11, 12, 13, 14]
     assert a.concatenate(b).cardinality() == 8
     assert values(b.enumerate(start=5)) == [(5, 10), (6, 11), (7, 12), (8, 13), (9, 14)]

@@ -349,8 +349,9 @@ class Dataset:
             [(0, 10), (1, 11), (2, 12)]
         """
         del name
-        structure = datasets[0] if len(datasets) == 1 and isinstance(
-            datasets[0], (tuple, dict)) else tuple(datasets)
+        # As tf.data: one argument is the structure itself (a tuple or dict of datasets,
+        # or a lone dataset, zipped with nothing); several are a tuple.
+        structure = datasets[0] if len(datasets) == 1 else tuple(datasets)
         members = flatten(structure)
         if not members:
             raise ValueError("Dataset.zip needs at least one dataset. Received: nothing")

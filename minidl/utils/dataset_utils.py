@@ -252,7 +252,9 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         subset: ``"training"``, ``"validation"``, or ``"both"`` (returns both datasets);
             required with ``validation_split``.
         interpolation: ``"bilinear"``, ``"nearest"``, ``"bicubic"``, ``"area"``,
-            ``"lanczos3"`` or ``"lanczos5"`` (both Pillow's Lanczos-3).
+            ``"lanczos3"`` or ``"lanczos5"`` (both Pillow's Lanczos-3). Resizing is
+            Pillow's, in float32: when shrinking, its filters antialias, so values differ
+            slightly from ``tf.image.resize``'s.
         follow_links: visit subdirectories that are symbolic links.
         crop_to_aspect_ratio: resize without distortion, cropping the largest centred
             window of the target aspect ratio.
