@@ -22,6 +22,7 @@ except ImportError as error:  # pragma: no cover - depends on how minidl was obt
 
 from minidl import (activations, callbacks, constraints, initializers, layers, losses, metrics,
                     models, ops, optimizers, random, regularizers, utils)
+from minidl import data, preprocessing  # tf.data's Dataset; keras.preprocessing
 from minidl.autodiff import GradientTape, Tensor, Variable
 from minidl.layers import Input
 from minidl.models import Model, Sequential
@@ -53,3 +54,4 @@ __all__ = ["GradientTape", "Input", "Model", "Sequential", "Tensor", "Variable",
            "backend_info", "callbacks", "constraints", "datasets", "get_num_threads",
            "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers", "random",
            "regularizers", "saving", "set_num_threads", "show_config", "utils", "__version__"]
+__all__ += ["data", "preprocessing"]

@@ -69,3 +69,38 @@ def to_categorical(x, num_classes=None):
     out = np.zeros((flat.size, num_classes), dtype=np.float32)
     out[np.arange(flat.size), flat.astype(np.intp)] = 1.0
     return out.reshape(shape + (num_classes,))
+
+
+def normalize(x, axis=-1, order=2):
+    """Normalizes an array to unit L-``order`` norm along ``axis``.
+
+    Slices whose norm is 0 are left as they are (divided by 1) instead of becoming NaN.
+
+    Args:
+        x: array-like to normalize.
+        axis: the axis along which the norm is taken (an int).
+        order: the norm's order, as ``numpy.linalg.norm``'s ``ord`` for vectors
+            (e.g. 2 for L2, 1 for L1, ``np.inf`` for the max norm).
+
+    Returns:
+        A normalized copy of ``x``: float32 stays float32; integers become float64.
+
+    Example:
+        >>> normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
+        array([[0.6, 0.8],
+               [0. , 0. ]])
+    """
+    array = np.asarray(x)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"normalize expects a numeric array. Received: x with dtype "
+                        f"{array.dtype}")
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"`axis` must be an int. Received: axis={axis!r}")
+    if array.ndim == 0 or not -array.ndim <= axis < array.ndim:
+        raise ValueError(f"`axis` is out of range for x with shape {array.shape}. Received: "
+                         f"axis={axis}")
+    if array.dtype.kind != "f":
+        array = array.astype(np.float64)
+    norm = np.linalg.norm(array, ord=order, axis=int(axis), keepdims=True)
+    norm[norm == 0] = 1
+    return array / norm
