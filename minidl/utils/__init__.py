@@ -1,4 +1,5 @@
-"""Utilities: registries, seeding, label encoding, progress bars, training plots."""
+"""Utilities: data input (Dataset, PyDataset, datasets from folders and arrays), image files,
+seeding, label encoding, progress bars, training plots."""
 from minidl.utils.dataset import AUTOTUNE, Dataset
 from minidl.utils.dataset_utils import (image_dataset_from_directory, split_dataset,
                                         text_dataset_from_directory,
@@ -10,11 +11,10 @@ from minidl.utils.progbar import Progbar
 from minidl.utils.py_dataset import PyDataset
 from minidl.utils.random import set_random_seed
 
-__all__ = ["Progbar", "PyDataset", "plot_history", "register_keras_serializable", "set_random_seed",
-           "to_categorical"]
-__all__ += ["AUTOTUNE", "Dataset", "array_to_img", "image_dataset_from_directory",
-            "img_to_array", "load_img", "normalize", "save_img", "split_dataset",
-            "text_dataset_from_directory", "timeseries_dataset_from_array"]
+__all__ = ["array_to_img", "AUTOTUNE", "Dataset", "image_dataset_from_directory",
+           "img_to_array", "load_img", "normalize", "plot_history", "Progbar", "PyDataset",
+           "register_keras_serializable", "save_img", "set_random_seed", "split_dataset",
+           "text_dataset_from_directory", "timeseries_dataset_from_array", "to_categorical"]
 
 
 def __getattr__(name):
