@@ -25,6 +25,10 @@ from minidl.losses import _snake_case
 from minidl.metrics.accuracy import (Accuracy, BinaryAccuracy, CategoricalAccuracy,
                                      SparseCategoricalAccuracy, SparseTopKCategoricalAccuracy,
                                      TopKCategoricalAccuracy)
+from minidl.metrics.confusion import (AUC, F1Score, FalseNegatives, FalsePositives,
+                                      FBetaScore, Precision, PrecisionAtRecall, Recall,
+                                      RecallAtPrecision, SensitivityAtSpecificity,
+                                      SpecificityAtSensitivity, TrueNegatives, TruePositives)
 from minidl.metrics.base import (METRICS, Mean, MeanMetricWrapper, Metric, _callable_name,
                                  result_value)
 from minidl.metrics.regression import MeanAbsoluteError, MeanSquaredError
@@ -176,4 +180,7 @@ def serialize(metric):
 __all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "BinaryAccuracy",
            "CategoricalAccuracy", "SparseCategoricalAccuracy", "TopKCategoricalAccuracy",
            "SparseTopKCategoricalAccuracy", "MeanSquaredError", "MeanAbsoluteError", "get",
-           "result_value", "serialize"]
+           "result_value", "serialize", "TruePositives", "FalsePositives", "TrueNegatives",
+           "FalseNegatives", "Precision", "Recall", "AUC", "PrecisionAtRecall",
+           "RecallAtPrecision", "SensitivityAtSpecificity", "SpecificityAtSensitivity",
+           "F1Score", "FBetaScore"]
