@@ -11,6 +11,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 import minidl
@@ -163,6 +165,24 @@ def test_counts_match_reference(thresholds, dtype):
     sk = skm.confusion_matrix(y_true, y_pred > np.float32(thresholds[0]))
     assert (metrics[2].result() if len(thresholds) == 1 else metrics[2].result()[0]) \
         == sk[0, 0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 40), width=st.integers(1, 4),
+       thresholds=st.lists(st.sampled_from([0.0, 0.25, 0.3, 0.5, 0.75, 1.0]), min_size=1,
+                           max_size=5),
+       weighted=st.booleans(), seed=st.integers(0, 2**16))
+def test_counts_match_reference_on_random_inputs(n, width, thresholds, weighted, seed):
+    rng = np.random.default_rng(seed)
+    # Predictions on a coarse grid, so that many sit exactly on a threshold.
+    y_pred = (rng.integers(0, 9, (n, width)) / 8).astype(np.float32)
+    y_true = rng.integers(0, 2, (n, width))
+    weights = rng.random(n) if weighted else None
+    m = M.TruePositives(thresholds), M.FalsePositives(thresholds), \
+        M.TrueNegatives(thresholds), M.FalseNegatives(thresholds)
+    for metric, expected in zip(m, ref_counts(y_true, y_pred, thresholds, weights)):
+        metric.update_state(y_true, y_pred, sample_weight=weights)
+        np.testing.assert_allclose(np.atleast_1d(metric.result()), expected, rtol=1e-12)
 
 
 def test_weighted_counts_per_sample_and_per_value():
@@ -369,16 +389,20 @@ def test_large_batches_have_the_same_bits_for_any_thread_count():
     try:
         for threads in (1, 2, 3):
             minidl.set_num_threads(threads)
-            m = M.AUC()
+            m, precision = M.AUC(), M.Precision([0.3, 0.6])
             m.update_state(y_true, y_pred, sample_weight=weights)
-            results.append((m.result(), m.true_positives.copy()))
+            precision.update_state(y_true, y_pred)
+            results.append((m.result(), m.true_positives.copy(), precision.result()))
     finally:
         minidl.set_num_threads(previous)
-    for result, tp in results[1:]:
+    for result, tp, precision in results[1:]:
         assert result == results[0][0]
         np.testing.assert_array_equal(tp, results[0][1])
+        np.testing.assert_array_equal(precision, results[0][2])
     tp = ref_counts(y_true, y_pred, [-1e-7, 100 / 199, 198 / 199], weights)[0]
     np.testing.assert_allclose(results[0][1][[0, 100, 198]], tp, rtol=1e-9)
+    tp, fp, _, _ = ref_counts(y_true, y_pred, [0.3, 0.6])
+    np.testing.assert_array_equal(results[0][2], tp / (tp + fp))
 
 
 def test_input_dtypes_and_shapes_give_the_same_counts():
