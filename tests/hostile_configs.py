@@ -91,6 +91,21 @@ SCHEDULE_SAMPLES = {
     "CosineDecayRestarts": {"initial_learning_rate": 0.1, "first_decay_steps": 10},
 }
 
+# Metric class -> constructor arguments, for the metrics that need some or whose defaults
+# (None) leave a field without a type to go wrong from.
+METRIC_SAMPLES = {
+    "Precision": {"thresholds": [0.3, 0.7], "top_k": 1, "class_id": 0},
+    "Recall": {"thresholds": [0.3, 0.7], "top_k": 1, "class_id": 0},
+    "AUC": {"thresholds": [0.25, 0.5], "multi_label": True, "num_labels": 2,
+            "label_weights": [1.0, 2.0]},
+    "PrecisionAtRecall": {"recall": 0.5, "class_id": 0},
+    "RecallAtPrecision": {"precision": 0.5, "class_id": 0},
+    "SensitivityAtSpecificity": {"specificity": 0.5, "class_id": 0},
+    "SpecificityAtSensitivity": {"sensitivity": 0.5, "class_id": 0},
+    "F1Score": {"average": "macro", "threshold": 0.5},
+    "FBetaScore": {"average": "macro", "beta": 2.0, "threshold": 0.5},
+}
+
 _SHAPE = ["x", [0], [True], [1.5]]
 _BY_NAME = {
     "name": [5, "", True],
@@ -125,6 +140,9 @@ _BY_NAME = {
              [{"__input__": 0}, {"__dtype__": "object"}], [{"__input__": True}]],
     "kwargs": ["x", [1], {"x1": {"__nope__": 1}}, {"x2": {"__float__": "0.5"}}],
     "output_index": ["0", 1.5, True, -1],
+    # A float or a list of floats, each in [0, 1] (the confusion metrics).
+    "thresholds": ["0.5", True, [True], ["0.5"], [1.5], -0.5],
+    "label_weights": ["x", [True, 1.0], ["1", 1.0], [-1.0, 1.0]],
     "mean": ["x", True, [True, 1.0, 1.0, 1.0], ["0", 1.0, 1.0, 1.0], [[1.0], [1.0, 2.0]]],
     "variance": ["x", True, [True, 1.0, 1.0, 1.0], [-1.0, 1.0, 1.0, 1.0], [1.0, 1.0]],
     "bin_boundaries": ["x", [True], ["1"], [2.0, 1.0], [[0.0]]],
@@ -318,7 +336,7 @@ def compile_edits():
                 yield Edit(f"loss-{cls.__name__}-{field}-{i}", field, bad, "compiled",
                            _in_compile("loss", lambda m, v=value: v), cls, config)
     for cls in builtin_classes(metrics.METRICS):
-        config = cls().get_config()
+        config = cls(**METRIC_SAMPLES.get(cls.__name__, {})).get_config()
         for field, valid in config.items():
             for i, bad in enumerate(bad_values(field, valid)):
                 value = {"class_name": cls.__name__, "config": {**config, field: bad}}

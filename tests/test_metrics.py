@@ -567,8 +567,8 @@ def test_get_instances_classes_none_and_errors():
     assert M.get(m) is m
     assert M.get(None) is None
     assert type(M.get(M.MeanAbsoluteError)) is M.MeanAbsoluteError
-    with pytest.raises(ValueError, match=r"Unknown metric 'precision'.*mean_squared_error"):
-        M.get("precision")
+    with pytest.raises(ValueError, match=r"Unknown metric 'no_such_metric'.*mean_squared_error"):
+        M.get("no_such_metric")
     with pytest.raises(ValueError, match=r"identifier=3"):
         M.get(3)
 

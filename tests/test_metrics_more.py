@@ -44,6 +44,9 @@ def keras_examples():
         (M.LogCoshError(), e1, e2, 0.10844523, 0.21689045),
         (M.CosineSimilarity(axis=1), [[0., 1.], [1., 1.]], [[1., 0.], [1., 1.]], 0.49999997,
          0.6999999),
+        (M.Hinge(), y2, p2, 1.3, 1.1),
+        (M.SquaredHinge(), y2, p2, 1.86, 1.46),
+        (M.CategoricalHinge(), y2, p2, 1.4, 1.2),
     ]
 
 
@@ -217,7 +220,8 @@ def streaming_metrics():
     return [M.BinaryCrossentropy(), M.CategoricalCrossentropy(label_smoothing=0.1),
             M.KLDivergence(), M.Poisson(), M.RootMeanSquaredError(),
             M.MeanAbsolutePercentageError(), M.MeanSquaredLogarithmicError(),
-            M.CosineSimilarity(), M.LogCoshError(), M.Sum()]
+            M.CosineSimilarity(), M.LogCoshError(), M.Sum(), M.Hinge(), M.SquaredHinge(),
+            M.CategoricalHinge()]
 
 
 @pytest.mark.parametrize("metric", streaming_metrics(), ids=lambda m: m.name)
@@ -332,10 +336,10 @@ def test_names_resolve_to_registered_classes_before_loss_functions():
         metric = M.get(name)
         assert type(metric) is cls and metric.name == name, name
     # A loss without a metric class is the mean of its function.
-    hinge = M.get("hinge")
-    assert isinstance(hinge, M.MeanMetricWrapper)
-    hinge.update_state([[0.0, 1.0], [0.0, 0.0]], [[0.6, 0.4], [0.4, 0.6]])
-    assert hinge.result() == pytest.approx(1.3, rel=1e-6)
+    huber = M.get("huber")
+    assert isinstance(huber, M.MeanMetricWrapper)
+    huber.update_state([[0.0, 1.0], [0.0, 0.0]], [[0.6, 0.4], [0.4, 0.6]])
+    assert huber.result() == pytest.approx(0.155, rel=1e-6)
     # The metric is +cosine; the loss of the same name is its negative.
     y, p = [[0.0, 1.0], [1.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]]
     assert M.get("cosine_similarity")(y, p) == pytest.approx(
@@ -348,7 +352,8 @@ def test_names_resolve_to_registered_classes_before_loss_functions():
     M.SparseCategoricalCrossentropy(from_logits=True), M.KLDivergence(), M.Poisson(),
     M.RootMeanSquaredError(), M.MeanAbsolutePercentageError(),
     M.MeanSquaredLogarithmicError(), M.CosineSimilarity(axis=-1), M.LogCoshError(),
-    M.R2Score(class_aggregation="variance_weighted_average", num_regressors=2)],
+    M.R2Score(class_aggregation="variance_weighted_average", num_regressors=2), M.Hinge(),
+    M.SquaredHinge(dtype="float64"), M.CategoricalHinge(name="ch")],
     ids=lambda m: type(m).__name__)
 def test_config_round_trips(metric):
     again = M.get(M.serialize(metric))
@@ -426,3 +431,16 @@ def test_saved_model_keeps_the_new_loss_and_metrics(tmp_path):
     assert set(after) == set(before) >= {"binary_crossentropy", "r2_score", "kld", "log_cosh"}
     for key, value in before.items():
         assert after[key] == pytest.approx(value, rel=1e-6), key
+
+
+@pytest.mark.parametrize("name,loss", [("hinge", losses.hinge),
+                                       ("squared_hinge", losses.squared_hinge),
+                                       ("categorical_hinge", losses.categorical_hinge)])
+def test_hinge_metrics_are_the_mean_of_the_loss_function(name, loss):
+    r = rng(11)
+    y = np.eye(4)[r.integers(0, 4, 23)]
+    p = r.standard_normal((23, 4))
+    metric = M.get(name)
+    assert type(metric).__name__ == "".join(part.title() for part in name.split("_"))
+    metric.update_state(y, p)
+    assert metric.result() == pytest.approx(float(np.mean(loss(y, p).value)), rel=1e-12)

@@ -27,6 +27,11 @@ from minidl.metrics.accuracy import (Accuracy, BinaryAccuracy, CategoricalAccura
                                      TopKCategoricalAccuracy)
 from minidl.metrics.base import (METRICS, LossMean, Mean, MeanMetricWrapper, Metric, Sum,
                                  _callable_name, result_value)
+from minidl.metrics.confusion import (AUC, F1Score, FalseNegatives, FalsePositives,
+                                      FBetaScore, Precision, PrecisionAtRecall, Recall,
+                                      RecallAtPrecision, SensitivityAtSpecificity,
+                                      SpecificityAtSensitivity, TrueNegatives, TruePositives)
+from minidl.metrics.hinge import CategoricalHinge, Hinge, SquaredHinge
 from minidl.metrics.probabilistic import (BinaryCrossentropy, CategoricalCrossentropy,
                                           KLDivergence, Poisson, SparseCategoricalCrossentropy)
 from minidl.metrics.regression import (CosineSimilarity, LogCoshError, MeanAbsoluteError,
@@ -178,10 +183,14 @@ def serialize(metric):
     return _serialize(metric)
 
 
-__all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "BinaryAccuracy",
-           "CategoricalAccuracy", "SparseCategoricalAccuracy", "TopKCategoricalAccuracy",
-           "SparseTopKCategoricalAccuracy", "MeanSquaredError", "MeanAbsoluteError", "get",
-           "result_value", "serialize", "Sum", "LossMean", "BinaryCrossentropy",
-           "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "KLDivergence", "Poisson",
-           "RootMeanSquaredError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
-           "CosineSimilarity", "LogCoshError", "R2Score"]
+__all__ = ["Accuracy", "AUC", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
+           "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "F1Score",
+           "FalseNegatives", "FalsePositives", "FBetaScore", "get", "Hinge", "KLDivergence",
+           "LogCoshError", "LossMean", "Mean", "MeanAbsoluteError",
+           "MeanAbsolutePercentageError", "MeanMetricWrapper", "MeanSquaredError",
+           "MeanSquaredLogarithmicError", "Metric", "Poisson", "Precision",
+           "PrecisionAtRecall", "R2Score", "Recall", "RecallAtPrecision", "result_value",
+           "RootMeanSquaredError", "SensitivityAtSpecificity", "serialize",
+           "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
+           "SparseTopKCategoricalAccuracy", "SpecificityAtSensitivity", "SquaredHinge", "Sum",
+           "TopKCategoricalAccuracy", "TrueNegatives", "TruePositives"]
