@@ -5,11 +5,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import warnings
 
 import numpy as np
 import pytest
 
+import minidl
 from minidl import callbacks, optimizers
 from minidl.callbacks import CallbackList, LambdaCallback, TensorBoard
 from minidl.callbacks.tensorboard import weight_image
@@ -338,8 +340,11 @@ def test_embeddings(tmp_path):
 def test_tensorboardx_is_imported_by_the_callback_only():
     code = ("import sys, minidl, minidl.callbacks; "
             "assert 'tensorboardX' not in sys.modules, 'imported with minidl'")
-    subprocess.run([sys.executable, "-c", code], check=True,
-                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # Outside the source tree, with the imported package first on the path: from the
+    # repository root, `import minidl` would find the uncompiled sources (as in CI).
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tempfile.gettempdir(),
+                   env=dict(os.environ, PYTHONPATH=package_root))
 
 
 def test_exported():
