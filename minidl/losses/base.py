@@ -429,11 +429,16 @@ class _LastAxisLoss(Loss):
 class _ElementwiseLoss(Loss):
     """A built-in loss without parameters: its kernel kind (``_KIND``, a function of
     ``minidl._core._losses`` taking the clip epsilon last when ``_TAKES_EPSILON``) and its
-    function form (``call``)."""
+    function form (``_FUNCTION``, which ``call`` runs)."""
 
     _kernel_call = True
     _KIND = None
+    _FUNCTION = None
     _TAKES_EPSILON = False
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
+        return self._FUNCTION(y_true, y_pred)
 
     def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
         extra = (EPSILON,) if self._TAKES_EPSILON else ()

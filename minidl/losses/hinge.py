@@ -7,32 +7,6 @@ from minidl import ops
 from minidl.losses.base import LOSSES, _ElementwiseLoss, _function_inputs
 
 
-@LOSSES.register("hinge")
-class Hinge(_ElementwiseLoss):
-    """Hinge loss: ``loss = mean(maximum(1 - y_true * y_pred, 0), axis=-1)``.
-
-    ``y_true`` holds -1 or 1; when every target of a call is 0 or 1 they are read as -1 and
-    1 (Keras' conversion of binary labels).
-
-    Args:
-        reduction: see :class:`Loss`. name: defaults to 'hinge'.
-
-    Example:
-        >>> float(Hinge()([[0., 1.], [0., 0.]], [[0.6, 0.4], [0.4, 0.6]]))
-        1.3
-    """
-
-    _kernel_call = True
-    _KIND = "hinge"
-
-    def __init__(self, reduction="sum_over_batch_size", name="hinge"):
-        super().__init__(name=name, reduction=reduction)
-
-    def call(self, y_true, y_pred):
-        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
-        return hinge(y_true, y_pred)
-
-
 def _hinge_targets(y_true):
     """Keras' conversion: targets that are all 0 or 1 become -1 or 1."""
     values = y_true.value
@@ -53,6 +27,36 @@ def hinge(y_true, y_pred):
     return ops.mean(ops.maximum(1.0 - _hinge_targets(y_true) * y_pred, 0.0), axis=-1)
 
 
+@LOSSES.register("hinge")
+class Hinge(_ElementwiseLoss):
+    """Hinge loss: ``loss = mean(maximum(1 - y_true * y_pred, 0), axis=-1)``.
+
+    ``y_true`` holds -1 or 1; when every target of a call is 0 or 1 they are read as -1 and
+    1 (Keras' conversion of binary labels).
+
+    Args:
+        reduction: see :class:`Loss`. name: defaults to 'hinge'.
+
+    Example:
+        >>> float(Hinge()([[0., 1.], [0., 0.]], [[0.6, 0.4], [0.4, 0.6]]))
+        1.3
+    """
+
+    _KIND = "hinge"
+    _FUNCTION = staticmethod(hinge)
+
+    def __init__(self, reduction="sum_over_batch_size", name="hinge"):
+        super().__init__(name=name, reduction=reduction)
+
+
+def squared_hinge(y_true, y_pred):
+    """Per-sample ``mean(square(maximum(1 - y_true * y_pred, 0)), axis=-1)``; see
+    :class:`SquaredHinge`. Args as :func:`hinge`."""
+    y_true, y_pred = _function_inputs(y_true, y_pred, "squared_hinge")
+    margin = ops.maximum(1.0 - _hinge_targets(y_true) * y_pred, 0.0)
+    return ops.mean(ops.square(margin), axis=-1)
+
+
 @LOSSES.register("squared_hinge")
 class SquaredHinge(_ElementwiseLoss):
     """Squared hinge loss: ``loss = mean(square(maximum(1 - y_true * y_pred, 0)), axis=-1)``.
@@ -67,23 +71,23 @@ class SquaredHinge(_ElementwiseLoss):
         1.86
     """
 
-    _kernel_call = True
     _KIND = "squared_hinge"
+    _FUNCTION = staticmethod(squared_hinge)
 
     def __init__(self, reduction="sum_over_batch_size", name="squared_hinge"):
         super().__init__(name=name, reduction=reduction)
 
-    def call(self, y_true, y_pred):
-        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
-        return squared_hinge(y_true, y_pred)
 
+def categorical_hinge(y_true, y_pred):
+    """Per-sample ``maximum(neg - pos + 1, 0)``; see :class:`CategoricalHinge`.
 
-def squared_hinge(y_true, y_pred):
-    """Per-sample ``mean(square(maximum(1 - y_true * y_pred, 0)), axis=-1)``; see
-    :class:`SquaredHinge`. Args as :func:`hinge`."""
-    y_true, y_pred = _function_inputs(y_true, y_pred, "squared_hinge")
-    margin = ops.maximum(1.0 - _hinge_targets(y_true) * y_pred, 0.0)
-    return ops.mean(ops.square(margin), axis=-1)
+    Args:
+        y_true: one-hot targets shaped like y_pred. y_pred: predictions, rank >= 1.
+    """
+    y_true, y_pred = _function_inputs(y_true, y_pred, "categorical_hinge")
+    pos = ops.sum(y_true * y_pred, axis=-1)
+    neg = ops.max((1.0 - y_true) * y_pred, axis=-1)
+    return ops.maximum(neg - pos + 1.0, 0.0)
 
 
 @LOSSES.register("categorical_hinge")
@@ -99,24 +103,8 @@ class CategoricalHinge(_ElementwiseLoss):
         1.4
     """
 
-    _kernel_call = True
     _KIND = "categorical_hinge"
+    _FUNCTION = staticmethod(categorical_hinge)
 
     def __init__(self, reduction="sum_over_batch_size", name="categorical_hinge"):
         super().__init__(name=name, reduction=reduction)
-
-    def call(self, y_true, y_pred):
-        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
-        return categorical_hinge(y_true, y_pred)
-
-
-def categorical_hinge(y_true, y_pred):
-    """Per-sample ``maximum(neg - pos + 1, 0)``; see :class:`CategoricalHinge`.
-
-    Args:
-        y_true: one-hot targets shaped like y_pred. y_pred: predictions, rank >= 1.
-    """
-    y_true, y_pred = _function_inputs(y_true, y_pred, "categorical_hinge")
-    pos = ops.sum(y_true * y_pred, axis=-1)
-    neg = ops.max((1.0 - y_true) * y_pred, axis=-1)
-    return ops.maximum(neg - pos + 1.0, 0.0)

@@ -29,6 +29,30 @@ def _log_softmax(x, axis):
     return shifted - ops.log(ops.sum(ops.exp(shifted), axis=axis, keepdims=True))
 
 
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    """Per-sample binary crossentropy (mean over ``axis``); see :class:`BinaryCrossentropy`.
+
+    Args:
+        y_true: 0/1 (or soft) targets shaped like y_pred.
+        y_pred: probabilities (clipped to [1e-7, 1 - 1e-7]) or, with ``from_logits``, logits.
+        from_logits: whether y_pred holds logits.
+        label_smoothing: in [0, 1]; targets become ``t * (1 - s) + 0.5 * s``.
+        axis: the axis averaged over. Defaults to the last.
+    """
+    y_true, y_pred, from_logits, smoothing, axis = _crossentropy_inputs(
+        "binary_crossentropy", y_true, y_pred, from_logits, label_smoothing, axis)
+    if smoothing:
+        y_true = y_true * (1.0 - smoothing) + 0.5 * smoothing
+    if from_logits:
+        # max(x, 0) - x t + log(1 + exp(-|x|)): no overflow for any logit.
+        values = (ops.maximum(y_pred, 0.0) - y_pred * y_true
+                  + ops.log(1.0 + ops.exp(-ops.abs(y_pred))))
+    else:
+        p = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
+        values = -(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
+    return ops.mean(values, axis=axis)
+
+
 @LOSSES.register("binary_crossentropy", "bce")
 class BinaryCrossentropy(_LastAxisLoss):
     """Binary crossentropy, averaged over the last axis.
@@ -97,28 +121,28 @@ class BinaryCrossentropy(_LastAxisLoss):
                 "axis": self.axis, **super().get_config()}
 
 
-def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
-    """Per-sample binary crossentropy (mean over ``axis``); see :class:`BinaryCrossentropy`.
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    """Per-sample categorical crossentropy (sum over ``axis``); see
+    :class:`CategoricalCrossentropy`.
 
     Args:
-        y_true: 0/1 (or soft) targets shaped like y_pred.
-        y_pred: probabilities (clipped to [1e-7, 1 - 1e-7]) or, with ``from_logits``, logits.
+        y_true: one-hot (or soft) targets shaped like y_pred.
+        y_pred: probabilities (divided by their sum, then clipped) or, with ``from_logits``,
+            logits.
         from_logits: whether y_pred holds logits.
-        label_smoothing: in [0, 1]; targets become ``t * (1 - s) + 0.5 * s``.
-        axis: the axis averaged over. Defaults to the last.
+        label_smoothing: in [0, 1]; targets become ``t * (1 - s) + s / classes``.
+        axis: the class axis. Defaults to the last.
     """
     y_true, y_pred, from_logits, smoothing, axis = _crossentropy_inputs(
-        "binary_crossentropy", y_true, y_pred, from_logits, label_smoothing, axis)
+        "categorical_crossentropy", y_true, y_pred, from_logits, label_smoothing, axis)
     if smoothing:
-        y_true = y_true * (1.0 - smoothing) + 0.5 * smoothing
+        y_true = y_true * (1.0 - smoothing) + smoothing / y_true.shape[axis]
     if from_logits:
-        # max(x, 0) - x t + log(1 + exp(-|x|)): no overflow for any logit.
-        values = (ops.maximum(y_pred, 0.0) - y_pred * y_true
-                  + ops.log(1.0 + ops.exp(-ops.abs(y_pred))))
+        log_probs = _log_softmax(y_pred, axis)
     else:
-        p = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
-        values = -(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
-    return ops.mean(values, axis=axis)
+        p = y_pred / ops.sum(y_pred, axis=axis, keepdims=True)
+        log_probs = ops.log(ops.clip(p, EPSILON, 1.0 - EPSILON))
+    return -ops.sum(y_true * log_probs, axis=axis)
 
 
 @LOSSES.register("categorical_crossentropy")
@@ -191,30 +215,6 @@ class CategoricalCrossentropy(_LastAxisLoss):
                 "axis": self.axis, **super().get_config()}
 
 
-def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
-    """Per-sample categorical crossentropy (sum over ``axis``); see
-    :class:`CategoricalCrossentropy`.
-
-    Args:
-        y_true: one-hot (or soft) targets shaped like y_pred.
-        y_pred: probabilities (divided by their sum, then clipped) or, with ``from_logits``,
-            logits.
-        from_logits: whether y_pred holds logits.
-        label_smoothing: in [0, 1]; targets become ``t * (1 - s) + s / classes``.
-        axis: the class axis. Defaults to the last.
-    """
-    y_true, y_pred, from_logits, smoothing, axis = _crossentropy_inputs(
-        "categorical_crossentropy", y_true, y_pred, from_logits, label_smoothing, axis)
-    if smoothing:
-        y_true = y_true * (1.0 - smoothing) + smoothing / y_true.shape[axis]
-    if from_logits:
-        log_probs = _log_softmax(y_pred, axis)
-    else:
-        p = y_pred / ops.sum(y_pred, axis=axis, keepdims=True)
-        log_probs = ops.log(ops.clip(p, EPSILON, 1.0 - EPSILON))
-    return -ops.sum(y_true * log_probs, axis=axis)
-
-
 def _batch_labels(labels, y_true, y_pred, owner):
     """``labels`` (the class ids ``y_true`` holds) in ``y_pred``'s batch shape, a trailing
     axis of 1 dropped; ValueError for any other shape."""
@@ -248,6 +248,53 @@ def _check_label_range(labels, classes, counted, owner):
         raise ValueError(f"{owner}: received a label value of {labels[i]} (at flat index {i}), "
                          f"which is outside the valid range [0, {classes}) for {classes} "
                          f"classes.")
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
+                                    axis=-1):
+    """Per-sample sparse categorical crossentropy; see :class:`SparseCategoricalCrossentropy`.
+
+    Args:
+        y_true: class ids of shape ``y_pred.shape[:-1]`` (or with a trailing 1), whole
+            numbers in ``[0, classes)``.
+        y_pred: probabilities (divided by their sum, then clipped) or, with ``from_logits``,
+            logits; classes on the last axis.
+        from_logits: whether y_pred holds logits.
+        ignore_class: a label value whose samples get a loss of 0. Defaults to None.
+        axis: the class axis; must be the last (-1, the default).
+    Raises:
+        ValueError: labels of the wrong shape, not whole numbers, or out of range.
+    """
+    owner = "sparse_categorical_crossentropy"
+    from_logits = check_bool(owner, "from_logits", from_logits)
+    if ignore_class is not None and (isinstance(ignore_class, bool) or
+                                     not isinstance(ignore_class, numbers.Integral)):
+        raise ValueError(f"{owner}: ignore_class must be an int or None; received "
+                         f"ignore_class={ignore_class!r}.")
+    axis = _check_axis(owner, axis)
+    y_pred = _pred_tensor(y_pred, owner)
+    if axis not in (-1, y_pred.ndim - 1):
+        raise ValueError(f"{owner}: minidl computes this loss over the last axis only; "
+                         f"received axis={axis} for y_pred of rank {y_pred.ndim}.")
+    labels = _batch_labels(_as_tensor(y_true, "y_true", owner).value, y_true, y_pred, owner)
+    batch, classes = y_pred.shape[:-1], y_pred.shape[-1]
+    flat = labels.reshape(-1)
+    if flat.dtype.kind == "f":
+        _check_whole_labels(flat, owner)
+    flat = flat.astype(np.int64)
+    valid = None if ignore_class is None else flat != ignore_class
+    _check_label_range(flat, classes, valid, owner)
+    if from_logits:
+        log_probs = _log_softmax(y_pred, -1)
+    else:
+        p = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
+        log_probs = ops.log(ops.clip(p, EPSILON, 1.0 - EPSILON))
+    rows = ops.reshape(log_probs, (-1, classes))
+    safe = flat if valid is None else np.where(valid, flat, 0)
+    values = -ops.reshape(rows[np.arange(rows.shape[0]), safe], batch)
+    if valid is not None:
+        values = ops.where(valid.reshape(batch), values, 0.0)
+    return values
 
 
 @LOSSES.register("sparse_categorical_crossentropy")
@@ -346,53 +393,6 @@ class SparseCategoricalCrossentropy(Loss):
                 **super().get_config()}
 
 
-def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
-                                    axis=-1):
-    """Per-sample sparse categorical crossentropy; see :class:`SparseCategoricalCrossentropy`.
-
-    Args:
-        y_true: class ids of shape ``y_pred.shape[:-1]`` (or with a trailing 1), whole
-            numbers in ``[0, classes)``.
-        y_pred: probabilities (divided by their sum, then clipped) or, with ``from_logits``,
-            logits; classes on the last axis.
-        from_logits: whether y_pred holds logits.
-        ignore_class: a label value whose samples get a loss of 0. Defaults to None.
-        axis: the class axis; must be the last (-1, the default).
-    Raises:
-        ValueError: labels of the wrong shape, not whole numbers, or out of range.
-    """
-    owner = "sparse_categorical_crossentropy"
-    from_logits = check_bool(owner, "from_logits", from_logits)
-    if ignore_class is not None and (isinstance(ignore_class, bool) or
-                                     not isinstance(ignore_class, numbers.Integral)):
-        raise ValueError(f"{owner}: ignore_class must be an int or None; received "
-                         f"ignore_class={ignore_class!r}.")
-    axis = _check_axis(owner, axis)
-    y_pred = _pred_tensor(y_pred, owner)
-    if axis not in (-1, y_pred.ndim - 1):
-        raise ValueError(f"{owner}: minidl computes this loss over the last axis only; "
-                         f"received axis={axis} for y_pred of rank {y_pred.ndim}.")
-    labels = _batch_labels(_as_tensor(y_true, "y_true", owner).value, y_true, y_pred, owner)
-    batch, classes = y_pred.shape[:-1], y_pred.shape[-1]
-    flat = labels.reshape(-1)
-    if flat.dtype.kind == "f":
-        _check_whole_labels(flat, owner)
-    flat = flat.astype(np.int64)
-    valid = None if ignore_class is None else flat != ignore_class
-    _check_label_range(flat, classes, valid, owner)
-    if from_logits:
-        log_probs = _log_softmax(y_pred, -1)
-    else:
-        p = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
-        log_probs = ops.log(ops.clip(p, EPSILON, 1.0 - EPSILON))
-    rows = ops.reshape(log_probs, (-1, classes))
-    safe = flat if valid is None else np.where(valid, flat, 0)
-    values = -ops.reshape(rows[np.arange(rows.shape[0]), safe], batch)
-    if valid is not None:
-        values = ops.where(valid.reshape(batch), values, 0.0)
-    return values
-
-
 def _focal_arguments(owner, alpha, gamma, from_logits, label_smoothing, axis):
     """The checked (alpha, gamma, from_logits, label_smoothing, axis) of a focal loss."""
     return (_check_float(owner, "alpha", alpha, 0.0, 1.0),
@@ -400,6 +400,28 @@ def _focal_arguments(owner, alpha, gamma, from_logits, label_smoothing, axis):
             check_bool(owner, "from_logits", from_logits),
             _check_float(owner, "label_smoothing", label_smoothing, 0.0, 1.0),
             _check_axis(owner, axis))
+
+
+def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha=0.25,
+                              gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1):
+    """Per-sample binary focal crossentropy (mean over ``axis``); see
+    :class:`BinaryFocalCrossentropy` for the arguments."""
+    owner = "binary_focal_crossentropy"
+    apply_class_balancing = check_bool(owner, "apply_class_balancing", apply_class_balancing)
+    alpha, gamma, from_logits, smoothing, axis = _focal_arguments(
+        owner, alpha, gamma, from_logits, label_smoothing, axis)
+    y_true, y_pred = _function_inputs(y_true, y_pred, owner)
+    if smoothing:
+        y_true = y_true * (1.0 - smoothing) + 0.5 * smoothing
+    if from_logits:
+        y_pred = ops.sigmoid(y_pred)
+    p = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
+    bce = -(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
+    p_t = y_true * y_pred + (1.0 - y_true) * (1.0 - y_pred)
+    focal = ops.power(1.0 - p_t, gamma) * bce
+    if apply_class_balancing:
+        focal = (y_true * alpha + (1.0 - y_true) * (1.0 - alpha)) * focal
+    return ops.mean(focal, axis=axis)
 
 
 @LOSSES.register("binary_focal_crossentropy")
@@ -464,26 +486,22 @@ class BinaryFocalCrossentropy(_LastAxisLoss):
                 **super().get_config()}
 
 
-def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha=0.25,
-                              gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1):
-    """Per-sample binary focal crossentropy (mean over ``axis``); see
-    :class:`BinaryFocalCrossentropy` for the arguments."""
-    owner = "binary_focal_crossentropy"
-    apply_class_balancing = check_bool(owner, "apply_class_balancing", apply_class_balancing)
+def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False,
+                                   label_smoothing=0.0, axis=-1):
+    """Per-sample categorical focal crossentropy (sum over ``axis``); see
+    :class:`CategoricalFocalCrossentropy` for the arguments."""
+    owner = "categorical_focal_crossentropy"
     alpha, gamma, from_logits, smoothing, axis = _focal_arguments(
         owner, alpha, gamma, from_logits, label_smoothing, axis)
     y_true, y_pred = _function_inputs(y_true, y_pred, owner)
     if smoothing:
-        y_true = y_true * (1.0 - smoothing) + 0.5 * smoothing
+        y_true = y_true * (1.0 - smoothing) + smoothing / y_true.shape[axis]
     if from_logits:
-        y_pred = ops.sigmoid(y_pred)
-    p = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
-    bce = -(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
-    p_t = y_true * y_pred + (1.0 - y_true) * (1.0 - y_pred)
-    focal = ops.power(1.0 - p_t, gamma) * bce
-    if apply_class_balancing:
-        focal = (y_true * alpha + (1.0 - y_true) * (1.0 - alpha)) * focal
-    return ops.mean(focal, axis=axis)
+        y_pred = ops.exp(_log_softmax(y_pred, axis))
+    output = ops.clip(y_pred / ops.sum(y_pred, axis=axis, keepdims=True), EPSILON,
+                      1.0 - EPSILON)
+    focal = alpha * ops.power(1.0 - output, gamma) * (-y_true * ops.log(output))
+    return ops.sum(focal, axis=axis)
 
 
 @LOSSES.register("categorical_focal_crossentropy")
@@ -540,22 +558,19 @@ class CategoricalFocalCrossentropy(_LastAxisLoss):
                 **super().get_config()}
 
 
-def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False,
-                                   label_smoothing=0.0, axis=-1):
-    """Per-sample categorical focal crossentropy (sum over ``axis``); see
-    :class:`CategoricalFocalCrossentropy` for the arguments."""
-    owner = "categorical_focal_crossentropy"
-    alpha, gamma, from_logits, smoothing, axis = _focal_arguments(
-        owner, alpha, gamma, from_logits, label_smoothing, axis)
-    y_true, y_pred = _function_inputs(y_true, y_pred, owner)
-    if smoothing:
-        y_true = y_true * (1.0 - smoothing) + smoothing / y_true.shape[axis]
-    if from_logits:
-        y_pred = ops.exp(_log_softmax(y_pred, axis))
-    output = ops.clip(y_pred / ops.sum(y_pred, axis=axis, keepdims=True), EPSILON,
-                      1.0 - EPSILON)
-    focal = alpha * ops.power(1.0 - output, gamma) * (-y_true * ops.log(output))
-    return ops.sum(focal, axis=axis)
+def kl_divergence(y_true, y_pred):
+    """Per-sample Kullback-Leibler divergence; see :class:`KLDivergence`.
+
+    Args:
+        y_true: target distributions, shaped like y_pred (clipped to [1e-7, 1]).
+        y_pred: predicted distributions, rank >= 1 (clipped to [1e-7, 1]).
+    Returns:
+        ``sum(t * log(t / p), axis=-1)``, a Tensor of shape ``y_pred.shape[:-1]``.
+    """
+    y_true, y_pred = _function_inputs(y_true, y_pred, "kl_divergence")
+    t = ops.clip(y_true, EPSILON, 1.0)
+    p = ops.clip(y_pred, EPSILON, 1.0)
+    return ops.sum(t * ops.log(t / p), axis=-1)
 
 
 @LOSSES.register("kl_divergence", "kld", "kullback_leibler_divergence")
@@ -573,34 +588,24 @@ class KLDivergence(_ElementwiseLoss):
         0.458...
     """
 
-    _kernel_call = True
     _KIND = "kl_divergence"
+    _FUNCTION = staticmethod(kl_divergence)
     _TAKES_EPSILON = True
 
     def __init__(self, reduction="sum_over_batch_size", name="kl_divergence"):
         super().__init__(name=name, reduction=reduction)
 
-    def call(self, y_true, y_pred):
-        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
-        return kl_divergence(y_true, y_pred)
-
-
-def kl_divergence(y_true, y_pred):
-    """Per-sample Kullback-Leibler divergence; see :class:`KLDivergence`.
-
-    Args:
-        y_true: target distributions, shaped like y_pred (clipped to [1e-7, 1]).
-        y_pred: predicted distributions, rank >= 1 (clipped to [1e-7, 1]).
-    Returns:
-        ``sum(t * log(t / p), axis=-1)``, a Tensor of shape ``y_pred.shape[:-1]``.
-    """
-    y_true, y_pred = _function_inputs(y_true, y_pred, "kl_divergence")
-    t = ops.clip(y_true, EPSILON, 1.0)
-    p = ops.clip(y_pred, EPSILON, 1.0)
-    return ops.sum(t * ops.log(t / p), axis=-1)
-
 
 kld = KLD = kl_divergence
+
+
+def poisson(y_true, y_pred):
+    """Per-sample Poisson loss ``mean(p - t * log(p + 1e-7), axis=-1)``; see :class:`Poisson`.
+
+    Args and returns as :func:`mean_squared_error`.
+    """
+    y_true, y_pred = _function_inputs(y_true, y_pred, "poisson")
+    return ops.mean(y_pred - y_true * ops.log(y_pred + EPSILON), axis=-1)
 
 
 @LOSSES.register("poisson")
@@ -618,22 +623,9 @@ class Poisson(_ElementwiseLoss):
         0.5
     """
 
-    _kernel_call = True
     _KIND = "poisson"
+    _FUNCTION = staticmethod(poisson)
     _TAKES_EPSILON = True
 
     def __init__(self, reduction="sum_over_batch_size", name="poisson"):
         super().__init__(name=name, reduction=reduction)
-
-    def call(self, y_true, y_pred):
-        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
-        return poisson(y_true, y_pred)
-
-
-def poisson(y_true, y_pred):
-    """Per-sample Poisson loss ``mean(p - t * log(p + 1e-7), axis=-1)``; see :class:`Poisson`.
-
-    Args and returns as :func:`mean_squared_error`.
-    """
-    y_true, y_pred = _function_inputs(y_true, y_pred, "poisson")
-    return ops.mean(y_pred - y_true * ops.log(y_pred + EPSILON), axis=-1)

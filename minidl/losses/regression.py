@@ -9,30 +9,6 @@ from minidl.losses.base import (EPSILON, LOSSES, Loss, _check_axis, _check_float
                                 _ElementwiseLoss, _function_inputs, _LastAxisLoss)
 
 
-@LOSSES.register("mean_squared_error", "mse")
-class MeanSquaredError(Loss):
-    """Mean of squares of errors: ``loss = mean((y_true - y_pred) ** 2, axis=-1)``.
-
-    Args:
-        reduction: see :class:`Loss`. name: defaults to 'mean_squared_error'.
-    """
-
-    _kernel_call = True
-
-    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error"):
-        super().__init__(name=name, reduction=reduction)
-
-    def call(self, y_true, y_pred):
-        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
-        return mean_squared_error(y_true, y_pred)
-
-    def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
-        return _kernels.mean_squared_error(y, y_pred, weights, scale, grad, row_loss), -1
-
-    def _kernel_spec(self, fused):
-        return "mean_squared_error", 0.0, 0.0, None
-
-
 def mean_squared_error(y_true, y_pred):
     """Per-sample mean of squared errors: ``mean(square(y_true - y_pred), axis=-1)``.
 
@@ -46,28 +22,19 @@ def mean_squared_error(y_true, y_pred):
     return ops.mean(ops.square(y_pred - y_true), axis=-1)
 
 
-@LOSSES.register("mean_absolute_error", "mae")
-class MeanAbsoluteError(Loss):
-    """Mean of absolute errors: ``loss = mean(abs(y_true - y_pred), axis=-1)``.
+@LOSSES.register("mean_squared_error", "mse")
+class MeanSquaredError(_ElementwiseLoss):
+    """Mean of squares of errors: ``loss = mean((y_true - y_pred) ** 2, axis=-1)``.
 
     Args:
-        reduction: see :class:`Loss`. name: defaults to 'mean_absolute_error'.
+        reduction: see :class:`Loss`. name: defaults to 'mean_squared_error'.
     """
 
-    _kernel_call = True
+    _KIND = "mean_squared_error"
+    _FUNCTION = staticmethod(mean_squared_error)
 
-    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error"):
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error"):
         super().__init__(name=name, reduction=reduction)
-
-    def call(self, y_true, y_pred):
-        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
-        return mean_absolute_error(y_true, y_pred)
-
-    def _kernel(self, y, y_pred, weights, scale, grad, row_loss):
-        return _kernels.mean_absolute_error(y, y_pred, weights, scale, grad, row_loss), -1
-
-    def _kernel_spec(self, fused):
-        return "mean_absolute_error", 0.0, 0.0, None
 
 
 def mean_absolute_error(y_true, y_pred):
@@ -77,6 +44,36 @@ def mean_absolute_error(y_true, y_pred):
     """
     y_true, y_pred = _function_inputs(y_true, y_pred, "mean_absolute_error")
     return ops.mean(ops.abs(y_pred - y_true), axis=-1)
+
+
+@LOSSES.register("mean_absolute_error", "mae")
+class MeanAbsoluteError(_ElementwiseLoss):
+    """Mean of absolute errors: ``loss = mean(abs(y_true - y_pred), axis=-1)``.
+
+    Args:
+        reduction: see :class:`Loss`. name: defaults to 'mean_absolute_error'.
+    """
+
+    _KIND = "mean_absolute_error"
+    _FUNCTION = staticmethod(mean_absolute_error)
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error"):
+        super().__init__(name=name, reduction=reduction)
+
+
+def huber(y_true, y_pred, delta=1.0):
+    """Per-sample Huber loss; see :class:`Huber`.
+
+    Args:
+        y_true, y_pred: as for :func:`mean_squared_error`.
+        delta: where the loss turns from quadratic to linear, >= 0.
+    """
+    delta = _check_float("huber", "delta", delta, 0.0)
+    y_true, y_pred = _function_inputs(y_true, y_pred, "huber")
+    error = y_pred - y_true
+    abs_error = ops.abs(error)
+    return ops.mean(ops.where(abs_error <= delta, 0.5 * ops.square(error),
+                              delta * abs_error - 0.5 * delta * delta), axis=-1)
 
 
 @LOSSES.register("huber", "huber_loss")
@@ -109,19 +106,15 @@ class Huber(Loss):
         return {"delta": self.delta, **super().get_config()}
 
 
-def huber(y_true, y_pred, delta=1.0):
-    """Per-sample Huber loss; see :class:`Huber`.
+def mean_squared_logarithmic_error(y_true, y_pred):
+    """Per-sample mean squared logarithmic error; see :class:`MeanSquaredLogarithmicError`.
 
-    Args:
-        y_true, y_pred: as for :func:`mean_squared_error`.
-        delta: where the loss turns from quadratic to linear, >= 0.
+    Args and returns as :func:`mean_squared_error`.
     """
-    delta = _check_float("huber", "delta", delta, 0.0)
-    y_true, y_pred = _function_inputs(y_true, y_pred, "huber")
-    error = y_pred - y_true
-    abs_error = ops.abs(error)
-    return ops.mean(ops.where(abs_error <= delta, 0.5 * ops.square(error),
-                              delta * abs_error - 0.5 * delta * delta), axis=-1)
+    y_true, y_pred = _function_inputs(y_true, y_pred, "mean_squared_logarithmic_error")
+    first = ops.log1p(ops.maximum(y_pred, EPSILON))
+    second = ops.log1p(ops.maximum(y_true, EPSILON))
+    return ops.mean(ops.square(first - second), axis=-1)
 
 
 @LOSSES.register("mean_squared_logarithmic_error", "msle")
@@ -139,27 +132,22 @@ class MeanSquaredLogarithmicError(_ElementwiseLoss):
         0.120...
     """
 
-    _kernel_call = True
     _KIND = "mean_squared_logarithmic_error"
+    _FUNCTION = staticmethod(mean_squared_logarithmic_error)
     _TAKES_EPSILON = True
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_logarithmic_error"):
         super().__init__(name=name, reduction=reduction)
 
-    def call(self, y_true, y_pred):
-        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
-        return mean_squared_logarithmic_error(y_true, y_pred)
 
-
-def mean_squared_logarithmic_error(y_true, y_pred):
-    """Per-sample mean squared logarithmic error; see :class:`MeanSquaredLogarithmicError`.
+def mean_absolute_percentage_error(y_true, y_pred):
+    """Per-sample mean absolute percentage error; see :class:`MeanAbsolutePercentageError`.
 
     Args and returns as :func:`mean_squared_error`.
     """
-    y_true, y_pred = _function_inputs(y_true, y_pred, "mean_squared_logarithmic_error")
-    first = ops.log1p(ops.maximum(y_pred, EPSILON))
-    second = ops.log1p(ops.maximum(y_true, EPSILON))
-    return ops.mean(ops.square(first - second), axis=-1)
+    y_true, y_pred = _function_inputs(y_true, y_pred, "mean_absolute_percentage_error")
+    diff = ops.abs((y_true - y_pred) / ops.maximum(ops.abs(y_true), EPSILON))
+    return 100.0 * ops.mean(diff, axis=-1)
 
 
 @LOSSES.register("mean_absolute_percentage_error", "mape")
@@ -175,26 +163,23 @@ class MeanAbsolutePercentageError(_ElementwiseLoss):
         50.0
     """
 
-    _kernel_call = True
     _KIND = "mean_absolute_percentage_error"
+    _FUNCTION = staticmethod(mean_absolute_percentage_error)
     _TAKES_EPSILON = True
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_percentage_error"):
         super().__init__(name=name, reduction=reduction)
 
-    def call(self, y_true, y_pred):
-        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
-        return mean_absolute_percentage_error(y_true, y_pred)
 
-
-def mean_absolute_percentage_error(y_true, y_pred):
-    """Per-sample mean absolute percentage error; see :class:`MeanAbsolutePercentageError`.
+def log_cosh(y_true, y_pred):
+    """Per-sample ``mean(log(cosh(y_pred - y_true)), axis=-1)``; see :class:`LogCosh`.
 
     Args and returns as :func:`mean_squared_error`.
     """
-    y_true, y_pred = _function_inputs(y_true, y_pred, "mean_absolute_percentage_error")
-    diff = ops.abs((y_true - y_pred) / ops.maximum(ops.abs(y_true), EPSILON))
-    return 100.0 * ops.mean(diff, axis=-1)
+    y_true, y_pred = _function_inputs(y_true, y_pred, "log_cosh")
+    error = y_pred - y_true
+    # x + softplus(-2x) - log 2 equals log(cosh(x)) without overflowing for large |x|.
+    return ops.mean(error + ops.softplus(-2.0 * error) - math.log(2.0), axis=-1)
 
 
 @LOSSES.register("log_cosh", "logcosh")
@@ -213,26 +198,26 @@ class LogCosh(_ElementwiseLoss):
         0.108...
     """
 
-    _kernel_call = True
     _KIND = "log_cosh"
+    _FUNCTION = staticmethod(log_cosh)
 
     def __init__(self, reduction="sum_over_batch_size", name="log_cosh"):
         super().__init__(name=name, reduction=reduction)
 
-    def call(self, y_true, y_pred):
-        """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
-        return log_cosh(y_true, y_pred)
 
+def cosine_similarity(y_true, y_pred, axis=-1):
+    """Per-sample negative cosine similarity; see :class:`CosineSimilarity`.
 
-def log_cosh(y_true, y_pred):
-    """Per-sample ``mean(log(cosh(y_pred - y_true)), axis=-1)``; see :class:`LogCosh`.
-
-    Args and returns as :func:`mean_squared_error`.
+    Args:
+        y_true, y_pred: as for :func:`mean_squared_error`.
+        axis: the feature axis. Defaults to the last.
+    Returns:
+        ``-sum(normalize(y_true) * normalize(y_pred), axis=axis)``.
     """
-    y_true, y_pred = _function_inputs(y_true, y_pred, "log_cosh")
-    error = y_pred - y_true
-    # x + softplus(-2x) - log 2 equals log(cosh(x)) without overflowing for large |x|.
-    return ops.mean(error + ops.softplus(-2.0 * error) - math.log(2.0), axis=-1)
+    axis = _check_axis("cosine_similarity", axis)
+    y_true, y_pred = _function_inputs(y_true, y_pred, "cosine_similarity")
+    return -ops.sum(ops.normalize(y_true, axis=axis) * ops.normalize(y_pred, axis=axis),
+                    axis=axis)
 
 
 @LOSSES.register("cosine_similarity")
@@ -270,21 +255,6 @@ class CosineSimilarity(_LastAxisLoss):
 
     def get_config(self):
         return {"axis": self.axis, **super().get_config()}
-
-
-def cosine_similarity(y_true, y_pred, axis=-1):
-    """Per-sample negative cosine similarity; see :class:`CosineSimilarity`.
-
-    Args:
-        y_true, y_pred: as for :func:`mean_squared_error`.
-        axis: the feature axis. Defaults to the last.
-    Returns:
-        ``-sum(normalize(y_true) * normalize(y_pred), axis=axis)``.
-    """
-    axis = _check_axis("cosine_similarity", axis)
-    y_true, y_pred = _function_inputs(y_true, y_pred, "cosine_similarity")
-    return -ops.sum(ops.normalize(y_true, axis=axis) * ops.normalize(y_pred, axis=axis),
-                    axis=axis)
 
 
 mse = MSE = mean_squared_error
