@@ -29,6 +29,28 @@ def _log_softmax(x, axis):
     return shifted - ops.log(ops.sum(ops.exp(shifted), axis=axis, keepdims=True))
 
 
+class _DenseCrossentropy(_LastAxisLoss):
+    """The arguments shared by :class:`BinaryCrossentropy` and
+    :class:`CategoricalCrossentropy`, and the activation (``_ACTIVATION``: 'sigmoid' or
+    'softmax') whose backward they absorb when ``from_logits`` is False."""
+
+    _ACTIVATION = None
+
+    def __init__(self, owner, from_logits, label_smoothing, axis, reduction, name):
+        super().__init__(name=name, reduction=reduction)
+        self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
+        self.label_smoothing = _check_float(owner, "label_smoothing", label_smoothing, 0.0, 1.0)
+        self.axis = _check_axis(owner, axis)
+
+    @property
+    def fused_with(self):
+        return None if self.from_logits or not self._kernel_call else self._ACTIVATION
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
+                "axis": self.axis, **super().get_config()}
+
+
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     """Per-sample binary crossentropy (mean over ``axis``); see :class:`BinaryCrossentropy`.
 
@@ -54,7 +76,7 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
 
 
 @LOSSES.register("binary_crossentropy", "bce")
-class BinaryCrossentropy(_LastAxisLoss):
+class BinaryCrossentropy(_DenseCrossentropy):
     """Binary crossentropy, averaged over the last axis.
 
     Args:
@@ -68,18 +90,12 @@ class BinaryCrossentropy(_LastAxisLoss):
     """
 
     _kernel_call = True
+    _ACTIVATION = "sigmoid"
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="binary_crossentropy"):
-        super().__init__(name=name, reduction=reduction)
-        self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
-        self.label_smoothing = _check_float("BinaryCrossentropy", "label_smoothing",
-                                            label_smoothing, 0.0, 1.0)
-        self.axis = _check_axis("BinaryCrossentropy", axis)
-
-    @property
-    def fused_with(self):
-        return None if self.from_logits or not self._kernel_call else "sigmoid"
+        super().__init__("BinaryCrossentropy", from_logits, label_smoothing, axis, reduction,
+                         name)
 
     def call(self, y_true, y_pred):
         """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
@@ -116,10 +132,6 @@ class BinaryCrossentropy(_LastAxisLoss):
         return _kernels.sigmoid_binary_crossentropy(y, p, weights, scale, grad, row_loss,
                                                     self.label_smoothing, EPSILON), -1
 
-    def get_config(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
-                "axis": self.axis, **super().get_config()}
-
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     """Per-sample categorical crossentropy (sum over ``axis``); see
@@ -146,7 +158,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
 
 
 @LOSSES.register("categorical_crossentropy")
-class CategoricalCrossentropy(_LastAxisLoss):
+class CategoricalCrossentropy(_DenseCrossentropy):
     """Crossentropy between one-hot (or soft) targets and predictions over the last axis.
 
     Args:
@@ -160,18 +172,12 @@ class CategoricalCrossentropy(_LastAxisLoss):
     """
 
     _kernel_call = True
+    _ACTIVATION = "softmax"
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="categorical_crossentropy"):
-        super().__init__(name=name, reduction=reduction)
-        self.from_logits = check_bool(type(self).__name__, "from_logits", from_logits)
-        self.label_smoothing = _check_float("CategoricalCrossentropy", "label_smoothing",
-                                            label_smoothing, 0.0, 1.0)
-        self.axis = _check_axis("CategoricalCrossentropy", axis)
-
-    @property
-    def fused_with(self):
-        return None if self.from_logits or not self._kernel_call else "softmax"
+        super().__init__("CategoricalCrossentropy", from_logits, label_smoothing, axis, reduction,
+                         name)
 
     def call(self, y_true, y_pred):
         """Per-sample losses on ops (what ``__call__`` computes with the kernel)."""
@@ -209,10 +215,6 @@ class CategoricalCrossentropy(_LastAxisLoss):
     def _softmax_kernel(self, y, p, weights, scale, grad, row_loss):
         return _kernels.softmax_categorical_crossentropy(
             y, p, weights, scale, grad, row_loss, self.label_smoothing, EPSILON), -1
-
-    def get_config(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
-                "axis": self.axis, **super().get_config()}
 
 
 def _batch_labels(labels, y_true, y_pred, owner):
