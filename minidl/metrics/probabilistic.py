@@ -34,7 +34,7 @@ class BinaryCrossentropy(_BuiltinLossMean):
                  label_smoothing=0):
         super().__init__(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
         self.from_logits = self._loss.from_logits
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = label_smoothing   # the config keeps it as given, as Keras'
 
 
 @METRICS.register("categorical_crossentropy")
@@ -63,7 +63,7 @@ class CategoricalCrossentropy(_BuiltinLossMean):
         super().__init__(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing,
                          axis=axis)
         self.from_logits = self._loss.from_logits
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = label_smoothing   # the config keeps it as given, as Keras'
         self.axis = self._loss.axis
 
 
