@@ -147,14 +147,22 @@ class SparseCategoricalAccuracy(_KernelMetric):
         super().__init__(name)
 
 
-def _check_k(k):
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"`k` must be an int >= 1. Received: k={k!r}")
-    return int(k)
+class _TopKMetric(_KernelMetric):
+    """A top-k accuracy: the kernel's parameter is ``k``, an int >= 1."""
+
+    def __init__(self, k, name):
+        super().__init__(name)
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"`k` must be an int >= 1. Received: k={k!r}")
+        self.k = int(k)
+        self._param = float(self.k)
+
+    def get_config(self):
+        return {"k": self.k, "name": self.name}
 
 
 @METRICS.register("top_k_categorical_accuracy")
-class TopKCategoricalAccuracy(_KernelMetric):
+class TopKCategoricalAccuracy(_TopKMetric):
     """How often the one-hot target is among the ``k`` highest predictions.
 
     A target whose score ties with the k-th highest counts as a hit (Keras' ``in_top_k``).
@@ -176,16 +184,11 @@ class TopKCategoricalAccuracy(_KernelMetric):
     _KIND = "top_k_categorical_accuracy"
 
     def __init__(self, k=5, name="top_k_categorical_accuracy"):
-        super().__init__(name)
-        self.k = _check_k(k)
-        self._param = float(self.k)
-
-    def get_config(self):
-        return {"k": self.k, "name": self.name}
+        super().__init__(k, name)
 
 
 @METRICS.register("sparse_top_k_categorical_accuracy")
-class SparseTopKCategoricalAccuracy(_KernelMetric):
+class SparseTopKCategoricalAccuracy(_TopKMetric):
     """How often the integer target is among the ``k`` highest predictions.
 
     A target whose score ties with the k-th highest counts as a hit (Keras' ``in_top_k``).
@@ -207,9 +210,4 @@ class SparseTopKCategoricalAccuracy(_KernelMetric):
     _KIND = "sparse_top_k_categorical_accuracy"
 
     def __init__(self, k=5, name="sparse_top_k_categorical_accuracy"):
-        super().__init__(name)
-        self.k = _check_k(k)
-        self._param = float(self.k)
-
-    def get_config(self):
-        return {"k": self.k, "name": self.name}
+        super().__init__(k, name)

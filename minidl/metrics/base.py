@@ -1,26 +1,8 @@
 """The metric base classes: :class:`Metric`, :class:`Mean` and :class:`MeanMetricWrapper`.
 
-Metrics with the names, arguments and results of Keras 3.
-
-A metric accumulates over batches: ``update_state(...)`` adds a batch, ``result()`` returns the
-running value, ``reset_state()`` starts over (``fit`` resets at each epoch). The built-in
-metrics are (weighted) means of per-sample values, kept as two float64 totals, and return
-Python floats. ``update_state`` of the accuracy and error metrics is one call into the
-compiled kernel ``minidl._core._metrics.update``: no numpy temporaries, and the same bits for
-any thread count.
-
-Custom metrics follow Keras 3: a :class:`Metric` subclass keeps its state in variables made
-by ``add_variable`` (or ``add_weight``), updates them with ``assign`` / ``assign_add`` in
-``update_state`` (``minidl.ops`` work on the Tensors it receives) and computes ``result()``
-(a Tensor or a number; training logs and history hold it as a Python float). A plain
-function ``fn(y_true, y_pred)`` of per-sample values becomes a :class:`MeanMetricWrapper`
-named ``fn.__name__`` in ``compile(metrics=[fn])``.
-
-Example:
-    >>> m = SparseCategoricalAccuracy()
-    >>> m.update_state([2, 1], np.array([[0.1, 0.6, 0.3], [0.05, 0.95, 0.0]]))
-    >>> m.result()
-    0.5
+Also :class:`Sum` and :class:`LossMean` (the mean of a built-in loss's per-sample values on
+its compiled kernel), and the argument and value checks the metric modules share. The
+package docstring (:mod:`minidl.metrics`) describes how metrics are used and written.
 """
 import math
 import numbers
@@ -541,3 +523,19 @@ class LossMean(Mean):
             count = float(full.sum()) / positions
         total, _ = loss._kernel(targets, rows, weights, 1.0, None, None)
         self._totals.add(self._sign * total / positions, count)
+
+
+class _BuiltinLossMean(LossMean):
+    """A :class:`LossMean` of one built-in loss class: the loss is made from the metric's
+    name and loss arguments, and the config is the name, the dtype and the attributes named
+    in ``_CONFIG`` (a subclass sets those attributes after ``__init__``)."""
+
+    _LOSS = None     # the loss class whose kernel computes the per-sample values
+    _CONFIG = ()     # the further constructor arguments get_config returns, in order
+
+    def __init__(self, name, dtype=None, **loss_args):
+        super().__init__(self._LOSS(name=name, **loss_args), name, dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": _dtype_name(self),
+                **{key: getattr(self, key) for key in self._CONFIG}}

@@ -517,7 +517,8 @@ class AUC(_ConfusionMetric):
 class _RateAtRate(_ConfusionMetric):
     """The best value of one rate over the thresholds where another is at least a value."""
 
-    _VALUE = None   # the constructor argument holding the constraint's value
+    _VALUE = None    # the constrained rate, also the constructor argument holding its value
+    _RESULT = None   # the rate result() maximises
 
     def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
@@ -534,15 +535,18 @@ class _RateAtRate(_ConfusionMetric):
             self.thresholds = [0.0] + [(i + 1) / step for i in range(step - 1)] + [1.0]
         self._start_counts(self.thresholds, self.num_thresholds > 1, class_id=self.class_id)
 
-    def _rates(self):
-        """(sensitivity = recall, specificity, precision), float64 arrays per threshold."""
+    def result(self):
+        """The best ``_RESULT`` rate over the thresholds whose ``_VALUE`` rate is at least
+        the value; 0.0 when none is."""
         tp, fp, tn, fn = (a[0] for a in self._confusion())
-        return (_divide_no_nan(tp, tp + fn), _divide_no_nan(tn, tn + fp),
-                _divide_no_nan(tp, tp + fp))
-
-    def _best(self, constrained, dependent):
-        feasible = constrained >= self.value
-        return float(np.max(dependent[feasible], initial=0.0)) if feasible.any() else 0.0
+        recall = _divide_no_nan(tp, tp + fn)
+        rates = {"sensitivity": recall, "recall": recall,
+                 "specificity": _divide_no_nan(tn, tn + fp),
+                 "precision": _divide_no_nan(tp, tp + fp)}
+        feasible = rates[self._VALUE] >= self.value
+        if not feasible.any():
+            return 0.0
+        return float(np.max(rates[self._RESULT][feasible], initial=0.0))
 
     def get_config(self):
         return {"num_thresholds": self.num_thresholds, self._VALUE: self.value,
@@ -576,13 +580,10 @@ class SensitivityAtSpecificity(_RateAtRate):
         0.5
     """
     _VALUE = "specificity"
+    _RESULT = "sensitivity"
 
     def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(specificity, num_thresholds, class_id, name, dtype)
-
-    def result(self):
-        sensitivity, specificity, _ = self._rates()
-        return self._best(specificity, sensitivity)
 
 
 @METRICS.register("specificity_at_sensitivity")
@@ -599,13 +600,10 @@ class SpecificityAtSensitivity(_RateAtRate):
         0.6666666666666666
     """
     _VALUE = "sensitivity"
+    _RESULT = "specificity"
 
     def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
-
-    def result(self):
-        sensitivity, specificity, _ = self._rates()
-        return self._best(sensitivity, specificity)
 
 
 @METRICS.register("precision_at_recall")
@@ -622,13 +620,10 @@ class PrecisionAtRecall(_RateAtRate):
         0.5
     """
     _VALUE = "recall"
+    _RESULT = "precision"
 
     def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(recall, num_thresholds, class_id, name, dtype)
-
-    def result(self):
-        recall, _, precision = self._rates()
-        return self._best(recall, precision)
 
 
 @METRICS.register("recall_at_precision")
@@ -645,13 +640,10 @@ class RecallAtPrecision(_RateAtRate):
         0.5
     """
     _VALUE = "precision"
+    _RESULT = "recall"
 
     def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(precision, num_thresholds, class_id, name, dtype)
-
-    def result(self):
-        recall, _, precision = self._rates()
-        return self._best(precision, recall)
 
 
 # ---- F-scores ----

@@ -5,21 +5,11 @@ Each is a :class:`~minidl.metrics.base.LossMean`: one call of the loss's compile
 batch.
 """
 from minidl import losses as _losses
-from minidl.metrics.base import METRICS, LossMean, _dtype_name
-
-
-class _HingeMean(LossMean):
-    _LOSS = None   # the loss class whose kernel computes the per-sample values
-
-    def __init__(self, name, dtype=None):
-        super().__init__(self._LOSS(name=name), name, dtype)
-
-    def get_config(self):
-        return {"name": self.name, "dtype": _dtype_name(self)}
+from minidl.metrics.base import METRICS, _BuiltinLossMean
 
 
 @METRICS.register("hinge")
-class Hinge(_HingeMean):
+class Hinge(_BuiltinLossMean):
     """The mean hinge loss ``mean(max(1 - t * p, 0), axis=-1)``.
 
     Args:
@@ -40,7 +30,7 @@ class Hinge(_HingeMean):
 
 
 @METRICS.register("squared_hinge")
-class SquaredHinge(_HingeMean):
+class SquaredHinge(_BuiltinLossMean):
     """The mean squared hinge loss ``mean(max(1 - t * p, 0) ** 2, axis=-1)``.
 
     Args:
@@ -61,7 +51,7 @@ class SquaredHinge(_HingeMean):
 
 
 @METRICS.register("categorical_hinge")
-class CategoricalHinge(_HingeMean):
+class CategoricalHinge(_BuiltinLossMean):
     """The mean categorical hinge loss ``max(neg - pos + 1, 0)`` with ``pos = sum(t * p)``
     and ``neg = max((1 - t) * p)`` over the last axis.
 

@@ -7,11 +7,11 @@ running mean (no ops, no temporaries beyond the inputs' conversion).
 import numpy as np
 
 from minidl import losses as _losses
-from minidl.metrics.base import METRICS, LossMean, _dtype_name
+from minidl.metrics.base import METRICS, _BuiltinLossMean
 
 
 @METRICS.register("binary_crossentropy", "bce")
-class BinaryCrossentropy(LossMean):
+class BinaryCrossentropy(_BuiltinLossMean):
     """The mean binary crossentropy between labels and predictions.
 
     Args:
@@ -27,21 +27,18 @@ class BinaryCrossentropy(LossMean):
         0.81492
     """
 
+    _LOSS = _losses.BinaryCrossentropy
+    _CONFIG = ("from_logits", "label_smoothing")
+
     def __init__(self, name="binary_crossentropy", dtype=None, from_logits=False,
                  label_smoothing=0):
-        loss = _losses.BinaryCrossentropy(from_logits=from_logits,
-                                          label_smoothing=label_smoothing, name=name)
-        super().__init__(loss, name, dtype)
-        self.from_logits = loss.from_logits
-        self.label_smoothing = label_smoothing
-
-    def get_config(self):
-        return {"name": self.name, "dtype": _dtype_name(self), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
+        super().__init__(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing)
+        self.from_logits = self._loss.from_logits
+        self.label_smoothing = label_smoothing   # the config keeps it as given, as Keras'
 
 
 @METRICS.register("categorical_crossentropy")
-class CategoricalCrossentropy(LossMean):
+class CategoricalCrossentropy(_BuiltinLossMean):
     """The mean categorical crossentropy between one-hot labels and predictions.
 
     Args:
@@ -58,23 +55,20 @@ class CategoricalCrossentropy(LossMean):
         1.17694
     """
 
+    _LOSS = _losses.CategoricalCrossentropy
+    _CONFIG = ("from_logits", "label_smoothing", "axis")
+
     def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False,
                  label_smoothing=0, axis=-1):
-        loss = _losses.CategoricalCrossentropy(from_logits=from_logits,
-                                               label_smoothing=label_smoothing, axis=axis,
-                                               name=name)
-        super().__init__(loss, name, dtype)
-        self.from_logits = loss.from_logits
-        self.label_smoothing = label_smoothing
-        self.axis = loss.axis
-
-    def get_config(self):
-        return {"name": self.name, "dtype": _dtype_name(self), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing, "axis": self.axis}
+        super().__init__(name, dtype, from_logits=from_logits, label_smoothing=label_smoothing,
+                         axis=axis)
+        self.from_logits = self._loss.from_logits
+        self.label_smoothing = label_smoothing   # the config keeps it as given, as Keras'
+        self.axis = self._loss.axis
 
 
 @METRICS.register("sparse_categorical_crossentropy")
-class SparseCategoricalCrossentropy(LossMean):
+class SparseCategoricalCrossentropy(_BuiltinLossMean):
     """The mean crossentropy between integer labels and predictions.
 
     Args:
@@ -90,11 +84,13 @@ class SparseCategoricalCrossentropy(LossMean):
         1.17694
     """
 
+    _LOSS = _losses.SparseCategoricalCrossentropy
+    _CONFIG = ("from_logits", "axis")
+
     def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False,
                  axis=-1):
-        loss = _losses.SparseCategoricalCrossentropy(from_logits=from_logits, name=name)
-        super().__init__(loss, name, dtype)
-        self.from_logits = loss.from_logits
+        super().__init__(name, dtype, from_logits=from_logits)
+        self.from_logits = self._loss.from_logits
         self.axis = _losses._check_axis(name, axis)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -109,13 +105,9 @@ class SparseCategoricalCrossentropy(LossMean):
                              f"only; received axis={self.axis} for y_pred of rank {rank}.")
         super().update_state(y_true, y_pred, sample_weight)
 
-    def get_config(self):
-        return {"name": self.name, "dtype": _dtype_name(self), "from_logits": self.from_logits,
-                "axis": self.axis}
-
 
 @METRICS.register("kl_divergence", "kld", "kullback_leibler_divergence")
-class KLDivergence(LossMean):
+class KLDivergence(_BuiltinLossMean):
     """The mean Kullback-Leibler divergence ``sum(t * log(t / p), axis=-1)`` (both clipped to
     [1e-7, 1]).
 
@@ -130,15 +122,14 @@ class KLDivergence(LossMean):
         0.45814
     """
 
-    def __init__(self, name="kl_divergence", dtype=None):
-        super().__init__(_losses.KLDivergence(name=name), name, dtype)
+    _LOSS = _losses.KLDivergence
 
-    def get_config(self):
-        return {"name": self.name, "dtype": _dtype_name(self)}
+    def __init__(self, name="kl_divergence", dtype=None):
+        super().__init__(name, dtype)
 
 
 @METRICS.register("poisson")
-class Poisson(LossMean):
+class Poisson(_BuiltinLossMean):
     """The mean Poisson loss ``mean(p - t * log(p + 1e-7), axis=-1)``.
 
     Args:
@@ -152,8 +143,7 @@ class Poisson(LossMean):
         0.5
     """
 
-    def __init__(self, name="poisson", dtype=None):
-        super().__init__(_losses.Poisson(name=name), name, dtype)
+    _LOSS = _losses.Poisson
 
-    def get_config(self):
-        return {"name": self.name, "dtype": _dtype_name(self)}
+    def __init__(self, name="poisson", dtype=None):
+        super().__init__(name, dtype)

@@ -11,8 +11,8 @@ import numpy as np
 
 from minidl import losses as _losses
 from minidl.metrics.accuracy import _KernelMetric
-from minidl.metrics.base import (METRICS, LossMean, Metric, _dtype_name, _float_dtype,
-                                 _float_values)
+from minidl.metrics.base import (METRICS, Metric, _BuiltinLossMean, _dtype_name,
+                                 _float_dtype, _float_values)
 
 
 @METRICS.register("mean_squared_error", "mse")
@@ -97,7 +97,7 @@ class RootMeanSquaredError(MeanSquaredError):
 
 
 @METRICS.register("mean_absolute_percentage_error", "mape")
-class MeanAbsolutePercentageError(LossMean):
+class MeanAbsolutePercentageError(_BuiltinLossMean):
     """Mean of ``100 * abs((y_true - y_pred) / max(abs(y_true), 1e-7))``.
 
     Args:
@@ -111,15 +111,14 @@ class MeanAbsolutePercentageError(LossMean):
         50.0
     """
 
-    def __init__(self, name="mean_absolute_percentage_error", dtype=None):
-        super().__init__(_losses.MeanAbsolutePercentageError(name=name), name, dtype)
+    _LOSS = _losses.MeanAbsolutePercentageError
 
-    def get_config(self):
-        return {"name": self.name, "dtype": _dtype_name(self)}
+    def __init__(self, name="mean_absolute_percentage_error", dtype=None):
+        super().__init__(name, dtype)
 
 
 @METRICS.register("mean_squared_logarithmic_error", "msle")
-class MeanSquaredLogarithmicError(LossMean):
+class MeanSquaredLogarithmicError(_BuiltinLossMean):
     """Mean of ``(log1p(max(y_pred, 1e-7)) - log1p(max(y_true, 1e-7))) ** 2``.
 
     Args:
@@ -133,15 +132,14 @@ class MeanSquaredLogarithmicError(LossMean):
         0.120113
     """
 
-    def __init__(self, name="mean_squared_logarithmic_error", dtype=None):
-        super().__init__(_losses.MeanSquaredLogarithmicError(name=name), name, dtype)
+    _LOSS = _losses.MeanSquaredLogarithmicError
 
-    def get_config(self):
-        return {"name": self.name, "dtype": _dtype_name(self)}
+    def __init__(self, name="mean_squared_logarithmic_error", dtype=None):
+        super().__init__(name, dtype)
 
 
 @METRICS.register("cosine_similarity")
-class CosineSimilarity(LossMean):
+class CosineSimilarity(_BuiltinLossMean):
     """Mean cosine similarity ``sum(l2_normalize(y_true) * l2_normalize(y_pred), axis=-1)``
     (each vector divided by ``max(norm, 1e-7)``): 1 for the same direction, -1 for opposite
     ones. The loss of the same name is its negative.
@@ -158,19 +156,17 @@ class CosineSimilarity(LossMean):
         0.7
     """
 
+    _LOSS = _losses.CosineSimilarity
+    _CONFIG = ("axis",)
     _sign = -1.0
 
     def __init__(self, name="cosine_similarity", dtype=None, axis=-1):
-        loss = _losses.CosineSimilarity(axis=axis, name=name)
-        super().__init__(loss, name, dtype)
-        self.axis = loss.axis
-
-    def get_config(self):
-        return {"name": self.name, "dtype": _dtype_name(self), "axis": self.axis}
+        super().__init__(name, dtype, axis=axis)
+        self.axis = self._loss.axis
 
 
 @METRICS.register("log_cosh_error", "logcosh", "log_cosh")
-class LogCoshError(LossMean):
+class LogCoshError(_BuiltinLossMean):
     """Mean of ``log(cosh(y_pred - y_true))``.
 
     Args:
@@ -184,11 +180,10 @@ class LogCoshError(LossMean):
         0.108445
     """
 
-    def __init__(self, name="logcosh", dtype=None):
-        super().__init__(_losses.LogCosh(name=name), name, dtype)
+    _LOSS = _losses.LogCosh
 
-    def get_config(self):
-        return {"name": self.name, "dtype": _dtype_name(self)}
+    def __init__(self, name="logcosh", dtype=None):
+        super().__init__(name, dtype)
 
 
 _CLASS_AGGREGATIONS = (None, "uniform_average", "variance_weighted_average")
