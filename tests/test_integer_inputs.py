@@ -393,3 +393,21 @@ def test_batches_of_non_whole_floats_rejected():
     with pytest.raises(ValueError, match=r"Batch 1 of x: x feeds a model input of dtype "
                                          r"int64.*is not a whole number"):
         _encoder_model().fit(iter(batches), epochs=1, verbose=0)
+
+
+def test_call_on_a_tape_checks_integer_inputs():
+    from minidl.autodiff import GradientTape
+    x, _ = _data_set(8)
+    model = _encoder_model()
+    with GradientTape() as tape:
+        out = model(x.astype(np.float64))
+        loss = minidl.ops.mean(out)
+    kernel_grad, _ = tape.gradient(loss, model.trainable_variables)
+    probabilities = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(np.asarray(out), probabilities)
+    # d mean(sigmoid(z)) / dW = multi_hot^T (p (1 - p)) / n
+    want = _multi_hot(x).T @ (probabilities * (1 - probabilities)) / len(x)
+    np.testing.assert_allclose(np.asarray(kernel_grad), want, rtol=1e-5, atol=1e-7)
+    with GradientTape():
+        with pytest.raises(ValueError, match=r"x\[0, 0\] = 0.5 is not a whole number"):
+            model(np.where(np.arange(x.size).reshape(x.shape) == 0, 0.5, x))

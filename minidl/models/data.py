@@ -103,6 +103,17 @@ def _integer_source(arr, target, name):
     return arr
 
 
+def as_input_array(x, dtype, name="x"):
+    """``x`` as an array of the model input's ``dtype``, for a call outside the batch
+    gatherer (a model called on an array while a tape records); for an integer input,
+    checked as :func:`prepare_x` checks it, instead of truncating fractions."""
+    arr = np.asarray(x)
+    target = np.dtype(dtype)
+    if target.kind in "iu" and arr.dtype.kind in "iuf" and arr.size:
+        arr = _integer_source(arr, target, name)
+    return np.asarray(arr, dtype=target)
+
+
 def _integer_message(name, arr, first, value, reason, count, target):
     where = tuple(int(i) for i in np.unravel_index(first, arr.shape))
     return (f"{name} feeds a model input of dtype {target}, so it must hold whole numbers in "
