@@ -196,6 +196,20 @@ def test_sequential_with_integer_input():
     np.testing.assert_array_equal(model.predict_on_batch(x[:5]), predicted[:5])
 
 
+def test_sequential_without_input_reads_ids_as_floats():
+    # As Keras' Sequential.build: the input takes the first layer's dtype (float32), and
+    # CategoryEncoding reads whole floats as tokens.
+    x, y = _data_set()
+    set_random_seed(2)
+    model = Sequential([layers.CategoryEncoding(num_tokens=TOKENS), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert model.inputs[0].dtype == "float32"
+    kernel, bias = model.layers[-1].get_weights()
+    np.testing.assert_allclose(model.predict(x, verbose=0), _multi_hot(x) @ kernel + bias,
+                               rtol=1e-5, atol=1e-6)
+
+
 # ---- conversions of x ----
 
 @pytest.mark.parametrize("given", [np.int32, np.uint8, np.int16, np.uint16, np.bool_])
