@@ -3,8 +3,12 @@
 
 Layering: the training loop (minidl/models) validates shapes and dtypes once per call of
 fit/evaluate/predict; these kernels then run without the GIL on trusted arguments. A user's
-x may be uint8, int or float64 (as `x / 255.0` gives): batches are converted to the model's
-float type while they are gathered, so the data set is never copied whole.
+x may be uint8, int or float64 (as `x / 255.0` gives): batches are converted to the type of
+the model's input while they are gathered, so the data set is never copied whole. That type is
+a float type, or an integer type for an input of token ids (``Input(dtype="int64")``): a float
+source is then read as whole numbers, which the caller has checked beforehand with
+count_nonintegral (C leaves the conversion of a fraction-free value undefined only outside the
+integer type's range, and of NaN).
 
 That holds for a misaligned data set too (a view such as np.frombuffer(buf[1:], np.float32)
 whose address is not a multiple of its element size): the source is read element by element
@@ -15,6 +19,7 @@ import numpy as np
 
 cimport numpy as cnp
 from cython.parallel cimport prange
+from libc.math cimport trunc
 from libc.string cimport memcpy
 
 from minidl._core._arrays cimport aligned, aligned_output
@@ -32,6 +37,15 @@ ctypedef fused source_t:
     double
 
 ctypedef fused dest_t:
+    float
+    double
+    cnp.uint8_t
+    cnp.int8_t
+    cnp.int16_t
+    cnp.int32_t
+    cnp.int64_t
+
+ctypedef fused float_t:
     float
     double
 
@@ -52,7 +66,9 @@ def gather_rows(src, rows, out):
             int16, int32, int64, float32 or float64, aligned or not.
         rows: (b,) C-contiguous int32 or int64 indices into src, each in [0, n); checked,
             IndexError otherwise.
-        out: (b, d) C-contiguous, aligned float32 or float64 destination.
+        out: (b, d) C-contiguous, aligned destination of one of the source types. A float
+            source for an integer out must hold whole numbers in out's range (see
+            :func:`count_nonintegral`); it is not checked here.
     """
     rows = aligned(rows)
     _check(src, out, "gather_rows")
@@ -104,7 +120,8 @@ def copy_rows(src, Py_ssize_t start, out):
 
 
 cdef int _source_type(object a) noexcept:
-    """The numpy type number a source array is read as, or -1 for a type not handled."""
+    """The numpy type number a source (or destination) array is read as, or -1 for a type
+    not handled."""
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
     cdef Py_ssize_t size = cnp.PyArray_ITEMSIZE(<cnp.ndarray>a)
     if t == cnp.NPY_UBYTE or t == cnp.NPY_BYTE or t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE:
@@ -126,13 +143,10 @@ cdef int _check(object src, object out, str caller) except -1:
             raise ValueError(f"{caller}: {name} must be C-contiguous and in native byte "
                              f"order; received strides {(<object>a).strides}, dtype "
                              f"{(<object>a).dtype!r}.")
-    if _source_type(src) < 0:
-        raise TypeError(f"{caller}: src must be uint8, int8, int16, int32, int64, float32 or "
-                        f"float64; received {(<object>src).dtype}.")
-    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>out)
-    if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
-        raise TypeError(f"{caller}: out must be float32 or float64; received "
-                        f"{(<object>out).dtype}.")
+    for a, name in ((src, "src"), (out, "out")):
+        if _source_type(a) < 0:
+            raise TypeError(f"{caller}: {name} must be uint8, int8, int16, int32, int64, "
+                            f"float32 or float64; received {(<object>a).dtype}.")
     if cnp.PyArray_DIMS(<cnp.ndarray>out)[1] != cnp.PyArray_DIMS(<cnp.ndarray>src)[1]:
         raise ValueError(f"{caller}: out must have {(<object>src).shape[1]} columns like src; "
                          f"received {(<object>out).shape}.")
@@ -144,10 +158,21 @@ cdef int _check(object src, object out, str caller) except -1:
 
 cdef void _copy(object src, const index_t *rows, Py_ssize_t start, object out) noexcept:
     """out's rows from src: rows[i] (or start + i when rows is NULL), converted."""
-    if cnp.PyArray_TYPE(<cnp.ndarray>out) == cnp.NPY_FLOAT:
+    cdef int t = _source_type(out)
+    if t == cnp.NPY_FLOAT:
         _copy_to(src, rows, start, out, <float>0)
-    else:
+    elif t == cnp.NPY_DOUBLE:
         _copy_to(src, rows, start, out, <double>0)
+    elif t == cnp.NPY_UBYTE:
+        _copy_to(src, rows, start, out, <cnp.uint8_t>0)
+    elif t == cnp.NPY_BYTE:
+        _copy_to(src, rows, start, out, <cnp.int8_t>0)
+    elif t == cnp.NPY_INT16:
+        _copy_to(src, rows, start, out, <cnp.int16_t>0)
+    elif t == cnp.NPY_INT32:
+        _copy_to(src, rows, start, out, <cnp.int32_t>0)
+    else:
+        _copy_to(src, rows, start, out, <cnp.int64_t>0)
 
 
 cdef void _copy_to(object src, const index_t *rows, Py_ssize_t start, object out,
@@ -260,4 +285,76 @@ cdef Py_ssize_t _count_chunk(const char *data, bint is_f32, Py_ssize_t start,
             memcpy(&vd, data + i * sizeof(double), sizeof(double))
             dd = vd - vd
             c += dd != dd
+    return c
+
+
+def count_nonintegral(x, double low, double high):
+    """Number of values of a float array that are not whole numbers in ``[low, high]``.
+
+    What a float x must pass before it is gathered into an integer input: every value a
+    whole number the integer type holds (NaN and infinities fail). ``low`` and ``high`` must
+    be whole numbers of that type exactly representable as doubles, so that the conversion
+    of a value that passes is exact and defined in C (for int64: -2**63 and 2**63 - 1024).
+
+    Returns (count, flat index of the first one or -1); the scan runs as that of
+    :func:`count_nonfinite`: fixed chunks, no temporary the size of x, any alignment.
+    """
+    cdef cnp.ndarray values = x if isinstance(x, np.ndarray) else np.asarray(x)
+    cdef int dtype = cnp.PyArray_TYPE(values)
+    if dtype != cnp.NPY_FLOAT32 and dtype != cnp.NPY_FLOAT64:
+        if values.dtype.kind != "f":
+            raise TypeError(f"count_nonintegral: x must be a float array; received "
+                            f"{values.dtype}.")
+        values = values.astype(np.float64)  # float16, longdouble: rare, converted
+        dtype = cnp.NPY_FLOAT64
+    if not cnp.PyArray_IS_C_CONTIGUOUS(values) or not cnp.PyArray_ISNOTSWAPPED(values):
+        values = np.ascontiguousarray(values, values.dtype.newbyteorder("="))
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(values), chunks = (n + FINITE_CHUNK - 1) // FINITE_CHUNK
+    cdef Py_ssize_t ch, count = 0, first = -1, i
+    cdef const char *data = <const char *>cnp.PyArray_DATA(values)
+    cdef int nt = num_threads() if n >= PARALLEL_MIN_ELEMENTS * 8 else 1
+    with nogil:
+        if dtype == cnp.NPY_FLOAT32:
+            if nt == 1:
+                count = _count_nonintegral(data, 0, n, low, high, <float>0)
+            else:
+                for ch in prange(chunks, num_threads=nt, schedule="static"):
+                    count += _count_nonintegral(
+                        data, ch * FINITE_CHUNK,
+                        min(<Py_ssize_t>FINITE_CHUNK, n - ch * FINITE_CHUNK), low, high,
+                        <float>0)
+        else:
+            if nt == 1:
+                count = _count_nonintegral(data, 0, n, low, high, <double>0)
+            else:
+                for ch in prange(chunks, num_threads=nt, schedule="static"):
+                    count += _count_nonintegral(
+                        data, ch * FINITE_CHUNK,
+                        min(<Py_ssize_t>FINITE_CHUNK, n - ch * FINITE_CHUNK), low, high,
+                        <double>0)
+    if count:
+        for i in range(n):
+            if (_count_nonintegral(data, i, 1, low, high, <float>0)
+                    if dtype == cnp.NPY_FLOAT32 else
+                    _count_nonintegral(data, i, 1, low, high, <double>0)):
+                first = i
+                break
+    return count, first
+
+
+cdef Py_ssize_t _count_nonintegral(const char *data, Py_ssize_t start, Py_ssize_t length,
+                                   double low, double high, float_t kind) noexcept nogil:
+    # Clamped into [low, high], a value in range is unchanged; NaN passes every comparison
+    # as false and stays NaN, unequal to itself. So c != v flags the values out of range
+    # and NaN, trunc(c) != c the fractions. (`kind` only selects the source type.)
+    cdef Py_ssize_t i, c = 0
+    cdef float_t raw
+    cdef double v, clamped
+    data += start * sizeof(float_t)
+    for i in range(length):
+        memcpy(&raw, data + i * sizeof(float_t), sizeof(float_t))
+        v = raw
+        clamped = low if v < low else v
+        clamped = high if clamped > high else clamped
+        c += (clamped != v) | (trunc(clamped) != clamped)
     return c

@@ -16,17 +16,22 @@ _GATHER_DTYPES = {np.dtype(t) for t in
                   (np.uint8, np.int8, np.int16, np.int32, np.int64, np.float32, np.float64)}
 
 
-def prepare_x(x, input_shape, name="x", check_finite=True):
+def prepare_x(x, input_shape, name="x", check_finite=True, dtype=None):
     """Validate ``x`` against the model's sample shape; return a C-contiguous 2-D view.
 
     Integer inputs (e.g. uint8 images) and float64 inputs are accepted and converted to the
     model's float type batch by batch while gathering, so the data set is never copied whole.
+    For an input of an integer type (``Input(dtype="int64")``, token ids), ``x`` is gathered
+    into that type: integers must lie in its range, floats must be whole numbers in its
+    range (Keras converts x to the input's dtype; a fraction would be silently truncated),
+    and there is no NaN to look for.
 
     Args:
         x: array-like of shape ``(n,) + input_shape``.
         input_shape: the model's sample shape, or None when the model is not built yet.
         check_finite: scan for NaN and infinities here; False when the caller has them
             found another way (see :func:`check_finite`).
+        dtype: the dtype of the model's input, or None when the model is not built yet.
     Returns:
         ``(x2d, sample_shape)``: an ``(n, prod(sample_shape))`` array and the sample shape.
     """
@@ -52,12 +57,69 @@ def prepare_x(x, input_shape, name="x", check_finite=True):
     if input_shape is not None and (len(sample_shape) != len(input_shape) or any(
             want is not None and got != want for got, want in zip(sample_shape, input_shape))):
         raise ValueError(_shape_mismatch_message(name, arr.shape, tuple(input_shape)))
-    if arr.dtype not in _GATHER_DTYPES:
-        arr = arr.astype(np.float32)
-    if check_finite:
-        check_finite_values(arr, name)
+    if dtype is not None and np.dtype(dtype).kind in "iu":
+        arr = _integer_source(arr, np.dtype(dtype), name)
+    else:
+        if arr.dtype not in _GATHER_DTYPES:
+            arr = arr.astype(np.float32)
+        if check_finite:
+            check_finite_values(arr, name)
     arr = np.ascontiguousarray(arr)
     return arr.reshape(arr.shape[0], -1), sample_shape
+
+
+def _integer_source(arr, target, name):
+    """``arr`` checked for conversion to the integer type ``target`` (see
+    :func:`prepare_x`), in a type the batch gatherer reads."""
+    info = np.iinfo(target)
+    if arr.dtype.kind == "f":
+        if arr.dtype not in _GATHER_DTYPES:
+            arr = arr.astype(np.float64)   # float16, longdouble: rare, converted
+        # The bounds as doubles that convert exactly: int64's maximum rounds up to 2**63,
+        # outside the type, so the largest double below it stands in.
+        high = float(info.max)
+        if high > info.max:
+            high = float(np.nextafter(high, 0.0))
+        bad, first = _data.count_nonintegral(arr, float(info.min), high)
+        if bad:
+            value = arr.reshape(-1)[first].item()
+            reason = ("is NaN" if value != value else "is infinite" if math.isinf(value)
+                      else "is not a whole number" if value != math.trunc(value)
+                      else f"is outside the range [{info.min}, {info.max}] of {target}")
+            raise ValueError(_integer_message(name, arr, first, value, reason, bad, target))
+        return arr
+    if not np.can_cast(arr.dtype, target):
+        low, high = arr.min(), arr.max()
+        if low < info.min or high > info.max:
+            flat = arr.reshape(-1)
+            outside = np.flatnonzero((flat < info.min) | (flat > info.max))
+            first = int(outside[0])
+            raise ValueError(_integer_message(
+                name, arr, first, flat[first].item(),
+                f"is outside the range [{info.min}, {info.max}] of {target}", outside.size,
+                target))
+    if arr.dtype not in _GATHER_DTYPES:
+        arr = arr.astype(target)   # uint16, uint32, uint64: checked above, converted once
+    return arr
+
+
+def as_input_array(x, dtype, name="x"):
+    """``x`` as an array of the model input's ``dtype``, for a call outside the batch
+    gatherer (a model called on an array while a tape records); for an integer input,
+    checked as :func:`prepare_x` checks it, instead of truncating fractions."""
+    arr = np.asarray(x)
+    target = np.dtype(dtype)
+    if target.kind in "iu" and arr.dtype.kind in "iuf" and arr.size:
+        arr = _integer_source(arr, target, name)
+    return np.asarray(arr, dtype=target)
+
+
+def _integer_message(name, arr, first, value, reason, count, target):
+    where = tuple(int(i) for i in np.unravel_index(first, arr.shape))
+    return (f"{name} feeds a model input of dtype {target}, so it must hold whole numbers in "
+            f"the range of {target}; {name}[{', '.join(map(str, where))}] = {value!r} "
+            f"{reason} ({count} such value(s) in all). Pass integers in range, or round "
+            f"{name} first.")
 
 
 def _adjust_rank(arr, input_shape):
@@ -286,10 +348,10 @@ class Batcher:
     Args:
         arrays: the call's :class:`Arrays`.
         batch_size: rows per batch; the last batch may be smaller.
-        dtypes: the float type of each input's batches (the model's input layers').
+        dtypes: the type of each input's batches (the model's input layers'): a float type,
+            or an integer type for an input of ids.
         read_only: the batches are only read, in order (predict, evaluate): inputs already
-            of their float type are passed as read-only views of the caller's arrays, not
-            copied.
+            of their type are passed as read-only views of the caller's arrays, not copied.
     """
 
     def __init__(self, arrays, batch_size, dtypes, read_only=False):
@@ -297,7 +359,7 @@ class Batcher:
         self.n = arrays.n
         self.steps = -(-self.n // batch_size)
         rows = min(batch_size, self.n)
-        # A batch taken in order from an input already of the model's float type needs no
+        # A batch taken in order from an input already of the model input's type needs no
         # copy when nothing will write to it (predict, evaluate): it is a read-only view.
         # For a data set larger than the caches, the copy cost as much as the first layer's
         # product (predict of 10,000 MNIST rows: 4.5 of 16 ms).

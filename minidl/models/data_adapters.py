@@ -8,7 +8,8 @@ Two kinds of source, one interface (``train_epoch``, ``eval_batches``, ``num_bat
   a ``minidl.utils.Dataset``: iterated anew every pass). Each batch is ``x``, ``(x,)``,
   ``(x, y)`` or ``(x, y, sample_weight)`` of array-likes, checked as arrays are and against
   the first batch (same sample shapes and dtypes), and given to the step without a copy
-  when it is already C-contiguous in the model's float type.
+  when it is already C-contiguous in the type of the model's input (a float type, or an
+  integer type for an input of ids: see ``models.data.prepare_x``).
 
 Epochs and passes follow Keras 3 (keras/src/trainers/epoch_iterator.py): without
 ``steps_per_epoch`` an epoch is one pass; with it, an epoch takes that many batches and the

@@ -25,6 +25,7 @@ from minidl.layers.node import (KerasHistory, Node, SymbolicTensor, flatten, is_
                                 map_structure, pack_like)
 from minidl.models import subclassed
 from minidl.models.concurrency import ModelLock
+from minidl.models.data import as_input_array
 from minidl.models.dense_chain import run_inference_chain
 from minidl.models.train_steps import TrainSteps
 from minidl.models.trainer import Trainer
@@ -544,9 +545,9 @@ class Model(Trainer, TrainSteps, Layer):
             raise ValueError(f"Model '{self.name}' has {len(self.inputs)} input(s); it was "
                              f"called on {len(leaves)}.")
         values = {}
-        for tensor, x in zip(self.inputs, leaves):
-            values[id(tensor)] = x if isinstance(x, Tensor) else \
-                wrap(np.asarray(x, dtype=tensor.dtype))
+        for i, (tensor, x) in enumerate(zip(self.inputs, leaves)):
+            values[id(tensor)] = x if isinstance(x, Tensor) else wrap(as_input_array(
+                x, tensor.dtype, "x" if len(leaves) == 1 else f"x[{self.input_names[i]!r}]"))
         self._last_activity = ()
         with self._lock.shared, eager.collecting_losses(self):
             for node in self._nodes_in_order():

@@ -86,16 +86,26 @@ class Plan:
                 for tensor, outer in zip(layer.outputs, node.output_tensors):
                     self._slots[(scope, id(outer))] = self._slot(tensor, inner)
                 continue
-            inputs = [self._cast(self._slot(t, scope), t.dtype, layer.dtype)
+            inputs = [self._cast(self._slot(t, scope), t.dtype, layer)
                       for t in node.input_tensors]
             self.steps.append(LayerStep(
                 layer, inputs, [self._slot(t, scope) for t in node.output_tensors],
                 multi_input=not _single(node.arguments), training=node_training))
 
-    def _cast(self, slot, dtype, wanted):
-        """``slot``, or a new slot holding its values as ``wanted`` when a layer of another
-        float type reads it (as Keras casts a layer's inputs to its dtype)."""
-        if dtype == wanted or dtype not in ("float32", "float64"):
+    def _cast(self, slot, dtype, layer):
+        """``slot``, or a new slot holding its values in ``layer``'s float type when the
+        layer computes in another: a float tensor of the other float type (Keras casts a
+        layer's float inputs to its dtype), or integers reaching a built-in layer with
+        weights (Dense after ``Discretization(output_mode='int')``: Keras' ops promote the
+        integers to the weights' float type, int64 with float32 giving float32). A layer
+        that reads integers as such (a preprocessing layer, an Embedding: class attribute
+        ``_reads_integer_inputs``), a weightless layer (Flatten: its output keeps the
+        integer type, as the graph records) and a user layer (its ``call`` sees what
+        Keras would pass it) get the integers as they are."""
+        wanted = layer.dtype
+        if dtype == wanted:
+            return slot
+        if dtype not in ("float32", "float64") and not _promotes_integers(layer, dtype):
             return slot
         key = ("cast", slot, wanted)
         if key not in self._slots:
@@ -280,6 +290,16 @@ class Plan:
         last training pass), in step order."""
         return [c.activity_loss for cs in (contexts or self.contexts) for c in cs
                 if c.layer.activity_regularizer is not None or c.layer._uses_add_loss]
+
+
+def _promotes_integers(layer, dtype):
+    """Whether ``layer`` reads an input of the integer type ``dtype`` as floats of its
+    dtype (see :meth:`Plan._cast`)."""
+    from minidl.layers.preprocessing.base import PreprocessingLayer
+    return (np.dtype(dtype).kind in "iu" and not layer._user_call
+            and not isinstance(layer, PreprocessingLayer)
+            and not getattr(layer, "_reads_integer_inputs", False)
+            and bool(layer.params or layer.non_trainable_params))
 
 
 def _single(arguments):

@@ -66,7 +66,8 @@ class LayerStep:
 
 class CastStep:
     """A tensor converted to the float type of a layer that reads it (Keras casts a
-    layer's inputs to the layer's dtype); the gradient goes back in the original type."""
+    layer's inputs to the layer's dtype); the gradient goes back in the original type, or
+    not at all to integers (ids, bin indices), which have none."""
 
     layers = ()
     trainable = False
@@ -86,6 +87,6 @@ class CastStep:
         return (xs[0].astype(self.dtype),)
 
     def backward(self, contexts, dys):
-        if not self.need_input_grads[0]:
+        if not self.need_input_grads[0] or self.source_dtype.kind != "f":
             return (None,)
         return (dys[0].astype(self.source_dtype),)

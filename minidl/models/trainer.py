@@ -332,11 +332,13 @@ class Trainer:
         else:
             names = [None]
         parts = self._split(x, names, name)
-        known = [t.shape[1:] for t in self.inputs] if self.inputs else [None] * len(parts)
+        known = [(t.shape[1:], t.dtype) for t in self.inputs] if self.inputs else \
+            [(None, None)] * len(parts)
         inputs = []
-        for i, (part, shape) in enumerate(zip(parts, known)):
+        for i, (part, (shape, dtype)) in enumerate(zip(parts, known)):
             label = name if len(parts) == 1 else f"{name}[{names[i]!r}]"
-            inputs.append(prepare_x(part, shape, name=label, check_finite=check_finite))
+            inputs.append(prepare_x(part, shape, name=label, check_finite=check_finite,
+                                    dtype=dtype))
         counts = {x2d.shape[0] for x2d, _ in inputs}
         if len(counts) > 1:
             raise ValueError(f"All inputs in {name} must have the same number of samples; "
@@ -422,7 +424,8 @@ class Trainer:
         """Train the model on ``(x, y)``, epochs ``initial_epoch`` to ``epochs - 1``.
 
         Args:
-            x: inputs, shape ``(n,) + input_shape``; int or float (converted per batch). For
+            x: inputs, shape ``(n,) + input_shape``; int or float (converted per batch to
+                the input's dtype; for an integer input, floats must be whole numbers). For
                 several inputs, a list of arrays or a dict keyed by input name. Or batches
                 (``models.data_adapters``): a :class:`minidl.utils.PyDataset`, a Python
                 generator, or any iterable of batches (a torch DataLoader), each batch
