@@ -581,7 +581,6 @@ def test_config_round_trip(layer):
     (lambda: RandomBrightness((-1.5, 0.2)), "factor"),
     (lambda: RandomFlip("diagonal"), "mode"),
     (lambda: RandomCrop(0, 4), "height"),
-    (lambda: CenterCrop(4, 2.5), "width"),
     (lambda: Resizing(4, 4, interpolation="lanczos3"), "interpolation"),
     (lambda: Resizing(4, 4, crop_to_aspect_ratio=True, pad_to_aspect_ratio=True),
      "crop_to_aspect_ratio"),
@@ -591,6 +590,16 @@ def test_config_round_trip(layer):
 ])
 def test_bad_arguments_raise_naming_the_argument(make, match):
     with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: CenterCrop(4, 2.5), "width"),
+    (lambda: RandomCrop(True, 4), "height"),
+    (lambda: Resizing(4, 4, crop_to_aspect_ratio="yes"), "crop_to_aspect_ratio"),
+])
+def test_wrong_typed_arguments_raise_type_error_naming_the_argument(make, match):
+    with pytest.raises(TypeError, match=match):
         make()
 
 

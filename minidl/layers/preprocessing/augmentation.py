@@ -30,9 +30,10 @@ import numpy as np
 
 from minidl._core import _image
 from minidl.layers.base import LAYERS
-from minidl.layers.preprocessing.image import (ImageLayer, aspect_crop_box, check_choice,
-                                               check_data_format, check_number, check_size)
-from minidl.utils.random import _check_seed, set_generator_state, training_rng
+from minidl.layers.conv_utils import check_data_format
+from minidl.layers.preprocessing.base import check_choice, check_number
+from minidl.layers.preprocessing.image import ImageLayer, aspect_crop_box
+from minidl.layers.random_draws import SeededDrawsMixin
 
 _FILL_MODES = ("reflect", "wrap", "constant", "nearest")
 _INTERPOLATIONS = ("bilinear", "nearest")
@@ -80,9 +81,10 @@ def _config_value(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-class RandomLayer(ImageLayer):
-    """Base of the augmentation layers: the seed, the generator and its saved state, and
-    the pass-through at inference.
+class RandomLayer(SeededDrawsMixin, ImageLayer):
+    """Base of the augmentation layers: the seed (its generator and saved state from
+    :class:`~minidl.layers.random_draws.SeededDrawsMixin`, as Dropout's), and the
+    pass-through at inference.
 
     A subclass writes ``augment(ctx, x, rng)`` (the training output; it keeps in ``ctx``
     what ``augment_backward(ctx, dy)`` needs).
@@ -90,12 +92,7 @@ class RandomLayer(ImageLayer):
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.seed = None if seed is None else _check_seed(seed)
-        self._rng = None if seed is None else np.random.Generator(np.random.PCG64(self.seed))
-
-    def rng(self):
-        """The generator of this call: the layer's own (seeded), or fit's training stream."""
-        return self._rng if self._rng is not None else training_rng()
+        self._init_seed(seed)
 
     def forward(self, ctx, x, training=False):
         ctx.augmented = bool(training)
@@ -109,20 +106,6 @@ class RandomLayer(ImageLayer):
         if not ctx.augmented:
             return dy
         return self.augment_backward(ctx, np.ascontiguousarray(dy, dtype=self.dtype))
-
-    def get_random_state(self):
-        """The state of the layer's own generator (with ``seed``), saved in model files;
-        None without a seed (the layer then draws from fit's training stream)."""
-        return None if self._rng is None else self._rng.bit_generator.state
-
-    def set_random_state(self, state):
-        if self._rng is None:
-            return super().set_random_state(state)
-        try:
-            set_generator_state(self._rng, state)
-        except ValueError as error:
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}, seed={self.seed}) "
-                             f"cannot take this random state: {error}.") from None
 
     def get_config(self):
         config = super().get_config()
@@ -153,12 +136,12 @@ class RandomFlip(RandomLayer):
     def __init__(self, mode="horizontal_and_vertical", seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.mode = check_choice("RandomFlip", "mode", mode, _FLIP_MODES)
-        self.data_format = check_data_format("RandomFlip", data_format)
+        self.data_format = check_data_format(data_format, "RandomFlip")
 
     def augment(self, ctx, x, rng):
         flips = rng.random(x.shape[0]) <= 0.5
         flags = np.where(flips, _FLIP_FLAGS[self.mode], 0).astype(np.int32)
-        out = self.output_buffer(ctx, "y", x.shape)
+        out = self._output_buffer(ctx, x.shape)
         _image.flip(x, flags, out)
         ctx.flags = flags
         return out
@@ -187,12 +170,12 @@ class AffineLayer(RandomLayer):
         self.interpolation = check_choice(owner, "interpolation", interpolation,
                                           _INTERPOLATIONS)
         self.fill_value = check_number(owner, "fill_value", fill_value)
-        self.data_format = check_data_format(owner, data_format)
+        self.data_format = check_data_format(data_format, owner)
 
     def augment(self, ctx, x, rng):
         n, h, w, _ = x.shape
         transforms = np.ascontiguousarray(self.transforms(rng, n, h, w), dtype=np.float64)
-        out = self.output_buffer(ctx, "y", x.shape)
+        out = self._output_buffer(ctx, x.shape)
         _image.affine(x, transforms, out, self.interpolation, self.fill_mode,
                       self.fill_value)
         ctx.transforms = transforms
@@ -395,17 +378,12 @@ class RandomCrop(RandomLayer):
 
     def __init__(self, height, width, seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        self.height = check_size("RandomCrop", "height", height)
-        self.width = check_size("RandomCrop", "width", width)
-        self.data_format = check_data_format("RandomCrop", data_format)
-
-    def compute_output_shape(self, input_shape):
-        return (self.height, self.width, input_shape[-1])
+        self._set_target_size(height, width, data_format)
 
     def forward(self, ctx, x, training=False):
         x = self.images(x)
         n, h, w, c = x.shape
-        out = self.output_buffer(ctx, "y", (n, self.height, self.width, c))
+        out = self._output_buffer(ctx, (n, self.height, self.width, c))
         ctx.input_shape = x.shape
         if training and h > self.height and w > self.width:
             rng = self.rng()
@@ -469,7 +447,7 @@ class RandomContrast(RandomLayer):
     def augment(self, ctx, x, rng):
         n, _, _, c = x.shape
         factors = rng.uniform(1.0 - self.lower, 1.0 + self.upper, n)
-        out = self.output_buffer(ctx, "y", x.shape)
+        out = self._output_buffer(ctx, x.shape)
         means = np.empty((n, c))
         _image.contrast(x, factors, out, *self.value_range, means)
         if ctx.record:
@@ -525,7 +503,7 @@ class RandomBrightness(RandomLayer):
     def augment(self, ctx, x, rng):
         low, high = self.value_range
         deltas = rng.uniform(self.lower, self.upper, x.shape[0]) * (high - low)
-        out = self.output_buffer(ctx, "y", x.shape)
+        out = self._output_buffer(ctx, x.shape)
         _image.brightness(x, deltas, out, low, high)
         if ctx.record:
             ctx.x, ctx.deltas = x, deltas
