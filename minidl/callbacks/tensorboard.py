@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from minidl.callbacks.callback import Callback
+from minidl.callbacks.file_paths import check_path
 
 _HISTOGRAM_BINS = 30   # tf.summary.histogram's default bucket count, which Keras uses
 _file_numbers = itertools.count()
@@ -101,7 +102,7 @@ class TensorBoard(Callback):
                  write_steps_per_second=False, update_freq="epoch", profile_batch=0,
                  embeddings_freq=0, embeddings_metadata=None):
         super().__init__()
-        self.log_dir = _check_log_dir(log_dir)
+        self.log_dir = check_path("TensorBoard", "log_dir", log_dir, directory=True)
         self.histogram_freq = _check_count("histogram_freq", histogram_freq)
         self.write_graph = _check_bool("write_graph", write_graph)
         self.write_images = _check_bool("write_images", write_images)
@@ -389,20 +390,6 @@ def _import_pillow():
         raise ImportError("TensorBoard(write_images=True) encodes the weight images as PNG "
                           "with Pillow, which is not installed. Install it with "
                           "`pip install minidl[image]`, or pass write_images=False.") from error
-
-
-def _check_log_dir(log_dir):
-    try:
-        path = os.fspath(log_dir)
-    except TypeError:
-        path = None
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"TensorBoard: log_dir must be a non-empty path (a str or "
-                         f"os.PathLike) of a directory; received log_dir={log_dir!r}.")
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"TensorBoard: log_dir must be a directory (or not exist yet); "
-                         f"received log_dir={path!r}, which is a file.")
-    return path
 
 
 def _check_count(name, value):
