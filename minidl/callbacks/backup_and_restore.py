@@ -12,8 +12,8 @@ import numbers
 import os
 import warnings
 
+from minidl.callbacks.arguments import check_flag, check_path
 from minidl.callbacks.callback import Callback
-from minidl.callbacks.file_paths import check_path
 
 _BACKUP_NAME = "latest.minidl"
 _PREVIOUS_NAME = "previous.minidl"
@@ -87,8 +87,10 @@ class BackupAndRestore(Callback):
         self.backup_dir = check_path("BackupAndRestore", "backup_dir", backup_dir,
                                      directory=True)
         self.save_freq = _check_save_freq(save_freq)
-        self.double_checkpoint = _check_flag("double_checkpoint", double_checkpoint)
-        self.delete_checkpoint = _check_flag("delete_checkpoint", delete_checkpoint)
+        self.double_checkpoint = check_flag("BackupAndRestore", "double_checkpoint",
+                                            double_checkpoint)
+        self.delete_checkpoint = check_flag("BackupAndRestore", "delete_checkpoint",
+                                            delete_checkpoint)
         self.backup_path = os.path.join(self.backup_dir, _BACKUP_NAME)
         self.previous_backup_path = os.path.join(self.backup_dir, _PREVIOUS_NAME)
 
@@ -152,13 +154,6 @@ class BackupAndRestore(Callback):
             os.rmdir(self.backup_dir)
         except OSError:   # not empty (the user's files), or already gone
             pass
-
-
-def _check_flag(name, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"BackupAndRestore: {name} must be True or False; received "
-                         f"{name}={value!r}.")
-    return value
 
 
 def _check_save_freq(save_freq):

@@ -9,8 +9,8 @@ import warnings
 
 import numpy as np
 
+from minidl.callbacks.arguments import check_path
 from minidl.callbacks.callback import Callback
-from minidl.callbacks.file_paths import check_path
 from minidl.callbacks.monitor import _check_mode, _metric_direction
 from minidl.utils.progbar import print_msg
 

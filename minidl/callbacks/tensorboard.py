@@ -27,8 +27,8 @@ import warnings
 
 import numpy as np
 
+from minidl.callbacks.arguments import check_flag, check_path
 from minidl.callbacks.callback import Callback
-from minidl.callbacks.file_paths import check_path
 
 _HISTOGRAM_BINS = 30   # tf.summary.histogram's default bucket count, which Keras uses
 _file_numbers = itertools.count()
@@ -104,9 +104,9 @@ class TensorBoard(Callback):
         super().__init__()
         self.log_dir = check_path("TensorBoard", "log_dir", log_dir, directory=True)
         self.histogram_freq = _check_count("histogram_freq", histogram_freq)
-        self.write_graph = _check_bool("write_graph", write_graph)
-        self.write_images = _check_bool("write_images", write_images)
-        self.write_steps_per_second = _check_bool("write_steps_per_second",
+        self.write_graph = check_flag("TensorBoard", "write_graph", write_graph)
+        self.write_images = check_flag("TensorBoard", "write_images", write_images)
+        self.write_steps_per_second = check_flag("TensorBoard", "write_steps_per_second",
                                                   write_steps_per_second)
         self.update_freq = _check_update_freq(update_freq)
         self.profile_batch = profile_batch
@@ -397,13 +397,6 @@ def _check_count(name, value):
         raise ValueError(f"TensorBoard: {name} must be an int >= 0 (a number of epochs; 0 "
                          f"turns it off); received {name}={value!r}.")
     return int(value)
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"TensorBoard: {name} must be True or False; received "
-                         f"{name}={value!r}.")
-    return value
 
 
 def _check_update_freq(update_freq):

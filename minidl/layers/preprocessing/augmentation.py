@@ -193,6 +193,23 @@ class AffineLayer(RandomLayer):
         return config
 
 
+class AxisFactorsLayer(AffineLayer):
+    """Base of RandomZoom and RandomTranslation: a factor range per image axis."""
+
+    def _set_axis_factors(self, height_factor, width_factor, width_optional):
+        owner = type(self).__name__
+        self.height_range = _factor_range(owner, "height_factor", height_factor, -1.0, 1.0)
+        self.width_range = None if width_factor is None and width_optional else \
+            _factor_range(owner, "width_factor", width_factor, -1.0, 1.0)
+        self.height_factor = _config_value(height_factor)
+        self.width_factor = _config_value(width_factor)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(height_factor=self.height_factor, width_factor=self.width_factor)
+        return config
+
+
 def rotation_transforms(angles, height, width):
     """The transforms rotating images by ``angles`` (radians, counter-clockwise) about
     their center pixel, as Keras' RandomRotation builds them."""
@@ -259,7 +276,7 @@ class RandomRotation(AffineLayer):
 
 
 @LAYERS.register()
-class RandomZoom(AffineLayer):
+class RandomZoom(AxisFactorsLayer):
     """A preprocessing layer which randomly zooms images during training.
 
     Each image is zoomed about its center, by ``1 + height_factor`` vertically and
@@ -287,12 +304,7 @@ class RandomZoom(AffineLayer):
                  **kwargs):
         super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed,
                          fill_value=fill_value, data_format=data_format, **kwargs)
-        self.height_range = _factor_range("RandomZoom", "height_factor", height_factor,
-                                          -1.0, 1.0)
-        self.width_range = None if width_factor is None else _factor_range(
-            "RandomZoom", "width_factor", width_factor, -1.0, 1.0)
-        self.height_factor = _config_value(height_factor)
-        self.width_factor = _config_value(width_factor)
+        self._set_axis_factors(height_factor, width_factor, width_optional=True)
 
     def transforms(self, rng, n, height, width):
         low, high = self.height_range
@@ -304,14 +316,9 @@ class RandomZoom(AffineLayer):
             width_zooms = rng.uniform(1.0 + low, 1.0 + high, n)
         return zoom_transforms(height_zooms, width_zooms, height, width)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(height_factor=self.height_factor, width_factor=self.width_factor)
-        return config
-
 
 @LAYERS.register()
-class RandomTranslation(AffineLayer):
+class RandomTranslation(AxisFactorsLayer):
     """A preprocessing layer which randomly translates images during training.
 
     Each image is shifted by a fraction of its height and width drawn uniformly from the
@@ -338,22 +345,12 @@ class RandomTranslation(AffineLayer):
                  **kwargs):
         super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed,
                          fill_value=fill_value, data_format=data_format, **kwargs)
-        self.height_range = _factor_range("RandomTranslation", "height_factor",
-                                          height_factor, -1.0, 1.0)
-        self.width_range = _factor_range("RandomTranslation", "width_factor", width_factor,
-                                         -1.0, 1.0)
-        self.height_factor = _config_value(height_factor)
-        self.width_factor = _config_value(width_factor)
+        self._set_axis_factors(height_factor, width_factor, width_optional=False)
 
     def transforms(self, rng, n, height, width):
         shift_y = rng.uniform(*self.height_range, n) * height
         shift_x = rng.uniform(*self.width_range, n) * width
         return translation_transforms(shift_x, shift_y)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(height_factor=self.height_factor, width_factor=self.width_factor)
-        return config
 
 
 @LAYERS.register()
@@ -417,8 +414,26 @@ class RandomCrop(RandomLayer):
         return config
 
 
+class ValueRangeLayer(RandomLayer):
+    """Base of RandomContrast and RandomBrightness: a factor range, and the range of the
+    images' values, to which the outputs are clipped."""
+
+    def _set_factor_and_value_range(self, factor, value_range, factor_low, symmetric):
+        owner = type(self).__name__
+        self.lower, self.upper = _factor_range(owner, "factor", factor, factor_low, 1.0,
+                                               symmetric=symmetric)
+        self.value_range = _value_range(owner, value_range)
+        self.factor = _config_value(factor)
+        self._value_range_arg = _config_value(value_range)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(factor=self.factor, value_range=self._value_range_arg)
+        return config
+
+
 @LAYERS.register()
-class RandomContrast(RandomLayer):
+class RandomContrast(ValueRangeLayer):
     """A preprocessing layer which randomly adjusts contrast during training.
 
     For each image and channel, with ``mean`` the channel's mean over the image and a
@@ -438,11 +453,7 @@ class RandomContrast(RandomLayer):
 
     def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        self.lower, self.upper = _factor_range("RandomContrast", "factor", factor, 0.0, 1.0,
-                                               symmetric=False)
-        self.value_range = _value_range("RandomContrast", value_range)
-        self.factor = _config_value(factor)
-        self._value_range_arg = _config_value(value_range)
+        self._set_factor_and_value_range(factor, value_range, 0.0, symmetric=False)
 
     def augment(self, ctx, x, rng):
         n, _, _, c = x.shape
@@ -465,14 +476,9 @@ class RandomContrast(RandomLayer):
         dx = f * dz + (1.0 - f) * dz.mean(axis=(1, 2), keepdims=True)
         return np.ascontiguousarray(dx, dtype=self.dtype)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(factor=self.factor, value_range=self._value_range_arg)
-        return config
-
 
 @LAYERS.register()
-class RandomBrightness(RandomLayer):
+class RandomBrightness(ValueRangeLayer):
     """A preprocessing layer which randomly adjusts brightness during training.
 
     Each image gets ``delta * (high - low)`` added to every value, ``delta`` drawn per image
@@ -491,14 +497,10 @@ class RandomBrightness(RandomLayer):
 
     def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        self.lower, self.upper = _factor_range("RandomBrightness", "factor", factor,
-                                               -1.0, 1.0)
         if isinstance(value_range, (tuple, list)) and len(value_range) == 2 and \
                 all(isinstance(v, numbers.Real) for v in value_range):
             value_range = sorted(value_range)   # (Keras sorts it)
-        self.value_range = _value_range("RandomBrightness", value_range)
-        self.factor = _config_value(factor)
-        self._value_range_arg = _config_value(value_range)
+        self._set_factor_and_value_range(factor, value_range, -1.0, symmetric=True)
 
     def augment(self, ctx, x, rng):
         low, high = self.value_range
@@ -514,8 +516,3 @@ class RandomBrightness(RandomLayer):
         shifted = ctx.x + ctx.deltas.astype(self.dtype)[:, None, None, None]
         return np.where((shifted >= low) & (shifted <= high), dy,
                         np.zeros((), self.dtype)).astype(self.dtype, copy=False)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(factor=self.factor, value_range=self._value_range_arg)
-        return config

@@ -1,5 +1,6 @@
-"""The check of the paths callbacks write to (ModelCheckpoint's filepath, TensorBoard's
-log_dir, BackupAndRestore's backup_dir)."""
+"""Checks of callback arguments that several callbacks take: the paths they write to
+(ModelCheckpoint's filepath, TensorBoard's log_dir, BackupAndRestore's backup_dir) and their
+True/False switches. Both raise ValueError naming the callback and the argument."""
 import os
 
 
@@ -25,3 +26,10 @@ def check_path(owner, name, value, directory=False):
         raise ValueError(f"{owner}: {name} must be a directory (or not exist yet); received "
                          f"{name}={path!r}, which is a file.")
     return path
+
+
+def check_flag(owner, name, value):
+    """``value`` if it is True or False; ValueError naming ``name`` otherwise."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{owner}: {name} must be True or False; received {name}={value!r}.")
+    return value
