@@ -612,3 +612,18 @@ def test_bad_seed_and_bad_inputs():
         RandomFlip()(np.zeros((4, 5)), training=True)
     with pytest.raises(ValueError, match="images"):
         minidl.Sequential([Input((8, 3)), RandomRotation(0.1)])
+
+
+@pytest.mark.parametrize("make", [lambda: Resizing(4, 5), lambda: CenterCrop(3, 3),
+                                  lambda: RandomFlip(seed=1), lambda: RandomCrop(3, 4, seed=1)])
+def test_integer_images_give_float_outputs_symbolic_and_eager(make):
+    # As every preprocessing layer: the symbolic output's dtype is the eager output's.
+    layer = make()
+    images = np.arange(2 * 6 * 7 * 3, dtype=np.int32).reshape(2, 6, 7, 3)
+    symbolic = layer(Input((6, 7, 3), dtype="int32"))
+    eager = layer(images, training=True)
+    assert symbolic.dtype == "float32" and eager.dtype == np.float32
+    assert tuple(symbolic.shape[1:]) == eager.shape[1:]
+    # A nested list is taken as the array it spells, batch or single image alike.
+    np.testing.assert_array_equal(layer(images.tolist()).value, layer(images).value)
+    np.testing.assert_array_equal(layer(images[0].tolist()).value, layer(images[0]).value)
