@@ -243,10 +243,76 @@ def test_backup_dir_that_is_a_file(tmp_path):
         BackupAndRestore(tmp_path / "f")
 
 
-def test_delete_checkpoint_is_keyword_only():
-    # Keras 3's third positional argument is double_checkpoint, which minidl lacks.
-    with pytest.raises(TypeError):
-        BackupAndRestore("d", "epoch", True)
+def test_arguments_in_keras_order():
+    # Keras 3: BackupAndRestore(backup_dir, save_freq, double_checkpoint, delete_checkpoint).
+    backup = BackupAndRestore("d", "epoch", True, False)
+    assert (backup.double_checkpoint, backup.delete_checkpoint) == (True, False)
+    backup = BackupAndRestore("d")
+    assert (backup.double_checkpoint, backup.delete_checkpoint) == (False, True)
+    with pytest.raises(ValueError, match="double_checkpoint='yes'"):
+        BackupAndRestore("d", double_checkpoint="yes")
+
+
+# ---- double_checkpoint ----
+
+def _epoch_of(path):
+    with zipfile.ZipFile(path) as zf:
+        return json.loads(zf.read("state.json"))["epoch"]
+
+
+def test_double_checkpoint_keeps_the_backup_before_the_latest(tmp_path):
+    backup = BackupAndRestore(tmp_path / "backup", double_checkpoint=True)
+    _interrupt(backup, Interrupt(3))
+    assert sorted(os.listdir(backup.backup_dir)) == ["latest.minidl", "previous.minidl"]
+    assert (_epoch_of(backup.backup_path), _epoch_of(backup.previous_backup_path)) == (3, 2)
+    # Without double_checkpoint, one backup only.
+    single = BackupAndRestore(tmp_path / "single")
+    _interrupt(single, Interrupt(3))
+    assert os.listdir(single.backup_dir) == ["latest.minidl"]
+
+
+@pytest.mark.parametrize("harm", ["damaged", "missing"])
+def test_double_checkpoint_resumes_from_the_previous_backup(tmp_path, harm):
+    weights, history, iterations = _straight(tmp_path)
+    backup = BackupAndRestore(tmp_path / "backup", double_checkpoint=True)
+    model = _interrupt(backup, Interrupt(3))
+    if harm == "damaged":
+        with open(backup.backup_path, "r+b") as f:
+            f.truncate(100)
+    else:   # killed between the rename of the latest backup and the write of the next
+        os.remove(backup.backup_path)
+    x, y = _data()
+    with pytest.warns(UserWarning, match="previous.minidl"):
+        resumed = model.fit(x, y, callbacks=[backup], **FIT)
+    assert resumed.epoch == [2, 3, 4, 5]   # from the backup of epoch 1, one epoch earlier
+    _assert_same_weights(model.get_weights(), weights)
+    assert model.optimizer.iterations == iterations
+    for key, values in history.items():
+        assert resumed.history[key] == values[2:], key
+    assert not os.path.exists(backup.backup_dir)   # both backups deleted at the end
+
+
+def test_double_checkpoint_with_both_backups_damaged_refuses(tmp_path):
+    backup = BackupAndRestore(tmp_path / "backup", double_checkpoint=True)
+    model = _interrupt(backup, Interrupt(3))
+    for path in (backup.backup_path, backup.previous_backup_path):
+        with open(path, "r+b") as f:
+            f.truncate(100)
+    x, y = _data()
+    with pytest.warns(UserWarning), \
+            pytest.raises(InvalidModelFileError, match="either backup"):
+        model.fit(x, y, callbacks=[backup], **FIT)
+    assert sorted(os.listdir(backup.backup_dir)) == ["latest.minidl", "previous.minidl"]
+
+
+def test_previous_backup_ignored_without_double_checkpoint(tmp_path):
+    backup = BackupAndRestore(tmp_path / "backup", double_checkpoint=True)
+    model = _interrupt(backup, Interrupt(3))
+    os.remove(backup.backup_path)
+    x, y = _data()
+    history = model.fit(x, y, callbacks=[BackupAndRestore(tmp_path / "backup")], **FIT)
+    assert history.epoch == list(range(6))   # a fresh start: previous.minidl is not read
+    assert os.listdir(backup.backup_dir) == ["previous.minidl"]   # and not deleted
 
 
 # ---- bad backups: a clear error, never a silent fresh start ----

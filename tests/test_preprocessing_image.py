@@ -581,7 +581,6 @@ def test_config_round_trip(layer):
     (lambda: RandomBrightness((-1.5, 0.2)), "factor"),
     (lambda: RandomFlip("diagonal"), "mode"),
     (lambda: RandomCrop(0, 4), "height"),
-    (lambda: CenterCrop(4, 2.5), "width"),
     (lambda: Resizing(4, 4, interpolation="lanczos3"), "interpolation"),
     (lambda: Resizing(4, 4, crop_to_aspect_ratio=True, pad_to_aspect_ratio=True),
      "crop_to_aspect_ratio"),
@@ -594,6 +593,16 @@ def test_bad_arguments_raise_naming_the_argument(make, match):
         make()
 
 
+@pytest.mark.parametrize("make, match", [
+    (lambda: CenterCrop(4, 2.5), "width"),
+    (lambda: RandomCrop(True, 4), "height"),
+    (lambda: Resizing(4, 4, crop_to_aspect_ratio="yes"), "crop_to_aspect_ratio"),
+])
+def test_wrong_typed_arguments_raise_type_error_naming_the_argument(make, match):
+    with pytest.raises(TypeError, match=match):
+        make()
+
+
 def test_bad_seed_and_bad_inputs():
     with pytest.raises((TypeError, ValueError), match="seed"):
         RandomFlip(seed=-1)
@@ -603,3 +612,18 @@ def test_bad_seed_and_bad_inputs():
         RandomFlip()(np.zeros((4, 5)), training=True)
     with pytest.raises(ValueError, match="images"):
         minidl.Sequential([Input((8, 3)), RandomRotation(0.1)])
+
+
+@pytest.mark.parametrize("make", [lambda: Resizing(4, 5), lambda: CenterCrop(3, 3),
+                                  lambda: RandomFlip(seed=1), lambda: RandomCrop(3, 4, seed=1)])
+def test_integer_images_give_float_outputs_symbolic_and_eager(make):
+    # As every preprocessing layer: the symbolic output's dtype is the eager output's.
+    layer = make()
+    images = np.arange(2 * 6 * 7 * 3, dtype=np.int32).reshape(2, 6, 7, 3)
+    symbolic = layer(Input((6, 7, 3), dtype="int32"))
+    eager = layer(images, training=True)
+    assert symbolic.dtype == "float32" and eager.dtype == np.float32
+    assert tuple(symbolic.shape[1:]) == eager.shape[1:]
+    # A nested list is taken as the array it spells, batch or single image alike.
+    np.testing.assert_array_equal(layer(images.tolist()).value, layer(images).value)
+    np.testing.assert_array_equal(layer(images[0].tolist()).value, layer(images[0]).value)

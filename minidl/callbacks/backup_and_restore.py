@@ -5,14 +5,18 @@ The backup is a whole model file (:func:`minidl.saving.model_io.save_backup`): w
 optimizer step count and slots, the global random generator and those of seeded layers, and
 the epoch to resume from. It is written atomically, so a crash while writing it leaves the
 previous backup whole, and restoring it gives the state of the uninterrupted run at that
-epoch: the resumed fit ends with the same weights, bit for bit.
+epoch: the resumed fit ends with the same weights, bit for bit. With ``double_checkpoint``
+the backup before it is kept too, for when the latest one is later found damaged.
 """
 import numbers
 import os
+import warnings
 
+from minidl.callbacks.arguments import check_flag, check_path
 from minidl.callbacks.callback import Callback
 
 _BACKUP_NAME = "latest.minidl"
+_PREVIOUS_NAME = "previous.minidl"
 
 
 class BackupAndRestore(Callback):
@@ -44,13 +48,19 @@ class BackupAndRestore(Callback):
         save_freq: 'epoch', the only value: back up at the end of every epoch. (Keras also
             takes an int, to back up every that many batches; that is refused here, see
             Raises.)
+        double_checkpoint: keep the two latest backups, the current one and the one before
+            it (``backup_dir/previous.minidl``), as Keras does: when the current backup
+            cannot be read (a damaged file) or is missing, ``fit`` resumes from the
+            previous one, with a warning, one epoch earlier. Costs twice the disk space.
+            Defaults to False.
         delete_checkpoint: delete the backup when ``fit`` ends normally. Defaults to True.
-            Only the backup file is deleted (and ``backup_dir`` when that leaves it empty),
-            never other files in the directory.
+            Only the backup files are deleted (and ``backup_dir`` when that leaves it
+            empty), never other files in the directory.
 
     Raises:
         ValueError: an empty or non-path ``backup_dir``, or one that is an existing file;
-            a ``save_freq`` other than 'epoch'; a ``delete_checkpoint`` that is not a bool.
+            a ``save_freq`` other than 'epoch'; a ``double_checkpoint`` or
+            ``delete_checkpoint`` that is not a bool.
             An int ``save_freq`` is refused because a mid-epoch backup cannot be resumed
             exactly: fit would need the position in the epoch's shuffled batch order and
             the epoch's running metrics, which it does not back up, so the resumed run
@@ -71,65 +81,79 @@ class BackupAndRestore(Callback):
         6
     """
 
-    def __init__(self, backup_dir, save_freq="epoch", *, delete_checkpoint=True):
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
+                 delete_checkpoint=True):
         super().__init__()
-        self.backup_dir = _check_backup_dir(backup_dir)
+        self.backup_dir = check_path("BackupAndRestore", "backup_dir", backup_dir,
+                                     directory=True)
         self.save_freq = _check_save_freq(save_freq)
-        if not isinstance(delete_checkpoint, bool):
-            raise ValueError(f"BackupAndRestore: delete_checkpoint must be True or False; "
-                             f"received delete_checkpoint={delete_checkpoint!r}.")
-        self.delete_checkpoint = delete_checkpoint
+        self.double_checkpoint = check_flag("BackupAndRestore", "double_checkpoint",
+                                            double_checkpoint)
+        self.delete_checkpoint = check_flag("BackupAndRestore", "delete_checkpoint",
+                                            delete_checkpoint)
         self.backup_path = os.path.join(self.backup_dir, _BACKUP_NAME)
+        self.previous_backup_path = os.path.join(self.backup_dir, _PREVIOUS_NAME)
 
     def on_train_begin(self, logs=None):
-        if not os.path.lexists(self.backup_path):
+        latest = os.path.lexists(self.backup_path)
+        previous = self.double_checkpoint and os.path.lexists(self.previous_backup_path)
+        if not (latest or previous):
             return
         # (minidl.saving loads on first use, not with `import minidl`.)
         from minidl.saving.format import InvalidModelFileError
         from minidl.saving.model_io import restore_backup
         try:
+            if not latest:
+                raise FileNotFoundError(f"{self.backup_path} is missing")
             epoch = restore_backup(self.model, self.backup_path)
-        except InvalidModelFileError as error:
-            # Starting over instead would silently throw away the interrupted run's work.
-            raise InvalidModelFileError(
-                f"{error} BackupAndRestore found this backup of an interrupted fit and cannot "
-                f"resume from it; repair it, or delete it to train from the start.") from None
+        except (InvalidModelFileError, FileNotFoundError) as error:
+            if not previous:
+                # Starting over instead would silently throw away the interrupted run's work.
+                raise InvalidModelFileError(
+                    f"{error} BackupAndRestore found this backup of an interrupted fit and "
+                    f"cannot resume from it; repair it, or delete it to train from the "
+                    f"start.") from None
+            warnings.warn(f"BackupAndRestore cannot resume from the latest backup ({error}); "
+                          f"resuming from the one before it, {self.previous_backup_path}.",
+                          stacklevel=2)
+            try:
+                epoch = restore_backup(self.model, self.previous_backup_path)
+            except InvalidModelFileError as previous_error:
+                raise InvalidModelFileError(
+                    f"{previous_error} BackupAndRestore cannot resume from either backup of "
+                    f"the interrupted fit (the latest: {error}); repair one, or delete both "
+                    f"to train from the start.") from None
+            # The good backup becomes the latest again, so that the next epoch's rename
+            # keeps it rather than the damaged one.
+            os.replace(self.previous_backup_path, self.backup_path)
         self.model._initial_epoch = epoch   # read by fit right after on_train_begin
 
     def on_epoch_end(self, epoch, logs=None):
         from minidl.saving.model_io import save_backup
         os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint and os.path.lexists(self.backup_path):
+            # A rename, atomic: at any moment one of the two files holds a whole backup.
+            os.replace(self.backup_path, self.previous_backup_path)
         save_backup(self.model, self.backup_path, epoch + 1)
 
     def on_train_end(self, logs=None):
         if not self.delete_checkpoint:
             return
         from minidl.saving.format import remove_stale_temporaries
-        try:
-            os.remove(self.backup_path)
-        except FileNotFoundError:
-            pass
-        # Temporaries of backups killed before their rename (see saving.format.atomic_write)
-        # are ours too; nothing else in the directory is touched.
-        remove_stale_temporaries(self.backup_path)
+        for path in (self.backup_path, self.previous_backup_path) if self.double_checkpoint \
+                else (self.backup_path,):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+            # Temporaries of backups killed before their rename (see
+            # saving.format.atomic_write) are ours too; nothing else in the directory is
+            # touched.
+            remove_stale_temporaries(path)
         try:
             os.rmdir(self.backup_dir)
         except OSError:   # not empty (the user's files), or already gone
             pass
-
-
-def _check_backup_dir(backup_dir):
-    try:
-        path = os.fspath(backup_dir)
-    except TypeError:
-        path = None
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"BackupAndRestore: backup_dir must be a non-empty path (a str or "
-                         f"os.PathLike) of a directory; received backup_dir={backup_dir!r}.")
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"BackupAndRestore: backup_dir must be a directory (or not exist "
-                         f"yet); received backup_dir={path!r}, which is a file.")
-    return path
 
 
 def _check_save_freq(save_freq):

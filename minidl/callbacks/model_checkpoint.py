@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from minidl.callbacks.arguments import check_path
 from minidl.callbacks.callback import Callback
 from minidl.callbacks.monitor import _check_mode, _metric_direction
 from minidl.utils.progbar import print_msg
@@ -176,13 +177,7 @@ class ModelCheckpoint(Callback):
 
 
 def _check_filepath(filepath):
-    try:
-        path = os.fspath(filepath)
-    except TypeError:
-        path = None
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"ModelCheckpoint: filepath must be a non-empty path (a str or "
-                         f"os.PathLike); received filepath={filepath!r}.")
+    path = check_path("ModelCheckpoint", "filepath", filepath)
     try:
         fields = [name for _, name, _, _ in string.Formatter().parse(path) if name is not None]
     except ValueError as error:

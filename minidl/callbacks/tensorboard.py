@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from minidl.callbacks.arguments import check_flag, check_path
 from minidl.callbacks.callback import Callback
 
 _HISTOGRAM_BINS = 30   # tf.summary.histogram's default bucket count, which Keras uses
@@ -101,11 +102,11 @@ class TensorBoard(Callback):
                  write_steps_per_second=False, update_freq="epoch", profile_batch=0,
                  embeddings_freq=0, embeddings_metadata=None):
         super().__init__()
-        self.log_dir = _check_log_dir(log_dir)
+        self.log_dir = check_path("TensorBoard", "log_dir", log_dir, directory=True)
         self.histogram_freq = _check_count("histogram_freq", histogram_freq)
-        self.write_graph = _check_bool("write_graph", write_graph)
-        self.write_images = _check_bool("write_images", write_images)
-        self.write_steps_per_second = _check_bool("write_steps_per_second",
+        self.write_graph = check_flag("TensorBoard", "write_graph", write_graph)
+        self.write_images = check_flag("TensorBoard", "write_images", write_images)
+        self.write_steps_per_second = check_flag("TensorBoard", "write_steps_per_second",
                                                   write_steps_per_second)
         self.update_freq = _check_update_freq(update_freq)
         self.profile_batch = profile_batch
@@ -391,32 +392,11 @@ def _import_pillow():
                           "`pip install minidl[image]`, or pass write_images=False.") from error
 
 
-def _check_log_dir(log_dir):
-    try:
-        path = os.fspath(log_dir)
-    except TypeError:
-        path = None
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"TensorBoard: log_dir must be a non-empty path (a str or "
-                         f"os.PathLike) of a directory; received log_dir={log_dir!r}.")
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"TensorBoard: log_dir must be a directory (or not exist yet); "
-                         f"received log_dir={path!r}, which is a file.")
-    return path
-
-
 def _check_count(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"TensorBoard: {name} must be an int >= 0 (a number of epochs; 0 "
                          f"turns it off); received {name}={value!r}.")
     return int(value)
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"TensorBoard: {name} must be True or False; received "
-                         f"{name}={value!r}.")
-    return value
 
 
 def _check_update_freq(update_freq):

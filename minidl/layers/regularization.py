@@ -1,13 +1,13 @@
 """Regularization layers: Dropout and ActivityRegularization.
 
 Dropout takes one 64-bit key per training step from its ``numpy.random.Generator`` (its own
-when seeded, else the training stream of the running fit, see ``minidl.utils.random``); one
-fused pass of ``minidl._core._regularization``
-turns the key into the mask (a counter-based hash of the key and each element's index) and
-writes the scaled output into a reused buffer, and backward multiplies by the same mask. A
-mask depends only on the key, so a seed gives the same masks for any thread count, and a step
-allocates nothing. A seeded layer's generator state goes into model files
-(``get_random_state``), so training resumes after a load with the masks it would have drawn.
+when seeded, else the training stream of the running fit, see ``minidl.layers.random_draws``);
+one fused pass of ``minidl._core._regularization`` turns the key into the mask (a
+counter-based hash of the key and each element's index) and writes the scaled output into a
+reused buffer, and backward multiplies by the same mask. A mask depends only on the key, so a
+seed gives the same masks for any thread count, and a step allocates nothing. A seeded
+layer's generator state goes into model files (``get_random_state``), so training resumes
+after a load with the masks it would have drawn.
 """
 import numbers
 
@@ -16,8 +16,8 @@ import numpy as np
 from minidl import regularizers
 from minidl._core import _regularization as _kernels
 from minidl.layers.base import LAYERS, Layer
+from minidl.layers.random_draws import SeededDrawsMixin
 from minidl.random import _dropout_into
-from minidl.utils.random import _check_seed, set_generator_state, training_rng
 
 
 def _contiguous(x):
@@ -25,7 +25,7 @@ def _contiguous(x):
 
 
 @LAYERS.register()
-class Dropout(Layer):
+class Dropout(SeededDrawsMixin, Layer):
     """Applies dropout to the input.
 
     In training, each input unit is set to 0 with probability ``rate`` and the others are
@@ -59,8 +59,7 @@ class Dropout(Layer):
                              f"in [0, 1). Received: rate={rate!r}")
         self.rate = float(rate)
         self.noise_shape = _check_noise_shape(noise_shape)
-        self.seed = None if seed is None else _check_seed(seed)
-        self._rng = None if seed is None else np.random.Generator(np.random.PCG64(self.seed))
+        self._init_seed(seed)
 
     def build(self, input_shape):
         if self.noise_shape is not None:
@@ -74,7 +73,7 @@ class Dropout(Layer):
             return x
         x = _contiguous(x)
         n = x.shape[0]
-        key = (self._rng if self._rng is not None else training_rng()).bit_generator.random_raw()
+        key = self.rng().bit_generator.random_raw()
         buffers = ctx.buffers
         y = buffers.get("y", n, x.shape[1:])
         shape = x.shape if self.noise_shape is None else self._resolve_noise_shape(x.shape)
@@ -107,21 +106,6 @@ class Dropout(Layer):
                              f"{self.noise_shape}, which does not broadcast to inputs of shape "
                              f"{shape}: each entry must be None, 1 or the input's size.")
         return resolved
-
-    def get_random_state(self):
-        """The state of the layer's own generator (with ``seed``); None without a seed, as
-        the layer then draws from the training stream, which the global generator's state and
-        the step count (both in model files) determine."""
-        return None if self._rng is None else self._rng.bit_generator.state
-
-    def set_random_state(self, state):
-        if self._rng is None:
-            return super().set_random_state(state)
-        try:
-            set_generator_state(self._rng, state)
-        except ValueError as error:
-            raise ValueError(f"Layer '{self.name}' (Dropout, seed={self.seed}) cannot take "
-                             f"this random state: {error}.") from None
 
     def get_config(self):
         config = super().get_config()

@@ -25,9 +25,10 @@ import threading
 
 import numpy as np
 
-from minidl.utils.dataset_structure import (TensorSpec, batch_elements, conform_to_signature,
-                                            describe, flatten, leaf_paths, map_structure, pack,
-                                            shapes_for_types, structure_of, take_rows, to_leaf)
+from minidl.utils.dataset_structure import (TensorSpec, batch_elements, batch_length,
+                                            conform_to_signature, describe, flatten,
+                                            leaf_paths, map_structure, pack, shapes_for_types,
+                                            structure_of, take_rows, to_leaf)
 from minidl.utils.random import _check_seed, global_rng
 
 AUTOTUNE = -1
@@ -243,18 +244,8 @@ class Dataset:
         if not leaves:
             raise ValueError(f"from_tensor_slices needs at least one array. Received: "
                              f"tensors={tensors!r}")
-        paths = leaf_paths(tensors, "tensors")
-        for path, leaf in zip(paths, leaves):
-            if np.ndim(leaf) == 0:
-                raise ValueError(f"from_tensor_slices slices along the first axis, but "
-                                 f"{path} is a scalar ({leaf!r}). Use from_tensors for a "
-                                 f"single element, or pass arrays.")
-        length = len(leaves[0])
-        for path, leaf in zip(paths, leaves):
-            if len(leaf) != length:
-                raise ValueError(f"All arrays passed to from_tensor_slices must have the "
-                                 f"same length (first dimension). Received: {paths[0]} of "
-                                 f"length {length} and {path} of length {len(leaf)}.")
+        length = batch_length(leaves, leaf_paths(tensors, "tensors"), "from_tensor_slices",
+                              " Use from_tensors for a single element, or pass arrays.")
 
         def gather(index):
             return pack(tensors, iter([take_rows(leaf, index) for leaf in leaves]))
@@ -582,17 +573,7 @@ class Dataset:
         def elements():
             for element in self:
                 leaves = flatten(element)
-                paths = leaf_paths(element, "element")
-                for path, leaf in zip(paths, leaves):
-                    if np.ndim(leaf) == 0:
-                        raise ValueError(f"unbatch needs a batch axis, but component {path} "
-                                         f"is a scalar ({leaf!r}).")
-                rows = len(leaves[0])
-                for path, leaf in zip(paths, leaves):
-                    if len(leaf) != rows:
-                        raise ValueError(f"unbatch: the components of an element differ in "
-                                         f"batch size: {paths[0]} has {rows} rows and {path} "
-                                         f"has {len(leaf)}.")
+                rows = batch_length(leaves, leaf_paths(element, "element"), "unbatch")
                 for i in builtins.range(rows):
                     yield pack(element, iter([leaf[i] for leaf in leaves]))
         return Dataset(elements, UNKNOWN_CARDINALITY)

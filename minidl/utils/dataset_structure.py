@@ -58,6 +58,29 @@ def leaf_paths(value, prefix):
     return [prefix]
 
 
+def batch_length(leaves, paths, what, scalar_hint=""):
+    """The common length of the first axis of ``leaves`` (named by ``paths``); ValueError
+    naming the leaf that is a scalar or of another length.
+
+    Args:
+        leaves: the arrays of one structure, in flatten's order.
+        paths: their names (:func:`leaf_paths`).
+        what: the operation, for messages ('from_tensor_slices', 'unbatch').
+        scalar_hint: a sentence added to the message about a scalar.
+    """
+    for path, leaf in zip(paths, leaves):
+        if np.ndim(leaf) == 0:
+            raise ValueError(f"{what} needs a first (batch) axis to slice along, but {path} "
+                             f"is a scalar ({leaf!r}).{scalar_hint}")
+    length = len(leaves[0])
+    for path, leaf in zip(paths, leaves):
+        if len(leaf) != length:
+            raise ValueError(f"{what}: all components must have the same length (first "
+                             f"dimension). Received: {paths[0]} of length {length} and "
+                             f"{path} of length {len(leaf)}.")
+    return length
+
+
 def structure_of(value):
     """A hashable description of the nesting, to compare two elements' structures."""
     if _is_flat_tuple(value):

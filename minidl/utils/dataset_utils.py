@@ -194,8 +194,21 @@ def _files_dataset(paths, labels, label_mode, num_classes, load, batch_size, shu
     return dataset.prefetch(AUTOTUNE)
 
 
-def _datasets_from_files(directory, paths, labels, class_names, label_mode, load, batch_size,
-                         shuffle, seed, validation_split, subset, formats, verbose):
+def _datasets_from_directory(directory, labels, label_mode, class_names, formats, load,
+                             batch_size, shuffle, seed, validation_split, subset, follow_links,
+                             verbose):
+    """The dataset (or, with ``subset='both'``, the two datasets) of the files of
+    ``formats`` under ``directory``, each read by ``load(path)``: the steps that
+    ``image_dataset_from_directory`` and ``text_dataset_from_directory`` share, once their
+    arguments are checked."""
+    if seed is None and shuffle:
+        seed = int(global_rng().integers(1_000_000))
+    paths, labels, class_names = _index_directory(
+        directory, labels, formats, class_names, shuffle, seed, follow_links, verbose)
+    if label_mode == "binary" and len(class_names) != 2:
+        raise ValueError(f"When passing label_mode='binary', there must be exactly 2 "
+                         f"class_names. Received: class_names={class_names}")
+    directory = os.fspath(directory)
     num_classes = len(class_names) if class_names else 0
     subsets = ("training", "validation") if subset == "both" else (subset,)
     datasets = []
@@ -288,14 +301,6 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     data_format = image_utils.standardize_data_format(data_format)
     _check_validation_split(validation_split, subset, shuffle, seed)
     image_utils.pil_image_module("image_dataset_from_directory")
-    if seed is None and shuffle:
-        seed = int(global_rng().integers(1_000_000))
-
-    paths, file_labels, class_names = _index_directory(
-        directory, labels, IMAGE_FORMATS, class_names, shuffle, seed, follow_links, verbose)
-    if label_mode == "binary" and len(class_names) != 2:
-        raise ValueError(f"When passing label_mode='binary', there must be exactly 2 "
-                         f"class_names. Received: class_names={class_names}")
 
     def load(path):
         try:
@@ -313,9 +318,9 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                              f"{color_mode!r} needs {num_channels}.")
         return array.transpose(2, 0, 1) if data_format == "channels_first" else array
 
-    return _datasets_from_files(os.fspath(directory), paths, file_labels, class_names,
-                                label_mode, load, batch_size, shuffle, seed, validation_split,
-                                subset, IMAGE_FORMATS, verbose)
+    return _datasets_from_directory(directory, labels, label_mode, class_names, IMAGE_FORMATS,
+                                    load, batch_size, shuffle, seed, validation_split, subset,
+                                    follow_links, verbose)
 
 
 def text_dataset_from_directory(directory, labels="inferred", label_mode="int",
@@ -357,23 +362,15 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int",
         raise ValueError(f"`max_length` must be a positive int or None. Received: "
                          f"max_length={max_length!r}")
     _check_validation_split(validation_split, subset, shuffle, seed)
-    if seed is None and shuffle:
-        seed = int(global_rng().integers(1_000_000))
-
-    paths, file_labels, class_names = _index_directory(
-        directory, labels, TEXT_FORMATS, class_names, shuffle, seed, follow_links, verbose)
-    if label_mode == "binary" and len(class_names) != 2:
-        raise ValueError(f"When passing label_mode='binary', there must be exactly 2 "
-                         f"class_names. Received: class_names={class_names}")
 
     def load(path):
         with open(path, "rb") as file:
             text = file.read().decode("utf-8", errors="replace")
         return text if max_length is None else text[:max_length]
 
-    return _datasets_from_files(os.fspath(directory), paths, file_labels, class_names,
-                                label_mode, load, batch_size, shuffle, seed, validation_split,
-                                subset, TEXT_FORMATS, verbose)
+    return _datasets_from_directory(directory, labels, label_mode, class_names, TEXT_FORMATS,
+                                    load, batch_size, shuffle, seed, validation_split, subset,
+                                    follow_links, verbose)
 
 
 def _check_positive_int(value, name):

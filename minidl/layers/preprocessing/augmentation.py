@@ -30,9 +30,10 @@ import numpy as np
 
 from minidl._core import _image
 from minidl.layers.base import LAYERS
-from minidl.layers.preprocessing.image import (ImageLayer, aspect_crop_box, check_choice,
-                                               check_data_format, check_number, check_size)
-from minidl.utils.random import _check_seed, set_generator_state, training_rng
+from minidl.layers.conv_utils import check_data_format
+from minidl.layers.preprocessing.base import check_choice, check_number
+from minidl.layers.preprocessing.image import ImageLayer, aspect_crop_box
+from minidl.layers.random_draws import SeededDrawsMixin
 
 _FILL_MODES = ("reflect", "wrap", "constant", "nearest")
 _INTERPOLATIONS = ("bilinear", "nearest")
@@ -80,9 +81,10 @@ def _config_value(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-class RandomLayer(ImageLayer):
-    """Base of the augmentation layers: the seed, the generator and its saved state, and
-    the pass-through at inference.
+class RandomLayer(SeededDrawsMixin, ImageLayer):
+    """Base of the augmentation layers: the seed (its generator and saved state from
+    :class:`~minidl.layers.random_draws.SeededDrawsMixin`, as Dropout's), and the
+    pass-through at inference.
 
     A subclass writes ``augment(ctx, x, rng)`` (the training output; it keeps in ``ctx``
     what ``augment_backward(ctx, dy)`` needs).
@@ -90,12 +92,7 @@ class RandomLayer(ImageLayer):
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.seed = None if seed is None else _check_seed(seed)
-        self._rng = None if seed is None else np.random.Generator(np.random.PCG64(self.seed))
-
-    def rng(self):
-        """The generator of this call: the layer's own (seeded), or fit's training stream."""
-        return self._rng if self._rng is not None else training_rng()
+        self._init_seed(seed)
 
     def forward(self, ctx, x, training=False):
         ctx.augmented = bool(training)
@@ -109,20 +106,6 @@ class RandomLayer(ImageLayer):
         if not ctx.augmented:
             return dy
         return self.augment_backward(ctx, np.ascontiguousarray(dy, dtype=self.dtype))
-
-    def get_random_state(self):
-        """The state of the layer's own generator (with ``seed``), saved in model files;
-        None without a seed (the layer then draws from fit's training stream)."""
-        return None if self._rng is None else self._rng.bit_generator.state
-
-    def set_random_state(self, state):
-        if self._rng is None:
-            return super().set_random_state(state)
-        try:
-            set_generator_state(self._rng, state)
-        except ValueError as error:
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}, seed={self.seed}) "
-                             f"cannot take this random state: {error}.") from None
 
     def get_config(self):
         config = super().get_config()
@@ -153,12 +136,12 @@ class RandomFlip(RandomLayer):
     def __init__(self, mode="horizontal_and_vertical", seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.mode = check_choice("RandomFlip", "mode", mode, _FLIP_MODES)
-        self.data_format = check_data_format("RandomFlip", data_format)
+        self.data_format = check_data_format(data_format, "RandomFlip")
 
     def augment(self, ctx, x, rng):
         flips = rng.random(x.shape[0]) <= 0.5
         flags = np.where(flips, _FLIP_FLAGS[self.mode], 0).astype(np.int32)
-        out = self.output_buffer(ctx, "y", x.shape)
+        out = self._output_buffer(ctx, x.shape)
         _image.flip(x, flags, out)
         ctx.flags = flags
         return out
@@ -187,12 +170,12 @@ class AffineLayer(RandomLayer):
         self.interpolation = check_choice(owner, "interpolation", interpolation,
                                           _INTERPOLATIONS)
         self.fill_value = check_number(owner, "fill_value", fill_value)
-        self.data_format = check_data_format(owner, data_format)
+        self.data_format = check_data_format(data_format, owner)
 
     def augment(self, ctx, x, rng):
         n, h, w, _ = x.shape
         transforms = np.ascontiguousarray(self.transforms(rng, n, h, w), dtype=np.float64)
-        out = self.output_buffer(ctx, "y", x.shape)
+        out = self._output_buffer(ctx, x.shape)
         _image.affine(x, transforms, out, self.interpolation, self.fill_mode,
                       self.fill_value)
         ctx.transforms = transforms
@@ -207,6 +190,23 @@ class AffineLayer(RandomLayer):
         config = super().get_config()
         config.update(fill_mode=self.fill_mode, interpolation=self.interpolation,
                       fill_value=self.fill_value, data_format=self.data_format)
+        return config
+
+
+class AxisFactorsLayer(AffineLayer):
+    """Base of RandomZoom and RandomTranslation: a factor range per image axis."""
+
+    def _set_axis_factors(self, height_factor, width_factor, width_optional):
+        owner = type(self).__name__
+        self.height_range = _factor_range(owner, "height_factor", height_factor, -1.0, 1.0)
+        self.width_range = None if width_factor is None and width_optional else \
+            _factor_range(owner, "width_factor", width_factor, -1.0, 1.0)
+        self.height_factor = _config_value(height_factor)
+        self.width_factor = _config_value(width_factor)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(height_factor=self.height_factor, width_factor=self.width_factor)
         return config
 
 
@@ -276,7 +276,7 @@ class RandomRotation(AffineLayer):
 
 
 @LAYERS.register()
-class RandomZoom(AffineLayer):
+class RandomZoom(AxisFactorsLayer):
     """A preprocessing layer which randomly zooms images during training.
 
     Each image is zoomed about its center, by ``1 + height_factor`` vertically and
@@ -304,12 +304,7 @@ class RandomZoom(AffineLayer):
                  **kwargs):
         super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed,
                          fill_value=fill_value, data_format=data_format, **kwargs)
-        self.height_range = _factor_range("RandomZoom", "height_factor", height_factor,
-                                          -1.0, 1.0)
-        self.width_range = None if width_factor is None else _factor_range(
-            "RandomZoom", "width_factor", width_factor, -1.0, 1.0)
-        self.height_factor = _config_value(height_factor)
-        self.width_factor = _config_value(width_factor)
+        self._set_axis_factors(height_factor, width_factor, width_optional=True)
 
     def transforms(self, rng, n, height, width):
         low, high = self.height_range
@@ -321,14 +316,9 @@ class RandomZoom(AffineLayer):
             width_zooms = rng.uniform(1.0 + low, 1.0 + high, n)
         return zoom_transforms(height_zooms, width_zooms, height, width)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(height_factor=self.height_factor, width_factor=self.width_factor)
-        return config
-
 
 @LAYERS.register()
-class RandomTranslation(AffineLayer):
+class RandomTranslation(AxisFactorsLayer):
     """A preprocessing layer which randomly translates images during training.
 
     Each image is shifted by a fraction of its height and width drawn uniformly from the
@@ -355,22 +345,12 @@ class RandomTranslation(AffineLayer):
                  **kwargs):
         super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed,
                          fill_value=fill_value, data_format=data_format, **kwargs)
-        self.height_range = _factor_range("RandomTranslation", "height_factor",
-                                          height_factor, -1.0, 1.0)
-        self.width_range = _factor_range("RandomTranslation", "width_factor", width_factor,
-                                         -1.0, 1.0)
-        self.height_factor = _config_value(height_factor)
-        self.width_factor = _config_value(width_factor)
+        self._set_axis_factors(height_factor, width_factor, width_optional=False)
 
     def transforms(self, rng, n, height, width):
         shift_y = rng.uniform(*self.height_range, n) * height
         shift_x = rng.uniform(*self.width_range, n) * width
         return translation_transforms(shift_x, shift_y)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(height_factor=self.height_factor, width_factor=self.width_factor)
-        return config
 
 
 @LAYERS.register()
@@ -395,17 +375,12 @@ class RandomCrop(RandomLayer):
 
     def __init__(self, height, width, seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        self.height = check_size("RandomCrop", "height", height)
-        self.width = check_size("RandomCrop", "width", width)
-        self.data_format = check_data_format("RandomCrop", data_format)
-
-    def compute_output_shape(self, input_shape):
-        return (self.height, self.width, input_shape[-1])
+        self._set_target_size(height, width, data_format)
 
     def forward(self, ctx, x, training=False):
         x = self.images(x)
         n, h, w, c = x.shape
-        out = self.output_buffer(ctx, "y", (n, self.height, self.width, c))
+        out = self._output_buffer(ctx, (n, self.height, self.width, c))
         ctx.input_shape = x.shape
         if training and h > self.height and w > self.width:
             rng = self.rng()
@@ -439,8 +414,26 @@ class RandomCrop(RandomLayer):
         return config
 
 
+class ValueRangeLayer(RandomLayer):
+    """Base of RandomContrast and RandomBrightness: a factor range, and the range of the
+    images' values, to which the outputs are clipped."""
+
+    def _set_factor_and_value_range(self, factor, value_range, factor_low, symmetric):
+        owner = type(self).__name__
+        self.lower, self.upper = _factor_range(owner, "factor", factor, factor_low, 1.0,
+                                               symmetric=symmetric)
+        self.value_range = _value_range(owner, value_range)
+        self.factor = _config_value(factor)
+        self._value_range_arg = _config_value(value_range)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(factor=self.factor, value_range=self._value_range_arg)
+        return config
+
+
 @LAYERS.register()
-class RandomContrast(RandomLayer):
+class RandomContrast(ValueRangeLayer):
     """A preprocessing layer which randomly adjusts contrast during training.
 
     For each image and channel, with ``mean`` the channel's mean over the image and a
@@ -460,16 +453,12 @@ class RandomContrast(RandomLayer):
 
     def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        self.lower, self.upper = _factor_range("RandomContrast", "factor", factor, 0.0, 1.0,
-                                               symmetric=False)
-        self.value_range = _value_range("RandomContrast", value_range)
-        self.factor = _config_value(factor)
-        self._value_range_arg = _config_value(value_range)
+        self._set_factor_and_value_range(factor, value_range, 0.0, symmetric=False)
 
     def augment(self, ctx, x, rng):
         n, _, _, c = x.shape
         factors = rng.uniform(1.0 - self.lower, 1.0 + self.upper, n)
-        out = self.output_buffer(ctx, "y", x.shape)
+        out = self._output_buffer(ctx, x.shape)
         means = np.empty((n, c))
         _image.contrast(x, factors, out, *self.value_range, means)
         if ctx.record:
@@ -487,14 +476,9 @@ class RandomContrast(RandomLayer):
         dx = f * dz + (1.0 - f) * dz.mean(axis=(1, 2), keepdims=True)
         return np.ascontiguousarray(dx, dtype=self.dtype)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(factor=self.factor, value_range=self._value_range_arg)
-        return config
-
 
 @LAYERS.register()
-class RandomBrightness(RandomLayer):
+class RandomBrightness(ValueRangeLayer):
     """A preprocessing layer which randomly adjusts brightness during training.
 
     Each image gets ``delta * (high - low)`` added to every value, ``delta`` drawn per image
@@ -513,19 +497,15 @@ class RandomBrightness(RandomLayer):
 
     def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        self.lower, self.upper = _factor_range("RandomBrightness", "factor", factor,
-                                               -1.0, 1.0)
         if isinstance(value_range, (tuple, list)) and len(value_range) == 2 and \
                 all(isinstance(v, numbers.Real) for v in value_range):
             value_range = sorted(value_range)   # (Keras sorts it)
-        self.value_range = _value_range("RandomBrightness", value_range)
-        self.factor = _config_value(factor)
-        self._value_range_arg = _config_value(value_range)
+        self._set_factor_and_value_range(factor, value_range, -1.0, symmetric=True)
 
     def augment(self, ctx, x, rng):
         low, high = self.value_range
         deltas = rng.uniform(self.lower, self.upper, x.shape[0]) * (high - low)
-        out = self.output_buffer(ctx, "y", x.shape)
+        out = self._output_buffer(ctx, x.shape)
         _image.brightness(x, deltas, out, low, high)
         if ctx.record:
             ctx.x, ctx.deltas = x, deltas
@@ -536,8 +516,3 @@ class RandomBrightness(RandomLayer):
         shifted = ctx.x + ctx.deltas.astype(self.dtype)[:, None, None, None]
         return np.where((shifted >= low) & (shifted <= high), dy,
                         np.zeros((), self.dtype)).astype(self.dtype, copy=False)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(factor=self.factor, value_range=self._value_range_arg)
-        return config

@@ -70,6 +70,25 @@ class PreprocessingLayer(Layer):
         return np.empty(shape, self.dtype)
 
 
+
+class EncodingLayer(PreprocessingLayer):
+    """Base of the layers whose output is piecewise constant in their input: indices or
+    codes of the values (CategoryEncoding, Discretization). A subclass writes
+    ``encode(x)``; the input gradient is zero (where it exists), in the input's float type
+    (the layer's dtype for integer inputs)."""
+
+    def forward(self, ctx, x, training=False):
+        y = self.encode(x)
+        if ctx.record:
+            ctx.input_shape, ctx.input_dtype = x.shape, x.dtype
+        return y
+
+    def backward(self, ctx, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        return np.zeros(ctx.input_shape, ctx.input_dtype if ctx.input_dtype.kind == "f"
+                        else self.dtype)
+
 def _as_input(value, layer):
     try:
         return np.asarray([v.value if isinstance(v, Tensor) else v for v in value])
@@ -90,26 +109,50 @@ def check_positive_int(owner, name, value, allow_none=True):
     return int(value)
 
 
-def check_real(owner, name, value):
-    """``value`` as a float; TypeError naming ``name`` unless it is a real number, and
-    ValueError unless it is finite."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: `{name}` must be a number. Received: {name}={value!r:.100}")
-    if not np.isfinite(value):
-        raise ValueError(f"{owner}: `{name}` must be finite. Received: {name}={value!r}")
+def check_number(owner, name, value):
+    """``value`` as a float; ValueError naming ``name`` unless it is a finite real number
+    (``fill_value``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not np.isfinite(value):
+        raise ValueError(f"{owner}: `{name}` must be a finite number. Received: "
+                         f"{name}={value!r:.100}")
     return float(value)
+
+
+def check_choice(owner, name, value, choices, unsupported=()):
+    """``value`` if it is one of the strings ``choices``; ValueError naming ``name``
+    otherwise (``unsupported``: Keras' other options, which minidl does not implement,
+    named as such)."""
+    if value in choices:
+        return value
+    if value in unsupported:
+        raise ValueError(f"{owner}: {name}={value!r} is a Keras option that minidl does "
+                         f"not implement; use one of {choices}.")
+    raise ValueError(f"{owner}: `{name}` must be one of {choices}. Received: "
+                     f"{name}={value!r:.100}")
 
 
 def numeric_array(owner, name, value, allow_bool=False):
     """``value`` (a number, a nested list of numbers or an array) as a float64 array, all
-    finite; TypeError / ValueError naming ``name`` otherwise."""
-    if isinstance(value, Tensor):
-        value = value.value
-    if isinstance(value, (str, bytes, dict)) or value is None or \
-            (isinstance(value, (bool, np.bool_)) and not allow_bool):
+    finite; TypeError / ValueError naming ``name`` otherwise. Booleans count as numbers
+    only with ``allow_bool``."""
+    if (isinstance(value, (bool, np.bool_)) and not allow_bool) or \
+            (isinstance(value, (list, tuple)) and _holds_non_numbers(value, allow_bool)):
         raise TypeError(f"{owner}: `{name}` must be a number or a (nested) list of numbers. "
                         f"Received: {name}={value!r:.100}")
-    if isinstance(value, (list, tuple)) and _holds_non_numbers(value):
+    array = _numbers(value, owner, name, "biuf" if allow_bool else "iuf").astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{owner}: `{name}` must hold finite numbers. Received: "
+                         f"{name}={value!r:.100}")
+    return array
+
+
+def _numbers(value, owner, name, kinds):
+    """``value`` (a Tensor, an array, a number or a nested list of them) as an array of a
+    dtype of one of the ``kinds``; TypeError / ValueError naming ``name`` otherwise."""
+    if isinstance(value, Tensor):
+        value = value.value
+    if isinstance(value, (str, bytes, dict)) or value is None:
         raise TypeError(f"{owner}: `{name}` must be a number or a (nested) list of numbers. "
                         f"Received: {name}={value!r:.100}")
     try:
@@ -117,22 +160,19 @@ def numeric_array(owner, name, value, allow_bool=False):
     except (ValueError, TypeError):
         raise ValueError(f"{owner}: `{name}` must be a number or a nested list of numbers "
                          f"of a regular shape. Received: {name}={value!r:.100}") from None
-    if array.dtype.kind not in "iuf":
+    if array.dtype.kind not in kinds:
         raise TypeError(f"{owner}: `{name}` must hold numbers. Received: "
                         f"{name}={value!r:.100} (dtype {array.dtype})")
-    array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{owner}: `{name}` must hold finite numbers. Received: "
-                         f"{name}={value!r:.100}")
     return array
 
 
-def _holds_non_numbers(items):
+def _holds_non_numbers(items, allow_bool=False):
     for item in items:
         if isinstance(item, (list, tuple)):
-            if _holds_non_numbers(item):
+            if _holds_non_numbers(item, allow_bool):
                 return True
-        elif isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Real):
+        elif (isinstance(item, (bool, np.bool_)) and not allow_bool) or \
+                not isinstance(item, (numbers.Real, np.bool_)):
             return True
     return False
 
@@ -197,19 +237,7 @@ def _is_batch_like(item):
 
 
 def _as_batch(value, what, name):
-    if isinstance(value, Tensor):
-        value = value.value
-    if isinstance(value, (str, bytes, dict)):
-        raise TypeError(f"{what}: {name} must be an array of numbers. Received: "
-                        f"{type(value).__name__}")
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError):
-        raise ValueError(f"{what}: {name} must be an array of numbers of a regular shape "
-                         f"(not a ragged list).") from None
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"{what}: {name} must hold numbers. Received: an array of dtype "
-                        f"{array.dtype}")
+    array = _numbers(value, what, name, "biuf")
     if array.ndim == 0:
         raise ValueError(f"{what}: {name} must have a batch dimension. Received: a scalar "
                          f"{array.item()!r:.50}")

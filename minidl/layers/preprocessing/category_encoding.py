@@ -5,7 +5,7 @@ import numpy as np
 from minidl.autodiff import Tensor, wrap
 from minidl.layers.base import LAYERS
 from minidl.layers.node import is_symbolic
-from minidl.layers.preprocessing.base import PreprocessingLayer, check_positive_int
+from minidl.layers.preprocessing.base import EncodingLayer, check_positive_int, numeric_array
 from minidl.utils.checks import check_bool
 
 OUTPUT_MODES = ("one_hot", "multi_hot", "count")
@@ -82,7 +82,7 @@ def encode_categorical(indices, depth, output_mode, dtype, count_weights=None):
 
 
 @LAYERS.register()
-class CategoryEncoding(PreprocessingLayer):
+class CategoryEncoding(EncodingLayer):
     """A preprocessing layer which encodes integer features.
 
     It turns integer tokens in ``[0, num_tokens)`` into a dense one-hot, multi-hot or
@@ -148,24 +148,18 @@ class CategoryEncoding(PreprocessingLayer):
             raise TypeError(f"Layer '{self.name}' (CategoryEncoding) takes count_weights in "
                             f"calls on arrays only, not on symbolic tensors.")
         x = np.asarray(inputs.value if isinstance(inputs, Tensor) else inputs)
-        weights = np.asarray(count_weights.value if isinstance(count_weights, Tensor)
-                             else count_weights)
-        if weights.dtype.kind not in "biuf":
-            raise TypeError(f"Layer '{self.name}' (CategoryEncoding): count_weights must hold "
-                            f"numbers; received dtype {weights.dtype}.")
+        weights = numeric_array(f"Layer '{self.name}' (CategoryEncoding)", "count_weights",
+                                count_weights, allow_bool=True)
         if weights.shape != x.shape:
             raise ValueError(f"Layer '{self.name}' (CategoryEncoding): count_weights must "
                              f"have the shape of the inputs, {x.shape}; received "
                              f"{weights.shape}.")
-        if not np.all(np.isfinite(weights)):
-            raise ValueError(f"Layer '{self.name}' (CategoryEncoding): count_weights holds "
-                             f"NaN or infinite values.")
         if x.ndim < 1:
             raise ValueError(f"Layer '{self.name}' takes arrays with a batch dimension; "
                              f"received a scalar.")
         self.ensure_built(x.shape[1:])
         return wrap(encode_categorical(self._tokens(x), self.num_tokens, self.output_mode,
-                                       self.dtype, weights.astype(np.float64)))
+                                       self.dtype, weights))
 
     def _tokens(self, x):
         """``x`` as int64 tokens, after checking they are integers in [0, num_tokens)."""
@@ -188,18 +182,9 @@ class CategoryEncoding(PreprocessingLayer):
                                  f"values to indices first.")
         return x.astype(np.int64, copy=False)
 
-    def forward(self, ctx, x, training=False):
-        if ctx.record:
-            ctx.input_shape, ctx.input_dtype = x.shape, x.dtype
+    def encode(self, x):
         return encode_categorical(self._tokens(x), self.num_tokens, self.output_mode,
                                   self.dtype)
-
-    def backward(self, ctx, dy, need_input_grad=True):
-        # Piecewise constant in its input: the gradient is zero (where it exists).
-        if not need_input_grad:
-            return None
-        return np.zeros(ctx.input_shape, ctx.input_dtype if ctx.input_dtype.kind == "f"
-                        else self.dtype)
 
     def get_config(self):
         config = super().get_config()

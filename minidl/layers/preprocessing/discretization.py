@@ -19,7 +19,7 @@ import numbers
 import numpy as np
 
 from minidl.layers.base import LAYERS
-from minidl.layers.preprocessing.base import (PreprocessingLayer, adapt_batches,
+from minidl.layers.preprocessing.base import (EncodingLayer, adapt_batches,
                                               check_positive_int, numeric_array)
 from minidl.layers.preprocessing.category_encoding import (check_not_sparse,
                                                            check_output_mode,
@@ -29,7 +29,7 @@ OUTPUT_MODES = ("int", "one_hot", "multi_hot", "count")
 
 
 @LAYERS.register()
-class Discretization(PreprocessingLayer):
+class Discretization(EncodingLayer):
     """A preprocessing layer which buckets continuous features by ranges.
 
     Each value of the input becomes the index of the range (bin) it falls in; the output
@@ -160,24 +160,15 @@ class Discretization(PreprocessingLayer):
 
     # ---- computation ----
 
-    def forward(self, ctx, x, training=False):
+    def encode(self, x):
         if self._edges is None:
             raise ValueError("You need to either pass the `bin_boundaries` argument at "
                              "construction time or call `adapt(dataset)` before you can start "
                              f"using the `Discretization` layer '{self.name}'.")
-        if ctx.record:
-            ctx.input_shape, ctx.input_dtype = x.shape, x.dtype
         indices = np.searchsorted(self._edges, x, side="right").astype(np.int64, copy=False)
         if self.output_mode == "int":
             return indices
         return encode_categorical(indices, len(self._edges) + 1, self.output_mode, self.dtype)
-
-    def backward(self, ctx, dy, need_input_grad=True):
-        # Piecewise constant in its input: the gradient is zero (where it exists).
-        if not need_input_grad:
-            return None
-        return np.zeros(ctx.input_shape, ctx.input_dtype if ctx.input_dtype.kind == "f"
-                        else self.dtype)
 
     def get_config(self):
         config = super().get_config()

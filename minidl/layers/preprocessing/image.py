@@ -11,55 +11,19 @@ Resizing follows ``keras.ops.image.resize`` with ``antialias=False``: bilinear w
 centers (TF's ``resize``, ``torch...interpolate(mode='bilinear', align_corners=False)``),
 nearest as TF's half-pixel nearest (``floor((i + 0.5) * scale)``, Pillow's NEAREST).
 """
-import numbers
-
 import numpy as np
 
 from minidl._core import _image
 from minidl.autodiff.tensor import Tensor
-from minidl.layers.base import LAYERS, Layer
+from minidl.layers.base import LAYERS
+from minidl.layers.conv_utils import check_data_format
 from minidl.layers.node import is_symbolic
+from minidl.layers.preprocessing.base import (PreprocessingLayer, check_choice, check_number,
+                                              check_positive_int)
+from minidl.utils.checks import check_bool
 
 _INTERPOLATIONS = ("bilinear", "nearest")
 _KERAS_ONLY_INTERPOLATIONS = ("bicubic", "lanczos3", "lanczos5", "area")
-
-
-def check_size(layer_name, name, value):
-    """A positive int argument (``height``, ``width``)."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) \
-            or value <= 0:
-        raise ValueError(f"{layer_name}: `{name}` must be a positive int. Received: "
-                         f"{name}={value!r:.100}")
-    return int(value)
-
-
-def check_choice(layer_name, name, value, choices, unsupported=()):
-    """A string argument among ``choices`` (``unsupported``: Keras' other options, which
-    minidl does not implement, named as such)."""
-    if value in choices:
-        return value
-    if value in unsupported:
-        raise ValueError(f"{layer_name}: {name}={value!r} is a Keras option that minidl does "
-                         f"not implement; use one of {choices}.")
-    raise ValueError(f"{layer_name}: `{name}` must be one of {choices}. Received: "
-                     f"{name}={value!r:.100}")
-
-
-def check_number(layer_name, name, value):
-    """A finite real number argument (``fill_value``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not np.isfinite(value):
-        raise ValueError(f"{layer_name}: `{name}` must be a finite number. Received: "
-                         f"{name}={value!r:.100}")
-    return float(value)
-
-
-def check_data_format(layer_name, data_format):
-    if data_format not in (None, "channels_last"):
-        raise ValueError(f"{layer_name}: minidl's image layers take channels_last images; "
-                         f"data_format must be None or 'channels_last'. Received: "
-                         f"data_format={data_format!r:.100}")
-    return "channels_last"
 
 
 def resize_table(in_size, out_size, interpolation, start=0, length=None):
@@ -121,10 +85,18 @@ class Resampler:
         return dx
 
 
-class ImageLayer(Layer):
+class ImageLayer(PreprocessingLayer):
     """Base of minidl's image preprocessing layers: channels_last image batches, and single
     images ``(height, width, channels)`` called on their own (batched for the call, as
-    Keras does)."""
+    Keras does).
+
+    A layer with a target size (Resizing, CenterCrop, RandomCrop) sets it with
+    :meth:`_set_target_size`; the others keep the input's shape.
+    """
+
+    # Built for one image size, as other layers are for their input shape.
+    _any_shape = False
+    height = width = None
 
     def __call__(self, *args, **kwargs):
         if args and not is_symbolic(args[0]) and np.ndim(_value(args[0])) == 3:
@@ -152,11 +124,17 @@ class ImageLayer(Layer):
                              f"(batch, height, width, channels); received shape {x.shape}.")
         return np.ascontiguousarray(x, dtype=self.dtype)
 
-    def output_buffer(self, ctx, key, shape):
-        """The output array: from the context's reused buffers in training, new otherwise."""
-        if ctx.record:
-            return ctx.buffers.get(key, shape[0], shape[1:])
-        return np.empty(shape, self.dtype)
+    def _set_target_size(self, height, width, data_format):
+        """Check and set the output's ``height`` and ``width``, and ``data_format``."""
+        owner = type(self).__name__
+        self.height = check_positive_int(owner, "height", height, allow_none=False)
+        self.width = check_positive_int(owner, "width", width, allow_none=False)
+        self.data_format = check_data_format(data_format, owner)
+
+    def compute_output_shape(self, input_shape):
+        if self.height is None:
+            return tuple(input_shape)
+        return (self.height, self.width, input_shape[-1])
 
     def resampler(self, in_hw, out_hw, interpolation, box=None):
         """The :class:`Resampler` for this input size, kept for the next batch of the same
@@ -209,17 +187,12 @@ class Resizing(ImageLayer):
                  antialias=False, data_format=None, **kwargs):
         super().__init__(**kwargs)
         owner = "Resizing"
-        self.height = check_size(owner, "height", height)
-        self.width = check_size(owner, "width", width)
+        self._set_target_size(height, width, data_format)
         self.interpolation = check_choice(owner, "interpolation", interpolation,
                                           _INTERPOLATIONS, _KERAS_ONLY_INTERPOLATIONS)
-        for name, value in (("crop_to_aspect_ratio", crop_to_aspect_ratio),
-                            ("pad_to_aspect_ratio", pad_to_aspect_ratio),
-                            ("antialias", antialias)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"{owner}: `{name}` must be True or False. Received: "
-                                 f"{name}={value!r:.100}")
-        if antialias:
+        crop_to_aspect_ratio = check_bool(owner, "crop_to_aspect_ratio", crop_to_aspect_ratio)
+        pad_to_aspect_ratio = check_bool(owner, "pad_to_aspect_ratio", pad_to_aspect_ratio)
+        if check_bool(owner, "antialias", antialias):
             raise ValueError(f"{owner}: antialias=True is a Keras option that minidl does not "
                              f"implement; use antialias=False (Keras' default).")
         if crop_to_aspect_ratio and pad_to_aspect_ratio:
@@ -227,14 +200,10 @@ class Resizing(ImageLayer):
                              f"`pad_to_aspect_ratio` can be True. Received: "
                              f"crop_to_aspect_ratio={crop_to_aspect_ratio}, "
                              f"pad_to_aspect_ratio={pad_to_aspect_ratio}")
-        self.crop_to_aspect_ratio = bool(crop_to_aspect_ratio)
-        self.pad_to_aspect_ratio = bool(pad_to_aspect_ratio)
+        self.crop_to_aspect_ratio = crop_to_aspect_ratio
+        self.pad_to_aspect_ratio = pad_to_aspect_ratio
         self.fill_mode = check_choice(owner, "fill_mode", fill_mode, ("constant",))
         self.fill_value = check_number(owner, "fill_value", fill_value)
-        self.data_format = check_data_format(owner, data_format)
-
-    def compute_output_shape(self, input_shape):
-        return (self.height, self.width, input_shape[-1])
 
     def _padding(self, height, width):
         """Keras' pad_to_aspect_ratio box: (padded height, padded width, top, left)."""
@@ -246,7 +215,7 @@ class Resizing(ImageLayer):
     def forward(self, ctx, x, training=False):
         x = self.images(x)
         n, h, w, c = x.shape
-        out = self.output_buffer(ctx, "y", (n, self.height, self.width, c))
+        out = self._output_buffer(ctx, (n, self.height, self.width, c))
         source = x
         if self.pad_to_aspect_ratio:
             padded_h, padded_w, top, left = self._padding(h, w)
@@ -337,18 +306,13 @@ class CenterCrop(ImageLayer):
 
     def __init__(self, height, width, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.height = check_size("CenterCrop", "height", height)
-        self.width = check_size("CenterCrop", "width", width)
-        self.data_format = check_data_format("CenterCrop", data_format)
-
-    def compute_output_shape(self, input_shape):
-        return (self.height, self.width, input_shape[-1])
+        self._set_target_size(height, width, data_format)
 
     def forward(self, ctx, x, training=False):
         x = self.images(x)
         n, h, w, c = x.shape
         cropper = Cropper(self, (h, w), self.height, self.width)
-        out = self.output_buffer(ctx, "y", (n, self.height, self.width, c))
+        out = self._output_buffer(ctx, (n, self.height, self.width, c))
         if ctx.record:
             ctx.cropper, ctx.input_shape = cropper, x.shape
         return cropper.forward(x, out)
