@@ -51,19 +51,11 @@ cimport numpy as cnp
 import numpy as np
 
 from minidl._core._backend cimport num_threads
+from minidl._core._metric_inputs cimport (L_FLOAT32, L_INT32, L_INT64, L_UINT8, as_labels,
+                                          as_predictions, as_weights, label_t, pred_t,
+                                          same_dims)
 
 cnp.import_array()
-
-ctypedef fused pred_t:
-    float
-    double
-
-ctypedef fused label_t:
-    cnp.npy_uint8     # also bool: numpy stores it as one byte holding 0 or 1
-    cnp.npy_int32
-    cnp.npy_int64
-    float
-    double
 
 # How a prediction's slot is found (see the module docstring).
 MODE_SORTED = 0      # binary search in the sorted thresholds
@@ -72,10 +64,6 @@ MODE_EVEN_EPS = 2    # the same with epsilon-shifted end thresholds (AUC)
 
 cdef enum:
     M_SORTED, M_EVEN, M_EVEN_EPS
-
-# y_true dtype codes: which label_t specialisation reads the array.
-cdef enum:
-    L_UINT8, L_INT32, L_INT64, L_FLOAT32, L_FLOAT64, L_NONE
 
 cdef enum:
     # Values per work chunk at least (whole rows). Fixed, so the partial histograms and
@@ -320,68 +308,6 @@ cdef int _run_labels(const Job *job, const pred_t *yp, cnp.ndarray yt, int code,
 
 # ---- argument handling (shared with FBetaCounts) ----
 
-cdef int _label_code(cnp.ndarray a):
-    """Which kernel specialisation reads ``a`` in place, or L_NONE (convert first)."""
-    if not cnp.PyArray_ISCARRAY_RO(a):
-        return L_NONE
-    cdef int t = cnp.PyArray_TYPE(a)
-    cdef Py_ssize_t size = cnp.PyArray_ITEMSIZE(a)
-    if t == cnp.NPY_BOOL or t == cnp.NPY_UBYTE:
-        return L_UINT8
-    if cnp.PyTypeNum_ISINTEGER(t) and cnp.PyTypeNum_ISSIGNED(t):
-        # int64 is NPY_LONG or NPY_LONGLONG depending on the platform: go by size.
-        return L_INT32 if size == 4 else (L_INT64 if size == 8 else L_NONE)
-    if t == cnp.NPY_FLOAT:
-        return L_FLOAT32
-    if t == cnp.NPY_DOUBLE:
-        return L_FLOAT64
-    return L_NONE
-
-
-cdef cnp.ndarray _labels(object y_true, str name, int *code):
-    cdef cnp.ndarray a
-    if cnp.PyArray_Check(y_true):
-        a = <cnp.ndarray>y_true
-        code[0] = _label_code(a)
-        if code[0] != L_NONE:
-            return a
-    # np.require, not np.ascontiguousarray: the latter turns a 0-d array into shape (1,).
-    a = np.asarray(y_true)
-    if a.dtype.kind in "biu":
-        a = np.require(a, np.int64, "CA")
-    elif a.dtype.kind == "f":
-        a = np.require(a, np.float32 if a.dtype.itemsize <= 4 else np.float64, "CA")
-    else:
-        raise TypeError(f"{name}: `y_true` must hold numbers or bools. Received: y_true with "
-                        f"dtype {a.dtype}")
-    code[0] = _label_code(a)
-    return a
-
-
-cdef cnp.ndarray _predictions(object y_pred, str name):
-    cdef cnp.ndarray a
-    cdef int t
-    if cnp.PyArray_Check(y_pred):
-        a = <cnp.ndarray>y_pred
-        t = cnp.PyArray_TYPE(a)
-        if (t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE) and cnp.PyArray_ISCARRAY_RO(a):
-            return a
-    a = np.asarray(y_pred)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: `y_pred` must hold numbers. Received: y_pred with dtype "
-                        f"{a.dtype}")
-    return np.require(
-        a, np.float32 if a.dtype.kind == "f" and a.dtype.itemsize <= 4 else np.float64, "CA")
-
-
-cdef bint _same_dims(cnp.ndarray a, cnp.ndarray b, int ndim):
-    cdef int i
-    for i in range(ndim):
-        if cnp.PyArray_DIMS(a)[i] != cnp.PyArray_DIMS(b)[i]:
-            return False
-    return True
-
-
 cdef int _effective_ndim(cnp.ndarray yt, cnp.ndarray yp, str name) except -1:
     """The rank y_true and y_pred share after Keras's squeeze_or_expand_to_same_rank: equal
     shapes, or shapes that differ by a trailing axis of 1 ((n,) against (n, 1) means
@@ -389,11 +315,11 @@ cdef int _effective_ndim(cnp.ndarray yt, cnp.ndarray yp, str name) except -1:
     cdef int tnd = cnp.PyArray_NDIM(yt), pnd = cnp.PyArray_NDIM(yp)
     cdef bint ok
     if tnd == pnd:
-        ok = tnd >= 1 and _same_dims(yt, yp, pnd)
+        ok = tnd >= 1 and same_dims(yt, yp, pnd)
     elif tnd == pnd + 1:
-        ok = pnd >= 1 and cnp.PyArray_DIMS(yt)[tnd - 1] == 1 and _same_dims(yt, yp, pnd)
+        ok = pnd >= 1 and cnp.PyArray_DIMS(yt)[tnd - 1] == 1 and same_dims(yt, yp, pnd)
     elif pnd == tnd + 1:
-        ok = tnd >= 1 and cnp.PyArray_DIMS(yp)[pnd - 1] == 1 and _same_dims(yt, yp, tnd)
+        ok = tnd >= 1 and cnp.PyArray_DIMS(yp)[pnd - 1] == 1 and same_dims(yt, yp, tnd)
     else:
         ok = False
     if not ok:
@@ -412,22 +338,10 @@ cdef object _weights(object sample_weight, Py_ssize_t n, Py_ssize_t size, str na
     // w_div = weight index); returns the array to keep alive while the kernel runs.
     Accepted: None, a number, one weight per sample ((n,), (n, 1)) or one per value (the
     shape of y_true)."""
-    cdef cnp.ndarray w
-    cdef int t
     data[0] = NULL
-    scale[0] = 1.0
-    if sample_weight is None:
+    cdef cnp.ndarray w = as_weights(sample_weight, name, scale)
+    if w is None:
         return None
-    if isinstance(sample_weight, (float, int)) and not isinstance(sample_weight, bool):
-        scale[0] = sample_weight
-        return None
-    w = sample_weight if cnp.PyArray_Check(sample_weight) else np.asarray(sample_weight)
-    t = cnp.PyArray_TYPE(w)
-    if not ((t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE) and cnp.PyArray_ISCARRAY_RO(w)):
-        if w.dtype.kind not in "biuf":
-            raise TypeError(f"{name}: `sample_weight` must hold numbers. Received: "
-                            f"sample_weight with dtype {w.dtype}")
-        w = np.require(w, np.float64, "CA")
     if cnp.PyArray_SIZE(w) == 1 and n != 1:
         scale[0] = float(w.reshape(-1)[0])
         return None
@@ -534,8 +448,8 @@ cdef class ConfusionCounts:
         cdef str name = self._name
         cdef Job job = self._job     # a copy: the shape fields are this call's
         cdef int code, nd
-        cdef cnp.ndarray yp = _predictions(y_pred, name)
-        cdef cnp.ndarray yt = _labels(y_true, name, &code)
+        cdef cnp.ndarray yp = as_predictions(y_pred, name)
+        cdef cnp.ndarray yt = as_labels(y_true, name, &code)
         nd = _effective_ndim(yt, yp, name)
         cdef Py_ssize_t size = cnp.PyArray_SIZE(yp)
         cdef Py_ssize_t n = cnp.PyArray_DIMS(yp)[0]
@@ -687,10 +601,10 @@ cdef class FBetaCounts:
         """
         cdef str name = self._name
         cdef int code
-        cdef cnp.ndarray yp = _predictions(y_pred, name)
-        cdef cnp.ndarray yt = _labels(y_true, name, &code)
+        cdef cnp.ndarray yp = as_predictions(y_pred, name)
+        cdef cnp.ndarray yt = as_labels(y_true, name, &code)
         if not (cnp.PyArray_NDIM(yp) == 2 and cnp.PyArray_NDIM(yt) == 2
-                and _same_dims(yt, yp, 2)):
+                and same_dims(yt, yp, 2)):
             raise ValueError(f"{name} expects 2D inputs of one shape (batch_size, output_dim). "
                              f"Received: y_true.shape={(<object>yt).shape}, "
                              f"y_pred.shape={(<object>yp).shape}")

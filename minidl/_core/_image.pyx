@@ -58,16 +58,25 @@ cdef inline int _threads(Py_ssize_t elements) noexcept nogil:
     return num_threads() if elements >= PARALLEL_MIN_ELEMENTS else 1
 
 
-cdef int _check_image(object a, int t, str name, bint out) except -1:
-    carray(a, t, 4, None, name, out)
-    return 0
-
-
-cdef int _apart(object out, object source, str out_name, str source_name) except -1:
-    """A kernel that reads other pixels than the one it writes needs separate arrays."""
-    if overlap(out, source):
-        raise ValueError(f"{out_name} must not overlap {source_name}; pass a separate array.")
-    return 0
+cdef int _check_images(object src, object dst, str src_name, str dst_name, bint same_shape,
+                       bint apart) except -1:
+    """Checks a kernel's input batch ``src`` (after aligned()) and its output batch ``dst``,
+    of src's dtype and of src's shape (``same_shape``) or of src's batch size and channels
+    (a resampling); returns their numpy type number. ``apart``: the kernel reads other
+    pixels than the one it writes, so the arrays must not overlap."""
+    cdef int t = float_carray(src, 4, None, src_name)
+    carray(dst, t, 4, None, dst_name, True)
+    if same_shape:
+        if dst.shape != src.shape:
+            raise ValueError(f"{dst_name} must have shape {src.shape} like {src_name}; "
+                             f"received {dst.shape}.")
+    elif dim(dst, 0) != dim(src, 0) or dim(dst, 3) != dim(src, 3):
+        raise ValueError(f"{dst_name} must have shape "
+                         f"{(dim(src, 0), dim(dst, 1), dim(dst, 2), dim(src, 3))}; "
+                         f"received {dst.shape}.")
+    if apart and overlap(dst, src):
+        raise ValueError(f"{dst_name} must not overlap {src_name}; pass a separate array.")
+    return t
 
 
 cdef int _check_table(object a, int t, Py_ssize_t n, str name) except -1:
@@ -92,12 +101,27 @@ cdef int _mode(object value, tuple names, str name) except -1:
 
 # ---- separable resampling ----
 
-cdef void _resample_image(const floating *src, floating *dst, Py_ssize_t h, Py_ssize_t w,
-                          Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t c,
-                          const Py_ssize_t *r0, const Py_ssize_t *r1, const double *rw,
-                          const Py_ssize_t *c0, const Py_ssize_t *c1, const double *cw,
-                          bint linear) noexcept nogil:
+cdef struct _Resampling:
+    # Images of (h, w) pixels resampled to (oh, ow), c channels each: output row i blends
+    # input rows r0[i] and r1[i] (weight rw[i] on the second), output column j input columns
+    # c0[j] and c1[j] (weight cw[j]); nearest (not linear) reads r0 and c0 only.
+    Py_ssize_t h, w, oh, ow, c
+    const Py_ssize_t *r0
+    const Py_ssize_t *r1
+    const double *rw
+    const Py_ssize_t *c0
+    const Py_ssize_t *c1
+    const double *cw
+    bint linear
+
+
+cdef void _resample_image(const floating *src, floating *dst,
+                          const _Resampling *rs) noexcept nogil:
     cdef Py_ssize_t oy, ox, ch
+    cdef Py_ssize_t w = rs.w, ow = rs.ow, c = rs.c
+    cdef const Py_ssize_t *r0 = rs.r0, *r1 = rs.r1, *c0 = rs.c0, *c1 = rs.c1
+    cdef const double *rw = rs.rw, *cw = rs.cw
+    cdef bint linear = rs.linear
     cdef const floating *row0
     cdef const floating *row1
     cdef const floating *p00
@@ -106,7 +130,7 @@ cdef void _resample_image(const floating *src, floating *dst, Py_ssize_t h, Py_s
     cdef const floating *p11
     cdef floating *out
     cdef double wy, wx, top, bottom
-    for oy in range(oh):
+    for oy in range(rs.oh):
         row0 = src + r0[oy] * w * c
         row1 = src + r1[oy] * w * c
         wy = rw[oy]
@@ -128,22 +152,22 @@ cdef void _resample_image(const floating *src, floating *dst, Py_ssize_t h, Py_s
                 out[ch] = <floating>(top + (bottom - top) * wy)
 
 
-cdef void _resample_image_backward(const floating *dy, floating *dx, Py_ssize_t h,
-                                   Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t c,
-                                   const Py_ssize_t *r0, const Py_ssize_t *r1,
-                                   const double *rw, const Py_ssize_t *c0,
-                                   const Py_ssize_t *c1, const double *cw,
-                                   bint linear) noexcept nogil:
+cdef void _resample_image_backward(const floating *dy, floating *dx,
+                                   const _Resampling *rs) noexcept nogil:
     cdef Py_ssize_t i, oy, ox, ch
+    cdef Py_ssize_t w = rs.w, ow = rs.ow, c = rs.c
+    cdef const Py_ssize_t *r0 = rs.r0, *r1 = rs.r1, *c0 = rs.c0, *c1 = rs.c1
+    cdef const double *rw = rs.rw, *cw = rs.cw
+    cdef bint linear = rs.linear
     cdef const floating *g
     cdef floating *d00
     cdef floating *d01
     cdef floating *d10
     cdef floating *d11
     cdef double wy, wx
-    for i in range(h * w * c):
+    for i in range(rs.h * w * c):
         dx[i] = 0
-    for oy in range(oh):
+    for oy in range(rs.oh):
         wy = rw[oy]
         for ox in range(ow):
             g = dy + (oy * ow + ox) * c
@@ -163,21 +187,59 @@ cdef void _resample_image_backward(const floating *dy, floating *dx, Py_ssize_t 
                 d11[ch] += <floating>(g[ch] * wy * wx)
 
 
-cdef int _check_resample_tables(object rows0, object rows1, object row_weights, object cols0,
-                                object cols1, object col_weights, Py_ssize_t h, Py_ssize_t w,
-                                Py_ssize_t oh, Py_ssize_t ow) except -1:
+cdef void _resample_batch(const floating *src, floating *dst, Py_ssize_t n,
+                          const _Resampling *rs, bint backward, int nt) noexcept nogil:
+    cdef Py_ssize_t img, per_in = rs.h * rs.w * rs.c, per_out = rs.oh * rs.ow * rs.c
+    for img in prange(n, num_threads=nt, schedule="static"):
+        if backward:
+            _resample_image_backward(src + img * per_out, dst + img * per_in, rs)
+        else:
+            _resample_image(src + img * per_in, dst + img * per_out, rs)
+
+
+cdef int _resample_tables(_Resampling *rs, object rows0, object rows1, object row_weights,
+                          object cols0, object cols1, object col_weights) except -1:
+    """Checks the tables against the sizes in ``rs`` and points ``rs`` at them."""
     import numpy as np
-    _check_table(rows0, cnp.NPY_INTP, oh, "rows0")
-    _check_table(rows1, cnp.NPY_INTP, oh, "rows1")
-    _check_table(row_weights, cnp.NPY_DOUBLE, oh, "row_weights")
-    _check_table(cols0, cnp.NPY_INTP, ow, "cols0")
-    _check_table(cols1, cnp.NPY_INTP, ow, "cols1")
-    _check_table(col_weights, cnp.NPY_DOUBLE, ow, "col_weights")
-    for table, size, name in ((rows0, h, "rows0"), (rows1, h, "rows1"), (cols0, w, "cols0"),
-                              (cols1, w, "cols1")):
+    _check_table(rows0, cnp.NPY_INTP, rs.oh, "rows0")
+    _check_table(rows1, cnp.NPY_INTP, rs.oh, "rows1")
+    _check_table(row_weights, cnp.NPY_DOUBLE, rs.oh, "row_weights")
+    _check_table(cols0, cnp.NPY_INTP, rs.ow, "cols0")
+    _check_table(cols1, cnp.NPY_INTP, rs.ow, "cols1")
+    _check_table(col_weights, cnp.NPY_DOUBLE, rs.ow, "col_weights")
+    for table, size, name in ((rows0, rs.h, "rows0"), (rows1, rs.h, "rows1"),
+                              (cols0, rs.w, "cols0"), (cols1, rs.w, "cols1")):
         if len(table) and (np.min(table) < 0 or np.max(table) >= size):
             raise ValueError(f"{name} must hold indices in [0, {size}); received values in "
                              f"[{np.min(table)}, {np.max(table)}].")
+    rs.r0 = <const Py_ssize_t *>data(rows0)
+    rs.r1 = <const Py_ssize_t *>data(rows1)
+    rs.rw = <const double *>data(row_weights)
+    rs.c0 = <const Py_ssize_t *>data(cols0)
+    rs.c1 = <const Py_ssize_t *>data(cols1)
+    rs.cw = <const double *>data(col_weights)
+    return 0
+
+
+cdef int _resample_run(object src, object dst, str src_name, str dst_name, object rows0,
+                       object rows1, object row_weights, object cols0, object cols1,
+                       object col_weights, bint linear, bint backward) except -1:
+    """:func:`resample` (``src`` the images, ``dst`` the resampled ones) or, ``backward``,
+    :func:`resample_backward` (``src`` their gradient, ``dst`` the images' gradient)."""
+    src = aligned(src)
+    cdef int t = _check_images(src, dst, src_name, dst_name, False, True)
+    images, resampled = (dst, src) if backward else (src, dst)
+    cdef _Resampling rs
+    rs.h, rs.w, rs.c = dim(images, 1), dim(images, 2), dim(images, 3)
+    rs.oh, rs.ow = dim(resampled, 1), dim(resampled, 2)
+    rs.linear = linear
+    _resample_tables(&rs, rows0, rows1, row_weights, cols0, cols1, col_weights)
+    cdef Py_ssize_t n = dim(src, 0)
+    cdef int nt = _threads(n * (rs.h * rs.w + rs.oh * rs.ow) * rs.c)
+    if t == cnp.NPY_FLOAT:
+        _resample_batch(<const float *>data(src), <float *>data(dst), n, &rs, backward, nt)
+    else:
+        _resample_batch(<const double *>data(src), <double *>data(dst), n, &rs, backward, nt)
     return 0
 
 
@@ -196,36 +258,8 @@ def resample(x, y, rows0, rows1, row_weights, cols0, cols1, col_weights, bint li
         cols0, cols1: ``(ow,)`` intp indices in ``[0, w)``; col_weights ``(ow,)`` float64.
         linear: bilinear (True) or nearest (False).
     """
-    x = aligned(x)
-    cdef int t = float_carray(x, 4, None, "x")
-    _check_image(y, t, "y", True)
-    cdef Py_ssize_t n = dim(x, 0), h = dim(x, 1), w = dim(x, 2), c = dim(x, 3)
-    cdef Py_ssize_t oh = dim(y, 1), ow = dim(y, 2)
-    if dim(y, 0) != n or dim(y, 3) != c:
-        raise ValueError(f"y must have shape {(n, oh, ow, c)}; received {y.shape}.")
-    _apart(y, x, "y", "x")
-    _check_resample_tables(rows0, rows1, row_weights, cols0, cols1, col_weights, h, w, oh, ow)
-    cdef char *xp = data(x)
-    cdef char *yp = data(y)
-    cdef const Py_ssize_t *r0 = <const Py_ssize_t *>data(rows0)
-    cdef const Py_ssize_t *r1 = <const Py_ssize_t *>data(rows1)
-    cdef const double *rw = <const double *>data(row_weights)
-    cdef const Py_ssize_t *c0 = <const Py_ssize_t *>data(cols0)
-    cdef const Py_ssize_t *c1 = <const Py_ssize_t *>data(cols1)
-    cdef const double *cw = <const double *>data(col_weights)
-    cdef Py_ssize_t img, per_in = h * w * c, per_out = oh * ow * c
-    cdef int nt = _threads(n * (per_in + per_out))
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _resample_image((<const float *>xp) + img * per_in,
-                                (<float *>yp) + img * per_out, h, w, oh, ow, c,
-                                r0, r1, rw, c0, c1, cw, linear)
-        else:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _resample_image((<const double *>xp) + img * per_in,
-                                (<double *>yp) + img * per_out, h, w, oh, ow, c,
-                                r0, r1, rw, c0, c1, cw, linear)
+    _resample_run(x, y, "x", "y", rows0, rows1, row_weights, cols0, cols1, col_weights,
+                  linear, False)
 
 
 def resample_backward(dy, dx, rows0, rows1, row_weights, cols0, cols1, col_weights,
@@ -237,36 +271,8 @@ def resample_backward(dy, dx, rows0, rows1, row_weights, cols0, cols1, col_weigh
         dy: IN ``(n, oh, ow, c)``; dx: OUT ``(n, h, w, c)``, dy's dtype; tables as
             :func:`resample`.
     """
-    dy = aligned(dy)
-    cdef int t = float_carray(dy, 4, None, "dy")
-    _check_image(dx, t, "dx", True)
-    cdef Py_ssize_t n = dim(dy, 0), oh = dim(dy, 1), ow = dim(dy, 2), c = dim(dy, 3)
-    cdef Py_ssize_t h = dim(dx, 1), w = dim(dx, 2)
-    if dim(dx, 0) != n or dim(dx, 3) != c:
-        raise ValueError(f"dx must have shape {(n, h, w, c)}; received {dx.shape}.")
-    _apart(dx, dy, "dx", "dy")
-    _check_resample_tables(rows0, rows1, row_weights, cols0, cols1, col_weights, h, w, oh, ow)
-    cdef char *gp = data(dy)
-    cdef char *dp = data(dx)
-    cdef const Py_ssize_t *r0 = <const Py_ssize_t *>data(rows0)
-    cdef const Py_ssize_t *r1 = <const Py_ssize_t *>data(rows1)
-    cdef const double *rw = <const double *>data(row_weights)
-    cdef const Py_ssize_t *c0 = <const Py_ssize_t *>data(cols0)
-    cdef const Py_ssize_t *c1 = <const Py_ssize_t *>data(cols1)
-    cdef const double *cw = <const double *>data(col_weights)
-    cdef Py_ssize_t img, per_in = h * w * c, per_out = oh * ow * c
-    cdef int nt = _threads(n * (per_in + per_out))
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _resample_image_backward((<const float *>gp) + img * per_out,
-                                         (<float *>dp) + img * per_in, h, w, oh, ow, c,
-                                         r0, r1, rw, c0, c1, cw, linear)
-        else:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _resample_image_backward((<const double *>gp) + img * per_out,
-                                         (<double *>dp) + img * per_in, h, w, oh, ow, c,
-                                         r0, r1, rw, c0, c1, cw, linear)
+    _resample_run(dy, dx, "dy", "dx", rows0, rows1, row_weights, cols0, cols1, col_weights,
+                  linear, True)
 
 
 # ---- projective transforms ----
@@ -384,10 +390,26 @@ cdef inline Py_ssize_t _nearest_tap(double sx, double sy, Py_ssize_t h, Py_ssize
     return (iy * w + ix) * c
 
 
+# The direction of _affine_image, a type so that each direction is compiled as a kernel of
+# its own, free of the other's branches (the same kernel with a run-time flag was up to 15%
+# slower on some paths).
+cdef struct _Forward:
+    char unused
+cdef struct _Backward:
+    char unused
+ctypedef fused direction:
+    _Forward
+    _Backward
+
+
 cdef void _affine_image(const floating *src, floating *dst, Py_ssize_t h, Py_ssize_t w,
-                        Py_ssize_t c, const double *m, bint linear, int mode,
-                        double fill) noexcept nogil:
-    cdef Py_ssize_t oy, ox, ch, at, iy, ix
+                        Py_ssize_t c, const double *m, bint linear, int mode, double fill,
+                        const direction *tag) noexcept nogil:
+    """One image of :func:`affine` (``src`` the image, ``dst`` the output) or, ``tag`` a
+    (NULL) ``_Backward *``, of :func:`affine_backward` (``src`` the output gradient, ``dst``
+    the image gradient): both walk the output pixels to the same source points and taps, the
+    forward pass to read them, the backward one to add the gradient to them."""
+    cdef Py_ssize_t i, oy, ox, ch, k, at, iy, ix
     cdef double sx, sy, fy, fx, w00, w01, w10, w11
     cdef bint valid
     cdef bint projective = m[6] != 0.0 or m[7] != 0.0
@@ -397,16 +419,34 @@ cdef void _affine_image(const floating *src, floating *dst, Py_ssize_t h, Py_ssi
     cdef const floating *p01
     cdef const floating *p10
     cdef const floating *p11
+    cdef const floating *g
     cdef floating *out
+    if direction is _Backward:
+        for i in range(h * w * c):
+            dst[i] = 0
     for oy in range(h):
         _row_terms(m, oy, &row)
         for ox in range(w):
+            # The output pixel: written forward, its gradient read backward.
             out = dst + (oy * w + ox) * c
+            g = src + (oy * w + ox) * c
             _source_point(m, projective, &row, ox, &sx, &sy)
             if not linear:
                 at = _nearest_tap(sx, sy, h, w, c, mode, &valid)
-                for ch in range(c):
-                    out[ch] = src[at + ch] if valid else <floating>fill
+                if direction is _Forward:
+                    for ch in range(c):
+                        out[ch] = src[at + ch] if valid else <floating>fill
+                elif valid:
+                    for ch in range(c):
+                        dst[at + ch] += g[ch]
+                continue
+            if direction is _Backward:
+                _bilinear_taps(sx, sy, h, w, c, mode, &t)
+                for k in range(4):
+                    if t.valid[k]:   # (a fill_value corner reads no pixel)
+                        out = dst + t.offset[k]
+                        for ch in range(c):
+                            out[ch] += <floating>(t.weight[k] * g[ch])
                 continue
             iy = _floor(sy)
             ix = _floor(sx)
@@ -438,36 +478,39 @@ cdef void _affine_image(const floating *src, floating *dst, Py_ssize_t h, Py_ssi
                     + t.weight[3] * (<double>p11[ch] if t.valid[3] else fill))
 
 
-cdef void _affine_image_backward(const floating *dy, floating *dx, Py_ssize_t h, Py_ssize_t w,
-                                 Py_ssize_t c, const double *m, bint linear,
-                                 int mode) noexcept nogil:
-    cdef Py_ssize_t i, oy, ox, ch, k, at
-    cdef double sx, sy
-    cdef bint valid
-    cdef bint projective = m[6] != 0.0 or m[7] != 0.0
-    cdef _Taps t
-    cdef _Row row
-    cdef const floating *g
-    cdef floating *d
-    for i in range(h * w * c):
-        dx[i] = 0
-    for oy in range(h):
-        _row_terms(m, oy, &row)
-        for ox in range(w):
-            g = dy + (oy * w + ox) * c
-            _source_point(m, projective, &row, ox, &sx, &sy)
-            if not linear:
-                at = _nearest_tap(sx, sy, h, w, c, mode, &valid)
-                if valid:
-                    for ch in range(c):
-                        dx[at + ch] += g[ch]
-                continue
-            _bilinear_taps(sx, sy, h, w, c, mode, &t)
-            for k in range(4):
-                if t.valid[k]:   # (a fill_value corner reads no pixel)
-                    d = dx + t.offset[k]
-                    for ch in range(c):
-                        d[ch] += <floating>(t.weight[k] * g[ch])
+cdef void _affine_batch(const floating *src, floating *dst, Py_ssize_t n, Py_ssize_t h,
+                        Py_ssize_t w, Py_ssize_t c, const double *transforms, bint linear,
+                        int mode, double fill, bint backward, int nt) noexcept nogil:
+    cdef Py_ssize_t img, per = h * w * c
+    for img in prange(n, num_threads=nt, schedule="static"):
+        if backward:
+            _affine_image(src + img * per, dst + img * per, h, w, c, transforms + 8 * img,
+                          linear, mode, fill, <const _Backward *>NULL)
+        else:
+            _affine_image(src + img * per, dst + img * per, h, w, c, transforms + 8 * img,
+                          linear, mode, fill, <const _Forward *>NULL)
+
+
+cdef int _affine_run(object src, object transforms, object dst, str src_name, str dst_name,
+                     object interpolation, object fill_mode, double fill_value,
+                     bint backward) except -1:
+    """:func:`affine` (``src`` the images, ``dst`` the transformed ones) or, ``backward``,
+    :func:`affine_backward` (``src`` their gradient, ``dst`` the images' gradient)."""
+    src = aligned(src)
+    cdef int t = _check_images(src, dst, src_name, dst_name, True, True)
+    cdef Py_ssize_t n = dim(src, 0), h = dim(src, 1), w = dim(src, 2), c = dim(src, 3)
+    _check_params(transforms, n, 8, "transforms")
+    cdef bint linear = _mode(interpolation, INTERPOLATIONS, "interpolation") == 0
+    cdef int mode = _mode(fill_mode, FILL_MODES, "fill_mode")
+    cdef const double *mp = <const double *>data(transforms)
+    cdef int nt = _threads(n * h * w * c)
+    if t == cnp.NPY_FLOAT:
+        _affine_batch(<const float *>data(src), <float *>data(dst), n, h, w, c, mp, linear,
+                      mode, fill_value, backward, nt)
+    else:
+        _affine_batch(<const double *>data(src), <double *>data(dst), n, h, w, c, mp, linear,
+                      mode, fill_value, backward, nt)
+    return 0
 
 
 def affine(x, transforms, y, interpolation="bilinear", fill_mode="reflect",
@@ -487,30 +530,7 @@ def affine(x, transforms, y, interpolation="bilinear", fill_mode="reflect",
         fill_mode: 'reflect', 'wrap', 'constant' or 'nearest'.
         fill_value: the value of points outside the image in 'constant' mode.
     """
-    x = aligned(x)
-    cdef int t = float_carray(x, 4, None, "x")
-    _check_image(y, t, "y", True)
-    if y.shape != x.shape:
-        raise ValueError(f"y must have shape {x.shape} like x; received {y.shape}.")
-    _apart(y, x, "y", "x")
-    cdef Py_ssize_t n = dim(x, 0), h = dim(x, 1), w = dim(x, 2), c = dim(x, 3)
-    _check_params(transforms, n, 8, "transforms")
-    cdef bint linear = _mode(interpolation, INTERPOLATIONS, "interpolation") == 0
-    cdef int mode = _mode(fill_mode, FILL_MODES, "fill_mode")
-    cdef char *xp = data(x)
-    cdef char *yp = data(y)
-    cdef const double *mp = <const double *>data(transforms)
-    cdef Py_ssize_t img, per = h * w * c
-    cdef int nt = _threads(n * per)
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _affine_image((<const float *>xp) + img * per, (<float *>yp) + img * per,
-                              h, w, c, mp + 8 * img, linear, mode, fill_value)
-        else:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _affine_image((<const double *>xp) + img * per, (<double *>yp) + img * per,
-                              h, w, c, mp + 8 * img, linear, mode, fill_value)
+    _affine_run(x, transforms, y, "x", "y", interpolation, fill_mode, fill_value, False)
 
 
 def affine_backward(dy, transforms, dx, interpolation="bilinear", fill_mode="reflect"):
@@ -521,32 +541,7 @@ def affine_backward(dy, transforms, dx, interpolation="bilinear", fill_mode="ref
     Args:
         dy: IN ``(n, h, w, c)``; transforms: IN ``(n, 8)`` float64; dx: OUT like dy.
     """
-    dy = aligned(dy)
-    cdef int t = float_carray(dy, 4, None, "dy")
-    _check_image(dx, t, "dx", True)
-    if dx.shape != dy.shape:
-        raise ValueError(f"dx must have shape {dy.shape} like dy; received {dx.shape}.")
-    _apart(dx, dy, "dx", "dy")
-    cdef Py_ssize_t n = dim(dy, 0), h = dim(dy, 1), w = dim(dy, 2), c = dim(dy, 3)
-    _check_params(transforms, n, 8, "transforms")
-    cdef bint linear = _mode(interpolation, INTERPOLATIONS, "interpolation") == 0
-    cdef int mode = _mode(fill_mode, FILL_MODES, "fill_mode")
-    cdef char *gp = data(dy)
-    cdef char *dp = data(dx)
-    cdef const double *mp = <const double *>data(transforms)
-    cdef Py_ssize_t img, per = h * w * c
-    cdef int nt = _threads(n * per)
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _affine_image_backward((<const float *>gp) + img * per,
-                                       (<float *>dp) + img * per, h, w, c, mp + 8 * img,
-                                       linear, mode)
-        else:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _affine_image_backward((<const double *>gp) + img * per,
-                                       (<double *>dp) + img * per, h, w, c, mp + 8 * img,
-                                       linear, mode)
+    _affine_run(dy, transforms, dx, "dy", "dx", interpolation, fill_mode, 0.0, True)
 
 
 # ---- flips ----
@@ -569,6 +564,13 @@ cdef void _flip_image(const floating *src, floating *dst, Py_ssize_t h, Py_ssize
                 out[ch] = p[ch]
 
 
+cdef void _flip_batch(const floating *src, floating *dst, Py_ssize_t n, Py_ssize_t h,
+                      Py_ssize_t w, Py_ssize_t c, const int *flags, int nt) noexcept nogil:
+    cdef Py_ssize_t img, per = h * w * c
+    for img in prange(n, num_threads=nt, schedule="static"):
+        _flip_image(src + img * per, dst + img * per, h, w, c, flags[img])
+
+
 def flip(x, flags, y):
     """Flip each image: ``flags[i]`` bit 0 reverses image i's columns (horizontal flip),
     bit 1 its rows (vertical flip). Its own backward pass (apply it to the gradient).
@@ -578,27 +580,15 @@ def flip(x, flags, y):
         y: OUT like x (not overlapping it).
     """
     x = aligned(x)
-    cdef int t = float_carray(x, 4, None, "x")
-    _check_image(y, t, "y", True)
-    if y.shape != x.shape:
-        raise ValueError(f"y must have shape {x.shape} like x; received {y.shape}.")
-    _apart(y, x, "y", "x")
+    cdef int t = _check_images(x, y, "x", "y", True, True)
     cdef Py_ssize_t n = dim(x, 0), h = dim(x, 1), w = dim(x, 2), c = dim(x, 3)
     _check_table(flags, cnp.NPY_INT32, n, "flags")
-    cdef char *xp = data(x)
-    cdef char *yp = data(y)
     cdef const int *fp = <const int *>data(flags)
-    cdef Py_ssize_t img, per = h * w * c
-    cdef int nt = _threads(n * per)
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _flip_image((<const float *>xp) + img * per, (<float *>yp) + img * per,
-                            h, w, c, fp[img])
-        else:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _flip_image((<const double *>xp) + img * per, (<double *>yp) + img * per,
-                            h, w, c, fp[img])
+    cdef int nt = _threads(n * h * w * c)
+    if t == cnp.NPY_FLOAT:
+        _flip_batch(<const float *>data(x), <float *>data(y), n, h, w, c, fp, nt)
+    else:
+        _flip_batch(<const double *>data(x), <double *>data(y), n, h, w, c, fp, nt)
 
 
 # ---- contrast and brightness ----
@@ -631,6 +621,15 @@ cdef void _contrast_image(const floating *src, floating *dst, Py_ssize_t pixels,
                                               lo, hi)
 
 
+cdef void _contrast_batch(const floating *src, floating *dst, Py_ssize_t n, Py_ssize_t pixels,
+                          Py_ssize_t c, const double *factors, double lo, double hi,
+                          double *means, int nt) noexcept nogil:
+    cdef Py_ssize_t img, per = pixels * c
+    for img in prange(n, num_threads=nt, schedule="static"):
+        _contrast_image(src + img * per, dst + img * per, pixels, c, factors[img], lo, hi,
+                        means + img * c)
+
+
 cdef void _brightness_image(const floating *src, floating *dst, Py_ssize_t size,
                             floating delta, floating lo, floating hi) noexcept nogil:
     cdef Py_ssize_t i
@@ -645,6 +644,14 @@ cdef void _brightness_image(const floating *src, floating *dst, Py_ssize_t size,
         dst[i] = v
 
 
+cdef void _brightness_batch(const floating *src, floating *dst, Py_ssize_t n, Py_ssize_t per,
+                            const double *deltas, double lo, double hi, int nt) noexcept nogil:
+    cdef Py_ssize_t img
+    for img in prange(n, num_threads=nt, schedule="static"):
+        _brightness_image(src + img * per, dst + img * per, per, <floating>deltas[img],
+                          <floating>lo, <floating>hi)
+
+
 def contrast(x, factors, y, double low, double high, means):
     """Per image and channel: ``clip((x - mean) * factor + mean, low, high)``, the mean over
     the image's pixels (RandomContrast).
@@ -655,10 +662,7 @@ def contrast(x, factors, y, double low, double high, means):
             means (what the backward pass needs).
     """
     x = aligned(x)
-    cdef int t = float_carray(x, 4, None, "x")
-    _check_image(y, t, "y", True)
-    if y.shape != x.shape:
-        raise ValueError(f"y must have shape {x.shape} like x; received {y.shape}.")
+    cdef int t = _check_images(x, y, "x", "y", True, False)
     cdef Py_ssize_t n = dim(x, 0), pixels = dim(x, 1) * dim(x, 2), c = dim(x, 3)
     _check_table(factors, cnp.NPY_DOUBLE, n, "factors")
     carray(means, cnp.NPY_DOUBLE, 2, None, "means", True)
@@ -666,21 +670,15 @@ def contrast(x, factors, y, double low, double high, means):
         raise ValueError(f"means must have shape {(n, c)}; received {means.shape}.")
     if pixels == 0:
         return
-    cdef char *xp = data(x)
-    cdef char *yp = data(y)
     cdef const double *fp = <const double *>data(factors)
     cdef double *mp = <double *>data(means)
-    cdef Py_ssize_t img, per = pixels * c
-    cdef int nt = _threads(n * per)
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _contrast_image((<const float *>xp) + img * per, (<float *>yp) + img * per,
-                                pixels, c, fp[img], low, high, mp + img * c)
-        else:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _contrast_image((<const double *>xp) + img * per, (<double *>yp) + img * per,
-                                pixels, c, fp[img], low, high, mp + img * c)
+    cdef int nt = _threads(n * pixels * c)
+    if t == cnp.NPY_FLOAT:
+        _contrast_batch(<const float *>data(x), <float *>data(y), n, pixels, c, fp, low, high,
+                        mp, nt)
+    else:
+        _contrast_batch(<const double *>data(x), <double *>data(y), n, pixels, c, fp, low,
+                        high, mp, nt)
 
 
 def brightness(x, deltas, y, double low, double high):
@@ -691,23 +689,12 @@ def brightness(x, deltas, y, double low, double high):
         low, high: the value range.
     """
     x = aligned(x)
-    cdef int t = float_carray(x, 4, None, "x")
-    _check_image(y, t, "y", True)
-    if y.shape != x.shape:
-        raise ValueError(f"y must have shape {x.shape} like x; received {y.shape}.")
+    cdef int t = _check_images(x, y, "x", "y", True, False)
     cdef Py_ssize_t n = dim(x, 0), per = dim(x, 1) * dim(x, 2) * dim(x, 3)
     _check_table(deltas, cnp.NPY_DOUBLE, n, "deltas")
-    cdef char *xp = data(x)
-    cdef char *yp = data(y)
     cdef const double *dp = <const double *>data(deltas)
-    cdef Py_ssize_t img
     cdef int nt = _threads(n * per)
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _brightness_image((<const float *>xp) + img * per, (<float *>yp) + img * per,
-                                  per, <float>dp[img], <float>low, <float>high)
-        else:
-            for img in prange(n, num_threads=nt, schedule="static"):
-                _brightness_image((<const double *>xp) + img * per,
-                                  (<double *>yp) + img * per, per, dp[img], low, high)
+    if t == cnp.NPY_FLOAT:
+        _brightness_batch(<const float *>data(x), <float *>data(y), n, per, dp, low, high, nt)
+    else:
+        _brightness_batch(<const double *>data(x), <double *>data(y), n, per, dp, low, high, nt)

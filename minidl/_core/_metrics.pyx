@@ -28,19 +28,11 @@ cimport numpy as cnp
 import numpy as np
 
 from minidl._core._backend cimport num_threads
+from minidl._core._metric_inputs cimport (L_FLOAT32, L_INT32, L_INT64, L_UINT8, as_labels,
+                                          as_predictions, as_weights, label_t, pred_t,
+                                          same_dims)
 
 cnp.import_array()
-
-ctypedef fused pred_t:
-    float
-    double
-
-ctypedef fused label_t:
-    cnp.npy_uint8     # also bool: numpy stores it as one byte holding 0 or 1
-    cnp.npy_int32
-    cnp.npy_int64
-    float
-    double
 
 # Metric kinds, by the name of the Keras metric function each one computes.
 KINDS = (
@@ -54,14 +46,11 @@ KINDS = (
     "mean_absolute_error",
 )
 KIND_IDS = {name: i for i, name in enumerate(KINDS)}
+cdef tuple _NAMES = KINDS   # read from C: the name each call passes for its error messages
 
 cdef enum:
     K_ACCURACY, K_BINARY, K_CATEGORICAL, K_SPARSE_CATEGORICAL, K_TOP_K, K_SPARSE_TOP_K,
     K_SQUARED_ERROR, K_ABSOLUTE_ERROR, K_COUNT
-
-# y_true dtype codes: which label_t specialisation reads the array.
-cdef enum:
-    L_UINT8, L_INT32, L_INT64, L_FLOAT32, L_FLOAT64, L_NONE
 
 cdef enum:
     # y_pred elements per work chunk (whole samples, at least one). Fixed, so partial sums
@@ -279,68 +268,6 @@ cdef int _run_labels(const Job *job, const pred_t *yp, cnp.ndarray yt, int code,
 
 # ---- argument handling ----
 
-cdef int _label_code(cnp.ndarray a):
-    """Which kernel specialisation reads ``a`` in place, or L_NONE (convert first)."""
-    if not cnp.PyArray_ISCARRAY_RO(a):
-        return L_NONE
-    cdef int t = cnp.PyArray_TYPE(a)
-    cdef Py_ssize_t size = cnp.PyArray_ITEMSIZE(a)
-    if t == cnp.NPY_BOOL or t == cnp.NPY_UBYTE:
-        return L_UINT8
-    if cnp.PyTypeNum_ISINTEGER(t) and cnp.PyTypeNum_ISSIGNED(t):
-        # int64 is NPY_LONG or NPY_LONGLONG depending on the platform: go by size.
-        return L_INT32 if size == 4 else (L_INT64 if size == 8 else L_NONE)
-    if t == cnp.NPY_FLOAT:
-        return L_FLOAT32
-    if t == cnp.NPY_DOUBLE:
-        return L_FLOAT64
-    return L_NONE
-
-
-cdef cnp.ndarray _labels(object y_true, int kind, int *code):
-    cdef cnp.ndarray a
-    if cnp.PyArray_Check(y_true):
-        a = <cnp.ndarray>y_true
-        code[0] = _label_code(a)
-        if code[0] != L_NONE:
-            return a
-    # np.require, not np.ascontiguousarray: the latter turns a 0-d array into shape (1,).
-    a = np.asarray(y_true)
-    if a.dtype.kind in "biu":
-        a = np.require(a, np.int64, "CA")
-    elif a.dtype.kind == "f":
-        a = np.require(a, np.float32 if a.dtype.itemsize <= 4 else np.float64, "CA")
-    else:
-        raise TypeError(f"{KINDS[kind]}: y_true must hold numbers. Received: y_true with "
-                        f"dtype {a.dtype}")
-    code[0] = _label_code(a)
-    return a
-
-
-cdef cnp.ndarray _predictions(object y_pred, int kind):
-    cdef cnp.ndarray a
-    cdef int t
-    if cnp.PyArray_Check(y_pred):
-        a = <cnp.ndarray>y_pred
-        t = cnp.PyArray_TYPE(a)
-        if (t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE) and cnp.PyArray_ISCARRAY_RO(a):
-            return a
-    a = np.asarray(y_pred)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{KINDS[kind]}: y_pred must hold numbers. Received: y_pred with "
-                        f"dtype {a.dtype}")
-    return np.require(
-        a, np.float32 if a.dtype.kind == "f" and a.dtype.itemsize <= 4 else np.float64, "CA")
-
-
-cdef bint _same_dims(cnp.ndarray a, cnp.ndarray b, int ndim):
-    cdef int i
-    for i in range(ndim):
-        if cnp.PyArray_DIMS(a)[i] != cnp.PyArray_DIMS(b)[i]:
-            return False
-    return True
-
-
 cdef int _layout(Job *job, cnp.ndarray yt, cnp.ndarray yp) except -1:
     """Checks that y_true fits y_pred for ``job.kind``; sets n, group and width."""
     cdef int kind = job.kind
@@ -351,16 +278,16 @@ cdef int _layout(Job *job, cnp.ndarray yt, cnp.ndarray yp) except -1:
     cdef bint ok
     if kind == K_SPARSE_CATEGORICAL or kind == K_SPARSE_TOP_K:
         # Integer labels: y_pred.shape[:-1], optionally with a trailing axis of 1.
-        # Ranks first: _same_dims must not read past the shorter dims array.
+        # Ranks first: same_dims must not read past the shorter dims array.
         ok = pnd >= 2 and (tnd == pnd - 1 or (tnd == pnd and td[pnd - 1] == 1)) \
-            and _same_dims(yt, yp, pnd - 1)
+            and same_dims(yt, yp, pnd - 1)
         if not ok:
             raise ValueError(f"{KINDS[kind]} expects y_pred of shape (batch, ..., classes) and "
                              f"integer labels of shape y_pred.shape[:-1] (or with a trailing "
                              f"1). Received: y_true.shape={(<object>yt).shape}, "
                              f"y_pred.shape={(<object>yp).shape}")
     elif kind == K_CATEGORICAL or kind == K_TOP_K:
-        if not (pnd >= 2 and tnd == pnd and _same_dims(yt, yp, pnd)):
+        if not (pnd >= 2 and tnd == pnd and same_dims(yt, yp, pnd)):
             raise ValueError(f"{KINDS[kind]} expects one-hot y_true of the same shape as y_pred"
                              f" (batch, ..., classes); for integer labels use the sparse "
                              f"variant. Received: y_true.shape={(<object>yt).shape}, "
@@ -369,9 +296,9 @@ cdef int _layout(Job *job, cnp.ndarray yt, cnp.ndarray yp) except -1:
         # Same shape, or ranks differing by one where the longer one ends in an axis of 1
         # (Keras squeezes it): (n,) against (n, 1) is fine either way.
         ok = tnd >= 1 and pnd >= 1 and (
-            (tnd == pnd and _same_dims(yt, yp, pnd))
-            or (tnd == pnd + 1 and td[tnd - 1] == 1 and _same_dims(yt, yp, pnd))
-            or (pnd == tnd + 1 and pd[pnd - 1] == 1 and _same_dims(yt, yp, tnd)))
+            (tnd == pnd and same_dims(yt, yp, pnd))
+            or (tnd == pnd + 1 and td[tnd - 1] == 1 and same_dims(yt, yp, pnd))
+            or (pnd == tnd + 1 and pd[pnd - 1] == 1 and same_dims(yt, yp, tnd)))
         if not ok:
             raise ValueError(f"{KINDS[kind]} expects y_true and y_pred of the same shape. "
                              f"Received: y_true.shape={(<object>yt).shape}, "
@@ -393,22 +320,10 @@ cdef int _layout(Job *job, cnp.ndarray yt, cnp.ndarray yp) except -1:
 cdef object _weights(Job *job, object sample_weight, double *scale):
     """Sets job.weights (or ``scale`` for one weight for all); returns the array to keep
     alive while the kernel runs."""
-    cdef cnp.ndarray w
-    cdef int t
     job.weights = NULL
-    scale[0] = 1.0
-    if sample_weight is None:
+    cdef cnp.ndarray w = as_weights(sample_weight, _NAMES[job.kind], scale)
+    if w is None:
         return None
-    if isinstance(sample_weight, (float, int)) and not isinstance(sample_weight, bool):
-        scale[0] = sample_weight
-        return None
-    w = sample_weight if cnp.PyArray_Check(sample_weight) else np.asarray(sample_weight)
-    t = cnp.PyArray_TYPE(w)
-    if not ((t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE) and cnp.PyArray_ISCARRAY_RO(w)):
-        if w.dtype.kind not in "biuf":
-            raise TypeError(f"{KINDS[job.kind]}: sample_weight must hold numbers. Received: "
-                            f"sample_weight with dtype {w.dtype}")
-        w = np.require(w, np.float64, "CA")
     if cnp.PyArray_NDIM(w) == 0:
         scale[0] = float(w)
         return None
@@ -448,8 +363,8 @@ def update(Totals totals not None, int kind, double param, y_true, y_pred,
     job.kind = kind
     job.threshold = param
     job.k = <Py_ssize_t>param
-    cdef cnp.ndarray yp = _predictions(y_pred, kind)
-    cdef cnp.ndarray yt = _labels(y_true, kind, &code)
+    cdef cnp.ndarray yp = as_predictions(y_pred, _NAMES[kind])
+    cdef cnp.ndarray yt = as_labels(y_true, _NAMES[kind], &code)
     _layout(&job, yt, yp)
     keep_alive = _weights(&job, sample_weight, &scale)
     if job.n == 0:
