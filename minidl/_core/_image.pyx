@@ -27,6 +27,7 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport rint
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 from minidl._core._arrays cimport aligned, carray, data, dim, float_carray, overlap
@@ -390,6 +391,84 @@ cdef inline Py_ssize_t _nearest_tap(double sx, double sy, Py_ssize_t h, Py_ssize
     return (iy * w + ix) * c
 
 
+cdef struct _Axis:
+    # One output column (row) of an axis-aligned bilinear transform: its two source columns
+    # (rows) after the fill mode's index rule, whether each is inside the image, and the
+    # weight of the second.
+    Py_ssize_t i0, i1
+    bint v0, v1
+    double f
+
+
+cdef inline void _axis_taps(double v, Py_ssize_t size, int mode, _Axis *a) noexcept nogil:
+    cdef Py_ssize_t i = _floor(v)
+    a.f = v - <double>i
+    a.v0 = a.v1 = True
+    a.i0 = _fix_index(i, size, mode, &a.v0)
+    a.i1 = _fix_index(i + 1, size, mode, &a.v1)
+
+
+cdef int _affine_separable(const floating *src, floating *dst, Py_ssize_t h, Py_ssize_t w,
+                           Py_ssize_t c, const double *m, int mode,
+                           double fill) noexcept nogil:
+    """The forward pass of a bilinear transform without rotation or shear (``m[1] = m[3] =
+    0``, not projective): the taps of every column are found once per image instead of once
+    per pixel. The source points and weights are those of the general loop of
+    :func:`_affine_image`, computed by the same expressions, so the bits are the same.
+    Returns -1 (having written nothing) when the column table cannot be allocated."""
+    cdef _Axis *cols = <_Axis *>malloc(w * sizeof(_Axis))
+    if cols == NULL:
+        return -1
+    cdef _Row row
+    cdef _Axis ry
+    cdef _Axis *cx
+    cdef Py_ssize_t oy, ox, ch
+    cdef double fy, fx, w00, w01, w10, w11
+    cdef const floating *row0
+    cdef const floating *row1
+    cdef const floating *p00
+    cdef const floating *p01
+    cdef const floating *p10
+    cdef const floating *p11
+    cdef floating *out = dst
+    # Row terms do not depend on the row here (m[1] = 0): those of row 0 serve every row.
+    _row_terms(m, 0, &row)
+    for ox in range(w):
+        _axis_taps(_clamp_coordinate(m[0] * <double>ox + row.x), w, mode, &cols[ox])
+    for oy in range(h):
+        _row_terms(m, oy, &row)
+        _axis_taps(_clamp_coordinate(m[3] * 0.0 + row.y), h, mode, &ry)
+        fy = ry.f
+        row0 = src + ry.i0 * w * c
+        row1 = src + ry.i1 * w * c
+        for ox in range(w):
+            cx = &cols[ox]
+            fx = cx.f
+            # Weights as map_coordinates multiplies them (see _bilinear_taps).
+            w00 = (1.0 - fy) * (1.0 - fx)
+            w01 = (1.0 - fy) * fx
+            w10 = fy * (1.0 - fx)
+            w11 = fy * fx
+            p00 = row0 + cx.i0 * c
+            p01 = row0 + cx.i1 * c
+            p10 = row1 + cx.i0 * c
+            p11 = row1 + cx.i1 * c
+            if ry.v0 and ry.v1 and cx.v0 and cx.v1:
+                for ch in range(c):
+                    out[ch] = <floating>(w00 * <double>p00[ch] + w01 * <double>p01[ch]
+                                         + w10 * <double>p10[ch] + w11 * <double>p11[ch])
+            else:   # ('constant' only) a corner outside the image reads fill_value
+                for ch in range(c):
+                    out[ch] = <floating>(
+                        w00 * (<double>p00[ch] if ry.v0 and cx.v0 else fill)
+                        + w01 * (<double>p01[ch] if ry.v0 and cx.v1 else fill)
+                        + w10 * (<double>p10[ch] if ry.v1 and cx.v0 else fill)
+                        + w11 * (<double>p11[ch] if ry.v1 and cx.v1 else fill))
+            out += c
+    free(cols)
+    return 0
+
+
 # The direction of _affine_image, a type so that each direction is compiled as a kernel of
 # its own, free of the other's branches (the same kernel with a run-time flag was up to 15%
 # slower on some paths).
@@ -424,6 +503,11 @@ cdef void _affine_image(const floating *src, floating *dst, Py_ssize_t h, Py_ssi
     if direction is _Backward:
         for i in range(h * w * c):
             dst[i] = 0
+    elif linear and not projective and m[1] == 0.0 and m[3] == 0.0:
+        # An axis-aligned transform (zoom, translation): the source column depends on the
+        # output column only, the row on the row only.
+        if _affine_separable(src, dst, h, w, c, m, mode, fill) == 0:
+            return
     for oy in range(h):
         _row_terms(m, oy, &row)
         for ox in range(w):
