@@ -1,5 +1,6 @@
 """Gradient checks shared by the op test modules (test_ops_array.py, test_ops_more.py): an
-op's tape gradients against float64 central differences and against PyTorch autograd."""
+op's tape gradients against float64 central differences and against PyTorch autograd; and
+the loss tests' check of a loss function's ops form against its compiled kernel."""
 import numpy as np
 import pytest
 
@@ -52,3 +53,23 @@ def check_grads(fn, *arrays, torch_fn=None):
             np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-5, atol=1e-5,
                                        err_msg=f"operand {i}: torch autograd")
     return y
+
+
+def check_loss_function_matches_kernel(fn, kwargs, kernel_loss, y_true, y_pred):
+    """A loss's function form (on ops) against its class's compiled kernel: the per-sample
+    values, and the tape gradient of their sum against ``forward_backward``'s gradient.
+    Returns the kernel's gradient."""
+    from minidl import ops
+    from minidl.autodiff import Variable
+    values = fn(y_true, y_pred, **kwargs)
+    assert isinstance(values, Tensor) and values.shape == (y_pred.shape[0],)
+    np.testing.assert_allclose(np.asarray(values), np.asarray(kernel_loss(y_true, y_pred)),
+                               rtol=1e-10, atol=1e-12)
+    pred = Variable(y_pred.copy())
+    with GradientTape() as tape:
+        total = ops.sum(fn(y_true, pred, **kwargs))
+    grad = tape.gradient(total, pred)
+    kernel_grad = np.empty_like(y_pred)
+    kernel_loss.forward_backward(y_true, y_pred, kernel_grad)
+    np.testing.assert_allclose(grad, kernel_grad, rtol=1e-8, atol=1e-12)
+    return kernel_grad

@@ -14,6 +14,7 @@ from minidl._ref.gradcheck import numeric_grad
 from minidl.autodiff import GradientTape, Tensor, Variable
 from minidl.layers import Dense
 from minidl.models import Sequential
+from op_checks import check_loss_function_matches_kernel
 from minidl.saving import load_model, register_serializable
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -416,17 +417,7 @@ def function_cases():
                          ids=lambda v: getattr(v, "__name__", "") or "")
 def test_function_forms_match_the_kernels_in_value_and_gradient(fn, kwargs, kernel_loss,
                                                                 y_true, y_pred):
-    values = fn(y_true, y_pred, **kwargs)
-    assert isinstance(values, Tensor) and values.shape == (5,)
-    np.testing.assert_allclose(np.asarray(values), np.asarray(kernel_loss(y_true, y_pred)),
-                               rtol=1e-10, atol=1e-12)
-    pred = Variable(y_pred.copy())
-    with GradientTape() as tape:
-        total = ops.sum(fn(y_true, pred, **kwargs))
-    grad = tape.gradient(total, pred)
-    kernel_grad = np.empty_like(y_pred)
-    kernel_loss.forward_backward(y_true, y_pred, kernel_grad)
-    np.testing.assert_allclose(grad, kernel_grad, rtol=1e-8, atol=1e-12)
+    check_loss_function_matches_kernel(fn, kwargs, kernel_loss, y_true, y_pred)
 
 
 def test_function_forms_compile_to_the_fused_classes_and_work_as_metrics():
