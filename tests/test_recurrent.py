@@ -7,7 +7,7 @@ import minidl
 from minidl._core import _recurrent
 from minidl._ref import recurrent as ref
 from minidl._ref.gradcheck import numeric_grad
-from minidl.layers import GRU, LSTM, CallContext, SimpleRNN
+from minidl.layers import GRU, LSTM, Bidirectional, CallContext, SimpleRNN
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -438,3 +438,99 @@ def test_bad_inputs():
         SimpleRNN(2, dropout=1.5)
     with pytest.raises(ValueError, match="activation"):
         LSTM(2, activation="nope")
+
+
+# ---- Bidirectional ----
+
+def _bidirectional(mode, rng, inner=LSTM, **kwargs):
+    layer = Bidirectional(inner(3, dtype="float64", **kwargs), merge_mode=mode)
+    layer.build((4, 2))
+    _random_weights(layer, rng)
+    return layer
+
+
+@pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize("seqs", [False, True])
+def test_bidirectional_merge_modes(mode, seqs):
+    rng = np.random.default_rng(11)
+    layer = _bidirectional(mode, rng, GRU, return_sequences=seqs)
+    x = rng.standard_normal((2, 4, 2))
+    mask = np.array([[True, True, True, False], [True, True, True, True]])
+    ctx = CallContext(layer)
+    ctx.mask = mask
+    out = layer.forward(ctx, x, True)
+    outs = [o.copy() for o in out] if isinstance(out, list) else [out.copy()]
+
+    # The same from the two layers run by hand.
+    def run(sub):
+        c = CallContext(sub, record=False)
+        c.mask = mask
+        return sub.forward(c, x, False)
+    y, y_rev = run(layer.forward_layer), run(layer.backward_layer)
+    if seqs:
+        y_rev = y_rev[:, ::-1]
+        assert np.all(y[0, 3] == 0) and np.all(y_rev[0, 3] == 0)   # zero_output_for_mask
+    want = {"concat": [np.concatenate([y, y_rev], -1)], "sum": [y + y_rev],
+            "mul": [y * y_rev], "ave": [(y + y_rev) / 2], None: [y, y_rev]}[mode]
+    for got, expected in zip(outs, want):
+        np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-15)
+    ws = [rng.standard_normal(o.shape) for o in outs]
+    dx = ctx.backward(ws if mode is None else ws[0]).copy()
+    grads = [g.copy() for g in ctx.grads]
+
+    def scalar():
+        c = CallContext(layer, record=False)
+        c.mask = mask
+        o = layer.forward(c, x, False)
+        o = o if isinstance(o, list) else [o]
+        return float(sum(np.sum(a * w) for a, w in zip(o, ws)))
+    np.testing.assert_allclose(dx, numeric_grad(scalar, x), rtol=1e-6, atol=1e-8)
+    for name, param, grad in zip(layer.param_names, layer.params, grads):
+        np.testing.assert_allclose(grad, numeric_grad(scalar, param), rtol=1e-6, atol=1e-8,
+                                   err_msg=name)
+
+
+def test_bidirectional_states_and_config():
+    rng = np.random.default_rng(12)
+    layer = _bidirectional("concat", rng, LSTM, return_state=True)
+    assert [w for w in layer.param_names] == [
+        f"{layer.forward_layer.name}/{n}" for n in ("kernel", "recurrent_kernel", "bias")] + [
+        f"{layer.backward_layer.name}/{n}" for n in ("kernel", "recurrent_kernel", "bias")]
+    assert layer.forward_layer.name.startswith("forward_")
+    assert layer.backward_layer.name.startswith("backward_")
+    assert layer.backward_layer.go_backwards and not layer.forward_layer.go_backwards
+    assert layer.compute_output_shape((4, 2)) == [(6,), (3,), (3,), (3,), (3,)]
+    x = rng.standard_normal((2, 4, 2))
+    initial = [rng.standard_normal((2, 3)) for _ in range(4)]
+    ctx = CallContext(layer)
+    ctx.mask = None
+    out, *states = layer.forward(ctx, [x] + initial, True)
+    np.testing.assert_array_equal(out[:, :3], states[0])
+    np.testing.assert_array_equal(out[:, 3:], states[2])
+    back = ctx.backward([np.ones((2, 6)), None, np.ones((2, 3)), None, None], [True] * 5)
+    assert len(back) == 5 and back[0].shape == x.shape
+    assert all(b.shape == (2, 3) for b in back[1:])
+    config = layer.get_config()
+    clone = Bidirectional.from_config(config)
+    assert clone.get_config() == config
+    clone.build((4, 2))
+    assert [w.shape for w in clone.get_weights()] == [w.shape for w in layer.get_weights()]
+
+
+def test_bidirectional_weights_argument_and_errors():
+    layer = Bidirectional(SimpleRNN(2))
+    layer.build((3, 4))
+    weights = [np.full(w.shape, i, np.float32) for i, w in enumerate(layer.get_weights())]
+    preset = Bidirectional(SimpleRNN(2), weights=weights)
+    preset.build((3, 4))
+    for got, want in zip(preset.get_weights(), weights):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="merge_mode"):
+        Bidirectional(LSTM(2), merge_mode="max")
+    with pytest.raises(ValueError, match="recurrent layer"):
+        Bidirectional(minidl.layers.Dense(2))
+    with pytest.raises(ValueError, match="go_backwards"):
+        Bidirectional(LSTM(2), backward_layer=LSTM(2))
+    with pytest.raises(ValueError, match="return_sequences"):
+        Bidirectional(LSTM(2), backward_layer=LSTM(2, go_backwards=True,
+                                                   return_sequences=True))

@@ -41,6 +41,6 @@ __all__ = ["Activation", "ActivityRegularization", "Add", "AveragePooling1D",
 __all__ += ["CenterCrop", "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip",
             "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing"]
 __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]
-from minidl.layers.recurrent import GRU, LSTM, SimpleRNN  # noqa: E402
+from minidl.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN  # noqa: E402
 
-__all__ += ["GRU", "LSTM", "SimpleRNN"]
+__all__ += ["Bidirectional", "GRU", "LSTM", "SimpleRNN"]

@@ -169,14 +169,8 @@ class RNN(SeededDrawsMixin, Layer):
         return out
 
     def _call_symbolic(self, inputs, *args, **kwargs):
-        # A stateful layer keeps one state per batch row: the batch size must be fixed.
         if self.stateful and self._state_arrays is None:
-            batch = flatten(inputs)[0].shape[0]
-            if batch is None:
-                raise ValueError(
-                    f"{self._owner()} has stateful=True, which needs a fixed batch size; the "
-                    f"input has an unknown batch dimension. Pass batch_size to Input (or "
-                    f"batch_shape=(batch, timesteps, features)).")
+            check_fixed_batch(self, inputs)
         return super()._call_symbolic(inputs, *args, **kwargs)
 
     # ---- states ----
@@ -460,6 +454,16 @@ class RNN(SeededDrawsMixin, Layer):
             go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll,
             zero_output_for_mask=self.zero_output_for_mask)
         return config
+
+
+def check_fixed_batch(layer, inputs):
+    """A stateful layer keeps one state per batch row: its symbolic input needs a fixed
+    batch size (ValueError otherwise)."""
+    if flatten(inputs)[0].shape[0] is None:
+        raise ValueError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) has stateful=True, which needs a "
+            f"fixed batch size; the input has an unknown batch dimension. Pass batch_size to "
+            f"Input (or batch_shape=(batch, timesteps, features)).")
 
 
 def _pair(activation):
