@@ -249,3 +249,29 @@ def test_symbolic_calls_refuse_other_keywords():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         PlumbingScale()(inputs, mask=None)   # None: no mask, nothing recorded
+
+
+def _variable_length_model():
+    inputs = minidl.Input((None, 8))
+    pooled = layers.GlobalAveragePooling1D()(layers.Conv1D(4, 3)(inputs))
+    model = minidl.Model(inputs, layers.Dense(1)(pooled))
+    model.compile("adam", "mse")
+    return model
+
+
+def test_batches_of_different_lengths_in_one_fit():
+    def batches(lengths, features=8):
+        rng = np.random.default_rng(0)
+        for length in lengths:
+            yield (rng.random((4, length, features)).astype(np.float32),
+                   rng.random((4, 1)).astype(np.float32))
+
+    model = _variable_length_model()
+    history = model.fit(batches([5, 9, 6, 12]), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.predict(np.zeros((2, 30, 8), np.float32), verbose=0).shape == (2, 1)
+    # A size the model fixes (features) must still match batch 0.
+    with pytest.raises(ValueError, match="y must have shape"):
+        model.fit(iter([(np.zeros((4, 5, 8), np.float32), np.zeros((4, 1), np.float32)),
+                        (np.zeros((4, 5, 8), np.float32), np.zeros((4, 2), np.float32))]),
+                  epochs=1, verbose=0)
