@@ -17,6 +17,13 @@ the plan (the optimizer's ``grads``). A layer called more than once (shared weig
 its first backward call into them and each further call into scratch arrays added after,
 in a fixed order. A tensor read by several steps gets the sum of their input gradients, in
 an accumulation buffer of the plan, also in a fixed order: results never depend on timing.
+
+Masks (Keras' ``_keras_mask``): in a plan with a layer that makes or changes masks
+(``Embedding(mask_zero=True)``, ``Masking``, a recurrent layer) masks flow beside the
+values, one per slot: each step receives its input's mask in ``ctx.mask`` and gives its
+outputs ``layer.compute_mask(...)`` (``steps.forward_with_masks``); the outputs' masks
+weigh the losses and metrics. Masks are computed at run time, not recorded in the graph, so
+configs stay Keras' and a model without mask layers runs exactly as before.
 """
 import numpy as np
 
