@@ -534,3 +534,89 @@ def test_bidirectional_weights_argument_and_errors():
     with pytest.raises(ValueError, match="return_sequences"):
         Bidirectional(LSTM(2), backward_layer=LSTM(2, go_backwards=True,
                                                    return_sequences=True))
+
+
+# ---- in models: masks, initial states, several outputs, saving, stateful ----
+
+@minidl.layers.LAYERS.register()
+class RecurrentTestMaskNonzero(minidl.layers.Layer):
+    """Identity whose mask is where the first feature is non-zero (as Masking does)."""
+
+    def forward(self, ctx, x, training=False):
+        return x
+
+    def backward(self, ctx, dy, need_input_grad=True):
+        return dy if need_input_grad else None
+
+    def compute_mask(self, inputs, mask=None):
+        return inputs[..., 0] != 0
+
+
+def _padded(rng, lengths, steps, features):
+    x = rng.standard_normal((len(lengths), steps, features)).astype(np.float32) + 3.0
+    for i, length in enumerate(lengths):
+        x[i, length:] = 0
+    return x
+
+
+def test_masked_model_fit_predict_save(tmp_path):
+    rng = np.random.default_rng(13)
+    inputs = minidl.Input((None, 3))
+    hidden = LSTM(4, return_sequences=True, seed=1)(RecurrentTestMaskNonzero()(inputs))
+    model = minidl.Model(inputs, minidl.layers.Dense(1)(Bidirectional(GRU(3))(hidden)))
+    model.compile("adam", "mse")
+    lengths = [6, 2, 4, 5]
+    x = _padded(rng, lengths, 6, 3)
+    y = rng.standard_normal((4, 1)).astype(np.float32)
+    history = model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    predicted = model.predict(x, verbose=0)
+    for i, length in enumerate(lengths):
+        alone = model.predict(x[i:i + 1, :length], verbose=0)
+        np.testing.assert_allclose(predicted[i], alone[0], rtol=1e-5, atol=1e-6)
+    path = str(tmp_path / "rnn.keras")
+    model.save(path)
+    loaded = minidl.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), predicted)
+
+
+def test_initial_state_and_return_state_in_a_model():
+    rng = np.random.default_rng(14)
+    sequences, h_in, c_in = minidl.Input((5, 3)), minidl.Input((4,)), minidl.Input((4,))
+    out, h, c = LSTM(4, return_state=True, return_sequences=True)(
+        sequences, initial_state=[h_in, c_in])
+    model = minidl.Model([sequences, h_in, c_in], [out, h, c])
+    assert [tuple(t.shape) for t in model.outputs] == [(None, 5, 4), (None, 4), (None, 4)]
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    h0, c0 = (rng.standard_normal((2, 4)).astype(np.float32) for _ in range(2))
+    got = model.predict([x, h0, c0], verbose=0)
+    np.testing.assert_array_equal(got[0][:, -1], got[1])
+    layer = model.layers[-1] if isinstance(model.layers[-1], LSTM) else \
+        next(l for l in model.layers if isinstance(l, LSTM))
+    ctx = CallContext(layer, record=False)
+    ctx.mask = None
+    want = layer.forward(ctx, [x, h0, c0], False)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    model.compile("sgd", ["mse", "mse", "mse"])
+    model.fit([x, h0, c0], [np.zeros((2, 5, 4)), np.zeros((2, 4)), np.zeros((2, 4))],
+              verbose=0, batch_size=2)
+    clone = minidl.Model.from_config(model.get_config())
+    assert len(clone.outputs) == 3
+
+
+def test_stateful_model():
+    rng = np.random.default_rng(15)
+    inputs = minidl.Input(batch_shape=(2, None, 3))
+    layer = SimpleRNN(4, stateful=True)
+    model = minidl.Model(inputs, layer(inputs))
+    assert layer.states is not None and layer.states[0].shape == (2, 4)
+    x = rng.standard_normal((2, 6, 3)).astype(np.float32)
+    first = model.predict(x[:, :3], verbose=0, batch_size=2)
+    second = model.predict(x[:, 3:], verbose=0, batch_size=2)
+    layer.reset_states()
+    whole = SimpleRNN(4)
+    whole.build((6, 3))
+    whole.set_weights(layer.get_weights())
+    np.testing.assert_allclose(second, np.asarray(whole(x)), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(first, second)
