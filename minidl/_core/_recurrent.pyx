@@ -41,7 +41,7 @@ Threads: the per-step passes split the batch rows over threads above PARALLEL_MI
 serially in row order. So every result has the same bits for any thread count.
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, fabs, tanh
+from libc.math cimport exp, fabs, fabsf, tanh
 from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
@@ -67,8 +67,29 @@ cdef enum:
 
 PARALLEL_MIN = PARALLEL_MIN_ELEMS
 
-cdef double FLUSH_F32 = 2.0 ** -100
-cdef double FLUSH_F64 = 2.0 ** -900
+# The flush thresholds of _flush, as C constants (a module variable would be reloaded at
+# every iteration of a loop that writes through a pointer, which blocks vectorisation).
+cdef extern from *:
+    """
+    #define MDL_RNN_FLUSH_F32 0x1p-100f
+    #define MDL_RNN_FLUSH_F64 0x1p-900
+    """
+    float FLUSH_F32 "MDL_RNN_FLUSH_F32"
+    double FLUSH_F64 "MDL_RNN_FLUSH_F64"
+
+
+# Tags that specialise the cell loops at compile time (fused types): with the default
+# activations (tanh, sigmoid) the kinds are constants in their copy of each loop, so the
+# compiler drops the kind tests and vectorises; any other kinds take the generic copy.
+ctypedef struct TanhSigmoid:
+    char unused
+
+ctypedef struct AnyKinds:
+    char unused
+
+ctypedef fused kinds_t:
+    TanhSigmoid
+    AnyKinds
 
 
 ctypedef struct Dims:
@@ -138,14 +159,7 @@ cdef inline int _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *
 # scalar, while these vectorise (checked with -fopt-info-vec). A row holds a few hundred
 # values, so the extra passes stay in L1.
 
-cdef inline void _gate(int kind, Py_ssize_t U, floating *g, const floating *b) noexcept nogil:
-    """g = act(g + b) in place."""
-    cdef Py_ssize_t j
-    for j in range(U):
-        g[j] = _act(kind, g[j] + b[j])
-
-
-cdef inline void _lstm_forward(int act, int ract, Py_ssize_t U, floating *g,
+cdef inline void _lstm_forward(kinds_t *tag, int act, int ract, Py_ssize_t U, floating *g,
                                const floating *b, floating *cn, floating *ac,
                                floating *hn) noexcept nogil:
     cdef Py_ssize_t j
@@ -153,10 +167,16 @@ cdef inline void _lstm_forward(int act, int ract, Py_ssize_t U, floating *g,
     cdef floating *gf = g + U
     cdef floating *gc = g + 2 * U
     cdef floating *go = g + 3 * U
-    _gate(ract, U, gi, b)
-    _gate(ract, U, gf, b + U)
-    _gate(act, U, gc, b + 2 * U)
-    _gate(ract, U, go, b + 3 * U)
+    if kinds_t is TanhSigmoid:
+        act, ract = A_TANH, A_SIGMOID
+    for j in range(U):
+        gi[j] = _act(ract, gi[j] + b[j])
+    for j in range(U):
+        gf[j] = _act(ract, gf[j] + b[U + j])
+    for j in range(U):
+        gc[j] = _act(act, gc[j] + b[2 * U + j])
+    for j in range(U):
+        go[j] = _act(ract, go[j] + b[3 * U + j])
     for j in range(U):
         cn[j] = gf[j] * cn[j] + gi[j] * gc[j]
     for j in range(U):
@@ -165,7 +185,7 @@ cdef inline void _lstm_forward(int act, int ract, Py_ssize_t U, floating *g,
         hn[j] = go[j] * ac[j]
 
 
-cdef inline void _gru_forward(int act, int ract, Py_ssize_t U, floating *g,
+cdef inline void _gru_forward(kinds_t *tag, int act, int ract, Py_ssize_t U, floating *g,
                               const floating *b, const floating *r, const floating *b_rec,
                               floating *rh, floating *hn) noexcept nogil:
     cdef Py_ssize_t j
@@ -176,6 +196,8 @@ cdef inline void _gru_forward(int act, int ract, Py_ssize_t U, floating *g,
     cdef const floating *rr = r + U
     cdef const floating *bz = b_rec
     cdef const floating *br = b_rec + U
+    if kinds_t is TanhSigmoid:
+        act, ract = A_TANH, A_SIGMOID
     for j in range(U):
         rh[j] = r[2 * U + j] + b_rec[2 * U + j]
     for j in range(U):
@@ -188,9 +210,13 @@ cdef inline void _gru_forward(int act, int ract, Py_ssize_t U, floating *g,
         hn[j] = gz[j] * hn[j] + (1 - gz[j]) * gh[j]
 
 
-cdef inline void _simple_forward(int act, Py_ssize_t U, floating *g, const floating *b,
-                                 floating *hn) noexcept nogil:
-    _gate(act, U, g, b)
+cdef inline void _simple_forward(kinds_t *tag, int act, Py_ssize_t U, floating *g,
+                                 const floating *b, floating *hn) noexcept nogil:
+    cdef Py_ssize_t j
+    if kinds_t is TanhSigmoid:
+        act = A_TANH
+    for j in range(U):
+        g[j] = _act(act, g[j] + b[j])
     memcpy(hn, g, U * sizeof(floating))
 
 
@@ -205,24 +231,26 @@ cdef inline void _forward_row(const Dims *d, Py_ssize_t n, Py_ssize_t s, Py_ssiz
     cdef floating *hn = h + n * U
     cdef floating *y
     cdef bint on = mask == NULL or mask[row] != 0
-    # The default activations get their own copy of each loop, with the kinds constant, so
-    # that the compiler drops the kind tests and vectorises the loop.
+    cdef TanhSigmoid usual_tag
+    cdef AnyKinds any_tag
     cdef bint usual = d.act == A_TANH and d.ract == A_SIGMOID
     if on:
         if d.cell == C_LSTM:
             if usual:
-                _lstm_forward(A_TANH, A_SIGMOID, U, g, b, c + n * U, AC + row * U, hn)
+                _lstm_forward(&usual_tag, d.act, d.ract, U, g, b, c + n * U, AC + row * U, hn)
             else:
-                _lstm_forward(d.act, d.ract, U, g, b, c + n * U, AC + row * U, hn)
+                _lstm_forward(&any_tag, d.act, d.ract, U, g, b, c + n * U, AC + row * U, hn)
         elif d.cell == C_GRU:
             if usual:
-                _gru_forward(A_TANH, A_SIGMOID, U, g, b, R + n * d.ku, b_rec, RH + row * U, hn)
+                _gru_forward(&usual_tag, d.act, d.ract, U, g, b, R + n * d.ku, b_rec,
+                             RH + row * U, hn)
             else:
-                _gru_forward(d.act, d.ract, U, g, b, R + n * d.ku, b_rec, RH + row * U, hn)
+                _gru_forward(&any_tag, d.act, d.ract, U, g, b, R + n * d.ku, b_rec,
+                             RH + row * U, hn)
         elif d.act == A_TANH:
-            _simple_forward(A_TANH, U, g, b, hn)
+            _simple_forward(&usual_tag, d.act, U, g, b, hn)
         else:
-            _simple_forward(d.act, U, g, b, hn)
+            _simple_forward(&any_tag, d.act, U, g, b, hn)
     # The output: the new state, or for a masked step the previous output (or zeros).
     if d.seqs:
         y = out + (n * T + s) * U
@@ -286,7 +314,7 @@ cdef inline floating _flush(floating x) noexcept nogil:
     costs ~100 times more (a GRU's backward pass ran 3x slower). Such values are
     negligible next to any gradient they join."""
     if floating is float:
-        return _sel(fabs(x) < <float>FLUSH_F32, <floating>0, x)
+        return _sel(fabsf(x) < FLUSH_F32, <floating>0, x)
     else:
         return _sel(fabs(x) < FLUSH_F64, <floating>0, x)
 
@@ -304,7 +332,8 @@ cdef inline void _state_grad(Py_ssize_t U, floating *dhn, const floating *oc,
             dhn[j] = _flush(dhn[j] + oc[j])
 
 
-cdef inline void _lstm_backward(int act, int ract, Py_ssize_t U, const floating *g,
+cdef inline void _lstm_backward(kinds_t *tag, int act, int ract, Py_ssize_t U,
+                                const floating *g,
                                 const floating *cp, const floating *ac, const floating *gy,
                                 floating *dg, floating *dhn, floating *dcn,
                                 const floating *oc) noexcept nogil:
@@ -317,6 +346,8 @@ cdef inline void _lstm_backward(int act, int ract, Py_ssize_t U, const floating 
     cdef floating *dgf = dg + U
     cdef floating *dgc = dg + 2 * U
     cdef floating *dgo = dg + 3 * U
+    if kinds_t is TanhSigmoid:
+        act, ract = A_TANH, A_SIGMOID
     _state_grad(U, dhn, oc, gy)
     for j in range(U):
         dcn[j] = _flush(dcn[j] + dhn[j] * go[j] * _dact(act, ac[j]))
@@ -333,7 +364,8 @@ cdef inline void _lstm_backward(int act, int ract, Py_ssize_t U, const floating 
     memset(dhn, 0, U * sizeof(floating))
 
 
-cdef inline void _gru_backward(int act, int ract, Py_ssize_t U, const floating *g,
+cdef inline void _gru_backward(kinds_t *tag, int act, int ract, Py_ssize_t U,
+                               const floating *g,
                                const floating *hp, const floating *rh, const floating *gy,
                                floating *dg, floating *dr, floating *dhn,
                                const floating *oc) noexcept nogil:
@@ -345,6 +377,8 @@ cdef inline void _gru_backward(int act, int ract, Py_ssize_t U, const floating *
     cdef floating *dgr = dg + U
     cdef floating *dgh = dg + 2 * U
     cdef floating *drh = dr + 2 * U
+    if kinds_t is TanhSigmoid:
+        act, ract = A_TANH, A_SIGMOID
     _state_grad(U, dhn, oc, gy)
     for j in range(U):
         dgh[j] = _flush(dhn[j] * (1 - z[j]) * _dact(act, hh[j]))
@@ -359,10 +393,12 @@ cdef inline void _gru_backward(int act, int ract, Py_ssize_t U, const floating *
         dhn[j] = _flush(dhn[j] * z[j])
 
 
-cdef inline void _simple_backward(int act, Py_ssize_t U, const floating *g,
+cdef inline void _simple_backward(kinds_t *tag, int act, Py_ssize_t U, const floating *g,
                                   const floating *gy, floating *dg, floating *dhn,
                                   const floating *oc) noexcept nogil:
     cdef Py_ssize_t j
+    if kinds_t is TanhSigmoid:
+        act = A_TANH
     _state_grad(U, dhn, oc, gy)
     for j in range(U):
         dg[j] = _flush(dhn[j] * _dact(act, g[j]))
@@ -382,6 +418,8 @@ cdef inline void _backward_row(const Dims *d, Py_ssize_t n, Py_ssize_t s, Py_ssi
     cdef floating *dg = dG + row * KU
     cdef floating *dhn = dh + n * U
     cdef floating *oc = carry + n * U
+    cdef TanhSigmoid usual_tag
+    cdef AnyKinds any_tag
     cdef bint usual = d.act == A_TANH and d.ract == A_SIGMOID
     if d.seqs:
         gy = dY + (n * T + s) * U
@@ -400,22 +438,22 @@ cdef inline void _backward_row(const Dims *d, Py_ssize_t n, Py_ssize_t s, Py_ssi
         return
     if d.cell == C_LSTM:
         if usual:
-            _lstm_backward(A_TANH, A_SIGMOID, U, g, Cprev + row * U, AC + row * U, gy, dg,
+            _lstm_backward(&usual_tag, d.act, d.ract, U, g, Cprev + row * U, AC + row * U, gy, dg,
                            dhn, dc + n * U, oc)
         else:
-            _lstm_backward(d.act, d.ract, U, g, Cprev + row * U, AC + row * U, gy, dg, dhn,
+            _lstm_backward(&any_tag, d.act, d.ract, U, g, Cprev + row * U, AC + row * U, gy, dg, dhn,
                            dc + n * U, oc)
     elif d.cell == C_GRU:
         if usual:
-            _gru_backward(A_TANH, A_SIGMOID, U, g, Hprev + row * U, RH + row * U, gy, dg,
+            _gru_backward(&usual_tag, d.act, d.ract, U, g, Hprev + row * U, RH + row * U, gy, dg,
                           dR + row * KU, dhn, oc)
         else:
-            _gru_backward(d.act, d.ract, U, g, Hprev + row * U, RH + row * U, gy, dg,
+            _gru_backward(&any_tag, d.act, d.ract, U, g, Hprev + row * U, RH + row * U, gy, dg,
                           dR + row * KU, dhn, oc)
     elif d.act == A_TANH:
-        _simple_backward(A_TANH, U, g, gy, dg, dhn, oc)
+        _simple_backward(&usual_tag, d.act, U, g, gy, dg, dhn, oc)
     else:
-        _simple_backward(d.act, U, g, gy, dg, dhn, oc)
+        _simple_backward(&any_tag, d.act, U, g, gy, dg, dhn, oc)
     memset(oc, 0, U * sizeof(floating))
 
 
