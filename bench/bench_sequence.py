@@ -9,12 +9,22 @@ recurrent layer and the head, one train step per batch (forward, loss gradient, 
 with the input gradient the embedding would need, Adam update), driven through
 ``CallContext`` for minidl and autograd for PyTorch.
 
+PyTorch runs twice: as it comes, and with ``torch.set_flush_denormal(True)`` ("torch-ftz").
+Gradients that fade through 200 steps reach the subnormal range, where PyTorch's default CPU
+kernels slow down several times; minidl's recurrent kernel flushes them (below 2^-100).
+
+The "fit" groups run the whole model through ``model.fit`` (the Embedding trained too, as
+PyTorch's nn.Embedding is) once ``minidl.layers.Embedding`` exists; they skip before.
+
 A plain ``pytest`` run (benchmarks disabled) runs each body once on 256 sequences, as a
 smoke test.
 """
+import contextlib
+
 import numpy as np
 import pytest
 
+import minidl
 from minidl.layers import GRU, LSTM, Bidirectional, CallContext, Dense
 from minidl.optimizers import Adam
 
@@ -96,6 +106,19 @@ def _run(benchmark, epoch):
         benchmark(epoch)
 
 
+@contextlib.contextmanager
+def _torch_flush_denormal(torch, flush):
+    previous = torch.set_flush_denormal(flush) and flush
+    try:
+        yield
+    finally:
+        if previous:
+            torch.set_flush_denormal(False)
+
+
+TORCH_VARIANTS = {"torch": False, "torch-ftz": True}
+
+
 @pytest.mark.parametrize("kind", list(MAKERS))
 def test_sequence_epoch_minidl(benchmark, imdb_like, kind):
     count = SEQUENCES if benchmark.enabled else SMOKE_SEQUENCES
@@ -104,9 +127,77 @@ def test_sequence_epoch_minidl(benchmark, imdb_like, kind):
     _run(benchmark, _minidl_epoch(MAKERS[kind], imdb_like, count))
 
 
+@pytest.mark.parametrize("variant", list(TORCH_VARIANTS))
 @pytest.mark.parametrize("kind", list(MAKERS))
-def test_sequence_epoch_torch(benchmark, imdb_like, kind):
+def test_sequence_epoch_torch(benchmark, imdb_like, kind, variant):
+    torch = pytest.importorskip("torch")
     count = SEQUENCES if benchmark.enabled else SMOKE_SEQUENCES
     benchmark.group = f"imdb-{kind}-epoch"
-    benchmark.extra_info.update(impl="torch", sequences=count)
-    _run(benchmark, _torch_epoch(kind, imdb_like, count))
+    benchmark.extra_info.update(impl=variant, sequences=count)
+    with _torch_flush_denormal(torch, TORCH_VARIANTS[variant]):
+        _run(benchmark, _torch_epoch(kind, imdb_like, count))
+
+
+# ---- whole models through fit (once Embedding exists) ----
+
+def _minidl_model(kind):
+    layers = minidl.layers
+    rnn = MAKERS[kind]()
+    model = minidl.Sequential([minidl.Input((STEPS,), dtype="int32"),
+                               layers.Embedding(VOCAB, EMBED), rnn,
+                               Dense(1, activation="sigmoid")])
+    model.compile(Adam(learning_rate=1e-3), "binary_crossentropy")
+    return model
+
+
+def _torch_fit(kind, data, count):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(SEED)
+    _, ids, labels = data
+    bidirectional = kind == "bilstm"
+    embedding = torch.nn.Embedding(VOCAB, EMBED)
+    rnn = (torch.nn.GRU if kind == "gru" else torch.nn.LSTM)(
+        EMBED, UNITS, batch_first=True, bidirectional=bidirectional)
+    head = torch.nn.Linear(2 * UNITS if bidirectional else UNITS, 1)
+    params = list(embedding.parameters()) + list(rnn.parameters()) + list(head.parameters())
+    optimizer = torch.optim.Adam(params, lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    ids_t, labels_t = torch.from_numpy(ids[:count]), torch.from_numpy(labels[:count])
+
+    def epoch():
+        for start in range(0, count, BATCH):
+            _, states = rnn(embedding(ids_t[start:start + BATCH]))
+            h = states[0] if kind != "gru" else states
+            last = torch.cat([h[0], h[1]], dim=1) if bidirectional else h[0]
+            loss = loss_fn(head(last), labels_t[start:start + BATCH])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return epoch
+
+
+@pytest.mark.parametrize("kind", list(MAKERS))
+def test_sequence_fit_minidl(benchmark, imdb_like, kind):
+    if not hasattr(minidl.layers, "Embedding"):
+        pytest.skip("minidl.layers.Embedding is not on this branch yet")
+    count = SEQUENCES if benchmark.enabled else SMOKE_SEQUENCES
+    _, ids, labels = imdb_like
+    model = _minidl_model(kind)
+    x, y = ids[:count].astype(np.int32), labels[:count]
+    benchmark.group = f"imdb-{kind}-fit"
+    benchmark.extra_info.update(impl="minidl", sequences=count)
+    _run(benchmark, lambda: model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False,
+                                      verbose=0))
+
+
+@pytest.mark.parametrize("variant", list(TORCH_VARIANTS))
+@pytest.mark.parametrize("kind", list(MAKERS))
+def test_sequence_fit_torch(benchmark, imdb_like, kind, variant):
+    torch = pytest.importorskip("torch")
+    if not hasattr(minidl.layers, "Embedding"):
+        pytest.skip("minidl.layers.Embedding is not on this branch yet")
+    count = SEQUENCES if benchmark.enabled else SMOKE_SEQUENCES
+    benchmark.group = f"imdb-{kind}-fit"
+    benchmark.extra_info.update(impl=variant, sequences=count)
+    with _torch_flush_denormal(torch, TORCH_VARIANTS[variant]):
+        _run(benchmark, _torch_fit(kind, imdb_like, count))
