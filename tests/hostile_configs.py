@@ -48,6 +48,13 @@ LAYER_SAMPLES = {
     "Softmax": ((4,), {}),
     "Identity": ((4,), {}),
     "PReLU": ((4,), {}),
+    # Recurrent layers (sequences of 5 steps of 3 features).
+    "SimpleRNN": ((5, 3), {"units": 2, "return_sequences": True, "dropout": 0.1, "seed": 1}),
+    "LSTM": ((5, 3), {"units": 2, "recurrent_dropout": 0.2, "seed": 1,
+                      "kernel_regularizer": "l2"}),
+    "GRU": ((5, 3), {"units": 2, "reset_after": False, "go_backwards": True}),
+    "Bidirectional": ((5, 3), {"layer": {"class_name": "LSTM", "config": {"units": 2}},
+                               "merge_mode": "sum"}),
     # Merge layers take a list of inputs: their sample models are functional.
     "Add": ([(4,), (4,)], {}),
     "Subtract": ([(4,), (4,)], {}),
@@ -152,6 +159,11 @@ _BY_NAME = {
 _BY_LAYER_FIELD = {
     ("Rescaling", "scale"): ["x", True, None, [True], ["0.5"]],
     ("Rescaling", "offset"): ["x", True, None, [True], ["0.5"]],
+    ("Bidirectional", "layer"): [5, "lstm", {"class_name": "Nope"},
+                                 {"class_name": "Dense", "config": {"units": 2}},
+                                 {"class_name": "LSTM", "config": {"units": -1}}],
+    ("Bidirectional", "backward_layer"): [5, "lstm", {"class_name": "Dense", "config": {"units": 2}},
+                                          {"class_name": "LSTM", "config": {"units": 2}}],
 }
 # Step counts take any positive number, so a float is no wrong type for them.
 for _steps in ("decay_steps", "first_decay_steps", "warmup_steps"):

@@ -17,6 +17,16 @@ def _renamed(layer, prefix, **changes):
     return type(layer).from_config(config)
 
 
+def _from_config(argument, value):
+    if not isinstance(value, dict):
+        return value
+    try:
+        return LAYERS.get(value, base=Layer)
+    except (ValueError, TypeError) as error:
+        raise type(error)(f"Bidirectional cannot make its {argument} from "
+                          f"{argument}={value!r:.200}: {error}") from None
+
+
 @LAYERS.register()
 class Bidirectional(Layer):
     """Bidirectional wrapper of a recurrent layer, as ``keras.layers.Bidirectional``.
@@ -28,7 +38,7 @@ class Bidirectional(Layer):
     output zeros in both directions (Keras sets ``zero_output_for_mask``).
 
     Args:
-        layer: a SimpleRNN, LSTM or GRU instance.
+        layer: a SimpleRNN, LSTM or GRU instance (or its config dict).
         merge_mode: how the two outputs combine: 'concat' (default, along the last axis),
             'sum', 'mul', 'ave', or None (a list of the two outputs).
         weights: optional list of initial weights: the forward layer's, then the backward
@@ -52,6 +62,9 @@ class Bidirectional(Layer):
 
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
                  **kwargs):
+        # A layer config ({"class_name": ..., "config": ...}) stands for the layer it makes.
+        layer = _from_config("layer", layer)
+        backward_layer = _from_config("backward_layer", backward_layer)
         if not isinstance(layer, RNN):
             raise ValueError(f"Bidirectional needs a recurrent layer (SimpleRNN, LSTM, GRU) "
                              f"instance. Received: layer={layer!r:.200}")
@@ -69,16 +82,17 @@ class Bidirectional(Layer):
         self.backward_layer = backward_layer
         forward, backward = self.forward_layer, self.backward_layer
         if forward.go_backwards == backward.go_backwards:
-            raise ValueError(f"Bidirectional: the forward and backward layers need different "
-                             f"go_backwards values. Received: {forward.go_backwards} for both.")
+            raise ValueError(f"Bidirectional: layer and backward_layer need different "
+                             f"go_backwards values. Received: go_backwards="
+                             f"{forward.go_backwards} for both.")
         for attribute in ("stateful", "return_sequences", "return_state"):
             if getattr(forward, attribute) != getattr(backward, attribute):
-                raise ValueError(f"Bidirectional: the forward and backward layers need the "
-                                 f"same {attribute}. Received: {getattr(forward, attribute)} "
-                                 f"(forward) and {getattr(backward, attribute)} (backward).")
+                raise ValueError(f"Bidirectional: layer and backward_layer need the same "
+                                 f"{attribute}. Received: {getattr(forward, attribute)} (layer) "
+                                 f"and {getattr(backward, attribute)} (backward_layer).")
         if backward.dtype != forward.dtype:
-            raise ValueError(f"Bidirectional: the forward and backward layers need the same "
-                             f"dtype. Received: {forward.dtype} and {backward.dtype}.")
+            raise ValueError(f"Bidirectional: layer and backward_layer need the same dtype. "
+                             f"Received: {forward.dtype} and {backward.dtype}.")
         # Keras: masked steps of returned sequences are zeros in both directions.
         forward.zero_output_for_mask = backward.zero_output_for_mask = forward.return_sequences
         self.merge_mode = merge_mode
@@ -272,8 +286,4 @@ class Bidirectional(Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["layer"] = LAYERS.get(config["layer"], base=Layer)
-        if config.get("backward_layer") is not None:
-            config["backward_layer"] = LAYERS.get(config["backward_layer"], base=Layer)
-        return cls(**config)
+        return cls(**config)   # (the constructor takes the two layers' configs)
