@@ -3,6 +3,7 @@ from minidl.layers.activation_layers import ELU, Identity, LeakyReLU, PReLU, ReL
 from minidl.layers.base import LAYERS, CallContext, Layer
 from minidl.layers.convolutional import Conv1D, Conv2D
 from minidl.layers.core import Activation, Dense, Input, InputLayer
+from minidl.layers.embedding import Embedding
 from minidl.layers.lambda_layer import Lambda
 from minidl.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                    Subtract, add, average, concatenate, dot, maximum, minimum,
@@ -21,6 +22,7 @@ from minidl.layers.preprocessing import (CategoryEncoding, Discretization, Norma
                                          Rescaling)
 from minidl.layers.regularization import ActivityRegularization, Dropout
 from minidl.layers.reshaping import Flatten, Reshape
+from minidl.layers.sequence import Masking, RepeatVector, SpatialDropout1D, TimeDistributed
 
 
 def get(identifier):
@@ -41,3 +43,4 @@ __all__ = ["Activation", "ActivityRegularization", "Add", "AveragePooling1D",
 __all__ += ["CenterCrop", "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip",
             "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing"]
 __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]
+__all__ += ["Embedding", "Masking", "RepeatVector", "SpatialDropout1D", "TimeDistributed"]

@@ -306,8 +306,9 @@ def kernel_call(layer, inputs, training):
     from minidl.layers.base import CallContext
     multi = isinstance(inputs, (list, tuple))
     items = list(inputs) if multi else [inputs]
-    xs = [np.asarray(x.value if isinstance(x, Tensor) else x, dtype=layer.dtype)
-          for x in items]
+    # (A layer reading integers, as Embedding does, gets them as they are.)
+    dtype = None if getattr(layer, "_reads_integer_inputs", False) else layer.dtype
+    xs = [np.asarray(x.value if isinstance(x, Tensor) else x, dtype=dtype) for x in items]
     for x in xs:
         if x.ndim < 1:
             raise ValueError(f"Layer '{layer.name}' takes arrays with a batch dimension; "
