@@ -119,8 +119,11 @@ class Embedding(Layer):
         self.built_input_shape = None if input_shape is None else tuple(input_shape)
 
     def ensure_built(self, input_shape):
-        # Indices of any rank and length: the table does not depend on them.
-        shape = _as_shape(input_shape, f"Layer '{self.name}' input shape", allow_none=True)
+        # Indices of any rank and length (one per sample too): the table does not depend
+        # on them.
+        shape = tuple(input_shape)
+        if shape:
+            shape = _as_shape(shape, f"Layer '{self.name}' input shape", allow_none=True)
         if not self.built:
             self.build(shape)
 

@@ -221,7 +221,8 @@ class TimeDistributed(Layer):
                              f", as in Keras; remove it, or add ActivityRegularization after "
                              f"this layer.")
         self.layer.ensure_built(step)
-        super().build(input_shape)
+        # Built for any number of steps: they are batch rows to the wrapped layer.
+        super().build((None,) + step)
 
     def _inner(self, ctx):
         inner = ctx.__dict__.get("inner")
