@@ -400,7 +400,7 @@ def test_repeat_vector():
         RepeatVector(2.0)
     with pytest.raises(ValueError, match="positive"):
         RepeatVector(0)
-    assert not getattr(RepeatVector, "supports_masking", False)   # as in Keras
+    assert not RepeatVector.supports_masking   # as in Keras
 
 
 # ---- TimeDistributed ----
@@ -444,7 +444,9 @@ def test_time_distributed_conv_and_flatten():
 
 def test_time_distributed_masks_errors_and_config():
     layer = TimeDistributed(Dense(2))
+    mask = np.array([[True, False, True]])
     assert layer.supports_masking
+    np.testing.assert_array_equal(layer.compute_mask(np.ones((1, 3, 4)), mask), mask)
     with pytest.raises(ValueError, match="at least 3 dimensions"):
         layer(np.ones((2, 4)))
     with pytest.raises(ValueError, match="Layer instance"):
@@ -465,8 +467,7 @@ def test_global_average_pooling_1d_with_mask():
     x[0, 2:] = np.nan   # masked steps never reach the output (Keras: where, not multiply)
     layer = GlobalAveragePooling1D(dtype="float64")
     ctx = CallContext(layer)
-    ctx.mask = mask
-    y = ctx.forward(x, training=True)
+    y = ctx.forward(x, training=True, mask=mask)
     np.testing.assert_allclose(y, ref.masked_average(x, mask), rtol=1e-15)
     np.testing.assert_array_equal(y[3], 0.0)   # nothing unmasked: zeros, not NaN
     dy = data((4, 3), seed=1)
@@ -475,29 +476,25 @@ def test_global_average_pooling_1d_with_mask():
     # Gradient check on finite inputs.
     x = data((4, 6, 3), seed=2)
     ctx = CallContext(layer)
-    ctx.mask = mask
-    ctx.forward(x, training=True)
+    ctx.forward(x, training=True, mask=mask)
     dx = ctx.backward(dy.copy())
 
     def loss():
-        c = CallContext(layer, record=False)
-        c.mask = mask
-        return float(np.sum(c.forward(x) * dy))
+        return float(np.sum(CallContext(layer, record=False).forward(x, mask=mask) * dy))
     np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-9)
     # Without a mask: the plain mean, on the same context.
-    ctx.mask = None
     np.testing.assert_allclose(ctx.forward(x, training=True), x.mean(axis=1), rtol=1e-14)
     np.testing.assert_allclose(ctx.backward(dy), np.repeat(dy[:, None] / 6, 6, axis=1))
     # keepdims, and a mask of the wrong shape.
     keep = GlobalAveragePooling1D(keepdims=True, dtype="float64")
     c = CallContext(keep)
-    c.mask = mask
-    assert c.forward(x, training=True).shape == (4, 1, 3)
-    c.mask = mask[:, :5]
+    assert c.forward(x, training=True, mask=mask).shape == (4, 1, 3)
     with pytest.raises(ValueError, match="mask of shape"):
-        c.forward(x, training=True)
+        c.forward(x, training=True, mask=mask[:, :5])
     assert layer.supports_masking and layer.compute_mask(x, mask) is None
-    assert not getattr(GlobalMaxPooling1D, "supports_masking", False)   # as in Keras
+    assert not GlobalMaxPooling1D.supports_masking   # as in Keras
+    np.testing.assert_allclose(layer(x, mask=mask).numpy(), ref.masked_average(x, mask),
+                               rtol=1e-15)   # an eager call with a mask
 
 
 # ---- masks across layers ----
@@ -530,3 +527,146 @@ def test_merge_masks_follow_keras():
                                   np.concatenate([a, b], axis=1))
     assert Concatenate().compute_mask([x, x], [None, None]) is None
     assert Dot(axes=2).compute_mask([x, x], [a, b]) is None
+
+
+# ---- in models ----
+
+def _sgd_model(inputs, outputs):
+    model = minidl.Model(inputs, outputs)
+    model.compile(optimizer=minidl.optimizers.SGD(learning_rate=1.0), loss="mse")
+    return model
+
+
+def _steps_match_numeric_gradient(model, table, batches):
+    """Each SGD step (learning rate 1) moves the table by minus the central-difference
+    gradient of the batch's loss: the plan's row-sparse gradient is the whole gradient,
+    step after step."""
+    for x, y in batches:
+        numeric = numeric_grad(
+            lambda: float(model.evaluate(x, y, batch_size=len(y), verbose=0)), table)
+        before = table.copy()
+        model.train_on_batch(x, y)
+        np.testing.assert_allclose(before - table, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_model_embedding_gradient_over_steps():
+    minidl.utils.set_random_seed(1)
+    inputs = minidl.Input((None,), dtype="int32")
+    emb = Embedding(15, 3, dtype="float64")
+    out = Dense(1, dtype="float64")(GlobalAveragePooling1D(dtype="float64")(emb(inputs)))
+    model = _sgd_model(inputs, out)
+    batches = [(ids_of((4, 5), 15, seed=s), data((4, 1), seed=s)) for s in range(2)]
+    batches.append((np.array([[3, 3], [4, 3]]), data((2, 1), seed=5)))   # fewer rows, shorter
+    _steps_match_numeric_gradient(model, emb.embeddings.value, batches)
+
+
+def test_model_shared_embedding_gradient_over_steps():
+    # One table read by two inputs: the plan adds the second call's gradient into the
+    # first's array, which the layer must then zero whole.
+    minidl.utils.set_random_seed(2)
+    a, b = minidl.Input((4,), dtype="int32"), minidl.Input((4,), dtype="int32")
+    emb = Embedding(12, 2, dtype="float64")
+    pool = GlobalAveragePooling1D(dtype="float64")
+    merged = Concatenate(dtype="float64")([pool(emb(a)), pool(emb(b))])
+    model = _sgd_model([a, b], Dense(1, dtype="float64")(merged))
+    batches = [([ids_of((3, 4), 12, seed=s), ids_of((3, 4), 12, seed=s + 10)],
+                data((3, 1), seed=s)) for s in range(3)]
+    _steps_match_numeric_gradient(model, emb.embeddings.value, batches)
+
+
+def _masked_model():
+    minidl.utils.set_random_seed(3)
+    inputs = minidl.Input((None,), dtype="int32")
+    h = Embedding(30, 8, mask_zero=True)(inputs)
+    h = TimeDistributed(Dense(8, activation="tanh"))(h)   # passes the mask on
+    h = GlobalAveragePooling1D()(h)
+    model = minidl.Model(inputs, Dense(1, activation="sigmoid")(h))
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _masked_reference(model, ids):
+    table, kernel, bias, out_kernel, out_bias = [w.astype(np.float64)
+                                                 for w in model.get_weights()]
+    hidden = np.tanh(ref.embedding_lookup(ids, table) @ kernel + bias)
+    pooled = ref.masked_average(hidden, ids != 0)
+    return 1 / (1 + np.exp(-(pooled @ out_kernel + out_bias)))
+
+
+def test_model_with_mask_zero_fits_predicts_saves_and_loads(tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 10, size=256)
+    x = np.zeros((256, 10), np.int32)
+    for i, n in enumerate(lengths):
+        x[i, :n] = rng.integers(1, 30, size=n)
+    y = (np.array([np.isin(row, [5, 6, 7]).any() for row in x]) * 1.0).reshape(-1, 1)
+    model = _masked_model()
+    history = model.fit(x, y, epochs=20, batch_size=32, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0] * 0.85
+    pred = model.predict(x[:16], verbose=0)
+    np.testing.assert_allclose(pred, _masked_reference(model, x[:16]), rtol=1e-4, atol=1e-6)
+    # Padding does not change a prediction: the masked steps are left out of the mean.
+    padded = np.concatenate([x[:16], np.zeros((16, 7), np.int32)], axis=1)
+    np.testing.assert_allclose(model.predict(padded, verbose=0), pred, rtol=1e-5, atol=1e-7)
+    path = str(tmp_path / "masked.keras")
+    model.save(path)
+    loaded = minidl.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x[:16], verbose=0), pred)
+    assert loaded.layers[1].mask_zero and isinstance(loaded.layers[1], Embedding)
+
+
+def test_keras2_imdb_cnn_shape_trains():
+    # The Keras 2 imdb_cnn example's network, small: label 1 when token 7 occurs.
+    rng = np.random.default_rng(1)
+    x = rng.integers(1, 50, size=(320, 20)).astype(np.int32)
+    x[::2, rng.integers(0, 20, size=160)] = 7
+    y = (x == 7).any(axis=1).astype(np.float32).reshape(-1, 1)
+    minidl.utils.set_random_seed(4)
+    model = minidl.Sequential([
+        minidl.Input((20,), dtype="int32"),
+        Embedding(50, 16),
+        Dropout(0.2),
+        minidl.layers.Conv1D(32, 3, padding="valid", activation="relu", strides=1),
+        GlobalMaxPooling1D(),
+        Dense(16, activation="relu"),
+        Dense(1, activation="sigmoid"),
+    ])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=12, batch_size=32, verbose=0)
+    assert history.history["accuracy"][-1] > 0.9
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+
+
+def test_sequential_with_float_input_reads_whole_number_ids():
+    # No Input dtype: the model's input is float32, and the ids arrive as whole floats.
+    minidl.utils.set_random_seed(5)
+    model = minidl.Sequential([Embedding(10, 4, input_shape=(3,)), Flatten(), Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    ids = np.array([[1, 2, 9], [0, 0, 4]])
+    want = ref.embedding_lookup(ids, model.layers[0].get_weights()[0]).reshape(2, 12) @ \
+        model.layers[-1].get_weights()[0] + model.layers[-1].get_weights()[1]
+    np.testing.assert_allclose(model.predict(ids, verbose=0), want, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"index 10(\.0)? at position \(0, 1\)"):
+        model.predict(np.array([[1, 10, 2]]), verbose=0)
+    model.fit(ids, np.ones((2, 1)), epochs=1, verbose=0)
+
+
+def test_masking_and_time_distributed_in_a_model():
+    minidl.utils.set_random_seed(6)
+    inputs = minidl.Input((None, 3))
+    h = Masking()(inputs)
+    h = TimeDistributed(Dense(4, activation="tanh"))(h)   # passes the mask on
+    h = GlobalAveragePooling1D()(h)
+    model = minidl.Model(inputs, RepeatVector(2)(h))
+    model.compile(optimizer="adam", loss="mse")
+    x = data((5, 6, 3), dtype=np.float32)
+    x[0, 4:] = 0.0
+    x[3, :2] = 0.0
+    kernel, bias = model.get_weights()
+    step = np.tanh(x.astype(np.float64) @ kernel + bias)
+    want = ref.masked_average(step, np.any(x != 0, axis=-1))
+    pred = model.predict(x, verbose=0)
+    assert pred.shape == (5, 2, 4)
+    np.testing.assert_allclose(pred, ref.repeat_vector(want, 2), rtol=1e-5, atol=1e-7)
+    model.fit(x, np.zeros((5, 2, 4), np.float32), epochs=2, verbose=0)
+    assert model.predict(data((2, 9, 3), dtype=np.float32), verbose=0).shape == (2, 2, 4)
