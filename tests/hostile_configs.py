@@ -76,6 +76,12 @@ LAYER_SAMPLES = {
     "Discretization": ((4,), {"bin_boundaries": [0.0, 1.0, 2.0], "output_mode": "one_hot"}),
     "CategoryEncoding": ((4,), {"num_tokens": 4, "output_mode": "count"}),
     "Rescaling": ((4,), {"scale": 0.5, "offset": 1.0}),
+    # Sequence layers (issue 16).
+    "Embedding": ((4,), {"input_dim": 10, "output_dim": 3, "mask_zero": True}),
+    "Masking": ((3, 2), {"mask_value": 0.5}),
+    "SpatialDropout1D": ((3, 2), {"rate": 0.5, "seed": 1}),
+    "RepeatVector": ((4,), {"n": 2}),
+    "TimeDistributed": ((3, 4), {"layer": {"class_name": "Dense", "config": {"units": 2}}}),
     # Models are layers too: each sample is nested in a Sequential.
     "Sequential": ((4,), {}),
     "Model": ((4,), {}),
@@ -150,6 +156,8 @@ _BY_NAME = {
 }
 # Where one field name takes different types in different layers: (layer, field) -> values.
 _BY_LAYER_FIELD = {
+    ("TimeDistributed", "layer"): [5, "nope", {"class_name": "Nope"},
+                                   {"class_name": "Dense", "config": {"units": "x"}}],
     ("Rescaling", "scale"): ["x", True, None, [True], ["0.5"]],
     ("Rescaling", "offset"): ["x", True, None, [True], ["0.5"]],
 }

@@ -176,7 +176,7 @@ class TimeDistributed(Layer):
 
     Args:
         layer: a Layer instance (Dense, Conv2D, ...), built by this layer for one step's
-            shape.
+            shape (or its config, ``{"class_name": ..., "config": ...}``).
 
     Input shape: ``(batch, timesteps, ...)``, at least 3-D; ``timesteps`` may vary from
     batch to batch. Output shape: ``(batch, timesteps) + layer's output sample shape``.
@@ -194,6 +194,13 @@ class TimeDistributed(Layer):
     supports_masking = True
 
     def __init__(self, layer, **kwargs):
+        if isinstance(layer, dict):   # a layer's config, as get_config writes it
+            from minidl.layers import get
+            try:
+                layer = get(layer)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"TimeDistributed cannot make its layer from "
+                                 f"layer={layer!r:.200}: {error}") from None
         if not isinstance(layer, Layer):
             raise ValueError(f"Please initialize `TimeDistributed` layer with a Layer "
                              f"instance. Received: layer={layer!r:.100}")
@@ -255,10 +262,3 @@ class TimeDistributed(Layer):
         config = super().get_config()
         config["layer"] = serialize(self.layer)
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        from minidl.layers import get
-        config = dict(config)
-        config["layer"] = get(config["layer"])
-        return cls(**config)
