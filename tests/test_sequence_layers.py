@@ -497,6 +497,20 @@ def test_global_average_pooling_1d_with_mask():
                                rtol=1e-15)   # an eager call with a mask
 
 
+def test_masks_flow_through_eager_calls():
+    # layer(x) on arrays: the mask rides on the output tensor (Keras' _keras_mask).
+    emb = Embedding(10, 3, mask_zero=True, dtype="float64")
+    ids = np.array([[1, 2, 0], [3, 0, 0]])
+    y = emb(ids)
+    np.testing.assert_array_equal(np.asarray(y._keras_mask), ids != 0)
+    steps = TimeDistributed(Dense(2, dtype="float64"))(y)   # passes it on
+    np.testing.assert_array_equal(np.asarray(steps._keras_mask), ids != 0)
+    pooled = GlobalAveragePooling1D(dtype="float64")(steps)
+    assert getattr(pooled, "_keras_mask", None) is None
+    np.testing.assert_allclose(pooled.numpy(), ref.masked_average(steps.numpy(), ids != 0),
+                               rtol=1e-15)
+
+
 # ---- masks across layers ----
 
 def test_supports_masking_as_in_keras():
