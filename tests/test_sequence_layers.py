@@ -684,3 +684,18 @@ def test_masking_and_time_distributed_in_a_model():
     np.testing.assert_allclose(pred, ref.repeat_vector(want, 2), rtol=1e-5, atol=1e-7)
     model.fit(x, np.zeros((5, 2, 4), np.float32), epochs=2, verbose=0)
     assert model.predict(data((2, 9, 3), dtype=np.float32), verbose=0).shape == (2, 2, 4)
+
+
+def test_model_shared_encoder_submodel_gradient_over_steps():
+    # A nested model called on two inputs: its Embedding runs in two steps of the plan
+    # though it was called once on symbolic tensors.
+    minidl.utils.set_random_seed(7)
+    emb = Embedding(12, 2, dtype="float64")
+    encoder = minidl.Sequential([minidl.Input((4,), dtype="int32"), emb,
+                                 GlobalAveragePooling1D(dtype="float64")])
+    a, b = minidl.Input((4,), dtype="int32"), minidl.Input((4,), dtype="int32")
+    merged = Concatenate(dtype="float64")([encoder(a), encoder(b)])
+    model = _sgd_model([a, b], Dense(1, dtype="float64")(merged))
+    batches = [([ids_of((3, 4), 12, seed=s), ids_of((3, 4), 12, seed=s + 10)],
+                data((3, 1), seed=s)) for s in range(3)]
+    _steps_match_numeric_gradient(model, emb.embeddings.value, batches)

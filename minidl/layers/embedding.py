@@ -9,12 +9,14 @@ batch's rows and zeroes the rows the previous one wrote (their list stays in the
 context), so a step costs the batch's rows, not the (input_dim, output_dim) table. The
 rows are summed in position order, one row per thread: the same bits for any thread count.
 
-Where something else may write the gradient array between steps (a weight regularizer adds
-its gradient to every row; a layer called twice in one model gets its second call's
-gradient added in), the layer zeroes the whole array instead.
+A weight regularizer adds its gradient to every row after the backward pass: the layer then
+zeroes the whole array each step. A layer that runs in several steps of a plan (called twice,
+or inside a model called twice) has the other calls' gradients added into its array: each
+call also zeroes the rows the others wrote last (the layer keeps them, per context).
 """
 import numbers
 import warnings
+import weakref
 
 import numpy as np
 
@@ -193,26 +195,34 @@ class Embedding(Layer):
             grad.fill(0)
             state = ctx.sparse_grad = [grad, np.full(self.input_dim, -1, np.intp),
                                        np.empty(0, np.intp), 0]
-        elif self._dense_gradient():
+        elif self.embeddings_regularizer is not None:
+            # The regularizer adds its gradient to every row after the backward pass.
             grad.fill(0)
             state[3] = 0
         _, head, touched, count = state
+        written = self.__dict__.get("_rows_written")
+        if written is None:
+            written = self._rows_written = weakref.WeakKeyDictionary()
+        others = [r for c, r in list(written.items()) if c is not ctx]
+        if others:
+            # The layer runs in several steps of a plan (called twice, or in a model
+            # called twice): the plan adds the other calls' gradients into this array,
+            # so their last rows are zeroed here too.
+            touched = np.unique(np.concatenate([touched[:count]] + others))
+            count = touched.shape[0]
         unique = ctx.buffers.get("unique", rows.shape[0], (), np.intp)
         next_pos = ctx.buffers.get("next", rows.shape[0], (), np.intp)
         found = kernels.embedding_backward(rows, dy, grad, head, next_pos, touched, count,
                                            unique)
         # This batch's rows are those the next call zeroes: keep a copy, as the buffer
         # that holds them is reused.
-        if touched.shape[0] < found:
-            touched = np.empty(max(found, rows.shape[0]), np.intp)
-        touched[:found] = unique[:found]
-        state[2], state[3] = touched, found
+        mine = state[2]
+        if mine.shape[0] < found:
+            mine = state[2] = np.empty(max(found, rows.shape[0]), np.intp)
+        mine[:found] = unique[:found]
+        state[3] = found
+        written[ctx] = mine[:found]
         return None
-
-    def _dense_gradient(self):
-        # A weight regularizer adds its gradient to every row after the backward pass; a
-        # layer called several times in a model gets its other calls' gradients added in.
-        return self.embeddings_regularizer is not None or len(self._inbound_nodes) > 1
 
     def get_config(self):
         config = super().get_config()
