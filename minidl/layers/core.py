@@ -307,9 +307,11 @@ class Dense(AffineLayer):
         bias_constraint: optional constraint of the bias.
 
     Input shape:
-        2-D ``(batch_size, input_dim)``.
+        N-D ``(batch_size, ..., input_dim)``; the most common case is 2-D
+        ``(batch_size, input_dim)``. Beyond 2-D the kernel applies along the last axis,
+        to every position of the others (as Keras does, e.g. to each step of a sequence).
     Output shape:
-        2-D ``(batch_size, units)``.
+        ``(batch_size, ..., units)``.
 
     Example:
         >>> layer = Dense(64, activation="relu", input_shape=(784,))
@@ -337,19 +339,27 @@ class Dense(AffineLayer):
         self.units = int(units)
 
     def build(self, input_shape):
-        if len(input_shape) != 1 or input_shape[0] is None:
+        if not input_shape or input_shape[-1] is None:
             raise ValueError(
-                f"Layer '{self.name}' (Dense) expects 2-D input (batch, features) with a known "
-                f"number of features; received "
-                f"input of shape {(None,) + tuple(input_shape)}. Add Flatten() before it or "
-                f"reshape the data.")
-        self._add_kernel_and_bias((input_shape[0], self.units), self.units)
+                f"Layer '{self.name}' (Dense) expects input (batch, ..., features) with a known "
+                f"number of features (last axis); received "
+                f"input of shape {(None,) + tuple(input_shape)}.")
+        self._add_kernel_and_bias((input_shape[-1], self.units), self.units)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
-        return (self.units,)
+        return tuple(input_shape[:-1]) + (self.units,)
 
     def forward(self, ctx, x, training=False):
+        if x.ndim > 2:
+            # (batch, ..., features): the product of the rows of every position at once.
+            y = self.forward(ctx, np.ascontiguousarray(x).reshape(-1, x.shape[-1]), training)
+            y = y.reshape(x.shape[:-1] + (self.units,))
+            if ctx.record:
+                ctx.y_out, ctx.x_shape = y, x.shape
+            return y
+        if ctx.record:
+            ctx.x_shape = None
         n = x.shape[0]
         activation = ctx.activation or self.activation
         if ctx.record:
@@ -371,7 +381,8 @@ class Dense(AffineLayer):
         if not need_input_grad:
             return None
         dx = ctx.buffers.get("dx", dz.shape[0], (self.kernel.shape[0],))
-        return gemm(dz, self._kernel_array, dx, trans_b=True)
+        dx = gemm(dz, self._kernel_array, dx, trans_b=True)
+        return dx if ctx.x_shape is None else dx.reshape(ctx.x_shape)
 
     def get_config(self):
         config = super().get_config()

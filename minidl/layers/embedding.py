@@ -100,7 +100,7 @@ class Embedding(Layer):
                                                   regularizers.get)
         self.mask_zero = check_bool("Embedding", "mask_zero", mask_zero)
         # Keras: a layer that makes a mask supports masking.
-        self.supports_masking = self.mask_zero
+        self.supports_masking = self._makes_masks = self.mask_zero
         if weights is not None:
             if isinstance(weights, (list, tuple)) and len(weights) == 1:
                 weights = weights[0]

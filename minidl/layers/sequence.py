@@ -42,6 +42,7 @@ class Masking(Layer):
     """
 
     supports_masking = True
+    _makes_masks = True
 
     def __init__(self, mask_value=0.0, **kwargs):
         super().__init__(**kwargs)
