@@ -274,10 +274,14 @@ class TextVectorization(TextLayer):
         return shape if shape else (1,)
 
     def compute_output_shape(self, input_shape):
+        if self.output_mode == "int" and self.split is None and self._widths is None:
+            # Each string is one token: the indices keep the input's shape.
+            shape = tuple(input_shape)
+            if self.output_sequence_length is None:
+                return shape
+            return (shape or (1,))[:-1] + (self.output_sequence_length,)
         shape = self._sample_shape(input_shape)
         if self.output_mode == "int":
-            if self.split is None and len(shape) > 1:
-                return shape[:-1] + (self.output_sequence_length,)
             return (self.output_sequence_length,)
         depth = self._lookup_layer._depth()
         if self.output_mode == "one_hot":
@@ -296,12 +300,16 @@ class TextVectorization(TextLayer):
         if x.ndim == 0:
             x = x.reshape(1)
         batch = x.shape[0]
-        if self.split is None and x.ndim > 1 and self._widths is None:
+        if self.split is None and self._widths is None:
             tokens = standardize_text(x, self.standardize)
             if callable(self.standardize):
                 tokens = string_array(tokens, self._owner, "the output of `standardize`")
+            if self.output_mode != "int" and tokens.ndim == 1:
+                tokens = tokens[:, None]
             indices, keep = lookup._lookup(tokens)
             if self.output_mode == "int":
+                if self.output_sequence_length is not None and indices.ndim == 1:
+                    indices = indices[:, None]
                 return self._fit_length(indices)
             return encode_tokens(indices, keep, lookup._depth(), self.output_mode,
                                  self.dtype, lookup._idf)
