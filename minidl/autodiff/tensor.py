@@ -129,7 +129,8 @@ class Tensor:
             tensors, trainable variables).
     """
 
-    __slots__ = ("value", "node", "requires_grad", "__weakref__")
+    # (_keras_mask: the mask a layer call attached, as in Keras; read with getattr.)
+    __slots__ = ("value", "node", "requires_grad", "_keras_mask", "__weakref__")
     __array_priority__ = 100   # numpy defers `array + tensor` to Tensor.__radd__ and friends
 
     def __init__(self, value, dtype=None):

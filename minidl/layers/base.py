@@ -133,6 +133,15 @@ class Layer:
 
     # Class flags set for every subclass by eager.prepare_layer_class.
     _user_call = _user_build = _user_output_shape = _user_class = False
+    # Masks (Keras semantics): a layer that supports masking receives the mask of its input
+    # in ``ctx.mask`` and passes it on (``compute_mask``); one that does not drops it.
+    supports_masking = False
+    # Keyword arguments of a call that are tensors, recorded in the graph with the input
+    # (a recurrent layer's "initial_state"): the layer then receives ``[x, *those]``.
+    _tensor_call_arguments = ()
+    # The batch dimension of the first symbolic call (None: any), set before building, for
+    # layers that need a fixed batch size (a stateful recurrent layer).
+    _input_batch_size = None
 
     def __init__(self, name=None, input_shape=None, dtype="float32", trainable=True):
         if name is None:
@@ -260,14 +269,30 @@ class Layer:
     def output_shape_for(self, input_shape):
         """The shape of one output sample for one input sample of ``input_shape`` (a list
         of them for several inputs): ``compute_output_shape``, with Keras' whole-shape
-        convention for user layers."""
+        convention for user layers. A layer of several outputs (a recurrent layer with
+        ``return_state``) gives a list of shapes."""
         own_rule = not self._user_class and \
             type(self).compute_output_shape is not Layer.compute_output_shape
         if self._user_call and not own_rule:   # (minidl's Lambda, OpLayer: sample shapes)
             multi = isinstance(input_shape, list) and bool(input_shape) and \
                 isinstance(input_shape[0], (list, tuple))
             return eager.output_shape(self, input_shape, multi)
-        return tuple(self.compute_output_shape(input_shape))
+        shape = self.compute_output_shape(input_shape)
+        if isinstance(shape, list) and shape and isinstance(shape[0], (list, tuple)):
+            return [tuple(s) for s in shape]
+        return tuple(shape)
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of the output for the input arrays ``inputs`` and their ``mask`` (a
+        boolean array ``(batch, timesteps)``, a list of them for several inputs, or None),
+        as in Keras: a layer that supports masking passes it on, one that does not drops
+        it. Layers that make masks (``Embedding(mask_zero=True)``, ``Masking``) or change
+        them (a recurrent layer without ``return_sequences``) override this.
+
+        Returns:
+            A boolean array, or None (a list for a layer of several outputs).
+        """
+        return mask if self.supports_masking else None
 
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
                    autocast=True, regularizer=None, constraint=None, aggregation="none",
@@ -431,13 +456,16 @@ class Layer:
         if training is not None and not isinstance(training, (bool, np.bool_)):
             raise TypeError(f"training must be True, False or None; received "
                             f"training={training!r:.100}.")
+        call_tensors = {} if self._user_call else self._pop_call_tensors(kwargs)
         if is_symbolic(inputs):
             if args or kwargs:
                 raise TypeError(f"Layer '{self.name}' ({type(self).__name__}) was called on "
                                 f"symbolic tensors with extra arguments "
                                 f"{sorted(kwargs) or len(args)}; in a functional model a "
-                                f"layer takes its inputs and training only.")
-            return self._call_symbolic(inputs, training)
+                                f"layer takes its inputs, training"
+                                f"{''.join(', ' + n for n in self._tensor_call_arguments)} "
+                                f"and mask only.")
+            return self._call_symbolic(inputs, training, call_tensors)
         if training is None:
             training = eager.current_training()
         if self._user_call:
@@ -446,33 +474,56 @@ class Layer:
             raise TypeError(f"Layer '{self.name}' ({type(self).__name__}) was called with "
                             f"unexpected arguments {sorted(kwargs) or len(args)}; layers "
                             f"take inputs and training.")
-        return eager.kernel_call(self, inputs, bool(training))
+        return eager.kernel_call(self, inputs, bool(training), call_tensors)
 
-    def _call_symbolic(self, inputs, training):
+    def _pop_call_tensors(self, kwargs):
+        """The tensor keyword arguments of a call (``mask``, and the layer's
+        ``_tensor_call_arguments``) taken out of ``kwargs``; None values are dropped."""
+        found = {}
+        for name in ("mask",) + tuple(self._tensor_call_arguments):
+            value = kwargs.pop(name, None)
+            if value is not None:
+                found[name] = value
+        return found
+
+    def _call_symbolic(self, inputs, training, call_tensors=None):
         """Record a call on symbolic tensors: build, infer the output shape, add a node."""
+        call_tensors = call_tensors or {}
         leaves = flatten(inputs)
-        for leaf in leaves:
+        for leaf in leaves + flatten(list(call_tensors.values())):
             if not isinstance(leaf, SymbolicTensor):
                 raise TypeError(f"Layer '{self.name}' was called on a mix of symbolic tensors "
                                 f"and {type(leaf).__name__}: call it on symbolic tensors only "
                                 f"(from minidl.Input), or on arrays only.")
         multi = isinstance(inputs, (list, tuple))
+        if not self.built:
+            self._input_batch_size = leaves[0].shape[0]
         try:
-            self.ensure_built([t.shape[1:] for t in leaves] if multi else leaves[0].shape[1:])
-            shape, dtype = self._output_spec(leaves, multi)
+            sample = [t.shape[1:] for t in leaves] if multi else leaves[0].shape[1:]
+            self.ensure_built(sample)
+            states = [t.shape[1:] for name, value in call_tensors.items() if name != "mask"
+                      for t in flatten(value)]
+            if states:   # a call with initial states: shapes of [x, *states]
+                sample = (list(sample) if multi else [sample]) + states
+            shape, dtype = self._output_spec(leaves, sample)
         except (ValueError, IndexError) as error:
             shown = [t.shape for t in leaves] if multi else leaves[0].shape
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) cannot take inputs "
                              f"of shape {shown}: {error}") from None
-        return add_node(self, inputs, shape, dtype, training)
+        return add_node(self, inputs, shape, dtype, training, call_tensors)
 
-    def _output_spec(self, leaves, multi):
-        """(whole output shape, dtype) of a call on the symbolic tensors ``leaves``: float
-        outputs in the layer's dtype; a weightless layer's integer input keeps its type."""
-        sample = [t.shape[1:] for t in leaves] if multi else leaves[0].shape[1:]
+    def _output_spec(self, leaves, sample):
+        """(whole output shape, dtype) of a call on the symbolic tensors ``leaves`` with
+        input sample shape(s) ``sample`` (lists of both for a layer of several outputs):
+        float outputs in the layer's dtype; a weightless layer's integer input keeps its
+        type."""
         dtype = self.dtype if self.params or self.non_trainable_params or \
             leaves[0].dtype not in ("int32", "int64") else leaves[0].dtype
-        return (leaves[0].shape[0],) + tuple(self.output_shape_for(sample)), dtype
+        batch = leaves[0].shape[0]
+        out = self.output_shape_for(sample)
+        if isinstance(out, list):
+            return [(batch,) + s for s in out], [dtype] * len(out)
+        return (batch,) + out, dtype
 
     @property
     def input(self):
@@ -780,6 +831,9 @@ class CallContext:
     # costs two assignments (a one-sample model(x) makes one per layer).
     activation = None    # set by a plan that fuses an activation into the layer
     activity_loss = 0.0
+    # The mask of the call's input (boolean (batch, timesteps); a list for a layer called
+    # on a list), set before forward; None: no mask. See Layer.compute_mask.
+    mask = None
     # Set by predict on the layer that reads the model's input, when that layer can count
     # the NaN and infinities of its input for free (``finds_nonfinite_input``): the count,
     # of its linear part's output, lands in input_nonfinite.
@@ -809,12 +863,19 @@ class CallContext:
     def grads(self, arrays):
         self._grads = arrays
 
-    def forward(self, x, training=False):
-        """``layer.forward(self, x, training)``, building the layer first if needed."""
+    def forward(self, x, training=False, mask=None):
+        """``layer.forward(self, x, training)`` with ``mask`` as the input's mask, building
+        the layer first if needed."""
         layer = self.layer
         if not layer.built:
-            multi = isinstance(x, (list, tuple))
-            layer.ensure_built([np.shape(a)[1:] for a in x] if multi else np.shape(x)[1:])
+            if isinstance(x, (list, tuple)) and layer._tensor_call_arguments:
+                shape = np.shape(x[0])[1:]   # [sequences, *initial states]: the sequences'
+            elif isinstance(x, (list, tuple)):
+                shape = [np.shape(a)[1:] for a in x]
+            else:
+                shape = np.shape(x)[1:]
+            layer.ensure_built(shape)
+        self.mask = mask
         return layer.forward(self, x, training)
 
     def backward(self, dy, need_input_grad=True):

@@ -299,43 +299,116 @@ def check_output(layer, out):
                     f"of tensors), e.g. computed with minidl.ops.")
 
 
-def kernel_call(layer, inputs, training):
+def kernel_call(layer, inputs, training, call_tensors=None):
     """A built-in layer called on arrays or tensors: its compiled forward pass; while a
     tape records and something needs a gradient, one recorded op whose backward is the
-    layer's compiled backward pass (weight gradients included)."""
+    layer's compiled backward pass (weight gradients included).
+
+    ``call_tensors``: the call's tensor keyword arguments (``mask``, a recurrent layer's
+    ``initial_state``). The input's mask is ``mask`` when given, else the ``_keras_mask``
+    of the input Tensor(s); the outputs carry the layer's ``compute_mask`` as theirs, as
+    in Keras."""
     from minidl.layers.base import CallContext
+    call_tensors = dict(call_tensors or {})
+    mask = call_tensors.pop("mask", None)
+    states = [t for value in call_tensors.values()
+              for t in (value if isinstance(value, (list, tuple)) else [value])]
     multi = isinstance(inputs, (list, tuple))
     items = list(inputs) if multi else [inputs]
-    xs = [np.asarray(x.value if isinstance(x, Tensor) else x, dtype=layer.dtype)
-          for x in items]
+    if mask is None:
+        masks = [getattr(x, "_keras_mask", None) for x in items]
+        mask = (None if all(m is None for m in masks) else masks) if multi else masks[0]
+    mask = _mask_arrays(mask)
+    keep_integers = getattr(layer, "_reads_integer_inputs", False)
+    xs = [_input_array(x, layer.dtype, keep_integers) for x in items]
+    xs += [_input_array(x, layer.dtype, False) for x in states]
     for x in xs:
         if x.ndim < 1:
             raise ValueError(f"Layer '{layer.name}' takes arrays with a batch dimension; "
                              f"received a scalar.")
-    layer.ensure_built([x.shape[1:] for x in xs] if multi else xs[0].shape[1:])
+    layer.ensure_built([x.shape[1:] for x in xs[:len(items)]] if multi else xs[0].shape[1:])
+    if mask is not None and not layer.supports_masking:
+        mask = None   # (Keras drops it: the layer does not support masking)
+    takes_list = multi or bool(states)
+    argument = xs if takes_list else xs[0]
+    arguments = xs[:len(items)] if multi else xs[0]
+    items += states
     variables = layer.param_variables if layer.trainable else ()
     if recording() and (variables or any(isinstance(x, Tensor) and x.requires_grad
                                          for x in items)):
         ctx = CallContext(layer, record=True)
-        y = layer._kernel_forward(ctx, xs if multi else xs[0], training)
+        ctx.mask = mask
+        y = layer._kernel_forward(ctx, argument, training)
+        out_mask = layer.compute_mask(arguments, mask)
         if layer.activity_regularizer is not None:
-            layer._eager_activity = layer.activity_penalty(y)
+            layer._eager_activity = layer.activity_penalty(y[0] if isinstance(y, list) else y)
         count = len(items)
 
-        def backward(g, needs):
-            g = np.ascontiguousarray(g, dtype=y.dtype)
-            if multi:
-                dxs = layer._kernel_backward(ctx, g, list(needs[:count]))
-            else:
-                dxs = [layer._kernel_backward(ctx, g, needs[0])]
-            return tuple(dxs) + tuple(ctx.grads)
-        return record(layer.name, y, tuple(items) + tuple(variables), backward)
-    out = layer._kernel_forward(CallContext(layer, record=False), xs if multi else xs[0],
-                                bool(training))
+        def backward_for(output_index=None, outputs=1):
+            def backward(g, needs):
+                g = np.ascontiguousarray(g, dtype=layer.dtype)
+                if output_index is not None:
+                    g = [g if i == output_index else None for i in range(outputs)]
+                if takes_list:
+                    dxs = list(layer._kernel_backward(ctx, g, list(needs[:count])))
+                else:
+                    dxs = [layer._kernel_backward(ctx, g, needs[0])]
+                # (Several outputs: one backward call per output, each writing ctx.grads.)
+                grads = ctx.grads if output_index is None else [a.copy() for a in ctx.grads]
+                return tuple(dxs) + tuple(grads)
+            return backward
+        parents = tuple(items) + tuple(variables)
+        if isinstance(y, list):
+            # Gradients are linear in the output gradients: the backward pass of each output
+            # on its own, summed by the tape, is the layer's backward pass.
+            outs = [record(layer.name, value, parents, backward_for(i, len(y)))
+                    for i, value in enumerate(y)]
+            return _with_masks(outs, out_mask)
+        return _with_masks(record(layer.name, y, parents, backward_for()), out_mask)
+    ctx = CallContext(layer, record=False)
+    ctx.mask = mask
+    out = layer._kernel_forward(ctx, argument, bool(training))
+    out_mask = layer.compute_mask(arguments, mask)
     if layer.activity_regularizer is not None:
         # As in Keras, an eager call leaves its activity penalty in `losses`.
-        layer._eager_activity = layer.activity_penalty(out)
-    return wrap(np.array(out, copy=True))
+        layer._eager_activity = layer.activity_penalty(out[0] if isinstance(out, list)
+                                                       else out)
+    if isinstance(out, list):
+        return _with_masks([wrap(np.array(o, copy=True)) for o in out], out_mask)
+    return _with_masks(wrap(np.array(out, copy=True)), out_mask)
+
+
+def _input_array(x, dtype, keep_integers):
+    """The array of an input (a Tensor's value) in the layer's float ``dtype``; integers
+    stay integers for a layer that reads them as such (Embedding, lookups)."""
+    value = x.value if isinstance(x, Tensor) else x
+    if keep_integers:
+        value = np.asarray(value)
+        if value.dtype.kind in "iub":
+            return value
+    return np.asarray(value, dtype=dtype)
+
+
+def _mask_arrays(mask):
+    """A mask argument (a Tensor, array, list of them, or None) as boolean arrays."""
+    if mask is None:
+        return None
+    if isinstance(mask, (list, tuple)):
+        return [_mask_arrays(m) for m in mask]
+    return np.asarray(mask.value if isinstance(mask, Tensor) else mask, dtype=bool)
+
+
+def _with_masks(out, mask):
+    """``out`` (a Tensor or list of them) with ``mask`` (aligned) as ``_keras_mask``."""
+    if isinstance(out, list):
+        masks = mask if isinstance(mask, (list, tuple)) else [mask] + [None] * (len(out) - 1)
+        for tensor, m in zip(out, masks):
+            if m is not None:
+                tensor._keras_mask = wrap(m)
+        return out
+    if mask is not None:
+        out._keras_mask = wrap(mask)
+    return out
 
 
 # ---- user layers inside an execution plan ----

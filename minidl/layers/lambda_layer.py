@@ -92,16 +92,17 @@ class Lambda(Layer):
 
     # ---- graphs ----
 
-    def _call_symbolic(self, inputs, training):
+    def _call_symbolic(self, inputs, training, call_tensors=None):
         """Record a call on symbolic tensors (the output shape from ``output_shape``, or
         from running the function on zeros, which gives the dtype too)."""
         if isinstance(inputs, dict):
             raise TypeError(f"Lambda '{self.name}' takes a tensor or a list of tensors; "
                             f"received a dict.")
-        return super()._call_symbolic(inputs, training)
+        return super()._call_symbolic(inputs, training, call_tensors)
 
-    def _output_spec(self, leaves, multi):
+    def _output_spec(self, leaves, sample):
         """(whole output shape, dtype) for the symbolic inputs ``leaves``."""
+        multi = isinstance(sample, list)
         if self._output_shape is None:
             shape, dtype = self._infer([(t.shape, t.dtype) for t in leaves], multi)
             return shape, dtype

@@ -159,12 +159,17 @@ class Node:
         outputs: what the call returned (a tensor or a list of tensors).
         output_tensors: those, flattened.
         kwargs: the call's other keyword arguments (e.g. ``training``), JSON-able.
+        call_tensors: the call's keyword arguments that are tensors (``initial_state`` of
+            a recurrent layer, an explicit ``mask``), name -> tensor structure. Their
+            tensors follow the argument's in ``input_tensors``.
     """
 
-    def __init__(self, operation, arguments, outputs, kwargs=None):
+    def __init__(self, operation, arguments, outputs, kwargs=None, call_tensors=None):
         self.operation = operation
         self.arguments = arguments
-        self.input_tensors = flatten(arguments)
+        self.call_tensors = dict(call_tensors or {})
+        self.argument_count = len(flatten(arguments))
+        self.input_tensors = flatten(arguments) + flatten(list(self.call_tensors.values()))
         self.outputs = outputs
         self.output_tensors = flatten(outputs)
         self.kwargs = dict(kwargs or {})
@@ -180,16 +185,23 @@ class Node:
                f"{len(self.output_tensors)}>"
 
 
-def add_node(layer, arguments, shape, dtype, training=None):
-    """Record a call of ``layer`` on the symbolic tensor(s) ``arguments`` whose output has
-    the whole ``shape`` and ``dtype``: a new :class:`Node` in ``layer._inbound_nodes``.
-    Returns the output tensor."""
+def add_node(layer, arguments, shape, dtype, training=None, call_tensors=None):
+    """Record a call of ``layer`` on the symbolic tensor(s) ``arguments`` (and the tensor
+    keyword arguments ``call_tensors``) whose output has the whole ``shape`` and ``dtype``
+    (lists of them for a layer of several outputs): a new :class:`Node` in
+    ``layer._inbound_nodes``. Returns the output tensor (a list for several)."""
     index = len(layer._inbound_nodes)
-    output = SymbolicTensor(shape, dtype=dtype,
-                            name=layer.name if index == 0 else f"{layer.name}_{index}",
-                            history=KerasHistory(layer, index, 0))
+    name = layer.name if index == 0 else f"{layer.name}_{index}"
+    if isinstance(shape, list):
+        output = [SymbolicTensor(s, dtype=d, name=f"{name}/{i}",
+                                 history=KerasHistory(layer, index, i))
+                  for i, (s, d) in enumerate(zip(shape, dtype))]
+    else:
+        output = SymbolicTensor(shape, dtype=dtype, name=name,
+                                history=KerasHistory(layer, index, 0))
     layer._inbound_nodes.append(Node(layer, arguments, output,
-                                     {} if training is None else {"training": training}))
+                                     {} if training is None else {"training": training},
+                                     call_tensors))
     return output
 
 

@@ -265,7 +265,7 @@ class OpLayer(Layer):
 
     # ---- graphs ----
 
-    def _call_symbolic(self, inputs, training):
+    def _call_symbolic(self, inputs, training, call_tensors=None):
         leaves = flatten(inputs)
         for leaf in leaves:
             if not isinstance(leaf, SymbolicTensor):

@@ -16,6 +16,8 @@ Keras 3's rules, for a model with outputs named after the layers computing them:
 """
 import numbers
 
+import numpy as np
+
 from minidl import losses as losses_module
 from minidl import metrics as metrics_module
 from minidl.autodiff import Tensor, wrap
@@ -93,19 +95,25 @@ class CompiledLosses:
         for metric in self.all_metrics:
             metric.reset_state()
 
-    def update_metrics(self, targets, outputs):
+    def update_metrics(self, targets, outputs, masks=None):
         """Adds one batch to every metric: the compiled-kernel metrics read the arrays as
         they are; other metrics (custom ones, function wrappers) receive Tensors, as Keras
-        passes tensors to ``update_state``."""
-        for metrics, y, out in zip(self.metrics, targets, outputs):
+        passes tensors to ``update_state``. An output with a mask (``masks``, aligned with
+        the outputs) counts its unmasked entries only: the mask is the metrics' sample
+        weight, as in Keras' MeanMetricWrapper."""
+        for i, (metrics, y, out) in enumerate(zip(self.metrics, targets, outputs)):
+            mask = masks[i] if masks else None
+            weight = {}
+            if mask is not None:
+                y, out, weight = _unmasked_entries(y, out, mask)
             as_tensors = None
             for metric in metrics:
                 if type(metric).update_state is _ARRAY_UPDATE:
-                    metric.update_state(y, out)
+                    metric.update_state(y, out, **weight)
                 else:
                     if as_tensors is None:
                         as_tensors = (_tensor(y), _tensor(out))
-                    metric.update_state(*as_tensors)
+                    metric.update_state(*as_tensors, **weight)
 
     def logs(self, prefix=""):
         logs = {prefix + "loss": self.loss_tracker.result()}
@@ -171,3 +179,17 @@ def _metric_specs(metrics, names):
                          f"output name also works.")
     return [[] if m is None else list(m) if isinstance(m, (list, tuple)) else [m]
             for m in metrics]
+
+
+def _unmasked_entries(y, out, mask):
+    """``(y, out, {"sample_weight": w})`` for the metrics of an output with ``mask``
+    (``(batch, timesteps)``): every timestep a sample of its own, weighted 1 where unmasked
+    and 0 elsewhere. Keras weighs each sample by its share of valid steps and averages
+    over steps, which gives the same results: the mean over the unmasked entries."""
+    rows = mask.size
+    lead = mask.ndim
+    out = out.reshape((rows,) + out.shape[lead:])
+    y = np.asarray(y)
+    if y.shape[:lead] == mask.shape:
+        y = y.reshape((rows,) + y.shape[lead:])
+    return y, out, {"sample_weight": mask.reshape(rows).astype(out.dtype)}

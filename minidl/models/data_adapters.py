@@ -213,13 +213,25 @@ class BatchConverter:
                              f"{[name for name, _, _ in now]}, but batch 0 held "
                              f"{[name for name, _, _ in first]}; every batch must have the "
                              f"same structure.")
-        for (name, dtype, shape), (_, want_dtype, want_shape) in zip(now, first):
-            if shape != want_shape or dtype != want_dtype:
+        # Dimensions that may change from batch to batch: those the model's inputs leave
+        # open (sequences of any length), and all but the last of targets and weights
+        # (per-timestep targets follow the input's length).
+        inputs = self.model.inputs or []
+        free = [[d is None for d in inputs[i].shape[1:]] if i < len(inputs) else
+                [False] * len(shape) if name == "x" else
+                [True] * max(len(shape) - 1, 0) + [False]
+                for i, (name, _, shape) in enumerate(now)]
+        for (name, dtype, shape), (_, want_dtype, want_shape), open_dims in zip(
+                now, first, free):
+            if dtype != want_dtype or len(shape) != len(want_shape) or any(
+                    got != want and not open_dim
+                    for got, want, open_dim in zip(shape, want_shape, open_dims)):
                 raise ValueError(f"Batch {index} of {self.what} does not match batch 0: its "
                                  f"{name} has shape {(None,) + shape} and dtype {dtype}, where "
                                  f"batch 0 had shape {(None,) + want_shape} and dtype "
                                  f"{want_dtype}. Every batch must hold arrays of the same "
-                                 f"sample shape and dtype.")
+                                 f"sample shape and dtype (sizes the model's inputs leave "
+                                 f"open, None, may vary).")
 
 
 # ---- the sources the trainer iterates ----

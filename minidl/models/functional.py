@@ -393,6 +393,10 @@ class Model(Trainer, TrainSteps, Layer):
         for node in self._nodes:
             layer = node.operation
             args = map_structure(lambda t: known[id(t)][1:], node.arguments)
+            states = [known[id(t)][1:] for name, value in node.call_tensors.items()
+                      if name != "mask" for t in flatten(value)]
+            if states:   # a call with initial states: shapes of [x, *states]
+                args = (list(args) if isinstance(args, list) else [args]) + states
             out = layer.output_shape_for(args)
             outs = out if isinstance(node.outputs, (list, tuple)) else [out]
             for tensor, shape in zip(node.output_tensors, outs):
@@ -400,7 +404,7 @@ class Model(Trainer, TrainSteps, Layer):
         result = [known[id(t)][1:] for t in self.outputs]
         return result[0] if len(result) == 1 else result
 
-    def _call_symbolic(self, inputs, training):
+    def _call_symbolic(self, inputs, training, call_tensors=None):
         """A call of the model inside another graph: one node, with output tensors of the
         model's output shapes and dtypes (in the structure of its outputs)."""
         if isinstance(inputs, dict) and isinstance(self._inputs_struct, dict):
@@ -553,7 +557,10 @@ class Model(Trainer, TrainSteps, Layer):
             for node in self._nodes_in_order():
                 layer = node.operation
                 arguments = map_structure(lambda t: values[id(t)], node.arguments)
-                out = layer(arguments, training=node.kwargs.get("training", training))
+                call_tensors = {name: map_structure(lambda t: values[id(t)], value)
+                                for name, value in node.call_tensors.items()}
+                out = layer(arguments, training=node.kwargs.get("training", training),
+                            **call_tensors)
                 for tensor, value in zip(node.output_tensors, flatten(out)):
                     values[id(tensor)] = value
         outs = [values[id(t)] for t in self.outputs]
@@ -624,7 +631,8 @@ class Model(Trainer, TrainSteps, Layer):
             spec["name"] = layer.name
             spec["inbound_nodes"] = [
                 {"args": [map_structure(tensor_config, node.arguments)],
-                 "kwargs": dict(node.kwargs)}
+                 "kwargs": {**node.kwargs, **{name: map_structure(tensor_config, value)
+                                              for name, value in node.call_tensors.items()}}}
                 for node in nodes_of.get(id(layer), [])]
             layers.append(spec)
         return {"name": self.name, "trainable": self.trainable, "layers": layers,

@@ -17,13 +17,21 @@ the plan (the optimizer's ``grads``). A layer called more than once (shared weig
 its first backward call into them and each further call into scratch arrays added after,
 in a fixed order. A tensor read by several steps gets the sum of their input gradients, in
 an accumulation buffer of the plan, also in a fixed order: results never depend on timing.
+
+Masks (Keras' ``_keras_mask``): in a plan with a layer that makes or changes masks
+(``Embedding(mask_zero=True)``, ``Masking``, a recurrent layer) masks flow beside the
+values, one per slot: each step receives its input's mask in ``ctx.mask`` and gives its
+outputs ``layer.compute_mask(...)`` (``steps.forward_with_masks``); the outputs' masks
+weigh the losses and metrics. Masks are computed at run time, not recorded in the graph, so
+configs stay Keras' and a model without mask layers runs exactly as before.
 """
 import numpy as np
 
-from minidl.layers.base import BufferPool
+from minidl.layers.base import BufferPool, Layer
 from minidl.layers.core import InputLayer
 from minidl.models import rewrites
-from minidl.models.steps import CastStep, LayerStep
+from minidl.layers.node import flatten
+from minidl.models.steps import CastStep, LayerStep, forward_with_masks
 
 
 class Plan:
@@ -86,11 +94,19 @@ class Plan:
                 for tensor, outer in zip(layer.outputs, node.output_tensors):
                     self._slots[(scope, id(outer))] = self._slot(tensor, inner)
                 continue
-            inputs = [self._cast(self._slot(t, scope), t.dtype, layer)
-                      for t in node.input_tensors]
+            # The call's argument, then its tensor keyword arguments (initial states), then
+            # an explicit mask.
+            states = [t for name, value in node.call_tensors.items() if name != "mask"
+                      for t in flatten(value)]
+            mask = node.call_tensors.get("mask")
+            tensors = node.input_tensors[:node.argument_count] + states + flatten(
+                [] if mask is None else mask)
+            inputs = [self._cast(self._slot(t, scope), t.dtype, layer) for t in tensors]
             self.steps.append(LayerStep(
                 layer, inputs, [self._slot(t, scope) for t in node.output_tensors],
-                multi_input=not _single(node.arguments), training=node_training))
+                multi_input=not _single(node.arguments), training=node_training,
+                state_count=len(states), mask_input=mask is not None,
+                multi_output=isinstance(node.outputs, list)))
 
     def _cast(self, slot, dtype, layer):
         """``slot``, or a new slot holding its values in ``layer``'s float type when the
@@ -132,6 +148,13 @@ class Plan:
         # Penalties computed per call: activity regularizers, add_loss terms of user layers.
         self.has_activity = any(layer.activity_regularizer is not None or layer._uses_add_loss
                                 for step in self.steps for layer in step.layers)
+        # Masks flow beside the values only in a plan with a layer that makes or changes
+        # them (Embedding(mask_zero=True), Masking, a recurrent layer) or a call given one:
+        # other plans run exactly as before.
+        self.uses_masks = any(
+            getattr(step, "mask_input", False) or any(
+                type(layer).compute_mask is not Layer.compute_mask for layer in step.layers)
+            for step in self.steps)
 
     def _build_gradients(self):
         """One flat gradient buffer per dtype, split into each trainable layer's arrays,
@@ -214,7 +237,7 @@ class Plan:
         ctx.check_input = True
         return ctx
 
-    def forward(self, inputs, training, contexts=None):
+    def forward(self, inputs, training, contexts=None, output_masks=None):
         """The outputs (a list) for the list of input arrays.
 
         Args:
@@ -224,22 +247,34 @@ class Plan:
                 needs in the plan's own contexts. Otherwise an inference pass on fresh
                 contexts (or ``contexts``, from :meth:`inference_contexts`, to read the
                 activity penalties afterwards).
+            output_masks: None, or a list that receives the outputs' masks (boolean
+                arrays, None for an output without one), for the losses and metrics.
         """
         if training:
             contexts = self.contexts
         elif contexts is None:
             contexts = self.inference_contexts()
         values = [None] * self.slot_count
+        masks = [None] * self.slot_count if self.uses_masks else None
         for slot, x in zip(self.input_slots, inputs):
             values[slot] = x
         release = None if training else self.release
         for i, (step, ctx) in enumerate(zip(self.steps, contexts)):
-            outs = step.forward(ctx, [values[s] for s in step.inputs], training)
+            xs = [values[s] for s in step.inputs]
+            if masks is None:
+                outs = step.forward(ctx, xs, training)
+            else:
+                outs, out_masks = forward_with_masks(step, ctx, xs, training,
+                                                     [masks[s] for s in step.inputs])
+                for slot, m in zip(step.outputs, out_masks):
+                    masks[slot] = m
             for slot, y in zip(step.outputs, outs):
                 values[slot] = y
             if release is not None:
                 for slot in release[i]:
                     values[slot] = None
+        if output_masks is not None:
+            output_masks[:] = [None if masks is None else masks[s] for s in self.output_slots]
         return [values[s] for s in self.output_slots]
 
     def backward(self, output_grads):

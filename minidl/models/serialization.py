@@ -90,10 +90,12 @@ def _node_arguments(layer, node, created):
     if not isinstance(args, list) or len(args) != 1:
         raise ValueError(f"A call of layer {layer.name!r} must have one positional argument; "
                          f"received args={args!r:.200}.")
-    if not isinstance(kwargs, dict) or set(kwargs) - {"training"} \
+    tensor_names = {"mask", *layer._tensor_call_arguments}
+    if not isinstance(kwargs, dict) or set(kwargs) - {"training"} - tensor_names \
             or kwargs.get("training") not in (None, True, False):
-        raise ValueError(f"A call of layer {layer.name!r} takes only the keyword 'training' "
-                         f"(true, false or null); received kwargs={kwargs!r:.200}.")
+        raise ValueError(f"A call of layer {layer.name!r} takes only the keywords "
+                         f"{sorted({'training'} | tensor_names)} ('training': true, false or "
+                         f"null); received kwargs={kwargs!r:.200}.")
     missing = []
 
     def resolve(leaf):
@@ -108,7 +110,9 @@ def _node_arguments(layer, node, created):
         return tensor
 
     argument = _map_tensor_configs(resolve, args[0])
-    return None if missing else (argument, dict(kwargs))
+    kwargs = {name: _map_tensor_configs(resolve, value) if name in tensor_names else value
+              for name, value in kwargs.items()}
+    return None if missing else (argument, kwargs)
 
 
 def _map_tensor_configs(function, structure):
@@ -209,7 +213,9 @@ def clone_model(model, input_tensors=None, clone_function=None):
             if isinstance(layer, InputLayer) else tensor
     for node in model._nodes_in_order():
         argument = map_structure(lambda t: tensors[id(t)], node.arguments)
-        out = mapping[id(node.operation)](argument, **node.kwargs)
+        call_tensors = {name: map_structure(lambda t: tensors[id(t)], value)
+                        for name, value in node.call_tensors.items()}
+        out = mapping[id(node.operation)](argument, **node.kwargs, **call_tensors)
         for old, new in zip(node.output_tensors, out if isinstance(out, list) else [out]):
             tensors[id(old)] = new
     return Model(map_structure(lambda t: tensors[id(t)], model._inputs_struct),

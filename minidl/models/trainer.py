@@ -236,7 +236,8 @@ class Trainer:
                 compiled.update_metrics(ys, [output])
                 compiled.loss_tracker.update_state(value, sample_weight=output.shape[0])
                 return
-        outputs = plan.forward(xs, training=True)
+        masks = [] if plan.uses_masks else None
+        outputs = plan.forward(xs, training=True, output_masks=masks)
         total = None
         output_grads = []
         for i, (step, out) in enumerate(zip(self._loss_steps, outputs)):
@@ -244,7 +245,10 @@ class Trainer:
                 output_grads.append(None)
                 continue
             grad = self._step_buffers.get(("grad", i), out.shape[0], out.shape[1:], out.dtype)
-            value = step(ys[i], out, grad, ws[i] if ws else None)
+            weights = ws[i] if ws else None
+            if masks and masks[i] is not None:
+                weights = masked_loss_weights(weights, masks[i], compiled.losses[i], out)
+            value = step(ys[i], out, grad, weights)
             tracker = compiled.trackers[i]
             if tracker is not None:
                 tracker.update_state(value, sample_weight=out.shape[0])
@@ -262,7 +266,7 @@ class Trainer:
         self.optimizer.apply(plan.grads, plan.params)
         if self._penalties:
             self._last_activity = tuple(plan.activity_penalties())
-        compiled.update_metrics(ys, outputs)
+        compiled.update_metrics(ys, outputs, masks)
         compiled.loss_tracker.update_state(total, sample_weight=outputs[0].shape[0])
 
     def _logs(self, prefix=""):
@@ -634,13 +638,18 @@ class Trainer:
             for step, (xs, ys, ws) in enumerate(batches):
                 cbs.on_test_batch_begin(step)
                 contexts = plan.inference_contexts()
+                masks = [] if plan.uses_masks else None
                 with self._lock.shared:
-                    outputs = plan.forward(xs, training=False, contexts=contexts)
+                    outputs = plan.forward(xs, training=False, contexts=contexts,
+                                           output_masks=masks)
                 total = None
                 for i, (loss, out) in enumerate(zip(compiled.losses, outputs)):
                     if loss is None:
                         continue
-                    value = _batch_loss(loss, ys[i], out, ws[i] if ws else None)
+                    weights = ws[i] if ws else None
+                    if masks and masks[i] is not None:
+                        weights = masked_loss_weights(weights, masks[i], loss, out)
+                    value = _batch_loss(loss, ys[i], out, weights)
                     if compiled.trackers[i] is not None:
                         compiled.trackers[i].update_state(value, sample_weight=out.shape[0])
                     weight = compiled.weights[i]
@@ -652,7 +661,7 @@ class Trainer:
                     total += float(sum(activity.get(id(layer), 0.0)
                                        + layer.regularization_loss() for layer in regularized))
                 compiled.loss_tracker.update_state(total, sample_weight=outputs[0].shape[0])
-                compiled.update_metrics(ys, outputs)
+                compiled.update_metrics(ys, outputs, masks)
                 cbs.on_test_batch_end(step, self._logs() if batch_logs else None)
                 if self.stop_evaluating:
                     break
@@ -929,6 +938,30 @@ def _resume_epoch(epoch, initial_epoch, epochs, steps, batches):
                       f"{steps}); the resumed run starts a new pass over the data, so its "
                       f"results will differ from an uninterrupted run's.", stacklevel=3)
     return epoch
+
+
+def masked_loss_weights(sample_weight, mask, loss, output):
+    """The sample weights of a loss on an output with a mask, as Keras' ``apply_mask``:
+    masked entries weigh 0; with a mean reduction ('sum_over_batch_size', 'mean') the others
+    weigh ``total / (valid + 1e-7)``, so the loss is the mean over the valid entries.
+
+    Args:
+        sample_weight: None or the batch's sample weights.
+        mask: boolean array, the output's mask (``(batch, timesteps)``).
+        loss: the output's loss object (its ``reduction`` decides the scaling).
+        output: the output array (its dtype is the weights').
+    """
+    weights = mask.astype(output.dtype)
+    if getattr(loss, "reduction", "sum_over_batch_size") in ("sum_over_batch_size", "mean"):
+        weights *= weights.size / (weights.sum() + 1e-7)
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight, dtype=output.dtype)
+        if sw.ndim == weights.ndim + 1 and sw.shape[-1] == 1:
+            sw = sw.reshape(sw.shape[:-1])
+        while sw.ndim < weights.ndim:
+            sw = sw[..., None]
+        weights = weights * sw
+    return weights
 
 
 def _batch_loss(loss, y, out, sample_weight):

@@ -58,7 +58,7 @@ class PreprocessingLayer(Layer):
         inputs (a subclass returning indices says 'int64')."""
         return self.dtype
 
-    def _output_spec(self, leaves, multi):
+    def _output_spec(self, leaves, sample):
         sample = leaves[0].shape[1:]
         return (leaves[0].shape[0],) + tuple(self.output_shape_for(sample)), self._output_dtype()
 
