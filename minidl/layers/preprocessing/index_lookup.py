@@ -109,7 +109,7 @@ class IndexLookup(TextLayer):
         if isinstance(vocabulary, (str, os.PathLike)):
             vocabulary = self._read_vocabulary_file(vocabulary)
         self._has_input_vocabulary = vocabulary is not None if has_input_vocabulary is None \
-            else bool(has_input_vocabulary)
+            else check_bool(what, "has_input_vocabulary", has_input_vocabulary)
         if self.output_mode == "tf_idf" and vocabulary is not None and idf_weights is None:
             raise ValueError("When specifying the `vocabulary` argument, in TF-IDF output "
                              "mode, the `idf_weights` argument must also be provided.")
@@ -136,7 +136,8 @@ class IndexLookup(TextLayer):
 
     def _read_vocabulary_file(self, path):
         if not os.path.isfile(path):
-            raise ValueError(f"Vocabulary file {path} does not exist.")
+            raise ValueError(f"Vocabulary file {path} does not exist. Received: "
+                             f"vocabulary={str(path)!r:.200}")
         if self.output_mode == "tf_idf":
             raise ValueError("output_mode `'tf_idf'` does not support loading a vocabulary "
                              "from file.")
@@ -447,6 +448,11 @@ class IndexLookup(TextLayer):
 
     # ---- saving ----
 
+    @classmethod
+    def from_config(cls, config):
+        check_saved_vocabulary(cls.__name__, config.get("vocabulary"))
+        return cls(**config)
+
     def get_config(self):
         config = super().get_config()
         config.update(invert=self.invert, max_tokens=self.max_tokens,
@@ -472,3 +478,11 @@ def _holds_arrays(data):
     return isinstance(data, (list, tuple)) and any(isinstance(item, np.ndarray) and
                                                    item.ndim >= 1 for item in data)
 
+
+def check_saved_vocabulary(owner, vocabulary):
+    """A saved config's vocabulary must be its tokens: loading a model never reads a file
+    the config names (Keras refuses vocabulary files in safe mode, for the same reason)."""
+    if isinstance(vocabulary, str):
+        raise ValueError(f"{owner}: a saved config's `vocabulary` must be the list of its "
+                         f"tokens; loading never reads a vocabulary file. Received: "
+                         f"vocabulary={vocabulary!r:.200}")

@@ -62,7 +62,10 @@ class StringLookup(IndexLookup):
                  pad_to_max_tokens=False, sparse=False, encoding="utf-8", name=None,
                  **kwargs):
         self.encoding = check_encoding("StringLookup", encoding)
-        kwargs.pop("vocabulary_dtype", None)
+        vocabulary_dtype = kwargs.pop("vocabulary_dtype", "string")
+        if not isinstance(vocabulary_dtype, str) or vocabulary_dtype != "string":
+            raise ValueError(f"StringLookup: `vocabulary_dtype` must be 'string'. Received: "
+                             f"vocabulary_dtype={vocabulary_dtype!r:.100}")
         super().__init__(max_tokens=max_tokens, num_oov_indices=num_oov_indices,
                          mask_token=mask_token, oov_token=oov_token, vocabulary=vocabulary,
                          idf_weights=idf_weights, invert=invert, output_mode=output_mode,

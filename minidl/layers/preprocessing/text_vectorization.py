@@ -23,9 +23,11 @@ import numpy as np
 from minidl.layers.base import LAYERS
 from minidl.layers.preprocessing.base import check_positive_int
 from minidl.layers.preprocessing.category_encoding import check_output_mode, encoded_shape
-from minidl.layers.preprocessing.index_lookup import OUTPUT_MODES, encode_tokens
+from minidl.layers.preprocessing.index_lookup import (OUTPUT_MODES, check_saved_vocabulary,
+                                                      encode_tokens)
 from minidl.layers.preprocessing.string_lookup import StringLookup, check_encoding
 from minidl.layers.preprocessing.text_base import TextLayer, string_array
+from minidl.utils.checks import check_bool
 
 STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation")
 SPLIT = ("whitespace", "character")
@@ -149,7 +151,7 @@ class TextVectorization(TextLayer):
                              f"{output_sequence_length!r}.")
         self.output_sequence_length = check_positive_int(
             "TextVectorization", "output_sequence_length", output_sequence_length)
-        if ragged:
+        if check_bool("TextVectorization", "ragged", ragged):
             raise ValueError("TextVectorization: `ragged=True` cannot be used, as minidl has "
                              "no ragged tensors (as Keras' backends other than TensorFlow). "
                              "Received: ragged=True")
@@ -372,6 +374,7 @@ class TextVectorization(TextLayer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        check_saved_vocabulary(cls.__name__, config.get("vocabulary"))
         for key in ("standardize", "split"):
             value = config.get(key)
             if isinstance(value, str) and value not in (STANDARDIZE + SPLIT):
