@@ -33,6 +33,8 @@ from minidl.layers.preprocessing.text_base import TextLayer
 from minidl.utils.checks import check_bool
 
 OUTPUT_MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
+# Markers of a lookup table's misses and of the mask token, before they become indices.
+_MISSING, _MASKED = -1, -2
 
 
 def encode_tokens(indices, keep, depth, output_mode, dtype, idf_weights=None):
@@ -405,33 +407,37 @@ class IndexLookup(TextLayer):
     def _lookup(self, x):
         """``(indices, keep)``: int64 indices of the tokens ``x``, and where they are not
         the mask token (None when there is none) for the encodings to leave out."""
-        if x.size == 0:
-            return np.zeros(x.shape, np.int64), None
-        distinct, inverse = np.unique(x.reshape(-1), return_inverse=True)
-        default = self._oov_start_index() if self.num_oov_indices == 1 else -1
-        table = np.asarray([self._index.get(token, default) for token in distinct.tolist()],
-                           np.int64)
-        missing = table == -1
-        if self.num_oov_indices == 0 and missing.any():
-            found = distinct[missing][:10].tolist()
-            raise ValueError(f"{self._owner}: when `num_oov_indices=0` all inputs should be "
-                             f"in vocabulary, found OOV values {found}, consider setting "
-                             f"`num_oov_indices=1`.")
-        if self.num_oov_indices > 1 and missing.any():
-            oov = distinct[missing]
+        tokens = x.reshape(-1).tolist()
+        default = self._oov_start_index() if self.num_oov_indices == 1 else _MISSING
+        table = self._index
+        if self.mask_token is not None:
+            table = dict(table)   # (the mask token is never in the vocabulary)
+            table[self.mask_token] = _MASKED
+        get = table.get
+        indices = np.fromiter((get(token, default) for token in tokens), np.int64,
+                              count=len(tokens))
+        missing = indices == _MISSING
+        if missing.any():
+            unknown = [token for token, out in zip(tokens, missing) if out]
+            if self.num_oov_indices == 0:
+                found = list(dict.fromkeys(unknown))[:10]
+                raise ValueError(f"{self._owner}: when `num_oov_indices=0` all inputs should "
+                                 f"be in vocabulary, found OOV values {found}, consider "
+                                 f"setting `num_oov_indices=1`.")
             if self._string_tokens:
-                buckets = hash_buckets(oov, self.num_oov_indices)
+                unknown = np.asarray(unknown, dtype=object)
+                buckets = hash_buckets(unknown, self.num_oov_indices)
             else:
-                buckets = np.mod(oov.astype(np.int64), self.num_oov_indices)
-            table[missing] = buckets + self._oov_start_index()
+                buckets = np.mod(np.asarray(unknown, np.int64), self.num_oov_indices)
+            indices[missing] = buckets + self._oov_start_index()
         keep = None
         if self.mask_token is not None:
-            is_mask = np.asarray([token == self.mask_token for token in distinct.tolist()])
-            if is_mask.any():
-                table[is_mask] = 0
+            masked = indices == _MASKED
+            if masked.any():
+                indices[masked] = 0
                 if self.output_mode != "int":
-                    keep = ~is_mask[inverse.reshape(-1)].reshape(x.shape)
-        return table[inverse.reshape(-1)].reshape(x.shape), keep
+                    keep = ~masked.reshape(x.shape)
+        return indices.reshape(x.shape), keep
 
     def _lookup_inverse(self, x):
         indices = integer_indices(x, self._owner)
