@@ -332,15 +332,19 @@ class TextVectorization(TextLayer):
                 kept[present] = keep
             return encode_tokens(dense, kept, lookup._depth(), "one_hot", self.dtype)
         depth = lookup._depth()
-        row_of = np.repeat(np.arange(batch, dtype=np.int64), lengths)
-        weights = np.ones(flat.size) if keep is None else keep.astype(np.float64)
-        counts = np.bincount(row_of * depth + indices, weights=weights,
-                             minlength=batch * depth).reshape(batch, depth)
+        keys = np.repeat(np.arange(batch, dtype=np.int64) * depth, lengths) + indices
+        if keep is not None:
+            keys = keys[keep]
+        # Counted straight into the output: a bincount over batch * depth slots would make
+        # a float64 temporary twice the output's size.
+        out = np.zeros((batch, depth), self.dtype)
         if self.output_mode == "multi_hot":
-            return (counts > 0).astype(self.dtype)
+            out.reshape(-1)[keys] = 1
+            return out
+        np.add.at(out.reshape(-1), keys, 1)
         if self.output_mode == "tf_idf":
-            return (counts * lookup._idf).astype(self.dtype)
-        return counts.astype(self.dtype)
+            out *= lookup._idf
+        return out
 
     def _fit_length(self, indices):
         """'int' outputs truncated or padded with 0 to ``output_sequence_length``."""
