@@ -228,3 +228,16 @@ def test_text_classification_command_line(capsys):
     assert text_classification.main(["--model", "bow", "--epochs", "1", "--verbose", "0"]) == 0
     out = capsys.readouterr().out
     assert "1405 training and 469 test paragraphs" in out and "test accuracy" in out
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_text_classification_embedding_model_learns():
+    if not hasattr(minidl.layers, "Embedding"):
+        pytest.skip("layers.Embedding is not in this minidl yet")
+    (x_train, y_train), (x_test, y_test) = austen.load_data()
+    minidl.utils.set_random_seed(0)
+    model, loss, accuracy, _ = text_classification.train(
+        x_train, y_train, x_test, y_test, model_kind="embedding", epochs=30, verbose=0)
+    assert accuracy >= 0.75, accuracy
+    assert [type(layer).__name__ for layer in model.layers][1:4] == [
+        "TextVectorization", "Embedding", "GlobalAveragePooling1D"]

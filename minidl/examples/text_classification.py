@@ -11,7 +11,7 @@ minidl (``minidl.datasets.austen``, so it runs offline), learns a vocabulary wit
   bag-of-words model.
 
 Usage:
-    minidl-text-classification [--model embedding|bow] [--epochs 10] [--max-tokens 5000]
+    minidl-text-classification [--model embedding|bow] [--epochs N] [--max-tokens 5000]
 """
 import argparse
 import sys
@@ -67,7 +67,8 @@ def main(argv=None):
     default_kind = "embedding" if hasattr(layers, "Embedding") else "bow"
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=default_kind, choices=["embedding", "bow"])
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: 30 for the embedding model, 10 for bag-of-words")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=5000)
     parser.add_argument("--sequence-length", type=int, default=80)
@@ -78,6 +79,9 @@ def main(argv=None):
         parser.error("--model embedding needs layers.Embedding, which this minidl lacks; "
                      "use --model bow")
 
+    if args.epochs is None:
+        # Averaged embeddings start from noise and learn slower than tf-idf features.
+        args.epochs = 30 if args.model == "embedding" else 10
     minidl.utils.set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = austen.load_data()
     print(f"austen: {len(x_train)} training and {len(x_test)} test paragraphs of "
