@@ -82,6 +82,12 @@ LAYER_SAMPLES = {
     "Hashing": ((1,), {"num_bins": 3, "salt": [1, 2], "mask_value": "x"}),
     "TextVectorization": ((1,), {"max_tokens": 10, "vocabulary": ["a", "b"], "ngrams": 2,
                                  "output_sequence_length": 4, "standardize": "lower"}),
+    # Sequence layers (issue 16).
+    "Embedding": ((4,), {"input_dim": 10, "output_dim": 3, "mask_zero": True}),
+    "Masking": ((3, 2), {"mask_value": 0.5}),
+    "SpatialDropout1D": ((3, 2), {"rate": 0.5, "seed": 1}),
+    "RepeatVector": ((4,), {"n": 2}),
+    "TimeDistributed": ((3, 4), {"layer": {"class_name": "Dense", "config": {"units": 2}}}),
     # Models are layers too: each sample is nested in a Sequential.
     "Sequential": ((4,), {}),
     "Model": ((4,), {}),
@@ -161,6 +167,8 @@ _BY_NAME = {
 }
 # Where one field name takes different types in different layers: (layer, field) -> values.
 _BY_LAYER_FIELD = {
+    ("TimeDistributed", "layer"): [5, "nope", {"class_name": "Nope"},
+                                   {"class_name": "Dense", "config": {"units": "x"}}],
     ("Rescaling", "scale"): ["x", True, None, [True], ["0.5"]],
     ("Rescaling", "offset"): ["x", True, None, [True], ["0.5"]],
     ("Hashing", "mask_value"): [True, ["x"], 1.5],

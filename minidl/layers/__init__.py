@@ -3,6 +3,7 @@ from minidl.layers.activation_layers import ELU, Identity, LeakyReLU, PReLU, ReL
 from minidl.layers.base import LAYERS, CallContext, Layer
 from minidl.layers.convolutional import Conv1D, Conv2D
 from minidl.layers.core import Activation, Dense, Input, InputLayer
+from minidl.layers.embedding import Embedding
 from minidl.layers.lambda_layer import Lambda
 from minidl.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                    Subtract, add, average, concatenate, dot, maximum, minimum,
@@ -23,6 +24,7 @@ from minidl.layers.preprocessing import (Hashing, IntegerLookup, StringLookup,
                                          TextVectorization)
 from minidl.layers.regularization import ActivityRegularization, Dropout
 from minidl.layers.reshaping import Flatten, Reshape
+from minidl.layers.sequence import Masking, RepeatVector, SpatialDropout1D, TimeDistributed
 
 
 def get(identifier):
@@ -44,3 +46,4 @@ __all__ += ["CenterCrop", "RandomBrightness", "RandomContrast", "RandomCrop", "R
             "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing"]
 __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]
 __all__ += ["Hashing", "IntegerLookup", "StringLookup", "TextVectorization"]
+__all__ += ["Embedding", "Masking", "RepeatVector", "SpatialDropout1D", "TimeDistributed"]

@@ -315,6 +315,8 @@ class Dense(AffineLayer):
         >>> layer = Dense(64, activation="relu", input_shape=(784,))
     """
 
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
+
     # Every value of x @ kernel's row i involves every value of x's row i: a NaN or an
     # infinity there makes the whole row NaN or infinite (NaN * w, inf * 0 and inf - inf are
     # NaN; inf + a finite value stays infinite), whatever the weights. So counting the
@@ -385,6 +387,8 @@ class Activation(Layer):
 
     Input shape: any. Output shape: same as the input.
     """
+
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
 
     is_activation_layer = True   # (rewrites.activation_into_layer)
 

@@ -51,6 +51,8 @@ class Dropout(SeededDrawsMixin, Layer):
         ...                     Dense(10, activation="softmax")])
     """
 
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
+
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) \
@@ -146,6 +148,8 @@ class ActivityRegularization(Layer):
 
     Input shape: any. Output shape: same as the input.
     """
+
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
 
     def __init__(self, l1=0.0, l2=0.0, **kwargs):
         super().__init__(**kwargs)
