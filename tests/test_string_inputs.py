@@ -124,3 +124,16 @@ def test_strings_and_numbers_meeting_the_wrong_input():
         layers.TextVectorization(vocabulary=["a"])(layers.Input((1,)))
     with pytest.raises(TypeError, match="int64"):
         layers.IntegerLookup(vocabulary=[1])(layers.Input((1,), dtype="string"))
+
+
+def test_text_to_masked_embedding_average():
+    # TextVectorization's padding (0) masked by Embedding(mask_zero=True): the average
+    # covers each text's own tokens only.
+    vectorizer = layers.TextVectorization(vocabulary=["a", "b", "c"], output_sequence_length=4)
+    embedding = layers.Embedding(5, 2, mask_zero=True)
+    inputs = layers.Input(shape=(), dtype="string")
+    model = minidl.Model(inputs, layers.GlobalAveragePooling1D()(embedding(vectorizer(inputs))))
+    table = embedding.get_weights()[0]
+    got = model.predict(np.array(["a b", "c", "a b c q"], dtype=object), verbose=0)
+    np.testing.assert_allclose(got, [table[[2, 3]].mean(0), table[4],
+                                     table[[2, 3, 4, 1]].mean(0)], rtol=1e-6)
