@@ -20,6 +20,8 @@ from minidl.layers.preprocessing import (CenterCrop, RandomBrightness, RandomCon
                                          RandomTranslation, RandomZoom, Resizing)
 from minidl.layers.preprocessing import (CategoryEncoding, Discretization, Normalization,
                                          Rescaling)
+from minidl.layers.preprocessing import (Hashing, IntegerLookup, StringLookup,
+                                         TextVectorization)
 from minidl.layers.regularization import ActivityRegularization, Dropout
 from minidl.layers.reshaping import Flatten, Reshape
 from minidl.layers.sequence import Masking, RepeatVector, SpatialDropout1D, TimeDistributed
@@ -43,4 +45,5 @@ __all__ = ["Activation", "ActivityRegularization", "Add", "AveragePooling1D",
 __all__ += ["CenterCrop", "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip",
             "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing"]
 __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]
+__all__ += ["Hashing", "IntegerLookup", "StringLookup", "TextVectorization"]
 __all__ += ["Embedding", "Masking", "RepeatVector", "SpatialDropout1D", "TimeDistributed"]

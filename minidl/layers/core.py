@@ -31,7 +31,8 @@ class InputLayer(Layer):
         shape: the shape of one sample, without the batch dimension, e.g. ``(784,)``; None
             entries allow any size (e.g. ``(None, 128)`` for sequences of any length).
         batch_size: optional fixed batch size.
-        dtype: 'float32' (default), 'float64', or 'int32' / 'int64' for index inputs.
+        dtype: 'float32' (default), 'float64', 'int32' / 'int64' for index inputs, or
+            'string' for text (numpy arrays of str, of dtype object or unicode).
         batch_shape: the shape with the batch dimension, instead of shape and batch_size.
         name: optional name (default 'input_layer', made unique).
         sparse, input_tensor, optional: accepted as in Keras; only their defaults are
@@ -65,16 +66,14 @@ class InputLayer(Layer):
                                  f"batch_shape; received {given}, "
                                  f"batch_shape={batch_shape!r:.100}.")
             full = _dims(batch_shape, "batch_shape", allow_none=True)
-            if len(full) < 2:
-                raise ValueError(f"InputLayer batch_shape needs the batch dimension and at "
-                                 f"least one more; received batch_shape={batch_shape!r:.100}.")
+            if not full:
+                raise ValueError(f"InputLayer batch_shape needs the batch dimension; "
+                                 f"received batch_shape={batch_shape!r:.100}.")
             batch_size, shape = full[0], full[1:]
         if shape is None:
             raise ValueError("InputLayer needs `shape`, the shape of one sample, e.g. (784,).")
+        # shape=(): a batch of scalars (Input(shape=(), dtype="string"): one text a sample).
         shape = _dims(shape, what, allow_none=True)
-        if not shape:
-            raise ValueError(f"InputLayer {what} must have at least one dimension; received "
-                             f"{what}={shape!r}.")
         if batch_size is not None:
             batch_size = _dims([batch_size], "batch_size")[0]
         self.dtype = check_dtype(dtype, "dtype")
@@ -111,7 +110,8 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
         shape: the shape of one sample, without the batch dimension; None entries allow
             any size.
         batch_size: optional fixed batch size.
-        dtype: 'float32' (default), 'float64', 'int32' or 'int64'.
+        dtype: 'float32' (default), 'float64', 'int32', 'int64' or 'string' (text:
+            numpy arrays of str, of dtype object or unicode, or lists of str).
         batch_shape: the shape with the batch dimension, instead of shape and batch_size.
         name: optional name of its input layer (a key of a dict of inputs).
         sparse, tensor, optional: accepted as in Keras; only their defaults are supported.

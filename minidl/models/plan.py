@@ -330,7 +330,7 @@ def _promotes_integers(layer, dtype):
     """Whether ``layer`` reads an input of the integer type ``dtype`` as floats of its
     dtype (see :meth:`Plan._cast`)."""
     from minidl.layers.preprocessing.base import PreprocessingLayer
-    return (np.dtype(dtype).kind in "iu" and not layer._user_call
+    return (dtype != "string" and np.dtype(dtype).kind in "iu" and not layer._user_call
             and not isinstance(layer, PreprocessingLayer)
             and not getattr(layer, "_reads_integer_inputs", False)
             and bool(layer.params or layer.non_trainable_params))
