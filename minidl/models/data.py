@@ -228,25 +228,32 @@ def prepare_y(y, n, loss, output_shape, name="y", dtype=np.float32):
     arr = target_as_given(y, n, name)
     if isinstance(loss, losses.SparseCategoricalCrossentropy):
         classes = output_shape[-1]
-        if arr.ndim == 2 and arr.shape[1] == 1:
-            arr = arr[:, 0]
-        if arr.ndim != 1:
+        # One label per row of class scores: (n,) for outputs (n, classes), (n, steps) for
+        # sequence outputs (n, steps, classes); a trailing axis of 1 is squeezed.
+        labels = tuple(output_shape[:-1])
+        if arr.ndim == len(labels) + 2 and arr.shape[-1] == 1:
+            arr = arr.reshape(arr.shape[:-1])
+        if arr.ndim != len(labels) + 1 or any(
+                want is not None and got != want for got, want in zip(arr.shape[1:], labels)):
+            shown = ", ".join(str(d) for d in (n,) + labels)
             raise ValueError(f"sparse_categorical_crossentropy expects integer labels of shape "
-                             f"({n},) or ({n}, 1); received {name} of shape {arr.shape}. For "
-                             f"one-hot targets use categorical_crossentropy.")
+                             f"({shown}) or ({shown}, 1); received {name} of shape "
+                             f"{arr.shape}. For one-hot targets use categorical_crossentropy.")
         if arr.dtype.kind == "f":
-            fractional = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
+            fractional = np.argwhere(~np.isfinite(arr) | (arr != np.round(arr)))
             if fractional.size:
-                i = int(fractional[0])
-                raise ValueError(f"{name} holds non-integer class labels ({name}[{i}] = "
+                i = tuple(int(k) for k in fractional[0])
+                where = i[0] if len(i) == 1 else list(i)
+                raise ValueError(f"{name} holds non-integer class labels ({name}[{where}] = "
                                  f"{arr[i].item()!r}); sparse labels must be whole numbers in "
                                  f"[0, {classes}).")
-        bad = np.flatnonzero((arr < 0) | (arr >= classes))
+        bad = np.argwhere((arr < 0) | (arr >= classes))
         if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"{name}[{i}] = {arr[i].item()!r} is not a valid class label: the "
-                             f"model has {classes} outputs, so labels must lie in [0, {classes}) "
-                             f"({bad.size} invalid label(s) in all).")
+            i = tuple(int(k) for k in bad[0])
+            where = i[0] if len(i) == 1 else list(i)
+            raise ValueError(f"{name}[{where}] = {arr[i].item()!r} is not a valid class label: "
+                             f"the model has {classes} outputs, so labels must lie in "
+                             f"[0, {classes}) ({len(bad)} invalid label(s) in all).")
         return np.ascontiguousarray(arr, dtype=np.int32)
     if loss is not None and not getattr(loss, "_kernel_call", True):
         # A loss written by the user reads y as it is (sparse labels, extra columns): only
