@@ -83,10 +83,26 @@ LAYER_SAMPLES = {
     "Discretization": ((4,), {"bin_boundaries": [0.0, 1.0, 2.0], "output_mode": "one_hot"}),
     "CategoryEncoding": ((4,), {"num_tokens": 4, "output_mode": "count"}),
     "Rescaling": ((4,), {"scale": 0.5, "offset": 1.0}),
+    # Text and lookup layers (their inputs' dtype: LAYER_INPUT_DTYPES).
+    "StringLookup": ((3,), {"vocabulary": ["a", "b"], "mask_token": "", "max_tokens": 10}),
+    "IntegerLookup": ((3,), {"vocabulary": [5, 7], "mask_token": 0, "max_tokens": 10}),
+    "Hashing": ((1,), {"num_bins": 3, "salt": [1, 2], "mask_value": "x"}),
+    "TextVectorization": ((1,), {"max_tokens": 10, "vocabulary": ["a", "b"], "ngrams": 2,
+                                 "output_sequence_length": 4, "standardize": "lower"}),
+    # Sequence layers (issue 16).
+    "Embedding": ((4,), {"input_dim": 10, "output_dim": 3, "mask_zero": True}),
+    "Masking": ((3, 2), {"mask_value": 0.5}),
+    "SpatialDropout1D": ((3, 2), {"rate": 0.5, "seed": 1}),
+    "RepeatVector": ((4,), {"n": 2}),
+    "TimeDistributed": ((3, 4), {"layer": {"class_name": "Dense", "config": {"units": 2}}}),
     # Models are layers too: each sample is nested in a Sequential.
     "Sequential": ((4,), {}),
     "Model": ((4,), {}),
 }
+
+# The dtype of a sample layer's Input where it is not float32.
+LAYER_INPUT_DTYPES = {"StringLookup": "string", "IntegerLookup": "int64",
+                      "Hashing": "string", "TextVectorization": "string"}
 
 SCHEDULE_SAMPLES = {
     "ExponentialDecay": {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.9},
@@ -136,7 +152,8 @@ _BY_NAME = {
     "axes": ["1", 1.5, True, [1, "1"]],
     "sparse": ["no", 1, True],
     "shared_axes": ["x", [0], [True], [1.5]],
-    "batch_shape": ["x", [None, 0], [None, True], [None, 1.5], [None]],
+    # ([None] is a batch of scalars, Input(shape=()): valid, as in Keras.)
+    "batch_shape": ["x", [None, 0], [None, True], [None, 1.5], []],
     "learning_rate": ["0.1", True, {"class_name": "Nope"}],
     "warmup_target": ["0.1", True],
     "boundaries": ["x", [True], ["1"]],
@@ -157,14 +174,21 @@ _BY_NAME = {
 }
 # Where one field name takes different types in different layers: (layer, field) -> values.
 _BY_LAYER_FIELD = {
+    ("TimeDistributed", "layer"): [5, "nope", {"class_name": "Nope"},
+                                   {"class_name": "Dense", "config": {"units": "x"}}],
     ("Rescaling", "scale"): ["x", True, None, [True], ["0.5"]],
     ("Rescaling", "offset"): ["x", True, None, [True], ["0.5"]],
+    ("Hashing", "mask_value"): [True, ["x"], 1.5],
     ("Bidirectional", "layer"): [5, "lstm", {"class_name": "Nope"},
                                  {"class_name": "Dense", "config": {"units": 2}},
                                  {"class_name": "LSTM", "config": {"units": -1}}],
     ("Bidirectional", "backward_layer"): [5, "lstm", {"class_name": "Dense", "config": {"units": 2}},
                                           {"class_name": "LSTM", "config": {"units": 2}}],
 }
+for _layer in ("StringLookup", "IntegerLookup", "TextVectorization"):
+    # Weights for 'tf_idf' only (the samples use 'int'); the hidden adapted-or-given flag.
+    _BY_LAYER_FIELD[(_layer, "idf_weights")] = ["x", [True], [0.5, 0.5]]
+    _BY_LAYER_FIELD[(_layer, "has_input_vocabulary")] = ["no", 1]
 # Step counts take any positive number, so a float is no wrong type for them.
 for _steps in ("decay_steps", "first_decay_steps", "warmup_steps"):
     _BY_NAME[_steps] = ["10", True]
@@ -262,7 +286,8 @@ def layer_model(name):
     if isinstance(shape, list):
         inputs = [Input(s) for s in shape]
         return Model(inputs, layer(inputs), name="sample")
-    return Sequential([Input(shape), layer], name="sample")
+    return Sequential([Input(shape, dtype=LAYER_INPUT_DTYPES.get(name)), layer],
+                      name="sample")
 
 
 def _sample_spec(members, name):

@@ -306,8 +306,27 @@ def test_dense_rejects_inputs_of_another_shape():
     layer(np.ones((2, 5)))
     with pytest.raises(ValueError, match=r"built for inputs of shape \(None, 5\).*\(None, 6\)"):
         layer(np.ones((2, 6)))
-    with pytest.raises(ValueError, match=r"Flatten"):
-        Dense(3)(np.ones((2, 4, 4)))
+    with pytest.raises(ValueError, match=r"known number of features"):
+        Dense(3).build((4, None))
+
+
+def test_dense_applies_along_the_last_axis_of_nd_inputs():
+    # As Keras: (batch, ..., features) -> (batch, ..., units), the kernel at every position.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 4, 5, 3))
+    layer = Dense(6, activation="tanh", dtype="float64")
+    ctx = CallContext(layer)
+    y = ctx.forward(x, training=True)
+    kernel, bias = layer.get_weights()
+    np.testing.assert_allclose(y, np.tanh(x @ kernel + bias), rtol=1e-12)
+    dy = rng.normal(size=y.shape)
+    dx = ctx.backward(dy)
+    dz = dy * (1 - y ** 2)
+    np.testing.assert_allclose(dx, dz @ kernel.T, rtol=1e-12)
+    np.testing.assert_allclose(ctx.grads[0], x.reshape(-1, 3).T @ dz.reshape(-1, 6),
+                               rtol=1e-12)
+    np.testing.assert_allclose(ctx.grads[1], dz.reshape(-1, 6).sum(axis=0), rtol=1e-12)
+    assert Dense(3)(np.ones((2, 4, 4))).shape == (2, 4, 3)
 
 
 def test_reshape_rejects_incompatible_sizes():

@@ -21,6 +21,8 @@ from minidl.models.trainer import masked_loss_weights
 class PlumbingMaskFromFirstFeature(Layer):
     """Identity whose mask is where the first feature is non-zero (as Masking does)."""
 
+    _makes_masks = True
+
     def forward(self, ctx, x, training=False):
         return x
 

@@ -224,10 +224,10 @@ def test_dropout_reuses_its_buffers():
     x = np.ones((32, 64), np.float32)
     ctx = CallContext(layer)
     y1 = ctx.forward(x, training=True)
-    mask1 = ctx.mask
+    mask1 = ctx.keep
     y2 = ctx.forward(x, training=True)
     assert y1.__array_interface__["data"] == y2.__array_interface__["data"]
-    assert mask1.__array_interface__["data"] == ctx.mask.__array_interface__["data"]
+    assert mask1.__array_interface__["data"] == ctx.keep.__array_interface__["data"]
 
 
 @pytest.mark.parametrize("make", [lambda: Dropout(0.2),

@@ -3,6 +3,7 @@ from minidl.layers.activation_layers import ELU, Identity, LeakyReLU, PReLU, ReL
 from minidl.layers.base import LAYERS, CallContext, Layer
 from minidl.layers.convolutional import Conv1D, Conv2D
 from minidl.layers.core import Activation, Dense, Input, InputLayer
+from minidl.layers.embedding import Embedding
 from minidl.layers.lambda_layer import Lambda
 from minidl.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                    Subtract, add, average, concatenate, dot, maximum, minimum,
@@ -19,8 +20,11 @@ from minidl.layers.preprocessing import (CenterCrop, RandomBrightness, RandomCon
                                          RandomTranslation, RandomZoom, Resizing)
 from minidl.layers.preprocessing import (CategoryEncoding, Discretization, Normalization,
                                          Rescaling)
+from minidl.layers.preprocessing import (Hashing, IntegerLookup, StringLookup,
+                                         TextVectorization)
 from minidl.layers.regularization import ActivityRegularization, Dropout
 from minidl.layers.reshaping import Flatten, Reshape
+from minidl.layers.sequence import Masking, RepeatVector, SpatialDropout1D, TimeDistributed
 
 
 def get(identifier):
@@ -41,6 +45,8 @@ __all__ = ["Activation", "ActivityRegularization", "Add", "AveragePooling1D",
 __all__ += ["CenterCrop", "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip",
             "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing"]
 __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]
+__all__ += ["Hashing", "IntegerLookup", "StringLookup", "TextVectorization"]
+__all__ += ["Embedding", "Masking", "RepeatVector", "SpatialDropout1D", "TimeDistributed"]
 from minidl.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN  # noqa: E402
 
 __all__ += ["Bidirectional", "GRU", "LSTM", "SimpleRNN"]

@@ -113,6 +113,8 @@ class Identity(Layer):
     Input shape: any. Output shape: the same.
     """
 
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
+
     def forward(self, ctx, x, training=False):
         return x
 
@@ -136,6 +138,8 @@ class PReLU(Layer):
     Input shape: any. Output shape: the same. Weight: alpha, of the input's sample shape
     with 1 on the shared axes.
     """
+
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
 
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None,
                  alpha_constraint=None, shared_axes=None, **kwargs):

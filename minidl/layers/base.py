@@ -136,6 +136,9 @@ class Layer:
     # Masks (Keras semantics): a layer that supports masking receives the mask of its input
     # in ``ctx.mask`` and passes it on (``compute_mask``); one that does not drops it.
     supports_masking = False
+    # Whether the layer can make a mask where its input has none (Embedding with
+    # mask_zero, Masking): only plans holding such a layer track masks.
+    _makes_masks = False
     # Keyword arguments of a call that are tensors, recorded in the graph with the input
     # (a recurrent layer's "initial_state"): the layer then receives ``[x, *those]``.
     _tensor_call_arguments = ()

@@ -31,7 +31,8 @@ class InputLayer(Layer):
         shape: the shape of one sample, without the batch dimension, e.g. ``(784,)``; None
             entries allow any size (e.g. ``(None, 128)`` for sequences of any length).
         batch_size: optional fixed batch size.
-        dtype: 'float32' (default), 'float64', or 'int32' / 'int64' for index inputs.
+        dtype: 'float32' (default), 'float64', 'int32' / 'int64' for index inputs, or
+            'string' for text (numpy arrays of str, of dtype object or unicode).
         batch_shape: the shape with the batch dimension, instead of shape and batch_size.
         name: optional name (default 'input_layer', made unique).
         sparse, input_tensor, optional: accepted as in Keras; only their defaults are
@@ -65,16 +66,14 @@ class InputLayer(Layer):
                                  f"batch_shape; received {given}, "
                                  f"batch_shape={batch_shape!r:.100}.")
             full = _dims(batch_shape, "batch_shape", allow_none=True)
-            if len(full) < 2:
-                raise ValueError(f"InputLayer batch_shape needs the batch dimension and at "
-                                 f"least one more; received batch_shape={batch_shape!r:.100}.")
+            if not full:
+                raise ValueError(f"InputLayer batch_shape needs the batch dimension; "
+                                 f"received batch_shape={batch_shape!r:.100}.")
             batch_size, shape = full[0], full[1:]
         if shape is None:
             raise ValueError("InputLayer needs `shape`, the shape of one sample, e.g. (784,).")
+        # shape=(): a batch of scalars (Input(shape=(), dtype="string"): one text a sample).
         shape = _dims(shape, what, allow_none=True)
-        if not shape:
-            raise ValueError(f"InputLayer {what} must have at least one dimension; received "
-                             f"{what}={shape!r}.")
         if batch_size is not None:
             batch_size = _dims([batch_size], "batch_size")[0]
         self.dtype = check_dtype(dtype, "dtype")
@@ -111,7 +110,8 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
         shape: the shape of one sample, without the batch dimension; None entries allow
             any size.
         batch_size: optional fixed batch size.
-        dtype: 'float32' (default), 'float64', 'int32' or 'int64'.
+        dtype: 'float32' (default), 'float64', 'int32', 'int64' or 'string' (text:
+            numpy arrays of str, of dtype object or unicode, or lists of str).
         batch_shape: the shape with the batch dimension, instead of shape and batch_size.
         name: optional name of its input layer (a key of a dict of inputs).
         sparse, tensor, optional: accepted as in Keras; only their defaults are supported.
@@ -307,13 +307,17 @@ class Dense(AffineLayer):
         bias_constraint: optional constraint of the bias.
 
     Input shape:
-        2-D ``(batch_size, input_dim)``.
+        N-D ``(batch_size, ..., input_dim)``; the most common case is 2-D
+        ``(batch_size, input_dim)``. Beyond 2-D the kernel applies along the last axis,
+        to every position of the others (as Keras does, e.g. to each step of a sequence).
     Output shape:
-        2-D ``(batch_size, units)``.
+        ``(batch_size, ..., units)``.
 
     Example:
         >>> layer = Dense(64, activation="relu", input_shape=(784,))
     """
+
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
 
     # Every value of x @ kernel's row i involves every value of x's row i: a NaN or an
     # infinity there makes the whole row NaN or infinite (NaN * w, inf * 0 and inf - inf are
@@ -335,19 +339,27 @@ class Dense(AffineLayer):
         self.units = int(units)
 
     def build(self, input_shape):
-        if len(input_shape) != 1 or input_shape[0] is None:
+        if not input_shape or input_shape[-1] is None:
             raise ValueError(
-                f"Layer '{self.name}' (Dense) expects 2-D input (batch, features) with a known "
-                f"number of features; received "
-                f"input of shape {(None,) + tuple(input_shape)}. Add Flatten() before it or "
-                f"reshape the data.")
-        self._add_kernel_and_bias((input_shape[0], self.units), self.units)
+                f"Layer '{self.name}' (Dense) expects input (batch, ..., features) with a known "
+                f"number of features (last axis); received "
+                f"input of shape {(None,) + tuple(input_shape)}.")
+        self._add_kernel_and_bias((input_shape[-1], self.units), self.units)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
-        return (self.units,)
+        return tuple(input_shape[:-1]) + (self.units,)
 
     def forward(self, ctx, x, training=False):
+        if x.ndim > 2:
+            # (batch, ..., features): the product of the rows of every position at once.
+            y = self.forward(ctx, np.ascontiguousarray(x).reshape(-1, x.shape[-1]), training)
+            y = y.reshape(x.shape[:-1] + (self.units,))
+            if ctx.record:
+                ctx.y_out, ctx.x_shape = y, x.shape
+            return y
+        if ctx.record:
+            ctx.x_shape = None
         n = x.shape[0]
         activation = ctx.activation or self.activation
         if ctx.record:
@@ -369,7 +381,8 @@ class Dense(AffineLayer):
         if not need_input_grad:
             return None
         dx = ctx.buffers.get("dx", dz.shape[0], (self.kernel.shape[0],))
-        return gemm(dz, self._kernel_array, dx, trans_b=True)
+        dx = gemm(dz, self._kernel_array, dx, trans_b=True)
+        return dx if ctx.x_shape is None else dx.reshape(ctx.x_shape)
 
     def get_config(self):
         config = super().get_config()
@@ -385,6 +398,8 @@ class Activation(Layer):
 
     Input shape: any. Output shape: same as the input.
     """
+
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
 
     is_activation_layer = True   # (rewrites.activation_into_layer)
 

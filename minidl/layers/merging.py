@@ -16,6 +16,8 @@ from minidl.layers.base import LAYERS, Layer
 class _Merge(Layer):
     """Base of the merge layers: checks the list of inputs."""
 
+    supports_masking = True   # (as in Keras' Merge)
+
     min_inputs = 2
     max_inputs = None
 
@@ -38,6 +40,25 @@ class _Merge(Layer):
         shapes = self._check_shapes(input_shape)
         self.compute_output_shape(shapes)
         super().build(shapes)
+
+    def _check_masks(self, inputs, mask):
+        if not isinstance(mask, (list, tuple)):
+            raise ValueError(f"`mask` should be a list. Received: mask={mask!r:.100}")
+        if not isinstance(inputs, (list, tuple)):
+            raise ValueError(f"`inputs` should be a list. Received: inputs={inputs!r:.100}")
+        if len(mask) != len(inputs):
+            raise ValueError(f"The lists `inputs` and `mask` should have the same length. "
+                             f"Received: {len(inputs)} inputs and {len(mask)} masks.")
+
+    def compute_mask(self, inputs, mask=None):
+        """Keras' rule for the elementwise merges: the OR of the inputs' masks; None when
+        an input has none."""
+        if mask is None:
+            return None
+        self._check_masks(inputs, mask)
+        if any(m is None for m in mask):
+            return None
+        return np.logical_or.reduce([np.asarray(m, bool) for m in mask])
 
     def ensure_built(self, input_shape):
         if not self.built:
@@ -261,6 +282,26 @@ class Concatenate(_Merge):
                              f"inputs of rank {rank + 1}; the axis must be a non-batch axis.")
         return axis % rank
 
+    def compute_mask(self, inputs, mask=None):
+        """Keras' rule: each input's mask spread over its values (all True for an input
+        without one), concatenated as the inputs are, then any() over the last axis."""
+        if mask is None:
+            return None
+        self._check_masks(inputs, mask)
+        if all(m is None for m in mask):
+            return None
+        spread = []
+        for x, m in zip(inputs, mask):
+            shape = np.shape(x)
+            if m is None:
+                spread.append(np.ones(shape, bool))
+                continue
+            m = np.asarray(m, bool)
+            if m.ndim < len(shape):
+                m = np.broadcast_to(m.reshape(m.shape + (1,) * (len(shape) - m.ndim)), shape)
+            spread.append(m)
+        return np.any(np.concatenate(spread, axis=self.axis), axis=-1)
+
     def compute_output_shape(self, input_shape):
         shapes = self._check_shapes(input_shape)
         rank = len(shapes[0])
@@ -353,6 +394,9 @@ class Dot(_Merge):
                                  f"must be a non-batch axis of its input.")
             out.append(resolved)
         return out
+
+    def compute_mask(self, inputs, mask=None):
+        return None   # (Keras' Dot makes no mask)
 
     def compute_output_shape(self, input_shape):
         shapes = self._check_shapes(input_shape)

@@ -26,7 +26,13 @@ from minidl.autodiff.tensor import SymbolicTensorError
 KerasHistory = collections.namedtuple("KerasHistory", ["operation", "node_index",
                                                        "tensor_index"])
 
-_DTYPES = ("float32", "float64", "int32", "int64")
+_DTYPES = ("float32", "float64", "int32", "int64", "string")
+
+
+def numpy_dtype(name):
+    """The numpy dtype of arrays of a graph dtype: object for 'string' (numpy arrays of
+    Python str, the text layers' input), else ``np.dtype(name)``."""
+    return np.dtype(object) if name == "string" else np.dtype(name)
 
 
 class SymbolicTensor:
@@ -36,7 +42,7 @@ class SymbolicTensor:
 
     Attributes:
         shape: tuple, the batch dimension first, None where any size is allowed.
-        dtype: 'float32', 'float64', 'int32' or 'int64'.
+        dtype: 'float32', 'float64', 'int32', 'int64' or 'string'.
         name: the producing layer's name (and the output index after a slash when the
             layer has several outputs).
     """
@@ -232,9 +238,11 @@ def is_symbolic(structure):
 
 
 def check_dtype(dtype, what="dtype"):
-    """A dtype name minidl's graphs carry ('float32' unless an index input)."""
+    """A dtype name minidl's graphs carry ('float32' unless an index input; 'string' for
+    text, held in numpy object or unicode arrays)."""
     try:
-        name = np.dtype(dtype).name if dtype is not None else "float32"
+        name = "string" if isinstance(dtype, str) and dtype == "string" else \
+            np.dtype(dtype).name if dtype is not None else "float32"
     except TypeError:
         name = None
     if isinstance(dtype, bool) or name not in _DTYPES:

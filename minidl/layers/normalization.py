@@ -65,6 +65,10 @@ class BatchNormalization(Layer):
         ...                     Activation("relu"), Dense(10, activation="softmax")])
     """
 
+    # As in Keras, an incoming mask passes on. (Keras also leaves masked steps out of the
+    # batch statistics; minidl's statistics take every step.)
+    supports_masking = True
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
@@ -231,6 +235,8 @@ class LayerNormalization(Layer):
         >>> layer = LayerNormalization()
         >>> y = layer(np.random.rand(4, 16))   # each row now has mean ~0 and variance ~1
     """
+
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,

@@ -324,6 +324,45 @@ class GlobalMaxPooling1D(_ThroughReLU, _GlobalPooling):
 class GlobalAveragePooling1D(_GlobalPooling):
     rank, _layout, _max = 1, "(batch, steps, channels)", False
 
+    # With a mask (``ctx.mask``: bool (batch, steps), True where a step holds data), the mean
+    # is over the unmasked steps only, as in Keras: ``sum(where(mask, x, 0)) / sum(mask)``.
+    # A sample whose steps are all masked gives zeros (Keras: 0 / 0, NaN).
+    supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def forward(self, ctx, x, training=False):
+        mask = getattr(ctx, "mask", None)
+        if mask is None:
+            ctx.step_mask = None
+            return super().forward(ctx, x, training)
+        n, steps = x.shape[:2]
+        mask = np.asarray(mask)
+        if mask.shape != (n, steps):
+            raise ValueError(f"Layer '{self.name}' (GlobalAveragePooling1D) takes a mask of "
+                             f"shape (batch, steps) = {(n, steps)}; received a mask of shape "
+                             f"{mask.shape}.")
+        keep = mask.astype(bool)[:, :, None]
+        y = (ctx.buffers.get("y", n, x.shape[2:]) if ctx.record
+             else np.empty((n,) + x.shape[2:], self.dtype))
+        np.sum(np.where(keep, x, 0), axis=1, out=y)
+        counts = np.maximum(keep.sum(axis=1, dtype=np.intp), 1).astype(y.dtype)
+        np.divide(y, counts, out=y)
+        if ctx.record:
+            ctx.step_mask, ctx.counts, ctx.in_shape = keep, counts, x.shape[1:]
+        return y.reshape((n,) + self._output_sample)
+
+    def backward(self, ctx, dy, need_input_grad=True):
+        if ctx.step_mask is None:
+            return super().backward(ctx, dy, need_input_grad)
+        if not need_input_grad:
+            return None
+        n = dy.shape[0]
+        dx = ctx.buffers.get("dx", n, ctx.in_shape)
+        share = dy.reshape(n, 1, -1) / ctx.counts[:, None, :]
+        return np.multiply(share, ctx.step_mask, out=dx)
+
 
 for _cls in (GlobalMaxPooling2D, GlobalAveragePooling2D, GlobalMaxPooling1D,
              GlobalAveragePooling1D):

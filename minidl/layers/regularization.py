@@ -51,6 +51,8 @@ class Dropout(SeededDrawsMixin, Layer):
         ...                     Dense(10, activation="softmax")])
     """
 
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
+
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) \
@@ -68,7 +70,7 @@ class Dropout(SeededDrawsMixin, Layer):
         super().build(input_shape)
 
     def forward(self, ctx, x, training=False):
-        ctx.mask = None
+        ctx.keep = None
         if not training or self.rate == 0.0:
             return x
         x = _contiguous(x)
@@ -79,19 +81,19 @@ class Dropout(SeededDrawsMixin, Layer):
         shape = x.shape if self.noise_shape is None else self._resolve_noise_shape(x.shape)
         mask = buffers.get("mask", shape[0], shape[1:])
         _dropout_into(x, mask, y, self.rate, key)
-        ctx.mask = mask
+        ctx.keep = mask
         return y
 
     def backward(self, ctx, dy, need_input_grad=True):
         if not need_input_grad:
             return None
-        if ctx.mask is None:
+        if ctx.keep is None:
             return dy
         dx = ctx.buffers.get("dx", dy.shape[0], dy.shape[1:])
         if self.noise_shape is None:
-            _kernels.dropout_backward(_contiguous(dy), ctx.mask, dx)
+            _kernels.dropout_backward(_contiguous(dy), ctx.keep, dx)
         else:
-            np.multiply(dy, ctx.mask, out=dx)
+            np.multiply(dy, ctx.keep, out=dx)
         return dx
 
     def _resolve_noise_shape(self, shape):
@@ -146,6 +148,8 @@ class ActivityRegularization(Layer):
 
     Input shape: any. Output shape: same as the input.
     """
+
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
 
     def __init__(self, l1=0.0, l2=0.0, **kwargs):
         super().__init__(**kwargs)

@@ -10,6 +10,7 @@ import numbers
 import numpy as np
 
 from minidl._core import _data
+from minidl.layers.node import numpy_dtype
 
 # Integer and float types the batch gatherer reads directly; others are converted once.
 _GATHER_DTYPES = {np.dtype(t) for t in
@@ -37,14 +38,25 @@ def prepare_x(x, input_shape, name="x", check_finite=True, dtype=None):
     """
     if x is None:
         raise ValueError(f"{name} is required; received None.")
-    arr = np.asarray(x)
-    if arr.dtype.kind == "b":
-        arr = arr.view(np.uint8)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold numbers (int or float); received dtype {arr.dtype}.")
+    if dtype == "string":
+        arr = string_input(x, name)
+    else:
+        arr = np.asarray(x)
+        if arr.dtype.kind == "b":
+            arr = arr.view(np.uint8)
+        if arr.dtype.kind not in "iuf":
+            if dtype is None and arr.dtype.kind in "OUS" and arr.size:
+                arr = string_input(arr, name)   # an unbuilt model: its data say strings
+            else:
+                raise TypeError(f"{name} must hold numbers (int or float); received dtype "
+                                f"{arr.dtype}." + (" Strings feed an Input(dtype='string') "
+                                                   "followed by a text layer (StringLookup, "
+                                                   "TextVectorization, Hashing)."
+                                                   if arr.dtype.kind in "OUS" else ""))
     if input_shape is not None:
         arr = _adjust_rank(arr, tuple(input_shape))
-    if arr.ndim < 2:
+    if arr.ndim < 2 and not (arr.ndim == 1 and input_shape is not None and
+                             not tuple(input_shape)):
         raise ValueError(f"{name} must have a batch dimension and at least one feature "
                          f"dimension; received shape {arr.shape}.")
     if arr.shape[0] == 0:
@@ -57,7 +69,9 @@ def prepare_x(x, input_shape, name="x", check_finite=True, dtype=None):
     if input_shape is not None and (len(sample_shape) != len(input_shape) or any(
             want is not None and got != want for got, want in zip(sample_shape, input_shape))):
         raise ValueError(_shape_mismatch_message(name, arr.shape, tuple(input_shape)))
-    if dtype is not None and np.dtype(dtype).kind in "iu":
+    if arr.dtype == object:
+        pass   # strings: nothing to convert or scan
+    elif dtype is not None and np.dtype(dtype).kind in "iu":
         arr = _integer_source(arr, np.dtype(dtype), name)
     else:
         if arr.dtype not in _GATHER_DTYPES:
@@ -66,6 +80,38 @@ def prepare_x(x, input_shape, name="x", check_finite=True, dtype=None):
             check_finite_values(arr, name)
     arr = np.ascontiguousarray(arr)
     return arr.reshape(arr.shape[0], -1), sample_shape
+
+
+def string_input(x, name="x"):
+    """``x`` (an array of dtype object holding str, a unicode or bytes array, or a nested
+    list of str) as an object array of str, for an ``Input(dtype="string")``; TypeError
+    naming ``name`` when it holds numbers."""
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x, dtype=object)
+    if arr.dtype.kind == "U":
+        return arr.astype(object)
+    if arr.dtype.kind == "S":
+        return np.asarray([b.decode("utf-8") for b in arr.reshape(-1).tolist()],
+                          dtype=object).reshape(arr.shape)
+    if arr.dtype.kind != "O":
+        raise TypeError(f"{name} feeds a model input of dtype string, so it must hold "
+                        f"strings; received an array of dtype {arr.dtype}. Pass texts (a "
+                        f"list or array of str), or use a numeric Input for numbers.")
+    flat = arr.reshape(-1)
+    if all(type(item) is str for item in flat.tolist()):
+        return arr
+    converted = []
+    for i, item in enumerate(flat.tolist()):
+        if isinstance(item, (bytes, np.bytes_)):
+            item = item.decode("utf-8")
+        elif not isinstance(item, str):
+            where = tuple(int(j) for j in np.unravel_index(i, arr.shape))
+            raise TypeError(f"{name} feeds a model input of dtype string, so it must hold "
+                            f"strings; {name}[{', '.join(map(str, where))}] is "
+                            f"{type(item).__name__} {item!r:.50}.")
+        converted.append(str(item))
+    out = np.empty(flat.size, object)
+    out[:] = converted
+    return out.reshape(arr.shape)
 
 
 def _integer_source(arr, target, name):
@@ -107,6 +153,8 @@ def as_input_array(x, dtype, name="x"):
     """``x`` as an array of the model input's ``dtype``, for a call outside the batch
     gatherer (a model called on an array while a tape records); for an integer input,
     checked as :func:`prepare_x` checks it, instead of truncating fractions."""
+    if dtype == "string":
+        return string_input(x, name)
     arr = np.asarray(x)
     target = np.dtype(dtype)
     if target.kind in "iu" and arr.dtype.kind in "iuf" and arr.size:
@@ -135,7 +183,9 @@ def _adjust_rank(arr, input_shape):
 
 def check_finite_values(arr, name="x"):
     """Raise ValueError naming the count and the first index of the NaN or infinite values
-    in ``arr``, if it has any."""
+    in ``arr``, if it has any (strings have none)."""
+    if arr.dtype == object:
+        return
     bad, first = _data.count_nonfinite(arr)
     if bad:
         where = np.unravel_index(first, arr.shape)
@@ -178,25 +228,32 @@ def prepare_y(y, n, loss, output_shape, name="y", dtype=np.float32):
     arr = target_as_given(y, n, name)
     if isinstance(loss, losses.SparseCategoricalCrossentropy):
         classes = output_shape[-1]
-        if arr.ndim == 2 and arr.shape[1] == 1:
-            arr = arr[:, 0]
-        if arr.ndim != 1:
+        # One label per row of class scores: (n,) for outputs (n, classes), (n, steps) for
+        # sequence outputs (n, steps, classes); a trailing axis of 1 is squeezed.
+        labels = tuple(output_shape[:-1])
+        if arr.ndim == len(labels) + 2 and arr.shape[-1] == 1:
+            arr = arr.reshape(arr.shape[:-1])
+        if arr.ndim != len(labels) + 1 or any(
+                want is not None and got != want for got, want in zip(arr.shape[1:], labels)):
+            shown = ", ".join(str(d) for d in (n,) + labels)
             raise ValueError(f"sparse_categorical_crossentropy expects integer labels of shape "
-                             f"({n},) or ({n}, 1); received {name} of shape {arr.shape}. For "
-                             f"one-hot targets use categorical_crossentropy.")
+                             f"({shown}) or ({shown}, 1); received {name} of shape "
+                             f"{arr.shape}. For one-hot targets use categorical_crossentropy.")
         if arr.dtype.kind == "f":
-            fractional = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
+            fractional = np.argwhere(~np.isfinite(arr) | (arr != np.round(arr)))
             if fractional.size:
-                i = int(fractional[0])
-                raise ValueError(f"{name} holds non-integer class labels ({name}[{i}] = "
+                i = tuple(int(k) for k in fractional[0])
+                where = i[0] if len(i) == 1 else list(i)
+                raise ValueError(f"{name} holds non-integer class labels ({name}[{where}] = "
                                  f"{arr[i].item()!r}); sparse labels must be whole numbers in "
                                  f"[0, {classes}).")
-        bad = np.flatnonzero((arr < 0) | (arr >= classes))
+        bad = np.argwhere((arr < 0) | (arr >= classes))
         if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"{name}[{i}] = {arr[i].item()!r} is not a valid class label: the "
-                             f"model has {classes} outputs, so labels must lie in [0, {classes}) "
-                             f"({bad.size} invalid label(s) in all).")
+            i = tuple(int(k) for k in bad[0])
+            where = i[0] if len(i) == 1 else list(i)
+            raise ValueError(f"{name}[{where}] = {arr[i].item()!r} is not a valid class label: "
+                             f"the model has {classes} outputs, so labels must lie in "
+                             f"[0, {classes}) ({len(bad)} invalid label(s) in all).")
         return np.ascontiguousarray(arr, dtype=np.int32)
     if loss is not None and not getattr(loss, "_kernel_call", True):
         # A loss written by the user reads y as it is (sparse labels, extra columns): only
@@ -363,6 +420,7 @@ class Batcher:
         # copy when nothing will write to it (predict, evaluate): it is a read-only view.
         # For a data set larger than the caches, the copy cost as much as the first layer's
         # product (predict of 10,000 MNIST rows: 4.5 of 16 ms).
+        dtypes = [numpy_dtype(d) if isinstance(d, str) else d for d in dtypes]
         self.x_bufs = [None if read_only and x.dtype == dtype else
                        np.empty((rows, x.shape[1]), dtype)
                        for (x, _), dtype in zip(arrays.inputs, dtypes)]
@@ -388,7 +446,12 @@ class Batcher:
                 xb.flags.writeable = False   # the caller's data: a step writing to it fails
             else:
                 xb = buf[:b]
-                if rows is None:
+                if x.dtype == object:   # strings: numpy's copies (the kernels read numbers)
+                    if rows is None:
+                        xb[...] = x[start:stop]
+                    else:
+                        np.take(x, rows, axis=0, out=xb)
+                elif rows is None:
                     _data.copy_rows(x, start, xb)
                 else:
                     _data.gather_rows(x, rows, xb)

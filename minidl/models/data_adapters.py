@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from minidl.layers.node import numpy_dtype
 from minidl.models.data import Arrays
 from minidl.utils.py_dataset import PyDataset, iterate_batches
 
@@ -180,6 +181,7 @@ class BatchConverter:
         self._check_signature(arrays, index)
         xs = []
         for (x2d, sample_shape), dtype in zip(arrays.inputs, model._input_dtypes()):
+            dtype = numpy_dtype(dtype) if isinstance(dtype, str) else dtype
             if x2d.dtype != dtype:
                 x2d = x2d.astype(dtype)
             xs.append(x2d.reshape((x2d.shape[0],) + tuple(sample_shape)))

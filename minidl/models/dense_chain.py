@@ -158,7 +158,8 @@ def _dense_steps(plan):
         else:
             return None
         if (type(layer) is not Dense or step.training is not None or step.inputs != [slot]
-                or layer.activity_regularizer is not None):
+                or layer.activity_regularizer is not None
+                or len(layer.built_input_shape) != 1):   # (2-D inputs only)
             return None
         chain.append((step, layer, activation))
         slot = step.outputs[0]

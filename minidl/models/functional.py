@@ -570,7 +570,8 @@ class Model(Trainer, TrainSteps, Layer):
         """The input list when ``x`` is one array ready as it is (built single-input model,
         its dtype and shape, C-contiguous, finite): a one-sample prediction takes a few
         microseconds, so this check must cost nanoseconds. None otherwise."""
-        if len(self.inputs) != 1 or not isinstance(x, np.ndarray):
+        if len(self.inputs) != 1 or not isinstance(x, np.ndarray) or \
+                self.inputs[0].dtype == "string":
             return None
         spec = self.__dict__.get("_input_spec")
         if spec is None or spec[0] != self._version:

@@ -18,8 +18,8 @@ its first backward call into them and each further call into scratch arrays adde
 in a fixed order. A tensor read by several steps gets the sum of their input gradients, in
 an accumulation buffer of the plan, also in a fixed order: results never depend on timing.
 
-Masks (Keras' ``_keras_mask``): in a plan with a layer that makes or changes masks
-(``Embedding(mask_zero=True)``, ``Masking``, a recurrent layer) masks flow beside the
+Masks (Keras' ``_keras_mask``): in a plan with a layer that makes masks
+(``Embedding(mask_zero=True)``, ``Masking``) or a call given one, masks flow beside the
 values, one per slot: each step receives its input's mask in ``ctx.mask`` and gives its
 outputs ``layer.compute_mask(...)`` (``steps.forward_with_masks``); the outputs' masks
 weigh the losses and metrics. Masks are computed at run time, not recorded in the graph, so
@@ -27,7 +27,7 @@ configs stay Keras' and a model without mask layers runs exactly as before.
 """
 import numpy as np
 
-from minidl.layers.base import BufferPool, Layer
+from minidl.layers.base import BufferPool
 from minidl.layers.core import InputLayer
 from minidl.models import rewrites
 from minidl.layers.node import flatten
@@ -148,12 +148,11 @@ class Plan:
         # Penalties computed per call: activity regularizers, add_loss terms of user layers.
         self.has_activity = any(layer.activity_regularizer is not None or layer._uses_add_loss
                                 for step in self.steps for layer in step.layers)
-        # Masks flow beside the values only in a plan with a layer that makes or changes
-        # them (Embedding(mask_zero=True), Masking, a recurrent layer) or a call given one:
-        # other plans run exactly as before.
+        # Masks flow beside the values only in a plan with a layer that makes them
+        # (Embedding(mask_zero=True), Masking: ``_makes_masks``) or a call given one: other
+        # plans run exactly as before.
         self.uses_masks = any(
-            getattr(step, "mask_input", False) or any(
-                type(layer).compute_mask is not Layer.compute_mask for layer in step.layers)
+            getattr(step, "mask_input", False) or any(layer._makes_masks for layer in step.layers)
             for step in self.steps)
 
     def _build_gradients(self):
@@ -331,7 +330,7 @@ def _promotes_integers(layer, dtype):
     """Whether ``layer`` reads an input of the integer type ``dtype`` as floats of its
     dtype (see :meth:`Plan._cast`)."""
     from minidl.layers.preprocessing.base import PreprocessingLayer
-    return (np.dtype(dtype).kind in "iu" and not layer._user_call
+    return (dtype != "string" and np.dtype(dtype).kind in "iu" and not layer._user_call
             and not isinstance(layer, PreprocessingLayer)
             and not getattr(layer, "_reads_integer_inputs", False)
             and bool(layer.params or layer.non_trainable_params))

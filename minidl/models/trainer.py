@@ -416,7 +416,8 @@ class Trainer:
                                     names=("validation_data x", "validation_data y"))
 
     def _input_dtypes(self):
-        return [t.dtype for t in self.inputs]
+        from minidl.layers.node import numpy_dtype   # (object arrays for 'string' inputs)
+        return [numpy_dtype(t.dtype) for t in self.inputs]
 
     # ---- fit ----
 

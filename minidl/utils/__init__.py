@@ -10,9 +10,10 @@ from minidl.utils.plotting import plot_history
 from minidl.utils.progbar import Progbar
 from minidl.utils.py_dataset import PyDataset
 from minidl.utils.random import set_random_seed
+from minidl.utils.sequence_utils import pad_sequences
 
 __all__ = ["array_to_img", "AUTOTUNE", "Dataset", "image_dataset_from_directory",
-           "img_to_array", "load_img", "normalize", "plot_history", "Progbar", "PyDataset",
+           "img_to_array", "load_img", "normalize", "pad_sequences", "plot_history", "Progbar", "PyDataset",
            "register_keras_serializable", "save_img", "set_random_seed", "split_dataset",
            "text_dataset_from_directory", "timeseries_dataset_from_array", "to_categorical"]
 
