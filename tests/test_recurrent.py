@@ -538,20 +538,6 @@ def test_bidirectional_weights_argument_and_errors():
 
 # ---- in models: masks, initial states, several outputs, saving, stateful ----
 
-@minidl.layers.LAYERS.register()
-class RecurrentTestMaskNonzero(minidl.layers.Layer):
-    """Identity whose mask is where the first feature is non-zero (as Masking does)."""
-
-    def forward(self, ctx, x, training=False):
-        return x
-
-    def backward(self, ctx, dy, need_input_grad=True):
-        return dy if need_input_grad else None
-
-    def compute_mask(self, inputs, mask=None):
-        return inputs[..., 0] != 0
-
-
 def _padded(rng, lengths, steps, features):
     x = rng.standard_normal((len(lengths), steps, features)).astype(np.float32) + 3.0
     for i, length in enumerate(lengths):
@@ -562,7 +548,7 @@ def _padded(rng, lengths, steps, features):
 def test_masked_model_fit_predict_save(tmp_path):
     rng = np.random.default_rng(13)
     inputs = minidl.Input((None, 3))
-    hidden = LSTM(4, return_sequences=True, seed=1)(RecurrentTestMaskNonzero()(inputs))
+    hidden = LSTM(4, return_sequences=True, seed=1)(minidl.layers.Masking()(inputs))
     model = minidl.Model(inputs, minidl.layers.Dense(1)(Bidirectional(GRU(3))(hidden)))
     model.compile("adam", "mse")
     lengths = [6, 2, 4, 5]
@@ -620,3 +606,23 @@ def test_stateful_model():
     whole.set_weights(layer.get_weights())
     np.testing.assert_allclose(second, np.asarray(whole(x)), rtol=1e-5, atol=1e-6)
     assert not np.allclose(first, second)
+
+
+def test_embedding_mask_zero_into_recurrent_layers():
+    rng = np.random.default_rng(16)
+    model = minidl.Sequential([
+        minidl.Input((None,), dtype="int32"), minidl.layers.Embedding(50, 8, mask_zero=True),
+        GRU(5, return_sequences=True), Bidirectional(LSTM(4)),
+        minidl.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+    lengths = [7, 3, 5, 1]
+    ids = np.zeros((4, 7), np.int32)
+    for i, length in enumerate(lengths):
+        ids[i, :length] = rng.integers(1, 50, length)
+    history = model.fit(ids, np.array([[1], [0], [1], [0]], np.float32), epochs=2,
+                        batch_size=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    predicted = model.predict(ids, verbose=0)
+    for i, length in enumerate(lengths):
+        np.testing.assert_allclose(predicted[i], model.predict(ids[i:i + 1, :length],
+                                                               verbose=0)[0], rtol=1e-5)
