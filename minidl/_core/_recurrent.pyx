@@ -34,7 +34,12 @@ multiplied states are kept in Hin for the recurrent kernel's gradient.
 Activations fused here (derivative from the output alone): linear, relu, sigmoid, tanh,
 hard_sigmoid (KINDS); float32 tanh/sigmoid are minidl's branch-free versions, the same bits
 as the activation kernels. The layers run any other activation through the numpy reference
-(minidl._ref.recurrent).
+(minidl._ref.recurrent). The loops come in two compiled copies (fused tag types): one with
+tanh/sigmoid as constants, which vectorises, and one for any kinds.
+
+Gradients that fade through the steps are flushed to zero below 2^-100 (float32; 2^-900
+for float64) before they reach the subnormal range, where arithmetic is ~100 times slower
+(see _flush); the reference keeps them, a difference far below any tolerance.
 
 Threads: the per-step passes split the batch rows over threads above PARALLEL_MIN elements
 (rows are independent); the GEMMs give the same bits for any thread count; column sums run
