@@ -3,18 +3,21 @@ sentiment model, minidl beside PyTorch eager in each group, one thread each.
 
 Model: Embedding(20000, 128) -> LSTM(64) | GRU(64) | Bidirectional(LSTM(64)) ->
 Dense(1, sigmoid), sequences of 200 tokens, batch 32, one epoch over 5,000 sequences (binary
-cross-entropy, Adam). The embedding lookup is a fixed table gathered per batch with numpy in
-both implementations (the same cost on each side) and not trained: what is timed is the
-recurrent layer and the head, one train step per batch (forward, loss gradient, backward
-with the input gradient the embedding would need, Adam update), driven through
-``CallContext`` for minidl and autograd for PyTorch.
+cross-entropy, Adam).
+
+Two forms of each workload:
+    imdb-<kind>-fit: the whole model through ``model.fit`` (Embedding trained too, as
+        PyTorch's nn.Embedding is); skipped where ``minidl.layers.Embedding`` is missing.
+    imdb-<kind>-epoch: the recurrent layer and the head alone, on embedded inputs gathered
+        per batch from a fixed table with numpy (the same cost on each side): one train step
+        per batch (forward, loss gradient, backward with the input gradient an embedding
+        would need, Adam update), driven through ``CallContext`` for minidl and autograd
+        for PyTorch.
 
 PyTorch runs twice: as it comes, and with ``torch.set_flush_denormal(True)`` ("torch-ftz").
-Gradients that fade through 200 steps reach the subnormal range, where PyTorch's default CPU
-kernels slow down several times; minidl's recurrent kernel flushes them (below 2^-100).
-
-The "fit" groups run the whole model through ``model.fit`` (the Embedding trained too, as
-PyTorch's nn.Embedding is) once ``minidl.layers.Embedding`` exists; they skip before.
+Gradients that fade through 200 steps can reach the subnormal range, where PyTorch's CPU
+kernels slow down several times (how often depends on the data: the epoch groups' rounds
+vary by up to 10x); minidl's recurrent kernel flushes them below 2^-100.
 
 A plain ``pytest`` run (benchmarks disabled) runs each body once on 256 sequences, as a
 smoke test.
