@@ -39,3 +39,15 @@ def test_per_step_labels_of_a_trailing_axis_of_one_and_bad_shapes():
         model.evaluate(x, y[:, :, None, None], verbose=0)
     with pytest.raises(ValueError, match=r"y\[\[1, 2\]\] = 7 is not a valid class label"):
         model.evaluate(x, np.array([[1, 2, 3], [4, 0, 7]]), verbose=0)
+
+
+def test_sequential_models_of_any_length_save_and_load(tmp_path):
+    model = minidl.Sequential([layers.Input((None, 3)), layers.Dense(2)])
+    model.build((None, None, 3))
+    path = tmp_path / "m.minidl"
+    model.save(path)
+    loaded = minidl.models.load_model(path)
+    x = np.random.default_rng(0).normal(size=(2, 7, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="positive ints or None"):
+        minidl.Sequential([layers.Dense(2)]).build((None, 0, 3))

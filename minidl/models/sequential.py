@@ -249,16 +249,17 @@ class Sequential(Model):
 
 def _sample_shape(input_shape, model_name):
     """The sample part of a Keras input shape ``(batch, d1, ...)``, checked: the batch entry
-    None or a positive int, then at least one positive int (a bool is not an int)."""
+    None or a positive int, then at least one dimension, each a positive int or None (any
+    size: sequences of any length); a bool is not an int."""
     try:
         full = tuple(input_shape)
     except TypeError:
         full = ()
     if len(full) >= 2 and (full[0] is None or _is_positive_int(full[0])) \
-            and all(_is_positive_int(d) for d in full[1:]):
-        return tuple(int(d) for d in full[1:])
+            and all(d is None or _is_positive_int(d) for d in full[1:]):
+        return tuple(None if d is None else int(d) for d in full[1:])
     raise ValueError(f"Model '{model_name}' takes an input shape (batch, d1, ...): a batch "
-                     f"size (None or a positive int), then positive ints. Received: "
+                     f"size (None or a positive int), then positive ints or None. Received: "
                      f"input_shape={input_shape!r}.")
 
 
