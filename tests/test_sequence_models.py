@@ -51,3 +51,16 @@ def test_sequential_models_of_any_length_save_and_load(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     with pytest.raises(ValueError, match="positive ints or None"):
         minidl.Sequential([layers.Dense(2)]).build((None, 0, 3))
+
+
+def test_sequence_to_sequence_targets_on_inputs_of_any_length():
+    rng = np.random.default_rng(1)
+    inputs = minidl.Input((None, 4))
+    hidden = layers.GRU(5, return_sequences=True)(layers.LSTM(6, return_sequences=True)(inputs))
+    model = minidl.Model(inputs, layers.TimeDistributed(layers.Dense(2))(hidden))
+    model.compile("adam", "mse")
+    history = model.fit(rng.normal(size=(16, 9, 4)), rng.normal(size=(16, 9, 2)), verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.predict(rng.normal(size=(3, 11, 4)), verbose=0).shape == (3, 11, 2)
+    with pytest.raises(ValueError, match=r"y must have shape \(16, None, 2\)"):
+        model.fit(rng.normal(size=(16, 9, 4)), rng.normal(size=(16, 9, 3)), verbose=0)

@@ -261,7 +261,7 @@ def prepare_y(y, n, loss, output_shape, name="y", dtype=np.float32):
         check_finite_values(arr, name)
         return np.ascontiguousarray(arr, dtype=dtype if arr.dtype.kind == "f" else None)
     target = (n,) + tuple(output_shape)
-    if arr.shape != target:
+    if not _fits(arr.shape, target):   # (None in the output shape: any size, e.g. steps)
         if arr.ndim == 1 and tuple(output_shape) == (1,):
             arr = arr.reshape(n, 1)
         else:
@@ -272,6 +272,12 @@ def prepare_y(y, n, loss, output_shape, name="y", dtype=np.float32):
     if bad:
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s).")
     return arr
+
+
+def _fits(shape, target):
+    """Whether ``shape`` matches ``target``, whose None entries allow any size."""
+    return len(shape) == len(target) and all(
+        want is None or got == want for got, want in zip(shape, target))
 
 
 def prepare_sample_weight(sample_weight, n, dtype, name="sample_weight"):
