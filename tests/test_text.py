@@ -232,8 +232,6 @@ def test_text_classification_command_line(capsys):
 
 @pytest.mark.usefixtures("one_thread")
 def test_text_classification_embedding_model_learns():
-    if not hasattr(minidl.layers, "Embedding"):
-        pytest.skip("layers.Embedding is not in this minidl yet")
     (x_train, y_train), (x_test, y_test) = austen.load_data()
     minidl.utils.set_random_seed(0)
     model, loss, accuracy, _ = text_classification.train(
@@ -241,3 +239,14 @@ def test_text_classification_embedding_model_learns():
     assert accuracy >= 0.75, accuracy
     assert [type(layer).__name__ for layer in model.layers][1:4] == [
         "TextVectorization", "Embedding", "GlobalAveragePooling1D"]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_text_classification_lstm_model_learns():
+    (x_train, y_train), (x_test, y_test) = austen.load_data()
+    minidl.utils.set_random_seed(0)
+    model, loss, accuracy, _ = text_classification.train(
+        x_train, y_train, x_test, y_test, model_kind="lstm", epochs=3, verbose=0)
+    assert accuracy >= 0.75, accuracy
+    assert [type(layer).__name__ for layer in model.layers][1:4] == [
+        "TextVectorization", "Embedding", "LSTM"]

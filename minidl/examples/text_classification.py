@@ -5,13 +5,15 @@ minidl (``minidl.datasets.austen``, so it runs offline), learns a vocabulary wit
 ``TextVectorization.adapt``, and trains a model whose first layer takes the raw strings
 (``Input(shape=(), dtype="string")``), so the trained model classifies text as it is:
 
-- ``--model embedding`` (the default where ``layers.Embedding`` exists):
+- ``--model embedding`` (the default):
   TextVectorization(int) -> Embedding -> GlobalAveragePooling1D -> Dense(sigmoid);
+- ``--model lstm``: TextVectorization(int) -> Embedding(mask_zero=True) -> LSTM ->
+  Dense(sigmoid), the padding masked out;
 - ``--model bow``: TextVectorization(tf_idf) -> Dense(relu) -> Dense(sigmoid), a
   bag-of-words model.
 
 Usage:
-    minidl-text-classification [--model embedding|bow] [--epochs N] [--max-tokens 5000]
+    minidl-text-classification [--model embedding|lstm|bow] [--epochs N] [--max-tokens 5000]
 """
 import argparse
 import sys
@@ -31,6 +33,9 @@ def build(model_kind, vectorizer, max_tokens, sequence_length):
     if model_kind == "embedding":
         x = layers.Embedding(max_tokens, 16)(x)
         x = layers.GlobalAveragePooling1D()(x)
+    elif model_kind == "lstm":
+        x = layers.Embedding(max_tokens, 32, mask_zero=True)(x)
+        x = layers.LSTM(32)(x)
     else:
         x = layers.Dense(16, activation="relu")(x)
     outputs = layers.Dense(1, activation="sigmoid")(x)
@@ -38,7 +43,7 @@ def build(model_kind, vectorizer, max_tokens, sequence_length):
 
 
 def make_vectorizer(model_kind, max_tokens, sequence_length):
-    if model_kind == "embedding":
+    if model_kind in ("embedding", "lstm"):
         return layers.TextVectorization(max_tokens=max_tokens, output_mode="int",
                                         output_sequence_length=sequence_length)
     return layers.TextVectorization(max_tokens=max_tokens, output_mode="tf_idf")
@@ -64,24 +69,20 @@ def train(x_train, y_train, x_test, y_test, model_kind="bow", epochs=10, batch_s
 
 
 def main(argv=None):
-    default_kind = "embedding" if hasattr(layers, "Embedding") else "bow"
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=default_kind, choices=["embedding", "bow"])
+    parser.add_argument("--model", default="embedding", choices=["embedding", "lstm", "bow"])
     parser.add_argument("--epochs", type=int, default=None,
-                        help="default: 30 for the embedding model, 10 for bag-of-words")
+                        help="default: 30 for the embedding model, 8 for the LSTM, 10 for "
+                             "bag-of-words")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=5000)
     parser.add_argument("--sequence-length", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     args = parser.parse_args(argv)
-    if args.model == "embedding" and not hasattr(layers, "Embedding"):
-        parser.error("--model embedding needs layers.Embedding, which this minidl lacks; "
-                     "use --model bow")
-
     if args.epochs is None:
         # Averaged embeddings start from noise and learn slower than tf-idf features.
-        args.epochs = 30 if args.model == "embedding" else 10
+        args.epochs = {"embedding": 30, "lstm": 8, "bow": 10}[args.model]
     minidl.utils.set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = austen.load_data()
     print(f"austen: {len(x_train)} training and {len(x_test)} test paragraphs of "
