@@ -32,7 +32,8 @@ typedef enum { MDL_ARCH_GENERIC = 0, MDL_ARCH_AVX2 = 1, MDL_ARCH_AVX512 = 2, MDL
 /* Bit set of the architectures this CPU and OS can run (bit i = mdl_arch i). */
 int mdl_supported_archs(void);
 /* Select the kernel table, which every kernel below with per-ISA versions runs from (the
- * GEMM, the convolutions, the optimizer updates, the pooling and im2col loops); returns 0,
+ * GEMM, the convolutions, the optimizer updates, the pooling and im2col loops, the
+ * recurrent gate passes); returns 0,
  * or -1 when the CPU lacks that architecture. */
 int mdl_set_arch(mdl_arch arch);
 mdl_arch mdl_get_arch(void);
@@ -41,12 +42,13 @@ const char *mdl_arch_name(mdl_arch arch);
 mdl_arch mdl_best_arch(void);
 /* The families of kernels a table holds a version of (kernels.h): gemm (with the direct
  * convolution's micro-kernels), conv_pool, optimizers, pooling (max pooling's hot loops),
- * patches (im2col / col2im's). mdl_kernel_version: the architecture of the version of a
+ * patches (im2col / col2im's), recurrent (the recurrent layers' gate passes).
+ * mdl_kernel_version: the architecture of the version of a
  * family that the active table runs, read from that version's own tag (MDL_ARCH_COUNT for
  * an unknown family); mdl_family_name: "gemm", ..., or "unknown". */
 typedef enum {
     MDL_FAMILY_GEMM = 0, MDL_FAMILY_CONV_POOL, MDL_FAMILY_OPTIMIZERS, MDL_FAMILY_POOLING,
-    MDL_FAMILY_PATCHES, MDL_FAMILY_COUNT
+    MDL_FAMILY_PATCHES, MDL_FAMILY_RECURRENT, MDL_FAMILY_COUNT
 } mdl_family;
 mdl_arch mdl_kernel_version(mdl_family family);
 const char *mdl_family_name(mdl_family family);
@@ -297,6 +299,49 @@ int mdl_conv_direct_backward_f32(const mdl_conv_direct *g, const float *x, float
 int mdl_conv_direct_backward_f64(const mdl_conv_direct *g, const double *x, double *padded,
                                  int padded_ready, const double *dz, const double *kernel,
                                  double *d_kernel, double *dx);
+
+/* ---- recurrent layers' per-step gate passes (recurrent.c; the time loop, the GEMMs and
+ * every other activation or dtype are in minidl/_core/_recurrent.pyx) ----
+ * One sample's row of one step, float32, with activation tanh and recurrent activation
+ * sigmoid; `units` U values per gate, gates in Keras' order, no argument overlapping another.
+ * Forward: `gates` holds the step's pre-activations (the input projection plus, except for
+ * GRU, the recurrent one) and gets the activated gates.
+ *   LSTM (gates i, f, c, o: 4U): c = f * c + i * tanh(.), ac = tanh(c), h = o * ac; c is
+ *     the cell state IN and OUT, h OUT.
+ *   GRU, reset_after (z, r, hh: 3U): rproj (3U) = h @ recurrent_kernel, rbias (3U) its bias;
+ *     rh = rproj_h + rbias_h, hh = tanh(x_h + b_h + r * rh), h = z * h + (1 - z) * hh; h
+ *     is the state IN and OUT.
+ *   SimpleRNN (U): gates = h = tanh(gates + bias).
+ * Backward, from the forward's saved values: the new state's gradient is dh + carry (+ gy,
+ * the step's output gradient, when not NULL); dgates gets the gradients of the
+ * pre-activations and dh the previous state's gradient through the cell (0 for LSTM and
+ * SimpleRNN, whose state reaches the previous one only through the recurrent GEMM); LSTM's
+ * dc the previous cell state's (IN: the new one's); GRU's drproj (3U) the gradient of rproj.
+ * Values below 2^-100 in magnitude are flushed to zero. Every instruction-set version gives
+ * the same bits. */
+void mdl_lstm_forward_row_f32(ptrdiff_t units, float *MDL_RESTRICT gates,
+                              const float *MDL_RESTRICT bias, float *MDL_RESTRICT c,
+                              float *MDL_RESTRICT ac, float *MDL_RESTRICT h);
+void mdl_lstm_backward_row_f32(ptrdiff_t units, const float *MDL_RESTRICT gates,
+                               const float *MDL_RESTRICT c_prev, const float *MDL_RESTRICT ac,
+                               const float *MDL_RESTRICT gy, const float *MDL_RESTRICT carry,
+                               float *MDL_RESTRICT dgates, float *MDL_RESTRICT dh,
+                               float *MDL_RESTRICT dc);
+void mdl_gru_forward_row_f32(ptrdiff_t units, float *MDL_RESTRICT gates,
+                             const float *MDL_RESTRICT bias, const float *MDL_RESTRICT rproj,
+                             const float *MDL_RESTRICT rbias, float *MDL_RESTRICT rh,
+                             float *MDL_RESTRICT h);
+void mdl_gru_backward_row_f32(ptrdiff_t units, const float *MDL_RESTRICT gates,
+                              const float *MDL_RESTRICT h_prev, const float *MDL_RESTRICT rh,
+                              const float *MDL_RESTRICT gy, const float *MDL_RESTRICT carry,
+                              float *MDL_RESTRICT dgates, float *MDL_RESTRICT drproj,
+                              float *MDL_RESTRICT dh);
+void mdl_simple_rnn_forward_row_f32(ptrdiff_t units, float *MDL_RESTRICT gates,
+                                    const float *MDL_RESTRICT bias, float *MDL_RESTRICT h);
+void mdl_simple_rnn_backward_row_f32(ptrdiff_t units, const float *MDL_RESTRICT gates,
+                                     const float *MDL_RESTRICT gy,
+                                     const float *MDL_RESTRICT carry,
+                                     float *MDL_RESTRICT dgates, float *MDL_RESTRICT dh);
 
 /* Thread-local scratch buffer number `slot` (0, 1 or 2) of at least `bytes`, 64-byte
  * aligned, kept between calls so that steady-state work allocates nothing; NULL when out of

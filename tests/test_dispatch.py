@@ -2,7 +2,7 @@
 MINIDL_ARCH at import and ``_backend.set_arch`` select, holds each family's version of that
 architecture; and the versions keep their families' promises about bits.
 
-- Every family (gemm, conv_pool, optimizers, pooling, patches) reports the selected
+- Every family (gemm, conv_pool, optimizers, pooling, patches, recurrent) reports the selected
   architecture, read from the version's own tag in the table.
 - The optimizer updates (no FMA contraction), max pooling and im2col / col2im (compare,
   select, copy, add) give the same bits under every architecture this CPU runs.
@@ -17,7 +17,7 @@ from minidl._core import _backend
 from minidl._core import _convolution, _pooling
 from minidl._core import _optimizers
 
-FAMILIES = ("gemm", "conv_pool", "optimizers", "pooling", "patches")
+FAMILIES = ("gemm", "conv_pool", "optimizers", "pooling", "patches", "recurrent")
 ARCHS = _backend.supported_archs()
 DTYPES = (np.float32, np.float64)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minidl
-from minidl._core import _recurrent
+from minidl._core import _backend, _recurrent
 from minidl._ref import recurrent as ref
 from minidl._ref.gradcheck import numeric_grad
 from minidl.layers import GRU, LSTM, Bidirectional, CallContext, SimpleRNN
@@ -412,6 +412,67 @@ def test_same_bits_for_one_and_two_threads(cell):
         minidl.set_num_threads(before)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(len(_backend.supported_archs()) < 2,
+                    reason="this CPU runs only the generic kernels: nothing to compare")
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_gate_passes_same_bits_under_every_arch(cell, masked):
+    """The float32 gate passes (csrc/recurrent.c, one version per instruction set) give the
+    same bits under every architecture. The GEMMs around them may not (AVX2 and AVX-512
+    fuse multiply-adds), so they are made exact: the inputs and kernel are small multiples
+    of 1/8 and the recurrent kernel is zero; the states still carry through the steps
+    inside the passes (LSTM's cell state, GRU's z * h, the gradients' masked-step carry)."""
+    rng = np.random.default_rng(11)
+    n, steps, features, units = 5, 9, 6, 37   # 37: a remainder after every vector width
+    k = {"simple_rnn": 1, "lstm": 4, "gru": 3}[cell]
+    x = (rng.integers(-8, 9, (n, steps, features)) / 8).astype(np.float32)
+    W = (rng.integers(-4, 5, (features, k * units)) / 8).astype(np.float32)
+    U = np.zeros((units, k * units), np.float32)
+    b = rng.standard_normal((2, k * units) if cell == "gru" else (k * units,)).astype(
+        np.float32)
+    h0 = rng.standard_normal((n, units)).astype(np.float32)
+    c0 = rng.standard_normal((n, units)).astype(np.float32) if cell == "lstm" else None
+    mask = (rng.random((n, steps)) > 0.3).view(np.uint8) if masked else None
+    dY = rng.standard_normal((n, steps, units)).astype(np.float32)
+    dhT = rng.standard_normal((n, units)).astype(np.float32)
+    dcT = rng.standard_normal((n, units)).astype(np.float32) if cell == "lstm" else None
+
+    def run():
+        def e(*shape):
+            return np.full(shape, np.nan, np.float32)
+        G, Hp = e(n, steps, k * units), e(n, steps, units)
+        Cp, AC = (e(n, steps, units), e(n, steps, units)) if cell == "lstm" else (None, None)
+        RH, R = (e(n, steps, units), e(n, k * units)) if cell == "gru" else (None, None)
+        h, c = h0.copy(), None if c0 is None else c0.copy()
+        out = e(n, steps, units)
+        kw = dict(return_sequences=True)
+        _recurrent.forward(cell, x, W, U, b, h, c, mask, None, G, Hp, Cp, AC, RH, None, R,
+                           out, **kw)
+        dG = e(n, steps, k * units)
+        dR = e(n, steps, k * units) if cell == "gru" else dG
+        dh, dc = dhT.copy(), None if dcT is None else dcT.copy()
+        db = e(*b.shape)
+        _recurrent.backward(cell, x, W, U, mask, None, G, Hp, Cp, AC, RH, None, dY, dG, dR,
+                            dh, dc, e(n, units), None, None, e(*W.shape), e(*U.shape), db,
+                            **kw)
+        return [a for a in (out, h, c, G, AC, RH, dG, dR, db, dh, dc) if a is not None]
+
+    before = _backend.get_arch()
+    results = {}
+    try:
+        for arch in _backend.supported_archs():
+            _backend.set_arch(arch)
+            results[arch] = run()
+    finally:
+        _backend.set_arch(before)
+    want = results["generic"]
+    assert all(np.isfinite(a).all() for a in (want[0], want[1], want[-1]))
+    for arch, got in results.items():
+        for i, (a, w) in enumerate(zip(got, want)):
+            np.testing.assert_array_equal(a.view(np.uint32), w.view(np.uint32),
+                                          err_msg=f"{cell}: array {i} under {arch}")
 
 
 # ---- bad input ----

@@ -34,8 +34,12 @@ multiplied states are kept in Hin for the recurrent kernel's gradient.
 Activations fused here (derivative from the output alone): linear, relu, sigmoid, tanh,
 hard_sigmoid (KINDS); float32 tanh/sigmoid are minidl's branch-free versions, the same bits
 as the activation kernels. The layers run any other activation through the numpy reference
-(minidl._ref.recurrent). The loops come in two compiled copies (fused tag types): one with
-tanh/sigmoid as constants, which vectorises, and one for any kinds.
+(minidl._ref.recurrent). In float32 with tanh and sigmoid (the default, and the training
+case) the per-sample passes run in C, compiled per instruction set (csrc/recurrent.c, chosen
+by the active kernel table like every per-ISA kernel), with the same operations as the loops
+here, so the same bits under every architecture. Otherwise the loops here run, in two
+compiled copies (fused tag types): one with tanh/sigmoid as constants, which vectorises, and
+one for any kinds.
 
 Gradients that fade through the steps are flushed to zero below 2^-100 (float32; 2^-900
 for float64) before they reach the subnormal range, where arithmetic is ~100 times slower
@@ -57,6 +61,25 @@ from minidl._core._backend cimport dgemm, num_threads, sgemm
 from minidl._core._exact_math cimport mdl_blend, mdl_blendf, mdl_sigmoidf, mdl_tanhf
 
 cnp.import_array()
+
+# The float32 gate passes with the default activations, compiled per instruction set
+# (csrc/recurrent.c): the same operations as the loops below, so the same bits.
+cdef extern from "minidl.h" nogil:
+    void mdl_lstm_forward_row_f32(Py_ssize_t units, float *gates, const float *bias,
+                                  float *c, float *ac, float *h)
+    void mdl_lstm_backward_row_f32(Py_ssize_t units, const float *gates, const float *c_prev,
+                                   const float *ac, const float *gy, const float *carry,
+                                   float *dgates, float *dh, float *dc)
+    void mdl_gru_forward_row_f32(Py_ssize_t units, float *gates, const float *bias,
+                                 const float *rproj, const float *rbias, float *rh, float *h)
+    void mdl_gru_backward_row_f32(Py_ssize_t units, const float *gates, const float *h_prev,
+                                  const float *rh, const float *gy, const float *carry,
+                                  float *dgates, float *drproj, float *dh)
+    void mdl_simple_rnn_forward_row_f32(Py_ssize_t units, float *gates, const float *bias,
+                                        float *h)
+    void mdl_simple_rnn_backward_row_f32(Py_ssize_t units, const float *gates,
+                                         const float *gy, const float *carry, float *dgates,
+                                         float *dh)
 
 ctypedef fused floating:
     float
@@ -101,6 +124,42 @@ ctypedef struct Dims:
     Py_ssize_t n, t, f, u, ku
     int cell, act, ract, threads
     bint backwards, zero_out, seqs
+
+
+cdef extern from *:
+    """
+    #define mdl_rnn_prefetch(p) __builtin_prefetch((p), 0, 3)
+    """
+    void prefetch "mdl_rnn_prefetch"(const void *p) noexcept nogil
+
+
+cdef inline void _prefetch_rows(const void *base, Py_ssize_t rows, Py_ssize_t stride,
+                                Py_ssize_t length) noexcept nogil:
+    """Ask for the cache lines of `rows` rows of `length` bytes, `stride` bytes apart."""
+    cdef const char *p = <const char *>base
+    cdef Py_ssize_t r, o
+    for r in range(rows):
+        for o in range(0, length, 64):
+            prefetch(p + r * stride + o)
+
+
+cdef inline void _prefetch_step(const Dims *d, Py_ssize_t t, const floating *G,
+                                const floating *Hprev, const floating *Cprev,
+                                const floating *AC, const floating *RH) noexcept nogil:
+    """Fetch the rows of position t that the next backward step's passes read, while this
+    step's recurrent GEMM runs. A step's N rows lie T rows apart, each in another page,
+    which the hardware prefetchers do not follow: without this the LSTM's backward passes
+    spent most of their time waiting on memory. (Prefetching the rows the passes write,
+    or the forward's, measured no faster: the prefetches then queue behind each other.)"""
+    cdef Py_ssize_t T = d.t, U = d.u, KU = d.ku, N = d.n
+    cdef Py_ssize_t gate_row = KU * sizeof(floating), state_row = U * sizeof(floating)
+    _prefetch_rows(G + t * KU, N, T * gate_row, gate_row)
+    if d.cell == C_LSTM:
+        _prefetch_rows(Cprev + t * U, N, T * state_row, state_row)
+        _prefetch_rows(AC + t * U, N, T * state_row, state_row)
+    elif d.cell == C_GRU:
+        _prefetch_rows(RH + t * U, N, T * state_row, state_row)
+        _prefetch_rows(Hprev + t * U, N, T * state_row, state_row)
 
 
 # ---- scalar math ----
@@ -239,7 +298,18 @@ cdef inline void _forward_row(const Dims *d, Py_ssize_t n, Py_ssize_t s, Py_ssiz
     cdef TanhSigmoid usual_tag
     cdef AnyKinds any_tag
     cdef bint usual = d.act == A_TANH and d.ract == A_SIGMOID
-    if on:
+    cdef bint compiled = False
+    if floating is float:
+        # float32 with tanh and sigmoid: the per-architecture C versions (csrc/recurrent.c).
+        if on and (usual or (d.cell == C_SIMPLE and d.act == A_TANH)):
+            compiled = True
+            if d.cell == C_LSTM:
+                mdl_lstm_forward_row_f32(U, g, b, c + n * U, AC + row * U, hn)
+            elif d.cell == C_GRU:
+                mdl_gru_forward_row_f32(U, g, b, R + n * d.ku, b_rec, RH + row * U, hn)
+            else:
+                mdl_simple_rnn_forward_row_f32(U, g, b, hn)
+    if on and not compiled:
         if d.cell == C_LSTM:
             if usual:
                 _lstm_forward(&usual_tag, d.act, d.ract, U, g, b, c + n * U, AC + row * U, hn)
@@ -441,6 +511,19 @@ cdef inline void _backward_row(const Dims *d, Py_ssize_t n, Py_ssize_t s, Py_ssi
         if d.cell == C_GRU:
             memset(dR + row * KU, 0, KU * sizeof(floating))
         return
+    if floating is float:
+        # float32 with tanh and sigmoid: the per-architecture C versions (csrc/recurrent.c).
+        if usual or (d.cell == C_SIMPLE and d.act == A_TANH):
+            if d.cell == C_LSTM:
+                mdl_lstm_backward_row_f32(U, g, Cprev + row * U, AC + row * U, gy, oc, dg,
+                                          dhn, dc + n * U)
+            elif d.cell == C_GRU:
+                mdl_gru_backward_row_f32(U, g, Hprev + row * U, RH + row * U, gy, oc, dg,
+                                         dR + row * KU, dhn)
+            else:
+                mdl_simple_rnn_backward_row_f32(U, g, gy, oc, dg, dhn)
+            memset(oc, 0, U * sizeof(floating))
+            return
     if d.cell == C_LSTM:
         if usual:
             _lstm_backward(&usual_tag, d.act, d.ract, U, g, Cprev + row * U, AC + row * U, gy, dg,
@@ -482,6 +565,8 @@ cdef int _backward(const Dims *d, const floating *x, const floating *W, const fl
             for n in range(N):
                 _backward_row(d, n, s, t, mask, G, Hprev, Cprev, AC, RH, dY, dG, dR, dh, dc,
                               carry)
+        if s > 0:
+            _prefetch_step(d, T - s if d.backwards else s - 1, G, Hprev, Cprev, AC, RH)
         # dh += dR[:, t] @ recurrent_kernel^T (masked rows of dR are zero), through the
         # recurrent dropout mask when there is one.
         if rmask == NULL:
