@@ -156,10 +156,6 @@ class RNN(SeededDrawsMixin, Layer):
             return [out] + [(self.units,)] * self._state_count
         return out
 
-    def output_shape_for(self, input_shape):
-        shape = self.compute_output_shape(input_shape)
-        return [tuple(s) for s in shape] if isinstance(shape, list) else tuple(shape)
-
     def compute_mask(self, inputs, mask):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]

@@ -135,10 +135,6 @@ class Bidirectional(Layer):
             return outputs + states + states
         return outputs[0]
 
-    def output_shape_for(self, input_shape):
-        shape = self.compute_output_shape(input_shape)
-        return [tuple(s) for s in shape] if isinstance(shape, list) else tuple(shape)
-
     def compute_mask(self, inputs, mask):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
