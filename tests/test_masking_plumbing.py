@@ -68,6 +68,8 @@ class PlumbingMaskedMean(Layer):
         return (input_shape[-1],)
 
     def forward(self, ctx, x, training=False):
+        if ctx.mask is not None:
+            self._seen_dtype = ctx.mask.dtype
         mask = np.ones(x.shape[:2], bool) if ctx.mask is None else ctx.mask
         weights = mask / np.maximum(mask.sum(axis=1, keepdims=True), 1)
         ctx.weights = weights.astype(x.dtype)
@@ -165,6 +167,7 @@ def test_an_explicit_symbolic_mask_argument():
     expected = (x * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(model.predict([x, mask.astype(np.int32)], verbose=0),
                                expected, rtol=1e-6)
+    assert model.layers[-1]._seen_dtype == np.bool_   # a mask argument arrives as booleans
     clone = minidl.Model.from_config(model.get_config())
     np.testing.assert_allclose(clone.predict([x, mask.astype(np.int32)], verbose=0),
                                expected, rtol=1e-6)

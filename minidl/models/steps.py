@@ -63,8 +63,8 @@ class LayerStep:
         ctx = contexts[0]
         if self.training is not None:
             training = self.training
-        if self.mask_input:
-            ctx.mask, xs = xs[-1], xs[:-1]
+        if self.mask_input:   # (forward_with_masks set ctx.mask from it)
+            xs = xs[:-1]
         y = self.layer.forward(ctx, xs if self.takes_list else xs[0], training)
         if self.layer.activity_regularizer is not None:
             ctx.activity_loss = self.layer.activity_penalty(y[0] if self.multi_output else y)
@@ -75,8 +75,8 @@ class LayerStep:
         input slots; an explicit mask argument wins), and the output masks (Keras'
         ``compute_mask``) returned after the outputs."""
         ctx, layer = contexts[0], self.layer
-        if self.mask_input:
-            mask = xs[-1]
+        if self.mask_input:   # a mask argument: any 0/1 array, as booleans
+            mask = np.asarray(xs[-1], dtype=bool)
         elif self.multi_input:
             mask = list(masks[:self.argument_count])
             if all(m is None for m in mask):
