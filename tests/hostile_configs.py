@@ -142,7 +142,7 @@ _BY_NAME = {
     "noise_shape": ["x", 5, [None, "1"], [True, 1], [None, 1.5]],
     "groups": [2, "1", 1.0, True],
     "padding": [5, "full"],
-    "data_format": [5, "channels_first"],
+    "data_format": [5, "channels_middle"],
     "mode": [5, "fan_sum"],
     "distribution": [5, "cauchy"],
     "reduction": [5, "avg"],

@@ -1,4 +1,5 @@
-"""Pooling layers (channels_last): max and average over windows, and over whole samples.
+"""Pooling layers (channels_last; channels_first transposes at the boundary,
+layers/data_format.py): max and average over windows, and over whole samples.
 
 MaxPooling keeps, for each output value, the index of the input value it came from; the
 backward pass scatters the gradient there (the first maximum of a window wins ties, as in
@@ -14,6 +15,7 @@ import numpy as np
 
 from minidl._core import _pooling as kernels
 from minidl.layers.base import LAYERS, Layer
+from minidl.layers.data_format import ChannelsFirstMixin
 from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
                                       normalize_tuple, window_geometry)
 from minidl.utils.checks import check_bool
@@ -33,7 +35,7 @@ class _Pooling(Layer):
         self.strides = (self.pool_size if strides is None else
                         normalize_tuple(strides, self.rank, "strides", owner))
         self.padding = normalize_padding(padding, ("valid", "same"), owner)
-        self.data_format = check_data_format(data_format, owner)
+        self.data_format = check_data_format(data_format, self)
 
     def _geometry(self, input_shape):
         check_input_rank(self, input_shape, self.rank, self._layout)
@@ -157,7 +159,9 @@ _POOLING_DOC = """{kind} pooling over {what}: each output is the {op} of a windo
         padding: 'valid' (default; windows inside the input only) or 'same' (windows also
             past the edges, so that the output has ``ceil(input / strides)`` positions;
             {pad_doc}).
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
 
     Input shape:
         {input_shape}
@@ -167,7 +171,7 @@ _POOLING_DOC = """{kind} pooling over {what}: each output is the {op} of a windo
 
 
 @LAYERS.register("MaxPool2D")
-class MaxPooling2D(_ThroughReLU, _Pooling):
+class MaxPooling2D(ChannelsFirstMixin, _ThroughReLU, _Pooling):
     rank, _layout, _max = 2, "(batch, height, width, channels)", True
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
@@ -176,7 +180,7 @@ class MaxPooling2D(_ThroughReLU, _Pooling):
 
 
 @LAYERS.register("AvgPool2D")
-class AveragePooling2D(_Pooling):
+class AveragePooling2D(ChannelsFirstMixin, _Pooling):
     rank, _layout, _max = 2, "(batch, height, width, channels)", False
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
@@ -185,12 +189,12 @@ class AveragePooling2D(_Pooling):
 
 
 @LAYERS.register("MaxPool1D")
-class MaxPooling1D(_ThroughReLU, _Pooling):
+class MaxPooling1D(ChannelsFirstMixin, _ThroughReLU, _Pooling):
     rank, _layout, _max = 1, "(batch, steps, channels)", True
 
 
 @LAYERS.register("AvgPool1D")
-class AveragePooling1D(_Pooling):
+class AveragePooling1D(ChannelsFirstMixin, _Pooling):
     rank, _layout, _max = 1, "(batch, steps, channels)", False
 
 
@@ -222,7 +226,7 @@ class _GlobalPooling(Layer):
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        self.data_format = check_data_format(data_format, type(self).__name__)
+        self.data_format = check_data_format(data_format, self)
         self.keepdims = check_bool(type(self).__name__, "keepdims", keepdims)
 
     def compute_output_shape(self, input_shape):
@@ -262,7 +266,7 @@ class _GlobalPooling(Layer):
         if not need_input_grad:
             return None
         n = dy.shape[0]
-        channels = self.built_input_shape[-1]
+        channels = ctx.in_shape[-1]
         positions = int(np.prod(ctx.in_shape[:-1]))
         dy = np.ascontiguousarray(dy).reshape(n, channels)
         dx = ctx.buffers.get("dx", n, ctx.in_shape)
@@ -295,7 +299,9 @@ class _GlobalPooling(Layer):
 _GLOBAL_DOC = """Global {kind} pooling: the {op} of each channel over all {what}.
 
     Args:
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
         keepdims: keep the spatial axes, with length 1 (default False).
 
     Input shape:
@@ -306,22 +312,22 @@ _GLOBAL_DOC = """Global {kind} pooling: the {op} of each channel over all {what}
 
 
 @LAYERS.register("GlobalMaxPool2D")
-class GlobalMaxPooling2D(_ThroughReLU, _GlobalPooling):
+class GlobalMaxPooling2D(ChannelsFirstMixin, _ThroughReLU, _GlobalPooling):
     rank, _layout, _max = 2, "(batch, height, width, channels)", True
 
 
 @LAYERS.register("GlobalAvgPool2D")
-class GlobalAveragePooling2D(_GlobalPooling):
+class GlobalAveragePooling2D(ChannelsFirstMixin, _GlobalPooling):
     rank, _layout, _max = 2, "(batch, height, width, channels)", False
 
 
 @LAYERS.register("GlobalMaxPool1D")
-class GlobalMaxPooling1D(_ThroughReLU, _GlobalPooling):
+class GlobalMaxPooling1D(ChannelsFirstMixin, _ThroughReLU, _GlobalPooling):
     rank, _layout, _max = 1, "(batch, steps, channels)", True
 
 
 @LAYERS.register("GlobalAvgPool1D")
-class GlobalAveragePooling1D(_GlobalPooling):
+class GlobalAveragePooling1D(ChannelsFirstMixin, _GlobalPooling):
     rank, _layout, _max = 1, "(batch, steps, channels)", False
 
     # With a mask (``ctx.mask``: bool (batch, steps), True where a step holds data), the mean
