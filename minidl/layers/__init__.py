@@ -10,6 +10,8 @@ from minidl.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Mini
                                    multiply, subtract)
 from minidl.layers.normalization import BatchNormalization, LayerNormalization
 from minidl.layers.op_layer import OpLayer
+from minidl.layers.padding import (Cropping1D, Cropping2D, Cropping3D, ZeroPadding1D,
+                                   ZeroPadding2D, ZeroPadding3D)
 from minidl.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                                    GlobalAveragePooling1D, GlobalAveragePooling2D,
                                    GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D,
@@ -46,6 +48,8 @@ __all__ += ["CenterCrop", "RandomBrightness", "RandomContrast", "RandomCrop", "R
             "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing"]
 __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]
 __all__ += ["Hashing", "IntegerLookup", "StringLookup", "TextVectorization"]
+__all__ += ["Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding2D",
+            "ZeroPadding3D"]
 __all__ += ["Embedding", "Masking", "RepeatVector", "SpatialDropout1D", "TimeDistributed"]
 from minidl.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN  # noqa: E402
 

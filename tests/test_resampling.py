@@ -1,0 +1,335 @@
+"""Zero padding, cropping, upsampling and Permute: numpy references (np.pad, slicing,
+np.repeat, np.transpose), PyTorch where installed (F.pad, F.interpolate), float64 finite
+differences, thread-count determinism, Keras 3.15.1's output shapes and refusals, and use
+in models (fit, save, load).
+"""
+import os
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl._core import _resample
+from minidl._ref.gradcheck import check_layer_gradients
+from minidl.layers import (CallContext, Conv2D, Cropping1D, Cropping2D, Cropping3D, Dense,
+                           Flatten, Input, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
+from minidl.layers import get as get_layer
+from minidl.models import Model, Sequential, load_model
+from minidl.utils import set_random_seed
+
+pytestmark = pytest.mark.usefixtures("one_thread", "torch_one_thread")
+
+
+def data(shape, seed=0, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def run(layer, x, dy):
+    """(inference output, training output, input gradient) of ``layer`` at ``x``."""
+    inference = layer(x)
+    ctx = CallContext(layer)
+    y = ctx.forward(x, training=True).copy()
+    return inference, y, ctx.backward(dy).copy()
+
+
+# ---- padding and cropping: numpy reference ----
+
+def margins_of(layer):
+    """The layer's margins as one (before, after) pair per spatial axis."""
+    value = getattr(layer, "padding", None) or layer.cropping
+    return (tuple(value),) if isinstance(value[0], int) else tuple(map(tuple, value))
+
+
+def pad_reference(x, pairs):
+    return np.pad(x, ((0, 0),) + tuple(pairs) + ((0, 0),))
+
+
+def crop_reference(x, pairs):
+    index = tuple(slice(before, size - after)
+                  for size, (before, after) in zip(x.shape[1:-1], pairs))
+    return x[(slice(None),) + index]
+
+
+PAD_CASES = [
+    (ZeroPadding1D, {}, (5, 3), ((1, 1),)),
+    (ZeroPadding1D, {"padding": 2}, (4, 2), ((2, 2),)),
+    (ZeroPadding1D, {"padding": (0, 3)}, (4, 2), ((0, 3),)),
+    (ZeroPadding2D, {}, (4, 5, 3), ((1, 1), (1, 1))),
+    (ZeroPadding2D, {"padding": 2}, (3, 2, 2), ((2, 2), (2, 2))),
+    (ZeroPadding2D, {"padding": (1, 2)}, (4, 5, 3), ((1, 1), (2, 2))),
+    (ZeroPadding2D, {"padding": ((1, 0), (2, 3))}, (4, 5, 3), ((1, 0), (2, 3))),
+    (ZeroPadding2D, {"padding": ((0, 0), (0, 1))}, (3, 3, 1), ((0, 0), (0, 1))),
+    (ZeroPadding3D, {}, (2, 3, 4, 2), ((1, 1), (1, 1), (1, 1))),
+    (ZeroPadding3D, {"padding": (1, 0, 2)}, (2, 3, 4, 2), ((1, 1), (0, 0), (2, 2))),
+    (ZeroPadding3D, {"padding": ((0, 1), (2, 0), (1, 3))}, (2, 3, 4, 1),
+     ((0, 1), (2, 0), (1, 3))),
+]
+CROP_CASES = [
+    (Cropping1D, {}, (5, 3), ((1, 1),)),
+    (Cropping1D, {"cropping": (0, 3)}, (4, 2), ((0, 3),)),
+    (Cropping2D, {}, (4, 5, 3), ((0, 0), (0, 0))),
+    (Cropping2D, {"cropping": 1}, (4, 5, 3), ((1, 1), (1, 1))),
+    (Cropping2D, {"cropping": (1, 2)}, (4, 6, 3), ((1, 1), (2, 2))),
+    (Cropping2D, {"cropping": ((1, 0), (2, 1))}, (4, 5, 3), ((1, 0), (2, 1))),
+    (Cropping3D, {}, (3, 4, 5, 2), ((1, 1), (1, 1), (1, 1))),
+    (Cropping3D, {"cropping": (1, 0, 2)}, (3, 4, 5, 2), ((1, 1), (0, 0), (2, 2))),
+    (Cropping3D, {"cropping": ((0, 1), (2, 0), (1, 3))}, (3, 4, 6, 2),
+     ((0, 1), (2, 0), (1, 3))),
+]
+
+
+def _case_id(case):
+    return f"{case[0].__name__}-{case[1]}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", PAD_CASES + CROP_CASES,
+                         ids=[_case_id(c) for c in PAD_CASES + CROP_CASES])
+def test_padding_and_cropping_match_numpy(case, dtype):
+    cls, kwargs, sample, pairs = case
+    layer = cls(dtype=dtype, **kwargs)
+    assert margins_of(layer) == pairs
+    x = data((3,) + sample, 1, dtype)
+    crop = cls.__name__.startswith("Cropping")
+    want = crop_reference(x, pairs) if crop else pad_reference(x, pairs)
+    dy = data(want.shape, 2, dtype)
+    inference, y, dx = run(layer, x, dy)
+    # A copy: the bits are the input's.
+    np.testing.assert_array_equal(inference, want)
+    np.testing.assert_array_equal(y, want)
+    assert y.dtype == dtype and layer.compute_output_shape(sample) == want.shape[1:]
+    want_dx = pad_reference(dy, pairs) if crop else crop_reference(dy, pairs)
+    np.testing.assert_array_equal(dx, want_dx)
+
+
+@pytest.mark.parametrize("case", [PAD_CASES[2], PAD_CASES[6], PAD_CASES[10], CROP_CASES[1],
+                                  CROP_CASES[5], CROP_CASES[8]], ids=_case_id)
+def test_padding_and_cropping_gradients(case):
+    cls, kwargs, sample, _ = case
+    check_layer_gradients(cls(dtype="float64", **kwargs), data((2,) + sample, 3))
+
+
+def test_padding_matches_torch_f_pad():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = data((2, 4, 5, 3), 4)
+    layer = ZeroPadding2D(((1, 2), (3, 0)), dtype="float64")
+    xt = torch.tensor(x, requires_grad=True)
+    yt = F.pad(xt, (0, 0, 3, 0, 1, 2))   # last axis first: channels, width, height
+    dy = data(tuple(yt.shape), 5)
+    yt.backward(torch.tensor(dy))
+    _, y, dx = run(layer, x, dy)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_array_equal(dx, xt.grad.numpy())
+    # Cropping is F.pad with negative pads.
+    crop = Cropping3D(((1, 0), (0, 2), (1, 1)), dtype="float64")
+    x = data((2, 3, 4, 5, 2), 6)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = F.pad(xt, (0, 0, -1, -1, 0, -2, -1, 0))
+    dy = data(tuple(yt.shape), 7)
+    yt.backward(torch.tensor(dy))
+    _, y, dx = run(crop, x, dy)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_array_equal(dx, xt.grad.numpy())
+
+
+def test_padding_and_cropping_take_any_spatial_size():
+    # Built for (None, None, c): each batch brings its own size.
+    inputs = Input((None, None, 2))
+    model = Model(inputs, Cropping2D(((1, 0), (0, 2)))(ZeroPadding2D(((0, 1), (2, 3)))(inputs)))
+    assert model.output_shape == (None, None, None, 2)
+    for shape in ((1, 3, 4, 2), (2, 5, 2, 2)):
+        x = data(shape, 8, np.float32)
+        want = crop_reference(pad_reference(x, ((0, 1), (2, 3))), ((1, 0), (0, 2)))
+        np.testing.assert_array_equal(model.predict(x, verbose=0), want)
+    with pytest.raises(ValueError, match="cropping"):
+        Cropping1D((2, 2))(np.zeros((1, 4, 1), np.float32))
+
+
+# ---- Keras' output shapes (from Keras 3.15.1) ----
+
+KERAS_SHAPES = [
+    ("ZeroPadding1D", {}, (5, 3), (7, 3)),
+    ("ZeroPadding1D", {"padding": 2}, (None, 3), (None, 3)),
+    ("ZeroPadding1D", {"padding": (0, 3)}, (4, 2), (7, 2)),
+    ("ZeroPadding2D", {}, (4, 5, 3), (6, 7, 3)),
+    ("ZeroPadding2D", {"padding": 2}, (None, 5, 3), (None, 9, 3)),
+    ("ZeroPadding2D", {"padding": (1, 2)}, (4, 5, 3), (6, 9, 3)),
+    ("ZeroPadding2D", {"padding": ((1, 0), (2, 3))}, (4, None, 3), (5, None, 3)),
+    ("ZeroPadding3D", {}, (2, 3, 4, 1), (4, 5, 6, 1)),
+    ("ZeroPadding3D", {"padding": (1, 0, 2)}, (2, 3, 4, 1), (4, 3, 8, 1)),
+    ("ZeroPadding3D", {"padding": ((0, 1), (2, 0), (1, 3))}, (2, None, 4, 1), (3, None, 8, 1)),
+    ("Cropping1D", {}, (5, 3), (3, 3)),
+    ("Cropping1D", {"cropping": (0, 3)}, (4, 2), (1, 2)),
+    ("Cropping1D", {"cropping": 2}, (None, 2), (None, 2)),
+    ("Cropping2D", {}, (4, 5, 3), (4, 5, 3)),
+    ("Cropping2D", {"cropping": 1}, (4, 5, 3), (2, 3, 3)),
+    ("Cropping2D", {"cropping": (1, 2)}, (4, 5, 3), (2, 1, 3)),
+    ("Cropping2D", {"cropping": ((1, 0), (2, 1))}, (None, 5, 3), (None, 2, 3)),
+    ("Cropping3D", {}, (3, 4, 5, 2), (1, 2, 3, 2)),
+    ("Cropping3D", {"cropping": (1, 0, 2)}, (3, 4, 5, 2), (1, 4, 1, 2)),
+    ("Cropping3D", {"cropping": ((0, 1), (2, 0), (1, 3))}, (3, 4, None, 2), (2, 2, None, 2)),
+]
+# Croppings that Keras 3.15.1 refuses: nothing would be left along an axis.
+KERAS_REFUSED = [
+    ("Cropping1D", {"cropping": (2, 3)}, (5, 3)),
+    ("Cropping2D", {"cropping": ((2, 2), (0, 0))}, (4, 5, 3)),
+    ("Cropping3D", {"cropping": 1}, (2, 5, 5, 1)),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, sample, want", KERAS_SHAPES,
+                         ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in KERAS_SHAPES])
+def test_output_shapes_follow_keras(name, kwargs, sample, want):
+    layer = getattr(minidl.layers, name)(**kwargs)
+    assert layer.compute_output_shape(sample) == want
+    if None not in sample:
+        assert layer(np.zeros((2,) + sample, np.float32)).shape == (2,) + want
+
+
+@pytest.mark.parametrize("name, kwargs, sample", KERAS_REFUSED)
+def test_croppings_keras_refuses_are_refused(name, kwargs, sample):
+    layer = getattr(minidl.layers, name)(**kwargs)
+    with pytest.raises(ValueError, match="cropping must be smaller than the input"):
+        layer.compute_output_shape(sample)
+    with pytest.raises(ValueError, match="cropping"):
+        layer(np.zeros((1,) + sample, np.float32))
+
+
+def test_keras_tables_are_keras_results():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    for name, kwargs, sample, want in KERAS_SHAPES:
+        layer = getattr(keras.layers, name)(**kwargs)
+        assert tuple(layer.compute_output_shape((None,) + sample))[1:] == want, name
+    for name, kwargs, sample in KERAS_REFUSED:
+        with pytest.raises(ValueError):
+            getattr(keras.layers, name)(**kwargs).compute_output_shape((None,) + sample)
+
+
+# ---- arguments, config ----
+
+@pytest.mark.parametrize("make, error, pattern", [
+    (lambda: ZeroPadding1D(-1), ValueError, "padding.*negative"),
+    (lambda: ZeroPadding1D((1, 2, 3)), ValueError, "padding"),
+    (lambda: ZeroPadding1D("x"), ValueError, "padding"),
+    (lambda: ZeroPadding1D(1.5), ValueError, "padding"),
+    (lambda: ZeroPadding2D(True), ValueError, "padding"),
+    (lambda: ZeroPadding2D((1, 2, 3)), ValueError, "padding"),
+    (lambda: ZeroPadding2D(((1, 2), (3, -1))), ValueError, "2nd entry of padding"),
+    (lambda: ZeroPadding2D(((1, 2, 3), (3, 1))), ValueError, "1st entry of padding"),
+    (lambda: ZeroPadding2D(data_format="channels_first"), ValueError, "data_format"),
+    (lambda: ZeroPadding3D((1, 1)), ValueError, "padding"),
+    (lambda: ZeroPadding3D(((1, 1), (1, 1), (1, "a"))), ValueError, "3rd entry of padding"),
+    (lambda: Cropping1D(-2), ValueError, "cropping.*negative"),
+    (lambda: Cropping2D(-1), ValueError, "cropping.*negative"),
+    (lambda: Cropping2D(((1,), (1, 1))), ValueError, "1st entry of cropping"),
+    (lambda: Cropping3D(None), ValueError, "cropping"),
+    (lambda: Cropping3D(data_format="channels_middle"), ValueError, "data_format"),
+])
+def test_bad_arguments_are_refused(make, error, pattern):
+    with pytest.raises(error, match=pattern):
+        make()
+
+
+@pytest.mark.parametrize("layer, bad_sample", [
+    (ZeroPadding1D(), (4, 4, 2)), (ZeroPadding2D(), (4, 2)), (ZeroPadding3D(), (4, 4, 2)),
+    (Cropping1D(), (4,)), (Cropping2D(), (4, 4, 4, 2)), (Cropping3D(), (4, 4, 2))])
+def test_inputs_of_the_wrong_rank_are_refused(layer, bad_sample):
+    with pytest.raises(ValueError, match="expects"):
+        layer(np.zeros((1,) + bad_sample, np.float32))
+
+
+@pytest.mark.parametrize("layer, keras_config", [
+    (ZeroPadding1D(), {"padding": [1, 1], "data_format": "channels_last"}),
+    (ZeroPadding2D(), {"padding": [[1, 1], [1, 1]], "data_format": "channels_last"}),
+    (ZeroPadding3D(2), {"padding": [[2, 2]] * 3, "data_format": "channels_last"}),
+    (Cropping1D(), {"cropping": [1, 1]}),
+    (Cropping2D(), {"cropping": [[0, 0], [0, 0]], "data_format": "channels_last"}),
+    (Cropping3D((1, 2, 3)), {"cropping": [[1, 1], [2, 2], [3, 3]],
+                             "data_format": "channels_last"}),
+])
+def test_config_holds_keras_keys_and_round_trips(layer, keras_config):
+    config = layer.get_config()
+    assert {k: config[k] for k in keras_config} == keras_config
+    assert set(config) == {"name", "dtype", "trainable"} | set(keras_config)
+    clone = get_layer({"class_name": type(layer).__name__, "config": config})
+    assert clone.get_config() == config and clone.params == []
+
+
+# ---- kernels ----
+
+def test_place_refuses_bad_arrays():
+    x = np.zeros((2, 1, 3, 4, 2))
+    with pytest.raises(TypeError, match="dst"):
+        _resample.place(x, np.zeros((2, 1, 3, 4, 2), np.float32), (0, 0, 0))
+    with pytest.raises(ValueError, match="same batch size"):
+        _resample.place(x, np.zeros((3, 1, 3, 4, 2)), (0, 0, 0))
+    with pytest.raises(ValueError, match="offsets"):
+        _resample.place(x, np.zeros((2, 1, 3, 4, 2)), (0, 0))
+    with pytest.raises(ValueError, match="share memory"):
+        _resample.place(x, x, (0, 0, 0))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _resample.place(np.zeros((2, 1, 3, 8, 2))[:, :, :, ::2], np.zeros((2, 1, 3, 4, 2)),
+                        (0, 0, 0))
+    # Offsets far outside the destination: all zeros, no stray access.
+    out = np.ones((2, 1, 3, 4, 2))
+    _resample.place(x + 1, out, (0, 100, -100))
+    assert not out.any()
+
+
+# ---- threads ----
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("make, shape", [
+    (lambda d: ZeroPadding2D(((1, 2), (0, 3)), dtype=d), (8, 30, 31, 8)),
+    (lambda d: Cropping3D(((1, 0), (2, 1), (0, 3)), dtype=d), (4, 9, 12, 13, 8)),
+], ids=["pad2d", "crop3d"])
+def test_same_bits_for_any_thread_count(make, shape, dtype):
+    x = data(shape, 9, dtype)
+    results = []
+    before = minidl.get_num_threads()
+    try:
+        for threads in (1, 2):
+            minidl.set_num_threads(threads)
+            layer = make(dtype)
+            out_shape = (shape[0],) + layer.compute_output_shape(shape[1:])
+            results.append(run(layer, x, data(out_shape, 10, dtype)))
+    finally:
+        minidl.set_num_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- models ----
+
+def test_model_with_padding_and_cropping_fits_saves_and_loads(tmp_path):
+    rng = np.random.default_rng(11)
+    images = rng.standard_normal((24, 7, 6, 2)).astype(np.float32)
+    labels = rng.integers(0, 2, 24)
+    set_random_seed(3)
+    model = Sequential([Input((7, 6, 2)), ZeroPadding2D(((1, 0), (2, 1))),
+                        Conv2D(3, 3, activation="relu"), Cropping2D(((0, 1), (1, 0))),
+                        Flatten(), Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    history = model.fit(images, labels, epochs=2, batch_size=8, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    path = tmp_path / "pad.minidl"
+    model.save(path)
+    np.testing.assert_array_equal(load_model(path).predict(images, verbose=0),
+                                  model.predict(images, verbose=0))
+
+    seqs = rng.standard_normal((24, 6, 3)).astype(np.float32)
+    volumes = rng.standard_normal((24, 3, 4, 4, 1)).astype(np.float32)
+    seq_in, vol_in = Input((6, 3)), Input((3, 4, 4, 1))
+    a = Flatten()(Cropping1D((1, 2))(ZeroPadding1D((0, 2))(seq_in)))
+    b = Flatten()(Cropping3D(((0, 1), (1, 1), (2, 0)))(ZeroPadding3D(1)(vol_in)))
+    both = Model([seq_in, vol_in], Dense(2, activation="softmax")(
+        minidl.layers.concatenate([a, b])))
+    both.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    assert np.isfinite(both.fit([seqs, volumes], labels, epochs=1, verbose=0)
+                       .history["loss"][0])
+    path = tmp_path / "both.minidl"
+    both.save(path)
+    np.testing.assert_array_equal(load_model(path).predict([seqs, volumes], verbose=0),
+                                  both.predict([seqs, volumes], verbose=0))
