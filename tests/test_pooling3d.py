@@ -233,6 +233,19 @@ def test_pooling3d_gradients(make, sample):
     assert layer.params == []
 
 
+def test_gradient_tape_gives_the_backward_pass():
+    for layer in (MaxPooling3D(2, strides=1, dtype="float64"),
+                  AveragePooling3D(2, padding="same", dtype="float64"),
+                  GlobalMaxPooling3D(dtype="float64")):
+        x = data((2, 3, 3, 4, 2), 15)
+        weights = data((2,) + layer.compute_output_shape(x.shape[1:]), 16)
+        variable = minidl.Variable(x)
+        with minidl.GradientTape() as tape:
+            loss = minidl.ops.sum(layer(variable) * weights)
+        _, _, dx = run(layer, x, weights)
+        np.testing.assert_array_equal(np.asarray(tape.gradient(loss, variable)), dx)
+
+
 def test_pooling3d_takes_any_spatial_size():
     model = Sequential([Input((None, None, None, 2)), MaxPooling3D(2, padding="same"),
                         AveragePooling3D(2, strides=1, padding="same"),
