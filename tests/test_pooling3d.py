@@ -246,6 +246,16 @@ def test_gradient_tape_gives_the_backward_pass():
         np.testing.assert_array_equal(np.asarray(tape.gradient(loss, variable)), dx)
 
 
+@pytest.mark.parametrize("layer", [MaxPooling3D(), AveragePooling3D(), GlobalMaxPooling3D(),
+                                   GlobalAveragePooling3D(keepdims=True)],
+                         ids=lambda layer: type(layer).__name__)
+def test_an_empty_batch(layer):
+    ctx = CallContext(layer)
+    y = ctx.forward(np.zeros((0, 2, 4, 2, 3), np.float32), training=True)
+    assert y.shape == (0,) + layer.compute_output_shape((2, 4, 2, 3))
+    assert ctx.backward(np.zeros(y.shape, np.float32)).shape == (0, 2, 4, 2, 3)
+
+
 def test_pooling3d_takes_any_spatial_size():
     model = Sequential([Input((None, None, None, 2)), MaxPooling3D(2, padding="same"),
                         AveragePooling3D(2, strides=1, padding="same"),

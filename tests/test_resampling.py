@@ -147,6 +147,18 @@ def test_padding_and_cropping_take_any_spatial_size():
         Cropping1D((2, 2))(np.zeros((1, 4, 1), np.float32))
 
 
+@pytest.mark.parametrize("layer, sample", [
+    (ZeroPadding1D(), (3, 2)), (ZeroPadding3D(), (2, 2, 2, 1)), (Cropping2D(1), (3, 3, 2)),
+    (UpSampling1D(), (3, 2)), (UpSampling2D(interpolation="bilinear"), (2, 3, 2)),
+    (UpSampling3D(), (2, 2, 2, 1)), (Permute((3, 2, 1)), (2, 3, 4))],
+    ids=lambda value: type(value).__name__ if not isinstance(value, tuple) else "")
+def test_an_empty_batch(layer, sample):
+    ctx = CallContext(layer)
+    y = ctx.forward(np.zeros((0,) + sample, np.float32), training=True)
+    assert y.shape == (0,) + layer.compute_output_shape(sample)
+    assert ctx.backward(np.zeros(y.shape, np.float32)).shape == (0,) + sample
+
+
 # ---- Keras' output shapes (from Keras 3.15.1) ----
 
 KERAS_SHAPES = [

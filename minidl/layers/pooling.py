@@ -279,8 +279,9 @@ class _Pooling3D(Layer):
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
         dx = ctx.buffers.get("dx", n, ctx.in_sample)
         if self._max:
-            kernels.scatter_argmax(dy.reshape(n, -1), ctx.argmax.reshape(n, -1),
-                                   dx.reshape(n, -1))
+            per_out = int(np.prod(dy.shape[1:]))   # (reshape(n, -1) fails for n = 0)
+            kernels.scatter_argmax(dy.reshape(n, per_out), ctx.argmax.reshape(n, per_out),
+                                   dx.reshape(n, int(np.prod(ctx.in_sample))))
         else:
             kernels3d.avg_pool3d_backward(dy, dx, **ctx.window)
         return dx
@@ -291,9 +292,10 @@ class _Pooling3D(Layer):
         """As ``_Pooling.backward_through_relu`` (max pooling only)."""
         n = dy.shape[0]
         dx = ctx.buffers.get("dx", n, ctx.in_sample)
-        kernels.scatter_argmax(np.ascontiguousarray(dy, dtype=self.dtype).reshape(n, -1),
-                               ctx.argmax.reshape(n, -1), dx.reshape(n, -1),
-                               ctx.y.reshape(n, -1))
+        per_out, per_in = int(np.prod(ctx.y.shape[1:])), int(np.prod(ctx.in_sample))
+        kernels.scatter_argmax(np.ascontiguousarray(dy, dtype=self.dtype).reshape(n, per_out),
+                               ctx.argmax.reshape(n, per_out), dx.reshape(n, per_in),
+                               ctx.y.reshape(n, per_out))
         return dx
 
     def get_config(self):
@@ -388,7 +390,7 @@ class _GlobalPooling(Layer):
     def _scatter(self, ctx, dy, dx, gate):
         n, channels = dy.shape[0], self._out_image[0]
         kernels.scatter_argmax(dy.reshape(n, channels), ctx.argmax,
-                               dx.reshape(n, -1), gate)
+                               dx.reshape(n, int(np.prod(dx.shape[1:]))), gate)
 
     def backward_through_relu(self, ctx, dy):
         """As ``_Pooling.backward_through_relu``, for the global maximum."""
