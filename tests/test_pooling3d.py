@@ -327,6 +327,21 @@ def test_keras_table_is_keras_results():
     # Keras refuses a 'valid' window larger than its input, as minidl does.
     with pytest.raises(ValueError):
         keras.layers.MaxPooling3D(3).compute_output_shape((None, 2, 4, 4, 1))
+    # And the values: Keras' own layers on the same data. (Keras' torch backend pads an
+    # average pooling's asymmetric 'same' padding by replicating the edge and counts it,
+    # unlike its TensorFlow and JAX backends; minidl counts only the input's positions, as
+    # they do and as its 2-D pooling does, so only symmetric pads are compared here.)
+    x = data((2, 5, 6, 7, 3), 17, np.float32)
+    for name, kwargs in [
+            ("MaxPooling3D", {"pool_size": 3, "strides": 2, "padding": "same"}),
+            ("MaxPooling3D", {"pool_size": (1, 2, 3), "strides": (2, 1, 2)}),
+            ("AveragePooling3D", {"pool_size": 2}),
+            ("AveragePooling3D", {"pool_size": (3, 3, 1), "strides": 1, "padding": "same"}),
+            ("GlobalMaxPooling3D", {"keepdims": True}), ("GlobalAveragePooling3D", {})]:
+        want = np.asarray(getattr(keras.layers, name)(**kwargs)(x))
+        got = np.asarray(getattr(minidl.layers, name)(**kwargs)(x))
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max(),
+                                   err_msg=name)
 
 
 # ---- arguments, errors, config ----

@@ -228,6 +228,20 @@ def test_keras_tables_are_keras_results():
     for name, kwargs, sample in KERAS_REFUSED:
         with pytest.raises(ValueError):
             getattr(keras.layers, name)(**kwargs).compute_output_shape((None,) + sample)
+    # And the values: Keras' own layers on the same data.
+    for name, kwargs, sample in [
+            ("ZeroPadding2D", {"padding": ((1, 0), (2, 3))}, (4, 5, 3)),
+            ("Cropping3D", {"cropping": ((0, 1), (2, 0), (1, 3))}, (3, 4, 6, 2)),
+            ("UpSampling2D", {"size": (2, 3)}, (3, 4, 2)),
+            ("UpSampling2D", {"size": (2, 3), "interpolation": "bilinear"}, (3, 4, 2)),
+            ("UpSampling2D", {"size": (3, 1), "interpolation": "bilinear"}, (4, 3, 2)),
+            ("UpSampling3D", {"size": (1, 2, 3)}, (2, 3, 2, 2)),
+            ("Permute", {"dims": (3, 1, 2)}, (2, 3, 4))]:
+        x = data((2,) + sample, 29, np.float32)
+        want = np.asarray(getattr(keras.layers, name)(**kwargs)(x))
+        got = np.asarray(getattr(minidl.layers, name)(**kwargs)(x))
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max(),
+                                   err_msg=name)
 
 
 # ---- upsampling: numpy reference ----
