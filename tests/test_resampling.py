@@ -515,6 +515,58 @@ def test_place_refuses_bad_arrays():
     assert not out.any()
 
 
+def place_reference(src, out_shape, offsets):
+    dst = np.zeros(out_shape, src.dtype)
+    target, source = [slice(None)], [slice(None)]
+    for size, out, offset in zip(src.shape[1:4], out_shape[1:4], offsets):
+        lo, hi = max(offset, 0), min(size + offset, out)
+        if hi <= lo:
+            return dst
+        target.append(slice(lo, hi))
+        source.append(slice(lo - offset, hi - offset))
+    dst[tuple(target)] = src[tuple(source)]
+    return dst
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_match_numpy_on_random_geometries(dtype):
+    rng = np.random.default_rng(30)
+    for _ in range(40):
+        shape = (int(rng.integers(0, 3)),) + tuple(int(v) for v in rng.integers(1, 5, 4))
+        out_shape = shape[:1] + tuple(int(v) for v in rng.integers(1, 7, 3)) + shape[4:]
+        offsets = tuple(int(v) for v in rng.integers(-5, 6, 3))
+        src = data(shape, int(rng.integers(1000)), dtype)
+        dst = np.full(out_shape, np.nan, dtype)
+        _resample.place(src, dst, offsets)
+        np.testing.assert_array_equal(dst, place_reference(src, out_shape, offsets))
+        sizes = tuple(int(v) for v in rng.integers(1, 4, 3))
+        up = np.full(shape[:1] + tuple(n * f for n, f in zip(shape[1:4], sizes)) + shape[4:],
+                     np.nan, dtype)
+        _resample.upsample_nearest(src, up, sizes)
+        np.testing.assert_array_equal(up, upsample_reference(src, sizes))
+        back = np.full(shape, np.nan, dtype)
+        _resample.upsample_nearest_backward(up, back, sizes)
+        np.testing.assert_allclose(back, upsample_gradient_reference(up, shape[1:], sizes),
+                                   rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+def test_upsample_kernels_refuse_bad_arrays():
+    x = np.zeros((2, 1, 2, 3, 2))
+    with pytest.raises(ValueError, match="y must have shape"):
+        _resample.upsample_nearest(x, np.zeros((2, 1, 4, 5, 2)), (1, 2, 2))
+    with pytest.raises(ValueError, match="size"):
+        _resample.upsample_nearest(x, np.zeros((2, 1, 4, 6, 2)), (1, 0, 2))
+    with pytest.raises(ValueError, match="size"):
+        _resample.upsample_nearest(x, np.zeros((2, 1, 4, 6, 2)), 2)
+    with pytest.raises(TypeError, match="dx"):
+        _resample.upsample_nearest_backward(np.zeros((2, 1, 4, 6, 2)), x.astype(np.float32),
+                                            (1, 2, 2))
+    read_only = np.zeros_like(x)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        _resample.upsample_nearest_backward(np.zeros((2, 1, 4, 6, 2)), read_only, (1, 2, 2))
+
+
 # ---- threads ----
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
