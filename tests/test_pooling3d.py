@@ -114,6 +114,23 @@ def test_pooling3d_matches_reference(pool, strides, padding, sample, kind, dtype
     np.testing.assert_allclose(dx, want_dx, rtol=0, atol=tol * np.abs(want_dx).max())
 
 
+def test_pooling3d_matches_reference_on_random_geometries():
+    rng = np.random.default_rng(18)
+    for _ in range(12):
+        pool = tuple(int(v) for v in rng.integers(1, 4, 3))
+        strides = tuple(int(v) for v in rng.integers(1, 4, 3))
+        padding = str(rng.choice(["valid", "same"]))
+        sample = tuple(int(k + v) for k, v in zip(pool, rng.integers(0, 4, 3)))
+        x = data((1,) + sample + (2,), int(rng.integers(1000)))
+        for kind in ("max", "avg"):
+            layer = _layer(kind, pool, strides, padding, "float64")
+            dy = data((1,) + layer.compute_output_shape(sample + (2,)), 19)
+            want_y, want_dx = pool3d_reference(kind, x, pool, strides, padding, dy)
+            _, y, dx = run(layer, x, dy)
+            np.testing.assert_allclose(y, want_y, rtol=1e-14, atol=1e-14)
+            np.testing.assert_allclose(dx, want_dx, rtol=1e-14, atol=1e-14)
+
+
 def _torch():
     torch = pytest.importorskip("torch")
     return torch, torch.nn.functional
