@@ -370,7 +370,7 @@ def test_keras_table_is_keras_results():
     (lambda: AveragePooling3D(2, strides=(1, 0, 1)), ValueError, "strides"),
     (lambda: AveragePooling3D(2, strides=1.5), TypeError, "strides"),
     (lambda: MaxPooling3D(2, padding="full"), ValueError, "padding"),
-    (lambda: AveragePooling3D(2, data_format="channels_first"), ValueError, "data_format"),
+    (lambda: AveragePooling3D(2, data_format="NHWC"), ValueError, "data_format"),
     (lambda: GlobalMaxPooling3D(keepdims=1), TypeError, "keepdims"),
     (lambda: GlobalAveragePooling3D(data_format="nchw"), ValueError, "data_format"),
 ])

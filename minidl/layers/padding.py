@@ -15,6 +15,7 @@ import numpy as np
 from minidl._core import _resample
 from minidl.layers.base import LAYERS, Layer
 from minidl.layers.conv_utils import check_data_format, check_input_rank
+from minidl.layers.data_format import ChannelsFirstMixin
 
 _LAYOUTS = {1: "(batch, steps, channels)", 2: "(batch, height, width, channels)",
             3: "(batch, dim1, dim2, dim3, channels)"}
@@ -156,7 +157,7 @@ class _ZeroPadding(_Margins):
     def __init__(self, padding, data_format=None, **kwargs):
         super().__init__(**kwargs)
         self._set_margins(padding)
-        self.data_format = check_data_format(data_format, type(self).__name__)
+        self.data_format = check_data_format(data_format, self)
 
     @property
     def padding(self):
@@ -174,13 +175,15 @@ class _Cropping(_Margins):
 
 
 @LAYERS.register()
-class ZeroPadding1D(_ZeroPadding):
+class ZeroPadding1D(ChannelsFirstMixin, _ZeroPadding):
     """Zero padding of sequences: zeros added before and after the steps.
 
     Args:
         padding: int (the same number of zero steps on both sides; default 1) or tuple of
             2 ints ``(before, after)``.
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
 
     Input shape:
         3-D ``(batch, steps, channels)``.
@@ -199,7 +202,7 @@ class ZeroPadding1D(_ZeroPadding):
 
 
 @LAYERS.register()
-class ZeroPadding2D(_ZeroPadding):
+class ZeroPadding2D(ChannelsFirstMixin, _ZeroPadding):
     """Zero padding of images: rows of zeros at the top and bottom, columns at the left and
     right.
 
@@ -207,7 +210,9 @@ class ZeroPadding2D(_ZeroPadding):
         padding: int (the same on all four sides; default 1), tuple of 2 ints
             ``(symmetric_height_pad, symmetric_width_pad)``, or tuple of 2 tuples of 2 ints
             ``((top_pad, bottom_pad), (left_pad, right_pad))``.
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
 
     Input shape:
         4-D ``(batch, height, width, channels)``.
@@ -226,14 +231,16 @@ class ZeroPadding2D(_ZeroPadding):
 
 
 @LAYERS.register()
-class ZeroPadding3D(_ZeroPadding):
+class ZeroPadding3D(ChannelsFirstMixin, _ZeroPadding):
     """Zero padding of volumes: zeros before and after each of the three spatial axes.
 
     Args:
         padding: int (the same on every side; default 1), tuple of 3 ints (symmetric per
             axis), or tuple of 3 tuples of 2 ints
             ``((left_dim1, right_dim1), (left_dim2, right_dim2), (left_dim3, right_dim3))``.
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
 
     Input shape:
         5-D ``(batch, dim1, dim2, dim3, channels)``.
@@ -269,7 +276,7 @@ class Cropping1D(_Cropping):
 
 
 @LAYERS.register()
-class Cropping2D(_Cropping):
+class Cropping2D(ChannelsFirstMixin, _Cropping):
     """Cropping of images: rows removed at the top and bottom, columns at the left and
     right.
 
@@ -278,7 +285,9 @@ class Cropping2D(_Cropping):
             width crops), or tuple of 2 tuples of 2 ints
             ``((top_crop, bottom_crop), (left_crop, right_crop))`` (default no cropping).
             Each axis' crops must sum to less than its size.
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
 
     Input shape:
         4-D ``(batch, height, width, channels)``.
@@ -295,11 +304,11 @@ class Cropping2D(_Cropping):
     def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
         super().__init__(**kwargs)
         self._set_margins(cropping)
-        self.data_format = check_data_format(data_format, type(self).__name__)
+        self.data_format = check_data_format(data_format, self)
 
 
 @LAYERS.register()
-class Cropping3D(_Cropping):
+class Cropping3D(ChannelsFirstMixin, _Cropping):
     """Cropping of volumes along their three spatial axes.
 
     Args:
@@ -307,7 +316,9 @@ class Cropping3D(_Cropping):
             tuple of 3 tuples of 2 ints ``((left_dim1, right_dim1), (left_dim2, right_dim2),
             (left_dim3, right_dim3))`` (default 1 on every side). Each axis' crops must sum
             to less than its size.
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
 
     Input shape:
         5-D ``(batch, dim1, dim2, dim3, channels)``.
@@ -320,4 +331,4 @@ class Cropping3D(_Cropping):
     def __init__(self, cropping=((1, 1), (1, 1), (1, 1)), data_format=None, **kwargs):
         super().__init__(**kwargs)
         self._set_margins(cropping)
-        self.data_format = check_data_format(data_format, type(self).__name__)
+        self.data_format = check_data_format(data_format, self)

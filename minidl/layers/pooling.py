@@ -235,7 +235,7 @@ class _Pooling3D(Layer):
         self.strides = (self.pool_size if strides is None else
                         normalize_tuple(strides, 3, "strides", owner))
         self.padding = normalize_padding(padding, ("valid", "same"), owner)
-        self.data_format = check_data_format(data_format, owner)
+        self.data_format = check_data_format(data_format, self)
 
     def _geometry(self, input_shape):
         """(output spatial shape, pads before the input) by Keras' rules."""
@@ -310,12 +310,12 @@ class _Pooling3D(Layer):
 
 
 @LAYERS.register("MaxPool3D")
-class MaxPooling3D(_ThroughReLU, _Pooling3D):
+class MaxPooling3D(ChannelsFirstMixin, _ThroughReLU, _Pooling3D):
     _max = True
 
 
 @LAYERS.register("AvgPool3D")
-class AveragePooling3D(_Pooling3D):
+class AveragePooling3D(ChannelsFirstMixin, _Pooling3D):
     _max = False
 
 
@@ -485,12 +485,12 @@ class GlobalAveragePooling1D(ChannelsFirstMixin, _GlobalPooling):
 
 
 @LAYERS.register("GlobalMaxPool3D")
-class GlobalMaxPooling3D(_ThroughReLU, _GlobalPooling):
+class GlobalMaxPooling3D(ChannelsFirstMixin, _ThroughReLU, _GlobalPooling):
     rank, _layout, _max = 3, "(batch, dim1, dim2, dim3, channels)", True
 
 
 @LAYERS.register("GlobalAvgPool3D")
-class GlobalAveragePooling3D(_GlobalPooling):
+class GlobalAveragePooling3D(ChannelsFirstMixin, _GlobalPooling):
     rank, _layout, _max = 3, "(batch, dim1, dim2, dim3, channels)", False
 
 

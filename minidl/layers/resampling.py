@@ -17,6 +17,7 @@ import numpy as np
 from minidl._core import _resample
 from minidl.layers.base import LAYERS, Layer
 from minidl.layers.conv_utils import check_data_format, check_input_rank, normalize_tuple
+from minidl.layers.data_format import ChannelsFirstMixin
 from minidl.layers.preprocessing.image import Resampler
 
 _LAYOUTS = {1: "(batch, steps, channels)", 2: "(batch, height, width, channels)",
@@ -34,6 +35,11 @@ class _UpSampling(Layer):
         return (self.size,) if self.rank == 1 else tuple(self.size)
 
     def compute_output_shape(self, input_shape):
+        return self._output_sample(input_shape)
+
+    def _output_sample(self, input_shape):
+        # (forward asks here, not compute_output_shape, which speaks the caller's layout:
+        # see layers/data_format.py)
         input_shape = tuple(input_shape)
         check_input_rank(self, input_shape, self.rank, _LAYOUTS[self.rank])
         return tuple(None if length is None else length * factor
@@ -65,7 +71,7 @@ class _UpSampling(Layer):
     def forward(self, ctx, x, training=False):
         x = np.ascontiguousarray(x, dtype=self.dtype)
         n = x.shape[0]
-        out_sample = self.compute_output_shape(x.shape[1:])
+        out_sample = self._output_sample(x.shape[1:])
         y = (ctx.buffers.get("y", n, out_sample) if ctx.record
              else np.empty((n,) + out_sample, self.dtype))
         if self._bilinear():
@@ -125,13 +131,15 @@ class UpSampling1D(_UpSampling):
 
 
 @LAYERS.register()
-class UpSampling2D(_UpSampling):
+class UpSampling2D(ChannelsFirstMixin, _UpSampling):
     """Upsampling of images: rows and columns repeated (nearest) or interpolated
     (bilinear) to ``size`` times the height and width.
 
     Args:
         size: int or tuple of 2 ints, the height and width factors (default (2, 2)).
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
         interpolation: 'nearest' (default; each pixel repeated) or 'bilinear' (Keras'
             ``ops.image.resize``: half-pixel centers, edges clamped). Keras' 'bicubic',
             'lanczos3' and 'lanczos5' are not implemented in minidl.
@@ -151,7 +159,7 @@ class UpSampling2D(_UpSampling):
     def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
         super().__init__(**kwargs)
         self.size = normalize_tuple(size, 2, "size", "UpSampling2D")
-        self.data_format = check_data_format(data_format, "UpSampling2D")
+        self.data_format = check_data_format(data_format, self)
         mode = interpolation.lower() if isinstance(interpolation, str) else interpolation
         if mode in _KERAS_ONLY_INTERPOLATIONS:
             raise ValueError(f"UpSampling2D interpolation={interpolation!r} is not implemented "
@@ -168,13 +176,15 @@ class UpSampling2D(_UpSampling):
 
 
 @LAYERS.register()
-class UpSampling3D(_UpSampling):
+class UpSampling3D(ChannelsFirstMixin, _UpSampling):
     """Upsampling of volumes: each value repeated ``size[k]`` times along spatial axis ``k``.
 
     Args:
         size: int or tuple of 3 ints, the factors of the three spatial axes
             (default (2, 2, 2)).
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
 
     Input shape:
         5-D ``(batch, dim1, dim2, dim3, channels)``.
@@ -187,7 +197,7 @@ class UpSampling3D(_UpSampling):
     def __init__(self, size=(2, 2, 2), data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.size = normalize_tuple(size, 3, "size", "UpSampling3D")
-        self.data_format = check_data_format(data_format, "UpSampling3D")
+        self.data_format = check_data_format(data_format, self)
 
     def get_config(self):
         config = super().get_config()
