@@ -28,6 +28,8 @@ LAYER_SAMPLES = {
     "Activation": ((4,), {"activation": "relu"}),
     "Conv2D": ((6, 6, 2), {"filters": 2, "kernel_size": 3}),
     "Conv1D": ((6, 2), {"filters": 2, "kernel_size": 3}),
+    "DepthwiseConv2D": ((6, 6, 2), {"kernel_size": 3, "depth_multiplier": 2}),
+    "DepthwiseConv1D": ((6, 2), {"kernel_size": 3, "depth_multiplier": 2}),
     "MaxPooling2D": ((6, 6, 2), {}),
     "AveragePooling2D": ((6, 6, 2), {}),
     "MaxPooling1D": ((6, 2), {}),
