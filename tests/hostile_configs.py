@@ -30,6 +30,8 @@ LAYER_SAMPLES = {
     "Conv1D": ((6, 2), {"filters": 2, "kernel_size": 3}),
     "DepthwiseConv2D": ((6, 6, 2), {"kernel_size": 3, "depth_multiplier": 2}),
     "DepthwiseConv1D": ((6, 2), {"kernel_size": 3, "depth_multiplier": 2}),
+    "SeparableConv2D": ((6, 6, 2), {"filters": 3, "kernel_size": 3, "depth_multiplier": 2}),
+    "SeparableConv1D": ((6, 2), {"filters": 3, "kernel_size": 3, "depth_multiplier": 2}),
     "MaxPooling2D": ((6, 6, 2), {}),
     "AveragePooling2D": ((6, 6, 2), {}),
     "MaxPooling1D": ((6, 2), {}),

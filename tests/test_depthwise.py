@@ -16,7 +16,8 @@ import pytest
 import minidl
 from minidl._ref.gradcheck import check_layer_gradients
 from minidl.layers import (BatchNormalization, CallContext, Dense, DepthwiseConv1D,
-                           DepthwiseConv2D, GlobalAveragePooling2D, ReLU)
+                           DepthwiseConv2D, GlobalAveragePooling2D, ReLU, SeparableConv1D,
+                           SeparableConv2D)
 from minidl.layers.base import LAYERS
 from minidl.models import Sequential, load_model
 from minidl.utils import set_random_seed
@@ -333,3 +334,162 @@ def test_depthwise_under_gradient_tape():
     _, _, want = train_step(layer, x, w)
     for got, expected in zip(grads, want):
         np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-12, atol=1e-12)
+
+
+# ---- separable convolutions ----
+
+SEPARABLE_CASES = [   # kernel_size, strides, padding, dilation, depth_multiplier, filters, shape
+    ((3, 3), (1, 1), "same", (1, 1), 1, 7, (9, 8, 5)),
+    ((3, 3), (2, 2), "same", (1, 1), 2, 4, (9, 8, 6)),
+    ((2, 3), (1, 1), "valid", (2, 1), 3, 5, (7, 9, 3)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", SEPARABLE_CASES, ids=[str(i) for i in range(len(SEPARABLE_CASES))])
+def test_separable_conv2d_matches_torch(case, dtype):
+    torch = pytest.importorskip("torch")
+    kernel_size, strides, padding, dilation, dm, filters, shape = case
+    layer = SeparableConv2D(filters, kernel_size, strides=strides, padding=padding,
+                            depth_multiplier=dm, dilation_rate=dilation, dtype=dtype,
+                            activation="tanh", bias_initializer="random_normal")
+    layer.build(shape)
+    assert [w.name for w in layer.weights] == ["depthwise_kernel", "pointwise_kernel", "bias"]
+    depthwise, pointwise, bias = [w.astype(np.float64) for w in layer.get_weights()]
+    x = data((3,) + shape, 1)
+    dy = data((3,) + layer.compute_output_shape(shape), 2)
+    y, dx, (d_depthwise, d_pointwise, d_bias) = train_step(layer, x.astype(dtype),
+                                                           dy.astype(dtype))
+    # torch: the depthwise convolution (groups = channels), a 1x1 convolution, tanh.
+    F = torch.nn.functional
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    dwt = torch.tensor(depthwise_to_torch(depthwise), requires_grad=True)
+    pwt = torch.tensor(pointwise[0, 0].T[:, :, None, None].copy(), requires_grad=True)
+    bt = torch.tensor(bias, requires_grad=True)
+    src = xt
+    if padding == "same":
+        (t, b), (l, r) = (same_pads(shape[0], kernel_size[0], strides[0], dilation[0]),
+                          same_pads(shape[1], kernel_size[1], strides[1], dilation[1]))
+        src = F.pad(xt, (l, r, t, b))
+    yt = torch.tanh(F.conv2d(F.conv2d(src, dwt, stride=strides, dilation=dilation,
+                                      groups=shape[-1]), pwt, bt))
+    yt.backward(torch.tensor(dy.transpose(0, 3, 1, 2)))
+    tol = TOL[dtype]
+    assert_scaled(y, yt.detach().numpy().transpose(0, 2, 3, 1), tol, "y")
+    assert_scaled(layer(x.astype(dtype)), yt.detach().numpy().transpose(0, 2, 3, 1), tol,
+                  "inference")
+    assert_scaled(dx, xt.grad.numpy().transpose(0, 2, 3, 1), tol, "dx")
+    assert_scaled(depthwise_to_torch(d_depthwise.astype(np.float64)), dwt.grad.numpy(), tol,
+                  "d_depthwise")
+    assert_scaled(d_pointwise[0, 0].T, pwt.grad.numpy()[:, :, 0, 0], tol, "d_pointwise")
+    assert_scaled(d_bias, bt.grad.numpy(), tol, "d_bias")
+
+
+def test_separable_conv2d_matches_numpy():
+    layer = SeparableConv2D(4, 3, strides=2, padding="same", depth_multiplier=2,
+                            dtype="float64", bias_initializer="random_normal")
+    x = data((2, 7, 6, 3), 3)
+    y = layer(x)
+    depthwise, pointwise, bias = layer.get_weights()
+    want = numpy_depthwise(x, depthwise, (2, 2), "same", (1, 1)) @ pointwise[0, 0] + bias
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+
+
+def _separable2d(*args, **kwargs):
+    return lambda: SeparableConv2D(*args, dtype="float64", bias_initializer="random_normal",
+                                   **kwargs)
+
+
+def _separable1d(*args, **kwargs):
+    return lambda: SeparableConv1D(*args, dtype="float64", bias_initializer="random_normal",
+                                   **kwargs)
+
+
+SEPARABLE_GRADIENT_CASES = [
+    ("sep2d_valid_k3", _separable2d(4, 3), (5, 6, 3)),
+    ("sep2d_same_s2_dm2_relu", _separable2d(3, 3, strides=2, padding="same",
+                                            depth_multiplier=2, activation="relu"), (5, 6, 2)),
+    ("sep2d_same_d2_nobias", _separable2d(2, (2, 3), padding="same", dilation_rate=2,
+                                          use_bias=False), (5, 6, 2)),
+    ("sep1d_same_k3_dm2", _separable1d(3, 3, padding="same", depth_multiplier=2), (7, 3)),
+    ("sep1d_valid_s2_sigmoid", _separable1d(2, 4, strides=2, activation="sigmoid"), (9, 2)),
+]
+
+
+@pytest.mark.parametrize("case", SEPARABLE_GRADIENT_CASES,
+                         ids=[c[0] for c in SEPARABLE_GRADIENT_CASES])
+def test_separable_gradients(case):
+    _, factory, in_shape = case
+    set_random_seed(0)
+    check_layer_gradients(factory(), data((2,) + in_shape, 11))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_separable_gives_the_same_bits_for_any_thread_count(dtype):
+    x = data((8, 20, 20, 12), 21).astype(dtype)
+    results = []
+    for threads in (1, 2):
+        minidl.set_num_threads(threads)
+        set_random_seed(0)
+        layer = SeparableConv2D(16, 3, strides=2, padding="same", activation="relu",
+                                depth_multiplier=2, dtype=dtype)
+        inference = layer(x)
+        y, dx, grads = train_step(layer, x, data((8, 10, 10, 16), 22).astype(dtype))
+        results.append((inference, y, dx, *grads))
+    for a, b in zip(results[0], results[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_separable_weights_and_config_follow_keras():
+    layer = SeparableConv1D(6, 3, depth_multiplier=2, name="sep")
+    layer.build((10, 4))
+    assert [(w.name, tuple(w.shape)) for w in layer.weights] == [
+        ("depthwise_kernel", (3, 4, 2)), ("pointwise_kernel", (1, 8, 6)), ("bias", (6,))]
+    config = layer.get_config()
+    # The keys of Keras 3.15.1's SeparableConv1D.get_config().
+    assert set(config) == {
+        "name", "trainable", "dtype", "depth_multiplier", "filters", "kernel_size", "strides",
+        "padding", "data_format", "dilation_rate", "activation", "use_bias",
+        "depthwise_initializer", "pointwise_initializer", "bias_initializer",
+        "depthwise_regularizer", "pointwise_regularizer", "bias_regularizer",
+        "activity_regularizer", "depthwise_constraint", "pointwise_constraint",
+        "bias_constraint"}
+    assert LAYERS.lookup("SeparableConvolution1D") is SeparableConv1D
+    assert LAYERS.lookup("SeparableConvolution2D") is SeparableConv2D
+    clone = SeparableConv1D.from_config(config)
+    assert clone.get_config() == config
+
+
+@pytest.mark.parametrize("make, error, field", [
+    (lambda: SeparableConv2D(0, 3), ValueError, "filters"),
+    (lambda: SeparableConv2D(4, 3, depth_multiplier=0), ValueError, "depth_multiplier"),
+    (lambda: SeparableConv2D(4, (3, 3, 3)), ValueError, "kernel_size"),
+    (lambda: SeparableConv1D(4, 3, padding="causal"), ValueError, "padding"),
+    (lambda: SeparableConv2D(4, 3, pointwise_initializer="nope"), ValueError,
+     "pointwise_initializer"),
+    (lambda: SeparableConv2D(4, 3, pointwise_constraint="nope"), ValueError,
+     "pointwise_constraint"),
+])
+def test_separable_refuses_bad_arguments(make, error, field):
+    with pytest.raises(error, match=field):
+        make()
+
+
+def test_separable_model_trains_saves_and_loads(tmp_path):
+    set_random_seed(2)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((64, 8, 8, 3)).astype("float32")
+    labels = (x[:, :4].mean(axis=(1, 2, 3)) > x[:, 4:].mean(axis=(1, 2, 3))).astype("int64")
+    inputs = minidl.Input((8, 8, 3))
+    hidden = SeparableConv2D(8, 3, padding="same", activation="relu",
+                             pointwise_regularizer="l2")(inputs)
+    hidden = SeparableConv2D(8, 3, strides=2, depth_multiplier=2)(hidden)
+    outputs = Dense(2, activation="softmax")(GlobalAveragePooling2D()(hidden))
+    model = minidl.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    history = model.fit(x, labels, epochs=6, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    path = tmp_path / "sep.minidl"
+    model.save(path)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

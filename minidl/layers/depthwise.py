@@ -69,12 +69,21 @@ class _DepthwiseWindow:
         return window_geometry(self, input_shape, input_shape[:-1], self.kernel_size,
                                self.strides, self.dilation_rate, self.padding, "kernel")
 
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        out, _ = self._geometry(input_shape)
+        channels = input_shape[-1]
+        return out + (None if channels is None else self._output_channels(channels),)
+
     def _check_channels(self, input_shape):
         if input_shape[-1] is None:
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
                              f"number of channels; received inputs of shape "
                              f"{(None,) + tuple(input_shape)}.")
         return input_shape[-1]
+
+    def _output_channels(self, channels):
+        return channels * self.depth_multiplier
 
     def _two_d(self, values, fill):
         """A rank-1 tuple as the 2-D one of an image one row high."""
@@ -90,7 +99,7 @@ class _DepthwiseWindow:
                           dilation=self._two_d(self.dilation_rate, 1),
                           pads=self._two_d(pads, 0))
             geo = _Geometry(self._two_d(spatial, 1) + (channels,), self._two_d(out, 1), window,
-                            out + (channels * self.depth_multiplier,))
+                            out + (self._output_channels(channels),))
             if len(self._geometries) >= _GEOMETRY_CACHE:   # sizes vary batch to batch
                 self._geometries.clear()
             self._geometries[spatial] = geo
@@ -146,12 +155,6 @@ class _DepthwiseConv(_DepthwiseWindow, AffineLayer):
     @property
     def depthwise_constraint(self):
         return self.kernel_constraint
-
-    def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        out, _ = self._geometry(input_shape)
-        channels = input_shape[-1]
-        return out + (None if channels is None else channels * self.depth_multiplier,)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
