@@ -279,6 +279,7 @@ def test_too_small_inputs_are_refused(name):
     (dict(weights="/no/such/file.weights.h5"), ValueError,
      "the path to the weights file to be loaded.  Received: weights='/no/such/file"),
     (dict(weights=3), ValueError, "Received: weights=3"),
+    (dict(weights=np.zeros(3)), ValueError, "Received: weights=array"),
     (dict(weights=None, classes=0), ValueError, "`classes` must be a positive integer"),
     (dict(weights=None, include_top="yes"), TypeError, "include_top='yes'"),
     (dict(weights=None, input_shape=(None, None, 3)), ValueError,

@@ -21,15 +21,16 @@ def check_arguments(include_top, weights, classes, pooling, classifier_activatio
     positive integer), each a ValueError / TypeError naming the argument."""
     if not isinstance(include_top, bool):
         raise TypeError(f"`include_top` must be a bool. Received: include_top={include_top!r}")
-    path = isinstance(weights, (str, os.PathLike)) and weights != "imagenet"
-    if not (weights is None or weights == "imagenet" or (path and os.path.exists(weights))):
+    imagenet = isinstance(weights, str) and weights == "imagenet"
+    path = isinstance(weights, (str, os.PathLike)) and not imagenet
+    if not (weights is None or imagenet or (path and os.path.exists(weights))):
         raise ValueError(f"The `weights` argument should be either `None` (random "
                          f"initialization), 'imagenet' (pre-training on ImageNet), or the "
                          f"path to the weights file to be loaded.  Received: "
                          f"weights={weights!r}")
     if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1:
         raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
-    if weights == "imagenet" and include_top and classes != 1000:
+    if imagenet and include_top and classes != 1000:
         raise ValueError(f"If using `weights='imagenet'` with `include_top=True`, `classes` "
                          f"should be 1000.  Received classes={classes}")
     if pooling not in _POOLINGS:
