@@ -118,22 +118,43 @@ AUTOMATIC = re.compile(r"^(input_layer|conv2d|batch_normalization|add|rescaling|
                        r"global_average_pooling2d|global_max_pooling2d|max_pooling2d)(_\d+)?$")
 
 
+def test_layer_order_is_keras_order_where_branches_join():
+    """Keras orders a model's layers by their distance from the outputs (deepest first), so
+    a branch's layers interleave with its sibling's; the weight order follows."""
+    with skip_weight_init():
+        resnet_model = ResNet50(weights=None, input_shape=(32, 32, 3), classes=3)
+        xception_model = Xception(weights=None, input_shape=(71, 71, 3), classes=3)
+    # From Keras 3.15.1.
+    assert [layer.name for layer in resnet_model.layers[7:19]] == [
+        "conv2_block1_1_conv", "conv2_block1_1_bn", "conv2_block1_1_relu",
+        "conv2_block1_2_conv", "conv2_block1_2_bn", "conv2_block1_2_relu",
+        "conv2_block1_0_conv", "conv2_block1_3_conv", "conv2_block1_0_bn",
+        "conv2_block1_3_bn", "conv2_block1_add", "conv2_block1_out"]
+    names = [AUTOMATIC.sub(r"\1", layer.name) for layer in xception_model.layers[7:16]]
+    assert names == ["block2_sepconv1", "block2_sepconv1_bn", "block2_sepconv2_act",
+                     "block2_sepconv2", "block2_sepconv2_bn", "conv2d", "block2_pool",
+                     "batch_normalization", "add"]
+    assert resnet_model.weight_names[12:14] == ["conv2_block1_2_conv/kernel",
+                                                "conv2_block1_2_conv/bias"]
+
+
 def _layer_table(layers):
-    """(name, class, weight paths' last part and shapes) per layer, automatic names reduced
-    to their base; sorted, so that the comparison does not depend on the order."""
+    """(name, class, weight names and shapes) per layer, in order, automatic names reduced
+    to their base."""
     rows = []
     for layer in layers:
         match = AUTOMATIC.match(layer.name)
         name = match.group(1) if match else layer.name
         weights = tuple((w.path.split("/")[-1], tuple(w.shape)) for w in layer.weights)
         rows.append((name, type(layer).__name__, weights))
-    return sorted(rows)
+    return rows
 
 
 @pytest.mark.parametrize("name", sorted(APPS))
 def test_layer_names_classes_and_weights_match_keras(name):
-    """Every layer of Keras's model has the same name, class, weight names and weight shapes
-    here (``include_top=True``, at a small input, 3 classes)."""
+    """Keras's model has the same layers here, in the same order (so the same weight
+    order), with the same names, classes, weight names and weight shapes
+    (``include_top=True``, at a small input, 3 classes)."""
     pytest.importorskip("torch")
     os.environ.setdefault("KERAS_BACKEND", "torch")
     keras = pytest.importorskip("keras")
