@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import minidl
+from minidl._core import _backend, _depthwise
 from minidl._ref.gradcheck import check_layer_gradients
 from minidl.layers import (BatchNormalization, CallContext, Dense, DepthwiseConv1D,
                            DepthwiseConv2D, GlobalAveragePooling2D, ReLU, SeparableConv1D,
@@ -106,6 +107,8 @@ DEPTHWISE_CASES = [   # kernel_size, strides, padding, dilation, depth_multiplie
     ((3, 2), (1, 1), "valid", (2, 3), 3, (9, 10, 4)),
     ((1, 1), (1, 1), "valid", (1, 1), 2, (4, 5, 3)),
     ((5, 5), (1, 1), "same", (1, 1), 1, (3, 4, 33)),   # a kernel larger than the image
+    ((3, 3), (1, 1), "same", (2, 2), 1, (9, 10, 40)),
+    ((3, 3), (1, 1), "valid", (1, 1), 1, (6, 7, 35)),
 ]
 
 
@@ -145,6 +148,52 @@ def test_depthwise_conv2d_matches_numpy(case):
     y = layer(x)
     want = numpy_depthwise(x, layer.get_weights()[0], strides, padding, dilation)
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+
+
+KERNEL_CASES = [   # (n, h, w, c), kernel_size, depth_multiplier, strides, dilation, padding
+    ((2, 9, 11, 70), (3, 3), 1, (1, 1), (1, 1), "same"),
+    ((2, 9, 11, 45), (3, 3), 1, (2, 2), (1, 1), "same"),
+    ((2, 8, 7, 19), (3, 3), 1, (1, 2), (2, 1), "valid"),
+    ((2, 7, 9, 13), (2, 4), 2, (2, 1), (1, 2), "same"),
+    ((1, 6, 6, 100), (5, 5), 1, (1, 1), (1, 1), "same"),
+]
+
+
+@pytest.mark.parametrize("arch", _backend.supported_archs())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_kernels_under_each_architecture(arch, dtype):
+    # Every instruction set's version (vector blocks, masked tails, the 3x3 register paths)
+    # against the numpy reference and its own gradients by linearity.
+    previous = _backend.get_arch()
+    try:
+        _backend.set_arch(arch)
+        for shape, kernel_size, dm, strides, dilation, padding in KERNEL_CASES:
+            x = data(shape, 31)
+            kernel = data(kernel_size + (shape[-1], dm), 32)
+            want = numpy_depthwise(x, kernel, strides, padding, dilation)
+            pads = tuple(same_pads(n, k, s, d)[0] if padding == "same" else 0
+                         for n, k, s, d in zip(shape[1:3], kernel_size, strides, dilation))
+            y = np.empty(want.shape, dtype)
+            _depthwise.depthwise_forward(x.astype(dtype), kernel.astype(dtype), y, strides,
+                                         dilation, pads)
+            tol = TOL[np.dtype(dtype).name] * 10
+            assert_scaled(y, want, tol, f"{arch} forward {shape}")
+            # The gradients of sum(y * dy): dk by the forward pass on each tap's one-hot
+            # kernel, dx as the adjoint: sum(dx * x) == sum(y * dy).
+            dy = data(want.shape, 33)
+            dk = np.empty(kernel.shape, dtype)
+            dx = np.empty(shape, dtype)
+            _depthwise.depthwise_backward(x.astype(dtype), dy.astype(dtype),
+                                          kernel.astype(dtype), dk, dx, strides, dilation, pads)
+            for index in [(0, 0, 0, 0), tuple(i - 1 for i in kernel.shape)]:
+                one_hot = np.zeros_like(kernel)
+                one_hot[index] = 1.0
+                expected = np.sum(numpy_depthwise(x, one_hot, strides, padding, dilation) * dy)
+                assert_scaled(dk[index], expected, tol * 10, f"{arch} dkernel {shape}")
+            assert_scaled(np.sum(dx.astype(np.float64) * x), np.sum(want * dy), tol * 10,
+                          f"{arch} dx {shape}")
+    finally:
+        _backend.set_arch(previous)
 
 
 def test_depthwise_conv1d_matches_torch_conv1d():
