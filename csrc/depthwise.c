@@ -8,11 +8,13 @@
  * own target attribute and chosen at each call by the active kernel table's architecture,
  * which MINIDL_ARCH governs like every other kernel's).
  *
- * Threads split the forward pass over output rows and the input gradient over input rows;
- * each value is computed by one thread in an order set by the shapes. The kernel gradient,
- * a sum over every pixel of the batch, is split into chunks of DW_CHUNK_PIXELS output pixels
- * (whole rows of one image), each summed into its own partial gradient (scratch slot 2); the
- * partials are then added in chunk order. So the bits never depend on the thread count.
+ * Threads split the forward pass over output rows. The backward pass goes through the batch
+ * in chunks of about DW_CHUNK_PIXELS output pixels (whole rows of one image): each chunk's
+ * kernel gradient is summed into its own partial (scratch slot 2), and the input gradient of
+ * the chunk's rows is computed right after, while its dy is in cache (one pass over dy rather
+ * than two: these loops are bound by memory at MobileNet's sizes); the partials are then
+ * added in chunk order. Each value is computed by one thread in an order set by the shapes,
+ * so the bits never depend on the thread count.
  */
 #include <string.h>
 
@@ -289,51 +291,50 @@ int mdl_depthwise_forward_##TS(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm, c
     return 0;                                                                                \
 }                                                                                            \
                                                                                              \
-int mdl_depthwise_input_grad_##TS(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm,            \
-                                  const T *dy, const T *k, T *dx) {                          \
+int mdl_depthwise_backward_##TS(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm,              \
+                                const T *x, const T *dy, const T *k, T *dk, T *dx) {         \
     const dw_kernels_##TS *kt = DW_ACTIVE(TS);                                               \
-    const ptrdiff_t rows = n * g->h, cout = g->c * dm, per = 2 * (g->kh + g->kw);            \
-    const int nth = mdl_threads_for((double)n * g->out_h * g->out_w * cout * g->kh * g->kw, \
-                                    (double)rows);                                           \
-    ptrdiff_t *pairs = (ptrdiff_t *)mdl_scratch(2, (size_t)nth * per * sizeof(ptrdiff_t));   \
-    if (pairs == NULL) return -1;                                                            \
+    const ptrdiff_t cout = g->c * dm, size = g->kh * g->kw * cout;                           \
+    const ptrdiff_t per = 2 * (g->kh + g->kw);                                               \
+    if (n == 0) {                                                                            \
+        memset(dk, 0, (size_t)size * sizeof(T));                                             \
+        return 0;                                                                            \
+    }                                                                                        \
+    ptrdiff_t band = DW_CHUNK_PIXELS / (g->out_w > 0 ? g->out_w : 1);                        \
+    if (band < 1) band = 1;                                                                  \
+    if (band > g->out_h) band = g->out_h > 0 ? g->out_h : 1;                                 \
+    const ptrdiff_t per_image = g->out_h > 0 ? (g->out_h + band - 1) / band : 1;            \
+    const ptrdiff_t chunks = n * per_image;                                                  \
+    int nth = mdl_threads_for((double)n * g->out_h * g->out_w * size * (dx ? 2 : 1),        \
+                              (double)chunks);                                               \
+    /* Scratch: the chunks' partial gradients, then each thread's (tap, pixel) pairs. */     \
+    const size_t parts_bytes = ((size_t)chunks * size * sizeof(T) + 63) / 64 * 64;           \
+    char *scratch = (char *)mdl_scratch(2, parts_bytes + (size_t)nth * per * sizeof(ptrdiff_t)); \
+    if (scratch == NULL) return -1;                                                          \
+    T *parts = (T *)scratch;                                                                 \
+    ptrdiff_t *pairs = (ptrdiff_t *)(scratch + parts_bytes);                                 \
     _Pragma("omp parallel num_threads(nth) if(nth > 1)")                                    \
     {                                                                                        \
         ptrdiff_t *mine = pairs + dw_thread_id() * per;                                      \
         _Pragma("omp for schedule(static)")                                                 \
-        for (ptrdiff_t r = 0; r < rows; r++) {                                               \
-            const ptrdiff_t img = r / g->h, iy = r % g->h;                                   \
-            kt->input_grad_row(g, dm, dy + img * g->out_h * g->out_w * cout, k,              \
-                               dx + r * g->w * g->c, iy, mine);                              \
+        for (ptrdiff_t ch = 0; ch < chunks; ch++) {                                          \
+            const ptrdiff_t img = ch / per_image, part = ch % per_image;                     \
+            const ptrdiff_t oy0 = part * band;                                               \
+            const ptrdiff_t oy1 = oy0 + band < g->out_h ? oy0 + band : g->out_h;             \
+            const T *x_img = x + img * g->h * g->w * g->c;                                   \
+            const T *dy_img = dy + img * g->out_h * g->out_w * cout;                         \
+            kt->kernel_grad_rows(g, dm, x_img, dy_img, parts + ch * size, oy0, oy1);         \
+            if (dx == NULL) continue;                                                        \
+            /* The input rows of the chunk's band while its dy is in cache: rows            \
+             * [oy0 * sh, oy1 * sh), the image's last band to its end. */                     \
+            ptrdiff_t iy0 = oy0 * g->sh, iy1 = part == per_image - 1 ? g->h : oy1 * g->sh;  \
+            if (iy1 > g->h) iy1 = g->h;                                                      \
+            for (ptrdiff_t iy = iy0; iy < iy1; iy++)                                         \
+                kt->input_grad_row(g, dm, dy_img, k,                                         \
+                                   dx + (img * g->h + iy) * g->w * g->c, iy, mine);          \
         }                                                                                    \
     }                                                                                        \
-    return 0;                                                                                \
-}                                                                                            \
-                                                                                             \
-int mdl_depthwise_kernel_grad_##TS(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm,           \
-                                   const T *x, const T *dy, T *dk) {                         \
-    const dw_kernels_##TS *kt = DW_ACTIVE(TS);                                               \
-    const ptrdiff_t cout = g->c * dm, size = g->kh * g->kw * cout;                           \
-    if (n == 0 || g->out_h == 0 || g->out_w == 0) {                                          \
-        memset(dk, 0, (size_t)size * sizeof(T));                                             \
-        return 0;                                                                            \
-    }                                                                                        \
-    ptrdiff_t band = DW_CHUNK_PIXELS / g->out_w;                                             \
-    if (band < 1) band = 1;                                                                  \
-    if (band > g->out_h) band = g->out_h;                                                    \
-    const ptrdiff_t per_image = (g->out_h + band - 1) / band, chunks = n * per_image;        \
-    T *parts = (T *)mdl_scratch(2, (size_t)chunks * size * sizeof(T));                       \
-    if (parts == NULL) return -1;                                                            \
-    int nth = mdl_threads_for((double)n * g->out_h * g->out_w * size, (double)chunks);      \
-    _Pragma("omp parallel for num_threads(nth) schedule(static) if(nth > 1)")               \
-    for (ptrdiff_t ch = 0; ch < chunks; ch++) {                                              \
-        const ptrdiff_t img = ch / per_image, oy0 = ch % per_image * band;                   \
-        const ptrdiff_t oy1 = oy0 + band < g->out_h ? oy0 + band : g->out_h;                 \
-        kt->kernel_grad_rows(g, dm, x + img * g->h * g->w * g->c,                            \
-                             dy + img * g->out_h * g->out_w * cout, parts + ch * size,       \
-                             oy0, oy1);                                                      \
-    }                                                                                        \
-    /* The sums, in chunk order, over fixed blocks of the gradient's values. */              \
+    /* The kernel gradient: the partials' sums in chunk order, over fixed blocks. */         \
     const ptrdiff_t block = 1024, blocks = (size + block - 1) / block;                       \
     nth = mdl_threads_for((double)chunks * size, (double)blocks);                            \
     _Pragma("omp parallel for num_threads(nth) schedule(static) if(nth > 1)")               \

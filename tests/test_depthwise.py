@@ -611,3 +611,20 @@ def test_keras_table_is_keras_own():
         layer.build((None,) + shape)
         assert layer.count_params() == params
         assert [tuple(w.shape) for w in layer.weights] == weights
+
+
+def test_depthwise_and_separable_constraints_apply_after_each_update():
+    set_random_seed(4)
+    x = data((32, 6, 6, 2), 5).astype("float32")
+    y = data((32, 2), 6).astype("float32")
+    model = Sequential([minidl.Input((6, 6, 2)),
+                        DepthwiseConv2D(3, depthwise_constraint="non_neg"),
+                        SeparableConv2D(4, 3, pointwise_constraint="non_neg",
+                                        depthwise_constraint="non_neg"),
+                        GlobalAveragePooling2D(), Dense(2)])
+    model.compile("sgd", "mse")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    depthwise, separable = model.layers[0], model.layers[1]
+    assert depthwise.get_config()["depthwise_constraint"]["class_name"] == "NonNeg"
+    for weight in (depthwise.kernel, separable.depthwise_kernel, separable.pointwise_kernel):
+        assert np.min(np.asarray(weight.value)) >= 0.0
