@@ -13,7 +13,8 @@
  * Each output value is computed by one thread, in an order that depends on the shapes only;
  * the kernel gradient sums fixed chunks of output rows (their partial sums in scratch slot
  * 2) in chunk order. So the bits never depend on the thread count. Each function returns 0,
- * or -1 when the scratch memory cannot be had. Outputs are overwritten.
+ * or -1 when the scratch memory cannot be had. Outputs are overwritten. Nothing is
+ * validated here (minidl/_core/_depthwise.pyx does it).
  */
 #ifndef MINIDL_DEPTHWISE_H
 #define MINIDL_DEPTHWISE_H
@@ -32,14 +33,11 @@ int mdl_depthwise_forward_f32(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm, co
                               const float *k, float *y);
 int mdl_depthwise_forward_f64(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm, const double *x,
                               const double *k, double *y);
-int mdl_depthwise_input_grad_f32(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm,
-                                 const float *dy, const float *k, float *dx);
-int mdl_depthwise_input_grad_f64(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm,
-                                 const double *dy, const double *k, double *dx);
-int mdl_depthwise_kernel_grad_f32(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm,
-                                  const float *x, const float *dy, float *dk);
-int mdl_depthwise_kernel_grad_f64(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm,
-                                  const double *x, const double *dy, double *dk);
+/* dk = the kernel gradient and, when dx is not NULL, dx = the input gradient. */
+int mdl_depthwise_backward_f32(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm, const float *x,
+                               const float *dy, const float *k, float *dk, float *dx);
+int mdl_depthwise_backward_f64(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm, const double *x,
+                               const double *dy, const double *k, double *dk, double *dx);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -151,7 +151,7 @@ _BY_NAME = {
                    {"class_name": "ReLU", "config": {"negative_slope": "x"}}],
     "seed": ["1", 1.5, True, -1],
     "noise_shape": ["x", 5, [None, "1"], [True, 1], [None, 1.5]],
-    "groups": [2, "1", 1.0, True],
+    "groups": [0, "1", 1.0, True],
     "padding": [5, "full"],
     "data_format": [5, "channels_first"],
     "mode": [5, "fan_sum"],

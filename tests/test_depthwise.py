@@ -9,15 +9,17 @@ convolution with groups=c (output channel c * dm + m, Keras' order), and Keras' 
 padding (the odd zero after) is emulated with F.pad.
 """
 import math
+import os
 
 import numpy as np
 import pytest
 
 import minidl
+from minidl._core import _backend, _depthwise
 from minidl._ref.gradcheck import check_layer_gradients
-from minidl.layers import (BatchNormalization, CallContext, Dense, DepthwiseConv1D,
-                           DepthwiseConv2D, GlobalAveragePooling2D, ReLU, SeparableConv1D,
-                           SeparableConv2D)
+from minidl.layers import (BatchNormalization, CallContext, Conv1D, Conv2D, Dense,
+                           DepthwiseConv1D, DepthwiseConv2D, GlobalAveragePooling2D, ReLU,
+                           SeparableConv1D, SeparableConv2D)
 from minidl.layers.base import LAYERS
 from minidl.models import Sequential, load_model
 from minidl.utils import set_random_seed
@@ -106,6 +108,8 @@ DEPTHWISE_CASES = [   # kernel_size, strides, padding, dilation, depth_multiplie
     ((3, 2), (1, 1), "valid", (2, 3), 3, (9, 10, 4)),
     ((1, 1), (1, 1), "valid", (1, 1), 2, (4, 5, 3)),
     ((5, 5), (1, 1), "same", (1, 1), 1, (3, 4, 33)),   # a kernel larger than the image
+    ((3, 3), (1, 1), "same", (2, 2), 1, (9, 10, 40)),
+    ((3, 3), (1, 1), "valid", (1, 1), 1, (6, 7, 35)),
 ]
 
 
@@ -145,6 +149,52 @@ def test_depthwise_conv2d_matches_numpy(case):
     y = layer(x)
     want = numpy_depthwise(x, layer.get_weights()[0], strides, padding, dilation)
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+
+
+KERNEL_CASES = [   # (n, h, w, c), kernel_size, depth_multiplier, strides, dilation, padding
+    ((2, 9, 11, 70), (3, 3), 1, (1, 1), (1, 1), "same"),
+    ((2, 9, 11, 45), (3, 3), 1, (2, 2), (1, 1), "same"),
+    ((2, 8, 7, 19), (3, 3), 1, (1, 2), (2, 1), "valid"),
+    ((2, 7, 9, 13), (2, 4), 2, (2, 1), (1, 2), "same"),
+    ((1, 6, 6, 100), (5, 5), 1, (1, 1), (1, 1), "same"),
+]
+
+
+@pytest.mark.parametrize("arch", _backend.supported_archs())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_kernels_under_each_architecture(arch, dtype):
+    # Every instruction set's version (vector blocks, masked tails, the 3x3 register paths)
+    # against the numpy reference and its own gradients by linearity.
+    previous = _backend.get_arch()
+    try:
+        _backend.set_arch(arch)
+        for shape, kernel_size, dm, strides, dilation, padding in KERNEL_CASES:
+            x = data(shape, 31)
+            kernel = data(kernel_size + (shape[-1], dm), 32)
+            want = numpy_depthwise(x, kernel, strides, padding, dilation)
+            pads = tuple(same_pads(n, k, s, d)[0] if padding == "same" else 0
+                         for n, k, s, d in zip(shape[1:3], kernel_size, strides, dilation))
+            y = np.empty(want.shape, dtype)
+            _depthwise.depthwise_forward(x.astype(dtype), kernel.astype(dtype), y, strides,
+                                         dilation, pads)
+            tol = TOL[np.dtype(dtype).name] * 10
+            assert_scaled(y, want, tol, f"{arch} forward {shape}")
+            # The gradients of sum(y * dy): dk by the forward pass on each tap's one-hot
+            # kernel, dx as the adjoint: sum(dx * x) == sum(y * dy).
+            dy = data(want.shape, 33)
+            dk = np.empty(kernel.shape, dtype)
+            dx = np.empty(shape, dtype)
+            _depthwise.depthwise_backward(x.astype(dtype), dy.astype(dtype),
+                                          kernel.astype(dtype), dk, dx, strides, dilation, pads)
+            for index in [(0, 0, 0, 0), tuple(i - 1 for i in kernel.shape)]:
+                one_hot = np.zeros_like(kernel)
+                one_hot[index] = 1.0
+                expected = np.sum(numpy_depthwise(x, one_hot, strides, padding, dilation) * dy)
+                assert_scaled(dk[index], expected, tol * 10, f"{arch} dkernel {shape}")
+            assert_scaled(np.sum(dx.astype(np.float64) * x), np.sum(want * dy), tol * 10,
+                          f"{arch} dx {shape}")
+    finally:
+        _backend.set_arch(previous)
 
 
 def test_depthwise_conv1d_matches_torch_conv1d():
@@ -493,3 +543,88 @@ def test_separable_model_trains_saves_and_loads(tmp_path):
     model.save(path)
     loaded = load_model(path)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+# ---- Keras 3.15.1's shapes, parameter counts and weight shapes ----
+
+# from Keras 3.15.1 (KERAS_BACKEND=torch): layer, arguments, sample shape, output shape,
+# count_params(), weight shapes in order; test_keras_table_is_keras_own recomputes it.
+KERAS_TABLE = [
+    ("DepthwiseConv2D", {'kernel_size': 3}, (9, 8, 5), (None, 7, 6, 5), 50, [(3, 3, 5, 1), (5,)]),
+    ("DepthwiseConv2D", {'kernel_size': 3, 'strides': 2, 'padding': 'same', 'depth_multiplier': 2},
+     (9, 8, 5), (None, 5, 4, 10), 100, [(3, 3, 5, 2), (10,)]),
+    ("DepthwiseConv2D", {'kernel_size': (2, 3), 'dilation_rate': 2, 'use_bias': False},
+     (9, 8, 4), (None, 7, 4, 4), 24, [(2, 3, 4, 1)]),
+    ("DepthwiseConv2D", {'kernel_size': 5, 'padding': 'same', 'depth_multiplier': 3},
+     (3, 4, 2), (None, 3, 4, 6), 156, [(5, 5, 2, 3), (6,)]),
+    ("DepthwiseConv2D", {'kernel_size': 3, 'strides': (3, 2)},
+     (10, 7, 6), (None, 3, 3, 6), 60, [(3, 3, 6, 1), (6,)]),
+    ("DepthwiseConv1D", {'kernel_size': 3, 'depth_multiplier': 2},
+     (10, 4), (None, 8, 8), 32, [(3, 4, 2), (8,)]),
+    ("DepthwiseConv1D", {'kernel_size': 4, 'strides': 2, 'padding': 'same'},
+     (9, 3), (None, 5, 3), 15, [(4, 3, 1), (3,)]),
+    ("SeparableConv2D", {'filters': 8, 'kernel_size': 3},
+     (9, 8, 5), (None, 7, 6, 8), 93, [(3, 3, 5, 1), (1, 1, 5, 8), (8,)]),
+    ("SeparableConv2D", {'filters': 4, 'kernel_size': 3, 'strides': 2, 'padding': 'same',
+                         'depth_multiplier': 2},
+     (9, 8, 5), (None, 5, 4, 4), 134, [(3, 3, 5, 2), (1, 1, 10, 4), (4,)]),
+    ("SeparableConv2D", {'filters': 6, 'kernel_size': (2, 3), 'dilation_rate': 2,
+                         'use_bias': False},
+     (9, 8, 4), (None, 7, 4, 6), 48, [(2, 3, 4, 1), (1, 1, 4, 6)]),
+    ("SeparableConv1D", {'filters': 5, 'kernel_size': 3, 'depth_multiplier': 3},
+     (10, 4), (None, 8, 5), 101, [(3, 4, 3), (1, 12, 5), (5,)]),
+    ("SeparableConv1D", {'filters': 2, 'kernel_size': 2, 'strides': 3, 'padding': 'same'},
+     (10, 4), (None, 4, 2), 18, [(2, 4, 1), (1, 4, 2), (2,)]),
+    ("Conv2D", {'filters': 8, 'kernel_size': 3, 'groups': 2},
+     (9, 8, 4), (None, 7, 6, 8), 152, [(3, 3, 2, 8), (8,)]),
+    ("Conv2D", {'filters': 6, 'kernel_size': 3, 'strides': 2, 'padding': 'same', 'groups': 3},
+     (9, 8, 6), (None, 5, 4, 6), 114, [(3, 3, 2, 6), (6,)]),
+    ("Conv1D", {'filters': 4, 'kernel_size': 3, 'groups': 4, 'padding': 'causal'},
+     (10, 8), (None, 10, 4), 28, [(3, 2, 4), (4,)]),
+]
+
+_LAYERS = {"DepthwiseConv2D": DepthwiseConv2D, "DepthwiseConv1D": DepthwiseConv1D,
+           "SeparableConv2D": SeparableConv2D, "SeparableConv1D": SeparableConv1D,
+           "Conv2D": Conv2D, "Conv1D": Conv1D}
+
+
+@pytest.mark.parametrize("row", KERAS_TABLE,
+                         ids=[f"{r[0]}_{i}" for i, r in enumerate(KERAS_TABLE)])
+def test_shapes_and_parameters_follow_keras(row):
+    name, kwargs, shape, output, params, weights = row
+    layer = _LAYERS[name](**kwargs)
+    assert (None,) + layer.compute_output_shape(shape) == output
+    layer.build(shape)
+    assert layer.count_params() == params
+    assert [tuple(w.shape) for w in layer.weights] == weights
+    y = layer(data((2,) + shape, 9).astype("float32"))
+    assert y.shape == (2,) + output[1:]
+
+
+def test_keras_table_is_keras_own():
+    os.environ.setdefault("KERAS_BACKEND", "torch")   # the backend installed beside keras here
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("the table was computed with KERAS_BACKEND=torch")
+    for name, kwargs, shape, output, params, weights in KERAS_TABLE:
+        layer = getattr(keras.layers, name)(**kwargs)
+        assert tuple(layer.compute_output_shape((None,) + shape)) == output
+        layer.build((None,) + shape)
+        assert layer.count_params() == params
+        assert [tuple(w.shape) for w in layer.weights] == weights
+
+
+def test_depthwise_and_separable_constraints_apply_after_each_update():
+    set_random_seed(4)
+    x = data((32, 6, 6, 2), 5).astype("float32")
+    y = data((32, 2), 6).astype("float32")
+    model = Sequential([minidl.Input((6, 6, 2)),
+                        DepthwiseConv2D(3, depthwise_constraint="non_neg"),
+                        SeparableConv2D(4, 3, pointwise_constraint="non_neg",
+                                        depthwise_constraint="non_neg"),
+                        GlobalAveragePooling2D(), Dense(2)])
+    model.compile("sgd", "mse")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    depthwise, separable = model.layers[0], model.layers[1]
+    assert depthwise.get_config()["depthwise_constraint"]["class_name"] == "NonNeg"
+    for weight in (depthwise.kernel, separable.depthwise_kernel, separable.pointwise_kernel):
+        assert np.min(np.asarray(weight.value)) >= 0.0

@@ -25,14 +25,12 @@ cdef extern from "depthwise.h" nogil:
                                   const float *x, const float *k, float *y)
     int mdl_depthwise_forward_f64(const mdl_window *g, Py_ssize_t n, Py_ssize_t dm,
                                   const double *x, const double *k, double *y)
-    int mdl_depthwise_input_grad_f32(const mdl_window *g, Py_ssize_t n, Py_ssize_t dm,
-                                     const float *dy, const float *k, float *dx)
-    int mdl_depthwise_input_grad_f64(const mdl_window *g, Py_ssize_t n, Py_ssize_t dm,
-                                     const double *dy, const double *k, double *dx)
-    int mdl_depthwise_kernel_grad_f32(const mdl_window *g, Py_ssize_t n, Py_ssize_t dm,
-                                      const float *x, const float *dy, float *dk)
-    int mdl_depthwise_kernel_grad_f64(const mdl_window *g, Py_ssize_t n, Py_ssize_t dm,
-                                      const double *x, const double *dy, double *dk)
+    int mdl_depthwise_backward_f32(const mdl_window *g, Py_ssize_t n, Py_ssize_t dm,
+                                   const float *x, const float *dy, const float *k,
+                                   float *dk, float *dx)
+    int mdl_depthwise_backward_f64(const mdl_window *g, Py_ssize_t n, Py_ssize_t dm,
+                                   const double *x, const double *dy, const double *k,
+                                   double *dk, double *dx)
 
 
 cdef int _check_shape(object a, tuple expected, str name) except -1:
@@ -125,19 +123,15 @@ def depthwise_backward(x, dy, kernel, d_kernel, dx, strides, dilation, pads):
     cdef char *k_p = data(kernel)
     cdef char *dk_p = data(d_kernel)
     cdef char *dx_p = data(dx) if dx is not None else NULL
-    cdef int status = 0
+    cdef int status
     with nogil:
         if t == cnp.NPY_FLOAT:
-            status = mdl_depthwise_kernel_grad_f32(&g, n, dm, <const float *>x_p,
-                                                   <const float *>dy_p, <float *>dk_p)
-            if status == 0 and dx_p != NULL:
-                status = mdl_depthwise_input_grad_f32(&g, n, dm, <const float *>dy_p,
-                                                      <const float *>k_p, <float *>dx_p)
+            status = mdl_depthwise_backward_f32(&g, n, dm, <const float *>x_p,
+                                                <const float *>dy_p, <const float *>k_p,
+                                                <float *>dk_p, <float *>dx_p)
         else:
-            status = mdl_depthwise_kernel_grad_f64(&g, n, dm, <const double *>x_p,
-                                                   <const double *>dy_p, <double *>dk_p)
-            if status == 0 and dx_p != NULL:
-                status = mdl_depthwise_input_grad_f64(&g, n, dm, <const double *>dy_p,
-                                                      <const double *>k_p, <double *>dx_p)
+            status = mdl_depthwise_backward_f64(&g, n, dm, <const double *>x_p,
+                                                <const double *>dy_p, <const double *>k_p,
+                                                <double *>dk_p, <double *>dx_p)
     if status != 0:
         raise MemoryError("depthwise_backward: no memory for the kernel's scratch")
