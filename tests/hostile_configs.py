@@ -106,6 +106,14 @@ LAYER_SAMPLES = {
     "Cropping1D": ((6, 2), {"cropping": [1, 2]}),
     "Cropping2D": ((6, 6, 2), {"cropping": [[1, 0], [2, 1]]}),
     "Cropping3D": ((4, 4, 4, 2), {"cropping": [[1, 0], [0, 1], [1, 1]]}),
+    "UpSampling1D": ((4, 2), {"size": 3}),
+    "UpSampling2D": ((3, 4, 2), {"size": [2, 3], "interpolation": "bilinear"}),
+    "UpSampling3D": ((2, 2, 3, 2), {"size": [1, 2, 3]}),
+    "Permute": ((2, 3, 4), {"dims": [3, 1, 2]}),
+    "MaxPooling3D": ((4, 5, 4, 2), {"pool_size": [2, 3, 2], "padding": "same"}),
+    "AveragePooling3D": ((4, 5, 4, 2), {"strides": [1, 2, 1]}),
+    "GlobalMaxPooling3D": ((3, 3, 3, 2), {"keepdims": True}),
+    "GlobalAveragePooling3D": ((3, 3, 3, 2), {}),
     # Models are layers too: each sample is nested in a Sequential.
     "Sequential": ((4,), {}),
     "Model": ((4,), {}),
@@ -203,6 +211,12 @@ for _layer, _rank in (("ZeroPadding1D", 1), ("ZeroPadding2D", 2), ("ZeroPadding3
                 [[[1, 1]] * (_rank + 1), [[1, -1]] * _rank, [[1, 2, 3]] * _rank])
     _BY_LAYER_FIELD[(_layer, "cropping" if _layer.startswith("C") else "padding")] = \
         ["x", True, -1, 1.5, [1, 2, 3, 4]] + _margins
+_BY_LAYER_FIELD[("UpSampling1D", "size")] = ["2", 1.5, True, 0, [2]]
+_BY_LAYER_FIELD[("UpSampling2D", "size")] = ["2", 1.5, True, 0, [2, 0], [2, "2"], [1, 2, 3]]
+_BY_LAYER_FIELD[("UpSampling3D", "size")] = ["2", 1.5, True, -1, [2, 0, 1], [2, 2]]
+_BY_LAYER_FIELD[("UpSampling2D", "interpolation")] = [5, True, "cubic", "bicubic", ["nearest"]]
+_BY_LAYER_FIELD[("Permute", "dims")] = ["x", 5, [1, 2, 2], [0, 1, 2], [True, 2, 3],
+                                       [1.0, 2, 3]]
 for _layer in ("StringLookup", "IntegerLookup", "TextVectorization"):
     # Weights for 'tf_idf' only (the samples use 'int'); the hidden adapted-or-given flag.
     _BY_LAYER_FIELD[(_layer, "idf_weights")] = ["x", [True], [0.5, 0.5]]

@@ -12,7 +12,8 @@ import minidl
 from minidl._core import _resample
 from minidl._ref.gradcheck import check_layer_gradients
 from minidl.layers import (CallContext, Conv2D, Cropping1D, Cropping2D, Cropping3D, Dense,
-                           Flatten, Input, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
+                           Flatten, Input, Permute, UpSampling1D, UpSampling2D, UpSampling3D,
+                           ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
 from minidl.layers import get as get_layer
 from minidl.models import Model, Sequential, load_model
 from minidl.utils import set_random_seed
@@ -146,6 +147,18 @@ def test_padding_and_cropping_take_any_spatial_size():
         Cropping1D((2, 2))(np.zeros((1, 4, 1), np.float32))
 
 
+@pytest.mark.parametrize("layer, sample", [
+    (ZeroPadding1D(), (3, 2)), (ZeroPadding3D(), (2, 2, 2, 1)), (Cropping2D(1), (3, 3, 2)),
+    (UpSampling1D(), (3, 2)), (UpSampling2D(interpolation="bilinear"), (2, 3, 2)),
+    (UpSampling3D(), (2, 2, 2, 1)), (Permute((3, 2, 1)), (2, 3, 4))],
+    ids=lambda value: type(value).__name__ if not isinstance(value, tuple) else "")
+def test_an_empty_batch(layer, sample):
+    ctx = CallContext(layer)
+    y = ctx.forward(np.zeros((0,) + sample, np.float32), training=True)
+    assert y.shape == (0,) + layer.compute_output_shape(sample)
+    assert ctx.backward(np.zeros(y.shape, np.float32)).shape == (0,) + sample
+
+
 # ---- Keras' output shapes (from Keras 3.15.1) ----
 
 KERAS_SHAPES = [
@@ -169,6 +182,16 @@ KERAS_SHAPES = [
     ("Cropping3D", {}, (3, 4, 5, 2), (1, 2, 3, 2)),
     ("Cropping3D", {"cropping": (1, 0, 2)}, (3, 4, 5, 2), (1, 4, 1, 2)),
     ("Cropping3D", {"cropping": ((0, 1), (2, 0), (1, 3))}, (3, 4, None, 2), (2, 2, None, 2)),
+    ("UpSampling1D", {}, (5, 3), (10, 3)),
+    ("UpSampling1D", {"size": 3}, (None, 2), (None, 2)),
+    ("UpSampling2D", {}, (4, 5, 3), (8, 10, 3)),
+    ("UpSampling2D", {"size": 3}, (2, None, 1), (6, None, 1)),
+    ("UpSampling2D", {"size": (1, 3), "interpolation": "bilinear"}, (4, 5, 3), (4, 15, 3)),
+    ("UpSampling3D", {}, (2, 3, 4, 1), (4, 6, 8, 1)),
+    ("UpSampling3D", {"size": (1, 2, 3)}, (2, 3, None, 2), (2, 6, None, 2)),
+    ("Permute", {"dims": (2, 1)}, (5, 3), (3, 5)),
+    ("Permute", {"dims": (3, 1, 2)}, (4, None, 2), (2, 4, None)),
+    ("Permute", {"dims": (1, 2, 3, 4)}, (2, 3, 4, 5), (2, 3, 4, 5)),
 ]
 # Croppings that Keras 3.15.1 refuses: nothing would be left along an axis.
 KERAS_REFUSED = [
@@ -205,6 +228,195 @@ def test_keras_tables_are_keras_results():
     for name, kwargs, sample in KERAS_REFUSED:
         with pytest.raises(ValueError):
             getattr(keras.layers, name)(**kwargs).compute_output_shape((None,) + sample)
+    # And the values: Keras' own layers on the same data.
+    for name, kwargs, sample in [
+            ("ZeroPadding2D", {"padding": ((1, 0), (2, 3))}, (4, 5, 3)),
+            ("Cropping3D", {"cropping": ((0, 1), (2, 0), (1, 3))}, (3, 4, 6, 2)),
+            ("UpSampling2D", {"size": (2, 3)}, (3, 4, 2)),
+            ("UpSampling2D", {"size": (2, 3), "interpolation": "bilinear"}, (3, 4, 2)),
+            ("UpSampling2D", {"size": (3, 1), "interpolation": "bilinear"}, (4, 3, 2)),
+            ("UpSampling3D", {"size": (1, 2, 3)}, (2, 3, 2, 2)),
+            ("Permute", {"dims": (3, 1, 2)}, (2, 3, 4))]:
+        x = data((2,) + sample, 29, np.float32)
+        want = np.asarray(getattr(keras.layers, name)(**kwargs)(x))
+        got = np.asarray(getattr(minidl.layers, name)(**kwargs)(x))
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max(),
+                                   err_msg=name)
+
+
+# ---- upsampling: numpy reference ----
+
+def bilinear_matrix(in_size, factor):
+    """(in_size * factor, in_size): Keras' bilinear resize along one axis as a matrix
+    (half-pixel centers, source coordinates clamped to the input)."""
+    out = in_size * factor
+    matrix = np.zeros((out, in_size))
+    for i in range(out):
+        source = min(max((i + 0.5) / factor - 0.5, 0.0), in_size - 1)
+        low = int(np.floor(source))
+        high = min(low + 1, in_size - 1)
+        matrix[i, low] += 1 - (source - low)
+        matrix[i, high] += source - low
+    return matrix
+
+
+def upsample_reference(x, sizes, bilinear=False):
+    if bilinear:
+        rows, cols = (bilinear_matrix(n, f) for n, f in zip(x.shape[1:3], sizes))
+        return np.einsum("ih,jw,nhwc->nijc", rows, cols, x)
+    for axis, factor in enumerate(sizes, start=1):
+        x = np.repeat(x, factor, axis=axis)
+    return x
+
+
+def upsample_gradient_reference(dy, in_sample, sizes, bilinear=False):
+    if bilinear:
+        rows, cols = (bilinear_matrix(n, f) for n, f in zip(in_sample[:2], sizes))
+        return np.einsum("ih,jw,nijc->nhwc", rows, cols, dy)
+    # Each input value's gradient: the sum over its block of copies.
+    shape = [dy.shape[0]]
+    for length, factor in zip(in_sample[:-1], sizes):
+        shape += [length, factor]
+    grad = dy.reshape(shape + [in_sample[-1]])
+    return grad.sum(axis=tuple(range(2, 2 * len(sizes) + 1, 2)))
+
+
+UP_CASES = [
+    (UpSampling1D, {}, (5, 3), (2,)),
+    (UpSampling1D, {"size": 3}, (4, 2), (3,)),
+    (UpSampling2D, {}, (3, 4, 2), (2, 2)),
+    (UpSampling2D, {"size": (3, 1)}, (3, 4, 2), (3, 1)),
+    (UpSampling2D, {"size": (2, 3), "interpolation": "bilinear"}, (3, 4, 2), (2, 3)),
+    (UpSampling2D, {"size": 4, "interpolation": "Bilinear"}, (2, 3, 1), (4, 4)),
+    (UpSampling2D, {"size": (1, 2), "interpolation": "bilinear"}, (1, 3, 2), (1, 2)),
+    (UpSampling3D, {}, (2, 3, 2, 2), (2, 2, 2)),
+    (UpSampling3D, {"size": (1, 3, 2)}, (2, 2, 3, 1), (1, 3, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", UP_CASES, ids=[_case_id(c) for c in UP_CASES])
+def test_upsampling_matches_numpy(case, dtype):
+    cls, kwargs, sample, sizes = case
+    layer = cls(dtype=dtype, **kwargs)
+    bilinear = getattr(layer, "interpolation", "nearest") == "bilinear"
+    x = data((3,) + sample, 12, dtype)
+    want = upsample_reference(x.astype(np.float64), sizes, bilinear)
+    dy = data(want.shape, 13, dtype)
+    want_dx = upsample_gradient_reference(dy.astype(np.float64), sample, sizes, bilinear)
+    inference, y, dx = run(layer, x, dy)
+    assert y.dtype == dtype and layer.compute_output_shape(sample) == want.shape[1:]
+    if bilinear:   # double arithmetic rounded once (float32: to the nearest float32)
+        tol = 1e-6 if dtype == "float32" else 1e-13
+        np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+        np.testing.assert_allclose(inference, y, rtol=0, atol=0)
+        np.testing.assert_allclose(dx, want_dx, rtol=0, atol=tol * np.abs(want_dx).max())
+    else:          # copies, and sums in a fixed order
+        np.testing.assert_array_equal(inference, want.astype(dtype))
+        np.testing.assert_array_equal(y, want.astype(dtype))
+        scale = np.abs(want_dx).max()
+        np.testing.assert_allclose(dx, want_dx, rtol=0,
+                                   atol=(1e-6 if dtype == "float32" else 1e-14) * scale)
+
+
+@pytest.mark.parametrize("case", [UP_CASES[1], UP_CASES[3], UP_CASES[4], UP_CASES[8]],
+                         ids=_case_id)
+def test_upsampling_gradients(case):
+    cls, kwargs, sample, _ = case
+    check_layer_gradients(cls(dtype="float64", **kwargs), data((2,) + sample, 14))
+
+
+def _torch():
+    torch = pytest.importorskip("torch")
+    return torch, torch.nn.functional
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kwargs, sample", [
+    ({"size": (2, 3)}, (5, 4, 3)),
+    ({"size": (2, 3), "interpolation": "bilinear"}, (5, 4, 3)),
+    ({"size": (3, 1), "interpolation": "bilinear"}, (4, 7, 2)),
+    ({"size": 5, "interpolation": "bilinear"}, (1, 2, 1)),
+])
+def test_upsampling2d_matches_torch_interpolate(kwargs, sample, dtype):
+    torch, F = _torch()
+    layer = UpSampling2D(dtype=dtype, **kwargs)
+    x = data((2,) + sample, 15, dtype)
+    out_sample = layer.compute_output_shape(sample)
+    dy = data((2,) + out_sample, 16, dtype)
+    xt = torch.tensor(x.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+    # Keras' bilinear resize is torch's with align_corners=False (half-pixel centers).
+    mode = layer.interpolation
+    yt = F.interpolate(xt, size=out_sample[:2], mode=mode,
+                       **({"align_corners": False} if mode == "bilinear" else {}))
+    yt.backward(torch.tensor(dy.transpose(0, 3, 1, 2).copy()))
+    _, y, dx = run(layer, x, dy)
+    want_y = yt.detach().numpy().transpose(0, 2, 3, 1)
+    want_dx = xt.grad.numpy().transpose(0, 2, 3, 1)
+    tol = 1e-5 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(y, want_y, rtol=0, atol=tol * np.abs(want_y).max())
+    np.testing.assert_allclose(dx, want_dx, rtol=0, atol=tol * np.abs(want_dx).max())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_upsampling1d_3d_match_torch_interpolate(dtype):
+    torch, F = _torch()
+    tol = 1e-5 if dtype == "float32" else 1e-10
+    for layer, sample in ((UpSampling1D(3, dtype=dtype), (5, 4)),
+                          (UpSampling3D((2, 1, 3), dtype=dtype), (2, 3, 4, 2))):
+        x = data((2,) + sample, 17, dtype)
+        out_sample = layer.compute_output_shape(sample)
+        dy = data((2,) + out_sample, 18, dtype)
+        to_first = (0, x.ndim - 1) + tuple(range(1, x.ndim - 1))
+        to_last = (0,) + tuple(range(2, x.ndim)) + (1,)
+        xt = torch.tensor(x.transpose(to_first).copy(), requires_grad=True)
+        yt = F.interpolate(xt, size=out_sample[:-1], mode="nearest")
+        yt.backward(torch.tensor(dy.transpose(to_first).copy()))
+        _, y, dx = run(layer, x, dy)
+        np.testing.assert_array_equal(y, yt.detach().numpy().transpose(to_last))
+        want_dx = xt.grad.numpy().transpose(to_last)
+        np.testing.assert_allclose(dx, want_dx, rtol=0, atol=tol * np.abs(want_dx).max())
+
+
+def test_upsampling_takes_any_spatial_size():
+    inputs = Input((None, None, 2))
+    model = Model(inputs, UpSampling2D((2, 3), interpolation="bilinear")(inputs))
+    assert model.output_shape == (None, None, None, 2)
+    for shape in ((1, 3, 4, 2), (2, 2, 5, 2), (1, 3, 4, 2)):
+        x = data(shape, 19, np.float32)
+        want = upsample_reference(x.astype(np.float64), (2, 3), bilinear=True)
+        np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-6, atol=1e-6)
+
+
+# ---- Permute ----
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dims, sample", [((2, 1), (3, 4)), ((3, 1, 2), (2, 3, 4)),
+                                          ((1, 3, 2), (2, 3, 4)), ((4, 2, 3, 1), (2, 3, 1, 2))])
+def test_permute_matches_numpy_transpose(dims, sample, dtype):
+    layer = Permute(dims, dtype=dtype)
+    x = data((3,) + sample, 20, dtype)
+    want = np.transpose(x, (0,) + dims)
+    dy = data(want.shape, 21, dtype)
+    inference, y, dx = run(layer, x, dy)
+    np.testing.assert_array_equal(inference, want)
+    np.testing.assert_array_equal(y, want)
+    assert y.flags.c_contiguous and dx.flags.c_contiguous
+    np.testing.assert_array_equal(dx, np.transpose(dy, np.argsort((0,) + dims)))
+    assert layer.compute_output_shape(sample) == want.shape[1:]
+    check_layer_gradients(Permute(dims, dtype="float64"), data((2,) + sample, 22))
+
+
+def test_permute_matches_torch():
+    torch, _ = _torch()
+    x = data((2, 3, 4, 5), 23)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = xt.permute(0, 3, 1, 2)
+    dy = data(tuple(yt.shape), 24)
+    yt.backward(torch.tensor(dy))
+    _, y, dx = run(Permute((3, 1, 2), dtype="float64"), x, dy)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_array_equal(dx, xt.grad.numpy())
 
 
 # ---- arguments, config ----
@@ -226,6 +438,24 @@ def test_keras_tables_are_keras_results():
     (lambda: Cropping2D(((1,), (1, 1))), ValueError, "1st entry of cropping"),
     (lambda: Cropping3D(None), ValueError, "cropping"),
     (lambda: Cropping3D(data_format="channels_middle"), ValueError, "data_format"),
+    # Keras: a TypeError for a size that is no int, a ValueError for one below 1.
+    (lambda: UpSampling1D(2.0), TypeError, "size"),
+    (lambda: UpSampling1D((2,)), TypeError, "size"),
+    (lambda: UpSampling1D(0), ValueError, "size"),
+    (lambda: UpSampling2D((2, 0)), ValueError, "size"),
+    (lambda: UpSampling2D((2, 2, 2)), ValueError, "size"),
+    (lambda: UpSampling2D(interpolation="cubic"), ValueError, "interpolation"),
+    (lambda: UpSampling2D(interpolation="bicubic"), ValueError, "not implemented"),
+    (lambda: UpSampling2D(interpolation=None), ValueError, "interpolation"),
+    (lambda: UpSampling2D(data_format="channels_first"), ValueError, "data_format"),
+    (lambda: UpSampling3D((1, 2)), ValueError, "size"),
+    (lambda: UpSampling3D(-1), ValueError, "size"),
+    (lambda: Permute((0, 1)), ValueError, "dims"),
+    (lambda: Permute((1, 3)), ValueError, "dims"),
+    (lambda: Permute((1, 1)), ValueError, "dims"),
+    (lambda: Permute(2), TypeError, "dims"),
+    (lambda: Permute("21"), TypeError, "dims"),
+    (lambda: Permute((1.5, 2)), TypeError, "dims"),
 ])
 def test_bad_arguments_are_refused(make, error, pattern):
     with pytest.raises(error, match=pattern):
@@ -234,7 +464,9 @@ def test_bad_arguments_are_refused(make, error, pattern):
 
 @pytest.mark.parametrize("layer, bad_sample", [
     (ZeroPadding1D(), (4, 4, 2)), (ZeroPadding2D(), (4, 2)), (ZeroPadding3D(), (4, 4, 2)),
-    (Cropping1D(), (4,)), (Cropping2D(), (4, 4, 4, 2)), (Cropping3D(), (4, 4, 2))])
+    (Cropping1D(), (4,)), (Cropping2D(), (4, 4, 4, 2)), (Cropping3D(), (4, 4, 2)),
+    (UpSampling1D(), (4, 4, 2)), (UpSampling2D(), (4, 2)), (UpSampling3D(), (4, 4, 2)),
+    (Permute((2, 1)), (4, 4, 2))])
 def test_inputs_of_the_wrong_rank_are_refused(layer, bad_sample):
     with pytest.raises(ValueError, match="expects"):
         layer(np.zeros((1,) + bad_sample, np.float32))
@@ -248,6 +480,11 @@ def test_inputs_of_the_wrong_rank_are_refused(layer, bad_sample):
     (Cropping2D(), {"cropping": [[0, 0], [0, 0]], "data_format": "channels_last"}),
     (Cropping3D((1, 2, 3)), {"cropping": [[1, 1], [2, 2], [3, 3]],
                              "data_format": "channels_last"}),
+    (UpSampling1D(), {"size": 2}),
+    (UpSampling2D(), {"size": [2, 2], "data_format": "channels_last",
+                      "interpolation": "nearest"}),
+    (UpSampling3D(3), {"size": [3, 3, 3], "data_format": "channels_last"}),
+    (Permute((2, 1)), {"dims": [2, 1]}),
 ])
 def test_config_holds_keras_keys_and_round_trips(layer, keras_config):
     config = layer.get_config()
@@ -278,13 +515,68 @@ def test_place_refuses_bad_arrays():
     assert not out.any()
 
 
+def place_reference(src, out_shape, offsets):
+    dst = np.zeros(out_shape, src.dtype)
+    target, source = [slice(None)], [slice(None)]
+    for size, out, offset in zip(src.shape[1:4], out_shape[1:4], offsets):
+        lo, hi = max(offset, 0), min(size + offset, out)
+        if hi <= lo:
+            return dst
+        target.append(slice(lo, hi))
+        source.append(slice(lo - offset, hi - offset))
+    dst[tuple(target)] = src[tuple(source)]
+    return dst
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_match_numpy_on_random_geometries(dtype):
+    rng = np.random.default_rng(30)
+    for _ in range(40):
+        shape = (int(rng.integers(0, 3)),) + tuple(int(v) for v in rng.integers(1, 5, 4))
+        out_shape = shape[:1] + tuple(int(v) for v in rng.integers(1, 7, 3)) + shape[4:]
+        offsets = tuple(int(v) for v in rng.integers(-5, 6, 3))
+        src = data(shape, int(rng.integers(1000)), dtype)
+        dst = np.full(out_shape, np.nan, dtype)
+        _resample.place(src, dst, offsets)
+        np.testing.assert_array_equal(dst, place_reference(src, out_shape, offsets))
+        sizes = tuple(int(v) for v in rng.integers(1, 4, 3))
+        up = np.full(shape[:1] + tuple(n * f for n, f in zip(shape[1:4], sizes)) + shape[4:],
+                     np.nan, dtype)
+        _resample.upsample_nearest(src, up, sizes)
+        np.testing.assert_array_equal(up, upsample_reference(src, sizes))
+        back = np.full(shape, np.nan, dtype)
+        _resample.upsample_nearest_backward(up, back, sizes)
+        np.testing.assert_allclose(back, upsample_gradient_reference(up, shape[1:], sizes),
+                                   rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+def test_upsample_kernels_refuse_bad_arrays():
+    x = np.zeros((2, 1, 2, 3, 2))
+    with pytest.raises(ValueError, match="y must have shape"):
+        _resample.upsample_nearest(x, np.zeros((2, 1, 4, 5, 2)), (1, 2, 2))
+    with pytest.raises(ValueError, match="size"):
+        _resample.upsample_nearest(x, np.zeros((2, 1, 4, 6, 2)), (1, 0, 2))
+    with pytest.raises(ValueError, match="size"):
+        _resample.upsample_nearest(x, np.zeros((2, 1, 4, 6, 2)), 2)
+    with pytest.raises(TypeError, match="dx"):
+        _resample.upsample_nearest_backward(np.zeros((2, 1, 4, 6, 2)), x.astype(np.float32),
+                                            (1, 2, 2))
+    read_only = np.zeros_like(x)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        _resample.upsample_nearest_backward(np.zeros((2, 1, 4, 6, 2)), read_only, (1, 2, 2))
+
+
 # ---- threads ----
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("make, shape", [
     (lambda d: ZeroPadding2D(((1, 2), (0, 3)), dtype=d), (8, 30, 31, 8)),
-    (lambda d: Cropping3D(((1, 0), (2, 1), (0, 3)), dtype=d), (4, 9, 12, 13, 8)),
-], ids=["pad2d", "crop3d"])
+    (lambda d: Cropping3D(((1, 0), (2, 1), (0, 3)), dtype=d), (4, 10, 14, 16, 8)),
+    (lambda d: UpSampling2D((2, 3), dtype=d), (8, 16, 15, 8)),
+    (lambda d: UpSampling2D((2, 3), interpolation="bilinear", dtype=d), (8, 16, 15, 8)),
+    (lambda d: UpSampling3D((2, 1, 2), dtype=d), (4, 6, 10, 11, 8)),
+], ids=["pad2d", "crop3d", "up2d", "up2d_bilinear", "up3d"])
 def test_same_bits_for_any_thread_count(make, shape, dtype):
     x = data(shape, 9, dtype)
     results = []
@@ -333,3 +625,65 @@ def test_model_with_padding_and_cropping_fits_saves_and_loads(tmp_path):
     both.save(path)
     np.testing.assert_array_equal(load_model(path).predict([seqs, volumes], verbose=0),
                                   both.predict([seqs, volumes], verbose=0))
+
+
+def test_model_with_upsampling_and_permute_fits_saves_and_loads(tmp_path):
+    # A small decoder: upsample, convolve, upsample bilinearly back to the input size.
+    rng = np.random.default_rng(25)
+    images = rng.standard_normal((16, 4, 4, 2)).astype(np.float32)
+    set_random_seed(4)
+    model = Sequential([Input((4, 4, 2)), Conv2D(3, 3, strides=2, padding="same"),
+                        UpSampling2D(), Conv2D(4, 3, padding="same", activation="relu"),
+                        UpSampling2D((1, 1), interpolation="bilinear"), Permute((3, 1, 2)),
+                        Permute((2, 3, 1)), Conv2D(2, 1)])
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(images, images, epochs=3, batch_size=4, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    path = tmp_path / "up.minidl"
+    model.save(path)
+    np.testing.assert_array_equal(load_model(path).predict(images, verbose=0),
+                                  model.predict(images, verbose=0))
+
+    seqs = rng.standard_normal((16, 3, 2)).astype(np.float32)
+    volumes = rng.standard_normal((16, 1, 2, 2, 1)).astype(np.float32)
+    labels = rng.integers(0, 2, 16)
+    seq_in, vol_in = Input((3, 2)), Input((1, 2, 2, 1))
+    a = Flatten()(UpSampling1D(3)(Permute((2, 1))(seq_in)))
+    b = Flatten()(UpSampling3D((2, 1, 2))(vol_in))
+    both = Model([seq_in, vol_in], Dense(2, activation="softmax")(
+        minidl.layers.concatenate([a, b])))
+    both.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    assert np.isfinite(both.fit([seqs, volumes], labels, epochs=1, verbose=0)
+                       .history["loss"][0])
+    path = tmp_path / "both_up.minidl"
+    both.save(path)
+    np.testing.assert_array_equal(load_model(path).predict([seqs, volumes], verbose=0),
+                                  both.predict([seqs, volumes], verbose=0))
+
+
+def test_upsampling_under_gradient_tape():
+    layer = UpSampling2D((2, 1), interpolation="bilinear", dtype="float64")
+    x = minidl.Variable(data((2, 3, 2, 2), 26))
+    with minidl.GradientTape() as tape:
+        loss = minidl.ops.sum(layer(x) * 2.0)
+    grad = np.asarray(tape.gradient(loss, x))
+    want = upsample_gradient_reference(np.full((2, 6, 2, 2), 2.0), (3, 2, 2), (2, 1), True)
+    np.testing.assert_allclose(grad, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("make, sample", [
+    (lambda: ZeroPadding2D(((1, 0), (0, 2)), dtype="float64"), (3, 2, 2)),
+    (lambda: Cropping3D(((1, 0), (0, 1), (1, 1)), dtype="float64"), (3, 3, 4, 2)),
+    (lambda: UpSampling3D((1, 2, 2), dtype="float64"), (2, 2, 2, 1)),
+    (lambda: Permute((3, 1, 2), dtype="float64"), (2, 3, 4)),
+], ids=["pad", "crop", "up3d", "permute"])
+def test_gradient_tape_gives_the_backward_pass(make, sample):
+    layer = make()
+    x = data((2,) + sample, 27)
+    weights = data((2,) + layer.compute_output_shape(sample), 28)
+    variable = minidl.Variable(x)
+    with minidl.GradientTape() as tape:
+        loss = minidl.ops.sum(layer(variable) * weights)
+    _, _, dx = run(layer, x, weights)
+    np.testing.assert_array_equal(np.asarray(tape.gradient(loss, variable)), dx)

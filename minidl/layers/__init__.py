@@ -19,6 +19,9 @@ from minidl.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D
                                    GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D,
                                    GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                    MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from minidl.layers.pooling import (AveragePooling3D, AvgPool3D, GlobalAveragePooling3D,
+                                   GlobalAvgPool3D, GlobalMaxPool3D, GlobalMaxPooling3D,
+                                   MaxPool3D, MaxPooling3D)
 from minidl.layers.preprocessing import (CenterCrop, RandomBrightness, RandomContrast,
                                          RandomCrop, RandomFlip, RandomRotation,
                                          RandomTranslation, RandomZoom, Resizing)
@@ -27,7 +30,8 @@ from minidl.layers.preprocessing import (CategoryEncoding, Discretization, Norma
 from minidl.layers.preprocessing import (Hashing, IntegerLookup, StringLookup,
                                          TextVectorization)
 from minidl.layers.regularization import ActivityRegularization, Dropout
-from minidl.layers.reshaping import Flatten, Reshape
+from minidl.layers.resampling import UpSampling1D, UpSampling2D, UpSampling3D
+from minidl.layers.reshaping import Flatten, Permute, Reshape
 from minidl.layers.sequence import Masking, RepeatVector, SpatialDropout1D, TimeDistributed
 
 
@@ -52,6 +56,9 @@ __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]
 __all__ += ["Hashing", "IntegerLookup", "StringLookup", "TextVectorization"]
 __all__ += ["Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding2D",
             "ZeroPadding3D"]
+__all__ += ["Permute", "UpSampling1D", "UpSampling2D", "UpSampling3D"]
+__all__ += ["AveragePooling3D", "AvgPool3D", "GlobalAveragePooling3D", "GlobalAvgPool3D",
+            "GlobalMaxPool3D", "GlobalMaxPooling3D", "MaxPool3D", "MaxPooling3D"]
 __all__ += ["Embedding", "Masking", "RepeatVector", "SpatialDropout1D", "TimeDistributed"]
 from minidl.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN  # noqa: E402
 

@@ -57,8 +57,10 @@ def normalize_margins(value, rank, name, owner):
     Returns:
         A tuple of ``rank`` pairs of non-negative ints.
     """
-    if rank == 1 or _is_int(value):
-        return (_pair(value, name, owner, value),) * (rank if _is_int(value) else 1)
+    if rank == 1:
+        return (_pair(value, name, owner, value),)
+    if _is_int(value):
+        return (_pair(value, name, owner, value),) * rank
     try:
         entries = tuple(value)
     except TypeError:
