@@ -26,6 +26,7 @@ from minidl import data, preprocessing  # tf.data's Dataset; keras.preprocessing
 from minidl.autodiff import GradientTape, Tensor, Variable
 from minidl.layers import Input
 from minidl.models import Model, Sequential
+from minidl import applications  # keras.applications: ready-made image networks
 
 __version__ = "0.1.0"
 
@@ -55,3 +56,4 @@ __all__ = ["GradientTape", "Input", "Model", "Sequential", "Tensor", "Variable",
            "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers", "random",
            "regularizers", "saving", "set_num_threads", "show_config", "utils", "__version__"]
 __all__ += ["data", "preprocessing"]
+__all__ += ["applications"]

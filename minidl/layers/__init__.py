@@ -2,6 +2,8 @@
 from minidl.layers.activation_layers import ELU, Identity, LeakyReLU, PReLU, ReLU, Softmax
 from minidl.layers.base import LAYERS, CallContext, Layer
 from minidl.layers.convolutional import Conv1D, Conv2D
+from minidl.layers.depthwise import DepthwiseConv1D, DepthwiseConv2D
+from minidl.layers.separable import SeparableConv1D, SeparableConv2D
 from minidl.layers.core import Activation, Dense, Input, InputLayer
 from minidl.layers.embedding import Embedding
 from minidl.layers.lambda_layer import Lambda
@@ -61,3 +63,4 @@ __all__ += ["Embedding", "Masking", "RepeatVector", "SpatialDropout1D", "TimeDis
 from minidl.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN  # noqa: E402
 
 __all__ += ["Bidirectional", "GRU", "LSTM", "SimpleRNN"]
+__all__ += ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"]

@@ -21,6 +21,15 @@ csrc/conv_pool.c).
 Conv1D is Conv2D on images one row high. Every buffer belongs to the layer and is reused
 from step to step; inference packs at most ``_INFERENCE_COLS`` values at a time, so that
 ``predict`` on many images never builds a huge patch matrix.
+
+Grouped convolutions (``groups > 1``, Keras' kernel (k..., channels / groups, filters)): group
+g convolves its own channels with filters [g * f, (g + 1) * f) of the kernel, f = filters /
+groups. Each group runs as a convolution of its own through the same kernels (its channels
+copied out contiguous, its patches packed and multiplied by its GEMM, or the direct path where
+``direct_plan`` picks it for the group's shapes), its output and gradients written into the
+group's columns. A group's patch matrix is a group's size, so the per-group GEMMs do exactly
+the useful work; the copies cost a pass over x and dx, small beside the GEMMs. (Depthwise
+convolutions, one channel per group, have their own kernels: DepthwiseConv2D.)
 """
 import collections
 
@@ -82,15 +91,19 @@ class _Conv(AffineLayer):
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
             raise ValueError(f"{owner} filters must be a positive int; received "
                              f"filters={filters!r}.")
-        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups != 1:
-            raise ValueError(f"{owner} supports groups=1 only; received groups={groups!r}.")
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups <= 0:
+            raise ValueError(f"{owner}: the number of groups must be a positive integer; "
+                             f"received groups={groups!r}.")
+        if filters % groups != 0:
+            raise ValueError(f"{owner}: the number of filters must be evenly divisible by the "
+                             f"number of groups; received groups={groups}, filters={filters}.")
         self.filters = int(filters)
         self.kernel_size = normalize_tuple(kernel_size, self.rank, "kernel_size", owner)
         self.strides = normalize_tuple(strides, self.rank, "strides", owner)
         self.dilation_rate = normalize_tuple(dilation_rate, self.rank, "dilation_rate", owner)
         self.padding = normalize_padding(padding, self._paddings, owner)
         self.data_format = check_data_format(data_format, self)
-        self.groups = 1
+        self.groups = int(groups)
 
     # ---- shapes ----
 
@@ -111,9 +124,17 @@ class _Conv(AffineLayer):
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
                              f"number of channels; received inputs of shape "
                              f"{(None,) + input_shape}.")
-        self._add_kernel_and_bias(self.kernel_size + (channels, self.filters), self.filters)
+        if channels % self.groups != 0:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): the number of input "
+                             f"channels must be evenly divisible by the number of groups; "
+                             f"received groups={self.groups}, but the input has {channels} "
+                             f"channels (full input shape is {(None,) + input_shape}).")
         self._channels = channels
-        self._patch = int(np.prod(self.kernel_size)) * channels   # kh * kw * c
+        group_channels = channels // self.groups
+        self._add_kernel_and_bias(self.kernel_size + (group_channels, self.filters),
+                                  self.filters)
+        # kh * kw * c of one group's patch (the whole patch with groups=1)
+        self._patch = int(np.prod(self.kernel_size)) * group_channels
         self._geometries = {}
         super().build(input_shape)
         # With every size known, the geometry of the one input shape, as attributes.
@@ -129,6 +150,7 @@ class _Conv(AffineLayer):
         geo = self._geometries.get(spatial)
         if geo is None:
             channels = self._channels
+            group_channels = channels // self.groups
             out, pads = self._geometry(tuple(spatial) + (channels,))
             two_d = lambda t, fill: (fill,) * (2 - self.rank) + tuple(t)   # noqa: E731
             out_image = two_d(out, 1)
@@ -136,11 +158,13 @@ class _Conv(AffineLayer):
                           dilation=two_d(self.dilation_rate, 1), pads=two_d(pads, 0),
                           out_hw=out_image)
             # A 1x1 kernel with stride 1 and no padding: the patch matrix is the input itself.
-            pointwise = (self._patch == channels and all(s == 1 for s in self.strides)
+            pointwise = (self._patch == group_channels and all(s == 1 for s in self.strides)
                          and out == tuple(spatial))
             image = two_d(spatial, 1) + (channels,)
+            # The kernels see one group at a time: its channels, its filters.
             direct, direct_dx, padded = _convolution.direct_plan(
-                image, self.filters, np.dtype(self.dtype).itemsize, pointwise, **window)
+                image[:2] + (group_channels,), self.filters // self.groups,
+                np.dtype(self.dtype).itemsize, pointwise, **window)
             geo = _Geometry(image, out_image, window, pointwise, out + (self.filters,), direct,
                             direct_dx, padded)
             if len(self._geometries) >= _GEOMETRY_CACHE:   # lengths vary batch to batch
@@ -194,28 +218,71 @@ class _Conv(AffineLayer):
             # Inference allocates (concurrent predict calls share nothing) and applies
             # the activation in place.
             z = y = np.empty((rows, self.filters), self.dtype)
-        # The direct kernels' padded copy of x: kept for the backward pass in training
-        # (inference lets the kernel allocate one per call).
-        padded = (ctx.buffers.get("padded", n, geo.padded)
-                  if record and geo.padded is not None else None)
-        _convolution.conv_train_forward(x, self._kernel_matrix(self._kernel_array), z,
-                                        self._cols(ctx, geo, "cols", n, record),
-                                        self._chunk_images(geo, record), geo.pointwise,
-                                        padded=padded, direct=None if geo.direct else False,
-                                        **geo.window)
+        if self.groups > 1:
+            self._grouped_forward(ctx, x, z, geo, record)
+        else:
+            # The direct kernels' padded copy of x: kept for the backward pass in training
+            # (inference lets the kernel allocate one per call).
+            padded = (ctx.buffers.get("padded", n, geo.padded)
+                      if record and geo.padded is not None else None)
+            _convolution.conv_train_forward(x, self._kernel_matrix(self._kernel_array), z,
+                                            self._cols(ctx, geo, "cols", n, record),
+                                            self._chunk_images(geo, record), geo.pointwise,
+                                            padded=padded, direct=None if geo.direct else False,
+                                            **geo.window)
+            if record:
+                ctx.padded = padded
         if activate:
             activation.forward_bias(z, self._bias_array, y)
         out = (y if activate else z).reshape((n,) + geo.output_sample)
         if record:
             ctx.x, ctx.z, ctx.y, ctx.y_out, ctx.geo = x, z, y, out, geo
-            ctx.padded = padded
         return out
+
+    def _group_parts(self, kernel, group):
+        """Group ``group``'s channel slice of the input and its (patch, filters / groups)
+        kernel matrix (a contiguous copy of its filters' columns)."""
+        per_group, group_filters = self._channels // self.groups, \
+            self.filters // self.groups
+        channels = slice(group * per_group, (group + 1) * per_group)
+        filters = slice(group * group_filters, (group + 1) * group_filters)
+        matrix = np.ascontiguousarray(kernel.reshape(self._patch, self.filters)[:, filters])
+        return channels, filters, matrix
+
+    def _grouped_forward(self, ctx, x, z, geo, record):
+        """z's columns, group by group: each group a convolution of its own channels (kept,
+        with its padded copy, for the backward pass in training)."""
+        n = x.shape[0]
+        group_image = geo.image[:2] + (geo.image[2] // self.groups,)
+        if record:
+            ctx.group_inputs, ctx.group_padded = [], []
+        for group in range(self.groups):
+            channels, filters, matrix = self._group_parts(self._kernel_array, group)
+            if record:
+                xg = ctx.buffers.get(f"x_group{group}", n, group_image)
+                np.copyto(xg, x[..., channels])
+                zg = ctx.buffers.get("z_group", z.shape[0], (matrix.shape[1],))
+                padded = (ctx.buffers.get(f"padded{group}", n, geo.padded)
+                          if geo.padded is not None else None)
+                ctx.group_inputs.append(xg)
+                ctx.group_padded.append(padded)
+            else:
+                xg = np.ascontiguousarray(x[..., channels])
+                zg = np.empty((z.shape[0], matrix.shape[1]), self.dtype)
+                padded = None
+            _convolution.conv_train_forward(xg, matrix, zg,
+                                            self._cols(ctx, geo, "cols", n, record),
+                                            self._chunk_images(geo, record), geo.pointwise,
+                                            padded=padded, direct=None if geo.direct else False,
+                                            **geo.window)
+            z[:, filters] = zg
 
     def can_pool_directly(self, pool):
         """Whether :meth:`forward_max_pool` can serve this layer (with a ReLU) followed by
         ``pool`` (a max pooling whose windows tile the output: strides equal to the pool
         size, 'valid')."""
-        return (self._patch <= _DIRECT_MAX_PATCH and pool.padding == "valid"
+        return (self.groups == 1 and self._patch <= _DIRECT_MAX_PATCH
+                and pool.padding == "valid"
                 and self._image is not None
                 and self.activation.kernel_params()[0] == "relu"
                 and tuple(pool.strides) == tuple(pool.pool_size)
@@ -255,6 +322,9 @@ class _Conv(AffineLayer):
     def _backward_linear(self, ctx, dz, need_input_grad):
         n, geo = ctx.x.shape[0], ctx.geo
         dx = ctx.buffers.get("dx", n, geo.image) if need_input_grad else None
+        if self.groups > 1:
+            self._grouped_backward(ctx, dz, dx)
+            return None if dx is None else dx.reshape((n,) + geo.image[2 - self.rank:])
         _convolution.conv_train_backward(
             ctx.x, dz, self._kernel_matrix(self._kernel_array), self._kernel_matrix(ctx.grads[0]),
             dx, self._cols(ctx, geo, "cols", n, True),
@@ -263,6 +333,28 @@ class _Conv(AffineLayer):
             padded_ready=ctx.padded is not None, direct=None if geo.direct else False,
             **geo.window)
         return None if dx is None else dx.reshape((n,) + geo.image[2 - self.rank:])
+
+    def _grouped_backward(self, ctx, dz, dx):
+        """The gradients of :meth:`_grouped_forward`, group by group, into the kernel
+        gradient's columns and dx's channels."""
+        geo, n = ctx.geo, ctx.x.shape[0]
+        d_kernel = ctx.grads[0].reshape(self._patch, self.filters)
+        for group in range(self.groups):
+            channels, filters, matrix = self._group_parts(self._kernel_array, group)
+            xg = ctx.group_inputs[group]
+            dzg = ctx.buffers.get("dz_group", dz.shape[0], (matrix.shape[1],))
+            np.copyto(dzg, dz[:, filters])
+            dkg = ctx.buffers.get("dkernel_group", matrix.shape[0], (matrix.shape[1],))
+            dxg = ctx.buffers.get("dx_group", n, xg.shape[1:]) if dx is not None else None
+            _convolution.conv_train_backward(
+                xg, dzg, matrix, dkg, dxg, self._cols(ctx, geo, "cols", n, True),
+                self._cols(ctx, geo, "dcols", n, True) if dx is not None else None,
+                self._chunk_images(geo, True), geo.pointwise, padded=ctx.group_padded[group],
+                padded_ready=ctx.group_padded[group] is not None,
+                direct=None if geo.direct else False, **geo.window)
+            d_kernel[:, filters] = dkg
+            if dx is not None:
+                dx[..., channels] = dxg
 
     def get_config(self):
         config = super().get_config()
@@ -287,7 +379,10 @@ class Conv2D(ChannelsFirstMixin, _Conv):
             see layers/data_format.py); None means ``minidl.config.image_data_format()``.
         dilation_rate: int or tuple of 2 ints: the spacing between the kernel's taps
             (default 1). Unlike Keras, it may be combined with strides > 1.
-        groups: must be 1 (grouped convolutions are not supported).
+        groups: positive int dividing both the input channels and ``filters`` (default 1):
+            the channels are split into ``groups`` groups, each convolved with its own
+            ``filters / groups`` filters; the kernel is then (kh, kw, channels / groups,
+            filters).
         activation: activation name or object; None means linear.
         use_bias: whether to add a bias per filter.
         kernel_initializer: initializer of the (kh, kw, channels, filters) kernel
@@ -337,7 +432,8 @@ class Conv1D(ChannelsFirstMixin, _Conv):
             (``(batch, channels, ...)``, run as channels_last between two transpositions;
             see layers/data_format.py); None means ``minidl.config.image_data_format()``.
         dilation_rate: int (default 1).
-        groups: must be 1.
+        groups: as in :class:`Conv2D`; the kernel is (kernel_size, channels / groups,
+            filters).
         activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
         bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as in
             :class:`Conv2D`; the kernel has shape (kernel_size, channels, filters), so

@@ -181,6 +181,9 @@ class AffineLayer(Layer):
             after each optimizer update.
     """
 
+    # Where the bias is in the params (SeparableConv's comes after its two kernels).
+    _bias_index = 1
+
     def __init__(self, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
@@ -259,11 +262,11 @@ class AffineLayer(Layer):
             dz = (dy if flags.c_contiguous and flags.aligned and flags.writeable
                   else np.array(dy, order="C")).reshape(ctx.z.shape)
             if self.use_bias:
-                _LINEAR.backward_bias(dz, dz, dz, dz, ctx.grads[1])
+                _LINEAR.backward_bias(dz, dz, dz, dz, ctx.grads[self._bias_index])
             return self._backward_linear(ctx, dz, need_input_grad)
         dz = ctx.buffers.get("dz", ctx.z.shape[0], ctx.z.shape[1:])
         activation.backward_bias(ctx.z, ctx.y, dy.reshape(ctx.z.shape), dz,
-                                 ctx.grads[1] if self.use_bias else None)
+                                 ctx.grads[self._bias_index] if self.use_bias else None)
         return self._backward_linear(ctx, dz, need_input_grad)
 
     def backward_preactivation(self, ctx, dz, need_input_grad=True):
@@ -281,7 +284,7 @@ class AffineLayer(Layer):
             (ctx.activation or self.activation).backward(ctx.z, ctx.y, g, g)
             dz = np.add(dz, g, out=g)
         if self.use_bias:
-            _LINEAR.backward_bias(dz, dz, dz, dz, ctx.grads[1])
+            _LINEAR.backward_bias(dz, dz, dz, dz, ctx.grads[self._bias_index])
         return self._backward_linear(ctx, dz, need_input_grad)
 
 

@@ -131,10 +131,10 @@ class Model(Trainer, TrainSteps, Layer):
             if isinstance(layer, InputLayer) and id(layer) not in seen:
                 seen.add(id(layer))
                 layers.append(layer)
-        for node in self._nodes:
-            if id(node.operation) not in seen:
-                seen.add(id(node.operation))
-                layers.append(node.operation)
+        for layer in keras_layer_order(self.inputs, self.outputs, self._nodes):
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                layers.append(layer)
         _check_unique_names(self.name, layers)
         self._layers = layers
         self.built = True
@@ -160,8 +160,9 @@ class Model(Trainer, TrainSteps, Layer):
 
     @property
     def layers(self):
-        """The model's layers, each once, in the order of the graph (Input layers first);
-        for a subclassed model, those assigned to its attributes."""
+        """The model's layers, each once, in Keras's order (Input layers first, then by
+        distance from the outputs: see :func:`keras_layer_order`); for a subclassed model,
+        those assigned to its attributes."""
         if self._subclassed:
             return subclassed.layers(self)
         return list(self._layers)
@@ -724,6 +725,45 @@ def nodes_between(inputs, outputs):
                 if id(above) not in done:
                     stack.append((above, False))
     return order
+
+
+def keras_layer_order(inputs, outputs, nodes):
+    """The layers of ``nodes`` in Keras's order (``keras.src.ops.function.map_graph``):
+    by depth, the number of layer calls between a node and the outputs, deepest first;
+    ties in the order a depth-first walk from the outputs first meets them. Any topological
+    order computes the same; this one gives Keras's ``model.layers`` and so its weight
+    order, which weight files written by Keras follow (a branch's layers interleave with
+    its sibling's, e.g. a ResNet block's shortcut convolution sits beside the main path's
+    last one).
+    """
+    in_graph = {id(node) for node in nodes}
+    input_ids = {id(t) for t in inputs}
+    first_met, walked = {}, []   # layer id -> rank in the walk; nodes, inputs first
+    finished = set()
+    stack = [(tensor, False) for tensor in reversed(outputs)]
+    while stack:
+        tensor, expanded = stack.pop()
+        node = _producing_node(tensor)
+        if expanded:
+            finished.add(id(node))
+            walked.append(node)
+            continue
+        if id(node) in finished or id(tensor) in input_ids or id(node) not in in_graph:
+            continue
+        first_met.setdefault(id(node.operation), len(first_met))
+        stack.append((tensor, True))
+        stack.extend((t, False) for t in reversed(node.input_tensors))
+    node_depth, layer_depth, layers = {}, {}, {}
+    for node in reversed(walked):
+        layer = node.operation
+        depth = max(node_depth.get(id(node), 0), layer_depth.get(id(layer), 0))
+        layer_depth[id(layer)], node_depth[id(node)], layers[id(layer)] = depth, depth, layer
+        for tensor in node.input_tensors:
+            parent = id(_producing_node(tensor))
+            if id(tensor) not in input_ids and parent in in_graph:
+                node_depth[parent] = max(depth + 1, node_depth.get(parent, 0))
+    ranked = sorted(layers, key=lambda key: (-layer_depth[key], first_met[key]))
+    return [layers[key] for key in ranked]
 
 
 def _check_unique_names(model_name, layers):
