@@ -193,9 +193,18 @@ class Optimizer:
                                          owner)
         self.built = True
 
-    def get_slot_arrays(self):
-        """The slot arrays (live, not copies): for each slot name, one per variable."""
-        return [a for name in self.slot_names for a in self._slots.get(name, [])]
+    def get_slot_arrays(self, variables=None):
+        """The slot arrays (live, not copies): for each slot name, one per variable.
+
+        Args:
+            variables: optional, the built variables in the order wanted (default: the
+                order of :meth:`build`).
+        """
+        if variables is None:
+            return [a for name in self.slot_names for a in self._slots.get(name, [])]
+        positions = [self._variable_index(v) for v in variables]
+        return [self._slots[name][i] for name in self.slot_names if name in self._slots
+                for i in positions]
 
     @property
     def variables(self):

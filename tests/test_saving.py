@@ -16,7 +16,7 @@ import pytest
 
 import minidl
 from minidl.layers import BatchNormalization, Dense, Dropout, Layer
-from minidl.saving import InvalidModelFileError, register_serializable
+from minidl.saving import FORMAT_VERSION, InvalidModelFileError, register_serializable
 from minidl.saving import format as format_module
 
 import zip_surgery
@@ -94,7 +94,8 @@ def test_archive_layout(saved):
         config = json.loads(zf.read("config.json"))
     assert {"metadata.json", "config.json", "state.json", "weights/00000.npy",
             "optimizer/iterations.npy"} <= names
-    assert meta["format_version"] == 1 and meta["minidl_version"] == minidl.__version__
+    assert meta["format_version"] == FORMAT_VERSION == 2
+    assert meta["minidl_version"] == minidl.__version__
     assert config["class_name"] == "Sequential"
     assert config["config"]["build_input_shape"] == [None, 4]
     assert config["compile_config"]["optimizer"]["class_name"] == "Adam"
@@ -451,9 +452,9 @@ def test_bad_layer_arguments(saved, tmp_path):
 
 def test_newer_format_version(saved, tmp_path):
     _, path = saved
-    meta = {"format_version": 2, "minidl_version": "9.0", "kind": "model"}
+    meta = {"format_version": FORMAT_VERSION + 1, "minidl_version": "9.0", "kind": "model"}
     bad = _rewrite(path, tmp_path / "v.minidl", replace={"metadata.json": json.dumps(meta)})
-    with pytest.raises(InvalidModelFileError, match="format_version=2.*upgrade"):
+    with pytest.raises(InvalidModelFileError, match="format_version=3.*upgrade"):
         minidl.models.load_model(bad)
 
 

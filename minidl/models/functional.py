@@ -131,12 +131,19 @@ class Model(Trainer, TrainSteps, Layer):
             if isinstance(layer, InputLayer) and id(layer) not in seen:
                 seen.add(id(layer))
                 layers.append(layer)
+        # The order of format-1 model files (saving.model_io): the graph's nodes as
+        # nodes_between lists them, before Model.layers took Keras's order.
+        by_node = list(layers)
+        for node in self._nodes:
+            if node.operation not in by_node:
+                by_node.append(node.operation)
         for layer in keras_layer_order(self.inputs, self.outputs, self._nodes):
             if id(layer) not in seen:
                 seen.add(id(layer))
                 layers.append(layer)
         _check_unique_names(self.name, layers)
         self._layers = layers
+        self._layers_in_node_order = by_node
         self.built = True
         self._changed()
 
@@ -237,12 +244,15 @@ class Model(Trainer, TrainSteps, Layer):
 
     # ---- weights ----
 
-    def _weighted_layers(self):
+    def _weighted_layers(self, node_order=False):
         """Every layer whose weights the model holds, nested models expanded, each once,
-        in the order of :attr:`layers`."""
+        in the order of :attr:`layers` (``node_order``: of format-1 model files, see
+        :meth:`weight_arrays_in_node_order`)."""
         out, seen = [], set()
-        for layer in self.layers:
-            inner = layer._weighted_layers() if isinstance(layer, Model) else [layer]
+        layers = getattr(self, "_layers_in_node_order", None) if node_order else None
+        for layer in self.layers if layers is None else layers:
+            inner = (layer._weighted_layers(node_order) if isinstance(layer, Model)
+                     else [layer])
             for item in inner:
                 if id(item) not in seen:
                     seen.add(id(item))
@@ -258,6 +268,13 @@ class Model(Trainer, TrainSteps, Layer):
     def weight_arrays(self):
         """The arrays of :attr:`weights` (live), aligned with it."""
         return [w for layer in self._weighted_layers() for w in layer.weight_arrays]
+
+    def weight_arrays_in_node_order(self):
+        """:attr:`weight_arrays` in the order format-1 model files hold them: a functional
+        model's layers as its graph's nodes list them, which differs from Keras's order
+        (:attr:`layers`, format 2) in branched models."""
+        return [w for layer in self._weighted_layers(node_order=True)
+                for w in layer.weight_arrays]
 
     @property
     def weight_names(self):

@@ -1,13 +1,15 @@
 """The .minidl archive: a zip of JSON members and .npy arrays, written atomically and read
 defensively.
 
-Layout (format version 1):
+Layout (format version 2):
     metadata.json          {"format_version", "minidl_version", "date", "kind"}
     config.json            the model's architecture and compile settings (kind "model")
     state.json             random states (kind "model"): the global generator's (shuffling,
                            dropout) and each layer's own ("layer_random_states", one entry
                            per layer, null for most); a backup adds the epoch reached
-    weights/00000.npy ...  the model's weights, in get_weights order
+    weights/00000.npy ...  the model's weights, in get_weights order (Keras's layer order;
+                           version 1 held a functional model's weights in the order of its
+                           graph's nodes, which model_io still reads)
     optimizer/iterations.npy, optimizer/00000.npy ...   step count, then slot arrays
 
 Writing goes to a temporary file in the target's directory that is fsync'd and then renamed
@@ -45,7 +47,7 @@ try:
 except ImportError:   # Windows: a file open in another process cannot be removed anyway
     fcntl = None
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _JSON_LIMIT = 64 * 2 ** 20        # config.json of a huge model is far below this
 # A JSON member is the one whose parsed form outgrows its bytes (an empty object, 3 bytes,

@@ -239,8 +239,9 @@ def load_model(filepath, compile=True, restore_random_state=True):
             raise reader.error(f"its config does not describe a valid model ({error})") from None
         if not model.built:
             raise reader.error("its config has no build_input_shape, so it holds no weights")
-        expected = [_weight_member(i) for i in range(len(model.weight_arrays))]
-        for name, weight in zip(expected, model.weight_arrays):
+        weights = _weights_in_file_order(model, reader)
+        expected = [_weight_member(i) for i in range(len(weights))]
+        for name, weight in zip(expected, weights):
             reader.read_array(name, weight.shape, weight.dtype, out=weight)
         # Compiled after the weights are read: the optimizer's slots are as large as the
         # weights, which the file has now shown it holds.
@@ -254,7 +255,7 @@ def load_model(filepath, compile=True, restore_random_state=True):
             iterations = int(reader.read_array(_ITERATIONS, (), np.int64))
             if iterations < 0:
                 raise reader.error(f"optimizer iterations={iterations} is negative")
-            slots = model.optimizer.get_slot_arrays()
+            slots = _slots_in_file_order(model, reader, weights)
             expected.append(_ITERATIONS)
             for i, slot in enumerate(slots):
                 expected.append(_slot_member(i))
@@ -435,7 +436,8 @@ def restore_backup(model, filepath):
                            or not 0 <= learning_rate < float("inf")):
             raise reader.error(f"its optimizer learning_rate must be a finite float >= 0; "
                                f"received learning_rate={learning_rate!r:.100}")
-        weights, slots = model.weight_arrays, optimizer.get_slot_arrays()
+        weights = _weights_in_file_order(model, reader)
+        slots = _slots_in_file_order(model, reader, weights)
         names = [_weight_member(i) for i in range(len(weights))]
         names += [_ITERATIONS] + [_slot_member(i) for i in range(len(slots))]
         arrays = [n for n in reader.names if n.startswith(("weights/", "optimizer/"))]
@@ -474,6 +476,27 @@ def restore_backup(model, filepath):
     return epoch
 
 
+def _weights_in_file_order(model, reader):
+    """``model.weight_arrays`` in the order of ``reader``'s file. Format 1 held a functional
+    model's weights in the order of its graph's nodes; format 2 holds them in Keras's layer
+    order (``Model.layers``), which differs in branched models (a ResNet block's shortcut)."""
+    if reader.metadata["format_version"] >= 2 or not hasattr(model,
+                                                             "weight_arrays_in_node_order"):
+        return model.weight_arrays
+    return model.weight_arrays_in_node_order()
+
+
+def _slots_in_file_order(model, reader, weights):
+    """The optimizer's slot arrays in the order of ``reader``'s file: per slot name, one per
+    trainable weight, the weights in the order of ``weights`` (the file's)."""
+    optimizer = model.optimizer
+    if reader.metadata["format_version"] >= 2:
+        return optimizer.get_slot_arrays()
+    position = {id(w): i for i, w in enumerate(weights)}
+    return optimizer.get_slot_arrays(sorted(optimizer._variables,
+                                            key=lambda v: position.get(id(v), -1)))
+
+
 def _member(obj, key):
     """``obj[key]`` of a JSON object, None when ``obj`` is not a dict or lacks ``key``."""
     return obj.get(key) if isinstance(obj, dict) else None
@@ -487,14 +510,15 @@ def load_weights(model, filepath):
                          f"build it first. Received filepath={filepath!r}.")
     with ArchiveReader(filepath, ("weights", "model")) as reader:
         kind = reader.metadata["kind"]
-        names = [_weight_member(i) for i in range(len(model.weight_arrays))]
+        weights = _weights_in_file_order(model, reader)
+        names = [_weight_member(i) for i in range(len(weights))]
         if kind == "weights" and _weight_member(len(names)) in reader.names:
             raise reader.error(f"it holds more weight arrays than the {len(names)} of model "
                                f"'{model.name}'")
         values = [reader.read_array(name, w.shape, w.dtype)
-                  for name, w in zip(names, model.weight_arrays)]
+                  for name, w in zip(names, weights)]
         if kind == "weights":
             reader.warn_unknown(names)
     with model.writing_weights():
-        for weight, value in zip(model.weight_arrays, values):
+        for weight, value in zip(weights, values):
             weight[...] = value
