@@ -8,7 +8,8 @@ from minidl.layers.lambda_layer import Lambda
 from minidl.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                    Subtract, add, average, concatenate, dot, maximum, minimum,
                                    multiply, subtract)
-from minidl.layers.normalization import BatchNormalization, LayerNormalization
+from minidl.layers.normalization import (BatchNormalization, GroupNormalization,
+                                         LayerNormalization, UnitNormalization)
 from minidl.layers.op_layer import OpLayer
 from minidl.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                                    GlobalAveragePooling1D, GlobalAveragePooling2D,
@@ -22,7 +23,9 @@ from minidl.layers.preprocessing import (CategoryEncoding, Discretization, Norma
                                          Rescaling)
 from minidl.layers.preprocessing import (Hashing, IntegerLookup, StringLookup,
                                          TextVectorization)
-from minidl.layers.regularization import ActivityRegularization, Dropout
+from minidl.layers.regularization import (ActivityRegularization, AlphaDropout, Dropout,
+                                          GaussianDropout, GaussianNoise, SpatialDropout2D,
+                                          SpatialDropout3D)
 from minidl.layers.reshaping import Flatten, Reshape
 from minidl.layers.sequence import Masking, RepeatVector, SpatialDropout1D, TimeDistributed
 
@@ -47,6 +50,8 @@ __all__ += ["CenterCrop", "RandomBrightness", "RandomContrast", "RandomCrop", "R
 __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]
 __all__ += ["Hashing", "IntegerLookup", "StringLookup", "TextVectorization"]
 __all__ += ["Embedding", "Masking", "RepeatVector", "SpatialDropout1D", "TimeDistributed"]
+__all__ += ["AlphaDropout", "GaussianDropout", "GaussianNoise", "GroupNormalization",
+            "SpatialDropout2D", "SpatialDropout3D", "UnitNormalization"]
 from minidl.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN  # noqa: E402
 
 __all__ += ["Bidirectional", "GRU", "LSTM", "SimpleRNN"]
