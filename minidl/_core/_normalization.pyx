@@ -22,10 +22,11 @@ per-row) mean and 1/sqrt(var + epsilon), which backward reads again: both direct
 same x_hat.
 
 Threads: reductions over the batch (batch-norm statistics and gradients, layer norm's gamma
-and beta gradients, group norm's per-sample statistics) run over fixed chunks of whole outer rows whose size depends only on the
-shape. Each chunk sums into its own ``partial[chunk, :]`` and the partials are added in chunk
-order afterwards, so results have the same bits for any thread count. Arrays under
-``PARALLEL_MIN`` elements run serially without opening a parallel region.
+and beta gradients, group norm's per-sample statistics) run over fixed chunks of whole outer
+rows whose size depends only on the shape. Each chunk sums into its own ``partial[chunk, :]``
+and the partials are added in chunk order afterwards, so results have the same bits for any
+thread count. Arrays under ``PARALLEL_MIN`` elements run serially without opening a parallel
+region. Unit norm's lines are independent outputs, split into fixed chunks of lines.
 """
 from cython.parallel cimport prange
 from libc.math cimport sqrt

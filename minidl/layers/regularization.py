@@ -102,13 +102,13 @@ class Dropout(SeededDrawsMixin, Layer):
 
     def _resolve_noise_shape(self, shape):
         if len(self.noise_shape) != len(shape):
-            raise ValueError(f"Layer '{self.name}' (Dropout) has noise_shape="
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) has noise_shape="
                              f"{self.noise_shape}, of {len(self.noise_shape)} dims, for inputs "
                              f"of shape {shape}; it needs one entry per input dim.")
         # Unknown dims (the batch, while building) take any entry.
         resolved = tuple(d if n is None else n for n, d in zip(self.noise_shape, shape))
         if any(d is not None and n not in (1, d) for n, d in zip(resolved, shape)):
-            raise ValueError(f"Layer '{self.name}' (Dropout) has noise_shape="
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) has noise_shape="
                              f"{self.noise_shape}, which does not broadcast to inputs of shape "
                              f"{shape}: each entry must be None, 1 or the input's size.")
         return resolved
@@ -266,21 +266,16 @@ class GaussianNoise(SeededDrawsMixin, Layer):
         self._init_seed(seed)
 
     def forward(self, ctx, x, training=False):
-        ctx.noisy = False
         if not training or self.stddev == 0.0:
             return x
         x = _contiguous(x)
         key = self.rng().bit_generator.random_raw()
         y = ctx.buffers.get("y", x.shape[0], x.shape[1:]) if ctx.record else np.empty_like(x)
-        _kernels.gaussian_noise_forward(x, y, self.stddev, key, self._owner())
-        ctx.noisy = True
-        return y
+        return _kernels.gaussian_noise_forward(x, y, self.stddev, key,
+                                               f"GaussianNoise '{self.name}'")
 
     def backward(self, ctx, dy, need_input_grad=True):
-        return dy if need_input_grad else None
-
-    def _owner(self):
-        return f"GaussianNoise '{self.name}'"
+        return dy if need_input_grad else None   # y = x + noise
 
     def get_config(self):
         config = super().get_config()
