@@ -419,3 +419,20 @@ def test_outputs_match_keras(monkeypatch):
         theirs = keras.layers.UnitNormalization(axis)(x)
         np.testing.assert_allclose(UnitNormalization(axis)(x).numpy(),
                                    keras.ops.convert_to_numpy(theirs), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_config_keys_and_weights_match_keras(monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras runs on another backend here")
+    for ours, theirs in [(GroupNormalization(4), keras.layers.GroupNormalization(4)),
+                         (UnitNormalization([1, 2]), keras.layers.UnitNormalization([1, 2]))]:
+        keys = set(theirs.get_config()) - {"name", "dtype", "trainable"}
+        assert keys <= set(ours.get_config())
+        ours.build((3, 8))
+        theirs.build((None, 3, 8))
+        assert [w.name for w in ours.weights] == [w.name for w in theirs.weights]
+        assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]

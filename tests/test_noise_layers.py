@@ -434,3 +434,26 @@ def test_alpha_dropout_constants_follow_keras():
     y = AlphaDropout(0.2, seed=0)(x, training=True).numpy()
     assert set(np.unique(y[~np.isclose(y, 0.8789035834435328 * x + 0.30903996214409446,
                                         rtol=1e-6)])) == {np.float32(-1.2361598485763778)}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # (Keras' own, numpy 2 copy=)
+def test_keras_recomputes_the_constants_and_config_keys(monkeypatch):
+    # Keras 3.15.1 (torch backend), when installed: AlphaDropout's dropped value and the
+    # layers' config keys.
+    pytest.importorskip("torch")
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras runs on another backend here")
+    x = data((50, 40), np.float32)
+    y = keras.ops.convert_to_numpy(keras.layers.AlphaDropout(0.2, seed=1)(x, training=True))
+    a, b, dropped = alpha_constants(0.2)
+    dropped_values = y[~np.isclose(y, a * x + b, rtol=1e-6)]
+    np.testing.assert_allclose(dropped_values, AlphaDropout(0.2)._dropped, rtol=1e-6)
+    for ours, theirs in [(SpatialDropout2D(0.3, seed=1), keras.layers.SpatialDropout2D(0.3)),
+                         (SpatialDropout3D(0.3), keras.layers.SpatialDropout3D(0.3)),
+                         (GaussianNoise(0.3), keras.layers.GaussianNoise(0.3)),
+                         (GaussianDropout(0.3), keras.layers.GaussianDropout(0.3)),
+                         (AlphaDropout(0.3), keras.layers.AlphaDropout(0.3))]:
+        keys = set(theirs.get_config()) - {"name", "dtype", "trainable"}
+        assert keys <= set(ours.get_config()), type(ours).__name__

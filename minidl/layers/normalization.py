@@ -486,6 +486,8 @@ class GroupNormalization(Layer):
     def backward(self, ctx, dy, need_input_grad=True):
         dy = _contiguous(dy)
         dx = ctx.buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
+        if dx is None and not (self.scale or self.center):
+            return None   # nothing wanted
         _kernels.group_norm_backward(ctx.x, dy, self._axis, self.groups, self._gamma_beta[0],
                                      ctx.mean, ctx.invstd, dx,
                                      ctx.grads[0] if self.scale else None,
