@@ -17,7 +17,7 @@ from minidl.layers import (CallContext, GaussianDropout, GaussianNoise, GroupNor
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-ROUNDS = dict(rounds=5, iterations=1, warmup_rounds=1)
+ROUNDS = dict(rounds=20, iterations=1, warmup_rounds=2)
 
 
 def _data(shape, seed=0):

@@ -52,7 +52,8 @@ def test_reference_mirrors_kernel_signatures():
 
 
 GROUP_CASES = [((4, 6, 5, 8), 3, 4), ((3, 7, 12), 2, 3), ((5, 6), 1, 2), ((2, 8, 3, 4), 1, 4),
-               ((2, 3, 6, 5), 2, 6), ((3, 5, 4), 2, 1), ((1, 2100, 8), 2, 2)]
+               ((2, 3, 6, 5), 2, 6), ((3, 5, 4), 2, 1), ((1, 2100, 8), 2, 2),
+               ((150, 3, 8), 2, 4), ((70, 1100, 8), 2, 2)]   # several blocks of samples
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -108,6 +109,7 @@ def test_unit_norm_clips_tiny_norms_as_keras():
 def test_kernels_give_the_same_bits_for_one_and_two_threads():
     cases = [(data((3, 40, 30, 32), np.float32, offset=2.0), 3, 8),     # few samples, big
              (data((64, 20, 48), np.float32), 2, 4),
+             (data((200, 30, 32), np.float32), 2, 8),                   # several blocks
              (data((4, 32, 30, 30), np.float64), 1, 8)]                  # channels on axis 1
     for x, axis, groups in cases:
         c = x.shape[axis]
@@ -149,6 +151,21 @@ def test_kernel_argument_errors():
         kernels.unit_norm_forward(x, 2, 1, y)
     with pytest.raises(ValueError, match="epsilon"):
         kernels.unit_norm_forward(x, 1, 2, y, 0.0)
+
+
+def test_a_samples_result_does_not_depend_on_its_batch():
+    # Chunks and blocks follow the sample's shape alone: the same bits one by one.
+    for shape, axis, groups in [((130, 9, 8), 2, 4), ((5, 40, 30, 16), 3, 4)]:
+        x = data(shape, np.float32, offset=1.0)
+        c = shape[axis]
+        gamma, beta = data((c,), np.float32, 1), data((c,), np.float32, 2)
+        whole = np.empty_like(x)
+        kernels.group_norm_forward(x, axis, groups, gamma, beta, None, None, whole, 1e-3)
+        for i in (0, 3, len(x) - 1):
+            one = np.empty_like(x[i:i + 1])
+            kernels.group_norm_forward(x[i:i + 1], axis, groups, gamma, beta, None, None, one,
+                                       1e-3)
+            np.testing.assert_array_equal(one, whole[i:i + 1])
 
 
 # ---- against PyTorch ----

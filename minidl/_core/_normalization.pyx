@@ -522,31 +522,48 @@ cdef int _ln_backward(const floating *x, const floating *dy, const floating *gam
 
 # ---- group normalization ----
 #
-# Work items are (sample, chunk of the sample's P rows), the chunk size fixed by the shape:
-# rows of about CHUNK_ELEMS elements, and at least ceil(MAX_CHUNKS / N) chunks per sample when
-# the rows allow it, so that a small batch of large images still splits. Each item sums
+# Work items are (sample, chunk of the sample's P rows), the chunk size fixed by the sample's
+# shape alone (rows of about CHUNK_ELEMS elements), so that a small batch of large images
+# still splits and a sample's result never depends on the rest of its batch. Each item sums
 # per channel into its own ``partial[item, :]``; per (sample, group) the partials are added
-# in (channel, chunk) order. Statistics are two-pass in double, as for batch norm.
+# in (channel, chunk) order. Statistics are two-pass in double, as for batch norm. The batch
+# runs in blocks of up to GROUP_BLOCK samples (and GROUP_BLOCK_ITEMS items), which bounds the
+# scratch space (per-item partials and per-(sample, channel) constants) whatever the batch
+# size; the gamma and beta gradients add the samples in order across blocks.
+
+cdef enum:
+    GROUP_BLOCK = 64
+    GROUP_BLOCK_ITEMS = 256
+
 
 ctypedef struct GroupPlan:
     Py_ssize_t N, P, C, Q, G, Cg   # x read as (N, P, C, Q); G groups of Cg channels
     Py_ssize_t rows_per_chunk, chunks, items
+    Py_ssize_t block               # samples per block
     int threads
 
 
 cdef GroupPlan _group_plan(Py_ssize_t N, Py_ssize_t P, Py_ssize_t C, Py_ssize_t Q,
                            Py_ssize_t G) noexcept:
     cdef GroupPlan p
-    cdef Py_ssize_t row = C * Q, want
+    cdef Py_ssize_t row = C * Q
     p.N, p.P, p.C, p.Q, p.G, p.Cg = N, P, C, Q, G, C // G
     p.rows_per_chunk = CHUNK_ELEMS // row if 0 < row < CHUNK_ELEMS else 1
-    want = (MAX_CHUNKS + N - 1) // N if N > 0 else 1   # chunks per sample worth splitting to
-    p.rows_per_chunk = min(p.rows_per_chunk, max((P + want - 1) // want, 1))
-    p.rows_per_chunk = max(p.rows_per_chunk, 1)
     p.chunks = max((P + p.rows_per_chunk - 1) // p.rows_per_chunk, 1)
+    p.block = max(min(<Py_ssize_t>GROUP_BLOCK, GROUP_BLOCK_ITEMS // p.chunks), 1)
     p.items = N * p.chunks
-    p.threads = num_threads() if N * P * row >= PARALLEL_MIN_ELEMS and p.items > 1 else 1
+    p.threads = 1
     return p
+
+
+cdef GroupPlan _group_block(const GroupPlan *p, Py_ssize_t n) noexcept:
+    """The plan of n samples of p's layout (one block)."""
+    cdef GroupPlan b = p[0]
+    b.N = n
+    b.items = n * p.chunks
+    b.threads = num_threads() if n * p.P * p.C * p.Q >= PARALLEL_MIN_ELEMS and b.items > 1 \
+        else 1
+    return b
 
 
 cdef void _gn_sums(const floating *x, const double *center, const GroupPlan *p,
@@ -666,63 +683,79 @@ cdef inline double _gn_group_sum(const double *partial, const GroupPlan *p, Py_s
     return s
 
 
-cdef int _gn_forward(const floating *x, const floating *gamma, const floating *beta,
-                     floating *mean_out, floating *invstd_out, floating *y, const GroupPlan *p,
-                     double epsilon) except -1:
+cdef void _gn_forward_block(const floating *x, const floating *gamma, const floating *beta,
+                            floating *mean_out, floating *invstd_out, floating *y,
+                            const GroupPlan *p, double epsilon, double *scratch) noexcept nogil:
+    # scratch: p.items * C + 4 * N * C doubles
     cdef Py_ssize_t N = p.N, C = p.C, n, g, c, it
     cdef double count = <double>(p.P * p.Cg * p.Q)
-    cdef double local[STACK_DOUBLES]
-    cdef double *heap = NULL
-    cdef double *partial = _scratch(p.items * C + 4 * N * C, local, &heap)
+    cdef double *partial = scratch
     cdef double *center = partial + p.items * C
     # per (n, c) constants of the output pass, in the data's precision
     cdef floating *m = <floating *>(center + N * C)
     cdef floating *a = <floating *>(center + 2 * N * C)
     cdef floating *b = <floating *>(center + 3 * N * C)
     cdef double mu, inv
+    _gn_partials(x, NULL, p, partial)
+    for n in range(N):
+        for g in range(p.G):
+            mu = _gn_group_sum(partial, p, n, g) / count
+            for c in range(g * p.Cg, (g + 1) * p.Cg):
+                center[n * C + c] = mu
+    _gn_partials(x, center, p, partial)
+    for n in range(N):
+        for g in range(p.G):
+            # biased variance, as Keras' moments and torch's GroupNorm
+            inv = 1.0 / sqrt(_gn_group_sum(partial, p, n, g) / count + epsilon)
+            mu = center[n * C + g * p.Cg]
+            if mean_out != NULL:
+                mean_out[n * p.G + g] = <floating>mu
+                invstd_out[n * p.G + g] = <floating>inv
+            for c in range(g * p.Cg, (g + 1) * p.Cg):
+                m[n * C + c] = <floating>mu
+                a[n * C + c] = <floating>(inv * gamma[c])
+                b[n * C + c] = beta[c]
+    if p.threads > 1:
+        for it in prange(p.items, num_threads=p.threads, schedule="static"):
+            _gn_affine(x, NULL, y, m, a, b, b, p, it)
+    else:
+        for it in range(p.items):
+            _gn_affine(x, NULL, y, m, a, b, b, p, it)
+
+
+cdef int _gn_forward(const floating *x, const floating *gamma, const floating *beta,
+                     floating *mean_out, floating *invstd_out, floating *y, const GroupPlan *p,
+                     double epsilon) except -1:
+    cdef Py_ssize_t nb = min(p.block, p.N), n0, size = p.P * p.C * p.Q
+    cdef double local[STACK_DOUBLES]
+    cdef double *heap = NULL
+    cdef double *scratch = _scratch(nb * p.chunks * p.C + 4 * nb * p.C, local, &heap)
+    cdef GroupPlan b
     try:
-        with nogil:
-            _gn_partials(x, NULL, p, partial)
-            for n in range(N):
-                for g in range(p.G):
-                    mu = _gn_group_sum(partial, p, n, g) / count
-                    for c in range(g * p.Cg, (g + 1) * p.Cg):
-                        center[n * C + c] = mu
-            _gn_partials(x, center, p, partial)
-            for n in range(N):
-                for g in range(p.G):
-                    # biased variance, as Keras' moments and torch's GroupNorm
-                    inv = 1.0 / sqrt(_gn_group_sum(partial, p, n, g) / count + epsilon)
-                    mu = center[n * C + g * p.Cg]
-                    if mean_out != NULL:
-                        mean_out[n * p.G + g] = <floating>mu
-                        invstd_out[n * p.G + g] = <floating>inv
-                    for c in range(g * p.Cg, (g + 1) * p.Cg):
-                        m[n * C + c] = <floating>mu
-                        a[n * C + c] = <floating>(inv * gamma[c])
-                        b[n * C + c] = beta[c]
-            if p.threads > 1:
-                for it in prange(p.items, num_threads=p.threads, schedule="static"):
-                    _gn_affine(x, NULL, y, m, a, b, b, p, it)
-            else:
-                for it in range(p.items):
-                    _gn_affine(x, NULL, y, m, a, b, b, p, it)
+        for n0 in range(0, p.N, nb):
+            b = _group_block(p, min(nb, p.N - n0))
+            with nogil:
+                _gn_forward_block(x + n0 * size, gamma, beta,
+                                  (mean_out + n0 * p.G) if mean_out != NULL else NULL,
+                                  (invstd_out + n0 * p.G) if invstd_out != NULL else NULL,
+                                  y + n0 * size, &b, epsilon, scratch)
     finally:
         free(heap)
     return 0
 
 
-cdef int _gn_backward(const floating *x, const floating *dy, const floating *gamma,
-                      const floating *mean, const floating *invstd, floating *dx,
-                      floating *dgamma, floating *dbeta, const GroupPlan *p) except -1:
+cdef void _gn_backward_block(const floating *x, const floating *dy, const floating *gamma,
+                             const floating *mean, const floating *invstd, floating *dx,
+                             double *acc_g, double *acc_b, const GroupPlan *p,
+                             double *scratch) noexcept nogil:
     # With x_hat = (x - mean) * invstd per (n, g) and h = dy * gamma:
     # dx = invstd * (h - mean_group(h) - x_hat * mean_group(h * x_hat)); the group means come
-    # from the per-(n, c) sums of dy and dy * (x - mean), which also give dgamma and dbeta.
+    # from the per-(n, c) sums of dy and dy * (x - mean), which also give dgamma and dbeta,
+    # added into acc_g / acc_b (NULL: not wanted) sample by sample.
+    # scratch: 2 * p.items * C + 6 * N * C doubles
     cdef Py_ssize_t N = p.N, C = p.C, G = p.G, n, g, c, ch, it
     cdef double count = <double>(p.P * p.Cg * p.Q)
-    cdef double local[STACK_DOUBLES]
-    cdef double *heap = NULL
-    cdef double *partial_dy = _scratch(2 * p.items * C + 6 * N * C, local, &heap)
+    cdef double *partial_dy = scratch
     cdef double *partial_dyx = partial_dy + p.items * C
     cdef double *s_dy = partial_dyx + p.items * C          # (N, C)
     cdef double *s_dyx = s_dy + N * C                      # (N, C)
@@ -731,57 +764,77 @@ cdef int _gn_backward(const floating *x, const floating *dy, const floating *gam
     cdef floating *k2 = <floating *>(s_dyx + 3 * N * C)
     cdef floating *k3 = <floating *>(s_dyx + 4 * N * C)
     cdef double a, b, t, fi
+    for n in range(N):
+        for c in range(C):
+            m[n * C + c] = mean[n * G + c // p.Cg]
+    if p.threads > 1:
+        for it in prange(p.items, num_threads=p.threads, schedule="static"):
+            _gn_grad_sums(x, dy, m, p, it, partial_dy + it * C, partial_dyx + it * C)
+    else:
+        for it in range(p.items):
+            _gn_grad_sums(x, dy, m, p, it, partial_dy + it * C, partial_dyx + it * C)
+    for n in range(N):
+        for c in range(C):
+            a = 0
+            b = 0
+            for ch in range(p.chunks):
+                a += partial_dy[(n * p.chunks + ch) * C + c]
+                b += partial_dyx[(n * p.chunks + ch) * C + c]
+            s_dy[n * C + c] = a
+            s_dyx[n * C + c] = b
+    for n in range(N):
+        for c in range(C):
+            if acc_b != NULL:
+                acc_b[c] += s_dy[n * C + c]
+            if acc_g != NULL:
+                acc_g[c] += s_dyx[n * C + c] * invstd[n * G + c // p.Cg]
+    if dx == NULL:
+        return
+    for n in range(N):
+        for g in range(G):
+            fi = invstd[n * G + g]
+            a = 0   # sum of h over the group
+            b = 0   # sum of h * (x - mean) over the group
+            for c in range(g * p.Cg, (g + 1) * p.Cg):
+                a += gamma[c] * s_dy[n * C + c]
+                b += gamma[c] * s_dyx[n * C + c]
+            t = fi * fi * fi * b / count   # invstd * mean(h * x_hat) * invstd
+            for c in range(g * p.Cg, (g + 1) * p.Cg):
+                k1[n * C + c] = <floating>(fi * gamma[c])
+                k2[n * C + c] = <floating>(fi * a / count)
+                k3[n * C + c] = <floating>t
+    if p.threads > 1:
+        for it in prange(p.items, num_threads=p.threads, schedule="static"):
+            _gn_affine(x, dy, dx, m, k1, k2, k3, p, it)
+    else:
+        for it in range(p.items):
+            _gn_affine(x, dy, dx, m, k1, k2, k3, p, it)
+
+
+cdef int _gn_backward(const floating *x, const floating *dy, const floating *gamma,
+                      const floating *mean, const floating *invstd, floating *dx,
+                      floating *dgamma, floating *dbeta, const GroupPlan *p) except -1:
+    cdef Py_ssize_t nb = min(p.block, p.N), n0, c, size = p.P * p.C * p.Q
+    cdef double local[STACK_DOUBLES]
+    cdef double *heap = NULL
+    cdef double *scratch = _scratch(2 * nb * p.chunks * p.C + 6 * nb * p.C + 2 * p.C, local,
+                                    &heap)
+    cdef double *acc_g = scratch + 2 * nb * p.chunks * p.C + 6 * nb * p.C   # zeroed
+    cdef double *acc_b = acc_g + p.C
+    cdef GroupPlan b
     try:
-        with nogil:
-            for n in range(N):
-                for c in range(C):
-                    m[n * C + c] = mean[n * G + c // p.Cg]
-            if p.threads > 1:
-                for it in prange(p.items, num_threads=p.threads, schedule="static"):
-                    _gn_grad_sums(x, dy, m, p, it, partial_dy + it * C, partial_dyx + it * C)
-            else:
-                for it in range(p.items):
-                    _gn_grad_sums(x, dy, m, p, it, partial_dy + it * C, partial_dyx + it * C)
-            for n in range(N):
-                for c in range(C):
-                    a = 0
-                    b = 0
-                    for ch in range(p.chunks):
-                        a += partial_dy[(n * p.chunks + ch) * C + c]
-                        b += partial_dyx[(n * p.chunks + ch) * C + c]
-                    s_dy[n * C + c] = a
-                    s_dyx[n * C + c] = b
-            if dgamma != NULL or dbeta != NULL:
-                for c in range(C):
-                    a = 0
-                    b = 0
-                    for n in range(N):
-                        a += s_dy[n * C + c]
-                        b += s_dyx[n * C + c] * invstd[n * G + c // p.Cg]
-                    if dbeta != NULL:
-                        dbeta[c] = <floating>a
-                    if dgamma != NULL:
-                        dgamma[c] = <floating>b
-            if dx != NULL:
-                for n in range(N):
-                    for g in range(G):
-                        fi = invstd[n * G + g]
-                        a = 0   # sum of h over the group
-                        b = 0   # sum of h * (x - mean) over the group
-                        for c in range(g * p.Cg, (g + 1) * p.Cg):
-                            a += gamma[c] * s_dy[n * C + c]
-                            b += gamma[c] * s_dyx[n * C + c]
-                        t = fi * fi * fi * b / count   # invstd * mean(h * x_hat) * invstd
-                        for c in range(g * p.Cg, (g + 1) * p.Cg):
-                            k1[n * C + c] = <floating>(fi * gamma[c])
-                            k2[n * C + c] = <floating>(fi * a / count)
-                            k3[n * C + c] = <floating>t
-                if p.threads > 1:
-                    for it in prange(p.items, num_threads=p.threads, schedule="static"):
-                        _gn_affine(x, dy, dx, m, k1, k2, k3, p, it)
-                else:
-                    for it in range(p.items):
-                        _gn_affine(x, dy, dx, m, k1, k2, k3, p, it)
+        for n0 in range(0, p.N, nb):
+            b = _group_block(p, min(nb, p.N - n0))
+            with nogil:
+                _gn_backward_block(x + n0 * size, dy + n0 * size, gamma, mean + n0 * p.G,
+                                   invstd + n0 * p.G, (dx + n0 * size) if dx != NULL else NULL,
+                                   acc_g if dgamma != NULL else NULL,
+                                   acc_b if dbeta != NULL else NULL, &b, scratch)
+        for c in range(p.C):
+            if dgamma != NULL:
+                dgamma[c] = <floating>acc_g[c]
+            if dbeta != NULL:
+                dbeta[c] = <floating>acc_b[c]
     finally:
         free(heap)
     return 0
