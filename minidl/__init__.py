@@ -20,8 +20,8 @@ except ImportError as error:  # pragma: no cover - depends on how minidl was obt
         "run Python outside the source tree), or build in place with "
         "`python setup.py build_ext --inplace`.") from error
 
-from minidl import (activations, callbacks, constraints, initializers, layers, losses, metrics,
-                    models, ops, optimizers, random, regularizers, utils)
+from minidl import (activations, callbacks, config, constraints, initializers, layers, losses,
+                    metrics, models, ops, optimizers, random, regularizers, utils)
 from minidl import data, preprocessing  # tf.data's Dataset; keras.preprocessing
 from minidl.autodiff import GradientTape, Tensor, Variable
 from minidl.layers import Input
@@ -51,7 +51,7 @@ def show_config():
 
 
 __all__ = ["GradientTape", "Input", "Model", "Sequential", "Tensor", "Variable", "activations",
-           "backend_info", "callbacks", "constraints", "datasets", "get_num_threads",
+           "backend_info", "callbacks", "config", "constraints", "datasets", "get_num_threads",
            "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers", "random",
            "regularizers", "saving", "set_num_threads", "show_config", "utils", "__version__"]
 __all__ += ["data", "preprocessing"]

@@ -95,10 +95,24 @@ LAYER_SAMPLES = {
     "SpatialDropout1D": ((3, 2), {"rate": 0.5, "seed": 1}),
     "RepeatVector": ((4,), {"n": 2}),
     "TimeDistributed": ((3, 4), {"layer": {"class_name": "Dense", "config": {"units": 2}}}),
+    # Padding, cropping, upsampling, 3-D pooling, Permute (issue 17).
+    "ZeroPadding1D": ((4, 2), {"padding": [1, 2]}),
+    "ZeroPadding2D": ((4, 4, 2), {"padding": [[1, 0], [2, 1]]}),
+    "ZeroPadding3D": ((3, 3, 3, 2), {"padding": [[1, 0], [0, 1], [1, 1]]}),
+    "Cropping1D": ((6, 2), {"cropping": [1, 2]}),
+    "Cropping2D": ((6, 6, 2), {"cropping": [[1, 0], [2, 1]]}),
+    "Cropping3D": ((4, 4, 4, 2), {"cropping": [[1, 0], [0, 1], [1, 1]]}),
+    "UpSampling1D": ((4, 2), {"size": 3}),
+    "UpSampling2D": ((3, 4, 2), {"size": [2, 3], "interpolation": "bilinear"}),
+    "UpSampling3D": ((2, 2, 3, 2), {"size": [1, 2, 3]}),
+    "Permute": ((2, 3, 4), {"dims": [3, 1, 2]}),
+    "MaxPooling3D": ((4, 5, 4, 2), {"pool_size": [2, 3, 2], "padding": "same"}),
+    "AveragePooling3D": ((4, 5, 4, 2), {"strides": [1, 2, 1]}),
+    "GlobalMaxPooling3D": ((3, 3, 3, 2), {"keepdims": True}),
+    "GlobalAveragePooling3D": ((3, 3, 3, 2), {}),
     # Noise and normalization layers (issue 17).
-    "SpatialDropout2D": ((3, 3, 2), {"rate": 0.5, "data_format": "channels_last", "seed": 1}),
-    "SpatialDropout3D": ((2, 2, 2, 2), {"rate": 0.5, "data_format": "channels_last",
-                                        "seed": 1}),
+    "SpatialDropout2D": ((3, 3, 2), {"rate": 0.5, "seed": 1}),
+    "SpatialDropout3D": ((2, 2, 2, 2), {"rate": 0.5, "seed": 1}),
     "GaussianNoise": ((4,), {"stddev": 0.5, "seed": 1}),
     "GaussianDropout": ((4,), {"rate": 0.5, "seed": 1}),
     "AlphaDropout": ((4,), {"rate": 0.5, "noise_shape": [None, 1], "seed": 1}),
@@ -155,7 +169,7 @@ _BY_NAME = {
     "noise_shape": ["x", 5, [None, "1"], [True, 1], [None, 1.5]],
     "groups": [2, "1", 1.0, True],
     "padding": [5, "full"],
-    "data_format": [5, "channels_first"],
+    "data_format": [5, "channels_middle"],
     "mode": [5, "fan_sum"],
     "distribution": [5, "cauchy"],
     "reduction": [5, "avg"],
@@ -201,6 +215,19 @@ _BY_LAYER_FIELD = {
     ("Bidirectional", "backward_layer"): [5, "lstm", {"class_name": "Dense", "config": {"units": 2}},
                                           {"class_name": "LSTM", "config": {"units": 2}}],
 }
+for _layer, _rank in (("ZeroPadding1D", 1), ("ZeroPadding2D", 2), ("ZeroPadding3D", 3),
+                      ("Cropping1D", 1), ("Cropping2D", 2), ("Cropping3D", 3)):
+    # An int is a valid margin; a wrong type, a negative one or a wrong count of axes not.
+    _margins = ([[True, 1], [1, -1], [1, "1"]] if _rank == 1 else
+                [[[1, 1]] * (_rank + 1), [[1, -1]] * _rank, [[1, 2, 3]] * _rank])
+    _BY_LAYER_FIELD[(_layer, "cropping" if _layer.startswith("C") else "padding")] = \
+        ["x", True, -1, 1.5, [1, 2, 3, 4]] + _margins
+_BY_LAYER_FIELD[("UpSampling1D", "size")] = ["2", 1.5, True, 0, [2]]
+_BY_LAYER_FIELD[("UpSampling2D", "size")] = ["2", 1.5, True, 0, [2, 0], [2, "2"], [1, 2, 3]]
+_BY_LAYER_FIELD[("UpSampling3D", "size")] = ["2", 1.5, True, -1, [2, 0, 1], [2, 2]]
+_BY_LAYER_FIELD[("UpSampling2D", "interpolation")] = [5, True, "cubic", "bicubic", ["nearest"]]
+_BY_LAYER_FIELD[("Permute", "dims")] = ["x", 5, [1, 2, 2], [0, 1, 2], [True, 2, 3],
+                                       [1.0, 2, 3]]
 for _layer in ("StringLookup", "IntegerLookup", "TextVectorization"):
     # Weights for 'tf_idf' only (the samples use 'int'); the hidden adapted-or-given flag.
     _BY_LAYER_FIELD[(_layer, "idf_weights")] = ["x", [True], [0.5, 0.5]]

@@ -11,11 +11,16 @@ from minidl.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Mini
 from minidl.layers.normalization import (BatchNormalization, GroupNormalization,
                                          LayerNormalization, UnitNormalization)
 from minidl.layers.op_layer import OpLayer
+from minidl.layers.padding import (Cropping1D, Cropping2D, Cropping3D, ZeroPadding1D,
+                                   ZeroPadding2D, ZeroPadding3D)
 from minidl.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                                    GlobalAveragePooling1D, GlobalAveragePooling2D,
                                    GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D,
                                    GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                                    MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from minidl.layers.pooling import (AveragePooling3D, AvgPool3D, GlobalAveragePooling3D,
+                                   GlobalAvgPool3D, GlobalMaxPool3D, GlobalMaxPooling3D,
+                                   MaxPool3D, MaxPooling3D)
 from minidl.layers.preprocessing import (CenterCrop, RandomBrightness, RandomContrast,
                                          RandomCrop, RandomFlip, RandomRotation,
                                          RandomTranslation, RandomZoom, Resizing)
@@ -26,7 +31,8 @@ from minidl.layers.preprocessing import (Hashing, IntegerLookup, StringLookup,
 from minidl.layers.regularization import (ActivityRegularization, AlphaDropout, Dropout,
                                           GaussianDropout, GaussianNoise, SpatialDropout2D,
                                           SpatialDropout3D)
-from minidl.layers.reshaping import Flatten, Reshape
+from minidl.layers.resampling import UpSampling1D, UpSampling2D, UpSampling3D
+from minidl.layers.reshaping import Flatten, Permute, Reshape
 from minidl.layers.sequence import Masking, RepeatVector, SpatialDropout1D, TimeDistributed
 
 
@@ -49,6 +55,11 @@ __all__ += ["CenterCrop", "RandomBrightness", "RandomContrast", "RandomCrop", "R
             "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing"]
 __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]
 __all__ += ["Hashing", "IntegerLookup", "StringLookup", "TextVectorization"]
+__all__ += ["Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding2D",
+            "ZeroPadding3D"]
+__all__ += ["Permute", "UpSampling1D", "UpSampling2D", "UpSampling3D"]
+__all__ += ["AveragePooling3D", "AvgPool3D", "GlobalAveragePooling3D", "GlobalAvgPool3D",
+            "GlobalMaxPool3D", "GlobalMaxPooling3D", "MaxPool3D", "MaxPooling3D"]
 __all__ += ["Embedding", "Masking", "RepeatVector", "SpatialDropout1D", "TimeDistributed"]
 __all__ += ["AlphaDropout", "GaussianDropout", "GaussianNoise", "GroupNormalization",
             "SpatialDropout2D", "SpatialDropout3D", "UnitNormalization"]

@@ -10,6 +10,8 @@ For one spatial axis of length ``n``, a window of ``k`` taps ``d`` apart (its ex
 """
 import numpy as np
 
+from minidl import config
+
 
 def normalize_tuple(value, rank, name, owner):
     """``value`` (an int, or a sequence of ``rank`` ints) as a tuple of ``rank`` positive ints.
@@ -47,13 +49,29 @@ def normalize_padding(padding, allowed, owner):
     return mode
 
 
-def check_data_format(data_format, owner):
-    """Only channels_last (Keras' default) exists in minidl: images are (batch, h, w, c)."""
-    if data_format not in (None, "channels_last"):
-        raise ValueError(f"{owner} supports data_format='channels_last' (the Keras default) "
-                         f"only; received data_format={data_format!r}. Transpose the data to "
+def check_data_format(data_format, layer):
+    """``data_format`` standardised (None: ``minidl.config.image_data_format()``).
+
+    Args:
+        data_format: None, 'channels_last' or 'channels_first'.
+        layer: the layer being made; 'channels_first' needs one that runs it
+            (``data_format.ChannelsFirstMixin``). A class name (str) stands for a layer
+            that runs channels_last only.
+    """
+    owner = layer if isinstance(layer, str) else type(layer).__name__
+    given = data_format
+    try:
+        data_format = config.standardize_data_format(data_format)
+    except ValueError:
+        raise ValueError(f"{owner} data_format must be 'channels_last', 'channels_first' or "
+                         f"None; received data_format={data_format!r:.100}.") from None
+    if data_format == "channels_first" and not getattr(layer, "supports_channels_first", False):
+        raise ValueError(f"{owner} supports data_format='channels_last' only; received "
+                         f"data_format={given!r}"
+                         f"{' (minidl.config.image_data_format())' if given is None else ''}. "
+                         f"Transpose the data to "
                          f"(batch, ..., channels) instead.")
-    return "channels_last"
+    return data_format
 
 
 def output_length(length, window, stride, dilation, padding):

@@ -1,4 +1,5 @@
-"""Convolution layers: Conv2D and Conv1D (channels_last), on the core's GEMM.
+"""Convolution layers: Conv2D and Conv1D (channels_last; channels_first transposes at the
+boundary, layers/data_format.py), on the core's GEMM.
 
 One training step of a convolution with a (kh, kw, c, filters) kernel K, viewed as a
 (kh * kw * c, filters) matrix:
@@ -30,6 +31,7 @@ from minidl.layers.base import LAYERS
 from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
                                       normalize_tuple, window_geometry)
 from minidl.layers.core import AffineLayer
+from minidl.layers.data_format import ChannelsFirstMixin
 
 # Training works through a batch a few images at a time, so that a chunk's patch matrix stays
 # in the L2 cache from its packing to the GEMM that reads it (and, backward, the patch
@@ -87,7 +89,7 @@ class _Conv(AffineLayer):
         self.strides = normalize_tuple(strides, self.rank, "strides", owner)
         self.dilation_rate = normalize_tuple(dilation_rate, self.rank, "dilation_rate", owner)
         self.padding = normalize_padding(padding, self._paddings, owner)
-        self.data_format = check_data_format(data_format, owner)
+        self.data_format = check_data_format(data_format, self)
         self.groups = 1
 
     # ---- shapes ----
@@ -110,6 +112,7 @@ class _Conv(AffineLayer):
                              f"number of channels; received inputs of shape "
                              f"{(None,) + input_shape}.")
         self._add_kernel_and_bias(self.kernel_size + (channels, self.filters), self.filters)
+        self._channels = channels
         self._patch = int(np.prod(self.kernel_size)) * channels   # kh * kw * c
         self._geometries = {}
         super().build(input_shape)
@@ -125,7 +128,7 @@ class _Conv(AffineLayer):
         allows any)."""
         geo = self._geometries.get(spatial)
         if geo is None:
-            channels = self.built_input_shape[-1]
+            channels = self._channels
             out, pads = self._geometry(tuple(spatial) + (channels,))
             two_d = lambda t, fill: (fill,) * (2 - self.rank) + tuple(t)   # noqa: E731
             out_image = two_d(out, 1)
@@ -270,7 +273,7 @@ class _Conv(AffineLayer):
 
 
 @LAYERS.register("Convolution2D")
-class Conv2D(_Conv):
+class Conv2D(ChannelsFirstMixin, _Conv):
     """2-D convolution over images: ``output = activation(conv2d(input, kernel) + bias)``.
 
     Args:
@@ -279,7 +282,9 @@ class Conv2D(_Conv):
         strides: int or tuple of 2 ints (default 1).
         padding: 'valid' (no padding, the default) or 'same' (zeros around the input so
             that the output has ``ceil(input / strides)`` rows and columns).
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
         dilation_rate: int or tuple of 2 ints: the spacing between the kernel's taps
             (default 1). Unlike Keras, it may be combined with strides > 1.
         groups: must be 1 (grouped convolutions are not supported).
@@ -318,7 +323,7 @@ class Conv2D(_Conv):
 
 
 @LAYERS.register("Convolution1D")
-class Conv1D(_Conv):
+class Conv1D(ChannelsFirstMixin, _Conv):
     """1-D convolution over sequences: ``output = activation(conv1d(input, kernel) + bias)``.
 
     Args:
@@ -328,7 +333,9 @@ class Conv1D(_Conv):
         padding: 'valid' (default), 'same', or 'causal' (``(kernel_size - 1) * dilation``
             zeros before the sequence only, so that output step t depends on input steps
             up to t; for temporal models).
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
         dilation_rate: int (default 1).
         groups: must be 1.
         activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,

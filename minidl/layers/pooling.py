@@ -1,4 +1,5 @@
-"""Pooling layers (channels_last): max and average over windows, and over whole samples.
+"""Pooling layers (channels_last; channels_first transposes at the boundary,
+layers/data_format.py): max and average over windows, and over whole samples.
 
 MaxPooling keeps, for each output value, the index of the input value it came from; the
 backward pass scatters the gradient there (the first maximum of a window wins ties, as in
@@ -6,14 +7,20 @@ TF and PyTorch). AveragePooling with padding='same' divides by the number of win
 positions inside the input, as Keras does. The 1-D layers run the 2-D kernels on samples
 one row high. Buffers come from the call's context and are reused from step to step.
 
-A max pooling right after a layer ending in a ReLU trains fused with it
+The 3-D layers (MaxPooling3D, AveragePooling3D) run kernels of their own
+(``minidl._core._pooling3d``) with the same rules; their max gradient goes through the
+shared ``scatter_argmax``. The global layers of every rank flatten the spatial axes.
+
+A 1-D or 2-D max pooling right after a layer ending in a ReLU trains fused with it
 (``models.rewrites.relu_then_max_pool``): ``backward_through_relu`` gives the gradient of
 that layer's pre-activation in one scatter.
 """
 import numpy as np
 
 from minidl._core import _pooling as kernels
+from minidl._core import _pooling3d as kernels3d
 from minidl.layers.base import LAYERS, Layer
+from minidl.layers.data_format import ChannelsFirstMixin
 from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
                                       normalize_tuple, window_geometry)
 from minidl.utils.checks import check_bool
@@ -33,7 +40,7 @@ class _Pooling(Layer):
         self.strides = (self.pool_size if strides is None else
                         normalize_tuple(strides, self.rank, "strides", owner))
         self.padding = normalize_padding(padding, ("valid", "same"), owner)
-        self.data_format = check_data_format(data_format, owner)
+        self.data_format = check_data_format(data_format, self)
 
     def _geometry(self, input_shape):
         check_input_rank(self, input_shape, self.rank, self._layout)
@@ -157,7 +164,9 @@ _POOLING_DOC = """{kind} pooling over {what}: each output is the {op} of a windo
         padding: 'valid' (default; windows inside the input only) or 'same' (windows also
             past the edges, so that the output has ``ceil(input / strides)`` positions;
             {pad_doc}).
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
 
     Input shape:
         {input_shape}
@@ -167,7 +176,7 @@ _POOLING_DOC = """{kind} pooling over {what}: each output is the {op} of a windo
 
 
 @LAYERS.register("MaxPool2D")
-class MaxPooling2D(_ThroughReLU, _Pooling):
+class MaxPooling2D(ChannelsFirstMixin, _ThroughReLU, _Pooling):
     rank, _layout, _max = 2, "(batch, height, width, channels)", True
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
@@ -176,7 +185,7 @@ class MaxPooling2D(_ThroughReLU, _Pooling):
 
 
 @LAYERS.register("AvgPool2D")
-class AveragePooling2D(_Pooling):
+class AveragePooling2D(ChannelsFirstMixin, _Pooling):
     rank, _layout, _max = 2, "(batch, height, width, channels)", False
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
@@ -185,12 +194,12 @@ class AveragePooling2D(_Pooling):
 
 
 @LAYERS.register("MaxPool1D")
-class MaxPooling1D(_ThroughReLU, _Pooling):
+class MaxPooling1D(ChannelsFirstMixin, _ThroughReLU, _Pooling):
     rank, _layout, _max = 1, "(batch, steps, channels)", True
 
 
 @LAYERS.register("AvgPool1D")
-class AveragePooling1D(_Pooling):
+class AveragePooling1D(ChannelsFirstMixin, _Pooling):
     rank, _layout, _max = 1, "(batch, steps, channels)", False
 
 
@@ -213,6 +222,115 @@ for _cls, _kind, _op, _pad in [(MaxPooling2D, "Max", "maximum", "the padding nev
         "3-D ``(batch, new_steps, channels)``")
 
 
+class _Pooling3D(Layer):
+    """Max or average over windows of volumes; see MaxPooling3D."""
+
+    _max = None
+
+    def __init__(self, pool_size=(2, 2, 2), strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        owner = type(self).__name__
+        self.pool_size = normalize_tuple(pool_size, 3, "pool_size", owner)
+        self.strides = (self.pool_size if strides is None else
+                        normalize_tuple(strides, 3, "strides", owner))
+        self.padding = normalize_padding(padding, ("valid", "same"), owner)
+        self.data_format = check_data_format(data_format, self)
+
+    def _geometry(self, input_shape):
+        """(output spatial shape, pads before the input) by Keras' rules."""
+        check_input_rank(self, input_shape, 3, "(batch, dim1, dim2, dim3, channels)")
+        return window_geometry(self, input_shape, input_shape[:-1], self.pool_size,
+                               self.strides, (1, 1, 1), self.padding, "pool")
+
+    def compute_output_shape(self, input_shape):
+        out, _ = self._geometry(tuple(input_shape))
+        return out + (input_shape[-1],)
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        self._geometry(input_shape)
+        if input_shape[-1] is None:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
+                             f"number of channels; received inputs of shape "
+                             f"{(None,) + input_shape}.")
+        super().build(input_shape)
+
+    def forward(self, ctx, x, training=False):
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        n = x.shape[0]
+        out, pads = self._geometry(x.shape[1:])
+        out_sample = out + x.shape[-1:]
+        window = dict(pool_size=self.pool_size, strides=self.strides, pads=pads)
+        y = (ctx.buffers.get("y", n, out_sample) if ctx.record
+             else np.empty((n,) + out_sample, self.dtype))
+        if self._max:
+            argmax = (ctx.buffers.get("argmax", n, out_sample, np.intc) if ctx.record
+                      else np.empty(y.shape, np.intc))
+            kernels3d.max_pool3d_forward(x, y, argmax, **window)
+            if ctx.record:
+                ctx.argmax, ctx.y = argmax, y
+        else:
+            kernels3d.avg_pool3d_forward(x, y, **window)
+        if ctx.record:
+            ctx.in_sample, ctx.window = x.shape[1:], window
+        return y
+
+    def backward(self, ctx, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        n = dy.shape[0]
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        dx = ctx.buffers.get("dx", n, ctx.in_sample)
+        if self._max:
+            per_out = int(np.prod(dy.shape[1:]))   # (reshape(n, -1) fails for n = 0)
+            kernels.scatter_argmax(dy.reshape(n, per_out), ctx.argmax.reshape(n, per_out),
+                                   dx.reshape(n, int(np.prod(ctx.in_sample))))
+        else:
+            kernels3d.avg_pool3d_backward(dy, dx, **ctx.window)
+        return dx
+
+    pool_window = None   # (no fused first-layer path: rewrites.relu_then_max_pool)
+
+    def backward_through_relu(self, ctx, dy):
+        """As ``_Pooling.backward_through_relu`` (max pooling only)."""
+        n = dy.shape[0]
+        dx = ctx.buffers.get("dx", n, ctx.in_sample)
+        per_out, per_in = int(np.prod(ctx.y.shape[1:])), int(np.prod(ctx.in_sample))
+        kernels.scatter_argmax(np.ascontiguousarray(dy, dtype=self.dtype).reshape(n, per_out),
+                               ctx.argmax.reshape(n, per_out), dx.reshape(n, per_in),
+                               ctx.y.reshape(n, per_out))
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pool_size=list(self.pool_size), strides=list(self.strides),
+                      padding=self.padding, data_format=self.data_format)
+        return config
+
+
+@LAYERS.register("MaxPool3D")
+class MaxPooling3D(ChannelsFirstMixin, _ThroughReLU, _Pooling3D):
+    _max = True
+
+
+@LAYERS.register("AvgPool3D")
+class AveragePooling3D(ChannelsFirstMixin, _Pooling3D):
+    _max = False
+
+
+for _cls, _kind, _op, _pad in [(MaxPooling3D, "Max", "maximum", "the padding never wins"),
+                               (AveragePooling3D, "Average", "mean",
+                                "the mean is over the positions inside the input")]:
+    _cls.__doc__ = _POOLING_DOC.format(
+        kind=_kind, what="the three spatial axes of volumes", op=_op, pad_doc=_pad,
+        size_doc="int or tuple of 3 ints, the window's extent along each spatial axis "
+                 "(default (2, 2, 2)).",
+        stride_doc="int or tuple of 3 ints, or None.",
+        input_shape="5-D ``(batch, dim1, dim2, dim3, channels)``.",
+        output_shape="5-D ``(batch, new_dim1, new_dim2, new_dim3, channels)``")
+
+
 class _GlobalPooling(Layer):
     """Max or average over every spatial position of a sample; see GlobalAveragePooling2D."""
 
@@ -222,7 +340,7 @@ class _GlobalPooling(Layer):
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        self.data_format = check_data_format(data_format, type(self).__name__)
+        self.data_format = check_data_format(data_format, self)
         self.keepdims = check_bool(type(self).__name__, "keepdims", keepdims)
 
     def compute_output_shape(self, input_shape):
@@ -262,7 +380,7 @@ class _GlobalPooling(Layer):
         if not need_input_grad:
             return None
         n = dy.shape[0]
-        channels = self.built_input_shape[-1]
+        channels = ctx.in_shape[-1]
         positions = int(np.prod(ctx.in_shape[:-1]))
         dy = np.ascontiguousarray(dy).reshape(n, channels)
         dx = ctx.buffers.get("dx", n, ctx.in_shape)
@@ -276,7 +394,7 @@ class _GlobalPooling(Layer):
     def _scatter(self, ctx, dy, dx, gate):
         n, channels = dy.shape[0], self._out_image[0]
         kernels.scatter_argmax(dy.reshape(n, channels), ctx.argmax,
-                               dx.reshape(n, -1), gate)
+                               dx.reshape(n, int(np.prod(dx.shape[1:]))), gate)
 
     def backward_through_relu(self, ctx, dy):
         """As ``_Pooling.backward_through_relu``, for the global maximum."""
@@ -295,7 +413,9 @@ class _GlobalPooling(Layer):
 _GLOBAL_DOC = """Global {kind} pooling: the {op} of each channel over all {what}.
 
     Args:
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
         keepdims: keep the spatial axes, with length 1 (default False).
 
     Input shape:
@@ -306,22 +426,22 @@ _GLOBAL_DOC = """Global {kind} pooling: the {op} of each channel over all {what}
 
 
 @LAYERS.register("GlobalMaxPool2D")
-class GlobalMaxPooling2D(_ThroughReLU, _GlobalPooling):
+class GlobalMaxPooling2D(ChannelsFirstMixin, _ThroughReLU, _GlobalPooling):
     rank, _layout, _max = 2, "(batch, height, width, channels)", True
 
 
 @LAYERS.register("GlobalAvgPool2D")
-class GlobalAveragePooling2D(_GlobalPooling):
+class GlobalAveragePooling2D(ChannelsFirstMixin, _GlobalPooling):
     rank, _layout, _max = 2, "(batch, height, width, channels)", False
 
 
 @LAYERS.register("GlobalMaxPool1D")
-class GlobalMaxPooling1D(_ThroughReLU, _GlobalPooling):
+class GlobalMaxPooling1D(ChannelsFirstMixin, _ThroughReLU, _GlobalPooling):
     rank, _layout, _max = 1, "(batch, steps, channels)", True
 
 
 @LAYERS.register("GlobalAvgPool1D")
-class GlobalAveragePooling1D(_GlobalPooling):
+class GlobalAveragePooling1D(ChannelsFirstMixin, _GlobalPooling):
     rank, _layout, _max = 1, "(batch, steps, channels)", False
 
     # With a mask (``ctx.mask``: bool (batch, steps), True where a step holds data), the mean
@@ -364,18 +484,34 @@ class GlobalAveragePooling1D(_GlobalPooling):
         return np.multiply(share, ctx.step_mask, out=dx)
 
 
+@LAYERS.register("GlobalMaxPool3D")
+class GlobalMaxPooling3D(ChannelsFirstMixin, _ThroughReLU, _GlobalPooling):
+    rank, _layout, _max = 3, "(batch, dim1, dim2, dim3, channels)", True
+
+
+@LAYERS.register("GlobalAvgPool3D")
+class GlobalAveragePooling3D(ChannelsFirstMixin, _GlobalPooling):
+    rank, _layout, _max = 3, "(batch, dim1, dim2, dim3, channels)", False
+
+
+_GLOBAL_SHAPES = {
+    1: ("steps of a sequence", "3-D ``(batch, steps, channels)``.",
+        "``(batch, 1, channels)``"),
+    2: ("positions of an image", "4-D ``(batch, height, width, channels)``.",
+        "``(batch, 1, 1, channels)``"),
+    3: ("positions of a volume", "5-D ``(batch, dim1, dim2, dim3, channels)``.",
+        "``(batch, 1, 1, 1, channels)``")}
 for _cls in (GlobalMaxPooling2D, GlobalAveragePooling2D, GlobalMaxPooling1D,
-             GlobalAveragePooling1D):
-    _two = _cls.rank == 2
+             GlobalAveragePooling1D, GlobalMaxPooling3D, GlobalAveragePooling3D):
+    _what, _input_shape, _kept = _GLOBAL_SHAPES[_cls.rank]
     _cls.__doc__ = _GLOBAL_DOC.format(
         kind="max" if _cls._max else "average", op="maximum" if _cls._max else "mean",
-        what="positions of an image" if _two else "steps of a sequence",
-        input_shape="4-D ``(batch, height, width, channels)``." if _two else
-        "3-D ``(batch, steps, channels)``.",
-        kept="``(batch, 1, 1, channels)``" if _two else "``(batch, 1, channels)``")
+        what=_what, input_shape=_input_shape, kept=_kept)
 
 # Keras' short names.
 MaxPool2D, AvgPool2D, MaxPool1D, AvgPool1D = (MaxPooling2D, AveragePooling2D, MaxPooling1D,
                                               AveragePooling1D)
 GlobalMaxPool2D, GlobalAvgPool2D = GlobalMaxPooling2D, GlobalAveragePooling2D
 GlobalMaxPool1D, GlobalAvgPool1D = GlobalMaxPooling1D, GlobalAveragePooling1D
+MaxPool3D, AvgPool3D = MaxPooling3D, AveragePooling3D
+GlobalMaxPool3D, GlobalAvgPool3D = GlobalMaxPooling3D, GlobalAveragePooling3D

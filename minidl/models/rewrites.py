@@ -24,6 +24,13 @@ from minidl.models.steps import LayerStep
 
 # ---- relu_then_max_pool -------------------------------------------------------------------
 
+def _channels_first(layer):
+    """Whether ``layer`` transposes channels_first data at its boundary
+    (``layers.data_format``): only its ``forward`` and ``backward`` do, so the fusions
+    that call its other entry points leave it alone."""
+    return getattr(layer, "data_format", None) == "channels_first"
+
+
 def _ends_in_plain_relu(layer):
     activation = getattr(layer, "activation", None)
     return (activation is not None and activation.kernel_params()[0] == "relu"
@@ -99,6 +106,7 @@ def relu_then_max_pool(plan):
         first = producers.get(step.inputs[0]) if isinstance(step, LayerStep) else None
         if (first is not None and steps and steps[-1] is first
                 and getattr(step.layer, "pools_max_after_relu", False)
+                and not _channels_first(step.layer) and not _channels_first(first.layer)
                 and isinstance(first, LayerStep) and _ends_in_plain_relu(first.layer)
                 and _only_reader(plan, first.outputs[0])
                 and first.training is None and step.training is None):
@@ -185,10 +193,12 @@ def head_with_loss(plan):
         if step is None or fused_with is None or plan.consumers[slot]:
             continue
         if isinstance(step, FusedActivationStep):
-            if not hasattr(step.first.layer, "backward_preactivation"):
+            if (not hasattr(step.first.layer, "backward_preactivation")
+                    or _channels_first(step.first.layer)):
                 continue
             activation = step.activation_step.layer.activation
-        elif isinstance(step, LayerStep) and hasattr(step.layer, "backward_preactivation"):
+        elif (isinstance(step, LayerStep) and hasattr(step.layer, "backward_preactivation")
+              and not _channels_first(step.layer)):
             activation = getattr(step.layer, "activation", None)
         else:
             continue
