@@ -219,6 +219,30 @@ def test_spatial_dropout_drops_whole_feature_maps(layer_class, shape):
     assert CallContext(layer).forward(small, training=True).shape == small.shape
 
 
+@pytest.mark.parametrize("layer_class, shape", [(SpatialDropout2D, (6, 10, 5, 4)),
+                                                (SpatialDropout3D, (6, 10, 3, 4, 2))])
+def test_spatial_dropout_channels_first_drops_the_same_maps(layer_class, shape):
+    # The mask's shape puts the channels on axis 1: no transposition, and the (sample,
+    # channel) draws of the channels_last layer with the same seed.
+    x = data(shape, np.float32) + 3.0
+    ctx = CallContext(layer_class(0.4, data_format="channels_first", seed=3))
+    y = ctx.forward(x, training=True)
+    assert ctx.keep.shape == shape[:2] + (1,) * (len(shape) - 2)
+    dropped = y == 0
+    assert np.all(dropped == dropped[(slice(None), slice(None)) + (slice(0, 1),) *
+                                     (len(shape) - 2)])
+    last = CallContext(layer_class(0.4, seed=3)).forward(
+        np.ascontiguousarray(np.moveaxis(x, 1, -1)), training=True)
+    np.testing.assert_array_equal(y, np.moveaxis(last, -1, 1))
+    with pytest.raises(ValueError, match="expects"):
+        layer_class(0.4, data_format="channels_first")(x[0], training=True)
+    minidl.config.set_image_data_format("channels_first")
+    try:
+        assert layer_class(0.4).data_format == "channels_first"   # None: the global default
+    finally:
+        minidl.config.set_image_data_format("channels_last")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gradients_are_the_noise_of_the_forward_pass(dtype):
     x = data((5, 7, 3), dtype) + 3.0
@@ -392,8 +416,6 @@ def test_shape_and_format_errors():
     with pytest.raises(ValueError, match="expects 5-D input"):
         SpatialDropout3D(0.3)(np.ones((2, 3, 4, 5), np.float32))
     for layer_class in (SpatialDropout2D, SpatialDropout3D):
-        with pytest.raises(ValueError, match="data_format"):
-            layer_class(0.3, data_format="channels_first")
         with pytest.raises(ValueError, match="data_format"):
             layer_class(0.3, data_format="NHWC")
     with pytest.raises(ValueError, match="does not broadcast"):

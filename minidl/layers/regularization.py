@@ -150,15 +150,22 @@ def _check_noise_shape(noise_shape):
 
 class BaseSpatialDropout(Dropout):
     """The spatial dropouts' base: Dropout with one draw per (sample, channel), the noise
-    shape ``(batch, 1, ..., 1, channels)``. Subclasses set ``rank`` (the input's, batch
-    included) and ``_dims`` (how the error message names the input's axes)."""
+    shape ``(batch, 1, ..., 1, channels)`` (channels first: ``(batch, channels, 1, ..., 1)``,
+    a mask broadcast over the input as it is, without moving the channels). Subclasses set
+    ``rank`` (the input's, batch included) and ``_dims`` (how the error message names the
+    input's axes)."""
 
     rank = None
     _dims = None
+    # (channels_first needs no transposition here: the mask's shape says where the channels
+    # are; see conv_utils.check_data_format)
+    supports_channels_first = True
 
-    def __init__(self, rate, seed=None, **kwargs):
-        super().__init__(rate, noise_shape=(None,) + (1,) * (self.rank - 2) + (None,),
-                         seed=seed, **kwargs)
+    def __init__(self, rate, seed=None, data_format="channels_last", **kwargs):
+        ones = (1,) * (self.rank - 2)
+        noise_shape = (None, None) + ones if data_format == "channels_first" \
+            else (None,) + ones + (None,)
+        super().__init__(rate, noise_shape=noise_shape, seed=seed, **kwargs)
 
     def build(self, input_shape):
         if len(input_shape) != self.rank - 1:
@@ -183,10 +190,12 @@ class SpatialDropout2D(BaseSpatialDropout):
 
     Args:
         rate: float in [0, 1), the fraction of channels to drop.
-        data_format: ``"channels_last"`` (or None, the same).
+        data_format: ``"channels_last"`` (channels on the last axis) or
+            ``"channels_first"``; None: ``minidl.config.image_data_format()``.
         seed: optional int: the layer draws from its own generator (see Dropout).
 
-    Input shape: 4-D ``(batch, rows, cols, channels)``. Output shape: the same.
+    Input shape: 4-D ``(batch, rows, cols, channels)``, or ``(batch, channels, rows, cols)``
+    with channels_first. Output shape: the same.
 
     Example:
         >>> model = Sequential([Input((28, 28, 1)), Conv2D(32, 3, activation="relu"),
@@ -197,9 +206,9 @@ class SpatialDropout2D(BaseSpatialDropout):
     _dims = "(batch, rows, cols, channels)"
 
     def __init__(self, rate, data_format=None, seed=None, **kwargs):
-        super().__init__(rate, seed=seed, **kwargs)
-        self.data_format = check_data_format(data_format, f"Layer '{self.name}' "
-                                                          f"(SpatialDropout2D)")
+        data_format = check_data_format(data_format, self)
+        super().__init__(rate, seed=seed, data_format=data_format, **kwargs)
+        self.data_format = data_format
 
     def get_config(self):
         config = super().get_config()
@@ -214,19 +223,21 @@ class SpatialDropout3D(BaseSpatialDropout):
 
     Args:
         rate: float in [0, 1), the fraction of channels to drop.
-        data_format: ``"channels_last"`` (or None, the same).
+        data_format: ``"channels_last"`` or ``"channels_first"``; None:
+            ``minidl.config.image_data_format()``.
         seed: optional int: the layer draws from its own generator (see Dropout).
 
-    Input shape: 5-D ``(batch, dim1, dim2, dim3, channels)``. Output shape: the same.
+    Input shape: 5-D ``(batch, dim1, dim2, dim3, channels)``, or ``(batch, channels, dim1,
+    dim2, dim3)`` with channels_first. Output shape: the same.
     """
 
     rank = 5
     _dims = "(batch, dim1, dim2, dim3, channels)"
 
     def __init__(self, rate, data_format=None, seed=None, **kwargs):
-        super().__init__(rate, seed=seed, **kwargs)
-        self.data_format = check_data_format(data_format, f"Layer '{self.name}' "
-                                                          f"(SpatialDropout3D)")
+        data_format = check_data_format(data_format, self)
+        super().__init__(rate, seed=seed, data_format=data_format, **kwargs)
+        self.data_format = data_format
 
     def get_config(self):
         config = super().get_config()
