@@ -157,9 +157,6 @@ class BaseSpatialDropout(Dropout):
 
     rank = None
     _dims = None
-    # (channels_first needs no transposition here: the mask's shape says where the channels
-    # are; see conv_utils.check_data_format)
-    supports_channels_first = True
 
     def __init__(self, rate, seed=None, data_format="channels_last", **kwargs):
         ones = (1,) * (self.rank - 2)
@@ -204,6 +201,8 @@ class SpatialDropout2D(BaseSpatialDropout):
 
     rank = 4
     _dims = "(batch, rows, cols, channels)"
+    # channels_first without transposing: the mask's shape says where the channels are
+    supports_channels_first = True
 
     def __init__(self, rate, data_format=None, seed=None, **kwargs):
         data_format = check_data_format(data_format, self)
@@ -233,6 +232,8 @@ class SpatialDropout3D(BaseSpatialDropout):
 
     rank = 5
     _dims = "(batch, dim1, dim2, dim3, channels)"
+    # channels_first without transposing: the mask's shape says where the channels are
+    supports_channels_first = True
 
     def __init__(self, rate, data_format=None, seed=None, **kwargs):
         data_format = check_data_format(data_format, self)
