@@ -158,11 +158,14 @@ class BaseSpatialDropout(Dropout):
     rank = None
     _dims = None
 
-    def __init__(self, rate, seed=None, data_format="channels_last", **kwargs):
-        ones = (1,) * (self.rank - 2)
-        noise_shape = (None, None) + ones if data_format == "channels_first" \
-            else (None,) + ones + (None,)
-        super().__init__(rate, noise_shape=noise_shape, seed=seed, **kwargs)
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(rate, noise_shape=(None,) + (1,) * (self.rank - 2) + (None,),
+                         seed=seed, **kwargs)
+
+    def _set_data_format(self, data_format):
+        self.data_format = data_format
+        if data_format == "channels_first":
+            self.noise_shape = (None, None) + (1,) * (self.rank - 2)
 
     def build(self, input_shape):
         if len(input_shape) != self.rank - 1:
@@ -206,8 +209,8 @@ class SpatialDropout2D(BaseSpatialDropout):
 
     def __init__(self, rate, data_format=None, seed=None, **kwargs):
         data_format = check_data_format(data_format, self)
-        super().__init__(rate, seed=seed, data_format=data_format, **kwargs)
-        self.data_format = data_format
+        super().__init__(rate, seed=seed, **kwargs)
+        self._set_data_format(data_format)
 
     def get_config(self):
         config = super().get_config()
@@ -237,8 +240,8 @@ class SpatialDropout3D(BaseSpatialDropout):
 
     def __init__(self, rate, data_format=None, seed=None, **kwargs):
         data_format = check_data_format(data_format, self)
-        super().__init__(rate, seed=seed, data_format=data_format, **kwargs)
-        self.data_format = data_format
+        super().__init__(rate, seed=seed, **kwargs)
+        self._set_data_format(data_format)
 
     def get_config(self):
         config = super().get_config()
