@@ -90,3 +90,75 @@ def layer_norm_backward(x, dy, cols, gamma, mean, invstd, dx, dgamma, dbeta, own
                      - xhat * (g * xhat).mean(axis=1, keepdims=True))
         dx[...] = out.reshape(x.shape)
     return dx
+
+
+def _groups(x, axis, groups):
+    """x as float64 (N, P, G, Cg, Q) around the channel ``axis``."""
+    n, c = x.shape[0], x.shape[axis]
+    p = int(np.prod(x.shape[1:axis]))
+    q = int(np.prod(x.shape[axis + 1:]))
+    return x.astype(np.float64).reshape(n, p, groups, c // groups, q)
+
+
+def _group_vector(v, groups):
+    """A (C,) vector broadcast over (N, P, G, Cg, Q)."""
+    return np.asarray(v, np.float64).reshape(1, 1, groups, -1, 1)
+
+
+def group_norm_forward(x, axis, groups, gamma, beta, mean, invstd, y, epsilon, owner=None):
+    x5 = _groups(x, axis, groups)
+    m = x5.mean(axis=(1, 3, 4), keepdims=True)
+    inv = 1.0 / np.sqrt(((x5 - m) ** 2).mean(axis=(1, 3, 4), keepdims=True) + epsilon)
+    out = (x5 - m) * inv * _group_vector(gamma, groups) + _group_vector(beta, groups)
+    y[...] = out.reshape(x.shape)
+    if mean is not None:
+        mean[...] = m.reshape(mean.shape)
+        invstd[...] = inv.reshape(invstd.shape)
+    return y
+
+
+def group_norm_backward(x, dy, axis, groups, gamma, mean, invstd, dx, dgamma, dbeta,
+                        owner=None):
+    x5, g5 = _groups(x, axis, groups), _groups(dy, axis, groups)
+    m = np.asarray(mean, np.float64).reshape(-1, 1, groups, 1, 1)
+    inv = np.asarray(invstd, np.float64).reshape(-1, 1, groups, 1, 1)
+    xhat = (x5 - m) * inv
+    if dgamma is not None:
+        dgamma[...] = (g5 * xhat).sum(axis=(0, 1, 4)).reshape(dgamma.shape)
+    if dbeta is not None:
+        dbeta[...] = g5.sum(axis=(0, 1, 4)).reshape(dbeta.shape)
+    if dx is not None:
+        h = g5 * _group_vector(gamma, groups)
+        out = inv * (h - h.mean(axis=(1, 3, 4), keepdims=True)
+                     - xhat * (h * xhat).mean(axis=(1, 3, 4), keepdims=True))
+        dx[...] = out.reshape(x.shape)
+    return dx
+
+
+def _lines(x, first, last):
+    """x as float64 (outer, K, inner) around the axes first..last."""
+    outer = int(np.prod(x.shape[:first]))
+    inner = int(np.prod(x.shape[last + 1:]))
+    return x.astype(np.float64).reshape(outer, -1, inner)
+
+
+def _unit_scale(x3, epsilon):
+    with np.errstate(divide="ignore"):
+        r = 1.0 / np.sqrt((x3 * x3).sum(axis=1, keepdims=True))
+    clipped = r >= 1.0 / epsilon
+    return np.where(clipped, 1.0 / epsilon, r), clipped
+
+
+def unit_norm_forward(x, first, last, y, epsilon=1e-12, owner=None):
+    x3 = _lines(x, first, last)
+    r, _ = _unit_scale(x3, epsilon)
+    y[...] = (x3 * r).reshape(x.shape)
+    return y
+
+
+def unit_norm_backward(x, dy, first, last, dx, epsilon=1e-12, owner=None):
+    x3, g3 = _lines(x, first, last), _lines(dy, first, last)
+    r, clipped = _unit_scale(x3, epsilon)
+    slope = np.where(clipped, 0.0, r ** 3 * (g3 * x3).sum(axis=1, keepdims=True))
+    dx[...] = (r * g3 - x3 * slope).reshape(x.shape)
+    return dx

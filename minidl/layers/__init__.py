@@ -10,7 +10,8 @@ from minidl.layers.lambda_layer import Lambda
 from minidl.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                    Subtract, add, average, concatenate, dot, maximum, minimum,
                                    multiply, subtract)
-from minidl.layers.normalization import BatchNormalization, LayerNormalization
+from minidl.layers.normalization import (BatchNormalization, GroupNormalization,
+                                         LayerNormalization, UnitNormalization)
 from minidl.layers.op_layer import OpLayer
 from minidl.layers.padding import (Cropping1D, Cropping2D, Cropping3D, ZeroPadding1D,
                                    ZeroPadding2D, ZeroPadding3D)
@@ -29,7 +30,9 @@ from minidl.layers.preprocessing import (CategoryEncoding, Discretization, Norma
                                          Rescaling)
 from minidl.layers.preprocessing import (Hashing, IntegerLookup, StringLookup,
                                          TextVectorization)
-from minidl.layers.regularization import ActivityRegularization, Dropout
+from minidl.layers.regularization import (ActivityRegularization, AlphaDropout, Dropout,
+                                          GaussianDropout, GaussianNoise, SpatialDropout2D,
+                                          SpatialDropout3D)
 from minidl.layers.resampling import UpSampling1D, UpSampling2D, UpSampling3D
 from minidl.layers.reshaping import Flatten, Permute, Reshape
 from minidl.layers.sequence import Masking, RepeatVector, SpatialDropout1D, TimeDistributed
@@ -60,6 +63,8 @@ __all__ += ["Permute", "UpSampling1D", "UpSampling2D", "UpSampling3D"]
 __all__ += ["AveragePooling3D", "AvgPool3D", "GlobalAveragePooling3D", "GlobalAvgPool3D",
             "GlobalMaxPool3D", "GlobalMaxPooling3D", "MaxPool3D", "MaxPooling3D"]
 __all__ += ["Embedding", "Masking", "RepeatVector", "SpatialDropout1D", "TimeDistributed"]
+__all__ += ["AlphaDropout", "GaussianDropout", "GaussianNoise", "GroupNormalization",
+            "SpatialDropout2D", "SpatialDropout3D", "UnitNormalization"]
 from minidl.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN  # noqa: E402
 
 __all__ += ["Bidirectional", "GRU", "LSTM", "SimpleRNN"]

@@ -1,6 +1,7 @@
-"""Normalization layers: BatchNormalization and LayerNormalization.
+"""Normalization layers: BatchNormalization, LayerNormalization, GroupNormalization and
+UnitNormalization.
 
-Both run on the fused kernels of ``minidl._core._normalization``: one call computes the
+All run on the fused kernels of ``minidl._core._normalization``: one call computes the
 statistics and writes the normalised, scaled and shifted output (batch norm also updates its
 moving statistics in the same call); one call computes every gradient. Statistics are
 accumulated in double in a fixed order, so results are the same for any thread count.
@@ -348,4 +349,264 @@ class LayerNormalization(Layer):
                                                             self.beta_constraint),
             gamma_constraint=constraints._serialize_argument(self, "gamma_constraint",
                                                              self.gamma_constraint))
+        return config
+
+
+@LAYERS.register()
+class GroupNormalization(Layer):
+    """Normalizes each sample over groups of channels (Wu and He, 2018).
+
+    The channels of ``axis`` split into ``groups`` groups of consecutive channels; each
+    (sample, group) is normalised with the mean and biased variance of its channels over
+    every other non-batch axis: ``output = gamma * (x - mean) / sqrt(var + epsilon) + beta``,
+    gamma and beta per channel. ``groups=1`` normalises each sample as a whole (close to
+    LayerNormalization over all axes); ``groups=-1`` (one channel per group) is instance
+    normalization. It does not depend on the batch size, and training and inference compute
+    the same thing.
+
+    Args:
+        groups: int, the number of groups (default 32), or -1 for one group per channel;
+            it must divide the number of channels.
+        axis: int, the channel axis (default -1).
+        epsilon: small positive float added to the variance (default 1e-3).
+        center: add the learned offset ``beta`` (default True).
+        scale: multiply by the learned scale ``gamma`` (default True).
+        beta_initializer, gamma_initializer: initializers ('zeros' and 'ones').
+        beta_regularizer, gamma_regularizer: optional regularizers.
+        beta_constraint, gamma_constraint: optional constraints, applied after each
+            optimizer update.
+
+    Input shape:
+        Any rank >= 2, ``(batch_size, ...)``; the channel axis of known size.
+    Output shape:
+        Same as the input.
+
+    Weights (Keras order): gamma, beta, each of shape ``(channels,)``.
+
+    Example:
+        >>> model = Sequential([Input((32, 32, 3)), Conv2D(64, 3), GroupNormalization(8),
+        ...                     Activation("relu")])
+    """
+
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
+
+    def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
+                 **kwargs):
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) \
+                or (groups <= 0 and groups != -1):
+            raise ValueError(f"Received an invalid value for argument `groups`, expected a "
+                             f"positive integer (or `-1` for instance normalization). "
+                             f"Received: groups={groups!r}")
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"GroupNormalization axis must be an int; received axis={axis!r}.")
+        self.groups = int(groups)
+        self.axis = int(axis)
+        self.epsilon = _check_epsilon(epsilon, "GroupNormalization")
+        self.center = check_bool("GroupNormalization", "center", center)
+        self.scale = check_bool("GroupNormalization", "scale", scale)
+        self.beta_initializer = beta_initializer
+        self.gamma_initializer = gamma_initializer
+        self._initializers = {
+            "beta": self._resolve("beta_initializer", beta_initializer, initializers.get),
+            "gamma": self._resolve("gamma_initializer", gamma_initializer, initializers.get)}
+        self.beta_regularizer = self._resolve("beta_regularizer", beta_regularizer,
+                                              regularizers.get)
+        self.gamma_regularizer = self._resolve("gamma_regularizer", gamma_regularizer,
+                                               regularizers.get)
+        self.beta_constraint = self._resolve("beta_constraint", beta_constraint,
+                                             constraints.get)
+        self.gamma_constraint = self._resolve("gamma_constraint", gamma_constraint,
+                                              constraints.get)
+
+    def _channel_axis(self, input_shape):
+        """The channel axis in the full input (batch axis included)."""
+        ndim = len(input_shape) + 1
+        if not -ndim <= self.axis < ndim:
+            raise ValueError(f"Axis {self.axis} is out of bounds for input shape "
+                             f"{(None,) + tuple(input_shape)}. Received: axis={self.axis}")
+        if self.axis % ndim == 0:
+            raise ValueError(f"Layer '{self.name}' (GroupNormalization) got axis={self.axis}, "
+                             f"the batch axis of inputs of shape "
+                             f"{(None,) + tuple(input_shape)}; the axis must be a channel "
+                             f"axis in [1, {ndim - 1}] (or negative).")
+        return self.axis % ndim
+
+    def build(self, input_shape):
+        axis = self._channel_axis(input_shape)
+        full = (None,) + tuple(input_shape)
+        dim = full[axis]
+        if dim is None:
+            raise ValueError(f"Axis {self.axis} of input tensor should have a defined dimension "
+                             f"but the layer received an input with shape {full}.")
+        if self.groups == -1:
+            self.groups = dim   # (as Keras: the config then holds the number of channels)
+        if dim < self.groups:
+            raise ValueError(f"Number of groups ({self.groups}) cannot be more than the number "
+                             f"of channels ({dim}).")
+        if dim % self.groups != 0:
+            raise ValueError(f"Number of groups ({self.groups}) must divide the number of "
+                             f"channels ({dim}) of axis {self.axis} of inputs of shape {full}.")
+        self._axis = axis
+        shape = (dim,)
+        self.gamma = self.add_weight(shape, self._initializers["gamma"],
+                                     regularizer=self.gamma_regularizer,
+                                     constraint=self.gamma_constraint,
+                                     name="gamma") if self.scale else None
+        self.beta = self.add_weight(shape, self._initializers["beta"],
+                                    regularizer=self.beta_regularizer,
+                                    constraint=self.beta_constraint,
+                                    name="beta") if self.center else None
+        self._gamma_beta = (self.gamma.value if self.scale else np.ones(shape, self.dtype),
+                            self.beta.value if self.center else np.zeros(shape, self.dtype))
+        self._owner = f"GroupNormalization '{self.name}'"
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        self._channel_axis(input_shape)
+        return tuple(input_shape)
+
+    def forward(self, ctx, x, training=False):
+        x = _contiguous(x)
+        n = x.shape[0]
+        if ctx.record:
+            y = ctx.buffers.get("y", n, x.shape[1:])
+            mean = ctx.buffers.get("mean", n, (self.groups,))
+            invstd = ctx.buffers.get("invstd", n, (self.groups,))
+            ctx.x, ctx.mean, ctx.invstd = x, mean, invstd
+        else:
+            y, mean, invstd = np.empty_like(x), None, None
+        gamma, beta = self._gamma_beta
+        _kernels.group_norm_forward(x, self._axis, self.groups, gamma, beta, mean, invstd, y,
+                                    self.epsilon, self._owner)
+        return y
+
+    def backward(self, ctx, dy, need_input_grad=True):
+        dy = _contiguous(dy)
+        dx = ctx.buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
+        if dx is None and not (self.scale or self.center):
+            return None   # nothing wanted
+        _kernels.group_norm_backward(ctx.x, dy, self._axis, self.groups, self._gamma_beta[0],
+                                     ctx.mean, ctx.invstd, dx,
+                                     ctx.grads[0] if self.scale else None,
+                                     ctx.grads[-1] if self.center else None, self._owner)
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            groups=self.groups, axis=self.axis, epsilon=self.epsilon, center=self.center,
+            scale=self.scale, beta_initializer=_serialize_init(self.beta_initializer),
+            gamma_initializer=_serialize_init(self.gamma_initializer),
+            beta_regularizer=regularizers.serialize(self.beta_regularizer),
+            gamma_regularizer=regularizers.serialize(self.gamma_regularizer),
+            beta_constraint=constraints._serialize_argument(self, "beta_constraint",
+                                                            self.beta_constraint),
+            gamma_constraint=constraints._serialize_argument(self, "gamma_constraint",
+                                                             self.gamma_constraint))
+        return config
+
+
+# Keras' UnitNormalization divides by max(norm, 1e-12) (``ops.normalize(epsilon=1e-12)``).
+_UNIT_EPSILON = 1e-12
+
+
+@LAYERS.register()
+class UnitNormalization(Layer):
+    """Scales each input to unit L2 norm along ``axis``.
+
+    ``output = x * min(1 / sqrt(sum(x^2)), 1e12)``, the sum over the axes: as Keras'
+    ``ops.normalize(x, order=2, epsilon=1e-12)``, so a vector of norm below 1e-12 is scaled
+    by 1e12 (an all-zero one stays zero) rather than divided by zero.
+
+    Args:
+        axis: int or list/tuple of ints, the axis or axes to normalise over (default -1).
+
+    Input shape: any. Output shape: same as the input.
+
+    Example:
+        >>> y = UnitNormalization()(np.arange(6.0).reshape(2, 3))
+        >>> np.sum(y.numpy()[0] ** 2)   # 1.0
+    """
+
+    supports_masking = True   # (as in Keras: an incoming mask passes on)
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)):
+            axes = list(axis)
+        elif isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+            axes = [axis]
+        else:
+            raise TypeError(f"Invalid value for `axis` argument: expected an int or a "
+                            f"list/tuple of ints. Received: axis={axis!r}")
+        if not axes or any(isinstance(a, bool) or not isinstance(a, (int, np.integer))
+                           for a in axes):
+            raise TypeError(f"Invalid value for `axis` argument: expected an int or a "
+                            f"non-empty list/tuple of ints. Received: axis={axis!r}")
+        self.axis = [int(a) for a in axes] if isinstance(axis, (list, tuple)) else int(axis)
+
+    def _axes(self, ndim):
+        """The sorted axes in an input of ``ndim`` dims (batch included)."""
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        if any(not -ndim <= a < ndim for a in axes):
+            raise ValueError(f"Axis {self.axis} is out of bounds for input shape of rank "
+                             f"{ndim}.")
+        resolved = sorted(a % ndim for a in axes)
+        if len(set(resolved)) != len(resolved):
+            raise ValueError(f"Layer '{self.name}' (UnitNormalization) got axis={self.axis}, "
+                             f"which names an axis twice for inputs of rank {ndim}.")
+        return resolved
+
+    def compute_output_shape(self, input_shape):
+        self._axes(len(input_shape) + 1)
+        return tuple(input_shape)
+
+    def build(self, input_shape):
+        self._axes(len(input_shape) + 1)
+        super().build(input_shape)
+
+    def _run(self, x, dy, out):
+        """Forward (dy None) or backward of the kernel; axes that are not one contiguous run
+        are moved to the end first (a copy: the kernels need a contiguous range)."""
+        axes = self._axes(x.ndim)
+        owner = f"UnitNormalization '{self.name}'"
+        if axes == list(range(axes[0], axes[-1] + 1)):
+            if dy is None:
+                return _kernels.unit_norm_forward(x, axes[0], axes[-1], out, _UNIT_EPSILON,
+                                                  owner)
+            return _kernels.unit_norm_backward(x, dy, axes[0], axes[-1], out, _UNIT_EPSILON,
+                                               owner)
+        order = [a for a in range(x.ndim) if a not in axes] + axes
+        first = x.ndim - len(axes)
+        xt = np.ascontiguousarray(x.transpose(order))
+        result = np.empty_like(xt)
+        if dy is None:
+            _kernels.unit_norm_forward(xt, first, x.ndim - 1, result, _UNIT_EPSILON, owner)
+        else:
+            _kernels.unit_norm_backward(xt, np.ascontiguousarray(dy.transpose(order)), first,
+                                        x.ndim - 1, result, _UNIT_EPSILON, owner)
+        out[...] = result.transpose(np.argsort(order))
+        return out
+
+    def forward(self, ctx, x, training=False):
+        x = _contiguous(x)
+        if ctx.record:
+            ctx.x = x
+            y = ctx.buffers.get("y", x.shape[0], x.shape[1:])
+        else:
+            y = np.empty_like(x)
+        return self._run(x, None, y)
+
+    def backward(self, ctx, dy, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        dy = _contiguous(dy)
+        return self._run(ctx.x, dy, ctx.buffers.get("dx", dy.shape[0], dy.shape[1:]))
+
+    def get_config(self):
+        config = super().get_config()
+        config["axis"] = self.axis
         return config

@@ -15,7 +15,7 @@ import operator
 import numpy as np
 
 from minidl.layers.base import LAYERS, CallContext, Layer
-from minidl.layers.regularization import Dropout
+from minidl.layers.regularization import BaseSpatialDropout
 
 
 def _full(shape):
@@ -77,7 +77,7 @@ class Masking(Layer):
 
 
 @LAYERS.register()
-class SpatialDropout1D(Dropout):
+class SpatialDropout1D(BaseSpatialDropout):
     """Dropout of whole channels: in training, each channel of a sample is zeroed at every
     timestep with probability ``rate`` (one draw per sample and channel: noise shape
     ``(batch, 1, channels)``), the others scaled by ``1 / (1 - rate)``; at inference the
@@ -91,20 +91,8 @@ class SpatialDropout1D(Dropout):
     Input shape: 3-D ``(batch, timesteps, channels)``. Output shape: the same.
     """
 
-    def __init__(self, rate, seed=None, **kwargs):
-        super().__init__(rate, noise_shape=(None, 1, None), seed=seed, **kwargs)
-
-    def build(self, input_shape):
-        if len(input_shape) != 2:
-            raise ValueError(f"Layer '{self.name}' (SpatialDropout1D) expects 3-D input "
-                             f"(batch, timesteps, channels); received input of shape "
-                             f"{_full(input_shape)}.")
-        super().build(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        del config["noise_shape"]
-        return config
+    rank = 3
+    _dims = "(batch, timesteps, channels)"
 
 
 @LAYERS.register()
