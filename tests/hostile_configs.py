@@ -19,6 +19,7 @@ from typing import Any, Callable
 from minidl import (activations, constraints, initializers, losses, metrics, optimizers,
                     regularizers, schedules)
 from minidl.layers.base import LAYERS
+from minidl.saving import FORMAT_VERSION
 
 # Layer class -> (sample shape the layer is built for, constructor arguments). Every
 # registered layer needs an entry: the test of the table fails on a layer without one.
@@ -442,7 +443,8 @@ def _set(member, *path):
 
 _MODEL_FIELDS = (
     # (field named in the error, member, path, wrong values)
-    ("format_version", "metadata.json", ("format_version",), [True, "1", 1.5, None, 2, 0]),
+    ("format_version", "metadata.json", ("format_version",),
+     [True, "1", 1.5, None, FORMAT_VERSION + 1, 0]),
     ("kind", "metadata.json", ("kind",), [1, None, "weights", "x"]),
     ("minidl_version", "metadata.json", ("minidl_version",), [5, None]),
     ("date", "metadata.json", ("date",), [5, []]),

@@ -270,11 +270,13 @@ def test_normalization_errors():
     with pytest.raises(ValueError, match="cannot replace"):
         Normalization(mean=0.0, variance=1.0).adapt(np.zeros((2, 1)))
     layer = Normalization()
-    with pytest.raises(ValueError, match="adapt"):
-        layer(np.zeros((2, 3), np.float32))   # neither adapted nor given statistics
-    model = Sequential([Input((3,)), Normalization(), Dense(1)])
-    with pytest.raises(ValueError, match="adapt"):
-        model.predict(np.zeros((2, 3), np.float32), verbose=0)
+    # Neither adapted nor given statistics: Keras's initial ones (mean 0, variance 1), so
+    # the inputs pass through, as in Keras.
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(layer(x), x)
+    assert layer.count.value == 0
+    model = Sequential([Input((3,)), Normalization(), Dense(1, kernel_initializer="ones")])
+    np.testing.assert_array_equal(model.predict(x, verbose=0), x.sum(axis=1, keepdims=True))
     layer.adapt(np.ones((4, 3)))
     with pytest.raises(ValueError, match=r"\(None, 3\).*\(None, 5\)"):
         layer(np.zeros((2, 5), np.float32))

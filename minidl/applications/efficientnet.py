@@ -92,12 +92,9 @@ def EfficientNet(width_coefficient, depth_coefficient, default_size, dropout_rat
     # The stem normalizes the input itself (so preprocess_input is the identity). The
     # Normalization layer keeps Keras's layer and weight list (mean, variance, count), which
     # ImageNet weights fill with ImageNet's statistics; with other weights it is the
-    # identity, as Keras's unadapted Normalization is (mean 0, variance 1). minidl's
-    # refuses to run before adapt() (count 0), so the count marks those statistics as set.
+    # identity, as an unadapted Normalization is (mean 0, variance 1).
     x = layers.Rescaling(1.0 / 255.0)(img_input)
-    normalization = layers.Normalization(axis=-1)
-    x = normalization(x)
-    normalization.count.value[...] = 1
+    x = layers.Normalization(axis=-1)(x)
     x = layers.ZeroPadding2D(padding=imagenet_utils.correct_pad(x, 3),
                              name="stem_conv_pad")(x)
     x = layers.Conv2D(round_filters(32), 3, strides=2, padding="valid", use_bias=False,

@@ -57,9 +57,11 @@ class Normalization(PreprocessingLayer):
         variance: optional variance value(s) (>= 0), given with ``mean``.
         invert: if True, turn normalized inputs back into the original scale.
 
-    Weights (after adapt, as in Keras, when mean and variance are not given): ``mean``,
-    ``variance`` (float, the shape of the kept axes) and ``count`` (int64, the number of
-    values each statistic was computed from), all non-trainable.
+    Weights (as in Keras, when mean and variance are not given): ``mean``, ``variance``
+    (float, the shape of the kept axes) and ``count`` (int64, the number of values each
+    statistic was computed from), all non-trainable. Before ``adapt`` they hold Keras's
+    initial values, mean 0, variance 1 and count 0, so the layer passes its inputs
+    through unchanged (as Keras's does; EfficientNet's stem relies on it).
 
     Input shape: any, ``(batch_size, ...)``. Output shape: the same, in the layer's dtype
     (float32 by default), whatever the input's type.
@@ -250,10 +252,6 @@ class Normalization(PreprocessingLayer):
         """(mean, standard deviation), broadcastable against a sample."""
         if self._constants is not None:
             return self._constants
-        if self.count.value.item() == 0:
-            raise ValueError(f"Layer '{self.name}' (Normalization) has no statistics: call "
-                             f"adapt(data) on it before using it, or pass `mean` and "
-                             f"`variance` to its constructor.")
         # (Taken from the weights at each call, so set_weights and loading a model take
         # effect; the cost is one pass over the statistics, not over the batch.)
         mean = self.mean.value.reshape(self._broadcast_shape)
