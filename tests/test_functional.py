@@ -11,9 +11,11 @@ import minidl
 from minidl import Input, Model, layers, optimizers
 from minidl._ref.gradcheck import numeric_grad
 from minidl.callbacks import Callback
+from minidl.initializers import Constant
 from minidl.layers import (Activation, Add, BatchNormalization, CallContext, Concatenate,
-                           Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D,
-                           GlobalMaxPooling2D, MaxPooling2D, ReLU, Softmax)
+                           Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten,
+                           GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D, ReLU,
+                           Softmax)
 from minidl.layers.node import SymbolicTensor
 from minidl.models import Sequential, clone_model, model_from_json, rewrites
 from minidl.utils import set_random_seed
@@ -509,6 +511,29 @@ def _residual_block_model():
     return Model(inputs, Dense(3, activation="softmax")(GlobalAveragePooling2D()(x)))
 
 
+def _bn_relu6_model():
+    """MobileNetV2's pairs: BatchNormalization then ReLU6, with activations large enough to
+    reach the cap of 6 (scaled input), whose gradient the fused kernel gates out too."""
+    inputs = Input((6, 6, 2))
+    x = ReLU(max_value=6.0)(BatchNormalization(gamma_initializer=Constant(4.0))(
+        Conv2D(8, 3, padding="same")(inputs)))
+    x = ReLU(6.0)(BatchNormalization()(DepthwiseConv2D(3, padding="same")(x)))
+    return Model(inputs, Dense(3, activation="softmax")(GlobalAveragePooling2D()(x)))
+
+
+def test_batch_normalization_fuses_relu6_and_clips_at_6():
+    model = _bn_relu6_model()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    plan = model._plan(model._compiled.losses)
+    fused = [step for step in plan.steps if isinstance(step, rewrites.FusedActivationStep)
+             and isinstance(step.first.layer, BatchNormalization)]
+    assert len(fused) == 2
+    x = np.random.default_rng(1).random((4, 6, 6, 2)).astype(np.float32)
+    features = Model(model.inputs, model.layers[3].output)
+    out = features(x, training=True).numpy()   # (unfused: an eager call)
+    assert out.max() == 6.0 and out.min() == 0.0   # both ends of ReLU6 are reached
+
+
 def _train_bits(make, monkeypatch, without=()):
     """The weights after two epochs, with the rewrite rules in ``without`` left out."""
     monkeypatch.setattr(rewrites, "RULES", [rule for rule in rewrites.RULES
@@ -543,8 +568,13 @@ def _train_bits(make, monkeypatch, without=()):
                          Dense(3, activation="softmax")]),
      "activation_into_layer"),
     (lambda: _residual_block_model(), "activation_into_layer"),
+    (lambda: _bn_relu6_model(), "activation_into_layer"),
+    (lambda: Sequential([Input((5, 4)), Dense(6), BatchNormalization(axis=1),
+                         Activation("relu6"), Flatten(), Dense(3, activation="softmax")]),
+     "activation_into_layer"),
 ], ids=["dense_relu_softmax_layers", "relu_layer", "bn_then_activations",
-        "conv_relu_pool", "conv_relu_global_max", "bn_relu", "add_relu_residual"])
+        "conv_relu_pool", "conv_relu_global_max", "bn_relu", "add_relu_residual",
+        "bn_relu6_conv", "bn_relu6_inner_axis"])
 def test_fusions_give_the_same_bits(make, rule, monkeypatch):
     assert _same(_train_bits(make, monkeypatch), _train_bits(make, monkeypatch, (rule,)))
 

@@ -439,3 +439,39 @@ def test_model_weights_carry_the_moving_statistics():
     np.testing.assert_array_equal(models[1].predict(x, verbose=0), models[0].predict(x, verbose=0))
     with pytest.raises(ValueError, match="expects 4 weight arrays"):
         models[1].layers[1].set_weights(weights[2:4])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, axis", [((64, 5, 5, 6), 3), ((16, 6, 20), 1)])
+def test_batch_norm_kernels_with_a_fused_relu6(shape, axis, dtype):
+    """relu_max=6 caps the fused ReLU (forward) and gates the gradient to 0 < y < 6
+    (backward), as the numpy reference does; gamma 4 sends values past the cap."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    channels = shape[axis]
+    gamma, beta = np.full(channels, 4.0, dtype), rng.standard_normal(channels).astype(dtype)
+    outs = []
+    for module in (kernels, ref):
+        mm, mv = np.zeros(channels, dtype), np.ones(channels, dtype)
+        mean, invstd = np.empty(channels, dtype), np.empty(channels, dtype)
+        y = np.empty_like(x)
+        module.batch_norm_train(x, axis, gamma, beta, mm, mv, mean, invstd, y, 0.9, 1e-3,
+                                relu=True, relu_max=6)
+        dy = rng.standard_normal(shape).astype(dtype) if not outs else outs[0][1]
+        dx, dgamma, dbeta = np.empty_like(x), np.empty(channels, dtype), np.empty(channels, dtype)
+        module.batch_norm_backward(x, dy, axis, gamma, mean, invstd, dx, dgamma, dbeta,
+                                   gate=y, relu_max=6)
+        outs.append((y, dy, dx, dgamma, dbeta))
+    assert outs[0][0].max() == 6 and (outs[0][0] == 6).mean() > 0.01
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for got, want in zip(outs[0], outs[1]):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("relu_max", [0, -1.0, float("inf"), float("nan")])
+def test_batch_norm_relu_max_is_checked(relu_max):
+    x = np.zeros((4, 3))
+    args = (np.ones(3), np.zeros(3), np.zeros(3), np.ones(3))
+    with pytest.raises(ValueError, match="relu_max"):
+        kernels.batch_norm_inference(x, 1, *args, np.empty_like(x), 1e-3, relu=True,
+                                     relu_max=relu_max)

@@ -29,7 +29,7 @@ thread count. Arrays under ``PARALLEL_MIN`` elements run serially without openin
 region. Unit norm's lines are independent outputs, split into fixed chunks of lines.
 """
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.math cimport INFINITY, sqrt
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
@@ -124,10 +124,14 @@ cdef void _bn_sums(const floating *x, const double *center, const Plan *p, Py_ss
                 acc[c] += s
 
 
-cdef inline floating _gated(const floating *dy, const floating *gate,
-                            Py_ssize_t i) noexcept nogil:
-    """dy[i] where the ReLU after the normalisation passed gradient (its output gate[i] above
-    0), else 0: the select the ReLU's own backward makes, bit for bit, without a branch."""
+cdef inline floating _gated(const floating *dy, const floating *gate, Py_ssize_t i,
+                            double top) noexcept nogil:
+    """dy[i] where the ReLU after the normalisation passed gradient, else 0, as that
+    activation's own backward computes it, bit for bit, without a branch. ``top`` is the
+    ReLU's cap: infinite for a ReLU (gradient where the output gate[i] is above 0, a select),
+    6 for ReLU6 (dy times 1 where 0 < gate[i] < 6, else times 0)."""
+    if top != INFINITY:
+        return dy[i] * <floating>((gate[i] > 0) & (gate[i] < top))
     if floating is float:
         return mdl_blendf(gate[i] > 0, dy[i], 0)
     else:
@@ -135,8 +139,8 @@ cdef inline floating _gated(const floating *dy, const floating *gate,
 
 
 cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *gate,
-                        const floating *mean, const Plan *p, Py_ssize_t ch, double *acc_dy,
-                        double *acc_dyx) noexcept nogil:
+                        double top, const floating *mean, const Plan *p, Py_ssize_t ch,
+                        double *acc_dy, double *acc_dyx) noexcept nogil:
     """acc_dy[c] += sum of dy, acc_dyx[c] += sum of dy * (x - mean[c]) over chunk ch (dy
     gated by the ReLU output ``gate`` when given)."""
     cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i, off
@@ -152,7 +156,7 @@ cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *g
                     acc_dyx[c] += g * (x[off + c] - mean[c])
             else:
                 for c in range(C):
-                    g = _gated(dy, gate, off + c)
+                    g = _gated(dy, gate, off + c, top)
                     acc_dy[c] += g
                     acc_dyx[c] += g * (x[off + c] - mean[c])
     else:
@@ -162,7 +166,7 @@ cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *g
                 s_dy = 0
                 s_dyx = 0
                 for i in range(inner):
-                    g = dy[off + i] if gate == NULL else _gated(dy, gate, off + i)
+                    g = dy[off + i] if gate == NULL else _gated(dy, gate, off + i, top)
                     s_dy += g
                     s_dyx += g * (x[off + i] - mean[c])
                 acc_dy[c] += s_dy
@@ -170,9 +174,11 @@ cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *g
 
 
 cdef void _bn_affine(const floating *x, floating *y, const floating *m, const floating *a,
-                     const floating *b, const Plan *p, Py_ssize_t ch, bint relu) noexcept nogil:
-    """y = (x - m[c]) * a[c] + b[c] over chunk ch; with ``relu``, then y = relu(y), as the
-    ReLU kernel computes it (0 where y < 0, so NaN stays visible)."""
+                     const floating *b, const Plan *p, Py_ssize_t ch, bint relu,
+                     floating top) noexcept nogil:
+    """y = (x - m[c]) * a[c] + b[c] over chunk ch; with ``relu``, then y = relu(y) capped at
+    ``top`` (infinite for a ReLU, 6 for ReLU6), as the activation kernels compute it (0
+    where y < 0 and top where y > top, so NaN stays visible)."""
     cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i, off
     cdef Py_ssize_t o0 = ch * p.rows_per_chunk, o1 = min(o0 + p.rows_per_chunk, p.outer)
     cdef floating mc, ac, bc, v
@@ -182,7 +188,7 @@ cdef void _bn_affine(const floating *x, floating *y, const floating *m, const fl
             if relu:
                 for c in range(C):
                     v = (x[off + c] - m[c]) * a[c] + b[c]
-                    y[off + c] = 0 if v < 0 else v
+                    y[off + c] = 0 if v < 0 else (top if v > top else v)
             else:
                 for c in range(C):
                     y[off + c] = (x[off + c] - m[c]) * a[c] + b[c]
@@ -193,12 +199,12 @@ cdef void _bn_affine(const floating *x, floating *y, const floating *m, const fl
                 mc, ac, bc = m[c], a[c], b[c]
                 for i in range(inner):
                     v = (x[off + i] - mc) * ac + bc
-                    y[off + i] = (0 if v < 0 else v) if relu else v
+                    y[off + i] = (0 if v < 0 else (top if v > top else v)) if relu else v
 
 
-cdef void _bn_dx(const floating *x, const floating *dy, const floating *gate, floating *dx,
-                 const floating *m, const floating *k1, const floating *k2, const floating *k3,
-                 const Plan *p, Py_ssize_t ch) noexcept nogil:
+cdef void _bn_dx(const floating *x, const floating *dy, const floating *gate, double top,
+                 floating *dx, const floating *m, const floating *k1, const floating *k2,
+                 const floating *k3, const Plan *p, Py_ssize_t ch) noexcept nogil:
     """dx = k1[c] * (dy - k2[c] - (x - m[c]) * k3[c]) over chunk ch (dx may be dy; dy gated
     by ``gate`` when given)."""
     cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i, off
@@ -212,7 +218,7 @@ cdef void _bn_dx(const floating *x, const floating *dy, const floating *gate, fl
                     dx[off + c] = k1[c] * (dy[off + c] - k2[c] - (x[off + c] - m[c]) * k3[c])
             else:
                 for c in range(C):
-                    g = _gated(dy, gate, off + c)
+                    g = _gated(dy, gate, off + c, top)
                     dx[off + c] = k1[c] * (g - k2[c] - (x[off + c] - m[c]) * k3[c])
     else:
         for o in range(o0, o1):
@@ -220,7 +226,7 @@ cdef void _bn_dx(const floating *x, const floating *dy, const floating *gate, fl
                 off = (o * C + c) * inner
                 mc, c1, c2, c3 = m[c], k1[c], k2[c], k3[c]
                 for i in range(inner):
-                    g = dy[off + i] if gate == NULL else _gated(dy, gate, off + i)
+                    g = dy[off + i] if gate == NULL else _gated(dy, gate, off + i, top)
                     dx[off + i] = c1 * (g - c2 - (x[off + i] - mc) * c3)
 
 
@@ -246,20 +252,20 @@ cdef void _bn_reduce(const floating *x, const double *center, const Plan *p, dou
 
 
 cdef void _bn_apply(const floating *x, floating *y, const floating *m, const floating *a,
-                    const floating *b, const Plan *p, bint relu) noexcept nogil:
+                    const floating *b, const Plan *p, bint relu, floating top) noexcept nogil:
     cdef Py_ssize_t ch
     if p.threads > 1:
         for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
-            _bn_affine(x, y, m, a, b, p, ch, relu)
+            _bn_affine(x, y, m, a, b, p, ch, relu, top)
     else:
         for ch in range(p.nchunks):
-            _bn_affine(x, y, m, a, b, p, ch, relu)
+            _bn_affine(x, y, m, a, b, p, ch, relu, top)
 
 
 cdef int _bn_train(const floating *x, const floating *gamma, const floating *beta,
                    floating *moving_mean, floating *moving_var, floating *mean_out,
                    floating *invstd_out, floating *y, const Plan *p, double momentum,
-                   double epsilon, bint relu) except -1:
+                   double epsilon, bint relu, floating top) except -1:
     cdef Py_ssize_t C = p.C, c
     cdef double count = <double>(p.outer * p.inner)
     cdef double local[STACK_DOUBLES]
@@ -288,7 +294,7 @@ cdef int _bn_train(const floating *x, const floating *gamma, const floating *bet
                 invstd_out[c] = <floating>inv
                 moving_mean[c] = <floating>(moving_mean[c] * momentum + mean[c] * (1.0 - momentum))
                 moving_var[c] = <floating>(moving_var[c] * momentum + var[c] * (1.0 - momentum))
-            _bn_apply(x, y, m, a, b, p, relu)
+            _bn_apply(x, y, m, a, b, p, relu, top)
     finally:
         free(heap)
     return 0
@@ -296,7 +302,7 @@ cdef int _bn_train(const floating *x, const floating *gamma, const floating *bet
 
 cdef int _bn_inference(const floating *x, const floating *gamma, const floating *beta,
                        const floating *moving_mean, const floating *moving_var, floating *y,
-                       const Plan *p, double epsilon, bint relu) except -1:
+                       const Plan *p, double epsilon, bint relu, floating top) except -1:
     cdef Py_ssize_t C = p.C, c
     cdef double local[STACK_DOUBLES]
     cdef double *heap = NULL
@@ -310,14 +316,14 @@ cdef int _bn_inference(const floating *x, const floating *gamma, const floating 
                 a[c] = <floating>(gamma[c] / sqrt(<double>moving_var[c] + epsilon))
                 m[c] = moving_mean[c]
                 b[c] = beta[c]
-            _bn_apply(x, y, m, a, b, p, relu)
+            _bn_apply(x, y, m, a, b, p, relu, top)
     finally:
         free(heap)
     return 0
 
 
 cdef int _bn_backward(const floating *x, const floating *dy, const floating *gate,
-                      const floating *gamma, const floating *mean, const floating *invstd,
+                      double top, const floating *gamma, const floating *mean, const floating *invstd,
                       floating *dx, floating *dgamma, floating *dbeta, const Plan *p) except -1:
     cdef Py_ssize_t C = p.C, c, ch
     cdef double count = <double>(p.outer * p.inner)
@@ -335,11 +341,11 @@ cdef int _bn_backward(const floating *x, const floating *dy, const floating *gat
         with nogil:
             if p.threads > 1:
                 for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
-                    _bn_grad_sums(x, dy, gate, mean, p, ch, partial_dy + ch * C,
+                    _bn_grad_sums(x, dy, gate, top, mean, p, ch, partial_dy + ch * C,
                                   partial_dyx + ch * C)
             else:
                 for ch in range(p.nchunks):
-                    _bn_grad_sums(x, dy, gate, mean, p, ch, partial_dy + ch * C,
+                    _bn_grad_sums(x, dy, gate, top, mean, p, ch, partial_dy + ch * C,
                                   partial_dyx + ch * C)
             for c in range(C):
                 s_dy = 0
@@ -359,10 +365,10 @@ cdef int _bn_backward(const floating *x, const floating *dy, const floating *gat
             if dx != NULL:
                 if p.threads > 1:
                     for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
-                        _bn_dx(x, dy, gate, dx, mean, k1, k2, k3, p, ch)
+                        _bn_dx(x, dy, gate, top, dx, mean, k1, k2, k3, p, ch)
                 else:
                     for ch in range(p.nchunks):
-                        _bn_dx(x, dy, gate, dx, mean, k1, k2, k3, p, ch)
+                        _bn_dx(x, dy, gate, top, dx, mean, k1, k2, k3, p, ch)
     finally:
         free(heap)
     return 0
@@ -1012,8 +1018,20 @@ cdef int _bn_plan(object x, int axis, object owner, Plan *p) except -1:
     return 0
 
 
+cdef double _cap(relu_max) except? -1:
+    """The fused ReLU's cap: infinite for a plain ReLU (None), else a finite value > 0."""
+    if relu_max is None:
+        return INFINITY
+    cdef double top = relu_max
+    if not top > 0 or top == INFINITY:
+        raise ValueError(f"relu_max must be None or a finite float > 0; received "
+                         f"relu_max={relu_max!r}.")
+    return top
+
+
 def batch_norm_train(x, int axis, gamma, beta, moving_mean, moving_variance, mean, invstd, y,
-                     double momentum, double epsilon, owner=None, bint relu=False):
+                     double momentum, double epsilon, owner=None, bint relu=False,
+                     relu_max=None):
     """Batch statistics, moving-statistics update and normalisation in one call.
 
     With m, v the mean and biased variance of x over every axis but ``axis``:
@@ -1030,6 +1048,7 @@ def batch_norm_train(x, int axis, gamma, beta, moving_mean, moving_variance, mea
         owner: optional prefix of error messages.
         relu: then apply a ReLU to y in the same pass (a BatchNormalization followed by a
             ReLU layer, fused by the execution plan).
+        relu_max: None, or the ReLU's cap (6: ReLU6).
     """
     x, gamma, beta = aligned(x), aligned(gamma), aligned(beta)
     cdef int t = float_array(x, owner, "x")
@@ -1048,17 +1067,19 @@ def batch_norm_train(x, int axis, gamma, beta, moving_mean, moving_variance, mea
         _bn_train(<const float *>_data(x), <const float *>_data(gamma),
                   <const float *>_data(beta), <float *>_data(moving_mean),
                   <float *>_data(moving_variance), <float *>_data(mean),
-                  <float *>_data(invstd), <float *>_data(y), &p, momentum, epsilon, relu)
+                  <float *>_data(invstd), <float *>_data(y), &p, momentum, epsilon, relu,
+                  _cap(relu_max))
     else:
         _bn_train(<const double *>_data(x), <const double *>_data(gamma),
                   <const double *>_data(beta), <double *>_data(moving_mean),
                   <double *>_data(moving_variance), <double *>_data(mean),
-                  <double *>_data(invstd), <double *>_data(y), &p, momentum, epsilon, relu)
+                  <double *>_data(invstd), <double *>_data(y), &p, momentum, epsilon, relu,
+                  _cap(relu_max))
     return y
 
 
 def batch_norm_inference(x, int axis, gamma, beta, moving_mean, moving_variance, y,
-                         double epsilon, owner=None, bint relu=False):
+                         double epsilon, owner=None, bint relu=False, relu_max=None):
     """``y = (x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta`` per channel.
 
     Args: as :func:`batch_norm_train`; nothing but y is written. y may be x itself.
@@ -1079,17 +1100,17 @@ def batch_norm_inference(x, int axis, gamma, beta, moving_mean, moving_variance,
         _bn_inference(<const float *>_data(x), <const float *>_data(gamma),
                       <const float *>_data(beta), <const float *>_data(moving_mean),
                       <const float *>_data(moving_variance), <float *>_data(y), &p, epsilon,
-                      relu)
+                      relu, _cap(relu_max))
     else:
         _bn_inference(<const double *>_data(x), <const double *>_data(gamma),
                       <const double *>_data(beta), <const double *>_data(moving_mean),
                       <const double *>_data(moving_variance), <double *>_data(y), &p, epsilon,
-                      relu)
+                      relu, _cap(relu_max))
     return y
 
 
 def batch_norm_backward(x, dy, int axis, gamma, mean, invstd, dx, dgamma, dbeta, owner=None,
-                        gate=None):
+                        gate=None, relu_max=None):
     """Gradients of batch normalisation with batch statistics, in two passes over x and dy.
 
     With x_hat = (x - mean) * invstd and N the number of values per channel:
@@ -1102,7 +1123,9 @@ def batch_norm_backward(x, dy, int axis, gamma, mean, invstd, dx, dgamma, dbeta,
         dx: x's shape OUT (may be dy), or None to skip it.
         dgamma, dbeta: (C,) OUT, or None to skip them.
         gate: None, or the output of a ReLU that followed in the forward pass (the fused
-            ``relu`` of :func:`batch_norm_train`): dy then counts only where it is above 0.
+            ``relu`` of :func:`batch_norm_train`): dy then counts only where it is above 0
+            (and below ``relu_max`` when given).
+        relu_max: None, or the fused ReLU's cap (6: ReLU6).
     """
     x, dy, gamma = aligned(x), aligned(dy), aligned(gamma)
     if gate is not None:
@@ -1134,7 +1157,7 @@ def batch_norm_backward(x, dy, int axis, gamma, mean, invstd, dx, dgamma, dbeta,
     if t == cnp.NPY_FLOAT:
         _bn_backward(<const float *>_data(x), <const float *>_data(dy),
                      <const float *>_data(gate) if gate is not None else NULL,
-                     <const float *>_data(gamma), <const float *>_data(mean),
+                     _cap(relu_max), <const float *>_data(gamma), <const float *>_data(mean),
                      <const float *>_data(invstd),
                      <float *>_data(dx) if dx is not None else NULL,
                      <float *>_data(dgamma) if dgamma is not None else NULL,
@@ -1142,7 +1165,7 @@ def batch_norm_backward(x, dy, int axis, gamma, mean, invstd, dx, dgamma, dbeta,
     else:
         _bn_backward(<const double *>_data(x), <const double *>_data(dy),
                      <const double *>_data(gate) if gate is not None else NULL,
-                     <const double *>_data(gamma), <const double *>_data(mean),
+                     _cap(relu_max), <const double *>_data(gamma), <const double *>_data(mean),
                      <const double *>_data(invstd),
                      <double *>_data(dx) if dx is not None else NULL,
                      <double *>_data(dgamma) if dgamma is not None else NULL,

@@ -14,18 +14,23 @@ def _channels(x, axis):
     return x.astype(np.float64).reshape(outer, x.shape[axis], inner)
 
 
+def _relu(out, relu_max):
+    out = np.maximum(out, 0)
+    return out if relu_max is None else np.minimum(out, relu_max)
+
+
 def _per_channel(v):
     return np.asarray(v, np.float64).reshape(1, -1, 1)
 
 
 def batch_norm_train(x, axis, gamma, beta, moving_mean, moving_variance, mean, invstd, y,
-                     momentum, epsilon, owner=None, relu=False):
+                     momentum, epsilon, owner=None, relu=False, relu_max=None):
     x3 = _channels(x, axis)
     m = x3.mean(axis=(0, 2))
     v = ((x3 - m.reshape(1, -1, 1)) ** 2).mean(axis=(0, 2))   # biased
     inv = 1.0 / np.sqrt(v + epsilon)
     out = (x3 - m.reshape(1, -1, 1)) * (inv * gamma).reshape(1, -1, 1) + _per_channel(beta)
-    y[...] = np.maximum(out, 0).reshape(x.shape) if relu else out.reshape(x.shape)
+    y[...] = _relu(out, relu_max).reshape(x.shape) if relu else out.reshape(x.shape)
     mean[...] = m
     invstd[...] = inv
     moving_mean[...] = moving_mean * momentum + m * (1.0 - momentum)
@@ -34,18 +39,20 @@ def batch_norm_train(x, axis, gamma, beta, moving_mean, moving_variance, mean, i
 
 
 def batch_norm_inference(x, axis, gamma, beta, moving_mean, moving_variance, y, epsilon,
-                         owner=None, relu=False):
+                         owner=None, relu=False, relu_max=None):
     x3 = _channels(x, axis)
     a = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(moving_variance, np.float64) + epsilon)
     out = (x3 - _per_channel(moving_mean)) * a.reshape(1, -1, 1) + _per_channel(beta)
-    y[...] = np.maximum(out, 0).reshape(x.shape) if relu else out.reshape(x.shape)
+    y[...] = _relu(out, relu_max).reshape(x.shape) if relu else out.reshape(x.shape)
     return y
 
 
 def batch_norm_backward(x, dy, axis, gamma, mean, invstd, dx, dgamma, dbeta, owner=None,
-                        gate=None):
+                        gate=None, relu_max=None):
     if gate is not None:
-        dy = np.where(np.asarray(gate) > 0, dy, 0)
+        gate = np.asarray(gate)
+        passes = gate > 0 if relu_max is None else (gate > 0) & (gate < relu_max)
+        dy = np.where(passes, dy, 0)
     x3, g3 = _channels(x, axis), _channels(dy, axis)
     count = x3.shape[0] * x3.shape[2]
     xhat = (x3 - _per_channel(mean)) * _per_channel(invstd)

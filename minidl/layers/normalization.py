@@ -149,6 +149,7 @@ class BatchNormalization(Layer):
             y = np.empty_like(x)
         batch_stats = training and self.trainable
         relu = ctx.activation is not None   # a ReLU layer after it, fused by the plan
+        relu_max = 6 if relu and ctx.activation.kernel_params()[0] == "relu6" else None
         if batch_stats:
             # The batch statistics, kept for backward (a fresh pair when not recording).
             mean = ctx.buffers.get("mean", self._channels[0], ()) if ctx.record else \
@@ -157,11 +158,11 @@ class BatchNormalization(Layer):
                 np.empty(self._channels, self.dtype)
             _kernels.batch_norm_train(x, self._axis, self._gamma, self._beta, self._moving_mean,
                                       self._moving_variance, mean, invstd, y,
-                                      self.momentum, self.epsilon, self._owner, relu)
+                                      self.momentum, self.epsilon, self._owner, relu, relu_max)
         else:
             _kernels.batch_norm_inference(x, self._axis, self._gamma, self._beta,
                                           self._moving_mean, self._moving_variance, y,
-                                          self.epsilon, self._owner, relu)
+                                          self.epsilon, self._owner, relu, relu_max)
         if ctx.record:
             ctx.y = y
             ctx.x, ctx.batch_stats = x, batch_stats
@@ -174,10 +175,12 @@ class BatchNormalization(Layer):
         dx = ctx.buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
         gate = ctx.y if ctx.activation is not None else None   # the fused ReLU's output
         if ctx.batch_stats:
+            relu_max = (6 if gate is not None and ctx.activation.kernel_params()[0] == "relu6"
+                        else None)
             _kernels.batch_norm_backward(ctx.x, dy, self._axis, self._gamma, ctx.mean,
                                          ctx.invstd, dx, ctx.grads[0] if self.scale else None,
                                          ctx.grads[-1] if self.center else None, self._owner,
-                                         gate)
+                                         gate, relu_max)
         elif dx is not None:
             if gate is not None:
                 dy = ctx.activation.backward(gate, gate, dy, dx)
@@ -188,8 +191,9 @@ class BatchNormalization(Layer):
         return dx
 
     def can_fuse_activation(self, activation):
-        """A ReLU layer after it runs in its passes (``rewrites.activation_into_layer``)."""
-        return activation.kernel_params()[0] == "relu"
+        """A ReLU or ReLU6 layer after it runs in its passes
+        (``rewrites.activation_into_layer``): MobileNet's BatchNormalization, ReLU6 pairs."""
+        return activation.kernel_params()[0] in ("relu", "relu6")
 
     def get_config(self):
         config = super().get_config()

@@ -8,7 +8,7 @@ the layers know nothing of them.
 | rule                       | pattern                                    | what it saves |
 |----------------------------|--------------------------------------------|---------------|
 | relu_then_max_pool         | a layer ending in ReLU, then max pooling   | the bias and ReLU pass over the un-pooled output (4x the pooled one), and the ReLU's backward pass; for a first layer, the un-pooled output altogether (csrc/conv_pool.c) |
-| activation_into_layer      | Dense/Conv without activation, BatchNormalization or Add, then an activation layer (ReLU for the last two) | a pass over the output, forward and backward |
+| activation_into_layer      | Dense/Conv without activation, BatchNormalization or Add, then an activation layer (ReLU or ReLU6 after BatchNormalization, ReLU after Add) | a pass over the output, forward and backward |
 | head_with_loss             | softmax or sigmoid output, then the matching cross-entropy | the activation's backward: the loss gives ``probs - targets`` at once |
 | gradients_needed           | steps before the first trainable weight    | their backward passes, and the first trainable layer's input gradient |
 
