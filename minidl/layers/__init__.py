@@ -2,6 +2,10 @@
 from minidl.layers.activation_layers import ELU, Identity, LeakyReLU, PReLU, ReLU, Softmax
 from minidl.layers.base import LAYERS, CallContext, Layer
 from minidl.layers.convolutional import Conv1D, Conv2D
+from minidl.layers.conv3d import Conv3D, Convolution3D
+from minidl.layers.conv_transpose import (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose,
+                                          Convolution1DTranspose, Convolution2DTranspose,
+                                          Convolution3DTranspose)
 from minidl.layers.core import Activation, Dense, Input, InputLayer
 from minidl.layers.embedding import Embedding
 from minidl.layers.lambda_layer import Lambda
@@ -50,3 +54,6 @@ __all__ += ["Embedding", "Masking", "RepeatVector", "SpatialDropout1D", "TimeDis
 from minidl.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN  # noqa: E402
 
 __all__ += ["Bidirectional", "GRU", "LSTM", "SimpleRNN"]
+__all__ += ["Conv1DTranspose", "Conv2DTranspose", "Conv3D", "Conv3DTranspose",
+            "Convolution1DTranspose", "Convolution2DTranspose", "Convolution3D",
+            "Convolution3DTranspose"]

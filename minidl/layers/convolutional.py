@@ -199,7 +199,7 @@ class _Conv(AffineLayer):
                                         self._cols(ctx, geo, "cols", n, record),
                                         self._chunk_images(geo, record), geo.pointwise,
                                         padded=padded, direct=None if geo.direct else False,
-                                        **geo.window)
+                                        narrow=True, **geo.window)
         if activate:
             activation.forward_bias(z, self._bias_array, y)
         out = (y if activate else z).reshape((n,) + geo.output_sample)
@@ -258,7 +258,7 @@ class _Conv(AffineLayer):
             self._cols(ctx, geo, "dcols", n, True) if need_input_grad else None,
             self._chunk_images(geo, True), geo.pointwise, padded=ctx.padded,
             padded_ready=ctx.padded is not None, direct=None if geo.direct else False,
-            **geo.window)
+            narrow=True, **geo.window)
         return None if dx is None else dx.reshape((n,) + geo.image[2 - self.rank:])
 
     def get_config(self):
