@@ -146,6 +146,7 @@ _BY_NAME = {
     "seed": ["1", 1.5, True, -1],
     "noise_shape": ["x", 5, [None, "1"], [True, 1], [None, 1.5]],
     "groups": [2, "1", 1.0, True],
+    "output_padding": ["1", 1.5, True, -1, [0, "1"], [0, 0, 0, 0]],
     "padding": [5, "full"],
     "data_format": [5, "channels_first"],
     "mode": [5, "fan_sum"],

@@ -611,3 +611,46 @@ def test_narrow_backward_of_a_transposed_layer_matches_torch():
     """A transposed convolution from few channels, stride 1 (its backward pass's
     convolution has 2 filters and patches of 3 * 3 * 16 values)."""
     check_against_torch(2, (5, 4, 2), 16, 3, 1, S, None, (1, 1), "float64")
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: Conv2DTranspose(3, 2, strides=2, dtype="float64"), (3, 3, 2)),
+    (lambda: Conv1DTranspose(3, 2, padding="same", dtype="float64"), (4, 2)),
+    (lambda: Conv3DTranspose(3, 2, strides=2, dtype="float64"), (2, 2, 2, 2)),
+], ids=["2d", "1d", "3d"])
+def test_training_step_on_an_empty_batch(make, shape):
+    layer = make()
+    layer.build(shape)
+    ctx = CallContext(layer)
+    y = ctx.forward(np.zeros((0,) + shape), training=True)
+    assert y.shape == (0,) + layer.compute_output_shape(shape)
+    dx = ctx.backward(np.zeros(y.shape), need_input_grad=True)
+    assert dx.shape == (0,) + shape
+    assert all(not g.any() for g in ctx.grads)
+
+
+def test_first_conv_pools_directly_through_same_padding_that_pads_nothing():
+    """The autoencoder's MaxPooling2D(2, padding='same') on 28x28 pads nothing: its first
+    convolution pools directly (conv_pool.c) as with 'valid', with the same bits; a 'same'
+    pooling that pads does not."""
+    from minidl.models.rewrites import ReluMaxPoolStep
+
+    def model(size, padding):
+        set_random_seed(3)
+        m = Sequential([Input((size, size, 1)), Conv2D(4, 3, activation="relu", padding="same"),
+                        MaxPooling2D(2, padding=padding),
+                        Conv2DTranspose(1, 3, strides=2, padding="same")])
+        m.compile(optimizer="sgd", loss="mse")
+        return m
+
+    def direct(m):
+        plan = m._plan(m._compiled.losses)
+        return [s.direct for s in plan.steps if isinstance(s, ReluMaxPoolStep)]
+
+    x = data((4, 8, 8, 1), 11, np.float32)
+    same, valid = model(8, "same"), model(8, "valid")
+    assert direct(same) == direct(valid) == [True]
+    assert same.train_on_batch(x, x) == valid.train_on_batch(x, x)
+    for a, b in zip(same.get_weights(), valid.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert direct(model(7, "same")) == [False]

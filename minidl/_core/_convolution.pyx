@@ -837,14 +837,6 @@ cdef Py_ssize_t _narrow_work(const mdl_window *g, Py_ssize_t n, Py_ssize_t f,
     return 2 * g.c * cols + _narrow_chunk(g, n, f, itemsize) * g.h * g.w * cols
 
 
-cdef inline void _tap_span(const mdl_window *g, Py_ssize_t kx, Py_ssize_t *lo,
-                           Py_ssize_t *hi) noexcept nogil:
-    # the output columns whose tap kx reads a column of the image: 0 <= ox + kx * dw - pad < w
-    cdef Py_ssize_t shift = kx * g.dw - g.pad_left
-    lo[0] = min(max(0, -shift), g.out_w)
-    hi[0] = max(min(g.out_w, g.w - shift), lo[0])
-
-
 cdef int _narrow_forward(const mdl_window *g, Py_ssize_t n, Py_ssize_t f, const floating *x,
                          const floating *kernel, floating *z, floating *work) noexcept nogil:
     """z = the convolution of x, through P (see above); ``work``: room for _narrow_work()
@@ -852,7 +844,7 @@ cdef int _narrow_forward(const mdl_window *g, Py_ssize_t n, Py_ssize_t f, const 
     cdef Py_ssize_t c = g.c, taps = g.kh * g.kw, cols = taps * f
     cdef Py_ssize_t per_image = g.h * g.w, per_out = g.out_h * g.out_w
     cdef Py_ssize_t chunk = _narrow_chunk(g, n, f, sizeof(floating))
-    cdef Py_ssize_t q, tap, j, i0 = 0, images, img, oy, ox, ky, kx, iy, lo, hi
+    cdef Py_ssize_t q, tap, j, i0 = 0, images, img, oy, ox, ky, kx, iy, lo, hi, shift
     cdef floating *by_tap = work            # (c, taps * f)
     cdef floating *p = work + 2 * c * cols  # (chunk * h * w, taps * f)
     cdef const floating *prow
@@ -877,7 +869,11 @@ cdef int _narrow_forward(const mdl_window *g, Py_ssize_t n, Py_ssize_t f, const 
                     if iy < 0 or iy >= g.h:
                         continue
                     for kx in range(g.kw):
-                        _tap_span(g, kx, &lo, &hi)
+                        # the output columns whose tap reads a column of the image
+                        # (assigned here: a prange's private variables)
+                        shift = kx * g.dw - g.pad_left
+                        lo = min(max(0, -shift), g.out_w)
+                        hi = max(min(g.out_w, g.w - shift), lo)
                         prow = p + ((img * g.h + iy) * g.w + kx * g.dw - g.pad_left) * cols \
                             + (ky * g.kw + kx) * f
                         if f == 1:
@@ -898,7 +894,7 @@ cdef int _narrow_backward(const mdl_window *g, Py_ssize_t n, Py_ssize_t f, const
     cdef Py_ssize_t c = g.c, taps = g.kh * g.kw, cols = taps * f
     cdef Py_ssize_t per_image = g.h * g.w, per_out = g.out_h * g.out_w
     cdef Py_ssize_t chunk = _narrow_chunk(g, n, f, sizeof(floating))
-    cdef Py_ssize_t q, tap, j, i0 = 0, images, img, oy, ox, ky, kx, iy, lo, hi
+    cdef Py_ssize_t q, tap, j, i0 = 0, images, img, oy, ox, ky, kx, iy, lo, hi, shift
     cdef floating *by_tap_t = work                # (taps * f, c): kernel_by_tap^T
     cdef floating *grad_by_tap = work + c * cols  # (c, taps * f)
     cdef floating *qm = work + 2 * c * cols       # (chunk * h * w, taps * f)
@@ -922,7 +918,11 @@ cdef int _narrow_backward(const mdl_window *g, Py_ssize_t n, Py_ssize_t f, const
                     if iy < 0 or iy >= g.h:
                         continue
                     for kx in range(g.kw):
-                        _tap_span(g, kx, &lo, &hi)
+                        # the output columns whose tap reads a column of the image
+                        # (assigned here: a prange's private variables)
+                        shift = kx * g.dw - g.pad_left
+                        lo = min(max(0, -shift), g.out_w)
+                        hi = max(min(g.out_w, g.w - shift), lo)
                         qrow = qm + ((img * g.h + iy) * g.w + kx * g.dw - g.pad_left) * cols \
                             + (ky * g.kw + kx) * f
                         for ox in range(lo, hi):

@@ -211,9 +211,11 @@ class _Conv(AffineLayer):
     def can_pool_directly(self, pool):
         """Whether :meth:`forward_max_pool` can serve this layer (with a ReLU) followed by
         ``pool`` (a max pooling whose windows tile the output: strides equal to the pool
-        size, 'valid')."""
-        return (self._patch <= _DIRECT_MAX_PATCH and pool.padding == "valid"
-                and self._image is not None
+        size, 'valid', or 'same' where it pads nothing)."""
+        return (self._patch <= _DIRECT_MAX_PATCH and self._image is not None
+                and (pool.padding == "valid" or pool.pooled_image is not None and all(
+                    pooled * size == rows for pooled, size, rows in
+                    zip(pool.pooled_image, pool.pool_window, self._out_image)))
                 and self.activation.kernel_params()[0] == "relu"
                 and tuple(pool.strides) == tuple(pool.pool_size)
                 and pool.built_input_shape == self._output_sample())
