@@ -16,7 +16,7 @@ import pytest
 
 import minidl
 from minidl._core import _convolution
-from minidl._ref.gradcheck import assert_close, check_layer_gradients
+from minidl._ref.gradcheck import check_layer_gradients
 from minidl.layers import (CallContext, Conv1DTranspose, Conv2D, Conv2DTranspose,
                            Conv3DTranspose, Convolution1DTranspose, Convolution2DTranspose,
                            Convolution3DTranspose, Input, MaxPooling2D)
