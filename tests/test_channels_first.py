@@ -11,7 +11,8 @@ import minidl
 from minidl import config
 from minidl.layers import (LAYERS, CallContext, Conv1D, Conv2D, Dense, Flatten,
                            GlobalAveragePooling2D, MaxPooling2D, ReLU)
-from minidl.layers.data_format import to_channels_first, to_channels_last
+from minidl.layers.data_format import (ChannelsFirstMixin, to_channels_first,
+                                       to_channels_last)
 from minidl.models import Sequential, load_model
 from minidl.utils import set_random_seed
 
@@ -46,6 +47,19 @@ def test_every_layer_with_a_data_format_runs_channels_first(name):
     assert getattr(cls, "supports_channels_first", False), (
         f"{name} takes data_format but does not run channels_first: put ChannelsFirstMixin "
         f"first among its bases")
+
+
+@pytest.mark.parametrize("name", DATA_FORMAT_LAYERS)
+def test_the_mixin_comes_before_the_layers_own_methods(name):
+    """The mixin wraps what the classes after it in the MRO define: a class before it
+    that defines one of these would run channels_last code on channels_first data."""
+    mro = LAYERS.lookup(name).__mro__
+    if ChannelsFirstMixin not in mro:   # runs channels_first natively (SpatialDropout2D)
+        return
+    position = mro.index(ChannelsFirstMixin)
+    for cls in mro[:position]:
+        for method in ("build", "compute_output_shape", "forward", "backward"):
+            assert method not in vars(cls), f"{cls.__name__}.{method} shadows the mixin"
 
 
 def _pair(name, dtype):
@@ -150,6 +164,20 @@ def test_output_shapes_and_summary_use_the_callers_layout():
         model.layers[0](np.zeros((2, 16, 12, 3), "float32"))
     with pytest.raises(ValueError, match=r"expects samples of shape \(3, 16, 12\)"):
         model.predict(np.zeros((2, 16, 12, 3), "float32"), verbose=0)
+
+
+def test_masked_global_average_pooling_1d_channels_first():
+    """The masked mean of GlobalAveragePooling1D over channels_first steps (the last axis)."""
+    x = np.random.default_rng(4).standard_normal((2, 3, 5)).astype("float32")  # (b, c, steps)
+    mask = np.array([[1, 1, 0, 1, 0], [1, 0, 0, 0, 0]], bool)
+    layer = minidl.layers.GlobalAveragePooling1D(data_format="channels_first")
+    ctx = CallContext(layer)
+    y = ctx.forward(x, training=True, mask=mask)
+    expected = np.stack([x[i][:, mask[i]].mean(axis=1) for i in range(2)])
+    np.testing.assert_allclose(y, expected, rtol=1e-6)
+    dx = ctx.backward(np.ones_like(y))
+    np.testing.assert_allclose(dx, np.broadcast_to(mask[:, None, :] / mask.sum(1)[:, None, None],
+                                                   x.shape), rtol=1e-6)
 
 
 def test_conv1d_channels_first_against_numpy():

@@ -4,6 +4,10 @@ from minidl.layers.base import LAYERS, CallContext, Layer
 from minidl.layers.convolutional import Conv1D, Conv2D
 from minidl.layers.depthwise import DepthwiseConv1D, DepthwiseConv2D
 from minidl.layers.separable import SeparableConv1D, SeparableConv2D
+from minidl.layers.conv3d import Conv3D, Convolution3D
+from minidl.layers.conv_transpose import (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose,
+                                          Convolution1DTranspose, Convolution2DTranspose,
+                                          Convolution3DTranspose)
 from minidl.layers.core import Activation, Dense, Input, InputLayer
 from minidl.layers.embedding import Embedding
 from minidl.layers.lambda_layer import Lambda
@@ -69,3 +73,6 @@ from minidl.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN  # noqa:
 
 __all__ += ["Bidirectional", "GRU", "LSTM", "SimpleRNN"]
 __all__ += ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"]
+__all__ += ["Conv1DTranspose", "Conv2DTranspose", "Conv3D", "Conv3DTranspose",
+            "Convolution1DTranspose", "Convolution2DTranspose", "Convolution3D",
+            "Convolution3DTranspose"]

@@ -229,7 +229,7 @@ class _Conv(AffineLayer):
                                             self._cols(ctx, geo, "cols", n, record),
                                             self._chunk_images(geo, record), geo.pointwise,
                                             padded=padded, direct=None if geo.direct else False,
-                                            **geo.window)
+                                            narrow=True, **geo.window)
             if record:
                 ctx.padded = padded
         if activate:
@@ -280,10 +280,11 @@ class _Conv(AffineLayer):
     def can_pool_directly(self, pool):
         """Whether :meth:`forward_max_pool` can serve this layer (with a ReLU) followed by
         ``pool`` (a max pooling whose windows tile the output: strides equal to the pool
-        size, 'valid')."""
+        size, 'valid', or 'same' where it pads nothing)."""
         return (self.groups == 1 and self._patch <= _DIRECT_MAX_PATCH
-                and pool.padding == "valid"
-                and self._image is not None
+                and self._image is not None and (pool.padding == "valid" or pool.pooled_image is not None and all(
+                    pooled * size == rows for pooled, size, rows in
+                    zip(pool.pooled_image, pool.pool_window, self._out_image)))
                 and self.activation.kernel_params()[0] == "relu"
                 and tuple(pool.strides) == tuple(pool.pool_size)
                 and pool.built_input_shape == self._output_sample())
@@ -331,7 +332,7 @@ class _Conv(AffineLayer):
             self._cols(ctx, geo, "dcols", n, True) if need_input_grad else None,
             self._chunk_images(geo, True), geo.pointwise, padded=ctx.padded,
             padded_ready=ctx.padded is not None, direct=None if geo.direct else False,
-            **geo.window)
+            narrow=True, **geo.window)
         return None if dx is None else dx.reshape((n,) + geo.image[2 - self.rank:])
 
     def _grouped_backward(self, ctx, dz, dx):

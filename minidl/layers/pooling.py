@@ -440,9 +440,8 @@ class GlobalMaxPooling1D(ChannelsFirstMixin, _ThroughReLU, _GlobalPooling):
     rank, _layout, _max = 1, "(batch, steps, channels)", True
 
 
-@LAYERS.register("GlobalAvgPool1D")
-class GlobalAveragePooling1D(ChannelsFirstMixin, _GlobalPooling):
-    rank, _layout, _max = 1, "(batch, steps, channels)", False
+class _MaskedAveragePooling1D(_GlobalPooling):
+    """The mean over steps, of the unmasked steps only when the input has a mask."""
 
     # With a mask (``ctx.mask``: bool (batch, steps), True where a step holds data), the mean
     # is over the unmasked steps only, as in Keras: ``sum(where(mask, x, 0)) / sum(mask)``.
@@ -482,6 +481,11 @@ class GlobalAveragePooling1D(ChannelsFirstMixin, _GlobalPooling):
         dx = ctx.buffers.get("dx", n, ctx.in_shape)
         share = dy.reshape(n, 1, -1) / ctx.counts[:, None, :]
         return np.multiply(share, ctx.step_mask, out=dx)
+
+
+@LAYERS.register("GlobalAvgPool1D")
+class GlobalAveragePooling1D(ChannelsFirstMixin, _MaskedAveragePooling1D):
+    rank, _layout, _max = 1, "(batch, steps, channels)", False
 
 
 @LAYERS.register("GlobalMaxPool3D")
