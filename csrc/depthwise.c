@@ -82,11 +82,10 @@ static inline ptrdiff_t dw_reaching(ptrdiff_t i, ptrdiff_t pad, ptrdiff_t s, ptr
 #define DW_NV_K 1
 #define DW_ZERO() 0
 #define DW_LOAD(p) (*(p))
-#define DW_LOADM(p, m) (*(p))
+#define DW_LOADM(p, m) ((void)(m), *(p))
 #define DW_STORE(p, v) (*(p) = (v))
-#define DW_STOREM(p, m, v) (*(p) = (v))
+#define DW_STOREM(p, m, v) ((void)(m), *(p) = (v))
 #define DW_FMA(a, b, c) ((a) * (b) + (c))
-#define DW_SFMA(a, b, c) ((a) * (b) + (c))
 #define DW_T float
 #define DW_V float
 #define DW_NAME(f) DW_CAT(f, _f32, _generic)
@@ -112,13 +111,11 @@ static inline ptrdiff_t dw_reaching(ptrdiff_t i, ptrdiff_t pad, ptrdiff_t s, ptr
 #undef DW_STORE
 #undef DW_STOREM
 #undef DW_FMA
-#undef DW_SFMA
 
 #ifdef MDL_X86
 #define DW_TARGET MDL_TARGET_AVX512
 #define DW_NV_K 2
 #define DW_T float
-#define DW_SFMA(a, b, c) __builtin_fmaf((a), (b), (c))
 #define DW_V __m512
 #define DW_VL 16
 #define DW_M __mmask16
@@ -133,7 +130,6 @@ static inline ptrdiff_t dw_reaching(ptrdiff_t i, ptrdiff_t pad, ptrdiff_t s, ptr
 #include "depthwise.inc"
 #undef DW_NAME
 #undef DW_T
-#undef DW_SFMA
 #undef DW_V
 #undef DW_VL
 #undef DW_M
@@ -146,7 +142,6 @@ static inline ptrdiff_t dw_reaching(ptrdiff_t i, ptrdiff_t pad, ptrdiff_t s, ptr
 #undef DW_FMA
 
 #define DW_T double
-#define DW_SFMA(a, b, c) __builtin_fma((a), (b), (c))
 #define DW_V __m512d
 #define DW_VL 8
 #define DW_M __mmask8
@@ -161,7 +156,6 @@ static inline ptrdiff_t dw_reaching(ptrdiff_t i, ptrdiff_t pad, ptrdiff_t s, ptr
 #include "depthwise.inc"
 #undef DW_NAME
 #undef DW_T
-#undef DW_SFMA
 #undef DW_V
 #undef DW_VL
 #undef DW_M
@@ -179,7 +173,6 @@ static inline ptrdiff_t dw_reaching(ptrdiff_t i, ptrdiff_t pad, ptrdiff_t s, ptr
 #define DW_NV_K 1
 #define DW_M __m256i
 #define DW_T float
-#define DW_SFMA(a, b, c) __builtin_fmaf((a), (b), (c))
 #define DW_V __m256
 #define DW_VL 8
 #define DW_MASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), \
@@ -194,7 +187,6 @@ static inline ptrdiff_t dw_reaching(ptrdiff_t i, ptrdiff_t pad, ptrdiff_t s, ptr
 #include "depthwise.inc"
 #undef DW_NAME
 #undef DW_T
-#undef DW_SFMA
 #undef DW_V
 #undef DW_VL
 #undef DW_MASK
@@ -206,7 +198,6 @@ static inline ptrdiff_t dw_reaching(ptrdiff_t i, ptrdiff_t pad, ptrdiff_t s, ptr
 #undef DW_FMA
 
 #define DW_T double
-#define DW_SFMA(a, b, c) __builtin_fma((a), (b), (c))
 #define DW_V __m256d
 #define DW_VL 4
 #define DW_MASK(n) _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3))
@@ -220,7 +211,6 @@ static inline ptrdiff_t dw_reaching(ptrdiff_t i, ptrdiff_t pad, ptrdiff_t s, ptr
 #include "depthwise.inc"
 #undef DW_NAME
 #undef DW_T
-#undef DW_SFMA
 #undef DW_V
 #undef DW_VL
 #undef DW_MASK
@@ -238,12 +228,11 @@ static inline ptrdiff_t dw_reaching(ptrdiff_t i, ptrdiff_t pad, ptrdiff_t s, ptr
 /* The versions of one element type, one entry per architecture (mdl_arch order). */
 #define DW_TABLE(T, TS)                                                                      \
     typedef struct {                                                                         \
-        void (*forward_row)(const mdl_window *, ptrdiff_t, const T *, const T *, T *,        \
-                            ptrdiff_t);                                                      \
-        void (*input_grad_row)(const mdl_window *, ptrdiff_t, const T *, const T *, T *,     \
-                               ptrdiff_t, ptrdiff_t *);                                      \
-        void (*kernel_grad_rows)(const mdl_window *, ptrdiff_t, const T *, const T *, T *,   \
-                                 ptrdiff_t, ptrdiff_t);                                      \
+        void (*forward_row)(const mdl_window *, const T *, const T *, T *, ptrdiff_t);       \
+        void (*input_grad_row)(const mdl_window *, const T *, const T *, T *, ptrdiff_t,     \
+                               ptrdiff_t *);                                                 \
+        void (*kernel_grad_rows)(const mdl_window *, const T *, const T *, T *, ptrdiff_t,   \
+                                 ptrdiff_t);                                                 \
         void (*sum_parts)(const T *, ptrdiff_t, ptrdiff_t, T *, ptrdiff_t, ptrdiff_t);       \
     } dw_kernels_##TS;
 
@@ -276,25 +265,24 @@ static int dw_thread_id(void) {
 
 /* The public functions of depthwise.h for one element type. */
 #define DW_DRIVERS(T, TS)                                                                    \
-int mdl_depthwise_forward_##TS(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm, const T *x,    \
-                               const T *k, T *y) {                                           \
+int mdl_depthwise_forward_##TS(const mdl_window *g, ptrdiff_t n, const T *x, const T *k,      \
+                               T *y) {                                                       \
     const dw_kernels_##TS *kt = DW_ACTIVE(TS);                                               \
-    const ptrdiff_t rows = n * g->out_h, cout = g->c * dm;                                   \
-    const int nth = mdl_threads_for((double)rows * g->out_w * cout * g->kh * g->kw,         \
+    const ptrdiff_t rows = n * g->out_h;                                                     \
+    const int nth = mdl_threads_for((double)rows * g->out_w * g->c * g->kh * g->kw,         \
                                     (double)rows);                                           \
     _Pragma("omp parallel for num_threads(nth) schedule(static) if(nth > 1)")               \
     for (ptrdiff_t r = 0; r < rows; r++) {                                                   \
         const ptrdiff_t img = r / g->out_h, oy = r % g->out_h;                               \
-        kt->forward_row(g, dm, x + img * g->h * g->w * g->c, k,                              \
-                        y + r * g->out_w * cout, oy);                                        \
+        kt->forward_row(g, x + img * g->h * g->w * g->c, k, y + r * g->out_w * g->c, oy);     \
     }                                                                                        \
     return 0;                                                                                \
 }                                                                                            \
                                                                                              \
-int mdl_depthwise_backward_##TS(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm,              \
-                                const T *x, const T *dy, const T *k, T *dk, T *dx) {         \
+int mdl_depthwise_backward_##TS(const mdl_window *g, ptrdiff_t n, const T *x, const T *dy,    \
+                                const T *k, T *dk, T *dx) {                                  \
     const dw_kernels_##TS *kt = DW_ACTIVE(TS);                                               \
-    const ptrdiff_t cout = g->c * dm, size = g->kh * g->kw * cout;                           \
+    const ptrdiff_t size = g->kh * g->kw * g->c;                                             \
     const ptrdiff_t per = 2 * (g->kh + g->kw);                                               \
     if (n == 0) {                                                                            \
         memset(dk, 0, (size_t)size * sizeof(T));                                             \
@@ -322,15 +310,15 @@ int mdl_depthwise_backward_##TS(const mdl_window *g, ptrdiff_t n, ptrdiff_t dm, 
             const ptrdiff_t oy0 = part * band;                                               \
             const ptrdiff_t oy1 = oy0 + band < g->out_h ? oy0 + band : g->out_h;             \
             const T *x_img = x + img * g->h * g->w * g->c;                                   \
-            const T *dy_img = dy + img * g->out_h * g->out_w * cout;                         \
-            kt->kernel_grad_rows(g, dm, x_img, dy_img, parts + ch * size, oy0, oy1);         \
+            const T *dy_img = dy + img * g->out_h * g->out_w * g->c;                         \
+            kt->kernel_grad_rows(g, x_img, dy_img, parts + ch * size, oy0, oy1);             \
             if (dx == NULL) continue;                                                        \
             /* The input rows of the chunk's band while its dy is in cache: rows            \
              * [oy0 * sh, oy1 * sh), the image's last band to its end. */                     \
             ptrdiff_t iy0 = oy0 * g->sh, iy1 = part == per_image - 1 ? g->h : oy1 * g->sh;  \
             if (iy1 > g->h) iy1 = g->h;                                                      \
             for (ptrdiff_t iy = iy0; iy < iy1; iy++)                                         \
-                kt->input_grad_row(g, dm, dy_img, k,                                         \
+                kt->input_grad_row(g, dy_img, k,                                             \
                                    dx + (img * g->h + iy) * g->w * g->c, iy, mine);          \
         }                                                                                    \
     }                                                                                        \

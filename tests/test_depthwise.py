@@ -628,3 +628,34 @@ def test_depthwise_and_separable_constraints_apply_after_each_update():
     assert depthwise.get_config()["depthwise_constraint"]["class_name"] == "NonNeg"
     for weight in (depthwise.kernel, separable.depthwise_kernel, separable.pointwise_kernel):
         assert np.min(np.asarray(weight.value)) >= 0.0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # keras' torch backend, numpy 2
+def test_outputs_match_keras():
+    # Keras' own layers with the same weights: the channel order of the depth multiplier,
+    # the 'same' padding, the grouped kernel's layout.
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("checked with KERAS_BACKEND=torch")
+    x = data((2, 9, 8, 6), 40).astype("float32")
+    for name, kwargs in [
+            ("DepthwiseConv2D", dict(kernel_size=3, strides=2, padding="same",
+                                     depth_multiplier=2)),
+            ("DepthwiseConv1D", dict(kernel_size=3, padding="same", depth_multiplier=3)),
+            ("SeparableConv2D", dict(filters=5, kernel_size=(2, 3), depth_multiplier=2,
+                                     padding="same", activation="relu")),
+            ("SeparableConv1D", dict(filters=4, kernel_size=2, strides=2)),
+            ("Conv2D", dict(filters=4, kernel_size=3, groups=2, padding="same")),
+            ("Conv1D", dict(filters=6, kernel_size=3, groups=3))]:
+        inputs = x if name.endswith("2D") else x[:, 0]
+        ours = _LAYERS[name](**kwargs)
+        ours.build(inputs.shape[1:])
+        theirs = getattr(keras.layers, name)(**kwargs)
+        theirs.build(inputs.shape)
+        weights = [data(w.shape, 41 + i).astype("float32")
+                   for i, w in enumerate(ours.get_weights())]
+        ours.set_weights(weights)
+        theirs.set_weights(weights)
+        want = keras.ops.convert_to_numpy(theirs(inputs))
+        assert_scaled(ours(inputs), want, 1e-5, name)

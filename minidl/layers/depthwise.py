@@ -184,7 +184,8 @@ class _DepthwiseConv(_DepthwiseWindow, AffineLayer):
             z = y = np.empty((rows, units), self.dtype)
         _depthwise.depthwise_forward(x, self._depthwise_kernel_4d(self._kernel_array),
                                      z.reshape((n,) + geo.out_image + (units,)), **geo.window)
-        activation.forward_bias(z, self._bias_array, y)
+        if self._bias_array is not None or activation.name != "linear" or y is not z:
+            activation.forward_bias(z, self._bias_array, y)
         out = y.reshape((n,) + geo.output_sample)
         if ctx.record:
             ctx.x, ctx.z, ctx.y, ctx.y_out, ctx.geo = x, z, y, out, geo

@@ -115,7 +115,8 @@ class _SeparableConv(_DepthwiseWindow, AffineLayer):
         _depthwise.depthwise_forward(x, self._depthwise_kernel_4d(self._depthwise_array),
                                      t.reshape((n,) + geo.out_image + (inner,)), **geo.window)
         gemm(t, self._pointwise_array.reshape(inner, self.filters), z)
-        activation.forward_bias(z, self._bias_array, y)
+        if self._bias_array is not None or activation.name != "linear" or y is not z:
+            activation.forward_bias(z, self._bias_array, y)
         out = y.reshape((n,) + geo.output_sample)
         if ctx.record:
             ctx.x, ctx.t, ctx.z, ctx.y, ctx.y_out, ctx.geo = x, t, z, y, out, geo
