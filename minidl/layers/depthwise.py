@@ -231,7 +231,9 @@ class DepthwiseConv2D(ChannelsFirstMixin, _DepthwiseConv):
         padding: 'valid' (no padding, the default) or 'same' (zeros around the input so
             that the output has ``ceil(input / strides)`` rows and columns).
         depth_multiplier: positive int, the output channels per input channel (default 1).
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
         dilation_rate: int or tuple of 2 ints: the spacing between the kernel's taps
             (default 1).
         activation: activation name or object; None means linear.
@@ -277,7 +279,9 @@ class DepthwiseConv1D(ChannelsFirstMixin, _DepthwiseConv):
         strides: int (default 1).
         padding: 'valid' (default) or 'same'.
         depth_multiplier: positive int, the output channels per input channel (default 1).
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
         dilation_rate: int (default 1).
         activation, use_bias, depthwise_initializer, bias_initializer,
         depthwise_regularizer, bias_regularizer, activity_regularizer,

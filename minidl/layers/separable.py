@@ -171,7 +171,9 @@ class SeparableConv2D(ChannelsFirstMixin, _SeparableConv):
         strides: int or tuple of 2 ints (default 1).
         padding: 'valid' (no padding, the default) or 'same' (zeros around the input so
             that the output has ``ceil(input / strides)`` rows and columns).
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
         dilation_rate: int or tuple of 2 ints: the spacing between the depthwise kernel's
             taps (default 1).
         depth_multiplier: positive int, the depthwise outputs per input channel (default 1).
@@ -222,7 +224,9 @@ class SeparableConv1D(ChannelsFirstMixin, _SeparableConv):
         kernel_size: int (or tuple of one int), the depthwise window's length.
         strides: int (default 1).
         padding: 'valid' (default) or 'same'.
-        data_format: None or 'channels_last' (the only layout minidl supports).
+        data_format: 'channels_last' (``(batch, ..., channels)``) or 'channels_first'
+            (``(batch, channels, ...)``, run as channels_last between two transpositions;
+            see layers/data_format.py); None means ``minidl.config.image_data_format()``.
         dilation_rate: int (default 1).
         depth_multiplier, activation, use_bias, depthwise_initializer,
         pointwise_initializer, bias_initializer, depthwise_regularizer,
