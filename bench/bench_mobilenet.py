@@ -15,9 +15,11 @@ cross-entropy on the logits with one-hot targets (the softmax folded into the lo
 PyTorch code does). ``test_the_two_networks_match`` checks that, with minidl's weights copied
 over, both give the same predictions.
 
-Single thread throughout (bench/conftest.py): minidl.set_num_threads(1), numpy's BLAS limited
-to one thread, torch.set_num_threads(1). The target is minidl at least 1.5x PyTorch's speed.
+Single thread (bench/conftest.py): minidl.set_num_threads(1), numpy's BLAS limited to one
+thread, torch.set_num_threads(1); the "all threads" groups give minidl and torch every
+processor. The target is minidl at least 1.5x PyTorch's speed, one thread and all threads.
 """
+import os
 import time
 
 import numpy as np
@@ -272,5 +274,36 @@ def test_predict_interleaved_with_torch(benchmark):
     model = minidl_mobilenet()
     x, _ = _data(PREDICT_BATCH)
     predict = torch_predict(torch_mobilenet(minidl_mobilenet())[0], x)
+    probs = run_interleaved(benchmark, lambda: model.predict_on_batch(x), predict)
+    assert probs.shape == (PREDICT_BATCH, CLASSES)
+
+
+@pytest.fixture
+def all_threads():
+    """minidl and torch on every processor (after the module's single_thread fixture, which
+    restores both afterwards)."""
+    torch = pytest.importorskip("torch")
+    threads = os.cpu_count() or 1
+    minidl.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    return threads
+
+
+@pytest.mark.benchmark(group="mobilenetv2-96-train-step-b16, all threads, interleaved with torch")
+def test_train_step_all_threads_interleaved_with_torch(benchmark, all_threads):
+    model = minidl_mobilenet()
+    x, y = _data(TRAIN_BATCH)
+    step = torch_train_step(*torch_mobilenet(minidl_mobilenet()), x, y)
+    benchmark.extra_info["threads"] = all_threads
+    loss = run_interleaved(benchmark, lambda: model.train_on_batch(x, y), step)
+    assert np.isfinite(loss)
+
+
+@pytest.mark.benchmark(group="mobilenetv2-96-predict-b64, all threads, interleaved with torch")
+def test_predict_all_threads_interleaved_with_torch(benchmark, all_threads):
+    model = minidl_mobilenet()
+    x, _ = _data(PREDICT_BATCH)
+    predict = torch_predict(torch_mobilenet(minidl_mobilenet())[0], x)
+    benchmark.extra_info["threads"] = all_threads
     probs = run_interleaved(benchmark, lambda: model.predict_on_batch(x), predict)
     assert probs.shape == (PREDICT_BATCH, CLASSES)

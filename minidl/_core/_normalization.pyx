@@ -124,18 +124,22 @@ cdef void _bn_sums(const floating *x, const double *center, const Plan *p, Py_ss
                 acc[c] += s
 
 
-cdef inline floating _gated(const floating *dy, const floating *gate, Py_ssize_t i,
-                            double top) noexcept nogil:
-    """dy[i] where the ReLU after the normalisation passed gradient, else 0, as that
-    activation's own backward computes it, bit for bit, without a branch. ``top`` is the
-    ReLU's cap: infinite for a ReLU (gradient where the output gate[i] is above 0, a select),
-    6 for ReLU6 (dy times 1 where 0 < gate[i] < 6, else times 0)."""
-    if top != INFINITY:
-        return dy[i] * <floating>((gate[i] > 0) & (gate[i] < top))
+cdef inline floating _relu_gated(const floating *dy, const floating *gate,
+                                 Py_ssize_t i) noexcept nogil:
+    """dy[i] where the ReLU after the normalisation passed gradient (its output gate[i] above
+    0), else 0: the select the ReLU's own backward makes, bit for bit, without a branch."""
     if floating is float:
         return mdl_blendf(gate[i] > 0, dy[i], 0)
     else:
         return mdl_blend(gate[i] > 0, dy[i], 0)
+
+
+cdef inline floating _capped_gated(const floating *dy, const floating *gate, Py_ssize_t i,
+                                   floating top) noexcept nogil:
+    """dy[i] times 1 where the capped ReLU after the normalisation passed gradient (its output
+    gate[i] strictly between 0 and ``top``), else times 0: ReLU6's own backward, bit for bit.
+    (Callers pick this or :func:`_relu_gated` outside their loops, so each loop vectorises.)"""
+    return dy[i] * <floating>((gate[i] > 0) & (gate[i] < top))
 
 
 cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *gate,
@@ -154,9 +158,14 @@ cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *g
                     g = dy[off + c]
                     acc_dy[c] += g
                     acc_dyx[c] += g * (x[off + c] - mean[c])
+            elif top == INFINITY:
+                for c in range(C):
+                    g = _relu_gated(dy, gate, off + c)
+                    acc_dy[c] += g
+                    acc_dyx[c] += g * (x[off + c] - mean[c])
             else:
                 for c in range(C):
-                    g = _gated(dy, gate, off + c, top)
+                    g = _capped_gated(dy, gate, off + c, <floating>top)
                     acc_dy[c] += g
                     acc_dyx[c] += g * (x[off + c] - mean[c])
     else:
@@ -165,10 +174,21 @@ cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *g
                 off = (o * C + c) * inner
                 s_dy = 0
                 s_dyx = 0
-                for i in range(inner):
-                    g = dy[off + i] if gate == NULL else _gated(dy, gate, off + i, top)
-                    s_dy += g
-                    s_dyx += g * (x[off + i] - mean[c])
+                if gate == NULL:
+                    for i in range(inner):
+                        g = dy[off + i]
+                        s_dy += g
+                        s_dyx += g * (x[off + i] - mean[c])
+                elif top == INFINITY:
+                    for i in range(inner):
+                        g = _relu_gated(dy, gate, off + i)
+                        s_dy += g
+                        s_dyx += g * (x[off + i] - mean[c])
+                else:
+                    for i in range(inner):
+                        g = _capped_gated(dy, gate, off + i, <floating>top)
+                        s_dy += g
+                        s_dyx += g * (x[off + i] - mean[c])
                 acc_dy[c] += s_dy
                 acc_dyx[c] += s_dyx
 
@@ -216,18 +236,30 @@ cdef void _bn_dx(const floating *x, const floating *dy, const floating *gate, do
             if gate == NULL:
                 for c in range(C):
                     dx[off + c] = k1[c] * (dy[off + c] - k2[c] - (x[off + c] - m[c]) * k3[c])
+            elif top == INFINITY:
+                for c in range(C):
+                    g = _relu_gated(dy, gate, off + c)
+                    dx[off + c] = k1[c] * (g - k2[c] - (x[off + c] - m[c]) * k3[c])
             else:
                 for c in range(C):
-                    g = _gated(dy, gate, off + c, top)
+                    g = _capped_gated(dy, gate, off + c, <floating>top)
                     dx[off + c] = k1[c] * (g - k2[c] - (x[off + c] - m[c]) * k3[c])
     else:
         for o in range(o0, o1):
             for c in range(C):
                 off = (o * C + c) * inner
                 mc, c1, c2, c3 = m[c], k1[c], k2[c], k3[c]
-                for i in range(inner):
-                    g = dy[off + i] if gate == NULL else _gated(dy, gate, off + i, top)
-                    dx[off + i] = c1 * (g - c2 - (x[off + i] - mc) * c3)
+                if gate == NULL:
+                    for i in range(inner):
+                        dx[off + i] = c1 * (dy[off + i] - c2 - (x[off + i] - mc) * c3)
+                elif top == INFINITY:
+                    for i in range(inner):
+                        g = _relu_gated(dy, gate, off + i)
+                        dx[off + i] = c1 * (g - c2 - (x[off + i] - mc) * c3)
+                else:
+                    for i in range(inner):
+                        g = _capped_gated(dy, gate, off + i, <floating>top)
+                        dx[off + i] = c1 * (g - c2 - (x[off + i] - mc) * c3)
 
 
 # ---- batch normalization: drivers (nogil; chunks in parallel when the plan says so) ----
