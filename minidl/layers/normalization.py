@@ -30,8 +30,67 @@ def _contiguous(x):
     return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
+class _ScaleAndOffset(Layer):
+    """A normalization layer's learned per-feature scale ``gamma`` (``scale=True``) and
+    offset ``beta`` (``center=True``), with their initializers, regularizers and constraints:
+    the arguments, weights and config keys BatchNormalization, LayerNormalization and
+    GroupNormalization share, as in Keras."""
+
+    def _init_scale_and_offset(self, center, scale, beta_initializer, gamma_initializer,
+                               beta_regularizer, gamma_regularizer, beta_constraint,
+                               gamma_constraint):
+        owner = type(self).__name__
+        self.center = check_bool(owner, "center", center)
+        self.scale = check_bool(owner, "scale", scale)
+        # The initializers as given, for get_config; resolved once, here, for build.
+        self.beta_initializer = beta_initializer
+        self.gamma_initializer = gamma_initializer
+        self._initializers = {
+            "beta": self._resolve("beta_initializer", beta_initializer, initializers.get),
+            "gamma": self._resolve("gamma_initializer", gamma_initializer, initializers.get)}
+        self.beta_regularizer = self._resolve("beta_regularizer", beta_regularizer,
+                                              regularizers.get)
+        self.gamma_regularizer = self._resolve("gamma_regularizer", gamma_regularizer,
+                                               regularizers.get)
+        self.beta_constraint = self._resolve("beta_constraint", beta_constraint,
+                                             constraints.get)
+        self.gamma_constraint = self._resolve("gamma_constraint", gamma_constraint,
+                                              constraints.get)
+
+    def _add_scale_and_offset(self, shape):
+        """Create gamma then beta (Keras' order) of ``shape``, each where asked for."""
+        self.gamma = self.add_weight(shape, self._initializers["gamma"],
+                                     regularizer=self.gamma_regularizer,
+                                     constraint=self.gamma_constraint,
+                                     name="gamma") if self.scale else None
+        self.beta = self.add_weight(shape, self._initializers["beta"],
+                                    regularizer=self.beta_regularizer,
+                                    constraint=self.beta_constraint,
+                                    name="beta") if self.center else None
+
+    def _kernel_scale_and_offset(self, shape):
+        """gamma and beta for the kernels, which always take both: ones and zeros stand in
+        for absent ones."""
+        return (self.gamma.value if self.scale else np.ones(shape, self.dtype),
+                self.beta.value if self.center else np.zeros(shape, self.dtype))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            center=self.center, scale=self.scale,
+            beta_initializer=_serialize_init(self.beta_initializer),
+            gamma_initializer=_serialize_init(self.gamma_initializer),
+            beta_regularizer=regularizers.serialize(self.beta_regularizer),
+            gamma_regularizer=regularizers.serialize(self.gamma_regularizer),
+            beta_constraint=constraints._serialize_argument(self, "beta_constraint",
+                                                            self.beta_constraint),
+            gamma_constraint=constraints._serialize_argument(self, "gamma_constraint",
+                                                             self.gamma_constraint))
+        return config
+
+
 @LAYERS.register()
-class BatchNormalization(Layer):
+class BatchNormalization(_ScaleAndOffset):
     """Normalizes its inputs per channel with batch statistics in training and moving
     statistics at inference (Ioffe and Szegedy, 2015).
 
@@ -85,26 +144,15 @@ class BatchNormalization(Layer):
                              f"received momentum={momentum!r}.")
         self.momentum = float(momentum)
         self.epsilon = _check_epsilon(epsilon, "BatchNormalization")
-        self.center = check_bool("BatchNormalization", "center", center)
-        self.scale = check_bool("BatchNormalization", "scale", scale)
-        # The initializers as given, for get_config; resolved once, here, for build.
-        self.beta_initializer = beta_initializer
-        self.gamma_initializer = gamma_initializer
+        self._init_scale_and_offset(center, scale, beta_initializer, gamma_initializer,
+                                    beta_regularizer, gamma_regularizer, beta_constraint,
+                                    gamma_constraint)
         self.moving_mean_initializer = moving_mean_initializer
         self.moving_variance_initializer = moving_variance_initializer
-        self._initializers = {
-            weight: self._resolve(f"{weight}_initializer", identifier, initializers.get)
-            for weight, identifier in (("beta", beta_initializer), ("gamma", gamma_initializer),
-                                       ("moving_mean", moving_mean_initializer),
-                                       ("moving_variance", moving_variance_initializer))}
-        self.beta_regularizer = self._resolve("beta_regularizer", beta_regularizer,
-                                              regularizers.get)
-        self.gamma_regularizer = self._resolve("gamma_regularizer", gamma_regularizer,
-                                               regularizers.get)
-        self.beta_constraint = self._resolve("beta_constraint", beta_constraint,
-                                             constraints.get)
-        self.gamma_constraint = self._resolve("gamma_constraint", gamma_constraint,
-                                              constraints.get)
+        for weight, identifier in (("moving_mean", moving_mean_initializer),
+                                   ("moving_variance", moving_variance_initializer)):
+            self._initializers[weight] = self._resolve(f"{weight}_initializer", identifier,
+                                                       initializers.get)
 
     def build(self, input_shape):
         ndim = len(input_shape) + 1
@@ -115,22 +163,12 @@ class BatchNormalization(Layer):
                 f"in [{-ndim + 1}, {ndim - 1}], 0 excepted.")
         self._axis = self.axis % ndim   # in the full input, batch axis included
         shape = (input_shape[self._axis - 1],)
-        self.gamma = self.add_weight(shape, self._initializers["gamma"],
-                                     regularizer=self.gamma_regularizer,
-                                     constraint=self.gamma_constraint,
-                                     name="gamma") if self.scale else None
-        self.beta = self.add_weight(shape, self._initializers["beta"],
-                                    regularizer=self.beta_regularizer,
-                                    constraint=self.beta_constraint,
-                                    name="beta") if self.center else None
+        self._add_scale_and_offset(shape)
         self.moving_mean = self.add_weight(shape, self._initializers["moving_mean"],
                                            trainable=False, name="moving_mean")
         self.moving_variance = self.add_weight(shape, self._initializers["moving_variance"],
                                                trainable=False, name="moving_variance")
-        # The kernels take arrays, and always gamma and beta: constants stand in for absent
-        # ones.
-        self._gamma = self.gamma.value if self.scale else np.ones(shape, self.dtype)
-        self._beta = self.beta.value if self.center else np.zeros(shape, self.dtype)
+        self._gamma, self._beta = self._kernel_scale_and_offset(shape)
         self._moving_mean = self.moving_mean.value
         self._moving_variance = self.moving_variance.value
         self._zeros = np.zeros(shape, self.dtype)
@@ -198,22 +236,14 @@ class BatchNormalization(Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            axis=self.axis, momentum=self.momentum, epsilon=self.epsilon, center=self.center,
-            scale=self.scale, beta_initializer=_serialize_init(self.beta_initializer),
-            gamma_initializer=_serialize_init(self.gamma_initializer),
+            axis=self.axis, momentum=self.momentum, epsilon=self.epsilon,
             moving_mean_initializer=_serialize_init(self.moving_mean_initializer),
-            moving_variance_initializer=_serialize_init(self.moving_variance_initializer),
-            beta_regularizer=regularizers.serialize(self.beta_regularizer),
-            gamma_regularizer=regularizers.serialize(self.gamma_regularizer),
-            beta_constraint=constraints._serialize_argument(self, "beta_constraint",
-                                                            self.beta_constraint),
-            gamma_constraint=constraints._serialize_argument(self, "gamma_constraint",
-                                                             self.gamma_constraint))
+            moving_variance_initializer=_serialize_init(self.moving_variance_initializer))
         return config
 
 
 @LAYERS.register()
-class LayerNormalization(Layer):
+class LayerNormalization(_ScaleAndOffset):
     """Normalizes each sample over its last axis (or trailing axes) (Ba et al., 2016).
 
     For each sample, with the mean and biased variance over the normalised axes:
@@ -258,22 +288,9 @@ class LayerNormalization(Layer):
                             f"received axis={axis!r}.")
         self.axis = [int(a) for a in axes] if isinstance(axis, (list, tuple)) else int(axis)
         self.epsilon = _check_epsilon(epsilon, "LayerNormalization")
-        self.center = check_bool("LayerNormalization", "center", center)
-        self.scale = check_bool("LayerNormalization", "scale", scale)
-        # The initializers as given, for get_config; resolved once, here, for build.
-        self.beta_initializer = beta_initializer
-        self.gamma_initializer = gamma_initializer
-        self._initializers = {
-            "beta": self._resolve("beta_initializer", beta_initializer, initializers.get),
-            "gamma": self._resolve("gamma_initializer", gamma_initializer, initializers.get)}
-        self.beta_regularizer = self._resolve("beta_regularizer", beta_regularizer,
-                                              regularizers.get)
-        self.gamma_regularizer = self._resolve("gamma_regularizer", gamma_regularizer,
-                                               regularizers.get)
-        self.beta_constraint = self._resolve("beta_constraint", beta_constraint,
-                                             constraints.get)
-        self.gamma_constraint = self._resolve("gamma_constraint", gamma_constraint,
-                                              constraints.get)
+        self._init_scale_and_offset(center, scale, beta_initializer, gamma_initializer,
+                                    beta_regularizer, gamma_regularizer, beta_constraint,
+                                    gamma_constraint)
 
     def build(self, input_shape):
         ndim = len(input_shape) + 1
@@ -290,14 +307,7 @@ class LayerNormalization(Layer):
         shape = tuple(full[a] for a in resolved)
         self._cols = int(np.prod(shape))
         self._row_shape = tuple(input_shape[:len(input_shape) - len(resolved)])
-        self.gamma = self.add_weight(shape, self._initializers["gamma"],
-                                     regularizer=self.gamma_regularizer,
-                                     constraint=self.gamma_constraint,
-                                     name="gamma") if self.scale else None
-        self.beta = self.add_weight(shape, self._initializers["beta"],
-                                    regularizer=self.beta_regularizer,
-                                    constraint=self.beta_constraint,
-                                    name="beta") if self.center else None
+        self._add_scale_and_offset(shape)
         self._param_shape = shape
         self._gamma_beta = (self.gamma.value, self.beta.value) \
             if self.scale and self.center else None
@@ -337,27 +347,17 @@ class LayerNormalization(Layer):
         (and loading one) allocates its weights only: these span the normalised axes, which
         a config can make huge without a byte of weights in its file."""
         shape = self._param_shape
-        self._gamma_beta = (self.gamma.value if self.scale else np.ones(shape, self.dtype),
-                            self.beta.value if self.center else np.zeros(shape, self.dtype))
+        self._gamma_beta = self._kernel_scale_and_offset(shape)
         return self._gamma_beta
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            axis=self.axis, epsilon=self.epsilon, center=self.center, scale=self.scale,
-            beta_initializer=_serialize_init(self.beta_initializer),
-            gamma_initializer=_serialize_init(self.gamma_initializer),
-            beta_regularizer=regularizers.serialize(self.beta_regularizer),
-            gamma_regularizer=regularizers.serialize(self.gamma_regularizer),
-            beta_constraint=constraints._serialize_argument(self, "beta_constraint",
-                                                            self.beta_constraint),
-            gamma_constraint=constraints._serialize_argument(self, "gamma_constraint",
-                                                             self.gamma_constraint))
+        config.update(axis=self.axis, epsilon=self.epsilon)
         return config
 
 
 @LAYERS.register()
-class GroupNormalization(Layer):
+class GroupNormalization(_ScaleAndOffset):
     """Normalizes each sample over groups of channels (Wu and He, 2018).
 
     The channels of ``axis`` split into ``groups`` groups of consecutive channels; each
@@ -409,21 +409,9 @@ class GroupNormalization(Layer):
         self.groups = int(groups)
         self.axis = int(axis)
         self.epsilon = _check_epsilon(epsilon, "GroupNormalization")
-        self.center = check_bool("GroupNormalization", "center", center)
-        self.scale = check_bool("GroupNormalization", "scale", scale)
-        self.beta_initializer = beta_initializer
-        self.gamma_initializer = gamma_initializer
-        self._initializers = {
-            "beta": self._resolve("beta_initializer", beta_initializer, initializers.get),
-            "gamma": self._resolve("gamma_initializer", gamma_initializer, initializers.get)}
-        self.beta_regularizer = self._resolve("beta_regularizer", beta_regularizer,
-                                              regularizers.get)
-        self.gamma_regularizer = self._resolve("gamma_regularizer", gamma_regularizer,
-                                               regularizers.get)
-        self.beta_constraint = self._resolve("beta_constraint", beta_constraint,
-                                             constraints.get)
-        self.gamma_constraint = self._resolve("gamma_constraint", gamma_constraint,
-                                              constraints.get)
+        self._init_scale_and_offset(center, scale, beta_initializer, gamma_initializer,
+                                    beta_regularizer, gamma_regularizer, beta_constraint,
+                                    gamma_constraint)
 
     def _channel_axis(self, input_shape):
         """The channel axis in the full input (batch axis included)."""
@@ -455,16 +443,8 @@ class GroupNormalization(Layer):
                              f"channels ({dim}) of axis {self.axis} of inputs of shape {full}.")
         self._axis = axis
         shape = (dim,)
-        self.gamma = self.add_weight(shape, self._initializers["gamma"],
-                                     regularizer=self.gamma_regularizer,
-                                     constraint=self.gamma_constraint,
-                                     name="gamma") if self.scale else None
-        self.beta = self.add_weight(shape, self._initializers["beta"],
-                                    regularizer=self.beta_regularizer,
-                                    constraint=self.beta_constraint,
-                                    name="beta") if self.center else None
-        self._gamma_beta = (self.gamma.value if self.scale else np.ones(shape, self.dtype),
-                            self.beta.value if self.center else np.zeros(shape, self.dtype))
+        self._add_scale_and_offset(shape)
+        self._gamma_beta = self._kernel_scale_and_offset(shape)
         self._owner = f"GroupNormalization '{self.name}'"
         super().build(input_shape)
 
@@ -500,16 +480,7 @@ class GroupNormalization(Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            groups=self.groups, axis=self.axis, epsilon=self.epsilon, center=self.center,
-            scale=self.scale, beta_initializer=_serialize_init(self.beta_initializer),
-            gamma_initializer=_serialize_init(self.gamma_initializer),
-            beta_regularizer=regularizers.serialize(self.beta_regularizer),
-            gamma_regularizer=regularizers.serialize(self.gamma_regularizer),
-            beta_constraint=constraints._serialize_argument(self, "beta_constraint",
-                                                            self.beta_constraint),
-            gamma_constraint=constraints._serialize_argument(self, "gamma_constraint",
-                                                             self.gamma_constraint))
+        config.update(groups=self.groups, axis=self.axis, epsilon=self.epsilon)
         return config
 
 
