@@ -51,13 +51,17 @@ class _Pooling(Layer):
         out, _ = self._geometry(tuple(input_shape))
         return out + (input_shape[-1],)
 
-    def build(self, input_shape):
-        input_shape = tuple(input_shape)
+    def _check_input(self, input_shape):
+        """ValueError unless windows fit inputs of ``input_shape`` with known channels."""
         self._geometry(input_shape)
         if input_shape[-1] is None:
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
                              f"number of channels; received inputs of shape "
                              f"{(None,) + input_shape}.")
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        self._check_input(input_shape)
         self._geometries = {}
         super().build(input_shape)
         known = None if None in input_shape else self._geo(input_shape)
@@ -222,39 +226,21 @@ for _cls, _kind, _op, _pad in [(MaxPooling2D, "Max", "maximum", "the padding nev
         "3-D ``(batch, new_steps, channels)``")
 
 
-class _Pooling3D(Layer):
-    """Max or average over windows of volumes; see MaxPooling3D."""
+class _Pooling3D(_Pooling):
+    """Max or average over windows of volumes, on kernels of their own
+    (``_core._pooling3d``); see MaxPooling3D. The arguments, shapes and config are
+    _Pooling's."""
 
-    _max = None
+    rank, _layout = 3, "(batch, dim1, dim2, dim3, channels)"
 
     def __init__(self, pool_size=(2, 2, 2), strides=None, padding="valid", data_format=None,
                  **kwargs):
-        super().__init__(**kwargs)
-        owner = type(self).__name__
-        self.pool_size = normalize_tuple(pool_size, 3, "pool_size", owner)
-        self.strides = (self.pool_size if strides is None else
-                        normalize_tuple(strides, 3, "strides", owner))
-        self.padding = normalize_padding(padding, ("valid", "same"), owner)
-        self.data_format = check_data_format(data_format, self)
-
-    def _geometry(self, input_shape):
-        """(output spatial shape, pads before the input) by Keras' rules."""
-        check_input_rank(self, input_shape, 3, "(batch, dim1, dim2, dim3, channels)")
-        return window_geometry(self, input_shape, input_shape[:-1], self.pool_size,
-                               self.strides, (1, 1, 1), self.padding, "pool")
-
-    def compute_output_shape(self, input_shape):
-        out, _ = self._geometry(tuple(input_shape))
-        return out + (input_shape[-1],)
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        self._geometry(input_shape)
-        if input_shape[-1] is None:
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
-                             f"number of channels; received inputs of shape "
-                             f"{(None,) + input_shape}.")
-        super().build(input_shape)
+        self._check_input(input_shape)
+        Layer.build(self, input_shape)
 
     def forward(self, ctx, x, training=False):
         x = np.ascontiguousarray(x, dtype=self.dtype)
@@ -290,7 +276,8 @@ class _Pooling3D(Layer):
             kernels3d.avg_pool3d_backward(dy, dx, **ctx.window)
         return dx
 
-    pool_window = None   # (no fused first-layer path: rewrites.relu_then_max_pool)
+    # (no fused first-layer path: rewrites.relu_then_max_pool, conv_pool.c)
+    pool_window = pooled_image = output_sample_shape = None
 
     def backward_through_relu(self, ctx, dy):
         """As ``_Pooling.backward_through_relu`` (max pooling only)."""
@@ -301,12 +288,6 @@ class _Pooling3D(Layer):
                                ctx.argmax.reshape(n, per_out), dx.reshape(n, per_in),
                                ctx.y.reshape(n, per_out))
         return dx
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(pool_size=list(self.pool_size), strides=list(self.strides),
-                      padding=self.padding, data_format=self.data_format)
-        return config
 
 
 @LAYERS.register("MaxPool3D")

@@ -180,8 +180,25 @@ class BaseSpatialDropout(Dropout):
         return config
 
 
+class _ImageSpatialDropout(BaseSpatialDropout):
+    """SpatialDropout2D and 3D: a ``data_format`` argument besides the rate and the seed."""
+
+    # channels_first without transposing: the mask's shape says where the channels are
+    supports_channels_first = True
+
+    def __init__(self, rate, data_format=None, seed=None, **kwargs):
+        data_format = check_data_format(data_format, self)
+        super().__init__(rate, seed=seed, **kwargs)
+        self._set_data_format(data_format)
+
+    def get_config(self):
+        config = super().get_config()
+        config["data_format"] = self.data_format
+        return config
+
+
 @LAYERS.register()
-class SpatialDropout2D(BaseSpatialDropout):
+class SpatialDropout2D(_ImageSpatialDropout):
     """Dropout of whole feature maps: in training, each channel of a sample is zeroed at
     every pixel with probability ``rate`` (one draw per sample and channel: noise shape
     ``(batch, 1, 1, channels)``), the others scaled by ``1 / (1 - rate)``; at inference the
@@ -204,22 +221,10 @@ class SpatialDropout2D(BaseSpatialDropout):
 
     rank = 4
     _dims = "(batch, rows, cols, channels)"
-    # channels_first without transposing: the mask's shape says where the channels are
-    supports_channels_first = True
-
-    def __init__(self, rate, data_format=None, seed=None, **kwargs):
-        data_format = check_data_format(data_format, self)
-        super().__init__(rate, seed=seed, **kwargs)
-        self._set_data_format(data_format)
-
-    def get_config(self):
-        config = super().get_config()
-        config["data_format"] = self.data_format
-        return config
 
 
 @LAYERS.register()
-class SpatialDropout3D(BaseSpatialDropout):
+class SpatialDropout3D(_ImageSpatialDropout):
     """Dropout of whole 3-D feature maps: as SpatialDropout2D, one draw per sample and
     channel (noise shape ``(batch, 1, 1, 1, channels)``).
 
@@ -235,18 +240,6 @@ class SpatialDropout3D(BaseSpatialDropout):
 
     rank = 5
     _dims = "(batch, dim1, dim2, dim3, channels)"
-    # channels_first without transposing: the mask's shape says where the channels are
-    supports_channels_first = True
-
-    def __init__(self, rate, data_format=None, seed=None, **kwargs):
-        data_format = check_data_format(data_format, self)
-        super().__init__(rate, seed=seed, **kwargs)
-        self._set_data_format(data_format)
-
-    def get_config(self):
-        config = super().get_config()
-        config["data_format"] = self.data_format
-        return config
 
 
 @LAYERS.register()
