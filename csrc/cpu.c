@@ -50,7 +50,7 @@ static int detect_archs(void) { return 1 << MDL_ARCH_GENERIC; }
 /* One table per architecture: that architecture's version of every family. */
 #define KERNEL_TABLE(ARCH, SFX)                                                             \
     {ARCH, &mdl_gemm##SFX, &mdl_conv_pool##SFX, &mdl_optimizers##SFX, &mdl_pooling##SFX,    \
-     &mdl_patches##SFX, &mdl_recurrent##SFX}
+     &mdl_patches##SFX, &mdl_recurrent##SFX, &mdl_batchnorm##SFX}
 static const mdl_kernels kernels_generic = KERNEL_TABLE(MDL_ARCH_GENERIC, _generic);
 #ifdef MDL_X86
 static const mdl_kernels kernels_avx2 = KERNEL_TABLE(MDL_ARCH_AVX2, _avx2);
@@ -91,7 +91,7 @@ mdl_arch mdl_get_arch(void) { return mdl_active_table->arch; }
 
 const char *mdl_family_name(mdl_family family) {
     static const char *names[MDL_FAMILY_COUNT] = {"gemm", "conv_pool", "optimizers", "pooling",
-                                                  "patches", "recurrent"};
+                                                  "patches", "recurrent", "batchnorm"};
     return (family >= 0 && family < MDL_FAMILY_COUNT) ? names[family] : "unknown";
 }
 
@@ -105,6 +105,7 @@ mdl_arch mdl_kernel_version(mdl_family family) {
     case MDL_FAMILY_POOLING: return mdl_active_table->pooling->arch;
     case MDL_FAMILY_PATCHES: return mdl_active_table->patches->arch;
     case MDL_FAMILY_RECURRENT: return mdl_active_table->recurrent->arch;
+    case MDL_FAMILY_BATCHNORM: return mdl_active_table->batchnorm->arch;
     default: return MDL_ARCH_COUNT;
     }
 }

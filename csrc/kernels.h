@@ -8,7 +8,7 @@
  * The contract:
  * - A table holds one sub-table per family of kernels: gemm (the GEMM's and the direct
  *   convolution's micro-kernels and blocking, gemm_kernels.h), conv_pool, optimizers,
- *   pooling, patches and recurrent. The family's source file compiles its loops once per architecture,
+ *   pooling, patches, recurrent and batchnorm. The family's source file compiles its loops once per architecture,
  *   each version under that architecture's target attribute (MDL_TARGET_AVX2 or
  *   MDL_TARGET_AVX512 below; none for generic), and defines one sub-table per architecture,
  *   tagged with it (`arch`).
@@ -23,8 +23,8 @@
  *         adds, AVX2 and AVX-512 fuse (FMA).
  *     conv_pool: fuses exactly as the gemm of the same table does, so that its forward
  *         values equal the unfused layers' (im2col + GEMM) under every architecture.
- *     optimizers, recurrent: no FMA contraction in any version, the same IEEE operations
- *         in the same order: the same bits under every architecture.
+ *     optimizers, recurrent, batchnorm: no FMA contraction in any version, the same IEEE
+ *         operations in the same order: the same bits under every architecture.
  *     pooling, patches: only compare, select, copy and add, each value once in the same
  *         order: the same bits under every architecture.
  * Internal to csrc/.
@@ -102,6 +102,19 @@ typedef struct {
     MDL_VERSION_OF(simple_rnn_backward_row_f32);
 } mdl_recurrent_kernels;
 
+/* batchnorm.c: batch normalization's chunk loops. */
+typedef struct {
+    mdl_arch arch;
+    MDL_VERSION_OF(bn_sums_f32);
+    MDL_VERSION_OF(bn_sums_f64);
+    MDL_VERSION_OF(bn_grad_sums_f32);
+    MDL_VERSION_OF(bn_grad_sums_f64);
+    MDL_VERSION_OF(bn_affine_f32);
+    MDL_VERSION_OF(bn_affine_f64);
+    MDL_VERSION_OF(bn_dx_f32);
+    MDL_VERSION_OF(bn_dx_f64);
+} mdl_batchnorm_kernels;
+
 /* The table of one architecture: its version of each family. */
 typedef struct {
     mdl_arch arch;
@@ -111,6 +124,7 @@ typedef struct {
     const mdl_pooling_kernels *pooling;
     const mdl_patch_kernels *patches;
     const mdl_recurrent_kernels *recurrent;
+    const mdl_batchnorm_kernels *batchnorm;
 } mdl_kernels;
 
 /* Each family's versions, defined in its source file (cpu.c assembles the tables). */
@@ -120,6 +134,7 @@ extern const mdl_optimizer_kernels mdl_optimizers_generic;
 extern const mdl_pooling_kernels mdl_pooling_generic;
 extern const mdl_patch_kernels mdl_patches_generic;
 extern const mdl_recurrent_kernels mdl_recurrent_generic;
+extern const mdl_batchnorm_kernels mdl_batchnorm_generic;
 #ifdef MDL_X86
 extern const mdl_gemm_kernels mdl_gemm_avx2, mdl_gemm_avx512;
 extern const mdl_conv_pool_kernels mdl_conv_pool_avx2, mdl_conv_pool_avx512;
@@ -127,6 +142,7 @@ extern const mdl_optimizer_kernels mdl_optimizers_avx2, mdl_optimizers_avx512;
 extern const mdl_pooling_kernels mdl_pooling_avx2, mdl_pooling_avx512;
 extern const mdl_patch_kernels mdl_patches_avx2, mdl_patches_avx512;
 extern const mdl_recurrent_kernels mdl_recurrent_avx2, mdl_recurrent_avx512;
+extern const mdl_batchnorm_kernels mdl_batchnorm_avx2, mdl_batchnorm_avx512;
 #endif
 
 /* The table picked by cpu.c (at import, or by mdl_set_arch). Read inline from the variable

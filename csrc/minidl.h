@@ -42,13 +42,14 @@ const char *mdl_arch_name(mdl_arch arch);
 mdl_arch mdl_best_arch(void);
 /* The families of kernels a table holds a version of (kernels.h): gemm (with the direct
  * convolution's micro-kernels), conv_pool, optimizers, pooling (max pooling's hot loops),
- * patches (im2col / col2im's), recurrent (the recurrent layers' gate passes).
+ * patches (im2col / col2im's), recurrent (the recurrent layers' gate passes), batchnorm
+ * (batch normalization's chunk loops).
  * mdl_kernel_version: the architecture of the version of a
  * family that the active table runs, read from that version's own tag (MDL_ARCH_COUNT for
  * an unknown family); mdl_family_name: "gemm", ..., or "unknown". */
 typedef enum {
     MDL_FAMILY_GEMM = 0, MDL_FAMILY_CONV_POOL, MDL_FAMILY_OPTIMIZERS, MDL_FAMILY_POOLING,
-    MDL_FAMILY_PATCHES, MDL_FAMILY_RECURRENT, MDL_FAMILY_COUNT
+    MDL_FAMILY_PATCHES, MDL_FAMILY_RECURRENT, MDL_FAMILY_BATCHNORM, MDL_FAMILY_COUNT
 } mdl_family;
 mdl_arch mdl_kernel_version(mdl_family family);
 const char *mdl_family_name(mdl_family family);
@@ -227,6 +228,43 @@ void mdl_add_runs_f32(float *MDL_RESTRICT dst, ptrdiff_t dst_stride,
 void mdl_add_runs_f64(double *MDL_RESTRICT dst, ptrdiff_t dst_stride,
                       const double *MDL_RESTRICT src, ptrdiff_t src_stride, ptrdiff_t runs,
                       ptrdiff_t width);
+
+/* ---- batch normalization's chunk loops (batchnorm.c; the checks, the chunk plan, the
+ * threads and the per-channel constants are in minidl/_core/_normalization.pyx) ----
+ * x (and dy, gate, y, dx) read as (outer, C, inner); each call covers the outer rows
+ * [o0, o1), one chunk. Per-channel sums are in double, each channel's values added in
+ * order (rows, then inner positions: with inner > 1 a row's run is summed on its own, then
+ * added); every version gives the same bits. The per-channel arrays must not overlap the
+ * data; y may be x and dx may be dy.
+ *   mdl_bn_sums: acc[c] += sum of x (center NULL) or of (x - center[c])^2, in double.
+ *   mdl_bn_grad_sums: acc_dy[c] += sum of g, acc_dyx[c] += sum of g * (x - mean[c]) (the
+ *     difference in the data's precision), g = dy, or with gate: dy where gate > 0 (top
+ *     infinite: a ReLU) or dy * (0 < gate < top) (a capped ReLU, ReLU6), else 0.
+ *   mdl_bn_affine: y = (x - m[c]) * a[c] + b[c]; with relu, then 0 below 0 and top above
+ *     top (NaN stays NaN).
+ *   mdl_bn_dx: dx = k1[c] * (g - k2[c] - (x - m[c]) * k3[c]), g as in mdl_bn_grad_sums. */
+void mdl_bn_sums_f32(const float *x, const double *center, ptrdiff_t o0, ptrdiff_t o1,
+                     ptrdiff_t C, ptrdiff_t inner, double *acc);
+void mdl_bn_sums_f64(const double *x, const double *center, ptrdiff_t o0, ptrdiff_t o1,
+                     ptrdiff_t C, ptrdiff_t inner, double *acc);
+void mdl_bn_grad_sums_f32(const float *x, const float *dy, const float *gate, double top,
+                          const float *mean, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t C,
+                          ptrdiff_t inner, double *acc_dy, double *acc_dyx);
+void mdl_bn_grad_sums_f64(const double *x, const double *dy, const double *gate, double top,
+                          const double *mean, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t C,
+                          ptrdiff_t inner, double *acc_dy, double *acc_dyx);
+void mdl_bn_affine_f32(const float *x, float *y, const float *m, const float *a,
+                       const float *b, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t C,
+                       ptrdiff_t inner, int relu, float top);
+void mdl_bn_affine_f64(const double *x, double *y, const double *m, const double *a,
+                       const double *b, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t C,
+                       ptrdiff_t inner, int relu, double top);
+void mdl_bn_dx_f32(const float *x, const float *dy, const float *gate, double top, float *dx,
+                   const float *m, const float *k1, const float *k2, const float *k3,
+                   ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t C, ptrdiff_t inner);
+void mdl_bn_dx_f64(const double *x, const double *dy, const double *gate, double top,
+                   double *dx, const double *m, const double *k1, const double *k2,
+                   const double *k3, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t C, ptrdiff_t inner);
 
 /* ---- a convolution with few taps fused with its max pooling (conv_pool.c) ----
  * Geometry: geo, the convolution's window over the input images, whose output z is

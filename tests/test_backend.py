@@ -198,7 +198,7 @@ def test_backend_info_keys_and_types():
     assert isinstance(info["kernels"], str) and info["kernels"].startswith(info["arch"])
     assert info["kernel_versions"] == {family: info["arch"] for family in
                                        ("gemm", "conv_pool", "optimizers", "pooling", "patches",
-                                        "recurrent")}
+                                        "recurrent", "batchnorm")}
     assert type(info["openmp"]) is bool
     assert type(info["num_threads"]) is int and 1 <= info["num_threads"] <= info["max_threads"]
     assert type(info["num_procs"]) is int and info["num_procs"] >= 1

@@ -2,8 +2,8 @@
 MINIDL_ARCH at import and ``_backend.set_arch`` select, holds each family's version of that
 architecture; and the versions keep their families' promises about bits.
 
-- Every family (gemm, conv_pool, optimizers, pooling, patches, recurrent) reports the selected
-  architecture, read from the version's own tag in the table.
+- Every family (gemm, conv_pool, optimizers, pooling, patches, recurrent, batchnorm) reports
+  the selected architecture, read from the version's own tag in the table.
 - The optimizer updates (no FMA contraction), max pooling and im2col / col2im (compare,
   select, copy, add) give the same bits under every architecture this CPU runs.
 - conv_pool.c follows the GEMM of its table: tests/test_conv_pool.py checks its forward
@@ -17,7 +17,8 @@ from minidl._core import _backend
 from minidl._core import _convolution, _pooling
 from minidl._core import _optimizers
 
-FAMILIES = ("gemm", "conv_pool", "optimizers", "pooling", "patches", "recurrent")
+FAMILIES = ("gemm", "conv_pool", "optimizers", "pooling", "patches", "recurrent",
+            "batchnorm")
 ARCHS = _backend.supported_archs()
 DTYPES = (np.float32, np.float64)
 

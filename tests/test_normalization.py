@@ -475,3 +475,100 @@ def test_batch_norm_relu_max_is_checked(relu_max):
     with pytest.raises(ValueError, match="relu_max"):
         kernels.batch_norm_inference(x, 1, *args, np.empty_like(x), 1e-3, relu=True,
                                      relu_max=relu_max)
+
+
+# ---- one version per instruction set (csrc/batchnorm.c) ----
+
+# Channels-last rows with a remainder after every vector width (37, 19 channels), rows of
+# one channel (C = 1), channels-first runs (inner > 1) with a remainder, and a shape over
+# several chunks.
+ARCH_CASES = [((6, 5, 7, 37), 3), ((300, 1), 1), ((5, 19, 3, 7), 1), ((4, 3, 45), 1),
+              ((2100, 19), 1)]
+
+
+@pytest.mark.skipif(len(minidl.backend_info()["supported_archs"]) < 2,
+                    reason="this CPU runs only the generic kernels: nothing to compare")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,axis", ARCH_CASES, ids=[str(s) for s, _ in ARCH_CASES])
+def test_batch_norm_gives_the_same_bits_under_every_arch(shape, axis, dtype):
+    """Statistics, output (plain, ReLU, ReLU6), inference and gradients (ungated and gated)
+    give the same bits under every architecture: the versions make the same IEEE operations
+    in the same order (no FMA). The data hits the selects' edges: NaN, +-inf in dy, values
+    at 0 and at the cap, and -0.0."""
+    from minidl._core import _backend
+    rng = np.random.default_rng(21)
+    c = shape[axis]
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    if c > 1:   # a NaN in x spreads over its channel
+        x.flat[5] = np.nan
+    dy = rng.standard_normal(shape).astype(dtype)
+    dy.flat[7::17] = -0.0
+    dy_inf = dy.copy()   # infinities spread NaN over their channels: a run of its own
+    dy_inf.flat[::11], dy_inf.flat[3::13] = np.inf, -np.inf
+    gamma, beta = rng.standard_normal(c).astype(dtype) * 4, rng.standard_normal(c).astype(dtype)
+
+    def run():
+        out = []
+        for relu, relu_max in ((False, None), (True, None), (True, 6.0)):
+            mm, mv = np.zeros(c, dtype), np.ones(c, dtype)
+            mean, invstd, y = np.empty(c, dtype), np.empty(c, dtype), np.empty_like(x)
+            kernels.batch_norm_train(x, axis, gamma, beta, mm, mv, mean, invstd, y, 0.9,
+                                     1e-3, relu=relu, relu_max=relu_max)
+            yi = np.empty_like(x)
+            kernels.batch_norm_inference(x, axis, gamma, beta, mm + 0.5, mv, yi, 1e-3,
+                                         relu=relu, relu_max=relu_max)
+            if relu:   # gates exactly at 0 and at the cap
+                y.flat[1::7] = 0
+                y.flat[2::9] = 6.0 if relu_max else y.flat[2::9]
+            gate = y if relu else None
+            out += [y, mm, mv, mean, invstd, yi]
+            for grad in (dy, dy_inf):
+                dx, dg, db = np.empty_like(x), np.empty(c, dtype), np.empty(c, dtype)
+                kernels.batch_norm_backward(x, grad, axis, gamma, mean, invstd, dx, dg, db,
+                                            gate=gate, relu_max=relu_max)
+                in_place = grad.copy()   # dx written over dy
+                kernels.batch_norm_backward(x, in_place, axis, gamma, mean, invstd, in_place,
+                                            None, None, gate=gate, relu_max=relu_max)
+                out += [dx, dg, db, in_place]
+        return out
+
+    before = _backend.get_arch()
+    results = {}
+    try:
+        for arch in _backend.supported_archs():
+            _backend.set_arch(arch)
+            results[arch] = run()
+    finally:
+        _backend.set_arch(before)
+    want = results["generic"]
+    assert np.isnan(want[0]).any() == (c > 1) and np.isfinite(want[6]).mean() > 0.5
+    unsigned = np.uint32 if dtype == np.float32 else np.uint64
+    for arch, got in results.items():
+        for i, (a, w) in enumerate(zip(got, want)):
+            np.testing.assert_array_equal(a.view(unsigned), w.view(unsigned),
+                                          err_msg=f"array {i} under {arch}")
+
+
+def test_batch_norm_in_place_matches_separate_outputs():
+    """y written over x and dx over dy give the bits of separate outputs."""
+    shape, c = (7, 5, 4, 37), 37
+    x, dy = data(shape, np.float32, 1), data(shape, np.float32, 2)
+    gamma, beta = data((c,), np.float32, 3), data((c,), np.float32, 4)
+    mean, invstd = np.empty(c, np.float32), np.empty(c, np.float32)
+    y = np.empty_like(x)
+    kernels.batch_norm_train(x, 3, gamma, beta, np.zeros(c, np.float32),
+                             np.ones(c, np.float32), mean, invstd, y, 0.9, 1e-3, relu=True,
+                             relu_max=6.0)
+    y2 = x.copy()
+    kernels.batch_norm_train(y2, 3, gamma, beta, np.zeros(c, np.float32),
+                             np.ones(c, np.float32), np.empty(c, np.float32),
+                             np.empty(c, np.float32), y2, 0.9, 1e-3, relu=True, relu_max=6.0)
+    np.testing.assert_array_equal(y2, y)
+    dx = np.empty_like(x)
+    kernels.batch_norm_backward(x, dy, 3, gamma, mean, invstd, dx, None, None, gate=y,
+                                relu_max=6.0)
+    dx2 = dy.copy()
+    kernels.batch_norm_backward(x, dx2, 3, gamma, mean, invstd, dx2, None, None, gate=y,
+                                relu_max=6.0)
+    np.testing.assert_array_equal(dx2, dx)
+    assert (y == 6).any() and (y == 0).any()

@@ -106,6 +106,36 @@ cdef extern from "minidl.h" nogil:
         const mdl_window *g, const double *dy, const int *argmax, const double *gate,
         double *dx)
 
+    # ---- batch normalization's chunk loops (batchnorm.c): outer rows [o0, o1) ----
+    void bn_sums_f32 "mdl_bn_sums_f32"(const float *x, const double *center, Py_ssize_t o0,
+                                       Py_ssize_t o1, Py_ssize_t C, Py_ssize_t inner,
+                                       double *acc)
+    void bn_sums_f64 "mdl_bn_sums_f64"(const double *x, const double *center, Py_ssize_t o0,
+                                       Py_ssize_t o1, Py_ssize_t C, Py_ssize_t inner,
+                                       double *acc)
+    void bn_grad_sums_f32 "mdl_bn_grad_sums_f32"(
+        const float *x, const float *dy, const float *gate, double top, const float *mean,
+        Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t C, Py_ssize_t inner, double *acc_dy,
+        double *acc_dyx)
+    void bn_grad_sums_f64 "mdl_bn_grad_sums_f64"(
+        const double *x, const double *dy, const double *gate, double top, const double *mean,
+        Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t C, Py_ssize_t inner, double *acc_dy,
+        double *acc_dyx)
+    void bn_affine_f32 "mdl_bn_affine_f32"(
+        const float *x, float *y, const float *m, const float *a, const float *b,
+        Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t C, Py_ssize_t inner, int relu, float top)
+    void bn_affine_f64 "mdl_bn_affine_f64"(
+        const double *x, double *y, const double *m, const double *a, const double *b,
+        Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t C, Py_ssize_t inner, int relu, double top)
+    void bn_dx_f32 "mdl_bn_dx_f32"(
+        const float *x, const float *dy, const float *gate, double top, float *dx,
+        const float *m, const float *k1, const float *k2, const float *k3, Py_ssize_t o0,
+        Py_ssize_t o1, Py_ssize_t C, Py_ssize_t inner)
+    void bn_dx_f64 "mdl_bn_dx_f64"(
+        const double *x, const double *dy, const double *gate, double top, double *dx,
+        const double *m, const double *k1, const double *k2, const double *k3, Py_ssize_t o0,
+        Py_ssize_t o1, Py_ssize_t C, Py_ssize_t inner)
+
     # ---- im2col / col2im inner loops (patches.c): `runs` runs of `width` values ----
     void copy_runs_f32 "mdl_copy_runs_f32"(float *dst, Py_ssize_t dst_stride, const float *src,
                                            Py_ssize_t src_stride, Py_ssize_t runs,

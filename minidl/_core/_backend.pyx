@@ -35,8 +35,8 @@ def get_arch():
 def kernel_versions():
     """Which architecture's version of each family of kernels runs, as a dict
     ``{family: arch}`` over 'gemm' (with the direct convolution), 'conv_pool', 'optimizers',
-    'pooling', 'patches' and 'recurrent'. One table per architecture holds them all, so
-    every family follows :func:`set_arch` (and ``MINIDL_ARCH``)."""
+    'pooling', 'patches', 'recurrent' and 'batchnorm'. One table per architecture holds them
+    all, so every family follows :func:`set_arch` (and ``MINIDL_ARCH``)."""
     return {mdl_family_name(<mdl_family>f).decode():
             mdl_arch_name(mdl_kernel_version(<mdl_family>f)).decode()
             for f in range(MDL_FAMILY_COUNT)}

@@ -37,8 +37,9 @@ cimport numpy as cnp
 
 from minidl._core._arrays cimport (aligned, float_array, float_array_like, overlap, prefix,
                                      same_shape, writeable)
-from minidl._core._backend cimport num_threads
-from minidl._core._exact_math cimport mdl_blend, mdl_blendf
+from minidl._core._backend cimport (bn_affine_f32, bn_affine_f64, bn_dx_f32, bn_dx_f64,
+                                    bn_grad_sums_f32, bn_grad_sums_f64, bn_sums_f32,
+                                    bn_sums_f64, num_threads)
 
 cnp.import_array()
 
@@ -91,175 +92,55 @@ cdef double *_scratch(Py_ssize_t n, double *local, double **heap) except NULL:
 
 
 # ---- batch normalization: chunk loops ----
+# The loops over one chunk are C (csrc/batchnorm.c), compiled once per instruction set and
+# chosen by the active kernel table; these pick the dtype's version.
 
-cdef void _bn_sums(const floating *x, const double *center, const Plan *p, Py_ssize_t ch,
-                   double *acc) noexcept nogil:
+cdef inline void _bn_sums(const floating *x, const double *center, const Plan *p,
+                          Py_ssize_t ch, double *acc) noexcept nogil:
     """acc[c] += sum over chunk ch of x (center NULL) or of (x - center[c])^2."""
-    cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i
     cdef Py_ssize_t o0 = ch * p.rows_per_chunk, o1 = min(o0 + p.rows_per_chunk, p.outer)
-    cdef const floating *xr
-    cdef double d, s
-    if inner == 1:
-        for o in range(o0, o1):
-            xr = x + o * C
-            if center == NULL:
-                for c in range(C):
-                    acc[c] += xr[c]
-            else:
-                for c in range(C):
-                    d = xr[c] - center[c]
-                    acc[c] += d * d
-    else:
-        for o in range(o0, o1):
-            for c in range(C):
-                xr = x + (o * C + c) * inner
-                s = 0
-                if center == NULL:
-                    for i in range(inner):
-                        s += xr[i]
-                else:
-                    for i in range(inner):
-                        d = xr[i] - center[c]
-                        s += d * d
-                acc[c] += s
-
-
-cdef inline floating _relu_gated(const floating *dy, const floating *gate,
-                                 Py_ssize_t i) noexcept nogil:
-    """dy[i] where the ReLU after the normalisation passed gradient (its output gate[i] above
-    0), else 0: the select the ReLU's own backward makes, bit for bit, without a branch."""
     if floating is float:
-        return mdl_blendf(gate[i] > 0, dy[i], 0)
+        bn_sums_f32(x, center, o0, o1, p.C, p.inner, acc)
     else:
-        return mdl_blend(gate[i] > 0, dy[i], 0)
+        bn_sums_f64(x, center, o0, o1, p.C, p.inner, acc)
 
 
-cdef inline floating _capped_gated(const floating *dy, const floating *gate, Py_ssize_t i,
-                                   floating top) noexcept nogil:
-    """dy[i] times 1 where the capped ReLU after the normalisation passed gradient (its output
-    gate[i] strictly between 0 and ``top``), else times 0: ReLU6's own backward, bit for bit.
-    (Callers pick this or :func:`_relu_gated` outside their loops, so each loop vectorises.)"""
-    return dy[i] * <floating>((gate[i] > 0) & (gate[i] < top))
-
-
-cdef void _bn_grad_sums(const floating *x, const floating *dy, const floating *gate,
-                        double top, const floating *mean, const Plan *p, Py_ssize_t ch,
-                        double *acc_dy, double *acc_dyx) noexcept nogil:
+cdef inline void _bn_grad_sums(const floating *x, const floating *dy, const floating *gate,
+                               double top, const floating *mean, const Plan *p, Py_ssize_t ch,
+                               double *acc_dy, double *acc_dyx) noexcept nogil:
     """acc_dy[c] += sum of dy, acc_dyx[c] += sum of dy * (x - mean[c]) over chunk ch (dy
-    gated by the ReLU output ``gate`` when given)."""
-    cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i, off
+    gated by the ReLU output ``gate`` when given: above 0, and below ``top`` when finite)."""
     cdef Py_ssize_t o0 = ch * p.rows_per_chunk, o1 = min(o0 + p.rows_per_chunk, p.outer)
-    cdef double g, s_dy, s_dyx
-    if inner == 1:
-        for o in range(o0, o1):
-            off = o * C
-            if gate == NULL:
-                for c in range(C):
-                    g = dy[off + c]
-                    acc_dy[c] += g
-                    acc_dyx[c] += g * (x[off + c] - mean[c])
-            elif top == INFINITY:
-                for c in range(C):
-                    g = _relu_gated(dy, gate, off + c)
-                    acc_dy[c] += g
-                    acc_dyx[c] += g * (x[off + c] - mean[c])
-            else:
-                for c in range(C):
-                    g = _capped_gated(dy, gate, off + c, <floating>top)
-                    acc_dy[c] += g
-                    acc_dyx[c] += g * (x[off + c] - mean[c])
+    if floating is float:
+        bn_grad_sums_f32(x, dy, gate, top, mean, o0, o1, p.C, p.inner, acc_dy, acc_dyx)
     else:
-        for o in range(o0, o1):
-            for c in range(C):
-                off = (o * C + c) * inner
-                s_dy = 0
-                s_dyx = 0
-                if gate == NULL:
-                    for i in range(inner):
-                        g = dy[off + i]
-                        s_dy += g
-                        s_dyx += g * (x[off + i] - mean[c])
-                elif top == INFINITY:
-                    for i in range(inner):
-                        g = _relu_gated(dy, gate, off + i)
-                        s_dy += g
-                        s_dyx += g * (x[off + i] - mean[c])
-                else:
-                    for i in range(inner):
-                        g = _capped_gated(dy, gate, off + i, <floating>top)
-                        s_dy += g
-                        s_dyx += g * (x[off + i] - mean[c])
-                acc_dy[c] += s_dy
-                acc_dyx[c] += s_dyx
+        bn_grad_sums_f64(x, dy, gate, top, mean, o0, o1, p.C, p.inner, acc_dy, acc_dyx)
 
 
-cdef void _bn_affine(const floating *x, floating *y, const floating *m, const floating *a,
-                     const floating *b, const Plan *p, Py_ssize_t ch, bint relu,
-                     floating top) noexcept nogil:
+cdef inline void _bn_affine(const floating *x, floating *y, const floating *m,
+                            const floating *a, const floating *b, const Plan *p,
+                            Py_ssize_t ch, bint relu, floating top) noexcept nogil:
     """y = (x - m[c]) * a[c] + b[c] over chunk ch; with ``relu``, then y = relu(y) capped at
     ``top`` (infinite for a ReLU, 6 for ReLU6), as the activation kernels compute it (0
     where y < 0 and top where y > top, so NaN stays visible)."""
-    cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i, off
     cdef Py_ssize_t o0 = ch * p.rows_per_chunk, o1 = min(o0 + p.rows_per_chunk, p.outer)
-    cdef floating mc, ac, bc, v
-    if inner == 1:
-        for o in range(o0, o1):
-            off = o * C
-            if relu:
-                for c in range(C):
-                    v = (x[off + c] - m[c]) * a[c] + b[c]
-                    y[off + c] = 0 if v < 0 else (top if v > top else v)
-            else:
-                for c in range(C):
-                    y[off + c] = (x[off + c] - m[c]) * a[c] + b[c]
+    if floating is float:
+        bn_affine_f32(x, y, m, a, b, o0, o1, p.C, p.inner, relu, top)
     else:
-        for o in range(o0, o1):
-            for c in range(C):
-                off = (o * C + c) * inner
-                mc, ac, bc = m[c], a[c], b[c]
-                for i in range(inner):
-                    v = (x[off + i] - mc) * ac + bc
-                    y[off + i] = (0 if v < 0 else (top if v > top else v)) if relu else v
+        bn_affine_f64(x, y, m, a, b, o0, o1, p.C, p.inner, relu, top)
 
 
-cdef void _bn_dx(const floating *x, const floating *dy, const floating *gate, double top,
-                 floating *dx, const floating *m, const floating *k1, const floating *k2,
-                 const floating *k3, const Plan *p, Py_ssize_t ch) noexcept nogil:
+cdef inline void _bn_dx(const floating *x, const floating *dy, const floating *gate,
+                        double top, floating *dx, const floating *m, const floating *k1,
+                        const floating *k2, const floating *k3, const Plan *p,
+                        Py_ssize_t ch) noexcept nogil:
     """dx = k1[c] * (dy - k2[c] - (x - m[c]) * k3[c]) over chunk ch (dx may be dy; dy gated
     by ``gate`` when given)."""
-    cdef Py_ssize_t C = p.C, inner = p.inner, o, c, i, off
     cdef Py_ssize_t o0 = ch * p.rows_per_chunk, o1 = min(o0 + p.rows_per_chunk, p.outer)
-    cdef floating mc, c1, c2, c3, g
-    if inner == 1:
-        for o in range(o0, o1):
-            off = o * C
-            if gate == NULL:
-                for c in range(C):
-                    dx[off + c] = k1[c] * (dy[off + c] - k2[c] - (x[off + c] - m[c]) * k3[c])
-            elif top == INFINITY:
-                for c in range(C):
-                    g = _relu_gated(dy, gate, off + c)
-                    dx[off + c] = k1[c] * (g - k2[c] - (x[off + c] - m[c]) * k3[c])
-            else:
-                for c in range(C):
-                    g = _capped_gated(dy, gate, off + c, <floating>top)
-                    dx[off + c] = k1[c] * (g - k2[c] - (x[off + c] - m[c]) * k3[c])
+    if floating is float:
+        bn_dx_f32(x, dy, gate, top, dx, m, k1, k2, k3, o0, o1, p.C, p.inner)
     else:
-        for o in range(o0, o1):
-            for c in range(C):
-                off = (o * C + c) * inner
-                mc, c1, c2, c3 = m[c], k1[c], k2[c], k3[c]
-                if gate == NULL:
-                    for i in range(inner):
-                        dx[off + i] = c1 * (dy[off + i] - c2 - (x[off + i] - mc) * c3)
-                elif top == INFINITY:
-                    for i in range(inner):
-                        g = _relu_gated(dy, gate, off + i)
-                        dx[off + i] = c1 * (g - c2 - (x[off + i] - mc) * c3)
-                else:
-                    for i in range(inner):
-                        g = _capped_gated(dy, gate, off + i, <floating>top)
-                        dx[off + i] = c1 * (g - c2 - (x[off + i] - mc) * c3)
+        bn_dx_f64(x, dy, gate, top, dx, m, k1, k2, k3, o0, o1, p.C, p.inner)
 
 
 # ---- batch normalization: drivers (nogil; chunks in parallel when the plan says so) ----
@@ -361,23 +242,27 @@ cdef int _bn_backward(const floating *x, const floating *dy, const floating *gat
     cdef double count = <double>(p.outer * p.inner)
     cdef double local[STACK_DOUBLES]
     cdef double *heap = NULL
-    cdef double *partial_dy = _scratch(2 * p.nchunks * C + 5 * C, local, &heap)
+    cdef double *partial_dy = _scratch(2 * p.nchunks * C + 6 * C, local, &heap)
     cdef double *partial_dyx = partial_dy + p.nchunks * C
     cdef double *sum_dy = partial_dyx + p.nchunks * C
     cdef double *sum_dyx = sum_dy + C
     cdef floating *k1 = <floating *>(sum_dyx + C)
     cdef floating *k2 = <floating *>(sum_dyx + 2 * C)
     cdef floating *k3 = <floating *>(sum_dyx + 3 * C)
+    # the caller's mean, copied: the C loops take per-channel arrays apart from the data
+    cdef floating *m = <floating *>(sum_dyx + 4 * C)
     cdef double s_dy, s_dyx, dxhat
     try:
         with nogil:
+            for c in range(C):
+                m[c] = mean[c]
             if p.threads > 1:
                 for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
-                    _bn_grad_sums(x, dy, gate, top, mean, p, ch, partial_dy + ch * C,
+                    _bn_grad_sums(x, dy, gate, top, m, p, ch, partial_dy + ch * C,
                                   partial_dyx + ch * C)
             else:
                 for ch in range(p.nchunks):
-                    _bn_grad_sums(x, dy, gate, top, mean, p, ch, partial_dy + ch * C,
+                    _bn_grad_sums(x, dy, gate, top, m, p, ch, partial_dy + ch * C,
                                   partial_dyx + ch * C)
             for c in range(C):
                 s_dy = 0
@@ -397,10 +282,10 @@ cdef int _bn_backward(const floating *x, const floating *dy, const floating *gat
             if dx != NULL:
                 if p.threads > 1:
                     for ch in prange(p.nchunks, num_threads=p.threads, schedule="static"):
-                        _bn_dx(x, dy, gate, top, dx, mean, k1, k2, k3, p, ch)
+                        _bn_dx(x, dy, gate, top, dx, m, k1, k2, k3, p, ch)
                 else:
                     for ch in range(p.nchunks):
-                        _bn_dx(x, dy, gate, top, dx, mean, k1, k2, k3, p, ch)
+                        _bn_dx(x, dy, gate, top, dx, m, k1, k2, k3, p, ch)
     finally:
         free(heap)
     return 0
