@@ -90,6 +90,7 @@ def _assert_same_bits(case, chunk=None, need_dx=True, seed=0):
 CASES = [
     (4, 28, 28, 16, 16, 3, 3, 1, 1, 1, 1, "same"),     # the residual network's convolution
     (2, 13, 13, 32, 64, 3, 3, 1, 1, 1, 1, "valid"),    # the reference CNN's second one
+    (2, 14, 14, 32, 32, 3, 3, 1, 1, 1, 1, "same"),     # the autoencoder's second one
     (3, 9, 8, 1, 16, 3, 3, 1, 1, 1, 1, "same"),        # a first layer, grey images
     (2, 9, 9, 3, 17, 5, 5, 1, 1, 1, 1, "same"),
     (5, 8, 11, 17, 3, 5, 5, 2, 2, 1, 1, "same"),
@@ -151,6 +152,18 @@ def test_direct_plan_rule():
     assert kernels.direct_plan((13, 13, 32), 64, 4, False,
                                **_window(13, 13, 3, 3, 1, 1, 1, 1, "valid")) == (True, False,
                                                                                 None)
+    # rows of 12 to 19 outputs: direct with at most one 64-byte vector of filters (the
+    # autoencoder's 14x14, 32 -> 32), the patch gradient with more
+    same14 = _window(14, 14, 3, 3, 1, 1, 1, 1, "same")
+    assert kernels.direct_plan((14, 14, 32), 16, 4, False, **same14) == (True, True,
+                                                                         (16, 16, 32))
+    assert kernels.direct_plan((14, 14, 32), 64, 4, False, **same14) == (True, False,
+                                                                         (16, 16, 32))
+    assert kernels.direct_plan((14, 14, 16), 16, 8, False, **same14) == (True, True,
+                                                                         (16, 16, 16))
+    assert kernels.direct_plan((11, 11, 16), 16, 4, False,
+                               **_window(11, 11, 3, 3, 1, 1, 1, 1, "same")) == (True, False,
+                                                                                (13, 13, 16))
     # pointwise: the patch matrix is x itself
     assert kernels.direct_plan((28, 28, 16), 16, 4, True,
                                **_window(28, 28, 1, 1, 1, 1, 1, 1, "valid")) == (False, False,

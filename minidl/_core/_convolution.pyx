@@ -288,7 +288,8 @@ cdef bint _use_direct(Py_ssize_t k, Py_ssize_t f, Py_ssize_t itemsize, bint poin
     return not pointwise and k * f * itemsize <= DIRECT_MAX_KERNEL_BYTES
 
 
-cdef bint _use_direct_input_grad(const mdl_window *g, Py_ssize_t itemsize, object direct):
+cdef bint _use_direct_input_grad(const mdl_window *g, Py_ssize_t filters, Py_ssize_t itemsize,
+                                 object direct):
     # The direct input gradient broadcasts one dz value per FMA into vectors of channels: it
     # wins when the channels fill one or two 64-byte vectors (no idle lanes, no value
     # broadcast again per vector) and rows are wide enough that the edge columns, which
@@ -297,10 +298,14 @@ cdef bint _use_direct_input_grad(const mdl_window *g, Py_ssize_t itemsize, objec
     # it. Measured, input gradient alone, batch 32, 3x3 'same' unless said, patch path ->
     # direct: 28x28, 16 -> 16 filters 1.6 -> 1.0 ms; 20x20, 16 -> 16 0.76 -> 0.61;
     # 28x28, 32 -> 32 5.3 -> 4.4; but 28x28, 3 -> 32 0.62 -> 2.4; 13x13 'valid', 32 -> 64
-    # 1.1 -> 1.8; 16x16, 64 -> 64 5.4 -> 8.0.
+    # 1.1 -> 1.8; 16x16, 64 -> 64 5.4 -> 8.0. Narrower rows still win with at most one
+    # vector of filters (with kernel gradient, 3x3 'same', 32 -> 32: 14x14 2.10 -> 1.81 ms,
+    # 12x12 1.40 -> 1.34; 14x14, 16 -> 32 0.92 -> 0.85), not with more (14x14, 32 -> 64
+    # 4.50 -> 4.73).
     if direct is not None:
         return bool(direct)
-    return g.c * itemsize in (64, 128) and g.out_w >= 20
+    return g.c * itemsize in (64, 128) and (
+        g.out_w >= 20 or (g.out_w >= 12 and filters * itemsize <= 128))
 
 
 cdef tuple _padded_sample(const mdl_window *g):
@@ -334,7 +339,7 @@ def direct_plan(image_shape, Py_ssize_t filters, Py_ssize_t itemsize, bint point
     window_geometry(&g, h, w, c, kernel_size, strides, dilation, pads, out_hw)
     if not _use_direct(g.kh * g.kw * g.c, filters, itemsize, pointwise, None):
         return False, False, None
-    return True, _use_direct_input_grad(&g, itemsize, None), _padded_sample(&g)
+    return True, _use_direct_input_grad(&g, filters, itemsize, None), _padded_sample(&g)
 
 
 cdef object _padded_buffer(const mdl_window *g, Py_ssize_t n, object padded, int t):
@@ -397,6 +402,16 @@ cdef int _gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *a, Py_s
         return sgemm(m, n, k, 1.0, a, rs_a, cs_a, b, rs_b, 1, beta, c, n, 1)
     else:
         return dgemm(m, n, k, 1.0, a, rs_a, cs_a, b, rs_b, 1, beta, c, n, 1)
+
+
+cdef int _gemm_strided(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *a,
+                       Py_ssize_t rs_a, Py_ssize_t cs_a, const floating *b, Py_ssize_t rs_b,
+                       Py_ssize_t cs_b, floating *c, Py_ssize_t rs_c) noexcept nogil:
+    # c (m x n, rows rs_c apart) = a @ b, any strides for a and b.
+    if floating is float:
+        return sgemm(m, n, k, 1.0, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, rs_c, 1)
+    else:
+        return dgemm(m, n, k, 1.0, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, rs_c, 1)
 
 
 cdef int _check_chunks(const mdl_window *g, Py_ssize_t n, object kernel, str kernel_name,
@@ -635,7 +650,7 @@ def conv_train_backward(x, dz, kernel, d_kernel, dx_out, cols, dcols, Py_ssize_t
         padded = _padded_buffer(&g, n, padded, t)
         if padded is not None:
             pad_p = data(padded)
-        if dxp != NULL and _use_direct_input_grad(&g, itemsize, direct):
+        if dxp != NULL and _use_direct_input_grad(&g, f, itemsize, direct):
             dx_direct = dxp
         d = _direct_geometry(&g, n, f, chunk)
         with nogil:
@@ -807,7 +822,10 @@ def conv_input_grad(dz, kernel, dx, dcols, Py_ssize_t chunk, bint pointwise, ker
 # the same for any thread count, so callers opt in (``narrow=True``) where they do not need
 # the patch path's bits. Measured (28x28x32 -> 1 filter, 3x3 'same', batch 32, float32,
 # one thread), direct kernels -> this path: forward 2.3 -> 0.37 ms, backward with the input
-# gradient 1.3 -> 0.83 ms.
+# gradient 1.3 -> 0.83 ms. P and Q are formed transposed (P^T = kernel_by_tap^T @ pixels^T:
+# the taps on the GEMM's 12-row side instead of 9 of its 32 columns, and the shifts then
+# contiguous runs along a row): backward 0.78 -> 0.38 ms, forward unchanged in float32 (the
+# GEMM reads the pixels transposed); in float64 forward 0.54 -> 0.60, backward 1.2 -> 0.9.
 cdef enum:
     NARROW_MAX_COLUMNS = 32       # taps * filters at most
     # Patches of at most this many values (layers/convolutional.py's _DIRECT_MAX_PATCH) may
@@ -840,14 +858,17 @@ cdef Py_ssize_t _narrow_work(const mdl_window *g, Py_ssize_t n, Py_ssize_t f,
 
 cdef int _narrow_forward(const mdl_window *g, Py_ssize_t n, Py_ssize_t f, const floating *x,
                          const floating *kernel, floating *z, floating *work) noexcept nogil:
-    """z = the convolution of x, through P (see above); ``work``: room for _narrow_work()
-    values."""
+    """z = the convolution of x, through P (see above), formed transposed: P^T =
+    kernel_by_tap^T @ pixels^T has the few tap columns as rows on the GEMM's tall side, and
+    each tap's shifted row is then added with contiguous, vectorised reads. ``work``: room
+    for _narrow_work() values."""
     cdef Py_ssize_t c = g.c, taps = g.kh * g.kw, cols = taps * f
     cdef Py_ssize_t per_image = g.h * g.w, per_out = g.out_h * g.out_w
     cdef Py_ssize_t chunk = _narrow_chunk(g, n, f, sizeof(floating))
+    cdef Py_ssize_t ld = chunk * per_image   # P^T's row stride
     cdef Py_ssize_t q, tap, j, i0 = 0, images, img, oy, ox, ky, kx, iy, lo, hi, shift
-    cdef floating *by_tap = work            # (c, taps * f)
-    cdef floating *p = work + 2 * c * cols  # (chunk * h * w, taps * f)
+    cdef floating *by_tap_t = work          # (taps * f, c): kernel_by_tap^T
+    cdef floating *pt = work + 2 * c * cols  # (taps * f, chunk * h * w)
     cdef const floating *prow
     cdef floating *zrow
     cdef int failed = 0
@@ -855,11 +876,12 @@ cdef int _narrow_forward(const mdl_window *g, Py_ssize_t n, Py_ssize_t f, const 
     for tap in range(taps):
         for q in range(c):
             for j in range(f):
-                by_tap[q * cols + tap * f + j] = kernel[(tap * c + q) * f + j]
+                by_tap_t[(tap * f + j) * c + q] = kernel[(tap * c + q) * f + j]
     while i0 < n:
         images = min(chunk, n - i0)
-        failed |= _gemm(images * per_image, cols, c, x + i0 * per_image * c, c, 1, by_tap,
-                        cols, 0, p)
+        # P^T = kernel_by_tap^T @ pixels^T: the pixels read transposed through their strides
+        failed |= _gemm_strided(cols, images * per_image, c, by_tap_t, c, 1,
+                                x + i0 * per_image * c, 1, c, pt, ld)
         nt = num_threads() if images * per_out * cols >= PARALLEL_MIN_ELEMENTS else 1
         for img in prange(images, num_threads=nt, schedule="static"):
             for oy in range(g.out_h):
@@ -875,15 +897,15 @@ cdef int _narrow_forward(const mdl_window *g, Py_ssize_t n, Py_ssize_t f, const 
                         shift = kx * g.dw - g.pad_left
                         lo = min(max(0, -shift), g.out_w)
                         hi = max(min(g.out_w, g.w - shift), lo)
-                        prow = p + ((img * g.h + iy) * g.w + kx * g.dw - g.pad_left) * cols \
-                            + (ky * g.kw + kx) * f
+                        prow = pt + (ky * g.kw + kx) * f * ld \
+                            + (img * g.h + iy) * g.w + kx * g.dw - g.pad_left
                         if f == 1:
                             for ox in range(lo, hi):
-                                zrow[ox] += prow[ox * cols]
+                                zrow[ox] += prow[ox]
                         else:
-                            for ox in range(lo, hi):
-                                for j in range(f):
-                                    zrow[ox * f + j] += prow[ox * cols + j]
+                            for j in range(f):
+                                for ox in range(lo, hi):
+                                    zrow[ox * f + j] += prow[j * ld + ox]
         i0 += chunk
     return failed
 
@@ -891,14 +913,17 @@ cdef int _narrow_forward(const mdl_window *g, Py_ssize_t n, Py_ssize_t f, const 
 cdef int _narrow_backward(const mdl_window *g, Py_ssize_t n, Py_ssize_t f, const floating *x,
                           const floating *dz, const floating *kernel, floating *d_kernel,
                           floating *dx, floating *work) noexcept nogil:
-    """d_kernel and, when dx is not NULL, dx, through Q (see above)."""
+    """d_kernel and, when dx is not NULL, dx, through Q (see above), formed transposed as P
+    in _narrow_forward: Q^T's rows (one per tap and filter) are shifted copies of dz's
+    rows."""
     cdef Py_ssize_t c = g.c, taps = g.kh * g.kw, cols = taps * f
     cdef Py_ssize_t per_image = g.h * g.w, per_out = g.out_h * g.out_w
     cdef Py_ssize_t chunk = _narrow_chunk(g, n, f, sizeof(floating))
-    cdef Py_ssize_t q, tap, j, i0 = 0, images, img, oy, ox, ky, kx, iy, lo, hi, shift
+    cdef Py_ssize_t ld = chunk * per_image   # Q^T's row stride
+    cdef Py_ssize_t q, tap, j, i0 = 0, images, img, oy, ox, ky, kx, iy, lo, hi, shift, row
     cdef floating *by_tap_t = work                # (taps * f, c): kernel_by_tap^T
-    cdef floating *grad_by_tap = work + c * cols  # (c, taps * f)
-    cdef floating *qm = work + 2 * c * cols       # (chunk * h * w, taps * f)
+    cdef floating *grad_t = work + c * cols       # (taps * f, c): d_kernel_by_tap^T
+    cdef floating *qt = work + 2 * c * cols       # (taps * f, chunk * h * w)
     cdef const floating *dzrow
     cdef floating *qrow
     cdef int failed = 0
@@ -911,7 +936,8 @@ cdef int _narrow_backward(const mdl_window *g, Py_ssize_t n, Py_ssize_t f, const
         images = min(chunk, n - i0)
         nt = num_threads() if images * per_image * cols >= PARALLEL_MIN_ELEMENTS else 1
         for img in prange(images, num_threads=nt, schedule="static"):
-            memset(qm + img * per_image * cols, 0, per_image * cols * sizeof(floating))
+            for row in range(cols):
+                memset(qt + row * ld + img * per_image, 0, per_image * sizeof(floating))
             for oy in range(g.out_h):
                 dzrow = dz + ((i0 + img) * per_out + oy * g.out_w) * f
                 for ky in range(g.kh):
@@ -924,20 +950,25 @@ cdef int _narrow_backward(const mdl_window *g, Py_ssize_t n, Py_ssize_t f, const
                         shift = kx * g.dw - g.pad_left
                         lo = min(max(0, -shift), g.out_w)
                         hi = max(min(g.out_w, g.w - shift), lo)
-                        qrow = qm + ((img * g.h + iy) * g.w + kx * g.dw - g.pad_left) * cols \
-                            + (ky * g.kw + kx) * f
-                        for ox in range(lo, hi):
+                        qrow = qt + (ky * g.kw + kx) * f * ld \
+                            + (img * g.h + iy) * g.w + kx * g.dw - g.pad_left
+                        if f == 1:
+                            for ox in range(lo, hi):
+                                qrow[ox] = dzrow[ox]
+                        else:
                             for j in range(f):
-                                qrow[ox * cols + j] = dzrow[ox * f + j]
-        # grad_by_tap (+)= pixels^T @ Q, the chunks in order
-        failed |= _gemm(c, cols, images * per_image, x + i0 * per_image * c, 1, c, qm, cols,
-                        0 if i0 == 0 else 1, grad_by_tap)
+                                for ox in range(lo, hi):
+                                    qrow[j * ld + ox] = dzrow[ox * f + j]
+        # grad_t (+)= Q^T @ pixels, the chunks in order
+        failed |= _gemm(cols, c, images * per_image, qt, ld, 1, x + i0 * per_image * c, c,
+                        0 if i0 == 0 else 1, grad_t)
         if dx != NULL:
-            failed |= _gemm(images * per_image, c, cols, qm, cols, 1, by_tap_t, c, 0,
+            # dx = Q @ kernel_by_tap^T: Q^T read transposed through its strides
+            failed |= _gemm(images * per_image, c, cols, qt, 1, ld, by_tap_t, c, 0,
                             dx + i0 * per_image * c)
         i0 += chunk
     for tap in range(taps):
         for q in range(c):
             for j in range(f):
-                d_kernel[(tap * c + q) * f + j] = grad_by_tap[q * cols + tap * f + j]
+                d_kernel[(tap * c + q) * f + j] = grad_t[(tap * f + j) * c + q]
     return failed
