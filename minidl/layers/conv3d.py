@@ -13,9 +13,9 @@ import numpy as np
 
 from minidl._core import _conv3d
 from minidl.layers.base import LAYERS
-from minidl.layers.conv_transpose import check_filters, check_strides_with_dilation
-from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
-                                      normalize_tuple, window_geometry)
+from minidl.layers.conv_utils import (check_data_format, check_filters, check_input_rank,
+                                      check_strides_with_dilation, known_channels,
+                                      normalize_padding, normalize_tuple, window_geometry)
 from minidl.layers.convolutional import _INFERENCE_COLS, _TRAIN_CHUNK_BYTES
 from minidl.layers.core import AffineLayer
 from minidl.layers.data_format import ChannelsFirstMixin
@@ -69,11 +69,7 @@ class _Conv3D(AffineLayer):
     def build(self, input_shape):
         input_shape = tuple(input_shape)
         self._lengths(input_shape)
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
-                             f"number of channels; received inputs of shape "
-                             f"{(None,) + input_shape}.")
+        channels = known_channels(self, input_shape)
         self._add_kernel_and_bias(self.kernel_size + (channels, self.filters), self.filters)
         self._patch = int(np.prod(self.kernel_size)) * channels
         self._channels = channels

@@ -28,8 +28,9 @@ import numpy as np
 
 from minidl._core import _conv3d, _convolution
 from minidl.layers.base import LAYERS
-from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
-                                      normalize_tuple)
+from minidl.layers.conv_utils import (check_data_format, check_filters, check_input_rank,
+                                      check_strides_with_dilation, known_channels,
+                                      normalize_padding, normalize_tuple)
 from minidl.layers.convolutional import _INFERENCE_COLS, _TRAIN_CHUNK_BYTES
 from minidl.layers.core import AffineLayer
 from minidl.layers.data_format import ChannelsFirstMixin
@@ -102,21 +103,6 @@ def _normalize_output_padding(value, strides, rank, owner):
     return values
 
 
-def check_strides_with_dilation(strides, dilation_rate, owner):
-    """Keras refuses strides > 1 together with dilation > 1 in these layers."""
-    if max(strides) > 1 and max(dilation_rate) > 1:
-        raise ValueError(f"{owner}: `strides > 1` not supported in conjunction with "
-                         f"`dilation_rate > 1`. Received: strides={strides} and "
-                         f"dilation_rate={dilation_rate}")
-
-
-def check_filters(filters, owner):
-    if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
-        raise ValueError(f"{owner} filters must be a positive int; received "
-                         f"filters={filters!r}.")
-    return int(filters)
-
-
 class _ConvTranspose(AffineLayer):
     """The transposed convolution over ``rank`` spatial axes; see Conv2DTranspose for the
     arguments."""
@@ -167,11 +153,7 @@ class _ConvTranspose(AffineLayer):
     def build(self, input_shape):
         input_shape = tuple(input_shape)
         self._lengths(input_shape)
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
-                             f"number of channels; received inputs of shape "
-                             f"{(None,) + input_shape}.")
+        channels = known_channels(self, input_shape)
         self._add_kernel_and_bias(self.kernel_size + (self.filters, channels), self.filters)
         self._patch = int(np.prod(self.kernel_size)) * self.filters   # k... * filters
         self._channels = channels

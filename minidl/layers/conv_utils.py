@@ -126,3 +126,31 @@ def check_input_rank(layer, input_shape, rank, layout):
         raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) expects "
                          f"{rank + 2}-D input {layout}; received input of shape "
                          f"{(None,) + tuple(input_shape)}.")
+
+
+def known_channels(layer, input_shape):
+    """The number of channels (the last axis) of ``input_shape``; ValueError naming the layer
+    when it is unknown (None), which building weights or buffers needs."""
+    channels = input_shape[-1]
+    if channels is None:
+        raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) needs a known "
+                         f"number of channels; received inputs of shape "
+                         f"{(None,) + tuple(input_shape)}.")
+    return channels
+
+
+def check_filters(filters, owner):
+    """``filters`` as a positive int; ValueError naming ``owner`` otherwise."""
+    if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+        raise ValueError(f"{owner} filters must be a positive int; received "
+                         f"filters={filters!r}.")
+    return int(filters)
+
+
+def check_strides_with_dilation(strides, dilation_rate, owner):
+    """Keras refuses strides > 1 together with dilation > 1 in the transposed and 3-D
+    convolutions."""
+    if max(strides) > 1 and max(dilation_rate) > 1:
+        raise ValueError(f"{owner}: `strides > 1` not supported in conjunction with "
+                         f"`dilation_rate > 1`. Received: strides={strides} and "
+                         f"dilation_rate={dilation_rate}")

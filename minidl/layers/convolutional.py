@@ -37,8 +37,9 @@ import numpy as np
 
 from minidl._core import _conv_pool, _convolution
 from minidl.layers.base import LAYERS
-from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
-                                      normalize_tuple, window_geometry)
+from minidl.layers.conv_utils import (check_data_format, check_filters, check_input_rank,
+                                      known_channels, normalize_padding, normalize_tuple,
+                                      window_geometry)
 from minidl.layers.core import AffineLayer
 from minidl.layers.data_format import ChannelsFirstMixin
 
@@ -88,9 +89,7 @@ class _Conv(AffineLayer):
                          kernel_regularizer, bias_regularizer, activity_regularizer,
                          kernel_constraint, bias_constraint, **kwargs)
         owner = type(self).__name__
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
-            raise ValueError(f"{owner} filters must be a positive int; received "
-                             f"filters={filters!r}.")
+        filters = check_filters(filters, owner)
         if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups <= 0:
             raise ValueError(f"{owner}: the number of groups must be a positive integer; "
                              f"received groups={groups!r}.")
@@ -119,11 +118,7 @@ class _Conv(AffineLayer):
     def build(self, input_shape):
         input_shape = tuple(input_shape)
         self._geometry(input_shape)
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
-                             f"number of channels; received inputs of shape "
-                             f"{(None,) + input_shape}.")
+        channels = known_channels(self, input_shape)
         if channels % self.groups != 0:
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): the number of input "
                              f"channels must be evenly divisible by the number of groups; "

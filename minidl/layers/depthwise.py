@@ -18,8 +18,8 @@ import numpy as np
 from minidl import activations, constraints, initializers, regularizers
 from minidl._core import _depthwise
 from minidl.layers.base import LAYERS, Layer
-from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
-                                      normalize_tuple, window_geometry)
+from minidl.layers.conv_utils import (check_data_format, check_input_rank, known_channels,
+                                      normalize_padding, normalize_tuple, window_geometry)
 from minidl.layers.core import AffineLayer, _serialize_init
 from minidl.layers.data_format import ChannelsFirstMixin
 from minidl.utils.checks import check_bool
@@ -77,11 +77,7 @@ class _DepthwiseWindow:
         return out + (None if channels is None else self._output_channels(channels),)
 
     def _check_channels(self, input_shape):
-        if input_shape[-1] is None:
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
-                             f"number of channels; received inputs of shape "
-                             f"{(None,) + tuple(input_shape)}.")
-        return input_shape[-1]
+        return known_channels(self, input_shape)
 
     def _output_channels(self, channels):
         return channels * self.depth_multiplier

@@ -21,8 +21,8 @@ from minidl._core import _pooling as kernels
 from minidl._core import _pooling3d as kernels3d
 from minidl.layers.base import LAYERS, Layer
 from minidl.layers.data_format import ChannelsFirstMixin
-from minidl.layers.conv_utils import (check_data_format, check_input_rank, normalize_padding,
-                                      normalize_tuple, window_geometry)
+from minidl.layers.conv_utils import (check_data_format, check_input_rank, known_channels,
+                                      normalize_padding, normalize_tuple, window_geometry)
 from minidl.utils.checks import check_bool
 
 
@@ -54,10 +54,7 @@ class _Pooling(Layer):
     def _check_input(self, input_shape):
         """ValueError unless windows fit inputs of ``input_shape`` with known channels."""
         self._geometry(input_shape)
-        if input_shape[-1] is None:
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
-                             f"number of channels; received inputs of shape "
-                             f"{(None,) + input_shape}.")
+        known_channels(self, input_shape)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -330,10 +327,7 @@ class _GlobalPooling(Layer):
 
     def build(self, input_shape):
         self._output_sample = self.compute_output_shape(tuple(input_shape))
-        if input_shape[-1] is None:
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs a known "
-                             f"number of channels; received inputs of shape "
-                             f"{(None,) + tuple(input_shape)}.")
+        known_channels(self, input_shape)
         self._out_image = (input_shape[-1],)
         super().build(input_shape)
 
