@@ -16,8 +16,7 @@ from minidl.layers.base import LAYERS
 from minidl.layers.conv_utils import (check_data_format, check_filters, check_input_rank,
                                       check_strides_with_dilation, known_channels,
                                       normalize_padding, normalize_tuple, window_geometry)
-from minidl.layers.convolutional import _INFERENCE_COLS, _TRAIN_CHUNK_BYTES
-from minidl.layers.core import AffineLayer
+from minidl.layers.convolutional import _PatchConvolution
 from minidl.layers.data_format import ChannelsFirstMixin
 
 # Geometries kept per layer for inputs of unknown size (one per size seen).
@@ -29,7 +28,7 @@ _Geometry = collections.namedtuple("_Geometry", ["window", "out_spatial", "point
                                                  "output_sample"])
 
 
-class _Conv3D(AffineLayer):
+class _Conv3D(_PatchConvolution):
     """The 3-D convolution on channels_last volumes; see Conv3D for the arguments."""
 
     rank = 3
@@ -96,27 +95,11 @@ class _Conv3D(AffineLayer):
     def _kernel_matrix(self, kernel):
         return kernel.reshape(self._patch, self.filters)
 
-    def _chunk_volumes(self, geo, training):
-        per_volume = int(np.prod(geo.out_spatial))
-        budget = (_TRAIN_CHUNK_BYTES // np.dtype(self.dtype).itemsize if training
-                  else _INFERENCE_COLS)
-        return max(1, budget // max(per_volume * self._patch, 1))
+    def _patch_rows(self, geo):
+        return int(np.prod(geo.out_spatial))
 
     def _cols(self, ctx, geo, name, n, record):
-        if geo.pointwise:
-            return None
-        rows = min(self._chunk_volumes(geo, record), max(n, 1)) * int(np.prod(geo.out_spatial))
-        if record:
-            return ctx.buffers.get(name, rows, (self._patch,))
-        return np.empty((rows, self._patch), self.dtype)
-
-    def forward(self, ctx, x, training=False):
-        return self._forward(ctx, x, activate=True)
-
-    def forward_linear(self, ctx, x):
-        """Training forward without the bias and the activation, which the max pooling
-        after this layer applies to its maxima (``rewrites.relu_then_max_pool``)."""
-        return self._forward(ctx, x, activate=False)
+        return None if geo.pointwise else self._patch_buffer(ctx, geo, name, n, record)
 
     def _forward(self, ctx, x, activate):
         geo = self._geo(x.shape[1:-1])
@@ -131,7 +114,7 @@ class _Conv3D(AffineLayer):
             z = y = np.empty((rows, self.filters), self.dtype)
         _conv3d.conv3d_forward(x, self._kernel_matrix(self._kernel_array), z,
                                self._cols(ctx, geo, "cols", n, record),
-                               self._chunk_volumes(geo, record), geo.pointwise, **geo.window)
+                               self._chunk_samples(geo, record), geo.pointwise, **geo.window)
         if activate:
             activation.forward_bias(z, self._bias_array, y)
         out = (y if activate else z).reshape((n,) + geo.output_sample)
@@ -144,7 +127,7 @@ class _Conv3D(AffineLayer):
         n = x.shape[0]
         dx = ctx.buffers.get("dx", n, x.shape[1:]) if need_input_grad else None
         _conv3d.conv3d_backward(dz, self._kernel_matrix(self._kernel_array),
-                                self._chunk_volumes(geo, True), geo.pointwise, x=x,
+                                self._chunk_samples(geo, True), geo.pointwise, x=x,
                                 d_kernel=self._kernel_matrix(ctx.grads[0]),
                                 cols=self._cols(ctx, geo, "cols", n, True), dx=dx,
                                 dcols=(self._cols(ctx, geo, "dcols", n, True)

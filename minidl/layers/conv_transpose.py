@@ -31,8 +31,7 @@ from minidl.layers.base import LAYERS
 from minidl.layers.conv_utils import (check_data_format, check_filters, check_input_rank,
                                       check_strides_with_dilation, known_channels,
                                       normalize_padding, normalize_tuple)
-from minidl.layers.convolutional import _INFERENCE_COLS, _TRAIN_CHUNK_BYTES
-from minidl.layers.core import AffineLayer
+from minidl.layers.convolutional import _PatchConvolution
 from minidl.layers.data_format import ChannelsFirstMixin
 
 # Geometries kept per layer for inputs of unknown length (one per length seen).
@@ -103,7 +102,7 @@ def _normalize_output_padding(value, strides, rank, owner):
     return values
 
 
-class _ConvTranspose(AffineLayer):
+class _ConvTranspose(_PatchConvolution):
     """The transposed convolution over ``rank`` spatial axes; see Conv2DTranspose for the
     arguments."""
 
@@ -195,31 +194,12 @@ class _ConvTranspose(AffineLayer):
     def _kernel_matrix(self, kernel):
         return kernel.reshape(self._patch, kernel.shape[-1])
 
-    def _chunk_images(self, geo, training):
-        """Images per chunk: a chunk's patches fit ``_TRAIN_CHUNK_BYTES`` in training
-        (``_INFERENCE_COLS`` values in inference)."""
-        per_image = int(np.prod(geo.in_spatial))
-        budget = (_TRAIN_CHUNK_BYTES // np.dtype(self.dtype).itemsize if training
-                  else _INFERENCE_COLS)
-        return max(1, budget // max(per_image * self._patch, 1))
+    def _patch_rows(self, geo):
+        return int(np.prod(geo.in_spatial))   # one row per input pixel
 
     def _cols(self, ctx, geo, name, n, record):
-        """A chunk's patch buffer (one row per input pixel); None for a pointwise kernel."""
-        if geo.pointwise:
-            return None
-        images = min(self._chunk_images(geo, record), max(n, 1))
-        rows = images * int(np.prod(geo.in_spatial))
-        if record:
-            return ctx.buffers.get(name, rows, (self._patch,))
-        return np.empty((rows, self._patch), self.dtype)
-
-    def forward(self, ctx, x, training=False):
-        return self._forward(ctx, x, activate=True)
-
-    def forward_linear(self, ctx, x):
-        """Training forward without the bias and the activation, which the max pooling
-        after this layer applies to its maxima (``rewrites.relu_then_max_pool``)."""
-        return self._forward(ctx, x, activate=False)
+        """A chunk's patch buffer; None for a pointwise kernel."""
+        return None if geo.pointwise else self._patch_buffer(ctx, geo, name, n, record)
 
     def _forward(self, ctx, x, activate):
         geo = self._geo(x.shape[1:-1])
@@ -235,7 +215,7 @@ class _ConvTranspose(AffineLayer):
             z = y = np.empty((rows, self.filters), self.dtype)
         kernel = self._kernel_matrix(self._kernel_array)
         out = z.reshape((n,) + geo.out_spatial + (self.filters,))
-        chunk = self._chunk_images(geo, record)
+        chunk = self._chunk_samples(geo, record)
         dcols = self._cols(ctx, geo, "dcols", n, record)
         if self.rank == 3:
             _conv3d.conv3d_backward(x_rows, kernel, chunk, geo.pointwise, dx=out, dcols=dcols,
@@ -258,7 +238,7 @@ class _ConvTranspose(AffineLayer):
         dz_images = dz.reshape((n,) + geo.out_spatial + (self.filters,))
         kernel = self._kernel_matrix(self._kernel_array)
         d_kernel = self._kernel_matrix(ctx.grads[0])
-        chunk = self._chunk_images(geo, True)
+        chunk = self._chunk_samples(geo, True)
         cols = self._cols(ctx, geo, "cols", n, True)
         dx = ctx.buffers.get("dx", x_rows.shape[0], (channels,)) if need_input_grad else None
         if self.rank == 3:

@@ -73,7 +73,38 @@ _Geometry = collections.namedtuple("_Geometry", ["image", "out_image", "window",
                                                  "padded"])
 
 
-class _Conv(AffineLayer):
+class _PatchConvolution(AffineLayer):
+    """What the GEMM-based convolutions share (Conv1D/2D, Conv3D, the transposed ones): the
+    forward entry points, and patch buffers sized for a chunk of samples at a time. A
+    subclass writes ``_forward(ctx, x, activate)`` and ``_patch_rows(geo)``, the rows of
+    patch matrix one sample makes for the geometry ``geo``."""
+
+    def _chunk_samples(self, geo, training):
+        """Samples per chunk: a chunk's patches fit ``_TRAIN_CHUNK_BYTES`` in training
+        (``_INFERENCE_COLS`` values in inference)."""
+        budget = (_TRAIN_CHUNK_BYTES // np.dtype(self.dtype).itemsize if training
+                  else _INFERENCE_COLS)
+        return max(1, budget // max(self._patch_rows(geo) * self._patch, 1))
+
+    def _patch_buffer(self, ctx, geo, name, n, record):
+        """A chunk's patch (or patch-gradient) buffer ``name``: the context's in training,
+        reused batch to batch; a new one in inference."""
+        rows = min(self._chunk_samples(geo, record), max(n, 1)) * self._patch_rows(geo)
+        if record:
+            return ctx.buffers.get(name, rows, (self._patch,))
+        return np.empty((rows, self._patch), self.dtype)
+
+    def forward(self, ctx, x, training=False):
+        return self._forward(ctx, x, activate=True)
+
+    def forward_linear(self, ctx, x):
+        """Training forward without the bias and the activation, which the max pooling
+        after this layer applies to its maxima (``rewrites.relu_then_max_pool``); the
+        backward pass is then :meth:`backward_preactivation`."""
+        return self._forward(ctx, x, activate=False)
+
+
+class _Conv(_PatchConvolution):
     """The convolution over ``rank`` spatial axes (1 or 2); see Conv2D for the arguments."""
 
     rank = None
@@ -172,33 +203,15 @@ class _Conv(AffineLayer):
     def _kernel_matrix(self, kernel):
         return kernel.reshape(self._patch, self.filters)
 
-    def _chunk_images(self, geo, training):
-        """Images per chunk: a chunk's patches fit ``_TRAIN_CHUNK_BYTES`` in training
-        (``_INFERENCE_COLS`` values in inference)."""
-        per_image = geo.out_image[0] * geo.out_image[1]
-        budget = (_TRAIN_CHUNK_BYTES // np.dtype(self.dtype).itemsize if training
-                  else _INFERENCE_COLS)
-        return max(1, budget // max(per_image * self._patch, 1))
+    def _patch_rows(self, geo):
+        return geo.out_image[0] * geo.out_image[1]
 
     def _cols(self, ctx, geo, name, n, record):
         """The patch buffer ("cols") or patch-gradient buffer ("dcols") of one chunk; None
         for a pointwise kernel, or where the direct kernels need none."""
         if geo.pointwise or (geo.direct_dx if name == "dcols" else geo.direct):
             return None
-        images = min(self._chunk_images(geo, record), max(n, 1))
-        rows = images * geo.out_image[0] * geo.out_image[1]
-        if record:
-            return ctx.buffers.get(name, rows, (self._patch,))
-        return np.empty((rows, self._patch), self.dtype)
-
-    def forward(self, ctx, x, training=False):
-        return self._forward(ctx, x, activate=True)
-
-    def forward_linear(self, ctx, x):
-        """Training forward without the bias and the activation, which the max pooling
-        after this layer applies to its maxima (``rewrites.relu_then_max_pool``); the
-        backward pass is then :meth:`backward_preactivation`."""
-        return self._forward(ctx, x, activate=False)
+        return self._patch_buffer(ctx, geo, name, n, record)
 
     def _forward(self, ctx, x, activate):
         geo = self._geo(x.shape[1:-1])
@@ -222,7 +235,7 @@ class _Conv(AffineLayer):
                       if record and geo.padded is not None else None)
             _convolution.conv_train_forward(x, self._kernel_matrix(self._kernel_array), z,
                                             self._cols(ctx, geo, "cols", n, record),
-                                            self._chunk_images(geo, record), geo.pointwise,
+                                            self._chunk_samples(geo, record), geo.pointwise,
                                             padded=padded, direct=None if geo.direct else False,
                                             narrow=True, **geo.window)
             if record:
@@ -267,7 +280,7 @@ class _Conv(AffineLayer):
                 padded = None
             _convolution.conv_train_forward(xg, matrix, zg,
                                             self._cols(ctx, geo, "cols", n, record),
-                                            self._chunk_images(geo, record), geo.pointwise,
+                                            self._chunk_samples(geo, record), geo.pointwise,
                                             padded=padded, direct=None if geo.direct else False,
                                             **geo.window)
             z[:, filters] = zg
@@ -325,7 +338,7 @@ class _Conv(AffineLayer):
             ctx.x, dz, self._kernel_matrix(self._kernel_array), self._kernel_matrix(ctx.grads[0]),
             dx, self._cols(ctx, geo, "cols", n, True),
             self._cols(ctx, geo, "dcols", n, True) if need_input_grad else None,
-            self._chunk_images(geo, True), geo.pointwise, padded=ctx.padded,
+            self._chunk_samples(geo, True), geo.pointwise, padded=ctx.padded,
             padded_ready=ctx.padded is not None, direct=None if geo.direct else False,
             narrow=True, **geo.window)
         return None if dx is None else dx.reshape((n,) + geo.image[2 - self.rank:])
@@ -345,7 +358,7 @@ class _Conv(AffineLayer):
             _convolution.conv_train_backward(
                 xg, dzg, matrix, dkg, dxg, self._cols(ctx, geo, "cols", n, True),
                 self._cols(ctx, geo, "dcols", n, True) if dx is not None else None,
-                self._chunk_images(geo, True), geo.pointwise, padded=ctx.group_padded[group],
+                self._chunk_samples(geo, True), geo.pointwise, padded=ctx.group_padded[group],
                 padded_ready=ctx.group_padded[group] is not None,
                 direct=None if geo.direct else False, **geo.window)
             d_kernel[:, filters] = dkg
