@@ -523,7 +523,11 @@ def test_errors_name_the_layer_and_field():
     ({"optimizer": {"module": _EVIL, "class_name": "Adam", "config": {}}, "loss": "mse"},
      _EVIL),
     ({"optimizer": "adam", "loss": {"module": "builtins", "class_name": "function",
-                                    "config": "eval"}}, "builtins"),
+                                    "config": "eval"}}, "eval"),
+    ({"optimizer": "adam", "loss": {"module": _EVIL, "class_name": "function",
+                                    "config": "mse"}}, _EVIL),
+    ({"optimizer": "adam", "loss": {"module": _EVIL, "class_name": "function",
+                                    "config": "x", "registered_name": "Evil>x"}}, "Evil>x"),
     ({"optimizer": "adam", "loss": "mse", "metrics": [{"module": "keras.metrics",
                                                        "class_name": "Evil", "config": {}}]},
      "Evil"),
@@ -535,6 +539,25 @@ def test_hostile_compile_configs_are_refused(config, field):
     with pytest.raises(ValueError, match=field):
         kconfig.compile_spec_from_keras(config)
     assert _EVIL not in sys.modules
+
+
+def test_keras_functions_load_by_name():
+    # What Keras 3.15 writes for compile(loss=keras.losses.mean_squared_error,
+    # metrics=[keras.metrics.mean_absolute_error]) and for activation=keras.activations.relu
+    # given as an object.
+    def function(name):
+        return {"module": "builtins", "class_name": "function", "config": name,
+                "registered_name": "function"}
+    spec = kconfig.compile_spec_from_keras({
+        "optimizer": "adam", "loss": function("mean_squared_error"), "loss_weights": [1.0],
+        "metrics": [function("mean_absolute_error"), function("categorical_crossentropy")]})
+    assert spec["loss"] == "mean_squared_error"
+    assert spec["metrics"] == ["mean_absolute_error", "categorical_crossentropy"]
+    model = _mlp()
+    _compile_from_config(model, spec)
+    layer = kconfig.layer_spec_from_keras(_dense(config={"name": "d", "units": 2,
+                                                         "activation": function("relu")}))
+    assert layer["config"]["activation"] == "relu"
 
 
 def test_keras_only_arguments_at_their_defaults_are_dropped():

@@ -258,6 +258,29 @@ def _minidl_name(cls, obj):
     return registered if isinstance(registered, str) and ">" in registered else cls.__name__
 
 
+def _function_name(value, where):
+    """The name that Keras 3's ``{"class_name": "function", "config": name, ...}`` stands
+    for, to be looked up in minidl's registries (never imported).
+
+    Keras writes its own functions (``keras.losses.mean_squared_error``) with module
+    'builtins' and resolves them by name among its built-ins; a function registered with
+    ``register_keras_serializable`` carries its ``"package>name"`` as registered_name, which
+    minidl resolves only if the function is registered in minidl under that name."""
+    extra = sorted(str(key) for key in value if key not in _OBJECT_KEYS)
+    if extra:
+        _fail(where, f"unknown keys {', '.join(extra)[:200]} in a function object")
+    module, name = value.get("module"), value.get("config")
+    registered = value.get("registered_name")
+    if not isinstance(name, str):
+        _fail(where, f"a function config must be its name; received {name!r:.100}")
+    if isinstance(registered, str) and ">" in registered:
+        return registered
+    if _is_keras_module(module) or module == "builtins":
+        return name
+    _fail(where, f"a function {name!r:.100} of module {module!r:.100} is not one of Keras's; "
+                 f"register it in minidl with @minidl.saving.register_serializable()")
+
+
 def _activation_from_keras(value, where):
     if value is None or isinstance(value, str):
         if isinstance(value, str):
@@ -267,11 +290,7 @@ def _activation_from_keras(value, where):
                 _fail(where, str(error))
         return value
     if isinstance(value, dict) and value.get("class_name") == "function":
-        # Keras 3 writes a function as {"class_name": "function", "config": "relu", ...}.
-        if not _is_keras_module(value.get("module")):
-            _fail(where, f"a function of module {value.get('module')!r:.100} is not Keras's; "
-                         f"minidl loads Keras's activations by name only")
-        return _activation_from_keras(value.get("config"), where)
+        return _activation_from_keras(_function_name(value, where), where)
     return _object_from_keras(value, activations.ACTIVATIONS, where)
 
 
@@ -992,17 +1011,6 @@ def _structure_from_keras(structure, function, where, depth=0):
         return {key: _structure_from_keras(item, function, f"{where}[{key!r}]", depth + 1)
                 for key, item in structure.items()}
     return function(structure, where)
-
-
-def _function_name(value, where):
-    """Keras 3's ``{"class_name": "function", "config": name}`` (a built-in function)."""
-    if not _is_keras_module(value.get("module")):
-        _fail(where, f"a function of module {value.get('module')!r:.100} is not Keras's; "
-                     f"register the function in minidl with register_serializable")
-    name = value.get("config")
-    if not isinstance(name, str):
-        _fail(where, f"a function config must be its name; received {name!r:.100}")
-    return name
 
 
 def _loss_from_keras(value, where):
