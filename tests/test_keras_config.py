@@ -335,6 +335,36 @@ def test_keras_reads_the_model_config(name):
         _json_equal(model.optimizer.get_config(), again.optimizer.get_config())
 
 
+def _ops_model():
+    from minidl import ops
+    inputs = Input((4,), name="x")
+    scaled = inputs * 2.0
+    return Model(inputs, Dense(3, name="dense")(ops.add(scaled, inputs)), name="ops")
+
+
+def test_op_nodes_to_keras_and_back():
+    model = _ops_model()
+    written = json.loads(json.dumps(kconfig.model_config_to_keras(model)))
+    ops_written = [entry for entry in written["config"]["layers"]
+                   if entry["module"].startswith("keras.src.ops")]
+    assert [(entry["module"], entry["class_name"]) for entry in ops_written] == [
+        ("keras.src.ops.numpy", "Multiply"), ("keras.src.ops.numpy", "Add")]
+    assert ops_written[0]["inbound_nodes"][0]["args"][1] == 2.0
+    assert model_config(_model_from_spec(kconfig.model_spec_from_keras(written))) == \
+        model_config(model)
+
+
+def test_keras_runs_op_nodes_minidl_wrote():
+    keras = _keras()
+    model = _ops_model()
+    written = json.loads(json.dumps(kconfig.model_config_to_keras(model)))
+    keras_model = keras.saving.deserialize_keras_object(written)
+    keras_model.get_layer("dense").set_weights(model.get_layer("dense").get_weights())
+    x = np.random.default_rng(2).normal(size=(5, 4)).astype("float32")
+    np.testing.assert_allclose(np.asarray(keras_model.predict(x, verbose=0)),
+                               model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
 def test_training_config_to_keras():
     model = _mlp()
     assert kconfig.training_config_to_keras(model) is None
@@ -539,6 +569,23 @@ def test_hostile_compile_configs_are_refused(config, field):
     with pytest.raises(ValueError, match=field):
         kconfig.compile_spec_from_keras(config)
     assert _EVIL not in sys.modules
+
+
+@pytest.mark.parametrize("name", NEEDS_TENSORFLOW)
+def test_tensorflow_only_layers_load_from_keras_shaped_configs(name):
+    # Keras builds these only with TensorFlow, so no Keras-made config is in the table:
+    # the config below adds to what minidl writes the fields that Keras 3.15's get_config
+    # adds (index_lookup.py: oov_method, salt; its preprocessing layers' dtype policy).
+    _, layer = sample_layer(name)
+    written = kconfig.layer_spec_to_keras(layer)
+    if name in ("StringLookup", "IntegerLookup"):
+        written["config"].update(oov_method="floormod", salt=None)
+    _same_layer(LAYERS.get(kconfig.layer_spec_from_keras(copy.deepcopy(written)), base=Layer),
+                layer, name)
+    if name in ("StringLookup", "IntegerLookup"):
+        written["config"]["oov_method"] = "farmhash"
+        with pytest.raises(ValueError, match=f"\\({name}\\).*oov_method='farmhash'"):
+            kconfig.layer_spec_from_keras(written)
 
 
 def test_keras_functions_load_by_name():

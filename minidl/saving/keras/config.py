@@ -41,6 +41,9 @@ _KERAS_ONLY_LAYER_ARGS = {
     "Flatten": {"data_format": "channels_last"},
     "RandomContrast": {"data_format": "channels_last"},
     "RandomBrightness": {"data_format": "channels_last"},
+    # How Keras's lookups hash out-of-vocabulary tokens into their OOV buckets.
+    "StringLookup": {"oov_method": "floormod", "salt": None},
+    "IntegerLookup": {"oov_method": "floormod", "salt": None},
     # Keras 2's RNN layers: the batch-major layout is the only one minidl has.
     "LSTM": {"time_major": False},
     "GRU": {"time_major": False},
