@@ -397,6 +397,8 @@ def test_keras2_sequential_loads():
     training = kconfig.compile_spec_from_keras(config["sequential"]["training_config"])
     assert training["optimizer"]["config"]["learning_rate"] == pytest.approx(0.001)
     assert training["loss"] == "categorical_crossentropy"
+    assert training["metrics"] == [{"class_name": "CategoricalAccuracy",
+                                    "config": {"name": "accuracy"}}]
     _compile_from_config(model, training)
     assert type(model.optimizer).__name__ == "Adam" and model.compiled
 
@@ -414,6 +416,8 @@ def test_keras2_functional_loads():
     assert tuple(model.outputs[0].shape) == (None, 1)
     training = kconfig.compile_spec_from_keras(config["functional"]["training_config"])
     assert training["optimizer"]["class_name"] == "SGD"
+    assert training["loss"]["config"]["reduction"] == "sum_over_batch_size"  # Keras 2's 'auto'
+    assert training["loss"]["config"]["from_logits"] is False
     assert training["optimizer"]["config"]["learning_rate"] == pytest.approx(0.01)
     _compile_from_config(model, training)
     assert model.optimizer.get_config()["momentum"] == pytest.approx(0.9)

@@ -978,8 +978,16 @@ def compile_spec_from_keras(compile_config):
             "loss": _structure_from_keras(compile_config.get("loss"), _loss_from_keras,
                                           f"{where} field 'loss'"),
             "loss_weights": _plain(compile_config.get("loss_weights"), where),
-            "metrics": _structure_from_keras(compile_config.get("metrics"),
+            "metrics": _structure_from_keras(_one_output_metrics(compile_config.get("metrics")),
                                              _metric_from_keras, f"{where} field 'metrics'")}
+
+
+def _one_output_metrics(structure):
+    """Keras 2 saved a trained model's metrics per output, ``[[...]]`` for one output;
+    minidl takes a single output's metrics as one list."""
+    if isinstance(structure, list) and len(structure) == 1 and isinstance(structure[0], list):
+        return structure[0]
+    return structure
 
 
 def _optimizer_from_keras(value, where):
@@ -1027,7 +1035,11 @@ def _loss_from_keras(value, where):
         except ValueError as error:
             _fail(where, str(error))
         return value
-    return _object_from_keras(value, losses.LOSSES, where, _KERAS_ONLY_LOSS_ARGS)
+    spec = _object_from_keras(value, losses.LOSSES, where, _KERAS_ONLY_LOSS_ARGS)
+    if spec["config"].get("reduction") == "auto":
+        # Keras 2's default, which fit and evaluate take as sum_over_batch_size.
+        spec["config"]["reduction"] = "sum_over_batch_size"
+    return spec
 
 
 def _metric_from_keras(value, where):
@@ -1041,7 +1053,42 @@ def _metric_from_keras(value, where):
         except ValueError as error:
             _fail(where, str(error))
         return value
+    if isinstance(value, dict) and value.get("class_name") == "MeanMetricWrapper":
+        return _keras2_metric_wrapper(value, where)
     return _object_from_keras(value, metrics.METRICS, where, _KERAS_ONLY_METRIC_ARGS)
+
+
+def _keras2_metric_wrapper(value, where):
+    """Keras 2's ``MeanMetricWrapper`` of a built-in function (``{"name": "accuracy", "fn":
+    "categorical_accuracy"}``): minidl's metric class of that function, under that name
+    (CategoricalAccuracy named 'accuracy'), or minidl's wrapper of the function."""
+    extra = sorted(str(key) for key in value if key not in _OBJECT_KEYS)
+    config = value.get("config")
+    if extra or not isinstance(config, dict):
+        _fail(where, f"a MeanMetricWrapper must be {{'class_name', 'config'}}; received "
+                     f"{value!r:.200}")
+    if not _is_keras_module(value.get("module")):
+        _fail(where, f"a metric of module {value.get('module')!r:.100} is not Keras's")
+    unknown = sorted(str(key) for key in config if key not in ("name", "dtype", "fn"))
+    if unknown or config.get("dtype") not in (None, "float32"):
+        _fail(where, f"a MeanMetricWrapper config holds name, fn and a float32 dtype; "
+                     f"received {config!r:.200}")
+    fn, name = config.get("fn"), config.get("name")
+    if isinstance(fn, dict) and fn.get("class_name") == "function":
+        fn = _function_name(fn, where)
+    if not isinstance(fn, str) or not (name is None or isinstance(name, str)):
+        _fail(where, f"fn must be a function's name and name a string; received "
+                     f"{config!r:.200}")
+    try:
+        cls = metrics.METRICS.lookup(fn)
+    except ValueError:
+        spec = {"class_name": "MeanMetricWrapper", "config": {"fn": fn, "name": name or fn}}
+        try:
+            metrics.get(spec)
+        except (ValueError, TypeError) as error:
+            _fail(where, str(error))
+        return spec
+    return {"class_name": cls.__name__, "config": {"name": name or fn}}
 
 
 def compile_config_to_keras(model):
