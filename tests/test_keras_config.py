@@ -621,6 +621,19 @@ def test_keras_only_arguments_at_their_defaults_are_dropped():
     assert optimizer["config"] == {"learning_rate": 0.5}
 
 
+def test_keras2_decay_becomes_an_inverse_time_decay():
+    spec = kconfig.compile_spec_from_keras({"optimizer_config": {
+        "class_name": "SGD", "config": {"name": "SGD", "lr": 0.1, "decay": 0.01,
+                                        "momentum": 0.0, "nesterov": False}},
+        "loss": "mse"})
+    model = _mlp()
+    _compile_from_config(model, spec)
+    schedule = schedules.SCHEDULES.get(model.optimizer.get_config()["learning_rate"])
+    # Keras 2: lr / (1 + decay * iterations).
+    for step in (0, 1, 10, 1000):
+        assert float(schedule(step)) == pytest.approx(0.1 / (1 + 0.01 * step))
+
+
 def test_registered_custom_layer_loads_by_its_registered_name():
     from minidl.saving import register_serializable
 

@@ -1004,6 +1004,16 @@ def _optimizer_from_keras(value, where):
     config = dict(config)
     if "lr" in config and "learning_rate" not in config:
         config["learning_rate"] = config.pop("lr")  # Keras 2.2 and older
+    decay = config.get("decay")
+    if isinstance(decay, numbers.Real) and not isinstance(decay, bool) and decay > 0 and \
+            isinstance(config.get("learning_rate"), numbers.Real):
+        # Keras 2's legacy optimizers scaled the rate by 1 / (1 + decay * iterations):
+        # an InverseTimeDecay of one step.
+        config["learning_rate"] = {
+            "class_name": "InverseTimeDecay",
+            "config": {"initial_learning_rate": config["learning_rate"], "decay_steps": 1,
+                       "decay_rate": decay}}
+        del config["decay"]
     return {"class_name": _minidl_name(cls, value),
             "config": _config_from_keras(cls, config, where, _KERAS_ONLY_OPTIMIZER_ARGS,
                                          ignored=_KERAS2_IGNORED_OPTIMIZER_ARGS)}
