@@ -22,6 +22,7 @@ from minidl.layers import (GRU, LSTM, Activation, Add, BatchNormalization, Bidir
                            GlobalAveragePooling2D, MaxPooling2D, TimeDistributed)
 from minidl.layers.base import LAYERS, Layer
 from minidl.models import Model, Sequential
+from minidl.saving.keras import compile_settings
 from minidl.saving.keras import config as kconfig
 from minidl.saving.model_io import _compile_from_config, _model_from_spec, model_config
 from minidl.utils.registry import serialize
@@ -153,9 +154,9 @@ def _object_from_keras(kind, obj):
     if kind == "optimizer":
         return kconfig.compile_spec_from_keras({"optimizer": obj, "loss": None})["optimizer"]
     if kind == "loss":
-        return kconfig._loss_from_keras(obj, "loss")
+        return compile_settings._loss_from_keras(obj, "loss")
     if kind == "metric":
-        return kconfig._metric_from_keras(obj, "metric")
+        return compile_settings._metric_from_keras(obj, "metric")
     registry = {"schedule": schedules.SCHEDULES, "initializer": initializers.INITIALIZERS,
                 "regularizer": regularizers.REGULARIZERS,
                 "constraint": constraints.CONSTRAINTS}[kind]
