@@ -332,8 +332,8 @@ def test_keras_reads_the_model_config(name):
     else:
         assert _canonical(model_config(again)) == _canonical(model_config(model))
     _compile_from_config(again, kconfig.compile_spec_from_keras(read["compile_config"]))
-    assert again.optimizer.get_config() == pytest.approx(model.optimizer.get_config()) or \
-        _json_equal(model.optimizer.get_config(), again.optimizer.get_config())
+    # Keras keeps the learning rate as float32 (0.10000000149011612).
+    assert _json_equal(model.optimizer.get_config(), again.optimizer.get_config())
 
 
 def _ops_model():

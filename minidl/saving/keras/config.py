@@ -477,6 +477,8 @@ def _functional_from_keras(config, where, depth):
             continue
         layer = _layer_from_keras(spec, entry_where, depth + 1)
         name = spec.get("name", _layer_name(spec))
+        if not isinstance(name, str):
+            _fail(entry_where, f"a layer's name must be a string; received {name!r:.100}")
         if layer["class_name"] == "Functional" or (keras2 and _keras2_counts_from_1(spec)):
             counted_from_1.add(name)
         out_layers.append((layer, name, spec.get("inbound_nodes", []), entry_where))
