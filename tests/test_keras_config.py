@@ -138,43 +138,37 @@ def test_keras_reads_the_layer_config(name):
 
 # ---- objects: optimizers, schedules, losses, metrics, initializers, ... ----
 
-_KINDS = {"optimizer": optimizers, "schedule": schedules, "loss": losses, "metric": metrics,
-          "initializer": initializers, "regularizer": regularizers,
-          "constraint": constraints}
+_REGISTRIES = {"optimizer": optimizers.OPTIMIZERS, "schedule": schedules.SCHEDULES,
+               "loss": losses.LOSSES, "metric": metrics.METRICS,
+               "initializer": initializers.INITIALIZERS,
+               "regularizer": regularizers.REGULARIZERS, "constraint": constraints.CONSTRAINTS}
 _SAMPLES = {"schedule": SCHEDULE_SAMPLES, "metric": METRIC_SAMPLES}
 
 
-def _minidl_object(kind, spec):
+def _object_from_keras(kind, obj):
+    """minidl's object of Keras's serialized ``obj``, through the translation of its kind."""
+    if kind == "optimizer":
+        spec = kconfig.compile_spec_from_keras({"optimizer": obj, "loss": None})["optimizer"]
+    elif kind == "loss":
+        spec = compile_settings._loss_from_keras(obj, "loss")
+    elif kind == "metric":
+        spec = compile_settings._metric_from_keras(obj, "metric")
+    else:
+        spec = kconfig._object_from_keras(obj, _REGISTRIES[kind], kind,
+                                          kconfig._KERAS_ONLY_INITIALIZER_ARGS)
     if kind == "schedule":
         return schedules.SCHEDULES.get(spec)
-    return _KINDS[kind].get(spec)
-
-
-def _object_from_keras(kind, obj):
-    if kind == "optimizer":
-        return kconfig.compile_spec_from_keras({"optimizer": obj, "loss": None})["optimizer"]
-    if kind == "loss":
-        return compile_settings._loss_from_keras(obj, "loss")
-    if kind == "metric":
-        return compile_settings._metric_from_keras(obj, "metric")
-    registry = {"schedule": schedules.SCHEDULES, "initializer": initializers.INITIALIZERS,
-                "regularizer": regularizers.REGULARIZERS,
-                "constraint": constraints.CONSTRAINTS}[kind]
-    return kconfig._object_from_keras(obj, registry, kind, kconfig._KERAS_ONLY_INITIALIZER_ARGS)
+    return {"optimizer": optimizers, "loss": losses, "metric": metrics,
+            "initializer": initializers, "regularizer": regularizers,
+            "constraint": constraints}[kind].get(spec)
 
 
 @pytest.mark.parametrize("kind,name", [(kind, name) for kind in sorted(KERAS["objects"])
                                        for name in sorted(KERAS["objects"][kind])])
 def test_objects_from_keras_configs(kind, name):
-    registry = {"optimizer": optimizers.OPTIMIZERS, "schedule": schedules.SCHEDULES,
-                "loss": losses.LOSSES, "metric": metrics.METRICS,
-                "initializer": initializers.INITIALIZERS,
-                "regularizer": regularizers.REGULARIZERS,
-                "constraint": constraints.CONSTRAINTS}[kind]
     sample = _SAMPLES.get(kind, {}).get(name, {})
-    expected = registry.lookup(name)(**sample).get_config()
-    got = _minidl_object(kind, _object_from_keras(kind, copy.deepcopy(
-        KERAS["objects"][kind][name]))).get_config()
+    expected = _REGISTRIES[kind].lookup(name)(**sample).get_config()
+    got = _object_from_keras(kind, copy.deepcopy(KERAS["objects"][kind][name])).get_config()
     if kind == "optimizer":
         # Keras names an optimizer 'sgd', 'rmsprop'; minidl keeps the name it is given.
         expected.pop("name"), got.pop("name")
@@ -186,12 +180,7 @@ def test_objects_from_keras_configs(kind, name):
 
 def test_every_registered_optimizer_schedule_loss_metric_is_in_the_table():
     from hostile_configs import builtin_classes
-    for kind, registry in (("optimizer", optimizers.OPTIMIZERS),
-                           ("schedule", schedules.SCHEDULES), ("loss", losses.LOSSES),
-                           ("metric", metrics.METRICS),
-                           ("initializer", initializers.INITIALIZERS),
-                           ("regularizer", regularizers.REGULARIZERS),
-                           ("constraint", constraints.CONSTRAINTS)):
+    for kind, registry in _REGISTRIES.items():
         names = {cls.__name__ for cls in builtin_classes(registry)} - {
             "Constraint", "LossFunctionWrapper", "MeanMetricWrapper", "LossMean"}
         assert names <= set(KERAS["objects"][kind]), (kind, names - set(KERAS["objects"][kind]))
