@@ -214,7 +214,7 @@ def _check_attributes(obj, path, what, size):
         attr = attrs.get_id(name)
         declared = int(attr.shape and np.prod(attr.shape, dtype=object) or 1) \
             * attr.dtype.itemsize
-        if declared > size or attr.get_storage_size() > size:
+        if declared > size:
             raise h5_error(what, f"attribute {name!r:.100} of '{path}' declares {declared} "
                                  f"bytes, more than the file's {size}")
     return len(names)
