@@ -269,6 +269,14 @@ def load_keras_weights(model, source):
         layout.set_keras_optimizer_values(model, optimizer_values)
 
 
+def is_legacy_h5(path):
+    """Whether the HDF5 file at ``path`` is in Keras's legacy layout (a ``.h5`` model file
+    with ``model_weights``, or a legacy weights file with ``layer_names``) rather than
+    Keras 3's ``.weights.h5`` layout. The file is validated as any read (``open_h5``)."""
+    with _h5().open_h5(path, f"'{os.fspath(path)}'") as h5file:
+        return "model_weights" in h5file or "layer_names" in h5file.attrs
+
+
 def _is_zip(path):
     return file_kind(path) in ("keras", "zip")
 
