@@ -209,7 +209,8 @@ def _check_attributes(obj, path, what, size):
     attrs = obj.attrs
     names = list(attrs)
     if len(names) > _MAX_OBJECTS:
-        raise h5_error(what, f"'{path}' holds {len(names)} attributes")
+        raise h5_error(what, f"it holds more than {_MAX_OBJECTS} objects and attributes "
+                             f"(at '{path}'), far more than a model has")
     for name in names:
         attr = attrs.get_id(name)
         declared = int(attr.shape and np.prod(attr.shape, dtype=object) or 1) \

@@ -61,24 +61,49 @@ def legacy_weights(layer):
             + [v for v in weights if id(v) not in trainable])
 
 
-def _weight_names(model, layer, variables):
-    """The names Keras 3 gives the layer's weights in a legacy file (the variables'
-    paths: ``sequential/dense/kernel`` in a Sequential, ``dense/kernel`` in a functional
-    model), made unique within the layer."""
-    prefix = f"{model.name}/" if type(model).__name__ == "Sequential" else ""
-    names, seen = [], set()
-    for variable in variables:
+_CELLS = {"SimpleRNN": "simple_rnn_cell", "LSTM": "lstm_cell", "GRU": "gru_cell"}
+
+
+def _is_sequential(layer):
+    return type(layer).__name__ == "Sequential"
+
+
+def _keras_paths(layer, prefix, out):
+    """Fill ``out`` (id(variable) -> path) with the paths Keras 3 gives the variables of
+    ``layer``: a Sequential scopes its layers' names under its own, a functional model does
+    not, a recurrent layer keeps its weights in a cell (``lstm/lstm_cell/kernel``)."""
+    sublayers = getattr(layer, "layers", None)
+    if isinstance(sublayers, list) and hasattr(layer, "inputs"):
+        inner = f"{prefix}{layer.name}/" if _is_sequential(layer) else prefix
+        for sublayer in sublayers:
+            _keras_paths(sublayer, inner, out)
+        return
+    cell = _CELLS.get(type(layer).__name__)
+    for variable in layer.weights:
         path = getattr(variable, "path", None) or f"{layer.name}/{variable.name}"
-        if not path.startswith(f"{layer.name}/"):
+        if cell and path == f"{layer.name}/{variable.name}":
+            path = f"{layer.name}/{cell}/{variable.name}"
+        elif not path.startswith(f"{layer.name}/"):
             path = f"{layer.name}/{path}"
-        name = base = f"{prefix}{path}"
-        count = 1
-        while name in seen or any(name.startswith(s + "/") or s.startswith(name + "/")
-                                  for s in seen):
+        out.setdefault(id(variable), f"{prefix}{path}")
+
+
+def _weight_names(model):
+    """id(variable) -> the name Keras 3 gives it in a legacy file (its path:
+    ``sequential/dense/kernel`` in a Sequential, ``dense/kernel`` in a functional model),
+    unique within the model."""
+    paths = {}
+    prefix = f"{model.name}/" if _is_sequential(model) else ""
+    for layer in model.layers:
+        _keras_paths(layer, prefix, paths)
+    seen, names = set(), {}
+    for key, base in paths.items():
+        name, count = base, 1
+        while name in seen:
             name = f"{base}_{count}"
             count += 1
         seen.add(name)
-        names.append(name)
+        names[key] = name
     return names
 
 
@@ -110,15 +135,16 @@ def _write_layer_weights(group, model):
     _set_list_attribute(group, "layer_names", [n.encode("utf8") for n in names])
     group.attrs["backend"] = b"minidl"
     group.attrs["keras_version"] = KERAS_VERSION.encode("utf8")
+    names = _weight_names(model)
     # Sorted by name, as Keras: groups then never have a name that prefixes a later one.
     for layer in sorted(layers, key=lambda layer: layer.name):
-        _write_weight_group(group.create_group(layer.name), model, layer)
+        _write_weight_group(group.create_group(layer.name), layer, names)
     _set_list_attribute(group.create_group(_TOP_LEVEL), "weight_names", [])
 
 
-def _write_weight_group(group, model, layer):
+def _write_weight_group(group, layer, all_names):
     variables = legacy_weights(layer)
-    names = _weight_names(model, layer, variables)
+    names = [all_names[id(v)] for v in variables]
     _set_list_attribute(group, "weight_names", [n.encode("utf8") for n in names])
     for name, variable in zip(names, variables):
         group.create_dataset(name, data=np.asarray(variable.value))
@@ -157,14 +183,14 @@ def _write_optimizer_weights(h5file, model):
     if not optimizer.built or {id(v) for v in variables} != {id(v) for v in
                                                              optimizer._variables}:
         return   # no state yet: Keras builds a fresh one on load
-    names = {id(v.value): v.path.replace("/", "_") for v in model.trainable_weights}
-    prefix = f"{model.name}_" if type(model).__name__ == "Sequential" else ""
+    paths = _weight_names(model)
+    names = {id(v.value): paths[id(v)].replace("/", "_") for v in model.trainable_weights}
     group = h5file.create_group("optimizer_weights")
     weight_names, values = [], []
     for suffix, value in _optimizer_entries(optimizer, variables):
         index, _, slot = suffix.partition("_")
         if index.isdigit():
-            suffix = f"{prefix}{names[id(variables[int(index)])]}_{slot}"
+            suffix = f"{names[id(variables[int(index)])]}_{slot}"
         weight_names.append(f"{optimizer.name}/{suffix}")
         values.append(value)
     _set_list_attribute(group, "weight_names", [n.encode("utf8") for n in weight_names])
