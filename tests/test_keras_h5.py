@@ -18,6 +18,7 @@ from minidl.saving import InvalidModelFileError  # noqa: E402
 from minidl.saving.keras import h5, legacy_h5  # noqa: E402
 
 import hostile_configs  # noqa: E402
+from loader_corpus_h5 import HOSTILE_EDITS, edited_copy as _with  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "keras")
 FIXTURES = ("mlp", "cnn_bn", "residual", "nested", "lstm_text")
@@ -53,158 +54,6 @@ def legacy_file(tmp_path):
 
 # ---- the validated reader ----
 
-def _with(path, edit):
-    """Apply ``edit(h5file)`` to a copy of the file at ``path``; returns the copy's path."""
-    out = path[:-3] + "_edited.h5"
-    with open(path, "rb") as f, open(out, "wb") as g:
-        g.write(f.read())
-    with h5py.File(out, "a") as f:
-        edit(f)
-    return out
-
-
-def _external_link(f):
-    _first_weighted(f)["extra"] = h5py.ExternalLink("/etc/passwd", "/x")
-
-
-def _soft_link(f):
-    f["model_weights/alias"] = h5py.SoftLink(_first_weighted(f).name)
-
-
-def _virtual(f):
-    layout = h5py.VirtualLayout((4,), "f4")
-    layout[:] = h5py.VirtualSource("other.h5", "x", shape=(4,))
-    f.create_virtual_dataset("model_weights/virtual", layout)
-
-
-def _external_storage(f):
-    f.create_dataset("model_weights/raw", shape=(4,), dtype="f4",
-                     external=[("raw.bin", 0, 16)])
-
-
-def _huge_shape(f):
-    f.create_dataset("model_weights/huge", shape=(2 ** 20, 2 ** 20), dtype="f4")
-
-
-def _huge_compressed(f):
-    f.create_dataset("model_weights/huge", shape=(2 ** 26,), dtype="f4", chunks=(2 ** 16,),
-                     compression="gzip")
-
-
-def _huge_chunks(f):
-    f.create_dataset("model_weights/chunky", shape=(4,), maxshape=(None,), dtype="f4",
-                     chunks=(2 ** 28,))
-
-
-def _first_weighted(f):
-    """The group of the first layer with weights in a legacy file."""
-    group = f["model_weights"]
-    for name in group.attrs["layer_names"]:
-        name = name.decode() if isinstance(name, bytes) else name
-        if len(group[name].attrs["weight_names"]):
-            return group[name]
-
-
-def _string_weight(f):
-    group = _first_weighted(f)
-    name = group.attrs["weight_names"][0]
-    name = name.decode() if isinstance(name, bytes) else name
-    del group[name]
-    group[name] = np.array([b"not", b"numbers"])
-
-
-def _compound_weight(f):
-    f["model_weights/compound"] = np.zeros(3, dtype=[("a", "f4"), ("b", "i4")])
-
-
-def _plugin_filter(f):
-    f.create_dataset("model_weights/blosc", data=np.ones(16, "f4"), compression=32001,
-                     allow_unknown_filter=True)
-
-
-def _named_datatype(f):
-    f["model_weights/type"] = np.dtype("f4")
-
-
-def _bad_json(f):
-    f.attrs["model_config"] = b'{"class_name": "Sequential", "config": ['
-
-
-def _deep_json(f):
-    f.attrs["model_config"] = b"[" * 100_000 + b"]" * 100_000
-
-
-def _numeric_config(f):
-    f.attrs["model_config"] = np.arange(3)
-
-
-def _layer_names_not_text(f):
-    f["model_weights"].attrs["layer_names"] = np.arange(3)
-
-
-def _missing_weight(f):
-    group = _first_weighted(f)
-    name = group.attrs["weight_names"][0]
-    del group[name.decode() if isinstance(name, bytes) else name]
-
-
-def _wrong_shape_weight(f):
-    group = _first_weighted(f)
-    name = group.attrs["weight_names"][0]
-    name = name.decode() if isinstance(name, bytes) else name
-    del group[name]
-    group[name] = np.zeros((7, 7), "f4")
-
-
-def _unknown_class(f):
-    config = json.loads(f.attrs["model_config"])
-    config["config"]["layers"][1]["class_name"] = "os.system"
-    f.attrs["model_config"] = json.dumps(config).encode()
-
-
-def _lambda(f):
-    config = json.loads(f.attrs["model_config"])
-    config["config"]["layers"][1] = {"class_name": "Lambda", "config": {
-        "name": "evil", "function": {"class_name": "__lambda__", "config": {
-            "code": "4wEAAAAAAAAA", "defaults": None, "closure": None}}}}
-    f.attrs["model_config"] = json.dumps(config).encode()
-
-
-def _module_path(f):
-    config = json.loads(f.attrs["model_config"])
-    config["config"]["layers"][1].update(module="evil_module", registered_name="Dense")
-    f.attrs["model_config"] = json.dumps(config).encode()
-
-
-def _keras1(f):
-    f["model_weights"].attrs["keras_version"] = b"1.2.2"
-
-
-HOSTILE_EDITS = {
-    "external_link": (_external_link, "external link"),
-    "soft_link": (_soft_link, "soft link"),
-    "virtual_dataset": (_virtual, "virtual dataset"),
-    "external_storage": (_external_storage, "external files"),
-    "huge_declared_shape": (_huge_shape, "more than the file"),
-    "huge_compressed_dataset": (_huge_compressed, "more than the file"),
-    "huge_chunks": (_huge_chunks, "chunks of"),
-    "string_weight": (_string_weight, "not numbers"),
-    "compound_weight": (_compound_weight, "not numbers"),
-    "plugin_filter": (_plugin_filter, "filter 32001"),
-    "named_datatype": (_named_datatype, "not a group or dataset"),
-    "bad_json": (_bad_json, "not valid JSON"),
-    "deep_json": (_deep_json, "model_config"),
-    "numeric_config": (_numeric_config, "not one JSON text"),
-    "layer_names_not_text": (_layer_names_not_text, "not text"),
-    "missing_weight": (_missing_weight, "is missing"),
-    "wrong_shape_weight": (_wrong_shape_weight, "expects"),
-    "unknown_class": (_unknown_class, "os.system"),
-    "lambda": (_lambda, "Lambda"),
-    "module_path": (_module_path, "evil_module"),
-    "keras_1": (_keras1, "Keras '1.2.2'"),
-}
-
-
 @pytest.mark.parametrize("case", sorted(HOSTILE_EDITS))
 def test_hostile_h5_is_refused_clearly_and_writes_nothing(legacy_file, case):
     path, _ = legacy_file
@@ -236,15 +85,19 @@ def test_cycles_and_object_floods_stop_at_the_object_bound(tmp_path, monkeypatch
     with h5py.File(path, "w") as f:
         group = f.create_group("g")
         group["loop"] = group   # a hard link back to itself: an endless tree
-    monkeypatch.setattr(h5, "_MAX_OBJECTS", 50)
-    with pytest.raises(InvalidModelFileError, match="more than 50 objects"):
+    with pytest.raises(InvalidModelFileError, match="'/g' is reached by 2 links"):
         h5.open_h5(path)
-    flood = str(tmp_path / "flood.h5")
-    with h5py.File(flood, "w") as f:
-        for i in range(60):
-            f.attrs[f"a{i}"] = i
-    with pytest.raises(InvalidModelFileError, match="more than 50 objects"):
-        h5.open_h5(flood)
+    monkeypatch.setattr(h5, "_MAX_OBJECTS", 50)
+    for kind in ("links", "attributes"):
+        flood = str(tmp_path / f"{kind}.h5")
+        with h5py.File(flood, "w") as f:
+            for i in range(60):
+                if kind == "links":
+                    f.create_group(f"g{i}")
+                else:
+                    f.attrs[f"a{i}"] = i
+        with pytest.raises(InvalidModelFileError, match="more than 50 objects"):
+            h5.open_h5(flood)
 
 
 def test_truncated_and_flipped_files(legacy_file, tmp_path):

@@ -504,16 +504,23 @@ def _load_optimizer_weights(model, h5file, what):
                 what, f"optimizer variable '{name}' has shape {value.shape}, expected "
                       f"{np.shape(target)}")
         values.append((kind, target, value))
+    for kind, _, value in values:
+        if kind in ("iteration", "learning_rate") and not (np.isfinite(value) and value >= 0):
+            raise h5.h5_error(what, f"optimizer {kind} {float(value)!r} is not a finite number "
+                                    f">= 0")
     iterations = None
     with model.writing_weights():
         for kind, target, value in values:
             if kind == "iteration":
                 iterations = int(value)
             elif kind == "learning_rate":
-                optimizer.learning_rate = float(value)
+                # Stored as float32 (Keras's variable): keep the config's more precise
+                # value where it is the same number.
+                if np.float32(optimizer.learning_rate) != np.float32(value):
+                    optimizer.learning_rate = float(value)
             elif kind != "u_product":   # Nadam recomputes it from the step count
                 target[...] = value
-    if iterations is not None and iterations >= 0:
+    if iterations is not None:
         optimizer.iterations = iterations
 
 
