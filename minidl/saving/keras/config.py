@@ -53,6 +53,10 @@ _KERAS2_IGNORED_LAYER_ARGS = {
     "LSTM": ("implementation",), "GRU": ("implementation",), "SimpleRNN": ("implementation",),
     "Embedding": ("input_length",),
 }
+# Layers without weights whose Keras constructor takes no ``trainable``: left out when
+# writing (it changes nothing on a layer without weights).
+_NO_TRAINABLE_IN_KERAS = ("Discretization", "SpatialDropout1D", "SpatialDropout2D",
+                          "SpatialDropout3D")
 _KERAS_ONLY_OPTIMIZER_ARGS = {"use_ema": False, "ema_momentum": 0.99,
                               "ema_overwrite_frequency": None,
                               "gradient_accumulation_steps": None, "decay": 0.0}
@@ -365,8 +369,14 @@ def _layer_from_keras(spec, where, depth):
         # Keras 2 put the model's input shape on its first layer; the caller makes an
         # InputLayer of it.
         ignored = ignored + ("batch_input_shape",)
-    return {"class_name": class_name,
-            "config": _config_from_keras(cls, config, where, keras_only, depth, ignored)}
+    config = _config_from_keras(cls, config, where, keras_only, depth, ignored)
+    axis = config.get("axis")
+    if cls.__name__ in _ONE_AXIS_AS_INT and isinstance(axis, list) and len(axis) == 1:
+        config["axis"] = axis[0]  # Keras keeps the axis it was given as a list
+    return {"class_name": class_name, "config": config}
+
+
+_ONE_AXIS_AS_INT = ("LayerNormalization", "Normalization", "BatchNormalization")
 
 
 def _input_layer_from_keras2(config):
@@ -440,6 +450,9 @@ def _functional_from_keras(config, where, depth):
     out_layers = []
     for i, spec in enumerate(layers):
         entry_where = f"{where} layers[{i}]"
+        if _is_op_entry(spec):
+            out_layers.append(_op_from_keras(spec, entry_where))
+            continue
         layer = _layer_from_keras(spec, entry_where, depth + 1)
         name = spec.get("name", _layer_name(spec))
         nodes = spec.get("inbound_nodes", [])
@@ -456,6 +469,122 @@ def _functional_from_keras(config, where, depth):
     if out["name"] is None:
         del out["name"]
     return out
+
+
+# ---- ops on symbolic tensors (Keras's operations, minidl's OpLayer) ----
+
+# The Keras module of each op that is not in keras.src.ops.numpy.
+_OP_MODULES = {
+    "keras.src.ops.nn": ("relu", "relu6", "sigmoid", "softplus", "softsign", "silu", "swish",
+                         "log_sigmoid", "leaky_relu", "hard_sigmoid", "hard_silu",
+                         "hard_swish", "elu", "selu", "gelu", "softmax", "log_softmax",
+                         "one_hot", "moments", "normalize"),
+    "keras.src.ops.math": ("logsumexp", "top_k", "in_top_k", "segment_sum", "segment_max",
+                           "erf"),
+    "keras.src.ops.core": ("cast", "slice", "stop_gradient"),
+}
+# Keras's class names that are not the CamelCase of minidl's op name.
+_OP_CLASS_NAMES = {"abs": "Absolute", "relu6": "Relu6"}
+
+
+def _op_module(op):
+    return next((module for module, names in _OP_MODULES.items() if op in names),
+                "keras.src.ops.numpy")
+
+
+def _op_class_name(op):
+    return _OP_CLASS_NAMES.get(op) or "".join(part.capitalize() for part in op.split("_"))
+
+
+def _is_op_entry(spec):
+    module = spec.get("module") if isinstance(spec, dict) else None
+    return isinstance(module, str) and (module.startswith("keras.src.ops.")
+                                        or module.startswith("keras.ops"))
+
+
+def _op_from_keras(spec, where):
+    """A Keras operation node (``x * 2.0``, the ``not_equal`` of an Embedding's mask) ->
+    minidl's OpLayer: the op's constructor arguments become its keyword arguments, the
+    call's tensors its inputs."""
+    from minidl import ops
+    name = spec.get("name")
+    class_name = spec.get("class_name")
+    where = f"{where} {name!r:.100} ({str(class_name)[:60]})"
+    extra = sorted(str(key) for key in spec if key not in _LAYER_KEYS)
+    if extra:
+        _fail(where, f"unknown keys {', '.join(extra)[:200]}")
+    if not isinstance(class_name, str) or not isinstance(name, str):
+        _fail(where, "an op needs a class_name and a name")
+    op = re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
+    op = {"absolute": "abs"}.get(op, op)
+    if op not in ops._RAW_OPS or op in ("shape", "convert_to_numpy"):
+        _fail(where, f"class_name={class_name!r}: minidl has no op {op!r} among minidl.ops")
+    config = spec.get("config") or {}
+    if not isinstance(config, dict):
+        _fail(where, f"config must be an object; received {config!r:.200}")
+    kwargs = {key: _plain(value, f"{where} field {key!r}") for key, value in config.items()
+              if key not in ("name", "dtype")}
+    nodes = spec.get("inbound_nodes")
+    if not isinstance(nodes, list) or len(nodes) != 1 or not isinstance(nodes[0], dict):
+        _fail(where, f"an op node must have one call {{'args', 'kwargs'}}; received "
+                     f"inbound_nodes={nodes!r:.200}")
+    node = nodes[0]
+    inputs, seen = [], {}
+
+    def template(value, depth=0):
+        if depth > _MAX_DEPTH:
+            _fail(where, "the call's arguments nest too deeply")
+        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+            tensor = _tensors_from_keras(value, where)
+            key = repr(tensor["config"].get("keras_history"))
+            if key not in seen:
+                seen[key] = len(inputs)
+                inputs.append(tensor)
+            return {"__input__": seen[key]}
+        if isinstance(value, list):
+            return [template(item, depth + 1) for item in value]
+        return _plain(value, where)
+
+    args = node.get("args", [])
+    call_kwargs = node.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(call_kwargs, dict):
+        _fail(where, f"a call must be {{'args': [...], 'kwargs': {{...}}}}; received "
+                     f"{node!r:.200}")
+    args = [template(arg) for arg in args]
+    kwargs.update({key: template(value) for key, value in call_kwargs.items()})
+    return {"class_name": "OpLayer",
+            "config": {"name": name, "dtype": "float32", "trainable": True, "op": op,
+                       "args": args, "kwargs": kwargs, "output_index": None},
+            "name": name, "inbound_nodes": [{"args": [inputs], "kwargs": {}}]}
+
+
+def _op_to_keras(spec, where):
+    """minidl's OpLayer entry of a functional config -> Keras's operation node."""
+    config = spec.get("config", {})
+    op = config.get("op")
+    if config.get("output_index") is not None:
+        _fail(where, "an op with several outputs has no Keras operation node")
+    nodes = spec.get("inbound_nodes", [])
+    if len(nodes) != 1:
+        _fail(where, "an op called more than once has no Keras operation node")
+    inputs = nodes[0]["args"][0]
+
+    def fill(value):
+        if isinstance(value, dict) and set(value) == {"__input__"}:
+            return inputs[value["__input__"]]
+        if isinstance(value, list):
+            return [fill(item) for item in value]
+        if isinstance(value, dict) and len(value) == 1 and next(iter(value)).startswith("__"):
+            _fail(where, f"the argument {value!r:.100} has no Keras form")
+        return value
+
+    class_name = _op_class_name(op)
+    return {"module": _op_module(op), "class_name": class_name,
+            "config": {"name": config.get("name"), **{key: fill(value) for key, value
+                                                       in config.get("kwargs", {}).items()}},
+            "registered_name": class_name, "name": spec.get("name"),
+            "inbound_nodes": [{"args": [fill(arg) for arg in config.get("args", [])],
+                               "kwargs": {}}]}
 
 
 def _refs_from_keras(structure, where):
@@ -668,6 +797,8 @@ def _layer_spec_to_keras(spec, where, layer):
             out[key] = _dtype_policy(value)
         elif key == "activity_regularizer" and value is None:
             continue  # Keras's base Layer writes it only when set.
+        elif key == "trainable" and cls.__name__ in _NO_TRAINABLE_IN_KERAS:
+            continue
         else:
             out[key] = _value_to_keras(key, value, field)
     return _keras_object("layer", cls.__name__, out, cls)
@@ -697,6 +828,9 @@ def _functional_to_keras(config, where, model):
     by_name = {layer.name: layer for layer in model.layers} if model is not None else {}
     layers = []
     for i, spec in enumerate(config.get("layers", [])):
+        if spec.get("class_name") == "OpLayer":
+            layers.append(_op_to_keras(spec, f"{where} layers[{i}] {spec.get('name')!r:.100}"))
+            continue
         entry = _layer_spec_to_keras(spec, f"{where} layers[{i}]", by_name.get(spec.get("name")))
         entry["name"] = spec.get("name")
         entry["inbound_nodes"] = spec.get("inbound_nodes", [])
