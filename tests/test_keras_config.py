@@ -237,7 +237,15 @@ def _text():
     return Model(inputs, Dense(1, name="out")(x), name="text")
 
 
-MODELS = {"mlp": _mlp, "cnn_branches": _cnn_branches, "nested": _nested, "text": _text}
+def _nested_output():
+    head_in = Input((3,), name="head_in")
+    head = Model(head_in, Dense(2, name="head_dense")(head_in), name="head")
+    inputs = Input((4,), name="top_in")
+    return Model(inputs, head(Dense(3, name="pre")(inputs)), name="nested_output")
+
+
+MODELS = {"mlp": _mlp, "cnn_branches": _cnn_branches, "nested": _nested,
+          "nested_output": _nested_output, "text": _text}
 
 
 def _architecture(model):

@@ -18,7 +18,6 @@ and field names, so the translation is mostly a walk that:
 Every error is a ValueError that says where in the config it is (layer name and field).
 """
 import inspect
-import math
 import numbers
 import re
 
@@ -77,9 +76,10 @@ _KERAS_MODULES = {"layer": "keras.layers", "initializer": "keras.initializers",
                   "metric": "keras.metrics", "schedule": "keras.optimizers.schedules"}
 _MODEL_MODULES = {"Functional": ("keras.src.models.functional", "Functional"),
                   "Sequential": ("keras", None)}
-_OBJECT_KEYS = ("module", "class_name", "config", "registered_name")
-_LAYER_KEYS = _OBJECT_KEYS + ("build_config", "name", "inbound_nodes", "shared_object_id",
-                              "compile_config")
+# ``shared_object_id`` marks an object that Keras serialized at several places (one
+# initializer instance given to two layers); minidl makes one object per place.
+_OBJECT_KEYS = ("module", "class_name", "config", "registered_name", "shared_object_id")
+_LAYER_KEYS = _OBJECT_KEYS + ("build_config", "name", "inbound_nodes", "compile_config")
 _REFUSED_CLASSES = ("Lambda", "TFOpLambda", "SlicingOpLambda")
 
 
@@ -180,8 +180,6 @@ def _plain(value, where, depth=0):
             _fail(where, f"holds an object of class_name={kind!r:.100}, which minidl does not "
                          f"load in this field")
         return {key: _plain(item, where, depth + 1) for key, item in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return value
     return value
 
 
@@ -451,7 +449,7 @@ def _functional_from_keras(config, where, depth):
     layers = config.get("layers")
     if not isinstance(layers, list):
         _fail(where, f"layers must be a list; received {layers!r:.200}")
-    out_layers = []
+    out_layers, functional = [], set()
     for i, spec in enumerate(layers):
         entry_where = f"{where} layers[{i}]"
         if _is_op_entry(spec):
@@ -459,17 +457,23 @@ def _functional_from_keras(config, where, depth):
             continue
         layer = _layer_from_keras(spec, entry_where, depth + 1)
         name = spec.get("name", _layer_name(spec))
-        nodes = spec.get("inbound_nodes", [])
-        if not isinstance(nodes, list):
-            _fail(entry_where, f"inbound_nodes must be a list; received {nodes!r:.200}")
-        layer["name"] = name
-        layer["inbound_nodes"] = [_node_from_keras(node, f"{entry_where} {name!r:.100}")
-                                  for node in nodes]
-        out_layers.append(layer)
+        if layer["class_name"] == "Functional":
+            functional.add(name)
+        out_layers.append((layer, name, spec.get("inbound_nodes", []), entry_where))
+    for i, entry in enumerate(out_layers):
+        if isinstance(entry, tuple):
+            layer, name, nodes, entry_where = entry
+            if not isinstance(nodes, list):
+                _fail(entry_where, f"inbound_nodes must be a list; received {nodes!r:.200}")
+            layer["name"] = name
+            layer["inbound_nodes"] = [
+                _node_from_keras(node, f"{entry_where} {name!r:.100}", functional)
+                for node in nodes]
+            out_layers[i] = layer
     out = {"name": config.get("name"), "trainable": config.get("trainable", True),
            "layers": out_layers,
-           "input_layers": _refs_from_keras(config.get("input_layers"), where),
-           "output_layers": _refs_from_keras(config.get("output_layers"), where)}
+           "input_layers": _refs_from_keras(config.get("input_layers"), functional, where),
+           "output_layers": _refs_from_keras(config.get("output_layers"), functional, where)}
     if out["name"] is None:
         del out["name"]
     return out
@@ -591,15 +595,37 @@ def _op_to_keras(spec, where):
                                "kwargs": {}}]}
 
 
-def _refs_from_keras(structure, where):
-    """Model inputs / outputs: Keras 2 wrote ``[[name, 0, 0]]`` for one tensor, as Keras 3
-    may; minidl reads the same lists, so only the depth is bounded here."""
-    return _plain(structure, where)
+def _shift_refs(structure, functional, shift, depth=0):
+    """Tensor references ``[name, node, tensor]`` (in lists / objects) with the node index
+    of each nested functional model in ``functional`` moved by ``shift``.
+
+    Keras counts a nested functional model's calls from 1: the model's own construction
+    is its node 0. minidl counts them from 0."""
+    if depth > _MAX_DEPTH:
+        raise ValueError("The model's input_layers / output_layers nest too deeply.")
+    if isinstance(structure, list) and len(structure) == 3 and \
+            isinstance(structure[0], str) and isinstance(structure[1], int):
+        if structure[0] in functional and structure[1] + shift >= 0:
+            return [structure[0], structure[1] + shift, structure[2]]
+        return list(structure)
+    if isinstance(structure, list):
+        return [_shift_refs(item, functional, shift, depth + 1) for item in structure]
+    if isinstance(structure, dict):
+        return {key: _shift_refs(item, functional, shift, depth + 1)
+                for key, item in structure.items()}
+    return structure
 
 
-def _node_from_keras(node, where):
+def _refs_from_keras(structure, functional, where):
+    """Model inputs / outputs (Keras 2 wrote ``[[name, 0, 0]]`` for one tensor, which minidl
+    reads as Keras 3 does), with nested functional models' calls counted from 0."""
+    return _shift_refs(_plain(structure, where), functional, -1)
+
+
+def _node_from_keras(node, where, functional=()):
     """One call of a layer: Keras 3's ``{"args", "kwargs"}`` (tensor kwargs left null,
-    e.g. ``mask``, dropped) or Keras 2's ``[[name, node, tensor, kwargs], ...]``."""
+    e.g. ``mask``, dropped) or Keras 2's ``[[name, node, tensor, kwargs], ...]`` (where, as
+    in input_layers, a nested functional model's calls count from 1)."""
     if isinstance(node, dict):
         if set(node) - {"args", "kwargs"}:
             _fail(where, f"a call must be {{'args': [...], 'kwargs': {{...}}}}; received "
@@ -617,7 +643,8 @@ def _node_from_keras(node, where):
                 _fail(where, f"a Keras 2 inbound node must be a list of [layer name, node "
                              f"index, tensor index, kwargs]; received {ref!r:.200}")
             tensors.append({"class_name": "__keras_tensor__",
-                            "config": {"keras_history": list(ref[:3])}})
+                            "config": {"keras_history": _shift_refs(list(ref[:3]),
+                                                                    functional, -1)}})
             if len(ref) == 4:
                 if not isinstance(ref[3], dict):
                     _fail(where, f"the kwargs of a Keras 2 inbound node must be an object; "
@@ -718,7 +745,7 @@ def _object_to_keras(value, registry, get, kind, where):
     except (ValueError, TypeError) as error:
         _fail(where, str(error))
     cls = type(obj)
-    return _keras_object(kind, cls.__name__, _plain_to_keras(obj.get_config(), where), cls)
+    return _keras_object(kind, cls.__name__, obj.get_config(), cls)
 
 
 def _activation_to_keras(value, where):
@@ -730,10 +757,6 @@ def _activation_to_keras(value, where):
         return name
     _fail(where, f"activation {value!r:.200} has arguments, which a Keras config cannot hold "
                  f"for an activation function; use the layer of that activation instead")
-
-
-def _plain_to_keras(value, where):
-    return value
 
 
 def _value_to_keras(key, value, where):
@@ -845,9 +868,11 @@ def _functional_to_keras(config, where, model):
         entry["name"] = spec.get("name")
         entry["inbound_nodes"] = spec.get("inbound_nodes", [])
         layers.append(entry)
+    functional = {entry["name"] for entry in layers if entry["class_name"] == "Functional"}
     out = {"name": config.get("name"), "trainable": config.get("trainable", True),
-           "layers": layers, "input_layers": config.get("input_layers"),
-           "output_layers": config.get("output_layers")}
+           "layers": layers,
+           "input_layers": _shift_refs(config.get("input_layers"), functional, 1),
+           "output_layers": _shift_refs(config.get("output_layers"), functional, 1)}
     module, registered = _MODEL_MODULES["Functional"]
     return {"module": module, "class_name": "Functional", "config": out,
             "registered_name": registered, "build_config": {"input_shape": None}}
