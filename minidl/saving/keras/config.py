@@ -53,8 +53,9 @@ _KERAS2_IGNORED_LAYER_ARGS = {
     "LSTM": ("implementation",), "GRU": ("implementation",), "SimpleRNN": ("implementation",),
     "Embedding": ("input_length",),
 }
-# Layers without weights whose Keras constructor takes no ``trainable``: left out when
-# writing (it changes nothing on a layer without weights).
+# Layers without weights whose Keras constructor takes no ``trainable`` (left out when
+# writing: it changes nothing on a layer without weights) and whose dtype Keras writes as
+# a string.
 _NO_TRAINABLE_IN_KERAS = ("Discretization", "SpatialDropout1D", "SpatialDropout2D",
                           "SpatialDropout3D")
 _KERAS_ONLY_OPTIMIZER_ARGS = {"use_ema": False, "ema_momentum": 0.99,
@@ -174,7 +175,7 @@ def _plain(value, where, depth=0):
     if isinstance(value, dict):
         if "class_name" in value:
             kind = value.get("class_name")
-            if kind in ("__numpy__", "__tuple__") and isinstance(value.get("config"), dict):
+            if kind in ("__numpy__", "__tensor__", "__tuple__") and isinstance(value.get("config"), dict):
                 return _plain(value["config"].get("value"), where, depth + 1)
             _fail(where, f"holds an object of class_name={kind!r:.100}, which minidl does not "
                          f"load in this field")
@@ -222,7 +223,7 @@ def _object_from_keras(value, registry, where, keras_only=None, depth=0):
     config = _config_from_keras(cls, config, where, keras_only or {}, depth + 1)
     if registry in _SHORT_NAME_REGISTRIES:
         name = _snake_name(cls, registry)
-        if name is not None and _default_config(cls) == config:
+        if name is not None and _config_of_name(registry, name) == config:
             # Keras writes every initializer as an object; minidl's layers default to names
             # ('glorot_uniform'), which is what an object with default arguments means.
             return name
@@ -241,9 +242,12 @@ def _snake_name(cls, registry):
         return None
 
 
-def _default_config(cls):
+def _config_of_name(registry, name):
+    """The config of what the name stands for ('l1_l2' is L1L2(0.01, 0.01), not L1L2())."""
+    get = {initializers.INITIALIZERS: initializers.get, regularizers.REGULARIZERS:
+           regularizers.get, constraints.CONSTRAINTS: constraints.get}[registry]
     try:
-        return cls().get_config()
+        return get(name).get_config()
     except (TypeError, ValueError):
         return None
 
@@ -793,8 +797,14 @@ def _layer_spec_to_keras(spec, where, layer):
     out = {}
     for key, value in config.items():
         field = f"{where} field {key!r}"
-        if key == "dtype" and cls.__name__ != "InputLayer":
+        if key == "dtype" and cls.__name__ != "InputLayer" and \
+                cls.__name__ not in _NO_TRAINABLE_IN_KERAS:
             out[key] = _dtype_policy(value)
+        elif key == "factor" and cls.__name__ == "RandomContrast" and \
+                isinstance(value, numbers.Real):
+            # minidl's number f means contrast in [1 - f, 1 + f]; Keras reads a number as
+            # [1, 1 + f] and a pair (f, f) as minidl's range.
+            out[key] = [value, value]
         elif key == "activity_regularizer" and value is None:
             continue  # Keras's base Layer writes it only when set.
         elif key == "trainable" and cls.__name__ in _NO_TRAINABLE_IN_KERAS:
