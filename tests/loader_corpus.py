@@ -15,11 +15,15 @@ the saved models of tests/hostile_configs.py. Families of cases:
              shapes and nesting
     special  /dev/zero, /dev/urandom, /dev/null, a FIFO, a socket, a directory, a symlink to
              /dev/zero, an empty file, a missing file
+    h5...    legacy Keras .h5 files cut, flipped and given what HDF5 allows and Keras files
+             never hold (loader_corpus_h5.py)
 
 Each case names a loader ('model': load_model; 'weights': load_weights into a model of the
 source's architecture; 'backup': BackupAndRestore resuming into such a model) and what a
-loader must make of it: 'invalid' (a clean error), 'valid' (a correct load), or 'either' (a
-byte flip in a zip timestamp changes nothing, one in a weight is caught by the CRC). A load
+loader must make of it: 'invalid' (a clean error), 'valid' (a correct load), 'either' (a
+byte flip in a zip timestamp changes nothing, one in a weight is caught by the CRC), or
+'unchecked' (a flip in an HDF5 file, which keeps no checksum of its data: a clean error, or
+a load of whatever model the changed bytes describe). A load
 is checked against a reference: refs/<name>.json (the model's config, its optimizer's config,
 the epoch a backup resumes from) and refs/<name>.npz (weights, optimizer step count and slots).
 """
@@ -38,6 +42,11 @@ FAMILIES = ("trunc", "flip", "zipdir", "npy", "json", "special")
 # Keras's files (issue 18): see the block "Keras 3 files" below.
 KERAS_FAMILIES = ("keras-trunc", "keras-flip", "keras-zipdir", "keras-json", "keras-h5")
 FAMILIES += KERAS_FAMILIES
+
+# Legacy Keras .h5 files (issue 18): their families live in loader_corpus_h5.py.
+from loader_corpus_h5 import H5_FAMILIES, build_h5_cases  # noqa: E402
+
+FAMILIES += H5_FAMILIES
 
 
 @dataclasses.dataclass
@@ -401,6 +410,8 @@ def build_corpus(directory, sample=False, seed=0):
         writer.add(f"json-{edit.id}", "json", "model", "invalid", "mlp",
                    make=lambda out, p=base_path, m=changed: _write_members(p, out, m))
     _keras_cases(writer, directory, rng, sample)
+    if H5_FAMILIES:
+        writer.cases += build_h5_cases(directory, rng, sample)
     return writer.cases
 
 

@@ -164,71 +164,116 @@ def _check_signature(stream, size, what):
 
 
 def _walk(h5py, h5file, what, size):
-    """Check every link, object and attribute reachable from the root."""
-    count = 0
-    pending = [h5file]
-    while pending:
-        group = pending.pop()
-        path = group.name
-        try:
-            count += _check_attributes(group, path, what, size)
-            count += len(group)
-            if count > _MAX_OBJECTS:
-                raise h5_error(what, f"it holds more than {_MAX_OBJECTS} objects and "
-                                     f"attributes (at '{path}'), far more than a model has")
-            for name in group:
-                child_path = f"{path.rstrip('/')}/{name}"
-                link = group.get(name, getlink=True)
-                if isinstance(link, h5py.ExternalLink):
-                    raise h5_error(what, f"'{child_path}' is an external link to "
-                                         f"'{link.filename}' (refused: it would read "
-                                         f"another file)")
-                if isinstance(link, h5py.SoftLink):
-                    raise h5_error(what, f"'{child_path}' is a soft link to '{link.path}' "
-                                         f"(refused; Keras writes none)")
-                if not isinstance(link, h5py.HardLink):
-                    raise h5_error(what, f"'{child_path}' is a link of an unknown kind "
-                                         f"({type(link).__name__})")
-                child = group[name]
-                if isinstance(child, h5py.Group):
-                    pending.append(child)
-                elif isinstance(child, h5py.Dataset):
-                    count += _check_attributes(child, child_path, what, size)
-                    _check_dataset(child, child_path, what, size)
-                else:
-                    raise h5_error(what, f"'{child_path}' is a {type(child).__name__}, "
-                                         f"not a group or dataset")
-        except InvalidModelFileError:
-            raise
-        except _H5_ERRORS as error:
-            raise h5_error(what, f"'{path}' is damaged ({_describe(error)})") from None
+    """Check every link, object and attribute of the file.
+
+    HDF5's own visitors do the walking (H5Lvisit, H5Ovisit: in C, each object once, so a
+    hard-link cycle ends), with a callback that counts and stops at ``_MAX_OBJECTS``; only
+    then are the datasets and attributes they listed opened and checked.
+    """
+    try:
+        links, problem = _visit_links(h5py, h5file, len(h5file.attrs))
+        if problem is None and links > _MAX_OBJECTS:
+            problem = _too_many()
+        if problem is None:
+            objects, problem = _visit_objects(h5py, h5file, links)
+        if problem is not None:
+            raise h5_error(what, problem)
+        _check_attributes(h5file, "/", what, size)
+        for name, kind, has_attributes in objects:
+            path = "/" + name
+            if kind == h5py.h5o.TYPE_DATASET:
+                _check_dataset(h5py, h5py.h5d.open(h5file.id, name.encode()), path, what,
+                               size)
+            if has_attributes:
+                _check_attributes(h5file[path], path, what, size)
+    except InvalidModelFileError:
+        raise
+    except _H5_ERRORS as error:
+        raise h5_error(what, f"its structure is damaged ({_describe(error)})") from None
+
+
+def _too_many():
+    return (f"it holds more than {_MAX_OBJECTS} objects and attributes, far more than a "
+            f"model has")
+
+
+def _visit_links(h5py, h5file, count):
+    """(links counted, problem or None): every link must be a hard link."""
+    state = {"count": count, "problem": None}
+
+    def visit(name, info):
+        state["count"] += 1
+        if state["count"] > _MAX_OBJECTS:
+            state["problem"] = _too_many()
+            return 1
+        if info.type == h5py.h5l.TYPE_HARD:
+            return None
+        path = "/" + name.decode("utf-8", "replace")
+        link = h5file.get(path, getlink=True)
+        if info.type == h5py.h5l.TYPE_EXTERNAL:
+            state["problem"] = (f"'{path}' is an external link to "
+                                f"'{getattr(link, 'filename', '?')}' (refused: it would read "
+                                f"another file)")
+        elif info.type == h5py.h5l.TYPE_SOFT:
+            state["problem"] = (f"'{path}' is a soft link to '{getattr(link, 'path', '?')}' "
+                                f"(refused; Keras writes none)")
+        else:
+            state["problem"] = f"'{path}' is a link of an unknown kind ({info.type})"
+        return 1
+    h5file.id.links.visit(visit, info=True)
+    return state["count"], state["problem"]
+
+
+def _visit_objects(h5py, h5file, count):
+    """([(name, type, has attributes)], problem or None): groups and datasets only, each
+    reached by one link (Keras writes trees; a second link is a cycle or an alias)."""
+    state = {"count": count, "problem": None}
+    objects = []
+
+    def visit(name, info):
+        path = "/" + name.decode("utf-8", "replace")
+        state["count"] += info.num_attrs
+        if state["count"] > _MAX_OBJECTS:
+            state["problem"] = _too_many()
+            return 1
+        if info.type not in (h5py.h5o.TYPE_GROUP, h5py.h5o.TYPE_DATASET):
+            kind = "named datatype" if info.type == h5py.h5o.TYPE_NAMED_DATATYPE \
+                else f"object of type {info.type}"
+            state["problem"] = f"'{path}' is a {kind}, not a group or dataset"
+            return 1
+        if info.rc > 1:
+            state["problem"] = (f"'{path}' is reached by {info.rc} links (a cycle or an "
+                                f"alias; Keras files are trees)")
+            return 1
+        objects.append((name.decode("utf-8", "replace"), info.type, info.num_attrs > 0))
+        return None
+    h5py.h5o.visit(h5file.id, visit, info=True)
+    return objects, state["problem"]
 
 
 def _check_attributes(obj, path, what, size):
-    """Check each attribute's declared size against the file's; return their number."""
+    """Check each attribute's declared size against the file's."""
     attrs = obj.attrs
-    names = list(attrs)
-    if len(names) > _MAX_OBJECTS:
-        raise h5_error(what, f"'{path}' holds {len(names)} attributes")
-    for name in names:
+    for name in attrs:
         attr = attrs.get_id(name)
         declared = int(attr.shape and np.prod(attr.shape, dtype=object) or 1) \
             * attr.dtype.itemsize
-        if declared > size or attr.get_storage_size() > size:
+        if declared > size:
             raise h5_error(what, f"attribute {name!r:.100} of '{path}' declares {declared} "
                                  f"bytes, more than the file's {size}")
-    return len(names)
 
 
 def _is_numeric(dtype):
     return dtype.kind in "biuf" and dtype.fields is None and dtype.subdtype is None
 
 
-def _check_dataset(dataset, path, what, size):
-    if dataset.is_virtual:
+def _check_dataset(h5py, dataset, path, what, size):
+    """Check a dataset (an h5py DatasetID) before anything of its data is read."""
+    plist = dataset.get_create_plist()
+    layout = plist.get_layout()
+    if layout == h5py.h5d.VIRTUAL:
         raise h5_error(what, f"dataset '{path}' is a virtual dataset (refused: it would "
                              f"read other files)")
-    plist = dataset.id.get_create_plist()
     if plist.get_external_count():
         raise h5_error(what, f"dataset '{path}' keeps its data in external files (refused)")
     filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
@@ -239,16 +284,14 @@ def _check_dataset(dataset, path, what, size):
     dtype = dataset.dtype
     if not _is_numeric(dtype):
         raise h5_error(what, f"dataset '{path}' holds {dtype}, not numbers")
-    shape = dataset.shape or ()
-    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize if dataset.shape is not None \
-        else 0
+    shape = dataset.shape
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize if shape is not None else 0
     bound = size * _MAX_COMPRESSION_RATIO if filters else size
     if declared > bound:
         raise h5_error(what, f"dataset '{path}' declares shape {shape} of {dtype} "
                              f"({declared} bytes), more than the file's {size} bytes can hold")
-    chunks = dataset.chunks
-    if chunks is not None:
-        chunk_bytes = int(np.prod(chunks, dtype=object)) * dtype.itemsize
+    if layout == h5py.h5d.CHUNKED:
+        chunk_bytes = int(np.prod(plist.get_chunk(), dtype=object)) * dtype.itemsize
         if chunk_bytes > size * _MAX_COMPRESSION_RATIO:
             raise h5_error(what, f"dataset '{path}' declares chunks of {chunk_bytes} bytes, "
                                  f"more than the file's {size} bytes can hold")
