@@ -203,18 +203,21 @@ def load_keras(source, compile=True):
     compiled = None
     if compile and config.get("compile_config") is not None:
         compiled = _translated(path, kconfig.compile_spec_from_keras, config["compile_config"])
-    try:
-        with skip_weight_init(max_bytes=len(data)):
-            model = _model_from_spec(spec)
-    except InvalidModelFileError:
-        raise
-    except (RecursionError,) + _FILE_ERRORS as error:
-        raise _file_error(path, f"its config does not describe a valid model "
-                                f"({str(error).rstrip('.')})") from None
-    if not model.built:
-        raise _file_error(path, "its config describes a model that is not built (no input "
-                                "shape), so it holds no weights")
+    # The weights file is validated (its whole tree) before the model is built, so that a
+    # damaged member is named as such.
     with h5.open_h5(io.BytesIO(data), what) as h5file:
+        try:
+            # The weights the config declares may take no more than the member holds.
+            with skip_weight_init(max_bytes=len(data)):
+                model = _model_from_spec(spec)
+        except InvalidModelFileError:
+            raise
+        except (RecursionError,) + _FILE_ERRORS as error:
+            raise _file_error(path, f"its config does not describe a valid model "
+                                    f"({str(error).rstrip('.')})") from None
+        if not model.built:
+            raise _file_error(path, "its config describes a model that is not built (no "
+                                    "input shape), so it holds no weights")
         pairs = _read_weight_values(model, h5file, what)
         # Compiled after the weights are read: the optimizer's slots are as large as the
         # weights, which the file has now shown it holds.
