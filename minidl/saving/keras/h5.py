@@ -9,8 +9,9 @@ dataset of terabytes in a file of a kilobyte. Keras files use none of that, so
 :func:`open_h5` refuses all of it, walking the whole tree once, before the caller reads
 anything: afterwards every object reached by name is a plain group or a numeric dataset of
 this file whose declared size is bounded by the file's size, and every attribute too. The
-walk itself is bounded (``_MAX_OBJECTS``), so a file of a million empty groups or of
-hard-link cycles cannot stall it.
+walk is HDF5's own (each object once) and bounded (``_MAX_OBJECTS``), and an object reached
+by two links (a hard-link cycle, an alias) is refused, since Keras files are trees: a file
+of a million empty groups or of cycles cannot stall it.
 
 h5py is an optional dependency (the ``minidl[keras]`` extra), imported on first use.
 Every failure of h5py or HDF5 on a malformed file becomes an
@@ -98,10 +99,10 @@ def open_h5(source, what=None):
     Checked, in this order: ``source`` is a regular file (a FIFO or a device is refused
     without blocking on it) or a seekable binary file object; it starts with the HDF5
     signature; HDF5 opens it; then every object of its tree: only hard links (no external
-    or soft links), only groups and datasets, no virtual datasets, no external storage, no
-    filter but the built-in ones, only numeric dataset dtypes, no dataset or attribute that
-    declares more bytes than the file can hold, and at most ``_MAX_OBJECTS`` links and
-    attributes in all.
+    or soft links), each object reached by one link only, only groups and datasets, no
+    virtual datasets, no external storage, no filter but the built-in ones, only numeric
+    dataset dtypes, no dataset or attribute that declares more bytes than the file can hold,
+    and at most ``_MAX_OBJECTS`` links and attributes in all.
 
     Args:
         source: a path, or a binary file object open for reading with ``seek`` and

@@ -486,9 +486,8 @@ def _load_optimizer_weights(model, h5file, what):
     group = h5file["optimizer_weights"]
     names = h5.read_str_list_attr(group, "weight_names", what)
     variables = _keras_trainable_arrays(model)
-    if not optimizer.built and variables:
-        optimizer.build(variables)
-    if {id(v) for v in variables} != {id(v) for v in optimizer._variables}:
+    if not optimizer.built or {id(v) for v in variables} != {id(v) for v in
+                                                             optimizer._variables}:
         return _fresh_optimizer_warning(what, "the optimizer is not built on the model's "
                                               "trainable weights")
     entries = _optimizer_entries(optimizer, variables)
