@@ -498,3 +498,32 @@ def test_keras_loads_minidl_compiled_h5(keras, tmp_path):
     x = np.random.default_rng(2).normal(size=(4, 4)).astype("float32")
     np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)),
                                model.predict(x, verbose=0), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["MobileNetV2", "ResNet50"])
+def test_application_loads_a_keras_imagenet_style_weights_file(keras, name, tmp_path):
+    """The layout of keras.applications' ImageNet files (Keras 2's ``save_weights("w.h5")``,
+    written here by Keras's own legacy writer from a Keras model with weights of its own):
+    an application built with ``weights=<file>`` predicts what the Keras model does."""
+    from keras.src.legacy.saving import legacy_h5_format
+    kwargs = dict(input_shape=(32, 32, 3), classes=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = getattr(keras.applications, name)(weights=None, **kwargs)
+    rng = np.random.default_rng(3)
+    # Moving variances away from 1, so a BatchNormalization statistic loaded into the wrong
+    # place shows.
+    reference.set_weights([w + rng.uniform(0, 0.1, size=w.shape).astype(w.dtype)
+                           for w in reference.get_weights()])
+    path = str(tmp_path / f"{name.lower()}_weights_tf_dim_ordering_tf_kernels.h5")
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, reference)
+    model = getattr(minidl.applications, name)(weights=path, **kwargs)
+    # Every weight in its place (the layers and their weights come in Keras's order)...
+    ours, theirs = model.get_weights(), reference.get_weights()
+    assert len(ours) == len(theirs)
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(ours, theirs))
+    # ... and the same predictions (float32 sums over 50 layers: within 1e-4).
+    x = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               np.asarray(reference.predict(x, verbose=0)), atol=1e-4)
