@@ -18,7 +18,7 @@ from minidl.saving import InvalidModelFileError  # noqa: E402
 from minidl.saving.keras import h5, legacy_h5  # noqa: E402
 
 import hostile_configs  # noqa: E402
-from loader_corpus_h5 import HOSTILE_EDITS, edited_copy as _with  # noqa: E402
+from loader_corpus_h5 import HOSTILE_EDITS, edited_copy  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "keras")
 FIXTURES = ("mlp", "cnn_bn", "residual", "nested", "lstm_text")
@@ -26,8 +26,8 @@ FIXTURES = ("mlp", "cnn_bn", "residual", "nested", "lstm_text")
 
 def _mlp(compiled=True):
     model = models.Sequential([Input((4,)), layers.Dense(5, activation="relu"),
-                               layers.BatchNormalization(), layers.Dense(3,
-                                                                         activation="softmax")])
+                               layers.BatchNormalization(),
+                               layers.Dense(3, activation="softmax")])
     if compiled:
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -58,7 +58,7 @@ def legacy_file(tmp_path):
 def test_hostile_h5_is_refused_clearly_and_writes_nothing(legacy_file, case):
     path, _ = legacy_file
     edit, message = HOSTILE_EDITS[case]
-    hostile = _with(path, edit)
+    hostile = edited_copy(path, edit)
     directory = os.path.dirname(hostile)
     before = sorted(os.listdir(directory))
     with pytest.raises(InvalidModelFileError) as info:
@@ -72,7 +72,7 @@ def test_hostile_h5_is_refused_clearly_and_writes_nothing(legacy_file, case):
                                   "huge_declared_shape", "wrong_shape_weight"])
 def test_hostile_h5_weights_change_nothing(legacy_file, case):
     path, model = legacy_file
-    hostile = _with(path, HOSTILE_EDITS[case][0])
+    hostile = edited_copy(path, HOSTILE_EDITS[case][0])
     target = _mlp(compiled=False)
     before = target.get_weights()
     with pytest.raises(InvalidModelFileError):
@@ -297,7 +297,7 @@ def test_optimizer_state_of_another_layout_warns_and_starts_fresh(legacy_file, t
         group = f["optimizer_weights"]
         names = list(group.attrs["weight_names"])
         group.attrs["weight_names"] = np.array(names[:-1])
-    edited = _with(path, drop_one)
+    edited = edited_copy(path, drop_one)
     with pytest.warns(UserWarning, match="starts fresh"):
         loaded = minidl.models.load_model(edited)
     assert loaded.compiled and loaded.optimizer.iterations == 0
