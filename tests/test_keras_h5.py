@@ -465,6 +465,11 @@ def keras():
     return keras
 
 
+# Keras on torch warns about numpy 2's copy keyword at every conversion.
+keras_warnings = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@keras_warnings
 @pytest.mark.parametrize("name", _weighted_layer_names())
 def test_keras_loads_minidl_legacy_h5_with_the_same_predictions(keras, name, tmp_path):
     minidl.utils.set_random_seed(11)
@@ -486,6 +491,7 @@ def test_keras_loads_minidl_legacy_h5_with_the_same_predictions(keras, name, tmp
                                model.predict(x, verbose=0), atol=1e-5, rtol=1e-5)
 
 
+@keras_warnings
 def test_keras_loads_minidl_compiled_h5(keras, tmp_path):
     model = _trained_mlp("rmsprop")
     path = str(tmp_path / "m.h5")
@@ -500,6 +506,7 @@ def test_keras_loads_minidl_compiled_h5(keras, tmp_path):
                                model.predict(x, verbose=0), atol=1e-5, rtol=1e-5)
 
 
+@keras_warnings
 @pytest.mark.parametrize("name", ["MobileNetV2", "ResNet50"])
 def test_application_loads_a_keras_imagenet_style_weights_file(keras, name, tmp_path):
     """The layout of keras.applications' ImageNet files (Keras 2's ``save_weights("w.h5")``,
