@@ -322,6 +322,23 @@ def test_native_format_keeps_its_own_names(tmp_path):
         assert f.read(8) == b"\x89HDF\r\n\x1a\n"
 
 
+def test_h5_names_write_keras_legacy_layouts(tmp_path):
+    pytest.importorskip("minidl.saving.keras.legacy_h5")
+    model = load_model(fixture("cnn_bn", ".keras"))
+    x, y = fixture_io("cnn_bn")
+    model.save(str(tmp_path / "m.h5"))
+    with h5py.File(str(tmp_path / "m.h5"), "r") as f:
+        assert "model_config" in f.attrs and "model_weights" in f
+    again = load_model(str(tmp_path / "m.h5"))
+    np.testing.assert_allclose(again.predict(x, verbose=0), y, rtol=0, atol=TOLERANCE)
+    model.save_weights(str(tmp_path / "w.hdf5"))
+    with h5py.File(str(tmp_path / "w.hdf5"), "r") as f:
+        assert "layer_names" in f.attrs
+    fresh = build_cnn_bn()
+    fresh.load_weights(str(tmp_path / "w.hdf5"))
+    np.testing.assert_allclose(fresh.predict(x, verbose=0), y, rtol=0, atol=TOLERANCE)
+
+
 def test_save_weights_refuses_a_keras_archive_name(tmp_path):
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
         build_mlp().save_weights(str(tmp_path / "w.keras"))
