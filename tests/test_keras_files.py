@@ -623,3 +623,42 @@ def test_keras_loads_every_layer_minidl_writes(keras, tmp_path, name):
     np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0), np.float64),
                                np.asarray(model.predict(x, verbose=0), np.float64),
                                rtol=0, atol=TOLERANCE)
+
+
+OPTIMIZERS = {
+    "sgd": lambda m: m.SGD(0.05),
+    "sgd_nesterov": lambda m: m.SGD(0.05, momentum=0.8, nesterov=True),
+    "adam_amsgrad": lambda m: m.Adam(0.01, amsgrad=True),
+    "adamw": lambda m: m.AdamW(0.01, weight_decay=0.01),
+    "rmsprop_centered": lambda m: m.RMSprop(0.01, momentum=0.5, centered=True),
+    "adagrad": lambda m: m.Adagrad(0.05),
+    "nadam": lambda m: m.Nadam(0.01),
+    "adam_schedule": lambda m: m.Adam(m.schedules.ExponentialDecay(0.01, 3, 0.5)),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizer_state_maps_both_ways(keras, tmp_path, name):
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 5)).astype(np.float32)
+    y = rng.random((16, 2)).astype(np.float32)
+    theirs = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="tanh"),
+                               keras.layers.Dense(2)])
+    theirs.compile(OPTIMIZERS[name](keras.optimizers), "mse")
+    theirs.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    theirs.save(str(tmp_path / "k.keras"))
+    ours = load_model(str(tmp_path / "k.keras"))
+    assert ours.optimizer.iterations == int(theirs.optimizer.iterations) == 4
+    # The next steps from the restored state are Keras's steps.
+    for _ in range(2):
+        theirs.train_on_batch(x, y)
+        ours.train_on_batch(x, y)
+    np.testing.assert_allclose(ours.predict(x, verbose=0),
+                               np.asarray(theirs.predict(x, verbose=0)), rtol=0, atol=1e-5)
+    # And back: Keras reads minidl's optimizer variables as its own.
+    ours.save(str(tmp_path / "m.keras"))
+    again = keras.saving.load_model(str(tmp_path / "m.keras"))
+    assert len(again.optimizer.variables) == len(theirs.optimizer.variables)
+    for a, b in zip(again.optimizer.variables, theirs.optimizer.variables):
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                                   rtol=0, atol=1e-5)

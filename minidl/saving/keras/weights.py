@@ -230,12 +230,15 @@ def keras_optimizer_values(model):
         values.append(np.array(optimizer.learning_rate, np.float32))
     arrays = _trainable_arrays(model)
     initial = dict(optimizer._slot_specs())
+    known = set(map(id, optimizer._variables)) if optimizer.built else set()
     for group in groups:
         for array in arrays:
             for slot in group:
-                if optimizer.built:
+                if id(array) in known:
                     values.append(optimizer.get_slot(array, slot))
                 else:
+                    # A weight the optimizer has no slot for (not built yet, or unfrozen
+                    # since): the state it would start from.
                     values.append(np.full_like(array, initial.get(slot, 0.0)))
     for name in extra:
         if name == "u_product":
