@@ -237,7 +237,15 @@ def _text():
     return Model(inputs, Dense(1, name="out")(x), name="text")
 
 
-MODELS = {"mlp": _mlp, "cnn_branches": _cnn_branches, "nested": _nested, "text": _text}
+def _nested_output():
+    head_in = Input((3,), name="head_in")
+    head = Model(head_in, Dense(2, name="head_dense")(head_in), name="head")
+    inputs = Input((4,), name="top_in")
+    return Model(inputs, head(Dense(3, name="pre")(inputs)), name="nested_output")
+
+
+MODELS = {"mlp": _mlp, "cnn_branches": _cnn_branches, "nested": _nested,
+          "nested_output": _nested_output, "text": _text}
 
 
 def _architecture(model):
@@ -383,6 +391,18 @@ def test_keras2_functional_loads():
     assert model.predict(x, verbose=0).shape == (3, 1)
 
 
+def test_keras2_nested_models_load():
+    spec = kconfig.model_spec_from_keras(_keras2()["nested"]["model_config"])
+    loaded = _model_from_spec(spec)
+    inner_seq = Sequential([Input((6,), name="seq_in"),
+                            Dense(5, activation="tanh", name="seq_dense")], name="inner_seq")
+    inner_in = Input((5,), name="fn_in")
+    inner_fn = Model(inner_in, Dense(4, name="fn_dense")(inner_in), name="inner_fn")
+    inputs = Input((6,), name="outer_in")
+    expected = Model(inputs, inner_fn(inner_seq(inputs)), name="nested")
+    assert model_config(loaded) == model_config(expected)
+
+
 # ---- hostile configs ----
 
 def _dense(**changes):
@@ -410,6 +430,7 @@ HOSTILE = {
     "keras2 lambda": ({"class_name": "Sequential", "config": {"layers": [
         {"class_name": "Lambda", "config": {"name": "l", "function": ["4wEAAAAA", None, None],
                                              "function_type": "lambda"}}]}}, "Lambda"),
+    "lambda in another case": (_sequential(dict(_LAMBDA, class_name="lambda")), "Lambda"),
     "unknown class": (_sequential(_dense(class_name="Nope")), "Nope"),
     "module os": (_sequential(_dense(module="os", class_name="system")), "module='os'"),
     "module builtins": (_sequential(_dense(module="builtins", class_name="eval")),
@@ -541,3 +562,9 @@ def test_registered_custom_layer_loads_by_its_registered_name():
     assert spec["class_name"] == "KerasConfigTest>Doubler"
     assert isinstance(LAYERS.get(spec, base=Layer), Doubler)
     assert "my_project" not in sys.modules
+    written = kconfig.layer_spec_to_keras(Doubler(name="dbl"))
+    assert written["registered_name"].lower() == "kerasconfigtest>doubler"
+    assert written["module"] == Doubler.__module__
+    again = kconfig.layer_spec_from_keras(written)
+    assert again["class_name"].lower() == "kerasconfigtest>doubler"
+    assert LAYERS.get(again, base=Layer).get_config() == Doubler(name="dbl").get_config()

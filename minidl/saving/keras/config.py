@@ -18,7 +18,6 @@ and field names, so the translation is mostly a walk that:
 Every error is a ValueError that says where in the config it is (layer name and field).
 """
 import inspect
-import math
 import numbers
 import re
 
@@ -77,9 +76,10 @@ _KERAS_MODULES = {"layer": "keras.layers", "initializer": "keras.initializers",
                   "metric": "keras.metrics", "schedule": "keras.optimizers.schedules"}
 _MODEL_MODULES = {"Functional": ("keras.src.models.functional", "Functional"),
                   "Sequential": ("keras", None)}
-_OBJECT_KEYS = ("module", "class_name", "config", "registered_name")
-_LAYER_KEYS = _OBJECT_KEYS + ("build_config", "name", "inbound_nodes", "shared_object_id",
-                              "compile_config")
+# ``shared_object_id`` marks an object that Keras serialized at several places (one
+# initializer instance given to two layers); minidl makes one object per place.
+_OBJECT_KEYS = ("module", "class_name", "config", "registered_name", "shared_object_id")
+_LAYER_KEYS = _OBJECT_KEYS + ("build_config", "name", "inbound_nodes", "compile_config")
 _REFUSED_CLASSES = ("Lambda", "TFOpLambda", "SlicingOpLambda")
 
 
@@ -95,7 +95,7 @@ def _is_keras_module(module):
                                      or module.startswith("tf_keras.")))
 
 
-def _resolve_class(obj, registry, where, check_extra_keys=True, allowed=_OBJECT_KEYS):
+def _resolve_class(obj, registry, where, allowed=_OBJECT_KEYS):
     """The minidl class a Keras object names, through ``registry`` only.
 
     A class outside Keras's modules (a user's class) must be registered in minidl under its
@@ -103,11 +103,10 @@ def _resolve_class(obj, registry, where, check_extra_keys=True, allowed=_OBJECT_
     if not isinstance(obj, dict):
         _fail(where, f"expected a Keras object {{'class_name': ..., 'config': {{...}}}}; "
                      f"received {obj!r:.200}")
-    if check_extra_keys:
-        extra = sorted(str(key) for key in obj if key not in allowed)
-        if extra:
-            _fail(where, f"unknown keys {', '.join(extra)[:200]} (a Keras object may hold "
-                         f"{', '.join(allowed)})")
+    extra = sorted(str(key) for key in obj if key not in allowed)
+    if extra:
+        _fail(where, f"unknown keys {', '.join(extra)[:200]} (a Keras object may hold "
+                     f"{', '.join(allowed)})")
     class_name, module = obj.get("class_name"), obj.get("module")
     registered = obj.get("registered_name")
     if not isinstance(class_name, str) or not class_name:
@@ -135,6 +134,9 @@ def _resolve_class(obj, registry, where, check_extra_keys=True, allowed=_OBJECT_
     except ValueError:
         _fail(where, f"class_name={name!r:.100} is no {registry.kind} that minidl has (or "
                      f"has registered with @minidl.saving.register_serializable())")
+    if cls.__name__ in _REFUSED_CLASSES:  # names resolve case-insensitively: 'lambda'
+        _fail(where, f"class_name={class_name!r:.100} is a {cls.__name__} layer, which holds "
+                     f"Python code that minidl never loads")
     return cls
 
 
@@ -175,13 +177,12 @@ def _plain(value, where, depth=0):
     if isinstance(value, dict):
         if "class_name" in value:
             kind = value.get("class_name")
-            if kind in ("__numpy__", "__tensor__", "__tuple__") and isinstance(value.get("config"), dict):
+            if kind in ("__numpy__", "__tensor__", "__tuple__") and \
+                    isinstance(value.get("config"), dict):
                 return _plain(value["config"].get("value"), where, depth + 1)
             _fail(where, f"holds an object of class_name={kind!r:.100}, which minidl does not "
                          f"load in this field")
         return {key: _plain(item, where, depth + 1) for key, item in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return value
     return value
 
 
@@ -451,7 +452,10 @@ def _functional_from_keras(config, where, depth):
     layers = config.get("layers")
     if not isinstance(layers, list):
         _fail(where, f"layers must be a list; received {layers!r:.200}")
-    out_layers = []
+    keras2 = any(isinstance(spec, dict) and isinstance(spec.get("inbound_nodes"), list)
+                 and any(isinstance(node, list) for node in spec["inbound_nodes"])
+                 for spec in layers)
+    out_layers, counted_from_1 = [], set()
     for i, spec in enumerate(layers):
         entry_where = f"{where} layers[{i}]"
         if _is_op_entry(spec):
@@ -459,17 +463,26 @@ def _functional_from_keras(config, where, depth):
             continue
         layer = _layer_from_keras(spec, entry_where, depth + 1)
         name = spec.get("name", _layer_name(spec))
-        nodes = spec.get("inbound_nodes", [])
-        if not isinstance(nodes, list):
-            _fail(entry_where, f"inbound_nodes must be a list; received {nodes!r:.200}")
-        layer["name"] = name
-        layer["inbound_nodes"] = [_node_from_keras(node, f"{entry_where} {name!r:.100}")
-                                  for node in nodes]
-        out_layers.append(layer)
+        if layer["class_name"] == "Functional" or (keras2 and _keras2_counts_from_1(spec)):
+            counted_from_1.add(name)
+        out_layers.append((layer, name, spec.get("inbound_nodes", []), entry_where))
+    for i, entry in enumerate(out_layers):
+        if isinstance(entry, tuple):
+            layer, name, nodes, entry_where = entry
+            if not isinstance(nodes, list):
+                _fail(entry_where, f"inbound_nodes must be a list; received {nodes!r:.200}")
+            layer["name"] = name
+            layer["inbound_nodes"] = [
+                _node_from_keras(node, f"{entry_where} {name!r:.100}", counted_from_1)
+                for node in nodes]
+            out_layers[i] = layer
     out = {"name": config.get("name"), "trainable": config.get("trainable", True),
-           "layers": out_layers,
-           "input_layers": _refs_from_keras(config.get("input_layers"), where),
-           "output_layers": _refs_from_keras(config.get("output_layers"), where)}
+           "layers": out_layers}
+    for field in ("input_layers", "output_layers"):
+        refs = _refs_from_keras(config.get(field), counted_from_1, where)
+        if keras2 and isinstance(refs, list) and len(refs) == 1 and isinstance(refs[0], list):
+            refs = refs[0]  # Keras 2 wrote a list even for one tensor
+        out[field] = refs
     if out["name"] is None:
         del out["name"]
     return out
@@ -591,15 +604,48 @@ def _op_to_keras(spec, where):
                                "kwargs": {}}]}
 
 
-def _refs_from_keras(structure, where):
-    """Model inputs / outputs: Keras 2 wrote ``[[name, 0, 0]]`` for one tensor, as Keras 3
-    may; minidl reads the same lists, so only the depth is bounded here."""
-    return _plain(structure, where)
+def _keras2_counts_from_1(spec):
+    """Whether Keras 2 counted this nested model's calls from 1: its Sequential, a
+    functional model too, did so when its first layer was an InputLayer."""
+    config = spec.get("config") if isinstance(spec, dict) else None
+    layers = config.get("layers") if isinstance(config, dict) else None
+    return spec.get("class_name") == "Sequential" and isinstance(layers, list) and \
+        bool(layers) and isinstance(layers[0], dict) and \
+        layers[0].get("class_name") == "InputLayer"
 
 
-def _node_from_keras(node, where):
+def _shift_refs(structure, functional, shift, depth=0):
+    """Tensor references ``[name, node, tensor]`` (in lists / objects) with the node index
+    of each nested model named in ``functional`` moved by ``shift``.
+
+    Keras counts a nested functional model's calls from 1 (the model's own construction
+    is its node 0) in a model's input_layers / output_layers, and Keras 2 also in its
+    inbound nodes; minidl counts them from 0."""
+    if depth > _MAX_DEPTH:
+        raise ValueError("The model's input_layers / output_layers nest too deeply.")
+    if isinstance(structure, list) and len(structure) == 3 and \
+            isinstance(structure[0], str) and isinstance(structure[1], int):
+        if structure[0] in functional and structure[1] + shift >= 0:
+            return [structure[0], structure[1] + shift, structure[2]]
+        return list(structure)
+    if isinstance(structure, list):
+        return [_shift_refs(item, functional, shift, depth + 1) for item in structure]
+    if isinstance(structure, dict):
+        return {key: _shift_refs(item, functional, shift, depth + 1)
+                for key, item in structure.items()}
+    return structure
+
+
+def _refs_from_keras(structure, functional, where):
+    """Model inputs / outputs (Keras 2 wrote ``[[name, 0, 0]]`` for one tensor, which minidl
+    reads as Keras 3 does), with nested functional models' calls counted from 0."""
+    return _shift_refs(_plain(structure, where), functional, -1)
+
+
+def _node_from_keras(node, where, functional=()):
     """One call of a layer: Keras 3's ``{"args", "kwargs"}`` (tensor kwargs left null,
-    e.g. ``mask``, dropped) or Keras 2's ``[[name, node, tensor, kwargs], ...]``."""
+    e.g. ``mask``, dropped) or Keras 2's ``[[name, node, tensor, kwargs], ...]`` (where, as
+    in input_layers, a nested functional model's calls count from 1)."""
     if isinstance(node, dict):
         if set(node) - {"args", "kwargs"}:
             _fail(where, f"a call must be {{'args': [...], 'kwargs': {{...}}}}; received "
@@ -617,7 +663,8 @@ def _node_from_keras(node, where):
                 _fail(where, f"a Keras 2 inbound node must be a list of [layer name, node "
                              f"index, tensor index, kwargs]; received {ref!r:.200}")
             tensors.append({"class_name": "__keras_tensor__",
-                            "config": {"keras_history": list(ref[:3])}})
+                            "config": {"keras_history": _shift_refs(list(ref[:3]),
+                                                                    functional, -1)}})
             if len(ref) == 4:
                 if not isinstance(ref[3], dict):
                     _fail(where, f"the kwargs of a Keras 2 inbound node must be an object; "
@@ -697,15 +744,18 @@ def _keras_object(kind, class_name, config, cls=None):
 
 
 def _custom_name(cls):
-    """``"package>Name"`` of a class registered with ``register_serializable``."""
+    """``"package>Name"`` of a class registered with ``register_serializable``.
+
+    minidl's registries keep names lower-cased, so the package's case is lost; the default
+    package is written as Keras's default, 'Custom'."""
     for registry in (LAYERS, initializers.INITIALIZERS, regularizers.REGULARIZERS,
                      constraints.CONSTRAINTS, losses.LOSSES, metrics.METRICS,
                      optimizers.OPTIMIZERS, schedules.SCHEDULES):
         for key, value in registry._by_name.items():
             if value is cls and ">" in key:
-                package = key.split(">", 1)[0]
-                return f"{package[:1].upper()}{package[1:]}>{cls.__name__}" \
-                    if key.split(">", 1)[1] == cls.__name__.lower() else key
+                package, name = key.split(">", 1)
+                package = "Custom" if package == "custom" else package
+                return f"{package}>{cls.__name__ if name == cls.__name__.lower() else name}"
     return cls.__name__
 
 
@@ -718,7 +768,7 @@ def _object_to_keras(value, registry, get, kind, where):
     except (ValueError, TypeError) as error:
         _fail(where, str(error))
     cls = type(obj)
-    return _keras_object(kind, cls.__name__, _plain_to_keras(obj.get_config(), where), cls)
+    return _keras_object(kind, cls.__name__, obj.get_config(), cls)
 
 
 def _activation_to_keras(value, where):
@@ -730,10 +780,6 @@ def _activation_to_keras(value, where):
         return name
     _fail(where, f"activation {value!r:.200} has arguments, which a Keras config cannot hold "
                  f"for an activation function; use the layer of that activation instead")
-
-
-def _plain_to_keras(value, where):
-    return value
 
 
 def _value_to_keras(key, value, where):
@@ -749,7 +795,7 @@ def _value_to_keras(key, value, where):
     if key in ("activation", "recurrent_activation"):
         return _activation_to_keras(value, where)
     if key in ("layer", "backward_layer") and isinstance(value, dict):
-        return _layer_spec_to_keras(value, f"{where}", None)
+        return _layer_spec_to_keras(value, where)
     return value
 
 
@@ -771,12 +817,11 @@ def layer_spec_to_keras(layer):
     Raises:
         ValueError: a setting that Keras cannot express (naming the layer and field).
     """
-    if isinstance(layer, Layer):
-        return _layer_spec_to_keras(serialize(layer), "layer", layer)
-    return _layer_spec_to_keras(layer, "layer", None)
+    return _layer_spec_to_keras(serialize(layer) if isinstance(layer, Layer) else layer,
+                                "layer")
 
 
-def _layer_spec_to_keras(spec, where, layer):
+def _layer_spec_to_keras(spec, where):
     if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str):
         _fail(where, f"expected a layer spec {{'class_name': ..., 'config': {{...}}}}; "
                      f"received {spec!r:.200}")
@@ -791,9 +836,9 @@ def _layer_spec_to_keras(spec, where, layer):
                      f"carry")
     from minidl.models import Model, Sequential
     if issubclass(cls, Sequential):
-        return _sequential_to_keras(config, where, layer)
+        return _sequential_to_keras(config, where)
     if issubclass(cls, Model) and not getattr(cls, "_user_call", False):
-        return _functional_to_keras(config, where, layer)
+        return _functional_to_keras(config, where)
     out = {}
     for key, value in config.items():
         field = f"{where} field {key!r}"
@@ -814,16 +859,11 @@ def _layer_spec_to_keras(spec, where, layer):
     return _keras_object("layer", cls.__name__, out, cls)
 
 
-def _sequential_to_keras(config, where, model):
-    children = list(model.layers) if model is not None else [None] * len(config["layers"])
-    layers = config.get("layers", [])
-    if model is not None and layers and layers[0].get("class_name") == "InputLayer" and \
-            len(layers) == len(children) + 1:
-        children = [None] + children
+def _sequential_to_keras(config, where):
     out = {"name": config.get("name"), "trainable": config.get("trainable", True),
            "dtype": _dtype_policy("float32"),
-           "layers": [_layer_spec_to_keras(spec, f"{where} layers[{i}]", child)
-                      for i, (spec, child) in enumerate(zip(layers, children))]}
+           "layers": [_layer_spec_to_keras(spec, f"{where} layers[{i}]")
+                      for i, spec in enumerate(config.get("layers", []))]}
     if config.get("build_input_shape") is not None:
         out["build_input_shape"] = config["build_input_shape"]
     module, registered = _MODEL_MODULES["Sequential"]
@@ -834,20 +874,21 @@ def _sequential_to_keras(config, where, model):
     return result
 
 
-def _functional_to_keras(config, where, model):
-    by_name = {layer.name: layer for layer in model.layers} if model is not None else {}
+def _functional_to_keras(config, where):
     layers = []
     for i, spec in enumerate(config.get("layers", [])):
         if spec.get("class_name") == "OpLayer":
             layers.append(_op_to_keras(spec, f"{where} layers[{i}] {spec.get('name')!r:.100}"))
             continue
-        entry = _layer_spec_to_keras(spec, f"{where} layers[{i}]", by_name.get(spec.get("name")))
+        entry = _layer_spec_to_keras(spec, f"{where} layers[{i}]")
         entry["name"] = spec.get("name")
         entry["inbound_nodes"] = spec.get("inbound_nodes", [])
         layers.append(entry)
+    functional = {entry["name"] for entry in layers if entry["class_name"] == "Functional"}
     out = {"name": config.get("name"), "trainable": config.get("trainable", True),
-           "layers": layers, "input_layers": config.get("input_layers"),
-           "output_layers": config.get("output_layers")}
+           "layers": layers,
+           "input_layers": _shift_refs(config.get("input_layers"), functional, 1),
+           "output_layers": _shift_refs(config.get("output_layers"), functional, 1)}
     module, registered = _MODEL_MODULES["Functional"]
     return {"module": module, "class_name": "Functional", "config": out,
             "registered_name": registered, "build_config": {"input_shape": None}}
@@ -871,7 +912,7 @@ def model_config_to_keras(model):
     if getattr(type(model), "_user_call", False):
         _fail(f"model {model.name!r}", "a subclassed model has no Keras config that Keras "
                                         "can rebuild without its Python class")
-    return _layer_spec_to_keras(spec, "model", model)
+    return _layer_spec_to_keras(spec, "model")
 
 
 # ---- compile configs ----

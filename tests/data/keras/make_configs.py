@@ -163,12 +163,22 @@ def text():
     return model
 
 
+def nested_output():
+    head_in = keras.Input((3,), name="head_in")
+    head = keras.Model(head_in, layers.Dense(2, name="head_dense")(head_in), name="head")
+    inputs = keras.Input((4,), name="top_in")
+    model = keras.Model(inputs, head(layers.Dense(3, name="pre")(inputs)),
+                        name="nested_output")
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
 def main():
     table = {"keras_version": keras.__version__, "layers": layer_table(),
              "objects": object_table(),
              "models": {name: serialize(make()) for name, make in
                         (("mlp", mlp), ("cnn_branches", cnn_branches), ("nested", nested),
-                         ("text", text))}}
+                         ("nested_output", nested_output), ("text", text))}}
     with open(os.path.join(HERE, "keras_configs.json"), "w") as file:
         json.dump(table, file, indent=1, sort_keys=True)
         file.write("\n")
