@@ -161,6 +161,15 @@ def _module_path(f):
     f.attrs["model_config"] = json.dumps(config).encode()
 
 
+def _huge_units(f):
+    # Weights of 4 TB declared by a config of a few bytes: refused before allocation.
+    config = json.loads(f.attrs["model_config"])
+    dense = next(layer for layer in config["config"]["layers"]
+                 if layer["class_name"] == "Dense")
+    dense["config"]["units"] = 10 ** 12
+    f.attrs["model_config"] = json.dumps(config).encode()
+
+
 def _keras1(f):
     _weights(f).attrs["keras_version"] = b"1.2.2"
 
@@ -186,6 +195,7 @@ HOSTILE_EDITS = {
     "unknown_class": (_unknown_class, "os.system"),
     "lambda": (_lambda, "Lambda"),
     "module_path": (_module_path, "evil_module"),
+    "huge_units": (_huge_units, "model_config does not describe"),
     "keras_1": (_keras1, "Keras '1.2.2'"),
 }
 
@@ -198,7 +208,7 @@ def _hard_link_cycle(f):
 HOSTILE_EDITS["hard_link_cycle"] = (_hard_link_cycle, "reached by 2 links")
 # Edits of the config: model files only.
 CONFIG_EDITS = ("bad_json", "deep_json", "numeric_config", "unknown_class", "lambda",
-                "module_path")
+                "module_path", "huge_units")
 
 
 def _sources(directory):

@@ -359,6 +359,60 @@ def test_writing_refuses_duplicate_layer_names(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+# ---- Keras 2 files ----
+
+def _write_keras2_h5(path, configs, model, optimizer_names=()):
+    """A model file as Keras 2 (tf.keras 2.x) wrote it: its model_config and
+    training_config (Keras 2 dialect, from tests/data/keras/keras2_configs.json), weights
+    named '<layer>/<weight>:0', a TensorFlow optimizer's variables."""
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = b"2.13.1"
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = json.dumps(configs["model_config"]).encode()
+        f.attrs["training_config"] = json.dumps(configs["training_config"]).encode()
+        group = f.create_group("model_weights")
+        group.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        group.attrs["keras_version"] = b"2.13.1"
+        group.attrs["backend"] = b"tensorflow"
+        for layer in model.layers:
+            layer_group = group.create_group(layer.name)
+            names = [f"{layer.name}/{v.name}:0" for v in legacy_h5.legacy_weights(layer)]
+            layer_group.attrs["weight_names"] = [n.encode() for n in names]
+            for name, variable in zip(names, legacy_h5.legacy_weights(layer)):
+                layer_group[name] = variable.value
+        if optimizer_names:
+            weights = f.create_group("optimizer_weights")
+            weights.attrs["weight_names"] = [n.encode() for n in optimizer_names]
+            for n in optimizer_names:
+                weights[n] = np.zeros(())
+
+
+@pytest.mark.parametrize("which", ["sequential", "functional"])
+def test_keras2_model_files_load(which, tmp_path):
+    from minidl.saving.keras import config as keras_config
+    from minidl.saving.model_io import _model_from_spec
+    with open(os.path.join(DATA, "keras2_configs.json")) as f:
+        configs = json.load(f)[which]
+    # The weights: a minidl model of the same config, given weights of its own.
+    model = _model_from_spec(keras_config.model_spec_from_keras(configs["model_config"]))
+    rng = np.random.default_rng(4)
+    model.set_weights([rng.uniform(0.5, 1.5, size=w.shape).astype(w.dtype)
+                       for w in model.get_weights()])
+    path = str(tmp_path / "keras2.h5")
+    # tf.keras's Adam: its step count, then every m, then every v (not Keras 3's order).
+    _write_keras2_h5(path, configs, model, ["Adam/iter:0", "Adam/m:0", "Adam/v:0"])
+    with pytest.warns(UserWarning, match="starts fresh"):
+        loaded = minidl.models.load_model(path)
+    assert loaded.compiled and loaded.optimizer.iterations == 0
+    shape = (4,) + tuple(model.inputs[0].shape[1:])
+    x = (rng.integers(0, 50, shape) if which == "functional"
+         else rng.normal(size=shape).astype("float32"))
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    clone = _model_from_spec(keras_config.model_spec_from_keras(configs["model_config"]))
+    clone.load_weights(path)
+    np.testing.assert_array_equal(clone.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
 # ---- Keras 3 fixtures ----
 
 @pytest.mark.parametrize("name", FIXTURES)

@@ -25,6 +25,7 @@ the config through :mod:`minidl.saving.keras.config`, which resolves class names
 minidl's registries only. Every weight is read and checked before any is written: a file
 that does not fit the model changes nothing.
 """
+import json
 import warnings
 
 import numpy as np
@@ -199,7 +200,6 @@ def _write_optimizer_weights(h5file, model):
 
 
 def _json_bytes(obj):
-    import json
     return json.dumps(obj).encode("utf8")
 
 
