@@ -339,6 +339,26 @@ def test_h5_names_write_keras_legacy_layouts(tmp_path):
     np.testing.assert_allclose(fresh.predict(x, verbose=0), y, rtol=0, atol=TOLERANCE)
 
 
+def test_model_checkpoint_writes_keras_files_under_keras_names(tmp_path):
+    from minidl.callbacks import ModelCheckpoint
+    x, _ = fixture_io("residual")
+    y = np.zeros((len(x), 1), np.float32)
+    model = build_residual()
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[
+        ModelCheckpoint(str(tmp_path / "ckpt-{epoch}.keras")),
+        ModelCheckpoint(str(tmp_path / "w-{epoch}.weights.h5"), save_weights_only=True)])
+    with zipfile.ZipFile(str(tmp_path / "ckpt-2.keras")) as zf:
+        assert "model.weights.h5" in zf.namelist()
+    loaded = load_model(str(tmp_path / "ckpt-2.keras"))
+    assert loaded.optimizer.iterations == model.optimizer.iterations
+    fresh = build_residual()
+    fresh.load_weights(str(tmp_path / "w-2.weights.h5"))
+    np.testing.assert_allclose(fresh.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=0, atol=TOLERANCE)
+
+
 def test_save_weights_refuses_a_keras_archive_name(tmp_path):
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
         build_mlp().save_weights(str(tmp_path / "w.keras"))
