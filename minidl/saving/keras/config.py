@@ -16,6 +16,8 @@ and field names, so the translation is mostly a walk that:
   when they hold their default, and refuses them otherwise, since minidl cannot honour them.
 
 Every error is a ValueError that says where in the config it is (layer name and field).
+The compile settings (``compile_config``, ``training_config``) are translated in
+:mod:`minidl.saving.keras.compile_settings`; this module's functions of those names call it.
 """
 import inspect
 import numbers
@@ -34,13 +36,16 @@ _MAX_DEPTH = 32
 # when they hold it, refused otherwise. Keyed by class name; "*" applies to every layer.
 _KERAS_ONLY_LAYER_ARGS = {
     "*": {"quantization_config": None, "lora_rank": None, "lora_alpha": None,
-          "ragged": False, "optional": False, "autocast": True, "input_dim_mask": None},
+          "ragged": False, "optional": False, "autocast": True},
     "BatchNormalization": {"synchronized": False, "renorm": False, "renorm_clipping": None,
                            "renorm_momentum": 0.99},
     "LayerNormalization": {"rms_scaling": False},
     "Flatten": {"data_format": "channels_last"},
     "RandomContrast": {"data_format": "channels_last"},
     "RandomBrightness": {"data_format": "channels_last"},
+    # How Keras's lookups hash out-of-vocabulary tokens into their OOV buckets.
+    "StringLookup": {"oov_method": "floormod", "salt": None},
+    "IntegerLookup": {"oov_method": "floormod", "salt": None},
     # Keras 2's RNN layers: the batch-major layout is the only one minidl has.
     "LSTM": {"time_major": False},
     "GRU": {"time_major": False},
@@ -57,17 +62,7 @@ _KERAS2_IGNORED_LAYER_ARGS = {
 # a string.
 _NO_TRAINABLE_IN_KERAS = ("Discretization", "SpatialDropout1D", "SpatialDropout2D",
                           "SpatialDropout3D")
-_KERAS_ONLY_OPTIMIZER_ARGS = {"use_ema": False, "ema_momentum": 0.99,
-                              "ema_overwrite_frequency": None,
-                              "gradient_accumulation_steps": None, "decay": 0.0}
-# Keras 2 optimizer fields with no effect on the update (compilation, the legacy flag).
-_KERAS2_IGNORED_OPTIMIZER_ARGS = ("jit_compile", "is_legacy_optimizer")
 _KERAS_ONLY_INITIALIZER_ARGS = {"input_axes": None, "output_axes": None}
-_KERAS_ONLY_METRIC_ARGS = {"dtype": "float32", "ignore_class": None}
-_KERAS_ONLY_LOSS_ARGS = {"dtype": None}
-# Keras 3 compile arguments about how training runs, not what it computes.
-_COMPILE_EXECUTION_ARGS = ("run_eagerly", "steps_per_execution", "jit_compile",
-                           "auto_scale_loss")
 
 # The module Keras 3.15 writes for each kind of object (its public package).
 _KERAS_MODULES = {"layer": "keras.layers", "initializer": "keras.initializers",
@@ -258,6 +253,29 @@ def _minidl_name(cls, obj):
     return registered if isinstance(registered, str) and ">" in registered else cls.__name__
 
 
+def _function_name(value, where):
+    """The name that Keras 3's ``{"class_name": "function", "config": name, ...}`` stands
+    for, to be looked up in minidl's registries (never imported).
+
+    Keras writes its own functions (``keras.losses.mean_squared_error``) with module
+    'builtins' and resolves them by name among its built-ins; a function registered with
+    ``register_keras_serializable`` carries its ``"package>name"`` as registered_name, which
+    minidl resolves only if the function is registered in minidl under that name."""
+    extra = sorted(str(key) for key in value if key not in _OBJECT_KEYS)
+    if extra:
+        _fail(where, f"unknown keys {', '.join(extra)[:200]} in a function object")
+    module, name = value.get("module"), value.get("config")
+    registered = value.get("registered_name")
+    if not isinstance(name, str):
+        _fail(where, f"a function config must be its name; received {name!r:.100}")
+    if isinstance(registered, str) and ">" in registered:
+        return registered
+    if _is_keras_module(module) or module == "builtins":
+        return name
+    _fail(where, f"a function {name!r:.100} of module {module!r:.100} is not one of Keras's; "
+                 f"register it in minidl with @minidl.saving.register_serializable()")
+
+
 def _activation_from_keras(value, where):
     if value is None or isinstance(value, str):
         if isinstance(value, str):
@@ -267,11 +285,7 @@ def _activation_from_keras(value, where):
                 _fail(where, str(error))
         return value
     if isinstance(value, dict) and value.get("class_name") == "function":
-        # Keras 3 writes a function as {"class_name": "function", "config": "relu", ...}.
-        if not _is_keras_module(value.get("module")):
-            _fail(where, f"a function of module {value.get('module')!r:.100} is not Keras's; "
-                         f"minidl loads Keras's activations by name only")
-        return _activation_from_keras(value.get("config"), where)
+        return _activation_from_keras(_function_name(value, where), where)
     return _object_from_keras(value, activations.ACTIVATIONS, where)
 
 
@@ -463,6 +477,8 @@ def _functional_from_keras(config, where, depth):
             continue
         layer = _layer_from_keras(spec, entry_where, depth + 1)
         name = spec.get("name", _layer_name(spec))
+        if not isinstance(name, str):
+            _fail(entry_where, f"a layer's name must be a string; received {name!r:.100}")
         if layer["class_name"] == "Functional" or (keras2 and _keras2_counts_from_1(spec)):
             counted_from_1.add(name)
         out_layers.append((layer, name, spec.get("inbound_nodes", []), entry_where))
@@ -915,191 +931,25 @@ def model_config_to_keras(model):
     return _layer_spec_to_keras(spec, "model")
 
 
-# ---- compile configs ----
+# ---- compile settings (minidl.saving.keras.compile_settings) ----
 
 def compile_spec_from_keras(compile_config):
     """A Keras 3 ``compile_config`` or a legacy ``training_config`` -> the dict that
-    ``minidl.saving.model_io._compile_from_config`` takes.
-
-    Args:
-        compile_config: ``{"optimizer", "loss", "loss_weights", "metrics", ...}`` (Keras 3)
-            or ``{"optimizer_config", "loss", "metrics", "weighted_metrics",
-            "loss_weights"}`` (Keras 2's ``training_config``); None or ``{}`` when the model
-            was not compiled.
-
-    Returns:
-        ``{"optimizer", "loss", "loss_weights", "metrics"}``, or None for an uncompiled
-        model.
-
-    Raises:
-        ValueError: what minidl cannot honour (``use_ema=True``, weighted metrics, an
-            unknown optimizer, loss or metric), naming the field.
-    """
-    if compile_config is None or compile_config == {}:
-        return None
-    where = "compile_config"
-    if not isinstance(compile_config, dict):
-        _fail(where, f"must be an object; received {compile_config!r:.200}")
-    known = {"optimizer", "optimizer_config", "loss", "loss_weights", "metrics",
-             "weighted_metrics", *_COMPILE_EXECUTION_ARGS, "sample_weight_mode"}
-    unknown = sorted(str(key) for key in compile_config if key not in known)
-    if unknown:
-        _fail(where, f"unknown fields {', '.join(unknown)[:200]}")
-    weighted = compile_config.get("weighted_metrics")
-    if weighted not in (None, [], {}):
-        _fail(f"{where} field 'weighted_metrics'", f"weighted metrics are not supported by "
-                                                   f"minidl; received {weighted!r:.200}")
-    if compile_config.get("sample_weight_mode") is not None:
-        _fail(f"{where} field 'sample_weight_mode'", "only null loads")
-    optimizer = compile_config.get("optimizer", compile_config.get("optimizer_config"))
-    return {"optimizer": _optimizer_from_keras(optimizer, f"{where} field 'optimizer'"),
-            "loss": _structure_from_keras(compile_config.get("loss"), _loss_from_keras,
-                                          f"{where} field 'loss'"),
-            "loss_weights": _plain(compile_config.get("loss_weights"), where),
-            "metrics": _structure_from_keras(compile_config.get("metrics"),
-                                             _metric_from_keras, f"{where} field 'metrics'")}
-
-
-def _optimizer_from_keras(value, where):
-    if isinstance(value, str):
-        try:
-            optimizers.OPTIMIZERS.lookup(value)
-        except ValueError as error:
-            _fail(where, str(error))
-        return value
-    cls = _resolve_class(value, optimizers.OPTIMIZERS, where)
-    config = value.get("config", {})
-    if not isinstance(config, dict):
-        _fail(where, f"config must be an object; received {config!r:.200}")
-    config = dict(config)
-    if "lr" in config and "learning_rate" not in config:
-        config["learning_rate"] = config.pop("lr")  # Keras 2.2 and older
-    return {"class_name": _minidl_name(cls, value),
-            "config": _config_from_keras(cls, config, where, _KERAS_ONLY_OPTIMIZER_ARGS,
-                                         ignored=_KERAS2_IGNORED_OPTIMIZER_ARGS)}
-
-
-def _structure_from_keras(structure, function, where, depth=0):
-    """A loss or metrics structure (one spec, null, lists / objects of them)."""
-    if depth > 3:
-        _fail(where, "nests too deeply")
-    if structure is None or isinstance(structure, str):
-        return function(structure, where)
-    if isinstance(structure, list):
-        return [_structure_from_keras(item, function, f"{where}[{i}]", depth + 1)
-                for i, item in enumerate(structure)]
-    if isinstance(structure, dict) and "class_name" not in structure:
-        return {key: _structure_from_keras(item, function, f"{where}[{key!r}]", depth + 1)
-                for key, item in structure.items()}
-    return function(structure, where)
-
-
-def _function_name(value, where):
-    """Keras 3's ``{"class_name": "function", "config": name}`` (a built-in function)."""
-    if not _is_keras_module(value.get("module")):
-        _fail(where, f"a function of module {value.get('module')!r:.100} is not Keras's; "
-                     f"register the function in minidl with register_serializable")
-    name = value.get("config")
-    if not isinstance(name, str):
-        _fail(where, f"a function config must be its name; received {name!r:.100}")
-    return name
-
-
-def _loss_from_keras(value, where):
-    if value is None:
-        return None
-    if isinstance(value, dict) and value.get("class_name") == "function":
-        value = _function_name(value, where)
-    if isinstance(value, str):
-        try:
-            losses.get(value)
-        except ValueError as error:
-            _fail(where, str(error))
-        return value
-    return _object_from_keras(value, losses.LOSSES, where, _KERAS_ONLY_LOSS_ARGS)
-
-
-def _metric_from_keras(value, where):
-    if value is None:
-        return None
-    if isinstance(value, dict) and value.get("class_name") == "function":
-        value = _function_name(value, where)
-    if isinstance(value, str):
-        try:
-            metrics.get(value)
-        except ValueError as error:
-            _fail(where, str(error))
-        return value
-    return _object_from_keras(value, metrics.METRICS, where, _KERAS_ONLY_METRIC_ARGS)
+    ``minidl.saving.model_io._compile_from_config`` takes; see
+    :func:`minidl.saving.keras.compile_settings.compile_spec_from_keras`."""
+    from minidl.saving.keras import compile_settings
+    return compile_settings.compile_spec_from_keras(compile_config)
 
 
 def compile_config_to_keras(model):
-    """The Keras 3 ``compile_config`` of a compiled minidl model; None if not compiled."""
-    from minidl.saving.model_io import compile_config
-    spec = compile_config(model)
-    if spec is None:
-        return None
-    where = "compile_config"
-    return {"optimizer": _optimizer_to_keras(spec["optimizer"], f"{where} field 'optimizer'"),
-            "loss": _structure_to_keras(spec["loss"], "loss", f"{where} field 'loss'"),
-            "loss_weights": spec["loss_weights"],
-            "metrics": _structure_to_keras(spec["metrics"], "metric",
-                                           f"{where} field 'metrics'"),
-            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
-            "jit_compile": False}
-
-
-def _optimizer_to_keras(spec, where):
-    optimizer = optimizers.get(spec)
-    config = dict(optimizer.get_config())
-    if isinstance(config.get("learning_rate"), dict):
-        schedule = config["learning_rate"]
-        cls = schedules.SCHEDULES.lookup(schedule["class_name"])
-        config["learning_rate"] = _keras_object("schedule", cls.__name__,
-                                                dict(schedule.get("config", {})), cls)
-    cls = type(optimizer)
-    out = _keras_object("optimizer", cls.__name__, config, cls)
-    if out["registered_name"] is None:
-        out["registered_name"] = cls.__name__
-    return out
-
-
-def _structure_to_keras(structure, kind, where):
-    if structure is None:
-        return None
-    if isinstance(structure, list):
-        return [_structure_to_keras(item, kind, f"{where}[{i}]")
-                for i, item in enumerate(structure)]
-    if isinstance(structure, dict) and "class_name" not in structure:
-        return {key: _structure_to_keras(item, kind, f"{where}[{key!r}]")
-                for key, item in structure.items()}
-    if isinstance(structure, str):
-        return structure
-    registry = losses.LOSSES if kind == "loss" else metrics.METRICS
-    try:
-        cls = registry.lookup(structure["class_name"])
-    except ValueError as error:
-        _fail(where, str(error))
-    if cls.__name__ in ("LossFunctionWrapper", "MeanMetricWrapper"):
-        # A wrapped function: Keras names Keras's own functions by their name.
-        fn = structure.get("config", {}).get("fn")
-        if isinstance(fn, str):
-            return fn
-        _fail(where, f"a wrapped function {structure!r:.200} has no Keras form")
-    return _keras_object(kind, cls.__name__, dict(structure.get("config", {})), cls)
+    """The Keras 3 ``compile_config`` of a minidl model (None if not compiled); see
+    :func:`minidl.saving.keras.compile_settings.compile_config_to_keras`."""
+    from minidl.saving.keras import compile_settings
+    return compile_settings.compile_config_to_keras(model)
 
 
 def training_config_to_keras(model):
-    """The legacy ``.h5`` ``training_config`` attribute of a compiled minidl model (Keras 3's
-    legacy writer: the compile config with the optimizer under ``optimizer_config``); None
-    if not compiled."""
-    config = compile_config_to_keras(model)
-    if config is None:
-        return None
-    optimizer = config.pop("optimizer")
-    config = {"loss": config["loss"], "metrics": config["metrics"],
-              "weighted_metrics": config["weighted_metrics"],
-              "loss_weights": config["loss_weights"],
-              "optimizer_config": {"class_name": optimizer["class_name"],
-                                   "config": optimizer["config"]}}
-    return config
+    """The legacy ``.h5`` ``training_config`` of a minidl model (None if not compiled); see
+    :func:`minidl.saving.keras.compile_settings.training_config_to_keras`."""
+    from minidl.saving.keras import compile_settings
+    return compile_settings.training_config_to_keras(model)
