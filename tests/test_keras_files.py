@@ -195,6 +195,29 @@ def test_bidirectional_paths_are_keras_sorted_order():
         "layers/dense/vars", "layers/dense_1/vars"]
 
 
+class TwoDense(Model):
+    """A subclassed model: Keras walks it as a layer, by its attributes in sorted order,
+    its ``layers`` property among them."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.second = layers.Dense(3)
+        self.first = layers.Dense(2, activation="tanh")
+        self.blocks = [layers.Dense(2), layers.Dense(2)]
+
+    def call(self, x):
+        return self.second(self.blocks[1](self.blocks[0](self.first(x))))
+
+
+def test_subclassed_model_paths_are_its_attributes():
+    model = TwoDense()
+    model(np.zeros((1, 4), np.float32))
+    # As Keras 3.15 writes it: "second" is first met in the sorted walk through the model's
+    # ``layers`` property (before "second"), as the first Dense of that list.
+    assert [path for path, _ in keras_weight_groups(model)] == [
+        "blocks/dense/vars", "blocks/dense_1/vars", "first/vars", "layers/dense/vars"]
+
+
 @pytest.mark.parametrize("name", ["cnn_bn", "residual", "nested", "lstm_text"])
 def test_training_goes_on_after_loading(name):
     model = load_model(fixture(name, ".keras"))
@@ -655,6 +678,32 @@ OPTIMIZERS = {
     "nadam": lambda m: m.Nadam(0.01),
     "adam_schedule": lambda m: m.Adam(m.schedules.ExponentialDecay(0.01, 3, 0.5)),
 }
+
+
+def test_subclassed_weights_match_keras(keras, tmp_path):
+    class KerasTwoDense(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.second = keras.layers.Dense(3)
+            self.first = keras.layers.Dense(2, activation="tanh")
+            self.blocks = [keras.layers.Dense(2), keras.layers.Dense(2)]
+
+        def call(self, x):
+            return self.second(self.blocks[1](self.blocks[0](self.first(x))))
+    x = np.random.default_rng(3).random((5, 4)).astype(np.float32)
+    theirs = KerasTwoDense()
+    theirs(x)
+    theirs.save_weights(str(tmp_path / "k.weights.h5"))
+    ours = TwoDense()
+    ours(x)
+    ours.load_weights(str(tmp_path / "k.weights.h5"))
+    np.testing.assert_allclose(ours.predict(x, verbose=0), np.asarray(theirs.predict(x, verbose=0)),
+                               rtol=0, atol=TOLERANCE)
+    _perturb(ours, np.random.default_rng(4))
+    ours.save_weights(str(tmp_path / "m.weights.h5"))
+    theirs.load_weights(str(tmp_path / "m.weights.h5"))
+    np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)), ours.predict(x, verbose=0),
+                               rtol=0, atol=TOLERANCE)
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
