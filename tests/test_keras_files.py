@@ -697,13 +697,13 @@ def test_subclassed_weights_match_keras(keras, tmp_path):
     ours = TwoDense()
     ours(x)
     ours.load_weights(str(tmp_path / "k.weights.h5"))
-    np.testing.assert_allclose(ours.predict(x, verbose=0), np.asarray(theirs.predict(x, verbose=0)),
-                               rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(ours.predict(x, verbose=0),
+                               np.asarray(theirs.predict(x, verbose=0)), rtol=0, atol=TOLERANCE)
     _perturb(ours, np.random.default_rng(4))
     ours.save_weights(str(tmp_path / "m.weights.h5"))
     theirs.load_weights(str(tmp_path / "m.weights.h5"))
-    np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)), ours.predict(x, verbose=0),
-                               rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)),
+                               ours.predict(x, verbose=0), rtol=0, atol=TOLERANCE)
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
