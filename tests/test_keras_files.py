@@ -195,6 +195,29 @@ def test_bidirectional_paths_are_keras_sorted_order():
         "layers/dense/vars", "layers/dense_1/vars"]
 
 
+class TwoDense(Model):
+    """A subclassed model: Keras walks it as a layer, by its attributes in sorted order,
+    its ``layers`` property among them."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.second = layers.Dense(3)
+        self.first = layers.Dense(2, activation="tanh")
+        self.blocks = [layers.Dense(2), layers.Dense(2)]
+
+    def call(self, x):
+        return self.second(self.blocks[1](self.blocks[0](self.first(x))))
+
+
+def test_subclassed_model_paths_are_its_attributes():
+    model = TwoDense()
+    model(np.zeros((1, 4), np.float32))
+    # As Keras 3.15 writes it: "second" is first met in the sorted walk through the model's
+    # ``layers`` property (before "second"), as the first Dense of that list.
+    assert [path for path, _ in keras_weight_groups(model)] == [
+        "blocks/dense/vars", "blocks/dense_1/vars", "first/vars", "layers/dense/vars"]
+
+
 @pytest.mark.parametrize("name", ["cnn_bn", "residual", "nested", "lstm_text"])
 def test_training_goes_on_after_loading(name):
     model = load_model(fixture(name, ".keras"))
@@ -320,6 +343,43 @@ def test_native_format_keeps_its_own_names(tmp_path):
     model.save_weights(str(tmp_path / "w.weights.h5"))
     with open(str(tmp_path / "w.weights.h5"), "rb") as f:
         assert f.read(8) == b"\x89HDF\r\n\x1a\n"
+
+
+def test_h5_names_write_keras_legacy_layouts(tmp_path):
+    pytest.importorskip("minidl.saving.keras.legacy_h5")
+    model = load_model(fixture("cnn_bn", ".keras"))
+    x, y = fixture_io("cnn_bn")
+    model.save(str(tmp_path / "m.h5"))
+    with h5py.File(str(tmp_path / "m.h5"), "r") as f:
+        assert "model_config" in f.attrs and "model_weights" in f
+    again = load_model(str(tmp_path / "m.h5"))
+    np.testing.assert_allclose(again.predict(x, verbose=0), y, rtol=0, atol=TOLERANCE)
+    model.save_weights(str(tmp_path / "w.hdf5"))
+    with h5py.File(str(tmp_path / "w.hdf5"), "r") as f:
+        assert "layer_names" in f.attrs
+    fresh = build_cnn_bn()
+    fresh.load_weights(str(tmp_path / "w.hdf5"))
+    np.testing.assert_allclose(fresh.predict(x, verbose=0), y, rtol=0, atol=TOLERANCE)
+
+
+def test_model_checkpoint_writes_keras_files_under_keras_names(tmp_path):
+    from minidl.callbacks import ModelCheckpoint
+    x, _ = fixture_io("residual")
+    y = np.zeros((len(x), 1), np.float32)
+    model = build_residual()
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[
+        ModelCheckpoint(str(tmp_path / "ckpt-{epoch}.keras")),
+        ModelCheckpoint(str(tmp_path / "w-{epoch}.weights.h5"), save_weights_only=True)])
+    with zipfile.ZipFile(str(tmp_path / "ckpt-2.keras")) as zf:
+        assert "model.weights.h5" in zf.namelist()
+    loaded = load_model(str(tmp_path / "ckpt-2.keras"))
+    assert loaded.optimizer.iterations == model.optimizer.iterations
+    fresh = build_residual()
+    fresh.load_weights(str(tmp_path / "w-2.weights.h5"))
+    np.testing.assert_allclose(fresh.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=0, atol=TOLERANCE)
 
 
 def test_save_weights_refuses_a_keras_archive_name(tmp_path):
@@ -606,3 +666,68 @@ def test_keras_loads_every_layer_minidl_writes(keras, tmp_path, name):
     np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0), np.float64),
                                np.asarray(model.predict(x, verbose=0), np.float64),
                                rtol=0, atol=TOLERANCE)
+
+
+OPTIMIZERS = {
+    "sgd": lambda m: m.SGD(0.05),
+    "sgd_nesterov": lambda m: m.SGD(0.05, momentum=0.8, nesterov=True),
+    "adam_amsgrad": lambda m: m.Adam(0.01, amsgrad=True),
+    "adamw": lambda m: m.AdamW(0.01, weight_decay=0.01),
+    "rmsprop_centered": lambda m: m.RMSprop(0.01, momentum=0.5, centered=True),
+    "adagrad": lambda m: m.Adagrad(0.05),
+    "nadam": lambda m: m.Nadam(0.01),
+    "adam_schedule": lambda m: m.Adam(m.schedules.ExponentialDecay(0.01, 3, 0.5)),
+}
+
+
+def test_subclassed_weights_match_keras(keras, tmp_path):
+    class KerasTwoDense(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.second = keras.layers.Dense(3)
+            self.first = keras.layers.Dense(2, activation="tanh")
+            self.blocks = [keras.layers.Dense(2), keras.layers.Dense(2)]
+
+        def call(self, x):
+            return self.second(self.blocks[1](self.blocks[0](self.first(x))))
+    x = np.random.default_rng(3).random((5, 4)).astype(np.float32)
+    theirs = KerasTwoDense()
+    theirs(x)
+    theirs.save_weights(str(tmp_path / "k.weights.h5"))
+    ours = TwoDense()
+    ours(x)
+    ours.load_weights(str(tmp_path / "k.weights.h5"))
+    np.testing.assert_allclose(ours.predict(x, verbose=0),
+                               np.asarray(theirs.predict(x, verbose=0)), rtol=0, atol=TOLERANCE)
+    _perturb(ours, np.random.default_rng(4))
+    ours.save_weights(str(tmp_path / "m.weights.h5"))
+    theirs.load_weights(str(tmp_path / "m.weights.h5"))
+    np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)),
+                               ours.predict(x, verbose=0), rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizer_state_maps_both_ways(keras, tmp_path, name):
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 5)).astype(np.float32)
+    y = rng.random((16, 2)).astype(np.float32)
+    theirs = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="tanh"),
+                               keras.layers.Dense(2)])
+    theirs.compile(OPTIMIZERS[name](keras.optimizers), "mse")
+    theirs.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    theirs.save(str(tmp_path / "k.keras"))
+    ours = load_model(str(tmp_path / "k.keras"))
+    assert ours.optimizer.iterations == int(theirs.optimizer.iterations) == 4
+    # The next steps from the restored state are Keras's steps.
+    for _ in range(2):
+        theirs.train_on_batch(x, y)
+        ours.train_on_batch(x, y)
+    np.testing.assert_allclose(ours.predict(x, verbose=0),
+                               np.asarray(theirs.predict(x, verbose=0)), rtol=0, atol=1e-5)
+    # And back: Keras reads minidl's optimizer variables as its own.
+    ours.save(str(tmp_path / "m.keras"))
+    again = keras.saving.load_model(str(tmp_path / "m.keras"))
+    assert len(again.optimizer.variables) == len(theirs.optimizer.variables)
+    for a, b in zip(again.optimizer.variables, theirs.optimizer.variables):
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                                   rtol=0, atol=1e-5)

@@ -13,7 +13,9 @@ generated and differ between two instances of one model). Its saver walks the mo
   attributes holding other layers, in sorted attribute order: a recurrent layer's
   ``cell`` (so an LSTM's kernels are at ``layers/lstm/cell/vars``), Bidirectional's
   ``backward_layer`` then ``forward_layer``, TimeDistributed's ``layer``, a nested model's
-  own ``layers/...``;
+  own ``layers/...``; a subclassed model is walked as a layer (``<attribute>/vars``, an
+  attribute holding a list of layers as ``<attribute>/<snake_case>``), its ``layers``
+  property among its attributes;
 - the model's ``optimizer`` writes ``optimizer/vars/0..n``: ``iterations``, the learning
   rate (absent when it is a schedule), then the slots of the trainable variables (those
   of one ``add_optimizer_variables`` call interleaved per variable: Adam's momentum and
@@ -111,17 +113,12 @@ def keras_weight_entries(model):
         if id(obj) in visited:
             return
         visited.add(id(obj))
-        if isinstance(obj, Model):
+        if isinstance(obj, Model) and not getattr(obj, "_subclassed", False):
             entries.append((path, obj.name, []))
-            layers = obj.layers
-            if not getattr(obj, "_subclassed", False):
-                visit_container(layers, join(path, "layers"))
-                return
-            # A subclassed model: Keras walks its layers list, then attributes.
-            visit_container(layers, join(path, "layers"))
-            for attribute, value in _child_layers(obj):
-                visit_child(value, join(path, attribute))
+            visit_container(obj.layers, join(path, "layers"))
             return
+        # A layer, or a subclassed model (which Keras walks as a layer: by the
+        # attributes holding its layers, with no "layers/" level).
         own = _own_variables(obj)
         if _is_recurrent(obj):
             # Keras keeps a recurrent layer's weights on its cell ("lstm_cell", ...).
@@ -130,7 +127,14 @@ def keras_weight_entries(model):
             entries.append((join(path, "cell"), cell, own))
         else:
             entries.append((path, obj.name, own))
-        for attribute, value in _child_layers(obj):
+        children = _child_layers(obj)
+        if isinstance(obj, Model):
+            # Keras meets a subclassed model's ``layers`` property among its attributes,
+            # in sorted order: a layer not yet reached through an attribute sorted before
+            # "layers" gets its path there (``layers/dense``), named by its place in the
+            # list of all the model's layers.
+            children = sorted(children + [("layers", obj.layers)], key=lambda c: c[0])
+        for attribute, value in children:
             visit_child(value, join(path, attribute))
 
     def visit_child(value, path):
@@ -230,12 +234,15 @@ def keras_optimizer_values(model):
         values.append(np.array(optimizer.learning_rate, np.float32))
     arrays = _trainable_arrays(model)
     initial = dict(optimizer._slot_specs())
+    known = set(map(id, optimizer._variables)) if optimizer.built else set()
     for group in groups:
         for array in arrays:
             for slot in group:
-                if optimizer.built:
+                if id(array) in known:
                     values.append(optimizer.get_slot(array, slot))
                 else:
+                    # A weight the optimizer has no slot for (not built yet, or unfrozen
+                    # since): the state it would start from.
                     values.append(np.full_like(array, initial.get(slot, 0.0)))
     for name in extra:
         if name == "u_product":
