@@ -546,7 +546,7 @@ def test_save_and_load_round_trip(tmp_path):
     minidl.utils.set_random_seed(6)
     model = _model()
     x, y, _ = _fit(model)
-    path = tmp_path / "augment.keras"
+    path = tmp_path / "augment.minidl"
     model.save(path)
     loaded = minidl.models.load_model(path)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
