@@ -302,6 +302,30 @@ def test_fixture_round_trips_through_minidl_written_files(tmp_path, name):
     assert same_loss(again.get_compile_config()["loss"], model.get_compile_config()["loss"])
 
 
+def _frozen_first_layer_model():
+    model = Sequential([Input((4,)), layers.Dense(3, trainable=False),
+                        layers.BatchNormalization(), layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def test_frozen_layers_stay_frozen_with_their_optimizer_state(tmp_path):
+    rng = np.random.default_rng(5)
+    x, y = rng.random((8, 4)).astype(np.float32), rng.random((8, 1)).astype(np.float32)
+    model = _frozen_first_layer_model()
+    model.fit(x, y, batch_size=4, verbose=0)
+    # The architecture alone keeps the flag (minidl's own JSON too).
+    assert not minidl.models.model_from_json(model.to_json()).layers[0].trainable
+    model.save(str(tmp_path / "m.keras"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # the optimizer's state fits: no warning
+        loaded = load_model(str(tmp_path / "m.keras"))
+    assert [layer.trainable for layer in loaded.layers] == [False, True, True]
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 2
+    for a, b in zip(keras_optimizer_values(loaded), keras_optimizer_values(model)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_unbuilt_optimizer_is_written_as_a_fresh_one(tmp_path):
     model = build_residual()   # compiled, never trained
     model.save(str(tmp_path / "m.keras"))
@@ -704,6 +728,25 @@ def test_subclassed_weights_match_keras(keras, tmp_path):
     theirs.load_weights(str(tmp_path / "m.weights.h5"))
     np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)),
                                ours.predict(x, verbose=0), rtol=0, atol=TOLERANCE)
+
+
+def test_frozen_layer_training_matches_keras(keras, tmp_path):
+    rng = np.random.default_rng(6)
+    x, y = rng.random((8, 4)).astype(np.float32), rng.random((8, 1)).astype(np.float32)
+    theirs = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, trainable=False),
+                               keras.layers.BatchNormalization(), keras.layers.Dense(1)])
+    theirs.compile("adam", "mse")
+    theirs.fit(x, y, batch_size=4, verbose=0)
+    theirs.save(str(tmp_path / "k.keras"))
+    ours = load_model(str(tmp_path / "k.keras"))
+    for _ in range(2):
+        theirs.train_on_batch(x, y)
+        ours.train_on_batch(x, y)
+    np.testing.assert_allclose(ours.predict(x, verbose=0),
+                               np.asarray(theirs.predict(x, verbose=0)), rtol=0, atol=1e-5)
+    ours.save(str(tmp_path / "m.keras"))
+    again = keras.saving.load_model(str(tmp_path / "m.keras"))
+    assert len(again.optimizer.variables) == len(theirs.optimizer.variables)
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
