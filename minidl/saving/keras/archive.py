@@ -348,18 +348,21 @@ def save_keras_weights(model, filepath):
     Raises:
         ImportError: h5py is not installed (nothing is written).
     """
-    h5 = _h5()
-    h5.import_h5py()
+    _h5().import_h5py()
     _check_built(model, filepath)
-    h5.write_h5(filepath, lambda h5file: _fill_weights(h5file, model))
+    data = _weights_bytes(model)
+    atomic_write(filepath, lambda f: f.write(data))
 
 
 def _weights_bytes(model):
-    """The ``model.weights.h5`` member, made in memory."""
+    """The ``model.weights.h5`` member (or a ``.weights.h5`` file), made in memory under
+    the model's shared lock: a snapshot between two training steps of another thread,
+    never halfway through an update."""
     h5py = _h5().import_h5py()
     buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as h5file:
-        _fill_weights(h5file, model)
+    with model._lock.shared:
+        with h5py.File(buffer, "w") as h5file:
+            _fill_weights(h5file, model)
     return buffer.getvalue()
 
 
