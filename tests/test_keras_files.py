@@ -354,6 +354,11 @@ def test_load_decides_by_content_not_name(tmp_path):
     np.testing.assert_allclose(fresh.predict(x, verbose=0), y, atol=TOLERANCE, rtol=0)
 
 
+def test_load_model_of_a_weights_file_says_so():
+    with pytest.raises(InvalidModelFileError, match="load_weights"):
+        load_model(fixture("mlp", ".weights.h5"))
+
+
 def test_native_format_keeps_its_own_names(tmp_path):
     model = build_mlp()
     model.save(str(tmp_path / "m.minidl"))
