@@ -9,8 +9,9 @@ dataset of terabytes in a file of a kilobyte. Keras files use none of that, so
 :func:`open_h5` refuses all of it, walking the whole tree once, before the caller reads
 anything: afterwards every object reached by name is a plain group or a numeric dataset of
 this file whose declared size is bounded by the file's size, and every attribute too. The
-walk itself is bounded (``_MAX_OBJECTS``), so a file of a million empty groups or of
-hard-link cycles cannot stall it.
+walk is HDF5's own (each object once) and bounded (``_MAX_OBJECTS``), and an object reached
+by two links (a hard-link cycle, an alias) is refused, since Keras files are trees: a file
+of a million empty groups or of cycles cannot stall it.
 
 h5py is an optional dependency (the ``minidl[keras]`` extra), imported on first use.
 Every failure of h5py or HDF5 on a malformed file becomes an
@@ -98,10 +99,10 @@ def open_h5(source, what=None):
     Checked, in this order: ``source`` is a regular file (a FIFO or a device is refused
     without blocking on it) or a seekable binary file object; it starts with the HDF5
     signature; HDF5 opens it; then every object of its tree: only hard links (no external
-    or soft links), only groups and datasets, no virtual datasets, no external storage, no
-    filter but the built-in ones, only numeric dataset dtypes, no dataset or attribute that
-    declares more bytes than the file can hold, and at most ``_MAX_OBJECTS`` links and
-    attributes in all.
+    or soft links), each object reached by one link only, only groups and datasets, no
+    virtual datasets, no external storage, no filter but the built-in ones, only numeric
+    dataset dtypes, no dataset or attribute that declares more bytes than the file can hold,
+    and at most ``_MAX_OBJECTS`` links and attributes in all.
 
     Args:
         source: a path, or a binary file object open for reading with ``seek`` and
@@ -111,7 +112,8 @@ def open_h5(source, what=None):
 
     Returns:
         The open ``h5py.File`` (read-only; close it, or use it in a ``with`` block). Its
-        ``what`` attribute holds the description, ``size`` the size in bytes.
+        ``what`` attribute holds the description, ``size`` the size in bytes,
+        ``stored_values`` the number of values its datasets hold together.
 
     Raises:
         ImportError: h5py is not installed.
@@ -143,7 +145,7 @@ def open_h5(source, what=None):
             raise h5_error(what, f"it is not a readable HDF5 file ({_describe(error)})") from None
         h5file.__dict__.update(what=what, size=size, _minidl_raw=raw)
         raw = None   # closed with the HDF5 file from now on
-        _walk(h5py, h5file, what, size)
+        h5file.stored_values = _walk(h5py, h5file, what, size)
         return h5file
     except BaseException:
         if h5file is not None:
@@ -168,7 +170,8 @@ def _walk(h5py, h5file, what, size):
 
     HDF5's own visitors do the walking (H5Lvisit, H5Ovisit: in C, each object once, so a
     hard-link cycle ends), with a callback that counts and stops at ``_MAX_OBJECTS``; only
-    then are the datasets and attributes they listed opened and checked.
+    then are the datasets and attributes they listed opened and checked. Returns the
+    number of values the datasets hold together.
     """
     try:
         links, problem = _visit_links(h5py, h5file, len(h5file.attrs))
@@ -178,14 +181,17 @@ def _walk(h5py, h5file, what, size):
             objects, problem = _visit_objects(h5py, h5file, links)
         if problem is not None:
             raise h5_error(what, problem)
-        _check_attributes(h5file, "/", what, size)
+        _check_attributes(h5py, h5file.id, "/", what, size)
+        values = 0
         for name, kind, has_attributes in objects:
             path = "/" + name
             if kind == h5py.h5o.TYPE_DATASET:
-                _check_dataset(h5py, h5py.h5d.open(h5file.id, name.encode()), path, what,
-                               size)
+                values += _check_dataset(h5py, h5py.h5d.open(h5file.id, name.encode()),
+                                         path, what, size)
             if has_attributes:
-                _check_attributes(h5file[path], path, what, size)
+                _check_attributes(h5py, h5py.h5o.open(h5file.id, name.encode()), path, what,
+                                  size)
+        return values
     except InvalidModelFileError:
         raise
     except _H5_ERRORS as error:
@@ -251,14 +257,14 @@ def _visit_objects(h5py, h5file, count):
     return objects, state["problem"]
 
 
-def _check_attributes(obj, path, what, size):
+def _check_attributes(h5py, object_id, path, what, size):
     """Check each attribute's declared size against the file's."""
-    attrs = obj.attrs
-    for name in attrs:
-        attr = attrs.get_id(name)
+    for index in range(h5py.h5a.get_num_attrs(object_id)):
+        attr = h5py.h5a.open(object_id, index=index)
         declared = int(attr.shape and np.prod(attr.shape, dtype=object) or 1) \
             * attr.dtype.itemsize
         if declared > size:
+            name = attr.name.decode("utf-8", "replace")
             raise h5_error(what, f"attribute {name!r:.100} of '{path}' declares {declared} "
                                  f"bytes, more than the file's {size}")
 
@@ -295,6 +301,27 @@ def _check_dataset(h5py, dataset, path, what, size):
         if chunk_bytes > size * _MAX_COMPRESSION_RATIO:
             raise h5_error(what, f"dataset '{path}' declares chunks of {chunk_bytes} bytes, "
                                  f"more than the file's {size} bytes can hold")
+    return declared // dtype.itemsize
+
+
+def open_dataset(group, name, what):
+    """The dataset ``group[name]`` of a file from :func:`open_h5`, as an h5py DatasetID
+    (``.shape``, ``.dtype``; nothing of its data read yet).
+
+    Raises:
+        InvalidModelFileError: there is no such dataset.
+    """
+    h5py = import_h5py()
+    try:
+        return h5py.h5d.open(group.id, name.encode("utf-8"))
+    except _H5_ERRORS:
+        pass
+    path = f"{group.name.rstrip('/')}/{name}"
+    try:
+        found = group.get(name, getlink=True) is not None
+    except _H5_ERRORS:
+        found = False
+    raise h5_error(what, f"'{path}' {'is not a dataset' if found else 'is missing'}")
 
 
 def read_array(group, name, shape, dtype, what):
@@ -315,12 +342,9 @@ def read_array(group, name, shape, dtype, what):
             shape, or cannot be read.
     """
     h5py = import_h5py()
+    dataset = open_dataset(group, name, what)
     path = f"{group.name.rstrip('/')}/{name}"
     try:
-        dataset = group.get(name)
-        if not isinstance(dataset, h5py.Dataset):
-            problem = "is missing" if dataset is None else "is not a dataset"
-            raise h5_error(what, f"'{path}' {problem}")
         if not _is_numeric(dataset.dtype):
             raise h5_error(what, f"dataset '{path}' holds {dataset.dtype}, not numbers")
         got = dataset.shape
@@ -331,7 +355,7 @@ def read_array(group, name, shape, dtype, what):
                                  f"{tuple(shape)}")
         array = np.empty(got, dataset.dtype)
         if array.size:
-            dataset.read_direct(array)
+            dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, array)
         return array.astype(dtype, copy=False)
     except InvalidModelFileError:
         raise

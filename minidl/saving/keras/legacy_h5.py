@@ -309,8 +309,7 @@ def _read_layer(layer, label, layer_group, weight_names, what, skip_mismatch):
     pairs = []
     for variable, weight_name in zip(variables, weight_names):
         expected = tuple(variable.value.shape)
-        dataset = layer_group.get(weight_name)
-        saved = getattr(dataset, "shape", None)
+        saved = h5.open_dataset(layer_group, weight_name, what).shape
         if saved is not None and tuple(saved) != expected and skip_mismatch:
             warnings.warn(f"Skipping loading weight '{weight_name}' of {label} into layer "
                           f"'{layer.name}': the saved weight has shape {tuple(saved)}, the "
@@ -440,7 +439,7 @@ def load_legacy_h5(source, compile=True, what=None):
             spec = keras_config.model_spec_from_keras(model_config)
             # The weights the config declares may take no more than the file holds (at
             # 8 bytes a value, so a float32 file can fill a float64 model).
-            with skip_weight_init(max_bytes=8 * _stored_values(h5py, group)):
+            with skip_weight_init(max_bytes=8 * h5file.stored_values):
                 model = _model_from_spec(spec)
         except InvalidModelFileError:
             raise
@@ -467,17 +466,6 @@ def load_legacy_h5(source, compile=True, what=None):
     return model
 
 
-def _stored_values(h5py, group):
-    """The number of values the datasets under ``group`` hold together."""
-    total = [0]
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Dataset) and obj.shape is not None:
-            total[0] += int(np.prod(obj.shape, dtype=object))
-    group.visititems(visit)
-    return total[0]
-
-
 def _load_optimizer_weights(model, h5file, what):
     """Restore the optimizer's state from ``/optimizer_weights`` when it holds exactly the
     variables Keras 3 gives this optimizer; otherwise warn and keep a fresh optimizer, as
@@ -486,9 +474,8 @@ def _load_optimizer_weights(model, h5file, what):
     group = h5file["optimizer_weights"]
     names = h5.read_str_list_attr(group, "weight_names", what)
     variables = _keras_trainable_arrays(model)
-    if not optimizer.built and variables:
-        optimizer.build(variables)
-    if {id(v) for v in variables} != {id(v) for v in optimizer._variables}:
+    if not optimizer.built or {id(v) for v in variables} != {id(v) for v in
+                                                             optimizer._variables}:
         return _fresh_optimizer_warning(what, "the optimizer is not built on the model's "
                                               "trainable weights")
     entries = _optimizer_entries(optimizer, variables)
