@@ -357,6 +357,17 @@ def test_load_decides_by_content_not_name(tmp_path):
     np.testing.assert_allclose(fresh.predict(x, verbose=0), y, atol=TOLERANCE, rtol=0)
 
 
+def test_keras_archive_without_metadata_loads(tmp_path):
+    # Keras reads only config.json and model.weights.h5.
+    out = str(tmp_path / "m.keras")
+    with zipfile.ZipFile(fixture("mlp", ".keras")) as zin, zipfile.ZipFile(out, "w") as zout:
+        for member in ("config.json", "model.weights.h5"):
+            zout.writestr(member, zin.read(member))
+    x, y = fixture_io("mlp")
+    np.testing.assert_allclose(load_model(out).predict(x, verbose=0), y, rtol=0,
+                               atol=TOLERANCE)
+
+
 def test_load_model_of_a_weights_file_says_so():
     with pytest.raises(InvalidModelFileError, match="load_weights"):
         load_model(fixture("mlp", ".weights.h5"))

@@ -60,6 +60,12 @@ class KerasArchiveReader(ArchiveReader):
     def __init__(self, path):
         super().__init__(path, "keras")
 
+    def read_json(self, name):
+        # Keras's loader never reads metadata.json; a file without it still loads there.
+        if name == METADATA_MEMBER and name not in self.names:
+            return {}
+        return super().read_json(name)
+
     def _check_metadata(self, kind):
         meta = self.metadata
         if not isinstance(meta, dict):
