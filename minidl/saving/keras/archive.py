@@ -31,8 +31,8 @@ from minidl.saving.format import (_FILE_ERRORS, ArchiveReader, InvalidModelFileE
                                   _describe, atomic_write)
 from minidl.saving.keras import weights as layout
 
-__all__ = ["KERAS_VERSION", "load_keras", "load_keras_weights", "save_keras",
-           "save_keras_weights"]
+__all__ = ["KERAS_VERSION", "KerasArchiveReader", "file_kind", "is_legacy_h5", "load_keras",
+           "load_keras_weights", "save_keras", "save_keras_weights"]
 
 # The Keras version whose layout minidl writes (and records in metadata.json).
 KERAS_VERSION = "3.15.1"
