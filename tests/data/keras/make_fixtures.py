@@ -172,7 +172,10 @@ def main(names):
             f"- numpy {np.__version__}\n\n"
             "Models: " + ", ".join(BUILDERS) + ". Each is saved as `<name>.keras`, "
             "`<name>.h5` (legacy) and `<name>.weights.h5`; `<name>_io.npz` holds the "
-            "inputs `x` and Keras's predictions `y`.\n"
+            "inputs `x` and Keras's predictions `y`.\n\n"
+            "Also here: `keras_configs.json` and `keras2_configs.json`, the Keras configs "
+            "of every layer sample that tests/test_keras_config.py compares with, written "
+            "by `make_configs.py`.\n"
         )
 
 
