@@ -173,9 +173,10 @@ def main(names):
             "Models: " + ", ".join(BUILDERS) + ". Each is saved as `<name>.keras`, "
             "`<name>.h5` (legacy) and `<name>.weights.h5`; `<name>_io.npz` holds the "
             "inputs `x` and Keras's predictions `y`.\n\n"
-            "Also here: `keras_configs.json` and `keras2_configs.json`, the Keras configs "
-            "of every layer sample that tests/test_keras_config.py compares with, written "
-            "by `make_configs.py`.\n"
+            "Also here: `keras_configs.json`, the configs real Keras writes for every layer "
+            "sample (written by `make_configs.py`), and `keras2_configs.json`, Keras 2 "
+            "dialect configs written by hand (its `_format` field says how); "
+            "tests/test_keras_config.py and tests/test_keras_h5.py compare with them.\n"
         )
 
 
