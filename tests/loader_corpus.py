@@ -28,6 +28,7 @@ is checked against a reference: refs/<name>.json (the model's config, its optimi
 the epoch a backup resumes from) and refs/<name>.npz (weights, optimizer step count and slots).
 """
 import dataclasses
+import importlib.util
 import json
 import os
 import random
@@ -39,8 +40,11 @@ import zipfile
 from zip_surgery import patch_member, read_directory, rewrite, write_directory, zip64_extra
 
 FAMILIES = ("trunc", "flip", "zipdir", "npy", "json", "special")
-# Keras's files (issue 18): see the block "Keras 3 files" below.
-KERAS_FAMILIES = ("keras-trunc", "keras-flip", "keras-zipdir", "keras-json", "keras-h5")
+# Keras's files (issue 18): see the block "Keras 3 files" below. Without h5py (an optional
+# extra) Keras files cannot be loaded, so there are no such cases.
+_HAS_H5PY = importlib.util.find_spec("h5py") is not None
+KERAS_FAMILIES = (("keras-trunc", "keras-flip", "keras-zipdir", "keras-json", "keras-h5")
+                  if _HAS_H5PY else ())
 FAMILIES += KERAS_FAMILIES
 
 # Legacy Keras .h5 files (issue 18): their families live in loader_corpus_h5.py.
@@ -409,7 +413,8 @@ def build_corpus(directory, sample=False, seed=0):
         changed = hostile_configs.edited(base_members, edit)
         writer.add(f"json-{edit.id}", "json", "model", "invalid", "mlp",
                    make=lambda out, p=base_path, m=changed: _write_members(p, out, m))
-    _keras_cases(writer, directory, rng, sample)
+    if KERAS_FAMILIES:
+        _keras_cases(writer, directory, rng, sample)
     if H5_FAMILIES:
         writer.cases += build_h5_cases(directory, rng, sample)
     return writer.cases

@@ -243,7 +243,10 @@ class Sequential(Model):
                 model.build(tuple(shape))
             except (ValueError, TypeError) as error:
                 raise type(error)(f"build_input_shape={shape!r:.200}: {error}") from None
-        model.trainable = trainable
+        if not trainable:
+            # A frozen model freezes its layers; a trainable one keeps each layer's own
+            # flag (a frozen layer in it stays frozen), as Keras's from_config does.
+            model.trainable = False
         return model
 
 

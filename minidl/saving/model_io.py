@@ -332,8 +332,11 @@ def load_model(filepath, compile=True, restore_random_state=True):
         from minidl.saving.keras.archive import load_keras
         return load_keras(filepath, compile=compile)
     if kind == "hdf5":
-        from minidl.saving.keras.h5 import import_h5py
-        import_h5py()
+        from minidl.saving.keras import archive
+        if not archive.is_legacy_h5(filepath):
+            raise InvalidModelFileError(f"Cannot load '{os.fsdecode(filepath)}': it is a "
+                                        f"Keras 3 weights file (.weights.h5), no model; "
+                                        f"build the model and use model.load_weights.")
         from minidl.saving.keras.legacy_h5 import load_legacy_h5
         return load_legacy_h5(filepath, compile=compile)
     with ArchiveReader(filepath, "model") as reader:

@@ -31,8 +31,8 @@ from minidl.saving.format import (_FILE_ERRORS, ArchiveReader, InvalidModelFileE
                                   _describe, atomic_write)
 from minidl.saving.keras import weights as layout
 
-__all__ = ["KERAS_VERSION", "load_keras", "load_keras_weights", "save_keras",
-           "save_keras_weights"]
+__all__ = ["KERAS_VERSION", "KerasArchiveReader", "file_kind", "is_legacy_h5", "load_keras",
+           "load_keras_weights", "save_keras", "save_keras_weights"]
 
 # The Keras version whose layout minidl writes (and records in metadata.json).
 KERAS_VERSION = "3.15.1"
@@ -59,6 +59,12 @@ class KerasArchiveReader(ArchiveReader):
 
     def __init__(self, path):
         super().__init__(path, "keras")
+
+    def read_json(self, name):
+        # Keras's loader never reads metadata.json; a file without it still loads there.
+        if name == METADATA_MEMBER and name not in self.names:
+            return {}
+        return super().read_json(name)
 
     def _check_metadata(self, kind):
         meta = self.metadata
@@ -348,18 +354,21 @@ def save_keras_weights(model, filepath):
     Raises:
         ImportError: h5py is not installed (nothing is written).
     """
-    h5 = _h5()
-    h5.import_h5py()
+    _h5().import_h5py()
     _check_built(model, filepath)
-    h5.write_h5(filepath, lambda h5file: _fill_weights(h5file, model))
+    data = _weights_bytes(model)
+    atomic_write(filepath, lambda f: f.write(data))
 
 
 def _weights_bytes(model):
-    """The ``model.weights.h5`` member, made in memory."""
+    """The ``model.weights.h5`` member (or a ``.weights.h5`` file), made in memory under
+    the model's shared lock: a snapshot between two training steps of another thread,
+    never halfway through an update."""
     h5py = _h5().import_h5py()
     buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as h5file:
-        _fill_weights(h5file, model)
+    with model._lock.shared:
+        with h5py.File(buffer, "w") as h5file:
+            _fill_weights(h5file, model)
     return buffer.getvalue()
 
 

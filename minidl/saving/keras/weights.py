@@ -35,8 +35,9 @@ import numpy as np
 
 from minidl import optimizers
 
-__all__ = ["keras_optimizer_layout", "keras_optimizer_values", "keras_weight_groups",
-           "keras_weight_entries", "set_keras_optimizer_values", "to_snake_case"]
+__all__ = ["keras_class_name", "keras_optimizer_layout", "keras_optimizer_shapes",
+           "keras_optimizer_values", "keras_weight_entries", "keras_weight_groups",
+           "set_keras_optimizer_values", "to_snake_case"]
 
 
 def to_snake_case(name):

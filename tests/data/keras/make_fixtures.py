@@ -172,7 +172,11 @@ def main(names):
             f"- numpy {np.__version__}\n\n"
             "Models: " + ", ".join(BUILDERS) + ". Each is saved as `<name>.keras`, "
             "`<name>.h5` (legacy) and `<name>.weights.h5`; `<name>_io.npz` holds the "
-            "inputs `x` and Keras's predictions `y`.\n"
+            "inputs `x` and Keras's predictions `y`.\n\n"
+            "Also here: `keras_configs.json`, the configs real Keras writes for every layer "
+            "sample (written by `make_configs.py`), and `keras2_configs.json`, Keras 2 "
+            "dialect configs written by hand (its `_format` field says how); "
+            "tests/test_keras_config.py and tests/test_keras_h5.py compare with them.\n"
         )
 
 
