@@ -516,3 +516,40 @@ def test_missing_onnx_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"minidl\[onnx\]"):
         minidl.onnx.export(_simple_model(), tmp_path / "m.onnx")
     assert _nothing_written(tmp_path)
+
+
+# ---- more layers and layouts ----
+
+def test_cropping_and_rescaling(tmp_path):
+    inputs = Input((6, 5, 2))
+    x = L.Conv2D(3, 1)(L.Rescaling(1.0 / 4, offset=-0.5)(inputs))
+    outputs = [L.Cropping2D(((1, 2), (0, 1)))(x), L.Cropping2D(1)(x),
+               L.Cropping1D((2, 0))(L.Reshape((30, 2))(inputs)),
+               L.Rescaling([0.5, 2.0, -1.0])(x)]
+    _check(Model(inputs, outputs), _images((6, 5, 2)), tmp_path)
+
+
+def test_batch_normalization_after_flatten_of_images(tmp_path):
+    model = Sequential([Input((4, 4, 2)), L.Conv2D(3, 2), L.Flatten(),
+                        L.BatchNormalization(), L.Dense(2)])
+    proto = _check(model, _images((4, 4, 2)), tmp_path)
+    assert "Gather" not in _ops(proto)
+
+
+def test_layer_normalization_on_recurrent_sequences(tmp_path):
+    model = Sequential([Input((5, 3)), L.LSTM(4, return_sequences=True),
+                        L.LayerNormalization(), L.Dense(2)])
+    proto = _check(model, _images((5, 3)), tmp_path)
+    # normalised time-major, as the LSTM gives it: no Transpose between the two
+    producers = {out: node.op_type for node in proto.graph.node for out in node.output}
+    norm = next(node for node in proto.graph.node if node.op_type == "LayerNormalization")
+    assert producers[norm.input[0]] == "Squeeze"
+
+
+def test_integer_and_float64_inputs_are_cast_as_minidl_does(tmp_path):
+    ints = Input((4,), dtype="int32")
+    doubles = Input((4,), dtype="float64")
+    outputs = [L.Dense(3)(ints), L.Dense(2)(doubles)]
+    x = [np.random.default_rng(5).integers(-3, 4, (BATCH, 4)).astype(np.int32),
+         _images((4,), dtype=np.float64)]
+    _check(Model([ints, doubles], outputs), x, tmp_path)

@@ -19,6 +19,9 @@ from minidl.onnx.graph import Value, channels_first_perm
 
 CONVERTERS = {}
 
+# ONNX's TensorProto element types by numpy dtype name.
+_TENSOR_TYPES = {"float32": 1, "float64": 11, "int32": 6, "int64": 7}
+
 
 def converts(*classes):
     """Register the decorated function as the conversion of ``classes``."""
@@ -291,23 +294,28 @@ def _global_pooling(b, layer, inputs, outputs):
 @converts(L.BatchNormalization)
 def _batch_norm(b, layer, inputs, outputs):
     x = inputs[0]
-    if x.order is not None:
+    if x.order is not None and layer._axis != 1:
         x = b.logical(x, layer.name)
     channels = layer.moving_mean.shape[0]
-    gamma = layer.gamma.value if layer.scale else np.ones(channels)
-    beta = layer.beta.value if layer.center else np.zeros(channels)
+    statistics = [layer.gamma.value if layer.scale else np.ones(channels),
+                  layer.beta.value if layer.center else np.zeros(channels),
+                  layer.moving_mean.value, layer.moving_variance.value]
+    what = ["gamma", "beta", "moving_mean", "moving_variance"]
+    if x.order is not None:
+        # Features in the order of a channels-first Flatten: so are the statistics.
+        statistics = [np.asarray(a)[x.order] for a in statistics]
+        what = [f"{w}_reordered" for w in what]
     axis = x.physical_axis(layer._axis)
     if axis == 1:
-        args = [x.name, weight(b, layer, gamma, "gamma"), weight(b, layer, beta, "beta"),
-                weight(b, layer, layer.moving_mean.value, "moving_mean"),
-                weight(b, layer, layer.moving_variance.value, "moving_variance")]
+        args = [x.name] + [b.constant(np.asarray(a).astype(layer.dtype), f"{layer.name}/{w}",
+                                      key=(id(layer), w)) for a, w in zip(statistics, what)]
         name = b.op("BatchNormalization", args, layer.name, epsilon=float(layer.epsilon))
-        return [value(name, outputs[0], x.perm)]
+        return [value(name, outputs[0], x.perm, x.order)]
     # The channels are not on axis 1, where ONNX's operator wants them: the same affine
     # map, y = x * scale + shift, broadcast along the channel axis.
-    scale = np.asarray(gamma, np.float64) / np.sqrt(
-        np.asarray(layer.moving_variance.value, np.float64) + layer.epsilon)
-    shift = np.asarray(beta, np.float64) - np.asarray(layer.moving_mean.value) * scale
+    gamma, beta, mean, variance = (np.asarray(a, np.float64) for a in statistics)
+    scale = gamma / np.sqrt(variance + layer.epsilon)
+    shift = beta - mean * scale
     shape = [1] * x.rank
     shape[axis] = channels
     scale = weight(b, layer, scale.reshape(shape), "scale")
@@ -318,15 +326,20 @@ def _batch_norm(b, layer, inputs, outputs):
 
 @converts(L.LayerNormalization)
 def _layer_norm(b, layer, inputs, outputs):
-    x = b.logical(inputs[0], layer.name)
+    x = inputs[0]
     shape = tuple(layer._param_shape)
+    trailing = tuple(range(x.rank - len(shape), x.rank))
+    if x.order is not None or x.perm is not None and x.perm[-len(shape):] != trailing:
+        # (a layout that keeps the normalised axes last, as an LSTM's time-major
+        # sequence does, serves as it is)
+        x = b.logical(x, layer.name)
     gamma = layer.gamma.value if layer.scale else np.ones(shape)
     args = [x.name, weight(b, layer, gamma, "gamma")]
     if layer.center:
         args.append(weight(b, layer, layer.beta.value, "beta"))
-    name = b.op("LayerNormalization", args, layer.name, axis=x.rank - len(shape),
+    name = b.op("LayerNormalization", args, layer.name, axis=-len(shape),
                 epsilon=float(layer.epsilon))
-    return [value(name, outputs[0])]
+    return [value(name, outputs[0], x.perm)]
 
 
 # ---- merging ----
@@ -381,6 +394,37 @@ def _zero_padding(b, layer, inputs, outputs):
         before[axis], after[axis] = low, high
     pads = b.ints(before + after, f"{layer.name}/pads")
     return [value(b.op("Pad", [x.name, pads], layer.name), outputs[0], x.perm)]
+
+
+@converts(L.Cropping1D, L.Cropping2D)
+def _cropping(b, layer, inputs, outputs):
+    x = inputs[0]
+    if x.order is not None:
+        x = b.logical(x, layer.name)
+    first = 2 if getattr(layer, "data_format", "channels_last") == "channels_first" else 1
+    axes, starts, ends = [], [], []
+    for i, (low, high) in enumerate(layer._margins):
+        axes.append(x.physical_axis(first + i))
+        starts.append(low)
+        ends.append(-high if high else 2 ** 63 - 1)
+    name = b.op("Slice", [x.name, b.ints(starts, "starts"), b.ints(ends, "ends"),
+                          b.ints(axes, "axes")], layer.name)
+    return [value(name, outputs[0], x.perm)]
+
+
+@converts(L.Rescaling)
+def _rescaling(b, layer, inputs, outputs):
+    x = inputs[0]
+    scale, offset = np.asarray(layer._scale), layer._offset
+    if scale.ndim or offset is not None and np.ndim(offset):
+        x = b.logical(x, layer.name)   # (the arrays broadcast over the Keras layout)
+    name = x.name
+    if x.dtype != np.dtype(layer.dtype):
+        name = b.op("Cast", [name], layer.name, to=_TENSOR_TYPES[np.dtype(layer.dtype).name])
+    name = b.op("Mul", [name, weight(b, layer, scale, "scale")], layer.name)
+    if offset is not None:
+        name = b.op("Add", [name, weight(b, layer, offset, "offset")], layer.name)
+    return [value(name, outputs[0], x.perm, x.order)]
 
 
 @converts(L.UpSampling1D, L.UpSampling2D)

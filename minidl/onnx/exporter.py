@@ -91,11 +91,26 @@ def _convert_graph(b, model, input_values):
                     f"Layer '{layer.name}' ({type(layer).__name__}) has no ONNX conversion. "
                     f"minidl exports these layers: "
                     f"{', '.join(sorted({c.__name__ for c in converters.CONVERTERS}))}.")
-            inputs = [known[id(t)] for t in node.input_tensors]
+            inputs = [_cast_for(b, layer, known[id(t)]) for t in node.input_tensors]
             outs = convert(b, layer, inputs, node.output_tensors)
         for tensor, value in zip(node.output_tensors, outs):
             known[id(tensor)] = value
     return [known[id(t)] for t in model.outputs]
+
+
+def _cast_for(b, layer, value):
+    """``value`` in the type ``layer`` computes in, as minidl's plan casts it
+    (``Plan._cast``): a float of the other width, or integers reaching a built-in layer
+    with weights; other integers pass as they are."""
+    from minidl.models.plan import _promotes_integers
+    wanted = np.dtype(layer.dtype)
+    if value.dtype == wanted or wanted.kind != "f":
+        return value
+    if value.dtype.kind != "f" and not _promotes_integers(layer, value.dtype.name):
+        return value
+    to = getattr(b.onnx.TensorProto, _ELEMENT_TYPES[wanted.name])
+    name = b.op("Cast", [value.name], layer.name, to=to)
+    return Value(name, value.shape, wanted, value.perm, value.order)
 
 
 def _rename(b, old, new, graph_inputs):
