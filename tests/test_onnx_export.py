@@ -187,9 +187,13 @@ def test_conv1d(tmp_path, kwargs):
 
 
 def test_convolution_on_sequences_of_any_length(tmp_path):
+    # Sizes unknown when exporting: 'same' is ONNX's SAME_UPPER (the odd pad after).
     model = Sequential([Input((None, 3)), L.Conv1D(4, 3, padding="same", strides=2),
-                        L.GlobalMaxPooling1D()])
+                        L.Conv1D(4, 3, padding="same", dilation_rate=2),
+                        L.Conv1D(4, 2, padding="same"), L.MaxPooling1D(3, 2, padding="same"),
+                        L.AveragePooling1D(2, padding="same"), L.GlobalMaxPooling1D()])
     _check(model, _images((10, 3)), tmp_path)
+    _check(model, _images((13, 3)), tmp_path, randomize=False)
 
 
 def test_depthwise_and_separable(tmp_path):
@@ -553,3 +557,29 @@ def test_integer_and_float64_inputs_are_cast_as_minidl_does(tmp_path):
     x = [np.random.default_rng(5).integers(-3, 4, (BATCH, 4)).astype(np.int32),
          _images((4,), dtype=np.float64)]
     _check(Model([ints, doubles], outputs), x, tmp_path)
+
+
+def test_export_from_a_callback_during_fit(tmp_path):
+    # fit holds the model for its steps; an export at an epoch's end (same thread) passes
+    # through, and the file holds the trained weights and moving statistics.
+    model = Sequential([Input((4,)), L.Dense(6), L.BatchNormalization(), L.Dense(2)])
+    model.compile("adam", "mse")
+    path = str(tmp_path / "epoch.onnx")
+    callback = minidl.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: minidl.onnx.export(model, path))
+    rng = np.random.default_rng(6)
+    model.fit(rng.normal(size=(64, 4)).astype(np.float32),
+              rng.normal(size=(64, 2)).astype(np.float32), epochs=2, verbose=0,
+              callbacks=[callback])
+    x = _images((4,))
+    got = _session(path).run(None, {onnx.load(path).graph.input[0].name: x})[0]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=TOLERANCE,
+                               atol=TOLERANCE)
+
+
+def test_strided_dilated_same_convolution_of_unknown_size_is_refused(tmp_path):
+    model = Sequential([Input((None, 3)), L.Conv1D(2, 3, strides=2, dilation_rate=2,
+                                                   padding="same", name="conv")])
+    with pytest.raises(ValueError, match="'conv' \\(Conv1D\\).*dilation_rate"):
+        minidl.onnx.export(model, tmp_path / "m.onnx")
+    assert _nothing_written(tmp_path)

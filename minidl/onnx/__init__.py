@@ -39,10 +39,10 @@ def export(model, filepath, opset=17):
     AveragePooling1D/2D, the global poolings (1-D and 2-D), BatchNormalization (inference),
     LayerNormalization, every built-in activation (as ``activation=`` or as a layer:
     Activation, ReLU, LeakyReLU, ELU, Softmax, PReLU), Flatten, Reshape, Permute,
-    ZeroPadding1D/2D, UpSampling1D/2D ('nearest'), Embedding, the merge layers (Add,
-    Subtract, Multiply, Average, Maximum, Minimum, Concatenate), SimpleRNN, LSTM, GRU and
-    Bidirectional; Dropout and the other training-only layers are left out. Nested models
-    are inlined.
+    ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D ('nearest'), Rescaling, Embedding,
+    the merge layers (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate),
+    SimpleRNN, LSTM, GRU and Bidirectional; Dropout and the other training-only layers are
+    left out. Nested models are inlined.
 
     Args:
         model: a built functional or Sequential model.
@@ -81,7 +81,10 @@ def export(model, filepath, opset=17):
                          f"give it an Input, or call it on data first. Received "
                          f"filepath={filepath!r}.")
     from minidl.onnx.exporter import model_to_proto
-    data = model_to_proto(onnx, model, opset).SerializeToString()
+    # Held as an inference call holds it: a training step in another thread finishes first,
+    # so the file gets the weights between two steps, never halfway through an update.
+    with model._lock.shared:
+        data = model_to_proto(onnx, model, opset).SerializeToString()
     from minidl.saving.format import atomic_write
     atomic_write(path, lambda f: f.write(data))
     return path

@@ -173,19 +173,23 @@ def _spatial(layer, x):
 
 def _pads(layer, spatial, window, strides, dilation):
     """The ONNX ``pads`` (all befores, then all afters) of Keras' padding rules, or None
-    where a size is unknown (then ``auto_pad``)."""
+    where a strided axis has an unknown size (then ``auto_pad``)."""
     padding = layer.padding
     if padding == "valid":
         return [0] * (2 * len(window))
     if padding == "causal":
         return [(window[0] - 1) * dilation[0], 0]
-    if None in spatial:
+    if None in spatial and any(s > 1 for s in strides):
+        if any(d > 1 for d in dilation):
+            refuse(layer, "padding='same' with strides > 1 and dilation_rate > 1 on inputs of "
+                          "unknown size has no ONNX equivalent; give the Input a fixed size.")
         return None
     before, after = [], []
     for n, k, s, d in zip(spatial, window, strides, dilation):
         extent = (k - 1) * d + 1
-        out = -(-n // s)
-        total = max((out - 1) * s + extent - n, 0)
+        # (with stride 1 the output keeps the input's size, whatever it is: pad extent - 1)
+        out = n if s == 1 else -(-n // s)
+        total = extent - 1 if s == 1 else max((out - 1) * s + extent - n, 0)
         before.append(total // 2)
         after.append(total - total // 2)
     return before + after
