@@ -583,3 +583,14 @@ def test_strided_dilated_same_convolution_of_unknown_size_is_refused(tmp_path):
     with pytest.raises(ValueError, match="'conv' \\(Conv1D\\).*dilation_rate"):
         minidl.onnx.export(model, tmp_path / "m.onnx")
     assert _nothing_written(tmp_path)
+
+
+def test_time_distributed(tmp_path):
+    inputs = Input((None, 6, 6, 1))
+    frames = L.TimeDistributed(L.Flatten())(L.TimeDistributed(L.MaxPooling2D())(
+        L.TimeDistributed(L.Conv2D(3, 3, activation="relu"))(inputs)))
+    sequence = L.GRU(4, return_sequences=True)(frames)
+    outputs = L.TimeDistributed(L.Dense(2, activation="softmax"))(sequence)
+    model = Model(inputs, outputs)
+    _check(model, _images((5, 6, 6, 1)), tmp_path)
+    _check(model, _images((2, 6, 6, 1)), tmp_path, randomize=False)

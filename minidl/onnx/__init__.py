@@ -41,8 +41,8 @@ def export(model, filepath, opset=17):
     Activation, ReLU, LeakyReLU, ELU, Softmax, PReLU), Flatten, Reshape, Permute,
     ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D ('nearest'), Rescaling, Embedding,
     the merge layers (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate),
-    SimpleRNN, LSTM, GRU and Bidirectional; Dropout and the other training-only layers are
-    left out. Nested models are inlined.
+    SimpleRNN, LSTM, GRU, Bidirectional and TimeDistributed; Dropout and the other
+    training-only layers are left out. Nested models are inlined.
 
     Args:
         model: a built functional or Sequential model.

@@ -448,3 +448,36 @@ def _upsampling(b, layer, inputs, outputs):
     name = b.op("Resize", [x.name, "", scales], layer.name, mode="nearest",
                 coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     return [value(name, outputs[0], x.perm)]
+
+
+# ---- wrappers ----
+
+class _StepTensor:
+    """The shape and dtype of one step's output, as a wrapped layer's converter reads them
+    from a call's output tensors."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(shape), dtype
+
+
+@converts(L.TimeDistributed)
+def _time_distributed(b, layer, inputs, outputs):
+    inner = layer.layer
+    convert = CONVERTERS.get(type(inner))
+    if convert is None:
+        refuse(layer, f"the layer it wraps, '{inner.name}' ({type(inner).__name__}), has no "
+                      f"ONNX conversion.")
+    x = b.logical(inputs[0], layer.name)
+    step, out_step = x.shape[2:], tuple(outputs[0].shape[2:])
+    if None in step or None in out_step:
+        refuse(layer, f"its steps must have known shapes to be made rows of one batch; "
+                      f"received steps of shape {step} giving {out_step}.")
+    # (batch, steps, ...) -> (batch * steps, ...) -> the wrapped layer -> back
+    rows = b.op("Reshape", [x.name, b.ints((-1,) + step, f"{layer.name}/shape")], layer.name)
+    result = convert(b, inner, [Value(rows, (None,) + step, x.dtype)],
+                     [_StepTensor((None,) + out_step, outputs[0].dtype)])[0]
+    result = b.logical(result, layer.name)
+    leading = b.op("Shape", [x.name], layer.name, start=0, end=2)
+    shape = b.op("Concat", [leading, b.ints(out_step, f"{layer.name}/step_shape")], layer.name,
+                 axis=0)
+    return [value(b.op("Reshape", [result.name, shape], layer.name), outputs[0])]
