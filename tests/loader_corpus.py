@@ -15,11 +15,15 @@ the saved models of tests/hostile_configs.py. Families of cases:
              shapes and nesting
     special  /dev/zero, /dev/urandom, /dev/null, a FIFO, a socket, a directory, a symlink to
              /dev/zero, an empty file, a missing file
+    h5...    legacy Keras .h5 files cut, flipped and given what HDF5 allows and Keras files
+             never hold (loader_corpus_h5.py)
 
 Each case names a loader ('model': load_model; 'weights': load_weights into a model of the
 source's architecture; 'backup': BackupAndRestore resuming into such a model) and what a
-loader must make of it: 'invalid' (a clean error), 'valid' (a correct load), or 'either' (a
-byte flip in a zip timestamp changes nothing, one in a weight is caught by the CRC). A load
+loader must make of it: 'invalid' (a clean error), 'valid' (a correct load), 'either' (a
+byte flip in a zip timestamp changes nothing, one in a weight is caught by the CRC), or
+'unchecked' (a flip in an HDF5 file, which keeps no checksum of its data: a clean error, or
+a load of whatever model the changed bytes describe). A load
 is checked against a reference: refs/<name>.json (the model's config, its optimizer's config,
 the epoch a backup resumes from) and refs/<name>.npz (weights, optimizer step count and slots).
 """
@@ -35,6 +39,14 @@ import zipfile
 from zip_surgery import patch_member, read_directory, rewrite, write_directory, zip64_extra
 
 FAMILIES = ("trunc", "flip", "zipdir", "npy", "json", "special")
+# Keras's files (issue 18): see the block "Keras 3 files" below.
+KERAS_FAMILIES = ("keras-trunc", "keras-flip", "keras-zipdir", "keras-json", "keras-h5")
+FAMILIES += KERAS_FAMILIES
+
+# Legacy Keras .h5 files (issue 18): their families live in loader_corpus_h5.py.
+from loader_corpus_h5 import H5_FAMILIES, build_h5_cases  # noqa: E402
+
+FAMILIES += H5_FAMILIES
 
 
 @dataclasses.dataclass
@@ -140,17 +152,18 @@ class _Writer:
         self.directory = directory
         self.cases = []
 
-    def path(self, case_id, loader):
+    def path(self, case_id, loader, suffix=".minidl"):
         # A backup is found as <dir>/latest.minidl: each backup case gets a directory.
         if loader == "backup":
             folder = os.path.join(self.directory, "cases", case_id)
             os.makedirs(folder, exist_ok=True)
             return os.path.join(folder, "latest.minidl")
         os.makedirs(os.path.join(self.directory, "cases"), exist_ok=True)
-        return os.path.join(self.directory, "cases", f"{case_id}.minidl")
+        return os.path.join(self.directory, "cases", f"{case_id}{suffix}")
 
-    def add(self, case_id, family, loader, expect, reference, data=None, make=None):
-        path = self.path(case_id, loader)
+    def add(self, case_id, family, loader, expect, reference, data=None, make=None,
+            suffix=".minidl"):
+        path = self.path(case_id, loader, suffix)
         if data is not None:
             with open(path, "wb") as f:
                 f.write(data)
@@ -396,6 +409,9 @@ def build_corpus(directory, sample=False, seed=0):
         changed = hostile_configs.edited(base_members, edit)
         writer.add(f"json-{edit.id}", "json", "model", "invalid", "mlp",
                    make=lambda out, p=base_path, m=changed: _write_members(p, out, m))
+    _keras_cases(writer, directory, rng, sample)
+    if H5_FAMILIES:
+        writer.cases += build_h5_cases(directory, rng, sample)
     return writer.cases
 
 
@@ -424,3 +440,232 @@ def members_of(path):
     """The members of the archive ``path``: name -> bytes."""
     with zipfile.ZipFile(path) as zf:
         return {name: zf.read(name) for name in zf.namelist()}
+
+
+# ==== Keras 3 files (issue 18): .keras archives and .weights.h5 ====
+#
+# The sources are files Keras 3 wrote (tests/data/keras): the MLP and the CNN with
+# BatchNormalization as .keras (loader 'model'), the MLP's .weights.h5 (loader 'weights').
+# Their references are what minidl loads from the untouched files. Families:
+#
+#     keras-trunc    the files cut at many offsets
+#     keras-flip     one byte of a .keras XORed (the zip's CRCs cover config.json and the
+#                    weights; HDF5 has no checksum, so a flipped weight in a bare .weights.h5
+#                    would load as another value, as in Keras: not in this family)
+#     keras-zipdir   zip directory lies, as the native family
+#     keras-json     config.json edits: unknown classes, module paths, a Lambda with
+#                    marshalled bytecode, huge declared shapes, wrong types, deep nesting
+#     keras-h5       model.weights.h5 (and .weights.h5) members made with h5py: external and
+#                    soft links, virtual datasets, datasets declaring terabytes, strings,
+#                    missing and extra weights, a compression bomb, a hard-link cycle
+
+KERAS_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "keras")
+
+
+def _keras_sources(directory):
+    """name -> (path, loader, suffix) of the Keras sources, with their references."""
+    import shutil
+    import minidl
+    refs = os.path.join(directory, "refs")
+    sources = {}
+    for name, source, loader, suffix in (
+            ("keras_mlp", "mlp.keras", "model", ".keras"),
+            ("keras_cnn", "cnn_bn.keras", "model", ".keras"),
+            ("keras_weights", "mlp.weights.h5", "weights", ".weights.h5")):
+        path = os.path.join(directory, name + suffix)
+        shutil.copyfile(os.path.join(KERAS_DATA, source), path)
+        model = minidl.models.load_model(os.path.join(KERAS_DATA, source.split(".")[0]
+                                                      + ".keras"))
+        _save_reference(refs, name, model, optimizer=loader == "model")
+        sources[name] = (path, loader, suffix)
+    return sources
+
+
+def _keras_config_edits(config):
+    """(name, expect, edited config.json object) of hostile edits of a Keras config."""
+    def edited(change):
+        copy = json.loads(json.dumps(config))
+        change(copy)
+        return copy
+
+    def dense(c):
+        return c["config"]["layers"][1]
+
+    yield "unknown_class", "invalid", edited(lambda c: dense(c).update(class_name="NoSuch"))
+    yield "module_os_system", "invalid", edited(lambda c: dense(c).update(
+        module="os", class_name="system", registered_name="os>system"))
+    yield "module_builtins_eval", "invalid", edited(lambda c: dense(c).update(
+        module="builtins", class_name="eval", registered_name=None))
+    yield "model_module_subprocess", "invalid", edited(lambda c: c.update(
+        module="subprocess", class_name="Popen"))
+    yield "lambda_bytecode", "invalid", edited(lambda c: dense(c).update(
+        class_name="Lambda", config={"name": "l", "function": {
+            "class_name": "__lambda__", "config": {
+                "code": "4wEAAAAAAAAAAAAAAAEAAAACAAAAQwAAAHMEAAAAfABTACkBTqkAKQFyAQAAAA==",
+                "defaults": None, "closure": None}}}))
+    yield "activation_module_path", "invalid", edited(lambda c: dense(c)["config"].update(
+        activation={"module": "os", "class_name": "function", "config": "system",
+                    "registered_name": "function"}))
+    yield "initializer_custom", "invalid", edited(lambda c: dense(c)["config"].update(
+        kernel_initializer={"module": "evil", "class_name": "Init", "config": {},
+                            "registered_name": "evil>Init"}))
+    yield "units_1e12", "invalid", edited(lambda c: dense(c)["config"].update(units=10 ** 12))
+    yield "units_string", "invalid", edited(lambda c: dense(c)["config"].update(units="16"))
+    yield "units_negative", "invalid", edited(lambda c: dense(c)["config"].update(units=-3))
+    yield "input_shape_1e15", "invalid", edited(
+        lambda c: c["config"]["layers"][0]["config"].update(batch_shape=[None, 10 ** 15]))
+    yield "layers_not_list", "invalid", edited(lambda c: c["config"].update(layers={"a": 1}))
+    yield "config_null", "invalid", edited(lambda c: c.update(config=None))
+    yield "dtype_object", "invalid", edited(lambda c: dense(c)["config"].update(
+        dtype={"module": "keras", "class_name": "DTypePolicy",
+               "config": {"name": "object"}, "registered_name": None}))
+    yield "optimizer_module_path", "invalid", edited(lambda c: c["compile_config"].update(
+        optimizer={"module": "os", "class_name": "system", "config": {},
+                   "registered_name": None}))
+    yield "loss_custom", "invalid", edited(lambda c: c["compile_config"].update(
+        loss={"module": "evil", "class_name": "Loss", "config": {},
+              "registered_name": "evil>Loss"}))
+    # Raw text: 100,000 nested lists where a number belongs.
+    yield "deep_nesting", "invalid", json.dumps(config).replace(
+        '"units": 16', '"units": ' + "[" * 100_000 + "]" * 100_000, 1)
+
+
+def _keras_h5_edits():
+    """(name, fill(h5file)) of hostile changes to a copy of a Keras weights file."""
+    import numpy as np
+    import h5py
+
+    def replace(path, make):
+        def fill(f):
+            del f[path]
+            make(f, path)
+        return fill
+
+    def virtual(f, path):
+        source = h5py.VirtualSource("/etc/passwd", "data", shape=(16,))
+        layout = h5py.VirtualLayout(shape=(16,), dtype="f4")
+        layout[:] = source
+        f.create_virtual_dataset(path, layout)
+
+    def cycle(f):
+        # A hard link from a group to its ancestor: a walk that follows it never ends
+        # unless bounded.
+        f["layers/dense/vars/loop"] = f["layers"]
+
+    def chain(f):
+        group = f
+        for i in range(2000):
+            group = group.create_group("g")
+
+    yield "external_link", replace("layers/dense/vars/0",
+                                   lambda f, p: f.__setitem__(p, h5py.ExternalLink(
+                                       "/etc/passwd", "/x")))
+    yield "external_link_group", replace("layers/dense_1",
+                                         lambda f, p: f.__setitem__(p, h5py.ExternalLink(
+                                             "other.h5", "/layers/dense_1")))
+    yield "soft_link", replace("layers/dense/vars/1", lambda f, p: f.__setitem__(
+        p, h5py.SoftLink("/layers/dense_1/vars/1")))
+    yield "virtual_dataset", replace("layers/dense/vars/1", virtual)
+    yield "huge_shape", replace("layers/dense/vars/0", lambda f, p: f.create_dataset(
+        p, shape=(2 ** 20, 2 ** 20), dtype="f4", chunks=(1, 64)))
+    # 64 MB of zeros deflated to a few tens of KB.
+    yield "compression_bomb", replace("layers/dense/vars/0", lambda f, p: f.create_dataset(
+        p, data=np.zeros((4000, 4000), "f4"), chunks=(1000, 1000), compression="gzip",
+        compression_opts=9))
+    yield "strings", replace("layers/dense/vars/0", lambda f, p: f.create_dataset(
+        p, data=np.array([b"abcd"] * 128)))
+    yield "wrong_shape", replace("layers/dense/vars/0", lambda f, p: f.create_dataset(
+        p, data=np.zeros((16, 8), "f4")))
+    yield "scalar_for_kernel", replace("layers/dense/vars/0", lambda f, p: f.create_dataset(
+        p, data=np.float32(1)))
+    yield "compound_dtype", replace("layers/dense/vars/1", lambda f, p: f.create_dataset(
+        p, data=np.zeros(16, [("a", "f4"), ("b", "i4")])))
+    yield "missing_group", lambda f: f.__delitem__("layers/dense_1")
+    yield "missing_var", lambda f: f.__delitem__("layers/dense/vars/1")
+    yield "extra_var", lambda f: f["layers/dense/vars"].create_dataset(
+        "2", data=np.zeros(3, "f4"))
+    yield "hard_link_cycle", cycle
+    yield "deep_chain", chain
+
+
+def _keras_member(source_path, fill, workdir):
+    """The HDF5 bytes of ``source_path`` (a .keras archive's weights member or a
+    .weights.h5) changed by ``fill``."""
+    import h5py
+    original = os.path.join(workdir, "original.h5")
+    changed = os.path.join(workdir, "changed.h5")
+    if zipfile.is_zipfile(source_path):
+        with zipfile.ZipFile(source_path) as zf, open(original, "wb") as f:
+            f.write(zf.read("model.weights.h5"))
+    else:
+        with open(source_path, "rb") as src, open(original, "wb") as f:
+            f.write(src.read())
+    with h5py.File(original, "r") as src, h5py.File(changed, "w") as dst:
+        for key in src:
+            src.copy(src[key], dst, key)
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        fill(dst)
+    with open(changed, "rb") as f:
+        data = f.read()
+    os.remove(original)
+    os.remove(changed)
+    return data
+
+
+def _keras_cases(writer, directory, rng, sample):
+    """Add the Keras families' cases to ``writer``."""
+    sources = _keras_sources(directory)
+    for name, (path, loader, suffix) in sources.items():
+        with open(path, "rb") as f:
+            data = f.read()
+        for cut in _truncation_offsets(len(data), 10 if sample else 140):
+            writer.add(f"keras-trunc-{name}-{cut}", "keras-trunc", loader, "invalid", name,
+                       data[:cut], suffix=suffix)
+        if not zipfile.is_zipfile(path):
+            continue
+        for i in range(12 if sample else 200):
+            damaged = bytearray(data)
+            at = rng.randrange(len(data))
+            damaged[at] ^= rng.randrange(1, 256)
+            writer.add(f"keras-flip-{name}-{i}-at{at}", "keras-flip", loader, "either", name,
+                       bytes(damaged), suffix=suffix)
+        cases = list(_zipdir_cases(data))
+        if sample:
+            cases = rng.sample(cases, 8)
+        for case, damaged in cases:
+            writer.add(f"keras-zipdir-{name}-{case}", "keras-zipdir", loader, "either", name,
+                       damaged, suffix=suffix)
+    mlp_path = sources["keras_mlp"][0]
+    with zipfile.ZipFile(mlp_path) as zf:
+        config = json.loads(zf.read("config.json"))
+    for case, expect, edited in _keras_config_edits(config):
+        text = edited if isinstance(edited, str) else json.dumps(edited)
+        writer.add(f"keras-json-{case}", "keras-json", "model", expect, "keras_mlp",
+                   make=lambda out, t=text: rewrite(
+                       mlp_path, out, {"config.json": t.encode()}),
+                   suffix=".keras")
+    # An unknown member (Keras's assets) is ignored: the model loads as it is.
+    writer.add("keras-json-extra_member", "keras-json", "model", "valid", "keras_mlp",
+               make=lambda out: rewrite(mlp_path, out, extra={"assets/x.txt": b"x"}),
+               suffix=".keras")
+    workdir = os.path.join(directory, "keras_work")
+    os.makedirs(workdir, exist_ok=True)
+    weights_path = sources["keras_weights"][0]
+    for case, fill in _keras_h5_edits():
+        # Groups Keras does not read are ignored, as Keras does: 2,000 nested ones load.
+        expect = "valid" if case == "deep_chain" else "invalid"
+        member = _keras_member(mlp_path, fill, workdir)
+        writer.add(f"keras-h5-{case}", "keras-h5", "model", expect, "keras_mlp",
+                   make=lambda out, m=member: rewrite(mlp_path, out,
+                                                      {"model.weights.h5": m}),
+                   suffix=".keras")
+        writer.add(f"keras-h5-weights-{case}", "keras-h5", "weights", expect,
+                   "keras_weights", _keras_member(weights_path, fill, workdir),
+                   suffix=".weights.h5")
+    writer.add("keras-h5-not_hdf5", "keras-h5", "model", "invalid", "keras_mlp",
+               make=lambda out: rewrite(mlp_path, out, {"model.weights.h5": b"\x89HDF" * 64}),
+               suffix=".keras")
+    writer.add("keras-h5-empty_member", "keras-h5", "model", "invalid", "keras_mlp",
+               make=lambda out: rewrite(mlp_path, out, {"model.weights.h5": b""}),
+               suffix=".keras")

@@ -21,9 +21,14 @@ class ModelCheckpoint(Callback):
 
     Each save is atomic (see :func:`minidl.saving.save_model`): a run killed while saving
     leaves the previous checkpoint intact. The folders of ``filepath`` are created when
-    missing. The file is minidl's own format whatever its name ('.minidl' is the
-    convention; Keras 3 requires '.keras', or '.weights.h5' with ``save_weights_only``, and
-    minidl does not, as it does not write Keras files).
+    missing. The format follows the name, as for ``model.save`` / ``model.save_weights``:
+    '.keras' writes a Keras 3 archive, '.weights.h5' (with ``save_weights_only``) Keras 3's
+    weights file, '.h5' Keras's legacy HDF5 layout (the Keras formats need h5py,
+    ``pip install 'minidl[keras]'``), and any other name minidl's own format ('.minidl' is
+    the convention), the one that resumes training exactly. Keras 3 accepts only '.keras'
+    (or '.weights.h5' with ``save_weights_only``); minidl accepts its own names too. A
+    '.keras' name with ``save_weights_only`` raises ValueError at the first save, since a
+    '.keras' file holds a whole model.
 
     Args:
         filepath: path of the file; may hold ``str.format`` fields, filled from ``epoch``

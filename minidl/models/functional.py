@@ -675,18 +675,25 @@ class Model(Trainer, TrainSteps, Layer):
         return json.dumps(serialize(self), **kwargs)
 
     def save(self, filepath):
-        """Save the whole model (see :func:`minidl.saving.save_model`) to one file,
-        atomically; ``minidl.models.load_model`` reads it back."""
+        """Save the whole model to one file, atomically, in the format the extension
+        names (see :func:`minidl.saving.save_model`): '.keras' a Keras 3 archive that
+        Keras loads, '.h5' Keras's legacy HDF5 file, any other name ('.minidl') minidl's
+        own format, which resumes training exactly. ``minidl.models.load_model`` reads
+        all three back."""
         from minidl.saving.model_io import save_model
         save_model(self, filepath)
 
     def save_weights(self, filepath):
-        """Save the weights only (see :func:`minidl.saving.save_weights`)."""
+        """Save the weights only (see :func:`minidl.saving.save_weights`): '.weights.h5'
+        as Keras 3's weights file, other '.h5' names in Keras's legacy layout, any other
+        name in minidl's format; a '.keras' name is refused, as in Keras."""
         from minidl.saving.model_io import save_weights
         save_weights(self, filepath)
 
     def load_weights(self, filepath):
-        """Set the weights from a file of :meth:`save_weights` or :meth:`save`."""
+        """Set the weights from a file of :meth:`save_weights` or :meth:`save`, minidl's
+        or Keras's ('.weights.h5', '.keras', legacy '.h5'): the format is read from the
+        file's content (see :func:`minidl.saving.load_weights`)."""
         from minidl.saving.model_io import load_weights
         load_weights(self, filepath)
 

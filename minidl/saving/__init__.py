@@ -1,8 +1,16 @@
 """Saving and loading models: one zip archive per model (config, weights, optimizer and
-random state), written atomically and loaded without executing anything from the file.
+random state), written atomically and loaded without executing anything from the file; and
+Keras's own files, read and written (:mod:`minidl.saving.keras`, with h5py: the
+``minidl[keras]`` extra).
 
-    model.save("run.minidl")
+    model.save("run.minidl")                  # minidl's format: exact resume
     model = minidl.models.load_model("run.minidl")
+    model.save("run.keras")                   # Keras 3's archive: keras.saving.load_model
+    model = minidl.models.load_model("from_keras.keras")   # or a legacy .h5
+    model.save_weights("run.weights.h5")      # Keras 3's weights file
+
+Writing picks the format from the extension ('.keras', '.h5' / '.hdf5', '.weights.h5' for
+weights; anything else is minidl's); reading from the content, whatever the name.
 """
 from minidl.saving.format import FORMAT_VERSION, InvalidModelFileError
 from minidl.saving.model_io import (load_model, load_weights, model_from_json, save_model,

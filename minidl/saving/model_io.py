@@ -1,5 +1,15 @@
 """Saving and loading whole models and their weights (see :mod:`minidl.saving.format` for
-the archive itself).
+the archive itself, :mod:`minidl.saving.keras` for Keras's files).
+
+Which format: writing goes by the path's extension: ``.keras`` is a Keras 3 archive,
+``.h5`` / ``.hdf5`` Keras's legacy HDF5 file (``save_weights``: ``.weights.h5`` is Keras 3's
+weights file, other ``.h5`` / ``.hdf5`` the legacy weights layout), anything else
+(``.minidl`` recommended) minidl's own archive, the one that resumes training exactly. A
+Keras-named path is never given minidl's format: without h5py (``pip install
+'minidl[keras]'``) saving to it raises ImportError and writes nothing. Reading goes by the
+file's content, whatever its name: a zip with minidl's metadata is minidl's, a zip with
+config.json and model.weights.h5 a Keras 3 archive, an HDF5 file a legacy ``.h5`` model or
+weights file or a Keras 3 ``.weights.h5``.
 
 A model file holds what an exact resume needs: the weights, the optimizer's step count
 (which also fixes a learning-rate schedule's position) and slots, the state of the global
@@ -16,6 +26,7 @@ seeds.
 """
 import json
 import numbers
+import os
 
 import numpy as np
 
@@ -129,22 +140,81 @@ def _model_from_spec(spec):
     return model
 
 
+# ---- format choice ----
+
+_KERAS_MODEL_SUFFIXES = (".keras",)
+_LEGACY_H5_SUFFIXES = (".h5", ".hdf5")
+_KERAS_WEIGHTS_SUFFIX = ".weights.h5"
+
+
+def _suffix_kind(filepath, weights=False):
+    """The format a path's name asks for: "keras", "legacy_h5", "keras_weights" (with
+    ``weights``) or "native"."""
+    if not isinstance(filepath, (str, bytes, os.PathLike)):
+        raise TypeError(f"filepath must be a path (str or os.PathLike); received "
+                        f"filepath={filepath!r:.100} of type {type(filepath).__name__}.")
+    name = os.fsdecode(os.fspath(filepath)).lower()
+    if weights and name.endswith(_KERAS_WEIGHTS_SUFFIX):
+        return "keras_weights"
+    if name.endswith(_KERAS_MODEL_SUFFIXES):
+        return "keras"
+    if name.endswith(_LEGACY_H5_SUFFIXES):
+        return "legacy_h5"
+    return "native"
+
+
+def _content_kind(filepath):
+    """The format of the file at ``filepath`` by its content: "keras", "hdf5" or
+    "native" (any other file: minidl's reader names what is wrong with it)."""
+    if not isinstance(filepath, (str, bytes, os.PathLike)):
+        raise TypeError(f"filepath must be a path (str or os.PathLike); received "
+                        f"filepath={filepath!r:.100} of type {type(filepath).__name__}.")
+    from minidl.saving.keras.archive import file_kind
+    kind = file_kind(filepath)
+    if kind == "unknown" and _suffix_kind(filepath) == "keras":
+        return "keras"   # a damaged .keras file: the Keras reader names the problem
+    return kind if kind in ("keras", "hdf5") else "native"
+
+
 # ---- save ----
 
 def save_model(model, filepath):
-    """Save the model (architecture, weights, compile settings, optimizer state and the
-    random states: the global generator's and seeded layers') to one archive at
-    ``filepath``, atomically.
+    """Save the model to one file at ``filepath``, atomically, in the format its extension
+    names.
+
+    - ``.keras``: a Keras 3 archive (config, compile config, weights, optimizer state)
+      that Keras 3's ``keras.saving.load_model`` reads and predicts the same from.
+    - ``.h5`` / ``.hdf5``: Keras's legacy HDF5 model file.
+    - anything else (``.minidl`` recommended): minidl's own archive, which adds the random
+      states (the global generator's and seeded layers') so that training resumes
+      exactly, bit for bit.
 
     Args:
-        model: a built :class:`minidl.models.Sequential`.
-        filepath: target path; the extension '.minidl' is recommended, any name works.
+        model: a built model.
+        filepath: target path.
+
+    Raises:
+        ImportError: a Keras format was asked for and h5py is not installed
+            (``pip install 'minidl[keras]'``); nothing is written.
+        ValueError: the model is not built, or (Keras formats) holds what Keras cannot
+            represent.
 
     Example:
         >>> model.save("mnist.minidl")
         >>> same = minidl.models.load_model("mnist.minidl")
+        >>> model.save("mnist.keras")   # for Keras 3, or minidl, to read
     """
-    _write_model(model, filepath, {})
+    kind = _suffix_kind(filepath)
+    if kind == "keras":
+        from minidl.saving.keras.archive import save_keras
+        save_keras(model, filepath)
+    elif kind == "legacy_h5":
+        from minidl.saving.keras.h5 import import_h5py
+        import_h5py()
+        from minidl.saving.keras.legacy_h5 import save_legacy_h5
+        save_legacy_h5(model, filepath)
+    else:
+        _write_model(model, filepath, {})
 
 
 def save_backup(model, filepath, epoch):
@@ -185,7 +255,35 @@ def _write_model(model, filepath, extra_state):
 
 
 def save_weights(model, filepath):
-    """Save only the model's weights (in get_weights order) to an archive, atomically."""
+    """Save only the model's weights to ``filepath``, atomically, in the format its
+    extension names.
+
+    - ``.weights.h5``: Keras 3's weights file (with the optimizer's state, when the model
+      is compiled, as Keras writes it); Keras's ``model.load_weights`` reads it.
+    - other ``.h5`` / ``.hdf5``: Keras's legacy weights layout.
+    - ``.keras``: refused (ValueError), as Keras does: a ``.keras`` file is a whole model.
+    - anything else: minidl's archive of the weights in ``get_weights`` order.
+
+    Raises:
+        ImportError: a Keras format was asked for and h5py is not installed
+            (``pip install 'minidl[keras]'``); nothing is written.
+        ValueError: the model is not built, or ``filepath`` ends in ``.keras``.
+    """
+    kind = _suffix_kind(filepath, weights=True)
+    if kind == "keras":
+        raise ValueError(f"A .keras file holds a whole model: use model.save(). To save "
+                         f"only the weights, give a name ending in '.weights.h5'. Received "
+                         f"filepath={filepath!r}.")
+    if kind == "keras_weights":
+        from minidl.saving.keras.archive import save_keras_weights
+        save_keras_weights(model, filepath)
+        return
+    if kind == "legacy_h5":
+        from minidl.saving.keras.h5 import import_h5py
+        import_h5py()
+        from minidl.saving.keras.legacy_h5 import save_legacy_weights
+        save_legacy_weights(model, filepath)
+        return
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built, so it has no weights to save. "
                          f"Received filepath={filepath!r}.")
@@ -196,7 +294,13 @@ def save_weights(model, filepath):
 # ---- load ----
 
 def load_model(filepath, compile=True, restore_random_state=True):
-    """Load a model saved by ``model.save``.
+    """Load a model saved by ``model.save``, or by Keras.
+
+    The format is read from the file's content, whatever its name: minidl's archive, a
+    Keras 3 ``.keras`` archive, or a legacy Keras ``.h5`` model file (the Keras formats
+    need h5py: ``pip install 'minidl[keras]'``). A Keras file's layers must be classes
+    minidl has (registered custom classes included); ``Lambda`` layers and custom objects
+    minidl does not know are refused, nothing in the file is imported or executed.
 
     The model comes back built, with its weights, and (when it was compiled and
     ``compile=True``) compiled with the same optimizer, loss and metrics, the optimizer's
@@ -209,18 +313,29 @@ def load_model(filepath, compile=True, restore_random_state=True):
         restore_random_state: restore the global random generator (batch shuffling,
             dropout) and the generators of seeded layers (``Dropout(seed=...)``) to their
             states at save time, so that training resumes exactly. Without it, seeded
-            layers start over from their seeds.
+            layers start over from their seeds. (Keras files hold no random states.)
 
     Returns:
-        A :class:`minidl.models.Sequential`.
+        A :class:`minidl.models.Sequential` or functional :class:`minidl.models.Model`.
 
     Raises:
-        InvalidModelFileError: the file is not a minidl model file, is damaged or
+        InvalidModelFileError: the file is not a model file, is damaged or
             inconsistent, or names a class that is not registered.
+        ImportError: a Keras file, and h5py is not installed.
 
     Example:
         >>> model = minidl.models.load_model("mnist.minidl")
+        >>> model = minidl.models.load_model("from_keras.keras")
     """
+    kind = _content_kind(filepath)
+    if kind == "keras":
+        from minidl.saving.keras.archive import load_keras
+        return load_keras(filepath, compile=compile)
+    if kind == "hdf5":
+        from minidl.saving.keras.h5 import import_h5py
+        import_h5py()
+        from minidl.saving.keras.legacy_h5 import load_legacy_h5
+        return load_legacy_h5(filepath, compile=compile)
     with ArchiveReader(filepath, "model") as reader:
         config = reader.read_json("config.json")
         state = reader.read_json("state.json")
@@ -503,11 +618,36 @@ def _member(obj, key):
 
 
 def load_weights(model, filepath):
-    """Set the model's weights from a file of ``save_weights`` (or ``save``); a file that
-    does not match the model's weights changes nothing."""
+    """Set the model's weights from a file of ``save_weights`` (or ``save``), minidl's or
+    Keras's; a file that does not match the model's weights changes nothing.
+
+    The format is read from the file's content: minidl's archive (weights in
+    ``get_weights`` order), a Keras 3 ``.weights.h5`` or ``.keras`` file (matched by
+    Keras's layout: layer by layer, by class; a compiled model's optimizer state is
+    restored too when the file holds one of the same kind, as Keras does), or a legacy
+    ``.h5`` weights or model file (by layer order, as Keras's ``load_weights``).
+
+    Raises:
+        InvalidModelFileError: the file is damaged or holds weights of another model.
+        ImportError: a Keras file, and h5py is not installed
+            (``pip install 'minidl[keras]'``).
+    """
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built, so it cannot take weights; "
                          f"build it first. Received filepath={filepath!r}.")
+    kind = _content_kind(filepath)
+    if kind == "keras":
+        from minidl.saving.keras.archive import load_keras_weights
+        load_keras_weights(model, filepath)
+        return
+    if kind == "hdf5":
+        from minidl.saving.keras import archive
+        if archive.is_legacy_h5(filepath):
+            from minidl.saving.keras.legacy_h5 import load_legacy_weights
+            load_legacy_weights(model, filepath)
+        else:
+            archive.load_keras_weights(model, filepath)
+        return
     with ArchiveReader(filepath, ("weights", "model")) as reader:
         kind = reader.metadata["kind"]
         weights = _weights_in_file_order(model, reader)
