@@ -35,7 +35,7 @@ def __getattr__(name):
     # minidl.datasets pulls in file, hashing and compression modules that training code
     # rarely needs: it is imported on first use (`minidl.datasets` or `from minidl import
     # datasets` both work), which keeps `import minidl` quick.
-    if name in ("datasets", "saving"):
+    if name in ("datasets", "saving", "onnx"):
         import importlib
         return importlib.import_module(f"minidl.{name}")
     raise AttributeError(f"module 'minidl' has no attribute {name!r}")

@@ -697,6 +697,24 @@ class Model(Trainer, TrainSteps, Layer):
         from minidl.saving.model_io import load_weights
         load_weights(self, filepath)
 
+    def export(self, filepath, format="onnx", verbose=True, input_signature=None, **kwargs):
+        """Export the model as an artifact for inference (Keras 3's ``Model.export``).
+
+        Args:
+            filepath: path of the file to write, atomically (``str`` or ``os.PathLike``).
+            format: 'onnx', the format minidl writes (see :func:`minidl.onnx.export`);
+                another (Keras's 'tf_saved_model', ...) raises a ValueError.
+            verbose: print the path written.
+            input_signature: None: the inputs' shapes are the model's, any batch size.
+            **kwargs: ``opset_version``, the ONNX opset (default 17).
+
+        Example:
+            >>> model.export("model.onnx", format="onnx")
+        """
+        from minidl.onnx import export_model
+        return export_model(self, filepath, format=format, verbose=verbose,
+                            input_signature=input_signature, **kwargs)
+
     def summary(self, print_fn=None):
         """Print a Keras-style table of the layers (with what each is connected to, for a
         functional model), their output shapes and parameter counts, and the totals."""
