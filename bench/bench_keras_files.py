@@ -13,14 +13,18 @@ groups skip.
 
 What is timed, the calls a user makes (and for Keras the fastest of them: ``model(x)`` for
 one sample, as ``predict`` builds its data pipeline on every call):
-- load + first prediction: ``load_model(path)`` then one sample through it; Keras imported
-  beforehand (its import, about 1.7 s, is not counted);
+- a cold start: a fresh Python process that imports the library, loads the file and predicts
+  one sample (a command-line tool, a serverless function, a worker starting up);
+- load + first prediction in a running process: ``load_model(path)`` then one sample through
+  it, the library imported beforehand;
 - one sample: ``model(x)`` against ``session.run`` and Keras's ``model(x)``;
 - 10,000 samples: ``model.predict(x)`` against one ``session.run`` over the whole array and
   Keras's ``model.predict(x)`` (Keras's default batch size 32, the same for minidl).
 The outputs of all three are checked to agree.
 """
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -117,6 +121,40 @@ def test_the_three_agree(served, images):
     if keras is not None:
         np.testing.assert_allclose(_keras_call(_keras_model(served), x), expected,
                                    rtol=1e-5, atol=1e-6)
+
+
+# ---- cold start: import, load, first prediction ----
+
+_COLD_START = {
+    "minidl": "import numpy as np, minidl\n"
+              "model = minidl.models.load_model({path!r})\n"
+              "assert model(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)\n",
+    "keras": "import numpy as np, keras\n"
+             "model = keras.saving.load_model({path!r})\n"
+             "assert tuple(model(np.zeros((1, 28, 28, 1), np.float32)).shape) == (1, 10)\n",
+}
+
+
+def _cold_start(impl, path):
+    environment = dict(os.environ, KERAS_BACKEND="torch", OMP_NUM_THREADS="1",
+                       PYTHONPATH=os.pathsep.join(sys.path))
+    subprocess.run([sys.executable, "-c", _COLD_START[impl].format(path=path)], check=True,
+                   env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.benchmark(group="keras-cnn-cold-start")
+def test_cold_start_minidl(benchmark, served):
+    benchmark.extra_info["impl"] = "minidl"
+    benchmark.pedantic(_cold_start, args=("minidl", served[0]), rounds=5, iterations=1,
+                       warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="keras-cnn-cold-start")
+def test_cold_start_keras(benchmark, served):
+    _keras_model(served)   # skips without Keras
+    benchmark.extra_info["impl"] = "keras"
+    benchmark.pedantic(_cold_start, args=("keras", served[0]), rounds=3, iterations=1,
+                       warmup_rounds=1)
 
 
 # ---- load + first prediction ----
