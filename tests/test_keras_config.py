@@ -645,3 +645,17 @@ def test_registered_custom_layer_loads_by_its_registered_name():
     again = kconfig.layer_spec_from_keras(written)
     assert again["class_name"].lower() == "kerasconfigtest>doubler"
     assert LAYERS.get(again, base=Layer).get_config() == Doubler(name="dbl").get_config()
+
+
+def test_an_operation_outside_a_functional_graph_is_refused_for_keras(tmp_path):
+    # Keras writes operations only as nodes of a functional graph: a Sequential holding one
+    # has no Keras form, and no file may be written under a Keras name.
+    pytest.importorskip("h5py")
+    inputs = Input((4,))
+    operation = [layer for layer in Model(inputs, inputs * 2.0).layers
+                 if type(layer).__name__ == "OpLayer"][0]
+    model = Sequential([Input((4,)), operation])
+    path = tmp_path / "m.keras"
+    with pytest.raises(ValueError, match="only as a node of a functional model"):
+        model.save(str(path))
+    assert not path.exists()

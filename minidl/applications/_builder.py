@@ -49,9 +49,9 @@ def refuse_imagenet(model_name):
     raise ValueError(
         f"{model_name}: weights='imagenet' cannot be used: minidl does not download "
         f"pretrained weights. Build the model with weights=None (random initialization), or "
-        f"pass weights=<path> to a weights file saved by minidl (`model.save_weights`). The "
-        f"layer names and weight order are Keras's, so a Keras ImageNet weights file can be "
-        f"loaded with `model.load_weights` once minidl reads Keras files.")
+        f"pass weights=<path>, read with `model.load_weights`: a weights file saved by "
+        f"minidl or by Keras (such as Keras's ImageNet '.h5' file for this model, downloaded "
+        f"once), as the layer names and weight order are Keras's.")
 
 
 def image_input(input_tensor, input_shape, min_size):
