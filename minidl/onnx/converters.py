@@ -208,14 +208,21 @@ def _conv(b, layer, inputs, outputs):
     # Keras (k..., in / groups, filters) -> ONNX (filters, in / groups, k...)
     kernel = weight(b, layer, layer.kernel.value, "kernel",
                     lambda k: k.transpose((rank + 1, rank) + tuple(range(rank))))
-    args = [x.name, kernel] + ([weight(b, layer, layer.bias.value, "bias")]
-                               if layer.use_bias else [])
-    name = b.op("Conv", args, layer.name, kernel_shape=list(layer.kernel_size),
-                strides=list(layer.strides), dilations=list(layer.dilation_rate),
-                group=layer.groups,
-                **_window_attributes(layer, inputs[0], layer.kernel_size, layer.strides,
-                                     layer.dilation_rate))
+    name = _windowed_conv(b, layer, inputs[0], x.name, kernel, layer.groups, layer.use_bias)
     return [apply_activation(b, layer.activation, value(name, outputs[0], perm), layer.name)]
+
+
+def _windowed_conv(b, layer, keras_input, x_name, kernel, group, with_bias):
+    """The ONNX Conv node of ``layer``'s window (kernel size, strides, dilation, Keras's
+    padding), on ``x_name`` (channels-first) with the ONNX-ordered ``kernel``; the layer's
+    bias added when ``with_bias``. Returns the node's output name."""
+    args = [x_name, kernel] + ([weight(b, layer, layer.bias.value, "bias")] if with_bias
+                               else [])
+    return b.op("Conv", args, layer.name, kernel_shape=list(layer.kernel_size),
+                strides=list(layer.strides), dilations=list(layer.dilation_rate),
+                group=int(group),
+                **_window_attributes(layer, keras_input, layer.kernel_size, layer.strides,
+                                     layer.dilation_rate))
 
 
 @converts(L.DepthwiseConv1D, L.DepthwiseConv2D)
@@ -231,13 +238,7 @@ def _depthwise(b, layer, inputs, outputs):
         return k.transpose((rank,) + tuple(range(rank)))[:, None]
     # (Keras 3 names the depthwise layer's weight 'kernel'.)
     kernel = weight(b, layer, layer.kernel.value, "kernel", to_onnx)
-    args = [x.name, kernel] + ([weight(b, layer, layer.bias.value, "bias")]
-                               if layer.use_bias else [])
-    name = b.op("Conv", args, layer.name, kernel_shape=list(layer.kernel_size),
-                strides=list(layer.strides), dilations=list(layer.dilation_rate),
-                group=int(channels),
-                **_window_attributes(layer, inputs[0], layer.kernel_size, layer.strides,
-                                     layer.dilation_rate))
+    name = _windowed_conv(b, layer, inputs[0], x.name, kernel, channels, layer.use_bias)
     return [apply_activation(b, layer.activation, value(name, outputs[0], perm), layer.name)]
 
 
@@ -254,12 +255,9 @@ def _separable(b, layer, inputs, outputs):
     def pointwise(k):
         # (1..., in, filters) -> (filters, in, 1...)
         return k.transpose((rank + 1, rank) + tuple(range(rank)))
-    middle = b.op("Conv", [x.name, weight(b, layer, layer.depthwise_kernel.value,
-                                          "depthwise_kernel", depthwise)],
-                  layer.name, kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
-                  dilations=list(layer.dilation_rate), group=int(channels),
-                  **_window_attributes(layer, inputs[0], layer.kernel_size, layer.strides,
-                                       layer.dilation_rate))
+    middle = _windowed_conv(b, layer, inputs[0], x.name,
+                            weight(b, layer, layer.depthwise_kernel.value, "depthwise_kernel",
+                                   depthwise), channels, with_bias=False)
     args = [middle, weight(b, layer, layer.pointwise_kernel.value, "pointwise_kernel",
                            pointwise)]
     if layer.use_bias:

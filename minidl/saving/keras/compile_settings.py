@@ -122,16 +122,24 @@ def _structure_from_keras(structure, function, where, depth=0):
     return function(structure, where)
 
 
-def _loss_from_keras(value, where):
-    if value is None:
-        return None
+def _checked_name(value, where, get):
+    """A loss or metric given by name (or as Keras 3's ``builtins`` function entry): the
+    name, once ``get`` knows it; any other value unchanged."""
     if isinstance(value, dict) and value.get("class_name") == "function":
         value = _function_name(value, where)
     if isinstance(value, str):
         try:
-            losses.get(value)
+            get(value)
         except ValueError as error:
             _fail(where, str(error))
+    return value
+
+
+def _loss_from_keras(value, where):
+    if value is None:
+        return None
+    value = _checked_name(value, where, losses.get)
+    if isinstance(value, str):
         return value
     spec = _object_from_keras(value, losses.LOSSES, where, _KERAS_ONLY_LOSS_ARGS)
     if spec["config"].get("reduction") == "auto":
@@ -143,13 +151,8 @@ def _loss_from_keras(value, where):
 def _metric_from_keras(value, where):
     if value is None:
         return None
-    if isinstance(value, dict) and value.get("class_name") == "function":
-        value = _function_name(value, where)
+    value = _checked_name(value, where, metrics.get)
     if isinstance(value, str):
-        try:
-            metrics.get(value)
-        except ValueError as error:
-            _fail(where, str(error))
         return value
     if isinstance(value, dict) and value.get("class_name") == "MeanMetricWrapper":
         return _keras2_metric_wrapper(value, where)

@@ -214,6 +214,16 @@ def _learning_rate_is_variable(optimizer):
     return not isinstance(getattr(optimizer, "_learning_rate", None), LearningRateSchedule)
 
 
+def _compiled_optimizer_layout(model):
+    """(optimizer, slot groups, extra variables) of a compiled model whose optimizer Keras
+    has (see :func:`keras_optimizer_layout`); None otherwise."""
+    optimizer = getattr(model, "optimizer", None)
+    if not getattr(model, "compiled", False) or optimizer is None:
+        return None
+    layout = keras_optimizer_layout(optimizer)
+    return None if layout is None else (optimizer, *layout)
+
+
 def keras_optimizer_values(model):
     """The arrays Keras stores at ``optimizer/vars/0..n`` for ``model``'s optimizer, or
     None when the model is not compiled or Keras has no optimizer of its class.
@@ -222,13 +232,10 @@ def keras_optimizer_values(model):
     model's trainable weights (what it would start from), so that Keras finds as many
     variables as it expects.
     """
-    optimizer = getattr(model, "optimizer", None)
-    if not getattr(model, "compiled", False) or optimizer is None:
+    found = _compiled_optimizer_layout(model)
+    if found is None:
         return None
-    layout = keras_optimizer_layout(optimizer)
-    if layout is None:
-        return None
-    groups, extra = layout
+    optimizer, groups, extra = found
     iterations = optimizer.iterations
     values = [np.array(iterations, np.int32 if iterations < 2 ** 31 else np.int64)]
     if _learning_rate_is_variable(optimizer):
@@ -255,13 +262,10 @@ def keras_optimizer_values(model):
 def keras_optimizer_shapes(model):
     """``[(shape, kind), ...]`` of the variables :func:`keras_optimizer_values` gives, kind
     "int" for the step count and "float" for the rest; None as there."""
-    optimizer = getattr(model, "optimizer", None)
-    if not getattr(model, "compiled", False) or optimizer is None:
+    found = _compiled_optimizer_layout(model)
+    if found is None:
         return None
-    layout = keras_optimizer_layout(optimizer)
-    if layout is None:
-        return None
-    groups, extra = layout
+    optimizer, groups, extra = found
     shapes = [((), "int")]
     if _learning_rate_is_variable(optimizer):
         shapes.append(((), "float"))
