@@ -131,16 +131,7 @@ class Plan:
 
     def _finish(self):
         """Inference's release points, the training contexts and the gradient arrays."""
-        # In inference, a slot's array is dropped after its last reader.
-        last_read = {}
-        for i, step in enumerate(self.steps):
-            for slot in step.inputs:
-                last_read[slot] = i
-        keep = set(self.output_slots)
-        self.release = [[] for _ in self.steps]
-        for slot, i in last_read.items():
-            if slot not in keep:
-                self.release[i].append(slot)
+        self.release = [list(r) for r in _release_points(self.steps, self.output_slots)]
         self._build_gradients()
         self.contexts = [step.contexts(record=True) for step in self.steps]
         self._assign_gradients()
@@ -227,9 +218,10 @@ class Plan:
         one-sample call takes tens of microseconds, so the per-step Python counts."""
         program = self.__dict__.get("_program")
         if program is None:
+            steps = self.inference_steps = rewrites.inference_steps(self)
+            self.inference_release = _release_points(steps, self.output_slots)
             runs, makers = [], []
-            for step, release in zip(self.steps, self.release):
-                release = tuple(release)
+            for step, release in zip(steps, self.inference_release):
                 if (type(step) is LayerStep and step.training is None and not step.takes_list
                         and not step.mask_input and not step.multi_output
                         and len(step.inputs) == 1 and len(step.outputs) == 1
@@ -248,10 +240,12 @@ class Plan:
         as it runs (``finds_nonfinite_input``, Dense), with ``check_input`` set; else None."""
         if len(self.input_slots) != 1:
             return None
-        readers = [i for i, step in enumerate(self.steps) if self.input_slots[0] in step.inputs]
+        self._inference_program()
+        steps = self.inference_steps   # (which inference_contexts are made for)
+        readers = [i for i, step in enumerate(steps) if self.input_slots[0] in step.inputs]
         if len(readers) != 1:
             return None
-        step = self.steps[readers[0]]
+        step = steps[readers[0]]
         if not (isinstance(step, LayerStep) and len(step.inputs) == 1
                 and getattr(step.layer, "finds_nonfinite_input", False)):
             return None
@@ -273,17 +267,19 @@ class Plan:
                 arrays, None for an output without one), for the losses and metrics.
         """
         if training:
-            contexts = self.contexts
-        elif contexts is None:
-            contexts = self.inference_contexts()
-        if not training and not self.uses_masks:
-            return self._infer(inputs, contexts, output_masks)
+            contexts, steps, release = self.contexts, self.steps, None
+        else:
+            if contexts is None:
+                contexts = self.inference_contexts()
+            if not self.uses_masks:
+                return self._infer(inputs, contexts, output_masks)
+            self._inference_program()
+            steps, release = self.inference_steps, self.inference_release
         values = [None] * self.slot_count
         masks = [None] * self.slot_count if self.uses_masks else None
         for slot, x in zip(self.input_slots, inputs):
             values[slot] = x
-        release = None if training else self.release
-        for i, (step, ctx) in enumerate(zip(self.steps, contexts)):
+        for i, (step, ctx) in enumerate(zip(steps, contexts)):
             xs = [values[s] for s in step.inputs]
             if masks is None:
                 outs = step.forward(ctx, xs, training)
@@ -369,6 +365,21 @@ class Plan:
         last training pass), in step order."""
         return [c.activity_loss for cs in (contexts or self.contexts) for c in cs
                 if c.layer.activity_regularizer is not None or c.layer._uses_add_loss]
+
+
+def _release_points(steps, output_slots):
+    """Per step, the slots whose arrays an inference pass drops after it (their last
+    reader), model outputs excepted."""
+    last_read = {}
+    for i, step in enumerate(steps):
+        for slot in step.inputs:
+            last_read[slot] = i
+    keep = set(output_slots)
+    release = [[] for _ in steps]
+    for slot, i in last_read.items():
+        if slot not in keep:
+            release[i].append(slot)
+    return [tuple(r) for r in release]
 
 
 def _context_maker(layer):

@@ -18,6 +18,7 @@ is not a model output, so no other step or loss ever needs what the fusion no lo
 """
 import numpy as np
 
+from minidl.autodiff.tensor import WeightWrites
 from minidl.layers.base import CallContext
 from minidl.models.steps import LayerStep
 
@@ -175,6 +176,122 @@ def activation_into_layer(plan):
         else:
             steps.append(step)
     plan.steps = steps
+
+
+# ---- batch_norm_into_layer (inference only) ----------------------------------------------
+
+class FoldedBatchNormStep:
+    """A Dense or convolution without activation, then a BatchNormalization in inference
+    mode reading only its output (and the ReLU fused after it, if any), run as the layer
+    alone with the normalization folded into its weights, as onnxruntime does:
+    ``kernel * s`` and ``(bias - moving_mean) * s + beta``, with
+    ``s = gamma / sqrt(moving_variance + epsilon)``, computed in float64 per output
+    channel. One pass over the output less, and the same results up to rounding (the
+    bits do not depend on the thread count or the batch: each output's sum runs as the
+    layer's own).
+
+    The folded weights are computed at the first pass, and again at the first pass after
+    any weight was written (``WeightWrites``: training, ``set_weights``, loading, an
+    optimizer's update, ``assign``), so they never lag the layers' weights and moving
+    statistics. Inference only: training plans keep the two steps.
+    """
+
+    training = None
+    trainable = False
+    runs_backward = False
+    preactivation = False
+
+    def __init__(self, first, norm, activation, outputs=None):
+        self.first, self.norm, self.activation = first, norm, activation
+        self.layers = (first.layer,)
+        self.inputs = first.inputs
+        self.outputs = norm.outputs if outputs is None else outputs
+        self.need_input_grads = [False]
+        self._folded = None   # (WeightWrites.count when made, the layer with folded weights)
+
+    def contexts(self, record):
+        ctx = CallContext(self.first.layer, record=False)
+        ctx.activation = self.activation
+        return (ctx,)
+
+    def folded_layer(self):
+        """The layer, with the normalization folded into its weights as they are now."""
+        count = WeightWrites.count   # (read before reading the weights)
+        folded = self._folded
+        if folded is None or folded[0] != count:
+            folded = self._folded = (count, _fold_batch_norm(self.first.layer,
+                                                             self.norm.layer))
+        return folded[1]
+
+    def forward(self, contexts, xs, training):
+        return (self.folded_layer().forward(contexts[0], xs[0], False),)
+
+    def backward(self, contexts, dys):
+        raise RuntimeError("A folded batch normalization runs in inference only.")
+
+
+def _fold_batch_norm(layer, norm):
+    """A shallow copy of ``layer`` (Dense or a convolution) computing ``norm(layer(x))``
+    with ``norm``'s moving statistics."""
+    kernel = layer._kernel_array
+    scale = (norm._gamma.astype(np.float64)
+             / np.sqrt(norm._moving_variance.astype(np.float64) + norm.epsilon))
+    bias = -norm._moving_mean.astype(np.float64)
+    if layer._bias_array is not None:
+        bias = bias + layer._bias_array
+    folded = object.__new__(type(layer))
+    folded.__dict__.update(layer.__dict__)
+    folded._kernel_array = (kernel * scale).astype(kernel.dtype)   # (filters last)
+    folded._bias_array = (bias * scale + norm._beta).astype(kernel.dtype)
+    return folded
+
+
+def _folds_into(plan, first, norm):
+    """Whether ``norm``'s BatchNormalization folds into ``first``'s layer in inference."""
+    from minidl.layers.convolutional import _Conv
+    from minidl.layers.core import Dense
+    from minidl.layers.normalization import BatchNormalization
+    if not (isinstance(first, LayerStep) and isinstance(norm, LayerStep)):
+        return False
+    layer, bn = first.layer, norm.layer
+    return (type(bn) is BatchNormalization and isinstance(layer, (Dense, _Conv))
+            and first.training is None and norm.training is not True
+            and getattr(layer.activation, "name", None) == "linear"
+            and not _channels_first(layer) and layer.dtype == bn.dtype
+            and layer.activity_regularizer is None and bn.activity_regularizer is None
+            and bn.built_input_shape is not None
+            and bn._axis == len(bn.built_input_shape)   # the channels (features) axis
+            and _only_reader(plan, first.outputs[0]))
+
+
+def inference_steps(plan):
+    """``plan.steps`` for inference: each Dense or convolution followed by a
+    BatchNormalization that folds into it (``_folds_into``) as one
+    :class:`FoldedBatchNormStep`. The plan's own steps, which training runs, stay."""
+    producers = _producers(plan)
+    _count_readers(plan)
+    steps = []
+    for step in plan.steps:
+        norm, activation = step, None
+        if isinstance(step, FusedActivationStep):
+            norm, activation = step.first, step.activation_step.layer.activation
+        first = producers.get(norm.inputs[0]) if isinstance(norm, LayerStep) else None
+        folded = steps[-1] if steps and isinstance(steps[-1], FoldedBatchNormStep) else None
+        if first is not None and steps and steps[-1] is first and _folds_into(plan, first, norm):
+            steps[-1] = FoldedBatchNormStep(first, norm, activation, outputs=step.outputs)
+        elif (folded is not None and folded.activation is None
+              and isinstance(step, ReluMaxPoolStep) and step.first.inputs == folded.outputs
+              and getattr(step.first.layer, "is_activation_layer", False)
+              and _only_reader(plan, folded.outputs[0])):
+            # BatchNormalization, Activation('relu'), max pooling: the ReLU joins the folded
+            # layer's bias pass, and the pooling runs on its own.
+            steps[-1] = FoldedBatchNormStep(folded.first, folded.norm,
+                                            step.first.layer.activation,
+                                            outputs=step.first.outputs)
+            steps.append(step.pool)
+        else:
+            steps.append(step)
+    return steps
 
 
 # ---- head_with_loss ----------------------------------------------------------------------
