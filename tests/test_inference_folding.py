@@ -28,7 +28,7 @@ def _randomize(model, seed):
 
 def cnn(dtype="float32"):
     minidl.utils.set_random_seed(3)
-    model = Sequential([Input((10, 10, 2)),
+    model = Sequential([Input((10, 10, 2), dtype=dtype),
                         L.Conv2D(6, 3, dtype=dtype), L.BatchNormalization(dtype=dtype),
                         L.Activation("relu", dtype=dtype), L.MaxPooling2D(2, dtype=dtype),
                         L.Conv2D(4, 3, padding="same", use_bias=False, dtype=dtype),
@@ -68,6 +68,8 @@ def numpy_reference(model, x):
                 for j in range(kw):
                     y += x[:, i:i + oh, j:j + ow, :] @ k[i, j]
             x = y + (w[1] if layer.use_bias else 0)
+            if layer.get_config()["activation"] == "relu":
+                x = np.maximum(x, 0)
         elif name == "BatchNormalization":
             gamma = w.pop(0) if layer.scale else 1.0
             beta = w.pop(0) if layer.center else 0.0
@@ -231,3 +233,48 @@ def test_predict_fast_path_returns_copies_and_checks_inputs():
         model.predict(np.array([[1, np.nan, 2]], np.float32), verbose=0)
     with pytest.raises(ValueError, match="NaN|nan|finite"):
         model.predict_on_batch(np.array([[1, np.nan, 2]], np.float32))
+
+
+# ---- convolution, ReLU, (BatchNormalization,) max pooling: one step in inference ----
+
+def first_layer_cnn(norm, dtype="float32", negative_gamma=True):
+    minidl.utils.set_random_seed(6)
+    body = [Input((12, 12, 1), dtype=dtype), L.Conv2D(8, 3, activation="relu", dtype=dtype)]
+    if norm:
+        body.append(L.BatchNormalization(dtype=dtype))
+    body += [L.MaxPooling2D(2, dtype=dtype), L.Flatten(dtype=dtype),
+             L.Dense(3, activation="softmax", dtype=dtype)]
+    model = _randomize(Sequential(body), 7)
+    if norm:
+        bn = model.layers[1]
+        gamma = np.abs(bn.gamma.value)
+        if negative_gamma:
+            gamma[::2] *= -1   # both monotonic directions
+        gamma[1] = 0.0
+        bn.gamma.assign(gamma)
+    return model
+
+
+@pytest.mark.parametrize("norm,negative_gamma", [(True, True), (True, False), (False, False)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conv_relu_norm_max_pool_is_one_step_with_the_same_bits(norm, negative_gamma, dtype):
+    from minidl.models.rewrites import ConvMaxPoolInferenceStep
+    model = first_layer_cnn(norm, dtype, negative_gamma)
+    x = np.random.default_rng(8).normal(0, 1, (30, 12, 12, 1)).astype(dtype)
+    got = model.predict(x, batch_size=7, verbose=0)
+    steps = model._current_plan().inference_steps
+    assert isinstance(steps[0], ConvMaxPoolInferenceStep)
+    assert np.array_equal(got, unfolded(model, x))
+    assert np.array_equal(np.asarray(model(x[:1])), got[:1])
+    np.testing.assert_allclose(got, numpy_reference(model, x), rtol=1e-5, atol=1e-6)
+
+
+def test_conv_max_pool_step_follows_new_weights():
+    model = first_layer_cnn(True)
+    x = np.random.default_rng(9).normal(0, 1, (6, 12, 12, 1)).astype(np.float32)
+    model.predict(x, verbose=0)
+    bn = model.layers[1]
+    bn.gamma.assign(-bn.gamma.value)   # every channel changes direction
+    assert np.array_equal(model.predict(x, verbose=0), unfolded(model, x))
+    model.layers[0].kernel.assign(model.layers[0].kernel.value * -2)
+    assert np.array_equal(model.predict(x, verbose=0), unfolded(model, x))

@@ -12,12 +12,20 @@ the layers know nothing of them.
 | head_with_loss             | softmax or sigmoid output, then the matching cross-entropy | the activation's backward: the loss gives ``probs - targets`` at once |
 | gradients_needed           | steps before the first trainable weight    | their backward passes, and the first trainable layer's input gradient |
 
+Inference only (``inference_steps``: the steps an inference pass runs; training's stay):
+
+| rule                       | pattern                                    | what it saves |
+|----------------------------|--------------------------------------------|---------------|
+| conv, max pool             | a convolution of few taps with a ReLU, BatchNormalization or not, then max pooling | the un-pooled output, and the normalization of 3 values in 4 (2x2 windows); the same bits (``ConvMaxPoolInferenceStep``) |
+| batch norm folding         | Dense or convolution without activation, then BatchNormalization (and a ReLU) | the normalization's pass, folded into the layer's weights: equal up to rounding (``FoldedBatchNormStep``) |
+
 Each rule is a function ``rule(plan)`` that edits ``plan.steps``; a fused step has the step
 interface of ``steps.LayerStep``. A rule fuses only a tensor that nothing else reads and that
 is not a model output, so no other step or loss ever needs what the fusion no longer forms.
 """
 import numpy as np
 
+from minidl._core import _conv_pool
 from minidl.autodiff.tensor import WeightWrites
 from minidl.layers.base import CallContext
 from minidl.models.steps import LayerStep
@@ -264,10 +272,117 @@ def _folds_into(plan, first, norm):
             and _only_reader(plan, first.outputs[0]))
 
 
+class ConvMaxPoolInferenceStep:
+    """Inference of a convolution with few taps ending in a ReLU (``can_pool_directly``),
+    optionally a BatchNormalization after it, then a max pooling: the pooled maxima come
+    from csrc/conv_pool.c without forming the convolution's output, and the normalization
+    runs on the pooled output (a quarter of the values, for 2x2 windows). The same bits as
+    the three layers one after the other: the bias, the ReLU and the normalization of each
+    channel are monotonic functions of the convolution's value (each rounded operation
+    is), so the maximum of the normalized values is the normalized value of the largest
+    convolution value where the channel's scale ``gamma`` is positive, of the smallest
+    where it is negative; the smallest come from the kernel run on the negated filters
+    (negation is exact).
+    """
+
+    training = None
+    trainable = False
+    runs_backward = False
+    preactivation = False
+
+    def __init__(self, conv, norm, pool):
+        self.conv, self.norm, self.pool = conv, norm, pool
+        self.layers = (conv.layer,) if norm is None else (conv.layer, norm.layer)
+        self.inputs, self.outputs = conv.inputs, pool.outputs
+        self.need_input_grads = [False]
+        self._signed = None   # (WeightWrites.count, kernel, bias, signs or None)
+
+    def contexts(self, record):
+        return tuple(CallContext(layer, record=False) for layer in self.layers)
+
+    def _signed_weights(self):
+        """The kernel matrix and bias with the filters of negative ``gamma`` negated, and
+        the signs (None where every filter keeps its sign)."""
+        count = WeightWrites.count   # (read before reading the weights)
+        signed = self._signed
+        if signed is None or signed[0] != count:
+            layer = self.conv.layer
+            kernel = layer._kernel_matrix(layer._kernel_array)
+            bias = layer._bias_array
+            if bias is None:
+                bias = np.zeros(layer.filters, kernel.dtype)
+            negative = None if self.norm is None else self.norm.layer._gamma < 0
+            if negative is None or not negative.any():
+                signed = (count, kernel, bias, None)
+            else:
+                signs = np.where(negative, -1, 1).astype(kernel.dtype)
+                signed = (count, np.ascontiguousarray(kernel * signs), bias * signs, signs)
+            self._signed = signed
+        return signed[1:]
+
+    def forward(self, contexts, xs, training):
+        layer, pool = self.conv.layer, self.pool.layer
+        kernel, bias, signs = self._signed_weights()
+        x = np.ascontiguousarray(xs[0]).reshape((xs[0].shape[0],) + layer._image)
+        n = x.shape[0]
+        y = np.empty((n,) + pool.pooled_image, kernel.dtype)
+        argmax = np.empty(y.shape, np.intc)
+        _conv_pool.conv_max_pool_forward(x, kernel, y, argmax, pool_size=pool.pool_window,
+                                         bias=bias, relu=signs is None, **layer._window)
+        if signs is not None:
+            # max(-(z + b)) = -min(z + b): back to min(z + b), then the ReLU.
+            np.multiply(y, signs, out=y)
+            np.maximum(y, 0, out=y)
+        y = y.reshape((n,) + pool.output_sample_shape)
+        if self.norm is not None:
+            y = self.norm.layer.forward(contexts[1], y, False)
+        return (y,)
+
+    def backward(self, contexts, dys):
+        raise RuntimeError("This fused step runs in inference only.")
+
+
+def _pools_directly(plan, conv, pool):
+    """Whether ``conv`` (a convolution ending in a ReLU) and ``pool`` (the max pooling
+    reading its output, or its normalization's) run as one in inference."""
+    if not (isinstance(conv, LayerStep) and isinstance(pool, LayerStep)):
+        return False
+    return (getattr(pool.layer, "pools_max_after_relu", False)
+            and getattr(pool.layer, "pool_window", None) is not None
+            and getattr(conv.layer, "can_pool_directly", None) is not None
+            and not _channels_first(conv.layer) and not _channels_first(pool.layer)
+            and _ends_in_plain_relu(conv.layer) and conv.layer.activation.name == "relu"
+            and conv.training is None and pool.training is None
+            and conv.layer.can_pool_directly(pool.layer))
+
+
+def _normalizes_channels(plan, norm):
+    """Whether ``norm`` is a BatchNormalization of the channels (last axis) in inference,
+    its input read by it alone."""
+    from minidl.layers.normalization import BatchNormalization
+    if not isinstance(norm, LayerStep):
+        return False
+    bn = norm.layer
+    return (type(bn) is BatchNormalization and norm.training is not True
+            and bn.activity_regularizer is None and bn.built_input_shape is not None
+            and bn._axis == len(bn.built_input_shape)
+            and _only_reader(plan, norm.inputs[0]))
+
+
+def _conv_norm_pool(plan, conv, norm, pool):
+    """Whether the steps are a convolution ending in a ReLU, a BatchNormalization and a
+    max pooling that run as one in inference (each reading the one before alone)."""
+    return (isinstance(conv, LayerStep) and _normalizes_channels(plan, norm)
+            and norm.inputs == conv.outputs and pool.inputs == norm.outputs
+            and _only_reader(plan, norm.outputs[0]) and _pools_directly(plan, conv, pool))
+
+
 def inference_steps(plan):
-    """``plan.steps`` for inference: each Dense or convolution followed by a
-    BatchNormalization that folds into it (``_folds_into``) as one
-    :class:`FoldedBatchNormStep`. The plan's own steps, which training runs, stay."""
+    """``plan.steps`` for inference, the plan's own steps (which training runs) left as
+    they are: a convolution of few taps with a ReLU, then max pooling (a BatchNormalization
+    between them or not), as one :class:`ConvMaxPoolInferenceStep`; each Dense or
+    convolution followed by a BatchNormalization that folds into it (``_folds_into``) as
+    one :class:`FoldedBatchNormStep`, with the ReLU after it, if any."""
     producers = _producers(plan)
     _count_readers(plan)
     steps = []
@@ -277,7 +392,12 @@ def inference_steps(plan):
             norm, activation = step.first, step.activation_step.layer.activation
         first = producers.get(norm.inputs[0]) if isinstance(norm, LayerStep) else None
         folded = steps[-1] if steps and isinstance(steps[-1], FoldedBatchNormStep) else None
-        if first is not None and steps and steps[-1] is first and _folds_into(plan, first, norm):
+        if isinstance(step, ReluMaxPoolStep) and _pools_directly(plan, step.first, step.pool):
+            steps.append(ConvMaxPoolInferenceStep(step.first, None, step.pool))
+        elif (isinstance(step, LayerStep) and len(steps) > 1
+              and _conv_norm_pool(plan, steps[-2], steps[-1], step)):
+            steps[-2:] = [ConvMaxPoolInferenceStep(steps[-2], steps[-1], step)]
+        elif first is not None and steps and steps[-1] is first and _folds_into(plan, first, norm):
             steps[-1] = FoldedBatchNormStep(first, norm, activation, outputs=step.outputs)
         elif (folded is not None and folded.activation is None
               and isinstance(step, ReluMaxPoolStep) and step.first.inputs == folded.outputs
