@@ -330,9 +330,10 @@ class ConvMaxPoolInferenceStep:
         _conv_pool.conv_max_pool_forward(x, kernel, y, argmax, pool_size=pool.pool_window,
                                          bias=bias, relu=signs is None, **layer._window)
         if signs is not None:
-            # max(-(z + b)) = -min(z + b): back to min(z + b), then the ReLU.
-            np.multiply(y, signs, out=y)
-            np.maximum(y, 0, out=y)
+            # max(-(z + b)) = -min(z + b): back to min(z + b), then the layer's ReLU kernel.
+            rows = y.reshape(-1, y.shape[-1])
+            np.multiply(rows, signs, out=rows)
+            layer.activation.forward(rows, rows)
         y = y.reshape((n,) + pool.output_sample_shape)
         if self.norm is not None:
             y = self.norm.layer.forward(contexts[1], y, False)
