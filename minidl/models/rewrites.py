@@ -25,7 +25,7 @@ is not a model output, so no other step or loss ever needs what the fusion no lo
 """
 import numpy as np
 
-from minidl._core import _conv_pool
+from minidl._core import _conv_pool, _convolution
 from minidl.autodiff.tensor import WeightWrites
 from minidl.layers.base import CallContext
 from minidl.models.steps import LayerStep
@@ -224,15 +224,35 @@ class FoldedBatchNormStep:
 
     def folded_layer(self):
         """The layer, with the normalization folded into its weights as they are now."""
+        return self._current()[1]
+
+    def _current(self):
+        """(count, folded layer, its direct convolution or None), as the weights are now."""
         count = WeightWrites.count   # (read before reading the weights)
         folded = self._folded
         if folded is None or folded[0] != count:
-            folded = self._folded = (count, _fold_batch_norm(self.first.layer,
-                                                             self.norm.layer))
-        return folded[1]
+            layer = _fold_batch_norm(self.first.layer, self.norm.layer)
+            folded = self._folded = (count, layer, _direct_convolution(layer,
+                                                                       self.activation))
+        return folded
 
     def forward(self, contexts, xs, training):
-        return (self.folded_layer().forward(contexts[0], xs[0], False),)
+        _, layer, direct = self._current()
+        x = xs[0]
+        if direct is not None and x.shape[1:] == direct[0] and x.flags.c_contiguous:
+            # The calls the convolution's forward makes in inference, without the Python
+            # around them (a one-sample prediction counts microseconds).
+            sample, image, kernel, bias, activation, chunk, geo = direct
+            n = x.shape[0]
+            z = np.empty((n * geo.out_image[0] * geo.out_image[1], kernel.shape[1]),
+                         kernel.dtype)
+            _convolution.conv_train_forward(x.reshape((n,) + image), kernel, z, None, chunk,
+                                            geo.pointwise, padded=None, direct=None
+                                            if geo.direct else False, narrow=True,
+                                            **geo.window)
+            activation.forward_bias(z, bias, z)
+            return (z.reshape((n,) + geo.output_sample),)
+        return (layer.forward(contexts[0], x, False),)
 
     def backward(self, contexts, dys):
         raise RuntimeError("A folded batch normalization runs in inference only.")
@@ -252,6 +272,24 @@ def _fold_batch_norm(layer, norm):
     folded._kernel_array = (kernel * scale).astype(kernel.dtype)   # (filters last)
     folded._bias_array = (bias * scale + norm._beta).astype(kernel.dtype)
     return folded
+
+
+def _direct_convolution(layer, activation):
+    """For a folded convolution of one group on inputs of one known shape that runs
+    without a patch matrix (the direct kernels, or a pointwise kernel), what its inference
+    forward needs: (sample shape, the sample as an image, kernel matrix, bias, activation,
+    samples per chunk, geometry); else None."""
+    from minidl.layers.convolutional import _Conv
+    sample = layer.built_input_shape
+    if (not isinstance(layer, _Conv) or layer.groups != 1 or sample is None
+            or None in sample):
+        return None
+    geo = layer._geo(tuple(sample[:-1]))
+    if not (geo.direct or geo.pointwise):
+        return None
+    return (tuple(sample), geo.image, layer._kernel_matrix(layer._kernel_array),
+            layer._bias_array, activation or layer.activation,
+            layer._chunk_samples(geo, False), geo)
 
 
 def _folds_into(plan, first, norm):
