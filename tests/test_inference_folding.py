@@ -278,3 +278,21 @@ def test_conv_max_pool_step_follows_new_weights():
     assert np.array_equal(model.predict(x, verbose=0), unfolded(model, x))
     model.layers[0].kernel.assign(model.layers[0].kernel.value * -2)
     assert np.array_equal(model.predict(x, verbose=0), unfolded(model, x))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_folded_layer_then_max_pool_has_the_bits_of_the_two(data, dtype):
+    from minidl.layers.base import CallContext
+    model = cnn(dtype)
+    x = data.astype(dtype)
+    model.predict(x[:1], verbose=0)
+    fused = model._current_plan().inference_steps[0]
+    assert isinstance(fused, FoldedBatchNormStep) and fused.pool is not None
+    alone = FoldedBatchNormStep(fused.first, fused.norm, fused.activation)
+    hidden = alone.forward(alone.contexts(False), [x], False)[0]
+    pooled = fused.pool.layer.forward(CallContext(fused.pool.layer, False), hidden, False)
+    assert np.array_equal(fused.forward(fused.contexts(False), [x], False)[0], pooled)
+    # (and the generic path, on a non-contiguous input)
+    strided = np.stack([x, x], axis=-1).reshape(x.shape[:-1] + (4,))[..., ::2]
+    assert np.array_equal(strided, x) and not strided.flags.c_contiguous
+    assert np.array_equal(fused.forward(fused.contexts(False), [strided], False)[0], pooled)

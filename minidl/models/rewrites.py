@@ -215,12 +215,25 @@ class FoldedBatchNormStep:
         self.inputs = first.inputs
         self.outputs = norm.outputs if outputs is None else outputs
         self.need_input_grads = [False]
+        self.pool = None   # a max pooling after the ReLU, pooled first (see with_pool)
         self._folded = None   # (WeightWrites.count when made, the layer with folded weights)
+
+    def with_pool(self, pool):
+        """This step followed by ``pool`` (the max pooling reading its ReLU output, a
+        LayerStep), as one: the pooling takes the maximum of each window of the linear
+        part, and the bias and the ReLU apply to the maxima, as in ``ReluMaxPoolStep``
+        (the same bits: both are monotonic)."""
+        fused = FoldedBatchNormStep(self.first, self.norm, self.activation, pool.outputs)
+        fused.pool = pool
+        fused.layers = (self.first.layer, pool.layer)
+        return fused
 
     def contexts(self, record):
         ctx = CallContext(self.first.layer, record=False)
         ctx.activation = self.activation
-        return (ctx,)
+        if self.pool is None:
+            return (ctx,)
+        return ctx, CallContext(self.pool.layer, record=False)
 
     def folded_layer(self):
         """The layer, with the normalization folded into its weights as they are now."""
@@ -239,6 +252,7 @@ class FoldedBatchNormStep:
     def forward(self, contexts, xs, training):
         _, layer, direct = self._current()
         x = xs[0]
+        pool = self.pool
         if direct is not None and x.shape[1:] == direct[0] and x.flags.c_contiguous:
             # The calls the convolution's forward makes in inference, without the Python
             # around them (a one-sample prediction counts microseconds).
@@ -250,9 +264,19 @@ class FoldedBatchNormStep:
                                             geo.pointwise, padded=None, direct=None
                                             if geo.direct else False, narrow=True,
                                             **geo.window)
-            activation.forward_bias(z, bias, z)
-            return (z.reshape((n,) + geo.output_sample),)
-        return (layer.forward(contexts[0], x, False),)
+            if pool is None:
+                activation.forward_bias(z, bias, z)
+                return (z.reshape((n,) + geo.output_sample),)
+            z = z.reshape((n,) + geo.output_sample)
+        elif pool is None:
+            return (layer.forward(contexts[0], x, False),)
+        else:
+            z = layer.forward_linear(contexts[0], x)
+        y = pool.layer.forward(contexts[1], z, False)
+        rows = y.reshape(-1, y.shape[-1])
+        (contexts[0].activation or layer.activation).forward_bias(rows, layer._bias_array,
+                                                                   rows)
+        return (y,)
 
     def backward(self, contexts, dys):
         raise RuntimeError("A folded batch normalization runs in inference only.")
@@ -272,6 +296,22 @@ def _fold_batch_norm(layer, norm):
     folded._kernel_array = (kernel * scale).astype(kernel.dtype)   # (filters last)
     folded._bias_array = (bias * scale + norm._beta).astype(kernel.dtype)
     return folded
+
+
+def _pool_after_folded(plan, steps, private=False):
+    """A folded convolution with a ReLU, then the max pooling reading its output (the last
+    two of ``steps``), as one step (``FoldedBatchNormStep.with_pool``). ``private``: that
+    output was inside a fused step of the plan, so nothing else reads it."""
+    from minidl.layers.convolutional import _Conv
+    folded, pool = steps[-2], steps[-1]
+    activation = folded.activation
+    if (isinstance(folded.first.layer, _Conv) and folded.pool is None
+            and activation is not None and activation.kernel_params()[0] == "relu"
+            and getattr(activation, "name", None) == "relu"
+            and getattr(pool.layer, "pools_max_after_relu", False)
+            and not _channels_first(pool.layer) and pool.training is None
+            and (private or _only_reader(plan, folded.outputs[0]))):
+        steps[-2:] = [folded.with_pool(pool)]
 
 
 def _direct_convolution(layer, activation):
@@ -448,6 +488,10 @@ def inference_steps(plan):
                                             step.first.layer.activation,
                                             outputs=step.first.outputs)
             steps.append(step.pool)
+            _pool_after_folded(plan, steps, private=True)
+        elif isinstance(step, LayerStep) and folded is not None and step.inputs == folded.outputs:
+            steps.append(step)
+            _pool_after_folded(plan, steps)
         else:
             steps.append(step)
     return steps
