@@ -494,13 +494,13 @@ class Model(Trainer, TrainSteps, Layer):
                 training = eager.current_training()
             with self._lock.exclusive if training else self._lock.shared:
                 return Layer.__call__(self, *args, **kwargs)
-        ready = None   # the input list, when args[0] is one ready array (checked once)
         if len(args) == 1 and not kwargs and type(args[0]) is np.ndarray and self.built \
                 and not recording() and not eager.current_training():
-            # A prediction on one ready array through a chain of Dense layers: the few
-            # kernel calls, without the plan's per-step Python (a one-sample call takes
-            # about 10 microseconds, half of the general path's).
-            xs = ready = self._fast_inputs(args[0])
+            # A prediction on one ready array: through a chain of Dense layers, the few
+            # kernel calls without the plan's per-step Python (a one-sample call takes
+            # about 10 microseconds, half of the general path's); else the plan, without
+            # the general path's checks (a one-sample CNN call takes tens of microseconds).
+            xs = self._fast_inputs(args[0])
             if xs is not None:
                 # A chain of Dense layers holds no nested model, so the model's own version
                 # says whether it still stands.
@@ -512,6 +512,7 @@ class Model(Trainer, TrainSteps, Layer):
                 if chain is not None:
                     with self._lock.shared:
                         return wrap(run_inference_chain(chain, xs[0]))
+                return self._run_plan(xs, False)   # (nothing else to check)
         inputs = args[0] if args else kwargs.pop("inputs", None)
         training = kwargs.pop("training", None)
         if kwargs.get("mask", 0) is None:
@@ -527,11 +528,16 @@ class Model(Trainer, TrainSteps, Layer):
             return self._call_recorded(inputs, bool(training))
         if isinstance(inputs, Tensor):
             inputs = inputs.value
-        xs = ready if ready is not None else self._fast_inputs(inputs) if self.built else None
+        xs = self._fast_inputs(inputs) if self.built else None
         if xs is None:
             xs = [x2d.astype(dtype, copy=False).reshape((x2d.shape[0],) + tuple(shape))
                   for (x2d, shape), dtype in zip(self._input_arrays(_values(inputs)),
                                                  self._input_dtypes())]
+        return self._run_plan(xs, training)
+
+    def _run_plan(self, xs, training):
+        """The outputs of one call on the input list ``xs`` through the plan, as
+        :meth:`__call__` returns them."""
         plan = self._current_plan()
         contexts = plan.inference_contexts()
         if training:
