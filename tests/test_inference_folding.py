@@ -296,3 +296,24 @@ def test_folded_layer_then_max_pool_has_the_bits_of_the_two(data, dtype):
     strided = np.stack([x, x], axis=-1).reshape(x.shape[:-1] + (4,))[..., ::2]
     assert np.array_equal(strided, x) and not strided.flags.c_contiguous
     assert np.array_equal(fused.forward(fused.contexts(False), [strided], False)[0], pooled)
+
+
+def test_activity_regularizers_keep_their_steps(data):
+    """A layer with an activity regularizer is never fused away in inference, so
+    evaluate's penalties still count it."""
+    minidl.utils.set_random_seed(2)
+    model = Sequential([Input((10, 10, 2)),
+                        L.Conv2D(4, 3, activation="relu", activity_regularizer="l2"),
+                        L.BatchNormalization(), L.MaxPooling2D(2),
+                        L.Flatten(), L.Dense(3, activity_regularizer="l1"),
+                        L.BatchNormalization()])
+    model = _randomize(model, 3)
+    model.compile(loss="mse")
+    y = np.zeros((len(data), 3), np.float32)
+    model.predict(data, verbose=0)
+    steps = model._current_plan().inference_steps
+    assert not any(isinstance(s, FoldedBatchNormStep) for s in steps)
+    from minidl.models.rewrites import ConvMaxPoolInferenceStep
+    assert not any(isinstance(s, ConvMaxPoolInferenceStep) for s in steps)
+    mse = np.mean((unfolded(model, data) - y) ** 2)
+    assert model.evaluate(data, y, verbose=0) > mse   # the penalties count

@@ -310,6 +310,7 @@ def _pool_after_folded(plan, steps, private=False):
             and getattr(activation, "name", None) == "relu"
             and getattr(pool.layer, "pools_max_after_relu", False)
             and not _channels_first(pool.layer) and pool.training is None
+            and pool.layer.activity_regularizer is None
             and (private or _only_reader(plan, folded.outputs[0]))):
         steps[-2:] = [folded.with_pool(pool)]
 
@@ -432,6 +433,7 @@ def _pools_directly(plan, conv, pool):
             and not _channels_first(conv.layer) and not _channels_first(pool.layer)
             and _ends_in_plain_relu(conv.layer) and conv.layer.activation.name == "relu"
             and conv.training is None and pool.training is None
+            and pool.layer.activity_regularizer is None
             and conv.layer.can_pool_directly(pool.layer))
 
 
