@@ -130,8 +130,7 @@ class Plan:
         return self._slots[key]
 
     def _finish(self):
-        """Inference's release points, the training contexts and the gradient arrays."""
-        self.release = [list(r) for r in _release_points(self.steps, self.output_slots)]
+        """The training contexts and the gradient arrays."""
         self._build_gradients()
         self.contexts = [step.contexts(record=True) for step in self.steps]
         self._assign_gradients()
@@ -214,14 +213,16 @@ class Plan:
         """What an inference pass without masks runs, found once: per step, either
         ``(layer.forward, input slot, output slot, slots to release)`` for a plain call of
         a layer on one tensor (run without the step's own bookkeeping), or ``(None, step,
-        None, slots to release)``; and per step the maker of its fresh contexts. A
-        one-sample call takes tens of microseconds, so the per-step Python counts."""
+        None, slots to release)``; per step the maker of its fresh contexts; the steps
+        (:attr:`inference_steps`) and their release points (a slot's array is dropped
+        after its last reader). A one-sample call takes tens of microseconds, so the
+        per-step Python counts."""
         program = self.__dict__.get("_program")
         if program is None:
-            steps = self.inference_steps = rewrites.inference_steps(self)
-            self.inference_release = _release_points(steps, self.output_slots)
+            steps = rewrites.inference_steps(self)
+            releases = _release_points(steps, self.output_slots)
             runs, makers = [], []
-            for step, release in zip(steps, self.inference_release):
+            for step, release in zip(steps, releases):
                 if (type(step) is LayerStep and step.training is None and not step.takes_list
                         and not step.mask_input and not step.multi_output
                         and len(step.inputs) == 1 and len(step.outputs) == 1
@@ -231,8 +232,15 @@ class Plan:
                 else:
                     runs.append((None, step, None, release))
                     makers.append(_step_context_maker(step))
-            program = self._program = (runs, makers)
+            # (one assignment: calls in other threads see all of it or none)
+            program = self._program = (runs, makers, steps, releases)
         return program
+
+    @property
+    def inference_steps(self):
+        """The steps an inference pass runs: ``steps`` after the inference-only rewrites
+        (``rewrites.inference_steps``)."""
+        return self._inference_program()[2]
 
     def input_checker(self, contexts):
         """The context, among ``contexts`` (from :meth:`inference_contexts`), of the one step
@@ -240,7 +248,6 @@ class Plan:
         as it runs (``finds_nonfinite_input``, Dense), with ``check_input`` set; else None."""
         if len(self.input_slots) != 1:
             return None
-        self._inference_program()
         steps = self.inference_steps   # (which inference_contexts are made for)
         readers = [i for i, step in enumerate(steps) if self.input_slots[0] in step.inputs]
         if len(readers) != 1:
@@ -273,8 +280,7 @@ class Plan:
                 contexts = self.inference_contexts()
             if not self.uses_masks:
                 return self._infer(inputs, contexts, output_masks)
-            self._inference_program()
-            steps, release = self.inference_steps, self.inference_release
+            _, _, steps, release = self._inference_program()
         values = [None] * self.slot_count
         masks = [None] * self.slot_count if self.uses_masks else None
         for slot, x in zip(self.input_slots, inputs):
