@@ -317,3 +317,33 @@ def test_activity_regularizers_keep_their_steps(data):
     assert not any(isinstance(s, ConvMaxPoolInferenceStep) for s in steps)
     mse = np.mean((unfolded(model, data) - y) ** 2)
     assert model.evaluate(data, y, verbose=0) > mse   # the penalties count
+
+
+class _ScaledDense(L.Dense):
+    """A user's Dense subclass: its computation is its own, so nothing folds into it."""
+
+    def forward(self, ctx, x, training=False):
+        return super().forward(ctx, x, training) * 2
+
+
+def test_fold_covers_conv1d_groups_and_sequences_not_subclasses():
+    minidl.utils.set_random_seed(4)
+    inputs = Input((9, 4))
+    a = L.BatchNormalization()(L.Conv1D(6, 3, groups=2)(inputs))         # grouped Conv1D
+    b = L.BatchNormalization()(L.Dense(5)(inputs))                       # Dense per step
+    c = L.BatchNormalization()(_ScaledDense(5)(inputs))                  # a subclass
+    d = L.BatchNormalization(axis=1)(L.Conv1D(6, 3)(inputs))             # steps axis
+    model = _randomize(Model(inputs, [a, b, c, d]), 5)
+    x = np.random.default_rng(6).normal(0, 1, (11, 9, 4)).astype(np.float32)
+    got = model.predict(x, verbose=0)
+    folded = {s.first.layer.name for s in _folded_steps(model)}
+    assert folded == {model.layers[1].name, model.layers[2].name}
+    plan = model._current_plan()
+    values = {plan.input_slots[0]: x}
+    for step in plan.steps:
+        outs = step.forward(step.contexts(record=False), [values[s] for s in step.inputs],
+                            False)
+        for slot, y in zip(step.outputs, outs):
+            values[slot] = y
+    for out, slot in zip(got, plan.output_slots):
+        np.testing.assert_allclose(out, values[slot], rtol=2e-5, atol=2e-5)

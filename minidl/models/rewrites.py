@@ -302,10 +302,9 @@ def _pool_after_folded(plan, steps, private=False):
     """A folded convolution with a ReLU, then the max pooling reading its output (the last
     two of ``steps``), as one step (``FoldedBatchNormStep.with_pool``). ``private``: that
     output was inside a fused step of the plan, so nothing else reads it."""
-    from minidl.layers.convolutional import _Conv
     folded, pool = steps[-2], steps[-1]
     activation = folded.activation
-    if (isinstance(folded.first.layer, _Conv) and folded.pool is None
+    if (_built_in(folded.first.layer) and folded.pool is None
             and activation is not None and activation.kernel_params()[0] == "relu"
             and getattr(activation, "name", None) == "relu"
             and getattr(pool.layer, "pools_max_after_relu", False)
@@ -320,9 +319,8 @@ def _direct_convolution(layer, activation):
     without a patch matrix (the direct kernels, or a pointwise kernel), what its inference
     forward needs: (sample shape, the sample as an image, kernel matrix, bias, activation,
     samples per chunk, geometry); else None."""
-    from minidl.layers.convolutional import _Conv
     sample = layer.built_input_shape
-    if (not isinstance(layer, _Conv) or layer.groups != 1 or sample is None
+    if (not _built_in(layer) or layer.groups != 1 or sample is None
             or None in sample):
         return None
     geo = layer._geo(tuple(sample[:-1]))
@@ -335,13 +333,11 @@ def _direct_convolution(layer, activation):
 
 def _folds_into(plan, first, norm):
     """Whether ``norm``'s BatchNormalization folds into ``first``'s layer in inference."""
-    from minidl.layers.convolutional import _Conv
-    from minidl.layers.core import Dense
     from minidl.layers.normalization import BatchNormalization
     if not (isinstance(first, LayerStep) and isinstance(norm, LayerStep)):
         return False
     layer, bn = first.layer, norm.layer
-    return (type(bn) is BatchNormalization and isinstance(layer, (Dense, _Conv))
+    return (type(bn) is BatchNormalization and _built_in(layer, with_dense=True)
             and first.training is None and norm.training is not True
             and getattr(layer.activation, "name", None) == "linear"
             and not _channels_first(layer) and layer.dtype == bn.dtype
@@ -422,12 +418,20 @@ class ConvMaxPoolInferenceStep:
         raise RuntimeError("This fused step runs in inference only.")
 
 
+def _built_in(layer, with_dense=False):
+    """Whether ``layer`` is minidl's own Conv1D or Conv2D (or Dense, ``with_dense``), not a
+    subclass, whose computation the inference steps may reproduce from its weights."""
+    from minidl.layers.convolutional import Conv1D, Conv2D
+    from minidl.layers.core import Dense
+    return type(layer) in ((Conv1D, Conv2D, Dense) if with_dense else (Conv1D, Conv2D))
+
+
 def _pools_directly(plan, conv, pool):
     """Whether ``conv`` (a convolution ending in a ReLU) and ``pool`` (the max pooling
     reading its output, or its normalization's) run as one in inference."""
     if not (isinstance(conv, LayerStep) and isinstance(pool, LayerStep)):
         return False
-    return (getattr(pool.layer, "pools_max_after_relu", False)
+    return (_built_in(conv.layer) and getattr(pool.layer, "pools_max_after_relu", False)
             and getattr(pool.layer, "pool_window", None) is not None
             and getattr(conv.layer, "can_pool_directly", None) is not None
             and not _channels_first(conv.layer) and not _channels_first(pool.layer)
