@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from minidl import schedules
-from minidl.autodiff.tensor import Tensor
+from minidl.autodiff.tensor import Tensor, WeightWrites
 from minidl._core import _optimizers as _kernels
 from minidl.schedules import LearningRateSchedule
 from minidl.utils.checks import check_bool, check_name
@@ -271,6 +271,7 @@ class Optimizer:
         self._apply_arrays(grads, variables)
         for v in constrained:
             v.assign(v.constraint(v.value))
+        WeightWrites.written()
 
     def _apply_arrays(self, grads, variables):
         lr = self._learning_rate

@@ -221,6 +221,22 @@ class Tensor:
     __hash__ = object.__hash__   # `==` is the elementwise op, as in every array library
 
 
+class WeightWrites:
+    """How many times weights may have been written in place (``Variable.assign`` and
+    the like, ``Layer.set_weights``, an optimizer's update, a training step or a load under
+    a model's exclusive lock, a batch normalization's moving statistics): what is derived
+    from weights and kept (an inference plan's batch normalization folded into the layer
+    before it, ``rewrites.FoldedBatchNormStep``) is derived again when the count moved.
+    Each writer adds one after writing, so a copy made at a count is never kept past the
+    next write. Arrays written directly (``variable.value[...] = ...``) are not counted."""
+
+    count = 0
+
+    @classmethod
+    def written(cls):
+        cls.count += 1
+
+
 class Variable(Tensor):
     """A tensor holding state: a layer's weight, a metric's total.
 
@@ -256,22 +272,26 @@ class Variable(Tensor):
             raise ValueError(f"Variable '{self.path}' has shape {self.value.shape}; cannot "
                              f"assign a value of shape {new.shape}.")
         np.copyto(self.value, new, casting="unsafe")
+        WeightWrites.written()
         return self
 
     def assign_add(self, value):
         """``variable += value``, in place."""
         value = value.value if isinstance(value, Tensor) else value
         np.add(self.value, value, out=self.value, casting="unsafe")
+        WeightWrites.written()
         return self
 
     def assign_sub(self, value):
         """``variable -= value``, in place."""
         value = value.value if isinstance(value, Tensor) else value
         np.subtract(self.value, value, out=self.value, casting="unsafe")
+        WeightWrites.written()
         return self
 
     def __setitem__(self, key, value):
         self.value[key] = value.value if isinstance(value, Tensor) else value
+        WeightWrites.written()
 
     def copy(self):
         """A copy of the value, as a numpy array."""

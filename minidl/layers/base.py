@@ -32,6 +32,7 @@ import threading
 
 import numpy as np
 
+from minidl.autodiff.tensor import WeightWrites
 from minidl.layers import eager
 from minidl.layers.node import SymbolicTensor, add_node, flatten, is_symbolic
 from minidl.utils.checks import check_bool
@@ -605,6 +606,7 @@ class Layer:
         """Overwrite all weights in place from arrays in the order of :meth:`get_weights`."""
         for weight, value in zip(self.weight_arrays, self.check_weights(weights)):
             weight[...] = value
+        WeightWrites.written()
 
     def check_weights(self, weights):
         """The arrays ``set_weights`` would write, after checking their number, shapes and

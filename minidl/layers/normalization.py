@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 from minidl import constraints, initializers, regularizers
+from minidl.autodiff.tensor import WeightWrites
 from minidl._core import _normalization as _kernels
 from minidl.layers.base import LAYERS, Layer
 from minidl.layers.core import _serialize_init
@@ -197,6 +198,7 @@ class BatchNormalization(_ScaleAndOffset):
             _kernels.batch_norm_train(x, self._axis, self._gamma, self._beta, self._moving_mean,
                                       self._moving_variance, mean, invstd, y,
                                       self.momentum, self.epsilon, self._owner, relu, relu_max)
+            WeightWrites.written()   # the moving statistics moved
         else:
             _kernels.batch_norm_inference(x, self._axis, self._gamma, self._beta,
                                           self._moving_mean, self._moving_variance, y,

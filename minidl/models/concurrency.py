@@ -23,6 +23,8 @@ import functools
 import threading
 from threading import get_ident
 
+from minidl.autodiff.tensor import WeightWrites
+
 
 class ModelLock:
     """A readers-writer lock with writer priority, reentrant for the thread that holds it,
@@ -121,6 +123,7 @@ class _Exclusive:
         with lock._mutex:
             lock._writer_depth -= 1
             if lock._writer_depth == 0:
+                WeightWrites.written()   # (after the step's or the load's writes)
                 lock._writer = None
                 lock._cond.notify_all()
 

@@ -496,9 +496,10 @@ class Model(Trainer, TrainSteps, Layer):
                 return Layer.__call__(self, *args, **kwargs)
         if len(args) == 1 and not kwargs and type(args[0]) is np.ndarray and self.built \
                 and not recording() and not eager.current_training():
-            # A prediction on one ready array through a chain of Dense layers: the few
-            # kernel calls, without the plan's per-step Python (a one-sample call takes
-            # about 10 microseconds, half of the general path's).
+            # A prediction on one ready array: through a chain of Dense layers, the few
+            # kernel calls without the plan's per-step Python (a one-sample call takes
+            # about 10 microseconds, half of the general path's); else the plan, without
+            # the general path's checks (a one-sample CNN call takes tens of microseconds).
             xs = self._fast_inputs(args[0])
             if xs is not None:
                 # A chain of Dense layers holds no nested model, so the model's own version
@@ -511,6 +512,7 @@ class Model(Trainer, TrainSteps, Layer):
                 if chain is not None:
                     with self._lock.shared:
                         return wrap(run_inference_chain(chain, xs[0]))
+                return self._run_plan(xs, False)   # (nothing else to check)
         inputs = args[0] if args else kwargs.pop("inputs", None)
         training = kwargs.pop("training", None)
         if kwargs.get("mask", 0) is None:
@@ -531,6 +533,11 @@ class Model(Trainer, TrainSteps, Layer):
             xs = [x2d.astype(dtype, copy=False).reshape((x2d.shape[0],) + tuple(shape))
                   for (x2d, shape), dtype in zip(self._input_arrays(_values(inputs)),
                                                  self._input_dtypes())]
+        return self._run_plan(xs, training)
+
+    def _run_plan(self, xs, training):
+        """The outputs of one call on the input list ``xs`` through the plan, as
+        :meth:`__call__` returns them."""
         plan = self._current_plan()
         contexts = plan.inference_contexts()
         if training:

@@ -27,7 +27,7 @@ configs stay Keras' and a model without mask layers runs exactly as before.
 """
 import numpy as np
 
-from minidl.layers.base import BufferPool
+from minidl.layers.base import BufferPool, CallContext
 from minidl.layers.core import InputLayer
 from minidl.models import rewrites
 from minidl.layers.node import flatten
@@ -130,17 +130,7 @@ class Plan:
         return self._slots[key]
 
     def _finish(self):
-        """Inference's release points, the training contexts and the gradient arrays."""
-        # In inference, a slot's array is dropped after its last reader.
-        last_read = {}
-        for i, step in enumerate(self.steps):
-            for slot in step.inputs:
-                last_read[slot] = i
-        keep = set(self.output_slots)
-        self.release = [[] for _ in self.steps]
-        for slot, i in last_read.items():
-            if slot not in keep:
-                self.release[i].append(slot)
+        """The training contexts and the gradient arrays."""
         self._build_gradients()
         self.contexts = [step.contexts(record=True) for step in self.steps]
         self._assign_gradients()
@@ -217,7 +207,40 @@ class Plan:
 
     def inference_contexts(self):
         """Fresh contexts for one inference call (nothing shared with other calls)."""
-        return [step.contexts(record=False) for step in self.steps]
+        return [make() for make in self._inference_program()[1]]
+
+    def _inference_program(self):
+        """What an inference pass without masks runs, found once: per step, either
+        ``(layer.forward, input slot, output slot, slots to release)`` for a plain call of
+        a layer on one tensor (run without the step's own bookkeeping), or ``(None, step,
+        None, slots to release)``; per step the maker of its fresh contexts; the steps
+        (:attr:`inference_steps`) and their release points (a slot's array is dropped
+        after its last reader). A one-sample call takes tens of microseconds, so the
+        per-step Python counts."""
+        program = self.__dict__.get("_program")
+        if program is None:
+            steps = rewrites.inference_steps(self)
+            releases = _release_points(steps, self.output_slots)
+            runs, makers = [], []
+            for step, release in zip(steps, releases):
+                if (type(step) is LayerStep and step.training is None and not step.takes_list
+                        and not step.mask_input and not step.multi_output
+                        and len(step.inputs) == 1 and len(step.outputs) == 1
+                        and step.layer.activity_regularizer is None):
+                    runs.append((step.layer.forward, step.inputs[0], step.outputs[0], release))
+                    makers.append(_context_maker(step.layer))
+                else:
+                    runs.append((None, step, None, release))
+                    makers.append(_step_context_maker(step))
+            # (one assignment: calls in other threads see all of it or none)
+            program = self._program = (runs, makers, steps, releases)
+        return program
+
+    @property
+    def inference_steps(self):
+        """The steps an inference pass runs: ``steps`` after the inference-only rewrites
+        (``rewrites.inference_steps``)."""
+        return self._inference_program()[2]
 
     def input_checker(self, contexts):
         """The context, among ``contexts`` (from :meth:`inference_contexts`), of the one step
@@ -225,10 +248,11 @@ class Plan:
         as it runs (``finds_nonfinite_input``, Dense), with ``check_input`` set; else None."""
         if len(self.input_slots) != 1:
             return None
-        readers = [i for i, step in enumerate(self.steps) if self.input_slots[0] in step.inputs]
+        steps = self.inference_steps   # (which inference_contexts are made for)
+        readers = [i for i, step in enumerate(steps) if self.input_slots[0] in step.inputs]
         if len(readers) != 1:
             return None
-        step = self.steps[readers[0]]
+        step = steps[readers[0]]
         if not (isinstance(step, LayerStep) and len(step.inputs) == 1
                 and getattr(step.layer, "finds_nonfinite_input", False)):
             return None
@@ -250,15 +274,18 @@ class Plan:
                 arrays, None for an output without one), for the losses and metrics.
         """
         if training:
-            contexts = self.contexts
-        elif contexts is None:
-            contexts = self.inference_contexts()
+            contexts, steps, release = self.contexts, self.steps, None
+        else:
+            if contexts is None:
+                contexts = self.inference_contexts()
+            if not self.uses_masks:
+                return self._infer(inputs, contexts, output_masks)
+            _, _, steps, release = self._inference_program()
         values = [None] * self.slot_count
         masks = [None] * self.slot_count if self.uses_masks else None
         for slot, x in zip(self.input_slots, inputs):
             values[slot] = x
-        release = None if training else self.release
-        for i, (step, ctx) in enumerate(zip(self.steps, contexts)):
+        for i, (step, ctx) in enumerate(zip(steps, contexts)):
             xs = [values[s] for s in step.inputs]
             if masks is None:
                 outs = step.forward(ctx, xs, training)
@@ -274,6 +301,26 @@ class Plan:
                     values[slot] = None
         if output_masks is not None:
             output_masks[:] = [None if masks is None else masks[s] for s in self.output_slots]
+        return [values[s] for s in self.output_slots]
+
+    def _infer(self, inputs, contexts, output_masks):
+        """:meth:`forward` in inference, for a plan without masks: the same calls, in the
+        same order, with less Python around each."""
+        values = [None] * self.slot_count
+        for slot, x in zip(self.input_slots, inputs):
+            values[slot] = x
+        for (forward, source, target, release), ctx in zip(self._inference_program()[0],
+                                                            contexts):
+            if forward is not None:
+                values[target] = forward(ctx[0], values[source], False)
+            else:
+                outs = source.forward(ctx, [values[s] for s in source.inputs], False)
+                for slot, y in zip(source.outputs, outs):
+                    values[slot] = y
+            for slot in release:
+                values[slot] = None
+        if output_masks is not None:
+            output_masks[:] = [None] * len(self.output_slots)
         return [values[s] for s in self.output_slots]
 
     def backward(self, output_grads):
@@ -324,6 +371,34 @@ class Plan:
         last training pass), in step order."""
         return [c.activity_loss for cs in (contexts or self.contexts) for c in cs
                 if c.layer.activity_regularizer is not None or c.layer._uses_add_loss]
+
+
+def _release_points(steps, output_slots):
+    """Per step, the slots whose arrays an inference pass drops after it (their last
+    reader), model outputs excepted."""
+    last_read = {}
+    for i, step in enumerate(steps):
+        for slot in step.inputs:
+            last_read[slot] = i
+    keep = set(output_slots)
+    release = [[] for _ in steps]
+    for slot, i in last_read.items():
+        if slot not in keep:
+            release[i].append(slot)
+    return [tuple(r) for r in release]
+
+
+def _context_maker(layer):
+    """A maker of one inference context of ``layer``, as ``LayerStep.contexts`` makes."""
+    def make():
+        return (CallContext(layer, False),)
+    return make
+
+
+def _step_context_maker(step):
+    def make():
+        return step.contexts(record=False)
+    return make
 
 
 def _promotes_integers(layer, dtype):

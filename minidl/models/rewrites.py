@@ -12,12 +12,21 @@ the layers know nothing of them.
 | head_with_loss             | softmax or sigmoid output, then the matching cross-entropy | the activation's backward: the loss gives ``probs - targets`` at once |
 | gradients_needed           | steps before the first trainable weight    | their backward passes, and the first trainable layer's input gradient |
 
+Inference only (``inference_steps``: the steps an inference pass runs; training's stay):
+
+| rule                       | pattern                                    | what it saves |
+|----------------------------|--------------------------------------------|---------------|
+| conv, max pool             | a convolution of few taps with a ReLU, BatchNormalization or not, then max pooling | the un-pooled output, and the normalization of 3 values in 4 (2x2 windows); the same bits (``ConvMaxPoolInferenceStep``) |
+| batch norm folding         | Dense or convolution without activation, then BatchNormalization (and a ReLU) | the normalization's pass, folded into the layer's weights: equal up to rounding (``FoldedBatchNormStep``) |
+
 Each rule is a function ``rule(plan)`` that edits ``plan.steps``; a fused step has the step
 interface of ``steps.LayerStep``. A rule fuses only a tensor that nothing else reads and that
 is not a model output, so no other step or loss ever needs what the fusion no longer forms.
 """
 import numpy as np
 
+from minidl._core import _conv_pool, _convolution
+from minidl.autodiff.tensor import WeightWrites
 from minidl.layers.base import CallContext
 from minidl.models.steps import LayerStep
 
@@ -175,6 +184,323 @@ def activation_into_layer(plan):
         else:
             steps.append(step)
     plan.steps = steps
+
+
+# ---- batch_norm_into_layer (inference only) ----------------------------------------------
+
+class FoldedBatchNormStep:
+    """A Dense or convolution without activation, then a BatchNormalization in inference
+    mode reading only its output (and the ReLU fused after it, if any), run as the layer
+    alone with the normalization folded into its weights, as onnxruntime does:
+    ``kernel * s`` and ``(bias - moving_mean) * s + beta``, with
+    ``s = gamma / sqrt(moving_variance + epsilon)``, computed in float64 per output
+    channel. One pass over the output less, and the same results up to rounding (the
+    bits do not depend on the thread count or the batch: each output's sum runs as the
+    layer's own).
+
+    The folded weights are computed at the first pass, and again at the first pass after
+    any weight was written (``WeightWrites``: training, ``set_weights``, loading, an
+    optimizer's update, ``assign``), so they never lag the layers' weights and moving
+    statistics. Inference only: training plans keep the two steps.
+    """
+
+    training = None
+    trainable = False
+    runs_backward = False
+    preactivation = False
+
+    def __init__(self, first, norm, activation, outputs=None):
+        self.first, self.norm, self.activation = first, norm, activation
+        self.layers = (first.layer,)
+        self.inputs = first.inputs
+        self.outputs = norm.outputs if outputs is None else outputs
+        self.need_input_grads = [False]
+        self.pool = None   # a max pooling after the ReLU, pooled first (see with_pool)
+        self._folded = None   # (WeightWrites.count when made, the layer with folded weights)
+
+    def with_pool(self, pool):
+        """This step followed by ``pool`` (the max pooling reading its ReLU output, a
+        LayerStep), as one: the pooling takes the maximum of each window of the linear
+        part, and the bias and the ReLU apply to the maxima, as in ``ReluMaxPoolStep``
+        (the same bits: both are monotonic)."""
+        fused = FoldedBatchNormStep(self.first, self.norm, self.activation, pool.outputs)
+        fused.pool = pool
+        fused.layers = (self.first.layer, pool.layer)
+        return fused
+
+    def contexts(self, record):
+        ctx = CallContext(self.first.layer, record=False)
+        ctx.activation = self.activation
+        if self.pool is None:
+            return (ctx,)
+        return ctx, CallContext(self.pool.layer, record=False)
+
+    def folded_layer(self):
+        """The layer, with the normalization folded into its weights as they are now."""
+        return self._current()[1]
+
+    def _current(self):
+        """(count, folded layer, its direct convolution or None), as the weights are now."""
+        count = WeightWrites.count   # (read before reading the weights)
+        folded = self._folded
+        if folded is None or folded[0] != count:
+            layer = _fold_batch_norm(self.first.layer, self.norm.layer)
+            folded = self._folded = (count, layer, _direct_convolution(layer,
+                                                                       self.activation))
+        return folded
+
+    def forward(self, contexts, xs, training):
+        _, layer, direct = self._current()
+        x = xs[0]
+        pool = self.pool
+        if direct is not None and x.shape[1:] == direct[0] and x.flags.c_contiguous:
+            # The calls the convolution's forward makes in inference, without the Python
+            # around them (a one-sample prediction counts microseconds).
+            sample, image, kernel, bias, activation, chunk, geo = direct
+            n = x.shape[0]
+            z = np.empty((n * geo.out_image[0] * geo.out_image[1], kernel.shape[1]),
+                         kernel.dtype)
+            _convolution.conv_train_forward(x.reshape((n,) + image), kernel, z, None, chunk,
+                                            geo.pointwise, padded=None, direct=None
+                                            if geo.direct else False, narrow=True,
+                                            **geo.window)
+            if pool is None:
+                activation.forward_bias(z, bias, z)
+                return (z.reshape((n,) + geo.output_sample),)
+            z = z.reshape((n,) + geo.output_sample)
+        elif pool is None:
+            return (layer.forward(contexts[0], x, False),)
+        else:
+            z = layer.forward_linear(contexts[0], x)
+        y = pool.layer.forward(contexts[1], z, False)
+        rows = y.reshape(-1, y.shape[-1])
+        (contexts[0].activation or layer.activation).forward_bias(rows, layer._bias_array,
+                                                                   rows)
+        return (y,)
+
+    def backward(self, contexts, dys):
+        raise RuntimeError("A folded batch normalization runs in inference only.")
+
+
+def _fold_batch_norm(layer, norm):
+    """A shallow copy of ``layer`` (Dense or a convolution) computing ``norm(layer(x))``
+    with ``norm``'s moving statistics."""
+    kernel = layer._kernel_array
+    scale = (norm._gamma.astype(np.float64)
+             / np.sqrt(norm._moving_variance.astype(np.float64) + norm.epsilon))
+    bias = -norm._moving_mean.astype(np.float64)
+    if layer._bias_array is not None:
+        bias = bias + layer._bias_array
+    folded = object.__new__(type(layer))
+    folded.__dict__.update(layer.__dict__)
+    folded._kernel_array = (kernel * scale).astype(kernel.dtype)   # (filters last)
+    folded._bias_array = (bias * scale + norm._beta).astype(kernel.dtype)
+    return folded
+
+
+def _pool_after_folded(plan, steps, private=False):
+    """A folded convolution with a ReLU, then the max pooling reading its output (the last
+    two of ``steps``), as one step (``FoldedBatchNormStep.with_pool``). ``private``: that
+    output was inside a fused step of the plan, so nothing else reads it."""
+    folded, pool = steps[-2], steps[-1]
+    activation = folded.activation
+    if (_built_in(folded.first.layer) and folded.pool is None
+            and activation is not None and activation.kernel_params()[0] == "relu"
+            and getattr(activation, "name", None) == "relu"
+            and getattr(pool.layer, "pools_max_after_relu", False)
+            and not _channels_first(pool.layer) and pool.training is None
+            and pool.layer.activity_regularizer is None
+            and (private or _only_reader(plan, folded.outputs[0]))):
+        steps[-2:] = [folded.with_pool(pool)]
+
+
+def _direct_convolution(layer, activation):
+    """For a folded convolution of one group on inputs of one known shape that runs
+    without a patch matrix (the direct kernels, or a pointwise kernel), what its inference
+    forward needs: (sample shape, the sample as an image, kernel matrix, bias, activation,
+    samples per chunk, geometry); else None."""
+    sample = layer.built_input_shape
+    if (not _built_in(layer) or layer.groups != 1 or sample is None
+            or None in sample):
+        return None
+    geo = layer._geo(tuple(sample[:-1]))
+    if not (geo.direct or geo.pointwise):
+        return None
+    return (tuple(sample), geo.image, layer._kernel_matrix(layer._kernel_array),
+            layer._bias_array, activation or layer.activation,
+            layer._chunk_samples(geo, False), geo)
+
+
+def _folds_into(plan, first, norm):
+    """Whether ``norm``'s BatchNormalization folds into ``first``'s layer in inference."""
+    from minidl.layers.normalization import BatchNormalization
+    if not (isinstance(first, LayerStep) and isinstance(norm, LayerStep)):
+        return False
+    layer, bn = first.layer, norm.layer
+    return (type(bn) is BatchNormalization and _built_in(layer, with_dense=True)
+            and first.training is None and norm.training is not True
+            and getattr(layer.activation, "name", None) == "linear"
+            and not _channels_first(layer) and layer.dtype == bn.dtype
+            and layer.activity_regularizer is None and bn.activity_regularizer is None
+            and bn.built_input_shape is not None
+            and bn._axis == len(bn.built_input_shape)   # the channels (features) axis
+            and _only_reader(plan, first.outputs[0]))
+
+
+class ConvMaxPoolInferenceStep:
+    """Inference of a convolution with few taps ending in a ReLU (``can_pool_directly``),
+    optionally a BatchNormalization after it, then a max pooling: the pooled maxima come
+    from csrc/conv_pool.c without forming the convolution's output, and the normalization
+    runs on the pooled output (a quarter of the values, for 2x2 windows). The same bits as
+    the three layers one after the other: the bias, the ReLU and the normalization of each
+    channel are monotonic functions of the convolution's value (each rounded operation
+    is), so the maximum of the normalized values is the normalized value of the largest
+    convolution value where the channel's scale ``gamma`` is positive, of the smallest
+    where it is negative; the smallest come from the kernel run on the negated filters
+    (negation is exact).
+    """
+
+    training = None
+    trainable = False
+    runs_backward = False
+    preactivation = False
+
+    def __init__(self, conv, norm, pool):
+        self.conv, self.norm, self.pool = conv, norm, pool
+        self.layers = (conv.layer,) if norm is None else (conv.layer, norm.layer)
+        self.inputs, self.outputs = conv.inputs, pool.outputs
+        self.need_input_grads = [False]
+        self._signed = None   # (WeightWrites.count, kernel, bias, signs or None)
+
+    def contexts(self, record):
+        return tuple(CallContext(layer, record=False) for layer in self.layers)
+
+    def _signed_weights(self):
+        """The kernel matrix and bias with the filters of negative ``gamma`` negated, and
+        the signs (None where every filter keeps its sign)."""
+        count = WeightWrites.count   # (read before reading the weights)
+        signed = self._signed
+        if signed is None or signed[0] != count:
+            layer = self.conv.layer
+            kernel = layer._kernel_matrix(layer._kernel_array)
+            bias = layer._bias_array
+            if bias is None:
+                bias = np.zeros(layer.filters, kernel.dtype)
+            negative = None if self.norm is None else self.norm.layer._gamma < 0
+            if negative is None or not negative.any():
+                signed = (count, kernel, bias, None)
+            else:
+                signs = np.where(negative, -1, 1).astype(kernel.dtype)
+                signed = (count, np.ascontiguousarray(kernel * signs), bias * signs, signs)
+            self._signed = signed
+        return signed[1:]
+
+    def forward(self, contexts, xs, training):
+        layer, pool = self.conv.layer, self.pool.layer
+        kernel, bias, signs = self._signed_weights()
+        x = np.ascontiguousarray(xs[0]).reshape((xs[0].shape[0],) + layer._image)
+        n = x.shape[0]
+        y = np.empty((n,) + pool.pooled_image, kernel.dtype)
+        argmax = np.empty(y.shape, np.intc)
+        _conv_pool.conv_max_pool_forward(x, kernel, y, argmax, pool_size=pool.pool_window,
+                                         bias=bias, relu=signs is None, **layer._window)
+        if signs is not None:
+            # max(-(z + b)) = -min(z + b): back to min(z + b), then the layer's ReLU kernel.
+            rows = y.reshape(-1, y.shape[-1])
+            np.multiply(rows, signs, out=rows)
+            layer.activation.forward(rows, rows)
+        y = y.reshape((n,) + pool.output_sample_shape)
+        if self.norm is not None:
+            y = self.norm.layer.forward(contexts[1], y, False)
+        return (y,)
+
+    def backward(self, contexts, dys):
+        raise RuntimeError("This fused step runs in inference only.")
+
+
+def _built_in(layer, with_dense=False):
+    """Whether ``layer`` is minidl's own Conv1D or Conv2D (or Dense, ``with_dense``), not a
+    subclass, whose computation the inference steps may reproduce from its weights."""
+    from minidl.layers.convolutional import Conv1D, Conv2D
+    from minidl.layers.core import Dense
+    return type(layer) in ((Conv1D, Conv2D, Dense) if with_dense else (Conv1D, Conv2D))
+
+
+def _pools_directly(plan, conv, pool):
+    """Whether ``conv`` (a convolution ending in a ReLU) and ``pool`` (the max pooling
+    reading its output, or its normalization's) run as one in inference."""
+    if not (isinstance(conv, LayerStep) and isinstance(pool, LayerStep)):
+        return False
+    return (_built_in(conv.layer) and getattr(pool.layer, "pools_max_after_relu", False)
+            and getattr(pool.layer, "pool_window", None) is not None
+            and getattr(conv.layer, "can_pool_directly", None) is not None
+            and not _channels_first(conv.layer) and not _channels_first(pool.layer)
+            and _ends_in_plain_relu(conv.layer) and conv.layer.activation.name == "relu"
+            and conv.training is None and pool.training is None
+            and pool.layer.activity_regularizer is None
+            and conv.layer.can_pool_directly(pool.layer))
+
+
+def _normalizes_channels(plan, norm):
+    """Whether ``norm`` is a BatchNormalization of the channels (last axis) in inference,
+    its input read by it alone."""
+    from minidl.layers.normalization import BatchNormalization
+    if not isinstance(norm, LayerStep):
+        return False
+    bn = norm.layer
+    return (type(bn) is BatchNormalization and norm.training is not True
+            and bn.activity_regularizer is None and bn.built_input_shape is not None
+            and bn._axis == len(bn.built_input_shape)
+            and _only_reader(plan, norm.inputs[0]))
+
+
+def _conv_norm_pool(plan, conv, norm, pool):
+    """Whether the steps are a convolution ending in a ReLU, a BatchNormalization and a
+    max pooling that run as one in inference (each reading the one before alone)."""
+    return (isinstance(conv, LayerStep) and _normalizes_channels(plan, norm)
+            and norm.inputs == conv.outputs and pool.inputs == norm.outputs
+            and _only_reader(plan, norm.outputs[0]) and _pools_directly(plan, conv, pool))
+
+
+def inference_steps(plan):
+    """``plan.steps`` for inference, the plan's own steps (which training runs) left as
+    they are: a convolution of few taps with a ReLU, then max pooling (a BatchNormalization
+    between them or not), as one :class:`ConvMaxPoolInferenceStep`; each Dense or
+    convolution followed by a BatchNormalization that folds into it (``_folds_into``) as
+    one :class:`FoldedBatchNormStep`, with the ReLU after it, if any."""
+    producers = _producers(plan)
+    _count_readers(plan)
+    steps = []
+    for step in plan.steps:
+        norm, activation = step, None
+        if isinstance(step, FusedActivationStep):
+            norm, activation = step.first, step.activation_step.layer.activation
+        first = producers.get(norm.inputs[0]) if isinstance(norm, LayerStep) else None
+        folded = steps[-1] if steps and isinstance(steps[-1], FoldedBatchNormStep) else None
+        if isinstance(step, ReluMaxPoolStep) and _pools_directly(plan, step.first, step.pool):
+            steps.append(ConvMaxPoolInferenceStep(step.first, None, step.pool))
+        elif (isinstance(step, LayerStep) and len(steps) > 1
+              and _conv_norm_pool(plan, steps[-2], steps[-1], step)):
+            steps[-2:] = [ConvMaxPoolInferenceStep(steps[-2], steps[-1], step)]
+        elif first is not None and steps and steps[-1] is first and _folds_into(plan, first, norm):
+            steps[-1] = FoldedBatchNormStep(first, norm, activation, outputs=step.outputs)
+        elif (folded is not None and folded.activation is None
+              and isinstance(step, ReluMaxPoolStep) and step.first.inputs == folded.outputs
+              and getattr(step.first.layer, "is_activation_layer", False)
+              and _only_reader(plan, folded.outputs[0])):
+            # BatchNormalization, Activation('relu'), max pooling: the ReLU joins the folded
+            # layer's bias pass, and the pooling runs on its own.
+            steps[-1] = FoldedBatchNormStep(folded.first, folded.norm,
+                                            step.first.layer.activation,
+                                            outputs=step.first.outputs)
+            steps.append(step.pool)
+            _pool_after_folded(plan, steps, private=True)
+        elif isinstance(step, LayerStep) and folded is not None and step.inputs == folded.outputs:
+            steps.append(step)
+            _pool_after_folded(plan, steps)
+        else:
+            steps.append(step)
+    return steps
 
 
 # ---- head_with_loss ----------------------------------------------------------------------
