@@ -160,12 +160,6 @@ def _read_optimizer_values(model, h5file, what):
     return values
 
 
-def _assign(model, pairs):
-    with model.writing_weights():
-        for variable, value in pairs:
-            variable.value[...] = value
-
-
 def _check_h5_source(source):
     """``source`` as a path string (file objects are not taken here)."""
     if isinstance(source, bytes):
@@ -235,7 +229,7 @@ def load_keras(source, compile=True):
                                         f"({str(error).rstrip('.')})") from None
         optimizer_values = (_read_optimizer_values(model, h5file, what)
                             if model.compiled else None)
-    _assign(model, pairs)
+    layout.assign_weights(model, pairs)
     if optimizer_values is not None:
         layout.set_keras_optimizer_values(model, optimizer_values)
     if unknown:
@@ -273,7 +267,7 @@ def load_keras_weights(model, source):
         pairs = _read_weight_values(model, h5file, what)
         optimizer_values = (_read_optimizer_values(model, h5file, what)
                             if getattr(model, "compiled", False) else None)
-    _assign(model, pairs)
+    layout.assign_weights(model, pairs)
     if optimizer_values is not None:
         layout.set_keras_optimizer_values(model, optimizer_values)
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from minidl.saving.format import _FILE_ERRORS, InvalidModelFileError
 from minidl.saving.keras import h5
+from minidl.saving.keras.weights import assign_weights
 
 # The Keras whose legacy layout and config dialect minidl writes.
 KERAS_VERSION = "3.15.1"
@@ -359,12 +360,6 @@ def _read_weights(model, group, what, by_name=False, skip_mismatch=False):
     return pairs
 
 
-def _assign(model, pairs):
-    with model.writing_weights():
-        for variable, value in pairs:
-            variable.value[...] = value
-
-
 def load_legacy_weights(model, source, by_name=False, skip_mismatch=False, what=None):
     """Set the model's weights from a legacy Keras HDF5 file: a weights file (Keras 2's
     ``save_weights("w.h5")``, keras.applications' ImageNet weights) or a whole-model file,
@@ -395,7 +390,7 @@ def load_legacy_weights(model, source, by_name=False, skip_mismatch=False, what=
                                            "legacy Keras weights or model file")
         _check_version(h5file, group)
         pairs = _read_weights(model, group, h5file.what, by_name, skip_mismatch)
-    _assign(model, pairs)
+    assign_weights(model, pairs)
 
 
 def load_legacy_h5(source, compile=True, what=None):
@@ -449,7 +444,7 @@ def load_legacy_h5(source, compile=True, what=None):
         if not model.built:
             raise h5.h5_error(what, "its model_config gives no input shape, so the model "
                                     "cannot be built to take the file's weights")
-        _assign(model, _read_weights(model, group, what))
+        assign_weights(model, _read_weights(model, group, what))
         training_config = h5.read_json_attr(h5file, "training_config", what)
         if compile and training_config is not None:
             try:

@@ -307,3 +307,12 @@ def set_keras_optimizer_values(model, values):
         except ValueError as error:
             warnings.warn(f"The file's learning rate was not restored ({error}).",
                           stacklevel=3)
+
+
+def assign_weights(model, pairs):
+    """Write each ``(variable, value)`` pair's value into the variable, all under the
+    model's exclusive lock (inference in other threads sees the old weights or the new
+    ones, never a mix; what is derived from the weights is derived again)."""
+    with model.writing_weights():
+        for variable, value in pairs:
+            variable.value[...] = value
