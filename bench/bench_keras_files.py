@@ -135,26 +135,32 @@ _COLD_START = {
 }
 
 
-def _cold_start(impl, path):
+def _cold_start(impl, path, directory):
+    # The minidl this process imported (the installed one, or a source tree on PYTHONPATH),
+    # run from an empty directory: `python -c` puts its working directory first on sys.path,
+    # and a checkout's root holds a minidl without its compiled extensions.
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
     environment = dict(os.environ, KERAS_BACKEND="torch", OMP_NUM_THREADS="1",
-                       PYTHONPATH=os.pathsep.join(sys.path))
-    subprocess.run([sys.executable, "-c", _COLD_START[impl].format(path=path)], check=True,
-                   env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       PYTHONPATH=package_root)
+    done = subprocess.run([sys.executable, "-c", _COLD_START[impl].format(path=path)],
+                          env=environment, cwd=directory, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.benchmark(group="keras-cnn-cold-start")
-def test_cold_start_minidl(benchmark, served):
+def test_cold_start_minidl(benchmark, served, tmp_path):
     benchmark.extra_info["impl"] = "minidl"
-    benchmark.pedantic(_cold_start, args=("minidl", served[0]), rounds=5, iterations=1,
-                       warmup_rounds=1)
+    benchmark.pedantic(_cold_start, args=("minidl", os.path.abspath(served[0]), str(tmp_path)),
+                       rounds=5, iterations=1, warmup_rounds=1)
 
 
 @pytest.mark.benchmark(group="keras-cnn-cold-start")
-def test_cold_start_keras(benchmark, served):
+def test_cold_start_keras(benchmark, served, tmp_path):
     _keras_model(served)   # skips without Keras
     benchmark.extra_info["impl"] = "keras"
-    benchmark.pedantic(_cold_start, args=("keras", served[0]), rounds=3, iterations=1,
-                       warmup_rounds=1)
+    benchmark.pedantic(_cold_start, args=("keras", os.path.abspath(served[0]), str(tmp_path)),
+                       rounds=3, iterations=1, warmup_rounds=1)
 
 
 # ---- load + first prediction ----
