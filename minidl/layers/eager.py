@@ -25,7 +25,14 @@ import numpy as np
 from minidl.autodiff.gradient import layer_gradients
 from minidl.autodiff.tensor import Tensor, _state, no_record_scope, record, recording, wrap
 
-_context = threading.local()   # .training: the `training` of the enclosing layer call
+class _Context(threading.local):
+    """Per thread: ``training``, the ``training`` of the enclosing layer call (a class
+    default: a missing attribute's lookup raises and catches an AttributeError, a
+    microsecond of every one-sample prediction)."""
+    training = False
+
+
+_context = _Context()
 
 
 def current_training():

@@ -18,7 +18,7 @@ import numpy as np
 
 from minidl.autodiff import Tensor, recording, wrap
 from minidl.layers import eager
-from minidl.layers.base import LAYERS, MODELS, Layer
+from minidl.layers.base import LAYERS, MODELS, Layer, _trainable_version
 from minidl.layers.core import InputLayer
 from minidl._core import _data
 from minidl.layers.node import (KerasHistory, Node, SymbolicTensor, flatten, is_symbolic,
@@ -512,6 +512,10 @@ class Model(Trainer, TrainSteps, Layer):
                 if chain is not None:
                     with self._lock.shared:
                         return wrap(run_inference_chain(chain, xs[0]))
+                plan = self._chain_plan()
+                if plan is not None:
+                    with self._lock.shared:
+                        return wrap(plan.run_chain(xs[0]))
                 return self._run_plan(xs, False)   # (nothing else to check)
         inputs = args[0] if args else kwargs.pop("inputs", None)
         training = kwargs.pop("training", None)
@@ -539,6 +543,11 @@ class Model(Trainer, TrainSteps, Layer):
         """The outputs of one call on the input list ``xs`` through the plan, as
         :meth:`__call__` returns them."""
         plan = self._current_plan()
+        if not training and plan.is_chain:
+            # One array through a chain of steps: per-step functions made once per input
+            # shape, without contexts (nothing to read from them afterwards).
+            with self._lock.shared:
+                return wrap(plan.run_chain(xs[0]))
         contexts = plan.inference_contexts()
         if training:
             with self._lock.exclusive:   # batch statistics update the moving averages
@@ -608,6 +617,27 @@ class Model(Trainer, TrainSteps, Layer):
             return None
         bad, _ = _data.count_nonfinite(x)
         return None if bad else [x]
+
+    def _chain_plan(self):
+        """The plan for inference (:meth:`_current_plan`) when its inference pass is a
+        plain chain (``Plan.is_chain``), else None. For a model without nested models,
+        found again only when the model, a layer's ``trainable``, the compiled losses or
+        the plan cache changed: a one-sample prediction counts microseconds, and building
+        the structure's key takes one or two."""
+        found = self.__dict__.get("_chain_plan_found")
+        if (found is not None and found[0] == self._version
+                and found[1] == _trainable_version[0] and found[2] is self._plan_cache
+                and found[3] is self._compiled):
+            return found[4]
+        version, trainable_version = self._version, _trainable_version[0]
+        compiled = self._compiled
+        plan = self._current_plan()
+        cache = self._plan_cache
+        chain = plan if plan.is_chain else None
+        if cache is not None and cache[1] is plan and not self._nested_models[1]:
+            # (one assignment: calls in other threads see all of it or none)
+            self._chain_plan_found = (version, trainable_version, cache, compiled, chain)
+        return chain
 
     def _current_plan(self):
         """The plan for inference: the training plan when the model is compiled (the

@@ -27,6 +27,7 @@ configs stay Keras' and a model without mask layers runs exactly as before.
 """
 import numpy as np
 
+from minidl._core._backend import gemm
 from minidl.layers.base import BufferPool, CallContext
 from minidl.layers.core import InputLayer
 from minidl.models import rewrites
@@ -237,6 +238,57 @@ class Plan:
         return program
 
     @property
+    def is_chain(self):
+        """Whether an inference pass is a plain chain (:meth:`run_chain`): one input, one
+        output, each step reading the one before alone, no masks, no activity penalties."""
+        chain = self.__dict__.get("_is_chain")
+        if chain is None:
+            runs, _, steps, _ = self._inference_program()
+            slot = self.input_slots[0] if len(self.input_slots) == 1 else None
+            chain = (slot is not None and len(self.output_slots) == 1
+                     and not self.uses_masks and not self.has_activity)
+            for step in steps:
+                if not chain:
+                    break
+                chain = (len(step.inputs) == 1 and len(step.outputs) == 1
+                         and step.inputs[0] == slot)
+                slot = step.outputs[0]
+            chain = self._is_chain = chain and slot == self.output_slots[0]
+        return chain
+
+    def run_chain(self, x):
+        """The output of an inference pass on the input array ``x`` of a plan that
+        :attr:`is_chain`: the calls :meth:`_infer` makes, through per-step functions made
+        once per input sample shape (``_chain_runners``), which skip the contexts and the
+        per-step bookkeeping of the general pass (a one-sample call of a small CNN takes
+        tens of microseconds, so each microsecond counts). Every array a step returns is
+        made by that call: nothing is shared between calls or threads."""
+        chains = self.__dict__.get("_chains")
+        if chains is None:
+            chains = self._chains = {}
+        chain = chains.get(x.shape[1:])
+        if chain is None:
+            return self._first_chain_run(x, chains)
+        for run in chain:
+            x = run(x)
+        return x
+
+    def _first_chain_run(self, x, chains):
+        """:meth:`run_chain` for a new input sample shape: each step's function made for
+        the shape its input has, then run; the functions kept for the next calls."""
+        runs, makers, steps, _ = self._inference_program()
+        sample, chain = x.shape[1:], []
+        for (forward, _, _, _), make, step in zip(runs, makers, steps):
+            run = _step_runner(forward, make, step, x.shape[1:])
+            if run is not None:   # (None: the input as it is)
+                chain.append(run)
+                x = run(x)
+        if len(chains) >= 16:   # shapes that vary from call to call
+            chains.clear()
+        chains[sample] = tuple(chain)
+        return x
+
+    @property
     def inference_steps(self):
         """The steps an inference pass runs: ``steps`` after the inference-only rewrites
         (``rewrites.inference_steps``)."""
@@ -386,6 +438,39 @@ def _release_points(steps, output_slots):
         if slot not in keep:
             release[i].append(slot)
     return [tuple(r) for r in release]
+
+
+def _step_runner(forward, make, step, sample_shape):
+    """``run(x)``: one step of an inference pass on inputs of samples of ``sample_shape``
+    (``Plan.run_chain``), as ``Plan._infer`` runs it: the step's own ``runner`` where it
+    has one, Dense, Flatten and Dropout without their general forward's tests, else the
+    step's forward on fresh contexts. None for a step that returns its input as it is
+    (Dropout in inference)."""
+    from minidl.layers.core import Dense
+    from minidl.layers.regularization import Dropout
+    from minidl.layers.reshaping import Flatten
+    if forward is None:
+        runner = getattr(step, "runner", None)
+        if runner is not None:
+            return runner(sample_shape)
+        return lambda x: step.forward(make(), [x], False)[0]
+    layer = step.layer
+    if type(layer) is Dropout:
+        return None
+    if type(layer) is Flatten:
+        return lambda x: np.ascontiguousarray(x).reshape(x.shape[0], -1)
+    if type(layer) is Dense and len(sample_shape) == 1:
+        units, dtype = layer.units, np.dtype(layer.dtype)
+
+        def dense(x):
+            # Dense.forward in inference on (batch, features): the product, then the bias
+            # and the activation in place.
+            z = np.empty((x.shape[0], units), dtype)
+            gemm(x, layer._kernel_array, z)
+            layer.activation.forward_bias(z, layer._bias_array, z)
+            return z
+        return dense
+    return lambda x: forward(make()[0], x, False)
 
 
 def _context_maker(layer):

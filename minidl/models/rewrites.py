@@ -25,7 +25,7 @@ is not a model output, so no other step or loss ever needs what the fusion no lo
 """
 import numpy as np
 
-from minidl._core import _conv_pool, _convolution
+from minidl._core import _conv_pool, _convolution, _normalization, _pooling
 from minidl.autodiff.tensor import WeightWrites
 from minidl.layers.base import CallContext
 from minidl.models.steps import LayerStep
@@ -278,8 +278,107 @@ class FoldedBatchNormStep:
                                                                    rows)
         return (y,)
 
+    def runner(self, sample_shape):
+        """``run(x)``: :meth:`forward` on inputs of samples of ``sample_shape`` (what
+        ``Plan.run_chain`` calls): the same kernel calls on fresh arrays, their arguments
+        gathered once per folding of the weights (positional: a compiled function's
+        keyword arguments cost a microsecond to parse)."""
+        pool = self.pool
+        pool_layer = None if pool is None else pool.layer
+        sample_shape = tuple(sample_shape)
+        made = [(None, None)]   # (the _current() tuple, its arguments), one assignment
+
+        def arguments(current):
+            direct = current[2]
+            if direct is None or direct[0] != sample_shape:
+                return None
+            _, image, kernel, bias, activation, chunk, geo = direct
+            crop, pooling = None, None
+            if pool is not None and _plain_max_pooling(pool_layer):
+                crop = _pooled_part(current[1], geo, pool_layer)
+                if crop is not None:
+                    crop, geo = crop
+                    image, chunk = geo.image, current[1]._chunk_samples(geo, False)
+                pool_image, pooled, pool_window, pooled_sample = pool_layer._geo(
+                    geo.output_sample)
+                pooling = (pool_image, pooled, np.dtype(pool_layer.dtype),
+                           (pool_window["pool_size"], pool_window["strides"],
+                            pool_window["pads"]), pooled_sample)
+            window = geo.window
+            conv = (chunk, geo.pointwise, window["kernel_size"], window["strides"],
+                    window["dilation"], window["pads"], window["out_hw"], None,
+                    None if geo.direct else False, True)
+            return (image, kernel, bias, activation, conv,
+                    geo.out_image[0] * geo.out_image[1], geo.output_sample, pooling, crop)
+
+        def run(x):
+            current = self._current()
+            found = made[0]
+            if found[0] is not current:
+                found = made[0] = (current, arguments(current))
+            args = found[1]
+            if args is None or not x.flags.c_contiguous:
+                return self.forward(self.contexts(False), [x], False)[0]
+            image, kernel, bias, activation, conv, rows, output_sample, pooling, crop = args
+            n = x.shape[0]
+            if crop is not None:
+                x = np.ascontiguousarray(x[:, :crop[0], :crop[1]])
+            z = np.empty((n * rows, kernel.shape[1]), kernel.dtype)
+            _convolution.conv_train_forward(x.reshape((n,) + image), kernel, z, None, *conv)
+            if pool is None:
+                activation.forward_bias(z, bias, z)
+                return z.reshape((n,) + output_sample)
+            if pooling is None:
+                y = pool_layer.forward(CallContext(pool_layer, False),
+                                       z.reshape((n,) + output_sample), False)
+            else:
+                # The pooling layer's forward.
+                pool_image, pooled, dtype, pool_args, pooled_sample = pooling
+                y = np.empty((n,) + pooled, dtype)
+                _pooling.max_pool_forward(z.reshape((n,) + pool_image), y,
+                                          np.empty(y.shape, np.intc), *pool_args)
+                y = y.reshape((n,) + pooled_sample)
+            rows = y.reshape(-1, y.shape[-1])
+            activation.forward_bias(rows, bias, rows)
+            return y
+
+        return run
+
     def backward(self, contexts, dys):
         raise RuntimeError("A folded batch normalization runs in inference only.")
+
+
+def _pooled_part(layer, geo, pool):
+    """Where a 'valid' max pooling ``pool`` leaves the last rows or columns of the
+    convolution ``layer``'s output (of geometry ``geo``) out (an 11x11 output pooled by
+    2x2 windows: the 11th row and column), the input rows and columns that the pooled
+    part reads, and that part's geometry: ``((rows, columns), geometry)``; else None.
+    Each output value is one sum of its own, made in the same order whatever the image
+    size, so the part has the bits of the whole output's first rows and columns."""
+    from minidl.layers.convolutional import Conv2D
+    window = geo.window
+    pool_image, pooled, pool_window, _ = pool._geo(geo.output_sample)
+    if (type(layer) is not Conv2D or layer.groups != 1 or not geo.direct
+            or any(window["pads"]) or any(pool_window["pads"])):
+        return None
+    used = tuple((p - 1) * s + size for p, s, size in zip(
+        pooled[:2], pool_window["strides"], pool_window["pool_size"]))
+    if used == tuple(geo.out_image) or any(u > o for u, o in zip(used, geo.out_image)):
+        return None   # (the whole output; or windows past its end: 'same' padding)
+    crop = tuple((u - 1) * s + (k - 1) * d + 1 for u, s, k, d in zip(
+        used, window["strides"], window["kernel_size"], window["dilation"]))
+    part = layer._geo(crop)
+    if (not part.direct or part.pointwise != geo.pointwise or tuple(part.out_image) != used
+            or pool._geo(part.output_sample)[1] != pooled):
+        return None
+    return crop, part
+
+
+def _plain_max_pooling(layer):
+    """Whether ``layer`` is minidl's own MaxPooling1D or MaxPooling2D on channels_last data
+    (its forward: ``_pooling.max_pool_forward`` on its geometry)."""
+    from minidl.layers.pooling import MaxPooling1D, MaxPooling2D
+    return type(layer) in (MaxPooling1D, MaxPooling2D) and not _channels_first(layer)
 
 
 def _fold_batch_norm(layer, norm):
@@ -413,6 +512,40 @@ class ConvMaxPoolInferenceStep:
         if self.norm is not None:
             y = self.norm.layer.forward(contexts[1], y, False)
         return (y,)
+
+    def runner(self, sample_shape):
+        """``run(x)``: :meth:`forward` (what ``Plan.run_chain`` calls), the same kernel
+        calls on fresh arrays, with the normalization's called directly."""
+        layer, pool = self.conv.layer, self.pool.layer
+        image, pooled, pooled_sample = layer._image, pool.pooled_image, pool.output_sample_shape
+        window = layer._window
+        # (positional: a compiled function's keyword arguments cost a microsecond to parse)
+        window = (window["kernel_size"], window["strides"], window["dilation"],
+                  window["pads"], window["out_hw"], pool.pool_window)
+        norm = None if self.norm is None else self.norm.layer
+
+        def run(x):
+            kernel, bias, signs = self._signed_weights()
+            n = x.shape[0]
+            x = np.ascontiguousarray(x).reshape((n,) + image)
+            y = np.empty((n,) + pooled, kernel.dtype)
+            _conv_pool.conv_max_pool_forward(x, kernel, y, np.empty(y.shape, np.intc),
+                                             *window, bias, signs is None)
+            if signs is not None:
+                rows = y.reshape(-1, y.shape[-1])
+                np.multiply(rows, signs, out=rows)
+                layer.activation.forward(rows, rows)
+            y = y.reshape((n,) + pooled_sample)
+            if norm is None:
+                return y
+            # BatchNormalization.forward in inference, without a ReLU after it, in place
+            # (y is this call's own).
+            _normalization.batch_norm_inference(
+                y, norm._axis, norm._gamma, norm._beta, norm._moving_mean,
+                norm._moving_variance, y, norm.epsilon, norm._owner, False, None)
+            return y
+
+        return run
 
     def backward(self, contexts, dys):
         raise RuntimeError("This fused step runs in inference only.")
