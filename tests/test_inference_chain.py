@@ -8,6 +8,7 @@ columns the pooling leaves out (computed on the part it reads), float32 and floa
 1 and more; outputs that are new arrays at every call; two threads predicting at once; new
 weights, ``trainable`` changes and steps without a runner of their own.
 """
+import copy
 import threading
 
 import numpy as np
@@ -187,3 +188,14 @@ def test_models_that_are_not_chains_take_the_general_pass():
     assert not regularized._current_plan().is_chain
     regularized(x)
     assert regularized.losses[-1] > 0
+
+
+def test_a_copied_model_computes_with_its_own_weights():
+    model = bench_cnn()
+    x = np.random.default_rng(7).random((1, 28, 28, 1), dtype=np.float32)
+    original = model(x).numpy()
+    copied = copy.deepcopy(model)
+    _randomize(copied, 123)
+    got = _check_bits(copied, x)
+    assert not np.array_equal(got, original)
+    np.testing.assert_array_equal(model(x).numpy(), original)

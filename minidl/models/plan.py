@@ -256,6 +256,13 @@ class Plan:
             chain = self._is_chain = chain and slot == self.output_slots[0]
         return chain
 
+    def __getstate__(self):
+        # A copied (deep-copied, pickled) plan makes its own chain functions: these bind
+        # the layers of this one.
+        state = dict(self.__dict__)
+        state.pop("_chains", None)
+        return state
+
     def run_chain(self, x):
         """The output of an inference pass on the input array ``x`` of a plan that
         :attr:`is_chain`: the calls :meth:`_infer` makes, through per-step functions made
