@@ -199,3 +199,13 @@ def test_a_copied_model_computes_with_its_own_weights():
     got = _check_bits(copied, x)
     assert not np.array_equal(got, original)
     np.testing.assert_array_equal(model(x).numpy(), original)
+
+
+def test_predict_on_one_batch_takes_the_chain():
+    model = bench_cnn()
+    x = np.random.default_rng(8).random((3, 28, 28, 1), dtype=np.float32)
+    got = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(got, general(model, x))
+    assert x.shape[1:] in model._current_plan()._chains
+    with pytest.raises(ValueError, match="NaN|nan|finite"):
+        model.predict(np.full((1, 28, 28, 1), np.nan, np.float32), verbose=0)

@@ -243,7 +243,7 @@ class Plan:
         output, each step reading the one before alone, no masks, no activity penalties."""
         chain = self.__dict__.get("_is_chain")
         if chain is None:
-            runs, _, steps, _ = self._inference_program()
+            steps = self._inference_program()[2]
             slot = self.input_slots[0] if len(self.input_slots) == 1 else None
             chain = (slot is not None and len(self.output_slots) == 1
                      and not self.uses_masks and not self.has_activity)
@@ -266,7 +266,7 @@ class Plan:
     def run_chain(self, x):
         """The output of an inference pass on the input array ``x`` of a plan that
         :attr:`is_chain`: the calls :meth:`_infer` makes, through per-step functions made
-        once per input sample shape (``_chain_runners``), which skip the contexts and the
+        once per input sample shape (``_step_runner``), which skip the contexts and the
         per-step bookkeeping of the general pass (a one-sample call of a small CNN takes
         tens of microseconds, so each microsecond counts). Every array a step returns is
         made by that call: nothing is shared between calls or threads."""

@@ -747,7 +747,8 @@ class Trainer:
                 self.stop_predicting = False
                 plan = self._plan(None if self._compiled is None else self._compiled.losses)
                 with self._lock.shared:
-                    values = plan.forward(xs, training=False)
+                    values = [plan.run_chain(xs[0])] if plan.is_chain else \
+                        plan.forward(xs, training=False)
                 return _single_or_list([np.array(v) for v in values])
         inputs = self._input_arrays(x, check_finite=False)
         batcher = Batcher(Arrays(inputs), batch_size, self._input_dtypes(), read_only=True)
