@@ -129,7 +129,10 @@ class BackupAndRestore(Callback):
         self.model._initial_epoch = epoch   # read by fit right after on_train_begin
 
     def on_epoch_end(self, epoch, logs=None):
+        from minidl.distributed.comm import is_writer
         from minidl.saving.model_io import save_backup
+        if not is_writer():   # data-parallel training: rank 0 alone writes, all ranks read
+            return
         os.makedirs(self.backup_dir, exist_ok=True)
         if self.double_checkpoint and os.path.lexists(self.backup_path):
             # A rename, atomic: at any moment one of the two files holds a whole backup.
@@ -137,7 +140,8 @@ class BackupAndRestore(Callback):
         save_backup(self.model, self.backup_path, epoch + 1)
 
     def on_train_end(self, logs=None):
-        if not self.delete_checkpoint:
+        from minidl.distributed.comm import is_writer
+        if not self.delete_checkpoint or not is_writer():
             return
         from minidl.saving.format import remove_stale_temporaries
         for path in (self.backup_path, self.previous_backup_path) if self.double_checkpoint \

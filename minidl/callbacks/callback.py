@@ -240,8 +240,10 @@ class ProgbarLogger(Callback):
         return self.stream if self.stream is not None else sys.stdout
 
     def on_train_begin(self, logs=None):
+        from minidl.distributed.comm import is_writer
         self.epochs = self.params.get("epochs", 1)
-        self.verbose = self.params.get("verbose", 1)
+        # Data-parallel training: rank 0 alone prints progress.
+        self.verbose = self.params.get("verbose", 1) if is_writer() else 0
 
     def on_epoch_begin(self, epoch, logs=None):
         out = self._out()
@@ -257,8 +259,9 @@ class ProgbarLogger(Callback):
         self.bar.finish(logs)
 
     def on_test_begin(self, logs=None):
+        from minidl.distributed.comm import is_writer
         if not getattr(self.model, "_in_fit", False):
-            self.verbose = self.params.get("verbose", 1)
+            self.verbose = self.params.get("verbose", 1) if is_writer() else 0
             self.bar = Progbar(self.params.get("steps"), verbose=self.verbose, stream=self._out())
 
     def on_test_batch_end(self, batch, logs=None):

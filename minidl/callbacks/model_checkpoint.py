@@ -116,6 +116,9 @@ class ModelCheckpoint(Callback):
             self._save_model(self._current_epoch, batch, logs or {})
 
     def _save_model(self, epoch, batch, logs):
+        from minidl.distributed.comm import is_writer
+        if not is_writer():   # data-parallel training: rank 0 alone writes
+            return
         path = self._format_path(epoch, batch, logs)
         if not self._should_save(epoch, logs, path):
             return

@@ -1,0 +1,32 @@
+"""Data-parallel training over MPI, in Horovod's Keras shape.
+
+Start with ``mpirun -np N python train.py``; each process::
+
+    from minidl import distributed
+    distributed.init()
+    x_part, y_part = distributed.shard((x, y))
+    model.compile(optimizer=distributed.DistributedOptimizer(optimizers.SGD(0.01 * distributed.size())), ...)
+    model.fit(x_part, y_part, batch_size=32, shuffle=False, callbacks=[
+        distributed.BroadcastGlobalVariablesCallback(0),
+        distributed.MetricAverageCallback()], verbose=1 if distributed.rank() == 0 else 0)
+
+Gradients are averaged with a rank-ordered, reproducible allreduce (``comm.py``): every
+rank holds the same bits, in every run, for any thread count. BatchNormalization keeps
+per-rank batch statistics, as in Horovod (its moving mean and variance are those of rank
+``root_rank`` after a broadcast; they differ across ranks otherwise). Dropout draws its masks
+per rank from each rank's own stream; seeded alike, ranks draw the same stream per step.
+"""
+from minidl.distributed.callbacks import (BroadcastGlobalVariablesCallback,
+                                          LearningRateWarmupCallback, MetricAverageCallback,
+                                          broadcast_model_state)
+from minidl.distributed.comm import (DistributedTimeoutError, ReproducibleAllreduce, abort,
+                                     allreduce_, barrier, broadcast_, init, is_initialized,
+                                     is_writer, local_rank, local_size, rank, size)
+from minidl.distributed.data import shard
+from minidl.distributed.optimizer import DistributedOptimizer
+
+__all__ = ["BroadcastGlobalVariablesCallback", "DistributedOptimizer",
+           "DistributedTimeoutError", "LearningRateWarmupCallback", "MetricAverageCallback",
+           "ReproducibleAllreduce", "abort", "allreduce_", "barrier", "broadcast_",
+           "broadcast_model_state", "init", "is_initialized", "is_writer", "local_rank",
+           "local_size", "rank", "shard", "size"]

@@ -1,0 +1,95 @@
+"""``DistributedOptimizer``: the wrapped optimizer's update on gradients averaged over ranks."""
+import numpy as np
+
+from minidl.autodiff.tensor import Tensor
+from minidl.distributed import comm
+
+
+def _apply_averaged(self, grads, variables=None, *args, **kwargs):
+    """Average ``grads`` over ranks (one rank-ordered allreduce over one flat reused
+    buffer), then run the wrapped optimizer's update; with ``backward_passes_per_step`` k,
+    gradients are accumulated locally and the allreduce and update happen every k-th call."""
+    state = self._distributed
+    arrays = [g.value if isinstance(g, Tensor) else g for g in grads]
+    sizes = tuple((None if a is None else (np.shape(a), np.asarray(a).dtype)) for a in arrays)
+    live = [np.asarray(a) for a in arrays if a is not None]
+    if state["layout"] != sizes:
+        dtype = np.result_type(*[a.dtype for a in live]) if live else np.float32
+        state["buffer"] = np.zeros(sum(a.size for a in live), dtype)
+        state["layout"] = sizes
+        state["passes"] = 0
+    buffer = state["buffer"]
+    offset = 0
+    accumulate = state["passes"] > 0
+    for a in live:
+        part = buffer[offset:offset + a.size]
+        if accumulate:
+            part += a.reshape(-1)
+        else:
+            part[...] = a.reshape(-1)
+        offset += a.size
+    state["passes"] += 1
+    if state["passes"] < state["backward_passes_per_step"]:
+        return None
+    state["passes"] = 0
+    if state["average_aggregated_gradients"] and state["backward_passes_per_step"] > 1:
+        buffer /= buffer.dtype.type(state["backward_passes_per_step"])
+    if comm.is_initialized():
+        comm.allreduce_(buffer, average=True)
+    averaged, offset = [], 0
+    for a in arrays:
+        if a is None:
+            averaged.append(None)
+            continue
+        a = np.asarray(a)
+        averaged.append(buffer[offset:offset + a.size].reshape(a.shape).astype(a.dtype,
+                                                                             copy=False))
+        offset += a.size
+    return super(_DistributedMarker, self).apply(averaged, variables, *args, **kwargs)
+
+
+def DistributedOptimizer(optimizer, backward_passes_per_step=1,
+                         average_aggregated_gradients=False):
+    """Wrap an optimizer so that each update uses gradients averaged over all ranks.
+
+    As in Horovod, the result is an instance of a subclass of the optimizer's class (with
+    its name, its ``get_config`` and its state), so that saving, ``serialize`` and the
+    callbacks see the wrapped optimizer. Each step's gradients are copied into one flat
+    buffer (reused from step to step), averaged with the reproducible, rank-ordered
+    allreduce of :mod:`minidl.distributed.comm` (the same bits on every rank, every run),
+    and handed to the wrapped optimizer's update. Without :func:`minidl.distributed.init`,
+    or with one rank, the update is the wrapped optimizer's, bit for bit.
+
+    Args:
+        optimizer: a :class:`minidl.optimizers.Optimizer` instance or name ('adam').
+        backward_passes_per_step: gradients of this many batches are accumulated locally
+            (summed) before one allreduce and one update; the calls in between update
+            nothing.
+        average_aggregated_gradients: divide the accumulated gradients by
+            ``backward_passes_per_step`` (Horovod's option; default False, a sum).
+
+    Returns:
+        The distributed optimizer, to pass to ``model.compile``.
+    """
+    from minidl import optimizers
+    optimizer = optimizers.get(optimizer)
+    if isinstance(backward_passes_per_step, bool) or not isinstance(
+            backward_passes_per_step, (int, np.integer)) or backward_passes_per_step < 1:
+        raise ValueError(f"DistributedOptimizer: backward_passes_per_step must be an int >= "
+                         f"1; received backward_passes_per_step={backward_passes_per_step!r}.")
+    if getattr(optimizer, "_distributed", None) is not None:
+        raise ValueError("DistributedOptimizer: the optimizer is already distributed.")
+    base = type(optimizer)
+    cls = type(base.__name__, (_DistributedMarker, base),
+               {"apply": _apply_averaged, "__module__": base.__module__,
+                "__qualname__": base.__qualname__})
+    wrapped = cls.__new__(cls)
+    wrapped.__dict__.update(optimizer.__dict__)
+    wrapped._distributed = {"backward_passes_per_step": int(backward_passes_per_step),
+                            "average_aggregated_gradients": bool(average_aggregated_gradients),
+                            "buffer": None, "layout": None, "passes": 0}
+    return wrapped
+
+
+class _DistributedMarker:
+    """Marks an optimizer made by :func:`DistributedOptimizer` (first in its MRO)."""

@@ -1,0 +1,12 @@
+"""Without mpirun: one rank of size 1 (tests/test_distributed.py)."""
+import numpy as np
+
+from minidl import distributed
+
+distributed.init()
+assert distributed.is_initialized()
+assert (distributed.rank(), distributed.size(), distributed.local_rank(),
+        distributed.local_size()) == (0, 1, 0, 1)
+data = np.arange(5, dtype=np.float32)
+assert distributed.allreduce_(data.copy(), average=True).tobytes() == data.tobytes()
+print("single ok")

@@ -1,0 +1,309 @@
+"""minidl.distributed: data-parallel training over MPI (Horovod's Keras shape).
+
+The multi-rank tests launch ``mpirun --oversubscribe -np N`` on the scripts of
+tests/distributed_scripts and compare what the ranks saved. They skip when mpirun or mpi4py
+is missing. BatchNormalization keeps per-rank statistics (as Horovod), so N ranks with batch
+b are compared with one process that runs the ranks' batches of b in turn and accumulates
+their gradients (``backward_passes_per_step=N``, averaged): the same per-batch statistics.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from minidl import distributed, layers, models, optimizers
+from minidl.callbacks import Callback
+from minidl.distributed import comm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(ROOT, "tests", "distributed_scripts")
+
+
+def _have_mpi4py():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_mpi = pytest.mark.skipif(
+    shutil.which("mpirun") is None or not _have_mpi4py(),
+    reason="needs OpenMPI's mpirun and mpi4py (the minidl[mpi] extra)")
+
+
+def _env(threads=1):
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMP_NUM_THREADS=str(threads), OMPI_MCA_rmaps_base_oversubscribe="1",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return env
+
+
+def _launch(ranks, script, *args, threads=1, timeout=60, check=True):
+    command = [sys.executable, os.path.join(SCRIPTS, script), *args]
+    if ranks:
+        command = ["mpirun", "--oversubscribe", "-np", str(ranks), "-x", "OMP_NUM_THREADS",
+                   "-x", "PYTHONPATH"] + command
+    done = subprocess.run(command, env=_env(threads), capture_output=True, text=True,
+                          timeout=timeout)
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _fit(tmp_path, name, ranks, threads=1, **cfg):
+    cfg = dict(cfg, out=str(tmp_path / name))
+    if not ranks:
+        cfg["mpi"] = False
+    _launch(ranks, "fit_worker.py", json.dumps(cfg), threads=threads)
+    count = ranks or 1
+    return [dict(np.load(f"{cfg['out']}_{r}.npz")) for r in range(count)]
+
+
+def _max_relative(a, b):
+    return max(float(np.max(np.abs(a[k] - b[k])) / np.max(np.abs(a[k]))) for k in a)
+
+
+def _same_bits(a, b):
+    return all(a[k].tobytes() == b[k].tobytes() for k in a)
+
+
+# ---- the reproducible allreduce ----
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_allreduce_same_bits_on_every_rank_and_rank_ordered_sum(tmp_path, ranks):
+    out = str(tmp_path / "r")
+    _launch(ranks, "allreduce_worker.py", out)
+    for dtype in ("float32", "float64"):
+        parts = [np.random.default_rng(100 + r).normal(size=1001).astype(dtype) * 10.0 ** r
+                 for r in range(ranks)]
+        expected = parts[0].copy()
+        for part in parts[1:]:
+            expected = expected + part     # rank order: ((x0 + x1) + x2) + x3
+        for r in range(ranks):
+            got = np.load(f"{out}_{dtype}_{r}.npy")
+            assert got.dtype == np.dtype(dtype)
+            assert got.tobytes() == expected.tobytes(), (dtype, r)
+    for r in range(ranks):
+        np.testing.assert_array_equal(np.load(f"{out}_bcast_{r}.npy"), np.full(3, ranks))
+        rank, size, local_rank, local_size = np.load(f"{out}_info_{r}.npy")
+        assert (rank, size, local_rank, local_size) == (r, ranks, r, ranks)
+
+
+@needs_mpi
+def test_without_mpirun_one_rank_of_size_one():
+    done = _launch(0, "single_worker.py", timeout=60)
+    assert "single ok" in done.stdout
+
+
+# ---- training ----
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_mlp_n_ranks_match_one_process_with_n_times_the_batch(tmp_path, ranks):
+    one = _fit(tmp_path, "one", 0, batch=16, kind="mlp")[0]
+    many = _fit(tmp_path, "many", ranks, batch=16, kind="mlp")
+    assert _max_relative(one, many[0]) < 1e-6
+    for r in range(1, ranks):
+        assert _same_bits(many[0], many[r])
+
+
+@needs_mpi
+def test_mlp_float32_within_float_rounding(tmp_path):
+    one = _fit(tmp_path, "one", 0, batch=16, kind="mlp", dtype="float32")[0]
+    many = _fit(tmp_path, "many", 2, batch=16, kind="mlp", dtype="float32")
+    # 20 Adam steps of float32 rounding (summation orders differ from one process's).
+    assert _max_relative(one, many[0]) < 1e-5
+    assert _same_bits(many[0], many[1])
+
+
+@needs_mpi
+def test_cnn_batchnorm_per_rank_statistics(tmp_path):
+    # Per-rank statistics: the reference is one process running the ranks' batches of 8 in
+    # turn, accumulating 2 backward passes per update (same per-batch statistics).
+    one = _fit(tmp_path, "one", 0, batch=16, kind="cnn", accumulate=2, order="ranks")[0]
+    many = _fit(tmp_path, "many", 2, batch=16, kind="cnn")
+    assert _max_relative(one, many[0]) < 1e-6
+    assert _same_bits(many[0], many[1])
+    # ... and not the statistics of one batch of 16 (the test can tell them apart).
+    whole = _fit(tmp_path, "whole", 0, batch=16, kind="cnn")[0]
+    assert _max_relative(whole, many[0]) > 1e-6
+
+
+@needs_mpi
+def test_dropout_same_bits_two_runs_and_thread_counts(tmp_path):
+    # Dropout draws its masks from the fit's stream on each rank; seeded alike, the ranks
+    # draw the same masks for their own batches, so N ranks are not one process with N
+    # times the batch (whose mask covers all N*b rows). "The same" here: every rank ends
+    # with the same bits, and runs repeat them exactly for 1 or 2 threads per rank.
+    first = _fit(tmp_path, "a", 2, batch=16, kind="dropout")
+    second = _fit(tmp_path, "b", 2, batch=16, kind="dropout")
+    threaded = _fit(tmp_path, "c", 2, threads=2, batch=16, kind="dropout")
+    assert _same_bits(first[0], first[1])
+    assert _same_bits(first[0], second[0])
+    assert _same_bits(first[0], threaded[0])
+    plain = _fit(tmp_path, "d", 2, batch=16, kind="mlp")
+    assert not _same_bits(first[0], plain[0])   # the dropout did act
+
+
+@needs_mpi
+def test_cnn_same_bits_for_one_or_two_threads_per_rank(tmp_path):
+    one = _fit(tmp_path, "a", 2, batch=16, kind="cnn", dtype="float32")
+    two = _fit(tmp_path, "b", 2, threads=2, batch=16, kind="cnn", dtype="float32")
+    assert _same_bits(one[0], two[0]) and _same_bits(one[1], two[1])
+
+
+@needs_mpi
+def test_rank_zero_alone_prints_and_saves_metrics_averaged(tmp_path):
+    checkpoint = str(tmp_path / "ck.weights.h5")
+    out = str(tmp_path / "w")
+    done = _launch(2, "fit_worker.py", json.dumps(dict(
+        batch=16, kind="mlp", out=out, checkpoint=checkpoint, epochs=2, verbose=2)))
+    assert done.stdout.count("Epoch 2/2") == 1
+    reports = [json.load(open(f"{out}_{r}.json")) for r in range(2)]
+    assert [rep["saves"] for rep in reports] == [2, 0]
+    assert os.path.exists(checkpoint)
+    for epoch in range(2):
+        raw = [rep["raw"][epoch]["loss"] for rep in reports]
+        assert raw[0] != raw[1]   # each rank's own data
+        for rep in reports:
+            assert rep["averaged"][epoch]["loss"] == pytest.approx((raw[0] + raw[1]) / 2,
+                                                                   rel=1e-12)
+        assert reports[0]["averaged"][epoch] == reports[1]["averaged"][epoch]
+
+
+# ---- faults ----
+
+@needs_mpi
+def test_a_rank_raising_stops_the_job_with_its_error(tmp_path):
+    start = time.monotonic()
+    done = _launch(2, "fit_worker.py", json.dumps(dict(
+        batch=16, kind="mlp", out=str(tmp_path / "x"), fail_rank=1, timeout=20)),
+        check=False, timeout=60)
+    assert done.returncode != 0
+    assert "rank failed on purpose" in done.stderr
+    assert time.monotonic() - start < 20
+
+
+@needs_mpi
+def test_a_rank_hanging_times_out_the_others(tmp_path):
+    start = time.monotonic()
+    done = _launch(2, "fit_worker.py", json.dumps(dict(
+        batch=16, kind="mlp", out=str(tmp_path / "x"), fail_rank=1, hang=True, timeout=2)),
+        check=False, timeout=60)
+    assert done.returncode != 0
+    assert "did not complete within 2 s (timeout)" in done.stderr
+    assert time.monotonic() - start < 30
+
+
+# ---- in process, without MPI ----
+
+def test_missing_mpi4py_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(ImportError, match=r"minidl\[mpi\]"):
+        comm._import_mpi()
+
+
+def test_uninitialized_queries_raise():
+    if comm.is_initialized():
+        pytest.skip("MPI was initialized in this process")
+    with pytest.raises(ValueError, match="init"):
+        distributed.rank()
+    assert distributed.is_writer()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="backward_passes_per_step"):
+        distributed.DistributedOptimizer(optimizers.SGD(), backward_passes_per_step=0)
+    with pytest.raises(ValueError, match="root_rank"):
+        distributed.BroadcastGlobalVariablesCallback(-1)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        distributed.LearningRateWarmupCallback(0.1, warmup_epochs=0)
+    with pytest.raises(ValueError, match="rank"):
+        distributed.shard(np.zeros(4), rank=2, size=2)
+    with pytest.raises(ValueError, match="timeout"):
+        comm._check_timeout(-1)
+    with pytest.raises(TypeError, match="data"):
+        distributed.shard(3, rank=0, size=2)
+
+
+def test_shard_strided_equal_counts():
+    x, y = np.arange(10), np.arange(10) * 2
+    parts = [distributed.shard((x, y), rank=r, size=3) for r in range(3)]
+    np.testing.assert_array_equal(parts[1][0], [1, 4, 7])
+    np.testing.assert_array_equal(parts[1][1], [2, 8, 14])
+    assert {len(p[0]) for p in parts} == {3}
+    assert list(distributed.shard(iter(range(7)), rank=1, size=3)) == [1, 4]
+    d = distributed.shard({"a": x}, rank=0, size=2)
+    np.testing.assert_array_equal(d["a"], [0, 2, 4, 6, 8])
+
+
+def _mlp(optimizer):
+    from minidl.utils.random import set_random_seed
+    set_random_seed(3)
+    model = models.Sequential([layers.Input((5,)), layers.Dense(4, activation="relu"),
+                               layers.Dense(2)])
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+def test_distributed_optimizer_single_process_same_bits_as_wrapped():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 5)).astype(np.float32), rng.normal(size=(64, 2)).astype(
+        np.float32)
+    plain = _mlp(optimizers.Adam(0.01))
+    wrapped_opt = distributed.DistributedOptimizer(optimizers.Adam(0.01))
+    wrapped = _mlp(wrapped_opt)
+    plain.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    wrapped.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    for a, b in zip(plain.get_weights(), wrapped.get_weights()):
+        assert a.tobytes() == b.tobytes()
+    assert isinstance(wrapped_opt, optimizers.Adam)
+    assert optimizers.serialize(wrapped_opt) == optimizers.serialize(plain.optimizer)
+    assert wrapped_opt.iterations == plain.optimizer.iterations == 8
+
+
+def test_backward_passes_accumulate_then_update_once():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(16, 5)).astype(np.float32), rng.normal(size=(16, 2)).astype(
+        np.float32)
+    whole = _mlp(optimizers.SGD(0.1))
+    split = _mlp(distributed.DistributedOptimizer(optimizers.SGD(0.1), 2,
+                                                  average_aggregated_gradients=True))
+    whole.fit(x, y, batch_size=16, shuffle=False, verbose=0)
+    split.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    assert split.optimizer.iterations == 1
+    for a, b in zip(whole.get_weights(), split.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+
+
+def test_learning_rate_warmup_follows_horovod_formula(monkeypatch):
+    # Four ranks (faked): lr = 0.2 / 4 * ((epoch + batch / 4 + 1 / 4) * 3 / 2 + 1).
+    monkeypatch.setattr(comm, "is_initialized", lambda: True)
+    monkeypatch.setattr(comm, "size", lambda: 4)
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(40, 5)).astype(np.float32), rng.normal(size=(40, 2)).astype(
+        np.float32)
+    model = _mlp(optimizers.SGD(0.5, momentum=0.9))
+    seen = []
+
+    class Record(Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append((model.optimizer.learning_rate, model.optimizer.momentum))
+    warmup = distributed.LearningRateWarmupCallback(0.2, warmup_epochs=2)
+    history = model.fit(x, y, batch_size=10, epochs=3, shuffle=False, verbose=0,
+                        callbacks=[warmup, Record()])
+    expected = [0.2 / 4 * ((e + (b + 1) / 4) * 3 / 2 + 1) for e in range(2) for b in range(4)]
+    np.testing.assert_allclose([lr for lr, _ in seen[:8]], expected, rtol=1e-12)
+    assert seen[7][0] == pytest.approx(0.2)
+    np.testing.assert_allclose([lr for lr, _ in seen[8:]], [0.2] * 4, rtol=1e-12)
+    # Momentum corrected by new / old learning rate during the step, restored after.
+    assert seen[0][1] == pytest.approx(0.9 * expected[0] / 0.5)
+    assert model.optimizer.momentum == pytest.approx(0.9)
+    assert history.history["lr"][-1] == pytest.approx(0.2)
