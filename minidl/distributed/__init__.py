@@ -22,11 +22,11 @@ from minidl.distributed.callbacks import (BroadcastGlobalVariablesCallback,
 from minidl.distributed.comm import (DistributedTimeoutError, ReproducibleAllreduce, abort,
                                      allreduce_, barrier, broadcast_, init, is_initialized,
                                      is_writer, local_rank, local_size, rank, size)
-from minidl.distributed.data import shard
+from minidl.distributed.data import ShardedPyDataset, shard
 from minidl.distributed.optimizer import DistributedOptimizer
 
 __all__ = ["BroadcastGlobalVariablesCallback", "DistributedOptimizer",
            "DistributedTimeoutError", "LearningRateWarmupCallback", "MetricAverageCallback",
-           "ReproducibleAllreduce", "abort", "allreduce_", "barrier", "broadcast_",
+           "ReproducibleAllreduce", "ShardedPyDataset", "abort", "allreduce_", "barrier", "broadcast_",
            "broadcast_model_state", "init", "is_initialized", "is_writer", "local_rank",
            "local_size", "rank", "shard", "size"]

@@ -4,6 +4,7 @@ import numbers
 import numpy as np
 
 from minidl.distributed import comm
+from minidl.utils.py_dataset import PyDataset
 
 
 def _rank_and_size(rank, size):
@@ -28,14 +29,15 @@ def shard(data, rank=None, size=None):
 
     Args:
         data: an array, or a list / tuple / dict of arrays with the same first dimension
-            (sharded alike), or a generator / iterable of batches (every ``size``-th batch,
-            from the ``rank``-th).
+            (sharded alike); a :class:`minidl.utils.PyDataset` (batches ``rank``,
+            ``rank + size``, ...: a :class:`ShardedPyDataset`); or a generator / iterable of
+            batches (every ``size``-th batch, from the ``rank``-th).
         rank: the part to take (default :func:`rank`, or 0 without ``init``).
         size: the number of parts (default :func:`size`, or 1).
 
     Returns:
-        The same structure as ``data`` with this rank's samples (or a generator of
-        batches).
+        The same structure as ``data`` with this rank's samples (a PyDataset or a
+        generator of batches for those).
 
     Example:
         >>> x_part, y_part = distributed.shard((x, y))
@@ -58,6 +60,8 @@ def shard(data, rank=None, size=None):
             raise ValueError(f"shard: the arrays of data must have the same first "
                              f"dimension; received lengths {sorted(lengths)}.")
         return type(data)(shard(a, rank, size) for a in arrays)
+    if isinstance(data, PyDataset):
+        return ShardedPyDataset(data, rank, size)
     if hasattr(data, "__iter__") and not isinstance(data, (str, bytes)):
         return _every_nth(data, rank, size)
     raise TypeError(f"shard: data must be an array, a list / tuple / dict of arrays, or an "
@@ -71,3 +75,42 @@ def _every_nth(batches, rank, size):
         if len(group) == size:
             yield group[rank]
             group = []
+
+
+
+class ShardedPyDataset(PyDataset):
+    """Batches ``rank, rank + size, ...`` of a PyDataset (``len(dataset) // size`` of them,
+    the same count on every rank, so that no rank waits in a collective for one that has
+    finished); the epoch hooks are passed on. Made by :func:`shard`.
+
+    Args:
+        dataset: a :class:`minidl.utils.PyDataset` with a length.
+        rank: the part to take.
+        size: the number of parts.
+    """
+
+    def __init__(self, dataset, rank, size):
+        super().__init__(workers=dataset.workers,
+                         use_multiprocessing=dataset.use_multiprocessing,
+                         max_queue_size=dataset.max_queue_size)
+        total = dataset.num_batches
+        if total is None:
+            raise ValueError("shard: a PyDataset without end (num_batches None) cannot be "
+                             "sharded by index; shard its samples instead.")
+        self.dataset, self.rank, self.size = dataset, rank, size
+        self._count = total // size
+
+    def __len__(self):
+        return self._count
+
+    def __getitem__(self, index):
+        if not 0 <= index < self._count:
+            raise IndexError(f"ShardedPyDataset: index must be in [0, {self._count}); "
+                             f"received index={index}.")
+        return self.dataset[index * self.size + self.rank]
+
+    def on_epoch_begin(self):
+        self.dataset.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self.dataset.on_epoch_end()

@@ -62,8 +62,14 @@ class Averaged(minidl.callbacks.Callback):
         report["averaged"].append(dict(logs))
 
 
-report = {"raw": [], "averaged": [], "saves": 0}
+class CountEpochs(minidl.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        report["epochs_run"].append(epoch)
+
+
+report = {"raw": [], "averaged": [], "saves": 0, "epochs_run": []}
 cbs = [distributed.BroadcastGlobalVariablesCallback(0), Fail()] if mpi else []
+cbs.append(CountEpochs())
 if cfg.get("checkpoint"):
     saving = model.save_weights
 
@@ -73,6 +79,8 @@ if cfg.get("checkpoint"):
     model.save_weights = counted
     cbs += [Raw(), distributed.MetricAverageCallback(), Averaged(),
             minidl.callbacks.ModelCheckpoint(cfg["checkpoint"], save_weights_only=True)]
+if cfg.get("backup"):
+    cbs.append(minidl.callbacks.BackupAndRestore(cfg["backup"], delete_checkpoint=False))
 model.fit(x, y, batch_size=b_run, epochs=cfg.get("epochs", 1), shuffle=False,
           verbose=cfg.get("verbose", 0), callbacks=cbs)
 with open(f"{cfg['out']}_{r}.json", "w") as f:
