@@ -79,14 +79,15 @@ def _same_bits(a, b):
 def test_allreduce_same_bits_on_every_rank_and_rank_ordered_sum(tmp_path, ranks):
     out = str(tmp_path / "r")
     _launch(ranks, "allreduce_worker.py", out)
-    for dtype in ("float32", "float64"):
-        parts = [np.random.default_rng(100 + r).normal(size=1001).astype(dtype) * 10.0 ** r
+    # 1001 values: padded chunks; 1000: equal chunks, reduced in the buffer itself.
+    for dtype, n in (("float32", 1001), ("float64", 1001), ("float32", 1000)):
+        parts = [np.random.default_rng(100 + r).normal(size=n).astype(dtype) * 10.0 ** r
                  for r in range(ranks)]
         expected = parts[0].copy()
         for part in parts[1:]:
             expected = expected + part     # rank order: ((x0 + x1) + x2) + x3
         for r in range(ranks):
-            got = np.load(f"{out}_{dtype}_{r}.npy")
+            got = np.load(f"{out}_{dtype}_{n}_{r}.npy")
             assert got.dtype == np.dtype(dtype)
             assert got.tobytes() == expected.tobytes(), (dtype, r)
     for r in range(ranks):

@@ -27,6 +27,6 @@ from minidl.distributed.optimizer import DistributedOptimizer
 
 __all__ = ["BroadcastGlobalVariablesCallback", "DistributedOptimizer",
            "DistributedTimeoutError", "LearningRateWarmupCallback", "MetricAverageCallback",
-           "ReproducibleAllreduce", "ShardedPyDataset", "abort", "allreduce_", "barrier", "broadcast_",
-           "broadcast_model_state", "init", "is_initialized", "is_writer", "local_rank",
-           "local_size", "rank", "shard", "size"]
+           "ReproducibleAllreduce", "ShardedPyDataset", "abort", "allreduce_", "barrier",
+           "broadcast_", "broadcast_model_state", "init", "is_initialized", "is_writer",
+           "local_rank", "local_size", "rank", "shard", "size"]
