@@ -6,8 +6,10 @@ is missing. BatchNormalization keeps per-rank statistics (as Horovod), so N rank
 b are compared with one process that runs the ranks' batches of b in turn and accumulates
 their gradients (``backward_passes_per_step=N``, averaged): the same per-batch statistics.
 """
+import importlib.util
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -24,11 +26,7 @@ SCRIPTS = os.path.join(ROOT, "tests", "distributed_scripts")
 
 
 def _have_mpi4py():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("mpi4py") is not None
 
 
 needs_mpi = pytest.mark.skipif(
@@ -308,7 +306,9 @@ def test_distributed_optimizer_single_process_same_bits_as_wrapped():
     wrapped.fit(x, y, batch_size=8, shuffle=False, verbose=0)
     for a, b in zip(plain.get_weights(), wrapped.get_weights()):
         assert a.tobytes() == b.tobytes()
-    assert isinstance(wrapped_opt, optimizers.Adam)
+    assert type(wrapped_opt) is optimizers.Adam
+    copied = pickle.loads(pickle.dumps(wrapped_opt))
+    assert copied.apply.optimizer is copied and copied._distributed["buffer"] is not None
     assert optimizers.serialize(wrapped_opt) == optimizers.serialize(plain.optimizer)
     assert wrapped_opt.iterations == plain.optimizer.iterations == 8
 
@@ -351,3 +351,20 @@ def test_learning_rate_warmup_follows_horovod_formula(monkeypatch):
     assert seen[0][1] == pytest.approx(0.9 * expected[0] / 0.5)
     assert model.optimizer.momentum == pytest.approx(0.9)
     assert history.history["lr"][-1] == pytest.approx(0.2)
+
+
+def test_model_with_distributed_optimizer_saves_and_loads(tmp_path):
+    from minidl.saving import load_model
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(16, 5)).astype(np.float32), rng.normal(size=(16, 2)).astype(
+        np.float32)
+    model = _mlp(distributed.DistributedOptimizer(optimizers.Adam(0.01)))
+    model.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = load_model(path)
+    # As Horovod's load_model without wrapping: the plain optimizer, with the same state.
+    assert type(loaded.optimizer) is optimizers.Adam
+    assert loaded.optimizer.iterations == 2
+    for a, b in zip(model.optimizer.get_slot_arrays(), loaded.optimizer.get_slot_arrays()):
+        np.testing.assert_array_equal(a, b)

@@ -45,16 +45,17 @@ def _apply_averaged(self, grads, variables=None, *args, **kwargs):
         averaged.append(buffer[offset:offset + a.size].reshape(a.shape).astype(a.dtype,
                                                                              copy=False))
         offset += a.size
-    return super(_DistributedMarker, self).apply(averaged, variables, *args, **kwargs)
+    return type(self).apply(self, averaged, variables, *args, **kwargs)
 
 
 def DistributedOptimizer(optimizer, backward_passes_per_step=1,
                          average_aggregated_gradients=False):
     """Wrap an optimizer so that each update uses gradients averaged over all ranks.
 
-    As in Horovod, the result is an instance of a subclass of the optimizer's class (with
-    its name, its ``get_config`` and its state), so that saving, ``serialize`` and the
-    callbacks see the wrapped optimizer. Each step's gradients are copied into one flat
+    The result is a new instance of the optimizer's own class (with its config and its
+    state, the original is left unused), whose ``apply`` averages first, so that saving,
+    ``serialize`` and the callbacks see the wrapped optimizer; a saved model loads with the
+    plain optimizer (wrap it again after ``load_model``, as with Horovod). Each step's gradients are copied into one flat
     buffer (reused from step to step), averaged with the reproducible, rank-ordered
     allreduce of :mod:`minidl.distributed.comm` (the same bits on every rank, every run),
     and handed to the wrapped optimizer's update. Without :func:`minidl.distributed.init`,
@@ -79,17 +80,24 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1,
                          f"1; received backward_passes_per_step={backward_passes_per_step!r}.")
     if getattr(optimizer, "_distributed", None) is not None:
         raise ValueError("DistributedOptimizer: the optimizer is already distributed.")
+    # The same class (exact-type checks, serialize, saving and Keras' file layout see the
+    # wrapped optimizer); the averaging ``apply`` is bound on the instance, where the
+    # trainer's ``optimizer.apply`` and ``apply_gradients`` find it first.
     base = type(optimizer)
-    cls = type(base.__name__, (_DistributedMarker, base),
-               {"apply": _apply_averaged, "__module__": base.__module__,
-                "__qualname__": base.__qualname__})
-    wrapped = cls.__new__(cls)
+    wrapped = base.__new__(base)
     wrapped.__dict__.update(optimizer.__dict__)
     wrapped._distributed = {"backward_passes_per_step": int(backward_passes_per_step),
                             "average_aggregated_gradients": bool(average_aggregated_gradients),
                             "buffer": None, "layout": None, "passes": 0}
+    wrapped.apply = _AveragingApply(wrapped)
     return wrapped
 
 
-class _DistributedMarker:
-    """Marks an optimizer made by :func:`DistributedOptimizer` (first in its MRO)."""
+class _AveragingApply:
+    """The instance's ``apply``: a picklable callable (a bound function would not be)."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def __call__(self, grads, variables=None, *args, **kwargs):
+        return _apply_averaged(self.optimizer, grads, variables, *args, **kwargs)
