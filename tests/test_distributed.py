@@ -17,12 +17,15 @@ import sys
 import numpy as np
 import pytest
 
+import minidl
 from minidl import distributed, layers, models, optimizers
 from minidl.callbacks import Callback
 from minidl.distributed import comm
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = os.path.join(ROOT, "tests", "distributed_scripts")
+SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_scripts")
+# The minidl under test (installed, or a source tree on PYTHONPATH) is the one the workers
+# import: never a checkout's root, whose minidl has no compiled extensions.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
 
 
 def _have_mpi4py():
@@ -37,7 +40,7 @@ needs_mpi = pytest.mark.skipif(
 def _env(threads=1):
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMP_NUM_THREADS=str(threads), OMPI_MCA_rmaps_base_oversubscribe="1",
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+               PYTHONPATH=PACKAGE_ROOT)
     return env
 
 
