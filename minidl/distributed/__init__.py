@@ -5,7 +5,8 @@ Start with ``mpirun -np N python train.py``; each process::
     from minidl import distributed
     distributed.init()
     x_part, y_part = distributed.shard((x, y))
-    model.compile(optimizer=distributed.DistributedOptimizer(optimizers.SGD(0.01 * distributed.size())), ...)
+    optimizer = optimizers.SGD(0.01 * distributed.size())
+    model.compile(optimizer=distributed.DistributedOptimizer(optimizer), ...)
     model.fit(x_part, y_part, batch_size=32, shuffle=False, callbacks=[
         distributed.BroadcastGlobalVariablesCallback(0),
         distributed.MetricAverageCallback()], verbose=1 if distributed.rank() == 0 else 0)

@@ -55,10 +55,10 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1,
     The result is a new instance of the optimizer's own class (with its config and its
     state, the original is left unused), whose ``apply`` averages first, so that saving,
     ``serialize`` and the callbacks see the wrapped optimizer; a saved model loads with the
-    plain optimizer (wrap it again after ``load_model``, as with Horovod). Each step's gradients are copied into one flat
-    buffer (reused from step to step), averaged with the reproducible, rank-ordered
-    allreduce of :mod:`minidl.distributed.comm` (the same bits on every rank, every run),
-    and handed to the wrapped optimizer's update. Without :func:`minidl.distributed.init`,
+    plain optimizer (wrap it again after ``load_model``, as with Horovod). Each step's
+    gradients are copied into one flat buffer (reused from step to step), averaged with
+    the reproducible, rank-ordered allreduce of :mod:`minidl.distributed.comm` (the same
+    bits on every rank, every run), and handed to the wrapped optimizer's update. Without :func:`minidl.distributed.init`,
     or with one rank, the update is the wrapped optimizer's, bit for bit.
 
     Args:

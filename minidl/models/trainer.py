@@ -900,8 +900,9 @@ class Trainer:
 
     def predict_on_batch(self, x):
         """Model outputs for one batch ``x``, in one pass."""
+        # (predict checks x as it is)
         if type(x) is np.ndarray and x.ndim and x.shape[0] and self.built \
-                and not self._uses_step_methods() and self._fast_inputs(x) is not None:   # (predict checks x as it is)
+                and not self._uses_step_methods() and self._fast_inputs(x) is not None:
             return self.predict(x, batch_size=x.shape[0], verbose=0)
         inputs = self._input_arrays(x)
         return self.predict(x, batch_size=inputs[0][0].shape[0], verbose=0)
