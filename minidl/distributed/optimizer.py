@@ -58,8 +58,9 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1,
     plain optimizer (wrap it again after ``load_model``, as with Horovod). Each step's
     gradients are copied into one flat buffer (reused from step to step), averaged with
     the reproducible, rank-ordered allreduce of :mod:`minidl.distributed.comm` (the same
-    bits on every rank, every run), and handed to the wrapped optimizer's update. Without :func:`minidl.distributed.init`,
-    or with one rank, the update is the wrapped optimizer's, bit for bit.
+    bits on every rank, every run), and handed to the wrapped optimizer's update. Without
+    :func:`minidl.distributed.init`, or with one rank, the update is the wrapped
+    optimizer's, bit for bit.
 
     Args:
         optimizer: a :class:`minidl.optimizers.Optimizer` instance or name ('adam').
