@@ -39,8 +39,9 @@ def cnn(dtype="float32"):
     return _randomize(model, 4)
 
 
-def unfolded(model, x):
-    """The model's plan steps (training's, unfolded) run in inference mode."""
+def unfolded_outputs(model, x):
+    """The model's outputs from its plan steps (training's, unfolded) run in inference
+    mode."""
     plan = model._current_plan()
     values = {plan.input_slots[0]: x}
     for step in plan.steps:
@@ -48,7 +49,12 @@ def unfolded(model, x):
                             False)
         for slot, y in zip(step.outputs, outs):
             values[slot] = y
-    return values[plan.output_slots[0]]
+    return [values[slot] for slot in plan.output_slots]
+
+
+def unfolded(model, x):
+    """The first output of :func:`unfolded_outputs`."""
+    return unfolded_outputs(model, x)[0]
 
 
 def numpy_reference(model, x):
@@ -331,12 +337,5 @@ def test_fold_covers_conv1d_groups_and_sequences_not_subclasses():
     got = model.predict(x, verbose=0)
     folded = {s.first.layer.name for s in _folded_steps(model)}
     assert folded == {model.layers[1].name, model.layers[2].name}
-    plan = model._current_plan()
-    values = {plan.input_slots[0]: x}
-    for step in plan.steps:
-        outs = step.forward(step.contexts(record=False), [values[s] for s in step.inputs],
-                            False)
-        for slot, y in zip(step.outputs, outs):
-            values[slot] = y
-    for out, slot in zip(got, plan.output_slots):
-        np.testing.assert_allclose(out, values[slot], rtol=2e-5, atol=2e-5)
+    for out, expected in zip(got, unfolded_outputs(model, x)):
+        np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5)

@@ -761,16 +761,28 @@ def test_frozen_layer_training_matches_keras(keras, tmp_path):
                                keras.layers.BatchNormalization(), keras.layers.Dense(1)])
     theirs.compile("adam", "mse")
     theirs.fit(x, y, batch_size=4, verbose=0)
+    _train_on_and_back(keras, theirs, x, y, tmp_path)
+
+
+def _train_on_and_back(keras, theirs, x, y, tmp_path, iterations=None):
+    """``theirs`` (a trained Keras model) through a .keras file into minidl; both train two
+    more steps and must predict the same; then minidl's file back into Keras, whose model
+    (returned) holds as many optimizer variables as ``theirs``."""
     theirs.save(str(tmp_path / "k.keras"))
     ours = load_model(str(tmp_path / "k.keras"))
+    if iterations is not None:
+        assert ours.optimizer.iterations == int(theirs.optimizer.iterations) == iterations
+    # The next steps from the restored state are Keras's steps.
     for _ in range(2):
         theirs.train_on_batch(x, y)
         ours.train_on_batch(x, y)
     np.testing.assert_allclose(ours.predict(x, verbose=0),
                                np.asarray(theirs.predict(x, verbose=0)), rtol=0, atol=1e-5)
+    # And back: Keras reads minidl's optimizer variables as its own.
     ours.save(str(tmp_path / "m.keras"))
     again = keras.saving.load_model(str(tmp_path / "m.keras"))
     assert len(again.optimizer.variables) == len(theirs.optimizer.variables)
+    return again
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -782,19 +794,7 @@ def test_optimizer_state_maps_both_ways(keras, tmp_path, name):
                                keras.layers.Dense(2)])
     theirs.compile(OPTIMIZERS[name](keras.optimizers), "mse")
     theirs.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
-    theirs.save(str(tmp_path / "k.keras"))
-    ours = load_model(str(tmp_path / "k.keras"))
-    assert ours.optimizer.iterations == int(theirs.optimizer.iterations) == 4
-    # The next steps from the restored state are Keras's steps.
-    for _ in range(2):
-        theirs.train_on_batch(x, y)
-        ours.train_on_batch(x, y)
-    np.testing.assert_allclose(ours.predict(x, verbose=0),
-                               np.asarray(theirs.predict(x, verbose=0)), rtol=0, atol=1e-5)
-    # And back: Keras reads minidl's optimizer variables as its own.
-    ours.save(str(tmp_path / "m.keras"))
-    again = keras.saving.load_model(str(tmp_path / "m.keras"))
-    assert len(again.optimizer.variables) == len(theirs.optimizer.variables)
+    again = _train_on_and_back(keras, theirs, x, y, tmp_path, iterations=4)
     for a, b in zip(again.optimizer.variables, theirs.optimizer.variables):
         np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
                                    rtol=0, atol=1e-5)
