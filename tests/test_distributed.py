@@ -80,17 +80,23 @@ def _same_bits(a, b):
 def test_allreduce_same_bits_on_every_rank_and_rank_ordered_sum(tmp_path, ranks):
     out = str(tmp_path / "r")
     _launch(ranks, "allreduce_worker.py", out)
-    # 1001 values: padded chunks; 1000: equal chunks, reduced in the buffer itself.
-    for dtype, n in (("float32", 1001), ("float64", 1001), ("float32", 1000)):
+    # 1001 values: padded chunks; 1000: equal chunks, reduced in the buffer itself; 3: fewer
+    # values than 4 ranks; 5000 after 3: a larger window. Both transports, from a copy and
+    # from the staging buffer, give the rank-ordered sum's bits.
+    for dtype, n in (("float32", 1001), ("float64", 1001), ("float32", 1000), ("float32", 3),
+                     ("float32", 5000)):
         parts = [np.random.default_rng(100 + r).normal(size=n).astype(dtype) * 10.0 ** r
                  for r in range(ranks)]
         expected = parts[0].copy()
         for part in parts[1:]:
             expected = expected + part     # rank order: ((x0 + x1) + x2) + x3
+        mean = expected / np.asarray(ranks, dtype)
         for r in range(ranks):
-            got = np.load(f"{out}_{dtype}_{n}_{r}.npy")
-            assert got.dtype == np.dtype(dtype)
-            assert got.tobytes() == expected.tobytes(), (dtype, r)
+            for name, want in (("", expected), ("_auto", expected), ("_messages", expected),
+                               ("_auto_mean", mean), ("_messages_mean", mean)):
+                got = np.load(f"{out}_{dtype}_{n}{name}_{r}.npy")
+                assert got.dtype == np.dtype(dtype)
+                assert got.tobytes() == want.tobytes(), (dtype, n, name, r)
     for r in range(ranks):
         np.testing.assert_array_equal(np.load(f"{out}_bcast_{r}.npy"), np.full(3, ranks))
         rank, size, local_rank, local_size = np.load(f"{out}_info_{r}.npy")
@@ -100,7 +106,7 @@ def test_allreduce_same_bits_on_every_rank_and_rank_ordered_sum(tmp_path, ranks)
 @needs_mpi
 def test_without_mpirun_one_rank_of_size_one():
     done = _launch(0, "single_worker.py", timeout=60)
-    assert "single ok" in done.stdout
+    assert "single ok" in done.stdout and "staging ok" in done.stdout
 
 
 # ---- training ----
@@ -246,6 +252,13 @@ def test_bad_arguments():
         comm._check_timeout(-1)
     with pytest.raises(TypeError, match="data"):
         distributed.shard(3, rank=0, size=2)
+    with pytest.raises(ValueError, match="shared_memory=1"):
+        distributed.ReproducibleAllreduce(shared_memory=1)
+    reducer = distributed.ReproducibleAllreduce()
+    with pytest.raises(TypeError, match="dtype=int32"):
+        reducer.staging_buffer(4, np.int32)
+    with pytest.raises(ValueError, match="n=0"):
+        reducer.staging_buffer(0)
 
 
 def test_shard_strided_equal_counts():

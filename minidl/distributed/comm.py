@@ -7,10 +7,12 @@ one rank of size 1 and every collective returns its input unchanged.
 
 Reproducibility: :func:`allreduce_` never uses MPI's own reduction (whose order depends on
 the implementation, the message sizes and the topology). The buffer is cut into ``size()``
-equal chunks; an ``Alltoall`` gives rank r every rank's chunk r, which it sums in rank order
-``((x0 + x1) + x2) + ...`` with numpy's element-wise add, and an ``Allgather`` hands the
-summed chunks to everyone. Each element is therefore summed in the same order on every rank,
-in every run and for any thread count: all ranks end with the same bits.
+chunks and rank r sums chunk r of every rank's buffer in rank order ``((x0 + x1) + x2) + ...``
+with numpy's element-wise add, then every rank gets every summed chunk. On one machine the
+chunks meet in an MPI-3 shared-memory window; across machines an ``Alltoall`` and an
+``Allgather`` carry them (:class:`ReproducibleAllreduce`). Each element is therefore summed
+in the same order on every rank, in every run, by either transport and for any thread count:
+all ranks end with the same bits.
 
 Faults: every collective is non-blocking and polled against a deadline (``init(timeout=)``,
 default the ``MINIDL_MPI_TIMEOUT`` environment variable, else 300 seconds). A rank that waits
@@ -19,6 +21,7 @@ hangs on a peer that died or stopped. ``init()`` also installs a ``sys.excepthoo
 an exception escapes a rank's program (one raised in ``fit`` included), prints it and calls
 ``MPI_Abort``: OpenMPI then ends every rank of the job at once, with a non-zero exit status.
 """
+import atexit
 import os
 import sys
 import time
@@ -170,16 +173,57 @@ def _flat_float(buffer, name):
 class ReproducibleAllreduce:
     """A rank-ordered sum (or mean) of a flat float buffer over all ranks, in place.
 
-    Keeps its scratch buffers between calls, so that one instance reused for a buffer of
-    one size allocates nothing per call.
+    Every element is summed as ``((x0 + x1) + x2) + ...`` in rank order, whatever the
+    transport, so the bits depend on the values and the number of ranks only. Two transports,
+    which give the same bits:
+
+    - **One machine** (every rank on one host): an MPI-3 shared-memory window. Each rank
+      copies its buffer into its own slot; after a barrier, rank r sums the r-th chunk of
+      every slot into its own result chunk; after a second barrier, every rank copies the
+      result chunks out. No message is sent besides the two barriers, and each rank reads
+      and writes memory its own allocation placed (near its core on a multi-socket host).
+      The barriers order the phases of consecutive calls too: a slot is written again only
+      after every rank has passed the barrier that ends its reading, and a result chunk only
+      after every rank has passed the barrier that starts the next sum, so no third barrier
+      and no double buffer are needed.
+    - **Several machines**: an ``Alltoall`` gives rank r every rank's chunk r, which it sums
+      in rank order, and an ``Allgather`` hands the summed chunks to everyone.
+
+    Keeps its window (or scratch buffers) between calls, so that one instance reused for a
+    buffer of one size allocates nothing per call.
+
+    Args:
+        shared_memory: None (default) uses the window when every rank is on one machine;
+            False always uses the messages (``Alltoall``/``Allgather``); True requires the
+            window and raises if the ranks are on several machines.
 
     Example:
         >>> reducer = ReproducibleAllreduce()
         >>> reducer(grads, average=True)   # every rank now holds the same bits
     """
 
-    def __init__(self):
+    def __init__(self, shared_memory=None):
+        if not (shared_memory is None or isinstance(shared_memory, bool)):
+            raise ValueError(f"ReproducibleAllreduce: shared_memory must be None, True or "
+                             f"False; received shared_memory={shared_memory!r}.")
+        self.shared_memory = shared_memory
         self._key = None
+        self._window = None
+
+    def __getstate__(self):   # a copy makes its own window (or scratch) on first use
+        return {"shared_memory": self.shared_memory}
+
+    def __setstate__(self, state):
+        self.__init__(state["shared_memory"])
+
+    def _use_window(self, comm):
+        on_one_host = _state["local"].Get_size() == comm.Get_size()
+        if self.shared_memory is True and not on_one_host:
+            raise ValueError("ReproducibleAllreduce(shared_memory=True): the ranks are on "
+                             "several machines; use shared_memory=None or False.")
+        return on_one_host if self.shared_memory is None else self.shared_memory
+
+    # ---- several machines: Alltoall + ordered sum + Allgather ----
 
     def _scratch(self, n, dtype, ranks):
         key = (n, np.dtype(dtype), ranks)
@@ -191,22 +235,9 @@ class ReproducibleAllreduce:
             self._key = key
         return self._send, self._recv, self._mine
 
-    def __call__(self, buffer, average=False):
-        """Replace ``buffer`` with the sum (or mean) of every rank's ``buffer``.
-
-        Args:
-            buffer: 1-D C-contiguous float32/float64 array, the same size on every rank.
-            average: divide the sum by the number of ranks.
-        Returns:
-            ``buffer``.
-        """
-        _flat_float(buffer, "allreduce_")
-        comm = _comm()
-        ranks = comm.Get_size()
-        if ranks == 1:
-            return buffer
+    def _by_messages(self, comm, buffer, average):
         MPI = _state["mpi"]
-        n = buffer.size
+        ranks, n = comm.Get_size(), buffer.size
         send, recv, mine = self._scratch(n, buffer.dtype, ranks)
         if n % ranks == 0:
             send = buffer     # equal chunks already: no padded copy, in and out
@@ -225,7 +256,127 @@ class ReproducibleAllreduce:
               "allreduce (allgather)")
         if send is not buffer:
             buffer[...] = send[:n]
+
+    # ---- one machine: a shared-memory window ----
+
+    def _slots(self, comm, n, dtype):
+        """The window's views: every rank's slot (n elements) and result chunk."""
+        window = self._window
+        if window is None or window["dtype"] != dtype or window["capacity"] < n:
+            # A window replaced here is kept until exit: a staging buffer may still point
+            # into it.
+            MPI, ranks = _state["mpi"], comm.Get_size()
+            chunk = -(-n // ranks)
+            itemsize = np.dtype(dtype).itemsize
+            # Each rank allocates (and first touches) its own slot and result chunk.
+            win = MPI.Win.Allocate_shared((n + chunk) * itemsize, itemsize, comm=comm)
+            win.Lock_all(MPI.MODE_NOCHECK)
+            slots, results = [], []
+            for r in range(ranks):
+                memory, _ = win.Shared_query(r)
+                whole = np.frombuffer(memory, dtype, n + chunk)
+                slots.append(whole[:n])
+                results.append(whole[n:])
+            window = self._window = {"win": win, "dtype": dtype, "capacity": n,
+                                     "slots": slots, "results": results}
+            _windows.append(win)
+        return window
+
+    def _fence(self, comm, window, what):
+        """A barrier that also orders every rank's writes to the window before the reads
+        after it (MPI_Win_sync on both sides)."""
+        window["win"].Sync()
+        _wait(comm.Ibarrier(), what)
+        window["win"].Sync()
+
+    def _by_shared_memory(self, comm, buffer, average):
+        n, rank_here, ranks = buffer.size, comm.Get_rank(), comm.Get_size()
+        window = self._slots(comm, n, buffer.dtype)
+        slots, results = window["slots"], window["results"]
+        chunk = -(-n // ranks)
+        if not _same_memory(buffer, slots[rank_here]):
+            slots[rank_here][:n] = buffer
+        self._fence(comm, window, "allreduce (shared memory, sum)")
+        lo, hi = min(n, rank_here * chunk), min(n, (rank_here + 1) * chunk)
+        mine = results[rank_here][:hi - lo]
+        # The sum in rank order: the same order on every rank, every run.
+        np.add(slots[0][lo:hi], slots[1][lo:hi], out=mine)
+        for r in range(2, ranks):
+            np.add(mine, slots[r][lo:hi], out=mine)
+        if average:
+            np.divide(mine, buffer.dtype.type(ranks), out=mine)
+        self._fence(comm, window, "allreduce (shared memory, gather)")
+        for r in range(ranks):
+            lo, hi = min(n, r * chunk), min(n, (r + 1) * chunk)
+            buffer[lo:hi] = results[r][:hi - lo]
+
+    def staging_buffer(self, n, dtype=np.float32):
+        """A 1-D array of ``n`` elements to gather the values to reduce in: on one machine
+        this rank's slot of the shared-memory window, so that reducing it copies nothing in;
+        otherwise a plain array. Collective on the first call (every rank calls it with the
+        same ``n`` and ``dtype``); the array stays valid until the process ends (a later
+        call for a larger ``n`` or another dtype gives a new one).
+
+        Args:
+            n: number of elements, >= 1.
+            dtype: float32 or float64.
+        Returns:
+            A writeable float array of shape ``(n,)``.
+        """
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"staging_buffer: dtype must be float32 or float64; received "
+                            f"dtype={dtype}.")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"staging_buffer: n must be an int >= 1; received n={n!r}.")
+        comm = _comm()
+        if comm.Get_size() == 1 or not self._use_window(comm):
+            return np.zeros(int(n), dtype)
+        return self._slots(comm, int(n), dtype)["slots"][comm.Get_rank()][:n]
+
+    def __call__(self, buffer, average=False):
+        """Replace ``buffer`` with the sum (or mean) of every rank's ``buffer``.
+
+        Args:
+            buffer: 1-D C-contiguous float32/float64 array, the same size on every rank.
+            average: divide the sum by the number of ranks.
+        Returns:
+            ``buffer``.
+        """
+        _flat_float(buffer, "allreduce_")
+        comm = _comm()
+        if comm.Get_size() == 1 or buffer.size == 0:
+            return buffer
+        if self._use_window(comm):
+            self._by_shared_memory(comm, buffer, average)
+        else:
+            self._by_messages(comm, buffer, average)
         return buffer
+
+
+def _same_memory(buffer, slot):
+    """Whether ``buffer`` starts where ``slot`` does (a staging buffer: nothing to copy)."""
+    return buffer.__array_interface__["data"][0] == slot.__array_interface__["data"][0]
+
+
+# Every shared-memory window made in this process, in the order made: the same order on every
+# rank, as making one is collective. They are freed at exit in that order (freeing is
+# collective too: any other order, such as a set's, can deadlock ranks), before MPI finalizes
+# (mpi4py's finalizer was registered at its import, in init(); atexit runs ours first).
+_windows = []
+
+
+def _free_windows():
+    while _windows:
+        win = _windows.pop(0)
+        try:
+            win.Unlock_all()
+            win.Free()
+        except Exception:   # pragma: no cover - an aborting job
+            pass
+
+
+atexit.register(_free_windows)
 
 
 _default_reducer = ReproducibleAllreduce()

@@ -15,7 +15,14 @@ def _apply_averaged(self, grads, variables=None, *args, **kwargs):
     live = [np.asarray(a) for a in arrays if a is not None]
     if state["layout"] != sizes:
         dtype = np.result_type(*[a.dtype for a in live]) if live else np.float32
-        state["buffer"] = np.zeros(sum(a.size for a in live), dtype)
+        total = sum(a.size for a in live)
+        if comm.is_initialized() and total:
+            # This rank's slot of the reducer's shared-memory window on one machine: the
+            # gradients are gathered where the reduction reads them, with no copy in.
+            state["buffer"] = state["reducer"].staging_buffer(total, dtype)
+            state["buffer"][...] = 0
+        else:
+            state["buffer"] = np.zeros(total, dtype)
         state["layout"] = sizes
         state["passes"] = 0
     buffer = state["buffer"]
@@ -35,7 +42,7 @@ def _apply_averaged(self, grads, variables=None, *args, **kwargs):
     if state["average_aggregated_gradients"] and state["backward_passes_per_step"] > 1:
         buffer /= buffer.dtype.type(state["backward_passes_per_step"])
     if comm.is_initialized():
-        comm.allreduce_(buffer, average=True)
+        state["reducer"](buffer, average=True)
     averaged, offset = [], 0
     for a in arrays:
         if a is None:
@@ -56,9 +63,10 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1,
     state, the original is left unused), whose ``apply`` averages first, so that saving,
     ``serialize`` and the callbacks see the wrapped optimizer; a saved model loads with the
     plain optimizer (wrap it again after ``load_model``, as with Horovod). Each step's
-    gradients are copied into one flat buffer (reused from step to step), averaged with
-    the reproducible, rank-ordered allreduce of :mod:`minidl.distributed.comm` (the same
-    bits on every rank, every run), and handed to the wrapped optimizer's update. Without
+    gradients are copied into one flat buffer (reused from step to step; on one machine
+    this rank's slot of a shared-memory window), averaged with the reproducible,
+    rank-ordered allreduce of :mod:`minidl.distributed.comm` (the same bits on every rank,
+    every run), and handed to the wrapped optimizer's update. Without
     :func:`minidl.distributed.init`, or with one rank, the update is the wrapped
     optimizer's, bit for bit.
 
@@ -89,7 +97,8 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1,
     wrapped.__dict__.update(optimizer.__dict__)
     wrapped._distributed = {"backward_passes_per_step": int(backward_passes_per_step),
                             "average_aggregated_gradients": bool(average_aggregated_gradients),
-                            "buffer": None, "layout": None, "passes": 0}
+                            "buffer": None, "layout": None, "passes": 0,
+                            "reducer": comm.ReproducibleAllreduce()}
     wrapped.apply = _AveragingApply(wrapped)
     return wrapped
 

@@ -1,4 +1,10 @@
-"""Each rank reduces its own seeded buffer and saves the result (tests/test_distributed.py)."""
+"""Each rank reduces its own seeded buffers and saves the results (tests/test_distributed.py).
+
+Every case runs through both transports, the shared-memory window (``auto``: these ranks
+share one machine) and the messages (``messages``), and from a staging buffer: the window's
+slot, reduced with no copy in. One reducer per transport serves every case, so its window
+is reused for a smaller buffer, and replaced for a larger one or another dtype.
+"""
 import sys
 
 import numpy as np
@@ -8,10 +14,18 @@ from minidl import distributed
 distributed.init(timeout=30)
 rank, size = distributed.rank(), distributed.size()
 out = sys.argv[1]
-for dtype, n in (("float32", 1001), ("float64", 1001), ("float32", 1000)):
+reducers = {"auto": distributed.ReproducibleAllreduce(),
+            "messages": distributed.ReproducibleAllreduce(shared_memory=False)}
+for dtype, n in (("float32", 1001), ("float64", 1001), ("float32", 1000), ("float32", 3),
+                 ("float32", 5000)):
     data = np.random.default_rng(100 + rank).normal(size=n).astype(dtype) * 10.0 ** rank
-    distributed.allreduce_(data)
-    np.save(f"{out}_{dtype}_{n}_{rank}.npy", data)
+    np.save(f"{out}_{dtype}_{n}_{rank}.npy", distributed.allreduce_(data.copy()))
+    for transport, reducer in reducers.items():
+        np.save(f"{out}_{dtype}_{n}_{transport}_{rank}.npy", reducer(data.copy()))
+        staged = reducer.staging_buffer(n, dtype)
+        staged[...] = data
+        reducer(staged, average=True)
+        np.save(f"{out}_{dtype}_{n}_{transport}_mean_{rank}.npy", staged)
 weights = np.full(3, float(rank + 1))
 distributed.broadcast_(weights, root_rank=size - 1)
 np.save(f"{out}_bcast_{rank}.npy", weights)
