@@ -37,20 +37,21 @@ needs_mpi = pytest.mark.skipif(
     reason="needs OpenMPI's mpirun and mpi4py (the minidl[mpi] extra)")
 
 
-def _env(threads=1):
+def _env(threads=1, **extra):
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMP_NUM_THREADS=str(threads), OMPI_MCA_rmaps_base_oversubscribe="1",
-               PYTHONPATH=PACKAGE_ROOT)
+               PYTHONPATH=PACKAGE_ROOT, **extra)
     return env
 
 
-def _launch(ranks, script, *args, threads=1, timeout=60, check=True):
+def _launch(ranks, script, *args, threads=1, timeout=60, check=True, **extra_env):
     command = [sys.executable, os.path.join(SCRIPTS, script), *args]
     if ranks:
         command = ["mpirun", "--oversubscribe", "-np", str(ranks), "-x", "OMP_NUM_THREADS",
-                   "-x", "PYTHONPATH"] + command
-    done = subprocess.run(command, env=_env(threads), capture_output=True, text=True,
-                          timeout=timeout)
+                   "-x", "PYTHONPATH"] + [a for name in extra_env for a in ("-x", name)] \
+            + command
+    done = subprocess.run(command, env=_env(threads, **extra_env), capture_output=True,
+                          text=True, timeout=timeout)
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
     return done
@@ -76,10 +77,11 @@ def _same_bits(a, b):
 # ---- the reproducible allreduce ----
 
 @needs_mpi
-@pytest.mark.parametrize("ranks", [2, 4])
-def test_allreduce_same_bits_on_every_rank_and_rank_ordered_sum(tmp_path, ranks):
+@pytest.mark.parametrize("ranks,shared_memory", [(2, "1"), (4, "1"), (2, "0")])
+def test_allreduce_same_bits_on_every_rank_and_rank_ordered_sum(tmp_path, ranks,
+                                                                  shared_memory):
     out = str(tmp_path / "r")
-    _launch(ranks, "allreduce_worker.py", out)
+    _launch(ranks, "allreduce_worker.py", out, MINIDL_MPI_SHARED_MEMORY=shared_memory)
     # 1001 values: padded chunks; 1000: equal chunks, reduced in the buffer itself; 3: fewer
     # values than 4 ranks; 5000 after 3: a larger window. Both transports, from a copy and
     # from the staging buffer, give the rank-ordered sum's bits.
@@ -259,6 +261,28 @@ def test_bad_arguments():
         reducer.staging_buffer(4, np.int32)
     with pytest.raises(ValueError, match="n=0"):
         reducer.staging_buffer(0)
+
+
+def test_shared_memory_switch(monkeypatch):
+    class Group:
+        def __init__(self, ranks):
+            self.ranks = ranks
+
+        def Get_size(self):
+            return self.ranks
+    monkeypatch.setitem(comm._state, "local", Group(2))
+    reducer, world = distributed.ReproducibleAllreduce(), Group(2)
+    assert reducer._use_window(world)
+    monkeypatch.setenv("MINIDL_MPI_SHARED_MEMORY", "0")
+    assert not reducer._use_window(world)
+    monkeypatch.setenv("MINIDL_MPI_SHARED_MEMORY", "yes")
+    with pytest.raises(ValueError, match="MINIDL_MPI_SHARED_MEMORY='yes'"):
+        reducer._use_window(world)
+    monkeypatch.delenv("MINIDL_MPI_SHARED_MEMORY")
+    assert not reducer._use_window(Group(4))            # ranks on several machines
+    assert not distributed.ReproducibleAllreduce(shared_memory=False)._use_window(world)
+    with pytest.raises(ValueError, match="several machines"):
+        distributed.ReproducibleAllreduce(shared_memory=True)._use_window(Group(4))
 
 
 def test_shard_strided_equal_counts():

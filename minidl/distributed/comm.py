@@ -193,9 +193,11 @@ class ReproducibleAllreduce:
     buffer of one size allocates nothing per call.
 
     Args:
-        shared_memory: None (default) uses the window when every rank is on one machine;
-            False always uses the messages (``Alltoall``/``Allgather``); True requires the
-            window and raises if the ranks are on several machines.
+        shared_memory: None (default) uses the window when every rank is on one machine,
+            unless the environment variable ``MINIDL_MPI_SHARED_MEMORY`` is ``0`` (for a
+            host whose ``/dev/shm`` is too small); False always uses the messages
+            (``Alltoall``/``Allgather``); True requires the window and raises if the ranks
+            are on several machines.
 
     Example:
         >>> reducer = ReproducibleAllreduce()
@@ -221,7 +223,13 @@ class ReproducibleAllreduce:
         if self.shared_memory is True and not on_one_host:
             raise ValueError("ReproducibleAllreduce(shared_memory=True): the ranks are on "
                              "several machines; use shared_memory=None or False.")
-        return on_one_host if self.shared_memory is None else self.shared_memory
+        if self.shared_memory is None:
+            text = os.environ.get("MINIDL_MPI_SHARED_MEMORY", "1")
+            if text not in ("0", "1"):
+                raise ValueError(f"MINIDL_MPI_SHARED_MEMORY must be 0 or 1; received "
+                                 f"MINIDL_MPI_SHARED_MEMORY={text!r}.")
+            return on_one_host and text == "1"
+        return self.shared_memory
 
     # ---- several machines: Alltoall + ordered sum + Allgather ----
 
@@ -269,7 +277,14 @@ class ReproducibleAllreduce:
             chunk = -(-n // ranks)
             itemsize = np.dtype(dtype).itemsize
             # Each rank allocates (and first touches) its own slot and result chunk.
-            win = MPI.Win.Allocate_shared((n + chunk) * itemsize, itemsize, comm=comm)
+            try:
+                win = MPI.Win.Allocate_shared((n + chunk) * itemsize, itemsize, comm=comm)
+            except MPI.Exception as error:
+                raise RuntimeError(
+                    f"minidl.distributed: MPI could not allocate {(n + chunk) * itemsize} "
+                    f"bytes of shared memory for the allreduce ({error}). Make /dev/shm "
+                    f"larger, or set MINIDL_MPI_SHARED_MEMORY=0 to reduce by messages "
+                    f"instead (the same bits).") from error
             win.Lock_all(MPI.MODE_NOCHECK)
             slots, results = [], []
             for r in range(ranks):

@@ -85,4 +85,5 @@ model.fit(x, y, batch_size=b_run, epochs=cfg.get("epochs", 1), shuffle=False,
           verbose=cfg.get("verbose", 0), callbacks=cbs)
 with open(f"{cfg['out']}_{r}.json", "w") as f:
     json.dump(report, f)
-np.savez(f"{cfg['out']}_{r}.npz", *[l.value if hasattr(l, 'value') else l for l in model.trainable_weights])
+np.savez(f"{cfg['out']}_{r}.npz",
+         *[w.value if hasattr(w, "value") else w for w in model.trainable_weights])
