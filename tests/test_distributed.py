@@ -171,13 +171,22 @@ def test_cnn_same_bits_for_one_or_two_threads_per_rank(tmp_path):
 @needs_mpi
 def test_rank_zero_alone_prints_and_saves_metrics_averaged(tmp_path):
     checkpoint = str(tmp_path / "ck.weights.h5")
-    out = str(tmp_path / "w")
+    out, csv, logs = str(tmp_path / "w"), str(tmp_path / "log.csv"), str(tmp_path / "tb")
+    tensorboard = importlib.util.find_spec("tensorboardX") is not None
     done = _launch(2, "fit_worker.py", json.dumps(dict(
-        batch=16, kind="mlp", out=out, checkpoint=checkpoint, epochs=2, verbose=2)))
+        batch=16, kind="mlp", out=out, checkpoint=checkpoint, epochs=2, verbose=2, csv=csv,
+        tensorboard=logs if tensorboard else None)))
     assert done.stdout.count("Epoch 2/2") == 1
     reports = [json.load(open(f"{out}_{r}.json")) for r in range(2)]
     assert [rep["saves"] for rep in reports] == [2, 0]
     assert os.path.exists(checkpoint)
+    # CSVLogger and TensorBoard write from rank 0 alone: one header, one row per epoch,
+    # the averaged loss; one event file.
+    rows = open(csv).read().splitlines()
+    assert len(rows) == 3 and rows[0] == "epoch,loss"
+    assert float(rows[2].split(",")[1]) == pytest.approx(reports[0]["averaged"][1]["loss"])
+    if tensorboard:
+        assert len(os.listdir(os.path.join(logs, "train"))) == 1
     for epoch in range(2):
         raw = [rep["raw"][epoch]["loss"] for rep in reports]
         assert raw[0] != raw[1]   # each rank's own data

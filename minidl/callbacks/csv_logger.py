@@ -13,7 +13,8 @@ class CSVLogger(Callback):
 
     The columns are 'epoch' (the index, from 0) and the sorted keys of the first epoch's
     logs; when the fit validates less often than every epoch, the 'val_' columns are
-    included from the start and read 'NA' where no validation ran.
+    included from the start and read 'NA' where no validation ran. In data-parallel
+    training (:mod:`minidl.distributed`) rank 0 alone writes the file.
 
     Args:
         filename: path of the file, e.g. 'run/log.csv'.
@@ -40,6 +41,10 @@ class CSVLogger(Callback):
     def on_train_begin(self, logs=None):
         self.keys = None
         self.writer = None
+        from minidl.distributed.comm import is_writer
+        self._writes = is_writer()   # data-parallel training: rank 0 alone writes
+        if not self._writes:
+            return
         header = None
         if self.append and os.path.exists(self.filename):
             with open(self.filename, newline="") as f:
@@ -50,6 +55,8 @@ class CSVLogger(Callback):
         self.csv_file = open(self.filename, "a" if self.append else "w", newline="")
 
     def on_epoch_end(self, epoch, logs=None):
+        if not getattr(self, "_writes", True):
+            return
         logs = logs or {}
         if self.keys is None:
             if self._existing_columns is not None:

@@ -140,8 +140,11 @@ class TensorBoard(Callback):
         without validation leaves no empty validation directory."""
         writer = self._writers.get(which)
         if writer is None:
+            from minidl.distributed.comm import is_writer
             directory = self._train_dir if which == "train" else self._val_dir
-            writer = self._writers[which] = _EventFile(directory)
+            # Data-parallel training (minidl.distributed): rank 0 alone writes event files.
+            writer = self._writers[which] = (_EventFile(directory) if is_writer()
+                                             else _NoEventFile())
         return writer
 
     def _write_scalars(self, which, prefix, logs, step):
@@ -289,6 +292,19 @@ class TensorBoard(Callback):
                              f"layer).")
         warnings.warn(f"TensorBoard: minidl has no Embedding layer, so embeddings_freq="
                       f"{self.embeddings_freq} writes nothing.", stacklevel=3)
+
+
+class _NoEventFile:
+    """The event file of a rank other than 0 in data-parallel training: writes nothing."""
+
+    def add_summary(self, summary, step):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
 
 
 class _EventFile:

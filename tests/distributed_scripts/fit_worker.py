@@ -79,6 +79,10 @@ if cfg.get("checkpoint"):
     model.save_weights = counted
     cbs += [Raw(), distributed.MetricAverageCallback(), Averaged(),
             minidl.callbacks.ModelCheckpoint(cfg["checkpoint"], save_weights_only=True)]
+if cfg.get("csv"):
+    cbs.append(minidl.callbacks.CSVLogger(cfg["csv"]))
+if cfg.get("tensorboard"):
+    cbs.append(minidl.callbacks.TensorBoard(cfg["tensorboard"]))
 if cfg.get("backup"):
     cbs.append(minidl.callbacks.BackupAndRestore(cfg["backup"], delete_checkpoint=False))
 model.fit(x, y, batch_size=b_run, epochs=cfg.get("epochs", 1), shuffle=False,
