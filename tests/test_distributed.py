@@ -101,6 +101,8 @@ def test_allreduce_same_bits_on_every_rank_and_rank_ordered_sum(tmp_path, ranks,
                 assert got.tobytes() == want.tobytes(), (dtype, n, name, r)
     for r in range(ranks):
         np.testing.assert_array_equal(np.load(f"{out}_bcast_{r}.npy"), np.full(3, ranks))
+        np.testing.assert_array_equal(np.load(f"{out}_gather_{r}.npy"),
+                                      [[k, 2.5 * k] for k in range(ranks)])
         rank, size, local_rank, local_size = np.load(f"{out}_info_{r}.npy")
         assert (rank, size, local_rank, local_size) == (r, ranks, r, ranks)
 
@@ -143,6 +145,27 @@ def test_cnn_batchnorm_per_rank_statistics(tmp_path):
     # ... and not the statistics of one batch of 16 (the test can tell them apart).
     whole = _fit(tmp_path, "whole", 0, batch=16, kind="cnn")[0]
     assert _max_relative(whole, many[0]) > 1e-6
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks,axis", [(2, -1), (4, -1), (2, 1)])
+def test_cnn_synchronized_batchnorm_matches_one_process_with_the_global_batch(tmp_path, ranks,
+                                                                               axis):
+    # BatchNormalization(synchronized=True): statistics over every rank's batch, so N ranks
+    # with b each are one process with N*b (weights and moving statistics), and every rank
+    # holds the same bits, moving statistics included. (No bias before the normalization, as
+    # usual: its gradient is zero up to rounding, which Adam would turn into steps.)
+    cfg = dict(batch=16, kind="cnn", all_weights=True, conv_bias=False, bn_axis=axis)
+    one = _fit(tmp_path, "one", 0, synchronized=True, **cfg)[0]
+    many = _fit(tmp_path, "many", ranks, synchronized=True, **cfg)
+    assert _max_relative(one, many[0]) < 1e-6
+    for r in range(1, ranks):
+        assert _same_bits(many[0], many[r])
+    again = _fit(tmp_path, "again", ranks, threads=2, synchronized=True, **cfg)
+    assert _same_bits(many[0], again[0])
+    # Per-rank statistics (the default) are not the global batch's: the test tells them apart.
+    per_rank = _fit(tmp_path, "per_rank", ranks, **cfg)
+    assert _max_relative(one, per_rank[0]) > 1e-6
 
 
 @needs_mpi
@@ -417,3 +440,33 @@ def test_model_with_distributed_optimizer_saves_and_loads(tmp_path):
     assert loaded.optimizer.iterations == 2
     for a, b in zip(model.optimizer.get_slot_arrays(), loaded.optimizer.get_slot_arrays()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_synchronized_batchnorm_in_one_process_is_plain_batchnorm():
+    from minidl.utils.random import set_random_seed
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(32, 6, 6, 3)).astype(np.float32)
+    y = rng.integers(0, 2, 32)
+    weights = []
+    for synchronized in (False, True):
+        set_random_seed(5)
+        model = models.Sequential([layers.Input((6, 6, 3)), layers.Conv2D(4, 3),
+                                   layers.BatchNormalization(synchronized=synchronized),
+                                   layers.ReLU(), layers.Flatten(), layers.Dense(2)])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        weights.append(model.get_weights())
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(*weights))
+    layer = layers.BatchNormalization(synchronized=True)
+    assert layer.get_config()["synchronized"] is True
+    assert layers.BatchNormalization.from_config(layer.get_config()).synchronized
+    with pytest.raises(TypeError, match="synchronized"):
+        layers.BatchNormalization(synchronized="yes")
+
+
+def test_synchronized_batchnorm_from_a_keras_config():
+    from minidl.saving.keras.config import layer_spec_from_keras
+    keras = {"module": "keras.layers", "class_name": "BatchNormalization",
+             "config": {"name": "bn", "synchronized": True, "axis": -1}}
+    spec = layer_spec_from_keras(keras)
+    assert spec["config"]["synchronized"] is True

@@ -14,20 +14,24 @@ Start with ``mpirun -np N python train.py``; each process::
 Gradients are averaged with a rank-ordered, reproducible allreduce (``comm.py``): every
 rank holds the same bits, in every run, for any thread count. BatchNormalization keeps
 per-rank batch statistics, as in Horovod (its moving mean and variance are those of rank
-``root_rank`` after a broadcast; they differ across ranks otherwise). Dropout draws its masks
-per rank from each rank's own stream; seeded alike, ranks draw the same stream per step.
+``root_rank`` after a broadcast; they differ across ranks otherwise), unless it is made with
+``synchronized=True`` (Keras's argument): then its training statistics and their gradients
+span every rank's batch, as one process with the global batch would have them, and its
+moving statistics stay the same on every rank. Dropout draws its masks per rank from each
+rank's own stream; seeded alike, ranks draw the same stream per step.
 """
 from minidl.distributed.callbacks import (BroadcastGlobalVariablesCallback,
                                           LearningRateWarmupCallback, MetricAverageCallback,
                                           broadcast_model_state)
 from minidl.distributed.comm import (DistributedTimeoutError, ReproducibleAllreduce, abort,
-                                     allreduce_, barrier, broadcast_, init, is_initialized,
-                                     is_writer, local_rank, local_size, rank, size)
+                                     allgather, allreduce_, barrier, broadcast_, init,
+                                     is_initialized, is_writer, local_rank, local_size, rank,
+                                     size)
 from minidl.distributed.data import ShardedPyDataset, shard
 from minidl.distributed.optimizer import DistributedOptimizer
 
 __all__ = ["BroadcastGlobalVariablesCallback", "DistributedOptimizer",
            "DistributedTimeoutError", "LearningRateWarmupCallback", "MetricAverageCallback",
-           "ReproducibleAllreduce", "ShardedPyDataset", "abort", "allreduce_", "barrier",
-           "broadcast_", "broadcast_model_state", "init", "is_initialized", "is_writer",
-           "local_rank", "local_size", "rank", "shard", "size"]
+           "ReproducibleAllreduce", "ShardedPyDataset", "abort", "allgather", "allreduce_",
+           "barrier", "broadcast_", "broadcast_model_state", "init", "is_initialized",
+           "is_writer", "local_rank", "local_size", "rank", "shard", "size"]

@@ -433,3 +433,24 @@ def barrier():
     comm = _comm()
     if comm.Get_size() > 1:
         _wait(comm.Ibarrier(), "barrier")
+
+
+def allgather(array):
+    """Every rank's ``array``, stacked in rank order: shape ``(size(),) + array.shape``.
+
+    Args:
+        array: numpy array of the same shape and dtype on every rank.
+    Returns:
+        A new array, the same bits on every rank.
+    """
+    comm = _comm()
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"allgather: array must be a numpy array; received "
+                        f"{type(array).__name__}.")
+    array = np.ascontiguousarray(array)
+    out = np.empty((comm.Get_size(),) + array.shape, array.dtype)
+    if comm.Get_size() == 1:
+        out[0] = array
+        return out
+    _wait(comm.Iallgather(array, out), "allgather")
+    return out

@@ -113,6 +113,13 @@ class BatchNormalization(_ScaleAndOffset):
         beta_regularizer, gamma_regularizer: optional regularizers of beta and gamma.
         beta_constraint, gamma_constraint: optional constraints of beta and gamma, applied
             after each optimizer update.
+        synchronized: in data-parallel training (:mod:`minidl.distributed`, more than one
+            rank), take the training statistics over every rank's batch, as one process
+            with the global batch would, and their gradients likewise; the moving statistics
+            stay the same on every rank. Each training step then exchanges two small
+            vectors per layer (reproducibly, in rank order). Without it (the default, as in
+            Keras and Horovod) each rank normalises with its own batch's statistics. In one
+            process it changes nothing.
 
     Input shape:
         Any rank >= 2, ``(batch_size, ...)``.
@@ -134,10 +141,11 @@ class BatchNormalization(_ScaleAndOffset):
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
                  beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
-                 gamma_constraint=None, **kwargs):
+                 gamma_constraint=None, synchronized=False, **kwargs):
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise TypeError(f"BatchNormalization axis must be an int; received axis={axis!r}.")
+        self.synchronized = check_bool("BatchNormalization", "synchronized", synchronized)
         self.axis = int(axis)
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) \
                 or not 0.0 <= momentum <= 1.0:
@@ -189,7 +197,11 @@ class BatchNormalization(_ScaleAndOffset):
         batch_stats = training and self.trainable
         relu = ctx.activation is not None   # a ReLU layer after it, fused by the plan
         relu_max = 6 if relu and ctx.activation.kernel_params()[0] == "relu6" else None
-        if batch_stats:
+        synchronized = batch_stats and self._across_ranks()
+        if synchronized:
+            mean, invstd = self._synchronized_forward(x, y, relu, relu_max)
+            WeightWrites.written()   # the moving statistics moved
+        elif batch_stats:
             # The batch statistics, kept for backward (a fresh pair when not recording).
             mean = ctx.buffers.get("mean", self._channels[0], ()) if ctx.record else \
                 np.empty(self._channels, self.dtype)
@@ -205,15 +217,89 @@ class BatchNormalization(_ScaleAndOffset):
                                           self.epsilon, self._owner, relu, relu_max)
         if ctx.record:
             ctx.y = y
-            ctx.x, ctx.batch_stats = x, batch_stats
+            ctx.x, ctx.batch_stats, ctx.synchronized = x, batch_stats, synchronized
             if batch_stats:
                 ctx.mean, ctx.invstd = mean, invstd
         return y
+
+    # ---- statistics over every rank (synchronized=True) ----
+
+    def _across_ranks(self):
+        if not self.synchronized:
+            return False
+        from minidl.distributed import comm
+        return comm.is_initialized() and comm.size() > 1
+
+    def _rows(self, a):
+        """``a`` as (values per channel, channels): a view when the channel axis is last."""
+        return np.moveaxis(a, self._axis, -1).reshape(-1, self._channels[0])
+
+    def _synchronized_forward(self, x, y, relu, relu_max):
+        """Normalise ``x`` into ``y`` with the mean and biased variance of every rank's batch;
+        returns them as (mean, invstd) for backward.
+
+        Each rank sends its count, mean and sum of squared deviations per channel (float64);
+        every rank combines them in rank order (Chan et al.'s pairwise update, as one sum),
+        so every rank holds the same statistics, in every run."""
+        from minidl.distributed import comm
+        rows = self._rows(x)
+        channels = self._channels[0]
+        local_mean = rows.mean(axis=0, dtype=np.float64)
+        deviations = rows - local_mean
+        local = np.empty(1 + 2 * channels)
+        local[0] = rows.shape[0]
+        local[1:1 + channels] = local_mean
+        local[1 + channels:] = np.einsum("ij,ij->j", deviations, deviations)
+        gathered = comm.allgather(local)
+        counts, means = gathered[:, :1], gathered[:, 1:1 + channels]
+        total = counts.sum()
+        mean = (counts * means).sum(axis=0) / total
+        variance = (gathered[:, 1 + channels:] + counts * (means - mean) ** 2).sum(axis=0) / total
+        mean, variance = mean.astype(self.dtype), variance.astype(self.dtype)
+        _kernels.batch_norm_inference(x, self._axis, self._gamma, self._beta, mean, variance,
+                                      y, self.epsilon, self._owner, relu, relu_max)
+        momentum = self.momentum
+        self._moving_mean[...] = self._moving_mean * momentum + mean * (1.0 - momentum)
+        self._moving_variance[...] = (self._moving_variance * momentum
+                                      + variance * (1.0 - momentum))
+        invstd = (1.0 / np.sqrt(variance.astype(np.float64) + self.epsilon)).astype(self.dtype)
+        return mean, invstd
+
+    def _synchronized_backward(self, ctx, dy, dx, gate):
+        """The gradients of :meth:`_synchronized_forward`: gamma's and beta's from this
+        rank's batch (the optimizer averages them over ranks), the input's with the sums
+        ``sum(dy)`` and ``sum(dy * x_hat)`` over every rank's batch."""
+        from minidl.distributed import comm
+        if gate is not None:   # the fused ReLU's gradient first
+            dy = ctx.activation.backward(gate, gate, dy, np.empty_like(dy))
+        channels = self._channels[0]
+        dy_rows = self._rows(dy)
+        x_hat = (self._rows(ctx.x) - ctx.mean) * ctx.invstd
+        local = np.empty(1 + 2 * channels)
+        local[0] = dy_rows.shape[0]
+        local[1:1 + channels] = dy_rows.sum(axis=0, dtype=np.float64)
+        local[1 + channels:] = np.einsum("ij,ij->j", dy_rows, x_hat, dtype=np.float64)
+        if self.scale:
+            ctx.grads[0][...] = local[1 + channels:]
+        if self.center:
+            ctx.grads[-1][...] = local[1:1 + channels]
+        if dx is None:
+            return None
+        total = comm.allreduce_(local)
+        count, sum_dy, sum_dy_x_hat = total[0], total[1:1 + channels], total[1 + channels:]
+        scale = self._gamma * ctx.invstd
+        rows = scale * (dy_rows - (sum_dy / count).astype(self.dtype)
+                        - x_hat * (sum_dy_x_hat / count).astype(self.dtype))
+        np.moveaxis(dx, self._axis, -1)[...] = rows.reshape(
+            np.moveaxis(dx, self._axis, -1).shape)
+        return dx
 
     def backward(self, ctx, dy, need_input_grad=True):
         dy = _contiguous(dy)
         dx = ctx.buffers.get("dx", dy.shape[0], dy.shape[1:]) if need_input_grad else None
         gate = ctx.y if ctx.activation is not None else None   # the fused ReLU's output
+        if ctx.synchronized:
+            return self._synchronized_backward(ctx, dy, dx, gate)
         if ctx.batch_stats:
             relu_max = (6 if gate is not None and ctx.activation.kernel_params()[0] == "relu6"
                         else None)
@@ -239,6 +325,7 @@ class BatchNormalization(_ScaleAndOffset):
         config = super().get_config()
         config.update(
             axis=self.axis, momentum=self.momentum, epsilon=self.epsilon,
+            synchronized=self.synchronized,
             moving_mean_initializer=_serialize_init(self.moving_mean_initializer),
             moving_variance_initializer=_serialize_init(self.moving_variance_initializer))
         return config

@@ -26,6 +26,7 @@ for dtype, n in (("float32", 1001), ("float64", 1001), ("float32", 1000), ("floa
         staged[...] = data
         reducer(staged, average=True)
         np.save(f"{out}_{dtype}_{n}_{transport}_mean_{rank}.npy", staged)
+np.save(f"{out}_gather_{rank}.npy", distributed.allgather(np.array([rank, 2.5 * rank])))
 weights = np.full(3, float(rank + 1))
 distributed.broadcast_(weights, root_rank=size - 1)
 np.save(f"{out}_bcast_{rank}.npy", weights)

@@ -17,8 +17,11 @@ x = rng.normal(size=(steps * B,) + shape).astype(dtype)
 y = rng.integers(0, 3, size=len(x))
 set_random_seed(1)
 if kind == "cnn":
-    net = [layers.Input(shape, dtype=dtype), layers.Conv2D(4, 3, dtype=dtype),
-           layers.BatchNormalization(dtype=dtype), layers.Activation("relu", dtype=dtype),
+    net = [layers.Input(shape, dtype=dtype), layers.Conv2D(4, 3, dtype=dtype,
+                                                           use_bias=cfg.get("conv_bias", True)),
+           layers.BatchNormalization(axis=cfg.get("bn_axis", -1), dtype=dtype,
+                                     synchronized=cfg.get("synchronized", False)),
+           layers.Activation("relu", dtype=dtype),
            layers.Flatten(dtype=dtype), layers.Dense(3, dtype=dtype)]
 else:
     net = [layers.Input(shape, dtype=dtype), layers.Dense(16, activation="relu", dtype=dtype)]
@@ -89,5 +92,5 @@ model.fit(x, y, batch_size=b_run, epochs=cfg.get("epochs", 1), shuffle=False,
           verbose=cfg.get("verbose", 0), callbacks=cbs)
 with open(f"{cfg['out']}_{r}.json", "w") as f:
     json.dump(report, f)
-np.savez(f"{cfg['out']}_{r}.npz",
-         *[w.value if hasattr(w, "value") else w for w in model.trainable_weights])
+saved = model.weights if cfg.get("all_weights") else model.trainable_weights
+np.savez(f"{cfg['out']}_{r}.npz", *[w.value if hasattr(w, "value") else w for w in saved])

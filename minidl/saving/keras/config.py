@@ -38,8 +38,7 @@ _MAX_DEPTH = 32
 _KERAS_ONLY_LAYER_ARGS = {
     "*": {"quantization_config": None, "lora_rank": None, "lora_alpha": None,
           "ragged": False, "optional": False, "autocast": True},
-    "BatchNormalization": {"synchronized": False, "renorm": False, "renorm_clipping": None,
-                           "renorm_momentum": 0.99},
+    "BatchNormalization": {"renorm": False, "renorm_clipping": None, "renorm_momentum": 0.99},
     "LayerNormalization": {"rms_scaling": False},
     "Flatten": {"data_format": "channels_last"},
     "RandomContrast": {"data_format": "channels_last"},
