@@ -13,6 +13,7 @@
 #define MINIDL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -380,6 +381,26 @@ void mdl_simple_rnn_backward_row_f32(ptrdiff_t units, const float *MDL_RESTRICT 
                                      const float *MDL_RESTRICT gy,
                                      const float *MDL_RESTRICT carry,
                                      float *MDL_RESTRICT dgates, float *MDL_RESTRICT dh);
+
+/* ---- the shared-memory allreduce of minidl.distributed (shm_allreduce.c) ----
+ *
+ * The ranks of one machine, each with a segment of a shared window: at offset 0 its arrival
+ * counter (uint64, zero before the first call, on a cache line of its own), at slot_offset
+ * its slot (n values), at result_offset its result chunk (ceil(n / ranks) values).
+ * mdl_shm_allreduce_*: every rank calls it at once with the same n, average and epoch (0,
+ * then 2 more per call); `out` gets the rank-ordered sum (mean when `average`) of every
+ * rank's `in` (which may be the rank's own slot: nothing is copied in then; `out` may be
+ * `in`). Returns 0, or 1 / 2 when the first / second wait passed `timeout_seconds` (another
+ * rank stopped): the job must then be aborted, as the window's state is undefined. */
+typedef struct {
+    int ranks, rank;
+    char *const *segments;
+    ptrdiff_t slot_offset, result_offset;
+} mdl_shm_group;
+int mdl_shm_allreduce_f32(const mdl_shm_group *g, const float *in, float *out, ptrdiff_t n,
+                          int average, uint64_t epoch, double timeout_seconds);
+int mdl_shm_allreduce_f64(const mdl_shm_group *g, const double *in, double *out, ptrdiff_t n,
+                          int average, uint64_t epoch, double timeout_seconds);
 
 /* Thread-local scratch buffer number `slot` (0, 1 or 2) of at least `bytes`, 64-byte
  * aligned, kept between calls so that steady-state work allocates nothing; NULL when out of

@@ -199,3 +199,15 @@ cdef extern from "minidl.h" nogil:
     int conv_direct_backward_f64 "mdl_conv_direct_backward_f64"(
         const mdl_conv_direct *g, const double *x, double *padded, int padded_ready,
         const double *dz, const double *kernel, double *d_kernel, double *dx)
+
+    # ---- the shared-memory allreduce of minidl.distributed (shm_allreduce.c) ----
+    ctypedef struct mdl_shm_group:
+        int ranks, rank
+        char **segments
+        Py_ssize_t slot_offset, result_offset
+    int shm_allreduce_f32 "mdl_shm_allreduce_f32"(
+        const mdl_shm_group *g, const float *inp, float *out, Py_ssize_t n, int average,
+        unsigned long long epoch, double timeout_seconds)
+    int shm_allreduce_f64 "mdl_shm_allreduce_f64"(
+        const mdl_shm_group *g, const double *inp, double *out, Py_ssize_t n, int average,
+        unsigned long long epoch, double timeout_seconds)

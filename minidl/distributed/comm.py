@@ -29,6 +29,11 @@ import time
 import numpy as np
 
 _DEFAULT_TIMEOUT = 300.0
+_LINE = 64   # bytes in a cache line: the shared window's parts start on one
+
+
+def _round_up(value, multiple):
+    return -(-value // multiple) * multiple
 _state = {"comm": None, "local": None, "timeout": None, "mpi": None, "hook": None}
 
 
@@ -144,6 +149,16 @@ def abort(code=1):
     _state["mpi"].COMM_WORLD.Abort(code)
 
 
+def _timed_out(what):
+    """Report a collective that passed the timeout and abort the job."""
+    message = (f"minidl.distributed: {what} on rank {rank()} of {size()} did not complete "
+               f"within {_state['timeout']:g} s (timeout): another rank stopped, died or "
+               f"fell behind. Aborting the job.")
+    sys.stderr.write(message + "\n")
+    abort(1)
+    raise DistributedTimeoutError(message)   # reached when Abort returns (never)
+
+
 def _wait(request, what):
     """Poll a non-blocking request until it completes or the timeout passes (then abort)."""
     deadline = time.monotonic() + _state["timeout"]
@@ -152,12 +167,7 @@ def _wait(request, what):
         spins += 1
         if spins > 1000:
             if time.monotonic() > deadline:
-                message = (f"minidl.distributed: {what} on rank {rank()} of {size()} did not "
-                           f"complete within {_state['timeout']:g} s (timeout): another rank "
-                           f"stopped, died or fell behind. Aborting the job.")
-                sys.stderr.write(message + "\n")
-                abort(1)
-                raise DistributedTimeoutError(message)   # reached when Abort returns (never)
+                _timed_out(what)
             time.sleep(1e-4)
 
 
@@ -177,15 +187,16 @@ class ReproducibleAllreduce:
     transport, so the bits depend on the values and the number of ranks only. Two transports,
     which give the same bits:
 
-    - **One machine** (every rank on one host): an MPI-3 shared-memory window. Each rank
-      copies its buffer into its own slot; after a barrier, rank r sums the r-th chunk of
-      every slot into its own result chunk; after a second barrier, every rank copies the
-      result chunks out. No message is sent besides the two barriers, and each rank reads
-      and writes memory its own allocation placed (near its core on a multi-socket host).
-      The barriers order the phases of consecutive calls too: a slot is written again only
-      after every rank has passed the barrier that ends its reading, and a result chunk only
-      after every rank has passed the barrier that starts the next sum, so no third barrier
-      and no double buffer are needed.
+    - **One machine** (every rank on one host): an MPI-3 shared-memory window and one
+      compiled call with the GIL released (csrc/shm_allreduce.c). Each rank copies its
+      buffer into its own slot; after all have arrived (a counter per rank in the window),
+      rank r sums the r-th chunk of every slot into its own result chunk; after a second
+      arrival, every rank copies the result chunks out. No message is sent, and each rank
+      writes memory its own allocation placed (near its core on a multi-socket host). The
+      arrivals order consecutive calls too: a slot is written again only after every rank
+      has passed the arrival that ends its reading, and a result chunk only after every
+      rank has passed the arrival that starts the next sum, so no third arrival and no
+      double buffer are needed.
     - **Several machines**: an ``Alltoall`` gives rank r every rank's chunk r, which it sums
       in rank order, and an ``Allgather`` hands the summed chunks to everyone.
 
@@ -268,62 +279,57 @@ class ReproducibleAllreduce:
     # ---- one machine: a shared-memory window ----
 
     def _slots(self, comm, n, dtype):
-        """The window's views: every rank's slot (n elements) and result chunk."""
+        """The window: every rank's slot (n elements) as an array, and the compiled group
+        that reduces over it (``minidl._core._allreduce``)."""
         window = self._window
         if window is None or window["dtype"] != dtype or window["capacity"] < n:
             # A window replaced here is kept until exit: a staging buffer may still point
             # into it.
-            MPI, ranks = _state["mpi"], comm.Get_size()
-            chunk = -(-n // ranks)
-            itemsize = np.dtype(dtype).itemsize
-            # Each rank allocates (and first touches) its own slot and result chunk.
+            from minidl._core._allreduce import SharedMemoryGroup
+            MPI, ranks, itemsize = _state["mpi"], comm.Get_size(), np.dtype(dtype).itemsize
+            # A segment: the arrival counter on a cache line of its own, the slot, the
+            # result chunk; each part starts on a cache line.
+            slot_offset = _LINE
+            result_offset = slot_offset + _round_up(n * itemsize, _LINE)
+            used = result_offset + _round_up(-(-n // ranks) * itemsize, _LINE)
+            size = used + _LINE   # room to start on a cache line wherever MPI puts it
             try:
-                win = MPI.Win.Allocate_shared((n + chunk) * itemsize, itemsize, comm=comm)
+                # Each rank allocates (and first touches) its own segment.
+                info = MPI.Info.Create()
+                info.Set("alloc_shared_noncontig", "true")
+                win = MPI.Win.Allocate_shared(size, 1, info=info, comm=comm)
+                info.Free()
             except MPI.Exception as error:
                 raise RuntimeError(
-                    f"minidl.distributed: MPI could not allocate {(n + chunk) * itemsize} "
-                    f"bytes of shared memory for the allreduce ({error}). Make /dev/shm "
-                    f"larger, or set MINIDL_MPI_SHARED_MEMORY=0 to reduce by messages "
-                    f"instead (the same bits).") from error
-            win.Lock_all(MPI.MODE_NOCHECK)
-            slots, results = [], []
-            for r in range(ranks):
-                memory, _ = win.Shared_query(r)
-                whole = np.frombuffer(memory, dtype, n + chunk)
-                slots.append(whole[:n])
-                results.append(whole[n:])
-            window = self._window = {"win": win, "dtype": dtype, "capacity": n,
-                                     "slots": slots, "results": results}
+                    f"minidl.distributed: MPI could not allocate {size} bytes of shared "
+                    f"memory for the allreduce ({error}). Make /dev/shm larger, or set "
+                    f"MINIDL_MPI_SHARED_MEMORY=0 to reduce by messages instead (the same "
+                    f"bits).") from error
             _windows.append(win)
+            segments = []
+            for r in range(ranks):
+                memory = np.frombuffer(win.Shared_query(r)[0], np.uint8, size)
+                # The same shift in every process: memory is shared by whole pages.
+                shift = -memory.__array_interface__["data"][0] % _LINE
+                segments.append(memory[shift:shift + used])
+            segments[comm.Get_rank()][:_LINE] = 0   # the counter, before any rank reads it
+            addresses = [segment.__array_interface__["data"][0] for segment in segments]
+            slots = [np.frombuffer(segment, dtype, n, slot_offset) for segment in segments]
+            window = self._window = {
+                "win": win, "dtype": dtype, "capacity": n, "slots": slots, "epoch": 0,
+                "group": SharedMemoryGroup(addresses, comm.Get_rank(), slot_offset,
+                                           result_offset, win)}
+            _wait(comm.Ibarrier(), "allreduce (shared memory, setup)")
         return window
 
-    def _fence(self, comm, window, what):
-        """A barrier that also orders every rank's writes to the window before the reads
-        after it (MPI_Win_sync on both sides)."""
-        window["win"].Sync()
-        _wait(comm.Ibarrier(), what)
-        window["win"].Sync()
-
     def _by_shared_memory(self, comm, buffer, average):
-        n, rank_here, ranks = buffer.size, comm.Get_rank(), comm.Get_size()
-        window = self._slots(comm, n, buffer.dtype)
-        slots, results = window["slots"], window["results"]
-        chunk = -(-n // ranks)
-        if not _same_memory(buffer, slots[rank_here]):
-            slots[rank_here][:n] = buffer
-        self._fence(comm, window, "allreduce (shared memory, sum)")
-        lo, hi = min(n, rank_here * chunk), min(n, (rank_here + 1) * chunk)
-        mine = results[rank_here][:hi - lo]
-        # The sum in rank order: the same order on every rank, every run.
-        np.add(slots[0][lo:hi], slots[1][lo:hi], out=mine)
-        for r in range(2, ranks):
-            np.add(mine, slots[r][lo:hi], out=mine)
-        if average:
-            np.divide(mine, buffer.dtype.type(ranks), out=mine)
-        self._fence(comm, window, "allreduce (shared memory, gather)")
-        for r in range(ranks):
-            lo, hi = min(n, r * chunk), min(n, (r + 1) * chunk)
-            buffer[lo:hi] = results[r][:hi - lo]
+        """One compiled call with the GIL released (csrc/shm_allreduce.c): copy in,
+        arrive, the rank-ordered sum of this rank's chunk, arrive, copy out."""
+        window = self._slots(comm, buffer.size, buffer.dtype)
+        status = window["group"].reduce(buffer, average, window["epoch"], _state["timeout"])
+        window["epoch"] += 2
+        if status:
+            _timed_out("allreduce (shared memory)")
 
     def staging_buffer(self, n, dtype=np.float32):
         """A 1-D array of ``n`` elements to gather the values to reduce in: on one machine
@@ -369,11 +375,6 @@ class ReproducibleAllreduce:
         return buffer
 
 
-def _same_memory(buffer, slot):
-    """Whether ``buffer`` starts where ``slot`` does (a staging buffer: nothing to copy)."""
-    return buffer.__array_interface__["data"][0] == slot.__array_interface__["data"][0]
-
-
 # Every shared-memory window made in this process, in the order made: the same order on every
 # rank, as making one is collective. They are freed at exit in that order (freeing is
 # collective too: any other order, such as a set's, can deadlock ranks), before MPI finalizes
@@ -385,7 +386,6 @@ def _free_windows():
     while _windows:
         win = _windows.pop(0)
         try:
-            win.Unlock_all()
             win.Free()
         except Exception:   # pragma: no cover - an aborting job
             pass
