@@ -94,8 +94,8 @@ static int arrive_and_wait(const mdl_shm_group *g, uint64_t target, double deadl
         const double deadline = monotonic_seconds() + timeout_seconds;                       \
         const ptrdiff_t chunk = (n + g->ranks - 1) / g->ranks;                               \
         T *own_slot = (T *)(g->segments[g->rank] + g->slot_offset);                          \
-        if (in != own_slot)                                                                  \
-            memcpy(own_slot, in, (size_t)n * sizeof(T));                                     \
+        if (in != own_slot) /* memmove: `in` may be another part of the slot */             \
+            memmove(own_slot, in, (size_t)n * sizeof(T));                                    \
         if (arrive_and_wait(g, epoch + 1, deadline))                                         \
             return 1;                                                                        \
         {                                                                                    \

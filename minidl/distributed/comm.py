@@ -8,9 +8,10 @@ one rank of size 1 and every collective returns its input unchanged.
 Reproducibility: :func:`allreduce_` never uses MPI's own reduction (whose order depends on
 the implementation, the message sizes and the topology). The buffer is cut into ``size()``
 chunks and rank r sums chunk r of every rank's buffer in rank order ``((x0 + x1) + x2) + ...``
-with numpy's element-wise add, then every rank gets every summed chunk. On one machine the
-chunks meet in an MPI-3 shared-memory window; across machines an ``Alltoall`` and an
-``Allgather`` carry them (:class:`ReproducibleAllreduce`). Each element is therefore summed
+element by element, then every rank gets every summed chunk. On one machine the chunks meet
+in an MPI-3 shared-memory window, summed by compiled code; across machines an ``Alltoall``
+and an ``Allgather`` carry them, summed by numpy (:class:`ReproducibleAllreduce`); the two
+make the same IEEE operations. Each element is therefore summed
 in the same order on every rank, in every run, by either transport and for any thread count:
 all ranks end with the same bits.
 
@@ -34,6 +35,8 @@ _LINE = 64   # bytes in a cache line: the shared window's parts start on one
 
 def _round_up(value, multiple):
     return -(-value // multiple) * multiple
+
+
 _state = {"comm": None, "local": None, "timeout": None, "mpi": None, "hook": None}
 
 
