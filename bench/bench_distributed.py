@@ -22,6 +22,7 @@ Needs OpenMPI's ``mpirun`` and mpi4py; skipped otherwise.
     PYTHONPATH=. python -m pytest -q -p no:cacheprovider bench/bench_distributed.py \\
         --benchmark-only
 """
+import importlib.util
 import os
 import select
 import shutil
@@ -39,11 +40,8 @@ RANKS = [int(n) for n in os.environ.get("MINIDL_BENCH_RANKS", "2").split(",") if
 ROUNDS = {"cnn32": 5, "mlp256": 5, "mlp32": 5, "allreduce": 10, "mpi4py": 10,
           "mpi4py-sum": 10}
 
-try:
-    import mpi4py  # noqa: F401
-    HAVE_MPI = shutil.which("mpirun") is not None
-except ImportError:
-    HAVE_MPI = False
+HAVE_MPI = (shutil.which("mpirun") is not None
+            and importlib.util.find_spec("mpi4py") is not None)
 
 pytestmark = pytest.mark.skipif(not HAVE_MPI, reason="needs OpenMPI's mpirun and mpi4py "
                                                      "(the minidl[mpi] extra)")
@@ -150,25 +148,16 @@ def test_mlp32_ranks_reduction_by_messages(benchmark, jobs, ranks):
 
 # ---- the allreduce of the CNN's gradients ----
 
-@pytest.mark.parametrize("ranks", RANKS)
-def test_allreduce_minidl(benchmark, jobs, ranks):
-    benchmark.group = f"distributed-allreduce-{ranks}ranks"
-    _measure(benchmark, jobs, "allreduce", ranks, "minidl")
+ALLREDUCES = [  # (worker workload, impl shown, minidl's transport)
+    ("allreduce", "minidl", "auto"),
+    ("mpi4py", "mpi4py Allreduce", "auto"),
+    ("allreduce", "minidl-messages", "messages"),
+    ("mpi4py-sum", "mpi4py Allreduce (sum only)", "auto"),
+]
 
 
 @pytest.mark.parametrize("ranks", RANKS)
-def test_allreduce_mpi4py(benchmark, jobs, ranks):
+@pytest.mark.parametrize("workload,impl,transport", ALLREDUCES)
+def test_allreduce(benchmark, jobs, workload, impl, transport, ranks):
     benchmark.group = f"distributed-allreduce-{ranks}ranks"
-    _measure(benchmark, jobs, "mpi4py", ranks, "mpi4py Allreduce")
-
-
-@pytest.mark.parametrize("ranks", RANKS)
-def test_allreduce_minidl_by_messages(benchmark, jobs, ranks):
-    benchmark.group = f"distributed-allreduce-{ranks}ranks"
-    _measure(benchmark, jobs, "allreduce", ranks, "minidl-messages", transport="messages")
-
-
-@pytest.mark.parametrize("ranks", RANKS)
-def test_allreduce_mpi4py_sum_only(benchmark, jobs, ranks):
-    benchmark.group = f"distributed-allreduce-{ranks}ranks"
-    _measure(benchmark, jobs, "mpi4py-sum", ranks, "mpi4py Allreduce (sum only)")
+    _measure(benchmark, jobs, workload, ranks, impl, transport=transport)
