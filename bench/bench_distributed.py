@@ -21,13 +21,20 @@ Needs OpenMPI's ``mpirun`` and mpi4py; skipped otherwise.
 
     PYTHONPATH=. python -m pytest -q -p no:cacheprovider bench/bench_distributed.py \\
         --benchmark-only
+
+Without pytest-benchmark, the same jobs print one table (speed-up over one rank from the
+minimum round, the medians' in brackets; the allreduce per call beside mpi4py's):
+
+    PYTHONPATH=. python bench/bench_distributed.py --ranks 1 2 4 8 16 --rounds 5
 """
+import argparse
 import importlib.util
 import os
 import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -37,6 +44,7 @@ import minidl
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(minidl.__file__)))
 RANKS = [int(n) for n in os.environ.get("MINIDL_BENCH_RANKS", "2").split(",") if n.strip()]
+ALLREDUCE_CALLS = 50   # per round, as distributed_worker.py makes them
 ROUNDS = {"cnn32": 5, "mlp256": 5, "mlp32": 5, "allreduce": 10, "mpi4py": 10,
           "mpi4py-sum": 10}
 
@@ -161,3 +169,54 @@ ALLREDUCES = [  # (worker workload, impl shown, minidl's transport)
 def test_allreduce(benchmark, jobs, workload, impl, transport, ranks):
     benchmark.group = f"distributed-allreduce-{ranks}ranks"
     _measure(benchmark, jobs, workload, ranks, impl, transport=transport)
+
+
+# ---- the table, without pytest-benchmark ----
+
+def _timed_rounds(job, rounds):
+    job.round()   # warm-up
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        job.round()
+        times.append(time.perf_counter() - start)
+    return min(times), sorted(times)[len(times) // 2]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2],
+                        help="rank counts (1 is always measured, as the reference)")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    if not HAVE_MPI:
+        sys.exit("bench_distributed: needs OpenMPI's mpirun and mpi4py.")
+    ranks = sorted(set(args.ranks) | {1})
+    samples = {"cnn32": 2048, "mlp256": 16384, "mlp32": 8192}
+    with tempfile.TemporaryDirectory() as directory:
+        print(f"{'workload':<10} " + " ".join(f"{n:>16}" for n in ranks))
+        for workload in samples:
+            times = {}
+            for n in ranks:
+                job = Job(directory, workload, n)
+                times[n] = _timed_rounds(job, args.rounds)
+                job.close()
+            cells = [f"{times[1][0] / times[n][0]:5.2f}x ({times[1][1] / times[n][1]:4.2f})"
+                     for n in ranks]
+            rate = samples[workload] / times[1][0]
+            print(f"{workload:<10} " + " ".join(f"{c:>16}" for c in cells)
+                  + f"   (1 rank: {rate:,.0f} samples/s)")
+        print("allreduce of 225,034 float32, per call: minidl / mpi4py Allreduce + divide")
+        for n in ranks[1:]:
+            per_call = {}
+            for workload in ("allreduce", "mpi4py"):
+                job = Job(directory, workload, n)
+                per_call[workload] = _timed_rounds(job, args.rounds)[0] / ALLREDUCE_CALLS
+                job.close()
+            print(f"  {n:>2} ranks: {per_call['allreduce'] * 1e6:7.1f} us / "
+                  f"{per_call['mpi4py'] * 1e6:7.1f} us = "
+                  f"{per_call['mpi4py'] / per_call['allreduce']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
