@@ -458,6 +458,44 @@ def test_nonfinite_x(value):
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_one_batch_calls_find_nonfinite_x_through_the_first_product(value, monkeypatch):
+    # model(x), predict on one batch and predict_on_batch of a Dense chain check x @ kernel
+    # instead of x (dense_chain.run_inference_chain): the same errors as a scan of x, and no
+    # error for a finite x whose product overflows.
+    from minidl.layers import ReLU
+    model = Sequential([Dense(4, input_shape=(6,)), ReLU(), Dense(2)])
+    kernel, bias, k2, b2 = model.get_weights()
+    kernel[...] = 0.5
+    kernel[2] = 0.0                       # feature 2 meets only zero weights
+    model.set_weights([kernel, bias, k2, b2])
+    assert model._dense_inference_chain() is not None   # the path under test
+    rng = np.random.default_rng(9)
+    for row, col in ((0, 0), (7, 2), (49, 5)):
+        x = rng.standard_normal((50, 6)).astype(np.float32)
+        x[row, col] = value
+        for call in (lambda: model(x), lambda: model.predict(x, verbose=0),
+                     lambda: model.predict_on_batch(x)):
+            with pytest.raises(ValueError, match=r"NaN or inf"):
+                call()
+    x = np.full((3, 6), 3e38, np.float32)
+    for out in (model(x), model.predict(x, verbose=0), model.predict_on_batch(x)):
+        assert not np.isfinite(np.asarray(out)).all()
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    expected = np.maximum(x @ kernel + bias, 0) @ k2 + b2
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-5, atol=1e-6)
+    assert model.predict(x, verbose=0).tobytes() == np.asarray(model(x)).tobytes()
+    # ... and x itself is not scanned on these paths
+    import types
+    from minidl.models import functional
+    scanned, count = [], functional._data.count_nonfinite
+    monkeypatch.setattr(functional, "_data", types.SimpleNamespace(
+        count_nonfinite=lambda a: (scanned.append(a.shape), count(a))[1]))
+    model(x)
+    model.predict(x, verbose=0)
+    assert x.shape not in scanned
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_predict_finds_nonfinite_x_through_its_first_dense_layer(value):
     # predict lets a first Dense layer count the non-finite values of x @ kernel instead of
     # scanning x: every case must still raise, with the first bad index: -inf under a ReLU,

@@ -20,6 +20,7 @@ schedules, clipping and loss scaling keep working unchanged.
 import numpy as np
 
 from minidl._core._backend import gemm
+from minidl._core._data import count_nonfinite
 from minidl.layers.base import BufferPool
 from minidl.layers.core import _DERIVATIVE_FROM_OUTPUT, Dense
 from minidl.models.rewrites import FusedActivationStep
@@ -166,13 +167,23 @@ def _dense_steps(plan):
     return chain if chain and slot == plan.output_slots[0] else None
 
 
-def run_inference_chain(chain, x):
+def run_inference_chain(chain, x, check_input=False):
     """The chain's output for ``x``: the kernel calls of the layers' inference passes
     (the same bits), without the plan's per-step Python. A one-sample ``model(x)`` of the
-    reference MLP spends most of its time there otherwise."""
+    reference MLP spends most of its time there otherwise.
+
+    ``check_input=True``: None when the first product holds a NaN or an infinity, which it
+    does whenever x does (a non-finite value makes its whole row of ``x @ kernel``
+    non-finite: inf * 0 is NaN, and no finite term cancels an infinity), so that the caller
+    need not scan x (Dense.forward's ``check_input`` does the same). The caller then finds
+    out which it is: a non-finite input, or a product that overflowed."""
     for layer, activation in chain:
         y = np.empty((x.shape[0], layer.units), layer.dtype)
         gemm(x, layer._kernel_array, y)
+        if check_input:
+            if count_nonfinite(y)[0]:
+                return None
+            check_input = False
         activation.forward_bias(y, layer._bias_array, y)
         x = y
     return x

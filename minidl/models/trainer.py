@@ -40,7 +40,7 @@ from minidl.models.data_adapters import (ArrayBatches, BatchConverter, StreamBat
 from minidl.models.data import (Arrays, Batcher, check_finite_values,
                                 class_weight_to_sample_weight, prepare_sample_weight, prepare_x,
                                 prepare_y, split_validation, target_as_given)
-from minidl.models.dense_chain import compile_chain
+from minidl.models.dense_chain import compile_chain, run_inference_chain
 from minidl.models.train_steps import TrainSteps, pythonify_logs
 from minidl.utils.progbar import Progbar
 from minidl.utils.random import global_rng, training_draws
@@ -742,8 +742,17 @@ class Trainer:
             # One batch of one ready array (its dtype and shape, finite), no callbacks, no
             # progress bar: the pass itself, without the batching machinery (a one-sample
             # prediction takes tens of microseconds). The outputs are copies, as below.
-            xs = self._fast_inputs(x)
-            if xs is not None:
+            chain = self._dense_inference_chain()
+            xs = self._fast_inputs(x, check_finite=chain is None)
+            if xs is not None and chain is not None:
+                # A chain of Dense layers checks its first product instead of x (see
+                # run_inference_chain); None: the batching path below says what is wrong.
+                self.stop_predicting = False
+                with self._lock.shared:
+                    out = run_inference_chain(chain, xs[0], check_input=True)
+                if out is not None:
+                    return out   # (made by the call: nothing else holds it)
+            elif xs is not None:
                 self.stop_predicting = False
                 plan = self._plan(None if self._compiled is None else self._compiled.losses)
                 with self._lock.shared:
