@@ -103,6 +103,19 @@ def test_allreduce_same_bits_on_every_rank_and_rank_ordered_sum(tmp_path, ranks,
         np.testing.assert_array_equal(np.load(f"{out}_bcast_{r}.npy"), np.full(3, ranks))
         np.testing.assert_array_equal(np.load(f"{out}_gather_{r}.npy"),
                                       [[k, 2.5 * k] for k in range(ranks)])
+        horovod = np.load(f"{out}_horovod_{r}.npz")
+        assert horovod["scalar_mean"].shape == () and \
+            horovod["scalar_mean"] == sum(range(ranks)) / ranks
+        assert horovod["int_sum"].dtype.kind == "i"
+        np.testing.assert_array_equal(horovod["int_sum"], [sum(range(ranks)), ranks])
+        assert horovod["f32_mean"].dtype == np.float32
+        weights = np.arange(4, dtype=np.float32)
+        expected = weights * 1
+        for k in range(1, ranks):
+            expected = expected + weights * (k + 1)
+        assert horovod["f32_mean"].tobytes() == (expected / np.float32(ranks)).tobytes()
+        np.testing.assert_array_equal(horovod["bcast"], [[1, 2]])
+        assert horovod["bcast_scalar"] == ranks - 0.5
         rank, size, local_rank, local_size = np.load(f"{out}_info_{r}.npy")
         assert (rank, size, local_rank, local_size) == (r, ranks, r, ranks)
 
@@ -293,6 +306,10 @@ def test_bad_arguments():
         reducer.staging_buffer(4, np.int32)
     with pytest.raises(ValueError, match="n=0"):
         reducer.staging_buffer(0)
+    with pytest.raises(TypeError, match="allreduce: value must hold numbers"):
+        distributed.allreduce(np.array(["a"]))
+    with pytest.raises(TypeError, match="broadcast: value must hold numbers"):
+        distributed.broadcast({"a": 1})
 
 
 def test_shared_memory_switch(monkeypatch):

@@ -24,14 +24,14 @@ from minidl.distributed.callbacks import (BroadcastGlobalVariablesCallback,
                                           LearningRateWarmupCallback, MetricAverageCallback,
                                           broadcast_model_state)
 from minidl.distributed.comm import (DistributedTimeoutError, ReproducibleAllreduce, abort,
-                                     allgather, allreduce_, barrier, broadcast_, init,
-                                     is_initialized, is_writer, local_rank, local_size, rank,
-                                     size)
+                                     allgather, allreduce, allreduce_, barrier, broadcast,
+                                     broadcast_, init, is_initialized, is_writer, local_rank,
+                                     local_size, rank, size)
 from minidl.distributed.data import ShardedPyDataset, shard
 from minidl.distributed.optimizer import DistributedOptimizer
 
 __all__ = ["BroadcastGlobalVariablesCallback", "DistributedOptimizer",
            "DistributedTimeoutError", "LearningRateWarmupCallback", "MetricAverageCallback",
-           "ReproducibleAllreduce", "ShardedPyDataset", "abort", "allgather", "allreduce_",
-           "barrier", "broadcast_", "broadcast_model_state", "init", "is_initialized",
-           "is_writer", "local_rank", "local_size", "rank", "shard", "size"]
+           "ReproducibleAllreduce", "ShardedPyDataset", "abort", "allgather", "allreduce",
+           "allreduce_", "barrier", "broadcast", "broadcast_", "broadcast_model_state", "init",
+           "is_initialized", "is_writer", "local_rank", "local_size", "rank", "shard", "size"]

@@ -406,6 +406,59 @@ def allreduce_(buffer, average=False):
     return _default_reducer(buffer, average=average)
 
 
+def _as_array(value, what):
+    """``value`` (a minidl Tensor or Variable, an array, a number or a nested list) as a
+    numpy array of numbers."""
+    value = getattr(value, "value", value)   # a minidl Tensor / Variable: its array
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: value must hold numbers (a numpy array, a minidl tensor, "
+                        f"a number); received {type(value).__name__} of dtype {array.dtype}.")
+    return array
+
+
+def allreduce(value, average=True, name=None):
+    """Horovod's ``hvd.allreduce``: the mean (or sum) of ``value`` over every rank, as a
+    new value; ``value`` is left as it is. The reduction is :func:`allreduce_`'s: in rank
+    order, the same bits on every rank, in every run.
+
+    Args:
+        value: numpy array, minidl tensor or number, of the same shape on every rank.
+            Integers are summed exactly (as float64, up to 2**53); their mean is a float.
+        average: the mean (default, as Horovod's Keras API); False: the sum.
+        name: ignored (Horovod names its operations; kept so that calls port unchanged).
+
+    Returns:
+        A numpy array of ``value``'s shape (a numpy scalar for a number): float32 or
+        float64 as ``value`` is, float64 otherwise (integers: their own dtype for a sum).
+    """
+    array = _as_array(value, "allreduce")
+    dtype = array.dtype if array.dtype.kind == "f" and array.dtype.itemsize >= 4 \
+        else np.dtype(np.float64)
+    flat = np.array(array, dtype=dtype).reshape(-1)
+    if flat.size:
+        allreduce_(flat, average=bool(average))
+    out = flat.reshape(array.shape)
+    if not average and array.dtype.kind in "biu":
+        out = out.astype(array.dtype)
+    return out[()] if out.ndim == 0 else out
+
+
+def broadcast(value, root_rank=0, name=None):
+    """Horovod's ``hvd.broadcast``: rank ``root_rank``'s ``value``, on every rank, as a new
+    array (a numpy scalar for a number); ``value`` is left as it is.
+
+    Args:
+        value: numpy array, minidl tensor or number, of the same shape and dtype on every
+            rank.
+        root_rank: the rank whose value is sent.
+        name: ignored (kept so that Horovod calls port unchanged).
+    """
+    array = np.array(_as_array(value, "broadcast"), order="C")
+    broadcast_(array, root_rank)
+    return array[()] if array.ndim == 0 else array
+
+
 def broadcast_(array, root_rank=0):
     """In place, ``array`` from rank ``root_rank`` to every rank.
 

@@ -27,6 +27,15 @@ for dtype, n in (("float32", 1001), ("float64", 1001), ("float32", 1000), ("floa
         reducer(staged, average=True)
         np.save(f"{out}_{dtype}_{n}_{transport}_mean_{rank}.npy", staged)
 np.save(f"{out}_gather_{rank}.npy", distributed.allgather(np.array([rank, 2.5 * rank])))
+# Horovod's value-returning forms: a number, integers, a float32 array; the input untouched
+values = np.arange(4, dtype=np.float32) * (rank + 1)
+horovod = {"scalar_mean": distributed.allreduce(float(rank)),
+           "int_sum": distributed.allreduce(np.array([rank, 1]), average=False),
+           "f32_mean": distributed.allreduce(values, name="grads"),
+           "bcast": distributed.broadcast(np.array([[rank, 2 * rank]]), root_rank=1),
+           "bcast_scalar": distributed.broadcast(rank + 0.5, root_rank=size - 1)}
+assert (values == np.arange(4, dtype=np.float32) * (rank + 1)).all()
+np.savez(f"{out}_horovod_{rank}.npz", **horovod)
 weights = np.full(3, float(rank + 1))
 distributed.broadcast_(weights, root_rank=size - 1)
 np.save(f"{out}_bcast_{rank}.npy", weights)
