@@ -442,6 +442,43 @@ def test_learning_rate_warmup_follows_horovod_formula(monkeypatch):
     assert history.history["lr"][-1] == pytest.approx(0.2)
 
 
+def test_learning_rate_schedule_callbacks_make_a_piecewise_schedule(monkeypatch):
+    # Horovod's ResNet-50 recipe in small, on four (faked) ranks: warmup over epoch 0, then
+    # the rate as it is in epochs 1-2, a tenth of it in epoch 3 (staircase), and a per-batch
+    # ramp from epoch 4.
+    monkeypatch.setattr(comm, "is_initialized", lambda: True)
+    monkeypatch.setattr(comm, "size", lambda: 4)
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(40, 5)).astype(np.float32), rng.normal(size=(40, 2)).astype(
+        np.float32)
+    model = _mlp(optimizers.SGD(0.4, momentum=0.5))
+    seen = []
+
+    class Record(Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(model.optimizer.learning_rate)
+    schedules = [
+        distributed.LearningRateWarmupCallback(0.4, warmup_epochs=1),
+        distributed.LearningRateScheduleCallback(None, 1.0, start_epoch=1, end_epoch=3),
+        distributed.LearningRateScheduleCallback(None, 1e-1, start_epoch=3, end_epoch=4),
+        distributed.LearningRateScheduleCallback(0.4, lambda epoch: 0.01 * epoch,
+                                                 start_epoch=4, staircase=False)]
+    history = model.fit(x, y, batch_size=10, epochs=5, shuffle=False, verbose=0,
+                        callbacks=schedules + [Record()])
+    expected = ([0.4 / 4 * ((b + 1) / 4 * 3 + 1) for b in range(4)]
+                + [0.4] * 8 + [0.04] * 4 + [0.4 * 0.01 * (4 + b / 4) for b in range(4)])
+    np.testing.assert_allclose(seen, expected, rtol=1e-12)
+    np.testing.assert_allclose(history.history["lr"], [0.4, 0.4, 0.4, 0.04, 0.019],
+                               rtol=1e-12)
+    assert model.optimizer.momentum == pytest.approx(0.5)   # corrected per batch, restored
+    with pytest.raises(TypeError, match="multiplier"):
+        distributed.LearningRateScheduleCallback(0.1, "fast")
+    with pytest.raises(ValueError, match="start_epoch"):
+        distributed.LearningRateScheduleCallback(0.1, 1.0, start_epoch=-1)
+    with pytest.raises(ValueError, match="initial_lr"):
+        distributed.LearningRateScheduleCallback(float("nan"), 1.0)
+
+
 def test_model_with_distributed_optimizer_saves_and_loads(tmp_path):
     from minidl.saving import load_model
     rng = np.random.default_rng(4)
@@ -457,6 +494,18 @@ def test_model_with_distributed_optimizer_saves_and_loads(tmp_path):
     assert loaded.optimizer.iterations == 2
     for a, b in zip(model.optimizer.get_slot_arrays(), loaded.optimizer.get_slot_arrays()):
         np.testing.assert_array_equal(a, b)
+    # Horovod's load_model: the same, with the optimizer wrapped again, training on as the
+    # plain one does in one process.
+    wrapped = distributed.load_model(path)
+    assert type(wrapped.optimizer) is optimizers.Adam
+    assert wrapped.optimizer._distributed is not None and wrapped.optimizer.iterations == 2
+    loaded.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    wrapped.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    for a, b in zip(loaded.get_weights(), wrapped.get_weights()):
+        assert a.tobytes() == b.tobytes()
+    assert distributed.load_model(path, compile=False).optimizer is None
+    with pytest.raises(TypeError, match="register_keras_serializable"):
+        distributed.load_model(path, custom_objects={"Adam": optimizers.Adam})
 
 
 def test_synchronized_batchnorm_in_one_process_is_plain_batchnorm():

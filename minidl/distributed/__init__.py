@@ -21,6 +21,7 @@ moving statistics stay the same on every rank. Dropout draws its masks per rank 
 rank's own stream; seeded alike, ranks draw the same stream per step.
 """
 from minidl.distributed.callbacks import (BroadcastGlobalVariablesCallback,
+                                          LearningRateScheduleCallback,
                                           LearningRateWarmupCallback, MetricAverageCallback,
                                           broadcast_model_state)
 from minidl.distributed.comm import (DistributedTimeoutError, ReproducibleAllreduce, abort,
@@ -28,10 +29,12 @@ from minidl.distributed.comm import (DistributedTimeoutError, ReproducibleAllred
                                      broadcast_, init, is_initialized, is_writer, local_rank,
                                      local_size, rank, size)
 from minidl.distributed.data import ShardedPyDataset, shard
-from minidl.distributed.optimizer import DistributedOptimizer
+from minidl.distributed.optimizer import DistributedOptimizer, load_model
 
 __all__ = ["BroadcastGlobalVariablesCallback", "DistributedOptimizer",
-           "DistributedTimeoutError", "LearningRateWarmupCallback", "MetricAverageCallback",
+           "DistributedTimeoutError", "LearningRateScheduleCallback",
+           "LearningRateWarmupCallback", "MetricAverageCallback",
            "ReproducibleAllreduce", "ShardedPyDataset", "abort", "allgather", "allreduce",
            "allreduce_", "barrier", "broadcast", "broadcast_", "broadcast_model_state", "init",
-           "is_initialized", "is_writer", "local_rank", "local_size", "rank", "shard", "size"]
+           "is_initialized", "is_writer", "load_model", "local_rank", "local_size", "rank", "shard",
+           "size"]

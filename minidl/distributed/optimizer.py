@@ -111,3 +111,35 @@ class _AveragingApply:
 
     def __call__(self, grads, variables=None, *args, **kwargs):
         return _apply_averaged(self.optimizer, grads, variables, *args, **kwargs)
+
+
+def load_model(filepath, custom_optimizers=None, custom_objects=None, compile=True):
+    """Horovod's ``hvd.load_model``: :func:`minidl.models.load_model`, with the model's
+    optimizer (its state included: step count, slots) wrapped in
+    :class:`DistributedOptimizer`, so that training resumes data-parallel.
+
+    Args:
+        filepath: the saved model (minidl's own file or a Keras ``.keras`` / ``.h5``).
+        custom_optimizers, custom_objects: Horovod's arguments, accepted empty only:
+            minidl resolves a file's class names through its registries, so a custom
+            class is registered once with ``minidl.saving.register_keras_serializable()``
+            instead of being passed here.
+        compile: as :func:`minidl.models.load_model`; False loads no optimizer (nothing to
+            wrap).
+
+    Returns:
+        The model, compiled with the distributed optimizer when the file holds one.
+    """
+    from minidl.models import load_model as load
+    if custom_optimizers or custom_objects:
+        raise TypeError("load_model: custom_optimizers and custom_objects are not taken: "
+                        "register custom classes with "
+                        "@minidl.saving.register_keras_serializable() before loading; "
+                        f"received custom_optimizers={custom_optimizers!r}, "
+                        f"custom_objects={custom_objects!r}.")
+    model = load(filepath, compile=compile)
+    if compile and getattr(model, "compiled", False) and model.optimizer is not None \
+            and getattr(model.optimizer, "_distributed", None) is None:
+        model.compile(optimizer=DistributedOptimizer(model.optimizer),
+                      **model._compile_args)
+    return model
