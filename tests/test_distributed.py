@@ -416,22 +416,30 @@ def test_backward_passes_accumulate_then_update_once():
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
 
 
-def test_learning_rate_warmup_follows_horovod_formula(monkeypatch):
-    # Four ranks (faked): lr = 0.2 / 4 * ((epoch + batch / 4 + 1 / 4) * 3 / 2 + 1).
+def _fit_on_four_faked_ranks(monkeypatch, optimizer, callbacks, epochs):
+    """Four ranks as the callbacks see them (``comm.size()``), one process training: the
+    model, each batch's (learning rate, momentum) as the step sees them, the history."""
     monkeypatch.setattr(comm, "is_initialized", lambda: True)
     monkeypatch.setattr(comm, "size", lambda: 4)
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(40, 5)).astype(np.float32), rng.normal(size=(40, 2)).astype(
         np.float32)
-    model = _mlp(optimizers.SGD(0.5, momentum=0.9))
+    model = _mlp(optimizer)
     seen = []
 
     class Record(Callback):
         def on_train_batch_begin(self, batch, logs=None):
             seen.append((model.optimizer.learning_rate, model.optimizer.momentum))
-    warmup = distributed.LearningRateWarmupCallback(0.2, warmup_epochs=2)
-    history = model.fit(x, y, batch_size=10, epochs=3, shuffle=False, verbose=0,
-                        callbacks=[warmup, Record()])
+    history = model.fit(x, y, batch_size=10, epochs=epochs, shuffle=False, verbose=0,
+                        callbacks=callbacks + [Record()])
+    return model, seen, history
+
+
+def test_learning_rate_warmup_follows_horovod_formula(monkeypatch):
+    # Four ranks: lr = 0.2 / 4 * ((epoch + batch / 4 + 1 / 4) * 3 / 2 + 1).
+    model, seen, history = _fit_on_four_faked_ranks(
+        monkeypatch, optimizers.SGD(0.5, momentum=0.9),
+        [distributed.LearningRateWarmupCallback(0.2, warmup_epochs=2)], epochs=3)
     expected = [0.2 / 4 * ((e + (b + 1) / 4) * 3 / 2 + 1) for e in range(2) for b in range(4)]
     np.testing.assert_allclose([lr for lr, _ in seen[:8]], expected, rtol=1e-12)
     assert seen[7][0] == pytest.approx(0.2)
@@ -443,31 +451,20 @@ def test_learning_rate_warmup_follows_horovod_formula(monkeypatch):
 
 
 def test_learning_rate_schedule_callbacks_make_a_piecewise_schedule(monkeypatch):
-    # Horovod's ResNet-50 recipe in small, on four (faked) ranks: warmup over epoch 0, then
-    # the rate as it is in epochs 1-2, a tenth of it in epoch 3 (staircase), and a per-batch
-    # ramp from epoch 4.
-    monkeypatch.setattr(comm, "is_initialized", lambda: True)
-    monkeypatch.setattr(comm, "size", lambda: 4)
-    rng = np.random.default_rng(5)
-    x, y = rng.normal(size=(40, 5)).astype(np.float32), rng.normal(size=(40, 2)).astype(
-        np.float32)
-    model = _mlp(optimizers.SGD(0.4, momentum=0.5))
-    seen = []
-
-    class Record(Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            seen.append(model.optimizer.learning_rate)
+    # Horovod's ResNet-50 recipe in small, on four ranks: warmup over epoch 0, then the rate
+    # as it is in epochs 1-2, a tenth of it in epoch 3 (staircase), and a per-batch ramp from
+    # epoch 4.
     schedules = [
         distributed.LearningRateWarmupCallback(0.4, warmup_epochs=1),
         distributed.LearningRateScheduleCallback(None, 1.0, start_epoch=1, end_epoch=3),
         distributed.LearningRateScheduleCallback(None, 1e-1, start_epoch=3, end_epoch=4),
         distributed.LearningRateScheduleCallback(0.4, lambda epoch: 0.01 * epoch,
                                                  start_epoch=4, staircase=False)]
-    history = model.fit(x, y, batch_size=10, epochs=5, shuffle=False, verbose=0,
-                        callbacks=schedules + [Record()])
+    model, seen, history = _fit_on_four_faked_ranks(
+        monkeypatch, optimizers.SGD(0.4, momentum=0.5), schedules, epochs=5)
     expected = ([0.4 / 4 * ((b + 1) / 4 * 3 + 1) for b in range(4)]
                 + [0.4] * 8 + [0.04] * 4 + [0.4 * 0.01 * (4 + b / 4) for b in range(4)])
-    np.testing.assert_allclose(seen, expected, rtol=1e-12)
+    np.testing.assert_allclose([lr for lr, _ in seen], expected, rtol=1e-12)
     np.testing.assert_allclose(history.history["lr"], [0.4, 0.4, 0.4, 0.04, 0.019],
                                rtol=1e-12)
     assert model.optimizer.momentum == pytest.approx(0.5)   # corrected per batch, restored
