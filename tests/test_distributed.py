@@ -115,6 +115,11 @@ def test_allreduce_same_bits_on_every_rank_and_rank_ordered_sum(tmp_path, ranks,
             expected = expected + weights * (k + 1)
         assert horovod["f32_mean"].tobytes() == (expected / np.float32(ranks)).tobytes()
         np.testing.assert_array_equal(horovod["bcast"], [[1, 2]])
+        steps = np.load(f"{out}_ops_{r}.npz")
+        total = sum(range(1, ranks + 1))
+        np.testing.assert_array_equal(steps["sum"], np.full(3, -total))
+        np.testing.assert_array_equal(steps["average"], np.full(3, -total / ranks))
+        np.testing.assert_allclose(steps["predivide"], np.full(3, -total / ranks), rtol=1e-6)
         assert horovod["bcast_scalar"] == ranks - 0.5
         rank, size, local_rank, local_size = np.load(f"{out}_info_{r}.npy")
         assert (rank, size, local_rank, local_size) == (r, ranks, r, ranks)
@@ -289,6 +294,22 @@ def test_uninitialized_queries_raise():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="backward_passes_per_step"):
         distributed.DistributedOptimizer(optimizers.SGD(), backward_passes_per_step=0)
+    with pytest.raises(ValueError, match="compression='fp16'"):
+        distributed.DistributedOptimizer(optimizers.SGD(),
+                                         compression=distributed.Compression.fp16)
+    with pytest.raises(TypeError, match="name must be a string"):
+        distributed.DistributedOptimizer(optimizers.SGD(), 2)
+    with pytest.raises(ValueError, match="op must be"):
+        distributed.DistributedOptimizer(optimizers.SGD(), op="max")
+    with pytest.raises(ValueError, match="gradient_predivide_factor=0"):
+        distributed.DistributedOptimizer(optimizers.SGD(), gradient_predivide_factor=0)
+    with pytest.raises(ValueError, match="op=Average only"):
+        distributed.DistributedOptimizer(optimizers.SGD(), op=distributed.Sum,
+                                         gradient_predivide_factor=2.0)
+    # Horovod's arguments about names, devices and fusion are taken and change nothing
+    distributed.DistributedOptimizer(optimizers.SGD(), name="opt", device_dense="/cpu:0",
+                                     sparse_as_dense=True, num_groups=2,
+                                     compression=distributed.Compression.none)
     with pytest.raises(ValueError, match="root_rank"):
         distributed.BroadcastGlobalVariablesCallback(-1)
     with pytest.raises(ValueError, match="warmup_epochs"):
@@ -407,7 +428,8 @@ def test_backward_passes_accumulate_then_update_once():
     x, y = rng.normal(size=(16, 5)).astype(np.float32), rng.normal(size=(16, 2)).astype(
         np.float32)
     whole = _mlp(optimizers.SGD(0.1))
-    split = _mlp(distributed.DistributedOptimizer(optimizers.SGD(0.1), 2,
+    split = _mlp(distributed.DistributedOptimizer(optimizers.SGD(0.1),
+                                                  backward_passes_per_step=2,
                                                   average_aggregated_gradients=True))
     whole.fit(x, y, batch_size=16, shuffle=False, verbose=0)
     split.fit(x, y, batch_size=8, shuffle=False, verbose=0)

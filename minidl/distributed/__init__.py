@@ -29,12 +29,13 @@ from minidl.distributed.comm import (DistributedTimeoutError, ReproducibleAllred
                                      broadcast_, init, is_initialized, is_writer, local_rank,
                                      local_size, rank, size)
 from minidl.distributed.data import ShardedPyDataset, shard
-from minidl.distributed.optimizer import DistributedOptimizer, load_model
+from minidl.distributed.optimizer import (Average, Compression, DistributedOptimizer, Sum,
+                                          load_model)
 
-__all__ = ["BroadcastGlobalVariablesCallback", "DistributedOptimizer",
+__all__ = ["Average", "BroadcastGlobalVariablesCallback", "Compression", "DistributedOptimizer",
            "DistributedTimeoutError", "LearningRateScheduleCallback",
            "LearningRateWarmupCallback", "MetricAverageCallback",
            "ReproducibleAllreduce", "ShardedPyDataset", "abort", "allgather", "allreduce",
            "allreduce_", "barrier", "broadcast", "broadcast_", "broadcast_model_state", "init",
            "is_initialized", "is_writer", "load_model", "local_rank", "local_size", "rank", "shard",
-           "size"]
+           "size", "Sum"]

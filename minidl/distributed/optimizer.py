@@ -42,7 +42,13 @@ def _apply_averaged(self, grads, variables=None, *args, **kwargs):
     if state["average_aggregated_gradients"] and state["backward_passes_per_step"] > 1:
         buffer /= buffer.dtype.type(state["backward_passes_per_step"])
     if comm.is_initialized():
-        state["reducer"](buffer, average=True)
+        predivide = state["gradient_predivide_factor"]
+        if predivide != 1.0:   # Horovod's split of the averaging: 1/f before, f/size after
+            buffer *= buffer.dtype.type(1.0 / predivide)
+            state["reducer"](buffer, average=False)
+            buffer *= buffer.dtype.type(predivide / comm.size())
+        else:
+            state["reducer"](buffer, average=state["op"] is Average)
     averaged, offset = [], 0
     for a in arrays:
         if a is None:
@@ -55,8 +61,35 @@ def _apply_averaged(self, grads, variables=None, *args, **kwargs):
     return type(self).apply(self, averaged, variables, *args, **kwargs)
 
 
-def DistributedOptimizer(optimizer, backward_passes_per_step=1,
-                         average_aggregated_gradients=False):
+class _ReduceOp:
+    """A reduction of Horovod's (``hvd.Average``, ``hvd.Sum``)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"minidl.distributed.{self.name}"
+
+    def __reduce__(self):   # pickles as the module's constant
+        return self.name
+
+
+Average = _ReduceOp("Average")
+Sum = _ReduceOp("Sum")
+
+
+class Compression:
+    """Horovod's gradient compression choices. minidl reduces in the gradients' own dtype
+    (float32 or float64) so that the sum is reproducible: ``Compression.none`` only."""
+    none = "none"
+    fp16 = "fp16"
+
+
+def DistributedOptimizer(optimizer, name=None, device_dense="", device_sparse="",
+                         compression=Compression.none, sparse_as_dense=False,
+                         gradient_predivide_factor=1.0, op=Average,
+                         backward_passes_per_step=1, average_aggregated_gradients=False,
+                         num_groups=0, groups=None):
     """Wrap an optimizer so that each update uses gradients averaged over all ranks.
 
     The result is a new instance of the optimizer's own class (with its config and its
@@ -72,6 +105,15 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1,
 
     Args:
         optimizer: a :class:`minidl.optimizers.Optimizer` instance or name ('adam').
+        name, device_dense, device_sparse, sparse_as_dense, num_groups, groups: Horovod's
+            arguments about names, devices and how tensors are fused into messages; minidl
+            always reduces one flat buffer, so they change nothing.
+        compression: ``Compression.none`` (``Compression.fp16`` is refused: see
+            :class:`Compression`).
+        gradient_predivide_factor: with ``op=Average``, divide the gradients by this
+            before the sum and multiply by ``factor / size()`` after (Horovod's split of
+            the averaging, for ranges of values half precision would overflow).
+        op: ``Average`` (default) or ``Sum`` of the ranks' gradients.
         backward_passes_per_step: gradients of this many batches are accumulated locally
             (summed) before one allreduce and one update; the calls in between update
             nothing.
@@ -89,6 +131,26 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1,
                          f"1; received backward_passes_per_step={backward_passes_per_step!r}.")
     if getattr(optimizer, "_distributed", None) is not None:
         raise ValueError("DistributedOptimizer: the optimizer is already distributed.")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"DistributedOptimizer: name must be a string or None (Horovod's "
+                        f"order: optimizer, name, ...; pass backward_passes_per_step= by "
+                        f"keyword); received name={name!r}.")
+    if compression not in (None, Compression.none):
+        raise ValueError(f"DistributedOptimizer: minidl reduces gradients in their own dtype "
+                         f"(reproducible sums), so compression must be Compression.none; "
+                         f"received compression={compression!r}.")
+    if op is not Average and op is not Sum:
+        raise ValueError(f"DistributedOptimizer: op must be minidl.distributed.Average or "
+                         f"Sum; received op={op!r}.")
+    if isinstance(gradient_predivide_factor, bool) or not isinstance(
+            gradient_predivide_factor, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(gradient_predivide_factor) or gradient_predivide_factor <= 0:
+        raise ValueError(f"DistributedOptimizer: gradient_predivide_factor must be a number "
+                         f"> 0; received gradient_predivide_factor="
+                         f"{gradient_predivide_factor!r}.")
+    if gradient_predivide_factor != 1.0 and op is not Average:
+        raise ValueError("DistributedOptimizer: gradient_predivide_factor applies to "
+                         "op=Average only.")
     # The same class (exact-type checks, serialize, saving and Keras' file layout see the
     # wrapped optimizer); the averaging ``apply`` is bound on the instance, where the
     # trainer's ``optimizer.apply`` and ``apply_gradients`` find it first.
@@ -98,7 +160,8 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1,
     wrapped._distributed = {"backward_passes_per_step": int(backward_passes_per_step),
                             "average_aggregated_gradients": bool(average_aggregated_gradients),
                             "buffer": None, "layout": None, "passes": 0,
-                            "reducer": comm.ReproducibleAllreduce()}
+                            "reducer": comm.ReproducibleAllreduce(), "op": op,
+                            "gradient_predivide_factor": float(gradient_predivide_factor)}
     wrapped.apply = _AveragingApply(wrapped)
     return wrapped
 

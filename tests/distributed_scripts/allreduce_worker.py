@@ -36,6 +36,17 @@ horovod = {"scalar_mean": distributed.allreduce(float(rank)),
            "bcast_scalar": distributed.broadcast(rank + 0.5, root_rank=size - 1)}
 assert (values == np.arange(4, dtype=np.float32) * (rank + 1)).all()
 np.savez(f"{out}_horovod_{rank}.npz", **horovod)
+# DistributedOptimizer's op and gradient_predivide_factor: SGD(1) steps by minus the
+# reduced gradient (rank r's gradient is r + 1 everywhere).
+from minidl import optimizers  # noqa: E402
+steps = {}
+for label, options in (("average", {}), ("sum", {"op": distributed.Sum}),
+                       ("predivide", {"gradient_predivide_factor": 2.0})):
+    variable = np.zeros(3, np.float32)
+    optimizer = distributed.DistributedOptimizer(optimizers.SGD(1.0), **options)
+    optimizer.apply([np.full(3, rank + 1.0, np.float32)], [variable])
+    steps[label] = variable
+np.savez(f"{out}_ops_{rank}.npz", **steps)
 weights = np.full(3, float(rank + 1))
 distributed.broadcast_(weights, root_rank=size - 1)
 np.save(f"{out}_bcast_{rank}.npy", weights)
