@@ -18,14 +18,7 @@ import minidl
 from minidl import Input, Model, Sequential
 from minidl import layers as L
 from minidl.models.rewrites import FoldedBatchNormStep, _pooled_part
-
-
-def _randomize(model, seed):
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) if "variance" in name
-                       else rng.normal(0, 0.3, w.shape).astype(w.dtype)
-                       for name, w in zip(model.weight_names, model.get_weights())])
-    return model
+from random_weights import randomize
 
 
 def bench_cnn(dtype="float32"):
@@ -39,7 +32,7 @@ def bench_cnn(dtype="float32"):
                         L.Flatten(dtype=dtype), L.Dropout(0.5, dtype=dtype),
                         L.Dense(128, activation="relu", dtype=dtype),
                         L.Dense(10, activation="softmax", dtype=dtype)])
-    return _randomize(model, 18)
+    return randomize(model, 18)
 
 
 def pooled_conv(size, filters, conv_kwargs, pool_kwargs, channels=5, dtype="float32"):
@@ -50,7 +43,7 @@ def pooled_conv(size, filters, conv_kwargs, pool_kwargs, channels=5, dtype="floa
                         L.BatchNormalization(dtype=dtype), L.ReLU(dtype=dtype),
                         L.MaxPooling2D(dtype=dtype, **pool_kwargs), L.Flatten(dtype=dtype),
                         L.Dense(3, dtype=dtype)])
-    return _randomize(model, 8)
+    return randomize(model, 8)
 
 
 def general(model, x):
@@ -147,7 +140,7 @@ def test_chain_follows_new_weights_and_trainable():
     model = bench_cnn()
     x = np.random.default_rng(4).random((2, 28, 28, 1), dtype=np.float32)
     before = _check_bits(model, x)
-    _randomize(model, 99)
+    randomize(model, 99)
     after = _check_bits(model, x)
     assert not np.array_equal(before, after)
     # Negative gammas: the pooled normalization takes the smallest convolution values.
@@ -169,7 +162,7 @@ def test_steps_without_runners_and_nested_models():
     h = L.Flatten()(L.Dense(6)(h))   # (Dense on a sequence: its general forward)
     h = inner(L.Dense(6)(h))
     h = L.Dropout(0.3)(h)
-    model = _randomize(Model(inputs, L.Dense(4, activation="softmax")(h)), 6)
+    model = randomize(Model(inputs, L.Dense(4, activation="softmax")(h)), 6)
     x = np.random.default_rng(6).normal(size=(3, 12)).astype(np.float32)
     got = _check_bits(model, x)
     inner.layers[0].kernel.assign(np.zeros((6, 8), np.float32))   # a nested model changes
@@ -195,7 +188,7 @@ def test_a_copied_model_computes_with_its_own_weights():
     x = np.random.default_rng(7).random((1, 28, 28, 1), dtype=np.float32)
     original = model(x).numpy()
     copied = copy.deepcopy(model)
-    _randomize(copied, 123)
+    randomize(copied, 123)
     got = _check_bits(copied, x)
     assert not np.array_equal(got, original)
     np.testing.assert_array_equal(model(x).numpy(), original)

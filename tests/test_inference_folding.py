@@ -14,16 +14,7 @@ import minidl
 from minidl import Input, Model, Sequential
 from minidl import layers as L
 from minidl.models.rewrites import FoldedBatchNormStep
-
-
-def _randomize(model, seed):
-    """Random weights, and moving statistics far from 0 and 1 (so that a fold that ignored
-    them would show)."""
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) if "variance" in name
-                       else rng.normal(0, 0.3, w.shape).astype(w.dtype)
-                       for name, w in zip(model.weight_names, model.get_weights())])
-    return model
+from random_weights import randomize
 
 
 def cnn(dtype="float32"):
@@ -36,7 +27,7 @@ def cnn(dtype="float32"):
                         L.Flatten(dtype=dtype), L.Dense(5, dtype=dtype),
                         L.BatchNormalization(center=False, dtype=dtype),
                         L.Dense(3, activation="softmax", dtype=dtype)])
-    return _randomize(model, 4)
+    return randomize(model, 4)
 
 
 def unfolded_outputs(model, x):
@@ -169,7 +160,7 @@ def test_fold_follows_training(data):
 def test_fold_follows_set_weights_assign_and_optimizer(data):
     model = cnn()
     model.predict(data, verbose=0)
-    _randomize(model, 9)   # model.set_weights
+    randomize(model, 9)   # model.set_weights
     _check_current(model, data)
     bn = model.layers[1]
     bn.set_weights([w * 1.5 for w in bn.get_weights()])
@@ -190,7 +181,7 @@ def test_fold_follows_set_weights_assign_and_optimizer(data):
 
 def test_fold_follows_loading(data, tmp_path):
     model = cnn()
-    other = _randomize(cnn(), 11)
+    other = randomize(cnn(), 11)
     model.predict(data, verbose=0)
     path = str(tmp_path / "w.weights.h5")
     pytest.importorskip("h5py")
@@ -210,7 +201,7 @@ def test_no_fold_where_it_would_change_results(data):
     both = L.BatchNormalization()(linear)               # the Dense output is read twice
     out = L.Add()([normed, both, linear])
     forced = L.BatchNormalization()(L.Dense(4)(out), training=True)   # batch statistics
-    model = _randomize(Model(inputs, [out, forced]), 2)
+    model = randomize(Model(inputs, [out, forced]), 2)
     x = data.reshape(40, -1)[:, :6]
     model.predict(x, verbose=0)
     assert not _folded_steps(model)
@@ -243,7 +234,7 @@ def first_layer_cnn(norm, dtype="float32", negative_gamma=True):
         body.append(L.BatchNormalization(dtype=dtype))
     body += [L.MaxPooling2D(2, dtype=dtype), L.Flatten(dtype=dtype),
              L.Dense(3, activation="softmax", dtype=dtype)]
-    model = _randomize(Sequential(body), 7)
+    model = randomize(Sequential(body), 7)
     if norm:
         bn = model.layers[1]
         gamma = np.abs(bn.gamma.value)
@@ -306,7 +297,7 @@ def test_activity_regularizers_keep_their_steps(data):
                         L.BatchNormalization(), L.MaxPooling2D(2),
                         L.Flatten(), L.Dense(3, activity_regularizer="l1"),
                         L.BatchNormalization()])
-    model = _randomize(model, 3)
+    model = randomize(model, 3)
     model.compile(loss="mse")
     y = np.zeros((len(data), 3), np.float32)
     model.predict(data, verbose=0)
@@ -332,7 +323,7 @@ def test_fold_covers_conv1d_groups_and_sequences_not_subclasses():
     b = L.BatchNormalization()(L.Dense(5)(inputs))                       # Dense per step
     c = L.BatchNormalization()(_ScaledDense(5)(inputs))                  # a subclass
     d = L.BatchNormalization(axis=1)(L.Conv1D(6, 3)(inputs))             # steps axis
-    model = _randomize(Model(inputs, [a, b, c, d]), 5)
+    model = randomize(Model(inputs, [a, b, c, d]), 5)
     x = np.random.default_rng(6).normal(0, 1, (11, 9, 4)).astype(np.float32)
     got = model.predict(x, verbose=0)
     folded = {s.first.layer.name for s in _folded_steps(model)}
