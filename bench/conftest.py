@@ -13,7 +13,19 @@ import sys
 import numpy as np
 import pytest
 
-import minidl
+# PyTorch before minidl: the two share one OpenMP runtime (libgomp), which reads its
+# spin-before-sleep setting when the first of them loads it. minidl sets a short spin
+# (GOMP_SPINCOUNT, minidl/_core/__init__.py) unless one is set; loaded second, PyTorch's
+# threads would run with it, not with the default its users get, and its 2-thread training
+# of small models was up to 3x slower for that. Loaded first, both run with libgomp's
+# default; minidl's own figures then differ from its short spin's by about 5% at most
+# (2 threads here).
+try:
+    import torch  # noqa: F401
+except ImportError:  # pragma: no cover - torch is only needed by the reference benchmarks
+    torch = None
+
+import minidl  # noqa: E402
 
 # Reference implementations shared by several benchmark files live beside them; with
 # --import-mode=importlib the bench folder is not on sys.path by itself.

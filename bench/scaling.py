@@ -25,6 +25,7 @@ import sys
 import time
 
 import numpy as np
+import torch  # noqa: F401  (before minidl: PyTorch's own OpenMP settings, bench/conftest.py)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

@@ -424,7 +424,7 @@ def test_short_lived_threads_do_not_leak_scratch_memory():
 
 
 @pytest.mark.parametrize("env, expected", [
-    ({}, "1000"),                                   # short spin by default
+    ({}, "3000"),                                   # a short spin by default
     ({"GOMP_SPINCOUNT": "5000"}, "5000"),           # the user's setting is kept
     ({"OMP_WAIT_POLICY": "passive"}, None),         # ... and so is their wait policy
 ])
