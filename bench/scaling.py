@@ -25,7 +25,7 @@ import sys
 import time
 
 import numpy as np
-import torch  # noqa: F401  (before minidl: PyTorch's own OpenMP settings, bench/conftest.py)
+import torch  # before minidl: PyTorch keeps its own OpenMP settings (bench/conftest.py)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,7 +89,6 @@ def resnet(batch=32, n=2048):
 
 
 def mlp_wide(batch=256, n=15000):
-    import torch
     from minidl import Sequential
     from minidl.layers import Dense
     x, y = _data(n)
@@ -114,7 +113,6 @@ def mlp32(n=12000):
 
 
 def predict(n=10000):
-    import torch
     x, _ = _data(n)
     model = reference_mlp()
     net = torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
@@ -171,7 +169,6 @@ def _repeated(fn, seconds=0.1):
 
 class Gemm:
     def __init__(self, m, n, k):
-        import torch
         rng = np.random.default_rng(SEED)
         self.a = rng.random((m, k), dtype=np.float32)
         self.b = rng.random((k, n), dtype=np.float32)
@@ -185,7 +182,6 @@ class Gemm:
         _backend.gemm(self.a, self.b, out=self.out)
 
     def mkl(self):
-        import torch
         torch.mm(self.ta, self.tb, out=self.tout)
 
     def openblas(self):
@@ -209,7 +205,6 @@ WORKLOADS = {
 
 
 def _set_threads(count):
-    import torch
     minidl.set_num_threads(count)
     torch.set_num_threads(count)
     return threadpool_limits(count) if threadpool_limits else None
