@@ -13,7 +13,8 @@ also gives minidl's GFLOP/s; each GEMM round is a run of back-to-back products o
 0.1 s (see ``_repeated``). The ``mlp32-gemm`` row is the reference MLP's epoch time over
 the time of its matrix products alone (the same products with the same shapes through
 minidl's GEMM): the overhead of everything around them (issue 13's compiled-step target is
-<= 1.35). Data are synthetic, of Fashion-MNIST's shape.
+<= 1.35). Data are synthetic, of Fashion-MNIST's shape. PyTorch is imported before minidl,
+so that the OpenMP runtime the two share keeps PyTorch's defaults (bench/conftest.py).
 
 Thread counts above what minidl allows on this machine (``minidl.set_num_threads`` accepts up
 to 4 x the processors) are skipped with a note. Needs PyTorch; threadpoolctl (test extras)
