@@ -434,3 +434,21 @@ def test_openmp_threads_spin_briefly_unless_the_user_chose(env, expected):
                          **{**unset, **env})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(expected)
+
+
+@pytest.mark.parametrize("env, chosen", [({"OMP_NUM_THREADS": None}, False),
+                                         ({"OMP_NUM_THREADS": "2"}, True)])
+def test_share_default_threads_lowers_only_a_count_the_user_did_not_choose(env, chosen):
+    # minidl.distributed shares a host's processors among its ranks through this; a count
+    # from OMP_NUM_THREADS or set_num_threads is the user's and stays.
+    code = ("import minidl; from minidl._core import _backend as b\n"
+            "n = minidl.get_num_threads()\n"
+            "b.share_default_threads(1)\n"
+            "chosen = b.user_chose_threads()\n"
+            "print(chosen, minidl.get_num_threads() == (n if chosen else 1))\n"
+            "minidl.set_num_threads(2)\n"
+            "b.share_default_threads(1)\n"
+            "print(b.user_chose_threads(), minidl.get_num_threads())\n")
+    result = _run_python(code, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(chosen), "True", "True", "2"]

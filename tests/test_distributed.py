@@ -126,6 +126,37 @@ def test_allreduce_same_bits_on_every_rank_and_rank_ordered_sum(tmp_path, ranks,
 
 
 @needs_mpi
+def _threads_per_rank(ranks, rank0_sets=0, omp_threads=None):
+    """{rank: (threads after init, processors it may run on)} of an unbound job."""
+    env = _env()
+    env.pop("OMP_NUM_THREADS")
+    if omp_threads is not None:
+        env["OMP_NUM_THREADS"] = str(omp_threads)
+    command = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(ranks)] + [
+        a for name in ("PYTHONPATH", "OMP_NUM_THREADS") if name in env for a in ("-x", name)]
+    done = subprocess.run(command + [sys.executable, os.path.join(SCRIPTS, "threads_worker.py"),
+                                     str(rank0_sets)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = {}
+    for line in done.stdout.splitlines():
+        _, rank, _, threads, _, cpus = line.split()
+        found[int(rank)] = (int(threads), int(cpus))
+    return found
+
+
+@needs_mpi
+def test_unbound_ranks_of_one_host_share_its_processors():
+    # 2 ranks that may each run on every processor: half of them each, at least one.
+    for rank, (threads, cpus) in _threads_per_rank(2).items():
+        assert threads == max(1, cpus // 2), (rank, threads, cpus)
+    # The user's choice is kept: OMP_NUM_THREADS, or set_num_threads before init (here on
+    # rank 0 alone: the other rank still shares, and nobody waits on a collective).
+    assert {t for t, _ in _threads_per_rank(2, omp_threads=2).values()} == {2}
+    found = _threads_per_rank(2, rank0_sets=2)
+    assert found[0][0] == 2 and found[1][0] == max(1, found[1][1] // 2)
+
+
 def test_without_mpirun_one_rank_of_size_one():
     done = _launch(0, "single_worker.py", timeout=60)
     assert "single ok" in done.stdout and "staging ok" in done.stdout

@@ -98,6 +98,24 @@ cdef str _threads_left_out(int n, int started):
             f"limit, RLIMIT_NPROC, or memory for their stacks ran out)")
 
 
+# Whether the thread count is the user's choice (OMP_NUM_THREADS, or set_num_threads) rather
+# than the processor count: minidl.distributed shares a host's processors among its ranks
+# only when it is not (comm.py, _share_processors).
+_user_chose_threads = "OMP_NUM_THREADS" in os.environ
+
+
+def user_chose_threads():
+    """Whether the thread count comes from ``OMP_NUM_THREADS`` or ``set_num_threads``."""
+    return _user_chose_threads
+
+
+def share_default_threads(int n):
+    """Lower the default thread count to ``n`` (at least 1) without making it the user's
+    choice: for ranks of one host that run on the same processors (minidl.distributed)."""
+    if not _user_chose_threads:
+        mdl_set_num_threads(max(1, min(n, num_threads())))
+
+
 def set_num_threads(n):
     """Set the number of threads for minidl's parallel kernels.
 
@@ -144,6 +162,8 @@ def set_num_threads(n):
         raise RuntimeError(f"set_num_threads: {_threads_left_out(n, started)}; the setting "
                            f"stays {num_threads()}. Received: n={n}.")
     mdl_set_num_threads(n)
+    global _user_chose_threads
+    _user_chose_threads = True
 
 
 def _threads_from_environment():

@@ -92,6 +92,7 @@ def init(timeout=None):
     _state["mpi"] = MPI
     _state["comm"] = comm
     _state["local"] = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
+    _share_processors(_state["local"])
     if comm.Get_size() > 1 and _state["hook"] is None:
         previous = sys.excepthook
 
@@ -102,6 +103,30 @@ def init(timeout=None):
             MPI.COMM_WORLD.Abort(1)
         _state["hook"] = abort_on_exception
         sys.excepthook = abort_on_exception
+
+
+def _share_processors(local):
+    """Divide the processors among the ranks of this host that run on the same ones, unless
+    the user chose a thread count (``OMP_NUM_THREADS`` or ``minidl.set_num_threads``).
+
+    Each process defaults to one thread per processor it may run on. Ranks that mpirun
+    binds to their own cores keep their cores; unbound ranks (more ranks than cores, or
+    ``--bind-to none``) would each start a thread per processor of the host, N ranks x P
+    threads on P cores, and every parallel region would wait for threads the others keep
+    off the CPU. They get an equal share instead, as torchrun does with OMP_NUM_THREADS. The
+    thread count never changes results (same bits for any count).
+    """
+    from minidl._core import _backend
+    if local.Get_size() == 1:
+        return
+    # Every rank of the host takes part, whatever it then decides: a collective that only
+    # some ranks called would hang the others.
+    mine = (frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else None)
+    everyone = local.allgather(mine)
+    if mine is None or _backend.user_chose_threads():
+        return
+    _backend.share_default_threads(len(mine) // sum(1 for cpus in everyone if cpus == mine))
 
 
 def is_initialized():
