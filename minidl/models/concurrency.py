@@ -47,6 +47,7 @@ class ModelLock:
         self._writer = None          # ident of the thread in a training step, or None
         self._writer_depth = 0
         self._writers_waiting = 0
+        self._sleepers = 0           # threads in _cond.wait(): only then is a notify needed
         self.session = threading.RLock()  # fit / evaluate / *_on_batch, one at a time
         self.shared = _Shared(self)
         self.exclusive = _Exclusive(self)
@@ -56,6 +57,16 @@ class ModelLock:
 
     def __setstate__(self, state):
         self.__init__()
+
+
+def _sleep(lock):
+    """Wait on the lock's condition (its mutex held), counted so that releases notify only
+    when a thread waits."""
+    lock._sleepers += 1
+    try:
+        lock._cond.wait()
+    finally:
+        lock._sleepers -= 1
 
 
 class _Shared:
@@ -74,7 +85,7 @@ class _Shared:
                 return   # nested: already counted, or inside our own training step
             # A waiting training step goes first (so a stream of predicts cannot stall it).
             while lock._writer is not None or lock._writers_waiting:
-                lock._cond.wait()
+                _sleep(lock)
             lock._readers += 1
 
     def __exit__(self, *exc):
@@ -88,7 +99,7 @@ class _Shared:
             if lock._writer == me:
                 return
             lock._readers -= 1
-            if lock._readers == 0 and lock._writers_waiting:
+            if lock._readers == 0 and lock._writers_waiting and lock._sleepers:
                 lock._cond.notify_all()
 
 
@@ -113,7 +124,7 @@ class _Exclusive:
             lock._writers_waiting += 1
             try:
                 while lock._writer is not None or lock._readers:
-                    lock._cond.wait()
+                    _sleep(lock)
             finally:
                 lock._writers_waiting -= 1
             lock._writer, lock._writer_depth = me, 1
@@ -125,7 +136,8 @@ class _Exclusive:
             if lock._writer_depth == 0:
                 WeightWrites.written()   # (after the step's or the load's writes)
                 lock._writer = None
-                lock._cond.notify_all()
+                if lock._sleepers:   # (a training step alone: nobody to wake, each step)
+                    lock._cond.notify_all()
 
 
 def one_at_a_time(method):

@@ -474,4 +474,4 @@ class Batcher:
             return None
         if rows is None:
             return a[start:stop]
-        return np.take(a, rows, axis=0, out=buf[:stop - start])
+        return a.take(rows, axis=0, out=buf[:stop - start])
