@@ -169,6 +169,11 @@ static ptrdiff_t cd_row_taps(const mdl_conv_direct *g, ptrdiff_t iy, ptrdiff_t *
     return n;
 }
 
+/* The backward pass split by rows (backward_rows_part) keeps a K x f partial kernel
+ * gradient per thread; past this much it splits by tiles instead (3x3x512 -> 512 in
+ * float32 on 16 threads would take 151 MB). */
+#define MDL_CONV_PARTIALS_MAX_BYTES ((size_t)64 << 20)
+
 #define CD_CAT_(a, b) a##b
 #define CD_CAT(a, b) CD_CAT_(a, b)
 

@@ -405,7 +405,8 @@ int mdl_shm_allreduce_f64(const mdl_shm_group *g, const double *in, double *out,
 /* Thread-local scratch buffer number `slot` (0, 1 or 2) of at least `bytes`, 64-byte
  * aligned, kept between calls so that steady-state work allocates nothing; NULL when out of
  * memory. Slots 0 and 1: the GEMM's packing and conv_pool.c's band buffers, each thread its
- * own. Slot 2: buffers a kernel's calling thread takes before its parallel region and shares
+ * own; conv_direct.c's backward pass also puts its threads' partial kernel gradients in its
+ * caller's slot 0, which no GEMM uses until it returns. Slot 2: buffers a kernel's calling thread takes before its parallel region and shares
  * with it (the Cython convolution kernels, conv_direct.c's tables); nothing else uses it, so
  * they survive the GEMMs and band loops they call. */
 void *mdl_scratch(int slot, size_t bytes);

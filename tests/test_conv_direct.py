@@ -134,6 +134,21 @@ def test_direct_kernels_follow_the_chunks_and_k_blocks(arch, restore_backend):
         _assert_same_bits((5, 6, 6, 3, 20, 3, 3, 1, 1, 1, 1, "same"), chunk=2, need_dx=False)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_kernel_gradient_split_by_rows_gives_the_bits_of_the_patch_path(arch, threads,
+                                                                       restore_backend):
+    """With at least one k-block per thread, the threads sum whole blocks of rows in waves
+    and the sums are added in block order (conv_direct_driver.inc, backward_rows_part):
+    full and partial waves (13 blocks on 2, 3 and 4 threads), chunks of one block and of
+    many, the transposed tile (32 channels) and the other (8), and with fewer blocks (3)
+    than threads (4) the split by tiles."""
+    _backend.set_arch(arch)
+    minidl.set_num_threads(threads)
+    _assert_same_bits((7, 13, 13, 32, 64, 3, 3, 1, 1, 1, 1, "valid"), chunk=3)
+    _assert_same_bits((3, 40, 40, 8, 16, 5, 5, 1, 1, 1, 1, "same"), chunk=3)
+
+
 def test_direct_kernels_on_two_threads_split_rows_of_one_image(restore_backend):
     """One image and enough work for two threads: the rows are shared, the padded copy
     written before either reads it."""
