@@ -667,6 +667,12 @@ def conv_train_backward(x, dz, kernel, d_kernel, dx_out, cols, dcols, Py_ssize_t
         if dxp == NULL or dx_direct != NULL:
             return
         kernel_grad = False   # the input gradient alone, through the patch gradient
+        # No sum runs across its chunks (each image's rows are its own), so the chunking
+        # changes no bit: take as many images at once as dcols holds (the layer sizes it
+        # for its threads), for fewer, larger products and col2im passes that split over
+        # more images than threads.
+        if not pointwise and dcols is not None and per_image:
+            chunk = max(chunk, min(dim(dcols, 0) // per_image, n))
     cdef Py_ssize_t chunk_rows = min(chunk, n) * per_image
     cdef void *cp = NULL
     cdef void *dcp = NULL

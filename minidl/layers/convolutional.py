@@ -36,6 +36,7 @@ import collections
 import numpy as np
 
 from minidl._core import _conv_pool, _convolution
+from minidl._core._backend import get_num_threads
 from minidl.layers.base import LAYERS
 from minidl.layers.conv_utils import (check_data_format, check_filters, check_input_rank,
                                       known_channels, normalize_padding, normalize_tuple,
@@ -86,10 +87,10 @@ class _PatchConvolution(AffineLayer):
                   else _INFERENCE_COLS)
         return max(1, budget // max(self._patch_rows(geo) * self._patch, 1))
 
-    def _patch_buffer(self, ctx, geo, name, n, record):
-        """A chunk's patch (or patch-gradient) buffer ``name``: the context's in training,
-        reused batch to batch; a new one in inference."""
-        rows = min(self._chunk_samples(geo, record), max(n, 1)) * self._patch_rows(geo)
+    def _patch_buffer(self, ctx, geo, name, n, record, chunks=1):
+        """A buffer of ``chunks`` chunks' patches (or patch gradients) ``name``: the
+        context's in training, reused batch to batch; a new one in inference."""
+        rows = min(self._chunk_samples(geo, record) * chunks, max(n, 1)) * self._patch_rows(geo)
         if record:
             return ctx.buffers.get(name, rows, (self._patch,))
         return np.empty((rows, self._patch), self.dtype)
@@ -208,10 +209,15 @@ class _Conv(_PatchConvolution):
 
     def _cols(self, ctx, geo, name, n, record):
         """The patch buffer ("cols") or patch-gradient buffer ("dcols") of one chunk; None
-        for a pointwise kernel, or where the direct kernels need none."""
+        for a pointwise kernel, or where the direct kernels need none. The patch gradient
+        of a layer whose kernel gradient the direct kernels compute holds a chunk per
+        thread: conv_train_backward then takes that many images at a time for the input
+        gradient alone (the same bits for any chunking), so that each product and col2im
+        pass has work for every thread."""
         if geo.pointwise or (geo.direct_dx if name == "dcols" else geo.direct):
             return None
-        return self._patch_buffer(ctx, geo, name, n, record)
+        threads = get_num_threads() if name == "dcols" and geo.direct and record else 1
+        return self._patch_buffer(ctx, geo, name, n, record, threads)
 
     def _forward(self, ctx, x, activate):
         geo = self._geo(x.shape[1:-1])
