@@ -149,6 +149,28 @@ def test_kernel_gradient_split_by_rows_gives_the_bits_of_the_patch_path(arch, th
     _assert_same_bits((3, 40, 40, 8, 16, 5, 5, 1, 1, 1, 1, "same"), chunk=3)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_input_gradient_alone_takes_as_many_images_as_dcols_holds(threads, restore_backend):
+    """After the direct kernel gradient, the patch path's input gradient runs alone; no sum
+    crosses its chunks, so a dcols of several chunks (as a layer sizes it for its threads)
+    gives the bits of one chunk at a time, and the kernel gradient keeps its chunking."""
+    minidl.set_num_threads(threads)
+    window = _window(13, 13, 3, 3, 1, 1, 1, 1, "valid")
+    assert kernels.direct_plan((13, 13, 32), 64, 4, False, **window)[:2] == (True, False)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 13, 13, 32)).astype(np.float32)
+    kernel = rng.standard_normal((288, 64)).astype(np.float32)
+    dz = rng.standard_normal((7 * 121, 64)).astype(np.float32)
+    results = []
+    for chunks in (1, 3, 4):   # dcols of 2, 6 and 8 images; the chunk stays 2 images
+        dcols = np.empty((2 * chunks * 121, 288), np.float32)
+        d_kernel, dx = np.empty((288, 64), np.float32), np.empty_like(x)
+        kernels.conv_train_backward(x, dz, kernel, d_kernel, dx, None, dcols, 2, False,
+                                    **window)
+        results.append((d_kernel.tobytes(), dx.tobytes()))
+    assert results[0] == results[1] == results[2]
+
+
 def test_direct_kernels_on_two_threads_split_rows_of_one_image(restore_backend):
     """One image and enough work for two threads: the rows are shared, the padded copy
     written before either reads it."""
