@@ -52,6 +52,9 @@ from minidl.layers.data_format import ChannelsFirstMixin
 _TRAIN_CHUNK_BYTES = 1 << 19
 # Inference packs at most this many patch values at a time (16 MiB in float32).
 _INFERENCE_COLS = 1 << 22
+# The input gradient alone (after the direct kernels' kernel gradient) takes a chunk per
+# thread at a time, up to this many chunks: each layer keeps the buffer (4 MiB at most).
+_DX_CHUNKS = 8
 # A layer whose patches hold at most this many values (kh * kw * channels: a model's first
 # layer on grey or RGB images, or a small one after it), with a ReLU and followed by a max
 # pooling, trains through csrc/conv_pool.c, which computes the convolution directly and pools
@@ -211,13 +214,14 @@ class _Conv(_PatchConvolution):
         """The patch buffer ("cols") or patch-gradient buffer ("dcols") of one chunk; None
         for a pointwise kernel, or where the direct kernels need none. The patch gradient
         of a layer whose kernel gradient the direct kernels compute holds a chunk per
-        thread: conv_train_backward then takes that many images at a time for the input
-        gradient alone (the same bits for any chunking), so that each product and col2im
-        pass has work for every thread."""
+        thread (up to ``_DX_CHUNKS``): conv_train_backward then takes that many images at a
+        time for the input gradient alone (the same bits for any chunking), so that each
+        product and col2im pass has work for every thread."""
         if geo.pointwise or (geo.direct_dx if name == "dcols" else geo.direct):
             return None
-        threads = get_num_threads() if name == "dcols" and geo.direct and record else 1
-        return self._patch_buffer(ctx, geo, name, n, record, threads)
+        chunks = (min(get_num_threads(), _DX_CHUNKS) if name == "dcols" and geo.direct
+                  and record else 1)
+        return self._patch_buffer(ctx, geo, name, n, record, chunks)
 
     def _forward(self, ctx, x, activate):
         geo = self._geo(x.shape[1:-1])
