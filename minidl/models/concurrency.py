@@ -99,7 +99,7 @@ class _Shared:
             if lock._writer == me:
                 return
             lock._readers -= 1
-            if lock._readers == 0 and lock._writers_waiting and lock._sleepers:
+            if lock._readers == 0 and lock._writers_waiting:   # (a waiting writer sleeps)
                 lock._cond.notify_all()
 
 
