@@ -24,10 +24,10 @@ import numpy as np
 
 from minidl._core import _activations as _kernels
 from minidl.utils.checks import check_bool
-from minidl.utils.registry import Registry
+from minidl.utils.registry import Registry, custom_object_scope, subclass_test
 from minidl.utils.registry import serialize as _serialize_config
 
-ACTIVATIONS = Registry("activation")
+ACTIVATIONS = Registry("activation", accepts=subclass_test(lambda: Activation))
 
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -79,6 +79,7 @@ class Activation:
 
     name = None
     kind = None
+    compiled = True   # runs on a compiled Kernel (FunctionActivation: False)
     _kernel = None
 
     def __setattr__(self, name, value):
@@ -504,6 +505,101 @@ def softmax(x, axis=-1):
     return Softmax(axis)(x)
 
 
+class FunctionActivation(Activation):
+    """A Python function as an activation, as Keras's ``Dense(..., activation=fn)`` and
+    ``layers.Activation(fn)``.
+
+    ``fn(x)`` takes a tensor and returns one of the same shape, computed with
+    ``minidl.ops`` (or numpy functions, which tensors route to the ops), like a Keras
+    activation written with ``keras.ops``. It runs without a fused kernel: the forward pass
+    calls ``fn``; the backward pass calls it again while recording and takes the
+    vector-Jacobian product by automatic differentiation. minidl's activation functions
+    (``minidl.activations.relu``, ...) and the ops that are one (``ops.relu``, ``ops.tanh``,
+    ...) get their kernels instead.
+
+    Saving: the function is saved by its name (its ``"package>name"`` when registered with
+    ``minidl.saving.register_serializable``); a model using it loads where the function is
+    registered or given in ``custom_objects``.
+
+    Args:
+        fn: the function.
+    """
+    compiled = False
+
+    def __init__(self, fn):
+        if not callable(fn) or isinstance(fn, (type, Activation)):
+            raise TypeError(f"FunctionActivation expects a function; received {fn!r:.100}.")
+        self.fn = fn
+        self.name = _function_name(fn)
+
+    def kernel_params(self):
+        return "function", ()
+
+    def _apply(self, z):
+        from minidl.autodiff import Tensor
+        x = Tensor(z)
+        x.requires_grad = True
+        y = self.fn(x)
+        if not isinstance(y, Tensor):
+            y = Tensor(y)
+        if y.value.shape != z.shape:
+            raise ValueError(f"Activation function {self.name!r}: an activation must return "
+                             f"its input's shape {z.shape}; received shape {y.value.shape}.")
+        return x, y
+
+    def forward(self, z, out):
+        """out = fn(z); see :meth:`Activation.forward`."""
+        from minidl.autodiff import no_record_scope
+        with no_record_scope():
+            _, y = self._apply(z)
+        np.copyto(out, y.value, casting="same_kind")
+        return out
+
+    def backward(self, z, y, dy, out):
+        """out = the vector-Jacobian product of fn at z with dy; ``y`` is not needed."""
+        from minidl.autodiff import gradients, record_scope
+        with record_scope():
+            x, result = self._apply(z)
+        grad = gradients([result], [x], output_gradients=[dy], strict=False)[0] \
+            if result.node is not None else None
+        if grad is None:   # fn does not depend on its input: no gradient flows
+            out[...] = 0
+        else:
+            np.copyto(out, grad, casting="same_kind")
+        return out
+
+    def forward_bias(self, z, bias, out):
+        """z += bias (along the last axis), then out = fn(z)."""
+        if bias is not None:
+            z += bias
+        return self.forward(z, out)
+
+    def backward_bias(self, z, y, dy, dz, dbias):
+        """dz = the backward pass of fn; dbias = the sum of dz over all axes but the last."""
+        self.backward(z, y, dy, dz)
+        if dbias is not None:
+            np.sum(dz.reshape(-1, dz.shape[-1]), axis=0, out=dbias)
+        return dz
+
+    def get_config(self):
+        return {"fn": self.name}
+
+    def __eq__(self, other):
+        return type(other) is FunctionActivation and other.fn is self.fn
+
+    def __hash__(self):
+        return hash(self.fn)
+
+
+def _function_name(fn):
+    """The name a config stores for a function (its registered name where it has one)."""
+    from minidl.saving.registration import get_registered_name
+    try:
+        return get_registered_name(fn)
+    except TypeError:   # a callable object without a __name__
+        return type(fn).__name__
+
+
 _FUNCTIONS = {linear: Linear, relu: ReLU, relu6: ReLU6, leaky_relu: LeakyReLU,
               sigmoid: Sigmoid, hard_sigmoid: HardSigmoid, tanh: Tanh, elu: ELU, selu: SELU,
               gelu: GELU, softplus: Softplus, softsign: Softsign, silu: SiLU,
@@ -512,23 +608,46 @@ _FUNCTIONS = {linear: Linear, relu: ReLU, relu6: ReLU6, leaky_relu: LeakyReLU,
 
 # ---- lookup ----
 
+def _op_kernels():
+    """minidl.ops' activation functions whose defaults are an activation's: their kernel."""
+    from minidl import ops
+    return {ops.relu: ReLU, ops.relu6: ReLU6, ops.sigmoid: Sigmoid, ops.tanh: Tanh,
+            ops.softmax: Softmax, ops.softplus: Softplus, ops.softsign: Softsign,
+            ops.silu: SiLU, ops.swish: SiLU, ops.selu: SELU, ops.elu: ELU,
+            ops.leaky_relu: LeakyReLU, ops.hard_sigmoid: HardSigmoid, ops.hard_silu: HardSiLU}
+
+
 def get(identifier):
-    """An :class:`Activation` from a name, config dict, instance, module function, or None.
+    """An :class:`Activation` from a name, config dict, instance, function, or None.
 
     Args:
         identifier: None (linear), a registered name such as ``"relu"`` or ``"swish"``, a dict
-            written by :func:`serialize`, one of this module's functions, or an Activation.
+            written by :func:`serialize`, an Activation, one of this module's functions (or
+            of ``minidl.ops``' with the same defaults), any other function of a tensor (a
+            :class:`FunctionActivation`), or the name of such a function registered with
+            ``minidl.saving.register_serializable`` or given in ``custom_objects``.
     Raises:
         ValueError: unknown name or uninterpretable identifier; the message lists valid names.
     """
     if identifier is None:
         return Linear()
-    if callable(identifier) and not isinstance(identifier, Activation):
+    if callable(identifier) and not isinstance(identifier, (Activation, type)):
         try:
-            return _FUNCTIONS[identifier]()
-        except (KeyError, TypeError):
+            cls = _FUNCTIONS.get(identifier) or _op_kernels().get(identifier)
+        except TypeError:   # an unhashable callable
+            cls = None
+        return cls() if cls is not None else FunctionActivation(identifier)
+    try:
+        return ACTIVATIONS.get(identifier, base=Activation)
+    except ValueError:
+        if not isinstance(identifier, str):
+            raise
+        from minidl.losses import FUNCTIONS
+        try:   # a function of the program's, by name
+            return FunctionActivation(FUNCTIONS.lookup(identifier))
+        except ValueError:
             pass
-    return ACTIVATIONS.get(identifier, base=Activation)
+        raise
 
 
 def serialize(activation):
@@ -537,18 +656,25 @@ def serialize(activation):
     ``get(serialize(a)) == a`` for every activation.
     """
     activation = get(activation)
-    if activation == type(activation)():
+    if isinstance(activation, FunctionActivation) or activation == type(activation)():
         return activation.name
     return _serialize_config(activation)
 
 
-def deserialize(config):
-    """Inverse of :func:`serialize`."""
-    return get(config)
+def deserialize(config, custom_objects=None):
+    """Inverse of :func:`serialize`.
+
+    Args:
+        config: what :func:`serialize` wrote (a dict or a name).
+        custom_objects: optional dict from names to the program's own classes and
+            functions, as in ``minidl.saving.custom_object_scope``.
+    """
+    with custom_object_scope(custom_objects):
+        return get(config)
 
 
 __all__ = [
-    "ACTIVATIONS", "Activation", "ELU", "Exponential", "GELU", "HardSiLU", "HardSigmoid",
+    "ACTIVATIONS", "Activation", "ELU", "Exponential", "FunctionActivation", "GELU", "HardSiLU", "HardSigmoid",
     "LeakyReLU", "Linear", "Mish", "ReLU", "ReLU6", "SELU", "SiLU", "Sigmoid", "Softmax",
     "Softplus", "Softsign", "Tanh", "deserialize", "elu", "exponential", "gelu", "get",
     "hard_sigmoid", "hard_silu", "hard_swish", "leaky_relu", "linear", "mish", "relu", "relu6",

@@ -27,10 +27,10 @@ import numbers
 import numpy as np
 
 from minidl.autodiff.tensor import to_array
-from minidl.utils.registry import Registry
+from minidl.utils.registry import Registry, custom_object_scope, subclass_test
 from minidl.utils.registry import serialize as _serialize
 
-CONSTRAINTS = Registry("constraint")
+CONSTRAINTS = Registry("constraint", accepts=subclass_test(lambda: Constraint))
 
 # Keras' backend.epsilon(): what keeps the rescaling finite for an all-zero weight vector.
 EPSILON = 1e-7
@@ -303,9 +303,16 @@ def _serialize_argument(layer, argument, constraint):
                          f"{argument}: {error}") from None
 
 
-def deserialize(config):
-    """The constraint described by a :func:`serialize` dict (or a name)."""
-    return get(config)
+def deserialize(config, custom_objects=None):
+    """The constraint described by a :func:`serialize` dict (or a name).
+
+    Args:
+        config: what :func:`serialize` wrote (a dict or a name).
+        custom_objects: optional dict from names to the program's own classes and
+            functions, as in ``minidl.saving.custom_object_scope``.
+    """
+    with custom_object_scope(custom_objects):
+        return get(config)
 
 
 max_norm = MaxNorm

@@ -16,9 +16,10 @@ import numbers
 import numpy as np
 
 from minidl.utils.random import global_rng
-from minidl.utils.registry import Registry, serialize as _serialize
+from minidl.utils.registry import Registry, custom_object_scope, subclass_test
+from minidl.utils.registry import serialize as _serialize
 
-INITIALIZERS = Registry("initializer")
+INITIALIZERS = Registry("initializer", accepts=subclass_test(lambda: Initializer))
 
 # Standard deviation of a standard normal truncated to [-2, 2]. VarianceScaling divides by
 # it so that the *truncated* samples have the variance the formula asks for (as Keras does).
@@ -541,7 +542,19 @@ def serialize(initializer):
     return _serialize(initializer)
 
 
+def deserialize(config, custom_objects=None):
+    """The initializer of :func:`serialize`'s dict (or a name).
+
+    Args:
+        config: ``{"class_name": ..., "config": {...}}`` or a name.
+        custom_objects: optional dict from names to the program's own initializer classes,
+            as in ``minidl.saving.custom_object_scope``.
+    """
+    with custom_object_scope(custom_objects):
+        return get(config)
+
+
 __all__ = ["Initializer", "RandomInitializer", "Zeros", "Ones", "Constant", "RandomNormal",
            "TruncatedNormal", "RandomUniform", "VarianceScaling", "GlorotUniform",
            "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform", "LecunNormal",
-           "Orthogonal", "compute_fans", "get", "serialize"]
+           "Orthogonal", "compute_fans", "deserialize", "get", "serialize"]

@@ -22,10 +22,10 @@ import numbers
 import numpy as np
 
 from minidl._core import _regularization as _kernels
-from minidl.utils.registry import Registry
+from minidl.utils.registry import Registry, custom_object_scope, subclass_test
 from minidl.utils.registry import serialize as _serialize
 
-REGULARIZERS = Registry("regularizer")
+REGULARIZERS = Registry("regularizer", accepts=subclass_test(lambda: Regularizer))
 
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -219,9 +219,16 @@ def serialize(regularizer):
     return None if regularizer is None else _serialize(regularizer)
 
 
-def deserialize(config):
-    """The regularizer described by a :func:`serialize` dict."""
-    return get(config)
+def deserialize(config, custom_objects=None):
+    """The regularizer described by a :func:`serialize` dict.
+
+    Args:
+        config: what :func:`serialize` wrote (a dict or a name).
+        custom_objects: optional dict from names to the program's own classes and
+            functions, as in ``minidl.saving.custom_object_scope``.
+    """
+    with custom_object_scope(custom_objects):
+        return get(config)
 
 
 l1 = L1

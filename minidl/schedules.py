@@ -21,10 +21,11 @@ import math
 import numbers
 
 from minidl.utils.checks import check_bool, check_name
-from minidl.utils.registry import Registry
+from minidl.utils.registry import Registry, custom_object_scope, subclass_test
 from minidl.utils.registry import serialize as _serialize
 
-SCHEDULES = Registry("learning rate schedule")
+SCHEDULES = Registry("learning rate schedule",
+                     accepts=subclass_test(lambda: LearningRateSchedule))
 
 
 def _real(owner, name, value, low=None, high=None, positive=False):
@@ -414,17 +415,24 @@ def serialize(learning_rate_schedule):
     return _serialize(learning_rate_schedule)
 
 
-def deserialize(config):
+def deserialize(config, custom_objects=None):
     """The schedule described by ``config``, a dict written by :func:`serialize` (the class
-    must be registered in ``SCHEDULES``: the built-in ones are; register your own with
-    ``@SCHEDULES.register()``). A schedule instance is returned as is."""
+    must be registered in ``SCHEDULES``, as the built-in ones are, or given in
+    ``custom_objects``). A schedule instance is returned as is.
+
+    Args:
+        config: the dict.
+        custom_objects: optional dict from names to the program's own schedule classes, as
+            in ``minidl.saving.custom_object_scope``.
+    """
     if isinstance(config, LearningRateSchedule):
         return config
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError(f"Could not interpret learning rate schedule config {config!r}. "
                          f"Pass a dict {{'class_name': ..., 'config': {{...}}}} as written "
                          f"by serialize().")
-    return SCHEDULES.get(config, base=LearningRateSchedule)
+    with custom_object_scope(custom_objects):
+        return SCHEDULES.get(config, base=LearningRateSchedule)
 
 
 __all__ = ["CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay",

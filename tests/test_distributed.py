@@ -554,8 +554,20 @@ def test_model_with_distributed_optimizer_saves_and_loads(tmp_path):
     for a, b in zip(loaded.get_weights(), wrapped.get_weights()):
         assert a.tobytes() == b.tobytes()
     assert distributed.load_model(path, compile=False).optimizer is None
-    with pytest.raises(TypeError, match="register_keras_serializable"):
-        distributed.load_model(path, custom_objects={"Adam": optimizers.Adam})
+    # Horovod's custom_optimizers and custom_objects: the program's classes, by name.
+    class MyAdam(optimizers.Adam):
+        pass
+    model.compile(optimizer=MyAdam(), loss="sparse_categorical_crossentropy")
+    model.save(path)
+    with pytest.raises(ValueError, match="MyAdam"):
+        distributed.load_model(path)
+    for kwargs in ({"custom_optimizers": [MyAdam]}, {"custom_objects": {"MyAdam": MyAdam}}):
+        again = distributed.load_model(path, **kwargs)
+        assert type(again.optimizer) is MyAdam and again.optimizer._distributed is not None
+    with pytest.raises(TypeError, match="custom_optimizers must be a list of Optimizer"):
+        distributed.load_model(path, custom_optimizers=[int])
+    with pytest.raises(TypeError, match="custom_objects must be a dict"):
+        distributed.load_model(path, custom_objects=[MyAdam])
 
 
 def test_synchronized_batchnorm_in_one_process_is_plain_batchnorm():

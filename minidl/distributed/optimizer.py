@@ -183,10 +183,10 @@ def load_model(filepath, custom_optimizers=None, custom_objects=None, compile=Tr
 
     Args:
         filepath: the saved model (minidl's own file or a Keras ``.keras`` / ``.h5``).
-        custom_optimizers, custom_objects: Horovod's arguments, accepted empty only:
-            minidl resolves a file's class names through its registries, so a custom
-            class is registered once with ``minidl.saving.register_keras_serializable()``
-            instead of being passed here.
+        custom_optimizers: optional list of the program's own Optimizer subclasses the file
+            may name (each resolves under its class name).
+        custom_objects: optional dict from names to the program's own classes and
+            functions, as :func:`minidl.models.load_model`'s.
         compile: as :func:`minidl.models.load_model`; False loads no optimizer (nothing to
             wrap).
 
@@ -194,13 +194,16 @@ def load_model(filepath, custom_optimizers=None, custom_objects=None, compile=Tr
         The model, compiled with the distributed optimizer when the file holds one.
     """
     from minidl.models import load_model as load
-    if custom_optimizers or custom_objects:
-        raise TypeError("load_model: custom_optimizers and custom_objects are not taken: "
-                        "register custom classes with "
-                        "@minidl.saving.register_keras_serializable() before loading; "
-                        f"received custom_optimizers={custom_optimizers!r}, "
-                        f"custom_objects={custom_objects!r}.")
-    model = load(filepath, compile=compile)
+    from minidl.optimizers import Optimizer
+    from minidl.utils.registry import _check_custom_objects
+    objects = dict(_check_custom_objects(custom_objects, "load_model"))
+    if custom_optimizers is not None:
+        if not isinstance(custom_optimizers, (list, tuple)) or not all(
+                isinstance(cls, type) and issubclass(cls, Optimizer) for cls in custom_optimizers):
+            raise TypeError(f"load_model: custom_optimizers must be a list of Optimizer "
+                            f"subclasses, or None; received {custom_optimizers!r:.200}.")
+        objects.update({cls.__name__: cls for cls in custom_optimizers})
+    model = load(filepath, custom_objects=objects, compile=compile)
     if compile and getattr(model, "compiled", False) and model.optimizer is not None \
             and getattr(model.optimizer, "_distributed", None) is None:
         model.compile(optimizer=DistributedOptimizer(model.optimizer),

@@ -41,10 +41,33 @@ from minidl.layers.resampling import UpSampling1D, UpSampling2D, UpSampling3D
 from minidl.layers.reshaping import Flatten, Permute, Reshape
 from minidl.layers.sequence import Masking, RepeatVector, SpatialDropout1D, TimeDistributed
 
+from minidl.utils.registry import custom_object_scope
+from minidl.utils.registry import serialize as _serialize
+
 
 def get(identifier):
     """Resolve a layer config dict ``{"class_name": ..., "config": ...}`` or an instance."""
     return LAYERS.get(identifier, base=Layer)
+
+
+def serialize(layer):
+    """``{"class_name": ..., "config": layer.get_config()}`` of a layer (Keras's
+    ``keras.layers.serialize``); :func:`deserialize` makes a new layer of it."""
+    if not isinstance(layer, Layer):
+        raise TypeError(f"serialize expects a Layer; received {layer!r:.100}.")
+    return _serialize(layer)
+
+
+def deserialize(config, custom_objects=None):
+    """A new layer (fresh weights) from :func:`serialize`'s dict.
+
+    Args:
+        config: ``{"class_name": ..., "config": {...}}``.
+        custom_objects: optional dict from names to the program's own layer classes, as in
+            ``minidl.saving.custom_object_scope``.
+    """
+    with custom_object_scope(custom_objects):
+        return LAYERS.get(config, base=Layer)
 
 
 __all__ = ["Activation", "ActivityRegularization", "Add", "AveragePooling1D",
@@ -55,8 +78,8 @@ __all__ = ["Activation", "ActivityRegularization", "Add", "AveragePooling1D",
            "GlobalMaxPooling2D", "Identity", "Input", "InputLayer", "Lambda", "Layer",
            "LayerNormalization", "LeakyReLU", "MaxPool1D", "MaxPool2D", "MaxPooling1D",
            "MaxPooling2D", "Maximum", "Minimum", "Multiply", "OpLayer", "PReLU", "ReLU", "Reshape",
-           "Softmax", "Subtract", "add", "average", "concatenate", "dot", "get", "maximum",
-           "minimum", "multiply", "subtract"]
+           "Softmax", "Subtract", "add", "average", "concatenate", "deserialize", "dot", "get",
+           "maximum", "minimum", "multiply", "serialize", "subtract"]
 __all__ += ["CenterCrop", "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip",
             "RandomRotation", "RandomTranslation", "RandomZoom", "Resizing"]
 __all__ += ["CategoryEncoding", "Discretization", "Normalization", "Rescaling"]

@@ -36,11 +36,11 @@ from minidl.autodiff.tensor import WeightWrites
 from minidl.layers import eager
 from minidl.layers.node import SymbolicTensor, add_node, flatten, is_symbolic
 from minidl.utils.checks import check_bool
-from minidl.utils.registry import Registry
+from minidl.utils.registry import Registry, subclass_test
 
-LAYERS = Registry("layer")
+LAYERS = Registry("layer", accepts=subclass_test(lambda: Layer))
 # Model classes (Sequential, Functional): what a model file's config may name at its top.
-MODELS = Registry("model")
+MODELS = Registry("model", accepts=subclass_test(lambda: _model_class()))
 
 # Bumped whenever a layer's `trainable` changes: plans built before then are rebuilt.
 _trainable_changes = itertools.count(1)
@@ -890,3 +890,9 @@ class CallContext:
 
 Layer._kernel_forward = Layer.forward
 Layer._kernel_backward = Layer.backward
+
+
+def _model_class():
+    """minidl.models.Model (imported late: models import this module)."""
+    from minidl.models import Model
+    return Model

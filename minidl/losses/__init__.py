@@ -64,6 +64,7 @@ from minidl.losses.regression import (MAE, MAPE, MSE, MSLE, CosineSimilarity, Hu
                                       mean_absolute_error, mean_absolute_percentage_error,
                                       mean_squared_error, mean_squared_logarithmic_error, mse,
                                       msle)
+from minidl.utils.registry import custom_object_scope
 from minidl.utils.registry import serialize as _serialize
 
 # The function forms by name (what a saved LossFunctionWrapper or MeanMetricWrapper of
@@ -116,9 +117,9 @@ def resolve_function(name, kind):
     except ValueError:
         raise ValueError(
             f"Unknown {kind} function {name!r}: a custom {kind} function must be registered "
-            f"before a model that uses it is loaded. Decorate it with "
-            f"@minidl.saving.register_serializable() where it is defined, and import that "
-            f"module before loading.") from None
+            f"before a model that uses it is loaded, or given in load_model's "
+            f"custom_objects. Decorate it with @minidl.saving.register_serializable() where "
+            f"it is defined, and import that module before loading.") from None
 
 
 # ---- lookup ----
@@ -157,8 +158,9 @@ def get(identifier):
         except ValueError:
             raise ValueError(
                 f"Unknown loss {identifier['class_name']!r}: a custom loss class must be "
-                f"registered before a model that uses it is loaded; decorate it with "
-                f"@minidl.saving.register_serializable(). Valid names: "
+                f"registered before a model that uses it is loaded (decorate it with "
+                f"@minidl.saving.register_serializable()) or given in load_model's "
+                f"custom_objects. Valid names: "
                 f"{', '.join(LOSSES.names())}.") from None
     if isinstance(identifier, str):
         try:
@@ -179,9 +181,16 @@ def serialize(loss):
     return _serialize(loss if isinstance(loss, Loss) else get(loss))
 
 
-def deserialize(config):
-    """Inverse of :func:`serialize`."""
-    return get(config)
+def deserialize(config, custom_objects=None):
+    """Inverse of :func:`serialize`.
+
+    Args:
+        config: what :func:`serialize` wrote (a dict or a name).
+        custom_objects: optional dict from names to the program's own classes and
+            functions, as in ``minidl.saving.custom_object_scope``.
+    """
+    with custom_object_scope(custom_objects):
+        return get(config)
 
 
 __all__ = [

@@ -16,11 +16,11 @@ from minidl._core import _losses as _kernels
 from minidl.autodiff import (Tensor, gradients, record, record_scope, recording, to_array,
                              unbroadcast, wrap)
 from minidl.utils.checks import check_name
-from minidl.utils.registry import Registry
+from minidl.utils.registry import Registry, is_function, subclass_test
 
-LOSSES = Registry("loss")
+LOSSES = Registry("loss", accepts=subclass_test(lambda: Loss))
 
-FUNCTIONS = Registry("function")
+FUNCTIONS = Registry("function", accepts=is_function)
 """Custom loss and metric functions by name, so that a saved model compiled with
 ``loss=fn`` or ``metrics=[fn]`` can be loaded: the file stores the function's name only."""
 

@@ -38,6 +38,7 @@ from minidl.metrics.regression import (CosineSimilarity, LogCoshError, MeanAbsol
                                        MeanAbsolutePercentageError, MeanSquaredError,
                                        MeanSquaredLogarithmicError, R2Score,
                                        RootMeanSquaredError)
+from minidl.utils.registry import custom_object_scope
 from minidl.utils.registry import serialize as _serialize
 
 
@@ -162,8 +163,9 @@ def get(identifier, loss=None, y_true_ndim=None, output_shape=None, y_true_shape
             except ValueError:
                 raise ValueError(
                     f"Unknown metric {name!r}: a custom metric class must be registered before "
-                    f"a model that uses it is loaded; decorate it with "
-                    f"@minidl.saving.register_serializable(). Valid names: "
+                    f"a model that uses it is loaded (decorate it with "
+                    f"@minidl.saving.register_serializable()) or given in load_model's "
+                    f"custom_objects. Valid names: "
                     f"{', '.join(METRICS.names())}.") from None
         return METRICS.get(identifier, base=Metric)
     if callable(identifier) and not isinstance(identifier, type):
@@ -183,9 +185,22 @@ def serialize(metric):
     return _serialize(metric)
 
 
+def deserialize(config, custom_objects=None):
+    """The metric of :func:`serialize`'s dict (or a name).
+
+    Args:
+        config: ``{"class_name": ..., "config": {...}}`` or a name.
+        custom_objects: optional dict from names to the program's own metric classes and
+            functions, as in ``minidl.saving.custom_object_scope``.
+    """
+    with custom_object_scope(custom_objects):
+        return get(config)
+
+
 __all__ = ["Accuracy", "AUC", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
            "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "F1Score",
-           "FalseNegatives", "FalsePositives", "FBetaScore", "get", "Hinge", "KLDivergence",
+           "deserialize", "FalseNegatives", "FalsePositives", "FBetaScore", "get", "Hinge",
+           "KLDivergence",
            "LogCoshError", "LossMean", "Mean", "MeanAbsoluteError",
            "MeanAbsolutePercentageError", "MeanMetricWrapper", "MeanSquaredError",
            "MeanSquaredLogarithmicError", "Metric", "Poisson", "Precision",

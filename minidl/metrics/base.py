@@ -15,9 +15,9 @@ from minidl._core import _metrics
 from minidl._core._metrics import Totals
 from minidl.autodiff import Tensor, Variable, to_array, wrap
 from minidl.losses import _snake_case
-from minidl.utils.registry import Registry
+from minidl.utils.registry import Registry, subclass_test
 
-METRICS = Registry("metric")
+METRICS = Registry("metric", accepts=subclass_test(lambda: Metric))
 
 _update = _metrics.update
 _NUMBER_TYPES = (float, int, np.number)

@@ -56,7 +56,7 @@ def compile_chain(plan, losses):
     for i, (step, layer, activation) in enumerate(chain):
         if (not step.trainable or layer.has_regularization
                 or step.need_input_grads != [i > 0] or not step.runs_backward
-                or not hasattr(activation, "_compiled")):
+                or not getattr(activation, "compiled", False)):
             return None
         if (step is plan.steps[-1]) != (step.outputs[0] == plan.output_slots[0]):
             return None

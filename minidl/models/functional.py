@@ -706,14 +706,17 @@ class Model(Trainer, TrainSteps, Layer):
                 "output_layers": map_structure(ref, self._outputs_struct)}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         """A new model (fresh weights) from :meth:`get_config`'s output: the layers are made
-        through the layer registry, then called in the order their inputs become
-        available. (A subclassed model: ``cls(**config)``.)"""
-        if cls._user_call:
-            return cls(**config)
-        from minidl.models.serialization import functional_from_config
-        return functional_from_config(cls, config)
+        through the layer registry (and ``custom_objects``, a dict from names to the
+        program's own classes), then called in the order their inputs become available.
+        (A subclassed model: ``cls(**config)``.)"""
+        from minidl.utils.registry import custom_object_scope
+        with custom_object_scope(custom_objects):
+            if cls._user_call:
+                return cls(**config)
+            from minidl.models.serialization import functional_from_config
+            return functional_from_config(cls, config)
 
     def to_json(self, **kwargs):
         """The architecture as a JSON string (``json.dumps`` keyword arguments accepted);

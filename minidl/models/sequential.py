@@ -201,10 +201,17 @@ class Sequential(Model):
                 "build_input_shape": shape}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         """A new model (fresh weights) from :meth:`get_config`'s output; layer classes
-        resolve through the layer registry only. Every field is checked; an error names
-        it (``layers[3]``, ``build_input_shape``)."""
+        resolve through the layer registry (and ``custom_objects``, a dict from names to the
+        program's own classes) only. Every field is checked; an error names it
+        (``layers[3]``, ``build_input_shape``)."""
+        from minidl.utils.registry import custom_object_scope
+        with custom_object_scope(custom_objects):
+            return cls._from_config(config)
+
+    @classmethod
+    def _from_config(cls, config):
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError(f"A Sequential config must be a dict with a 'layers' list; "
                              f"received {config!r:.200}.")

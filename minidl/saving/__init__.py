@@ -15,12 +15,16 @@ weights; anything else is minidl's); reading from the content, whatever the name
 from minidl.saving.format import FORMAT_VERSION, InvalidModelFileError
 from minidl.saving.model_io import (load_model, load_weights, model_from_json, save_model,
                                     save_weights)
-from minidl.saving.registration import register_serializable
+from minidl.saving.registration import (get_registered_name, get_registered_object,
+                                        register_serializable)
+from minidl.utils.registry import CustomObjectScope, custom_object_scope, get_custom_objects
 
 # Keras 3's name for it (keras.saving.register_keras_serializable), for programs that
 # change only their import.
 register_keras_serializable = register_serializable
 
-__all__ = ["FORMAT_VERSION", "InvalidModelFileError", "load_model", "load_weights",
-           "model_from_json", "register_keras_serializable", "register_serializable",
-           "save_model", "save_weights"]
+__all__ = ["CustomObjectScope", "FORMAT_VERSION", "InvalidModelFileError",
+           "custom_object_scope", "get_custom_objects", "get_registered_name",
+           "get_registered_object", "load_model", "load_weights", "model_from_json",
+           "register_keras_serializable", "register_serializable", "save_model",
+           "save_weights"]

@@ -35,7 +35,8 @@ from minidl.layers.base import MODELS, skip_weight_init
 from minidl.layers.lambda_layer import LambdaLoadingError
 from minidl.saving.format import _FILE_ERRORS, ArchiveReader, InvalidModelFileError, write_archive
 from minidl.utils.random import global_rng, set_generator_state
-from minidl.utils.registry import serialize
+from minidl.utils.checks import check_bool
+from minidl.utils.registry import _check_custom_objects, custom_object_scope, serialize
 
 _ITERATIONS = "optimizer/iterations.npy"
 
@@ -101,17 +102,27 @@ def _check_keys(what, obj, allowed):
                          f"{', '.join(allowed)}.")
 
 
-def model_from_json(json_string):
+def model_from_json(json_string, custom_objects=None):
     """A model from the JSON of ``model.to_json()`` (architecture only, fresh weights).
 
-    Class names resolve through minidl's registries only; register custom classes with
-    :func:`minidl.saving.register_serializable` first.
+    Class names resolve through minidl's registries and the custom objects only: register
+    custom classes with :func:`minidl.saving.register_serializable`, or name them here.
+
+    Args:
+        json_string: the JSON text.
+        custom_objects: optional dict from the names in the JSON to the program's own
+            classes and functions (as :func:`minidl.saving.custom_object_scope`).
 
     Example:
         >>> clone = minidl.models.model_from_json(model.to_json())
     """
+    custom_objects = _check_custom_objects(custom_objects, "model_from_json")
+    if not isinstance(json_string, (str, bytes, bytearray)):
+        raise TypeError(f"model_from_json expects json_string to be a str; received "
+                        f"{type(json_string).__name__}.")
     spec = json.loads(json_string)
-    return _model_from_spec(spec)
+    with custom_object_scope(custom_objects):
+        return _model_from_spec(spec)
 
 
 def _model_from_spec(spec):
@@ -293,14 +304,16 @@ def save_weights(model, filepath):
 
 # ---- load ----
 
-def load_model(filepath, compile=True, restore_random_state=True):
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
+               restore_random_state=True):
     """Load a model saved by ``model.save``, or by Keras.
 
     The format is read from the file's content, whatever its name: minidl's archive, a
     Keras 3 ``.keras`` archive, or a legacy Keras ``.h5`` model file (the Keras formats
     need h5py: ``pip install 'minidl[keras]'``). A Keras file's layers must be classes
-    minidl has (registered custom classes included); ``Lambda`` layers and custom objects
-    minidl does not know are refused, nothing in the file is imported or executed.
+    minidl has, registered custom classes or ones given in ``custom_objects``; ``Lambda``
+    layers and custom objects minidl does not know are refused, nothing in the file is
+    imported or executed.
 
     The model comes back built, with its weights, and (when it was compiled and
     ``compile=True``) compiled with the same optimizer, loss and metrics, the optimizer's
@@ -309,7 +322,12 @@ def load_model(filepath, compile=True, restore_random_state=True):
 
     Args:
         filepath: the file written by ``model.save``.
+        custom_objects: optional dict from the names the file uses to the program's own
+            classes and functions (layers, losses, metrics, ...), as Keras's: they resolve
+            during this load as in a :func:`minidl.saving.custom_object_scope`.
         compile: compile the model as it was compiled when saved.
+        safe_mode: Keras's switch for loading a ``lambda``'s bytecode from a file. minidl
+            never loads code from a file, so both values load the same way (a bool).
         restore_random_state: restore the global random generator (batch shuffling,
             dropout) and the generators of seeded layers (``Dropout(seed=...)``) to their
             states at save time, so that training resumes exactly. Without it, seeded
@@ -325,8 +343,17 @@ def load_model(filepath, compile=True, restore_random_state=True):
 
     Example:
         >>> model = minidl.models.load_model("mnist.minidl")
-        >>> model = minidl.models.load_model("from_keras.keras")
+        >>> model = minidl.models.load_model("scaled.keras", custom_objects={"Scale": Scale})
     """
+    custom_objects = _check_custom_objects(custom_objects, "load_model")
+    check_bool("load_model", "compile", compile)
+    check_bool("load_model", "safe_mode", safe_mode)
+    check_bool("load_model", "restore_random_state", restore_random_state)
+    with custom_object_scope(custom_objects):
+        return _load_model(filepath, compile, restore_random_state)
+
+
+def _load_model(filepath, compile, restore_random_state):
     kind = _content_kind(filepath)
     if kind == "keras":
         from minidl.saving.keras.archive import load_keras

@@ -10,17 +10,24 @@ from minidl.utils.plotting import plot_history
 from minidl.utils.progbar import Progbar
 from minidl.utils.py_dataset import PyDataset
 from minidl.utils.random import set_random_seed
+from minidl.utils.registry import CustomObjectScope, custom_object_scope, get_custom_objects
 from minidl.utils.sequence_utils import pad_sequences
 
-__all__ = ["array_to_img", "AUTOTUNE", "Dataset", "image_dataset_from_directory",
-           "img_to_array", "load_img", "normalize", "pad_sequences", "plot_history", "Progbar", "PyDataset",
+__all__ = ["array_to_img", "AUTOTUNE", "CustomObjectScope", "custom_object_scope", "Dataset",
+           "get_custom_objects", "get_registered_name", "get_registered_object",
+           "image_dataset_from_directory", "img_to_array", "load_img", "normalize",
+           "pad_sequences", "plot_history", "Progbar", "PyDataset",
            "register_keras_serializable", "save_img", "set_random_seed", "split_dataset",
            "text_dataset_from_directory", "timeseries_dataset_from_array", "to_categorical"]
 
+# keras.utils' names for minidl.saving's functions, loaded with minidl.saving on first use.
+_FROM_SAVING = {"register_keras_serializable": "register_serializable",
+                "get_registered_name": "get_registered_name",
+                "get_registered_object": "get_registered_object"}
+
 
 def __getattr__(name):
-    # keras.utils.register_keras_serializable, loaded with minidl.saving on first use.
-    if name == "register_keras_serializable":
-        from minidl.saving import register_serializable
-        return register_serializable
+    if name in _FROM_SAVING:
+        from minidl import saving
+        return getattr(saving, _FROM_SAVING[name])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -244,17 +244,18 @@ def _structure_to_keras(structure, kind, where):
                 for key, item in structure.items()}
     if isinstance(structure, str):
         return structure
+    if structure.get("class_name") in ("LossFunctionWrapper", "MeanMetricWrapper"):
+        # A wrapped function, by its name: Keras's own by Keras's name; a program's own
+        # resolves on loading where registered or given in custom_objects, as in Keras.
+        fn = structure.get("config", {}).get("fn")
+        if isinstance(fn, str):
+            return fn
+        _fail(where, f"a wrapped function {structure!r:.200} has no Keras form")
     registry = losses.LOSSES if kind == "loss" else metrics.METRICS
     try:
         cls = registry.lookup(structure["class_name"])
     except ValueError as error:
         _fail(where, str(error))
-    if cls.__name__ in ("LossFunctionWrapper", "MeanMetricWrapper"):
-        # A wrapped function: Keras names Keras's own functions by their name.
-        fn = structure.get("config", {}).get("fn")
-        if isinstance(fn, str):
-            return fn
-        _fail(where, f"a wrapped function {structure!r:.200} has no Keras form")
     return _keras_object(kind, cls.__name__, dict(structure.get("config", {})), cls)
 
 

@@ -27,7 +27,7 @@ import re
 from minidl import (activations, constraints, initializers, losses, metrics, optimizers,
                     regularizers, schedules)
 from minidl.layers.base import LAYERS, MODELS, Layer
-from minidl.utils.registry import serialize
+from minidl.utils.registry import _custom_object, custom_object_scope, is_function, serialize
 
 # Deeper than any real model's nesting (a model in a model in a wrapper ...): a bound so that
 # hostile JSON cannot exhaust the stack.
@@ -37,7 +37,9 @@ _MAX_DEPTH = 32
 # when they hold it, refused otherwise. Keyed by class name; "*" applies to every layer.
 _KERAS_ONLY_LAYER_ARGS = {
     "*": {"quantization_config": None, "lora_rank": None, "lora_alpha": None,
-          "ragged": False, "optional": False, "autocast": True},
+          "ragged": False, "optional": False, "autocast": True,
+          # Keras's base Layer writes it for every layer, custom layers included.
+          "activity_regularizer": None},
     "BatchNormalization": {"renorm": False, "renorm_clipping": None, "renorm_momentum": 0.99},
     "LayerNormalization": {"rms_scaling": False},
     "Flatten": {"data_format": "channels_last"},
@@ -114,6 +116,14 @@ def _resolve_class(obj, registry, where, allowed=_OBJECT_KEYS):
     if registered is not None and not isinstance(registered, str):
         _fail(where, f"registered_name must be a string or null; received "
                      f"{registered!r:.100}")
+    custom = _custom_class(registry, registered, class_name)
+    if custom is not None:
+        # The program's own class, given in custom_objects (or a scope): Keras looks these
+        # up first, by registered_name, then class_name.
+        if custom.__name__ in _REFUSED_CLASSES:
+            _fail(where, f"class_name={class_name!r:.100} is a {custom.__name__} layer, "
+                         f"which holds Python code that minidl never loads")
+        return custom
     if _is_keras_module(module) and (registered is None or registered == class_name
                                      or ">" not in registered):
         name = class_name
@@ -123,16 +133,29 @@ def _resolve_class(obj, registry, where, allowed=_OBJECT_KEYS):
     else:
         _fail(where, f"module={module!r:.100} is not Keras's own and registered_name="
                      f"{registered!r:.100} names no class registered in minidl; register the "
-                     f"class with @minidl.saving.register_serializable() before loading")
+                     f"class with @minidl.saving.register_serializable() before loading, or "
+                     f"pass it in load_model's custom_objects")
     try:
         cls = registry.lookup(name)
     except ValueError:
-        _fail(where, f"class_name={name!r:.100} is no {registry.kind} that minidl has (or "
-                     f"has registered with @minidl.saving.register_serializable())")
+        _fail(where, f"class_name={name!r:.100} is no {registry.kind} that minidl has (a "
+                     f"custom class must be registered with "
+                     f"@minidl.saving.register_serializable() or given in load_model's "
+                     f"custom_objects)")
     if cls.__name__ in _REFUSED_CLASSES:  # names resolve case-insensitively: 'lambda'
         _fail(where, f"class_name={class_name!r:.100} is a {cls.__name__} layer, which holds "
                      f"Python code that minidl never loads")
     return cls
+
+
+def _custom_class(registry, *names):
+    """The custom object of ``registry``'s kind under the first of ``names`` that has one."""
+    for name in names:
+        if isinstance(name, str) and name and registry.accepts is not None:
+            custom = _custom_object(name, registry.accepts)
+            if custom is not None:
+                return custom
+    return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -272,17 +295,19 @@ def _function_name(value, where):
         _fail(where, f"a function config must be its name; received {name!r:.100}")
     if isinstance(registered, str) and ">" in registered:
         return registered
-    if _is_keras_module(module) or module == "builtins":
+    if _is_keras_module(module) or module == "builtins" or \
+            _custom_object(name, is_function) is not None:
         return name
     _fail(where, f"a function {name!r:.100} of module {module!r:.100} is not one of Keras's; "
-                 f"register it in minidl with @minidl.saving.register_serializable()")
+                 f"register it in minidl with @minidl.saving.register_serializable() or give "
+                 f"it in load_model's custom_objects")
 
 
 def _activation_from_keras(value, where):
     if value is None or isinstance(value, str):
         if isinstance(value, str):
             try:
-                activations.ACTIVATIONS.lookup(value)
+                activations.get(value)   # a registered activation, or a function's name
             except ValueError as error:
                 _fail(where, str(error))
         return value
@@ -790,6 +815,13 @@ def _object_to_keras(value, registry, get, kind, where):
 
 
 def _activation_to_keras(value, where):
+    if isinstance(value, str) and isinstance(activations.get(value),
+                                             activations.FunctionActivation):
+        # A function of the program's: Keras's function object, which Keras resolves
+        # through its custom objects (a bare name only among its own activations).
+        registered = value if ">" in value else "function"
+        return {"module": "builtins", "class_name": "function",
+                "config": value.split(">")[-1], "registered_name": registered}
     if value is None or isinstance(value, str):
         return value
     activation = activations.get(value)
@@ -935,7 +967,55 @@ def model_config_to_keras(model):
     if getattr(type(model), "_user_call", False):
         _fail(f"model {model.name!r}", "a subclassed model has no Keras config that Keras "
                                         "can rebuild without its Python class")
-    return _layer_spec_to_keras(spec, "model")
+    with custom_object_scope(_own_objects(model)):
+        return _layer_spec_to_keras(spec, "model")
+
+
+def _own_objects(model):
+    """The program's own classes that ``model`` uses (its layers, their initializers,
+    regularizers, ..., its optimizer, losses and metrics) and its activation functions, by
+    name, unless registered.
+
+    The writers resolve the class names of minidl's config through the registries, as the
+    reader does; under a scope of these, a custom class needs no registration to be
+    written (Keras writes any class; loading it needs the class, registered or in
+    ``custom_objects``)."""
+    from minidl.saving.registration import _KINDS
+    bases = tuple(base for base, _ in _KINDS)
+    own, seen = {}, set()
+
+    def registered(cls):
+        registry = next(reg for base, reg in _KINDS if issubclass(cls, base))
+        try:
+            return registry.lookup(cls.__name__) is cls
+        except ValueError:
+            return False
+
+    def visit(value, depth=0):
+        if depth > _MAX_DEPTH or id(value) in seen:
+            return
+        if isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item, depth + 1)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item, depth + 1)
+        elif isinstance(value, bases) or (isinstance(value, type) and issubclass(value, bases)):
+            seen.add(id(value))
+            if isinstance(value, activations.FunctionActivation):
+                own.setdefault(value.name, value.fn)
+            cls = value if isinstance(value, type) else type(value)
+            if not cls.__module__.startswith("minidl.") and not registered(cls):
+                own.setdefault(cls.__name__, cls)
+            if not isinstance(value, type):
+                for item in vars(value).values():
+                    visit(item, depth + 1)
+
+    visit(model)
+    visit(getattr(model, "optimizer", None))
+    visit(getattr(model, "_compile_args", None))
+    return own
+
 
 
 # ---- compile settings (minidl.saving.keras.compile_settings) ----
@@ -952,11 +1032,13 @@ def compile_config_to_keras(model):
     """The Keras 3 ``compile_config`` of a minidl model (None if not compiled); see
     :func:`minidl.saving.keras.compile_settings.compile_config_to_keras`."""
     from minidl.saving.keras import compile_settings
-    return compile_settings.compile_config_to_keras(model)
+    with custom_object_scope(_own_objects(model)):
+        return compile_settings.compile_config_to_keras(model)
 
 
 def training_config_to_keras(model):
     """The legacy ``.h5`` ``training_config`` of a minidl model (None if not compiled); see
     :func:`minidl.saving.keras.compile_settings.training_config_to_keras`."""
     from minidl.saving.keras import compile_settings
-    return compile_settings.training_config_to_keras(model)
+    with custom_object_scope(_own_objects(model)):
+        return compile_settings.training_config_to_keras(model)

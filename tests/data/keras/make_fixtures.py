@@ -132,12 +132,47 @@ def build_lstm_text():
     return model, x, y
 
 
+# A program's own objects, not registered: loading needs them in custom_objects
+# (tests/test_custom_objects.py defines minidl's counterparts under the same names).
+class Scale(layers.Layer):
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="scale")
+
+    def call(self, x):
+        return x * self.scale
+
+
+def scaled_mse(y_true, y_pred):
+    return 2.0 * keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)
+
+
+def mean_error(y_true, y_pred):
+    return keras.ops.mean(y_pred - y_true, axis=-1)
+
+
+def leaky_tanh(x):
+    return keras.ops.tanh(x) + 0.1 * x
+
+
+def build_custom():
+    model = keras.Sequential(
+        [keras.Input((5,)), Scale(), layers.Dense(3, activation=leaky_tanh), layers.Dense(2)]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss=scaled_mse,
+                  metrics=[mean_error])
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(32, 5)).astype("float32")
+    y = rng.normal(size=(32, 2)).astype("float32")
+    return model, x, y
+
+
 BUILDERS = {
     "mlp": build_mlp,
     "cnn_bn": build_cnn_bn,
     "residual": build_residual,
     "nested": build_nested,
     "lstm_text": build_lstm_text,
+    "custom": build_custom,
 }
 
 
