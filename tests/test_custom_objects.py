@@ -53,6 +53,10 @@ def leaky_tanh(x):
     return ops.tanh(x) + 0.1 * x
 
 
+def halve(x):
+    return x * 0.5
+
+
 class HalfMSE(minidl.losses.Loss):
     def call(self, y_true, y_pred):
         return 0.5 * ops.mean(ops.square(y_true - y_pred), axis=-1)
@@ -77,7 +81,7 @@ class Shrink(minidl.regularizers.Regularizer):
 
 
 OWN = {"Scale": Scale, "scaled_mse": scaled_mse, "mean_error": mean_error,
-       "leaky_tanh": leaky_tanh,
+       "leaky_tanh": leaky_tanh, "halve": halve,
        "HalfMSE": HalfMSE, "SlowAdam": SlowAdam, "Shrink": Shrink}
 
 
@@ -94,7 +98,7 @@ def custom_model(loss=scaled_mse, metrics=(mean_error,), optimizer="adam"):
     minidl.utils.set_random_seed(3)
     model = Sequential([Input((5,)), Scale(),
                         layers.Dense(3, activation=leaky_tanh, kernel_regularizer=Shrink(0.001)),
-                        layers.Dense(2)])
+                        layers.Lambda(halve), layers.Dense(2)])
     model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 5)).astype(np.float32)
@@ -332,6 +336,7 @@ def test_keras_written_custom_model_loads_with_custom_objects(suffix):
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=0, atol=1e-5)
     assert isinstance(model.layers[0], Scale)
     assert model.layers[1].activation.fn is leaky_tanh
+    assert model.layers[2].function is halve
     assert model.loss.fn is scaled_mse
     model.fit(x, expected, verbose=0)
 
@@ -377,11 +382,14 @@ def test_keras_loads_minidl_written_custom_model(keras, tmp_path):
     def keras_leaky_tanh(x):
         return keras.ops.tanh(x) + 0.1 * x
 
+    def keras_halve(x):
+        return x * 0.5
+
     theirs = keras.saving.load_model(
         str(tmp_path / "m.keras"),
         custom_objects={"Scale": Scale, "Shrink": KerasShrink,
                         "scaled_mse": keras_scaled_mse, "mean_error": keras_mean_error,
-                        "leaky_tanh": keras_leaky_tanh})
+                        "leaky_tanh": keras_leaky_tanh, "halve": keras_halve})
     np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)),
                                model.predict(x, verbose=0), rtol=0, atol=1e-5)
     with warnings.catch_warnings():

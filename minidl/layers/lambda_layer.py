@@ -5,13 +5,12 @@ Sequential and functional models, and trains: inside a model's execution plan it
 runs on a tape and its gradients come from the ops the function used (``layers.eager``).
 
 Saving: a model file holds no code, and minidl never runs code named by a file. A Lambda's
-config names its function for information only, so ``model.save``, ``to_json`` and
-``get_config`` work (the weights of the other layers are in the file), but rebuilding a
-Lambda from a config (``load_model``, ``model_from_json``, ``from_config``, ``clone_model``
-without ``clone_function``) raises :class:`LambdaLoadingError`: rebuild the model in code
-and load its weights with ``model.load_weights(path)``. For a model that loads, write the
-function as the ``call`` of a Layer subclass registered with
-``minidl.saving.register_serializable``.
+config names its function. Rebuilding it from a config (``load_model``, ``model_from_json``,
+``from_config``) takes the function from the program, as Keras does for a named function:
+one registered with ``minidl.saving.register_serializable`` or given in ``custom_objects``
+under its name. Otherwise (a ``lambda`` expression has no name to give) it raises
+:class:`LambdaLoadingError`: rebuild the model in code and load its weights with
+``model.load_weights(path)``, or write the function as the ``call`` of a Layer subclass.
 """
 import inspect
 import json
@@ -51,9 +50,9 @@ class Lambda(Layer):
         >>> x = Lambda(lambda t: ops.square(t) * 0.5)(inputs)
         >>> outputs = Dense(2)(x)
 
-    A model holding a Lambda saves (the file names the function, for information) but does
-    not load: minidl never loads code from a file. Rebuild the model in code and call
-    ``model.load_weights(path)``.
+    A model holding a Lambda saves (the file names the function) and loads where the
+    program gives the function: registered, or in ``load_model``'s ``custom_objects`` under
+    its name. minidl never loads code from a file.
     """
 
     def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
@@ -153,8 +152,10 @@ class Lambda(Layer):
     # ---- config ----
 
     def get_config(self):
-        """The layer's settings, with the function and a callable ``output_shape`` named
-        for information only (a config cannot hold code; see :meth:`from_config`)."""
+        """The layer's settings, with the function and a callable ``output_shape`` by name
+        (a config cannot hold code; see :meth:`from_config`). An argument that JSON cannot
+        hold is written as ``{"class_name": "__repr__", "config": repr}``, which
+        :meth:`from_config` refuses rather than pass on a different value."""
         config = super().get_config()
         shape = self._output_shape
         config.update(
@@ -167,18 +168,45 @@ class Lambda(Layer):
 
     @classmethod
     def from_config(cls, config):
-        """Refused: raises :class:`LambdaLoadingError` (a config names the function, it
-        does not hold it, and minidl never loads code from a file)."""
-        config = config if isinstance(config, dict) else {}
+        """The Lambda of ``config``, its function (and a callable ``output_shape``) found
+        among the program's functions by name: registered with
+        ``minidl.saving.register_serializable``, or given in ``custom_objects``.
+
+        Raises:
+            LambdaLoadingError: the function is not found (a config names it, it does not
+                hold it; minidl never loads code from a file), or an argument was not
+                saved as a value.
+        """
+        if not isinstance(config, dict):
+            raise TypeError(f"Lambda.from_config expects a dict; received {config!r:.100}.")
+        config = dict(config)
         name, function = config.get("name", "lambda"), config.get("function", "?")
-        raise LambdaLoadingError(
-            f"Lambda layer {name!r:.100} (function {function!r:.200}) cannot be rebuilt from "
-            f"a config or model file: its function is Python code, which a config only names "
-            f"and minidl never loads from a file. Rebuild the model in code with the same "
-            f"Lambda, then load the weights with model.load_weights(path) (a file of "
-            f"model.save holds them). To save models that load, write the function as the "
-            f"call() of a Layer subclass registered with "
-            f"minidl.saving.register_serializable.")
+        found = _named_function(function)
+        if found is None:
+            raise LambdaLoadingError(
+                f"Lambda layer {name!r:.100} (function {function!r:.200}) cannot be rebuilt "
+                f"from a config or model file: its function is Python code, which a config "
+                f"only names and minidl never loads from a file. Give the function in "
+                f"load_model's custom_objects (custom_objects={{{_short_name(function)!r}: "
+                f"...}}) or register it with minidl.saving.register_serializable. Rebuild "
+                f"the model in code with the same Lambda otherwise (a lambda expression has "
+                f"no name to give), then load the weights with model.load_weights(path).")
+        shape = config.get("output_shape")
+        if isinstance(shape, str):
+            config["output_shape"] = _named_function(shape)
+            if config["output_shape"] is None:
+                raise LambdaLoadingError(
+                    f"Lambda layer {name!r:.100}: its output_shape function {shape!r:.200} is "
+                    f"not among the program's functions; give it in custom_objects.")
+        arguments = config.get("arguments") or {}
+        unsaved = sorted(key for key, value in arguments.items()
+                         if isinstance(value, dict) and value.get("class_name") == "__repr__")
+        if unsaved:
+            raise LambdaLoadingError(
+                f"Lambda layer {name!r:.100}: its arguments {', '.join(unsaved)[:200]} were "
+                f"saved as descriptions (values JSON cannot hold); rebuild the model in code.")
+        config["function"] = found
+        return cls(**config)
 
 
 def _check_shape(shape, what):
@@ -203,11 +231,31 @@ def _describe_function(function):
     return f"{module}.{name}" if module else name
 
 
+def _short_name(described):
+    """The function's own name in a 'module.qualname' description."""
+    return str(described).rsplit(".", 1)[-1]
+
+
+def _named_function(described):
+    """The program's function a config names ('module.qualname', 'package>name' or a bare
+    name): registered, or in custom_objects, under the whole name or its last part; None
+    when there is none (or the name is a lambda expression's, which no one can give)."""
+    from minidl.losses import FUNCTIONS
+    if not isinstance(described, str) or not described or "<lambda>" in described:
+        return None
+    for name in dict.fromkeys((described, _short_name(described))):
+        try:
+            return FUNCTIONS.lookup(name)
+        except ValueError:
+            continue
+    return None
+
+
 def _jsonable(value):
-    """``value`` when JSON holds it as is, else its repr (configs describe, they do not
-    rebuild, a Lambda's arguments)."""
+    """``value`` when JSON holds it as is, else a description that :meth:`Lambda.from_config`
+    refuses (configs hold values, never code)."""
     try:
         json.dumps(value, allow_nan=False)
         return value
     except (TypeError, ValueError):
-        return repr(value)[:200]
+        return {"class_name": "__repr__", "config": repr(value)[:200]}

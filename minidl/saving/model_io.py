@@ -311,9 +311,10 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True,
     The format is read from the file's content, whatever its name: minidl's archive, a
     Keras 3 ``.keras`` archive, or a legacy Keras ``.h5`` model file (the Keras formats
     need h5py: ``pip install 'minidl[keras]'``). A Keras file's layers must be classes
-    minidl has, registered custom classes or ones given in ``custom_objects``; ``Lambda``
-    layers and custom objects minidl does not know are refused, nothing in the file is
-    imported or executed.
+    minidl has, registered custom classes or ones given in ``custom_objects``; a ``Lambda``
+    layer loads when its function is one of those too (never from the bytecode Keras stores
+    for a ``lambda``); anything else is refused, nothing in the file is imported or
+    executed.
 
     The model comes back built, with its weights, and (when it was compiled and
     ``compile=True``) compiled with the same optimizer, loss and metrics, the optimizer's

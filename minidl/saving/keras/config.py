@@ -7,9 +7,11 @@ objects (a ``.keras`` file's config.json, the ``model_config`` attribute of a le
 ``training_config`` with ``optimizer_config``). minidl's own specs already use Keras's class
 and field names, so the translation is mostly a walk that:
 
-- resolves every class through minidl's registries only (nothing named in a file is ever
-  imported), refusing ``Lambda`` and a ``module`` outside Keras's own unless the
-  ``registered_name`` is a class registered in minidl with ``register_serializable``;
+- resolves every class through minidl's registries and the program's custom objects only
+  (nothing named in a file is ever imported), refusing a ``module`` outside Keras's own
+  unless the class is registered in minidl with ``register_serializable`` or given in
+  ``custom_objects``; a ``Lambda`` loads only with a named function the program gives, never
+  with the bytecode of a ``lambda`` expression;
 - turns Keras's objects (a ``DTypePolicy``, an initializer with its ``module``) into
   minidl's forms (a dtype string, ``{"class_name", "config"}``) and back;
 - drops the arguments only Keras has (``quantization_config``, ``ragged``, ``use_ema``, ...)
@@ -27,6 +29,7 @@ import re
 from minidl import (activations, constraints, initializers, losses, metrics, optimizers,
                     regularizers, schedules)
 from minidl.layers.base import LAYERS, MODELS, Layer
+from minidl.layers.lambda_layer import Lambda
 from minidl.utils.registry import _custom_object, custom_object_scope, is_function, serialize
 
 # Deeper than any real model's nesting (a model in a model in a wrapper ...): a bound so that
@@ -77,7 +80,8 @@ _MODEL_MODULES = {"Functional": ("keras.src.models.functional", "Functional"),
 # initializer instance given to two layers); minidl makes one object per place.
 _OBJECT_KEYS = ("module", "class_name", "config", "registered_name", "shared_object_id")
 _LAYER_KEYS = _OBJECT_KEYS + ("build_config", "name", "inbound_nodes", "compile_config")
-_REFUSED_CLASSES = ("Lambda", "TFOpLambda", "SlicingOpLambda")
+# Layers that hold only code (TensorFlow ops recorded by tf.keras).
+_REFUSED_CLASSES = ("TFOpLambda", "SlicingOpLambda")
 
 
 # ---- helpers shared by both directions ----
@@ -408,6 +412,8 @@ def _layer_from_keras(spec, where, depth):
     config = dict(config)
     if cls.__name__ == "InputLayer":
         _input_layer_from_keras2(config)
+    if cls.__name__ == "Lambda":
+        _lambda_from_keras(config, where)
     keras_only = dict(_KERAS_ONLY_LAYER_ARGS["*"])
     keras_only.update(_KERAS_ONLY_LAYER_ARGS.get(cls.__name__, {}))
     ignored = _KERAS2_IGNORED_LAYER_ARGS.get(cls.__name__, ())
@@ -423,6 +429,32 @@ def _layer_from_keras(spec, where, depth):
 
 
 _ONE_AXIS_AS_INT = ("LayerNormalization", "Normalization", "BatchNormalization")
+
+
+def _lambda_from_keras(config, where):
+    """A Keras Lambda's functions (``function``, a callable ``output_shape`` or ``mask``) ->
+    their names, in place; minidl's Lambda then takes them from the program (registered or
+    in ``custom_objects``). A ``lambda`` expression, which Keras stores as bytecode, is
+    refused: minidl never loads code from a file."""
+    keras2 = config.pop("function_type", None), config.pop("output_shape_type", None)
+    for key in ("module", "output_shape_module"):
+        config.pop(key, None)
+    for key, kind in (("function", keras2[0]), ("output_shape", keras2[1]), ("mask", None)):
+        value = config.get(key)
+        field = f"{where} field {key!r}"
+        if kind == "lambda" or (isinstance(value, dict) and
+                                value.get("class_name") == "__lambda__"):
+            _fail(field, "this Lambda layer's function is a lambda expression, stored in the "
+                         "file as Python bytecode, which minidl never loads; define it as a "
+                         "named function and give it in load_model's custom_objects, or "
+                         "rebuild the model in code")
+        if isinstance(value, dict) and value.get("class_name") == "function":
+            config[key] = _function_name(value, field)
+        elif kind == "function":   # Keras 2: the function's name
+            if not isinstance(value, str):
+                _fail(field, f"a function must be given by its name; received {value!r:.100}")
+        elif key == "function" and not isinstance(value, str):
+            _fail(field, f"expected a named function; received {value!r:.100}")
 
 
 def _input_layer_from_keras2(config):
@@ -849,6 +881,36 @@ def _value_to_keras(key, value, where):
     return value
 
 
+def _lambda_to_keras(config, where):
+    """minidl's Lambda config -> Keras's: each function as Keras's function object, which
+    Keras resolves through its custom objects. A ``lambda`` expression is refused: Keras
+    would store its bytecode, and minidl never writes code into a file."""
+    from minidl.layers.lambda_layer import _named_function
+    from minidl.saving.registration import get_registered_name
+    config = {key: value for key, value in config.items()
+              if not (key in ("mask", "output_shape") and value is None)}
+    for key in ("function", "output_shape"):
+        value = config.get(key)
+        if key == "output_shape" and not isinstance(value, str):
+            continue
+        field = f"{where} field {key!r}"
+        function = _named_function(value)
+        if function is None:
+            _fail(field, f"{value!r:.200} is a lambda expression (or no function by that "
+                         f"name): Keras would store its bytecode, which minidl never writes "
+                         f"into a file; define it as a named function")
+        name = get_registered_name(function)
+        config[key] = {"module": "builtins", "class_name": "function",
+                       "config": name.split(">")[-1],
+                       "registered_name": name if ">" in name else "function"}
+    unsaved = sorted(key for key, value in (config.get("arguments") or {}).items()
+                     if isinstance(value, dict) and value.get("class_name") == "__repr__")
+    if unsaved:
+        _fail(f"{where} field 'arguments'", f"{', '.join(unsaved)[:200]} are values a Keras "
+                                            f"config cannot hold")
+    return config
+
+
 def _dtype_policy(dtype):
     return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": dtype},
             "registered_name": None}
@@ -884,6 +946,8 @@ def _layer_spec_to_keras(spec, where):
     if cls.__name__ in _REFUSED_CLASSES:
         _fail(where, f"a {cls.__name__} layer holds Python code, which Keras files must not "
                      f"carry")
+    if cls.__name__ == "Lambda":
+        config = _lambda_to_keras(config, where)
     if cls.__name__ == "OpLayer":
         # Keras writes an operation only as a node of a functional graph; a Sequential (or
         # a lone layer) has no place for one.
@@ -1004,6 +1068,10 @@ def _own_objects(model):
             seen.add(id(value))
             if isinstance(value, activations.FunctionActivation):
                 own.setdefault(value.name, value.fn)
+            if isinstance(value, Lambda):   # its functions, under their own names
+                for function in (value.function, value._output_shape):
+                    if callable(function) and hasattr(function, "__name__"):
+                        own.setdefault(function.__name__, function)
             cls = value if isinstance(value, type) else type(value)
             if not cls.__module__.startswith("minidl.") and not registered(cls):
                 own.setdefault(cls.__name__, cls)
