@@ -6,9 +6,11 @@ take them as ``kernel_regularizer``, ``bias_regularizer`` (penalties on weights)
 ``activity_regularizer`` (a penalty on the layer's output, divided by the batch size as Keras
 does).
 
-Unlike Keras, minidl has no automatic differentiation, so a regularizer also gives the
-gradient of its penalty: :meth:`Regularizer.add_gradient` writes ``grad + d penalty / dx`` in
-one fused pass and returns the penalty. The training loop calls it through
+A regularizer also gives the gradient of its penalty: :meth:`Regularizer.add_gradient`
+writes ``grad + d penalty / dx`` and returns the penalty, in one fused pass for the built-in
+ones; a user's regularizer (a subclass with only ``__call__``, or any function of a tensor,
+as Keras takes) gets it by automatic differentiation of its penalty, unless it gives
+``gradient`` itself. The training loop calls it through
 :meth:`minidl.layers.Layer.regularization_loss` after backward and before the optimizer step.
 
 Example:
@@ -52,12 +54,23 @@ def _float_array(x):
 class Regularizer:
     """Base class: a penalty on an array and its gradient.
 
-    Subclasses implement ``__call__(x) -> float`` and ``gradient(x) -> array`` (the gradient
-    of the penalty with respect to x), and ``get_config()`` returning their constructor
-    arguments. :meth:`add_gradient` has a generic version built on those two; the built-in
-    regularizers override it with one fused kernel.
+    Subclasses implement ``__call__(x)``, the penalty, and ``get_config()`` returning their
+    constructor arguments, as in Keras. ``__call__`` written with ``minidl.ops`` (or numpy
+    functions, which a tensor routes to the ops) needs nothing more: the gradient comes from
+    automatic differentiation of it. A subclass may give ``gradient(x) -> array`` itself (a
+    closed form, faster). The built-in regularizers override :meth:`add_gradient` with one
+    fused kernel.
 
     Example:
+        >>> class L1Sum(Regularizer):
+        ...     def __init__(self, rate=0.01):
+        ...         self.rate = rate
+        ...     def __call__(self, x):
+        ...         return self.rate * ops.sum(ops.abs(x))
+        ...     def get_config(self):
+        ...         return {"rate": self.rate}
+
+    With a closed-form gradient:
         >>> class L4(Regularizer):
         ...     def __init__(self, l4=0.01):
         ...         self.l4 = l4
@@ -74,9 +87,30 @@ class Regularizer:
         return 0.0
 
     def gradient(self, x):
-        """The gradient of the penalty with respect to ``x``, an array of x's shape."""
-        raise NotImplementedError(f"{type(self).__name__} must implement gradient(x) to be "
-                                  f"trained with: minidl computes gradients explicitly.")
+        """The gradient of the penalty with respect to ``x``, an array of x's shape: by
+        automatic differentiation of ``__call__`` unless a subclass gives it."""
+        return self._differentiated(x)[1]
+
+    def _differentiated(self, x):
+        """(penalty, gradient) of ``__call__`` at ``x`` by automatic differentiation."""
+        from minidl.autodiff import Tensor, gradients, record_scope
+        x = _float_array(x)
+        with record_scope():
+            tensor = Tensor(x)
+            tensor.requires_grad = True
+            penalty = self(tensor)
+        if not isinstance(penalty, Tensor):
+            raise NotImplementedError(
+                f"{type(self).__name__}: __call__ returned {type(penalty).__name__}, which does "
+                f"not record how the penalty depends on the weights (it went through numpy "
+                f"values or float()); write it with minidl.ops on the tensor it receives, or "
+                f"implement gradient(x).")
+        if penalty.value.size != 1:
+            raise ValueError(f"{type(self).__name__}: a penalty must be a scalar; __call__ "
+                             f"returned shape {penalty.value.shape}.")
+        grad = gradients([penalty], [tensor], strict=False)[0] \
+            if penalty.node is not None else None
+        return float(penalty.value.reshape(())), np.zeros_like(x) if grad is None else grad
 
     def add_gradient(self, x, grad, out, scale=1.0):
         """``out = grad + scale * gradient(x)`` and return ``scale * penalty(x)``.
@@ -89,12 +123,15 @@ class Regularizer:
         Returns:
             The scaled penalty, a float.
         """
-        g = np.asarray(self.gradient(x))
+        if type(self).gradient is Regularizer.gradient:   # one recorded pass: both
+            penalty, g = self._differentiated(x)
+        else:
+            penalty, g = float(np.asarray(self(x))), np.asarray(self.gradient(x))
         if grad is None:
             np.multiply(g, scale, out=out, casting="unsafe")
         else:
             np.add(grad, scale * g, out=out, casting="unsafe")
-        return scale * float(self(x))
+        return scale * penalty
 
     def get_config(self):
         raise NotImplementedError(f"{type(self).__name__} does not implement get_config().")
@@ -102,6 +139,35 @@ class Regularizer:
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+class FunctionRegularizer(Regularizer):
+    """A function of a tensor as a regularizer, as Keras takes any callable
+    (``Dense(..., kernel_regularizer=lambda w: 1e-3 * ops.sum(ops.square(w)))``); its
+    gradient comes from automatic differentiation.
+
+    Saved by the function's name (its ``"package>name"`` when registered); a model using it
+    loads where the function is registered or given in ``custom_objects``.
+
+    Args:
+        fn: the function, ``fn(x) -> scalar tensor``.
+    """
+
+    def __init__(self, fn):
+        if not callable(fn) or isinstance(fn, (type, Regularizer)):
+            raise TypeError(f"FunctionRegularizer expects a function; received {fn!r:.100}.")
+        self.fn = fn
+        from minidl.activations import _function_name
+        self.name = _function_name(fn)
+
+    def __call__(self, x):
+        return self.fn(x)
+
+    def get_config(self):
+        return {"fn": self.name}
+
+    def __repr__(self):
+        return f"FunctionRegularizer({self.name})"
 
 
 class _L1L2Penalty(Regularizer):
@@ -188,12 +254,15 @@ def get(identifier):
             ``{"class_name": ..., "config": {...}}`` as written by :func:`serialize`; a
             :class:`Regularizer` class (instantiated with defaults) or instance; or None.
 
+            Also any function of a tensor (a :class:`FunctionRegularizer`), or the name
+            of one registered with ``minidl.saving.register_serializable`` or given in
+            ``custom_objects``.
+
     Returns:
         A :class:`Regularizer`, or None for None.
 
     Raises:
-        ValueError: unknown name or config. TypeError: a plain function, which minidl could
-            not differentiate: subclass :class:`Regularizer` and give it ``gradient``.
+        ValueError: unknown name or config.
     """
     if identifier is None:
         return None
@@ -204,18 +273,29 @@ def get(identifier):
     if isinstance(identifier, str) and identifier.strip().lower().replace("-", "_") == "l1_l2":
         return L1L2(l1=0.01, l2=0.01)
     if isinstance(identifier, (str, dict)):
-        return REGULARIZERS.get(identifier, base=Regularizer)
-    if callable(identifier):
-        raise TypeError(f"Regularizers must be minidl.regularizers.Regularizer objects, which "
-                        f"give the gradient of their penalty: subclass Regularizer and "
-                        f"implement __call__ and gradient. Received: {identifier!r}")
+        try:
+            return REGULARIZERS.get(identifier, base=Regularizer)
+        except ValueError:
+            if not isinstance(identifier, str):
+                raise
+            from minidl.losses import FUNCTIONS
+            try:   # a function of the program's, by name
+                return FunctionRegularizer(FUNCTIONS.lookup(identifier))
+            except ValueError:
+                pass
+            raise
+    if callable(identifier) and not isinstance(identifier, type):
+        return FunctionRegularizer(identifier)
     raise ValueError(f"Could not interpret regularizer identifier. Received: "
                      f"identifier={identifier!r}. Pass a name "
                      f"({', '.join(REGULARIZERS.names())}), a config dict or a Regularizer.")
 
 
 def serialize(regularizer):
-    """``{"class_name": ..., "config": ...}`` for a regularizer; None for None."""
+    """``{"class_name": ..., "config": ...}`` for a regularizer (a function's: its name);
+    None for None."""
+    if isinstance(regularizer, FunctionRegularizer):
+        return regularizer.name
     return None if regularizer is None else _serialize(regularizer)
 
 
@@ -235,5 +315,5 @@ l1 = L1
 l2 = L2
 l1_l2 = L1L2
 
-__all__ = ["L1", "L1L2", "L2", "Regularizer", "deserialize", "get", "l1", "l1_l2", "l2",
-           "serialize"]
+__all__ = ["FunctionRegularizer", "L1", "L1L2", "L2", "Regularizer", "deserialize", "get", "l1",
+           "l1_l2", "l2", "serialize"]

@@ -73,15 +73,16 @@ class Shrink(minidl.regularizers.Regularizer):
     def __call__(self, w):
         return self.rate * ops.sum(ops.square(w))
 
-    def gradient(self, w):
-        return 2 * self.rate * w
-
     def get_config(self):
         return {"rate": self.rate}
 
 
+def small_bias(b):
+    return 0.01 * ops.sum(ops.abs(b))
+
+
 OWN = {"Scale": Scale, "scaled_mse": scaled_mse, "mean_error": mean_error,
-       "leaky_tanh": leaky_tanh, "halve": halve,
+       "leaky_tanh": leaky_tanh, "halve": halve, "small_bias": small_bias,
        "HalfMSE": HalfMSE, "SlowAdam": SlowAdam, "Shrink": Shrink}
 
 
@@ -97,7 +98,8 @@ def clean_global_objects():
 def custom_model(loss=scaled_mse, metrics=(mean_error,), optimizer="adam"):
     minidl.utils.set_random_seed(3)
     model = Sequential([Input((5,)), Scale(),
-                        layers.Dense(3, activation=leaky_tanh, kernel_regularizer=Shrink(0.001)),
+                        layers.Dense(3, activation=leaky_tanh, kernel_regularizer=Shrink(0.001),
+                                     bias_regularizer=small_bias),
                         layers.Lambda(halve), layers.Dense(2)])
     model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics))
     rng = np.random.default_rng(0)
@@ -385,11 +387,15 @@ def test_keras_loads_minidl_written_custom_model(keras, tmp_path):
     def keras_halve(x):
         return x * 0.5
 
+    def keras_small_bias(b):
+        return 0.01 * keras.ops.sum(keras.ops.abs(b))
+
     theirs = keras.saving.load_model(
         str(tmp_path / "m.keras"),
         custom_objects={"Scale": Scale, "Shrink": KerasShrink,
                         "scaled_mse": keras_scaled_mse, "mean_error": keras_mean_error,
-                        "leaky_tanh": keras_leaky_tanh, "halve": keras_halve})
+                        "leaky_tanh": keras_leaky_tanh, "halve": keras_halve,
+                        "small_bias": keras_small_bias})
     np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)),
                                model.predict(x, verbose=0), rtol=0, atol=1e-5)
     with warnings.catch_warnings():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import minidl
-from minidl import regularizers
+from minidl import ops, regularizers
 from minidl._core import _regularization as kernels
 from minidl._ref import regularization as ref
 from minidl.layers import (ActivityRegularization, BatchNormalization, CallContext, Dense,
@@ -300,13 +300,83 @@ def test_regularizer_config_round_trip(reg):
     (lambda: regularizers.L1(float("nan")), ValueError, "l1=nan"),
     (lambda: regularizers.L1L2(l1="a"), ValueError, "l1='a'"),
     (lambda: regularizers.get("l3"), ValueError, "l3.*l1.*l2"),
-    (lambda: regularizers.get(lambda x: 0.0), TypeError, "gradient"),
+    (lambda: regularizers.get(lambda x: 0.0).gradient(np.ones(2)), NotImplementedError,
+     "returned float.*ops"),
+    (lambda: regularizers.get(lambda x: x * 2.0).gradient(np.ones(2)), ValueError,
+     "scalar.*shape \\(2,\\)"),
     (lambda: regularizers.get(3), ValueError, "identifier=3"),
     (lambda: Dense(3, kernel_regularizer="l3"), ValueError, "l3"),
-], ids=["negative", "nan", "str_factor", "unknown", "function", "int", "dense"])
+], ids=["negative", "nan", "str_factor", "unknown", "numpy_function", "not_scalar", "int",
+        "dense"])
 def test_regularizer_errors(make, error, pattern):
     with pytest.raises(error, match=pattern):
         make()
+
+
+class L1Sum(regularizers.Regularizer):
+    """Keras's way: only the penalty, written with ops."""
+
+    def __init__(self, rate=0.1):
+        self.rate = rate
+
+    def __call__(self, x):
+        return self.rate * ops.sum(ops.abs(x)) + 0.5 * self.rate * ops.sum(ops.square(x))
+
+    def get_config(self):
+        return {"rate": self.rate}
+
+
+@pytest.mark.parametrize("reg", [L1Sum(0.1),
+                                 lambda w: 0.1 * ops.sum(ops.abs(w))
+                                 + 0.05 * ops.sum(ops.square(w))],
+                         ids=["subclass", "function"])
+def test_a_penalty_alone_gets_its_gradient_by_autodiff(reg):
+    layer = Dense(2, kernel_regularizer=reg, dtype="float64")
+    layer(np.ones((1, 3)))
+    kernel = layer.kernel
+    builtin = Dense(2, kernel_regularizer=regularizers.L1L2(l1=0.1, l2=0.05), dtype="float64")
+    builtin(np.ones((1, 3)))
+    builtin.kernel[...] = kernel
+    grads, want = CallContext(layer).grads, CallContext(builtin).grads
+    for g in (grads, want):
+        g[0][...] = 1.0
+    value = layer.regularization_loss(grads)
+    assert value == pytest.approx(builtin.regularization_loss(want), rel=1e-12)
+    np.testing.assert_allclose(grads[0], want[0], rtol=1e-12)
+    assert isinstance(layer.kernel_regularizer, regularizers.Regularizer)
+
+
+def test_a_model_with_penalty_only_regularizers_trains_as_with_the_builtin():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    y = rng.normal(size=(16, 2)).astype(np.float32)
+    weights = []
+    for reg in (L1Sum(0.1), regularizers.L1L2(l1=0.1, l2=0.05)):
+        minidl.utils.set_random_seed(1)
+        model = minidl.Sequential([minidl.Input((3,)),
+                                   Dense(4, kernel_regularizer=reg, activity_regularizer=reg),
+                                   Dense(2)])
+        model.compile(optimizer=minidl.optimizers.SGD(0.1), loss="mse")
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def my_penalty(w):
+    return 0.01 * ops.sum(ops.square(w))
+
+
+def test_a_function_regularizer_saves_by_name(tmp_path):
+    model = minidl.Sequential([minidl.Input((3,)), Dense(2, kernel_regularizer=my_penalty)])
+    assert model.layers[0].get_config()["kernel_regularizer"] == "my_penalty"
+    path = str(tmp_path / "m.minidl")
+    model.save(path)
+    with pytest.raises(minidl.saving.InvalidModelFileError, match="my_penalty"):
+        minidl.models.load_model(path)
+    loaded = minidl.models.load_model(path, custom_objects={"my_penalty": my_penalty})
+    assert loaded.layers[0].kernel_regularizer.fn is my_penalty
 
 
 def test_custom_regularizer_uses_the_generic_gradient_path():

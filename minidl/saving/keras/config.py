@@ -352,6 +352,14 @@ def _value_from_keras(key, value, where, depth):
         return _object_from_keras(value, initializers.INITIALIZERS, where,
                                   _KERAS_ONLY_INITIALIZER_ARGS, depth)
     if key.endswith("_regularizer"):
+        if isinstance(value, dict) and value.get("class_name") == "function":
+            value = _function_name(value, where)   # a function of the program's
+        if isinstance(value, str):
+            try:
+                regularizers.get(value)   # a registered name, or a function's name
+            except ValueError as error:
+                _fail(where, str(error))
+            return value
         return _object_from_keras(value, regularizers.REGULARIZERS, where, None, depth)
     if key.endswith("_constraint"):
         return _object_from_keras(value, constraints.CONSTRAINTS, where, None, depth)
@@ -842,18 +850,25 @@ def _object_to_keras(value, registry, get, kind, where):
         obj = get(value)
     except (ValueError, TypeError) as error:
         _fail(where, str(error))
+    if isinstance(obj, regularizers.FunctionRegularizer):
+        return _function_object(obj.name)
     cls = type(obj)
     return _keras_object(kind, cls.__name__, obj.get_config(), cls)
+
+
+def _function_object(name):
+    """Keras's object for a function of the program's (named, or registered as
+    ``"package>name"``), which Keras resolves through its custom objects."""
+    return {"module": "builtins", "class_name": "function", "config": name.split(">")[-1],
+            "registered_name": name if ">" in name else "function"}
 
 
 def _activation_to_keras(value, where):
     if isinstance(value, str) and isinstance(activations.get(value),
                                              activations.FunctionActivation):
-        # A function of the program's: Keras's function object, which Keras resolves
-        # through its custom objects (a bare name only among its own activations).
-        registered = value if ">" in value else "function"
-        return {"module": "builtins", "class_name": "function",
-                "config": value.split(">")[-1], "registered_name": registered}
+        # A function of the program's: Keras's function object (Keras resolves a bare name
+        # only among its own activations).
+        return _function_object(value)
     if value is None or isinstance(value, str):
         return value
     activation = activations.get(value)
@@ -899,10 +914,7 @@ def _lambda_to_keras(config, where):
             _fail(field, f"{value!r:.200} is a lambda expression (or no function by that "
                          f"name): Keras would store its bytecode, which minidl never writes "
                          f"into a file; define it as a named function")
-        name = get_registered_name(function)
-        config[key] = {"module": "builtins", "class_name": "function",
-                       "config": name.split(">")[-1],
-                       "registered_name": name if ">" in name else "function"}
+        config[key] = _function_object(get_registered_name(function))
     unsaved = sorted(key for key, value in (config.get("arguments") or {}).items()
                      if isinstance(value, dict) and value.get("class_name") == "__repr__")
     if unsaved:
@@ -1066,7 +1078,8 @@ def _own_objects(model):
                 visit(item, depth + 1)
         elif isinstance(value, bases) or (isinstance(value, type) and issubclass(value, bases)):
             seen.add(id(value))
-            if isinstance(value, activations.FunctionActivation):
+            if isinstance(value, (activations.FunctionActivation,
+                                  regularizers.FunctionRegularizer)):
                 own.setdefault(value.name, value.fn)
             if isinstance(value, Lambda):   # its functions, under their own names
                 for function in (value.function, value._output_shape):
