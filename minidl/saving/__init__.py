@@ -15,6 +15,7 @@ weights; anything else is minidl's); reading from the content, whatever the name
 from minidl.saving.format import FORMAT_VERSION, InvalidModelFileError
 from minidl.saving.model_io import (load_model, load_weights, model_from_json, save_model,
                                     save_weights)
+from minidl.saving.objects import deserialize_keras_object, serialize_keras_object
 from minidl.saving.registration import (get_registered_name, get_registered_object,
                                         register_serializable)
 from minidl.utils.registry import CustomObjectScope, custom_object_scope, get_custom_objects
@@ -24,7 +25,7 @@ from minidl.utils.registry import CustomObjectScope, custom_object_scope, get_cu
 register_keras_serializable = register_serializable
 
 __all__ = ["CustomObjectScope", "FORMAT_VERSION", "InvalidModelFileError",
-           "custom_object_scope", "get_custom_objects", "get_registered_name",
-           "get_registered_object", "load_model", "load_weights", "model_from_json",
-           "register_keras_serializable", "register_serializable", "save_model",
-           "save_weights"]
+           "custom_object_scope", "deserialize_keras_object", "get_custom_objects",
+           "get_registered_name", "get_registered_object", "load_model", "load_weights",
+           "model_from_json", "register_keras_serializable", "register_serializable",
+           "save_model", "save_weights", "serialize_keras_object"]

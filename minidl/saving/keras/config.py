@@ -334,7 +334,8 @@ def _config_from_keras(cls, config, where, keras_only, depth=0, ignored=()):
         if key in ignored or (key in keras_only and _same(value, keras_only[key])):
             continue
         if key in accepted:
-            out[key] = _value_from_keras(key, value, field, depth)
+            out[key] = _value_from_keras(key, value, field, depth,
+                                         own=not cls.__module__.startswith("minidl."))
         elif key in keras_only:
             if not _same(value, keras_only[key]):
                 _fail(where, f"{key}={value!r:.100} is a Keras argument that minidl cannot "
@@ -345,7 +346,7 @@ def _config_from_keras(cls, config, where, keras_only, depth=0, ignored=()):
     return out
 
 
-def _value_from_keras(key, value, where, depth):
+def _value_from_keras(key, value, where, depth, own=False):
     if key == "dtype":
         return _dtype_from_keras(value, where)
     if key.endswith("_initializer"):
@@ -369,6 +370,10 @@ def _value_from_keras(key, value, where, depth):
         return _object_from_keras(value, schedules.SCHEDULES, where, None, depth)
     if key in ("layer", "backward_layer") and isinstance(value, dict):
         return _layer_from_keras(value, where, depth + 1)
+    if own and isinstance(value, dict) and "class_name" in value:
+        # A program's own class gets its nested objects as Keras's from_config does, as
+        # written (it rebuilds them, with minidl.saving.deserialize_keras_object).
+        return value
     return _plain(value, where)
 
 
@@ -893,7 +898,29 @@ def _value_to_keras(key, value, where):
         return _activation_to_keras(value, where)
     if key in ("layer", "backward_layer") and isinstance(value, dict):
         return _layer_spec_to_keras(value, where)
+    if isinstance(value, dict) and str(value.get("module", "")).startswith("minidl."):
+        return _minidl_object_to_keras(value, where)
     return value
+
+
+def _minidl_object_to_keras(value, where):
+    """An object a program's own layer wrote with ``serialize_keras_object`` (module
+    ``"minidl.<kind>"``) -> Keras's form of it, which Keras's deserialize_keras_object (and
+    minidl's) rebuilds."""
+    from minidl.saving.objects import _KINDS, GETTERS
+    kind, registry = next(((k, reg) for k, _, reg, module, _ in _KINDS
+                           if module == value["module"]), (None, None))
+    spec = {"class_name": value.get("class_name"), "config": value.get("config") or {}}
+    registered = value.get("registered_name")
+    if isinstance(registered, str) and ">" in registered:
+        spec["class_name"] = registered
+    if kind == "layer":
+        return _layer_spec_to_keras(spec, where)
+    if kind == "activation":   # Keras's activations are functions, written by name
+        return _activation_to_keras(spec, where)
+    if kind not in GETTERS:
+        _fail(where, f"an object of module {value['module']!r:.100} has no Keras form")
+    return _object_to_keras(spec, registry, GETTERS[kind], kind, where)
 
 
 def _lambda_to_keras(config, where):
