@@ -24,7 +24,7 @@ import numpy as np
 
 from minidl._core import _activations as _kernels
 from minidl.utils.checks import check_bool
-from minidl.utils.registry import Registry, custom_object_scope, subclass_test
+from minidl.utils.registry import Registry, deserializer, subclass_test
 from minidl.utils.registry import serialize as _serialize_config
 
 ACTIVATIONS = Registry("activation", accepts=subclass_test(lambda: Activation))
@@ -640,14 +640,11 @@ def get(identifier):
     try:
         return ACTIVATIONS.get(identifier, base=Activation)
     except ValueError:
-        if not isinstance(identifier, str):
+        from minidl.losses.base import program_function
+        function = program_function(identifier)   # a function of the program's, by name
+        if function is None:
             raise
-        from minidl.losses import FUNCTIONS
-        try:   # a function of the program's, by name
-            return FunctionActivation(FUNCTIONS.lookup(identifier))
-        except ValueError:
-            pass
-        raise
+        return FunctionActivation(function)
 
 
 def serialize(activation):
@@ -661,16 +658,7 @@ def serialize(activation):
     return _serialize_config(activation)
 
 
-def deserialize(config, custom_objects=None):
-    """Inverse of :func:`serialize`.
-
-    Args:
-        config: what :func:`serialize` wrote (a dict or a name).
-        custom_objects: optional dict from names to the program's own classes and
-            functions, as in ``minidl.saving.custom_object_scope``.
-    """
-    with custom_object_scope(custom_objects):
-        return get(config)
+deserialize = deserializer(get, "activation")
 
 
 __all__ = [

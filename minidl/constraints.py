@@ -27,7 +27,7 @@ import numbers
 import numpy as np
 
 from minidl.autodiff.tensor import to_array
-from minidl.utils.registry import Registry, custom_object_scope, subclass_test
+from minidl.utils.registry import Registry, deserializer, subclass_test
 from minidl.utils.registry import serialize as _serialize
 
 CONSTRAINTS = Registry("constraint", accepts=subclass_test(lambda: Constraint))
@@ -303,16 +303,7 @@ def _serialize_argument(layer, argument, constraint):
                          f"{argument}: {error}") from None
 
 
-def deserialize(config, custom_objects=None):
-    """The constraint described by a :func:`serialize` dict (or a name).
-
-    Args:
-        config: what :func:`serialize` wrote (a dict or a name).
-        custom_objects: optional dict from names to the program's own classes and
-            functions, as in ``minidl.saving.custom_object_scope``.
-    """
-    with custom_object_scope(custom_objects):
-        return get(config)
+deserialize = deserializer(get, "constraint")
 
 
 max_norm = MaxNorm

@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 
 from minidl.utils.random import global_rng
-from minidl.utils.registry import Registry, custom_object_scope, subclass_test
+from minidl.utils.registry import Registry, deserializer, subclass_test
 from minidl.utils.registry import serialize as _serialize
 
 INITIALIZERS = Registry("initializer", accepts=subclass_test(lambda: Initializer))
@@ -542,16 +542,7 @@ def serialize(initializer):
     return _serialize(initializer)
 
 
-def deserialize(config, custom_objects=None):
-    """The initializer of :func:`serialize`'s dict (or a name).
-
-    Args:
-        config: ``{"class_name": ..., "config": {...}}`` or a name.
-        custom_objects: optional dict from names to the program's own initializer classes,
-            as in ``minidl.saving.custom_object_scope``.
-    """
-    with custom_object_scope(custom_objects):
-        return get(config)
+deserialize = deserializer(get, "initializer")
 
 
 __all__ = ["Initializer", "RandomInitializer", "Zeros", "Ones", "Constant", "RandomNormal",

@@ -32,7 +32,7 @@ from minidl.autodiff.tensor import Tensor, WeightWrites
 from minidl._core import _optimizers as _kernels
 from minidl.schedules import LearningRateSchedule
 from minidl.utils.checks import check_bool, check_name
-from minidl.utils.registry import Registry, custom_object_scope, subclass_test
+from minidl.utils.registry import Registry, deserializer, subclass_test
 from minidl.utils.registry import serialize as _serialize
 
 # Keras' path, keras.optimizers.schedules, for imports too ("from minidl.optimizers.schedules
@@ -633,16 +633,7 @@ def serialize(optimizer):
     return _serialize(optimizer)
 
 
-def deserialize(config, custom_objects=None):
-    """Inverse of :func:`serialize`.
-
-    Args:
-        config: what :func:`serialize` wrote (a dict or a name).
-        custom_objects: optional dict from names to the program's own classes and
-            functions, as in ``minidl.saving.custom_object_scope``.
-    """
-    with custom_object_scope(custom_objects):
-        return get(config)
+deserialize = deserializer(get, "optimizer")
 
 
 __all__ = ["Adagrad", "Adam", "AdamW", "Nadam", "OPTIMIZERS", "Optimizer", "RMSprop", "SGD",

@@ -24,7 +24,7 @@ import numbers
 import numpy as np
 
 from minidl._core import _regularization as _kernels
-from minidl.utils.registry import Registry, custom_object_scope, subclass_test
+from minidl.utils.registry import Registry, deserializer, subclass_test
 from minidl.utils.registry import serialize as _serialize
 
 REGULARIZERS = Registry("regularizer", accepts=subclass_test(lambda: Regularizer))
@@ -276,14 +276,11 @@ def get(identifier):
         try:
             return REGULARIZERS.get(identifier, base=Regularizer)
         except ValueError:
-            if not isinstance(identifier, str):
+            from minidl.losses.base import program_function
+            function = program_function(identifier)   # a function of the program's, by name
+            if function is None:
                 raise
-            from minidl.losses import FUNCTIONS
-            try:   # a function of the program's, by name
-                return FunctionRegularizer(FUNCTIONS.lookup(identifier))
-            except ValueError:
-                pass
-            raise
+            return FunctionRegularizer(function)
     if callable(identifier) and not isinstance(identifier, type):
         return FunctionRegularizer(identifier)
     raise ValueError(f"Could not interpret regularizer identifier. Received: "
@@ -299,16 +296,7 @@ def serialize(regularizer):
     return None if regularizer is None else _serialize(regularizer)
 
 
-def deserialize(config, custom_objects=None):
-    """The regularizer described by a :func:`serialize` dict.
-
-    Args:
-        config: what :func:`serialize` wrote (a dict or a name).
-        custom_objects: optional dict from names to the program's own classes and
-            functions, as in ``minidl.saving.custom_object_scope``.
-    """
-    with custom_object_scope(custom_objects):
-        return get(config)
+deserialize = deserializer(get, "regularizer")
 
 
 l1 = L1

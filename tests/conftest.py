@@ -36,3 +36,16 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def keras():
+    """Real Keras 3 on the PyTorch backend, for the checks that Keras reads minidl's files
+    (the comparison job, where Keras is installed); the test skips elsewhere."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    if os.environ["KERAS_BACKEND"] == "torch":
+        pytest.importorskip("torch")
+    module = pytest.importorskip("keras")
+    if module.backend.backend() != "torch":
+        pytest.skip("these checks run Keras on the PyTorch backend")
+    return module

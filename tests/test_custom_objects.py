@@ -343,14 +343,6 @@ def test_keras_written_custom_model_loads_with_custom_objects(suffix):
     model.fit(x, expected, verbose=0)
 
 
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    if os.environ["KERAS_BACKEND"] == "torch":
-        pytest.importorskip("torch")
-    return pytest.importorskip("keras")
-
-
 def test_keras_loads_minidl_written_custom_model(keras, tmp_path):
     needs_format(".keras")
     model, x, y = custom_model()

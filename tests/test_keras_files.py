@@ -624,15 +624,6 @@ def test_truncated_keras_files_are_clean_errors(tmp_path, cut):
 
 # ---- Keras reads minidl's files (the comparison job, where Keras is installed) ----
 
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    if os.environ["KERAS_BACKEND"] == "torch":
-        pytest.importorskip("torch")
-    module = pytest.importorskip("keras")
-    return module
-
-
 @pytest.mark.parametrize("name", FIXTURES)
 def test_keras_loads_minidl_written_files(keras, tmp_path, name):
     model = load_model(fixture(name, ".keras"))

@@ -456,15 +456,6 @@ def test_resaved_keras_h5_holds_the_same_weights_and_optimizer_variables(name, t
 
 # ---- Keras reads minidl's files ----
 
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("these checks run Keras on the PyTorch backend")
-    return keras
-
-
 # Keras on torch warns about numpy 2's copy keyword at every conversion.
 keras_warnings = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -178,14 +178,6 @@ def test_what_is_refused():
     assert isinstance(gate, Gate)
 
 
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    if os.environ["KERAS_BACKEND"] == "torch":
-        pytest.importorskip("torch")
-    return pytest.importorskip("keras")
-
-
 def test_keras_rebuilds_the_sublayer_minidl_wrote(keras, tmp_path):
     if h5py is None:
         pytest.skip("the Keras format needs h5py (minidl[keras])")

@@ -240,15 +240,10 @@ def _named_function(described):
     """The program's function a config names ('module.qualname', 'package>name' or a bare
     name): registered, or in custom_objects, under the whole name or its last part; None
     when there is none (or the name is a lambda expression's, which no one can give)."""
-    from minidl.losses import FUNCTIONS
+    from minidl.losses.base import program_function
     if not isinstance(described, str) or not described or "<lambda>" in described:
         return None
-    for name in dict.fromkeys((described, _short_name(described))):
-        try:
-            return FUNCTIONS.lookup(name)
-        except ValueError:
-            continue
-    return None
+    return program_function(described) or program_function(_short_name(described))
 
 
 def _jsonable(value):

@@ -64,7 +64,7 @@ from minidl.losses.regression import (MAE, MAPE, MSE, MSLE, CosineSimilarity, Hu
                                       mean_absolute_error, mean_absolute_percentage_error,
                                       mean_squared_error, mean_squared_logarithmic_error, mse,
                                       msle)
-from minidl.utils.registry import custom_object_scope
+from minidl.utils.registry import deserializer
 from minidl.utils.registry import serialize as _serialize
 
 # The function forms by name (what a saved LossFunctionWrapper or MeanMetricWrapper of
@@ -181,16 +181,7 @@ def serialize(loss):
     return _serialize(loss if isinstance(loss, Loss) else get(loss))
 
 
-def deserialize(config, custom_objects=None):
-    """Inverse of :func:`serialize`.
-
-    Args:
-        config: what :func:`serialize` wrote (a dict or a name).
-        custom_objects: optional dict from names to the program's own classes and
-            functions, as in ``minidl.saving.custom_object_scope``.
-    """
-    with custom_object_scope(custom_objects):
-        return get(config)
+deserialize = deserializer(get, "loss")
 
 
 __all__ = [

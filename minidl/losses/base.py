@@ -21,8 +21,19 @@ from minidl.utils.registry import Registry, is_function, subclass_test
 LOSSES = Registry("loss", accepts=subclass_test(lambda: Loss))
 
 FUNCTIONS = Registry("function", accepts=is_function)
-"""Custom loss and metric functions by name, so that a saved model compiled with
-``loss=fn`` or ``metrics=[fn]`` can be loaded: the file stores the function's name only."""
+"""The program's functions by name (losses, metrics, activations, regularizers, a Lambda's),
+so that a saved model using them can be loaded: the file stores the function's name only."""
+
+
+def program_function(name):
+    """The function registered in :data:`FUNCTIONS` (or a custom object in scope) under
+    ``name``, or None."""
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return FUNCTIONS.lookup(name)
+    except ValueError:
+        return None
 
 EPSILON = 1e-7
 """Keras' ``backend.epsilon()``: probabilities are clipped to [EPSILON, 1 - EPSILON]."""

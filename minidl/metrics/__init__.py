@@ -38,7 +38,7 @@ from minidl.metrics.regression import (CosineSimilarity, LogCoshError, MeanAbsol
                                        MeanAbsolutePercentageError, MeanSquaredError,
                                        MeanSquaredLogarithmicError, R2Score,
                                        RootMeanSquaredError)
-from minidl.utils.registry import custom_object_scope
+from minidl.utils.registry import deserializer
 from minidl.utils.registry import serialize as _serialize
 
 
@@ -185,16 +185,7 @@ def serialize(metric):
     return _serialize(metric)
 
 
-def deserialize(config, custom_objects=None):
-    """The metric of :func:`serialize`'s dict (or a name).
-
-    Args:
-        config: ``{"class_name": ..., "config": {...}}`` or a name.
-        custom_objects: optional dict from names to the program's own metric classes and
-            functions, as in ``minidl.saving.custom_object_scope``.
-    """
-    with custom_object_scope(custom_objects):
-        return get(config)
+deserialize = deserializer(get, "metric")
 
 
 __all__ = ["Accuracy", "AUC", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",

@@ -17,6 +17,7 @@ import numpy as np
 from minidl import (activations, constraints, initializers, losses, metrics, optimizers,
                     regularizers, schedules)
 from minidl.layers.base import LAYERS, Layer
+from minidl.losses.base import program_function
 from minidl.saving.registration import get_registered_name
 from minidl.utils.registry import custom_object_scope
 
@@ -160,13 +161,10 @@ def _named_function(config):
     registered, name = config.get("registered_name"), config.get("config")
     if not isinstance(name, str):
         raise ValueError(f"A function config must name it; received {name!r:.100}.")
-    candidates = [registered] if isinstance(registered, str) and ">" in registered else []
-    candidates.append(name)
-    for candidate in candidates:
-        try:
-            return losses.FUNCTIONS.lookup(candidate)
-        except ValueError:
-            pass
+    function = (">" in str(registered) and program_function(registered)) or \
+        program_function(name)
+    if function:
+        return function
     # minidl's own functions of Keras's names (keras.activations.relu, keras.losses.mse).
     for module in (activations, losses):
         function = getattr(module, name, None)

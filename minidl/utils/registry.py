@@ -103,6 +103,26 @@ def _custom_object(name, accepts):
     return None
 
 
+def deserializer(get, kind):
+    """The module-level ``deserialize(config, custom_objects=None)`` of a kind (Keras's
+    ``keras.<kind>s.deserialize``): ``get(config)`` with ``custom_objects`` in scope.
+
+    Args:
+        get: the kind's ``get``, which makes an object from a name or a config dict.
+        kind: its name in the docstring ('loss', 'optimizer', ...).
+    """
+    def deserialize(config, custom_objects=None):
+        with custom_object_scope(custom_objects):
+            return get(config)
+    deserialize.__doc__ = (
+        f"The {kind} a config describes: the inverse of ``serialize``.\n\n"
+        f"    Args:\n"
+        f"        config: what ``serialize`` wrote (a dict or a name).\n"
+        f"        custom_objects: optional dict from names to the program's own classes and\n"
+        f"            functions, as in ``minidl.saving.custom_object_scope``.\n    ")
+    return deserialize
+
+
 def subclass_test(base):
     """``accepts`` for a registry of the subclasses of ``base`` (a function returning the
     class, as registries are made before their base class is)."""
