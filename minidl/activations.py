@@ -17,6 +17,7 @@ Example:
     >>> act.forward_bias(z, bias, out)           # z += bias; out = relu(z)
     >>> act.backward_bias(z, out, dy, dz, dbias)  # dz = dy * relu'(z); dbias = dz.sum(0)
 """
+import functools
 import math
 import numbers
 
@@ -608,6 +609,7 @@ _FUNCTIONS = {linear: Linear, relu: ReLU, relu6: ReLU6, leaky_relu: LeakyReLU,
 
 # ---- lookup ----
 
+@functools.lru_cache(maxsize=1)
 def _op_kernels():
     """minidl.ops' activation functions whose defaults are an activation's: their kernel."""
     from minidl import ops
@@ -662,9 +664,9 @@ deserialize = deserializer(get, "activation")
 
 
 __all__ = [
-    "ACTIVATIONS", "Activation", "ELU", "Exponential", "FunctionActivation", "GELU", "HardSiLU", "HardSigmoid",
-    "LeakyReLU", "Linear", "Mish", "ReLU", "ReLU6", "SELU", "SiLU", "Sigmoid", "Softmax",
-    "Softplus", "Softsign", "Tanh", "deserialize", "elu", "exponential", "gelu", "get",
+    "ACTIVATIONS", "Activation", "ELU", "Exponential", "FunctionActivation", "GELU", "HardSiLU",
+    "HardSigmoid", "LeakyReLU", "Linear", "Mish", "ReLU", "ReLU6", "SELU", "SiLU", "Sigmoid",
+    "Softmax", "Softplus", "Softsign", "Tanh", "deserialize", "elu", "exponential", "gelu", "get",
     "hard_sigmoid", "hard_silu", "hard_swish", "leaky_relu", "linear", "mish", "relu", "relu6",
     "selu", "serialize", "sigmoid", "silu", "softmax", "softplus", "softsign", "swish", "tanh",
 ]

@@ -1076,8 +1076,8 @@ def model_config_to_keras(model):
 
 def _own_objects(model):
     """The program's own classes that ``model`` uses (its layers, their initializers,
-    regularizers, ..., its optimizer, losses and metrics) and its activation functions, by
-    name, unless registered.
+    regularizers, ..., its optimizer, losses and metrics) and its functions (activations,
+    regularizers, a Lambda's), by name, unless minidl already has the name.
 
     The writers resolve the class names of minidl's config through the registries, as the
     reader does; under a scope of these, a custom class needs no registration to be
@@ -1087,10 +1087,14 @@ def _own_objects(model):
     bases = tuple(base for base, _ in _KINDS)
     own, seen = {}, set()
 
-    def registered(cls):
+    def named(cls):
+        """Whether the registry already resolves cls's name: to cls (registered), or to
+        another class (a user's subclass named like minidl's; putting it in scope would
+        make every layer of minidl's class of that name be written as the user's)."""
         registry = next(reg for base, reg in _KINDS if issubclass(cls, base))
         try:
-            return registry.lookup(cls.__name__) is cls
+            registry.lookup(cls.__name__)
+            return True
         except ValueError:
             return False
 
@@ -1113,17 +1117,16 @@ def _own_objects(model):
                     if callable(function) and hasattr(function, "__name__"):
                         own.setdefault(function.__name__, function)
             cls = value if isinstance(value, type) else type(value)
-            if not cls.__module__.startswith("minidl.") and not registered(cls):
+            if not cls.__module__.startswith("minidl.") and not named(cls):
                 own.setdefault(cls.__name__, cls)
             if not isinstance(value, type):
-                for item in vars(value).values():
+                for item in getattr(value, "__dict__", {}).values():
                     visit(item, depth + 1)
 
     visit(model)
     visit(getattr(model, "optimizer", None))
     visit(getattr(model, "_compile_args", None))
     return own
-
 
 
 # ---- compile settings (minidl.saving.keras.compile_settings) ----
