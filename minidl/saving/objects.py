@@ -100,13 +100,13 @@ def _serialize(obj, depth):
 
 
 def _function(fn):
+    from minidl.saving.keras.config import _function_object
     name = get_registered_name(fn)
     if name == "<lambda>":
         raise ValueError("serialize_keras_object: a lambda expression has no name to save it "
                          "by (minidl never writes code into a config); define a named "
                          "function.")
-    return {"module": "builtins", "class_name": "function", "config": name.split(">")[-1],
-            "registered_name": name if ">" in name else "function"}
+    return _function_object(name)
 
 
 def deserialize_keras_object(config, custom_objects=None, safe_mode=True):
@@ -154,7 +154,7 @@ def _deserialize(config, depth):
                          "function and give it in custom_objects.")
     if class_name == "function":
         return _named_function(config)
-    return _instance(config, depth)
+    return _instance(config)
 
 
 def _named_function(config):
@@ -176,7 +176,7 @@ def _named_function(config):
                      f"custom_objects.")
 
 
-def _instance(config, depth):
+def _instance(config):
     """The object of a ``{"module", "class_name", "config", ...}`` description: its kind
     from the module (minidl's or Keras's), else the first kind that has the class."""
     module = config.get("module")
@@ -203,8 +203,7 @@ def _has(registry, name):
 
 
 def _is_keras(module, keras_module):
-    return module == keras_module or module.startswith(keras_module + ".") or (
-        keras_module == "keras.layers" and module == "keras.src.models.functional")
+    return module == keras_module or module.startswith(keras_module + ".")
 
 
 def _make(kind, registry, config, keras_form):

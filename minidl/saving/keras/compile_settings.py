@@ -10,10 +10,10 @@ weighted metrics) is refused with a ValueError naming the field.
 import numbers
 
 from minidl import losses, metrics, optimizers, schedules
-from minidl.saving.keras.config import (_OBJECT_KEYS, _config_from_keras, _fail,
-                                        _function_name, _is_keras_module, _keras_object,
-                                        _minidl_name, _object_from_keras, _plain,
-                                        _resolve_class)
+from minidl.saving.keras.config import (_OBJECT_KEYS, _checked_name, _config_from_keras,
+                                        _fail, _function_name, _is_keras_module,
+                                        _keras_object, _minidl_name, _object_from_keras,
+                                        _plain, _resolve_class)
 
 _KERAS_ONLY_OPTIMIZER_ARGS = {"use_ema": False, "ema_momentum": 0.99,
                               "ema_overwrite_frequency": None,
@@ -120,19 +120,6 @@ def _structure_from_keras(structure, function, where, depth=0):
         return {key: _structure_from_keras(item, function, f"{where}[{key!r}]", depth + 1)
                 for key, item in structure.items()}
     return function(structure, where)
-
-
-def _checked_name(value, where, get):
-    """A loss or metric given by name (or as Keras 3's ``builtins`` function entry): the
-    name, once ``get`` knows it; any other value unchanged."""
-    if isinstance(value, dict) and value.get("class_name") == "function":
-        value = _function_name(value, where)
-    if isinstance(value, str):
-        try:
-            get(value)
-        except ValueError as error:
-            _fail(where, str(error))
-    return value
 
 
 def _loss_from_keras(value, where):

@@ -307,16 +307,24 @@ def _function_name(value, where):
                  f"it in load_model's custom_objects")
 
 
-def _activation_from_keras(value, where):
-    if value is None or isinstance(value, str):
-        if isinstance(value, str):
-            try:
-                activations.get(value)   # a registered activation, or a function's name
-            except ValueError as error:
-                _fail(where, str(error))
-        return value
+def _checked_name(value, where, get):
+    """An object given by name (or as Keras 3's function object): the name, once ``get``
+    knows it (a registered name, or a function of the program's); any other value
+    unchanged. Used for losses, metrics, activations and regularizers."""
     if isinstance(value, dict) and value.get("class_name") == "function":
-        return _activation_from_keras(_function_name(value, where), where)
+        value = _function_name(value, where)
+    if isinstance(value, str):
+        try:
+            get(value)
+        except ValueError as error:
+            _fail(where, str(error))
+    return value
+
+
+def _activation_from_keras(value, where):
+    value = _checked_name(value, where, activations.get)
+    if value is None or isinstance(value, str):
+        return value
     return _object_from_keras(value, activations.ACTIVATIONS, where)
 
 
@@ -353,13 +361,8 @@ def _value_from_keras(key, value, where, depth, own=False):
         return _object_from_keras(value, initializers.INITIALIZERS, where,
                                   _KERAS_ONLY_INITIALIZER_ARGS, depth)
     if key.endswith("_regularizer"):
-        if isinstance(value, dict) and value.get("class_name") == "function":
-            value = _function_name(value, where)   # a function of the program's
-        if isinstance(value, str):
-            try:
-                regularizers.get(value)   # a registered name, or a function's name
-            except ValueError as error:
-                _fail(where, str(error))
+        value = _checked_name(value, where, regularizers.get)
+        if value is None or isinstance(value, str):
             return value
         return _object_from_keras(value, regularizers.REGULARIZERS, where, None, depth)
     if key.endswith("_constraint"):
